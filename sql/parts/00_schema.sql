@@ -1,0 +1,277 @@
+/*
+ * pg_dialer 0.1.0: tables.
+ *
+ * The queue and the record of every call live in ordinary logged tables, so a call
+ * survives a crash exactly as the application's own data does.  This file is the first
+ * part of sql/pg_dialer--0.1.0.sql (the Makefile concatenates sql/parts/ in order).
+ */
+
+-- complain if script is sourced in psql, rather than via CREATE EXTENSION
+\echo Use "CREATE EXTENSION pg_dialer" to load this file. \quit
+
+/*
+ * Providers: where calls are sent.  Secret columns (auth_token, api_key_secret,
+ * bearer_token, webhook_secret) are readable only by the extension owner: see the
+ * column-level grants at the end of the install script.
+ */
+CREATE TABLE dialer.providers (
+	name				text PRIMARY KEY
+						CHECK (name ~ '^[A-Za-z0-9_.-]{1,63}$'),
+	kind				text NOT NULL
+						CHECK (kind IN ('twilio', 'backend', 'voice_api')),
+	base_url			text NOT NULL CHECK (base_url ~ '^https?://[^/?#]+'),
+	account_sid			text,
+	auth_token			text,
+	api_key_sid			text,
+	api_key_secret		text,
+	bearer_token		text,
+	webhook_secret		text,
+	from_number			text CHECK (from_number ~ '^\+[1-9][0-9]{7,14}$'),
+	twiml_url			text,
+	status_callback_url	text,
+	allowed_hosts		text[] NOT NULL DEFAULT '{}',
+	ring_timeout		int CHECK (ring_timeout BETWEEN 5 AND 600),
+	machine_detection	text CHECK (machine_detection IN ('Enable', 'DetectMessageEnd')),
+	max_concurrency		int NOT NULL DEFAULT 10 CHECK (max_concurrency BETWEEN 1 AND 10000),
+	calls_per_second	numeric NOT NULL DEFAULT 10 CHECK (calls_per_second > 0 AND calls_per_second <= 100000),
+	retry_busy			boolean NOT NULL DEFAULT false,
+	retry_no_answer		boolean NOT NULL DEFAULT false,
+	retry_delay			interval NOT NULL DEFAULT '15 minutes' CHECK (retry_delay >= '0'),
+	enabled				boolean NOT NULL DEFAULT true,
+	created_at			timestamptz NOT NULL DEFAULT now(),
+	updated_at			timestamptz NOT NULL DEFAULT now(),
+	CONSTRAINT twilio_needs_account CHECK (kind <> 'twilio' OR account_sid IS NOT NULL)
+);
+
+COMMENT ON TABLE dialer.providers IS
+	'Named provider configurations (kind twilio | backend | voice_api). Secret columns are readable only by the extension owner.';
+COMMENT ON COLUMN dialer.providers.kind IS 'twilio (Twilio REST API), backend (customer AI-call backend: /call/start, /call/brief) or voice_api (generic POST /calls)';
+COMMENT ON COLUMN dialer.providers.base_url IS 'Scheme and host (and optional path prefix) requests are sent to, e.g. https://api.twilio.com';
+COMMENT ON COLUMN dialer.providers.account_sid IS 'Twilio Account SID (the path of every request)';
+COMMENT ON COLUMN dialer.providers.auth_token IS 'Secret. Twilio auth token: HTTP Basic password and the key of X-Twilio-Signature';
+COMMENT ON COLUMN dialer.providers.api_key_sid IS 'Twilio API key SID; when set, HTTP Basic uses it and api_key_secret instead of the account credentials';
+COMMENT ON COLUMN dialer.providers.api_key_secret IS 'Secret. Twilio API key secret';
+COMMENT ON COLUMN dialer.providers.bearer_token IS 'Secret. Bearer token sent to backend and voice_api providers';
+COMMENT ON COLUMN dialer.providers.webhook_secret IS 'Secret. HMAC-SHA256 key of JSON webhooks from backend and voice_api providers';
+COMMENT ON COLUMN dialer.providers.from_number IS 'Caller id (E.164) used when a call names none';
+COMMENT ON COLUMN dialer.providers.twiml_url IS 'Twilio: TwiML URL used when the call payload has neither url nor message';
+COMMENT ON COLUMN dialer.providers.status_callback_url IS 'Public URL the provider posts call status to; the call id is added to its query string';
+COMMENT ON COLUMN dialer.providers.allowed_hosts IS 'backend: hosts a per-call base_url (payload.base_url) may name';
+COMMENT ON COLUMN dialer.providers.ring_timeout IS 'Twilio Timeout: seconds to let the phone ring';
+COMMENT ON COLUMN dialer.providers.machine_detection IS 'Twilio MachineDetection (Enable or DetectMessageEnd), or NULL for none';
+COMMENT ON COLUMN dialer.providers.max_concurrency IS 'Calls of this provider in progress at once (from dispatch until the final status)';
+COMMENT ON COLUMN dialer.providers.calls_per_second IS 'Requests per second sent to this provider (Twilio accounts start at 1)';
+COMMENT ON COLUMN dialer.providers.retry_busy IS 'Re-schedule busy calls after retry_delay, up to max_attempts';
+COMMENT ON COLUMN dialer.providers.retry_no_answer IS 'Re-schedule unanswered calls after retry_delay, up to max_attempts';
+COMMENT ON COLUMN dialer.providers.enabled IS 'A disabled provider''s calls stay scheduled until it is enabled again';
+
+/*
+ * Campaigns: named recurring sources of calls.  Rules are data; see
+ * dialer.pending_customers() and dialer.run_campaign().
+ */
+CREATE TABLE dialer.campaigns (
+	name				text PRIMARY KEY CHECK (name ~ '^[A-Za-z0-9_.-]{1,63}$'),
+	description			text,
+	source				text,
+	provider			text NOT NULL DEFAULT 'default'
+						REFERENCES dialer.providers (name) ON UPDATE CASCADE,
+	payload				jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(payload) = 'object'),
+	lookahead_days		int NOT NULL DEFAULT 1 CHECK (lookahead_days BETWEEN 0 AND 366),
+	max_calls_per_day	int CHECK (max_calls_per_day > 0),
+	skip_called_within_days int CHECK (skip_called_within_days >= 0),
+	once_per_day		boolean NOT NULL DEFAULT true,
+	max_attempts		int CHECK (max_attempts BETWEEN 1 AND 20),
+	retry_busy			boolean,
+	retry_no_answer		boolean,
+	retry_delay			interval CHECK (retry_delay >= '0'),
+	call_window_start	time,
+	call_window_end		time,
+	timezone			text,
+	enabled				boolean NOT NULL DEFAULT true,
+	created_at			timestamptz NOT NULL DEFAULT now(),
+	updated_at			timestamptz NOT NULL DEFAULT now(),
+	CONSTRAINT window_order CHECK (call_window_start IS NULL OR call_window_end IS NULL
+								   OR call_window_start < call_window_end)
+);
+
+COMMENT ON TABLE dialer.campaigns IS
+	'Named recurring sources of calls: a view or set-returning function of candidates, a provider, and the rules run_campaign applies.';
+COMMENT ON COLUMN dialer.campaigns.source IS 'View, table or set-returning function yielding customer_ref, phone and optionally payload, timezone, due_at';
+COMMENT ON COLUMN dialer.campaigns.payload IS 'Payload merged under each candidate''s own payload';
+COMMENT ON COLUMN dialer.campaigns.lookahead_days IS 'Candidates whose due_at falls within this many days are pending';
+COMMENT ON COLUMN dialer.campaigns.max_calls_per_day IS 'At most this many calls of the campaign scheduled per local day (NULL: no limit)';
+COMMENT ON COLUMN dialer.campaigns.skip_called_within_days IS 'Skip a number called (or attempted) within this many days';
+COMMENT ON COLUMN dialer.campaigns.once_per_day IS 'Never schedule the same customer twice on one local day';
+COMMENT ON COLUMN dialer.campaigns.max_attempts IS 'max_attempts of the calls it enqueues (NULL: dialer.default_max_attempts)';
+COMMENT ON COLUMN dialer.campaigns.call_window_start IS 'Local time calls may start (NULL: dialer.call_window_start)';
+COMMENT ON COLUMN dialer.campaigns.call_window_end IS 'Local time calls must have started by (NULL: dialer.call_window_end)';
+COMMENT ON COLUMN dialer.campaigns.timezone IS 'IANA time zone of the campaign (NULL: dialer.default_timezone)';
+
+/*
+ * The queue, and the record of every call.  A row is never deleted except by
+ * dialer.cleanup(), and only once finished.
+ */
+CREATE TABLE dialer.scheduled_calls (
+	id					bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	status				text NOT NULL DEFAULT 'scheduled'
+						CHECK (status IN ('scheduled', 'dispatching', 'dialing', 'completed',
+										  'no_answer', 'busy', 'failed', 'canceled',
+										  'skipped', 'expired', 'unknown')),
+	run_at				timestamptz NOT NULL,
+	next_attempt_at		timestamptz NOT NULL,
+	to_number			text NOT NULL CHECK (to_number ~ '^\+[1-9][0-9]{7,14}$'),
+	from_number			text CHECK (from_number ~ '^\+[1-9][0-9]{7,14}$'),
+	provider			text NOT NULL REFERENCES dialer.providers (name) ON UPDATE CASCADE,
+	mode				text,
+	payload				jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(payload) = 'object'),
+	campaign			text,
+	customer_ref		text,
+	dedupe_key			text UNIQUE CHECK (length(dedupe_key) <= 200),
+	priority			int NOT NULL DEFAULT 0 CHECK (priority BETWEEN -1000 AND 1000),
+	attempts			int NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+	attempts_base		int NOT NULL DEFAULT 0 CHECK (attempts_base >= 0 AND attempts_base <= attempts),
+	max_attempts		int NOT NULL CHECK (max_attempts BETWEEN 1 AND 20),
+	timezone			text,
+	deadline			timestamptz,
+	provider_call_id	text,
+	provider_status		text,
+	last_error			text,
+	created_at			timestamptz NOT NULL DEFAULT now(),
+	updated_at			timestamptz NOT NULL DEFAULT now(),
+	finished_at			timestamptz,
+	CONSTRAINT deadline_after_run_at CHECK (deadline IS NULL OR deadline > run_at)
+);
+
+COMMENT ON TABLE dialer.scheduled_calls IS
+	'The call queue and the record of every call. Enqueue with dialer.enqueue_call(); the worker claims due rows.';
+COMMENT ON COLUMN dialer.scheduled_calls.status IS
+	'scheduled, dispatching (claimed, request may be in flight), dialing (provider accepted), completed, no_answer, busy, failed, canceled, skipped, expired, unknown (outcome not known: never re-sent automatically)';
+COMMENT ON COLUMN dialer.scheduled_calls.run_at IS 'When the call was asked for';
+COMMENT ON COLUMN dialer.scheduled_calls.next_attempt_at IS 'When the call is next due: run_at, then the retry or calling-window time';
+COMMENT ON COLUMN dialer.scheduled_calls.mode IS 'backend providers: DIRECT or BRIEF_START';
+COMMENT ON COLUMN dialer.scheduled_calls.campaign IS 'Campaign name (dialer.campaigns) or a free label for ad hoc calls';
+COMMENT ON COLUMN dialer.scheduled_calls.customer_ref IS 'The application''s reference of the person called (campaign candidates)';
+COMMENT ON COLUMN dialer.scheduled_calls.dedupe_key IS 'At most one call per key: enqueue_call returns the existing id for a key already stored';
+COMMENT ON COLUMN dialer.scheduled_calls.priority IS 'Higher first among due calls (-1000 to 1000)';
+COMMENT ON COLUMN dialer.scheduled_calls.attempts IS 'Requests made to the provider so far (all runs)';
+COMMENT ON COLUMN dialer.scheduled_calls.attempts_base IS 'Value of attempts when the current run began (retry_call starts a new run)';
+COMMENT ON COLUMN dialer.scheduled_calls.max_attempts IS 'Requests allowed in one run: a run ends failed once attempts - attempts_base reaches it';
+COMMENT ON COLUMN dialer.scheduled_calls.timezone IS 'Recipient''s IANA time zone for the calling window (NULL: campaign''s, else dialer.default_timezone)';
+COMMENT ON COLUMN dialer.scheduled_calls.deadline IS 'A call not started by then becomes expired';
+COMMENT ON COLUMN dialer.scheduled_calls.provider_call_id IS 'The provider''s id of the call (Twilio CallSid)';
+COMMENT ON COLUMN dialer.scheduled_calls.finished_at IS 'When the call reached a final status';
+
+-- The claim: due calls of one provider, highest priority then earliest first.
+CREATE INDEX scheduled_calls_claim_idx ON dialer.scheduled_calls
+	(provider, priority DESC, next_attempt_at) WHERE status = 'scheduled';
+-- The worker's next wake-up time: the earliest next_attempt_at of any scheduled call.
+CREATE INDEX scheduled_calls_next_idx ON dialer.scheduled_calls
+	(next_attempt_at) WHERE status = 'scheduled';
+-- Calls in progress (reconciliation, concurrency accounting, crash recovery).
+CREATE INDEX scheduled_calls_active_idx ON dialer.scheduled_calls
+	(provider, status) WHERE status IN ('dispatching', 'dialing');
+-- The stats of a day, per campaign.
+CREATE INDEX scheduled_calls_run_at_idx ON dialer.scheduled_calls (run_at);
+CREATE INDEX scheduled_calls_campaign_idx ON dialer.scheduled_calls (campaign, run_at)
+	WHERE campaign IS NOT NULL;
+CREATE INDEX scheduled_calls_to_number_idx ON dialer.scheduled_calls (to_number, run_at);
+CREATE INDEX scheduled_calls_provider_call_id_idx ON dialer.scheduled_calls (provider_call_id)
+	WHERE provider_call_id IS NOT NULL;
+CREATE INDEX scheduled_calls_finished_idx ON dialer.scheduled_calls (finished_at)
+	WHERE finished_at IS NOT NULL;
+
+/*
+ * One row per request made to a provider: the call log.
+ */
+CREATE TABLE dialer.call_attempts (
+	id					bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	call_id				bigint NOT NULL REFERENCES dialer.scheduled_calls (id) ON DELETE CASCADE,
+	attempt				int NOT NULL CHECK (attempt >= 1),
+	requested_at		timestamptz NOT NULL,
+	responded_at		timestamptz,
+	http_status			int,
+	provider_call_id	text,
+	provider_status		text,
+	duration_seconds	int,
+	answered_by			text,
+	sip_response_code	int,
+	recording_url		text,
+	transcript			text,
+	error_code			text,
+	error_message		text,
+	more_info			text,
+	idempotency_key		text,
+	UNIQUE (call_id, attempt)
+);
+
+COMMENT ON TABLE dialer.call_attempts IS 'One row per request made to a provider (the call log)';
+COMMENT ON COLUMN dialer.call_attempts.http_status IS 'HTTP status of the provider''s answer (NULL: no answer: timeout, reset, refused)';
+COMMENT ON COLUMN dialer.call_attempts.provider_status IS 'Last status the provider reported for this attempt';
+COMMENT ON COLUMN dialer.call_attempts.error_code IS 'Provider error code (Twilio code), or a transport error such as timeout';
+COMMENT ON COLUMN dialer.call_attempts.more_info IS 'Twilio more_info URL of the error';
+COMMENT ON COLUMN dialer.call_attempts.idempotency_key IS 'Idempotency-Key header sent to backend providers (same for every retry of this attempt)';
+CREATE INDEX call_attempts_provider_call_id_idx ON dialer.call_attempts (provider_call_id)
+	WHERE provider_call_id IS NOT NULL;
+
+/*
+ * Append-only history of every call: each state change and notable event.
+ */
+CREATE TABLE dialer.call_events (
+	id					bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	call_id				bigint NOT NULL REFERENCES dialer.scheduled_calls (id) ON DELETE CASCADE,
+	at					timestamptz NOT NULL DEFAULT clock_timestamp(),
+	event				text NOT NULL,
+	from_status			text,
+	to_status			text,
+	detail				jsonb NOT NULL DEFAULT '{}'
+);
+
+COMMENT ON TABLE dialer.call_events IS 'Append-only history of every call: state changes and notable events. Rows go only with their call (dialer.cleanup)';
+COMMENT ON COLUMN dialer.call_events.event IS 'What happened: enqueued, skipped, claimed, accepted, retry_scheduled, failed, canceled, requeued, window_wait, expired, unknown, callback, ...';
+COMMENT ON COLUMN dialer.call_events.detail IS 'Details of the event (never secrets)';
+CREATE INDEX call_events_call_id_idx ON dialer.call_events (call_id, id);
+
+/*
+ * call_events is append-only: no UPDATE, no TRUNCATE, and DELETE only through the
+ * ON DELETE CASCADE of its call (by then the call row is gone).
+ */
+CREATE FUNCTION dialer.call_events_append_only()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, dialer
+AS $$
+BEGIN
+	IF TG_OP = 'DELETE' AND NOT EXISTS (SELECT 1 FROM dialer.scheduled_calls WHERE id = OLD.call_id) THEN
+		RETURN OLD;
+	END IF;
+	RAISE EXCEPTION 'dialer.call_events is append-only'
+		USING ERRCODE = 'insufficient_privilege',
+			  DETAIL = format('%s of event %s of call %s refused.', TG_OP,
+							  coalesce(OLD.id::text, '-'), coalesce(OLD.call_id::text, '-')),
+			  HINT = 'Events are removed only with their call, by dialer.cleanup().';
+END;
+$$;
+COMMENT ON FUNCTION dialer.call_events_append_only() IS 'Trigger keeping dialer.call_events append-only';
+
+CREATE TRIGGER call_events_append_only BEFORE UPDATE OR DELETE ON dialer.call_events
+	FOR EACH ROW EXECUTE FUNCTION dialer.call_events_append_only();
+CREATE TRIGGER call_events_no_truncate BEFORE TRUNCATE ON dialer.call_events
+	FOR EACH STATEMENT EXECUTE FUNCTION dialer.call_events_append_only();
+
+/*
+ * Numbers that must never be dialled.
+ */
+CREATE TABLE dialer.do_not_call (
+	number				text PRIMARY KEY CHECK (number ~ '^\+[1-9][0-9]{7,14}$'),
+	reason				text,
+	added_at			timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE dialer.do_not_call IS 'Numbers that must never be dialled: checked at enqueue and again at dispatch';
+
+-- pg_dump must keep the user's rows of the configuration tables.
+SELECT pg_catalog.pg_extension_config_dump('dialer.providers', '');
+SELECT pg_catalog.pg_extension_config_dump('dialer.campaigns', '');
+SELECT pg_catalog.pg_extension_config_dump('dialer.do_not_call', '');
+SELECT pg_catalog.pg_extension_config_dump('dialer.scheduled_calls', '');
+SELECT pg_catalog.pg_extension_config_dump('dialer.call_attempts', '');
+SELECT pg_catalog.pg_extension_config_dump('dialer.call_events', '');

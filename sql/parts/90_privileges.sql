@@ -1,0 +1,44 @@
+/*
+ * pg_dialer 0.1.0: privileges.
+ *
+ * Nothing is granted to PUBLIC: the owner (the role that created the extension)
+ * grants each application role exactly what it needs; see README, "Privileges".
+ * The secret columns of dialer.providers stay the owner's even when other roles
+ * may read the rest of the provider configuration.
+ */
+REVOKE ALL ON ALL TABLES IN SCHEMA dialer FROM PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA dialer FROM PUBLIC;
+
+-- Harmless helpers anyone may call.
+GRANT EXECUTE ON FUNCTION dialer.is_valid_timezone(text) TO PUBLIC;
+
+/*
+ * Grants a role the everyday use of pg_dialer: enqueue, cancel, retry and inspect
+ * calls, read the queue and the non-secret provider configuration.  Provider
+ * secrets stay unreadable to it.
+ */
+CREATE FUNCTION dialer.grant_usage(role_name name)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, dialer
+AS $$
+BEGIN
+	IF role_name IS NULL OR NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = role_name) THEN
+		PERFORM dialer.raise_bad_argument('role_name', role_name::text, 'No role has this name.',
+			'Create the role first (CREATE ROLE ...).', '42704');
+	END IF;
+	EXECUTE format('GRANT USAGE ON SCHEMA dialer TO %I', role_name);
+	EXECUTE format('GRANT SELECT ON dialer.scheduled_calls, dialer.call_attempts, dialer.call_events, '
+				   'dialer.campaigns, dialer.do_not_call TO %I', role_name);
+	EXECUTE format('GRANT SELECT (name, kind, base_url, account_sid, api_key_sid, from_number, twiml_url, '
+				   'status_callback_url, allowed_hosts, ring_timeout, machine_detection, max_concurrency, '
+				   'calls_per_second, retry_busy, retry_no_answer, retry_delay, enabled, created_at, updated_at) '
+				   'ON dialer.providers TO %I', role_name);
+	EXECUTE format('GRANT EXECUTE ON FUNCTION dialer.enqueue_call(text, timestamptz, text, jsonb, text, text, int, int, text, timestamptz), '
+				   'dialer.cancel_call(bigint), dialer.retry_call(bigint), dialer.call_details(bigint), '
+				   'dialer.stats(date), dialer.worker_status() TO %I', role_name);
+END;
+$$;
+COMMENT ON FUNCTION dialer.grant_usage(name) IS
+	'Grants a role the everyday use of pg_dialer (enqueue, cancel, retry, inspect; read the queue and the non-secret provider columns). Secrets stay the owner''s.';
+REVOKE ALL ON FUNCTION dialer.grant_usage(name) FROM PUBLIC;
