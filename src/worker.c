@@ -1,26 +1,589 @@
 /*-------------------------------------------------------------------------
  *
  * worker.c
- *	  The dispatcher's background worker: registration and main loop.
+ *	  The dispatcher: a background worker that claims due calls, sends them
+ *	  through the HTTP engine and stores what the providers answered.
+ *
+ *	  It sleeps on its latch: enqueue_call sets it when its transaction commits,
+ *	  and otherwise the worker wakes when the next call is due.  While requests
+ *	  are in flight it waits on their sockets instead.  A call is claimed and
+ *	  committed before its request leaves; a call the worker may have sent but
+ *	  whose outcome it never stored is found 'dispatching' by the next worker
+ *	  and becomes 'unknown', never re-sent.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/xact.h"
+#include "miscadmin.h"
+#include "pgstat.h"
 #include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "tcop/tcopprot.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
 
 #include "pg_dialer.h"
+#include "dispatch.h"
+
+/* set by the SIGTERM handler: finish in-flight requests, then exit */
+static volatile sig_atomic_t shutdown_requested = false;
+
+/* outcomes waiting to be stored */
+static DialerOutcome *outcomes = NULL;
+static int	n_outcomes = 0;
+static int	max_outcomes = 0;
+static TimestampTz oldest_outcome = 0;
+static MemoryContext outcome_cxt = NULL;
+
+static List *providers = NIL;
+static TimestampTz providers_loaded_at = 0;
 
 /*
- * Registers the dispatcher with the postmaster (from _PG_init).
+ * Registers the dispatcher with the postmaster (from _PG_init).  It is
+ * restarted 5 seconds after it exits with an error or is terminated.
  */
 void
 dialer_register_worker(void)
 {
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 5;
+	strlcpy(worker.bgw_library_name, "pg_dialer", BGW_MAXLEN);
+	strlcpy(worker.bgw_function_name, "dialer_worker_main", BGW_MAXLEN);
+	strlcpy(worker.bgw_name, "pg_dialer dispatcher", BGW_MAXLEN);
+	strlcpy(worker.bgw_type, "pg_dialer dispatcher", BGW_MAXLEN);
+	RegisterBackgroundWorker(&worker);
 }
 
+static void
+handle_sigterm(SIGNAL_ARGS)
+{
+	int			save_errno = errno;
+
+	shutdown_requested = true;
+	SetLatch(MyLatch);
+	errno = save_errno;
+}
+
+/* Clears what the worker published about itself, when it exits. */
+static void
+worker_exit(int code, Datum arg)
+{
+	if (dialer_shared == NULL)
+		return;
+	SpinLockAcquire(&dialer_shared->mutex);
+	dialer_shared->worker_pid = 0;
+	dialer_shared->worker_procno = -1;
+	dialer_shared->in_flight = 0;
+	strlcpy(dialer_shared->state, "stopped", DIALER_STATE_LEN);
+	SpinLockRelease(&dialer_shared->mutex);
+}
+
+static void
+count(uint64 *counter, int n)
+{
+	SpinLockAcquire(&dialer_shared->mutex);
+	*counter += n;
+	dialer_shared->in_flight = http_in_flight();
+	SpinLockRelease(&dialer_shared->mutex);
+}
+
+/* Adds an outcome to the batch waiting to be stored. */
+static DialerOutcome *
+new_outcome(void)
+{
+	if (n_outcomes == max_outcomes)
+	{
+		MemoryContext old = MemoryContextSwitchTo(outcome_cxt);
+
+		max_outcomes = max_outcomes ? max_outcomes * 2 : 256;
+		outcomes = outcomes ? repalloc(outcomes, sizeof(DialerOutcome) * max_outcomes)
+			: palloc(sizeof(DialerOutcome) * max_outcomes);
+		MemoryContextSwitchTo(old);
+	}
+	if (n_outcomes == 0)
+		oldest_outcome = GetCurrentTimestamp();
+	memset(&outcomes[n_outcomes], 0, sizeof(DialerOutcome));
+	return &outcomes[n_outcomes++];
+}
+
+/* Stores the waiting outcomes, then frees them. */
+static void
+flush_outcomes(void)
+{
+	if (n_outcomes == 0)
+		return;
+	queue_store(outcomes, n_outcomes);
+	n_outcomes = 0;
+	max_outcomes = 0;
+	outcomes = NULL;
+	MemoryContextReset(outcome_cxt);
+}
+
+/*
+ * Records the outcome of a request that ended, counts it, and adjusts its
+ * provider's failure streak (a provider that keeps failing is paused, so it
+ * cannot hold every slot while others wait).
+ */
+static void
+finish_request(DialerRequest *req, CURLcode result, long http_status)
+{
+	MemoryContext old = MemoryContextSwitchTo(outcome_cxt);
+	DialerOutcome *out = new_outcome();
+	DialerProvider *p = req->provider;
+	ProviderVerdict verdict;
+
+	verdict = provider_finish(req, result, http_status, out);
+	if (verdict == VERDICT_NEXT_PHASE && !shutdown_requested)
+	{
+		n_outcomes--;
+		MemoryContextSwitchTo(old);
+		http_start(req);
+		return;
+	}
+	if (verdict == VERDICT_NEXT_PHASE)
+	{
+		/* the brief was answered but the call was not started: safe to retry */
+		out->outcome = "retry";
+		out->delay_ms = 0;
+		out->error_code = pstrdup("shutdown");
+		out->error_message = pstrdup("dispatcher stopped between /call/brief and /call/start");
+	}
+	MemoryContextSwitchTo(old);
+
+	p->in_flight--;
+	if (strcmp(out->outcome, "accepted") == 0)
+	{
+		p->consecutive_failures = 0;
+		count(&dialer_shared->accepted, 1);
+	}
+	else if (strcmp(out->outcome, "retry") == 0)
+	{
+		p->consecutive_failures++;
+		count(&dialer_shared->retried, 1);
+	}
+	else
+	{
+		if (out->http_status == 0)
+			p->consecutive_failures++;
+		count(&dialer_shared->failed, 1);
+	}
+	if (out->error_message && strcmp(out->outcome, "accepted") != 0)
+		dialer_shared_set_error("call " INT64_FORMAT ": %s", out->call_id, out->error_message);
+
+	/* after 5 failures in a row, pause the provider: 1 s, doubling, at most 60 s */
+	if (p->consecutive_failures >= 5)
+	{
+		int			pause_ms = 1000 << Min(p->consecutive_failures - 5, 6);
+
+		p->blocked_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), Min(pause_ms, 60000));
+	}
+	http_release(req);
+}
+
+/* Collects every finished request. */
+static void
+collect_finished(void)
+{
+	DialerRequest *req;
+	CURLcode	result;
+	long		http_status;
+
+	while ((req = http_next_done(&result, &http_status)) != NULL)
+		finish_request(req, result, http_status);
+}
+
+/*
+ * Starts the requests of the calls just claimed.  A call that cannot be sent
+ * at all (no caller id, nothing to say, a base_url not allowed) fails at once.
+ */
+static void
+start_calls(DialerProvider *p, List *calls)
+{
+	ListCell   *lc;
+
+	foreach(lc, calls)
+	{
+		ClaimedCall *c = lfirst(lc);
+		DialerRequest *req = http_new_request(p, c);
+		MemoryContext old = MemoryContextSwitchTo(req->cxt);
+		char	   *error = NULL;
+		bool		ok = provider_prepare(req, &error);
+
+		MemoryContextSwitchTo(old);
+		p->in_flight++;
+		if (ok)
+		{
+			http_start(req);
+			count(&dialer_shared->dispatched, 1);
+		}
+		else
+		{
+			DialerOutcome *out;
+
+			old = MemoryContextSwitchTo(outcome_cxt);
+			out = new_outcome();
+			out->call_id = c->id;
+			out->attempt = c->attempt;
+			out->outcome = "failed";
+			out->error_code = pstrdup("not_sendable");
+			out->error_message = pstrdup(error);
+			out->responded_at = GetCurrentTimestamp();
+			MemoryContextSwitchTo(old);
+			p->in_flight--;
+			http_release(req);
+			count(&dialer_shared->failed, 1);
+			dialer_shared_set_error("call " INT64_FORMAT ": %s", c->id, error);
+		}
+	}
+}
+
+/*
+ * One dispatch round: for each enabled provider, claim as many due calls as
+ * the global concurrency, the provider's calls-per-second budget, its share of
+ * the slots and its max_concurrency allow, and start them.  Returns the time
+ * the worker should next look at the queue (0: only when woken), and sets
+ * *more when some provider may have more due calls than it could take now.
+ */
+static TimestampTz
+dispatch_round(int cap, bool *more)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz next = 0;
+	List	   *blocked = NIL;
+	ListCell   *lc;
+	int			n_seen = 0;
+	int			claimed = 0;
+
+	*more = false;
+	foreach(lc, providers)
+		if (((DialerProvider *) lfirst(lc))->seen)
+			n_seen++;
+
+	foreach(lc, providers)
+	{
+		DialerProvider *p = lfirst(lc);
+		int			share = n_seen > 1 ? Max(cap * 3 / 4, 1) : cap;
+		double		burst = Max(1.0, p->calls_per_second);
+		int			allowance;
+		int			capacity;
+		List	   *calls;
+
+		if (!p->seen)
+			continue;
+		if (p->blocked_until > now)
+		{
+			blocked = lappend(blocked, p->name);
+			if (next == 0 || p->blocked_until < next)
+				next = p->blocked_until;
+			continue;
+		}
+		p->blocked_until = 0;
+
+		/* refill the calls-per-second bucket */
+		p->tokens = Min(burst, p->tokens + p->calls_per_second *
+						(double) (now - p->tokens_at) / USECS_PER_SEC);
+		p->tokens_at = now;
+
+		allowance = Min(dialer_batch_size, cap - http_in_flight());
+		allowance = Min(allowance, share - p->in_flight);
+		allowance = Min(allowance, (int) p->tokens);
+		if (allowance < 1)
+		{
+			blocked = lappend(blocked, p->name);
+			if (p->tokens < 1)
+			{
+				/* wait for the next token */
+				p->blocked_until = TimestampTzPlusMilliseconds(now,
+															   (int) Max(1.0, (1.0 - p->tokens) * 1000.0 / p->calls_per_second));
+				if (next == 0 || p->blocked_until < next)
+					next = p->blocked_until;
+			}
+			else
+				*more = true;	/* slots will free up when requests finish */
+			continue;
+		}
+
+		calls = queue_claim(p, allowance, &capacity);
+		if (capacity == 0)
+		{
+			/* at max_concurrency: look again in a second, or when a callback wakes us */
+			blocked = lappend(blocked, p->name);
+			p->blocked_until = TimestampTzPlusMilliseconds(now, 1000);
+			if (next == 0 || p->blocked_until < next)
+				next = p->blocked_until;
+			continue;
+		}
+		p->tokens -= list_length(calls);
+		claimed += list_length(calls);
+		if (list_length(calls) == Min(allowance, capacity))
+			*more = true;
+		start_calls(p, calls);
+	}
+
+	{
+		TimestampTz due = queue_next_due(blocked);
+
+		/*
+		 * Calls due now that this round could not claim (rows locked by another
+		 * session, a provider not loaded yet): look again shortly, not at once.
+		 */
+		if (due != 0 && due <= now && claimed == 0)
+			due = TimestampTzPlusMilliseconds(now, 100);
+		if (due != 0 && (next == 0 || due < next))
+			next = due;
+	}
+	return next;
+}
+
+/*
+ * Waits for the time the loop must next act, a latch wake-up or socket activity.
+ * With requests in flight it waits on their sockets (checking the latch at
+ * least every 10 ms); otherwise on the latch alone.
+ */
+static void
+wait_for_work(TimestampTz until)
+{
+	long		timeout_ms = -1;
+
+	if (until != 0)
+	{
+		TimestampTz now = GetCurrentTimestamp();
+
+		timeout_ms = until <= now ? 0 : (long) ((until - now + 999) / 1000);
+	}
+	if (n_outcomes > 0)
+		timeout_ms = timeout_ms < 0 ? 10 : Min(timeout_ms, 10);
+
+	if (http_in_flight() > 0)
+	{
+		http_wait(timeout_ms < 0 ? 10 : Min(timeout_ms, 10));
+		return;
+	}
+	if (timeout_ms == 0)
+		return;
+	(void) WaitLatch(MyLatch,
+					 WL_LATCH_SET | WL_EXIT_ON_PM_DEATH | (timeout_ms > 0 ? WL_TIMEOUT : 0),
+					 timeout_ms, PG_WAIT_EXTENSION);
+}
+
+/*
+ * Stops: no new claims; in-flight requests get dialer.shutdown_timeout to end,
+ * then those still open are abandoned: unknown for Twilio (it may have placed
+ * the call), retry for providers that dedupe by Idempotency-Key.
+ */
+static void
+drain_and_exit(void)
+{
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), dialer_shutdown_timeout_ms);
+	DialerRequest *req;
+
+	dialer_shared_set_state("stopping");
+	while (http_in_flight() > 0 && GetCurrentTimestamp() < deadline)
+	{
+		http_wait(10);
+		collect_finished();
+	}
+	while ((req = http_first_in_flight()) != NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(outcome_cxt);
+		DialerOutcome *out = new_outcome();
+
+		out->call_id = req->call.id;
+		out->attempt = req->call.attempt;
+		out->responded_at = GetCurrentTimestamp();
+		out->error_code = pstrdup("shutdown");
+		if (req->provider->kind == PROVIDER_TWILIO)
+		{
+			out->outcome = "unknown";
+			out->error_message = psprintf("dispatcher stopped after %d ms with the request in flight; the provider may have placed the call",
+										  dialer_shutdown_timeout_ms);
+		}
+		else
+		{
+			out->outcome = "retry";
+			out->delay_ms = 0;
+			out->error_message = pstrdup("dispatcher stopped with the request in flight; it will be retried with the same Idempotency-Key");
+		}
+		MemoryContextSwitchTo(old);
+		http_release(req);
+	}
+	flush_outcomes();
+	ereport(LOG,
+			(errmsg("pg_dialer dispatcher stopping")));
+	proc_exit(1);
+}
+
+/*
+ * The worker's entry point.
+ */
 void
 dialer_worker_main(Datum main_arg)
 {
-	proc_exit(0);
+	sigjmp_buf	local_sigjmp_buf;
+	MemoryContext loop_cxt;
+	TimestampTz next_due = 0;
+	bool		ready = false;
+	bool		more = false;
+	bool		woken = true;	/* the latch was set: something changed */
+	bool		recheck = false;	/* outcomes were stored: retries may be due */
+	int			errors_in_a_row = 0;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, handle_sigterm);
+	BackgroundWorkerUnblockSignals();
+
+	BackgroundWorkerInitializeConnection(dialer_database, NULL, 0);
+	pgstat_report_appname("pg_dialer dispatcher");
+	/* a claim must be durable before its request leaves, whatever the server default */
+	SetConfigOption("synchronous_commit", "on", PGC_SUSET, PGC_S_OVERRIDE);
+
+	SpinLockAcquire(&dialer_shared->mutex);
+	dialer_shared->worker_pid = MyProcPid;
+	dialer_shared->worker_procno = MyProc->pgprocno;
+	strlcpy(dialer_shared->database, dialer_database, NAMEDATALEN);
+	strlcpy(dialer_shared->state, "starting", DIALER_STATE_LEN);
+	dialer_shared->started_at = GetCurrentTimestamp();
+	dialer_shared->in_flight = 0;
+	SpinLockRelease(&dialer_shared->mutex);
+	on_shmem_exit(worker_exit, (Datum) 0);
+
+	http_init();
+	loop_cxt = AllocSetContextCreate(TopMemoryContext, "pg_dialer loop", ALLOCSET_DEFAULT_SIZES);
+	outcome_cxt = AllocSetContextCreate(TopMemoryContext, "pg_dialer outcomes", ALLOCSET_DEFAULT_SIZES);
+
+	/*
+	 * An error inside the loop (a failed claim or store) is logged and
+	 * recorded, its transaction rolled back, and the loop goes on: requests in
+	 * flight keep running and waiting outcomes are kept to be stored again.
+	 */
+	if (sigsetjmp(local_sigjmp_buf, 1) != 0)
+	{
+		ErrorData  *edata;
+
+		error_context_stack = NULL;
+		HOLD_INTERRUPTS();
+		MemoryContextSwitchTo(loop_cxt);
+		edata = CopyErrorData();
+		EmitErrorReport();
+		dialer_shared_set_error("%s", edata->message);
+		AbortOutOfAnyTransaction();
+		FlushErrorState();
+		pgstat_report_activity(STATE_IDLE, NULL);
+		RESUME_INTERRUPTS();
+		if (++errors_in_a_row > 10)
+			proc_exit(1);
+		ready = false;
+		woken = true;
+		pg_usleep(Min(errors_in_a_row, 5) * 200000L);
+	}
+	PG_exception_stack = &local_sigjmp_buf;
+
+	for (;;)
+	{
+		int			cap;
+		TimestampTz now;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+			providers_loaded_at = 0;
+			woken = true;
+		}
+		if (shutdown_requested)
+			drain_and_exit();
+
+		MemoryContextSwitchTo(loop_cxt);
+		MemoryContextReset(loop_cxt);
+
+		if (MyLatch->is_set)
+		{
+			ResetLatch(MyLatch);
+			woken = true;
+		}
+
+		if (!ready)
+		{
+			if (!queue_extension_ready())
+			{
+				dialer_shared_set_state("waiting for CREATE EXTENSION");
+				(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+								 10000L, PG_WAIT_EXTENSION);
+				ResetLatch(MyLatch);
+				continue;
+			}
+			{
+				int			n = queue_recover();
+
+				if (n > 0)
+					ereport(LOG,
+							(errmsg("pg_dialer: %d call(s) left dispatching by a previous dispatcher are now unknown", n),
+							 errhint("They are never re-sent automatically; check them at the provider, then use dialer.retry_call() or leave them.")));
+			}
+			ready = true;
+			woken = true;
+			providers_loaded_at = 0;
+		}
+
+		collect_finished();
+		cap = http_effective_concurrency(dialer_max_concurrency);
+		now = GetCurrentTimestamp();
+
+		/* start new requests first, so the pipeline stays full, then store outcomes */
+		http_set_limit(cap);
+		if (dialer_enabled &&
+			(woken || recheck || (next_due != 0 && now >= next_due) ||
+			 (more && cap - http_in_flight() >= Max(1, Min(dialer_batch_size, cap / 10)))))
+		{
+			if (providers_loaded_at == 0 || woken ||
+				TimestampDifferenceExceeds(providers_loaded_at, now, 1000))
+			{
+				providers = queue_load_providers(providers);
+				providers_loaded_at = now;
+			}
+			dialer_shared_set_state("dispatching");
+			woken = recheck = false;
+			next_due = dispatch_round(cap, &more);
+		}
+		else if (!dialer_enabled)
+		{
+			dialer_shared_set_state("paused (dialer.enabled = off)");
+			next_due = 0;
+		}
+
+		if (n_outcomes > 0 &&
+			(n_outcomes >= dialer_batch_size || http_in_flight() == 0 ||
+			 TimestampDifferenceExceeds(oldest_outcome, GetCurrentTimestamp(), 20)))
+		{
+			flush_outcomes();
+			/* retries may be due sooner than anything else */
+			recheck = true;
+			continue;
+		}
+
+		errors_in_a_row = 0;
+		if (http_in_flight() == 0 && n_outcomes == 0)
+			dialer_shared_set_state("idle");
+		SpinLockAcquire(&dialer_shared->mutex);
+		dialer_shared->in_flight = http_in_flight();
+		SpinLockRelease(&dialer_shared->mutex);
+
+		wait_for_work(more && http_in_flight() == 0 ? GetCurrentTimestamp() : next_due);
+		if (MyLatch->is_set)
+		{
+			ResetLatch(MyLatch);
+			woken = true;
+		}
+	}
 }

@@ -32,7 +32,7 @@ CREATE TABLE dialer.providers (
 	allowed_hosts		text[] NOT NULL DEFAULT '{}',
 	ring_timeout		int CHECK (ring_timeout BETWEEN 5 AND 600),
 	machine_detection	text CHECK (machine_detection IN ('Enable', 'DetectMessageEnd')),
-	max_concurrency		int NOT NULL DEFAULT 10 CHECK (max_concurrency BETWEEN 1 AND 10000),
+	max_concurrency		int DEFAULT 10 CHECK (max_concurrency BETWEEN 1 AND 1000000),
 	calls_per_second	numeric NOT NULL DEFAULT 10 CHECK (calls_per_second > 0 AND calls_per_second <= 100000),
 	retry_busy			boolean NOT NULL DEFAULT false,
 	retry_no_answer		boolean NOT NULL DEFAULT false,
@@ -59,27 +59,34 @@ COMMENT ON COLUMN dialer.providers.status_callback_url IS 'Public URL the provid
 COMMENT ON COLUMN dialer.providers.allowed_hosts IS 'backend: hosts a per-call base_url (payload.base_url) may name';
 COMMENT ON COLUMN dialer.providers.ring_timeout IS 'Twilio Timeout: seconds to let the phone ring';
 COMMENT ON COLUMN dialer.providers.machine_detection IS 'Twilio MachineDetection (Enable or DetectMessageEnd), or NULL for none';
-COMMENT ON COLUMN dialer.providers.max_concurrency IS 'Calls of this provider in progress at once (from dispatch until the final status)';
+COMMENT ON COLUMN dialer.providers.max_concurrency IS 'Calls of this provider in progress at once, counted from dispatch until the final status (or dialer.reconcile_after without news); NULL: no limit beyond dialer.max_concurrency requests in flight';
 COMMENT ON COLUMN dialer.providers.calls_per_second IS 'Requests per second sent to this provider (Twilio accounts start at 1)';
 COMMENT ON COLUMN dialer.providers.retry_busy IS 'Re-schedule busy calls after retry_delay, up to max_attempts';
 COMMENT ON COLUMN dialer.providers.retry_no_answer IS 'Re-schedule unanswered calls after retry_delay, up to max_attempts';
 COMMENT ON COLUMN dialer.providers.enabled IS 'A disabled provider''s calls stay scheduled until it is enabled again';
 
 /*
- * Campaigns: named recurring sources of calls.  Rules are data; see
- * dialer.pending_customers() and dialer.run_campaign().
+ * Campaigns: named recurring sources of calls.  Rules are data; the functions that read
+ * them (pending_customers, campaign_candidates, run_campaign, schedule_campaign) and the
+ * source contract are in sql/parts/40_campaigns.sql.  A trigger there validates each row.
  */
 CREATE TABLE dialer.campaigns (
 	name				text PRIMARY KEY CHECK (name ~ '^[A-Za-z0-9_.-]{1,63}$'),
 	description			text,
-	source				text,
+	source				text NOT NULL CHECK (length(source) BETWEEN 1 AND 500),
 	provider			text NOT NULL DEFAULT 'default'
 						REFERENCES dialer.providers (name) ON UPDATE CASCADE,
 	payload				jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(payload) = 'object'),
+	priority			int NOT NULL DEFAULT 0 CHECK (priority BETWEEN -1000 AND 1000),
 	lookahead_days		int NOT NULL DEFAULT 1 CHECK (lookahead_days BETWEEN 0 AND 366),
 	max_calls_per_day	int CHECK (max_calls_per_day > 0),
-	skip_called_within_days int CHECK (skip_called_within_days >= 0),
+	skip_called_within_days int CHECK (skip_called_within_days BETWEEN 0 AND 3660),
 	once_per_day		boolean NOT NULL DEFAULT true,
+	allowed_numbers		text[] CHECK (allowed_numbers IS NULL OR
+									  (cardinality(allowed_numbers) > 0
+									   AND array_position(allowed_numbers, NULL) IS NULL
+									   AND array_to_string(allowed_numbers, ',')
+										   ~ '^\+[1-9][0-9]{7,14}(,\+[1-9][0-9]{7,14})*$')),
 	max_attempts		int CHECK (max_attempts BETWEEN 1 AND 20),
 	retry_busy			boolean,
 	retry_no_answer		boolean,
@@ -87,25 +94,43 @@ CREATE TABLE dialer.campaigns (
 	call_window_start	time,
 	call_window_end		time,
 	timezone			text,
+	schedule			text CHECK (length(schedule) <= 200),
+	schedule_since		timestamptz,
+	scheduled_by		name,
 	enabled				boolean NOT NULL DEFAULT true,
 	created_at			timestamptz NOT NULL DEFAULT now(),
 	updated_at			timestamptz NOT NULL DEFAULT now(),
 	CONSTRAINT window_order CHECK (call_window_start IS NULL OR call_window_end IS NULL
-								   OR call_window_start < call_window_end)
+								   OR call_window_start < call_window_end),
+	CONSTRAINT schedule_complete CHECK ((schedule IS NULL) = (schedule_since IS NULL)
+										AND (schedule IS NULL) = (scheduled_by IS NULL))
 );
 
 COMMENT ON TABLE dialer.campaigns IS
-	'Named recurring sources of calls: a view or set-returning function of candidates, a provider, and the rules run_campaign applies.';
-COMMENT ON COLUMN dialer.campaigns.source IS 'View, table or set-returning function yielding customer_ref, phone and optionally payload, timezone, due_at';
-COMMENT ON COLUMN dialer.campaigns.payload IS 'Payload merged under each candidate''s own payload';
-COMMENT ON COLUMN dialer.campaigns.lookahead_days IS 'Candidates whose due_at falls within this many days are pending';
-COMMENT ON COLUMN dialer.campaigns.max_calls_per_day IS 'At most this many calls of the campaign scheduled per local day (NULL: no limit)';
-COMMENT ON COLUMN dialer.campaigns.skip_called_within_days IS 'Skip a number called (or attempted) within this many days';
+	'Named recurring sources of calls: a source of candidates (view, table or set-returning function), a provider, and the rules pending_customers() and run_campaign() apply. Scheduled with schedule_campaign().';
+COMMENT ON COLUMN dialer.campaigns.name IS 'Campaign name (letters, digits, _ . -; at most 63): the campaign of the calls it enqueues';
+COMMENT ON COLUMN dialer.campaigns.description IS 'Free text for people';
+COMMENT ON COLUMN dialer.campaigns.source IS
+	'View, table or set-returning function (written ''schema.f()'', no arguments) of candidates: columns customer_ref and phone, optionally payload (jsonb object), timezone (IANA) and due_at (timestamptz, timestamp or date). Stored schema-qualified.';
+COMMENT ON COLUMN dialer.campaigns.provider IS 'Provider (dialer.providers) of the calls it enqueues';
+COMMENT ON COLUMN dialer.campaigns.payload IS 'Payload of every call; a candidate''s own payload keys override it';
+COMMENT ON COLUMN dialer.campaigns.priority IS 'Priority of the calls it enqueues (-1000 to 1000)';
+COMMENT ON COLUMN dialer.campaigns.lookahead_days IS 'A candidate with a due_at is pending when its local date is between today and today + lookahead_days (in the campaign''s time zone)';
+COMMENT ON COLUMN dialer.campaigns.max_calls_per_day IS 'At most this many calls of the campaign due per local day (canceled and skipped calls do not count; NULL: no limit)';
+COMMENT ON COLUMN dialer.campaigns.skip_called_within_days IS 'Skip a number that any call reached the provider for within this many days (24-hour periods before now; NULL or 0: no such rule)';
 COMMENT ON COLUMN dialer.campaigns.once_per_day IS 'Never schedule the same customer twice on one local day';
+COMMENT ON COLUMN dialer.campaigns.allowed_numbers IS 'Pilot allow-list: when set, only these numbers are called, every other candidate is left out (reason not_allowed). NULL: everyone';
 COMMENT ON COLUMN dialer.campaigns.max_attempts IS 'max_attempts of the calls it enqueues (NULL: dialer.default_max_attempts)';
+COMMENT ON COLUMN dialer.campaigns.retry_busy IS 'Re-schedule busy calls of this campaign after retry_delay, up to max_attempts (NULL: the provider''s setting)';
+COMMENT ON COLUMN dialer.campaigns.retry_no_answer IS 'Re-schedule unanswered calls of this campaign after retry_delay, up to max_attempts (NULL: the provider''s setting)';
+COMMENT ON COLUMN dialer.campaigns.retry_delay IS 'Delay before a busy or unanswered call is retried (NULL: the provider''s retry_delay)';
 COMMENT ON COLUMN dialer.campaigns.call_window_start IS 'Local time calls may start (NULL: dialer.call_window_start)';
 COMMENT ON COLUMN dialer.campaigns.call_window_end IS 'Local time calls must have started by (NULL: dialer.call_window_end)';
-COMMENT ON COLUMN dialer.campaigns.timezone IS 'IANA time zone of the campaign (NULL: dialer.default_timezone)';
+COMMENT ON COLUMN dialer.campaigns.timezone IS 'IANA time zone of the campaign: its schedule, its "today", and the calling window of candidates without their own (NULL: dialer.default_timezone)';
+COMMENT ON COLUMN dialer.campaigns.schedule IS 'When it runs, in its own time zone: ''daily HH:MM'', @hourly/@daily/@weekly/@monthly/@yearly, or a 5-field cron expression. Set by schedule_campaign()';
+COMMENT ON COLUMN dialer.campaigns.schedule_since IS 'When the schedule was set: only runs due after it happen';
+COMMENT ON COLUMN dialer.campaigns.scheduled_by IS 'Role that scheduled it: scheduled runs read the source with this role''s privileges';
+COMMENT ON COLUMN dialer.campaigns.enabled IS 'A disabled campaign enqueues nothing (reason campaign_disabled) and its scheduled runs are recorded as disabled';
 
 /*
  * The queue, and the record of every call.  A row is never deleted except by
@@ -164,9 +189,9 @@ COMMENT ON COLUMN dialer.scheduled_calls.finished_at IS 'When the call reached a
 -- The claim: due calls of one provider, highest priority then earliest first.
 CREATE INDEX scheduled_calls_claim_idx ON dialer.scheduled_calls
 	(provider, priority DESC, next_attempt_at) WHERE status = 'scheduled';
--- The worker's next wake-up time: the earliest next_attempt_at of any scheduled call.
+-- The worker's next wake-up time: the earliest next_attempt_at per provider.
 CREATE INDEX scheduled_calls_next_idx ON dialer.scheduled_calls
-	(next_attempt_at) WHERE status = 'scheduled';
+	(provider, next_attempt_at) WHERE status = 'scheduled';
 -- Calls in progress (reconciliation, concurrency accounting, crash recovery).
 CREATE INDEX scheduled_calls_active_idx ON dialer.scheduled_calls
 	(provider, status) WHERE status IN ('dispatching', 'dialing');

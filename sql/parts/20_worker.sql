@@ -1,0 +1,330 @@
+/*
+ * pg_dialer 0.1.0: the dispatcher's side of the queue.
+ *
+ * The worker (src/worker.c, src/queue.c) calls these functions in short
+ * transactions: it claims due calls (committed before any request leaves), sends
+ * the requests with no transaction open, then stores the outcomes in batches.
+ * They are plain SQL so that pgTAP can test the rules without a worker; no other
+ * role may execute them.
+ */
+
+/*
+ * Calls the worker left in 'dispatching' when it stopped: their request may have
+ * reached the provider, so they are never re-sent automatically.  They become
+ * 'unknown' (an operator, or reconciliation with the provider's records, decides).
+ * Run by a worker when it starts, before it claims anything.
+ */
+CREATE FUNCTION dialer.recover_dispatching()
+RETURNS int
+LANGUAGE plpgsql
+SET search_path = pg_catalog, dialer
+AS $$
+DECLARE
+	v_count int;
+BEGIN
+	WITH lost AS (
+		UPDATE dialer.scheduled_calls c
+		   SET status = 'unknown', updated_at = now(),
+			   last_error = 'dispatcher stopped before the outcome of the request was stored'
+		 WHERE c.status = 'dispatching'
+		RETURNING c.id, c.attempts
+	), ev AS (
+		INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
+		SELECT l.id, 'unknown', 'dispatching', 'unknown',
+			   jsonb_build_object('reason', 'dispatcher restarted while the request may have been in flight',
+								  'attempt', l.attempts)
+		  FROM lost l
+	), att AS (
+		UPDATE dialer.call_attempts a
+		   SET error_code = coalesce(a.error_code, 'dispatcher_restart'),
+			   error_message = coalesce(a.error_message, 'outcome unknown: the dispatcher stopped')
+		  FROM lost l
+		 WHERE a.call_id = l.id AND a.attempt = l.attempts AND a.http_status IS NULL
+	)
+	SELECT count(*) INTO v_count FROM lost;
+	RETURN v_count;
+END;
+$$;
+COMMENT ON FUNCTION dialer.recover_dispatching() IS
+	'Worker start-up: turns calls left in dispatching into unknown (with an event), never re-sending them; returns how many';
+
+/*
+ * How many more calls a provider may have in progress: its max_concurrency less
+ * the calls dispatching or dialing that had news within dialer.reconcile_after.
+ * NULL max_concurrency means no limit.  0 for a disabled or unknown provider.
+ */
+CREATE FUNCTION dialer.provider_capacity(provider text)
+RETURNS int
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, dialer
+AS $$
+DECLARE
+	v_max	int;
+	v_on	boolean;
+	v_busy	int;
+BEGIN
+	SELECT p.max_concurrency, p.enabled INTO v_max, v_on FROM dialer.providers p WHERE p.name = provider;
+	IF NOT FOUND OR NOT v_on THEN
+		RETURN 0;
+	END IF;
+	IF v_max IS NULL THEN
+		RETURN 2147483647;
+	END IF;
+	SELECT count(*) INTO v_busy
+	  FROM (SELECT 1 FROM dialer.scheduled_calls c
+			 WHERE c.provider = provider_capacity.provider
+			   AND c.status IN ('dispatching', 'dialing')
+			   AND c.updated_at > now() - current_setting('dialer.reconcile_after')::interval
+			 LIMIT v_max) s;
+	RETURN greatest(v_max - v_busy, 0);
+END;
+$$;
+COMMENT ON FUNCTION dialer.provider_capacity(text) IS
+	'Calls a provider may still start: max_concurrency less its calls dispatching or dialing (with news within dialer.reconcile_after)';
+
+/*
+ * The start of the next calling window at or after instant at, in zone tz, for a
+ * window [window_start, window_end) of local times.  NULL when at is inside the
+ * window.
+ */
+CREATE FUNCTION dialer.next_window_opening(at timestamptz, tz text, window_start time, window_end time)
+RETURNS timestamptz
+LANGUAGE sql
+IMMUTABLE
+PARALLEL SAFE
+-- no SET clause: it would stop the planner inlining this into claim_calls' query
+AS $$
+	SELECT CASE
+		WHEN (at AT TIME ZONE tz)::time >= window_start
+			 AND ((at AT TIME ZONE tz)::time < window_end OR window_end = '00:00' OR window_end = '24:00')
+			THEN NULL
+		WHEN (at AT TIME ZONE tz)::time < window_start
+			THEN (date_trunc('day', at AT TIME ZONE tz) + window_start) AT TIME ZONE tz
+		ELSE (date_trunc('day', at AT TIME ZONE tz) + interval '1 day' + window_start) AT TIME ZONE tz
+	END;
+$$;
+COMMENT ON FUNCTION dialer.next_window_opening(timestamptz, text, time, time) IS
+	'NULL when instant at is inside the local calling window [window_start, window_end) of zone tz, else when the window next opens';
+
+/*
+ * Claims up to max_calls due calls of one provider, highest priority then
+ * earliest first, skipping rows other sessions hold locked.  In the same
+ * statement, due calls that must not be dialled are settled instead:
+ *   - past their deadline: expired;
+ *   - number on the do-not-call list, or not in dialer.allowed_numbers: skipped;
+ *   - outside the recipient's calling window: left scheduled, due again when the
+ *     window opens (or at the deadline, to expire then), with a window_wait event.
+ * The others become 'dispatching' with their attempt row; the caller commits
+ * before it sends anything.
+ */
+CREATE FUNCTION dialer.claim_calls(provider text, max_calls int, default_timezone text,
+								   window_start time, window_end time, allowed_numbers text)
+RETURNS TABLE (id bigint, attempt int, to_number text, from_number text, mode text,
+			   payload text, message text, url text, script text, base_url text,
+			   idempotency_key text, campaign text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, dialer
+AS $$
+DECLARE
+	v_allowed text[];
+BEGIN
+	IF coalesce(btrim(allowed_numbers), '') <> '' THEN
+		v_allowed := string_to_array(regexp_replace(allowed_numbers, '\s', '', 'g'), ',');
+	END IF;
+
+	RETURN QUERY
+	WITH cand AS (
+		SELECT c.id, c.deadline, c.to_number, c.status, c.attempts, c.attempts_base,
+			   coalesce(c.timezone, k.timezone, default_timezone) AS tz,
+			   coalesce(k.call_window_start, window_start) AS ws,
+			   coalesce(k.call_window_end, window_end) AS we
+		  FROM dialer.scheduled_calls c
+		  LEFT JOIN dialer.campaigns k ON k.name = c.campaign
+		 WHERE c.provider = claim_calls.provider
+		   AND c.status = 'scheduled'
+		   AND c.next_attempt_at <= now()
+		 ORDER BY c.priority DESC, c.next_attempt_at
+		 LIMIT max_calls
+		   FOR UPDATE OF c SKIP LOCKED
+	), windowed AS (
+		SELECT cand.*, dialer.next_window_opening(now(), cand.tz, cand.ws, cand.we) AS opens
+		  FROM cand
+	), verdict AS MATERIALIZED (
+		SELECT w.*,
+			   CASE
+				 WHEN w.deadline IS NOT NULL AND w.deadline <= now() THEN 'expired'
+				 WHEN EXISTS (SELECT 1 FROM dialer.do_not_call d WHERE d.number = w.to_number) THEN 'do_not_call'
+				 WHEN v_allowed IS NOT NULL AND NOT (w.to_number = ANY (v_allowed)) THEN 'not_allowed'
+				 WHEN w.opens IS NOT NULL THEN 'window'
+				 ELSE 'go'
+			   END AS v
+		  FROM windowed w
+	), upd AS (
+		UPDATE dialer.scheduled_calls c
+		   SET status = CASE x.v WHEN 'go' THEN 'dispatching' WHEN 'window' THEN 'scheduled'
+								 WHEN 'expired' THEN 'expired' ELSE 'skipped' END,
+			   attempts = c.attempts + CASE WHEN x.v = 'go' THEN 1 ELSE 0 END,
+			   next_attempt_at = CASE WHEN x.v = 'window' THEN least(x.opens, coalesce(c.deadline, x.opens))
+									  ELSE c.next_attempt_at END,
+			   finished_at = CASE WHEN x.v IN ('expired', 'do_not_call', 'not_allowed') THEN now() END,
+			   last_error = CASE x.v WHEN 'do_not_call' THEN 'number is on the do-not-call list'
+									 WHEN 'not_allowed' THEN 'number is not in dialer.allowed_numbers'
+									 WHEN 'expired' THEN 'deadline passed before the call could start'
+									 ELSE c.last_error END,
+			   updated_at = now()
+		  FROM verdict x
+		 WHERE c.id = x.id
+		RETURNING c.*, x.v, x.tz, x.opens
+	), ev AS (
+		INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
+		SELECT u.id,
+			   CASE u.v WHEN 'go' THEN 'claimed' WHEN 'window' THEN 'window_wait'
+						WHEN 'expired' THEN 'expired' ELSE 'skipped' END,
+			   'scheduled', u.status,
+			   CASE u.v
+				 WHEN 'go' THEN jsonb_build_object('attempt', u.attempts)
+				 WHEN 'window' THEN jsonb_build_object('timezone', u.tz, 'opens_at', u.opens,
+													   'next_attempt_at', u.next_attempt_at)
+				 WHEN 'expired' THEN jsonb_build_object('deadline', u.deadline)
+				 WHEN 'do_not_call' THEN jsonb_build_object('reason', 'do_not_call', 'checked', 'dispatch')
+				 ELSE jsonb_build_object('reason', 'not_allowed', 'level', 'warning',
+										 'message', 'dialer.allowed_numbers is set and does not list this number')
+			   END
+		  FROM upd u
+	), go AS MATERIALIZED (
+		-- the Idempotency-Key is the same for every attempt of one run of the call
+		SELECT u.*, format('pgd-%s-%s-%s', u.id, u.attempts_base,
+						   (extract(epoch FROM u.created_at) * 1000000)::bigint) AS idem
+		  FROM upd u WHERE u.v = 'go'
+	), att AS (
+		INSERT INTO dialer.call_attempts (call_id, attempt, requested_at, idempotency_key)
+		SELECT g.id, g.attempts, now(), g.idem FROM go g
+	)
+	SELECT g.id, g.attempts, g.to_number, g.from_number, g.mode, g.payload::text,
+		   g.payload->>'message', coalesce(g.payload->>'twiml_url', g.payload->>'url'),
+		   g.payload->>'script', g.payload->>'base_url', g.idem, g.campaign
+	  FROM go g
+	 ORDER BY g.priority DESC, g.next_attempt_at;
+END;
+$$;
+COMMENT ON FUNCTION dialer.claim_calls(text, int, text, time, time, text) IS
+	'Worker: claims up to max_calls due calls of a provider (FOR UPDATE SKIP LOCKED) and returns those to dial; settles expired, do-not-call, not-allowed and out-of-window calls';
+
+/*
+ * Stores a batch of request outcomes, one array element per request:
+ *   accepted  the provider took the call: dispatching -> dialing, with its call id;
+ *   retry     a transient failure: scheduled again after delay_ms, or failed when
+ *             the run's attempts are used up;
+ *   failed    a permanent failure: failed at once, with the provider's code and message;
+ *   unknown   the request may have reached the provider but its answer was lost
+ *             (shutdown while in flight): unknown, never re-sent automatically.
+ * A call a callback has already moved on is left where it is; its attempt row is
+ * still completed.
+ */
+CREATE FUNCTION dialer.record_results(call_ids bigint[], attempts int[], outcomes text[],
+									  http_statuses int[], provider_call_ids text[],
+									  error_codes text[], error_messages text[], more_infos text[],
+									  delays_ms int[], responded_at timestamptz[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, dialer
+AS $$
+BEGIN
+	WITH r AS (
+		SELECT * FROM unnest(call_ids, attempts, outcomes, http_statuses, provider_call_ids,
+							 error_codes, error_messages, more_infos, delays_ms, responded_at)
+			AS r(call_id, attempt, outcome, http_status, provider_call_id, error_code,
+				 error_message, more_info, delay_ms, responded_at)
+	), att AS (
+		UPDATE dialer.call_attempts a
+		   SET responded_at = r.responded_at, http_status = r.http_status,
+			   provider_call_id = coalesce(a.provider_call_id, r.provider_call_id),
+			   provider_status = coalesce(a.provider_status, CASE WHEN r.outcome = 'accepted' THEN 'accepted' END),
+			   error_code = r.error_code, error_message = r.error_message, more_info = r.more_info
+		  FROM r
+		 WHERE a.call_id = r.call_id AND a.attempt = r.attempt
+	), cur AS (
+		SELECT r.*, c.attempts - c.attempts_base < c.max_attempts AS may_retry
+		  FROM r JOIN dialer.scheduled_calls c ON c.id = r.call_id
+		 WHERE c.status = 'dispatching' AND c.attempts = r.attempt
+		   FOR UPDATE OF c
+	), upd AS (
+		UPDATE dialer.scheduled_calls c
+		   SET status = CASE
+						  WHEN cur.outcome = 'accepted' THEN 'dialing'
+						  WHEN cur.outcome = 'retry' AND cur.may_retry THEN 'scheduled'
+						  WHEN cur.outcome = 'unknown' THEN 'unknown'
+						  ELSE 'failed' END,
+			   provider_call_id = coalesce(cur.provider_call_id, c.provider_call_id),
+			   provider_status = CASE WHEN cur.outcome = 'accepted' THEN coalesce(c.provider_status, 'accepted')
+									  ELSE c.provider_status END,
+			   next_attempt_at = CASE WHEN cur.outcome = 'retry' AND cur.may_retry
+									  THEN now() + cur.delay_ms * interval '1 millisecond'
+									  ELSE c.next_attempt_at END,
+			   last_error = CASE WHEN cur.outcome = 'accepted' THEN c.last_error
+								 ELSE cur.error_message END,
+			   finished_at = CASE WHEN cur.outcome = 'failed' OR (cur.outcome = 'retry' AND NOT cur.may_retry)
+								  THEN now() END,
+			   updated_at = now()
+		  FROM cur
+		 WHERE c.id = cur.call_id
+		RETURNING c.id, c.status, cur.outcome, cur.http_status, cur.error_code, cur.error_message,
+				  cur.provider_call_id, cur.attempt, cur.delay_ms, cur.may_retry
+	)
+	INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
+	SELECT u.id,
+		   CASE WHEN u.outcome = 'accepted' THEN 'accepted'
+				WHEN u.status = 'scheduled' THEN 'retry_scheduled'
+				WHEN u.status = 'unknown' THEN 'unknown'
+				ELSE 'failed' END,
+		   'dispatching', u.status,
+		   jsonb_strip_nulls(jsonb_build_object(
+				'attempt', u.attempt, 'http_status', u.http_status,
+				'provider_call_id', u.provider_call_id,
+				'error_code', u.error_code, 'error', u.error_message,
+				'retry_in_ms', CASE WHEN u.status = 'scheduled' THEN u.delay_ms END,
+				'attempts_exhausted', CASE WHEN u.outcome = 'retry' AND NOT u.may_retry THEN true END))
+	  FROM upd u;
+END;
+$$;
+COMMENT ON FUNCTION dialer.record_results(bigint[], int[], text[], int[], text[], text[], text[], text[], int[], timestamptz[]) IS
+	'Worker: stores a batch of request outcomes (accepted, retry, failed, unknown) with events; never moves a call a callback has already moved on';
+
+/*
+ * When the worker must next look at the queue: the earliest next_attempt_at of a
+ * scheduled call of an enabled provider, leaving out providers the worker knows
+ * are blocked (at capacity or out of calls-per-second budget; it times those
+ * itself).  NULL when nothing is scheduled.
+ */
+CREATE FUNCTION dialer.next_due_at(blocked_providers text[] DEFAULT '{}')
+RETURNS timestamptz
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, dialer
+AS $$
+	SELECT min(n.due)
+	  FROM dialer.providers p
+	  CROSS JOIN LATERAL (SELECT c.next_attempt_at AS due
+							FROM dialer.scheduled_calls c
+						   WHERE c.provider = p.name AND c.status = 'scheduled'
+						   ORDER BY c.next_attempt_at LIMIT 1) n
+	 WHERE p.enabled AND NOT (p.name = ANY (coalesce(blocked_providers, '{}')));
+$$;
+COMMENT ON FUNCTION dialer.next_due_at(text[]) IS
+	'Worker: earliest next_attempt_at of a scheduled call of an enabled provider not in blocked_providers (NULL: none)';
+
+/*
+ * The provider configurations the worker dispatches with (secrets included: only
+ * the owner and the worker may run this).
+ */
+CREATE FUNCTION dialer.worker_providers()
+RETURNS SETOF dialer.providers
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, dialer
+AS $$
+	SELECT * FROM dialer.providers p WHERE p.enabled ORDER BY p.name;
+$$;
+COMMENT ON FUNCTION dialer.worker_providers() IS
+	'Worker: enabled provider configurations, secrets included (owner only)';

@@ -1,0 +1,444 @@
+/*-------------------------------------------------------------------------
+ *
+ * http.c
+ *	  The HTTP engine: one libcurl multi handle drives every provider request
+ *	  of the worker at once, with bounded concurrency, timeouts, a cap on
+ *	  response size, connection reuse and TLS verification always on.
+ *
+ *	  Sockets are reported to PostgreSQL's fd.c as external descriptors, so the
+ *	  backend's own file cache makes room for them and the process stays within
+ *	  its descriptor limit.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <ctype.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "storage/fd.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "pg_dialer.h"
+#include "dispatch.h"
+
+static CURLM *multi = NULL;
+static dlist_head in_flight = DLIST_STATIC_INIT(in_flight);
+static int	n_in_flight = 0;
+static int	n_sockets = 0;
+
+/*
+ * Starts libcurl and the multi handle.  Called once when the worker starts.
+ */
+void
+http_init(void)
+{
+	if (curl_global_init(CURL_GLOBAL_ALL) != CURLE_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_SYSTEM_ERROR),
+				 errmsg("pg_dialer could not initialize libcurl")));
+	multi = curl_multi_init();
+	if (multi == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("pg_dialer could not create a libcurl multi handle")));
+}
+
+/*
+ * The number of requests the worker may really run at once: the setting, capped
+ * so that one socket per request plus fd.c's own files fit in the descriptors
+ * PostgreSQL computed as safe for this process.  Says so once when it caps.
+ */
+int
+http_effective_concurrency(int wanted)
+{
+	static int	warned_for = -1;
+	int			limit = Max(max_safe_fds - 64, 8);
+
+	if (wanted <= limit)
+		return wanted;
+	if (warned_for != wanted)
+	{
+		ereport(WARNING,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("dialer.max_concurrency = %d exceeds what this process's file descriptor limit allows; using %d",
+						wanted, limit),
+				 errdetail("Each request needs a socket; PostgreSQL computed %d descriptors as safe for this process (max_files_per_process and the open-files limit).",
+						   max_safe_fds),
+				 errhint("Raise the server's open-files limit (ulimit -n, or LimitNOFILE in its systemd unit) and max_files_per_process, or lower dialer.max_concurrency.")));
+		warned_for = wanted;
+	}
+	return limit;
+}
+
+/* curl callbacks: sockets are counted with fd.c */
+static curl_socket_t
+open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *address)
+{
+	curl_socket_t s;
+
+	ReserveExternalFD();
+	s = socket(address->family, address->socktype, address->protocol);
+	if (s == CURL_SOCKET_BAD)
+		ReleaseExternalFD();
+	else
+		n_sockets++;
+	return s;
+}
+
+static int
+close_socket(void *clientp, curl_socket_t item)
+{
+	int			rc = close(item);
+
+	ReleaseExternalFD();
+	n_sockets--;
+	return rc;
+}
+
+/* Response body, capped at req->max_response: a larger one aborts the transfer. */
+static size_t
+write_body(char *data, size_t size, size_t nmemb, void *userdata)
+{
+	DialerRequest *req = (DialerRequest *) userdata;
+	size_t		n = size * nmemb;
+
+	if (req->response.len + n > req->max_response)
+	{
+		req->too_large = true;
+		return 0;
+	}
+	appendBinaryStringInfo(&req->response, data, (int) n);
+	return n;
+}
+
+/* Headers: only Retry-After is kept (seconds; an HTTP date counts as 60 s). */
+static size_t
+read_header(char *data, size_t size, size_t nmemb, void *userdata)
+{
+	DialerRequest *req = (DialerRequest *) userdata;
+	size_t		n = size * nmemb;
+	const char *name = "retry-after:";
+	size_t		nl = strlen(name);
+
+	if (n > nl && pg_strncasecmp(data, name, nl) == 0)
+	{
+		const char *v = data + nl;
+		const char *end = data + n;
+
+		while (v < end && isspace((unsigned char) *v))
+			v++;
+		if (v < end && isdigit((unsigned char) *v))
+		{
+			long		secs = 0;
+
+			while (v < end && isdigit((unsigned char) *v) && secs < 86400)
+				secs = secs * 10 + (*v++ - '0');
+			req->retry_after_s = (int) Min(secs, 86400);
+		}
+		else if (v < end)
+			req->retry_after_s = 60;
+	}
+	return n;
+}
+
+/*
+ * A new request for a claimed call, with its own memory context under
+ * TopMemoryContext (it outlives the loop iteration that started it).  The call
+ * is copied in.
+ */
+DialerRequest *
+http_new_request(DialerProvider *provider, ClaimedCall *call)
+{
+	MemoryContext cxt = AllocSetContextCreate(TopMemoryContext, "pg_dialer request",
+											  ALLOCSET_SMALL_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	DialerRequest *req = palloc0(sizeof(DialerRequest));
+
+	req->cxt = cxt;
+	req->provider = provider;
+	req->call.id = call->id;
+	req->call.attempt = call->attempt;
+#define COPY(f) req->call.f = call->f ? pstrdup(call->f) : NULL
+	COPY(to_number);
+	COPY(from_number);
+	COPY(mode);
+	COPY(payload);
+	COPY(message);
+	COPY(url);
+	COPY(script);
+	COPY(base_url);
+	COPY(idempotency_key);
+	COPY(campaign);
+#undef COPY
+	initStringInfo(&req->response);
+	MemoryContextSwitchTo(old);
+	return req;
+}
+
+/*
+ * (Re)initialises req's easy handle for a POST to url, with the options every
+ * provider request shares.  A previous phase's handle, headers and response are
+ * dropped.
+ */
+void
+http_prepare(DialerRequest *req, const char *url)
+{
+	if (req->easy)
+		curl_easy_cleanup(req->easy);
+	if (req->headers)
+		curl_slist_free_all(req->headers);
+	req->headers = NULL;
+	resetStringInfo(&req->response);
+	req->too_large = false;
+	req->retry_after_s = -1;
+	req->errbuf[0] = '\0';
+	req->max_response = (size_t) dialer_max_response_kb * 1024;
+
+	req->easy = curl_easy_init();
+	if (req->easy == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("pg_dialer could not create a libcurl handle")));
+	curl_easy_setopt(req->easy, CURLOPT_URL, url);
+	curl_easy_setopt(req->easy, CURLOPT_POST, 1L);
+	curl_easy_setopt(req->easy, CURLOPT_PRIVATE, req);
+	curl_easy_setopt(req->easy, CURLOPT_ERRORBUFFER, req->errbuf);
+	curl_easy_setopt(req->easy, CURLOPT_WRITEFUNCTION, write_body);
+	curl_easy_setopt(req->easy, CURLOPT_WRITEDATA, req);
+	curl_easy_setopt(req->easy, CURLOPT_HEADERFUNCTION, read_header);
+	curl_easy_setopt(req->easy, CURLOPT_HEADERDATA, req);
+	curl_easy_setopt(req->easy, CURLOPT_OPENSOCKETFUNCTION, open_socket);
+	curl_easy_setopt(req->easy, CURLOPT_CLOSESOCKETFUNCTION, close_socket);
+	curl_easy_setopt(req->easy, CURLOPT_CONNECTTIMEOUT_MS, (long) dialer_connect_timeout_ms);
+	curl_easy_setopt(req->easy, CURLOPT_TIMEOUT_MS, (long) dialer_request_timeout_ms);
+	curl_easy_setopt(req->easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(req->easy, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(req->easy, CURLOPT_SSL_VERIFYHOST, 2L);
+	curl_easy_setopt(req->easy, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(req->easy, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(req->easy, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(req->easy, CURLOPT_TCP_NODELAY, 1L);
+	curl_easy_setopt(req->easy, CURLOPT_USERAGENT, "pg_dialer/0.1.0");
+	http_add_header(req, "Expect:");
+}
+
+/*
+ * Adds a request header.  The formatted text is copied by curl_slist_append.
+ */
+void
+http_add_header(DialerRequest *req, const char *fmt,...)
+{
+	char		buf[1024];
+	va_list		ap;
+	struct curl_slist *l;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	l = curl_slist_append(req->headers, buf);
+	if (l == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("pg_dialer could not add a request header")));
+	req->headers = l;
+}
+
+/*
+ * Sets the request body (copied by curl) and its content type.
+ */
+void
+http_set_body(DialerRequest *req, const char *body, const char *content_type)
+{
+	http_add_header(req, "Content-Type: %s", content_type);
+	curl_easy_setopt(req->easy, CURLOPT_POSTFIELDSIZE, (long) strlen(body));
+	curl_easy_setopt(req->easy, CURLOPT_COPYPOSTFIELDS, body);
+}
+
+/*
+ * Hands a prepared request to the multi handle.
+ */
+void
+http_start(DialerRequest *req)
+{
+	CURLMcode	rc;
+
+	curl_easy_setopt(req->easy, CURLOPT_HTTPHEADER, req->headers);
+	rc = curl_multi_add_handle(multi, req->easy);
+	if (rc != CURLM_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_SYSTEM_ERROR),
+				 errmsg("pg_dialer could not start a request: %s", curl_multi_strerror(rc))));
+	if (req->started_at == 0)
+		req->started_at = GetCurrentTimestamp();
+	dlist_push_tail(&in_flight, &req->node);
+	n_in_flight++;
+}
+
+/*
+ * Sizes libcurl's connection cache to the concurrency, so connections are
+ * kept alive and reused across bursts of calls.
+ */
+void
+http_set_limit(int cap)
+{
+	static int	current = -1;
+
+	if (cap == current)
+		return;
+	curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, (long) cap);
+	curl_multi_setopt(multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long) cap);
+	current = cap;
+}
+
+int
+http_in_flight(void)
+{
+	return n_in_flight;
+}
+
+/*
+ * Lets curl make progress, waiting up to timeout_ms for socket activity.
+ */
+void
+http_wait(long timeout_ms)
+{
+	int			running;
+	int			numfds;
+
+	curl_multi_perform(multi, &running);
+	if (n_in_flight > 0 && timeout_ms > 0)
+	{
+		curl_multi_poll(multi, NULL, 0, (int) timeout_ms, &numfds);
+		curl_multi_perform(multi, &running);
+	}
+}
+
+/*
+ * The next finished request, removed from the multi handle (its easy handle is
+ * kept for a possible next phase), or NULL.
+ */
+DialerRequest *
+http_next_done(CURLcode *result, long *http_status)
+{
+	CURLMsg    *msg;
+	int			left;
+
+	while ((msg = curl_multi_info_read(multi, &left)) != NULL)
+	{
+		DialerRequest *req;
+
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &req);
+		*result = msg->data.result;
+		*http_status = 0;
+		curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, http_status);
+		curl_multi_remove_handle(multi, msg->easy_handle);
+		dlist_delete(&req->node);
+		n_in_flight--;
+		return req;
+	}
+	return NULL;
+}
+
+/*
+ * Any request still in flight (for abandoning them at shutdown), removed from
+ * the multi handle; NULL when none is left.
+ */
+DialerRequest *
+http_first_in_flight(void)
+{
+	DialerRequest *req;
+
+	if (dlist_is_empty(&in_flight))
+		return NULL;
+	req = dlist_container(DialerRequest, node, dlist_pop_head_node(&in_flight));
+	curl_multi_remove_handle(multi, req->easy);
+	n_in_flight--;
+	return req;
+}
+
+/*
+ * Frees a finished request: its curl handle, headers and memory.
+ */
+void
+http_release(DialerRequest *req)
+{
+	if (req->easy)
+		curl_easy_cleanup(req->easy);
+	if (req->headers)
+		curl_slist_free_all(req->headers);
+	MemoryContextDelete(req->cxt);
+}
+
+/*
+ * True for transport errors that mean the request never reached the provider
+ * (nothing was sent), so sending it again cannot place a second call.
+ */
+bool
+http_transport_error_before_send(CURLcode code)
+{
+	switch (code)
+	{
+		case CURLE_COULDNT_RESOLVE_HOST:
+		case CURLE_COULDNT_RESOLVE_PROXY:
+		case CURLE_COULDNT_CONNECT:
+		case CURLE_SSL_CONNECT_ERROR:
+		case CURLE_PEER_FAILED_VERIFICATION:
+			return true;
+		default:
+			return false;
+	}
+}
+
+/*
+ * The value of a top-level key of a JSON object text, as text (strings
+ * unquoted, numbers as written), or NULL when absent or null.  *valid is set to
+ * false when the text is not a JSON object.  Parse errors are caught: a
+ * provider's bad answer must not stop the worker.
+ */
+char *
+json_get_string(const char *json, const char *key, bool *valid)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	char	   *result = NULL;
+
+	*valid = false;
+	if (json == NULL)
+		return NULL;
+	PG_TRY();
+	{
+		Jsonb	   *jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(json)));
+
+		if (JB_ROOT_IS_OBJECT(jb))
+		{
+			JsonbValue	k;
+			JsonbValue *v;
+
+			*valid = true;
+			k.type = jbvString;
+			k.val.string.val = (char *) key;
+			k.val.string.len = strlen(key);
+			v = findJsonbValueFromContainer(&jb->root, JB_FOBJECT, &k);
+			if (v != NULL && v->type == jbvString)
+				result = pnstrdup(v->val.string.val, v->val.string.len);
+			else if (v != NULL && v->type == jbvNumeric)
+				result = DatumGetCString(DirectFunctionCall1(numeric_out,
+															 NumericGetDatum(v->val.numeric)));
+		}
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		FlushErrorState();
+		*valid = false;
+		result = NULL;
+	}
+	PG_END_TRY();
+	return result;
+}

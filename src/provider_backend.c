@@ -1,0 +1,195 @@
+/*-------------------------------------------------------------------------
+ *
+ * provider_backend.c
+ *	  The customer's own AI-call backend.  Mode DIRECT posts /call/start with
+ *	  the ready script; mode BRIEF_START posts /call/brief first and starts the
+ *	  call with the script it returns.  JSON bodies, an optional bearer token,
+ *	  and an Idempotency-Key that is the same for every retry of a call's run,
+ *	  so the backend can drop a duplicate and a lost answer can be retried.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <ctype.h>
+
+#include "lib/stringinfo.h"
+#include "utils/json.h"
+
+#include "pg_dialer.h"
+#include "dispatch.h"
+
+/*
+ * The host of an http(s) URL, lower-cased, or NULL when url is not http(s).
+ */
+static char *
+url_host(const char *url)
+{
+	const char *p;
+	const char *end;
+	char	   *host;
+	int			i;
+
+	if (pg_strncasecmp(url, "https://", 8) == 0)
+		p = url + 8;
+	else if (pg_strncasecmp(url, "http://", 7) == 0)
+		p = url + 7;
+	else
+		return NULL;
+	if (strpbrk(p, "@") && strpbrk(p, "@") < (strpbrk(p, "/") ? strpbrk(p, "/") : p + strlen(p)))
+		return NULL;			/* no credentials in per-call URLs */
+	end = p;
+	while (*end && *end != '/' && *end != ':' && *end != '?' && *end != '#')
+		end++;
+	if (end == p)
+		return NULL;
+	host = pnstrdup(p, end - p);
+	for (i = 0; host[i]; i++)
+		host[i] = tolower((unsigned char) host[i]);
+	return host;
+}
+
+/* The base URL of this call: payload.base_url when its host is allowed. */
+static char *
+backend_base_url(DialerRequest *req, char **error)
+{
+	DialerProvider *p = req->provider;
+	char	   *host;
+	ListCell   *lc;
+
+	if (req->call.base_url == NULL)
+		return pstrdup(p->base_url);
+	host = url_host(req->call.base_url);
+	if (host == NULL)
+	{
+		*error = pstrdup("payload.base_url is not an http(s) URL without credentials");
+		return NULL;
+	}
+	foreach(lc, p->allowed_hosts)
+	{
+		if (pg_strcasecmp((char *) lfirst(lc), host) == 0)
+		{
+			char	   *u = pstrdup(req->call.base_url);
+			int			len = strlen(u);
+
+			while (len > 0 && u[len - 1] == '/')
+				u[--len] = '\0';
+			return u;
+		}
+	}
+	*error = psprintf("payload.base_url host \"%s\" is not in allowed_hosts of provider %s", host, p->name);
+	return NULL;
+}
+
+/*
+ * Sets up one JSON POST to base + path.  The script is NULL for the brief.
+ */
+static void
+backend_request(DialerRequest *req, const char *base, const char *path, const char *script)
+{
+	DialerProvider *p = req->provider;
+	ClaimedCall *c = &req->call;
+	StringInfoData body;
+
+	initStringInfo(&body);
+	appendStringInfo(&body, "{\"call_id\": " INT64_FORMAT ", \"attempt\": %d, \"to_number\": ",
+					 c->id, c->attempt);
+	escape_json(&body, c->to_number);
+	if (c->from_number || p->from_number)
+	{
+		appendStringInfoString(&body, ", \"from_number\": ");
+		escape_json(&body, c->from_number ? c->from_number : p->from_number);
+	}
+	if (script)
+	{
+		appendStringInfoString(&body, ", \"script\": ");
+		escape_json(&body, script);
+	}
+	appendStringInfo(&body, ", \"mode\": \"%s\", \"metadata\": %s}",
+					 c->mode ? c->mode : "DIRECT", c->payload ? c->payload : "{}");
+
+	http_prepare(req, psprintf("%s%s", base, path));
+	if (p->bearer_token)
+		http_add_header(req, "Authorization: Bearer %s", p->bearer_token);
+	http_add_header(req, "Idempotency-Key: %s%s", c->idempotency_key, script ? "" : "-brief");
+	http_add_header(req, "X-Dialer-Call-Id: " INT64_FORMAT, c->id);
+	http_set_body(req, body.data, "application/json");
+}
+
+bool
+backend_prepare(DialerRequest *req, char **error)
+{
+	ClaimedCall *c = &req->call;
+	char	   *base = backend_base_url(req, error);
+
+	if (base == NULL)
+		return false;
+	/* keep the base URL for the second phase: the provider may be reloaded meanwhile */
+	req->call.base_url = MemoryContextStrdup(req->cxt, base);
+	if (c->mode && strcmp(c->mode, "BRIEF_START") == 0)
+	{
+		req->phase = 0;
+		backend_request(req, base, "/call/brief", NULL);
+		return true;
+	}
+	if (c->script == NULL && c->message == NULL)
+	{
+		*error = pstrdup("mode DIRECT needs payload.script (or payload.message)");
+		return false;
+	}
+	req->phase = 1;
+	backend_request(req, base, "/call/start", c->script ? c->script : c->message);
+	return true;
+}
+
+/*
+ * The brief's 2xx answer carries the script: start the call with it.  The
+ * start's 2xx answer carries the backend's call id.  A lost answer is retried
+ * (the Idempotency-Key makes that safe).
+ */
+ProviderVerdict
+backend_finish(DialerRequest *req, CURLcode result, long http_status, DialerOutcome *out)
+{
+	bool		valid;
+
+	if ((result == CURLE_OK || req->too_large) && http_status >= 200 && http_status < 300)
+	{
+		if (req->phase == 0)
+		{
+			char	   *script = json_get_string(req->response.data, "script", &valid);
+
+			if (script == NULL || script[0] == '\0')
+			{
+				out->outcome = "failed";
+				out->error_code = pstrdup("bad_brief");
+				out->error_message = psprintf("provider %s answered /call/brief without a script", req->provider->name);
+				return VERDICT_DONE;
+			}
+			script = MemoryContextStrdup(req->cxt, script);
+			req->phase = 1;
+			backend_request(req, req->call.base_url, "/call/start", script);
+			return VERDICT_NEXT_PHASE;
+		}
+		out->outcome = "accepted";
+		out->provider_call_id = json_get_string(req->response.data, "call_id", &valid);
+		if (out->provider_call_id == NULL && valid)
+			out->provider_call_id = json_get_string(req->response.data, "id", &valid);
+		if (out->provider_call_id == NULL)
+		{
+			out->error_code = pstrdup("unreadable_response");
+			out->error_message = psprintf("provider %s accepted the call without a readable call_id", req->provider->name);
+		}
+		return VERDICT_DONE;
+	}
+	outcome_from_http(req, result, http_status, true, out);
+	if (http_status > 0 && !req->too_large)
+	{
+		char	   *msg = json_get_string(req->response.data, "error", &valid);
+
+		if (msg == NULL && valid)
+			msg = json_get_string(req->response.data, "message", &valid);
+		if (msg)
+			out->error_message = psprintf("provider %s answered HTTP %ld: %s", req->provider->name, http_status, msg);
+	}
+	return VERDICT_DONE;
+}

@@ -1,0 +1,379 @@
+/*-------------------------------------------------------------------------
+ *
+ * queue.c
+ *	  Claiming and storing: the worker's only contact with the tables.  Each
+ *	  function runs one short transaction of its own through SPI, with
+ *	  parameters; no transaction is ever open while a request is in flight.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "pgstat.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "pg_dialer.h"
+#include "dispatch.h"
+
+/*
+ * Opens a transaction with a snapshot and an SPI connection; returns the
+ * caller's memory context, which queue_end() restores.
+ */
+static MemoryContext
+queue_begin(const char *activity)
+{
+	MemoryContext caller = CurrentMemoryContext;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "pg_dialer: SPI_connect failed");
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, activity);
+	return caller;
+}
+
+static void
+queue_end(MemoryContext caller)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	MemoryContextSwitchTo(caller);
+}
+
+/* Text of column col of the current SPI row, copied into cxt, or NULL. */
+static char *
+spi_text(HeapTuple tup, TupleDesc desc, int col, MemoryContext cxt)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tup, desc, col, &isnull);
+
+	if (isnull)
+		return NULL;
+	return MemoryContextStrdup(cxt, TextDatumGetCString(d));
+}
+
+/*
+ * Whether the extension exists in this database (it may be created after the
+ * worker starts, or dropped and created again).
+ */
+bool
+queue_extension_ready(void)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	bool		ready;
+
+	StartTransactionCommand();
+	ready = OidIsValid(get_extension_oid("pg_dialer", true));
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(caller);
+	return ready;
+}
+
+/*
+ * Turns calls left in 'dispatching' by a previous worker into 'unknown'.
+ */
+int
+queue_recover(void)
+{
+	MemoryContext caller = queue_begin("pg_dialer: recovering calls left dispatching");
+	int			n = 0;
+	bool		isnull;
+
+	if (SPI_execute("SELECT dialer.recover_dispatching()", false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "pg_dialer: recover_dispatching failed");
+	if (SPI_processed == 1)
+		n = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	queue_end(caller);
+	return n;
+}
+
+static DialerProvider *
+find_provider(List *known, const char *name)
+{
+	ListCell   *lc;
+
+	foreach(lc, known)
+	{
+		DialerProvider *p = lfirst(lc);
+
+		if (strcmp(p->name, name) == 0)
+			return p;
+	}
+	return NULL;
+}
+
+static void
+set_string(char **field, char *value)
+{
+	if (*field)
+		pfree(*field);
+	*field = value;
+}
+
+/*
+ * Loads the enabled providers into the list of known ones.  Provider structs
+ * live in TopMemoryContext and are never freed (in-flight requests point at
+ * them); their strings are replaced, and a provider no longer enabled is marked
+ * unseen.  Requests copy whatever they need from a provider when they are
+ * prepared, so replacing the strings here is safe.
+ */
+List *
+queue_load_providers(List *known)
+{
+	MemoryContext caller = queue_begin("pg_dialer: loading providers");
+	MemoryContext top = TopMemoryContext;
+	ListCell   *lc;
+	uint64		i;
+
+	if (SPI_execute("SELECT name, kind, rtrim(base_url, '/'), account_sid, auth_token, api_key_sid, "
+					"api_key_secret, bearer_token, from_number, twiml_url, status_callback_url, "
+					"array_to_string(allowed_hosts, ','), coalesce(ring_timeout, 0), machine_detection, "
+					"calls_per_second::float8 FROM dialer.worker_providers()", true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "pg_dialer: loading providers failed");
+
+	foreach(lc, known)
+		((DialerProvider *) lfirst(lc))->seen = false;
+
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		char	   *name = SPI_getvalue(tup, desc, 1);
+		char	   *kind = SPI_getvalue(tup, desc, 2);
+		char	   *hosts;
+		bool		isnull;
+		DialerProvider *p = find_provider(known, name);
+		MemoryContext old;
+
+		if (p == NULL)
+		{
+			p = MemoryContextAllocZero(top, sizeof(DialerProvider));
+			strlcpy(p->name, name, DIALER_NAME_LEN);
+			p->tokens = 1;
+			p->tokens_at = GetCurrentTimestamp();
+			old = MemoryContextSwitchTo(top);
+			known = lappend(known, p);
+			MemoryContextSwitchTo(old);
+		}
+		p->seen = true;
+		p->kind = strcmp(kind, "twilio") == 0 ? PROVIDER_TWILIO :
+			strcmp(kind, "backend") == 0 ? PROVIDER_BACKEND : PROVIDER_VOICE_API;
+		set_string(&p->base_url, spi_text(tup, desc, 3, top));
+		set_string(&p->account_sid, spi_text(tup, desc, 4, top));
+		set_string(&p->auth_token, spi_text(tup, desc, 5, top));
+		set_string(&p->api_key_sid, spi_text(tup, desc, 6, top));
+		set_string(&p->api_key_secret, spi_text(tup, desc, 7, top));
+		set_string(&p->bearer_token, spi_text(tup, desc, 8, top));
+		set_string(&p->from_number, spi_text(tup, desc, 9, top));
+		set_string(&p->twiml_url, spi_text(tup, desc, 10, top));
+		set_string(&p->status_callback_url, spi_text(tup, desc, 11, top));
+		list_free_deep(p->allowed_hosts);
+		p->allowed_hosts = NIL;
+		hosts = SPI_getvalue(tup, desc, 12);
+		if (hosts && hosts[0])
+		{
+			char	   *tok,
+					   *save = NULL;
+
+			old = MemoryContextSwitchTo(top);
+			for (tok = strtok_r(hosts, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
+				p->allowed_hosts = lappend(p->allowed_hosts, pstrdup(tok));
+			MemoryContextSwitchTo(old);
+		}
+		p->ring_timeout = DatumGetInt32(SPI_getbinval(tup, desc, 13, &isnull));
+		set_string(&p->machine_detection, spi_text(tup, desc, 14, top));
+		p->calls_per_second = DatumGetFloat8(SPI_getbinval(tup, desc, 15, &isnull));
+	}
+	queue_end(caller);
+	return known;
+}
+
+/*
+ * Claims up to max_calls due calls of a provider (fewer when the provider is
+ * near its max_concurrency; *capacity says how many it could take).  Returns a
+ * list of ClaimedCall in the caller's memory context.  The claim is committed
+ * (synchronously) before this returns: only then may the requests be sent.
+ */
+List *
+queue_claim(DialerProvider *provider, int max_calls, int *capacity)
+{
+	MemoryContext caller = queue_begin("pg_dialer: claiming due calls");
+	List	   *calls = NIL;
+	Oid			cap_types[1] = {TEXTOID};
+	Datum		cap_values[1];
+	Oid			types[6] = {TEXTOID, INT4OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[6];
+	bool		isnull;
+	uint64		i;
+	int			n;
+
+	cap_values[0] = CStringGetTextDatum(provider->name);
+	if (SPI_execute_with_args("SELECT dialer.provider_capacity($1)", 1, cap_types, cap_values,
+							  NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "pg_dialer: provider_capacity failed");
+	*capacity = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	n = Min(max_calls, *capacity);
+
+	if (n > 0)
+	{
+		values[0] = CStringGetTextDatum(provider->name);
+		values[1] = Int32GetDatum(n);
+		values[2] = CStringGetTextDatum(dialer_default_timezone);
+		values[3] = CStringGetTextDatum(dialer_call_window_start);
+		values[4] = CStringGetTextDatum(dialer_call_window_end);
+		values[5] = CStringGetTextDatum(dialer_allowed_numbers ? dialer_allowed_numbers : "");
+		if (SPI_execute_with_args("SELECT id, attempt, to_number, from_number, mode, payload, message, "
+								  "url, script, base_url, idempotency_key, campaign "
+								  "FROM dialer.claim_calls($1, $2, $3, $4::time, $5::time, $6)",
+								  6, types, values, NULL, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "pg_dialer: claim_calls failed");
+
+		for (i = 0; i < SPI_processed; i++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[i];
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+			ClaimedCall *c = MemoryContextAllocZero(caller, sizeof(ClaimedCall));
+			MemoryContext old;
+
+			c->id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+			c->attempt = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
+			c->to_number = spi_text(tup, desc, 3, caller);
+			c->from_number = spi_text(tup, desc, 4, caller);
+			c->mode = spi_text(tup, desc, 5, caller);
+			c->payload = spi_text(tup, desc, 6, caller);
+			c->message = spi_text(tup, desc, 7, caller);
+			c->url = spi_text(tup, desc, 8, caller);
+			c->script = spi_text(tup, desc, 9, caller);
+			c->base_url = spi_text(tup, desc, 10, caller);
+			c->idempotency_key = spi_text(tup, desc, 11, caller);
+			c->campaign = spi_text(tup, desc, 12, caller);
+			old = MemoryContextSwitchTo(caller);
+			calls = lappend(calls, c);
+			MemoryContextSwitchTo(old);
+		}
+	}
+	queue_end(caller);
+	return calls;
+}
+
+/* Builds a one-dimensional array of n Datums of a type, NULLs allowed. */
+static Datum
+make_array(Datum *elems, bool *nulls, int n, Oid type)
+{
+	int			dims[1];
+	int			lbs[1];
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+
+	dims[0] = n;
+	lbs[0] = 1;
+	get_typlenbyvalalign(type, &typlen, &typbyval, &typalign);
+	return PointerGetDatum(construct_md_array(elems, nulls, 1, dims, lbs, type,
+											  typlen, typbyval, typalign));
+}
+
+/* A text Datum for s, or a NULL flag. */
+static Datum
+text_or_null(const char *s, bool *isnull)
+{
+	*isnull = (s == NULL);
+	return s ? CStringGetTextDatum(s) : (Datum) 0;
+}
+
+/*
+ * Stores n outcomes in one transaction with dialer.record_results().
+ */
+void
+queue_store(DialerOutcome *outcomes, int n)
+{
+	MemoryContext caller;
+	Datum	   *cols[10];
+	bool	   *nulls[10];
+	Oid			elem_types[10] = {INT8OID, INT4OID, TEXTOID, INT4OID, TEXTOID, TEXTOID,
+		TEXTOID, TEXTOID, INT4OID, TIMESTAMPTZOID};
+	Oid			arg_types[10] = {INT8ARRAYOID, INT4ARRAYOID, TEXTARRAYOID, INT4ARRAYOID,
+		TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, INT4ARRAYOID, TIMESTAMPTZARRAYOID};
+	Datum		args[10];
+	int			c,
+				i;
+
+	if (n == 0)
+		return;
+	caller = queue_begin("pg_dialer: storing outcomes");
+	for (c = 0; c < 10; c++)
+	{
+		cols[c] = palloc(sizeof(Datum) * n);
+		nulls[c] = palloc0(sizeof(bool) * n);
+	}
+	for (i = 0; i < n; i++)
+	{
+		DialerOutcome *o = &outcomes[i];
+
+		cols[0][i] = Int64GetDatum(o->call_id);
+		cols[1][i] = Int32GetDatum(o->attempt);
+		cols[2][i] = CStringGetTextDatum(o->outcome);
+		cols[3][i] = Int32GetDatum(o->http_status);
+		nulls[3][i] = (o->http_status == 0);
+		cols[4][i] = text_or_null(o->provider_call_id, &nulls[4][i]);
+		cols[5][i] = text_or_null(o->error_code, &nulls[5][i]);
+		cols[6][i] = text_or_null(o->error_message, &nulls[6][i]);
+		cols[7][i] = text_or_null(o->more_info, &nulls[7][i]);
+		cols[8][i] = Int32GetDatum(o->delay_ms);
+		cols[9][i] = TimestampTzGetDatum(o->responded_at);
+		nulls[9][i] = (o->responded_at == 0);
+	}
+	for (c = 0; c < 10; c++)
+		args[c] = make_array(cols[c], nulls[c], n, elem_types[c]);
+
+	if (SPI_execute_with_args("SELECT dialer.record_results($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+							  10, arg_types, args, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "pg_dialer: record_results failed");
+	queue_end(caller);
+}
+
+/*
+ * The earliest time a scheduled call of an enabled provider not in
+ * blocked_names is due, or 0 when there is none.
+ */
+TimestampTz
+queue_next_due(List *blocked_names)
+{
+	MemoryContext caller = queue_begin("pg_dialer: looking for the next due call");
+	Oid			types[1] = {TEXTARRAYOID};
+	Datum		args[1];
+	Datum	   *elems;
+	ListCell   *lc;
+	int			i = 0;
+	bool		isnull;
+	TimestampTz result = 0;
+
+	elems = palloc(sizeof(Datum) * Max(list_length(blocked_names), 1));
+	foreach(lc, blocked_names)
+		elems[i++] = CStringGetTextDatum((char *) lfirst(lc));
+	args[0] = make_array(elems, NULL, i, TEXTOID);
+
+	if (SPI_execute_with_args("SELECT dialer.next_due_at($1)", 1, types, args, NULL, true, 1) != SPI_OK_SELECT
+		|| SPI_processed != 1)
+		elog(ERROR, "pg_dialer: next_due_at failed");
+	{
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (!isnull)
+			result = DatumGetTimestampTz(d);
+	}
+	queue_end(caller);
+	return result;
+}
