@@ -76,6 +76,7 @@ typedef struct ClaimedCall
 	char	   *base_url;
 	char	   *idempotency_key;
 	char	   *campaign;
+	char	   *provider_call_id;	/* reconciliation: the call to look up */
 } ClaimedCall;
 
 /*
@@ -108,6 +109,7 @@ typedef struct DialerRequest
 	DialerProvider *provider;	/* valid while in flight: providers are never freed */
 	ClaimedCall call;
 	int			phase;			/* backend BRIEF_START: 0 brief, 1 start */
+	bool		lookup;			/* a reconciliation GET, not a call */
 	StringInfoData response;
 	size_t		max_response;
 	bool		too_large;
@@ -128,6 +130,7 @@ extern void http_init(void);
 extern int	http_effective_concurrency(int wanted);
 extern DialerRequest *http_new_request(DialerProvider *provider, ClaimedCall *call);
 extern void http_prepare(DialerRequest *req, const char *url);
+extern void http_prepare_get(DialerRequest *req, const char *url);
 extern void http_add_header(DialerRequest *req, const char *fmt,...) pg_attribute_printf(2, 3);
 extern void http_set_body(DialerRequest *req, const char *body, const char *content_type);
 extern void http_start(DialerRequest *req);
@@ -146,10 +149,14 @@ extern ProviderVerdict twilio_finish(DialerRequest *req, CURLcode result, long h
 extern bool backend_prepare(DialerRequest *req, char **error);
 extern ProviderVerdict backend_finish(DialerRequest *req, CURLcode result, long http_status, DialerOutcome *out);
 extern bool voice_api_prepare(DialerRequest *req, char **error);
+extern void twilio_lookup_prepare(DialerRequest *req);
+extern void backend_lookup_prepare(DialerRequest *req);
+extern void voice_api_lookup_prepare(DialerRequest *req);
 extern ProviderVerdict voice_api_finish(DialerRequest *req, CURLcode result, long http_status, DialerOutcome *out);
 
 /* provider.c: what all providers share */
 extern bool provider_prepare(DialerRequest *req, char **error);
+extern void provider_lookup_prepare(DialerRequest *req);
 extern ProviderVerdict provider_finish(DialerRequest *req, CURLcode result, long http_status, DialerOutcome *out);
 extern void outcome_from_http(DialerRequest *req, CURLcode result, long http_status,
 							  bool resend_safe, DialerOutcome *out);
@@ -160,7 +167,20 @@ extern int	queue_recover(void);
 extern List *queue_load_providers(List *known);
 extern List *queue_claim(DialerProvider *provider, int max_calls, int *capacity);
 extern void queue_store(DialerOutcome *outcomes, int n);
-extern TimestampTz queue_next_due(List *blocked_names);
+extern TimestampTz queue_next_due(List *blocked_names, TimestampTz *reconcile_at);
+extern List *queue_claim_reconciliations(int max_calls);
+
+/* A provider's answer to a reconciliation lookup. */
+typedef struct LookupResult
+{
+	int64		call_id;
+	char	   *provider_call_id;
+	int			http_status;
+	char	   *body;
+	char	   *error;
+} LookupResult;
+
+extern void queue_store_lookups(List *results);
 extern bool queue_extension_ready(void);
 
 #endif							/* DIALER_DISPATCH_H */

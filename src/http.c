@@ -174,6 +174,7 @@ http_new_request(DialerProvider *provider, ClaimedCall *call)
 	COPY(base_url);
 	COPY(idempotency_key);
 	COPY(campaign);
+	COPY(provider_call_id);
 #undef COPY
 	initStringInfo(&req->response);
 	MemoryContextSwitchTo(old);
@@ -225,6 +226,16 @@ http_prepare(DialerRequest *req, const char *url)
 	curl_easy_setopt(req->easy, CURLOPT_TCP_NODELAY, 1L);
 	curl_easy_setopt(req->easy, CURLOPT_USERAGENT, "pg_dialer/0.1.0");
 	http_add_header(req, "Expect:");
+}
+
+/*
+ * As http_prepare, for a GET (reconciliation lookups).
+ */
+void
+http_prepare_get(DialerRequest *req, const char *url)
+{
+	http_prepare(req, url);
+	curl_easy_setopt(req->easy, CURLOPT_HTTPGET, 1L);
 }
 
 /*

@@ -36,6 +36,27 @@ provider_prepare(DialerRequest *req, char **error)
 }
 
 /*
+ * Sets up req as a lookup of its call at the provider (reconciliation).
+ */
+void
+provider_lookup_prepare(DialerRequest *req)
+{
+	req->lookup = true;
+	switch (req->provider->kind)
+	{
+		case PROVIDER_TWILIO:
+			twilio_lookup_prepare(req);
+			break;
+		case PROVIDER_BACKEND:
+			backend_lookup_prepare(req);
+			break;
+		case PROVIDER_VOICE_API:
+			voice_api_lookup_prepare(req);
+			break;
+	}
+}
+
+/*
  * Interprets a finished HTTP request for its provider.
  */
 ProviderVerdict

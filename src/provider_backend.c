@@ -143,6 +143,21 @@ backend_prepare(DialerRequest *req, char **error)
 }
 
 /*
+ * GET {base_url}/call/{call_id}: the backend's record of the call.
+ */
+void
+backend_lookup_prepare(DialerRequest *req)
+{
+	DialerProvider *p = req->provider;
+	char	   *id = curl_easy_escape(NULL, req->call.provider_call_id, 0);
+
+	http_prepare_get(req, psprintf("%s/call/%s", p->base_url, id));
+	curl_free(id);
+	if (p->bearer_token)
+		http_add_header(req, "Authorization: Bearer %s", p->bearer_token);
+}
+
+/*
  * The brief's 2xx answer carries the script: start the call with it.  The
  * start's 2xx answer carries the backend's call id.  A lost answer is retried
  * (the Idempotency-Key makes that safe).

@@ -155,6 +155,32 @@ twilio_prepare(DialerRequest *req, char **error)
 }
 
 /*
+ * GET {base_url}/2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}.json: the
+ * call resource, with its current status, duration and answered_by.
+ */
+void
+twilio_lookup_prepare(DialerRequest *req)
+{
+	DialerProvider *p = req->provider;
+	char	   *sid = curl_easy_escape(NULL, p->account_sid ? p->account_sid : "", 0);
+	char	   *call = curl_easy_escape(NULL, req->call.provider_call_id, 0);
+
+	http_prepare_get(req, psprintf("%s/2010-04-01/Accounts/%s/Calls/%s.json", p->base_url, sid, call));
+	curl_free(sid);
+	curl_free(call);
+	if (p->api_key_sid && p->api_key_secret)
+	{
+		curl_easy_setopt(req->easy, CURLOPT_USERNAME, p->api_key_sid);
+		curl_easy_setopt(req->easy, CURLOPT_PASSWORD, p->api_key_secret);
+	}
+	else if (p->account_sid && p->auth_token)
+	{
+		curl_easy_setopt(req->easy, CURLOPT_USERNAME, p->account_sid);
+		curl_easy_setopt(req->easy, CURLOPT_PASSWORD, p->auth_token);
+	}
+}
+
+/*
  * 2xx: the call was created; its sid is stored (a 2xx whose body cannot be read
  * still means Twilio created the call: accepted without a sid, never re-sent).
  * Otherwise Twilio's error JSON (code, message, more_info) goes on the attempt.

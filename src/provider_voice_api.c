@@ -55,6 +55,21 @@ voice_api_prepare(DialerRequest *req, char **error)
 	return true;
 }
 
+/*
+ * GET {base_url}/calls/{call_id}: the voice API's record of the call.
+ */
+void
+voice_api_lookup_prepare(DialerRequest *req)
+{
+	DialerProvider *p = req->provider;
+	char	   *id = curl_easy_escape(NULL, req->call.provider_call_id, 0);
+
+	http_prepare_get(req, psprintf("%s/calls/%s", p->base_url, id));
+	curl_free(id);
+	if (p->bearer_token)
+		http_add_header(req, "Authorization: Bearer %s", p->bearer_token);
+}
+
 ProviderVerdict
 voice_api_finish(DialerRequest *req, CURLcode result, long http_status, DialerOutcome *out)
 {

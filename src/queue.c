@@ -346,10 +346,11 @@ queue_store(DialerOutcome *outcomes, int n)
 
 /*
  * The earliest time a scheduled call of an enabled provider not in
- * blocked_names is due, or 0 when there is none.
+ * blocked_names is due, or 0 when there is none; *reconcile_at is when the next
+ * call falls due for reconciliation (0: none).
  */
 TimestampTz
-queue_next_due(List *blocked_names)
+queue_next_due(List *blocked_names, TimestampTz *reconcile_at)
 {
 	MemoryContext caller = queue_begin("pg_dialer: looking for the next due call");
 	Oid			types[1] = {TEXTARRAYOID};
@@ -365,7 +366,8 @@ queue_next_due(List *blocked_names)
 		elems[i++] = CStringGetTextDatum((char *) lfirst(lc));
 	args[0] = make_array(elems, NULL, i, TEXTOID);
 
-	if (SPI_execute_with_args("SELECT dialer.next_due_at($1)", 1, types, args, NULL, true, 1) != SPI_OK_SELECT
+	if (SPI_execute_with_args("SELECT dispatch_at, reconcile_at FROM dialer.next_due_at($1)",
+							  1, types, args, NULL, true, 1) != SPI_OK_SELECT
 		|| SPI_processed != 1)
 		elog(ERROR, "pg_dialer: next_due_at failed");
 	{
@@ -373,7 +375,82 @@ queue_next_due(List *blocked_names)
 
 		if (!isnull)
 			result = DatumGetTimestampTz(d);
+		*reconcile_at = 0;
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+		if (!isnull)
+			*reconcile_at = DatumGetTimestampTz(d);
 	}
 	queue_end(caller);
 	return result;
+}
+
+/*
+ * Claims up to max_calls calls to look up at their providers (committed before
+ * any lookup leaves).  Returns a list of ClaimedCall with id and
+ * provider_call_id set, the provider's name in campaign.
+ */
+List *
+queue_claim_reconciliations(int max_calls)
+{
+	MemoryContext caller = queue_begin("pg_dialer: claiming calls to reconcile");
+	Oid			types[1] = {INT4OID};
+	Datum		args[1];
+	List	   *calls = NIL;
+	bool		isnull;
+	uint64		i;
+
+	args[0] = Int32GetDatum(max_calls);
+	if (SPI_execute_with_args("SELECT id, provider, provider_call_id FROM dialer.claim_reconciliations($1)",
+							  1, types, args, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "pg_dialer: claim_reconciliations failed");
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		ClaimedCall *c = MemoryContextAllocZero(caller, sizeof(ClaimedCall));
+		MemoryContext old;
+
+		c->id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		c->campaign = spi_text(tup, desc, 2, caller);
+		c->provider_call_id = spi_text(tup, desc, 3, caller);
+		old = MemoryContextSwitchTo(caller);
+		calls = lappend(calls, c);
+		MemoryContextSwitchTo(old);
+	}
+	queue_end(caller);
+	return calls;
+}
+
+/*
+ * Applies the providers' answers to lookups, in one transaction.
+ */
+void
+queue_store_lookups(List *results)
+{
+	MemoryContext caller;
+	Oid			types[5] = {INT8OID, TEXTOID, INT4OID, TEXTOID, TEXTOID};
+	Datum		args[5];
+	char		nulls[6] = "     ";
+	ListCell   *lc;
+
+	if (results == NIL)
+		return;
+	caller = queue_begin("pg_dialer: storing reconciliations");
+	foreach(lc, results)
+	{
+		LookupResult *r = lfirst(lc);
+
+		args[0] = Int64GetDatum(r->call_id);
+		args[1] = CStringGetTextDatum(r->provider_call_id);
+		args[2] = Int32GetDatum(r->http_status);
+		nulls[2] = r->http_status ? ' ' : 'n';
+		args[3] = r->body ? CStringGetTextDatum(r->body) : (Datum) 0;
+		nulls[3] = r->body ? ' ' : 'n';
+		args[4] = r->error ? CStringGetTextDatum(r->error) : (Datum) 0;
+		nulls[4] = r->error ? ' ' : 'n';
+		if (SPI_execute_with_args("SELECT dialer.apply_reconciliation($1, $2, $3, $4, $5)",
+								  5, types, args, nulls, false, 1) != SPI_OK_SELECT)
+			elog(ERROR, "pg_dialer: apply_reconciliation failed");
+	}
+	queue_end(caller);
 }

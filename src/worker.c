@@ -41,8 +41,14 @@ static int	max_outcomes = 0;
 static TimestampTz oldest_outcome = 0;
 static MemoryContext outcome_cxt = NULL;
 
+/* answers to reconciliation lookups waiting to be applied (in outcome_cxt) */
+static List *lookups = NIL;
+
 static List *providers = NIL;
 static TimestampTz providers_loaded_at = 0;
+
+/* when the next call falls due for reconciliation (0: none) */
+static TimestampTz reconcile_at = 0;
 
 /*
  * Registers the dispatcher with the postmaster (from _PG_init).  It is
@@ -116,13 +122,15 @@ new_outcome(void)
 	return &outcomes[n_outcomes++];
 }
 
-/* Stores the waiting outcomes, then frees them. */
+/* Stores the waiting outcomes and lookup answers, then frees them. */
 static void
 flush_outcomes(void)
 {
-	if (n_outcomes == 0)
+	if (n_outcomes == 0 && lookups == NIL)
 		return;
 	queue_store(outcomes, n_outcomes);
+	queue_store_lookups(lookups);
+	lookups = NIL;
 	n_outcomes = 0;
 	max_outcomes = 0;
 	outcomes = NULL;
@@ -138,9 +146,29 @@ static void
 finish_request(DialerRequest *req, CURLcode result, long http_status)
 {
 	MemoryContext old = MemoryContextSwitchTo(outcome_cxt);
-	DialerOutcome *out = new_outcome();
+	DialerOutcome *out;
 	DialerProvider *p = req->provider;
 	ProviderVerdict verdict;
+
+	if (req->lookup)
+	{
+		LookupResult *r = palloc0(sizeof(LookupResult));
+
+		r->call_id = req->call.id;
+		r->provider_call_id = pstrdup(req->call.provider_call_id);
+		r->http_status = result == CURLE_OK ? (int) http_status : 0;
+		if (result == CURLE_OK)
+			r->body = pstrdup(req->response.data);
+		else
+			r->error = pstrdup(req->errbuf[0] ? req->errbuf : curl_easy_strerror(result));
+		if (n_outcomes == 0 && lookups == NIL)
+			oldest_outcome = GetCurrentTimestamp();
+		lookups = lappend(lookups, r);
+		MemoryContextSwitchTo(old);
+		http_release(req);
+		return;
+	}
+	out = new_outcome();
 
 	verdict = provider_finish(req, result, http_status, out);
 	if (verdict == VERDICT_NEXT_PHASE && !shutdown_requested)
@@ -330,8 +358,37 @@ dispatch_round(int cap, bool *more)
 		start_calls(p, calls);
 	}
 
+	/* calls whose provider's word is overdue: look them up */
+	if (reconcile_at != 0 && reconcile_at <= now && cap - http_in_flight() > 0)
 	{
-		TimestampTz due = queue_next_due(blocked);
+		List	   *todo = queue_claim_reconciliations(Min(100, cap - http_in_flight()));
+
+		foreach(lc, todo)
+		{
+			ClaimedCall *c = lfirst(lc);
+			ListCell   *pc;
+
+			foreach(pc, providers)
+			{
+				DialerProvider *p = lfirst(pc);
+
+				if (p->seen && strcmp(p->name, c->campaign) == 0)
+				{
+					DialerRequest *req = http_new_request(p, c);
+					MemoryContext old = MemoryContextSwitchTo(req->cxt);
+
+					provider_lookup_prepare(req);
+					MemoryContextSwitchTo(old);
+					http_start(req);
+					claimed++;
+					break;
+				}
+			}
+		}
+	}
+
+	{
+		TimestampTz due = queue_next_due(blocked, &reconcile_at);
 
 		/*
 		 * Calls due now that this round could not claim (rows locked by another
@@ -341,6 +398,10 @@ dispatch_round(int cap, bool *more)
 			due = TimestampTzPlusMilliseconds(now, 100);
 		if (due != 0 && (next == 0 || due < next))
 			next = due;
+		if (reconcile_at != 0 && reconcile_at <= now && claimed == 0)
+			reconcile_at = TimestampTzPlusMilliseconds(now, 1000);
+		if (reconcile_at != 0 && (next == 0 || reconcile_at < next))
+			next = reconcile_at;
 	}
 	return next;
 }
@@ -361,7 +422,7 @@ wait_for_work(TimestampTz until)
 
 		timeout_ms = until <= now ? 0 : (long) ((until - now + 999) / 1000);
 	}
-	if (n_outcomes > 0)
+	if (n_outcomes > 0 || lookups != NIL)
 		timeout_ms = timeout_ms < 0 ? 10 : Min(timeout_ms, 10);
 
 	if (http_in_flight() > 0)
@@ -395,8 +456,17 @@ drain_and_exit(void)
 	}
 	while ((req = http_first_in_flight()) != NULL)
 	{
-		MemoryContext old = MemoryContextSwitchTo(outcome_cxt);
-		DialerOutcome *out = new_outcome();
+		MemoryContext old;
+		DialerOutcome *out;
+
+		if (req->lookup)
+		{
+			/* nothing to record: the call is looked up again later */
+			http_release(req);
+			continue;
+		}
+		old = MemoryContextSwitchTo(outcome_cxt);
+		out = new_outcome();
 
 		out->call_id = req->call.id;
 		out->attempt = req->call.attempt;
@@ -562,7 +632,7 @@ dialer_worker_main(Datum main_arg)
 			next_due = 0;
 		}
 
-		if (n_outcomes > 0 &&
+		if ((n_outcomes > 0 || lookups != NIL) &&
 			(n_outcomes >= dialer_batch_size || http_in_flight() == 0 ||
 			 TimestampDifferenceExceeds(oldest_outcome, GetCurrentTimestamp(), 20)))
 		{
@@ -573,7 +643,7 @@ dialer_worker_main(Datum main_arg)
 		}
 
 		errors_in_a_row = 0;
-		if (http_in_flight() == 0 && n_outcomes == 0)
+		if (http_in_flight() == 0 && n_outcomes == 0 && lookups == NIL)
 			dialer_shared_set_state("idle");
 		SpinLockAcquire(&dialer_shared->mutex);
 		dialer_shared->in_flight = http_in_flight();

@@ -192,9 +192,10 @@ CREATE INDEX scheduled_calls_claim_idx ON dialer.scheduled_calls
 -- The worker's next wake-up time: the earliest next_attempt_at per provider.
 CREATE INDEX scheduled_calls_next_idx ON dialer.scheduled_calls
 	(provider, next_attempt_at) WHERE status = 'scheduled';
--- Calls in progress (reconciliation, concurrency accounting, crash recovery).
+-- Calls in progress or unresolved, by last news: concurrency accounting,
+-- reconciliation with the provider, crash recovery.
 CREATE INDEX scheduled_calls_active_idx ON dialer.scheduled_calls
-	(provider, status) WHERE status IN ('dispatching', 'dialing');
+	(provider, updated_at) WHERE status IN ('dispatching', 'dialing', 'unknown');
 -- The stats of a day, per campaign.
 CREATE INDEX scheduled_calls_run_at_idx ON dialer.scheduled_calls (run_at);
 CREATE INDEX scheduled_calls_campaign_idx ON dialer.scheduled_calls (campaign, run_at)

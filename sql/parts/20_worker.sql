@@ -76,6 +76,7 @@ BEGIN
 			 WHERE c.provider = provider_capacity.provider
 			   AND c.status IN ('dispatching', 'dialing')
 			   AND c.updated_at > now() - current_setting('dialer.reconcile_after')::interval
+			 ORDER BY c.updated_at DESC
 			 LIMIT v_max) s;
 	RETURN greatest(v_max - v_busy, 0);
 END;
@@ -295,24 +296,124 @@ COMMENT ON FUNCTION dialer.record_results(bigint[], int[], text[], int[], text[]
  * When the worker must next look at the queue: the earliest next_attempt_at of a
  * scheduled call of an enabled provider, leaving out providers the worker knows
  * are blocked (at capacity or out of calls-per-second budget; it times those
- * itself).  NULL when nothing is scheduled.
+ * itself); and when the next call falls due for reconciliation.  NULL: nothing.
  */
-CREATE FUNCTION dialer.next_due_at(blocked_providers text[] DEFAULT '{}')
-RETURNS timestamptz
+CREATE FUNCTION dialer.next_due_at(blocked_providers text[] DEFAULT '{}',
+								   OUT dispatch_at timestamptz, OUT reconcile_at timestamptz)
 LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, dialer
 AS $$
-	SELECT min(n.due)
-	  FROM dialer.providers p
-	  CROSS JOIN LATERAL (SELECT c.next_attempt_at AS due
-							FROM dialer.scheduled_calls c
-						   WHERE c.provider = p.name AND c.status = 'scheduled'
-						   ORDER BY c.next_attempt_at LIMIT 1) n
-	 WHERE p.enabled AND NOT (p.name = ANY (coalesce(blocked_providers, '{}')));
+	SELECT (SELECT min(n.due)
+			  FROM dialer.providers p
+			 CROSS JOIN LATERAL (SELECT c.next_attempt_at AS due
+								   FROM dialer.scheduled_calls c
+								  WHERE c.provider = p.name AND c.status = 'scheduled'
+								  ORDER BY c.next_attempt_at LIMIT 1) n
+			 WHERE p.enabled AND NOT (p.name = ANY (coalesce(blocked_providers, '{}')))),
+		   (SELECT min(r.last_news) + current_setting('dialer.reconcile_after')::interval
+			  FROM dialer.providers p
+			 CROSS JOIN LATERAL (SELECT c.updated_at AS last_news
+								   FROM dialer.scheduled_calls c
+								  WHERE c.provider = p.name
+									AND (c.status = 'dialing'
+										 OR (c.status = 'unknown' AND c.provider_call_id IS NOT NULL))
+								  ORDER BY c.updated_at LIMIT 1) r
+			 WHERE p.enabled);
 $$;
 COMMENT ON FUNCTION dialer.next_due_at(text[]) IS
-	'Worker: earliest next_attempt_at of a scheduled call of an enabled provider not in blocked_providers (NULL: none)';
+	'Worker: earliest next_attempt_at of a scheduled call of an enabled provider not in blocked_providers, and when the next call falls due for reconciliation (NULL: none)';
+
+/*
+ * Calls to look up at their provider because its word is overdue: dialing with no
+ * news for dialer.reconcile_after (a lost callback), or unknown with a provider
+ * call id.  Each is stamped (updated_at = now()), so it is looked up again only
+ * after another dialer.reconcile_after.  A dialing call without a provider call id
+ * cannot be looked up: it becomes unknown, with an event.
+ */
+CREATE FUNCTION dialer.claim_reconciliations(max_calls int)
+RETURNS TABLE (id bigint, provider text, provider_call_id text, status text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, dialer
+AS $$
+DECLARE
+	v_cutoff timestamptz := now() - current_setting('dialer.reconcile_after')::interval;
+BEGIN
+	WITH blind AS (
+		UPDATE dialer.scheduled_calls c
+		   SET status = 'unknown', updated_at = now(),
+			   last_error = 'no final status from the provider, and no provider call id to look it up by'
+		 WHERE c.status = 'dialing' AND c.provider_call_id IS NULL AND c.updated_at <= v_cutoff
+		RETURNING c.id
+	)
+	INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
+	SELECT b.id, 'unknown', 'dialing', 'unknown',
+		   jsonb_build_object('reason', 'no final status within dialer.reconcile_after and no provider call id')
+	  FROM blind b;
+
+	RETURN QUERY
+	WITH due AS (
+		SELECT c.id FROM dialer.scheduled_calls c
+		  JOIN dialer.providers p ON p.name = c.provider AND p.enabled
+		 WHERE c.status IN ('dialing', 'unknown') AND c.provider_call_id IS NOT NULL
+		   AND c.updated_at <= v_cutoff
+		 ORDER BY c.updated_at
+		 LIMIT max_calls
+		   FOR UPDATE OF c SKIP LOCKED
+	)
+	UPDATE dialer.scheduled_calls c SET updated_at = now()
+	  FROM due WHERE c.id = due.id
+	RETURNING c.id, c.provider, c.provider_call_id, c.status;
+END;
+$$;
+COMMENT ON FUNCTION dialer.claim_reconciliations(int) IS
+	'Worker: up to max_calls calls whose provider''s word is overdue (dialing without news for dialer.reconcile_after, unknown with a provider call id), stamped so they are not looked up again before another reconcile_after';
+
+/*
+ * Applies what a provider said when a call was looked up: its own call resource
+ * (Twilio's Calls/{sid}.json: status, duration, answered_by; backend and voice API:
+ * status, duration, transcript, recording_url), through dialer.apply_provider_status
+ * like a callback.  A failed lookup is recorded as an event and changes nothing.
+ */
+CREATE FUNCTION dialer.apply_reconciliation(call_id bigint, provider_call_id text,
+											http_status int, body text, error text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, dialer
+AS $$
+DECLARE
+	v_doc jsonb;
+BEGIN
+	IF http_status BETWEEN 200 AND 299 THEN
+		BEGIN
+			v_doc := body::jsonb;
+		EXCEPTION WHEN others THEN
+			v_doc := NULL;
+		END;
+	END IF;
+	IF v_doc IS NULL OR jsonb_typeof(v_doc) <> 'object' OR coalesce(v_doc->>'status', '') = '' THEN
+		INSERT INTO dialer.call_events (call_id, event, detail)
+		VALUES (apply_reconciliation.call_id, 'reconcile_failed',
+				jsonb_strip_nulls(jsonb_build_object('provider_call_id', provider_call_id,
+					'http_status', http_status,
+					'error', coalesce(error, CASE WHEN http_status BETWEEN 200 AND 299
+												  THEN 'answer without a status' END))));
+		RETURN;
+	END IF;
+	PERFORM dialer.apply_provider_status(
+		apply_reconciliation.call_id, v_doc->>'status', provider_call_id, NULL,
+		jsonb_strip_nulls(jsonb_build_object(
+			'duration_seconds', CASE WHEN (v_doc->>'duration') ~ '^[0-9]+$' THEN (v_doc->>'duration')::int END,
+			'answered_by', v_doc->>'answered_by',
+			'recording_url', v_doc->>'recording_url',
+			'transcript', v_doc->>'transcript')),
+		jsonb_build_object('lookup', 'provider call resource', 'provider_status', v_doc->>'status'),
+		'reconcile',
+		format('reconcile/%s/%s', provider_call_id, v_doc->>'status'));
+END;
+$$;
+COMMENT ON FUNCTION dialer.apply_reconciliation(bigint, text, int, text, text) IS
+	'Worker: applies a provider''s answer to a call lookup (status, duration, answered_by, ...) like a callback; records a failed lookup as an event';
 
 /*
  * The provider configurations the worker dispatches with (secrets included: only
