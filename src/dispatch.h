@@ -49,6 +49,7 @@ typedef struct DialerProvider
 	int			ring_timeout;	/* 0: not sent */
 	char	   *machine_detection;
 	double		calls_per_second;
+	int			max_concurrency;	/* 0: no limit on calls in progress */
 	bool		seen;			/* present in the latest load */
 
 	/* pacing, kept across reloads */

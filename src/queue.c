@@ -140,7 +140,8 @@ queue_load_providers(List *known)
 	if (SPI_execute("SELECT name, kind, rtrim(base_url, '/'), account_sid, auth_token, api_key_sid, "
 					"api_key_secret, bearer_token, from_number, twiml_url, status_callback_url, "
 					"array_to_string(allowed_hosts, ','), coalesce(ring_timeout, 0), machine_detection, "
-					"calls_per_second::float8 FROM dialer.worker_providers()", true, 0) != SPI_OK_SELECT)
+					"calls_per_second::float8, coalesce(max_concurrency, 0) "
+					"FROM dialer.worker_providers()", true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "pg_dialer: loading providers failed");
 
 	foreach(lc, known)
@@ -195,6 +196,7 @@ queue_load_providers(List *known)
 		p->ring_timeout = DatumGetInt32(SPI_getbinval(tup, desc, 13, &isnull));
 		set_string(&p->machine_detection, spi_text(tup, desc, 14, top));
 		p->calls_per_second = DatumGetFloat8(SPI_getbinval(tup, desc, 15, &isnull));
+		p->max_concurrency = DatumGetInt32(SPI_getbinval(tup, desc, 16, &isnull));
 	}
 	queue_end(caller);
 	return known;
@@ -219,11 +221,17 @@ queue_claim(DialerProvider *provider, int max_calls, int *capacity)
 	uint64		i;
 	int			n;
 
-	cap_values[0] = CStringGetTextDatum(provider->name);
-	if (SPI_execute_with_args("SELECT dialer.provider_capacity($1)", 1, cap_types, cap_values,
-							  NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "pg_dialer: provider_capacity failed");
-	*capacity = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	/* calls in progress count against max_concurrency until their final status */
+	if (provider->max_concurrency > 0)
+	{
+		cap_values[0] = CStringGetTextDatum(provider->name);
+		if (SPI_execute_with_args("SELECT dialer.provider_capacity($1)", 1, cap_types, cap_values,
+								  NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "pg_dialer: provider_capacity failed");
+		*capacity = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	else
+		*capacity = PG_INT32_MAX;
 	n = Min(max_calls, *capacity);
 
 	if (n > 0)

@@ -387,6 +387,13 @@ dispatch_round(int cap, bool *more)
 		}
 	}
 
+	/*
+	 * When some provider still has due calls it could not take, the loop comes
+	 * back as soon as slots free up: no need to ask when the next call is due.
+	 */
+	if (*more && next == 0)
+		return 0;
+
 	{
 		TimestampTz due = queue_next_due(blocked, &reconcile_at);
 
