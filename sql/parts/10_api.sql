@@ -95,6 +95,8 @@ DECLARE
 	v_id		bigint;
 	v_status	text := 'scheduled';
 	v_dnc		dialer.do_not_call;
+	v_hosts		text[];
+	v_host		text;
 BEGIN
 	/* the number */
 	IF to_number IS NULL THEN
@@ -128,7 +130,8 @@ BEGIN
 		PERFORM dialer.raise_bad_argument('provider', NULL, 'A provider name is required.',
 			'Name a row of dialer.providers.', '22004');
 	END IF;
-	SELECT p.kind, p.from_number INTO v_kind, v_from FROM dialer.providers p WHERE p.name = provider;
+	SELECT p.kind, p.from_number, p.allowed_hosts INTO v_kind, v_from, v_hosts
+	  FROM dialer.providers p WHERE p.name = provider;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'unknown provider: %', quote_literal(left(provider, 80))
 			USING ERRCODE = 'undefined_object',
@@ -156,6 +159,22 @@ BEGIN
 				'Backend calls run in mode DIRECT (payload has the script) or BRIEF_START (the backend writes it).',
 				'Set payload.mode to DIRECT or BRIEF_START.');
 		END IF;
+	END IF;
+	IF v_kind = 'backend' AND payload ? 'base_url' THEN
+		v_host := lower(substring(payload->>'base_url' FROM '^https?://([^/:?#@]+)(?::[0-9]+)?(?:[/?#]|$)'));
+		IF v_host IS NULL OR NOT (v_host = ANY (SELECT lower(h) FROM unnest(v_hosts) h)) THEN
+			PERFORM dialer.raise_bad_argument('payload.base_url', payload->>'base_url',
+				format('A per-call base_url must be an http(s) URL whose host is in allowed_hosts of provider %s (%s).',
+					   quote_literal(provider), coalesce(nullif(array_to_string(v_hosts, ', '), ''), 'none')),
+				'Add the host to dialer.providers.allowed_hosts, or omit base_url to use the provider''s.');
+		END IF;
+	END IF;
+	IF v_kind = 'twilio' AND payload ? 'message'
+	   AND length(payload->>'message') > 4000 - length('<Response><Say></Say></Response>') THEN
+		PERFORM dialer.raise_bad_argument('payload.message', payload->>'message',
+			format('Twilio accepts at most 4000 characters of TwiML; this message has %s characters.',
+				   length(payload->>'message')),
+			'Shorten the message, or host TwiML yourself and pass payload.url.');
 	END IF;
 	IF payload ? 'from' THEN
 		IF jsonb_typeof(payload->'from') <> 'string' OR (payload->>'from') !~ '^\+[1-9][0-9]{7,14}$' THEN
