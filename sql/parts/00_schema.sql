@@ -272,8 +272,8 @@ BEGIN
 	END IF;
 	RAISE EXCEPTION 'dialer.call_events is append-only'
 		USING ERRCODE = 'insufficient_privilege',
-			  DETAIL = format('%s of event %s of call %s refused.', TG_OP,
-							  coalesce(OLD.id::text, '-'), coalesce(OLD.call_id::text, '-')),
+			  DETAIL = CASE WHEN TG_LEVEL = 'STATEMENT' THEN format('%s of dialer.call_events refused.', TG_OP)
+							ELSE format('%s of event %s of call %s refused.', TG_OP, OLD.id, OLD.call_id) END,
 			  HINT = 'Events are removed only with their call, by dialer.cleanup().';
 END;
 $$;

@@ -431,7 +431,8 @@ BEGIN
 			'next_run_at', (SELECT min(c.next_attempt_at) FROM dialer.scheduled_calls c
 							 WHERE c.status = 'scheduled'),
 			'by_campaign', v_camp,
-			'worker', (SELECT to_jsonb(w) FROM dialer.worker_status() w LIMIT 1));
+			'worker', (SELECT to_jsonb(w) FROM dialer.worker_status() w
+						WHERE w.database = current_database() LIMIT 1));
 END;
 $$;
 COMMENT ON FUNCTION dialer.stats(date) IS
