@@ -18,6 +18,7 @@ packages=(
 	libtap-parser-sourcehandler-pgtap-perl
 	make
 	gcc
+	nginx
 )
 
 say() { echo "install-deps: $*"; }
@@ -56,6 +57,14 @@ if [ ${#missing[@]} -gt 0 ]; then
 	say "installing ${missing[*]}"
 	export DEBIAN_FRONTEND=noninteractive
 	"${sudo[@]}" apt-get update -q
+	# Packages with a service (nginx, postgresql) must not start it: the tests run their
+	# own servers on 127.0.0.1 and nothing may listen on the machine's other addresses.
+	policy=/usr/sbin/policy-rc.d
+	if [ ! -e "$policy" ]; then
+		printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
+		"${sudo[@]}" chmod 755 "$policy"
+		trap '"${sudo[@]}" rm -f "$policy"' EXIT
+	fi
 	"${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
 	node_ok || { say "node 18 or newer is required; found $(node --version 2>/dev/null || echo none)" >&2; exit 1; }
 else
