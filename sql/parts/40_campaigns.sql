@@ -1,0 +1,1177 @@
+/*
+ * pg_dialer 0.1.0: campaigns.
+ *
+ * A campaign (a row of dialer.campaigns) names a source of candidates the application
+ * writes -- a view, a table or a set-returning function -- and the rules that decide
+ * who is called.  pending_customers() shows who would be called now, campaign_candidates()
+ * shows every candidate with the reason it is left out, run_campaign() enqueues the
+ * pending ones, and schedule_campaign() has pg_cron run it at a local time of day.
+ *
+ * The source contract (checked when the campaign is written and at every run):
+ *
+ *   customer_ref  any type (read as text)   required: the application's reference
+ *   phone         any type (read as text)   required: E.164; spaces ( ) . - are ignored
+ *   payload       jsonb or json             optional: an object merged over campaigns.payload
+ *   timezone      text                      optional: the recipient's IANA time zone
+ *   due_at        timestamptz, timestamp    optional: what the call is about (appointment,
+ *                 or date                   expiry): the lookahead window; a timestamp or
+ *                                           date is read in the campaign's time zone
+ *
+ * Other columns are ignored.  A function is written 'schema.f()' and takes no arguments.
+ *
+ * Privileges: the reading functions run with the caller's rights (a campaign never lets a
+ * role read a source it could not read itself); scheduled runs use the rights of the role
+ * that scheduled the campaign.  dialer.grant_campaigns() grants a role their use.
+ */
+
+/* ---------------------------------------------------------------- helpers */
+
+-- One candidate as read from a campaign's source.
+CREATE TYPE dialer.campaign_source_row AS (
+	customer_ref	text,
+	phone			text,
+	payload			jsonb,
+	timezone		text,
+	due_at			timestamptz
+);
+COMMENT ON TYPE dialer.campaign_source_row IS
+	'Internal: one candidate read from a campaign source (customer_ref, phone, payload, timezone, due_at)';
+
+-- For the rules "scheduled today" and "call pending" (per customer of a campaign).
+CREATE INDEX scheduled_calls_campaign_customer_idx ON dialer.scheduled_calls (campaign, customer_ref, run_at)
+	WHERE campaign IS NOT NULL AND customer_ref IS NOT NULL;
+
+/*
+ * The time zone a campaign lives in: its own, else dialer.default_timezone, else UTC.
+ */
+CREATE FUNCTION dialer.campaign_timezone(timezone text)
+RETURNS text
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, dialer
+AS $$
+	SELECT coalesce(timezone, nullif(current_setting('dialer.default_timezone', true), ''), 'UTC')
+$$;
+COMMENT ON FUNCTION dialer.campaign_timezone(text) IS
+	'Internal: a campaign''s time zone (its own, else dialer.default_timezone, else UTC)';
+
+/*
+ * A campaign row by name, or the standard error naming the bad value.
+ */
+CREATE FUNCTION dialer.get_campaign(campaign text)
+RETURNS dialer.campaigns
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, dialer
+AS $$
+DECLARE
+	v_row dialer.campaigns;
+BEGIN
+	IF campaign IS NULL THEN
+		PERFORM dialer.raise_bad_argument('campaign', NULL, 'A campaign name is required.',
+			'Name a row of dialer.campaigns.', '22004');
+	END IF;
+	SELECT * INTO v_row FROM dialer.campaigns k WHERE k.name = get_campaign.campaign;
+	IF NOT FOUND THEN
+		PERFORM dialer.raise_bad_argument('campaign', campaign,
+			format('No row of dialer.campaigns has this name. Known campaigns: %s.',
+				   coalesce((SELECT string_agg(quote_literal(k.name), ', ' ORDER BY k.name)
+							 FROM (SELECT k2.name FROM dialer.campaigns k2 ORDER BY k2.name LIMIT 20) k),
+							'none')),
+			'Insert the campaign into dialer.campaigns first (see README, "Campaigns").', '42704');
+	END IF;
+	RETURN v_row;
+END;
+$$;
+COMMENT ON FUNCTION dialer.get_campaign(text) IS
+	'Internal: the dialer.campaigns row of a name, or the error "invalid campaign: ''x''" (SQLSTATE 42704)';
+
+/*
+ * Resolves a source name with the caller's search_path and returns it schema-qualified:
+ * 'schema.relation' for a table, view, materialized view or foreign table, 'schema.f()'
+ * for a set-returning function without arguments.  No search_path is pinned on purpose
+ * (every name inside is qualified).
+ */
+CREATE FUNCTION dialer.resolve_campaign_source(source text)
+RETURNS text
+LANGUAGE plpgsql
+STABLE
+AS $$
+DECLARE
+	v_src	text := pg_catalog.btrim(source);
+	v_rel	oid;
+	v_proc	oid;
+	v_out	text;
+	v_kind	"char";
+	v_set	boolean;
+BEGIN
+	IF v_src IS NULL OR v_src OPERATOR(pg_catalog.=) '' THEN
+		PERFORM dialer.raise_bad_argument('source', source,
+			'A campaign reads its candidates from a view, table or set-returning function.',
+			'Set source to e.g. ''app.pending_reminders'' or ''app.renewal_candidates()''.', '22004');
+	END IF;
+	BEGIN
+		IF v_src OPERATOR(pg_catalog.~) '\(\s*\)$' THEN
+			v_proc := pg_catalog.to_regprocedure(
+				pg_catalog.regexp_replace(v_src, '\(\s*\)$', '') OPERATOR(pg_catalog.||) '()');
+		ELSE
+			v_rel := pg_catalog.to_regclass(v_src);
+			IF v_rel IS NULL THEN
+				v_proc := pg_catalog.to_regprocedure(v_src OPERATOR(pg_catalog.||) '()');
+			END IF;
+		END IF;
+	EXCEPTION WHEN invalid_name OR syntax_error OR invalid_parameter_value OR feature_not_supported THEN
+		PERFORM dialer.raise_bad_argument('source', source, 'This is not a valid object name.',
+			'Write schema.view_name, or schema.function_name() for a set-returning function.', '42602');
+	END;
+
+	IF v_rel IS NOT NULL THEN
+		SELECT pg_catalog.format('%I.%I', n.nspname, c.relname), c.relkind
+		  INTO v_out, v_kind
+		  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+		 WHERE c.oid OPERATOR(pg_catalog.=) v_rel;
+		IF v_kind OPERATOR(pg_catalog.<>) ALL (ARRAY['r', 'v', 'm', 'f', 'p']::"char"[]) THEN
+			PERFORM dialer.raise_bad_argument('source', source,
+				'A source must be a table, view, materialized view or foreign table (or a set-returning function).',
+				'Wrap the object in a view.', '42809');
+		END IF;
+		RETURN v_out;
+	END IF;
+
+	IF v_proc IS NOT NULL THEN
+		SELECT pg_catalog.format('%I.%I()', n.nspname, p.proname), p.prokind, p.proretset
+		  INTO v_out, v_kind, v_set
+		  FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) p.pronamespace
+		 WHERE p.oid OPERATOR(pg_catalog.=) v_proc;
+		IF v_kind OPERATOR(pg_catalog.<>) 'f' OR NOT v_set THEN
+			PERFORM dialer.raise_bad_argument('source', source,
+				'A function source must be a set-returning function (RETURNS TABLE (...) or RETURNS SETOF a row type).',
+				'Declare it RETURNS TABLE (customer_ref text, phone text, ...), or use a view.', '42809');
+		END IF;
+		RETURN v_out;
+	END IF;
+
+	PERFORM dialer.raise_bad_argument('source', source,
+		pg_catalog.format('No table, view or set-returning function without arguments has this name (search_path: %s).',
+						  pg_catalog.current_setting('search_path')),
+		'Create the view or function first, and name it schema-qualified (a function as schema.f()).', '42P01');
+	RETURN NULL;
+END;
+$$;
+COMMENT ON FUNCTION dialer.resolve_campaign_source(text) IS
+	'Internal: resolves a campaign source name (caller''s search_path) to ''schema.relation'' or ''schema.f()'', or raises "invalid source"';
+
+/*
+ * The columns a source yields (from the catalog, without running it).
+ */
+CREATE FUNCTION dialer.campaign_source_columns(source text)
+RETURNS TABLE (column_name text, column_type regtype)
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, dialer
+AS $$
+DECLARE
+	v_src	text := dialer.resolve_campaign_source(source);
+	v_proc	pg_proc;
+BEGIN
+	IF v_src !~ '\(\)$' THEN
+		RETURN QUERY
+			SELECT a.attname::text, a.atttypid::regtype
+			  FROM pg_attribute a
+			 WHERE a.attrelid = v_src::regclass AND a.attnum > 0 AND NOT a.attisdropped
+			 ORDER BY a.attnum;
+		RETURN;
+	END IF;
+	SELECT * INTO v_proc FROM pg_proc p WHERE p.oid = to_regprocedure(v_src);
+	IF v_proc.proallargtypes IS NOT NULL THEN
+		RETURN QUERY
+			SELECT x.n::text, x.t::regtype
+			  FROM unnest(v_proc.proargnames, v_proc.proallargtypes::oid[], v_proc.proargmodes::text[])
+				   WITH ORDINALITY AS x(n, t, m, i)
+			 WHERE x.m IN ('o', 't', 'b')
+			 ORDER BY x.i;
+	ELSIF (SELECT t.typtype FROM pg_type t WHERE t.oid = v_proc.prorettype) = 'c' THEN
+		RETURN QUERY
+			SELECT a.attname::text, a.atttypid::regtype
+			  FROM pg_attribute a
+			 WHERE a.attrelid = (SELECT t.typrelid FROM pg_type t WHERE t.oid = v_proc.prorettype)
+			   AND a.attnum > 0 AND NOT a.attisdropped
+			 ORDER BY a.attnum;
+	ELSE
+		PERFORM dialer.raise_bad_argument('source', source,
+			format('Function %s returns %s, not named columns.', v_src, v_proc.prorettype::regtype),
+			'Declare it RETURNS TABLE (customer_ref text, phone text, ...) or RETURNS SETOF a row type.', '42804');
+	END IF;
+END;
+$$;
+COMMENT ON FUNCTION dialer.campaign_source_columns(text) IS
+	'The columns (name, type) a campaign source yields, read from the catalog; an error when it has none';
+
+/*
+ * Checks a source against the contract and returns the query that reads it as one array
+ * of dialer.campaign_source_row ($1 = the campaign's time zone).  Every name in the
+ * query comes from the catalog, quoted: nothing stored is spliced into SQL.
+ */
+CREATE FUNCTION dialer.campaign_source_query(source text)
+RETURNS text
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, dialer
+AS $$
+DECLARE
+	v_src		text := dialer.resolve_campaign_source(source);
+	v_cols		jsonb;
+	v_missing	text[];
+	v_type		regtype;
+	v_payload	text := 'NULL::jsonb';
+	v_tz		text := 'NULL::text';
+	v_due		text := 'NULL::timestamptz';
+BEGIN
+	SELECT jsonb_object_agg(c.column_name, c.column_type::oid)
+	  INTO v_cols FROM dialer.campaign_source_columns(v_src) c;
+	v_cols := coalesce(v_cols, '{}');
+
+	SELECT array_agg(r) INTO v_missing FROM unnest(ARRAY['customer_ref', 'phone']) r WHERE NOT v_cols ? r;
+	IF v_missing IS NOT NULL THEN
+		PERFORM dialer.raise_bad_argument('source', source,
+			format('%s has no column %s; it has: %s.', v_src, array_to_string(v_missing, ' or '),
+				   coalesce((SELECT string_agg(k, ', ') FROM jsonb_object_keys(v_cols) k), 'none')),
+			'A campaign source yields customer_ref and phone, and optionally payload (jsonb), timezone (text) and due_at (timestamptz, timestamp or date): rename columns with AS in a view.',
+			'42703');
+	END IF;
+
+	IF v_cols ? 'payload' THEN
+		v_type := (v_cols->>'payload')::oid::regtype;
+		IF v_type NOT IN ('jsonb'::regtype, 'json'::regtype) THEN
+			PERFORM dialer.raise_bad_argument('source', source,
+				format('Column payload of %s is %s; it must be jsonb or json.', v_src, v_type),
+				'Build it with jsonb_build_object(...).', '42804');
+		END IF;
+		v_payload := '(s.payload)::jsonb';
+	END IF;
+	IF v_cols ? 'timezone' THEN
+		v_type := (v_cols->>'timezone')::oid::regtype;
+		IF v_type NOT IN ('text'::regtype, 'character varying'::regtype, 'name'::regtype, 'character'::regtype) THEN
+			PERFORM dialer.raise_bad_argument('source', source,
+				format('Column timezone of %s is %s; it must be text (an IANA time zone name).', v_src, v_type),
+				'Cast it: timezone::text.', '42804');
+		END IF;
+		v_tz := '(s.timezone)::text';
+	END IF;
+	IF v_cols ? 'due_at' THEN
+		v_type := (v_cols->>'due_at')::oid::regtype;
+		v_due := CASE v_type
+			WHEN 'timestamp with time zone'::regtype THEN 's.due_at'
+			WHEN 'timestamp without time zone'::regtype THEN '(s.due_at AT TIME ZONE $1)'
+			WHEN 'date'::regtype THEN '((s.due_at)::timestamp AT TIME ZONE $1)'
+		END;
+		IF v_due IS NULL THEN
+			PERFORM dialer.raise_bad_argument('source', source,
+				format('Column due_at of %s is %s; it must be timestamptz, timestamp or date.', v_src, v_type),
+				'Cast it, or rename the column if it is not a due time.', '42804');
+		END IF;
+	END IF;
+
+	RETURN format('SELECT array_agg(ROW((s.customer_ref)::text, (s.phone)::text, %s, %s, %s)::dialer.campaign_source_row) FROM %s AS s',
+				  v_payload, v_tz, v_due, v_src);
+END;
+$$;
+COMMENT ON FUNCTION dialer.campaign_source_query(text) IS
+	'Internal: checks a campaign source against the contract (customer_ref, phone; optional payload, timezone, due_at) and returns the query reading it';
+
+/* -------------------------------------------------------------- schedules */
+
+/*
+ * One field of a cron expression as the sorted values it allows: lists of *, N, N-M,
+ * each optionally /step; month and weekday names (jan, mon) are accepted.
+ */
+CREATE FUNCTION dialer.cron_field(field text, what text, lo int, hi int, names text[], schedule text)
+RETURNS int[]
+LANGUAGE plpgsql
+IMMUTABLE
+SET search_path = pg_catalog, dialer
+AS $$
+DECLARE
+	v_part	text;
+	v_m		text[];
+	v_a		int;
+	v_b		int;
+	v_step	int;
+	v_out	int[] := '{}';
+	v_tok	text;
+	v_vals	int[];
+BEGIN
+	FOREACH v_part IN ARRAY string_to_array(field, ',') LOOP
+		v_m := regexp_match(v_part, '^(\*|([0-9]{1,2}|[a-z]{3})(-([0-9]{1,2}|[a-z]{3}))?)(/([0-9]{1,2}))?$');
+		IF v_m IS NULL THEN
+			PERFORM dialer.raise_bad_argument('schedule', schedule,
+				format('The %s field "%s" is not understood: use *, N, N-M, a list of these, each optionally /step.', what, field),
+				'Write ''daily HH:MM'' or a 5-field cron expression such as ''0 9 * * 1-5'' (minute hour day month weekday), read in the campaign''s time zone.');
+		END IF;
+		v_vals := '{}';
+		FOREACH v_tok IN ARRAY ARRAY[v_m[2], v_m[4]] LOOP
+			IF v_tok IS NULL THEN
+				v_vals := v_vals || NULL::int;
+			ELSIF v_tok ~ '^[0-9]+$' THEN
+				v_vals := v_vals || v_tok::int;
+			ELSIF array_position(names, v_tok) IS NOT NULL THEN
+				v_vals := v_vals || (array_position(names, v_tok) - 1 + lo);
+			ELSE
+				PERFORM dialer.raise_bad_argument('schedule', schedule,
+					format('The %s field has an unknown name "%s".', what, v_tok),
+					CASE WHEN names IS NULL THEN format('Use numbers from %s to %s.', lo, hi)
+						 ELSE format('Use numbers from %s to %s or the names %s.', lo, hi, array_to_string(names, ', ')) END);
+			END IF;
+		END LOOP;
+		IF v_m[1] = '*' THEN
+			v_a := lo;
+			v_b := hi;
+		ELSE
+			v_a := v_vals[1];
+			v_b := coalesce(v_vals[2], CASE WHEN v_m[6] IS NOT NULL THEN hi ELSE v_a END);
+		END IF;
+		v_step := coalesce(v_m[6]::int, 1);
+		IF v_a < lo OR v_b > hi OR v_a > v_b OR v_step < 1 THEN
+			PERFORM dialer.raise_bad_argument('schedule', schedule,
+				format('The %s field "%s" is out of range: values go from %s to %s, ranges upwards, steps from 1.', what, field, lo, hi),
+				'For example ''0 9 * * 1-5'' is 09:00 on weekdays.');
+		END IF;
+		v_out := v_out || ARRAY(SELECT generate_series(v_a, v_b, v_step));
+	END LOOP;
+	RETURN ARRAY(SELECT DISTINCT x FROM unnest(v_out) x ORDER BY x);
+END;
+$$;
+COMMENT ON FUNCTION dialer.cron_field(text, text, int, int, text[], text) IS
+	'Internal: the values one cron field allows, or an "invalid schedule" error';
+
+/*
+ * A campaign schedule, parsed: 'daily HH:MM', @hourly, @daily (@midnight), @weekly,
+ * @monthly, @yearly (@annually), or 'minute hour day-of-month month day-of-week'.  As in
+ * cron, when both day fields are restricted a day matching either one runs.
+ */
+CREATE FUNCTION dialer.parse_schedule(schedule text,
+	OUT normalized text, OUT minutes int[], OUT hours int[], OUT days int[], OUT months int[],
+	OUT weekdays int[], OUT days_and boolean)
+RETURNS record
+LANGUAGE plpgsql
+IMMUTABLE
+SET search_path = pg_catalog, dialer
+AS $$
+DECLARE
+	v_s		text := lower(regexp_replace(btrim(schedule), '\s+', ' ', 'g'));
+	v_cron	text;
+	v_m		text[];
+	v_f		text[];
+BEGIN
+	IF schedule IS NULL OR v_s = '' THEN
+		PERFORM dialer.raise_bad_argument('schedule', schedule, 'A schedule is required.',
+			'Write ''daily HH:MM'' or a 5-field cron expression, read in the campaign''s time zone.', '22004');
+	END IF;
+	v_m := regexp_match(v_s, '^daily (?:at )?([0-9]{1,2}):([0-9]{2})$');
+	IF v_m IS NOT NULL THEN
+		IF v_m[1]::int > 23 OR v_m[2]::int > 59 THEN
+			PERFORM dialer.raise_bad_argument('schedule', schedule,
+				'The time of a daily schedule is HH:MM from 00:00 to 23:59.', 'For example ''daily 09:00''.');
+		END IF;
+		v_cron := format('%s %s * * *', v_m[2]::int, v_m[1]::int);
+		v_s := format('daily %s:%s', lpad(v_m[1]::int::text, 2, '0'), v_m[2]);
+	ELSE
+		v_cron := CASE v_s
+			WHEN '@hourly' THEN '0 * * * *'
+			WHEN '@daily' THEN '0 0 * * *'
+			WHEN '@midnight' THEN '0 0 * * *'
+			WHEN '@weekly' THEN '0 0 * * 0'
+			WHEN '@monthly' THEN '0 0 1 * *'
+			WHEN '@yearly' THEN '0 0 1 1 *'
+			WHEN '@annually' THEN '0 0 1 1 *'
+			ELSE v_s END;
+	END IF;
+	v_f := string_to_array(v_cron, ' ');
+	IF cardinality(v_f) <> 5 THEN
+		PERFORM dialer.raise_bad_argument('schedule', schedule,
+			format('A cron schedule has 5 fields (minute hour day-of-month month day-of-week); this has %s.', cardinality(v_f)),
+			'Write ''daily HH:MM'' or e.g. ''30 9 * * 1-5'' (09:30 on weekdays), read in the campaign''s time zone.');
+	END IF;
+	normalized := v_s;
+	minutes := dialer.cron_field(v_f[1], 'minute', 0, 59, NULL, schedule);
+	hours := dialer.cron_field(v_f[2], 'hour', 0, 23, NULL, schedule);
+	days := dialer.cron_field(v_f[3], 'day-of-month', 1, 31, NULL, schedule);
+	months := dialer.cron_field(v_f[4], 'month', 1, 12,
+		'{jan,feb,mar,apr,may,jun,jul,aug,sep,oct,nov,dec}', schedule);
+	weekdays := dialer.cron_field(v_f[5], 'day-of-week', 0, 7, '{sun,mon,tue,wed,thu,fri,sat}', schedule);
+	weekdays := ARRAY(SELECT DISTINCT CASE WHEN d = 7 THEN 0 ELSE d END FROM unnest(weekdays) d ORDER BY 1);
+	days_and := v_f[3] LIKE '*%' OR v_f[5] LIKE '*%';
+END;
+$$;
+COMMENT ON FUNCTION dialer.parse_schedule(text) IS
+	'A campaign schedule (''daily HH:MM'', @hourly/@daily/@weekly/@monthly/@yearly or a 5-field cron expression) as its normalized text and the minutes, hours, days, months and weekdays it allows; an "invalid schedule" error otherwise';
+
+/*
+ * The instants a schedule runs at in (after, until], its fields read as local time in
+ * timezone.  Each local time maps to one instant: a local time skipped by a
+ * spring-forward change runs at the same wall-clock offset later (02:30 becomes 03:30),
+ * a local time that occurs twice on a fall-back day runs once (at its second, standard
+ * time occurrence), as PostgreSQL's timestamp AT TIME ZONE reads them.
+ */
+CREATE FUNCTION dialer.schedule_runs(schedule text, timezone text, after timestamptz, until timestamptz)
+RETURNS SETOF timestamptz
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, dialer
+AS $$
+DECLARE
+	p record := dialer.parse_schedule(schedule);
+BEGIN
+	IF timezone IS NULL OR NOT dialer.is_valid_timezone(timezone) THEN
+		PERFORM dialer.raise_bad_argument('timezone', timezone,
+			'A schedule is read in a time zone PostgreSQL knows.',
+			'Use an IANA name such as Europe/Berlin (see pg_timezone_names).');
+	END IF;
+	IF after IS NULL OR until IS NULL THEN
+		PERFORM dialer.raise_bad_argument(CASE WHEN after IS NULL THEN 'after' ELSE 'until' END, NULL,
+			'Both ends of the time range are required.', 'Pass two timestamptz values.', '22004');
+	END IF;
+	IF until - after > interval '3700 days' THEN
+		PERFORM dialer.raise_bad_argument('until', until::text,
+			'The range is at most 3700 days long.', 'Ask for a shorter range.');
+	END IF;
+	RETURN QUERY
+		SELECT DISTINCT x.at
+		  FROM (SELECT (d.day + make_time(h, m, 0)) AT TIME ZONE timezone AS at
+				  FROM (SELECT g::date AS day
+						  FROM generate_series(((after AT TIME ZONE timezone)::date - 1)::timestamp,
+											   ((until AT TIME ZONE timezone)::date + 1)::timestamp,
+											   interval '1 day') g) d
+					   CROSS JOIN unnest(p.hours) h
+					   CROSS JOIN unnest(p.minutes) m
+				 WHERE extract(month FROM d.day)::int = ANY (p.months)
+				   AND CASE WHEN p.days_and
+							THEN extract(day FROM d.day)::int = ANY (p.days)
+								 AND extract(dow FROM d.day)::int = ANY (p.weekdays)
+							ELSE extract(day FROM d.day)::int = ANY (p.days)
+								 OR extract(dow FROM d.day)::int = ANY (p.weekdays) END) x
+		 WHERE x.at > after AND x.at <= until
+		 ORDER BY x.at;
+END;
+$$;
+COMMENT ON FUNCTION dialer.schedule_runs(text, text, timestamptz, timestamptz) IS
+	'The instants a schedule runs at in (after, until], read in timezone; across daylight-saving changes each local time runs once (a skipped local time runs at its shifted time)';
+
+/*
+ * The first run of a schedule after a given instant (NULL if none within 8 years).
+ * Takes the instant as an argument so the computation is testable across DST changes.
+ */
+CREATE FUNCTION dialer.schedule_next_run(schedule text, timezone text, after timestamptz DEFAULT now())
+RETURNS timestamptz
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, dialer
+AS $$
+DECLARE
+	v_h		int;
+	v_at	timestamptz;
+BEGIN
+	FOREACH v_h IN ARRAY ARRAY[2, 35, 400, 3000] LOOP
+		SELECT min(r) INTO v_at
+		  FROM dialer.schedule_runs(schedule, timezone, after, after + make_interval(days => v_h)) r;
+		IF v_at IS NOT NULL THEN
+			RETURN v_at;
+		END IF;
+	END LOOP;
+	RETURN NULL;
+END;
+$$;
+COMMENT ON FUNCTION dialer.schedule_next_run(text, text, timestamptz) IS
+	'The first instant after `after` at which a schedule, read in timezone, runs (NULL if none within 8 years)';
+
+/*
+ * The latest run of a schedule in (after, at], or NULL: the slot the scheduler owes.
+ */
+CREATE FUNCTION dialer.schedule_last_run(schedule text, timezone text, at timestamptz, after timestamptz)
+RETURNS timestamptz
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, dialer
+AS $$
+DECLARE
+	v_h		int;
+	v_lo	timestamptz;
+	v_at	timestamptz;
+BEGIN
+	IF after IS NULL OR after >= at THEN
+		RETURN NULL;
+	END IF;
+	FOREACH v_h IN ARRAY ARRAY[2, 35, 400, 3000] LOOP
+		v_lo := greatest(after, at - make_interval(days => v_h));
+		SELECT max(r) INTO v_at FROM dialer.schedule_runs(schedule, timezone, v_lo, at) r;
+		IF v_at IS NOT NULL OR v_lo = after THEN
+			RETURN v_at;
+		END IF;
+	END LOOP;
+	RETURN NULL;
+END;
+$$;
+COMMENT ON FUNCTION dialer.schedule_last_run(text, text, timestamptz, timestamptz) IS
+	'The latest instant in (after, at] at which a schedule, read in timezone, runs; NULL if none';
+
+/* ------------------------------------------------------ validation trigger */
+
+/*
+ * Validates a campaign when it is written: the source exists and meets the contract
+ * (and is stored schema-qualified), the time zone and schedule are valid.  Runs with the
+ * writer's search_path so an unqualified source name resolves as the writer means it.
+ */
+CREATE FUNCTION dialer.campaigns_validate()
+RETURNS trigger
+LANGUAGE plpgsql
+AS $$
+BEGIN
+	IF TG_OP OPERATOR(pg_catalog.=) 'INSERT' OR NEW.source IS DISTINCT FROM OLD.source THEN
+		NEW.source := dialer.resolve_campaign_source(NEW.source);
+		PERFORM dialer.campaign_source_query(NEW.source);
+	END IF;
+	IF NEW.timezone IS NOT NULL AND (TG_OP OPERATOR(pg_catalog.=) 'INSERT' OR NEW.timezone IS DISTINCT FROM OLD.timezone)
+	   AND NOT dialer.is_valid_timezone(NEW.timezone) THEN
+		PERFORM dialer.raise_bad_argument('timezone', NEW.timezone,
+			'A campaign''s schedule, "today" and calling window are read in this time zone, and PostgreSQL does not know it.',
+			'Use an IANA name such as Asia/Kolkata (see pg_timezone_names).');
+	END IF;
+	IF NEW.schedule IS NOT NULL AND (TG_OP OPERATOR(pg_catalog.=) 'INSERT' OR NEW.schedule IS DISTINCT FROM OLD.schedule) THEN
+		NEW.schedule := (dialer.parse_schedule(NEW.schedule)).normalized;
+	END IF;
+	IF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' THEN
+		NEW.updated_at := pg_catalog.now();
+	END IF;
+	RETURN NEW;
+END;
+$$;
+COMMENT ON FUNCTION dialer.campaigns_validate() IS
+	'Trigger validating dialer.campaigns rows: source (stored schema-qualified), time zone, schedule';
+
+CREATE TRIGGER campaigns_validate BEFORE INSERT OR UPDATE ON dialer.campaigns
+	FOR EACH ROW EXECUTE FUNCTION dialer.campaigns_validate();
+
+/* ------------------------------------------------------------- candidates */
+
+/*
+ * Every candidate of a campaign's source with the verdict of the rules: included, or the
+ * reason it is left out (the first rule it fails, in this order):
+ *
+ *   campaign_disabled     the campaign is disabled
+ *   invalid_customer_ref  customer_ref is NULL or empty
+ *   invalid_phone         phone is not E.164 (after removing spaces ( ) . -)
+ *   invalid_timezone      the candidate's timezone is unknown
+ *   invalid_payload       payload not an object, over 64 kB, bad mode or from
+ *   do_not_call           the number is on dialer.do_not_call
+ *   not_allowed           the campaign has an allow-list (pilot) without this number
+ *   outside_lookahead     due_at's local date is before today or after today + days
+ *   scheduled_today       a call of the campaign for this customer is due today (or
+ *                         this run's dedupe key exists)
+ *   call_pending          a call of the campaign to this customer or number is still
+ *                         scheduled, dispatching or dialing
+ *   called_recently       a call to the number reached the provider within
+ *                         skip_called_within_days
+ *   duplicate_customer    the source yields the customer again (the earliest due is kept)
+ *   duplicate_phone       another included customer has the same number
+ *   over_daily_cap        max_calls_per_day is used up
+ *
+ * Included candidates come first, in the order run_campaign takes them: earliest due_at
+ * first (no due_at last), then customer_ref.  days overrides lookahead_days.
+ */
+CREATE FUNCTION dialer.campaign_candidates(campaign text, days int DEFAULT NULL)
+RETURNS TABLE (customer_ref text, phone text, payload jsonb, timezone text, due_at timestamptz,
+			   included boolean, reason text, detail text, dedupe_key text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, dialer
+SET jit = off
+AS $$
+DECLARE
+	k			dialer.campaigns := dialer.get_campaign(campaign);
+	v_days		int;
+	v_tz		text;
+	v_today		date;
+	v_start		timestamptz;
+	v_end		timestamptz;
+	v_suffix	text;
+	v_rows		dialer.campaign_source_row[];
+	v_kind		text;
+	v_used		int;
+	v_left		int;
+	v_skip		int;
+BEGIN
+	IF days IS NOT NULL AND days NOT BETWEEN 0 AND 366 THEN
+		PERFORM dialer.raise_bad_argument('days', days::text,
+			'days is the lookahead window in days, from 0 (today only) to 366.',
+			'Omit it to use the campaign''s lookahead_days.');
+	END IF;
+	v_days := coalesce(days, k.lookahead_days);
+	v_tz := dialer.campaign_timezone(k.timezone);
+	v_today := (now() AT TIME ZONE v_tz)::date;
+	v_start := v_today::timestamp AT TIME ZONE v_tz;
+	v_end := (v_today + 1)::timestamp AT TIME ZONE v_tz;
+	v_suffix := CASE WHEN k.once_per_day THEN to_char(v_today, 'YYYY-MM-DD')
+					 ELSE to_char(now() AT TIME ZONE v_tz, 'YYYY-MM-DD"T"HH24:MI') END;
+	v_skip := coalesce(k.skip_called_within_days, 0);
+
+	EXECUTE dialer.campaign_source_query(k.source) INTO v_rows USING v_tz;
+
+	SELECT p.kind INTO v_kind FROM dialer.providers p WHERE p.name = k.provider;
+	SELECT count(*) INTO v_used
+	  FROM dialer.scheduled_calls c
+	 WHERE c.campaign = k.name AND c.run_at >= v_start AND c.run_at < v_end
+	   AND c.status NOT IN ('canceled', 'skipped');
+	v_left := CASE WHEN k.max_calls_per_day IS NOT NULL THEN greatest(k.max_calls_per_day - v_used, 0) END;
+
+	RETURN QUERY
+	WITH today_calls AS MATERIALIZED (
+		-- the campaign's calls due today, one per customer (bounded by a day's volume)
+		SELECT DISTINCT ON (c.customer_ref) c.customer_ref, c.id, c.status
+		  FROM dialer.scheduled_calls c
+		 WHERE k.once_per_day AND c.campaign = k.name AND c.run_at >= v_start AND c.run_at < v_end
+		   AND c.customer_ref IS NOT NULL
+		 ORDER BY c.customer_ref, c.id
+	), src AS (
+		SELECT s.customer_ref AS ref,
+			   s.phone AS raw_phone,
+			   regexp_replace(s.phone, '[[:space:]().-]', '', 'g') AS num,
+			   s.payload AS raw_payload,
+			   k.payload || CASE WHEN jsonb_typeof(s.payload) = 'object' THEN s.payload ELSE '{}' END AS pl,
+			   s.timezone AS tz,
+			   s.due_at AS due,
+			   s.o AS ord,
+			   format('campaign:%s:%s:%s', k.name,
+					  CASE WHEN length(s.customer_ref) <= 100 THEN s.customer_ref
+						   ELSE 'md5.' || md5(s.customer_ref) END,
+					  v_suffix) AS key
+		  FROM unnest(v_rows) WITH ORDINALITY AS s(customer_ref, phone, payload, timezone, due_at, o)
+	), ruled AS (
+		SELECT src.*,
+			CASE
+				WHEN NOT k.enabled THEN 'campaign_disabled'
+				WHEN src.ref IS NULL OR btrim(src.ref) = '' THEN 'invalid_customer_ref'
+				WHEN src.num IS NULL OR src.num !~ '^\+[1-9][0-9]{7,14}$' THEN 'invalid_phone'
+				WHEN src.tz IS NOT NULL AND NOT dialer.is_valid_timezone(src.tz) THEN 'invalid_timezone'
+				WHEN bad.why IS NOT NULL THEN 'invalid_payload'
+				WHEN dnc.number IS NOT NULL THEN 'do_not_call'
+				WHEN k.allowed_numbers IS NOT NULL AND src.num <> ALL (k.allowed_numbers) THEN 'not_allowed'
+				WHEN src.due IS NOT NULL
+					 AND (src.due AT TIME ZONE v_tz)::date NOT BETWEEN v_today AND v_today + v_days THEN 'outside_lookahead'
+				WHEN today.id IS NOT NULL THEN 'scheduled_today'
+				WHEN pend.id IS NOT NULL THEN 'call_pending'
+				WHEN recent.id IS NOT NULL THEN 'called_recently'
+			END AS why,
+			CASE
+				WHEN NOT k.enabled THEN format('campaign %s is disabled', quote_literal(k.name))
+				WHEN src.ref IS NULL OR btrim(src.ref) = '' THEN 'customer_ref is NULL or empty'
+				WHEN src.num IS NULL OR src.num !~ '^\+[1-9][0-9]{7,14}$' THEN
+					format('phone %s is not an E.164 number (+, then 8 to 15 digits, the first not 0)',
+						   coalesce(quote_literal(src.raw_phone), 'NULL'))
+				WHEN src.tz IS NOT NULL AND NOT dialer.is_valid_timezone(src.tz) THEN
+					format('time zone %s is not known to PostgreSQL', quote_literal(src.tz))
+				WHEN bad.why IS NOT NULL THEN bad.why
+				WHEN dnc.number IS NOT NULL THEN
+					format('%s is on the do-not-call list since %s%s', src.num, dnc.added_at,
+						   coalesce(' (' || dnc.reason || ')', ''))
+				WHEN k.allowed_numbers IS NOT NULL AND src.num <> ALL (k.allowed_numbers) THEN
+					format('%s is not in the campaign''s allowed_numbers (pilot allow-list)', src.num)
+				WHEN src.due IS NOT NULL
+					 AND (src.due AT TIME ZONE v_tz)::date NOT BETWEEN v_today AND v_today + v_days THEN
+					format('due on %s, outside the lookahead window %s to %s (%s)',
+						   (src.due AT TIME ZONE v_tz)::date, v_today, v_today + v_days, v_tz)
+				WHEN today.id IS NOT NULL THEN
+					format('call %s (%s) is already scheduled for this customer today', today.id, today.status)
+				WHEN pend.id IS NOT NULL THEN
+					format('call %s to %s is still %s', pend.id, pend.to_number, pend.status)
+				WHEN recent.id IS NOT NULL THEN
+					format('call %s reached the provider at %s (%s), within the last %s days',
+						   recent.id, recent.at, recent.status, v_skip)
+			END AS why_detail
+		  FROM src
+		  LEFT JOIN LATERAL (
+				SELECT CASE
+					WHEN src.raw_payload IS NOT NULL AND jsonb_typeof(src.raw_payload) <> 'object' THEN
+						format('payload must be a JSON object, not %s', jsonb_typeof(src.raw_payload))
+					WHEN octet_length(src.pl::text) > 65536 THEN
+						format('payload is %s bytes, over 64 kB', octet_length(src.pl::text))
+					WHEN v_kind = 'backend' AND upper(coalesce(src.pl->>'mode', 'DIRECT')) NOT IN ('DIRECT', 'BRIEF_START') THEN
+						format('payload.mode %s is neither DIRECT nor BRIEF_START', quote_literal(src.pl->>'mode'))
+					WHEN src.pl ? 'from' AND (jsonb_typeof(src.pl->'from') <> 'string'
+											  OR (src.pl->>'from') !~ '^\+[1-9][0-9]{7,14}$') THEN
+						format('payload.from %s is not an E.164 number', src.pl->'from')
+				END AS why) bad ON true
+		  LEFT JOIN dialer.do_not_call dnc ON dnc.number = src.num
+		  LEFT JOIN today_calls tc ON tc.customer_ref = src.ref
+		  LEFT JOIN LATERAL (
+				SELECT tc.id, tc.status WHERE tc.id IS NOT NULL
+				UNION ALL
+				SELECT c.id, c.status FROM dialer.scheduled_calls c
+				 WHERE c.dedupe_key = src.key
+				LIMIT 1) today ON true
+		  LEFT JOIN LATERAL (
+				SELECT c.id, c.status, c.to_number FROM dialer.scheduled_calls c
+				 WHERE c.campaign = k.name AND c.customer_ref = src.ref
+				   AND c.status IN ('scheduled', 'dispatching', 'dialing')
+				UNION ALL
+				SELECT c.id, c.status, c.to_number FROM dialer.scheduled_calls c
+				 WHERE c.to_number = src.num AND c.campaign = k.name
+				   AND c.status IN ('scheduled', 'dispatching', 'dialing')
+				LIMIT 1) pend ON true
+		  LEFT JOIN LATERAL (
+				SELECT c.id, c.status, greatest(c.run_at, c.next_attempt_at) AS at
+				  FROM dialer.scheduled_calls c
+				 WHERE v_skip > 0 AND c.to_number = src.num
+				   AND c.status IN ('dispatching', 'dialing', 'completed', 'no_answer', 'busy', 'failed', 'unknown')
+				   AND greatest(c.run_at, c.next_attempt_at) > now() - make_interval(days => v_skip)
+				   AND greatest(c.run_at, c.next_attempt_at) <= now()
+				 ORDER BY greatest(c.run_at, c.next_attempt_at) DESC
+				 LIMIT 1) recent ON true
+	), by_customer AS (
+		SELECT ruled.*,
+			   row_number() OVER (PARTITION BY ruled.why IS NULL, ruled.ref
+								  ORDER BY ruled.due NULLS LAST, ruled.ord) AS n_ref
+		  FROM ruled
+	), by_number AS (
+		SELECT b.*,
+			   coalesce(b.why, CASE WHEN b.n_ref > 1 THEN 'duplicate_customer' END) AS why2,
+			   row_number() OVER (PARTITION BY b.why IS NULL AND b.n_ref = 1, b.num
+								  ORDER BY b.due NULLS LAST, b.ref, b.ord) AS n_num,
+			   first_value(b.ref) OVER (PARTITION BY b.why IS NULL AND b.n_ref = 1, b.num
+										ORDER BY b.due NULLS LAST, b.ref, b.ord) AS num_owner
+		  FROM by_customer b
+	), capped AS (
+		SELECT n.*,
+			   coalesce(n.why2, CASE WHEN n.n_num > 1 THEN 'duplicate_phone' END) AS why3,
+			   row_number() OVER (PARTITION BY coalesce(n.why2, CASE WHEN n.n_num > 1 THEN 'duplicate_phone' END) IS NULL
+								  ORDER BY n.due NULLS LAST, n.ref, n.ord) AS pick
+		  FROM by_number n
+	), final AS (
+		SELECT c.*,
+			   coalesce(c.why3, CASE WHEN v_left IS NOT NULL AND c.pick > v_left THEN 'over_daily_cap' END) AS verdict
+		  FROM capped c
+	)
+	SELECT f.ref, coalesce(f.num, f.raw_phone), f.pl, coalesce(f.tz, k.timezone), f.due,
+		   f.verdict IS NULL,
+		   f.verdict,
+		   CASE f.verdict
+				WHEN 'duplicate_customer' THEN
+					format('customer %s appears more than once in the source; its earliest due row is kept', quote_literal(f.ref))
+				WHEN 'duplicate_phone' THEN
+					format('%s is also the number of customer %s, who is called', f.num, quote_literal(f.num_owner))
+				WHEN 'over_daily_cap' THEN
+					format('the daily cap of %s calls is reached (%s due today before this run)', k.max_calls_per_day, v_used)
+				ELSE f.why_detail END,
+		   CASE WHEN f.verdict IS NULL THEN f.key END
+	  FROM final f
+	 ORDER BY f.verdict IS NOT NULL, f.due NULLS LAST, f.ref, f.ord;
+END;
+$$;
+COMMENT ON FUNCTION dialer.campaign_candidates(text, int) IS
+	'Every candidate of a campaign''s source with included, the reason it is left out (campaign_disabled, invalid_customer_ref, invalid_phone, invalid_timezone, invalid_payload, do_not_call, not_allowed, outside_lookahead, scheduled_today, call_pending, called_recently, duplicate_customer, duplicate_phone, over_daily_cap) and a detail; days overrides lookahead_days. Reads the source with the caller''s rights.';
+
+/*
+ * The candidates a run would enqueue now, in the order it takes them.
+ */
+CREATE FUNCTION dialer.pending_customers(campaign text, days int DEFAULT NULL, max_rows int DEFAULT 50)
+RETURNS TABLE (customer_ref text, phone text, payload jsonb, timezone text, due_at timestamptz, dedupe_key text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, dialer
+AS $$
+BEGIN
+	IF max_rows < 0 THEN
+		PERFORM dialer.raise_bad_argument('max_rows', max_rows::text,
+			'max_rows is how many candidates to return: 0 or more (NULL: all).', 'Omit it for 50.');
+	END IF;
+	RETURN QUERY
+		SELECT c.customer_ref, c.phone, c.payload, c.timezone, c.due_at, c.dedupe_key
+		  FROM dialer.campaign_candidates(campaign, days) c
+		 WHERE c.included
+		 LIMIT max_rows;
+END;
+$$;
+COMMENT ON FUNCTION dialer.pending_customers(text, int, int) IS
+	'The candidates of a campaign left after every rule and the do-not-call list, in the order run_campaign takes them (at most max_rows; NULL: all). Why others are left out: dialer.campaign_candidates().';
+
+/* -------------------------------------------------------------------- runs */
+
+/*
+ * Enqueues one candidate of a campaign (run_campaign's writer): the campaign's provider
+ * and priority, the dedupe key, and the customer_ref stamped on the call.  Returns the
+ * new call's id, or NULL when the dedupe key is already stored (nothing written).
+ */
+CREATE FUNCTION dialer.campaign_enqueue(campaign text, customer_ref text, to_number text, payload jsonb,
+										timezone text, dedupe_key text)
+RETURNS bigint
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, dialer
+AS $$
+#variable_conflict use_column
+DECLARE
+	k		dialer.campaigns := dialer.get_campaign(campaign_enqueue.campaign);
+	v_id	bigint;
+BEGIN
+	IF campaign_enqueue.dedupe_key IS NULL THEN
+		PERFORM dialer.raise_bad_argument('dedupe_key', NULL, 'Campaign calls always carry a dedupe key.',
+			'Use dialer.run_campaign().', '22004');
+	END IF;
+	IF EXISTS (SELECT 1 FROM dialer.scheduled_calls c WHERE c.dedupe_key = campaign_enqueue.dedupe_key) THEN
+		RETURN NULL;
+	END IF;
+	v_id := dialer.enqueue_call(
+		to_number => campaign_enqueue.to_number,
+		run_at => now(),
+		provider => k.provider,
+		payload => campaign_enqueue.payload,
+		campaign => k.name,
+		dedupe_key => campaign_enqueue.dedupe_key,
+		priority => k.priority,
+		max_attempts => k.max_attempts,
+		timezone => campaign_enqueue.timezone);
+	UPDATE dialer.scheduled_calls c
+	   SET customer_ref = campaign_enqueue.customer_ref
+	 WHERE c.id = v_id AND c.customer_ref IS NULL;
+	RETURN v_id;
+END;
+$$;
+COMMENT ON FUNCTION dialer.campaign_enqueue(text, text, text, jsonb, text, text) IS
+	'Internal: enqueues one candidate of a campaign (provider, priority, max_attempts of the campaign; customer_ref stamped); NULL when its dedupe key is already stored';
+
+/*
+ * Enqueues the pending customers of a campaign, at most max_calls, and returns how many
+ * it enqueued.  Runs of one campaign are serialized by a transaction-level advisory lock
+ * taken before the candidates are read, so two sessions running it at once (or pg_cron
+ * and a person pressing "run now") never schedule a customer twice and never exceed the
+ * daily cap; every call also carries a dedupe key campaign:<name>:<customer_ref>:<local
+ * date> (…:<local date>T<HH:MM> when once_per_day is off).
+ */
+CREATE FUNCTION dialer.run_campaign(campaign text, max_calls int DEFAULT NULL)
+RETURNS int
+LANGUAGE plpgsql
+SET search_path = pg_catalog, dialer
+AS $$
+DECLARE
+	k		dialer.campaigns := dialer.get_campaign(campaign);
+	r		record;
+	v_n		int := 0;
+BEGIN
+	IF max_calls < 0 THEN
+		PERFORM dialer.raise_bad_argument('max_calls', max_calls::text,
+			'max_calls is the most calls this run enqueues: 0 or more (NULL: no limit beyond the campaign''s rules).',
+			'Omit it to enqueue every pending customer.');
+	END IF;
+	IF current_setting('transaction_isolation') <> 'read committed' THEN
+		RAISE EXCEPTION 'dialer.run_campaign must run at READ COMMITTED isolation, not %',
+			upper(current_setting('transaction_isolation'))
+			USING ERRCODE = 'feature_not_supported',
+				  DETAIL = 'Runs of a campaign wait for each other; a snapshot taken before the wait would not see the calls the other run enqueued, and the daily cap could be exceeded.',
+				  HINT = 'Call it in a READ COMMITTED transaction (the default).';
+	END IF;
+
+	PERFORM pg_advisory_xact_lock(hashtext('pg_dialer.campaign'), hashtext(k.name));
+	k := dialer.get_campaign(k.name);	-- as committed by whoever held the lock before us
+	IF NOT k.enabled THEN
+		RAISE NOTICE 'campaign % is disabled: nothing enqueued', quote_literal(k.name);
+		RETURN 0;
+	END IF;
+
+	FOR r IN
+		SELECT c.customer_ref, c.phone, c.payload, c.timezone, c.dedupe_key
+		  FROM dialer.campaign_candidates(k.name) c
+		 WHERE c.included
+		 LIMIT max_calls
+	LOOP
+		IF dialer.campaign_enqueue(k.name, r.customer_ref, r.phone, r.payload, r.timezone, r.dedupe_key) IS NOT NULL THEN
+			v_n := v_n + 1;
+		END IF;
+	END LOOP;
+	RETURN v_n;
+END;
+$$;
+COMMENT ON FUNCTION dialer.run_campaign(text, int) IS
+	'Enqueues the pending customers of a campaign (at most max_calls) with dedupe keys and returns how many it enqueued; concurrent runs of one campaign are serialized, so nobody is scheduled twice and the daily cap holds. Also "run now".';
+
+/* -------------------------------------------------------------- scheduling */
+
+/*
+ * Scheduled runs, one row per (campaign, slot): the claim that makes a slot run once.
+ */
+CREATE TABLE dialer.campaign_runs (
+	id				bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	campaign		text NOT NULL REFERENCES dialer.campaigns (name) ON UPDATE CASCADE ON DELETE CASCADE,
+	slot			timestamptz NOT NULL,
+	local_slot		timestamp NOT NULL,
+	timezone		text NOT NULL,
+	run_as			name,
+	started_at		timestamptz NOT NULL DEFAULT clock_timestamp(),
+	finished_at		timestamptz,
+	outcome			text NOT NULL DEFAULT 'running' CHECK (outcome IN ('running', 'ok', 'error', 'disabled')),
+	enqueued		int,
+	error			text,
+	UNIQUE (campaign, slot)
+);
+COMMENT ON TABLE dialer.campaign_runs IS
+	'Scheduled runs of campaigns, one per (campaign, slot): what fired when, how many calls it enqueued, or its error. Kept 90 days (the latest run of a campaign always).';
+COMMENT ON COLUMN dialer.campaign_runs.slot IS 'The instant the schedule asked for (the run itself started at started_at)';
+COMMENT ON COLUMN dialer.campaign_runs.local_slot IS 'The slot as local time in the campaign''s time zone';
+COMMENT ON COLUMN dialer.campaign_runs.run_as IS 'Role whose privileges the run used (the campaign''s scheduled_by)';
+COMMENT ON COLUMN dialer.campaign_runs.outcome IS 'running, ok, error (see error) or disabled (the campaign was disabled at its slot: nothing enqueued)';
+SELECT pg_catalog.pg_extension_config_dump('dialer.campaign_runs', '');
+
+CREATE FUNCTION dialer.require_pg_cron()
+RETURNS void
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, dialer
+AS $$
+BEGIN
+	IF NOT EXISTS (SELECT 1 FROM pg_extension e WHERE e.extname = 'pg_cron') THEN
+		RAISE EXCEPTION 'pg_cron is not installed in database %', quote_ident(current_database())
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = format('Campaign schedules are run by a pg_cron job. cron.database_name is %s.',
+								  coalesce(quote_literal(nullif(current_setting('cron.database_name', true), '')),
+										   'not set (pg_cron is not in shared_preload_libraries)')),
+				  HINT = 'CREATE EXTENSION pg_cron in the database named by cron.database_name (pg_cron must be in shared_preload_libraries), and use pg_dialer in that database; or run campaigns yourself with dialer.run_campaign().';
+	END IF;
+END;
+$$;
+COMMENT ON FUNCTION dialer.require_pg_cron() IS
+	'Internal: raises SQLSTATE 55000 "pg_cron is not installed" unless pg_cron is in this database';
+
+/*
+ * The one pg_cron job, owned by the extension owner, that runs
+ * dialer.run_scheduled_campaigns() every minute while any campaign is scheduled.
+ * pg_cron is looked up at run time (dynamic SQL with parameters): pg_dialer does not
+ * depend on it.
+ */
+CREATE FUNCTION dialer.campaign_ticker(enable boolean)
+RETURNS bigint
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, dialer
+AS $$
+DECLARE
+	v_job		bigint;
+	v_sched		text;
+	v_cmd		text;
+BEGIN
+	PERFORM dialer.require_pg_cron();
+	EXECUTE 'SELECT j.jobid, j.schedule, j.command FROM cron.job j WHERE j.jobname = $1 AND j.username = current_user'
+	   INTO v_job, v_sched, v_cmd
+	  USING 'pg_dialer_campaigns'::text;
+	IF enable THEN
+		IF v_job IS NULL OR v_sched <> '* * * * *' OR v_cmd <> 'SELECT dialer.run_scheduled_campaigns()' THEN
+			EXECUTE 'SELECT cron.schedule($1, $2, $3)'
+			   INTO v_job
+			  USING 'pg_dialer_campaigns'::text, '* * * * *'::text, 'SELECT dialer.run_scheduled_campaigns()'::text;
+		END IF;
+		RETURN v_job;
+	END IF;
+	IF v_job IS NOT NULL THEN
+		EXECUTE 'SELECT cron.unschedule($1)' USING v_job;
+	END IF;
+	RETURN NULL;
+END;
+$$;
+COMMENT ON FUNCTION dialer.campaign_ticker(boolean) IS
+	'Internal: creates (true) or removes (false) the pg_cron job pg_dialer_campaigns that runs dialer.run_scheduled_campaigns() every minute; returns its job id';
+
+/*
+ * Schedules a campaign: schedule is read in the campaign's time zone ('daily 10:00' in
+ * Asia/Kolkata is 10:00 IST every day; in America/New_York it is 10:00 EST or EDT).
+ * Returns the next run.  Needs pg_cron in this database.
+ */
+CREATE FUNCTION dialer.schedule_campaign(campaign text, schedule text)
+RETURNS timestamptz
+LANGUAGE plpgsql
+SET search_path = pg_catalog, dialer
+AS $$
+#variable_conflict use_column
+DECLARE
+	k		dialer.campaigns := dialer.get_campaign(schedule_campaign.campaign);
+	v_s		text := (dialer.parse_schedule(schedule_campaign.schedule)).normalized;
+	v_tz	text := dialer.campaign_timezone(k.timezone);
+	v_next	timestamptz := dialer.schedule_next_run(v_s, v_tz, now());
+BEGIN
+	IF v_next IS NULL THEN
+		PERFORM dialer.raise_bad_argument('schedule', schedule_campaign.schedule,
+			'This schedule never runs (no date in the next 8 years matches its day and month fields).',
+			'Check the day-of-month and month fields, e.g. ''0 9 30 2 *'' asks for February 30.');
+	END IF;
+	PERFORM dialer.require_pg_cron();
+	PERFORM pg_advisory_xact_lock(hashtext('pg_dialer.campaign'), hashtext('pg_dialer_campaigns ticker'));
+	UPDATE dialer.campaigns c
+	   SET schedule = v_s, schedule_since = now(), scheduled_by = current_user
+	 WHERE c.name = k.name;
+	PERFORM dialer.campaign_ticker(true);
+	RETURN v_next;
+END;
+$$;
+COMMENT ON FUNCTION dialer.schedule_campaign(text, text) IS
+	'Schedules a campaign on pg_cron: schedule (''daily HH:MM'', @daily..., or a 5-field cron expression) is read in the campaign''s time zone, across daylight-saving changes; runs use the caller''s privileges. Returns the next run. Error 55000 when pg_cron is not installed here.';
+
+/*
+ * Undoes schedule_campaign: true when the campaign was scheduled.  Removes the pg_cron
+ * job when no campaign is scheduled any more.
+ */
+CREATE FUNCTION dialer.unschedule_campaign(campaign text)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, dialer
+AS $$
+DECLARE
+	k	dialer.campaigns := dialer.get_campaign(campaign);
+BEGIN
+	PERFORM pg_advisory_xact_lock(hashtext('pg_dialer.campaign'), hashtext('pg_dialer_campaigns ticker'));
+	k := dialer.get_campaign(k.name);
+	IF k.schedule IS NULL THEN
+		RETURN false;
+	END IF;
+	UPDATE dialer.campaigns c
+	   SET schedule = NULL, schedule_since = NULL, scheduled_by = NULL
+	 WHERE c.name = k.name;
+	IF NOT EXISTS (SELECT 1 FROM dialer.campaigns c WHERE c.schedule IS NOT NULL)
+	   AND EXISTS (SELECT 1 FROM pg_extension e WHERE e.extname = 'pg_cron') THEN
+		PERFORM dialer.campaign_ticker(false);
+	END IF;
+	RETURN true;
+END;
+$$;
+COMMENT ON FUNCTION dialer.unschedule_campaign(text) IS
+	'Unschedules a campaign (true when it was scheduled); the pg_cron job goes when no campaign is scheduled';
+
+/*
+ * What the pg_cron job runs every minute: for each scheduled campaign, the latest slot
+ * of its schedule in (its last run's slot or when it was scheduled, at] is claimed in
+ * dialer.campaign_runs (unique per campaign and slot, so a slot runs once even if two
+ * callers race) and run with the privileges of the role that scheduled it.  Slots missed
+ * while nothing ran (server down) collapse into one late run.  A failing campaign is
+ * recorded as error and does not stop the others.  `at` is the instant to evaluate
+ * (tests pass one; the enqueued calls always use the real time).  Returns how many
+ * slots it claimed.
+ */
+CREATE FUNCTION dialer.run_scheduled_campaigns(at timestamptz DEFAULT now())
+RETURNS int
+LANGUAGE plpgsql
+SET search_path = pg_catalog, dialer
+AS $$
+DECLARE
+	k		record;
+	v_me	name := current_user;
+	v_tz	text;
+	v_last	timestamptz;
+	v_slot	timestamptz;
+	v_run	bigint;
+	v_n		int;
+	v_count	int := 0;
+	v_msg	text;
+BEGIN
+	IF at IS NULL THEN
+		PERFORM dialer.raise_bad_argument('at', NULL, 'The instant to evaluate is required.', 'Omit it for now().', '22004');
+	END IF;
+	FOR k IN SELECT * FROM dialer.campaigns c WHERE c.schedule IS NOT NULL ORDER BY c.name LOOP
+		v_tz := dialer.campaign_timezone(k.timezone);
+		SELECT max(r.slot) INTO v_last FROM dialer.campaign_runs r WHERE r.campaign = k.name;
+		v_slot := dialer.schedule_last_run(k.schedule, v_tz, at, greatest(v_last, k.schedule_since));
+		CONTINUE WHEN v_slot IS NULL;
+
+		INSERT INTO dialer.campaign_runs AS r (campaign, slot, local_slot, timezone, run_as)
+		VALUES (k.name, v_slot, v_slot AT TIME ZONE v_tz, v_tz, k.scheduled_by)
+		ON CONFLICT (campaign, slot) DO NOTHING
+		RETURNING r.id INTO v_run;
+		CONTINUE WHEN v_run IS NULL;
+		v_count := v_count + 1;
+
+		DELETE FROM dialer.campaign_runs r
+		 WHERE r.campaign = k.name AND r.slot < at - interval '90 days' AND r.id <> v_run;
+
+		IF NOT k.enabled THEN
+			UPDATE dialer.campaign_runs r SET outcome = 'disabled', enqueued = 0, finished_at = clock_timestamp()
+			 WHERE r.id = v_run;
+			CONTINUE;
+		END IF;
+		BEGIN
+			IF k.scheduled_by <> v_me THEN
+				PERFORM set_config('role', k.scheduled_by, true);
+			END IF;
+			v_n := dialer.run_campaign(k.name);
+			IF k.scheduled_by <> v_me THEN
+				PERFORM set_config('role', v_me, true);
+			END IF;
+			UPDATE dialer.campaign_runs r SET outcome = 'ok', enqueued = v_n, finished_at = clock_timestamp()
+			 WHERE r.id = v_run;
+		EXCEPTION WHEN OTHERS THEN
+			GET STACKED DIAGNOSTICS v_msg = MESSAGE_TEXT;
+			UPDATE dialer.campaign_runs r SET outcome = 'error', error = v_msg, finished_at = clock_timestamp()
+			 WHERE r.id = v_run;
+			RAISE WARNING 'pg_dialer: scheduled run of campaign % (slot %) failed: %', quote_literal(k.name), v_slot, v_msg;
+		END;
+	END LOOP;
+	RETURN v_count;
+END;
+$$;
+COMMENT ON FUNCTION dialer.run_scheduled_campaigns(timestamptz) IS
+	'Run by the pg_cron job every minute: runs each scheduled campaign whose latest local-time slot up to `at` has not run yet (once per slot, recorded in dialer.campaign_runs); returns how many slots it ran';
+
+CREATE VIEW dialer.campaign_schedules AS
+SELECT c.name AS campaign,
+	   c.schedule,
+	   dialer.campaign_timezone(c.timezone) AS timezone,
+	   c.enabled,
+	   c.scheduled_by,
+	   c.schedule_since,
+	   r.slot AS last_slot,
+	   r.started_at AS last_started_at,
+	   r.outcome AS last_outcome,
+	   r.enqueued AS last_enqueued,
+	   r.error AS last_error,
+	   coalesce(dialer.schedule_last_run(c.schedule, dialer.campaign_timezone(c.timezone), now(),
+										 greatest(r.slot, c.schedule_since)),
+				dialer.schedule_next_run(c.schedule, dialer.campaign_timezone(c.timezone), now())) AS next_run_at
+  FROM dialer.campaigns c
+  LEFT JOIN LATERAL (SELECT * FROM dialer.campaign_runs r WHERE r.campaign = c.name
+					  ORDER BY r.slot DESC LIMIT 1) r ON true
+ WHERE c.schedule IS NOT NULL;
+COMMENT ON VIEW dialer.campaign_schedules IS
+	'Scheduled campaigns: schedule, time zone, the last run (slot, outcome, calls enqueued, error) and the next run (a slot already due that the next pg_cron tick will run, else the next one)';
+
+/* -------------------------------------------------------------- privileges */
+
+/*
+ * Grants a role the use of campaigns: read them and their runs, see pending customers
+ * and reasons, run them (the role must be able to read each campaign's source itself).
+ * With manage => true also create, change and delete campaigns and (un)schedule them.
+ */
+CREATE FUNCTION dialer.grant_campaigns(role_name name, manage boolean DEFAULT false)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, dialer
+AS $$
+BEGIN
+	IF role_name IS NULL OR NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = role_name) THEN
+		PERFORM dialer.raise_bad_argument('role_name', role_name::text, 'No role has this name.',
+			'Create the role first (CREATE ROLE ...).', '42704');
+	END IF;
+	EXECUTE format('GRANT USAGE ON SCHEMA dialer TO %I', role_name);
+	EXECUTE format('GRANT SELECT ON dialer.campaigns, dialer.campaign_runs, dialer.campaign_schedules, '
+				   'dialer.scheduled_calls, dialer.do_not_call TO %I', role_name);
+	EXECUTE format('GRANT SELECT (name, kind, enabled) ON dialer.providers TO %I', role_name);
+	EXECUTE format('GRANT EXECUTE ON FUNCTION dialer.pending_customers(text, int, int), '
+				   'dialer.campaign_candidates(text, int), dialer.run_campaign(text, int), '
+				   'dialer.campaign_enqueue(text, text, text, jsonb, text, text), '
+				   'dialer.get_campaign(text), dialer.campaign_timezone(text), '
+				   'dialer.resolve_campaign_source(text), dialer.campaign_source_columns(text), '
+				   'dialer.campaign_source_query(text), dialer.raise_bad_argument(text, text, text, text, text), '
+				   'dialer.parse_schedule(text), dialer.cron_field(text, text, int, int, text[], text), '
+				   'dialer.schedule_runs(text, text, timestamptz, timestamptz), '
+				   'dialer.schedule_next_run(text, text, timestamptz), '
+				   'dialer.schedule_last_run(text, text, timestamptz, timestamptz) TO %I', role_name);
+	IF manage THEN
+		EXECUTE format('GRANT INSERT, UPDATE, DELETE ON dialer.campaigns TO %I', role_name);
+		EXECUTE format('GRANT EXECUTE ON FUNCTION dialer.schedule_campaign(text, text), '
+					   'dialer.unschedule_campaign(text), dialer.require_pg_cron(), '
+					   'dialer.campaign_ticker(boolean) TO %I', role_name);
+	END IF;
+END;
+$$;
+COMMENT ON FUNCTION dialer.grant_campaigns(name, boolean) IS
+	'Grants a role the use of campaigns (pending_customers, campaign_candidates, run_campaign, schedules); manage => true also lets it write dialer.campaigns and (un)schedule them. Sources are read with the role''s own rights.';
