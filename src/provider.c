@@ -116,12 +116,20 @@ outcome_from_http(DialerRequest *req, CURLcode result, long http_status,
 {
 	if (result != CURLE_OK && !(req->too_large && http_status > 0))
 	{
-		bool		unsent = http_transport_error_before_send(result);
+		long		request_size = 0;
+		bool		unsent;
+
+		/* nothing was written to the wire: sending again cannot place a second call */
+		curl_easy_getinfo(req->easy, CURLINFO_REQUEST_SIZE, &request_size);
+		unsent = http_transport_error_before_send(result) || request_size == 0;
 
 		out->http_status = 0;
-		out->error_code = pstrdup(result == CURLE_OPERATION_TIMEDOUT ? "timeout" :
-								  unsent ? "connect_failed" : "transport_error");
-		if (result == CURLE_OPERATION_TIMEDOUT)
+		out->error_code = pstrdup(unsent ? "connect_failed" :
+								  result == CURLE_OPERATION_TIMEDOUT ? "timeout" : "transport_error");
+		if (result == CURLE_OPERATION_TIMEDOUT && unsent)
+			out->error_message = psprintf("could not connect to provider %s within %d ms",
+										  req->provider->name, dialer_connect_timeout_ms);
+		else if (result == CURLE_OPERATION_TIMEDOUT)
 			out->error_message = psprintf("no answer from provider %s within %d ms",
 										  req->provider->name, dialer_request_timeout_ms);
 		else

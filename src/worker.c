@@ -650,8 +650,10 @@ dialer_worker_main(Datum main_arg)
 		}
 
 		errors_in_a_row = 0;
-		if (http_in_flight() == 0 && n_outcomes == 0 && lookups == NIL)
+		if (dialer_enabled && http_in_flight() == 0 && n_outcomes == 0 && lookups == NIL)
 			dialer_shared_set_state("idle");
+		/* let the statistics collector (and so autovacuum) see the worker's work */
+		pgstat_report_stat(http_in_flight() == 0);
 		SpinLockAcquire(&dialer_shared->mutex);
 		dialer_shared->in_flight = http_in_flight();
 		SpinLockRelease(&dialer_shared->mutex);

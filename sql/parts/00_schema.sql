@@ -33,7 +33,7 @@ CREATE TABLE dialer.providers (
 	ring_timeout		int CHECK (ring_timeout BETWEEN 5 AND 600),
 	machine_detection	text CHECK (machine_detection IN ('Enable', 'DetectMessageEnd')),
 	max_concurrency		int DEFAULT 10 CHECK (max_concurrency BETWEEN 1 AND 1000000),
-	calls_per_second	numeric NOT NULL DEFAULT 10 CHECK (calls_per_second > 0 AND calls_per_second <= 100000),
+	calls_per_second	numeric NOT NULL CHECK (calls_per_second > 0 AND calls_per_second <= 100000),
 	retry_busy			boolean NOT NULL DEFAULT false,
 	retry_no_answer		boolean NOT NULL DEFAULT false,
 	retry_delay			interval NOT NULL DEFAULT '15 minutes' CHECK (retry_delay >= '0'),
@@ -60,10 +60,32 @@ COMMENT ON COLUMN dialer.providers.allowed_hosts IS 'backend: hosts a per-call b
 COMMENT ON COLUMN dialer.providers.ring_timeout IS 'Twilio Timeout: seconds to let the phone ring';
 COMMENT ON COLUMN dialer.providers.machine_detection IS 'Twilio MachineDetection (Enable or DetectMessageEnd), or NULL for none';
 COMMENT ON COLUMN dialer.providers.max_concurrency IS 'Calls of this provider in progress at once, counted from dispatch until the final status (or dialer.reconcile_after without news); NULL: no limit beyond dialer.max_concurrency requests in flight';
-COMMENT ON COLUMN dialer.providers.calls_per_second IS 'Requests per second sent to this provider (Twilio accounts start at 1)';
+COMMENT ON COLUMN dialer.providers.calls_per_second IS 'Requests per second sent to this provider; when omitted, 1 for twilio (a new Twilio account''s limit) and 10 for the other kinds';
 COMMENT ON COLUMN dialer.providers.retry_busy IS 'Re-schedule busy calls after retry_delay, up to max_attempts';
 COMMENT ON COLUMN dialer.providers.retry_no_answer IS 'Re-schedule unanswered calls after retry_delay, up to max_attempts';
 COMMENT ON COLUMN dialer.providers.enabled IS 'A disabled provider''s calls stay scheduled until it is enabled again';
+
+/*
+ * A provider's calls-per-second default depends on its kind: Twilio accounts
+ * start at 1 call per second.
+ */
+CREATE FUNCTION dialer.providers_defaults()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, dialer
+AS $$
+BEGIN
+	IF NEW.calls_per_second IS NULL THEN
+		NEW.calls_per_second := CASE WHEN NEW.kind = 'twilio' THEN 1 ELSE 10 END;
+	END IF;
+	NEW.updated_at := now();
+	RETURN NEW;
+END;
+$$;
+COMMENT ON FUNCTION dialer.providers_defaults() IS
+	'Trigger: fills calls_per_second by kind (twilio 1, others 10) and stamps updated_at';
+CREATE TRIGGER providers_defaults BEFORE INSERT OR UPDATE ON dialer.providers
+	FOR EACH ROW EXECUTE FUNCTION dialer.providers_defaults();
 
 /*
  * Campaigns: named recurring sources of calls.  Rules are data; the functions that read

@@ -293,6 +293,25 @@ COMMENT ON FUNCTION dialer.record_results(bigint[], int[], text[], int[], text[]
 	'Worker: stores a batch of request outcomes (accepted, retry, failed, unknown) with events; never moves a call a callback has already moved on';
 
 /*
+ * A provider added, enabled or changed may make waiting calls dispatchable: wake
+ * the worker when the change commits.
+ */
+CREATE FUNCTION dialer.providers_changed()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, dialer
+AS $$
+BEGIN
+	PERFORM dialer.wake_worker();
+	RETURN NULL;
+END;
+$$;
+COMMENT ON FUNCTION dialer.providers_changed() IS
+	'Trigger: wakes the worker when a change to dialer.providers commits';
+CREATE TRIGGER providers_changed AFTER INSERT OR UPDATE ON dialer.providers
+	FOR EACH STATEMENT EXECUTE FUNCTION dialer.providers_changed();
+
+/*
  * When the worker must next look at the queue: the earliest next_attempt_at of a
  * scheduled call of an enabled provider, leaving out providers the worker knows
  * are blocked (at capacity or out of calls-per-second budget; it times those

@@ -1,0 +1,154 @@
+'use strict';
+// Every kind of Twilio request the dispatcher sends must conform to Twilio's own API description
+// (../shared/contracts/twilio_api_v2010.json): Stoplight Prism in mock mode (test/sim/prism.js,
+// the spec's test copy) is the provider's base_url, and each variant must get a 2xx.  A 4xx
+// (422: the request violates the spec) ends the call failed with http_4xx on the attempt; the
+// test then prints Prism's validation errors, by replaying the same request (captured by a twin
+// provider pointing at the Twilio simulator) to Prism.
+//
+// Each variant also runs through the twin on the simulator, to show that the variant really
+// carries what it claims (Twiml or Url, API key, StatusCallback and its four events, Timeout,
+// MachineDetection).
+//
+// Run by test/run_all.sh; by hand:
+//   PGHOST=127.0.0.1 PGPORT=55472 PGUSER=postgres DIALER_DB=dialer_test \
+//     node --test test/integration/twilio_contract.test.js
+
+const { test, before, after } = require('node:test');
+const assert = require('node:assert/strict');
+const d = require('../lib/dialer');
+const { startPrism } = require('../sim/prism');
+const { request, formEncode } = require('../sim/http-util');
+
+const P = 'it_prism_';
+const KEY = { sid: 'SK' + '0123456789abcdef'.repeat(2), secret: 'api-key-secret-for-prism' };
+const providers = new Set();
+let db;
+let settings;
+let prism;
+let sim;
+
+// What the dispatcher can vary in a Twilio request: how it authenticates, what the call says
+// (Twiml from payload.message, Url from payload.url, the provider's twiml_url), the status
+// callback with its events, Timeout, MachineDetection and the caller id.
+const VARIANTS = [
+  { name: 'twiml_token_full', desc: 'Twiml, auth token, StatusCallback + 4 events, Timeout, MachineDetection=Enable',
+    provider: { status_callback_url: 'https://hooks.example.com/rpc/twilio_status', ring_timeout: 30, machine_detection: 'Enable' },
+    payload: { message: 'Your appointment is tomorrow at 9:00 <b>&</b> "bring" your card' },
+    expect: { Twiml: true, StatusCallback: true, Timeout: '30', MachineDetection: 'Enable' } },
+  { name: 'url_apikey_full', desc: 'Url (payload.url), API key, StatusCallback with a query, Timeout, MachineDetection=DetectMessageEnd',
+    provider: { auth_token: null, api_key_sid: KEY.sid, api_key_secret: KEY.secret,
+      status_callback_url: 'https://hooks.example.com/rpc/twilio_status?tenant=7', ring_timeout: 600, machine_detection: 'DetectMessageEnd' },
+    payload: { url: 'https://app.example.com/twiml/reminder?id=7&lang=en' },
+    expect: { Url: 'https://app.example.com/twiml/reminder?id=7&lang=en', StatusCallback: true, Timeout: '600', MachineDetection: 'DetectMessageEnd', apiKey: true } },
+  { name: 'default_url_bare', desc: 'the provider\'s twiml_url, auth token, no StatusCallback, no Timeout, no MachineDetection',
+    provider: { twiml_url: 'https://app.example.com/twiml/default' },
+    payload: {},
+    expect: { Url: 'https://app.example.com/twiml/default' } },
+  { name: 'twiml_apikey_bare', desc: 'Twiml near the 4,000-character limit, API key, no StatusCallback, caller id from the payload',
+    provider: { auth_token: null, api_key_sid: KEY.sid, api_key_secret: KEY.secret },
+    payload: { message: 'Hello. '.repeat(560), from: '+15550409999' },
+    expect: { Twiml: true, apiKey: true, From: '+15550409999' } },
+  { name: 'twiml_token_callback_only', desc: 'Twiml, auth token, StatusCallback + 4 events, minimum Timeout',
+    provider: { status_callback_url: 'https://hooks.example.com/cb', ring_timeout: 5 },
+    payload: { message: 'Short.' },
+    expect: { Twiml: true, StatusCallback: true, Timeout: '5' } },
+];
+
+before(async () => {
+  db = await d.connect();
+  await d.ensureExtension(db);
+  settings = d.settings(db);
+  await settings.set({ ...d.OPEN_WINDOW, 'dialer.enabled': 'on', 'dialer.allowed_numbers': '' });
+  [prism, sim] = await Promise.all([startPrism({ port: 0 }), d.startSim('twilio', { apiKeys: [KEY] })]);
+  await d.workerPid(db);
+});
+
+after(async () => {
+  if (db) {
+    await d.dropProviders(db, [...providers]).catch(() => {});
+    await settings.restore().catch(() => {});
+    await db.end().catch(() => {});
+  }
+  if (prism) await prism.close();
+  if (sim) await sim.close();
+});
+
+// Sends the request the dispatcher made to the twin (as the simulator recorded it) to Prism, and
+// returns Prism's answer: the validation errors of a request Twilio's spec refuses.
+async function replayToPrism(id) {
+  const [r] = sim.control.requests(10, { call_id: String(id) });
+  if (!r) return '(the twin request was not captured)';
+  const acc = sim.control.config().accountSid;
+  const res = await request(`${prism.url}/2010-04-01/Accounts/${acc}/Calls.json`, { method: 'POST',
+    headers: { Authorization: r.headers.authorization, 'Content-Type': r.headers['content-type'] },
+    body: formEncode(r.body) });
+  return `HTTP ${res.status} ${res.text.slice(0, 3000)}`;
+}
+
+test('Prism (Twilio\'s OpenAPI description) accepts every variant of the Calls create request the dispatcher sends', { timeout: 60000 }, async () => {
+  const acc = sim.control.config().accountSid;
+  const ids = [];
+  for (const [i, v] of VARIANTS.entries()) {
+    const common = { from_number: '+15550400000', account_sid: acc, auth_token: '0123456789abcdef0123456789abcdef',
+      max_concurrency: null, calls_per_second: 1000, ...v.provider };
+    for (const [suffix, base] of [['', prism.url], ['_twin', sim.url]]) {
+      const name = `${P}${v.name}${suffix}`;
+      providers.add(name);
+      await d.createProvider(db, { name, kind: 'twilio', base_url: base, ...common });
+    }
+    const to = `+1555040100${i}`;
+    v.id = await d.enqueue(db, to, { provider: `${P}${v.name}`, payload: v.payload });
+    v.twin = await d.enqueue(db, to, { provider: `${P}${v.name}_twin`, payload: v.payload });
+    ids.push(v.id, v.twin);
+  }
+  await d.waitForStatus(db, ids, ['dialing', 'failed', 'unknown'], { timeoutMs: 15000 });
+
+  const problems = [];
+  for (const v of VARIANTS) {
+    const [c] = await d.calls(db, [v.id]);
+    const [a] = await d.attempts(db, v.id);
+    if (c.status !== 'dialing' || !(a.http_status >= 200 && a.http_status < 300)) {
+      problems.push(`${v.name} (${v.desc}): ${c.status}, attempt HTTP ${a && a.http_status} ${a && a.error_code} ${c.last_error}\n`
+        + `  Prism says: ${await replayToPrism(v.twin)}`);
+      continue;
+    }
+    assert.match(c.provider_call_id, /^CA[0-9a-f]{32}$/i, 'the sid of Prism\'s example call is stored');
+
+    // what the variant carried, as the twin's simulator saw it
+    const [t] = await d.calls(db, [v.twin]);
+    assert.equal(t.status, 'dialing', `${v.name}: twin ${t.last_error}`);
+    const [r] = sim.control.requests(10, { call_id: String(v.twin) });
+    const b = r.body;
+    const e = v.expect;
+    assert.equal(b.To, c.to_number);
+    assert.equal(b.From, e.From || '+15550400000');
+    assert.equal(Boolean(b.Twiml), Boolean(e.Twiml), `${v.name}: Twiml`);
+    assert.equal(b.Url, e.Url, `${v.name}: Url`);
+    assert.equal(Boolean(b.StatusCallback), Boolean(e.StatusCallback), `${v.name}: StatusCallback`);
+    if (e.StatusCallback) {
+      assert.deepEqual(b.StatusCallbackEvent, ['initiated', 'ringing', 'answered', 'completed']);
+      assert.match(b.StatusCallback, new RegExp(`[?&]call_id=${v.twin}$`));
+    }
+    assert.equal(b.Timeout, e.Timeout, `${v.name}: Timeout`);
+    assert.equal(b.MachineDetection, e.MachineDetection, `${v.name}: MachineDetection`);
+    const user = Buffer.from(r.headers.authorization.replace(/^Basic /, ''), 'base64').toString().split(':')[0];
+    assert.equal(user, e.apiKey ? KEY.sid : acc, `${v.name}: Basic user`);
+  }
+  assert.deepEqual(problems, [], `requests Twilio's API description refuses:\n${problems.join('\n')}\n--- prism log tail ---\n${prism.logs().slice(-3000)}`);
+});
+
+test('the contract check can fail: a request Twilio\'s spec refuses (an AccountSid not matching its pattern) ends failed with Prism\'s 4xx', { timeout: 30000 }, async () => {
+  // the provider table keeps the body fields valid (E.164, MachineDetection enum, Timeout range),
+  // so the negative control breaks the path parameter instead
+  const name = `${P}negative`;
+  providers.add(name);
+  await d.createProvider(db, { name, kind: 'twilio', base_url: prism.url, account_sid: 'AC-not-a-valid-sid',
+    auth_token: 'x', from_number: '+15550400000', max_concurrency: null, calls_per_second: 1000 });
+  const id = await d.enqueue(db, '+15550401099', { provider: name, payload: { message: 'x' } });
+  const [c] = await d.waitForStatus(db, [id], ['dialing', 'failed', 'unknown'], { timeoutMs: 10000 });
+  const [a] = await d.attempts(db, id);
+  assert.equal(c.status, 'failed', `Prism accepted a request with an invalid AccountSid (HTTP ${a.http_status})`);
+  assert.ok(a.http_status >= 400 && a.http_status < 500, `HTTP ${a.http_status}`);
+  assert.equal(a.error_code, `http_${a.http_status}`);
+});
