@@ -137,6 +137,7 @@ extern void http_set_body(DialerRequest *req, const char *body, const char *cont
 extern void http_start(DialerRequest *req);
 extern void http_set_limit(int cap);
 extern int	http_in_flight(void);
+extern void http_kick(void);
 extern void http_wait(long timeout_ms);
 extern DialerRequest *http_next_done(CURLcode *result, long *http_status);
 extern DialerRequest *http_first_in_flight(void);

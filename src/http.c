@@ -19,7 +19,8 @@
 
 #include "storage/fd.h"
 #include "utils/builtins.h"
-#include "utils/jsonb.h"
+#include "common/jsonapi.h"
+#include "mb/pg_wchar.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
@@ -306,6 +307,18 @@ http_set_limit(int cap)
 	current = cap;
 }
 
+/*
+ * Lets curl start what was just added, without waiting: a new request's bytes
+ * leave now, not at the next wait.
+ */
+void
+http_kick(void)
+{
+	int			running;
+
+	curl_multi_perform(multi, &running);
+}
+
 int
 http_in_flight(void)
 {
@@ -322,7 +335,8 @@ http_wait(long timeout_ms)
 	int			numfds;
 
 	curl_multi_perform(multi, &running);
-	if (n_in_flight > 0 && timeout_ms > 0)
+	/* a transfer that just finished is collected at once, not after the wait */
+	if (n_in_flight > 0 && running == n_in_flight && timeout_ms > 0)
 	{
 		curl_multi_poll(multi, NULL, 0, (int) timeout_ms, &numfds);
 		curl_multi_perform(multi, &running);
@@ -407,49 +421,91 @@ http_transport_error_before_send(CURLcode code)
 	}
 }
 
+/* parser state of json_get_string */
+typedef struct JsonFieldState
+{
+	const char *key;
+	int			depth;
+	bool		is_object;
+	bool		want;
+	char	   *result;
+} JsonFieldState;
+
+static void
+jf_object_start(void *state)
+{
+	JsonFieldState *st = state;
+
+	if (st->depth == 0)
+		st->is_object = true;
+	st->depth++;
+	st->want = false;
+}
+
+static void
+jf_nest_end(void *state)
+{
+	((JsonFieldState *) state)->depth--;
+}
+
+static void
+jf_array_start(void *state)
+{
+	JsonFieldState *st = state;
+
+	st->depth++;
+	st->want = false;
+}
+
+static void
+jf_field_start(void *state, char *fname, bool isnull)
+{
+	JsonFieldState *st = state;
+
+	st->want = (st->depth == 1 && st->result == NULL && strcmp(fname, st->key) == 0);
+}
+
+static void
+jf_scalar(void *state, char *token, JsonTokenType tokentype)
+{
+	JsonFieldState *st = state;
+
+	if (st->want && (tokentype == JSON_TOKEN_STRING || tokentype == JSON_TOKEN_NUMBER))
+		st->result = pstrdup(token);
+	st->want = false;
+}
+
 /*
  * The value of a top-level key of a JSON object text, as text (strings
- * unquoted, numbers as written), or NULL when absent or null.  *valid is set to
- * false when the text is not a JSON object.  Parse errors are caught: a
- * provider's bad answer must not stop the worker.
+ * unescaped, numbers as written), or NULL when absent, null or not a scalar.
+ * *valid is set to false when the text is not a JSON object.  Uses the JSON
+ * parser's callbacks, without building a jsonb: it runs for every provider
+ * answer.  A bad answer is reported, never raised.
  */
 char *
 json_get_string(const char *json, const char *key, bool *valid)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	char	   *result = NULL;
+	JsonFieldState st;
+	JsonSemAction sem;
+	JsonLexContext *lex;
 
 	*valid = false;
 	if (json == NULL)
 		return NULL;
-	PG_TRY();
-	{
-		Jsonb	   *jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(json)));
+	memset(&st, 0, sizeof(st));
+	st.key = key;
+	memset(&sem, 0, sizeof(sem));
+	sem.semstate = &st;
+	sem.object_start = jf_object_start;
+	sem.object_end = jf_nest_end;
+	sem.array_start = jf_array_start;
+	sem.array_end = jf_nest_end;
+	sem.object_field_start = jf_field_start;
+	sem.scalar = jf_scalar;
 
-		if (JB_ROOT_IS_OBJECT(jb))
-		{
-			JsonbValue	k;
-			JsonbValue *v;
-
-			*valid = true;
-			k.type = jbvString;
-			k.val.string.val = (char *) key;
-			k.val.string.len = strlen(key);
-			v = findJsonbValueFromContainer(&jb->root, JB_FOBJECT, &k);
-			if (v != NULL && v->type == jbvString)
-				result = pnstrdup(v->val.string.val, v->val.string.len);
-			else if (v != NULL && v->type == jbvNumeric)
-				result = DatumGetCString(DirectFunctionCall1(numeric_out,
-															 NumericGetDatum(v->val.numeric)));
-		}
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(cxt);
-		FlushErrorState();
-		*valid = false;
-		result = NULL;
-	}
-	PG_END_TRY();
-	return result;
+	lex = makeJsonLexContextCstringLen((char *) json, strlen(json), PG_UTF8, true);
+	if (pg_parse_json(lex, &sem) != JSON_SUCCESS || !st.is_object)
+		return NULL;
+	*valid = true;
+	return st.result;
 }

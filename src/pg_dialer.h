@@ -56,6 +56,7 @@ typedef struct DialerShared
 	uint64		failed;
 	char		last_error[DIALER_ERROR_LEN];
 	TimestampTz last_error_at;
+	uint32		providers_version;	/* bumped when a change to dialer.providers commits */
 } DialerShared;
 
 /* shared state (src/shmem.c) */

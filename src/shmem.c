@@ -26,10 +26,12 @@ DialerShared *dialer_shared = NULL;
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
-/* set by dialer.wake_worker(), acted on when the transaction commits */
+/* set by dialer.wake_worker() and dialer.providers_changed(), acted on at commit */
 static bool wake_at_commit = false;
+static bool providers_changed_at_commit = false;
 
 PG_FUNCTION_INFO_V1(dialer_wake_worker);
+PG_FUNCTION_INFO_V1(dialer_providers_changed);
 PG_FUNCTION_INFO_V1(dialer_worker_status);
 
 static void
@@ -88,15 +90,21 @@ dialer_xact_callback(XactEvent event, void *arg)
 	{
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
-			if (wake_at_commit)
+			if (providers_changed_at_commit && dialer_shared != NULL)
 			{
-				wake_at_commit = false;
-				wake_worker_now();
+				SpinLockAcquire(&dialer_shared->mutex);
+				dialer_shared->providers_version++;
+				SpinLockRelease(&dialer_shared->mutex);
 			}
+			if (wake_at_commit || providers_changed_at_commit)
+				wake_worker_now();
+			wake_at_commit = providers_changed_at_commit = false;
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
-			wake_at_commit = false;
+		case XACT_EVENT_PREPARE:
+			/* a prepared transaction's calls are found at the next wake-up */
+			wake_at_commit = providers_changed_at_commit = false;
 			break;
 		default:
 			break;
@@ -156,6 +164,17 @@ Datum
 dialer_wake_worker(PG_FUNCTION_ARGS)
 {
 	wake_at_commit = true;
+	PG_RETURN_VOID();
+}
+
+/*
+ * dialer.providers_changed(): tell the worker, when this transaction commits, to
+ * reload the provider configurations, and wake it.
+ */
+Datum
+dialer_providers_changed(PG_FUNCTION_ARGS)
+{
+	providers_changed_at_commit = true;
 	PG_RETURN_VOID();
 }
 

@@ -46,6 +46,7 @@ static List *lookups = NIL;
 
 static List *providers = NIL;
 static TimestampTz providers_loaded_at = 0;
+static uint32 providers_version = 0;
 
 /* when the next call falls due for reconciliation (0: none) */
 static TimestampTz reconcile_at = 0;
@@ -273,17 +274,19 @@ start_calls(DialerProvider *p, List *calls)
 			dialer_shared_set_error("call " INT64_FORMAT ": %s", c->id, error);
 		}
 	}
+	http_kick();
 }
 
 /*
  * One dispatch round: for each enabled provider, claim as many due calls as
  * the global concurrency, the provider's calls-per-second budget, its share of
  * the slots and its max_concurrency allow, and start them.  Returns the time
- * the worker should next look at the queue (0: only when woken), and sets
- * *more when some provider may have more due calls than it could take now.
+ * the worker should next look at the queue (0: only when woken or when slots
+ * free up).  Sets *more when a claim came back full (more calls are due now),
+ * and *waiting when a provider waits for its own requests to finish.
  */
 static TimestampTz
-dispatch_round(int cap, bool *more)
+dispatch_round(int cap, bool *more, bool *waiting)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	TimestampTz next = 0;
@@ -293,6 +296,7 @@ dispatch_round(int cap, bool *more)
 	int			claimed = 0;
 
 	*more = false;
+	*waiting = false;
 	foreach(lc, providers)
 		if (((DialerProvider *) lfirst(lc))->seen)
 			n_seen++;
@@ -322,7 +326,13 @@ dispatch_round(int cap, bool *more)
 						(double) (now - p->tokens_at) / USECS_PER_SEC);
 		p->tokens_at = now;
 
+		/*
+		 * Claim at most a quarter of the slots at a time: the first requests
+		 * leave while the rest are claimed, so slots freed together refill
+		 * sooner and do not stay in lockstep.
+		 */
 		allowance = Min(dialer_batch_size, cap - http_in_flight());
+		allowance = Min(allowance, Max(cap / 4, 1));
 		allowance = Min(allowance, share - p->in_flight);
 		allowance = Min(allowance, (int) p->tokens);
 		if (allowance < 1)
@@ -337,7 +347,7 @@ dispatch_round(int cap, bool *more)
 					next = p->blocked_until;
 			}
 			else
-				*more = true;	/* slots will free up when requests finish */
+				*waiting = true;	/* slots will free up when requests finish */
 			continue;
 		}
 
@@ -391,7 +401,7 @@ dispatch_round(int cap, bool *more)
 	 * When some provider still has due calls it could not take, the loop comes
 	 * back as soon as slots free up: no need to ask when the next call is due.
 	 */
-	if (*more && next == 0)
+	if ((*more || *waiting) && next == 0)
 		return 0;
 
 	{
@@ -411,6 +421,16 @@ dispatch_round(int cap, bool *more)
 			next = reconcile_at;
 	}
 	return next;
+}
+
+/*
+ * How many slots must be free before the loop claims again for waiting calls:
+ * a twentieth of them, so claims are not made one call at a time.
+ */
+static int
+refill_threshold(int cap)
+{
+	return Max(1, Min(dialer_batch_size, cap / 20));
 }
 
 /*
@@ -511,6 +531,7 @@ dialer_worker_main(Datum main_arg)
 	TimestampTz next_due = 0;
 	bool		ready = false;
 	bool		more = false;
+	bool		waiting = false;
 	bool		woken = true;	/* the latch was set: something changed */
 	bool		recheck = false;	/* outcomes were stored: retries may be due */
 	int			errors_in_a_row = 0;
@@ -621,17 +642,24 @@ dialer_worker_main(Datum main_arg)
 		http_set_limit(cap);
 		if (dialer_enabled &&
 			(woken || recheck || (next_due != 0 && now >= next_due) ||
-			 (more && cap - http_in_flight() >= Max(1, Min(dialer_batch_size, cap / 10)))))
+			 ((more || waiting) && cap - http_in_flight() >= refill_threshold(cap))))
 		{
-			if (providers_loaded_at == 0 || woken ||
-				TimestampDifferenceExceeds(providers_loaded_at, now, 1000))
+			uint32		version;
+
+			SpinLockAcquire(&dialer_shared->mutex);
+			version = dialer_shared->providers_version;
+			SpinLockRelease(&dialer_shared->mutex);
+			/* reload when a change committed, and at least every 10 s while active */
+			if (providers_loaded_at == 0 || version != providers_version ||
+				TimestampDifferenceExceeds(providers_loaded_at, now, 10000))
 			{
+				providers_version = version;
 				providers = queue_load_providers(providers);
 				providers_loaded_at = now;
 			}
 			dialer_shared_set_state("dispatching");
 			woken = recheck = false;
-			next_due = dispatch_round(cap, &more);
+			next_due = dispatch_round(cap, &more, &waiting);
 		}
 		else if (!dialer_enabled)
 		{
@@ -639,9 +667,17 @@ dialer_worker_main(Datum main_arg)
 			next_due = 0;
 		}
 
+		/*
+		 * Store outcomes when a batch is full, when nothing is in flight, or
+		 * when the slots are full anyway (the worker would only wait) and the
+		 * oldest has waited 5 ms; while slots are free to refill, refilling comes
+		 * first, up to 100 ms.
+		 */
 		if ((n_outcomes > 0 || lookups != NIL) &&
 			(n_outcomes >= dialer_batch_size || http_in_flight() == 0 ||
-			 TimestampDifferenceExceeds(oldest_outcome, GetCurrentTimestamp(), 20)))
+			 (cap - http_in_flight() < refill_threshold(cap) &&
+			  TimestampDifferenceExceeds(oldest_outcome, GetCurrentTimestamp(), 5)) ||
+			 TimestampDifferenceExceeds(oldest_outcome, GetCurrentTimestamp(), 100)))
 		{
 			flush_outcomes();
 			/* retries may be due sooner than anything else */
@@ -658,7 +694,12 @@ dialer_worker_main(Datum main_arg)
 		dialer_shared->in_flight = http_in_flight();
 		SpinLockRelease(&dialer_shared->mutex);
 
-		wait_for_work(more && http_in_flight() == 0 ? GetCurrentTimestamp() : next_due);
+		/* with free slots and more calls due, go straight back to claiming */
+		if (dialer_enabled && more &&
+			(http_in_flight() == 0 || cap - http_in_flight() >= refill_threshold(cap)))
+			http_kick();
+		else
+			wait_for_work(next_due);
 		if (MyLatch->is_set)
 		{
 			ResetLatch(MyLatch);

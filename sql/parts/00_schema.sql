@@ -10,6 +10,15 @@
 \echo Use "CREATE EXTENSION pg_dialer" to load this file. \quit
 
 /*
+ * A phone number in E.164 form: "+", then 8 to 15 digits, the first not 0.  A
+ * domain rather than a table CHECK, so the pattern is tested when a number is
+ * written, not again on every update of the row.
+ */
+CREATE DOMAIN dialer.e164 AS text
+	CONSTRAINT e164_format CHECK (VALUE ~ '^\+[1-9][0-9]{7,14}$');
+COMMENT ON DOMAIN dialer.e164 IS 'A phone number in E.164 form: + then 8 to 15 digits, the first not 0';
+
+/*
  * Providers: where calls are sent.  Secret columns (auth_token, api_key_secret,
  * bearer_token, webhook_secret) are readable only by the extension owner: see the
  * column-level grants at the end of the install script.
@@ -26,7 +35,7 @@ CREATE TABLE dialer.providers (
 	api_key_secret		text,
 	bearer_token		text,
 	webhook_secret		text,
-	from_number			text CHECK (from_number ~ '^\+[1-9][0-9]{7,14}$'),
+	from_number			dialer.e164,
 	twiml_url			text,
 	status_callback_url	text,
 	allowed_hosts		text[] NOT NULL DEFAULT '{}',
@@ -166,8 +175,8 @@ CREATE TABLE dialer.scheduled_calls (
 										  'skipped', 'expired', 'unknown')),
 	run_at				timestamptz NOT NULL,
 	next_attempt_at		timestamptz NOT NULL,
-	to_number			text NOT NULL CHECK (to_number ~ '^\+[1-9][0-9]{7,14}$'),
-	from_number			text CHECK (from_number ~ '^\+[1-9][0-9]{7,14}$'),
+	to_number			dialer.e164 NOT NULL,
+	from_number			dialer.e164,
 	provider			text NOT NULL REFERENCES dialer.providers (name) ON UPDATE CASCADE,
 	mode				text,
 	payload				jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(payload) = 'object'),
@@ -220,8 +229,6 @@ CREATE INDEX scheduled_calls_active_idx ON dialer.scheduled_calls
 	(provider, updated_at) WHERE status IN ('dispatching', 'dialing', 'unknown');
 -- The stats of a day, per campaign.
 CREATE INDEX scheduled_calls_run_at_idx ON dialer.scheduled_calls (run_at);
-CREATE INDEX scheduled_calls_campaign_idx ON dialer.scheduled_calls (campaign, run_at)
-	WHERE campaign IS NOT NULL;
 CREATE INDEX scheduled_calls_to_number_idx ON dialer.scheduled_calls (to_number, run_at);
 CREATE INDEX scheduled_calls_provider_call_id_idx ON dialer.scheduled_calls (provider_call_id)
 	WHERE provider_call_id IS NOT NULL;
@@ -310,7 +317,7 @@ CREATE TRIGGER call_events_no_truncate BEFORE TRUNCATE ON dialer.call_events
  * Numbers that must never be dialled.
  */
 CREATE TABLE dialer.do_not_call (
-	number				text PRIMARY KEY CHECK (number ~ '^\+[1-9][0-9]{7,14}$'),
+	number				dialer.e164 PRIMARY KEY,
 	reason				text,
 	added_at			timestamptz NOT NULL DEFAULT now()
 );

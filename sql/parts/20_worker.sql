@@ -126,12 +126,29 @@ RETURNS TABLE (id bigint, attempt int, to_number text, from_number text, mode te
 			   idempotency_key text, campaign text)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, dialer
+-- Two statements planned once per session (re-planning the claim for every single
+-- call would cost more than the claim), with sequential scans ruled out so that
+-- the one plan stays right however large the queue grows.
+SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = off
 AS $$
 DECLARE
 	v_allowed text[];
+	v_ids bigint[];
 BEGIN
 	IF coalesce(btrim(allowed_numbers), '') <> '' THEN
 		v_allowed := string_to_array(regexp_replace(allowed_numbers, '\s', '', 'g'), ',');
+	END IF;
+
+	v_ids := ARRAY(SELECT c.id FROM dialer.scheduled_calls c
+					WHERE c.provider = claim_calls.provider
+					  AND c.status = 'scheduled'
+					  AND c.next_attempt_at <= now()
+					ORDER BY c.priority DESC, c.next_attempt_at
+					LIMIT max_calls
+					  FOR UPDATE SKIP LOCKED);
+	IF cardinality(v_ids) = 0 THEN
+		RETURN;
 	END IF;
 
 	RETURN QUERY
@@ -142,12 +159,7 @@ BEGIN
 			   coalesce(k.call_window_end, window_end) AS we
 		  FROM dialer.scheduled_calls c
 		  LEFT JOIN dialer.campaigns k ON k.name = c.campaign
-		 WHERE c.provider = claim_calls.provider
-		   AND c.status = 'scheduled'
-		   AND c.next_attempt_at <= now()
-		 ORDER BY c.priority DESC, c.next_attempt_at
-		 LIMIT max_calls
-		   FOR UPDATE OF c SKIP LOCKED
+		 WHERE c.id = ANY (v_ids)
 	), windowed AS (
 		SELECT cand.*, dialer.next_window_opening(now(), cand.tz, cand.ws, cand.we) AS opens
 		  FROM cand
@@ -202,7 +214,7 @@ BEGIN
 		INSERT INTO dialer.call_attempts (call_id, attempt, requested_at, idempotency_key)
 		SELECT g.id, g.attempts, now(), g.idem FROM go g
 	)
-	SELECT g.id, g.attempts, g.to_number, g.from_number, g.mode, g.payload::text,
+	SELECT g.id, g.attempts, g.to_number::text, g.from_number::text, g.mode, g.payload::text,
 		   g.payload->>'message', coalesce(g.payload->>'twiml_url', g.payload->>'url'),
 		   g.payload->>'script', g.payload->>'base_url', g.idem, g.campaign
 	  FROM go g
@@ -230,6 +242,9 @@ CREATE FUNCTION dialer.record_results(call_ids bigint[], attempts int[], outcome
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, dialer
+-- planned once per session, through the indexes whatever the tables' size (see claim_calls)
+SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = off
 AS $$
 BEGIN
 	WITH r AS (
@@ -293,22 +308,29 @@ COMMENT ON FUNCTION dialer.record_results(bigint[], int[], text[], int[], text[]
 	'Worker: stores a batch of request outcomes (accepted, retry, failed, unknown) with events; never moves a call a callback has already moved on';
 
 /*
- * A provider added, enabled or changed may make waiting calls dispatchable: wake
- * the worker when the change commits.
+ * A provider added, enabled or changed may make waiting calls dispatchable: when
+ * the change commits, the worker reloads the providers and looks at the queue.
  */
+CREATE FUNCTION dialer.reload_providers_at_commit()
+RETURNS void
+LANGUAGE C VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'dialer_providers_changed';
+COMMENT ON FUNCTION dialer.reload_providers_at_commit() IS
+	'Makes the worker reload dialer.providers (and wake) when the current transaction commits';
+
 CREATE FUNCTION dialer.providers_changed()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, dialer
 AS $$
 BEGIN
-	PERFORM dialer.wake_worker();
+	PERFORM dialer.reload_providers_at_commit();
 	RETURN NULL;
 END;
 $$;
 COMMENT ON FUNCTION dialer.providers_changed() IS
-	'Trigger: wakes the worker when a change to dialer.providers commits';
-CREATE TRIGGER providers_changed AFTER INSERT OR UPDATE ON dialer.providers
+	'Trigger: the worker reloads the providers when a change to dialer.providers commits';
+CREATE TRIGGER providers_changed AFTER INSERT OR UPDATE OR DELETE ON dialer.providers
 	FOR EACH STATEMENT EXECUTE FUNCTION dialer.providers_changed();
 
 /*

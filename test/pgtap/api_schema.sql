@@ -32,7 +32,7 @@ SELECT has_column('dialer', 'scheduled_calls', c, format('scheduled_calls.%s exi
                     'created_at', 'updated_at', 'finished_at']) AS c;
 SELECT col_type_is('dialer', 'scheduled_calls', c, t, format('scheduled_calls.%s is %s', c, t))
   FROM (VALUES ('id', 'bigint'), ('status', 'text'), ('run_at', 'timestamp with time zone'),
-               ('next_attempt_at', 'timestamp with time zone'), ('to_number', 'text'),
+               ('next_attempt_at', 'timestamp with time zone'), ('to_number', 'dialer.e164'),
                ('payload', 'jsonb'), ('priority', 'integer'), ('attempts', 'integer'),
                ('max_attempts', 'integer'), ('deadline', 'timestamp with time zone'),
                ('dedupe_key', 'text')) AS v(c, t);
@@ -101,8 +101,8 @@ SELECT ok((SELECT pg_get_indexdef(indexrelid) ~ 'next_attempt_at\)' AND pg_get_e
           'next-due index: next_attempt_at of scheduled calls');
 SELECT has_index('dialer', 'scheduled_calls', 'scheduled_calls_run_at_idx', ARRAY['run_at'],
                  'stats-of-a-day index');
-SELECT has_index('dialer', 'scheduled_calls', 'scheduled_calls_campaign_idx', ARRAY['campaign', 'run_at'],
-                 'stats-per-campaign index');
+SELECT has_index('dialer', 'scheduled_calls', 'scheduled_calls_campaign_customer_idx',
+                 ARRAY['campaign', 'customer_ref', 'run_at'], 'per-campaign index (campaign rules and stats)');
 SELECT has_index('dialer', 'scheduled_calls', 'scheduled_calls_finished_idx', ARRAY['finished_at'],
                  'cleanup index');
 SELECT has_index('dialer', 'call_events', 'call_events_call_id_idx', ARRAY['call_id', 'id'],
