@@ -81,7 +81,7 @@ COMMENT ON COLUMN dialer.providers.enabled IS 'A disabled provider''s calls stay
 CREATE FUNCTION dialer.providers_defaults()
 RETURNS trigger
 LANGUAGE plpgsql
-SET search_path = pg_catalog, dialer
+SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 BEGIN
 	IF NEW.calls_per_second IS NULL THEN
@@ -257,7 +257,7 @@ CREATE TABLE dialer.call_attempts (
 	more_info			text,
 	idempotency_key		text,
 	UNIQUE (call_id, attempt)
-);
+) WITH (fillfactor = 85);		-- room for HOT updates: every attempt is updated by its outcome and callbacks
 
 COMMENT ON TABLE dialer.call_attempts IS 'One row per request made to a provider (the call log)';
 COMMENT ON COLUMN dialer.call_attempts.http_status IS 'HTTP status of the provider''s answer (NULL: no answer: timeout, reset, refused)';
@@ -293,7 +293,7 @@ CREATE INDEX call_events_call_id_idx ON dialer.call_events (call_id, id);
 CREATE FUNCTION dialer.call_events_append_only()
 RETURNS trigger
 LANGUAGE plpgsql
-SET search_path = pg_catalog, dialer
+SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 BEGIN
 	IF TG_OP = 'DELETE' AND NOT EXISTS (SELECT 1 FROM dialer.scheduled_calls WHERE id = OLD.call_id) THEN

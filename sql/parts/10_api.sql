@@ -49,7 +49,7 @@ CREATE FUNCTION dialer.raise_bad_argument(argument text, value text, detail text
 										  errcode text DEFAULT '22023')
 RETURNS void
 LANGUAGE plpgsql
-SET search_path = pg_catalog, dialer
+SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 BEGIN
 	RAISE EXCEPTION 'invalid %: %', argument,
@@ -83,7 +83,7 @@ CREATE FUNCTION dialer.enqueue_call(
 RETURNS bigint
 LANGUAGE plpgsql
 SECURITY DEFINER
-SET search_path = pg_catalog, dialer
+SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 #variable_conflict use_variable
 DECLARE
@@ -262,7 +262,7 @@ COMMENT ON FUNCTION dialer.enqueue_call(text, timestamptz, text, jsonb, text, te
 CREATE FUNCTION dialer.lock_call(call_id bigint)
 RETURNS dialer.scheduled_calls
 LANGUAGE plpgsql
-SET search_path = pg_catalog, dialer
+SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 DECLARE
 	v_call dialer.scheduled_calls;
@@ -290,7 +290,7 @@ CREATE FUNCTION dialer.cancel_call(call_id bigint)
 RETURNS boolean
 LANGUAGE plpgsql
 SECURITY DEFINER
-SET search_path = pg_catalog, dialer
+SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 DECLARE
 	v_call dialer.scheduled_calls := dialer.lock_call(call_id);
@@ -318,7 +318,7 @@ CREATE FUNCTION dialer.retry_call(call_id bigint)
 RETURNS boolean
 LANGUAGE plpgsql
 SECURITY DEFINER
-SET search_path = pg_catalog, dialer
+SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 DECLARE
 	v_call dialer.scheduled_calls := dialer.lock_call(call_id);
@@ -351,7 +351,7 @@ RETURNS jsonb
 LANGUAGE plpgsql
 STABLE
 SECURITY DEFINER
-SET search_path = pg_catalog, dialer
+SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 DECLARE
 	v_call dialer.scheduled_calls;
@@ -386,7 +386,7 @@ RETURNS jsonb
 LANGUAGE plpgsql
 STABLE
 SECURITY DEFINER
-SET search_path = pg_catalog, dialer
+SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 DECLARE
 	v_from	timestamptz;
@@ -447,7 +447,7 @@ CREATE FUNCTION dialer.cleanup(older_than interval DEFAULT '30 days')
 RETURNS bigint
 LANGUAGE plpgsql
 SECURITY DEFINER
-SET search_path = pg_catalog, dialer
+SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 DECLARE
 	v_count bigint;

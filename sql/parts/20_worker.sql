@@ -17,7 +17,7 @@
 CREATE FUNCTION dialer.recover_dispatching()
 RETURNS int
 LANGUAGE plpgsql
-SET search_path = pg_catalog, dialer
+SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 DECLARE
 	v_count int;
@@ -57,7 +57,7 @@ CREATE FUNCTION dialer.provider_capacity(provider text)
 RETURNS int
 LANGUAGE plpgsql
 STABLE
-SET search_path = pg_catalog, dialer
+SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 DECLARE
 	v_max	int;
@@ -125,7 +125,7 @@ RETURNS TABLE (id bigint, attempt int, to_number text, from_number text, mode te
 			   payload text, message text, url text, script text, base_url text,
 			   idempotency_key text, campaign text)
 LANGUAGE plpgsql
-SET search_path = pg_catalog, dialer
+SET search_path = pg_catalog, dialer, pg_temp
 -- Two statements planned once per session (re-planning the claim for every single
 -- call would cost more than the claim), with sequential scans ruled out so that
 -- the one plan stays right however large the queue grows.
@@ -241,7 +241,7 @@ CREATE FUNCTION dialer.record_results(call_ids bigint[], attempts int[], outcome
 									  delays_ms int[], responded_at timestamptz[])
 RETURNS void
 LANGUAGE plpgsql
-SET search_path = pg_catalog, dialer
+SET search_path = pg_catalog, dialer, pg_temp
 -- planned once per session, through the indexes whatever the tables' size (see claim_calls)
 SET plan_cache_mode = force_generic_plan
 SET enable_seqscan = off
@@ -257,7 +257,10 @@ BEGIN
 		   SET responded_at = r.responded_at, http_status = r.http_status,
 			   provider_call_id = coalesce(a.provider_call_id, r.provider_call_id),
 			   provider_status = coalesce(a.provider_status, CASE WHEN r.outcome = 'accepted' THEN 'accepted' END),
-			   error_code = r.error_code, error_message = r.error_message, more_info = r.more_info
+			   -- a callback may have been first: keep what it stored
+			   error_code = coalesce(r.error_code, a.error_code),
+			   error_message = coalesce(r.error_message, a.error_message),
+			   more_info = coalesce(r.more_info, a.more_info)
 		  FROM r
 		 WHERE a.call_id = r.call_id AND a.attempt = r.attempt
 	), cur AS (
@@ -321,7 +324,7 @@ COMMENT ON FUNCTION dialer.reload_providers_at_commit() IS
 CREATE FUNCTION dialer.providers_changed()
 RETURNS trigger
 LANGUAGE plpgsql
-SET search_path = pg_catalog, dialer
+SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 BEGIN
 	PERFORM dialer.reload_providers_at_commit();
@@ -343,7 +346,7 @@ CREATE FUNCTION dialer.next_due_at(blocked_providers text[] DEFAULT '{}',
 								   OUT dispatch_at timestamptz, OUT reconcile_at timestamptz)
 LANGUAGE sql
 STABLE
-SET search_path = pg_catalog, dialer
+SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 	SELECT (SELECT min(n.due)
 			  FROM dialer.providers p
@@ -375,7 +378,7 @@ COMMENT ON FUNCTION dialer.next_due_at(text[]) IS
 CREATE FUNCTION dialer.claim_reconciliations(max_calls int)
 RETURNS TABLE (id bigint, provider text, provider_call_id text, status text)
 LANGUAGE plpgsql
-SET search_path = pg_catalog, dialer
+SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 DECLARE
 	v_cutoff timestamptz := now() - current_setting('dialer.reconcile_after')::interval;
@@ -420,7 +423,7 @@ CREATE FUNCTION dialer.apply_reconciliation(call_id bigint, provider_call_id tex
 											http_status int, body text, error text)
 RETURNS void
 LANGUAGE plpgsql
-SET search_path = pg_catalog, dialer
+SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 DECLARE
 	v_doc jsonb;
@@ -464,7 +467,7 @@ CREATE FUNCTION dialer.worker_providers()
 RETURNS SETOF dialer.providers
 LANGUAGE sql
 STABLE
-SET search_path = pg_catalog, dialer
+SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 	SELECT * FROM dialer.providers p WHERE p.enabled ORDER BY p.name;
 $$;

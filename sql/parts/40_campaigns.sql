@@ -48,7 +48,7 @@ CREATE FUNCTION dialer.campaign_timezone(timezone text)
 RETURNS text
 LANGUAGE sql
 STABLE
-SET search_path = pg_catalog, dialer
+SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 	SELECT coalesce(timezone, nullif(current_setting('dialer.default_timezone', true), ''), 'UTC')
 $$;
@@ -62,7 +62,7 @@ CREATE FUNCTION dialer.get_campaign(campaign text)
 RETURNS dialer.campaigns
 LANGUAGE plpgsql
 STABLE
-SET search_path = pg_catalog, dialer
+SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 DECLARE
 	v_row dialer.campaigns;
@@ -168,7 +168,7 @@ CREATE FUNCTION dialer.campaign_source_columns(source text)
 RETURNS TABLE (column_name text, column_type regtype)
 LANGUAGE plpgsql
 STABLE
-SET search_path = pg_catalog, dialer
+SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 DECLARE
 	v_src	text := dialer.resolve_campaign_source(source);
@@ -216,7 +216,7 @@ CREATE FUNCTION dialer.campaign_source_query(source text)
 RETURNS text
 LANGUAGE plpgsql
 STABLE
-SET search_path = pg_catalog, dialer
+SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 DECLARE
 	v_src		text := dialer.resolve_campaign_source(source);
@@ -289,7 +289,7 @@ CREATE FUNCTION dialer.cron_field(field text, what text, lo int, hi int, names t
 RETURNS int[]
 LANGUAGE plpgsql
 IMMUTABLE
-SET search_path = pg_catalog, dialer
+SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 DECLARE
 	v_part	text;
@@ -355,7 +355,7 @@ CREATE FUNCTION dialer.parse_schedule(schedule text,
 RETURNS record
 LANGUAGE plpgsql
 IMMUTABLE
-SET search_path = pg_catalog, dialer
+SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 DECLARE
 	v_s		text := lower(regexp_replace(btrim(schedule), '\s+', ' ', 'g'));
@@ -417,7 +417,7 @@ CREATE FUNCTION dialer.schedule_runs(schedule text, timezone text, after timesta
 RETURNS SETOF timestamptz
 LANGUAGE plpgsql
 STABLE
-SET search_path = pg_catalog, dialer
+SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 DECLARE
 	p record := dialer.parse_schedule(schedule);
@@ -465,7 +465,7 @@ CREATE FUNCTION dialer.schedule_next_run(schedule text, timezone text, after tim
 RETURNS timestamptz
 LANGUAGE plpgsql
 STABLE
-SET search_path = pg_catalog, dialer
+SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 DECLARE
 	v_h		int;
@@ -491,7 +491,7 @@ CREATE FUNCTION dialer.schedule_last_run(schedule text, timezone text, at timest
 RETURNS timestamptz
 LANGUAGE plpgsql
 STABLE
-SET search_path = pg_catalog, dialer
+SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 DECLARE
 	v_h		int;
@@ -582,7 +582,7 @@ CREATE FUNCTION dialer.campaign_candidates(campaign text, days int DEFAULT NULL)
 RETURNS TABLE (customer_ref text, phone text, payload jsonb, timezone text, due_at timestamptz,
 			   included boolean, reason text, detail text, dedupe_key text)
 LANGUAGE plpgsql
-SET search_path = pg_catalog, dialer
+SET search_path = pg_catalog, dialer, pg_temp
 SET jit = off
 AS $$
 DECLARE
@@ -774,7 +774,7 @@ COMMENT ON FUNCTION dialer.campaign_candidates(text, int) IS
 CREATE FUNCTION dialer.pending_customers(campaign text, days int DEFAULT NULL, max_rows int DEFAULT 50)
 RETURNS TABLE (customer_ref text, phone text, payload jsonb, timezone text, due_at timestamptz, dedupe_key text)
 LANGUAGE plpgsql
-SET search_path = pg_catalog, dialer
+SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 BEGIN
 	IF max_rows < 0 THEN
@@ -803,7 +803,7 @@ CREATE FUNCTION dialer.campaign_enqueue(campaign text, customer_ref text, to_num
 RETURNS bigint
 LANGUAGE plpgsql
 SECURITY DEFINER
-SET search_path = pg_catalog, dialer
+SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -847,7 +847,7 @@ COMMENT ON FUNCTION dialer.campaign_enqueue(text, text, text, jsonb, text, text)
 CREATE FUNCTION dialer.run_campaign(campaign text, max_calls int DEFAULT NULL)
 RETURNS int
 LANGUAGE plpgsql
-SET search_path = pg_catalog, dialer
+SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 DECLARE
 	k		dialer.campaigns := dialer.get_campaign(campaign);
@@ -921,7 +921,7 @@ CREATE FUNCTION dialer.require_pg_cron()
 RETURNS void
 LANGUAGE plpgsql
 STABLE
-SET search_path = pg_catalog, dialer
+SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 BEGIN
 	IF NOT EXISTS (SELECT 1 FROM pg_extension e WHERE e.extname = 'pg_cron') THEN
@@ -947,7 +947,7 @@ CREATE FUNCTION dialer.campaign_ticker(enable boolean)
 RETURNS bigint
 LANGUAGE plpgsql
 SECURITY DEFINER
-SET search_path = pg_catalog, dialer
+SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 DECLARE
 	v_job		bigint;
@@ -983,7 +983,7 @@ COMMENT ON FUNCTION dialer.campaign_ticker(boolean) IS
 CREATE FUNCTION dialer.schedule_campaign(campaign text, schedule text)
 RETURNS timestamptz
 LANGUAGE plpgsql
-SET search_path = pg_catalog, dialer
+SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -1016,7 +1016,7 @@ COMMENT ON FUNCTION dialer.schedule_campaign(text, text) IS
 CREATE FUNCTION dialer.unschedule_campaign(campaign text)
 RETURNS boolean
 LANGUAGE plpgsql
-SET search_path = pg_catalog, dialer
+SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 DECLARE
 	k	dialer.campaigns := dialer.get_campaign(campaign);
@@ -1052,7 +1052,7 @@ COMMENT ON FUNCTION dialer.unschedule_campaign(text) IS
 CREATE FUNCTION dialer.run_scheduled_campaigns(at timestamptz DEFAULT now())
 RETURNS int
 LANGUAGE plpgsql
-SET search_path = pg_catalog, dialer
+SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 DECLARE
 	k		record;
@@ -1144,7 +1144,7 @@ COMMENT ON VIEW dialer.campaign_schedules IS
 CREATE FUNCTION dialer.grant_campaigns(role_name name, manage boolean DEFAULT false)
 RETURNS void
 LANGUAGE plpgsql
-SET search_path = pg_catalog, dialer
+SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 BEGIN
 	IF role_name IS NULL OR NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = role_name) THEN

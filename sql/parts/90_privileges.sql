@@ -20,7 +20,7 @@ GRANT EXECUTE ON FUNCTION dialer.is_valid_timezone(text) TO PUBLIC;
 CREATE FUNCTION dialer.grant_usage(role_name name)
 RETURNS void
 LANGUAGE plpgsql
-SET search_path = pg_catalog, dialer
+SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 BEGIN
 	IF role_name IS NULL OR NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = role_name) THEN

@@ -1,0 +1,962 @@
+/*
+ * pg_dialer 0.1.0: call outcomes coming back from the providers.
+ *
+ *   dialer_api.twilio_status_callback      Twilio status callbacks (form fields, X-Twilio-Signature)
+ *   dialer_api.provider_status_callback    JSON webhooks of backend and voice_api providers
+ *                                          (HMAC-SHA256 of timestamp.body with the provider's
+ *                                          webhook_secret)
+ *
+ * The schema dialer_api holds only these ingest functions: it is the one schema PostgREST
+ * exposes, to a role that may execute them and nothing else (deploy/roles.sql).  They are
+ * SECURITY DEFINER with a pinned search_path; everything they do is done by the internal
+ * functions below, in schema dialer, which no other role may run:
+ *
+ *   dialer.apply_provider_status()  applies one status report of a provider to a call:
+ *                                   idempotent, monotonic, retry policy.  Webhooks and the
+ *                                   worker's reconciliation both use it.
+ *   dialer.twilio_ingest(), dialer.json_webhook_ingest()   authenticate, then apply.
+ *
+ * The small internal helpers carry no SET search_path of their own, so that PostgreSQL can
+ * inline or cache them: they qualify what they use and run under the pinned search_path
+ * of the function that calls them (no role but the owner may call them directly).
+ *
+ * A request that is not authentic raises before anything is written, so it changes no row.
+ * PostgREST turns the SQLSTATEs into HTTP statuses: PT401 -> 401 (unsigned), PT403 -> 403
+ * (signature does not match), PT415 -> 415, 22023 / 22P02 -> 400 (malformed).
+ * See doc/webhooks.md.
+ */
+
+CREATE SCHEMA dialer_api;
+COMMENT ON SCHEMA dialer_api IS
+	'pg_dialer''s webhook ingest functions, and nothing else: the one schema PostgREST exposes';
+REVOKE ALL ON SCHEMA dialer_api FROM PUBLIC;
+
+/* ------------------------------------------------------------------------------------
+ * Signature primitives (src/webhook_signature.c)
+ * ------------------------------------------------------------------------------------ */
+
+CREATE FUNCTION dialer.hmac(algorithm text, key bytea, message bytea)
+RETURNS bytea
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'dialer_hmac';
+COMMENT ON FUNCTION dialer.hmac(text, bytea, bytea) IS
+	'HMAC of message under key with algorithm sha1, sha224, sha256, sha384 or sha512 (PostgreSQL''s own implementation)';
+
+CREATE FUNCTION dialer.base64_encode(data bytea)
+RETURNS text
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'dialer_base64_encode';
+COMMENT ON FUNCTION dialer.base64_encode(bytea) IS
+	'Standard base64 with padding, on one line (encode(x, ''base64'') wraps lines at 76 characters)';
+
+CREATE FUNCTION dialer.constant_time_equal(a text, b text)
+RETURNS boolean
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'dialer_constant_time_equal';
+COMMENT ON FUNCTION dialer.constant_time_equal(text, text) IS
+	'True when a and b are the same bytes; the time taken depends only on the lengths, never on where they differ';
+
+/*
+ * Twilio's request signature (src/webhook_signature.c): HMAC-SHA1, keyed with the auth
+ * token, of the full URL Twilio requested (query string included) followed by every POST
+ * field, sorted by name (byte order), as name then value, in UTF-8; base64.  params is the
+ * JSON object of the fields (strings; anything else is an error).
+ */
+CREATE FUNCTION dialer.twilio_signature(auth_token text, url text, params jsonb)
+RETURNS text
+LANGUAGE C STABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'dialer_twilio_signature';
+COMMENT ON FUNCTION dialer.twilio_signature(text, text, jsonb) IS
+	'Twilio''s X-Twilio-Signature of a request: base64(HMAC-SHA1(auth_token, url || sorted name||value of every field))';
+
+/*
+ * The forms of a URL Twilio may have signed: as configured, and with the scheme's default
+ * port added or removed (Twilio's own validators accept both).
+ */
+CREATE FUNCTION dialer.twilio_url_variants(url text)
+RETURNS text[]
+LANGUAGE plpgsql
+IMMUTABLE STRICT PARALLEL SAFE
+AS $$
+DECLARE
+	m text[] := pg_catalog.regexp_match(url,
+		'^([A-Za-z][A-Za-z0-9+.-]*://)([^/?#@]*@)?(\[[^]/?#]*\]|[^/?#:]*)(:[0-9]*)?(.*)$');
+	scheme text := pg_catalog.lower(m[1]);
+BEGIN
+	IF m IS NULL OR scheme NOT IN ('https://', 'http://') THEN
+		RETURN ARRAY[url];
+	ELSIF m[4] IS NULL THEN
+		RETURN ARRAY[url, m[1] || coalesce(m[2], '') || m[3]
+						  || CASE WHEN scheme = 'https://' THEN ':443' ELSE ':80' END || m[5]];
+	ELSIF (scheme = 'https://' AND m[4] = ':443') OR (scheme = 'http://' AND m[4] = ':80') THEN
+		RETURN ARRAY[url, m[1] || coalesce(m[2], '') || m[3] || m[5]];
+	END IF;
+	RETURN ARRAY[url];
+END;
+$$;
+COMMENT ON FUNCTION dialer.twilio_url_variants(text) IS
+	'Internal: a URL as given, and with its default port added or removed';
+
+/*
+ * The public URL Twilio calls for a call's status callbacks: the provider's
+ * status_callback_url with call_id=<id> appended to its query string ('?' or '&'),
+ * character for character what the worker sends as StatusCallback (the worker should
+ * build it with this function).  Without a call id, the URL as configured.
+ */
+CREATE FUNCTION dialer.twilio_callback_url(status_callback_url text, call_id bigint)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE PARALLEL SAFE
+AS $$
+	SELECT CASE WHEN call_id IS NULL THEN status_callback_url
+				ELSE status_callback_url || CASE WHEN pg_catalog.strpos(status_callback_url, '?') > 0 THEN '&' ELSE '?' END
+					 || 'call_id=' || call_id::text END;
+$$;
+COMMENT ON FUNCTION dialer.twilio_callback_url(text, bigint) IS
+	'The StatusCallback URL of a call: status_callback_url plus call_id=<id> in its query string (what Twilio signs)';
+
+/*
+ * Whether signature is Twilio's signature of a request to url with these fields, under
+ * auth_token: for url as given, else with its default port added or removed.  Constant-
+ * time comparisons.
+ */
+CREATE FUNCTION dialer.twilio_signature_matches(auth_token text, url text, params jsonb, signature text)
+RETURNS boolean
+LANGUAGE plpgsql
+STABLE PARALLEL SAFE
+AS $$
+DECLARE
+	v_url text;
+BEGIN
+	IF auth_token IS NULL OR url IS NULL OR params IS NULL OR signature IS NULL THEN
+		RETURN false;
+	END IF;
+	IF dialer.constant_time_equal(dialer.twilio_signature(auth_token, url, params), signature) THEN
+		RETURN true;
+	END IF;
+	FOREACH v_url IN ARRAY (dialer.twilio_url_variants(url))[2:] LOOP
+		IF dialer.constant_time_equal(dialer.twilio_signature(auth_token, v_url, params), signature) THEN
+			RETURN true;
+		END IF;
+	END LOOP;
+	RETURN false;
+END;
+$$;
+COMMENT ON FUNCTION dialer.twilio_signature_matches(text, text, jsonb, text) IS
+	'Internal: true when signature is Twilio''s for url (or url with its default port added or removed) and params under auth_token';
+
+/* ------------------------------------------------------------------------------------
+ * Provider statuses
+ * ------------------------------------------------------------------------------------ */
+
+/*
+ * A provider's call status in Twilio's vocabulary (queued, initiated, ringing,
+ * in-progress, completed, busy, no-answer, failed, canceled), whatever its spelling:
+ * case, '_' for '-', cancelled, answered, in_progress.  Others are returned as given
+ * (lower case): they are recorded but move nothing.
+ */
+CREATE FUNCTION dialer.normalize_provider_status(status text)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE PARALLEL SAFE
+AS $$
+	SELECT CASE pg_catalog.replace(pg_catalog.lower(pg_catalog.btrim(status)), '_', '-')
+		WHEN 'cancelled' THEN 'canceled'
+		WHEN 'answered' THEN 'in-progress'
+		WHEN 'noanswer' THEN 'no-answer'
+		ELSE pg_catalog.replace(pg_catalog.lower(pg_catalog.btrim(status)), '_', '-') END;
+$$;
+COMMENT ON FUNCTION dialer.normalize_provider_status(text) IS
+	'Internal: a provider status in Twilio''s spelling (no_answer -> no-answer, cancelled -> canceled, answered -> in-progress)';
+
+/*
+ * The order of provider statuses: accepted (the worker's mark) 0, queued 1, initiated 2,
+ * ringing 3, in-progress 4, any final status 5; NULL for a status pg_dialer does not know.
+ */
+CREATE FUNCTION dialer.provider_status_rank(status text)
+RETURNS int
+LANGUAGE sql
+IMMUTABLE PARALLEL SAFE
+AS $$
+	SELECT CASE status
+		WHEN 'accepted' THEN 0
+		WHEN 'queued' THEN 1
+		WHEN 'initiated' THEN 2
+		WHEN 'ringing' THEN 3
+		WHEN 'in-progress' THEN 4
+		WHEN 'completed' THEN 5 WHEN 'busy' THEN 5 WHEN 'no-answer' THEN 5
+		WHEN 'failed' THEN 5 WHEN 'canceled' THEN 5
+		END;
+$$;
+COMMENT ON FUNCTION dialer.provider_status_rank(text) IS
+	'Internal: order of a (normalized) provider status, 0 accepted .. 4 in-progress, 5 final; NULL when unknown';
+
+/*
+ * The call status a provider status leads to: dialing while the call is under way,
+ * else the outcome.  NULL for a status pg_dialer does not know.
+ */
+CREATE FUNCTION dialer.provider_status_outcome(status text)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE PARALLEL SAFE
+AS $$
+	SELECT CASE status
+		WHEN 'queued' THEN 'dialing' WHEN 'initiated' THEN 'dialing'
+		WHEN 'ringing' THEN 'dialing' WHEN 'in-progress' THEN 'dialing'
+		WHEN 'completed' THEN 'completed' WHEN 'busy' THEN 'busy'
+		WHEN 'no-answer' THEN 'no_answer' WHEN 'failed' THEN 'failed'
+		WHEN 'canceled' THEN 'canceled'
+		END;
+$$;
+COMMENT ON FUNCTION dialer.provider_status_outcome(text) IS
+	'Internal: the call status a (normalized) provider status leads to: dialing, completed, busy, no_answer, failed, canceled; NULL when unknown';
+
+/* ------------------------------------------------------------------------------------
+ * Applying a status report
+ * ------------------------------------------------------------------------------------ */
+
+/*
+ * Applies one status report of a provider to a call: the one place where callbacks,
+ * JSON webhooks and reconciliation change a call's outcome.
+ *
+ *   call_id           pg_dialer's call id
+ *   status            the provider's status (Twilio vocabulary, any spelling, see
+ *                     normalize_provider_status); a status pg_dialer does not know is
+ *                     recorded and moves nothing
+ *   provider_call_id  the provider's id of the call (Twilio CallSid); it selects the
+ *                     attempt.  NULL: the call's current attempt
+ *   sequence          the provider's ordering of its reports for one provider call
+ *                     (Twilio SequenceNumber); NULL when it has none
+ *   attempt_data      what to store on the attempt: duration_seconds, answered_by,
+ *                     sip_response_code, recording_url, transcript, error_code,
+ *                     error_message (absent or null: keep what is stored)
+ *   event_detail      what the event records about the report (never secrets)
+ *   source            the event's name: callback, webhook, reconcile, ...
+ *   dedupe_key        identifies the report within its attempt; default
+ *                     provider_call_id/sequence (or /status without a sequence); stored
+ *                     as <attempt>:<dedupe_key> in the event
+ *
+ * Rules:
+ *   - A report whose dedupe_key the attempt has already recorded is a duplicate: nothing
+ *     is written at all, the result says 'duplicate'.
+ *   - Otherwise one event (named source) is appended, with from_status and to_status.
+ *   - The attempt is the one with this provider_call_id; else the current attempt when
+ *     it has no provider call id yet (the report came before the worker stored it: it is
+ *     adopted); else the report matches no attempt ('unmatched': recorded, nothing moves).
+ *   - Monotonic: a report with a sequence at or below one already applied to the attempt
+ *     is stale: it only fills attempt fields still empty.  A provider status never moves
+ *     back (queued < initiated < ringing < in-progress < final), and the call status
+ *     never moves back (scheduled < dispatching < dialing < final).
+ *   - Only the current attempt moves the call, and only from dispatching, dialing or
+ *     unknown: under way -> dialing; final -> completed / busy / no_answer / failed /
+ *     canceled with finished_at, or, for busy and no_answer when the retry policy allows
+ *     (campaign's retry_busy / retry_no_answer / retry_delay over the provider's, and
+ *     attempts - attempts_base < max_attempts, and before the deadline), back to
+ *     scheduled after retry_delay with a retry_scheduled event.  An unknown call is
+ *     resolved by its provider's word.  The worker is woken when a call leaves the
+ *     provider's concurrency (final or re-scheduled).
+ *
+ * Returns {result: applied | stale | recorded | unmatched | duplicate | unknown_call,
+ * call_id, attempt, status, previous_status}.
+ */
+CREATE FUNCTION dialer.apply_provider_status(
+	call_id bigint,
+	status text,
+	provider_call_id text DEFAULT NULL,
+	sequence bigint DEFAULT NULL,
+	attempt_data jsonb DEFAULT '{}',
+	event_detail jsonb DEFAULT '{}',
+	source text DEFAULT 'callback',
+	dedupe_key text DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+	p_call_id	bigint := apply_provider_status.call_id;
+	p_sid		text := nullif(apply_provider_status.provider_call_id, '');
+	p_seq		bigint := apply_provider_status.sequence;
+	p_data		jsonb := coalesce(apply_provider_status.attempt_data, '{}');
+	p_source	text := coalesce(apply_provider_status.source, 'callback');
+	v_status	text := dialer.normalize_provider_status(apply_provider_status.status);
+	v_rank		int;
+	v_outcome	text;
+	v_dedupe	text;
+	v_call		dialer.scheduled_calls;
+	v_att		dialer.call_attempts;
+	v_have_att	boolean := false;
+	v_current	boolean := false;
+	v_unmatched	boolean := false;
+	v_last_seq	bigint;
+	v_dup		boolean;
+	v_look		record;
+	v_stale		boolean := false;
+	v_forward	boolean := false;
+	v_moves		boolean := false;
+	v_new_status text;
+	v_retry		boolean := false;
+	v_delay		interval;
+	v_next		timestamptz;
+	v_retry_why	text;
+	v_new_pstatus text;
+	v_error		text;
+	v_result	text;
+BEGIN
+	IF p_call_id IS NULL OR v_status IS NULL OR v_status = '' THEN
+		RAISE EXCEPTION 'apply_provider_status: call_id and status are required'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF jsonb_typeof(p_data) <> 'object' THEN
+		RAISE EXCEPTION 'apply_provider_status: attempt_data must be a JSON object'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	v_rank := dialer.provider_status_rank(v_status);
+	v_outcome := dialer.provider_status_outcome(v_status);
+	v_dedupe := coalesce(apply_provider_status.dedupe_key,
+						 coalesce(p_sid, '-') || '/' || coalesce(p_seq::text, v_status));
+
+	/* the call, locked: reports of one call are applied one at a time */
+	SELECT * INTO v_call FROM dialer.scheduled_calls c WHERE c.id = p_call_id FOR UPDATE;
+	IF NOT FOUND THEN
+		RETURN jsonb_build_object('result', 'unknown_call', 'call_id', p_call_id);
+	END IF;
+
+	/*
+	 * The attempt it is about: the one with this provider call id, else the current
+	 * attempt when it has none yet (the report came before the worker stored it: it is
+	 * adopted) or when no provider call id is given.  And one look at the call's events,
+	 * taken after the lock so that a report committed meanwhile is seen: a report already
+	 * recorded is a duplicate and changes nothing (nothing at all is written); else the
+	 * highest sequence already applied to the attempt tells whether this one comes late.
+	 */
+	SELECT x.att, ev.dup, ev.last_seq, k.key
+	  INTO v_look
+	  FROM (SELECT 1) one
+	  LEFT JOIN LATERAL (
+			SELECT a AS att FROM dialer.call_attempts a
+			 WHERE a.call_id = p_call_id
+			   AND (a.provider_call_id = p_sid
+					OR (a.attempt = v_call.attempts AND (p_sid IS NULL OR a.provider_call_id IS NULL)))
+			 ORDER BY a.provider_call_id = p_sid DESC NULLS LAST, a.attempt DESC
+			 LIMIT 1) x ON true
+	  CROSS JOIN LATERAL (SELECT coalesce((x.att).attempt::text, '-') || ':' || v_dedupe AS key) k
+	  CROSS JOIN LATERAL (
+			SELECT coalesce(bool_or(e.detail->>'dedupe_key' = k.key), false) AS dup,
+				   max((e.detail->>'sequence')::bigint)
+					 FILTER (WHERE e.detail ? 'sequence' AND (e.detail->>'attempt')::int = (x.att).attempt
+								   AND NOT e.detail ? 'stale') AS last_seq
+			  FROM dialer.call_events e
+			 WHERE e.call_id = p_call_id) ev;
+	v_att := v_look.att;
+	v_dedupe := v_look.key;		/* a report is identified within its attempt */
+	v_dup := v_look.dup;
+	v_last_seq := v_look.last_seq;
+	v_have_att := v_att.id IS NOT NULL;
+	IF v_dup THEN
+		RETURN jsonb_build_object('result', 'duplicate', 'call_id', p_call_id, 'attempt', v_att.attempt,
+								  'status', v_call.status, 'previous_status', v_call.status);
+	END IF;
+	v_unmatched := NOT v_have_att;
+	v_current := v_have_att AND v_att.attempt = v_call.attempts;
+
+	IF v_have_att THEN
+		v_stale := p_seq IS NOT NULL AND v_last_seq IS NOT NULL AND p_seq <= v_last_seq;
+		/* the attempt's provider status moves forward only */
+		v_forward := NOT v_stale AND v_rank IS NOT NULL
+					 AND (v_att.provider_status IS NULL
+						  OR dialer.provider_status_rank(v_att.provider_status) IS NULL
+						  OR v_rank > dialer.provider_status_rank(v_att.provider_status)
+						  OR (v_rank = dialer.provider_status_rank(v_att.provider_status) AND v_rank < 5));
+		v_new_pstatus := CASE WHEN v_forward THEN v_status ELSE v_att.provider_status END;
+	END IF;
+
+	/* the call: only its current attempt moves it, and only forward */
+	v_new_status := v_call.status;
+	v_moves := v_current AND v_outcome IS NOT NULL AND v_call.status IN ('dispatching', 'dialing', 'unknown');
+	IF v_moves THEN
+		IF v_outcome = 'dialing' THEN
+			v_new_status := 'dialing';
+		ELSE
+			v_new_status := v_outcome;
+			IF v_outcome IN ('busy', 'no_answer') THEN
+				SELECT CASE v_outcome WHEN 'busy' THEN coalesce(k.retry_busy, p.retry_busy)
+									  ELSE coalesce(k.retry_no_answer, p.retry_no_answer) END,
+					   coalesce(k.retry_delay, p.retry_delay)
+				  INTO v_retry, v_delay
+				  FROM dialer.providers p
+				  LEFT JOIN dialer.campaigns k ON k.name = v_call.campaign
+				 WHERE p.name = v_call.provider;
+				v_retry := coalesce(v_retry, false);
+				v_next := now() + coalesce(v_delay, interval '0');
+				IF v_retry AND v_call.attempts - v_call.attempts_base >= v_call.max_attempts THEN
+					v_retry := false;
+					v_retry_why := 'attempts_exhausted';
+				ELSIF v_retry AND v_call.deadline IS NOT NULL AND v_next >= v_call.deadline THEN
+					v_retry := false;
+					v_retry_why := 'deadline';
+				END IF;
+				IF v_retry THEN
+					v_new_status := 'scheduled';
+				END IF;
+			END IF;
+		END IF;
+		v_error := CASE
+			WHEN v_outcome IN ('dialing', 'completed') THEN v_call.last_error
+			WHEN v_outcome = 'failed' THEN
+				'failed' || coalesce(': ' || nullif(concat_ws(' ', p_data->>'error_code', p_data->>'error_message'), ''), '')
+			WHEN v_outcome = 'no_answer' THEN 'no answer'
+			ELSE v_outcome END;
+	END IF;
+
+	v_result := CASE
+		WHEN v_unmatched THEN 'unmatched'
+		WHEN v_stale THEN 'stale'
+		WHEN v_new_status <> v_call.status OR v_forward THEN 'applied'
+		ELSE 'recorded' END;
+
+	/*
+	 * Every write in one statement: the attempt, the call (when it moves, or its provider
+	 * status follows the current attempt's), the event(s).  Lock order: the call (above),
+	 * then the attempt, as the worker does.
+	 */
+	WITH att AS (
+		UPDATE dialer.call_attempts a
+		   SET provider_call_id = coalesce(a.provider_call_id, p_sid),
+			   provider_status = v_new_pstatus,
+			   duration_seconds = CASE WHEN v_stale THEN coalesce(a.duration_seconds, (p_data->>'duration_seconds')::int)
+									   ELSE coalesce((p_data->>'duration_seconds')::int, a.duration_seconds) END,
+			   answered_by = CASE WHEN v_stale THEN coalesce(a.answered_by, p_data->>'answered_by')
+								  ELSE coalesce(p_data->>'answered_by', a.answered_by) END,
+			   sip_response_code = CASE WHEN v_stale THEN coalesce(a.sip_response_code, (p_data->>'sip_response_code')::int)
+										ELSE coalesce((p_data->>'sip_response_code')::int, a.sip_response_code) END,
+			   recording_url = CASE WHEN v_stale THEN coalesce(a.recording_url, p_data->>'recording_url')
+									ELSE coalesce(p_data->>'recording_url', a.recording_url) END,
+			   transcript = CASE WHEN v_stale THEN coalesce(a.transcript, p_data->>'transcript')
+								 ELSE coalesce(p_data->>'transcript', a.transcript) END,
+			   error_code = CASE WHEN v_stale THEN coalesce(a.error_code, p_data->>'error_code')
+								 ELSE coalesce(p_data->>'error_code', a.error_code) END,
+			   error_message = CASE WHEN v_stale THEN coalesce(a.error_message, p_data->>'error_message')
+									ELSE coalesce(p_data->>'error_message', a.error_message) END
+		 WHERE a.id = v_att.id
+		RETURNING a.id
+	), cal AS (
+		UPDATE dialer.scheduled_calls c
+		   SET status = v_new_status,
+			   provider_call_id = CASE WHEN v_moves THEN coalesce(p_sid, c.provider_call_id) ELSE c.provider_call_id END,
+			   provider_status = coalesce(v_new_pstatus, c.provider_status),
+			   last_error = CASE WHEN v_moves THEN v_error ELSE c.last_error END,
+			   next_attempt_at = CASE WHEN v_moves AND v_new_status = 'scheduled' THEN v_next ELSE c.next_attempt_at END,
+			   finished_at = CASE WHEN NOT v_moves THEN c.finished_at
+								  WHEN v_new_status IN ('completed', 'busy', 'no_answer', 'failed', 'canceled')
+									  THEN coalesce(c.finished_at, now())
+								  END,
+			   updated_at = now()
+		 WHERE c.id = p_call_id
+		   AND (v_moves OR (v_current AND v_new_pstatus IS DISTINCT FROM v_call.provider_status
+							AND v_call.status <> 'scheduled'))
+		RETURNING c.id
+	)
+	INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
+	SELECT p_call_id, p_source, v_call.status, v_new_status,
+		   coalesce(apply_provider_status.event_detail, '{}') || jsonb_strip_nulls(jsonb_build_object(
+				'provider_status', v_status,
+				'provider_call_id', p_sid,
+				'attempt', v_att.attempt,
+				'sequence', p_seq,
+				'dedupe_key', v_dedupe,
+				'result', v_result,
+				'stale', CASE WHEN v_stale THEN true END,
+				'unmatched', CASE WHEN v_unmatched THEN true END,
+				'retry_skipped', v_retry_why))
+	UNION ALL
+	SELECT p_call_id, 'retry_scheduled', v_call.status, 'scheduled',
+		   jsonb_build_object('reason', v_outcome, 'attempt', v_att.attempt,
+							  'next_attempt_at', v_next, 'retry_delay', v_delay::text,
+							  'attempts_used', v_call.attempts - v_call.attempts_base,
+							  'max_attempts', v_call.max_attempts)
+	 WHERE v_new_status = 'scheduled' AND v_call.status <> 'scheduled';
+
+	IF v_new_status <> v_call.status
+	   AND v_new_status IN ('scheduled', 'completed', 'busy', 'no_answer', 'failed', 'canceled') THEN
+		PERFORM dialer.wake_worker();		/* a concurrency slot is free (and maybe a retry is due) */
+	END IF;
+
+	RETURN jsonb_build_object('result', v_result, 'call_id', p_call_id,
+							  'attempt', CASE WHEN v_have_att THEN v_att.attempt END,
+							  'status', v_new_status, 'previous_status', v_call.status);
+END;
+$$;
+COMMENT ON FUNCTION dialer.apply_provider_status(bigint, text, text, bigint, jsonb, jsonb, text, text) IS
+	'Applies one status report of a provider to a call (callbacks, webhooks, reconciliation): idempotent by dedupe_key, monotonic by sequence and status order, retry policy for busy/no_answer; returns {result, call_id, attempt, status, previous_status}';
+
+/* ------------------------------------------------------------------------------------
+ * Refusals
+ * ------------------------------------------------------------------------------------ */
+
+/*
+ * Raises the error of a refused webhook.  PostgREST answers PTxyz with HTTP status xyz.
+ * The message never says more than what kind of refusal it is: no secret, no hint of
+ * which part of a signature was wrong.
+ */
+CREATE FUNCTION dialer.webhook_refuse(http_status int, message text, hint text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	v_code text := CASE http_status WHEN 401 THEN 'PT401' WHEN 403 THEN 'PT403' WHEN 415 THEN 'PT415'
+									ELSE '22023' END;
+BEGIN
+	IF hint IS NULL THEN
+		RAISE EXCEPTION USING ERRCODE = v_code, MESSAGE = message;
+	END IF;
+	RAISE EXCEPTION USING ERRCODE = v_code, MESSAGE = message, HINT = hint;
+END;
+$$;
+COMMENT ON FUNCTION dialer.webhook_refuse(int, text, text) IS
+	'Internal: raises a webhook refusal (PT401, PT403, PT415 for PostgREST; 22023 -> 400 otherwise)';
+
+/*
+ * The HTTP request headers PostgREST passed (lower-case names), {} outside PostgREST.
+ */
+CREATE FUNCTION dialer.request_headers()
+RETURNS jsonb
+LANGUAGE sql
+STABLE
+AS $$
+	SELECT coalesce(nullif(pg_catalog.current_setting('request.headers', true), '')::jsonb, '{}'::jsonb);
+$$;
+COMMENT ON FUNCTION dialer.request_headers() IS
+	'Internal: the request headers PostgREST set in request.headers, as jsonb ({} when none)';
+
+/* ------------------------------------------------------------------------------------
+ * Twilio status callbacks
+ * ------------------------------------------------------------------------------------ */
+
+/*
+ * Authenticates and applies one Twilio status callback.
+ *
+ *   fields    every form field Twilio sent, as a JSON object of strings
+ *   call_ref  pg_dialer's call id from the callback URL's query string (passed by the
+ *             proxy in X-Dialer-Call-Id), or NULL: the call is then found by CallSid
+ *
+ * The signature is checked over the public URL from configuration: the call's provider's
+ * status_callback_url, plus call_id=<call_ref> when the URL carried it (exactly what the
+ * worker gave Twilio); with the default port added or removed, as Twilio's own validators
+ * do.  Nothing is looked at beyond the call's and providers' rows until it matches, and
+ * nothing is written unless it does.
+ */
+CREATE FUNCTION dialer.twilio_ingest(fields jsonb, call_ref text)
+RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	v_headers	jsonb := dialer.request_headers();
+	v_sig		text := v_headers->>'x-twilio-signature';
+	v_ctype		text := lower(split_part(v_headers->>'content-type', ';', 1));
+	v_call_id	bigint;
+	v_provider	text;
+	v_prov		dialer.providers;
+	v_ok		boolean := false;
+	v_sid		text;
+	v_seq		bigint;
+	v_status	text;
+	v_detail	jsonb;
+	v_data		jsonb;
+	v_res		jsonb;
+BEGIN
+	/* the shape of the request */
+	IF fields IS NULL OR jsonb_typeof(fields) <> 'object' THEN
+		PERFORM dialer.webhook_refuse(400, 'a Twilio status callback is a set of form fields');
+	END IF;
+	IF v_headers ? 'content-type' AND v_ctype <> 'application/x-www-form-urlencoded' THEN
+		PERFORM dialer.webhook_refuse(415, 'Twilio status callbacks are application/x-www-form-urlencoded');
+	END IF;
+	IF v_sig IS NULL OR v_sig = '' THEN
+		PERFORM dialer.webhook_refuse(401, 'X-Twilio-Signature is missing',
+			'Status callbacks are accepted only when signed by Twilio.');
+	END IF;
+	IF call_ref IS NOT NULL AND call_ref !~ '^[1-9][0-9]{0,17}$' THEN
+		PERFORM dialer.webhook_refuse(400, 'call_id in the callback URL is not a call id');
+	END IF;
+
+	/* the call: by the call id of the URL, else by CallSid */
+	v_call_id := call_ref::bigint;
+	IF v_call_id IS NULL AND fields->>'CallSid' IS NOT NULL THEN
+		SELECT c.id INTO v_call_id
+		  FROM dialer.scheduled_calls c WHERE c.provider_call_id = fields->>'CallSid'
+		 ORDER BY c.id DESC LIMIT 1;
+		IF v_call_id IS NULL THEN
+			SELECT a.call_id INTO v_call_id
+			  FROM dialer.call_attempts a WHERE a.provider_call_id = fields->>'CallSid'
+			 ORDER BY a.id DESC LIMIT 1;
+		END IF;
+	END IF;
+
+	/*
+	 * The signature, with the auth token of the call's provider; for a call pg_dialer
+	 * does not know (removed by cleanup, or placed by someone else), with the tokens of
+	 * the Twilio providers of the AccountSid the callback names (then nothing is applied).
+	 */
+	IF v_call_id IS NOT NULL THEN
+		SELECT p.* INTO v_prov
+		  FROM dialer.scheduled_calls c JOIN dialer.providers p ON p.name = c.provider
+		 WHERE c.id = v_call_id AND p.kind = 'twilio'
+		   AND p.auth_token IS NOT NULL AND p.status_callback_url IS NOT NULL;
+		IF FOUND THEN
+			v_provider := v_prov.name;
+			v_ok := dialer.twilio_signature_matches(v_prov.auth_token,
+				dialer.twilio_callback_url(v_prov.status_callback_url, call_ref::bigint), fields, v_sig);
+		ELSIF NOT EXISTS (SELECT 1 FROM dialer.scheduled_calls c WHERE c.id = v_call_id) THEN
+			v_call_id := NULL;
+		END IF;
+	END IF;
+	IF v_provider IS NULL AND v_call_id IS NULL THEN
+		FOR v_prov IN
+			SELECT p.* FROM dialer.providers p
+			 WHERE p.kind = 'twilio' AND p.account_sid = fields->>'AccountSid'
+			   AND p.auth_token IS NOT NULL AND p.status_callback_url IS NOT NULL
+			 ORDER BY p.name
+		LOOP
+			v_ok := dialer.twilio_signature_matches(v_prov.auth_token,
+				dialer.twilio_callback_url(v_prov.status_callback_url, call_ref::bigint), fields, v_sig);
+			EXIT WHEN v_ok;
+		END LOOP;
+	END IF;
+	IF NOT coalesce(v_ok, false) THEN
+		PERFORM dialer.webhook_refuse(403, 'X-Twilio-Signature does not match',
+			'The signature is checked over providers.status_callback_url (plus call_id=<id>) and the fields sent, with the provider''s auth_token.');
+	END IF;
+	IF fields ? 'AccountSid' AND v_prov.account_sid IS DISTINCT FROM fields->>'AccountSid' THEN
+		PERFORM dialer.webhook_refuse(403, 'the callback is for another Twilio account');
+	END IF;
+
+	/* authentic from here on */
+	v_sid := fields->>'CallSid';
+	v_status := fields->>'CallStatus';
+	IF v_sid IS NULL OR v_sid = '' OR v_status IS NULL OR v_status = '' THEN
+		PERFORM dialer.webhook_refuse(400, 'a status callback names CallSid and CallStatus');
+	END IF;
+	IF fields ? 'SequenceNumber' THEN
+		IF fields->>'SequenceNumber' !~ '^[0-9]{1,18}$' THEN
+			PERFORM dialer.webhook_refuse(400, 'SequenceNumber is not a number');
+		END IF;
+		v_seq := (fields->>'SequenceNumber')::bigint;
+	END IF;
+	IF v_call_id IS NULL OR v_provider IS NULL THEN
+		RETURN jsonb_build_object('result', 'ignored', 'reason', 'no call of pg_dialer has this call id or CallSid',
+								  'call_id', v_call_id);
+	END IF;
+
+	v_data := jsonb_strip_nulls(jsonb_build_object(
+		'duration_seconds', CASE WHEN fields->>'CallDuration' ~ '^[0-9]{1,9}$' THEN (fields->>'CallDuration')::int END,
+		'answered_by', nullif(fields->>'AnsweredBy', ''),
+		'sip_response_code', CASE WHEN fields->>'SipResponseCode' ~ '^[0-9]{1,9}$' THEN (fields->>'SipResponseCode')::int END,
+		'recording_url', nullif(fields->>'RecordingUrl', ''),
+		'transcript', nullif(fields->>'TranscriptionText', ''),
+		'error_code', nullif(fields->>'ErrorCode', ''),
+		'error_message', nullif(fields->>'ErrorMessage', '')));
+
+	/* the event keeps what Twilio said, minus any field that is a credential */
+	v_detail := fields;
+	IF fields::text ~* '(token|secret|password|signature|passport)' THEN
+		SELECT coalesce(jsonb_object_agg(f.key, f.value), '{}') INTO v_detail
+		  FROM jsonb_each(fields) f
+		 WHERE f.key !~* '(token|secret|password|signature|passport)';
+	END IF;
+	v_detail := jsonb_build_object('fields', v_detail, 'via', 'twilio');
+
+	v_res := dialer.apply_provider_status(v_call_id, v_status, v_sid, v_seq, v_data, v_detail, 'callback');
+	RETURN v_res;
+END;
+$$;
+COMMENT ON FUNCTION dialer.twilio_ingest(jsonb, text) IS
+	'Internal: authenticates a Twilio status callback (X-Twilio-Signature over the configured public URL and the fields) and applies it';
+
+/* ------------------------------------------------------------------------------------
+ * JSON webhooks (backend, voice_api)
+ * ------------------------------------------------------------------------------------ */
+
+/*
+ * Authenticates and applies one JSON webhook of a backend or voice_api provider.
+ *
+ *   body  the request body exactly as received (PostgREST passes the raw text to a
+ *         function's single unnamed json parameter)
+ *
+ * Headers: X-Dialer-Timestamp (Unix seconds) and X-Dialer-Signature
+ * ("sha256=" || hex HMAC-SHA256(webhook_secret, timestamp || '.' || body)).  Refused
+ * when either is missing (401), the timestamp is more than 300 s away from now (401:
+ * replay), or the signature does not match (403).
+ *
+ * The body: {call_id, status, metadata, transcript, recording_url, duration} (and
+ * optionally provider_call_id, sequence, answered_by, error_code, error_message).  The
+ * call is metadata.call_id when present (pg_dialer's id, as the worker sent it), else
+ * call_id: first as the provider's id of a call (provider_call_id), then as pg_dialer's.
+ */
+CREATE FUNCTION dialer.json_webhook_ingest(body json)
+RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	v_headers	jsonb := dialer.request_headers();
+	v_ts		text := btrim(v_headers->>'x-dialer-timestamp');
+	v_sig		text := lower(btrim(v_headers->>'x-dialer-signature'));
+	v_raw		text := body::text;
+	v_doc		jsonb;
+	v_ref		text;
+	v_meta_ref	text;
+	v_call_id	bigint;
+	v_provider	text;
+	v_psid		text;
+	v_prov		dialer.providers;
+	v_expected	text;
+	v_status	text;
+	v_seq		bigint;
+	v_data		jsonb;
+	v_detail	jsonb;
+BEGIN
+	IF body IS NULL THEN
+		PERFORM dialer.webhook_refuse(400, 'the webhook body is empty');
+	END IF;
+	IF v_ts IS NULL OR v_ts = '' OR v_sig IS NULL OR v_sig = '' THEN
+		PERFORM dialer.webhook_refuse(401, 'X-Dialer-Timestamp and X-Dialer-Signature are required',
+			'Sign timestamp || ''.'' || body with HMAC-SHA256 and the provider''s webhook_secret.');
+	END IF;
+	IF v_ts !~ '^[0-9]{1,12}$' THEN
+		PERFORM dialer.webhook_refuse(401, 'X-Dialer-Timestamp is not a Unix time in seconds');
+	END IF;
+	IF abs(extract(epoch FROM now()) - v_ts::bigint) > 300 THEN
+		PERFORM dialer.webhook_refuse(401, 'X-Dialer-Timestamp is more than 5 minutes away from the server''s clock',
+			'A signed webhook is accepted for 5 minutes; check the sender''s clock.');
+	END IF;
+
+	v_doc := v_raw::jsonb;
+	IF jsonb_typeof(v_doc) <> 'object' THEN
+		PERFORM dialer.webhook_refuse(400, 'the webhook body must be a JSON object');
+	END IF;
+
+	/* the call (to find the secret; nothing is trusted before the signature matches) */
+	IF jsonb_typeof(v_doc->'metadata') = 'object' AND v_doc->'metadata' ? 'call_id' THEN
+		v_meta_ref := v_doc->'metadata'->>'call_id';
+		IF v_meta_ref ~ '^[1-9][0-9]{0,17}$' THEN
+			SELECT c.id, c.provider INTO v_call_id, v_provider
+			  FROM dialer.scheduled_calls c WHERE c.id = v_meta_ref::bigint;
+		END IF;
+	ELSE
+		v_ref := CASE jsonb_typeof(v_doc->'call_id') WHEN 'string' THEN v_doc->>'call_id'
+													 WHEN 'number' THEN v_doc->>'call_id' END;
+		IF v_ref IS NOT NULL AND v_ref <> '' THEN
+			SELECT c.id, c.provider, c.provider_call_id INTO v_call_id, v_provider, v_psid
+			  FROM dialer.scheduled_calls c JOIN dialer.providers p ON p.name = c.provider
+			 WHERE c.provider_call_id = v_ref AND p.kind IN ('backend', 'voice_api')
+			 ORDER BY c.id DESC LIMIT 1;
+			IF v_call_id IS NULL AND v_ref ~ '^[1-9][0-9]{0,17}$' THEN
+				SELECT c.id, c.provider INTO v_call_id, v_provider
+				  FROM dialer.scheduled_calls c WHERE c.id = v_ref::bigint;
+			END IF;
+		END IF;
+	END IF;
+	IF v_provider IS NOT NULL THEN
+		SELECT * INTO v_prov FROM dialer.providers p
+		 WHERE p.name = v_provider AND p.kind IN ('backend', 'voice_api') AND p.webhook_secret IS NOT NULL;
+	END IF;
+	IF v_prov.name IS NULL THEN
+		/* unknown call, or a provider without a webhook secret: nothing can vouch for it */
+		PERFORM dialer.webhook_refuse(403, 'X-Dialer-Signature does not match');
+	END IF;
+
+	v_expected := 'sha256=' || encode(dialer.hmac('sha256', convert_to(v_prov.webhook_secret, 'UTF8'),
+												  convert_to(v_ts || '.' || v_raw, 'UTF8')), 'hex');
+	IF NOT dialer.constant_time_equal(v_sig, v_expected) THEN
+		PERFORM dialer.webhook_refuse(403, 'X-Dialer-Signature does not match');
+	END IF;
+
+	/* authentic from here on: validate the fields */
+	IF jsonb_typeof(v_doc->'status') IS DISTINCT FROM 'string' OR v_doc->>'status' = '' THEN
+		PERFORM dialer.webhook_refuse(400, 'status is required and must be a string');
+	END IF;
+	v_status := v_doc->>'status';
+	IF v_doc ? 'duration' AND jsonb_typeof(v_doc->'duration') <> 'null'
+	   AND NOT (jsonb_typeof(v_doc->'duration') IN ('number', 'string')
+				AND (v_doc->>'duration') ~ '^[0-9]{1,9}(\.[0-9]+)?$') THEN
+		PERFORM dialer.webhook_refuse(400, 'duration must be a non-negative number of seconds');
+	END IF;
+	IF v_doc ? 'sequence' AND jsonb_typeof(v_doc->'sequence') <> 'null' THEN
+		IF (v_doc->>'sequence') !~ '^[0-9]{1,18}$' THEN
+			PERFORM dialer.webhook_refuse(400, 'sequence must be a non-negative integer');
+		END IF;
+		v_seq := (v_doc->>'sequence')::bigint;
+	END IF;
+	IF v_doc ? 'metadata' AND jsonb_typeof(v_doc->'metadata') NOT IN ('object', 'null') THEN
+		PERFORM dialer.webhook_refuse(400, 'metadata must be a JSON object');
+	END IF;
+	IF v_doc ? 'recording_url' AND jsonb_typeof(v_doc->'recording_url') NOT IN ('string', 'null') THEN
+		PERFORM dialer.webhook_refuse(400, 'recording_url must be a string');
+	END IF;
+
+	v_data := jsonb_strip_nulls(jsonb_build_object(
+		'duration_seconds', round((v_doc->>'duration')::numeric)::int,
+		'answered_by', v_doc->>'answered_by',
+		'recording_url', nullif(v_doc->>'recording_url', ''),
+		'transcript', CASE jsonb_typeof(v_doc->'transcript')
+						WHEN 'string' THEN nullif(v_doc->>'transcript', '')
+						WHEN 'null' THEN NULL
+						ELSE (v_doc->'transcript')::text END,
+		'error_code', v_doc->>'error_code',
+		'error_message', v_doc->>'error_message'));
+	v_detail := jsonb_build_object('via', v_prov.kind) || jsonb_strip_nulls(jsonb_build_object(
+		'status', v_status,
+		'duration', v_doc->'duration',
+		'recording_url', v_doc->'recording_url',
+		'metadata', CASE WHEN octet_length((v_doc->'metadata')::text) <= 8192 THEN v_doc->'metadata' END,
+		'transcript_chars', CASE WHEN v_doc ? 'transcript' THEN length(v_data->>'transcript') END,
+		'timestamp', v_ts::bigint));
+
+	RETURN dialer.apply_provider_status(
+		v_call_id, v_status,
+		coalesce(CASE jsonb_typeof(v_doc->'provider_call_id') WHEN 'string' THEN v_doc->>'provider_call_id' END, v_psid),
+		v_seq, v_data, v_detail, 'webhook',
+		'sha256:' || encode(sha256(convert_to(v_raw, 'UTF8')), 'hex'));
+END;
+$$;
+COMMENT ON FUNCTION dialer.json_webhook_ingest(json) IS
+	'Internal: authenticates a JSON webhook (HMAC-SHA256 of X-Dialer-Timestamp.body with the provider''s webhook_secret, 5-minute window) and applies it';
+
+/* ------------------------------------------------------------------------------------
+ * The ingest functions PostgREST exposes
+ * ------------------------------------------------------------------------------------ */
+
+/*
+ * Twilio status callback through the shipped proxy (deploy/nginx.conf), which adds
+ * "Prefer: params=single-object" so that every field Twilio sends, including fields it
+ * adds in the future, arrives in this one json argument, and passes the call id of the
+ * URL's query string in X-Dialer-Call-Id.
+ */
+CREATE FUNCTION dialer_api.twilio_status_callback(json)
+RETURNS json
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	RETURN dialer.twilio_ingest($1::jsonb, nullif(dialer.request_headers()->>'x-dialer-call-id', ''))::json;
+END;
+$$;
+COMMENT ON FUNCTION dialer_api.twilio_status_callback(json) IS
+	'Twilio status callback, all fields as one object (PostgREST Prefer: params=single-object, as the shipped proxy sends); call id in X-Dialer-Call-Id';
+
+/*
+ * Twilio status callback straight to PostgREST (no proxy): PostgREST maps each form field
+ * to the parameter of that name, so this accepts the fields Twilio documents today
+ * (https://www.twilio.com/docs/voice/api/call-resource#statuscallback and the standard
+ * TwiML voice request parameters); a field it does not name makes PostgREST answer 404,
+ * which is why the proxy deployment is the one to use.  A field not sent stays NULL and
+ * is left out of the signature; a field sent empty is ''.
+ */
+CREATE FUNCTION dialer_api.twilio_status_callback(
+	"AccountSid" text DEFAULT NULL,
+	"ApiVersion" text DEFAULT NULL,
+	"CallSid" text DEFAULT NULL,
+	"CallStatus" text DEFAULT NULL,
+	"CallToken" text DEFAULT NULL,
+	"CallbackSource" text DEFAULT NULL,
+	"Called" text DEFAULT NULL,
+	"CalledCity" text DEFAULT NULL,
+	"CalledCountry" text DEFAULT NULL,
+	"CalledState" text DEFAULT NULL,
+	"CalledZip" text DEFAULT NULL,
+	"Caller" text DEFAULT NULL,
+	"CallerCity" text DEFAULT NULL,
+	"CallerCountry" text DEFAULT NULL,
+	"CallerName" text DEFAULT NULL,
+	"CallerState" text DEFAULT NULL,
+	"CallerZip" text DEFAULT NULL,
+	"CallDuration" text DEFAULT NULL,
+	"Direction" text DEFAULT NULL,
+	"Duration" text DEFAULT NULL,
+	"ErrorCode" text DEFAULT NULL,
+	"ErrorMessage" text DEFAULT NULL,
+	"ForwardedFrom" text DEFAULT NULL,
+	"From" text DEFAULT NULL,
+	"FromCity" text DEFAULT NULL,
+	"FromCountry" text DEFAULT NULL,
+	"FromState" text DEFAULT NULL,
+	"FromZip" text DEFAULT NULL,
+	"AnsweredBy" text DEFAULT NULL,
+	"MachineDetectionDuration" text DEFAULT NULL,
+	"ParentCallSid" text DEFAULT NULL,
+	"QueueTime" text DEFAULT NULL,
+	"RecordingDuration" text DEFAULT NULL,
+	"RecordingSid" text DEFAULT NULL,
+	"RecordingUrl" text DEFAULT NULL,
+	"SequenceNumber" text DEFAULT NULL,
+	"SipResponseCode" text DEFAULT NULL,
+	"StirPassportToken" text DEFAULT NULL,
+	"StirStatus" text DEFAULT NULL,
+	"StirVerstat" text DEFAULT NULL,
+	"Timestamp" text DEFAULT NULL,
+	"To" text DEFAULT NULL,
+	"ToCity" text DEFAULT NULL,
+	"ToCountry" text DEFAULT NULL,
+	"ToState" text DEFAULT NULL,
+	"ToZip" text DEFAULT NULL,
+	"TrunkSid" text DEFAULT NULL)
+RETURNS json
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	RETURN dialer.twilio_ingest(jsonb_strip_nulls(
+		jsonb_build_object(
+			'AccountSid', "AccountSid", 'ApiVersion', "ApiVersion", 'CallSid', "CallSid",
+			'CallStatus', "CallStatus", 'CallToken', "CallToken", 'CallbackSource', "CallbackSource",
+			'Called', "Called", 'CalledCity', "CalledCity", 'CalledCountry', "CalledCountry",
+			'CalledState', "CalledState", 'CalledZip', "CalledZip", 'Caller', "Caller",
+			'CallerCity', "CallerCity", 'CallerCountry', "CallerCountry", 'CallerName', "CallerName",
+			'CallerState', "CallerState", 'CallerZip', "CallerZip", 'CallDuration', "CallDuration",
+			'Direction', "Direction", 'Duration', "Duration", 'ErrorCode', "ErrorCode")
+		|| jsonb_build_object(
+			'ErrorMessage', "ErrorMessage", 'ForwardedFrom', "ForwardedFrom", 'From', "From",
+			'FromCity', "FromCity", 'FromCountry', "FromCountry", 'FromState', "FromState",
+			'FromZip', "FromZip", 'AnsweredBy', "AnsweredBy",
+			'MachineDetectionDuration', "MachineDetectionDuration", 'ParentCallSid', "ParentCallSid",
+			'QueueTime', "QueueTime", 'RecordingDuration', "RecordingDuration",
+			'RecordingSid', "RecordingSid", 'RecordingUrl', "RecordingUrl",
+			'SequenceNumber', "SequenceNumber", 'SipResponseCode', "SipResponseCode",
+			'StirPassportToken', "StirPassportToken", 'StirStatus', "StirStatus",
+			'StirVerstat', "StirVerstat", 'Timestamp', "Timestamp", 'To', "To")
+		|| jsonb_build_object(
+			'ToCity', "ToCity", 'ToCountry', "ToCountry", 'ToState', "ToState", 'ToZip', "ToZip",
+			'TrunkSid', "TrunkSid")),
+		nullif(dialer.request_headers()->>'x-dialer-call-id', ''))::json;
+END;
+$$;
+COMMENT ON FUNCTION dialer_api.twilio_status_callback(text, text, text, text, text, text, text, text, text, text, text, text, text, text, text, text, text, text, text, text, text, text, text, text, text, text, text, text, text, text, text, text, text, text, text, text, text, text, text, text, text, text, text, text, text, text, text) IS
+	'Twilio status callback straight to PostgREST: today''s documented fields as named parameters (unknown fields need the proxy deployment)';
+
+/*
+ * JSON webhook of a backend or voice_api provider: POST with Content-Type
+ * application/json; PostgREST hands the raw body to this single unnamed json parameter,
+ * so the signature is checked over the exact bytes sent.
+ */
+CREATE FUNCTION dialer_api.provider_status_callback(json)
+RETURNS json
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	RETURN dialer.json_webhook_ingest($1)::json;
+END;
+$$;
+COMMENT ON FUNCTION dialer_api.provider_status_callback(json) IS
+	'JSON status webhook of backend and voice_api providers: {call_id, status, metadata, transcript, recording_url, duration}, signed with X-Dialer-Timestamp and X-Dialer-Signature (HMAC-SHA256 of timestamp.body)';
+
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA dialer_api FROM PUBLIC;
