@@ -169,6 +169,23 @@ async function main() {
     const cores = os.cpus().length;
     console.log(`pg_dialer dispatch benchmark: ${cores} cores, PostgreSQL ${(await db.query('SHOW server_version')).rows[0].server_version}, fsync=${(await db.query('SHOW fsync')).rows[0].fsync}, synchronous_commit (worker) = on`);
 
+    /*
+     * Warm-up, not measured: a production queue is warm (WAL segments recycled, tables and
+     * indexes already extended, caches filled); a brand-new cluster is not.
+     */
+    if (!process.env.BENCH_NO_WARMUP) {
+      await setting(db, 'dialer.max_concurrency', '200');
+      await simCall(sim, 'POST', 'reset');
+      await enqueue(db, 20000, 'warmup');
+      await release(db);
+      await waitFor(async () => (await pending(db, 'warmup')).open === 0, 120000, 100);
+      await db.query("DELETE FROM dialer.scheduled_calls WHERE campaign = 'warmup'");
+      await db.query('VACUUM ANALYZE dialer.scheduled_calls');
+      await db.query('VACUUM ANALYZE dialer.call_attempts');
+      await db.query('VACUUM ANALYZE dialer.call_events');
+      await db.query('CHECKPOINT');
+    }
+
     /* W1 */
     if (ONLY.has('w1')) {
     await setting(db, 'dialer.max_concurrency', '200');
