@@ -56,6 +56,7 @@ typedef struct DialerProvider
 	double		tokens;
 	TimestampTz tokens_at;
 	TimestampTz blocked_until;	/* 0: not blocked */
+	bool		at_capacity;	/* blocked only because max_concurrency is reached */
 	int			in_flight;
 	int			consecutive_failures;
 } DialerProvider;
@@ -132,6 +133,7 @@ extern int	http_effective_concurrency(int wanted);
 extern DialerRequest *http_new_request(DialerProvider *provider, ClaimedCall *call);
 extern void http_prepare(DialerRequest *req, const char *url);
 extern void http_prepare_get(DialerRequest *req, const char *url);
+extern void http_prepare_lookup(DialerRequest *req, const char *collection, const char *bearer);
 extern void http_add_header(DialerRequest *req, const char *fmt,...) pg_attribute_printf(2, 3);
 extern void http_set_body(DialerRequest *req, const char *body, const char *content_type);
 extern void http_start(DialerRequest *req);
@@ -163,6 +165,7 @@ extern ProviderVerdict provider_finish(DialerRequest *req, CURLcode result, long
 extern void outcome_from_http(DialerRequest *req, CURLcode result, long http_status,
 							  bool resend_safe, DialerOutcome *out);
 extern int	retry_delay_ms(int attempt, int retry_after_s);
+extern void outcome_accepted_with_id(DialerRequest *req, DialerOutcome *out);
 
 /* queue.c: claiming and storing, in short transactions */
 extern int	queue_recover(void);

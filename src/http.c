@@ -240,6 +240,21 @@ http_prepare_get(DialerRequest *req, const char *url)
 }
 
 /*
+ * A lookup of the call at a JSON provider: GET {collection}/{provider call id},
+ * with the bearer token when there is one.
+ */
+void
+http_prepare_lookup(DialerRequest *req, const char *collection, const char *bearer)
+{
+	char	   *id = curl_easy_escape(NULL, req->call.provider_call_id, 0);
+
+	http_prepare_get(req, psprintf("%s/%s", collection, id));
+	curl_free(id);
+	if (bearer)
+		http_add_header(req, "Authorization: Bearer %s", bearer);
+}
+
+/*
  * Adds a request header.  The formatted text is copied by curl_slist_append.
  */
 void

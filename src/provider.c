@@ -79,6 +79,28 @@ provider_finish(DialerRequest *req, CURLcode result, long http_status, DialerOut
 }
 
 /*
+ * A 2xx answer of a JSON provider (backend, voice API): the call is placed; its
+ * id is the answer's call_id (or id).  An answer without a readable id still
+ * means the provider took the call, so it is accepted, with a note.
+ */
+void
+outcome_accepted_with_id(DialerRequest *req, DialerOutcome *out)
+{
+	bool		valid;
+
+	out->outcome = "accepted";
+	out->provider_call_id = json_get_string(req->response.data, "call_id", &valid);
+	if (out->provider_call_id == NULL && valid)
+		out->provider_call_id = json_get_string(req->response.data, "id", &valid);
+	if (out->provider_call_id == NULL)
+	{
+		out->error_code = pstrdup("unreadable_response");
+		out->error_message = psprintf("provider %s accepted the call without a readable call_id",
+									  req->provider->name);
+	}
+}
+
+/*
  * Full-jitter exponential backoff: a random delay up to
  * min(dialer.retry_max_delay, dialer.retry_base_delay * 2^(attempt-1)), and
  * never less than the provider's Retry-After.

@@ -149,12 +149,7 @@ void
 backend_lookup_prepare(DialerRequest *req)
 {
 	DialerProvider *p = req->provider;
-	char	   *id = curl_easy_escape(NULL, req->call.provider_call_id, 0);
-
-	http_prepare_get(req, psprintf("%s/call/%s", p->base_url, id));
-	curl_free(id);
-	if (p->bearer_token)
-		http_add_header(req, "Authorization: Bearer %s", p->bearer_token);
+	http_prepare_lookup(req, psprintf("%s/call", p->base_url), p->bearer_token);
 }
 
 /*
@@ -185,15 +180,7 @@ backend_finish(DialerRequest *req, CURLcode result, long http_status, DialerOutc
 			backend_request(req, req->call.base_url, "/call/start", script);
 			return VERDICT_NEXT_PHASE;
 		}
-		out->outcome = "accepted";
-		out->provider_call_id = json_get_string(req->response.data, "call_id", &valid);
-		if (out->provider_call_id == NULL && valid)
-			out->provider_call_id = json_get_string(req->response.data, "id", &valid);
-		if (out->provider_call_id == NULL)
-		{
-			out->error_code = pstrdup("unreadable_response");
-			out->error_message = psprintf("provider %s accepted the call without a readable call_id", req->provider->name);
-		}
+		outcome_accepted_with_id(req, out);
 		return VERDICT_DONE;
 	}
 	outcome_from_http(req, result, http_status, true, out);

@@ -62,30 +62,15 @@ void
 voice_api_lookup_prepare(DialerRequest *req)
 {
 	DialerProvider *p = req->provider;
-	char	   *id = curl_easy_escape(NULL, req->call.provider_call_id, 0);
-
-	http_prepare_get(req, psprintf("%s/calls/%s", p->base_url, id));
-	curl_free(id);
-	if (p->bearer_token)
-		http_add_header(req, "Authorization: Bearer %s", p->bearer_token);
+	http_prepare_lookup(req, psprintf("%s/calls", p->base_url), p->bearer_token);
 }
 
 ProviderVerdict
 voice_api_finish(DialerRequest *req, CURLcode result, long http_status, DialerOutcome *out)
 {
-	bool		valid;
-
 	if ((result == CURLE_OK || req->too_large) && http_status >= 200 && http_status < 300)
 	{
-		out->outcome = "accepted";
-		out->provider_call_id = json_get_string(req->response.data, "call_id", &valid);
-		if (out->provider_call_id == NULL && valid)
-			out->provider_call_id = json_get_string(req->response.data, "id", &valid);
-		if (out->provider_call_id == NULL)
-		{
-			out->error_code = pstrdup("unreadable_response");
-			out->error_message = psprintf("provider %s accepted the call without a readable call_id", req->provider->name);
-		}
+		outcome_accepted_with_id(req, out);
 		return VERDICT_DONE;
 	}
 	outcome_from_http(req, result, http_status, true, out);

@@ -215,6 +215,7 @@ finish_request(DialerRequest *req, CURLcode result, long http_status)
 		int			pause_ms = 1000 << Min(p->consecutive_failures - 5, 6);
 
 		p->blocked_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), Min(pause_ms, 60000));
+		p->at_capacity = false; /* a failure pause is not lifted by a wake-up */
 	}
 	http_release(req);
 }
@@ -286,7 +287,7 @@ start_calls(DialerProvider *p, List *calls)
  * and *waiting when a provider waits for its own requests to finish.
  */
 static TimestampTz
-dispatch_round(int cap, bool *more, bool *waiting)
+dispatch_round(int cap, bool woken, bool *more, bool *waiting)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	TimestampTz next = 0;
@@ -312,6 +313,9 @@ dispatch_round(int cap, bool *more, bool *waiting)
 
 		if (!p->seen)
 			continue;
+		/* a wake-up (a final status, a new call) may have freed a slot: look again */
+		if (woken && p->at_capacity)
+			p->blocked_until = 0;
 		if (p->blocked_until > now)
 		{
 			blocked = lappend(blocked, p->name);
@@ -320,6 +324,7 @@ dispatch_round(int cap, bool *more, bool *waiting)
 			continue;
 		}
 		p->blocked_until = 0;
+		p->at_capacity = false;
 
 		/* refill the calls-per-second bucket */
 		p->tokens = Min(burst, p->tokens + p->calls_per_second *
@@ -356,6 +361,7 @@ dispatch_round(int cap, bool *more, bool *waiting)
 		{
 			/* at max_concurrency: look again in a second, or when a callback wakes us */
 			blocked = lappend(blocked, p->name);
+			p->at_capacity = true;
 			p->blocked_until = TimestampTzPlusMilliseconds(now, 1000);
 			if (next == 0 || p->blocked_until < next)
 				next = p->blocked_until;
@@ -658,8 +664,8 @@ dialer_worker_main(Datum main_arg)
 				providers_loaded_at = now;
 			}
 			dialer_shared_set_state("dispatching");
+			next_due = dispatch_round(cap, woken, &more, &waiting);
 			woken = recheck = false;
-			next_due = dispatch_round(cap, &more, &waiting);
 		}
 		else if (!dialer_enabled)
 		{

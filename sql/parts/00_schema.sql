@@ -195,6 +195,7 @@ CREATE TABLE dialer.scheduled_calls (
 	created_at			timestamptz NOT NULL DEFAULT now(),
 	updated_at			timestamptz NOT NULL DEFAULT now(),
 	finished_at			timestamptz,
+	reconciled_at		timestamptz,
 	CONSTRAINT deadline_after_run_at CHECK (deadline IS NULL OR deadline > run_at)
 );
 
@@ -216,6 +217,8 @@ COMMENT ON COLUMN dialer.scheduled_calls.timezone IS 'Recipient''s IANA time zon
 COMMENT ON COLUMN dialer.scheduled_calls.deadline IS 'A call not started by then becomes expired';
 COMMENT ON COLUMN dialer.scheduled_calls.provider_call_id IS 'The provider''s id of the call (Twilio CallSid)';
 COMMENT ON COLUMN dialer.scheduled_calls.finished_at IS 'When the call reached a final status';
+COMMENT ON COLUMN dialer.scheduled_calls.updated_at IS 'Last change or news of the call (a call in progress without news for dialer.reconcile_after no longer counts against max_concurrency)';
+COMMENT ON COLUMN dialer.scheduled_calls.reconciled_at IS 'When the call was last looked up at its provider (reconciliation); a lookup is not news';
 
 -- The claim: due calls of one provider, highest priority then earliest first.
 CREATE INDEX scheduled_calls_claim_idx ON dialer.scheduled_calls

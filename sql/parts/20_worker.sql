@@ -355,14 +355,17 @@ AS $$
 								  WHERE c.provider = p.name AND c.status = 'scheduled'
 								  ORDER BY c.next_attempt_at LIMIT 1) n
 			 WHERE p.enabled AND NOT (p.name = ANY (coalesce(blocked_providers, '{}')))),
-		   (SELECT min(r.last_news) + current_setting('dialer.reconcile_after')::interval
+		   -- looked up when neither news nor a lookup came for reconcile_after; the
+		   -- oldest 100 by news per provider bound the search (a later one is found
+		   -- by the claim at the latest when those fall due)
+		   (SELECT min(r.last_contact) + current_setting('dialer.reconcile_after')::interval
 			  FROM dialer.providers p
-			 CROSS JOIN LATERAL (SELECT c.updated_at AS last_news
+			 CROSS JOIN LATERAL (SELECT greatest(c.updated_at, c.reconciled_at) AS last_contact
 								   FROM dialer.scheduled_calls c
 								  WHERE c.provider = p.name
 									AND (c.status = 'dialing'
 										 OR (c.status = 'unknown' AND c.provider_call_id IS NOT NULL))
-								  ORDER BY c.updated_at LIMIT 1) r
+								  ORDER BY c.updated_at LIMIT 100) r
 			 WHERE p.enabled);
 $$;
 COMMENT ON FUNCTION dialer.next_due_at(text[]) IS
@@ -371,9 +374,10 @@ COMMENT ON FUNCTION dialer.next_due_at(text[]) IS
 /*
  * Calls to look up at their provider because its word is overdue: dialing with no
  * news for dialer.reconcile_after (a lost callback), or unknown with a provider
- * call id.  Each is stamped (updated_at = now()), so it is looked up again only
- * after another dialer.reconcile_after.  A dialing call without a provider call id
- * cannot be looked up: it becomes unknown, with an event.
+ * call id.  Each is stamped (reconciled_at = now(), not updated_at: a lookup is not
+ * news, and a call without news must stop counting against max_concurrency), so
+ * it is looked up again only after another dialer.reconcile_after.  A dialing call
+ * without a provider call id cannot be looked up: it becomes unknown, with an event.
  */
 CREATE FUNCTION dialer.claim_reconciliations(max_calls int)
 RETURNS TABLE (id bigint, provider text, provider_call_id text, status text)
@@ -401,11 +405,12 @@ BEGIN
 		  JOIN dialer.providers p ON p.name = c.provider AND p.enabled
 		 WHERE c.status IN ('dialing', 'unknown') AND c.provider_call_id IS NOT NULL
 		   AND c.updated_at <= v_cutoff
+		   AND (c.reconciled_at IS NULL OR c.reconciled_at <= v_cutoff)
 		 ORDER BY c.updated_at
 		 LIMIT max_calls
 		   FOR UPDATE OF c SKIP LOCKED
 	)
-	UPDATE dialer.scheduled_calls c SET updated_at = now()
+	UPDATE dialer.scheduled_calls c SET reconciled_at = now()
 	  FROM due WHERE c.id = due.id
 	RETURNING c.id, c.provider, c.provider_call_id, c.status;
 END;
