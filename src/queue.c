@@ -52,6 +52,33 @@ queue_end(MemoryContext caller)
 	MemoryContextSwitchTo(caller);
 }
 
+/*
+ * The hot statements are prepared once and kept for the life of the worker; a
+ * kept plan is re-analysed by the plan cache when what it uses changes (DROP and
+ * CREATE EXTENSION included).
+ */
+static SPIPlanPtr capacity_plan = NULL;
+static SPIPlanPtr claim_plan = NULL;
+static SPIPlanPtr store_plan = NULL;
+static SPIPlanPtr next_due_plan = NULL;
+
+static SPIPlanPtr
+kept_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *types)
+{
+	if (*slot == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
+
+		if (plan == NULL)
+			elog(ERROR, "pg_dialer: could not prepare \"%s\": %s", sql,
+				 SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(plan) != 0)
+			elog(ERROR, "pg_dialer: could not keep the plan of \"%s\"", sql);
+		*slot = plan;
+	}
+	return *slot;
+}
+
 /* Text of column col of the current SPI row, copied into cxt, or NULL. */
 static char *
 spi_text(HeapTuple tup, TupleDesc desc, int col, MemoryContext cxt)
@@ -225,8 +252,8 @@ queue_claim(DialerProvider *provider, int max_calls, int *capacity)
 	if (provider->max_concurrency > 0)
 	{
 		cap_values[0] = CStringGetTextDatum(provider->name);
-		if (SPI_execute_with_args("SELECT dialer.provider_capacity($1)", 1, cap_types, cap_values,
-								  NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		if (SPI_execute_plan(kept_plan(&capacity_plan, "SELECT dialer.provider_capacity($1)", 1, cap_types),
+							 cap_values, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
 			elog(ERROR, "pg_dialer: provider_capacity failed");
 		*capacity = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	}
@@ -242,10 +269,12 @@ queue_claim(DialerProvider *provider, int max_calls, int *capacity)
 		values[3] = CStringGetTextDatum(dialer_call_window_start);
 		values[4] = CStringGetTextDatum(dialer_call_window_end);
 		values[5] = CStringGetTextDatum(dialer_allowed_numbers ? dialer_allowed_numbers : "");
-		if (SPI_execute_with_args("SELECT id, attempt, to_number, from_number, mode, payload, message, "
-								  "url, script, base_url, idempotency_key, campaign "
-								  "FROM dialer.claim_calls($1, $2, $3, $4::time, $5::time, $6)",
-								  6, types, values, NULL, false, 0) != SPI_OK_SELECT)
+		if (SPI_execute_plan(kept_plan(&claim_plan,
+									   "SELECT id, attempt, to_number, from_number, mode, payload, message, "
+									   "url, script, base_url, idempotency_key, campaign "
+									   "FROM dialer.claim_calls($1, $2, $3, $4::time, $5::time, $6)",
+									   6, types),
+							 values, NULL, false, 0) != SPI_OK_SELECT)
 			elog(ERROR, "pg_dialer: claim_calls failed");
 
 		for (i = 0; i < SPI_processed; i++)
@@ -346,8 +375,10 @@ queue_store(DialerOutcome *outcomes, int n)
 	for (c = 0; c < 10; c++)
 		args[c] = make_array(cols[c], nulls[c], n, elem_types[c]);
 
-	if (SPI_execute_with_args("SELECT dialer.record_results($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-							  10, arg_types, args, NULL, false, 1) != SPI_OK_SELECT)
+	if (SPI_execute_plan(kept_plan(&store_plan,
+								   "SELECT dialer.record_results($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+								   10, arg_types),
+						 args, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "pg_dialer: record_results failed");
 	queue_end(caller);
 }
@@ -374,8 +405,9 @@ queue_next_due(List *blocked_names, TimestampTz *reconcile_at)
 		elems[i++] = CStringGetTextDatum((char *) lfirst(lc));
 	args[0] = make_array(elems, NULL, i, TEXTOID);
 
-	if (SPI_execute_with_args("SELECT dispatch_at, reconcile_at FROM dialer.next_due_at($1)",
-							  1, types, args, NULL, true, 1) != SPI_OK_SELECT
+	if (SPI_execute_plan(kept_plan(&next_due_plan,
+								   "SELECT dispatch_at, reconcile_at FROM dialer.next_due_at($1)", 1, types),
+						 args, NULL, true, 1) != SPI_OK_SELECT
 		|| SPI_processed != 1)
 		elog(ERROR, "pg_dialer: next_due_at failed");
 	{
