@@ -79,6 +79,7 @@ typedef struct ClaimedCall
 	char	   *idempotency_key;
 	char	   *campaign;
 	char	   *provider_call_id;	/* reconciliation: the call to look up */
+	char	   *provider;		/* reconciliation: its provider's name */
 } ClaimedCall;
 
 /*
@@ -164,7 +165,6 @@ extern void provider_lookup_prepare(DialerRequest *req);
 extern ProviderVerdict provider_finish(DialerRequest *req, CURLcode result, long http_status, DialerOutcome *out);
 extern void outcome_from_http(DialerRequest *req, CURLcode result, long http_status,
 							  bool resend_safe, DialerOutcome *out);
-extern int	retry_delay_ms(int attempt, int retry_after_s);
 extern void outcome_accepted_with_id(DialerRequest *req, DialerOutcome *out);
 
 /* queue.c: claiming and storing, in short transactions */

@@ -105,7 +105,7 @@ outcome_accepted_with_id(DialerRequest *req, DialerOutcome *out)
  * min(dialer.retry_max_delay, dialer.retry_base_delay * 2^(attempt-1)), and
  * never less than the provider's Retry-After.
  */
-int
+static int
 retry_delay_ms(int attempt, int retry_after_s)
 {
 	double		cap = (double) dialer_retry_base_delay_ms;

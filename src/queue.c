@@ -427,7 +427,7 @@ queue_next_due(List *blocked_names, TimestampTz *reconcile_at)
 /*
  * Claims up to max_calls calls to look up at their providers (committed before
  * any lookup leaves).  Returns a list of ClaimedCall with id and
- * provider_call_id set, the provider's name in campaign.
+ * provider_call_id and provider set.
  */
 List *
 queue_claim_reconciliations(int max_calls)
@@ -451,7 +451,7 @@ queue_claim_reconciliations(int max_calls)
 		MemoryContext old;
 
 		c->id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-		c->campaign = spi_text(tup, desc, 2, caller);
+		c->provider = spi_text(tup, desc, 2, caller);
 		c->provider_call_id = spi_text(tup, desc, 3, caller);
 		old = MemoryContextSwitchTo(caller);
 		calls = lappend(calls, c);

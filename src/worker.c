@@ -388,7 +388,7 @@ dispatch_round(int cap, bool woken, bool *more, bool *waiting)
 			{
 				DialerProvider *p = lfirst(pc);
 
-				if (p->seen && strcmp(p->name, c->campaign) == 0)
+				if (p->seen && strcmp(p->name, c->provider) == 0)
 				{
 					DialerRequest *req = http_new_request(p, c);
 					MemoryContext old = MemoryContextSwitchTo(req->cxt);

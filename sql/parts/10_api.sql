@@ -257,6 +257,25 @@ COMMENT ON FUNCTION dialer.enqueue_call(text, timestamptz, text, jsonb, text, te
 	'Schedules a call and returns its id (the stored id for a duplicate dedupe_key; a do-not-call number is stored as skipped). Wakes the worker at commit.';
 
 /*
+ * Raises the standard error unless role_name names an existing role: the grant
+ * helpers' one check.
+ */
+CREATE FUNCTION dialer.require_role(role_name name)
+RETURNS void
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+BEGIN
+	IF role_name IS NULL OR NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = role_name) THEN
+		PERFORM dialer.raise_bad_argument('role_name', role_name::text, 'No role has this name.',
+			'Create the role first (CREATE ROLE ...).', '42704');
+	END IF;
+END;
+$$;
+COMMENT ON FUNCTION dialer.require_role(name) IS 'Internal: raises "invalid role_name" unless the role exists';
+
+/*
  * Locks and returns one call, or raises the standard error for an unknown id.
  */
 CREATE FUNCTION dialer.lock_call(call_id bigint)

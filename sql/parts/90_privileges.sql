@@ -23,10 +23,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 BEGIN
-	IF role_name IS NULL OR NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = role_name) THEN
-		PERFORM dialer.raise_bad_argument('role_name', role_name::text, 'No role has this name.',
-			'Create the role first (CREATE ROLE ...).', '42704');
-	END IF;
+	PERFORM dialer.require_role(role_name);
 	EXECUTE format('GRANT USAGE ON SCHEMA dialer TO %I', role_name);
 	EXECUTE format('GRANT SELECT ON dialer.scheduled_calls, dialer.call_attempts, dialer.call_events, '
 				   'dialer.campaigns, dialer.do_not_call TO %I', role_name);
