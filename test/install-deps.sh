@@ -56,7 +56,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 	fi
 	say "installing ${missing[*]}"
 	export DEBIAN_FRONTEND=noninteractive
-	"${sudo[@]}" apt-get update -q
+	"${sudo[@]}" apt-get -o DPkg::Lock::Timeout=600 update -q
 	# Packages with a service (nginx, postgresql) must not start it: the tests run their
 	# own servers on 127.0.0.1 and nothing may listen on the machine's other addresses.
 	policy=/usr/sbin/policy-rc.d
@@ -65,7 +65,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 		"${sudo[@]}" chmod 755 "$policy"
 		trap '"${sudo[@]}" rm -f "$policy"' EXIT
 	fi
-	"${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+	"${sudo[@]}" apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "${missing[@]}"
 	node_ok || { say "node 18 or newer is required; found $(node --version 2>/dev/null || echo none)" >&2; exit 1; }
 else
 	say "system packages present"

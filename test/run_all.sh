@@ -23,13 +23,17 @@
 #
 # Environment: DIALER_KEEP=1 keeps the temporary directory (logs, regress results);
 # DIALER_SKIP_DEPS=1 skips step 1's package check (for quick reruns);
-# DIALER_SUITES="regress pgtap node" chooses the suites.
+# DIALER_SUITES="regress pgtap node" chooses the suites;
+# DIALER_ONLY=REGEX runs only the test files whose path matches REGEX (extended grep);
+# DIALER_PGBIN=DIR uses another PostgreSQL 15 tree (e.g. a relocated copy of Debian's, so that
+# several developers on one machine each build and install into their own).
 set -uo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 
-PGBIN=/usr/lib/postgresql/15/bin
+PGBIN=${DIALER_PGBIN:-/usr/lib/postgresql/15/bin}
+export PGBIN
 PG_CONFIG=$PGBIN/pg_config
 suites=${DIALER_SUITES:-regress pgtap node}
 
@@ -41,6 +45,9 @@ port=
 child=
 
 log() { echo "== $*"; }
+
+# true when FILE is to run (DIALER_ONLY unset, or FILE matches it)
+selected() { [ -z "${DIALER_ONLY:-}" ] || grep -qE -- "$DIALER_ONLY" <<<"$1"; }
 
 finish() {
 	local rc=$?
@@ -166,6 +173,7 @@ run_regress() {
 	for f in sql/*.sql; do
 		[ -e "$f" ] || continue
 		case "$(basename "$f")" in pg_dialer--*) continue ;; esac
+		selected "$f" || continue
 		tests+=("$(basename "$f" .sql)")
 	done
 	if [ ${#tests[@]} -eq 0 ]; then
@@ -197,6 +205,7 @@ run_pgtap() {
 	declare -A groups=()
 	for f in test/pgtap/*.sql; do
 		[ -e "$f" ] || continue
+		selected "$f" || continue
 		db=$(head -n 5 "$f" | sed -n 's/^-- *pg_prove database: *\([A-Za-z0-9_]*\).*/\1/p' | head -n 1)
 		db=${db:-dialer_tap}
 		[ -n "${groups[$db]+x}" ] || dbs+=("$db")
@@ -244,7 +253,7 @@ run_node() {
 	local files=() d f tap="$work/node.tap" rc n_pass n_fail
 	for d in test/sim test/integration; do
 		[ -d "$d" ] || continue
-		while IFS= read -r f; do files+=("$f"); done < <(find "$d" -name '*.test.js' -type f | sort)
+		while IFS= read -r f; do selected "$f" && files+=("$f"); done < <(find "$d" -name '*.test.js' -type f | sort)
 	done
 	if [ ${#files[@]} -eq 0 ]; then
 		log "node: no tests"
