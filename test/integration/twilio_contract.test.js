@@ -1,6 +1,6 @@
 'use strict';
 // Every kind of Twilio request the dispatcher sends must conform to Twilio's own API description
-// (../shared/contracts/twilio_api_v2010.json): Stoplight Prism in mock mode (test/sim/prism.js,
+// (test/contracts/twilio_api_v2010.json): Stoplight Prism in mock mode (test/sim/prism.js,
 // the spec's test copy) is the provider's base_url, and each variant must get a 2xx.  A 4xx
 // (422: the request violates the spec) ends the call failed with http_4xx on the attempt; the
 // test then prints Prism's validation errors, by replaying the same request (captured by a twin

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 'use strict';
 /*
- * Writes a TEST COPY of Twilio's OpenAPI description (../shared/contracts/twilio_api_v2010.json)
+ * Writes a TEST COPY of Twilio's OpenAPI description (test/contracts/twilio_api_v2010.json)
  * for Stoplight Prism; the shared contract itself is never modified.
  *
  *   node test/sim/prism-spec.js OUT.json [IN.json]
@@ -39,7 +39,7 @@ const path = require('node:path');
 const crypto = require('node:crypto');
 
 const DEFAULT_SPEC = process.env.TWILIO_OAI_SPEC
-  || path.resolve(__dirname, '..', '..', '..', 'shared', 'contracts', 'twilio_api_v2010.json');
+  || path.resolve(__dirname, '..', 'contracts', 'twilio_api_v2010.json');
 const CALLS_PATH = '/2010-04-01/Accounts/{AccountSid}/Calls.json';
 const FORM = 'application/x-www-form-urlencoded';
 const PATCH_MARK = 'x-pg-dialer-test-copy';
