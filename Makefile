@@ -1,20 +1,29 @@
-# pg_dialer: PGXS build, plus `make test` (whole suite on a throwaway cluster) and `make demo`.
+# pg_dialer: PGXS build, plus `make test` (whole suite on a throwaway cluster), `make demo`,
+# `make installcheck` (pg_regress against a running server) and `make dist` (the PGXN zip).
 
 EXTENSION   = pg_dialer
-EXTVERSION  = 0.1.0
+EXTVERSION  = 0.2.0
 MODULE_big  = pg_dialer
 OBJS        = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
 
-# The install script is assembled from the readable parts in sql/parts/, in file-name order.
+# The install script of the current version is assembled from the readable parts in
+# sql/parts/, in file-name order.  The install scripts of released versions (kept exactly as
+# released) and the update scripts from each release to the next are files of their own in
+# sql/: sql/pg_dialer--0.1.0.sql, sql/pg_dialer--0.1.0--0.2.0.sql, ...
 SQL_PARTS   = $(sort $(wildcard sql/parts/*.sql))
 DATA_built  = sql/$(EXTENSION)--$(EXTVERSION).sql
+DATA        = $(filter-out $(DATA_built),$(wildcard sql/$(EXTENSION)--*.sql))
 
-PG_CPPFLAGS = -I$(srcdir)/src $(shell curl-config --cflags 2>/dev/null)
+PG_CPPFLAGS = -I$(srcdir)/src $(shell curl-config --cflags 2>/dev/null) -DPG_DIALER_VERSION=\"$(EXTVERSION)\"
 SHLIB_LINK  = $(shell curl-config --libs 2>/dev/null || echo -lcurl)
 
-# pg_regress inputs live in sql/, outputs in expected/; run by test/run_all.sh against the
-# harness cluster (they need the library preloaded, so there is no plain `installcheck` here).
+# pg_regress inputs live in sql/, outputs in expected/.  test/run_all.sh runs them against its
+# throwaway cluster; `make installcheck` runs them the PGXS way against a running server where
+# pg_dialer is installed and preloaded (shared_preload_libraries), as a superuser: pg_regress
+# creates (and first drops) the database dialer_regress there.  Point it at the server with
+# the usual PGHOST, PGPORT and PGUSER.  The tests need no worker for that database.
 REGRESS     = $(patsubst sql/%.sql,%,$(filter-out sql/$(EXTENSION)--%,$(sort $(wildcard sql/*.sql))))
+REGRESS_OPTS = --dbname=dialer_regress
 
 PG_CONFIG  ?= $(firstword $(wildcard /usr/lib/postgresql/15/bin/pg_config) pg_config)
 PGXS       := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
@@ -28,7 +37,7 @@ endif
 sql/$(EXTENSION)--$(EXTVERSION).sql: $(SQL_PARTS)
 	cat $^ > $@
 
-.PHONY: test demo bench
+.PHONY: test demo bench dist
 test:
 	bash test/run_all.sh
 
@@ -37,3 +46,7 @@ demo:
 
 bench:
 	bash bench/run.sh
+
+# The PGXN distribution: the committed tree of HEAD (git archive), as pg_dialer-VERSION.zip.
+dist:
+	git archive --format zip --prefix=$(EXTENSION)-$(EXTVERSION)/ -o $(EXTENSION)-$(EXTVERSION).zip HEAD

@@ -225,7 +225,7 @@ http_prepare(DialerRequest *req, const char *url)
 	curl_easy_setopt(req->easy, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(req->easy, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(req->easy, CURLOPT_TCP_NODELAY, 1L);
-	curl_easy_setopt(req->easy, CURLOPT_USERAGENT, "pg_dialer/0.1.0");
+	curl_easy_setopt(req->easy, CURLOPT_USERAGENT, "pg_dialer/" PG_DIALER_VERSION);
 	http_add_header(req, "Expect:");
 }
 

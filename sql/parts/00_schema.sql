@@ -1,13 +1,16 @@
 /*
- * pg_dialer 0.1.0: tables.
+ * pg_dialer: tables.
  *
  * The queue and the record of every call live in ordinary logged tables, so a call
  * survives a crash exactly as the application's own data does.  This file is the first
- * part of sql/pg_dialer--0.1.0.sql (the Makefile concatenates sql/parts/ in order).
+ * part of the install script sql/pg_dialer--VERSION.sql (the Makefile concatenates sql/parts/ in order).
  */
 
 -- complain if script is sourced in psql, rather than via CREATE EXTENSION
 \echo Use "CREATE EXTENSION pg_dialer" to load this file. \quit
+
+COMMENT ON SCHEMA dialer IS
+	'pg_dialer: the outbound call queue (scheduled_calls), its log (call_attempts, call_events), providers, campaigns, do_not_call, and the SQL API (enqueue_call, cancel_call, stats, ...)';
 
 /*
  * A phone number in E.164 form: "+", then 8 to 15 digits, the first not 0.  A
@@ -73,6 +76,10 @@ COMMENT ON COLUMN dialer.providers.calls_per_second IS 'Requests per second sent
 COMMENT ON COLUMN dialer.providers.retry_busy IS 'Re-schedule busy calls after retry_delay, up to max_attempts';
 COMMENT ON COLUMN dialer.providers.retry_no_answer IS 'Re-schedule unanswered calls after retry_delay, up to max_attempts';
 COMMENT ON COLUMN dialer.providers.enabled IS 'A disabled provider''s calls stay scheduled until it is enabled again';
+COMMENT ON COLUMN dialer.providers.name IS 'Provider name (letters, digits, _ . -; at most 63): what enqueue_call(provider => ...) and campaigns name; enqueue_call uses ''default'' unless told otherwise';
+COMMENT ON COLUMN dialer.providers.retry_delay IS 'Delay before a busy or unanswered call is re-scheduled (retry_busy, retry_no_answer)';
+COMMENT ON COLUMN dialer.providers.created_at IS 'When the provider was added';
+COMMENT ON COLUMN dialer.providers.updated_at IS 'Last change of the row (stamped by a trigger); the worker reloads providers when it changes';
 
 /*
  * A provider's calls-per-second default depends on its kind: Twilio accounts
@@ -162,6 +169,8 @@ COMMENT ON COLUMN dialer.campaigns.schedule IS 'When it runs, in its own time zo
 COMMENT ON COLUMN dialer.campaigns.schedule_since IS 'When the schedule was set: only runs due after it happen';
 COMMENT ON COLUMN dialer.campaigns.scheduled_by IS 'Role that scheduled it: scheduled runs read the source with this role''s privileges';
 COMMENT ON COLUMN dialer.campaigns.enabled IS 'A disabled campaign enqueues nothing (reason campaign_disabled) and its scheduled runs are recorded as disabled';
+COMMENT ON COLUMN dialer.campaigns.created_at IS 'When the campaign was created';
+COMMENT ON COLUMN dialer.campaigns.updated_at IS 'Last change of the campaign''s row';
 
 /*
  * The queue, and the record of every call.  A row is never deleted except by
@@ -219,6 +228,15 @@ COMMENT ON COLUMN dialer.scheduled_calls.provider_call_id IS 'The provider''s id
 COMMENT ON COLUMN dialer.scheduled_calls.finished_at IS 'When the call reached a final status';
 COMMENT ON COLUMN dialer.scheduled_calls.updated_at IS 'Last change or news of the call (a call in progress without news for dialer.reconcile_after no longer counts against max_concurrency)';
 COMMENT ON COLUMN dialer.scheduled_calls.reconciled_at IS 'When the call was last looked up at its provider (reconciliation); a lookup is not news';
+COMMENT ON COLUMN dialer.scheduled_calls.id IS 'Call id, returned by enqueue_call (identity)';
+COMMENT ON COLUMN dialer.scheduled_calls.to_number IS 'Number to call (E.164)';
+COMMENT ON COLUMN dialer.scheduled_calls.from_number IS 'Caller id (E.164): payload.from, else the provider''s from_number';
+COMMENT ON COLUMN dialer.scheduled_calls.provider IS 'Provider (dialer.providers) the call is sent through';
+COMMENT ON COLUMN dialer.scheduled_calls.payload IS 'JSON object (at most 64 kB) handed to the provider: e.g. url, twiml_url or message (twilio), mode and the script (backend), from';
+COMMENT ON COLUMN dialer.scheduled_calls.provider_status IS 'Last status the provider reported (e.g. Twilio queued, ringing, in-progress, completed)';
+COMMENT ON COLUMN dialer.scheduled_calls.last_error IS 'Last error of the call: the provider''s code and message, or a transport error (never secrets)';
+COMMENT ON COLUMN dialer.scheduled_calls.created_at IS 'When the call was enqueued';
+COMMENT ON SEQUENCE dialer.scheduled_calls_id_seq IS 'Identity of dialer.scheduled_calls.id (call ids)';
 
 -- The claim: due calls of one provider, highest priority then earliest first.
 CREATE INDEX scheduled_calls_claim_idx ON dialer.scheduled_calls
@@ -268,6 +286,19 @@ COMMENT ON COLUMN dialer.call_attempts.provider_status IS 'Last status the provi
 COMMENT ON COLUMN dialer.call_attempts.error_code IS 'Provider error code (Twilio code), or a transport error such as timeout';
 COMMENT ON COLUMN dialer.call_attempts.more_info IS 'Twilio more_info URL of the error';
 COMMENT ON COLUMN dialer.call_attempts.idempotency_key IS 'Idempotency-Key header sent to backend providers (same for every retry of this attempt)';
+COMMENT ON COLUMN dialer.call_attempts.id IS 'Attempt row id (identity)';
+COMMENT ON COLUMN dialer.call_attempts.call_id IS 'The call (dialer.scheduled_calls) this request was made for';
+COMMENT ON COLUMN dialer.call_attempts.attempt IS 'Number of this request among the call''s requests, from 1 (the call''s attempts after it was made)';
+COMMENT ON COLUMN dialer.call_attempts.requested_at IS 'When the request was sent';
+COMMENT ON COLUMN dialer.call_attempts.responded_at IS 'When the provider''s answer (or the transport error) came back';
+COMMENT ON COLUMN dialer.call_attempts.provider_call_id IS 'The provider''s id of the call created by this request (Twilio CallSid)';
+COMMENT ON COLUMN dialer.call_attempts.duration_seconds IS 'Call duration in seconds, from status callbacks';
+COMMENT ON COLUMN dialer.call_attempts.answered_by IS 'Who answered, from status callbacks (Twilio AnsweredBy: human, machine_start, ...)';
+COMMENT ON COLUMN dialer.call_attempts.sip_response_code IS 'Final SIP response code, from status callbacks';
+COMMENT ON COLUMN dialer.call_attempts.recording_url IS 'URL of the call''s recording, from status callbacks';
+COMMENT ON COLUMN dialer.call_attempts.transcript IS 'Transcript of the call, from JSON webhooks (backend, voice_api)';
+COMMENT ON COLUMN dialer.call_attempts.error_message IS 'Provider error message, or the transport error''s description (never secrets)';
+COMMENT ON SEQUENCE dialer.call_attempts_id_seq IS 'Identity of dialer.call_attempts.id';
 CREATE INDEX call_attempts_provider_call_id_idx ON dialer.call_attempts (provider_call_id)
 	WHERE provider_call_id IS NOT NULL;
 
@@ -287,6 +318,12 @@ CREATE TABLE dialer.call_events (
 COMMENT ON TABLE dialer.call_events IS 'Append-only history of every call: state changes and notable events. Rows go only with their call (dialer.cleanup)';
 COMMENT ON COLUMN dialer.call_events.event IS 'What happened: enqueued, skipped, claimed, accepted, retry_scheduled, failed, canceled, requeued, window_wait, expired, unknown, callback, ...';
 COMMENT ON COLUMN dialer.call_events.detail IS 'Details of the event (never secrets)';
+COMMENT ON COLUMN dialer.call_events.id IS 'Event id (identity): the order of events';
+COMMENT ON COLUMN dialer.call_events.call_id IS 'The call (dialer.scheduled_calls) the event belongs to';
+COMMENT ON COLUMN dialer.call_events.at IS 'When it happened (clock time, not transaction start)';
+COMMENT ON COLUMN dialer.call_events.from_status IS 'Status of the call before the event (NULL: no state change or a new call)';
+COMMENT ON COLUMN dialer.call_events.to_status IS 'Status of the call after the event (NULL: no state change)';
+COMMENT ON SEQUENCE dialer.call_events_id_seq IS 'Identity of dialer.call_events.id';
 CREATE INDEX call_events_call_id_idx ON dialer.call_events (call_id, id);
 
 /*
@@ -325,6 +362,9 @@ CREATE TABLE dialer.do_not_call (
 	added_at			timestamptz NOT NULL DEFAULT now()
 );
 COMMENT ON TABLE dialer.do_not_call IS 'Numbers that must never be dialled: checked at enqueue and again at dispatch';
+COMMENT ON COLUMN dialer.do_not_call.number IS 'The number (E.164): a call to it is stored as skipped and never dialled';
+COMMENT ON COLUMN dialer.do_not_call.reason IS 'Why (free text, e.g. asked not to be called)';
+COMMENT ON COLUMN dialer.do_not_call.added_at IS 'When the number was added';
 
 -- pg_dump must keep the user's rows of the configuration tables.
 SELECT pg_catalog.pg_extension_config_dump('dialer.providers', '');

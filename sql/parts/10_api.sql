@@ -1,5 +1,5 @@
 /*
- * pg_dialer 0.1.0: the SQL API of the queue.
+ * pg_dialer: the SQL API of the queue.
  *
  * Every function that changes the queue is SECURITY DEFINER with a pinned search_path:
  * the tables stay the owner's, and a role is given exactly the capabilities it is

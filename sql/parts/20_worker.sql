@@ -1,5 +1,5 @@
 /*
- * pg_dialer 0.1.0: the dispatcher's side of the queue.
+ * pg_dialer: the dispatcher's side of the queue.
  *
  * The worker (src/worker.c, src/queue.c) calls these functions in short
  * transactions: it claims due calls (committed before any request leaves), sends

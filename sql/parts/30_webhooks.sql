@@ -1,5 +1,5 @@
 /*
- * pg_dialer 0.1.0: call outcomes coming back from the providers.
+ * pg_dialer: call outcomes coming back from the providers.
  *
  *   dialer_api.twilio_status_callback      Twilio status callbacks (form fields, X-Twilio-Signature)
  *   dialer_api.provider_status_callback    JSON webhooks of backend and voice_api providers

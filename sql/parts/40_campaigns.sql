@@ -1,5 +1,5 @@
 /*
- * pg_dialer 0.1.0: campaigns.
+ * pg_dialer: campaigns.
  *
  * A campaign (a row of dialer.campaigns) names a source of candidates the application
  * writes -- a view, a table or a set-returning function -- and the rules that decide
@@ -36,6 +36,11 @@ CREATE TYPE dialer.campaign_source_row AS (
 );
 COMMENT ON TYPE dialer.campaign_source_row IS
 	'Internal: one candidate read from a campaign source (customer_ref, phone, payload, timezone, due_at)';
+COMMENT ON COLUMN dialer.campaign_source_row.customer_ref IS 'The application''s reference of the candidate';
+COMMENT ON COLUMN dialer.campaign_source_row.phone IS 'The number to call (E.164; spaces ( ) . - are ignored)';
+COMMENT ON COLUMN dialer.campaign_source_row.payload IS 'The candidate''s own payload keys (over the campaign''s payload)';
+COMMENT ON COLUMN dialer.campaign_source_row.timezone IS 'The candidate''s IANA time zone (NULL: the campaign''s)';
+COMMENT ON COLUMN dialer.campaign_source_row.due_at IS 'What the call is about (appointment, expiry): the lookahead window';
 
 -- For the rules "scheduled today" and "call pending" (per customer of a campaign).
 CREATE INDEX scheduled_calls_campaign_customer_idx ON dialer.scheduled_calls (campaign, customer_ref, run_at)
@@ -915,6 +920,14 @@ COMMENT ON COLUMN dialer.campaign_runs.slot IS 'The instant the schedule asked f
 COMMENT ON COLUMN dialer.campaign_runs.local_slot IS 'The slot as local time in the campaign''s time zone';
 COMMENT ON COLUMN dialer.campaign_runs.run_as IS 'Role whose privileges the run used (the campaign''s scheduled_by)';
 COMMENT ON COLUMN dialer.campaign_runs.outcome IS 'running, ok, error (see error) or disabled (the campaign was disabled at its slot: nothing enqueued)';
+COMMENT ON COLUMN dialer.campaign_runs.id IS 'Run id (identity)';
+COMMENT ON COLUMN dialer.campaign_runs.campaign IS 'The campaign (dialer.campaigns) that ran';
+COMMENT ON COLUMN dialer.campaign_runs.timezone IS 'The campaign''s time zone at the run (of local_slot)';
+COMMENT ON COLUMN dialer.campaign_runs.started_at IS 'When the run started';
+COMMENT ON COLUMN dialer.campaign_runs.finished_at IS 'When the run ended (NULL: running)';
+COMMENT ON COLUMN dialer.campaign_runs.enqueued IS 'How many calls the run enqueued';
+COMMENT ON COLUMN dialer.campaign_runs.error IS 'Error message of a run with outcome error';
+COMMENT ON SEQUENCE dialer.campaign_runs_id_seq IS 'Identity of dialer.campaign_runs.id';
 SELECT pg_catalog.pg_extension_config_dump('dialer.campaign_runs', '');
 
 CREATE FUNCTION dialer.require_pg_cron()
@@ -1133,6 +1146,18 @@ SELECT c.name AS campaign,
  WHERE c.schedule IS NOT NULL;
 COMMENT ON VIEW dialer.campaign_schedules IS
 	'Scheduled campaigns: schedule, time zone, the last run (slot, outcome, calls enqueued, error) and the next run (a slot already due that the next pg_cron tick will run, else the next one)';
+COMMENT ON COLUMN dialer.campaign_schedules.campaign IS 'Campaign name';
+COMMENT ON COLUMN dialer.campaign_schedules.schedule IS 'Its schedule in its own time zone (dialer.campaigns.schedule)';
+COMMENT ON COLUMN dialer.campaign_schedules.timezone IS 'The time zone it is scheduled in: its own, else dialer.default_timezone, else UTC';
+COMMENT ON COLUMN dialer.campaign_schedules.enabled IS 'false: its scheduled runs enqueue nothing';
+COMMENT ON COLUMN dialer.campaign_schedules.scheduled_by IS 'Role whose privileges scheduled runs use';
+COMMENT ON COLUMN dialer.campaign_schedules.schedule_since IS 'When the schedule was set';
+COMMENT ON COLUMN dialer.campaign_schedules.last_slot IS 'Slot of the latest run (NULL: never ran)';
+COMMENT ON COLUMN dialer.campaign_schedules.last_started_at IS 'When the latest run started';
+COMMENT ON COLUMN dialer.campaign_schedules.last_outcome IS 'Outcome of the latest run: running, ok, error or disabled';
+COMMENT ON COLUMN dialer.campaign_schedules.last_enqueued IS 'Calls the latest run enqueued';
+COMMENT ON COLUMN dialer.campaign_schedules.last_error IS 'Error of the latest run, if it failed';
+COMMENT ON COLUMN dialer.campaign_schedules.next_run_at IS 'Next run: a slot already due that the next pg_cron tick runs, else the next slot';
 
 /* -------------------------------------------------------------- privileges */
 

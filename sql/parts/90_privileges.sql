@@ -1,5 +1,5 @@
 /*
- * pg_dialer 0.1.0: privileges.
+ * pg_dialer: privileges.
  *
  * Nothing is granted to PUBLIC: the owner (the role that created the extension)
  * grants each application role exactly what it needs; see README, "Privileges".

@@ -15,7 +15,7 @@ SELECT plan(141);
 
 -- the extension
 SELECT has_extension('dialer', 'pg_dialer', 'pg_dialer is installed in schema dialer');
-SELECT is((SELECT extversion FROM pg_extension WHERE extname = 'pg_dialer'), '0.1.0', 'version 0.1.0');
+SELECT is((SELECT extversion FROM pg_extension WHERE extname = 'pg_dialer'), '0.2.0', 'version 0.2.0');
 SELECT is((SELECT extrelocatable FROM pg_extension WHERE extname = 'pg_dialer'), false, 'not relocatable');
 SELECT has_schema('dialer');
 
