@@ -1,0 +1,298 @@
+'use strict';
+// Upgrades: a database that ran the released 0.1.0 is updated in place with
+// ALTER EXTENSION pg_dialer UPDATE while its worker is dispatching, and then
+//   - its catalog is identical to a fresh install of the current version (every member object,
+//     column, constraint, index, trigger, function definition, ACL and comment:
+//     test/lib/extension_catalog.sql), and a readable diff is printed when it is not;
+//   - the calls it held keep flowing: calls in flight during the update reach the provider,
+//     calls waiting in the queue are dispatched by the updated extension, dialing calls take
+//     their final status from a callback, a failed call can be retried, campaigns keep their
+//     schedule and rules.
+// Runs on its own throwaway cluster (test/lib/cluster.sh, DIALER_PGBIN's tree), whose worker
+// and pg_cron serve database dialer_upgrade; a second database, dialer_fresh, holds the fresh
+// install.  Needs the current version's scripts installed (run_all.sh's make install), including
+// every update script from 0.1.0 on.
+//
+// By hand: DIALER_PGBIN=/usr/lib/postgresql/15/bin node --test test/integration/upgrade.test.js
+
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const net = require('node:net');
+const { execFileSync } = require('node:child_process');
+const { Client } = require('pg');
+const { startSimulator } = require('../sim/server');
+
+const repo = path.resolve(__dirname, '..', '..');
+const PGBIN = process.env.DIALER_PGBIN || '/usr/lib/postgresql/15/bin';
+const OLD = '0.1.0';
+const DB = 'dialer_upgrade';
+const FRESH = 'dialer_fresh';
+const CATALOG_SQL = fs.readFileSync(path.join(repo, 'test', 'lib', 'extension_catalog.sql'), 'utf8');
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// The version a fresh CREATE EXTENSION installs (the control file's default_version).
+const CURRENT = /default_version\s*=\s*'([^']+)'/.exec(
+  fs.readFileSync(path.join(repo, 'pg_dialer.control'), 'utf8'))[1];
+
+let dir;        // the cluster's directory
+let port;
+let db;         // client on DB
+let sim;        // Twilio simulator
+const clients = [];
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => resolve(p)); });
+  });
+}
+
+async function connect(database) {
+  const c = new Client({ host: '127.0.0.1', port, user: 'postgres', database,
+    application_name: 'pg_dialer upgrade.test.js' });
+  c.on('error', () => {});
+  await c.connect();
+  clients.push(c);
+  return c;
+}
+
+async function waitFor(fn, what, timeoutMs = 20000) {
+  const end = Date.now() + timeoutMs;
+  let v;
+  while (Date.now() < end) {
+    v = await fn();
+    if (v) return v;
+    await sleep(100);
+  }
+  assert.fail(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}
+
+async function statuses(ids) {
+  const r = await db.query(`SELECT id, status, last_error FROM dialer.scheduled_calls
+                             WHERE id = ANY($1::bigint[]) ORDER BY id`, [ids]);
+  return r.rows.map((x) => ({ id: Number(x.id), status: x.status, last_error: x.last_error }));
+}
+
+async function waitForStatus(ids, wanted, what) {
+  return waitFor(async () => {
+    const rows = await statuses(ids);
+    return rows.length === ids.length && rows.every((x) => wanted.includes(x.status)) ? rows : null;
+  }, `${what}: ${wanted.join('/')} (now ${JSON.stringify(await statuses(ids))})`);
+}
+
+async function enqueue(to, opts = {}) {
+  const r = await db.query(
+    `SELECT dialer.enqueue_call($1, provider => $2, payload => $3::jsonb,
+                                run_at => coalesce($4::timestamptz, now()), campaign => $5) AS id`,
+    [to, opts.provider || 'upg_tw', JSON.stringify(opts.payload || { message: 'Hello from the upgrade test' }),
+      opts.run_at || null, opts.campaign || null]);
+  return Number(r.rows[0].id);
+}
+
+// a provider's status report, as a status callback delivers it (apply_provider_status is the
+// one function callbacks, webhooks and reconciliation go through, in 0.1.0 as now)
+async function callback(id, status, seq) {
+  const r = await db.query(
+    `SELECT dialer.apply_provider_status($1, $2, (SELECT provider_call_id FROM dialer.scheduled_calls WHERE id = $1),
+                                         $3, '{"duration_seconds": 7}'::jsonb, '{"via": "upgrade test"}'::jsonb) AS r`,
+    [id, status, seq]);
+  return r.rows[0].r;
+}
+
+async function catalog(client) {
+  const r = await client.query(CATALOG_SQL, ['pg_dialer']);
+  return r.rows.map((x) => `${x.section} ${x.object}: ${x.detail}`);
+}
+
+// lines of a not in b, and of b not in a (multisets), for a readable failure
+function catalogDiff(a, b) {
+  const count = (xs) => xs.reduce((m, x) => m.set(x, (m.get(x) || 0) + 1), new Map());
+  const ca = count(a);
+  const cb = count(b);
+  const only = (x, y) => [...x].flatMap(([k, n]) => Array(Math.max(0, n - (y.get(k) || 0))).fill(k));
+  return { onlyA: only(ca, cb), onlyB: only(cb, ca) };
+}
+
+function formatDiff({ onlyA, onlyB }, nameA, nameB) {
+  const show = (xs) => xs.slice(0, 60).map((x) => '    ' + x.replace(/\n/g, '\n      ')).join('\n')
+    + (xs.length > 60 ? `\n    ... and ${xs.length - 60} more` : '');
+  return `only in ${nameA} (${onlyA.length}):\n${show(onlyA)}\nonly in ${nameB} (${onlyB.length}):\n${show(onlyB)}`;
+}
+
+test.before(async () => {
+  port = await freePort();
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pg_dialer_upgrade.'));
+  fs.chmodSync(dir, 0o755);
+  execFileSync('bash', [path.join(repo, 'test', 'lib', 'cluster.sh'), 'start', dir, String(port), DB], {
+    cwd: '/',
+    env: { ...process.env, PGBIN,
+      DIALER_EXTRA_CONF: "dialer.call_window_start = '00:00'\ndialer.call_window_end = '24:00'" },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const pid = fs.readFileSync(path.join(dir, 'data', 'postmaster.pid'), 'utf8').split('\n')[0];
+  if (process.env.DIALER_PID_FILE) fs.appendFileSync(process.env.DIALER_PID_FILE, `${pid}\n`);
+  db = await connect(DB);
+  sim = await startSimulator({ kind: 'twilio', port: 0 });
+});
+
+test.after(async () => {
+  for (const c of clients) await c.end().catch(() => {});
+  if (sim) await sim.close().catch(() => {});
+  if (dir) {
+    try {
+      execFileSync('bash', [path.join(repo, 'test', 'lib', 'cluster.sh'), 'stop', dir],
+        { cwd: '/', env: { ...process.env, PGBIN }, stdio: 'ignore' });
+    } finally {
+      if (process.env.DIALER_KEEP !== '1') fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }
+});
+
+test(`ALTER EXTENSION pg_dialer UPDATE from ${OLD} to ${CURRENT} with the worker running`, async (t) => {
+  assert.notEqual(CURRENT, OLD, 'the control file names a version after 0.1.0');
+
+  // the released 0.1.0, as a user installed it
+  await db.query('CREATE EXTENSION pg_cron');
+  await db.query(`CREATE EXTENSION pg_dialer VERSION '${OLD}'`);
+  assert.equal((await db.query(`SELECT extversion FROM pg_extension WHERE extname = 'pg_dialer'`)).rows[0].extversion, OLD);
+  const oldCatalog = await catalog(db);
+
+  const accountSid = sim.control.config().accountSid;
+  // upg_tw dispatches at 25 calls per second, so a stream of calls is in flight during the update;
+  // upg_hold is disabled: its calls wait in the queue across the update
+  for (const [name, enabled, cps] of [['upg_tw', true, 25], ['upg_hold', false, 1000]]) {
+    await db.query(`INSERT INTO dialer.providers (name, kind, base_url, account_sid, auth_token, from_number,
+                                                  max_concurrency, calls_per_second, enabled)
+                    VALUES ($1, 'twilio', $2, $3, '0123456789abcdef0123456789abcdef', '+15550100000', NULL, $4, $5)`,
+    [name, sim.url, accountSid, cps, enabled]);
+  }
+  const worker0 = await waitFor(async () => {
+    const r = await db.query(`SELECT pid, state FROM dialer.worker_status()`);
+    return r.rows[0] && r.rows[0].pid && !/^(starting|waiting)/.test(r.rows[0].state) ? r.rows[0] : null;
+  }, 'the 0.1.0 worker running');
+
+  // --- fill 0.1.0: calls in every status, callbacks, a campaign with a schedule and runs
+  const done = [];
+  for (let i = 0; i < 3; i++) done.push(await enqueue(`+1555020000${i}`));
+  await waitForStatus(done, ['dialing'], 'calls dispatched by 0.1.0');
+  assert.equal((await callback(done[0], 'completed', 3)).result, 'applied');
+  assert.equal((await callback(done[1], 'busy', 3)).result, 'applied');
+  assert.equal((await callback(done[2], 'no-answer', 3)).result, 'applied');
+  const dialingOld = await enqueue('+15550200010');
+  await waitForStatus([dialingOld], ['dialing'], 'a call dialing under 0.1.0');
+  assert.equal((await callback(dialingOld, 'ringing', 1)).result, 'applied');
+
+  const waiting = [];     // scheduled calls that wait in the queue across the update
+  for (let i = 0; i < 5; i++) waiting.push(await enqueue(`+1555021000${i}`, { provider: 'upg_hold' }));
+  const later = await enqueue('+15550211000', { run_at: '2030-01-01 12:00+00' });
+  const canceled = await enqueue('+15550212000', { run_at: '2030-01-01 12:00+00' });
+  assert.equal((await db.query('SELECT dialer.cancel_call($1) AS ok', [canceled])).rows[0].ok, true);
+  await db.query(`INSERT INTO dialer.do_not_call (number, reason) VALUES ('+15550213000', 'upgrade test')`);
+  const skipped = await enqueue('+15550213000');
+  // statuses only the worker reaches by failures and crashes, set by the owner (as sql/lifecycle.sql does)
+  const forced = {};
+  for (const [status, extra] of [['failed', `last_error = 'HTTP 400: 21211 invalid To'`], ['expired', ''],
+    ['unknown', `last_error = 'no answer from the provider'`], ['dispatching', ''], ['dialing', '']]) {
+    const id = await enqueue('+15550214' + String(Object.keys(forced).length).padStart(3, '0'), { provider: 'upg_hold' });
+    await db.query(`UPDATE dialer.scheduled_calls SET status = $2, attempts = 1, ${extra ? extra + ',' : ''}
+                           finished_at = CASE WHEN $2 IN ('failed', 'expired') THEN now() END
+                     WHERE id = $1`, [id, status]);
+    forced[status] = id;
+  }
+
+  await db.query(`CREATE TABLE public.upg_customers (customer_ref text, phone text)`);
+  await db.query(`INSERT INTO public.upg_customers VALUES ('c1', '+15550215001'), ('c2', '+15550215002')`);
+  await db.query(`INSERT INTO dialer.campaigns (name, source, provider, payload)
+                  VALUES ('upg_campaign', 'public.upg_customers', 'upg_hold', '{"message": "Campaign call"}')`);
+  await db.query(`SELECT dialer.schedule_campaign('upg_campaign', 'daily 09:00')`);
+  assert.equal((await db.query(`SELECT dialer.run_campaign('upg_campaign', 10) AS n`)).rows[0].n, 2);
+  const campaignCalls = (await db.query(`SELECT id FROM dialer.scheduled_calls WHERE campaign = 'upg_campaign' ORDER BY id`))
+    .rows.map((x) => Number(x.id));
+
+  const everyStatus = (await db.query(`SELECT array_agg(DISTINCT status ORDER BY status) AS s FROM dialer.scheduled_calls`)).rows[0].s;
+  assert.deepEqual(everyStatus, ['busy', 'canceled', 'completed', 'dialing', 'dispatching', 'expired', 'failed',
+    'no_answer', 'scheduled', 'skipped', 'unknown'], 'the 0.1.0 database holds calls in every status');
+  const before = (await db.query(`SELECT (SELECT count(*) FROM dialer.scheduled_calls) AS calls,
+                                         (SELECT count(*) FROM dialer.call_attempts) AS attempts,
+                                         (SELECT count(*) FROM dialer.call_events) AS events`)).rows[0];
+
+  // --- the update, while a stream of calls is being dispatched
+  const logFile = path.join(dir, 'postgres.log');
+  const logMark = fs.statSync(logFile).size;
+  const stream = [];
+  for (let i = 0; i < 40; i++) stream.push(await enqueue(`+155502200${String(i).padStart(2, '0')}`));
+  await waitFor(async () => (await statuses(stream)).some((x) => x.status === 'dialing'), 'the stream started');
+  await db.query('ALTER EXTENSION pg_dialer UPDATE');
+  const inFlight = (await statuses(stream)).filter((x) => x.status !== 'dialing').length;
+  t.diagnostic(`calls of the stream not yet dialing when the update committed: ${inFlight} of ${stream.length}`);
+  assert.equal((await db.query(`SELECT extversion FROM pg_extension WHERE extname = 'pg_dialer'`)).rows[0].extversion, CURRENT);
+
+  // --- the catalog equals a fresh install's
+  const root = await connect('postgres');
+  await root.query(`CREATE DATABASE ${FRESH}`);
+  const fresh = await connect(FRESH);
+  await fresh.query('CREATE EXTENSION pg_dialer');
+  const freshCatalog = await catalog(fresh);
+  const upgradedCatalog = await catalog(db);
+  assert.ok(freshCatalog.length > 300, `the catalog comparison covers the extension (${freshCatalog.length} facts)`);
+  const staleDiff = catalogDiff(oldCatalog, freshCatalog);
+  assert.ok(staleDiff.onlyA.length + staleDiff.onlyB.length > 0,
+    `the comparison sees the difference between ${OLD} and ${CURRENT} (else it proves nothing)`);
+  const diff = catalogDiff(upgradedCatalog, freshCatalog);
+  assert.ok(diff.onlyA.length === 0 && diff.onlyB.length === 0,
+    `the updated catalog differs from a fresh ${CURRENT} install:\n`
+    + formatDiff(diff, `updated ${OLD} -> ${CURRENT}`, `fresh ${CURRENT}`)
+    + `\n(add what is missing to sql/pg_dialer--${OLD}--${CURRENT}.sql)`);
+
+  // --- nothing was lost, and the calls keep flowing
+  const after = (await db.query(`SELECT (SELECT count(*) FROM dialer.scheduled_calls) AS calls,
+                                        (SELECT count(*) FROM dialer.call_attempts) AS attempts,
+                                        (SELECT count(*) FROM dialer.call_events) AS events`)).rows[0];
+  assert.ok(Number(after.calls) >= Number(before.calls) + stream.length, 'no call lost');
+  assert.ok(Number(after.events) >= Number(before.events), 'no event lost');
+
+  const streamRows = await waitForStatus(stream, ['dialing'], 'the calls in flight during the update');
+  assert.equal(streamRows.length, stream.length);
+  const worker1 = (await db.query(`SELECT pid, state FROM dialer.worker_status()`)).rows[0];
+  assert.equal(worker1.pid, worker0.pid, 'the same worker kept running through the update');
+
+  // a call dialing before the update takes its final status from a callback after it
+  assert.equal((await callback(dialingOld, 'completed', 5)).result, 'applied');
+  assert.equal((await statuses([dialingOld]))[0].status, 'completed');
+  // a stale callback of 0.1.0's time is still recognised as a duplicate
+  assert.equal((await callback(done[0], 'completed', 3)).result, 'duplicate');
+
+  // the queue that waited across the update is dispatched by the updated extension
+  await db.query(`UPDATE dialer.providers SET enabled = true WHERE name = 'upg_hold'`);
+  await db.query('SELECT dialer.wake_worker()');
+  await waitForStatus([...waiting, ...campaignCalls], ['dialing'], 'calls queued under 0.1.0');
+  // an old failed call retried after the update is dispatched again
+  assert.equal((await db.query('SELECT dialer.retry_call($1) AS ok', [forced.failed])).rows[0].ok, true);
+  await waitForStatus([forced.failed], ['dialing'], 'a 0.1.0 failed call retried');
+  // a new call too
+  const fresh1 = await enqueue('+15550230000');
+  await waitForStatus([fresh1], ['dialing'], 'a call enqueued after the update');
+  // the provider saw every one of those calls
+  const sids = (await db.query(`SELECT count(DISTINCT provider_call_id) AS n FROM dialer.call_attempts
+                                 WHERE call_id = ANY($1::bigint[]) AND http_status = 201`,
+  [[...stream, ...waiting, ...campaignCalls, forced.failed, fresh1]])).rows[0].n;
+  assert.equal(Number(sids), stream.length + waiting.length + campaignCalls.length + 2);
+  // untouched statuses stayed as they were
+  const kept = await statuses([later, canceled, skipped, forced.expired, forced.unknown]);
+  assert.deepEqual(kept.map((x) => x.status), ['scheduled', 'canceled', 'skipped', 'expired', 'unknown']);
+
+  // the campaign kept its schedule and its rules (nobody is called twice the same day)
+  const sched = (await db.query(`SELECT schedule, last_outcome FROM dialer.campaign_schedules WHERE campaign = 'upg_campaign'`)).rows;
+  assert.deepEqual(sched.map((x) => x.schedule), ['daily 09:00']);
+  assert.equal((await db.query(`SELECT dialer.run_campaign('upg_campaign', 10) AS n`)).rows[0].n, 0);
+  const job = (await db.query(`SELECT count(*) AS n FROM cron.job WHERE command LIKE '%run_scheduled_campaigns%'`)).rows[0].n;
+  assert.equal(Number(job), 1, 'the pg_cron job of campaign schedules is still there');
+
+  // from the update on, the server log has no crash and no exit of the worker
+  const log = fs.readFileSync(logFile).subarray(logMark).toString('utf8');
+  assert.doesNotMatch(log, /PANIC|TRAP|terminated by signal|background worker "pg_dialer[^"]*" .*exited with exit code/);
+});
