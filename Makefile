@@ -28,6 +28,17 @@ REGRESS_OPTS = --dbname=dialer_regress
 PG_CONFIG  ?= $(firstword $(wildcard /usr/lib/postgresql/15/bin/pg_config) pg_config)
 PGXS       := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
 
+# The C code uses PostgreSQL 15's internal APIs (META.json says so too): refuse another major
+# version at once rather than with compiler errors.  `make dist` needs no server tree.
+PG_MAJOR   := $(shell $(PG_CONFIG) --version 2>/dev/null | sed -n 's/^PostgreSQL \([0-9]*\).*/\1/p')
+ifneq ($(filter-out dist,$(or $(MAKECMDGOALS),all)),)
+ifneq ($(PG_MAJOR),)
+ifneq ($(PG_MAJOR),15)
+$(error pg_dialer builds on PostgreSQL 15 only, and $(PG_CONFIG) is PostgreSQL $(PG_MAJOR))
+endif
+endif
+endif
+
 # On a fresh machine PGXS is not installed yet: `make test` and `make demo` still work,
 # because their scripts install what is missing first and then build.
 ifneq ($(wildcard $(PGXS)),)
