@@ -4,7 +4,10 @@
  * Everything 0.2.0 changed in sql/parts/ since 0.1.0, as statements that turn a 0.1.0
  * install into exactly what a fresh 0.2.0 install is: test/integration/upgrade.test.js
  * installs 0.1.0, fills it, runs this update with the worker running, and compares the
- * catalogs with a fresh install's.  When you change sql/parts/, add the same change here.
+ * catalogs with a fresh install's.  When you change sql/parts/, add the same change here
+ * (CREATE OR REPLACE FUNCTION for a changed body; ALTER TABLE ... ADD COLUMN for a new column,
+ * which therefore goes at the end of its CREATE TABLE; the same COMMENTs and GRANTs; and
+ * pg_extension_config_dump() for a new table holding user data).
  *
  * Runs in one transaction with the extension's schema as search_path; rows are kept.
  */
