@@ -155,6 +155,12 @@ test.after(async () => {
 test(`ALTER EXTENSION pg_dialer UPDATE from ${OLD} to ${CURRENT} with the worker running`, async (t) => {
   assert.notEqual(CURRENT, OLD, 'the control file names a version after 0.1.0');
 
+  // every installed version has an update path to the current one (one script per release)
+  const paths = (await db.query(`SELECT source, path FROM pg_extension_update_paths('pg_dialer')
+                                  WHERE target = $1 AND source <> $1 ORDER BY source`, [CURRENT])).rows;
+  assert.ok(paths.some((x) => x.source === OLD), `${OLD} is an installed version: ${JSON.stringify(paths)}`);
+  for (const x of paths) assert.ok(x.path, `no update path from ${x.source} to ${CURRENT}`);
+
   // the released 0.1.0, as a user installed it
   await db.query('CREATE EXTENSION pg_cron');
   await db.query(`CREATE EXTENSION pg_dialer VERSION '${OLD}'`);
