@@ -581,7 +581,6 @@ DECLARE
 	v_n int;
 	v_result text;
 	v_detail jsonb;
-	v_res jsonb;
 	v_call dialer.scheduled_calls;
 BEGIN
 	SELECT * INTO v_call FROM dialer.scheduled_calls c WHERE c.id = apply_search.call_id FOR UPDATE;
@@ -643,7 +642,8 @@ BEGIN
 					   OR EXISTS (SELECT 1 FROM dialer.scheduled_calls c
 								   WHERE c.provider_call_id = v_id AND c.id <> apply_search.call_id);
 			v_cands := v_cands || jsonb_build_array(jsonb_strip_nulls(jsonb_build_object(
-				'id', v_id, 'status', v_rec->>'status', 'date_created', v_rec->>'date_created')));
+				'id', v_id, 'status', v_rec->>'status', 'date_created', v_rec->>'date_created',
+				'duration', v_rec->>'duration', 'answered_by', v_rec->>'answered_by')));
 		END LOOP;
 		v_n := jsonb_array_length(v_cands);
 		v_result := CASE
@@ -658,12 +658,18 @@ BEGIN
 
 	IF v_result = 'found' AND v_call.status = 'unknown' AND v_call.provider_call_id IS NULL THEN
 		v_rec := v_cands->0;
-		v_res := dialer.apply_provider_status(
-			apply_search.call_id, coalesce(nullif(v_rec->>'status', ''), 'queued'), v_rec->>'id', NULL,
-			'{}', v_detail || jsonb_build_object('result', 'found'), 'reconciled',
-			format('search/%s/%s', v_rec->>'id', v_rec->>'status'));
-		IF v_res->>'status' = 'unknown' THEN
-			-- a status pg_dialer does not know: the provider has the call, it is under way
+		v_detail := v_detail || jsonb_build_object('search_result', 'found');
+		IF dialer.provider_status_outcome(dialer.normalize_provider_status(coalesce(v_rec->>'status', ''))) IS NOT NULL THEN
+			PERFORM dialer.apply_provider_status(
+				apply_search.call_id, v_rec->>'status', v_rec->>'id', NULL,
+				jsonb_strip_nulls(jsonb_build_object(
+					'duration_seconds', CASE WHEN (v_rec->>'duration') ~ '^[0-9]+$' THEN (v_rec->>'duration')::int END,
+					'answered_by', v_rec->>'answered_by')),
+				v_detail, 'reconciled',
+				format('search/%s/%s', v_rec->>'id', v_rec->>'status'));
+		ELSE
+			-- a status pg_dialer does not know (a backend's own word): the provider has
+			-- the call, so it is under way; its id is stored for later lookups
 			UPDATE dialer.call_attempts a SET provider_call_id = coalesce(a.provider_call_id, v_rec->>'id'),
 											   provider_status = coalesce(v_rec->>'status', a.provider_status)
 			 WHERE a.call_id = apply_search.call_id AND a.attempt = v_call.attempts;
@@ -673,9 +679,10 @@ BEGIN
 			 WHERE c.id = apply_search.call_id;
 			INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
 			VALUES (apply_search.call_id, 'reconciled', 'unknown', 'dialing',
-					v_detail || jsonb_build_object('result', 'found', 'provider_call_id', v_rec->>'id',
-												   'provider_status', v_rec->>'status',
-												   'note', 'provider status not known to pg_dialer: the call is taken as under way'));
+					v_detail || jsonb_strip_nulls(jsonb_build_object(
+						'provider_call_id', v_rec->>'id', 'provider_status', v_rec->>'status',
+						'attempt', v_call.attempts,
+						'note', 'a provider status pg_dialer does not know: the call is taken as under way')));
 		END IF;
 		RETURN;
 	END IF;
@@ -689,6 +696,7 @@ BEGIN
 					WHEN 'ambiguous' THEN 'several records match what was sent: none is taken'
 					WHEN 'incomplete' THEN 'more records than one page match: none is taken'
 					WHEN 'found' THEN 'the call was settled meanwhile: nothing changed'
+					WHEN 'not_offered' THEN 'the backend offers no lookup by Idempotency-Key'
 					ELSE 'the search failed' END
 				|| CASE WHEN (v_detail->>'searches_left')::int = 0 AND v_result <> 'found'
 						THEN '; no search is left: the call stays unknown (check it at the provider, then dialer.retry_call() or leave it)'
