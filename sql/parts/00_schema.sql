@@ -220,7 +220,7 @@ COMMENT ON COLUMN dialer.scheduled_calls.provider_call_id IS 'The provider''s id
 COMMENT ON COLUMN dialer.scheduled_calls.finished_at IS 'When the call reached a final status';
 COMMENT ON COLUMN dialer.scheduled_calls.updated_at IS 'Last change or news of the call (a call in progress without news for dialer.reconcile_after no longer counts against max_concurrency)';
 COMMENT ON COLUMN dialer.scheduled_calls.reconciled_at IS 'When the call was last looked up at its provider (reconciliation); a lookup is not news';
-COMMENT ON COLUMN dialer.scheduled_calls.reconcile_searches IS 'How many times the call, unknown without a provider call id, was searched for at its provider by what was sent (at most 3)';
+COMMENT ON COLUMN dialer.scheduled_calls.reconcile_searches IS 'How many times the call, unknown without a provider call id, was searched for at its provider by what was sent (at most 3; back to 0 when a search settles it or retry_call starts a new run)';
 
 -- The claim: due calls of one provider, highest priority then earliest first.
 CREATE INDEX scheduled_calls_claim_idx ON dialer.scheduled_calls

@@ -684,6 +684,8 @@ BEGIN
 						'attempt', v_call.attempts,
 						'note', 'a provider status pg_dialer does not know: the call is taken as under way')));
 		END IF;
+		-- settled: a later attempt that ends unknown gets its own searches
+		UPDATE dialer.scheduled_calls c SET reconcile_searches = 0 WHERE c.id = apply_search.call_id;
 		RETURN;
 	END IF;
 
