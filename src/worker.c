@@ -51,6 +51,9 @@ static uint32 providers_version = 0;
 /* when the next call falls due for reconciliation (0: none) */
 static TimestampTz reconcile_at = 0;
 
+/* no search for calls without a provider id was due at the last try: none before this */
+static TimestampTz searches_idle_until = 0;
+
 /*
  * Registers the dispatcher with the postmaster (from _PG_init).  It is
  * restarted 5 seconds after it exits with an error or is terminated.
@@ -413,8 +416,11 @@ dispatch_round(int cap, bool woken, bool *more, bool *waiting)
 	 * one of the provider's calls-per-second tokens (what the due calls left of
 	 * them); without a token the round comes back when the next one is due.
 	 */
-	if (reconcile_at != 0 && reconcile_at <= now)
+	if (reconcile_at != 0 && reconcile_at <= now && searches_idle_until <= now)
 	{
+		bool		tried = false;
+		int			found = 0;
+
 		foreach(lc, providers)
 		{
 			DialerProvider *p = lfirst(lc);
@@ -443,6 +449,8 @@ dispatch_round(int cap, bool woken, bool *more, bool *waiting)
 			if (allowance < 1)
 				continue;
 			todo = queue_claim_searches(p, allowance);
+			tried = true;
+			found += list_length(todo);
 			foreach(tc, todo)
 			{
 				ClaimedCall *c = lfirst(tc);
@@ -458,6 +466,13 @@ dispatch_round(int cap, bool woken, bool *more, bool *waiting)
 			if (list_length(todo) == allowance)
 				*more = true;
 		}
+
+		/*
+		 * Nothing to search for (what is due is a lookup by provider id): do not
+		 * ask again for a second, whatever the rounds in between.
+		 */
+		if (tried && found == 0)
+			searches_idle_until = TimestampTzPlusMilliseconds(now, 1000);
 	}
 
 	/*
