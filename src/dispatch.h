@@ -80,6 +80,7 @@ typedef struct ClaimedCall
 	char	   *campaign;
 	char	   *provider_call_id;	/* reconciliation: the call to look up */
 	char	   *provider;		/* reconciliation: its provider's name */
+	char	   *search;			/* search by what was sent: JSON from dialer.claim_searches */
 } ClaimedCall;
 
 /*
@@ -157,11 +158,15 @@ extern bool voice_api_prepare(DialerRequest *req, char **error);
 extern void twilio_lookup_prepare(DialerRequest *req);
 extern void backend_lookup_prepare(DialerRequest *req);
 extern void voice_api_lookup_prepare(DialerRequest *req);
+extern void twilio_search_prepare(DialerRequest *req);
+extern void backend_search_prepare(DialerRequest *req);
 extern ProviderVerdict voice_api_finish(DialerRequest *req, CURLcode result, long http_status, DialerOutcome *out);
 
 /* provider.c: what all providers share */
 extern bool provider_prepare(DialerRequest *req, char **error);
 extern void provider_lookup_prepare(DialerRequest *req);
+extern bool provider_can_search(DialerProvider *provider);
+extern void provider_search_prepare(DialerRequest *req);
 extern ProviderVerdict provider_finish(DialerRequest *req, CURLcode result, long http_status, DialerOutcome *out);
 extern void outcome_from_http(DialerRequest *req, CURLcode result, long http_status,
 							  bool resend_safe, DialerOutcome *out);
@@ -174,12 +179,14 @@ extern List *queue_claim(DialerProvider *provider, int max_calls, int *capacity)
 extern void queue_store(DialerOutcome *outcomes, int n);
 extern TimestampTz queue_next_due(List *blocked_names, TimestampTz *reconcile_at);
 extern List *queue_claim_reconciliations(int max_calls);
+extern List *queue_claim_searches(DialerProvider *provider, int max_calls);
 
 /* A provider's answer to a reconciliation lookup. */
 typedef struct LookupResult
 {
 	int64		call_id;
 	char	   *provider_call_id;
+	char	   *search;			/* a search by what was sent: what was searched (JSON) */
 	int			http_status;
 	char	   *body;
 	char	   *error;

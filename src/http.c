@@ -176,6 +176,7 @@ http_new_request(DialerProvider *provider, ClaimedCall *call)
 	COPY(idempotency_key);
 	COPY(campaign);
 	COPY(provider_call_id);
+	COPY(search);
 #undef COPY
 	initStringInfo(&req->response);
 	MemoryContextSwitchTo(old);

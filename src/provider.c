@@ -57,6 +57,31 @@ provider_lookup_prepare(DialerRequest *req)
 }
 
 /*
+ * Whether an unknown call without a provider call id can be searched for at this
+ * provider by what was sent: Twilio (its Calls list) and backends (by
+ * Idempotency-Key, when the backend offers it); the voice API cannot.
+ */
+bool
+provider_can_search(DialerProvider *provider)
+{
+	return provider->kind == PROVIDER_TWILIO || provider->kind == PROVIDER_BACKEND;
+}
+
+/*
+ * Sets up req as a search for its call by what was sent (req->call.search, from
+ * dialer.claim_searches).  Only for providers where provider_can_search().
+ */
+void
+provider_search_prepare(DialerRequest *req)
+{
+	req->lookup = true;
+	if (req->provider->kind == PROVIDER_TWILIO)
+		twilio_search_prepare(req);
+	else
+		backend_search_prepare(req);
+}
+
+/*
  * Interprets a finished HTTP request for its provider.
  */
 ProviderVerdict

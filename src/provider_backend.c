@@ -153,6 +153,26 @@ backend_lookup_prepare(DialerRequest *req)
 }
 
 /*
+ * GET {base_url}/call?idempotency_key=KEY: the calls the backend holds for the
+ * Idempotency-Key of the call's last attempt, as {"calls": [{"call_id", "status",
+ * ...}]}, for an unknown call without a call id.  This lookup is optional in the
+ * backend contract: any answer but a 2xx with a calls list leaves the call unknown.
+ */
+void
+backend_search_prepare(DialerRequest *req)
+{
+	DialerProvider *p = req->provider;
+	bool		valid;
+	char	   *key = json_get_string(req->call.search, "idempotency_key", &valid);
+	char	   *k = curl_easy_escape(NULL, key ? key : "", 0);
+
+	http_prepare_get(req, psprintf("%s/call?idempotency_key=%s", p->base_url, k));
+	curl_free(k);
+	if (p->bearer_token)
+		http_add_header(req, "Authorization: Bearer %s", p->bearer_token);
+}
+
+/*
  * The brief's 2xx answer carries the script: start the call with it.  The
  * start's 2xx answer carries the backend's call id.  A lost answer is retried
  * (the Idempotency-Key makes that safe).

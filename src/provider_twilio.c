@@ -180,6 +180,57 @@ twilio_lookup_prepare(DialerRequest *req)
 	}
 }
 
+/* Appends &name=value to a query string, URL-encoded (the name too: "StartTime>"). */
+static void
+append_query(StringInfo buf, const char *name, const char *value)
+{
+	char	   *n = curl_easy_escape(NULL, name, 0);
+	char	   *v = curl_easy_escape(NULL, value ? value : "", 0);
+
+	if (n == NULL || v == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("pg_dialer could not encode a query parameter")));
+	appendStringInfo(buf, "%c%s=%s", strchr(buf->data, '?') ? '&' : '?', n, v);
+	curl_free(n);
+	curl_free(v);
+}
+
+/*
+ * GET {base_url}/2010-04-01/Accounts/{AccountSid}/Calls.json?To=..&From=..
+ * &StartTime>=..&PageSize=50: Twilio's calls made to To from From that started at
+ * or after the claim of the call's last attempt, newest first (the search for an
+ * unknown call without a sid; dialer.apply_search picks the record).
+ */
+void
+twilio_search_prepare(DialerRequest *req)
+{
+	DialerProvider *p = req->provider;
+	const char *search = req->call.search;
+	char	   *sid = curl_easy_escape(NULL, p->account_sid ? p->account_sid : "", 0);
+	bool		valid;
+	StringInfoData url;
+
+	initStringInfo(&url);
+	appendStringInfo(&url, "%s/2010-04-01/Accounts/%s/Calls.json", p->base_url, sid);
+	curl_free(sid);
+	append_query(&url, "To", json_get_string(search, "to", &valid));
+	append_query(&url, "From", json_get_string(search, "from", &valid));
+	append_query(&url, "StartTime>", json_get_string(search, "after", &valid));
+	append_query(&url, "PageSize", "50");
+	http_prepare_get(req, url.data);
+	if (p->api_key_sid && p->api_key_secret)
+	{
+		curl_easy_setopt(req->easy, CURLOPT_USERNAME, p->api_key_sid);
+		curl_easy_setopt(req->easy, CURLOPT_PASSWORD, p->api_key_secret);
+	}
+	else if (p->account_sid && p->auth_token)
+	{
+		curl_easy_setopt(req->easy, CURLOPT_USERNAME, p->account_sid);
+		curl_easy_setopt(req->easy, CURLOPT_PASSWORD, p->auth_token);
+	}
+}
+
 /*
  * 2xx: the call was created; its sid is stored (a 2xx whose body cannot be read
  * still means Twilio created the call: accepted without a sid, never re-sent).

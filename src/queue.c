@@ -462,7 +462,46 @@ queue_claim_reconciliations(int max_calls)
 }
 
 /*
- * Applies the providers' answers to lookups, in one transaction.
+ * Claims up to max_calls unknown calls of provider that have no provider call
+ * id, to search for at the provider by what was sent (committed, and counted
+ * against each call's 3 searches, before any search leaves).  Returns a list of
+ * ClaimedCall with id, provider and search (what to search for, JSON) set.
+ */
+List *
+queue_claim_searches(DialerProvider *provider, int max_calls)
+{
+	MemoryContext caller = queue_begin("pg_dialer: claiming calls to search for");
+	Oid			types[2] = {TEXTOID, INT4OID};
+	Datum		args[2];
+	List	   *calls = NIL;
+	bool		isnull;
+	uint64		i;
+
+	args[0] = CStringGetTextDatum(provider->name);
+	args[1] = Int32GetDatum(max_calls);
+	if (SPI_execute_with_args("SELECT id, search FROM dialer.claim_searches($1, $2)",
+							  2, types, args, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "pg_dialer: claim_searches failed");
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		ClaimedCall *c = MemoryContextAllocZero(caller, sizeof(ClaimedCall));
+		MemoryContext old;
+
+		c->id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		c->search = spi_text(tup, desc, 2, caller);
+		c->provider = MemoryContextStrdup(caller, provider->name);
+		old = MemoryContextSwitchTo(caller);
+		calls = lappend(calls, c);
+		MemoryContextSwitchTo(old);
+	}
+	queue_end(caller);
+	return calls;
+}
+
+/*
+ * Applies the providers' answers to lookups and searches, in one transaction.
  */
 void
 queue_store_lookups(List *results)
@@ -480,6 +519,25 @@ queue_store_lookups(List *results)
 	{
 		LookupResult *r = lfirst(lc);
 
+		if (r->search)
+		{
+			/* a search by what was sent */
+			Oid			stypes[5] = {INT8OID, TEXTOID, INT4OID, TEXTOID, TEXTOID};
+
+			args[0] = Int64GetDatum(r->call_id);
+			args[1] = CStringGetTextDatum(r->search);
+			args[2] = Int32GetDatum(r->http_status);
+			nulls[1] = ' ';
+			nulls[2] = r->http_status ? ' ' : 'n';
+			args[3] = r->body ? CStringGetTextDatum(r->body) : (Datum) 0;
+			nulls[3] = r->body ? ' ' : 'n';
+			args[4] = r->error ? CStringGetTextDatum(r->error) : (Datum) 0;
+			nulls[4] = r->error ? ' ' : 'n';
+			if (SPI_execute_with_args("SELECT dialer.apply_search($1, $2::jsonb, $3, $4, $5)",
+									  5, stypes, args, nulls, false, 1) != SPI_OK_SELECT)
+				elog(ERROR, "pg_dialer: apply_search failed");
+			continue;
+		}
 		args[0] = Int64GetDatum(r->call_id);
 		args[1] = CStringGetTextDatum(r->provider_call_id);
 		args[2] = Int32GetDatum(r->http_status);

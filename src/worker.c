@@ -51,6 +51,9 @@ static uint32 providers_version = 0;
 /* when the next call falls due for reconciliation (0: none) */
 static TimestampTz reconcile_at = 0;
 
+/* no search for calls without a provider id was due at the last try: none before this */
+static TimestampTz searches_idle_until = 0;
+
 /*
  * Registers the dispatcher with the postmaster (from _PG_init).  It is
  * restarted 5 seconds after it exits with an error or is terminated.
@@ -156,7 +159,10 @@ finish_request(DialerRequest *req, CURLcode result, long http_status)
 		LookupResult *r = palloc0(sizeof(LookupResult));
 
 		r->call_id = req->call.id;
-		r->provider_call_id = pstrdup(req->call.provider_call_id);
+		if (req->call.search)
+			r->search = pstrdup(req->call.search);
+		else
+			r->provider_call_id = pstrdup(req->call.provider_call_id);
 		r->http_status = result == CURLE_OK ? (int) http_status : 0;
 		if (result == CURLE_OK)
 			r->body = pstrdup(req->response.data);
@@ -295,6 +301,7 @@ dispatch_round(int cap, bool woken, bool *more, bool *waiting)
 	ListCell   *lc;
 	int			n_seen = 0;
 	int			claimed = 0;
+	TimestampTz search_token_at = 0;	/* a search waits for this token */
 
 	*more = false;
 	*waiting = false;
@@ -404,9 +411,76 @@ dispatch_round(int cap, bool woken, bool *more, bool *waiting)
 	}
 
 	/*
+	 * Unknown calls without a provider call id: searched for at their provider by
+	 * what was sent.  A search is a request like a call: it takes a free slot and
+	 * one of the provider's calls-per-second tokens (what the due calls left of
+	 * them); without a token the round comes back when the next one is due.
+	 */
+	if (reconcile_at != 0 && reconcile_at <= now && searches_idle_until <= now)
+	{
+		bool		tried = false;
+		int			found = 0;
+
+		foreach(lc, providers)
+		{
+			DialerProvider *p = lfirst(lc);
+			double		burst = Max(1.0, p->calls_per_second);
+			int			allowance;
+			List	   *todo;
+			ListCell   *tc;
+
+			if (!p->seen || !provider_can_search(p) ||
+				(p->blocked_until > now && !p->at_capacity))
+				continue;
+			p->tokens = Min(burst, p->tokens + p->calls_per_second *
+							(double) (now - p->tokens_at) / USECS_PER_SEC);
+			p->tokens_at = now;
+			if (p->tokens < 1)
+			{
+				TimestampTz token_at = TimestampTzPlusMilliseconds(now,
+																   (int) Max(1.0, (1.0 - p->tokens) * 1000.0 / p->calls_per_second));
+
+				if (search_token_at == 0 || token_at < search_token_at)
+					search_token_at = token_at;
+				continue;
+			}
+			allowance = Min((int) p->tokens, cap - http_in_flight());
+			allowance = Min(allowance, Max(cap / 4, 1));
+			if (allowance < 1)
+				continue;
+			todo = queue_claim_searches(p, allowance);
+			tried = true;
+			found += list_length(todo);
+			foreach(tc, todo)
+			{
+				ClaimedCall *c = lfirst(tc);
+				DialerRequest *req = http_new_request(p, c);
+				MemoryContext old = MemoryContextSwitchTo(req->cxt);
+
+				provider_search_prepare(req);
+				MemoryContextSwitchTo(old);
+				http_start(req);
+				p->tokens -= 1;
+				claimed++;
+			}
+			if (list_length(todo) == allowance)
+				*more = true;
+		}
+
+		/*
+		 * Nothing to search for (what is due is a lookup by provider id): do not
+		 * ask again for a second, whatever the rounds in between.
+		 */
+		if (tried && found == 0)
+			searches_idle_until = TimestampTzPlusMilliseconds(now, 1000);
+	}
+
+	/*
 	 * When some provider still has due calls it could not take, the loop comes
 	 * back as soon as slots free up: no need to ask when the next call is due.
 	 */
+	if (search_token_at != 0 && (next == 0 || search_token_at < next))
+		next = search_token_at;
 	if ((*more || *waiting) && next == 0)
 		return 0;
 
@@ -422,7 +496,8 @@ dispatch_round(int cap, bool woken, bool *more, bool *waiting)
 		if (due != 0 && (next == 0 || due < next))
 			next = due;
 		if (reconcile_at != 0 && reconcile_at <= now && claimed == 0)
-			reconcile_at = TimestampTzPlusMilliseconds(now, 1000);
+			reconcile_at = search_token_at != 0 ? search_token_at :
+				TimestampTzPlusMilliseconds(now, 1000);
 		if (reconcile_at != 0 && (next == 0 || reconcile_at < next))
 			next = reconcile_at;
 	}

@@ -205,6 +205,7 @@ CREATE TABLE dialer.scheduled_calls (
 	updated_at			timestamptz NOT NULL DEFAULT now(),
 	finished_at			timestamptz,
 	reconciled_at		timestamptz,
+	reconcile_searches	int NOT NULL DEFAULT 0 CHECK (reconcile_searches >= 0),
 	CONSTRAINT deadline_after_run_at CHECK (deadline IS NULL OR deadline > run_at)
 );
 
@@ -237,6 +238,7 @@ COMMENT ON COLUMN dialer.scheduled_calls.provider_status IS 'Last status the pro
 COMMENT ON COLUMN dialer.scheduled_calls.last_error IS 'Last error of the call: the provider''s code and message, or a transport error (never secrets)';
 COMMENT ON COLUMN dialer.scheduled_calls.created_at IS 'When the call was enqueued';
 COMMENT ON SEQUENCE dialer.scheduled_calls_id_seq IS 'Identity of dialer.scheduled_calls.id (call ids)';
+COMMENT ON COLUMN dialer.scheduled_calls.reconcile_searches IS 'How many times the call, unknown without a provider call id, was searched for at its provider by what was sent (at most 3; back to 0 when a search settles it or retry_call starts a new run)';
 
 -- The claim: due calls of one provider, highest priority then earliest first.
 CREATE INDEX scheduled_calls_claim_idx ON dialer.scheduled_calls
@@ -248,6 +250,10 @@ CREATE INDEX scheduled_calls_next_idx ON dialer.scheduled_calls
 -- reconciliation with the provider, crash recovery.
 CREATE INDEX scheduled_calls_active_idx ON dialer.scheduled_calls
 	(provider, updated_at) WHERE status IN ('dispatching', 'dialing', 'unknown');
+-- Unknown calls without a provider call id still to be searched for at their
+-- provider (dialer.claim_searches), by last news.
+CREATE INDEX scheduled_calls_search_idx ON dialer.scheduled_calls (provider, updated_at)
+	WHERE status = 'unknown' AND provider_call_id IS NULL AND reconcile_searches < 3;
 -- The stats of a day, per campaign.
 CREATE INDEX scheduled_calls_run_at_idx ON dialer.scheduled_calls (run_at);
 CREATE INDEX scheduled_calls_to_number_idx ON dialer.scheduled_calls (to_number, run_at);

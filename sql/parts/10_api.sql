@@ -330,7 +330,7 @@ COMMENT ON FUNCTION dialer.cancel_call(bigint) IS
 
 /*
  * Puts a failed, unknown or expired call back in the queue, due now, with a fresh run
- * of max_attempts attempts.  An expired call loses its deadline (else it would expire
+ * of max_attempts attempts (and, should it end unknown again, 3 fresh searches).  An expired call loses its deadline (else it would expire
  * again at once).  Any other status: false, nothing changes.
  */
 CREATE FUNCTION dialer.retry_call(call_id bigint)
@@ -348,7 +348,7 @@ BEGIN
 	UPDATE dialer.scheduled_calls c
 	   SET status = 'scheduled', next_attempt_at = now(), attempts_base = c.attempts,
 		   deadline = CASE WHEN v_call.status = 'expired' THEN NULL ELSE c.deadline END,
-		   updated_at = now(), finished_at = NULL
+		   updated_at = now(), finished_at = NULL, reconcile_searches = 0
 	 WHERE c.id = v_call.id;
 	INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
 	VALUES (v_call.id, 'requeued', v_call.status, 'scheduled',

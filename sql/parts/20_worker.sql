@@ -337,6 +337,23 @@ CREATE TRIGGER providers_changed AFTER INSERT OR UPDATE OR DELETE ON dialer.prov
 	FOR EACH STATEMENT EXECUTE FUNCTION dialer.providers_changed();
 
 /*
+ * When an unknown call without a provider call id is next due for a search at its
+ * provider by what was sent (see dialer.claim_searches): reconcile_after after its
+ * last news, then 2 and 4 times reconcile_after after the previous search.
+ */
+CREATE FUNCTION dialer.search_due_at(updated_at timestamptz, reconciled_at timestamptz, searches int)
+RETURNS timestamptz
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT greatest(updated_at, coalesce(reconciled_at, updated_at))
+		   + current_setting('dialer.reconcile_after')::interval * power(2, searches);
+$$;
+COMMENT ON FUNCTION dialer.search_due_at(timestamptz, timestamptz, int) IS
+	'Worker: when an unknown call without a provider call id is next searched for at its provider (reconcile_after after its last news or search, doubling with each search)';
+
+/*
  * When the worker must next look at the queue: the earliest next_attempt_at of a
  * scheduled call of an enabled provider, leaving out providers the worker knows
  * are blocked (at capacity or out of calls-per-second budget; it times those
@@ -358,6 +375,7 @@ AS $$
 		   -- looked up when neither news nor a lookup came for reconcile_after; the
 		   -- oldest 100 by news per provider bound the search (a later one is found
 		   -- by the claim at the latest when those fall due)
+		   least(
 		   (SELECT min(r.last_contact) + current_setting('dialer.reconcile_after')::interval
 			  FROM dialer.providers p
 			 CROSS JOIN LATERAL (SELECT greatest(c.updated_at, c.reconciled_at) AS last_contact
@@ -366,10 +384,19 @@ AS $$
 									AND (c.status = 'dialing'
 										 OR (c.status = 'unknown' AND c.provider_call_id IS NOT NULL))
 								  ORDER BY c.updated_at LIMIT 100) r
-			 WHERE p.enabled);
+			 WHERE p.enabled),
+		   -- unknown calls without a provider call id, due for a search by what was sent
+		   (SELECT min(dialer.search_due_at(s.updated_at, s.reconciled_at, s.reconcile_searches))
+			  FROM dialer.providers p
+			 CROSS JOIN LATERAL (SELECT c.updated_at, c.reconciled_at, c.reconcile_searches
+								   FROM dialer.scheduled_calls c
+								  WHERE c.provider = p.name AND c.status = 'unknown'
+									AND c.provider_call_id IS NULL AND c.reconcile_searches < 3
+								  ORDER BY c.updated_at LIMIT 100) s
+			 WHERE p.enabled AND p.kind IN ('twilio', 'backend')));
 $$;
 COMMENT ON FUNCTION dialer.next_due_at(text[]) IS
-	'Worker: earliest next_attempt_at of a scheduled call of an enabled provider not in blocked_providers, and when the next call falls due for reconciliation (NULL: none)';
+	'Worker: earliest next_attempt_at of a scheduled call of an enabled provider not in blocked_providers, and when the next call falls due for reconciliation: a lookup by provider call id or a search by what was sent (NULL: none)';
 
 /*
  * Calls to look up at their provider because its word is overdue: dialing with no
@@ -463,6 +490,223 @@ END;
 $$;
 COMMENT ON FUNCTION dialer.apply_reconciliation(bigint, text, int, text, text) IS
 	'Worker: applies a provider''s answer to a call lookup (status, duration, answered_by, ...) like a callback; records a failed lookup as an event';
+
+/*
+ * Unknown calls of one provider that have no provider call id (the worker died,
+ * failed over, or lost the answer before a call id was stored), due for a search
+ * at the provider by what was sent: Twilio's Calls list by To, From and a start
+ * at or after the claim of the call's last attempt; a backend's
+ * GET /call?idempotency_key= with the attempt's Idempotency-Key.  A call is searched
+ * at most 3 times (dialer.search_due_at: reconcile_after after its last news, then
+ * 2 and 4 times reconcile_after after the previous search); each claim is counted
+ * and stamped before the search leaves.  Returns what to search for, as JSON:
+ * kind, to, from, after (the claim, UTC, to the second), idempotency_key,
+ * attempt, search (1..3) and of (3).  voice_api providers offer no such search.
+ */
+CREATE FUNCTION dialer.claim_searches(provider text, max_calls int)
+RETURNS TABLE (id bigint, search text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+DECLARE
+	v_kind text;
+	v_from text;
+BEGIN
+	SELECT p.kind, p.from_number INTO v_kind, v_from
+	  FROM dialer.providers p WHERE p.name = claim_searches.provider AND p.enabled;
+	IF NOT FOUND OR v_kind NOT IN ('twilio', 'backend') OR max_calls < 1 THEN
+		RETURN;
+	END IF;
+
+	RETURN QUERY
+	WITH due AS (
+		SELECT c.id FROM dialer.scheduled_calls c
+		 WHERE c.provider = claim_searches.provider AND c.status = 'unknown'
+		   AND c.provider_call_id IS NULL AND c.reconcile_searches < 3 AND c.attempts > 0
+		   AND dialer.search_due_at(c.updated_at, c.reconciled_at, c.reconcile_searches) <= now()
+		 ORDER BY c.updated_at
+		 LIMIT max_calls
+		   FOR UPDATE OF c SKIP LOCKED
+	), upd AS (
+		UPDATE dialer.scheduled_calls c
+		   SET reconciled_at = now(), reconcile_searches = c.reconcile_searches + 1
+		  FROM due WHERE c.id = due.id
+		RETURNING c.id, c.to_number, c.from_number, c.attempts, c.reconcile_searches
+	)
+	SELECT u.id, jsonb_strip_nulls(jsonb_build_object(
+			'kind', v_kind,
+			'to', u.to_number::text,
+			'from', coalesce(u.from_number::text, v_from),
+			'after', to_char(date_trunc('second', a.requested_at) AT TIME ZONE 'UTC',
+							 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+			'idempotency_key', a.idempotency_key,
+			'attempt', u.attempts,
+			'search', u.reconcile_searches,
+			'of', 3))::text
+	  FROM upd u
+	  LEFT JOIN dialer.call_attempts a ON a.call_id = u.id AND a.attempt = u.attempts;
+END;
+$$;
+COMMENT ON FUNCTION dialer.claim_searches(text, int) IS
+	'Worker: up to max_calls unknown calls of a provider without a provider call id, due for a search by what was sent (at most 3 searches each), counted and stamped; returns what to search for as JSON';
+
+/*
+ * Applies the answer to a search for an unknown call without a provider call id
+ * (dialer.claim_searches): Twilio's Calls list page, or a backend's
+ * {"calls": [...]}.  A record is a candidate when it is not already the call of
+ * another attempt or call, and (Twilio) its to and from are what was sent and it
+ * was created at or after the claim (to the second: a provider creates a call
+ * only after the claim committed); (backend) it does not name another
+ * Idempotency-Key.  Exactly one candidate settles the call like a callback
+ * (dialer.apply_provider_status, event 'reconciled' naming the search): its id is
+ * stored on the call and the attempt, its status moves the call.  No candidate, more
+ * than one (never guessed), a Twilio page that may not hold them all, or a failed
+ * search leaves the call unknown, with a 'reconcile_search' event saying what was
+ * searched and what was found.
+ */
+CREATE FUNCTION dialer.apply_search(call_id bigint, search jsonb, http_status int, body text, error text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+DECLARE
+	v_kind text := search->>'kind';
+	v_after timestamptz;
+	v_doc jsonb;
+	v_rec jsonb;
+	v_id text;
+	v_at timestamptz;
+	v_older boolean := false;
+	v_cands jsonb := '[]';
+	v_n int;
+	v_result text;
+	v_detail jsonb;
+	v_call dialer.scheduled_calls;
+BEGIN
+	SELECT * INTO v_call FROM dialer.scheduled_calls c WHERE c.id = apply_search.call_id FOR UPDATE;
+	IF NOT FOUND THEN
+		RETURN;
+	END IF;
+	BEGIN
+		v_after := (search->>'after')::timestamptz;
+	EXCEPTION WHEN others THEN
+		v_after := NULL;
+	END;
+	IF http_status BETWEEN 200 AND 299 THEN
+		BEGIN
+			v_doc := body::jsonb;
+		EXCEPTION WHEN others THEN
+			v_doc := NULL;
+		END;
+	END IF;
+	v_detail := jsonb_build_object('lookup', 'search',
+								   'searched', search - 'kind',
+								   'http_status', http_status,
+								   'searches_left', greatest(coalesce((search->>'of')::int, 3)
+															 - coalesce((search->>'search')::int, 0), 0));
+
+	IF v_doc IS NULL OR jsonb_typeof(v_doc) <> 'object' OR jsonb_typeof(v_doc->'calls') IS DISTINCT FROM 'array'
+	   OR (v_kind = 'twilio' AND v_after IS NULL) THEN
+		v_result := CASE WHEN v_kind = 'backend' AND http_status IS NOT NULL AND http_status NOT BETWEEN 200 AND 299
+						 THEN 'not_offered' ELSE 'failed' END;
+		v_detail := v_detail || jsonb_strip_nulls(jsonb_build_object(
+			'error', coalesce(error, CASE
+				WHEN v_result = 'not_offered' THEN format('the backend answered HTTP %s to GET /call?idempotency_key=: it offers no lookup by Idempotency-Key', http_status)
+				WHEN http_status BETWEEN 200 AND 299 THEN 'answer without a calls list'
+				WHEN http_status IS NOT NULL THEN format('the provider answered HTTP %s', http_status) END)));
+	ELSE
+		FOR v_rec IN SELECT e.value FROM jsonb_array_elements(v_doc->'calls') e LOOP
+			CONTINUE WHEN jsonb_typeof(v_rec) <> 'object';
+			v_id := nullif(v_rec->>(CASE v_kind WHEN 'twilio' THEN 'sid' ELSE 'call_id' END), '');
+			IF v_kind = 'twilio' THEN
+				BEGIN
+					v_at := (v_rec->>'date_created')::timestamptz;
+				EXCEPTION WHEN others THEN
+					v_at := NULL;
+				END;
+				IF v_at < date_trunc('second', v_after) THEN
+					v_older := true;
+				END IF;
+				CONTINUE WHEN v_at IS NULL OR v_at < date_trunc('second', v_after)
+						   OR v_rec->>'to' IS DISTINCT FROM search->>'to'
+						   OR v_rec->>'from' IS DISTINCT FROM search->>'from';
+			ELSE
+				CONTINUE WHEN v_rec ? 'idempotency_key'
+						   AND v_rec->>'idempotency_key' IS DISTINCT FROM search->>'idempotency_key';
+			END IF;
+			CONTINUE WHEN v_id IS NULL;
+			-- a record already known as another call's (or another attempt's) is not this one
+			CONTINUE WHEN EXISTS (SELECT 1 FROM dialer.call_attempts a
+								   WHERE a.provider_call_id = v_id
+									 AND (a.call_id <> apply_search.call_id OR a.attempt <> v_call.attempts))
+					   OR EXISTS (SELECT 1 FROM dialer.scheduled_calls c
+								   WHERE c.provider_call_id = v_id AND c.id <> apply_search.call_id);
+			v_cands := v_cands || jsonb_build_array(jsonb_strip_nulls(jsonb_build_object(
+				'id', v_id, 'status', v_rec->>'status', 'date_created', v_rec->>'date_created',
+				'duration', v_rec->>'duration', 'answered_by', v_rec->>'answered_by')));
+		END LOOP;
+		v_n := jsonb_array_length(v_cands);
+		v_result := CASE
+			WHEN v_n > 1 THEN 'ambiguous'
+			-- Twilio lists newest first: a further page may hold more when none was older
+			WHEN v_kind = 'twilio' AND v_doc->>'next_page_uri' IS NOT NULL AND NOT v_older THEN 'incomplete'
+			WHEN v_n = 0 THEN 'not_found'
+			ELSE 'found' END;
+		v_detail := v_detail || jsonb_build_object('records', jsonb_array_length(v_doc->'calls'),
+												   'candidates', v_cands);
+	END IF;
+
+	IF v_result = 'found' AND v_call.status = 'unknown' AND v_call.provider_call_id IS NULL THEN
+		v_rec := v_cands->0;
+		v_detail := v_detail || jsonb_build_object('search_result', 'found');
+		IF dialer.provider_status_outcome(dialer.normalize_provider_status(coalesce(v_rec->>'status', ''))) IS NOT NULL THEN
+			PERFORM dialer.apply_provider_status(
+				apply_search.call_id, v_rec->>'status', v_rec->>'id', NULL,
+				jsonb_strip_nulls(jsonb_build_object(
+					'duration_seconds', CASE WHEN (v_rec->>'duration') ~ '^[0-9]+$' THEN (v_rec->>'duration')::int END,
+					'answered_by', v_rec->>'answered_by')),
+				v_detail, 'reconciled',
+				format('search/%s/%s', v_rec->>'id', v_rec->>'status'));
+		ELSE
+			-- a status pg_dialer does not know (a backend's own word): the provider has
+			-- the call, so it is under way; its id is stored for later lookups
+			UPDATE dialer.call_attempts a SET provider_call_id = coalesce(a.provider_call_id, v_rec->>'id'),
+											   provider_status = coalesce(v_rec->>'status', a.provider_status)
+			 WHERE a.call_id = apply_search.call_id AND a.attempt = v_call.attempts;
+			UPDATE dialer.scheduled_calls c
+			   SET status = 'dialing', provider_call_id = v_rec->>'id',
+				   provider_status = coalesce(v_rec->>'status', c.provider_status), updated_at = now()
+			 WHERE c.id = apply_search.call_id;
+			INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
+			VALUES (apply_search.call_id, 'reconciled', 'unknown', 'dialing',
+					v_detail || jsonb_strip_nulls(jsonb_build_object(
+						'provider_call_id', v_rec->>'id', 'provider_status', v_rec->>'status',
+						'attempt', v_call.attempts,
+						'note', 'a provider status pg_dialer does not know: the call is taken as under way')));
+		END IF;
+		-- settled: a later attempt that ends unknown gets its own searches
+		UPDATE dialer.scheduled_calls c SET reconcile_searches = 0 WHERE c.id = apply_search.call_id;
+		RETURN;
+	END IF;
+
+	INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
+	VALUES (apply_search.call_id, 'reconcile_search', v_call.status, v_call.status,
+			v_detail || jsonb_build_object(
+				'result', v_result,
+				'message', CASE v_result
+					WHEN 'not_found' THEN 'no record the provider holds matches what was sent'
+					WHEN 'ambiguous' THEN 'several records match what was sent: none is taken'
+					WHEN 'incomplete' THEN 'more records than one page match: none is taken'
+					WHEN 'found' THEN 'the call was settled meanwhile: nothing changed'
+					WHEN 'not_offered' THEN 'the backend offers no lookup by Idempotency-Key'
+					ELSE 'the search failed' END
+				|| CASE WHEN (v_detail->>'searches_left')::int = 0 AND v_result <> 'found'
+						THEN '; no search is left: the call stays unknown (check it at the provider, then dialer.retry_call() or leave it)'
+						ELSE '' END));
+END;
+$$;
+COMMENT ON FUNCTION dialer.apply_search(bigint, jsonb, int, text, text) IS
+	'Worker: applies the answer to a search for an unknown call without a provider call id: exactly one matching record settles it (event reconciled), else it stays unknown with a reconcile_search event (not_found, ambiguous, incomplete, failed, not_offered)';
 
 /*
  * The provider configurations the worker dispatches with (secrets included: only

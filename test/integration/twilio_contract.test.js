@@ -152,3 +152,55 @@ test('the contract check can fail: a request Twilio\'s spec refuses (an AccountS
   assert.ok(a.http_status >= 400 && a.http_status < 500, `HTTP ${a.http_status}`);
   assert.equal(a.error_code, `http_${a.http_status}`);
 });
+
+// Prism's verdict on a request: the validation errors it locates in the request (its answer is a
+// 500 when only its own example response breaks the spec: the list example's relative
+// first_page_uri/uri are not format "uri", which Twilio's real answers are not either).
+async function prismRequestErrors(url, headers) {
+  const r = await request(url, { headers });
+  let v = [];
+  try { v = JSON.parse(r.text).validation || []; } catch { v = []; }
+  return { status: r.status, errors: v.filter((e) => e.location && e.location[0] !== 'response'), text: r.text };
+}
+
+test('Prism accepts the Calls list search the dispatcher sends for an unknown call without a sid (To, From, StartTime>, PageSize)', { timeout: 30000 }, async () => {
+  const acc = sim.control.config().accountSid;
+  const ids = {};
+  for (const [suffix, base] of [['', prism.url], ['_twin', sim.url]]) {
+    const name = `${P}search${suffix}`;
+    providers.add(name);
+    await d.createProvider(db, { name, kind: 'twilio', base_url: base, account_sid: acc,
+      auth_token: '0123456789abcdef0123456789abcdef', from_number: '+15550400000', max_concurrency: null, calls_per_second: 1000 });
+    ids[suffix || 'prism'] = await d.enqueue(db, '+15550401200', { provider: name, payload: { message: 'x' } });
+  }
+  const all = Object.values(ids);
+  await d.waitForStatus(db, all, ['dialing'], { timeoutMs: 10000 });
+  // the answers were lost (set up as the owner): unknown, no sid, long ago, so a search is due
+  await db.query(`UPDATE dialer.scheduled_calls SET status = 'unknown', provider_call_id = NULL, provider_status = NULL,
+                         updated_at = now() - interval '1 hour' WHERE id = ANY($1)`, [all]);
+  await db.query(`UPDATE dialer.call_attempts SET provider_call_id = NULL, provider_status = NULL, http_status = NULL
+                   WHERE call_id = ANY($1)`, [all]);
+  await db.query('SELECT dialer.wake_worker()');
+  const searched = async (id) => (await d.events(db, id)).find((e) => e.event === 'reconcile_search' || e.event === 'reconciled');
+  await d.waitFor(async () => (await searched(ids.prism)) && (await searched(ids._twin)),
+    { timeoutMs: 10000, intervalMs: 100, message: 'both calls searched for' });
+
+  // the search as the dispatcher sent it (captured by the twin's simulator), replayed to Prism
+  const [g] = sim.control.requests(1000).filter((r) => r.method === 'GET' && r.path.startsWith(`/2010-04-01/Accounts/${acc}/Calls.json?`));
+  assert.ok(g, 'the twin received the search');
+  const q = new URL(g.path, 'http://x').searchParams;
+  assert.deepEqual([...q.keys()], ['To', 'From', 'StartTime>', 'PageSize']);
+  assert.equal(q.get('To'), '+15550401200');
+  const verdict = await prismRequestErrors(prism.url + g.path, { Authorization: g.headers.authorization });
+  assert.notEqual(verdict.status, 422, `Prism refused the search: ${verdict.text.slice(0, 2000)}`);
+  assert.deepEqual(verdict.errors, [], 'no validation error in the request');
+  // and sent by the dispatcher itself, Prism did not refuse the request (422) either
+  const ev = await searched(ids.prism);
+  assert.notEqual(ev.detail.http_status, 422, `Prism refused the dispatcher's search: ${JSON.stringify(ev.detail)}`);
+  assert.ok(ev.detail.http_status, `Prism answered: ${JSON.stringify(ev.detail)}`);
+
+  // the check can fail: a PageSize over Twilio's 1000 is located in the request and refused
+  const bad = await prismRequestErrors(prism.url + g.path.replace('PageSize=50', 'PageSize=5000'), { Authorization: g.headers.authorization });
+  assert.equal(bad.status, 422, bad.text.slice(0, 500));
+  assert.deepEqual(bad.errors.map((e) => e.location.join('.')), ['query.pagesize']);
+});

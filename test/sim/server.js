@@ -59,6 +59,7 @@ const DEFAULTS = {
   // backend
   token: null,             // required bearer token for backend (null = not checked)
   briefScript: 'Hello, this is an automated call for {to_number}. {purpose}',
+  searchByKey: true,       // offer GET /call?idempotency_key= (false: 404, as a backend without it)
   // voice_api
   apiKey: 'vk_test_key',   // required bearer key for voice_api (null = not checked)
 };
@@ -263,23 +264,54 @@ function twilioKind(sim) {
     sendJson(res, 200, resource(call));
   }
 
+  // A StartTime filter value: a UTC day (YYYY-MM-DD) or an instant; null when unreadable.
+  function timeFilter(v) {
+    if (/^\d{4}-\d{2}-\d{2}$/.test(v)) return { day: v };
+    const ms = Date.parse(v);
+    return Number.isNaN(ms) ? null : { ms };
+  }
+  const dayOf = (ms) => new Date(ms).toISOString().slice(0, 10);
+
+  // GET Calls.json: To, From, Status and StartTime / StartTime> (on or after) / StartTime<
+  // (before), each a day or an instant; newest first, paged by PageSize and Page. The call's
+  // start is its start time, or its creation while it has not started (the simulator does
+  // not model Twilio's queueing delay).
   function list(ctx, res) {
     if (!authOk(ctx.headers.authorization) || ctx.params.account !== cfg.accountSid) return unauthorized(res);
     const q = new URLSearchParams(ctx.query);
     const to = q.get('To'); const from = q.get('From'); const status = q.get('Status');
     const pageSize = Math.min(Math.max(parseInt(q.get('PageSize') || '50', 10) || 50, 1), 1000);
+    const pageNo = Math.max(parseInt(q.get('Page') || '0', 10) || 0, 0);
+    const filters = [];
+    for (const [name, cmp] of [['StartTime', 'on'], ['StartTime>', 'after'], ['StartTime<', 'before']]) {
+      const v = q.get(name);
+      if (v === null) continue;
+      const f = timeFilter(v);
+      if (!f) return bad(res, 20001, `Invalid ${name}: ${v}`);
+      filters.push({ ...f, cmp });
+    }
     const out = [];
     for (const c of sim.calls.values()) {
       if (to && c.to !== to) continue;
       if (from && c.from !== from) continue;
       if (status && c.status !== status) continue;
+      const start = c.start_ms || c.created_ms;
+      if (!filters.every((f) => {
+        const a = f.day !== undefined ? dayOf(start) : start;
+        const b = f.day !== undefined ? f.day : f.ms;
+        return f.cmp === 'on' ? a === b : f.cmp === 'after' ? a >= b : a < b;
+      })) continue;
       out.push(c);
     }
     out.reverse(); // newest first, like Twilio
-    const page = out.slice(0, pageSize).map(resource);
-    const uri = `/2010-04-01/Accounts/${cfg.accountSid}/Calls.json?PageSize=${pageSize}&Page=0`;
-    sendJson(res, 200, { calls: page, end: page.length ? page.length - 1 : 0, first_page_uri: uri,
-      next_page_uri: null, page: 0, page_size: pageSize, previous_page_uri: null, start: 0, uri });
+    const page = out.slice(pageNo * pageSize, (pageNo + 1) * pageSize).map(resource);
+    const base = `/2010-04-01/Accounts/${cfg.accountSid}/Calls.json`;
+    const keep = [...q.entries()].filter(([k]) => k !== 'Page' && k !== 'PageSize' && k !== 'PageToken');
+    const uriOf = (n) => `${base}?${new URLSearchParams([...keep, ['PageSize', String(pageSize)], ['Page', String(n)]])}`;
+    const more = out.length > (pageNo + 1) * pageSize;
+    sendJson(res, 200, { calls: page, end: pageNo * pageSize + Math.max(page.length - 1, 0), first_page_uri: uriOf(0),
+      next_page_uri: more ? uriOf(pageNo + 1) : null, page: pageNo, page_size: pageSize,
+      previous_page_uri: pageNo > 0 ? uriOf(pageNo - 1) : null, start: pageNo * pageSize, uri: uriOf(pageNo) });
   }
 
   const R_CREATE = { name: 'create_call', template: T_CREATE, placing: true, handle: create };
@@ -398,6 +430,26 @@ function backendKind(sim) {
     sendJson(res, 200, { call_id: c.call_id, status: c.status, to_number: c.to_number });
   }
 
+  // GET /call?idempotency_key=K: the calls started with that Idempotency-Key (the optional
+  // lookup pg_dialer uses for an unknown call without a call id); 404 when the simulator is
+  // configured without it (searchByKey: false), like a backend that does not offer it.
+  function findByKey(ctx, res) {
+    if (!cfg.searchByKey) return sendJson(res, 404, { error: 'not_found', path: ctx.path });
+    if (!bearerOk(ctx.headers.authorization, cfg.token)) {
+      return sendJson(res, 401, { error: 'unauthorized', detail: 'missing or invalid bearer token' });
+    }
+    const key = new URLSearchParams(ctx.query).get('idempotency_key');
+    if (!key) return sendJson(res, 400, { error: 'missing_idempotency_key' });
+    const calls = [];
+    for (const c of sim.calls.values()) {
+      if (c.idempotency_key === key) {
+        calls.push({ call_id: c.call_id, status: c.status, to_number: c.to_number, idempotency_key: key });
+      }
+    }
+    sendJson(res, 200, { calls });
+  }
+
+  const R_FIND = { name: 'find_calls', template: '/call', handle: findByKey };
   const R_START = { name: 'start', template: '/call/start', placing: true, handle: start };
   const R_BRIEF = { name: 'brief', template: '/call/brief', handle: brief };
   const R_GET = { name: 'get_call', template: '/call/{id}', handle: getCall };
@@ -407,6 +459,7 @@ function backendKind(sim) {
       if (method === 'POST' && p === '/call/start') return { r: R_START, params: {} };
       if (method === 'POST' && p === '/call/brief') return { r: R_BRIEF, params: {} };
       if (method === 'GET' && p.startsWith('/call/')) return { r: R_GET, params: { id: p.slice(6) } };
+      if (method === 'GET' && p === '/call') return { r: R_FIND, params: {} };
       return null;
     },
     callIdOf: jsonCallId,
@@ -661,6 +714,14 @@ function callbackEngine(sim) {
 
 /* ------------------------------------------------------------------ faults */
 
+// A response that goes nowhere: with a fault's `create`, the route handles the request (the
+// call is created, as a provider that received it would) and its answer is dropped.
+function discardedAnswer() {
+  return { destroyed: false, writableEnded: false, headersSent: false, statusCode: 0,
+    writeHead(code) { this.statusCode = code; this.headersSent = true; return this; },
+    setHeader() {}, write() { return true }, end() { this.writableEnded = true; }, on() { return this; } };
+}
+
 function normalizeRule(r) {
   if (!r || typeof r !== 'object') throw new Error('a fault rule must be an object');
   const mode = r.mode;
@@ -681,6 +742,7 @@ function normalizeRule(r) {
   if (r.content_length !== undefined) rule.content_length = Boolean(r.content_length);
   if (r.body !== undefined) rule.body = String(r.body);
   if (r.rst !== undefined) rule.rst = Boolean(r.rst);
+  if (r.create !== undefined) rule.create = Boolean(r.create);
   rule.applied = 0;
   return rule;
 }
@@ -794,10 +856,12 @@ async function startSimulator(options = {}) {
         return sendJson(res, 503, kind.errorBody(503),
           rule.retry_after === undefined ? undefined : { 'Retry-After': String(rule.retry_after) });
       case 'hang':
+        if (rule.create) ctx.r.handle(ctx, discardedAnswer());
         hung.add(res);
         res.on('close', () => hung.delete(res));
         return undefined;
       case 'reset': {
+        if (rule.create) ctx.r.handle(ctx, discardedAnswer());
         const s = ctx.req.socket;
         if (rule.rst !== false && typeof s.resetAndDestroy === 'function') s.resetAndDestroy();
         else s.destroy();
@@ -960,7 +1024,7 @@ async function startSimulator(options = {}) {
     configure(patch) {
       const allowed = ['latency', 'logLimit', 'logHeaders', 'callbacks', 'callbackTarget', 'callbackDelays',
         'callDuration', 'outcomes', 'defaultOutcome', 'answeredBy', 'callbackRepeat', 'callbackReverse',
-        'invalidNumbers', 'briefScript', 'accountSid', 'authToken', 'apiKeys', 'token', 'apiKey', 'maxCalls',
+        'invalidNumbers', 'briefScript', 'searchByKey', 'accountSid', 'authToken', 'apiKeys', 'token', 'apiKey', 'maxCalls',
         'callbackLogLimit'];
       for (const k of Object.keys(patch || {})) {
         if (!allowed.includes(k)) throw new Error(`unknown or read-only setting ${k}`);

@@ -1,0 +1,147 @@
+-- pgTAP: searching for unknown calls without a provider call id (issue 8, item 3), the SQL
+-- rules without a worker: which calls are claimed and when (at most 3 searches), and how
+-- dialer.apply_search chooses a record of Twilio's Calls list (to/from, created at or after
+-- the claim to the second, never a record known as another call's, never a guess between
+-- two, not from an incomplete page).  Runs in dialer_tap (no worker); one transaction, rolled
+-- back.  dialer.reconcile_after is its default, 15 min.
+\set ON_ERROR_STOP on
+\set QUIET on
+SET client_min_messages = warning;
+
+BEGIN;
+SELECT plan(27);
+
+INSERT INTO dialer.providers (name, kind, base_url, account_sid, auth_token, from_number)
+VALUES ('tap_tw', 'twilio', 'http://127.0.0.1:9', 'AC0123456789abcdef0123456789abcdef',
+		'0123456789abcdef0123456789abcdef', '+15550100000');
+INSERT INTO dialer.providers (name, kind, base_url, from_number)
+VALUES ('tap_va', 'voice_api', 'http://127.0.0.1:9', '+15550100000');
+
+-- unknown calls without a provider call id, claimed an hour ago (ids by to_number)
+CREATE TEMP TABLE t_calls AS
+WITH ins AS (
+	INSERT INTO dialer.scheduled_calls (status, run_at, next_attempt_at, to_number, provider, max_attempts,
+										attempts, updated_at)
+	SELECT 'unknown', now() - interval '1 hour', now() - interval '1 hour', n, p, 3, 1, now() - interval '1 hour'
+	  FROM (VALUES ('+15550600001', 'tap_tw'), ('+15550600002', 'tap_tw'), ('+15550600003', 'tap_tw'),
+				   ('+15550600004', 'tap_tw'), ('+15550600005', 'tap_tw'), ('+15550600009', 'tap_va')) v(n, p)
+	RETURNING id, to_number::text AS to_number
+)
+SELECT * FROM ins;
+INSERT INTO dialer.call_attempts (call_id, attempt, requested_at, idempotency_key)
+SELECT id, 1, date_trunc('second', now()) - interval '1 hour' + interval '0.7 second', 'pgd-' || id FROM t_calls;
+-- a call of the same number whose sid is known
+INSERT INTO dialer.scheduled_calls (status, run_at, next_attempt_at, to_number, provider, max_attempts,
+									attempts, provider_call_id)
+VALUES ('dialing', now(), now(), '+15550600002', 'tap_tw', 3, 1, 'CAknown000000000000000000000000000');
+
+CREATE FUNCTION pg_temp.cid(n text) RETURNS bigint LANGUAGE sql AS $$ SELECT id FROM t_calls WHERE to_number = n $$;
+-- a Calls list record as Twilio answers it
+CREATE FUNCTION pg_temp.rec(sid text, to_n text, created timestamptz, status text DEFAULT 'completed',
+							from_n text DEFAULT '+15550100000')
+RETURNS jsonb LANGUAGE sql AS $$
+	SELECT jsonb_build_object('sid', sid, 'to', to_n, 'from', from_n, 'status', status, 'duration', '9',
+							  'date_created', to_char(created AT TIME ZONE 'UTC', 'Dy, DD Mon YYYY HH24:MI:SS') || ' +0000')
+$$;
+CREATE FUNCTION pg_temp.page(recs jsonb, next_page text DEFAULT NULL) RETURNS text LANGUAGE sql AS $$
+	SELECT jsonb_build_object('calls', recs, 'next_page_uri', next_page, 'page', 0, 'page_size', 50)::text
+$$;
+CREATE FUNCTION pg_temp.last_event(p_id bigint) RETURNS dialer.call_events LANGUAGE sql AS $$
+	SELECT * FROM dialer.call_events e WHERE e.call_id = p_id ORDER BY e.id DESC LIMIT 1
+$$;
+
+/* ------------------------------------------------------------------ claiming */
+
+CREATE TEMP TABLE t_claim AS SELECT id, search::jsonb AS search FROM dialer.claim_searches('tap_tw', 100);
+SELECT is((SELECT count(*) FROM t_claim), 5::bigint, 'the 5 unknown Twilio calls without a sid are claimed');
+SELECT is((SELECT search FROM t_claim WHERE id = pg_temp.cid('+15550600001')),
+		  jsonb_build_object('kind', 'twilio', 'to', '+15550600001', 'from', '+15550100000',
+							 'after', to_char((date_trunc('second', now()) - interval '1 hour') AT TIME ZONE 'UTC',
+											  'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+							 'idempotency_key', 'pgd-' || pg_temp.cid('+15550600001'), 'attempt', 1, 'search', 1, 'of', 3),
+		  'what to search for: to, from, the claim to the second (UTC), the attempt');
+SELECT is((SELECT array_agg(DISTINCT reconcile_searches) FROM dialer.scheduled_calls WHERE id IN (SELECT id FROM t_claim)),
+		  ARRAY[1], 'each claim counts a search');
+SELECT is((SELECT count(*) FROM dialer.claim_searches('tap_tw', 100)), 0::bigint,
+		  'not claimed again before 2 x reconcile_after after the search');
+SELECT is((SELECT count(*) FROM dialer.claim_searches('tap_va', 100)), 0::bigint, 'a voice_api provider offers no search');
+UPDATE dialer.scheduled_calls SET reconciled_at = now() - interval '31 minutes' WHERE id = pg_temp.cid('+15550600005');
+SELECT is((SELECT array_agg(id) FROM dialer.claim_searches('tap_tw', 100)), ARRAY[pg_temp.cid('+15550600005')],
+		  'claimed again 2 x reconcile_after after the first search');
+UPDATE dialer.scheduled_calls SET reconciled_at = now() - interval '1 day', updated_at = now() - interval '1 day'
+ WHERE id = pg_temp.cid('+15550600005');
+SELECT is((SELECT count(*) FROM dialer.claim_searches('tap_tw', 100)), 1::bigint, 'a third search');
+UPDATE dialer.scheduled_calls SET reconciled_at = now() - interval '1 day', updated_at = now() - interval '1 day'
+ WHERE id = pg_temp.cid('+15550600005');
+SELECT is((SELECT count(*) FROM dialer.claim_searches('tap_tw', 100)), 0::bigint, 'never a fourth');
+SELECT ok(dialer.retry_call(pg_temp.cid('+15550600005')), 'retry_call');
+SELECT is((SELECT reconcile_searches FROM dialer.scheduled_calls WHERE id = pg_temp.cid('+15550600005')), 0,
+		  'retry_call gives the new run fresh searches');
+
+/* ------------------------------------------------------------------ choosing the record */
+
+-- 1: a record created a second before the claim's second is not it; one at the claim's second is
+SELECT dialer.apply_search(pg_temp.cid('+15550600001'), (SELECT search FROM t_claim WHERE id = pg_temp.cid('+15550600001')), 200,
+	pg_temp.page(jsonb_build_array(
+		pg_temp.rec('CAlater00000000000000000000000001', '+15550600001', date_trunc('second', now()) - interval '1 hour', 'busy'),
+		pg_temp.rec('CAbefore0000000000000000000000001', '+15550600001', date_trunc('second', now()) - interval '1 hour 1 second'),
+		pg_temp.rec('CAother00000000000000000000000001', '+15550600001', now(), 'completed', '+15559999999'))), NULL);
+SELECT is((SELECT (status, provider_call_id) FROM dialer.scheduled_calls WHERE id = pg_temp.cid('+15550600001')),
+		  ROW('busy'::text, 'CAlater00000000000000000000000001'::text),
+		  'the one record created at or after the claim, from the caller id sent, settles the call');
+SELECT is((SELECT (provider_call_id, provider_status, duration_seconds) FROM dialer.call_attempts
+			WHERE call_id = pg_temp.cid('+15550600001')),
+		  ROW('CAlater00000000000000000000000001'::text, 'busy'::text, 9), 'the sid, status and duration are on the attempt');
+SELECT is((pg_temp.last_event(pg_temp.cid('+15550600001'))).event, 'reconciled', 'event reconciled');
+SELECT is((pg_temp.last_event(pg_temp.cid('+15550600001'))).detail->'searched'->>'to', '+15550600001', 'naming what was searched');
+SELECT is((SELECT reconcile_searches FROM dialer.scheduled_calls WHERE id = pg_temp.cid('+15550600001')), 0,
+		  'a settled call has its searches counted afresh');
+
+-- 2: a record that is another call's is not this one (so no ambiguity)
+SELECT dialer.apply_search(pg_temp.cid('+15550600002'), (SELECT search FROM t_claim WHERE id = pg_temp.cid('+15550600002')), 200,
+	pg_temp.page(jsonb_build_array(
+		pg_temp.rec('CAknown000000000000000000000000000', '+15550600002', now(), 'in-progress'),
+		pg_temp.rec('CAmine0000000000000000000000000002', '+15550600002', now(), 'ringing'))), NULL);
+SELECT is((SELECT (status, provider_call_id) FROM dialer.scheduled_calls WHERE id = pg_temp.cid('+15550600002')),
+		  ROW('dialing'::text, 'CAmine0000000000000000000000000002'::text),
+		  'a record known as another call''s is left out; the other settles the call (ringing: dialing)');
+
+-- 3: two candidates: never guessed
+SELECT dialer.apply_search(pg_temp.cid('+15550600003'), (SELECT search FROM t_claim WHERE id = pg_temp.cid('+15550600003')), 200,
+	pg_temp.page(jsonb_build_array(
+		pg_temp.rec('CAa000000000000000000000000000003', '+15550600003', now()),
+		pg_temp.rec('CAb000000000000000000000000000003', '+15550600003', now()))), NULL);
+SELECT is((SELECT (status, provider_call_id) FROM dialer.scheduled_calls WHERE id = pg_temp.cid('+15550600003')),
+		  ROW('unknown'::text, NULL::text), 'two matching records: the call stays unknown');
+SELECT is((SELECT call_attempts.provider_call_id FROM dialer.call_attempts WHERE call_id = pg_temp.cid('+15550600003')), NULL,
+		  'and its attempt has no sid');
+SELECT is((pg_temp.last_event(pg_temp.cid('+15550600003'))).detail->>'result', 'ambiguous', 'event result ambiguous');
+SELECT is(jsonb_array_length((pg_temp.last_event(pg_temp.cid('+15550600003'))).detail->'candidates'), 2, 'listing both');
+
+-- 4: a full first page with a next page and no record older than the claim: incomplete
+SELECT dialer.apply_search(pg_temp.cid('+15550600004'), (SELECT search FROM t_claim WHERE id = pg_temp.cid('+15550600004')), 200,
+	pg_temp.page(jsonb_build_array(pg_temp.rec('CAc000000000000000000000000000004', '+15550600004', now())),
+				 '/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Calls.json?Page=1'), NULL);
+SELECT is((SELECT status FROM dialer.scheduled_calls WHERE id = pg_temp.cid('+15550600004')), 'unknown',
+		  'a page that may not hold every match settles nothing');
+SELECT is((pg_temp.last_event(pg_temp.cid('+15550600004'))).detail->>'result', 'incomplete', 'event result incomplete');
+
+-- 5: nothing found, a failed search, the last search
+SELECT dialer.apply_search(pg_temp.cid('+15550600004'), (SELECT search FROM t_claim WHERE id = pg_temp.cid('+15550600004')), 200,
+	pg_temp.page('[]'), NULL);
+SELECT is((pg_temp.last_event(pg_temp.cid('+15550600004'))).detail->>'result', 'not_found', 'an empty list: not_found');
+SELECT dialer.apply_search(pg_temp.cid('+15550600004'), (SELECT search FROM t_claim WHERE id = pg_temp.cid('+15550600004')), NULL,
+	NULL, 'Connection refused');
+SELECT is(((pg_temp.last_event(pg_temp.cid('+15550600004'))).detail->>'result',
+		   (pg_temp.last_event(pg_temp.cid('+15550600004'))).detail->>'error'),
+		  ROW('failed'::text, 'Connection refused'::text), 'no answer: failed, with the error');
+SELECT dialer.apply_search(pg_temp.cid('+15550600004'),
+	(SELECT search || '{"search": 3}' FROM t_claim WHERE id = pg_temp.cid('+15550600004')), 200, pg_temp.page('[]'), NULL);
+SELECT matches((pg_temp.last_event(pg_temp.cid('+15550600004'))).detail->>'message', 'no search is left',
+			   'the third search says no search is left');
+SELECT is((SELECT status FROM dialer.scheduled_calls WHERE id = pg_temp.cid('+15550600004')), 'unknown', 'still unknown');
+SELECT is((SELECT count(*) FROM dialer.call_events WHERE call_id = pg_temp.cid('+15550600004') AND event = 'reconcile_search'),
+		  4::bigint, 'one event per search answer');
+
+SELECT * FROM finish();
+ROLLBACK;
