@@ -27,6 +27,7 @@
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
+#include "replication/slot.h"
 #include "replication/walsender.h"
 #include "replication/walsender_private.h"
 #include "storage/ipc.h"
@@ -243,12 +244,44 @@ collect_finished(void)
 }
 
 /*
+ * Whether the walsender with this pid streams WAL for pg_basebackup: it holds
+ * the temporary slot pg_basebackup creates (named pg_basebackup_<pid>).  Such a
+ * stream reports a flush position only at WAL segment ends, and a backup is no
+ * standby: it must not hold dispatching up for as long as it runs.
+ */
+static bool
+streams_for_base_backup(pid_t pid)
+{
+	bool		found = false;
+	int			i;
+
+	if (ReplicationSlotCtl == NULL)
+		return false;
+	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
+	for (i = 0; i < max_replication_slots && !found; i++)
+	{
+		ReplicationSlot *slot = &ReplicationSlotCtl->replication_slots[i];
+
+		if (!slot->in_use)
+			continue;
+		SpinLockAcquire(&slot->mutex);
+		found = slot->active_pid == pid &&
+			slot->data.persistency == RS_TEMPORARY &&
+			strncmp(NameStr(slot->data.name), "pg_basebackup_", 14) == 0;
+		SpinLockRelease(&slot->mutex);
+	}
+	LWLockRelease(ReplicationSlotControlLock);
+	return found;
+}
+
+/*
  * Whether the connected physical standbys have flushed the WAL up to lsn, as
  * dialer.standby_wait asks: at least one of them (any) or every one (all).
- * A standby counts while its walsender streams or catches up; a logical
- * walsender (connected to a database) feeds a subscriber, which cannot be
- * promoted, and a base backup is no standby.  With no standby connected there
- * is nothing to wait for.  Reads the walsenders' shared state, as
+ * A standby counts while its walsender streams or catches up and once it has
+ * reported a flush position; a logical walsender (connected to a database)
+ * feeds a subscriber, which cannot be promoted, and pg_basebackup's WAL stream
+ * (no flush position with --no-slot, else its temporary slot) feeds a backup.
+ * With no standby connected there is nothing to wait for.  Reads the walsenders' shared state, as
  * pg_stat_replication does, with no transaction.
  */
 static bool
@@ -273,13 +306,14 @@ standbys_have_flushed(XLogRecPtr lsn, int *n_standbys, int *n_flushed)
 		state = walsnd->state;
 		flush = walsnd->flush;
 		SpinLockRelease(&walsnd->mutex);
-		if (pid == 0 || (state != WALSNDSTATE_STREAMING && state != WALSNDSTATE_CATCHUP))
+		if (pid == 0 || (state != WALSNDSTATE_STREAMING && state != WALSNDSTATE_CATCHUP) ||
+			XLogRecPtrIsInvalid(flush))
 			continue;
 		proc = BackendPidGetProc(pid);
-		if (proc == NULL || OidIsValid(proc->databaseId))
+		if (proc == NULL || OidIsValid(proc->databaseId) || streams_for_base_backup(pid))
 			continue;
 		(*n_standbys)++;
-		if (!XLogRecPtrIsInvalid(flush) && flush >= lsn)
+		if (flush >= lsn)
 			(*n_flushed)++;
 	}
 	if (*n_standbys == 0)

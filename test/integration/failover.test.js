@@ -3,6 +3,8 @@
 // (wal_level replica, pg_dialer preloaded) and a `pg_basebackup -R` standby (asynchronous
 // streaming replication).  What is proved:
 //   - synchronous replication (synchronous_standby_names): calls flow, the worker never waits;
+//   - a running pg_basebackup (its WAL stream reports a lagging flush position) is no standby:
+//     dispatching goes on while it runs;
 //   - a connected standby that stops flushing (its walreceiver stopped with SIGSTOP): claimed
 //     calls are not sent, worker_status() says 'waiting for standbys' (since when, which LSN),
 //     the log warns after dialer.standby_wait_timeout; a worker stopped meanwhile gives the
@@ -27,7 +29,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const net = require('node:net');
 const path = require('node:path');
-const { spawnSync } = require('node:child_process');
+const { spawn, spawnSync } = require('node:child_process');
 const { Client } = require('pg');
 const d = require('../lib/dialer');
 
@@ -398,6 +400,43 @@ test('a connected standby that stops flushing: claimed calls wait unsent, worker
   await db.query(`DELETE FROM dialer.scheduled_calls WHERE provider IN ('fo_wait', 'fo_sync')`);
   await db.query(`ALTER SYSTEM RESET dialer.standby_wait_timeout`);
   await db.query('SELECT pg_reload_conf()');
+});
+
+test('a running pg_basebackup, whose WAL stream reports a flush position that lags, does not hold dispatching up', { timeout: 60000, skip: WAIT_MODE === 'off' }, async () => {
+  const { db, primary } = pair;
+  const s = await sim();
+  await d.createProvider(db, d.twilioProvider('fo_bb', s));
+  const bin = path.join(PGBIN, 'pg_basebackup');
+  const args = ['-h', '127.0.0.1', '-p', String(primary.port), '-U', 'postgres', '-D', path.join(pair.dir, 'backup'),
+    '-X', 'stream', '--max-rate=32k', '--checkpoint=fast'];
+  // its own process group, so that it and its WAL-streaming child are stopped together
+  const child = AS_ROOT
+    ? spawn('runuser', ['-u', 'postgres', '--', bin, ...args], { detached: true, stdio: 'ignore' })
+    : spawn(bin, args, { detached: true, stdio: 'ignore' });
+  if (process.env.DIALER_PID_FILE) fs.appendFileSync(process.env.DIALER_PID_FILE, `${child.pid}\n`);
+  const exited = new Promise((resolve) => child.on('exit', resolve));
+  const backupStream = `SELECT r.flush_lsn, r.flush_lsn < pg_current_wal_flush_lsn() AS behind
+                          FROM pg_stat_replication r JOIN pg_replication_slots s ON s.active_pid = r.pid
+                         WHERE s.temporary AND s.slot_name LIKE 'pg\\_basebackup\\_%' AND r.state = 'streaming'`;
+  try {
+    await d.waitFor(async () => (await db.query(backupStream)).rows.length === 1,
+      { timeoutMs: 20000, message: 'pg_basebackup streaming WAL through its temporary slot' });
+    const t0 = Date.now();
+    const ids = await enqueueMany(db, 'fo_bb', '+1555074', 10);
+    await d.waitFor(async () => (await statuses(db, ids)).every((x) => x.status === 'dialing'),
+      { timeoutMs: 8000, message: 'the calls sent while the backup runs', describe: async () => JSON.stringify(await worker(db)) });
+    const took = Date.now() - t0;
+    // what makes this test meaningful: the backup's reported flush position is behind the claims
+    const bs = (await db.query(backupStream)).rows;
+    assert.equal(bs.length, 1, 'the backup still runs');
+    assert.equal(bs[0].behind, true, `the backup's flush position ${bs[0].flush_lsn} is behind the claims`);
+    assert.ok(took < 5000, `sent ${took} ms after enqueue`);
+    for (const id of ids) assert.equal(s.control.counts()[String(id)], 1);
+  } finally {
+    try { process.kill(-child.pid, 'SIGTERM'); } catch { /* gone */ }
+    await Promise.race([exited, sleep(10000)]);
+  }
+  await db.query(`DELETE FROM dialer.scheduled_calls WHERE provider = 'fo_bb'`);
 });
 
 test(`failover mid-drain (dialer.standby_wait = ${WAIT_MODE}): the promoted standby's worker never re-sends a call the old primary sent, and no call is lost`, { timeout: 180000 }, async () => {
