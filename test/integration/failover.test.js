@@ -3,12 +3,12 @@
 // (wal_level replica, pg_dialer preloaded) and a `pg_basebackup -R` standby (asynchronous
 // streaming replication).  What is proved:
 //   - synchronous replication (synchronous_standby_names): calls flow, the worker never waits;
-//   - a running pg_basebackup (its WAL stream reports a lagging flush position) is no standby:
-//     dispatching goes on while it runs;
 //   - a connected standby that stops flushing (its walreceiver stopped with SIGSTOP): claimed
 //     calls are not sent, worker_status() says 'waiting for standbys' (since when, which LSN),
 //     the log warns after dialer.standby_wait_timeout; a worker stopped meanwhile gives the
 //     claims back (scheduled, attempt not counted); once the standby flushes, they are sent once;
+//   - a running pg_basebackup (its WAL stream reports a lagging flush position) is no standby:
+//     dispatching goes on while it runs;
 //   - failover mid-drain: the standby lags (walreceiver stopped), the primary dies
 //     (`pg_ctl -m immediate`), the WAL in transit is lost (the walreceiver is killed), the
 //     standby is promoted and its worker takes over: no call requested twice at the provider,
