@@ -12,7 +12,8 @@ readme = root / "README.md"
 text = readme.read_text()
 head = text[: text.index("\n## Dispatching")]
 parts = []
-for name, title in [("dispatching", "Dispatching"), ("webhooks", "Webhooks"),
+for name, title in [("dispatching", "Dispatching"), ("replication", "Replication and failover"),
+                    ("webhooks", "Webhooks"),
                     ("campaigns", "Campaigns"), ("demo", "Demo"), ("performance", "Performance")]:
     body = (root / "doc" / f"{name}.md").read_text().strip()
     body = re.sub(r"\A## [^\n]*", f"## {title}", body)

@@ -176,6 +176,7 @@ extern void outcome_accepted_with_id(DialerRequest *req, DialerOutcome *out);
 extern int	queue_recover(void);
 extern List *queue_load_providers(List *known);
 extern List *queue_claim(DialerProvider *provider, int max_calls, int *capacity);
+extern void queue_release(List *calls);
 extern void queue_store(DialerOutcome *outcomes, int n);
 extern TimestampTz queue_next_due(List *blocked_names, TimestampTz *reconcile_at);
 extern List *queue_claim_reconciliations(int max_calls);

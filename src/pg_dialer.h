@@ -11,6 +11,7 @@
 
 #include "postgres.h"
 
+#include "access/xlogdefs.h"
 #include "datatype/timestamp.h"
 #include "storage/spin.h"
 
@@ -34,6 +35,16 @@ extern char *dialer_default_timezone;
 extern char *dialer_call_window_start;
 extern char *dialer_call_window_end;
 extern int	dialer_reconcile_after_s;
+extern int	dialer_standby_wait;
+extern int	dialer_standby_wait_timeout_ms;
+
+/* dialer.standby_wait: which connected standbys must have flushed a claim before its requests leave */
+typedef enum DialerStandbyWait
+{
+	STANDBY_WAIT_OFF,
+	STANDBY_WAIT_ANY,
+	STANDBY_WAIT_ALL
+} DialerStandbyWait;
 
 extern void dialer_define_settings(void);
 
@@ -57,6 +68,8 @@ typedef struct DialerShared
 	char		last_error[DIALER_ERROR_LEN];
 	TimestampTz last_error_at;
 	uint32		providers_version;	/* bumped when a change to dialer.providers commits */
+	TimestampTz standby_wait_since; /* 0, or since when claimed calls wait for standbys */
+	XLogRecPtr	standby_wait_lsn;	/* the claim's commit LSN they wait for */
 } DialerShared;
 
 /* shared state (src/shmem.c) */

@@ -322,6 +322,39 @@ make_array(Datum *elems, bool *nulls, int n, Oid type)
 											  typlen, typbyval, typalign));
 }
 
+/*
+ * Gives claimed calls whose requests never left back to the queue
+ * (dialer.release_claims): the worker stops while their claim waits for
+ * standbys.
+ */
+void
+queue_release(List *calls)
+{
+	MemoryContext caller = queue_begin("pg_dialer: releasing unsent claims");
+	int			n = list_length(calls);
+	Datum	   *ids = palloc(sizeof(Datum) * n);
+	Datum	   *attempts = palloc(sizeof(Datum) * n);
+	Oid			types[2] = {INT8ARRAYOID, INT4ARRAYOID};
+	Datum		values[2];
+	ListCell   *lc;
+	int			i = 0;
+
+	foreach(lc, calls)
+	{
+		ClaimedCall *c = lfirst(lc);
+
+		ids[i] = Int64GetDatum(c->id);
+		attempts[i] = Int32GetDatum(c->attempt);
+		i++;
+	}
+	values[0] = make_array(ids, NULL, n, INT8OID);
+	values[1] = make_array(attempts, NULL, n, INT4OID);
+	if (SPI_execute_with_args("SELECT dialer.release_claims($1, $2)", 2, types, values, NULL,
+							  false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "pg_dialer: release_claims failed");
+	queue_end(caller);
+}
+
 /* A text Datum for s, or a NULL flag. */
 static Datum
 text_or_null(const char *s, bool *isnull)

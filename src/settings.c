@@ -31,6 +31,15 @@ char	   *dialer_default_timezone = NULL;
 char	   *dialer_call_window_start = NULL;
 char	   *dialer_call_window_end = NULL;
 int			dialer_reconcile_after_s = 900;
+int			dialer_standby_wait = STANDBY_WAIT_ALL;
+int			dialer_standby_wait_timeout_ms = 10000;
+
+static const struct config_enum_entry standby_wait_options[] = {
+	{"off", STANDBY_WAIT_OFF, false},
+	{"any", STANDBY_WAIT_ANY, false},
+	{"all", STANDBY_WAIT_ALL, false},
+	{NULL, 0, false}
+};
 
 /*
  * A time of day written HH:MM (00:00 to 24:00).
@@ -224,6 +233,19 @@ dialer_define_settings(void)
 							NULL,
 							&dialer_reconcile_after_s, 900, 10, 7 * 86400,
 							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
+
+	DefineCustomEnumVariable("dialer.standby_wait",
+							 "Which connected physical standbys must have flushed a claim before its calls are sent.",
+							 "all: every streaming standby; any: at least one; off: none (a failover may re-dial). "
+							 "With no standby connected nothing is waited for.",
+							 &dialer_standby_wait, STANDBY_WAIT_ALL, standby_wait_options,
+							 PGC_SIGHUP, 0, NULL, NULL, NULL);
+
+	DefineCustomIntVariable("dialer.standby_wait_timeout",
+							"How long claimed calls wait for standbys before the worker warns.",
+							"The calls stay claimed and unsent; the worker keeps waiting and warns again each period.",
+							&dialer_standby_wait_timeout_ms, 10000, 100, 3600000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("dialer");
 }

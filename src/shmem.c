@@ -17,6 +17,7 @@
 #include "storage/proc.h"
 #include "storage/shmem.h"
 #include "utils/builtins.h"
+#include "utils/pg_lsn.h"
 #include "utils/timestamp.h"
 
 #include "pg_dialer.h"
@@ -180,15 +181,16 @@ dialer_providers_changed(PG_FUNCTION_ARGS)
 
 /*
  * dialer.worker_status(): one row for the running worker, none when no worker
- * runs (or the library was not preloaded).
+ * runs (or the library was not preloaded).  standby_wait_since and
+ * standby_wait_lsn are set while claimed calls wait for standbys.
  */
 Datum
 dialer_worker_status(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	DialerShared snap;
-	Datum		values[11];
-	bool		nulls[11];
+	Datum		values[13];
+	bool		nulls[13];
 
 	InitMaterializedSRF(fcinfo, 0);
 
@@ -219,6 +221,13 @@ dialer_worker_status(PG_FUNCTION_ARGS)
 	}
 	else
 		nulls[9] = nulls[10] = true;
+	if (snap.standby_wait_since != 0)
+	{
+		values[11] = TimestampTzGetDatum(snap.standby_wait_since);
+		values[12] = LSNGetDatum(snap.standby_wait_lsn);
+	}
+	else
+		nulls[11] = nulls[12] = true;
 
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	PG_RETURN_VOID();

@@ -11,18 +11,29 @@
  *	  whose outcome it never stored is found 'dispatching' by the next worker
  *	  and becomes 'unknown', never re-sent.
  *
+ *	  With streaming standbys, a claim must also be on the standbys that could
+ *	  be promoted before its requests leave (dialer.standby_wait): otherwise a
+ *	  failover would find the call 'scheduled' and dial it again.  The worker
+ *	  runs only on a primary; after a promotion the new primary's worker finds
+ *	  the claims that reached it 'dispatching' and makes them 'unknown'.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
+#include "replication/slot.h"
+#include "replication/walsender.h"
+#include "replication/walsender_private.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/proc.h"
+#include "storage/procarray.h"
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -239,6 +250,198 @@ collect_finished(void)
 }
 
 /*
+ * Whether the walsender with this pid streams WAL for pg_basebackup: it holds
+ * the temporary slot pg_basebackup creates (named pg_basebackup_<pid>).  Such a
+ * stream reports a flush position only at WAL segment ends, and a backup is no
+ * standby: it must not hold dispatching up for as long as it runs.
+ */
+static bool
+streams_for_base_backup(pid_t pid)
+{
+	bool		found = false;
+	int			i;
+
+	if (ReplicationSlotCtl == NULL)
+		return false;
+	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
+	for (i = 0; i < max_replication_slots && !found; i++)
+	{
+		ReplicationSlot *slot = &ReplicationSlotCtl->replication_slots[i];
+
+		if (!slot->in_use)
+			continue;
+		SpinLockAcquire(&slot->mutex);
+		found = slot->active_pid == pid &&
+			slot->data.persistency == RS_TEMPORARY &&
+			strncmp(NameStr(slot->data.name), "pg_basebackup_", 14) == 0;
+		SpinLockRelease(&slot->mutex);
+	}
+	LWLockRelease(ReplicationSlotControlLock);
+	return found;
+}
+
+/*
+ * Whether the connected physical standbys have flushed the WAL up to lsn, as
+ * dialer.standby_wait asks: at least one of them (any) or every one (all).
+ * A standby counts while its walsender streams or catches up and once it has
+ * reported a flush position; a logical walsender (connected to a database)
+ * feeds a subscriber, which cannot be promoted, and pg_basebackup's WAL stream
+ * (no flush position with --no-slot, else its temporary slot) feeds a backup.
+ * With no standby connected there is nothing to wait for.  Reads the walsenders' shared state, as
+ * pg_stat_replication does, with no transaction.
+ */
+static bool
+standbys_have_flushed(XLogRecPtr lsn, int *n_standbys, int *n_flushed)
+{
+	int			i;
+
+	*n_standbys = 0;
+	*n_flushed = 0;
+	if (dialer_standby_wait == STANDBY_WAIT_OFF || WalSndCtl == NULL)
+		return true;
+	for (i = 0; i < max_wal_senders; i++)
+	{
+		WalSnd	   *walsnd = &WalSndCtl->walsnds[i];
+		pid_t		pid;
+		WalSndState state;
+		XLogRecPtr	flush;
+		PGPROC	   *proc;
+
+		SpinLockAcquire(&walsnd->mutex);
+		pid = walsnd->pid;
+		state = walsnd->state;
+		flush = walsnd->flush;
+		SpinLockRelease(&walsnd->mutex);
+		if (pid == 0 || (state != WALSNDSTATE_STREAMING && state != WALSNDSTATE_CATCHUP) ||
+			XLogRecPtrIsInvalid(flush))
+			continue;
+		proc = BackendPidGetProc(pid);
+		if (proc == NULL || OidIsValid(proc->databaseId) || streams_for_base_backup(pid))
+			continue;
+		(*n_standbys)++;
+		if (flush >= lsn)
+			(*n_flushed)++;
+	}
+	if (*n_standbys == 0)
+		return true;
+	if (dialer_standby_wait == STANDBY_WAIT_ANY)
+		return *n_flushed > 0;
+	return *n_flushed == *n_standbys;
+}
+
+/* Publishes (since != 0) or clears what claimed calls wait for. */
+static void
+publish_standby_wait(TimestampTz since, XLogRecPtr lsn)
+{
+	SpinLockAcquire(&dialer_shared->mutex);
+	dialer_shared->standby_wait_since = since;
+	dialer_shared->standby_wait_lsn = lsn;
+	strlcpy(dialer_shared->state, since != 0 ? "waiting for standbys" : "dispatching",
+			DIALER_STATE_LEN);
+	SpinLockRelease(&dialer_shared->mutex);
+}
+
+/*
+ * Waits until the claim whose commit record ends at lsn is flushed by the
+ * standbys dialer.standby_wait names, before any request of the claim leaves.
+ * With synchronous replication the commit itself waited for the synchronous
+ * standbys (the worker commits with synchronous_commit = on, i.e. remote
+ * flush), so their walsenders already report the LSN and this returns at once.
+ *
+ * Sleeps on the latch in 10 ms steps (the walsenders do not wake this
+ * process), or on the sockets of requests already in flight, which keep being
+ * collected and stored meanwhile; reloads the configuration on SIGHUP.  Past
+ * dialer.standby_wait_timeout it warns (the log, worker_status()) and keeps
+ * waiting: the calls stay claimed and unsent.  Returns false when the worker
+ * must stop first; the caller then gives the claims back.
+ */
+static bool
+wait_for_standbys(XLogRecPtr lsn, int n_calls)
+{
+	TimestampTz since = 0;
+	TimestampTz warn_at = 0;
+	bool		latch_seen = false;
+	bool		warned = false;
+	bool		go = true;
+
+	for (;;)
+	{
+		int			n_standbys;
+		int			n_flushed;
+		TimestampTz now;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+			providers_loaded_at = 0;
+		}
+		if (standbys_have_flushed(lsn, &n_standbys, &n_flushed))
+			break;
+		if (shutdown_requested)
+		{
+			go = false;
+			break;
+		}
+		now = GetCurrentTimestamp();
+		if (since == 0)
+		{
+			since = now;
+			warn_at = TimestampTzPlusMilliseconds(now, dialer_standby_wait_timeout_ms);
+			publish_standby_wait(since, lsn);
+		}
+		else if (now >= warn_at)
+		{
+			long		waited_ms = (long) ((now - since) / 1000);
+
+			ereport(WARNING,
+					(errcode(ERRCODE_WARNING),
+					 errmsg("pg_dialer: %d claimed call(s) have waited %ld ms for standbys to flush their claim; they are not sent meanwhile",
+							n_calls, waited_ms),
+					 errdetail("The claim's commit LSN is %X/%X; %d of the %d connected standby(s) have flushed it (dialer.standby_wait = %s).",
+							   LSN_FORMAT_ARGS(lsn), n_flushed, n_standbys,
+							   dialer_standby_wait == STANDBY_WAIT_ANY ? "any" : "all"),
+					 errhint("Check the standbys in pg_stat_replication: one that stops replying is dropped after wal_sender_timeout, and the calls then leave.")));
+			dialer_shared_set_error("waiting %ld ms for standbys to flush claim LSN %X/%X (%d of %d flushed)",
+									waited_ms, LSN_FORMAT_ARGS(lsn), n_flushed, n_standbys);
+			warned = true;
+			warn_at = TimestampTzPlusMilliseconds(now, dialer_standby_wait_timeout_ms);
+		}
+
+		if (http_in_flight() > 0)
+		{
+			http_wait(10);
+			collect_finished();
+		}
+		else
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 10L, PG_WAIT_EXTENSION);
+		if (MyLatch->is_set)
+		{
+			ResetLatch(MyLatch);
+			latch_seen = true;
+		}
+		if ((n_outcomes > 0 || lookups != NIL) &&
+			TimestampDifferenceExceeds(oldest_outcome, GetCurrentTimestamp(), 100))
+			flush_outcomes();
+	}
+
+	if (since != 0)
+	{
+		publish_standby_wait(0, InvalidXLogRecPtr);
+		if (warned && go)
+			ereport(LOG,
+					(errmsg("pg_dialer: the standbys flushed claim LSN %X/%X after %ld ms; sending its %d call(s)",
+							LSN_FORMAT_ARGS(lsn), (long) ((GetCurrentTimestamp() - since) / 1000), n_calls)));
+	}
+	/* a wake-up taken here is the main loop's: give it back */
+	if (latch_seen)
+		SetLatch(MyLatch);
+	return go;
+}
+
+/*
  * Starts the requests of the calls just claimed.  A call that cannot be sent
  * at all (no caller id, nothing to say, a base_url not allowed) fails at once.
  */
@@ -378,6 +581,21 @@ dispatch_round(int cap, bool woken, bool *more, bool *waiting)
 		claimed += list_length(calls);
 		if (list_length(calls) == Min(allowance, capacity))
 			*more = true;
+
+		/*
+		 * XactLastCommitEnd is the end of the claim's own commit record, just
+		 * written by queue_claim (synchronous_commit = on: flushed locally):
+		 * exactly what a standby must hold to know the calls were claimed.
+		 * XactLastRecEnd is already reset by the commit, and
+		 * pg_current_wal_flush_lsn() would add other sessions' WAL and wait
+		 * longer than needed.
+		 */
+		if (calls != NIL && !wait_for_standbys(XactLastCommitEnd, list_length(calls)))
+		{
+			/* stopping while the claim waited: nothing left, give the calls back */
+			queue_release(calls);
+			return 0;
+		}
 		start_calls(p, calls);
 	}
 
@@ -608,14 +826,20 @@ void
 dialer_worker_main(Datum main_arg)
 {
 	sigjmp_buf	local_sigjmp_buf;
-	MemoryContext loop_cxt;
-	TimestampTz next_due = 0;
-	bool		ready = false;
-	bool		more = false;
-	bool		waiting = false;
-	bool		woken = true;	/* the latch was set: something changed */
-	bool		recheck = false;	/* outcomes were stored: retries may be due */
-	int			errors_in_a_row = 0;
+
+	/*
+	 * The loop's state lives in static storage, not in registers: the error
+	 * recovery below comes back through siglongjmp, which would leave
+	 * automatic variables changed since sigsetjmp with undefined values.
+	 */
+	static MemoryContext loop_cxt;
+	static TimestampTz next_due = 0;
+	static bool ready = false;
+	static bool more = false;
+	static bool waiting = false;
+	static bool woken = true;	/* the latch was set: something changed */
+	static bool recheck = false;	/* outcomes were stored: retries may be due */
+	static int	errors_in_a_row = 0;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, handle_sigterm);

@@ -33,12 +33,14 @@ CREATE FUNCTION dialer.worker_status(
 	OUT retried bigint,
 	OUT failed bigint,
 	OUT last_error text,
-	OUT last_error_at timestamptz)
+	OUT last_error_at timestamptz,
+	OUT standby_wait_since timestamptz,
+	OUT standby_wait_lsn pg_lsn)
 RETURNS SETOF record
 LANGUAGE C VOLATILE
 AS 'MODULE_PATHNAME', 'dialer_worker_status';
 COMMENT ON FUNCTION dialer.worker_status() IS
-	'The running dispatcher: pid, database, state, start time, requests in flight, counters and last error (no row when none runs)';
+	'The running dispatcher: pid, database, state, start time, requests in flight, counters, last error, and since when and for which commit LSN claimed calls wait for standbys (no row when none runs)';
 
 /*
  * Raises the error for a bad argument of an API function: SQLSTATE 22023 unless given,

@@ -225,6 +225,46 @@ COMMENT ON FUNCTION dialer.claim_calls(text, int, text, time, time, text) IS
 	'Worker: claims up to max_calls due calls of a provider (FOR UPDATE SKIP LOCKED) and returns those to dial; settles expired, do-not-call, not-allowed and out-of-window calls';
 
 /*
+ * Gives back claims whose requests never left: the worker was stopped while the
+ * claim waited for standbys to flush it (dialer.standby_wait).  The call is
+ * scheduled again as it was, its attempt not counted and its attempt row removed
+ * (no request was made).  A call no longer in the claimed state is left alone.
+ */
+CREATE FUNCTION dialer.release_claims(call_ids bigint[], attempts int[])
+RETURNS int
+LANGUAGE plpgsql
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+DECLARE
+	v_count int;
+BEGIN
+	WITH r AS (
+		SELECT * FROM unnest(call_ids, attempts) AS r(call_id, attempt)
+	), rel AS (
+		UPDATE dialer.scheduled_calls c
+		   SET status = 'scheduled', attempts = c.attempts - 1, updated_at = now()
+		  FROM r
+		 WHERE c.id = r.call_id AND c.status = 'dispatching' AND c.attempts = r.attempt
+		RETURNING c.id, r.attempt
+	), att AS (
+		DELETE FROM dialer.call_attempts a
+		 USING rel
+		 WHERE a.call_id = rel.id AND a.attempt = rel.attempt AND a.http_status IS NULL
+	), ev AS (
+		INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
+		SELECT rel.id, 'claim_released', 'dispatching', 'scheduled',
+			   jsonb_build_object('reason', 'dispatcher stopped while the claim waited for standbys; no request left',
+								  'attempt', rel.attempt)
+		  FROM rel
+	)
+	SELECT count(*) INTO v_count FROM rel;
+	RETURN v_count;
+END;
+$$;
+COMMENT ON FUNCTION dialer.release_claims(bigint[], int[]) IS
+	'Worker: puts claimed calls whose requests never left back to scheduled (attempt not counted, with an event); returns how many';
+
+/*
  * Stores a batch of request outcomes, one array element per request:
  *   accepted  the provider took the call: dispatching -> dialing, with its call id;
  *   retry     a transient failure: scheduled again after delay_ms, or failed when

@@ -13,7 +13,7 @@ BEGIN;
 SET LOCAL client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 
-SELECT plan(70);
+SELECT plan(78);
 
 -- name, default, unit, context, type, min, max
 CREATE TEMP TABLE expected_settings (name text, boot_val text, unit text, context text, vartype text,
@@ -34,9 +34,11 @@ INSERT INTO expected_settings VALUES
 	('dialer.default_timezone',     'UTC',      NULL, 'sighup',     'string',  NULL, NULL),
 	('dialer.call_window_start',    '08:00',    NULL, 'sighup',     'string',  NULL, NULL),
 	('dialer.call_window_end',      '21:00',    NULL, 'sighup',     'string',  NULL, NULL),
-	('dialer.reconcile_after',      '900',      's',  'sighup',     'integer', '10', '604800');
+	('dialer.reconcile_after',      '900',      's',  'sighup',     'integer', '10', '604800'),
+	('dialer.standby_wait',         'all',      NULL, 'sighup',     'enum',    NULL, NULL),
+	('dialer.standby_wait_timeout', '10000',    'ms', 'sighup',     'integer', '100', '3600000');
 
--- 16 x 2: each setting exists, with its default, unit, context, type and range
+-- 18 x 2: each setting exists, with its default, unit, context, type and range
 SELECT ok(EXISTS (SELECT 1 FROM pg_settings s WHERE s.name = e.name), format('%s exists', e.name))
   FROM expected_settings e ORDER BY e.name;
 SELECT is((SELECT row(s.boot_val, s.unit, s.context, s.vartype, s.min_val, s.max_val)::text
@@ -98,6 +100,10 @@ INSERT INTO candidate_lines (line, good, what) VALUES
 	('dialer.connect_timeout = ''10s''',       true,  'connect_timeout with a unit'),
 	('dialer.max_response_size = ''2GB''',     false, 'response cap over 1 GB'),
 	('dialer.enabled = maybe',                 false, 'enabled maybe'),
+	('dialer.standby_wait = sometimes',        false, 'standby_wait sometimes'),
+	('dialer.standby_wait = any',              true,  'standby_wait any'),
+	('dialer.standby_wait = off',              true,  'standby_wait off'),
+	('dialer.standby_wait_timeout = ''50ms''', false, 'standby_wait_timeout under 100 ms'),
 	('dialer.dispatch_everything = on',        false, 'misspelt setting');
 
 -- pg_file_settings validates only the last line of a name, so each candidate is written alone
