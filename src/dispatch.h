@@ -120,6 +120,10 @@ typedef struct DialerRequest
 	int			retry_after_s;	/* from a Retry-After header, -1 if none */
 	char		errbuf[CURL_ERROR_SIZE];
 	TimestampTz started_at;
+	/* at most one send per request (see http.c before_send) */
+	bool		send_once;		/* a POST: libcurl may not send it again */
+	int			sends;			/* times libcurl was about to send it */
+	bool		resend_refused; /* it was sent, the connection died, the re-send was stopped */
 } DialerRequest;
 
 /* What a provider makes of a finished request. */

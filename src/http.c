@@ -9,6 +9,14 @@
  *	  backend's own file cache makes room for them and the process stays within
  *	  its descriptor limit.
  *
+ *	  A POST leaves at most once.  libcurl silently sends a request again when
+ *	  a reused keep-alive connection dies before any answer byte; for a call
+ *	  that could place it twice.  Each easy handle counts, in libcurl's
+ *	  pre-request callback, how often it is about to send, and stops a second
+ *	  send: the request fails as one whose answer was lost, and the provider
+ *	  code decides what that means (unknown, or a recorded retry with the same
+ *	  Idempotency-Key).
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -27,6 +35,11 @@
 #include "pg_dialer.h"
 #include "dispatch.h"
 
+/* CURLOPT_PREREQFUNCTION, which keeps a POST from being re-sent, came in 7.80.0 */
+#if LIBCURL_VERSION_NUM < 0x075000
+#error "pg_dialer needs libcurl 7.80.0 or later (CURLOPT_PREREQFUNCTION)"
+#endif
+
 static CURLM *multi = NULL;
 static dlist_head in_flight = DLIST_STATIC_INIT(in_flight);
 static int	n_in_flight = 0;
@@ -38,6 +51,15 @@ static int	n_sockets = 0;
 void
 http_init(void)
 {
+	curl_version_info_data *version = curl_version_info(CURLVERSION_NOW);
+
+	if (version->version_num < 0x075000)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("pg_dialer needs libcurl 7.80.0 or later, but the loaded libcurl is %s",
+						version->version),
+				 errdetail("Older versions cannot stop libcurl from sending a request twice on a dead keep-alive connection."),
+				 errhint("Upgrade the libcurl package and restart the server.")));
 	if (curl_global_init(CURL_GLOBAL_ALL) != CURLE_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_SYSTEM_ERROR),
@@ -78,7 +100,8 @@ http_effective_concurrency(int wanted)
 
 /* curl callbacks: sockets are counted with fd.c */
 static curl_socket_t
-open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *address)
+open_socket(void *clientp pg_attribute_unused(), curlsocktype purpose pg_attribute_unused(),
+			struct curl_sockaddr *address)
 {
 	curl_socket_t s;
 
@@ -92,7 +115,7 @@ open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *address)
 }
 
 static int
-close_socket(void *clientp, curl_socket_t item)
+close_socket(void *clientp pg_attribute_unused(), curl_socket_t item)
 {
 	int			rc = close(item);
 
@@ -115,6 +138,33 @@ write_body(char *data, size_t size, size_t nmemb, void *userdata)
 	}
 	appendBinaryStringInfo(&req->response, data, (int) n);
 	return n;
+}
+
+/*
+ * libcurl's pre-request callback, called each time the handle is about to
+ * send its request on a connection (new or reused).  A second call means
+ * libcurl wants to re-send after the connection died without an answer: the
+ * request has left once already, so for a POST (send_once) the transfer is
+ * stopped instead, and resend_refused tells outcome_from_http that the request
+ * was sent and its answer lost.  GETs (lookups) change nothing at the provider
+ * and may be re-sent.
+ */
+static int
+before_send(void *clientp,
+			char *conn_primary_ip pg_attribute_unused(),
+			char *conn_local_ip pg_attribute_unused(),
+			int conn_primary_port pg_attribute_unused(),
+			int conn_local_port pg_attribute_unused())
+{
+	DialerRequest *req = (DialerRequest *) clientp;
+
+	req->sends++;
+	if (req->send_once && req->sends > 1)
+	{
+		req->resend_refused = true;
+		return CURL_PREREQFUNC_ABORT;
+	}
+	return CURL_PREREQFUNC_OK;
 }
 
 /* Headers: only Retry-After is kept (seconds; an HTTP date counts as 60 s). */
@@ -201,6 +251,9 @@ http_prepare(DialerRequest *req, const char *url)
 	req->retry_after_s = -1;
 	req->errbuf[0] = '\0';
 	req->max_response = (size_t) dialer_max_response_kb * 1024;
+	req->send_once = true;
+	req->sends = 0;
+	req->resend_refused = false;
 
 	req->easy = curl_easy_init();
 	if (req->easy == NULL)
@@ -217,6 +270,8 @@ http_prepare(DialerRequest *req, const char *url)
 	curl_easy_setopt(req->easy, CURLOPT_HEADERDATA, req);
 	curl_easy_setopt(req->easy, CURLOPT_OPENSOCKETFUNCTION, open_socket);
 	curl_easy_setopt(req->easy, CURLOPT_CLOSESOCKETFUNCTION, close_socket);
+	curl_easy_setopt(req->easy, CURLOPT_PREREQFUNCTION, before_send);
+	curl_easy_setopt(req->easy, CURLOPT_PREREQDATA, req);
 	curl_easy_setopt(req->easy, CURLOPT_CONNECTTIMEOUT_MS, (long) dialer_connect_timeout_ms);
 	curl_easy_setopt(req->easy, CURLOPT_TIMEOUT_MS, (long) dialer_request_timeout_ms);
 	curl_easy_setopt(req->easy, CURLOPT_NOSIGNAL, 1L);
@@ -231,13 +286,15 @@ http_prepare(DialerRequest *req, const char *url)
 }
 
 /*
- * As http_prepare, for a GET (reconciliation lookups).
+ * As http_prepare, for a GET (reconciliation lookups).  A GET changes nothing
+ * at the provider, so libcurl may send it again on a fresh connection.
  */
 void
 http_prepare_get(DialerRequest *req, const char *url)
 {
 	http_prepare(req, url);
 	curl_easy_setopt(req->easy, CURLOPT_HTTPGET, 1L);
+	req->send_once = false;
 }
 
 /*
@@ -474,7 +531,7 @@ jf_array_start(void *state)
 }
 
 static void
-jf_field_start(void *state, char *fname, bool isnull)
+jf_field_start(void *state, char *fname, bool isnull pg_attribute_unused())
 {
 	JsonFieldState *st = state;
 

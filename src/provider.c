@@ -149,7 +149,8 @@ retry_delay_ms(int attempt, int retry_after_s)
 /*
  * The outcome of a request that did not succeed, by what happened:
  *	- nothing was sent (connection refused, DNS, TLS handshake): retry;
- *	- no answer after sending (timeout, reset, empty reply): retry when sending
+ *	- no answer after sending (timeout, reset, empty reply, or a dead reused
+ *	  connection whose silent re-send http.c stopped): retry when sending
  *	  again is safe (resend_safe: the provider dedupes by Idempotency-Key), else
  *	  unknown, since the provider may have placed the call;
  *	- HTTP 408, 425, 429 and 5xx: retry after the backoff or Retry-After;
@@ -168,12 +169,17 @@ outcome_from_http(DialerRequest *req, CURLcode result, long http_status,
 
 		/* nothing was written to the wire: sending again cannot place a second call */
 		curl_easy_getinfo(req->easy, CURLINFO_REQUEST_SIZE, &request_size);
-		unsent = http_transport_error_before_send(result) || request_size == 0;
+		unsent = !req->resend_refused &&
+			(http_transport_error_before_send(result) || request_size == 0);
 
 		out->http_status = 0;
 		out->error_code = pstrdup(unsent ? "connect_failed" :
 								  result == CURLE_OPERATION_TIMEDOUT ? "timeout" : "transport_error");
-		if (result == CURLE_OPERATION_TIMEDOUT && unsent)
+		if (req->resend_refused)
+			out->error_message = psprintf("request to provider %s was sent on a reused connection that closed before any answer (%s): the answer was lost",
+										  req->provider->name,
+										  req->errbuf[0] ? req->errbuf : "connection closed");
+		else if (result == CURLE_OPERATION_TIMEDOUT && unsent)
 			out->error_message = psprintf("could not connect to provider %s within %d ms",
 										  req->provider->name, dialer_connect_timeout_ms);
 		else if (result == CURLE_OPERATION_TIMEDOUT)

@@ -28,7 +28,7 @@ const { performance } = require('node:perf_hooks');
 
 const KINDS = ['twilio', 'backend', 'voice_api'];
 const FAULT_MODES = ['none', 'delay', 'status429', 'status500', 'status503', 'hang', 'reset',
-  'oversized', 'invalid_json'];
+  'oversized', 'invalid_json', 'reset_reused'];
 const TWILIO_EVENTS = ['initiated', 'ringing', 'answered', 'completed'];
 const E164 = /^\+[1-9][0-9]{1,14}$/;
 const MAX_REQUEST_BODY = 1 << 20;     // 1 MB: anything larger gets 413
@@ -727,7 +727,7 @@ function normalizeRule(r) {
   const mode = r.mode;
   if (!FAULT_MODES.includes(mode)) throw new Error(`unknown fault mode ${JSON.stringify(mode)}; one of ${FAULT_MODES.join(', ')}`);
   const rule = { mode };
-  for (const k of ['ms', 'retry_after', 'mb', 'count', 'status']) {
+  for (const k of ['ms', 'retry_after', 'mb', 'count', 'status', 'served']) {
     if (r[k] !== undefined) {
       const v = Number(r[k]);
       if (!Number.isFinite(v) || v < 0) throw new Error(`fault ${k} must be a non-negative number`);
@@ -735,6 +735,7 @@ function normalizeRule(r) {
     }
   }
   if (mode === 'delay' && rule.ms === undefined) throw new Error('delay needs ms');
+  if (mode === 'reset_reused' && rule.served === undefined) rule.served = 1;
   if (r.to !== undefined) rule.to = new Set(listOf(r.to).map(String));
   if (r.to_suffix !== undefined) rule.to_suffix = String(r.to_suffix);
   if (r.path !== undefined) rule.path = String(r.path);
@@ -791,12 +792,58 @@ async function startSimulator(options = {}) {
   const kind = cfg.kind === 'twilio' ? twilioKind(sim) : cfg.kind === 'backend' ? backendKind(sim) : voiceApiKind(sim);
   sim.callbacks = cfg.kind === 'twilio' ? callbackEngine(sim) : null;
 
+  /* ---- keep-alive connections and per-number / per-attempt counts of the placing route ----
+   * Every connection gets a number; ctx.conn is it, ctx.connRequest is this request's rank on
+   * it (1 = the connection is fresh, 2+ = a reused keep-alive connection).  The `served`
+   * matcher of a fault rule (and mode reset_reused, served=1 by default) applies only to a
+   * request arriving on a connection that already served at least that many requests.
+   * placings(by) counts the placing route per `to` number or per `call_id/attempt` (attempt:
+   * backend `attempt`, voice_api `metadata.attempt`, else header X-Dialer-Attempt, else '-'),
+   * counted when the request was read, before any fault, like counts(). */
+  const CONN = Symbol('pg_dialer sim connection');
+  let connSeq = 0;
+  let placingCounts = { to: new Map(), attempt: new Map() };
+
+  function noteConnection(ctx) {
+    const sock = ctx.req.socket;
+    if (!sock[CONN]) sock[CONN] = { id: ++connSeq, requests: 0 };
+    ctx.conn = sock[CONN].id;
+    ctx.connRequest = ++sock[CONN].requests;
+  }
+
+  function connectionServed(ctx, n) { return (ctx.connRequest || 1) - 1 >= n; }
+
+  function attemptOf(ctx) {
+    const b = ctx.body;
+    if (b && typeof b === 'object' && !kind.formBodies) {
+      if (b.attempt != null) return String(b.attempt);
+      if (b.metadata && typeof b.metadata === 'object' && b.metadata.attempt != null) return String(b.metadata.attempt);
+    }
+    const h = ctx.headers['x-dialer-attempt'];
+    return h === undefined ? '-' : String(h);
+  }
+
+  function countPlacing(ctx) {
+    const bump = (m, k) => m.set(k, (m.get(k) || 0) + 1);
+    bump(placingCounts.to, ctx.to === undefined ? '-' : String(ctx.to));
+    bump(placingCounts.attempt, `${ctx.callId === undefined ? '-' : ctx.callId}/${attemptOf(ctx)}`);
+  }
+
+  function placings(by = 'to') {
+    if (!placingCounts[by]) throw new Error(`placings by ${JSON.stringify(by)}: one of to, attempt`);
+    return Object.fromEntries(placingCounts[by]);
+  }
+
+  function resetPlacings() { placingCounts = { to: new Map(), attempt: new Map() }; }
+  /* ---- end of the keep-alive region ---- */
+
   function logEntry(ctx) {
     const st = sim.stats;
     if (!cfg.logLimit) return;
     const e = { seq: ctx.seq, method: ctx.method, path: ctx.url, route: ctx.template,
       headers: cfg.logHeaders ? ctx.headers : undefined, body: ctx.body, raw_body: ctx.parseError ? ctx.raw : undefined,
-      call_id: ctx.callId, t_hr: ctx.tHr, t_ms: ctx.tMs, t_us: ctx.tUs, status: undefined, fault: undefined };
+      call_id: ctx.callId, t_hr: ctx.tHr, t_ms: ctx.tMs, t_us: ctx.tUs, status: undefined, fault: undefined,
+      conn: ctx.conn, conn_request: ctx.connRequest };
     ctx.entry = e;
     if (st.log.length < cfg.logLimit) st.log.push(e);
     else { st.log[st.logNext] = e; }
@@ -819,6 +866,7 @@ async function startSimulator(options = {}) {
       if (r.method && r.method !== ctx.method) continue;
       if (r.to && !(to !== undefined && r.to.has(String(to)))) continue;
       if (r.to_suffix && !(typeof to === 'string' && to.endsWith(r.to_suffix))) continue;
+      if (r.served !== undefined && !connectionServed(ctx, r.served)) continue;
       r.applied++;
       if (r.count !== undefined) {
         r.count--;
@@ -860,7 +908,8 @@ async function startSimulator(options = {}) {
         hung.add(res);
         res.on('close', () => hung.delete(res));
         return undefined;
-      case 'reset': {
+      case 'reset':
+      case 'reset_reused': {
         if (rule.create) ctx.r.handle(ctx, discardedAnswer());
         const s = ctx.req.socket;
         if (rule.rst !== false && typeof s.resetAndDestroy === 'function') s.resetAndDestroy();
@@ -921,6 +970,7 @@ async function startSimulator(options = {}) {
     const ctx = { req, method: req.method, url, path: p, query: qi < 0 ? '' : url.slice(qi + 1),
       headers: req.headers, tHr, tMs, tUs: nowUs(), body: null, raw: null, parseError: false,
       callId: undefined, to: undefined, r: null, template: null, params: null, entry: null, seq: 0 };
+    noteConnection(ctx);
     const chunks = [];
     let size = 0; let tooBig = false;
     req.on('data', (c) => {
@@ -959,6 +1009,7 @@ async function startSimulator(options = {}) {
         }
       } else if (m && m.r.placing) st.noCallId++;
       ctx.to = kind.toOf(ctx.body);
+      if (m && m.r.placing) countPlacing(ctx);
       logEntry(ctx);
       if (!m) return kind.notFound(ctx, res);
       dispatch(ctx, res);
@@ -1003,8 +1054,10 @@ async function startSimulator(options = {}) {
       return mm ? Object.fromEntries(mm) : {};
     },
     arrivals() { return Object.fromEntries(sim.stats.firstArrival); },
+    placings(by) { return placings(by); },
     reset({ keep_faults = false } = {}) {
       sim.stats = freshStats();
+      resetPlacings();
       sim.calls.clear(); sim.idem.clear();
       if (!keep_faults) faults = [];
       for (const res of hung) res.destroy();
@@ -1072,6 +1125,10 @@ async function startSimulator(options = {}) {
     }
     if (m === 'GET' && route === 'counts') return reply(200, { counts: control.counts(q.get('route')) });
     if (m === 'GET' && route === 'arrivals') return reply(200, { arrivals: control.arrivals() });
+    if (m === 'GET' && route === 'placings') {
+      const by = q.get('by') || 'to';
+      try { return reply(200, { by, counts: control.placings(by) }); } catch (e) { return reply(400, { error: e.message }); }
+    }
     if (m === 'POST' && route === 'reset') return withBody((b) => { control.reset(b); return { ok: true }; });
     if (m === 'GET' && route === 'faults') return reply(200, { faults: control.faults() });
     if (m === 'DELETE' && route === 'faults') { control.clearFaults(); return reply(200, { faults: [] }); }
