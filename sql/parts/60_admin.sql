@@ -115,18 +115,38 @@ END;
 $$;
 COMMENT ON COLUMN dialer_admin.calls.day IS 'The day of run_at in the session''s time zone (filter ?day=eq.YYYY-MM-DD)';
 
-CREATE VIEW dialer_admin.campaigns AS
+/*
+ * The campaigns with their rules and schedule: the rows of dialer_admin.campaigns.  A
+ * function run as the extension owner, because the schedule's next run is computed by
+ * functions that the API's roles may not execute (a view calls functions with the rights
+ * of its reader).
+ */
+CREATE FUNCTION dialer.admin_campaigns()
+RETURNS TABLE (name text, description text, provider text, enabled boolean, priority int, schedule text,
+			   timezone text, next_run_at timestamptz, last_started_at timestamptz, last_outcome text,
+			   last_enqueued int, last_error text, rules jsonb)
+LANGUAGE sql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
 SELECT k.name, k.description, k.provider, k.enabled, k.priority, k.schedule,
-	   dialer.campaign_timezone(k.timezone) AS timezone, s.next_run_at,
+	   dialer.campaign_timezone(k.timezone), s.next_run_at,
 	   s.last_started_at, s.last_outcome, s.last_enqueued, s.last_error,
 	   jsonb_strip_nulls(jsonb_build_object(
 			'lookahead_days', k.lookahead_days, 'max_calls_per_day', k.max_calls_per_day,
 			'skip_called_within_days', k.skip_called_within_days, 'once_per_day', k.once_per_day,
 			'allowed_numbers', k.allowed_numbers, 'max_attempts', k.max_attempts,
 			'retry_busy', k.retry_busy, 'retry_no_answer', k.retry_no_answer, 'retry_delay', k.retry_delay,
-			'call_window_start', k.call_window_start, 'call_window_end', k.call_window_end)) AS rules
+			'call_window_start', k.call_window_start, 'call_window_end', k.call_window_end))
   FROM dialer.campaigns k
-  LEFT JOIN dialer.campaign_schedules s ON s.campaign = k.name;
+  LEFT JOIN dialer.campaign_schedules s ON s.campaign = k.name
+$$;
+COMMENT ON FUNCTION dialer.admin_campaigns() IS
+	'Internal: the rows of the view dialer_admin.campaigns (campaigns with rules, schedule, next and latest run)';
+
+CREATE VIEW dialer_admin.campaigns AS
+SELECT * FROM dialer.admin_campaigns();
 COMMENT ON VIEW dialer_admin.campaigns IS 'Campaigns with their rules, schedule, next run and latest scheduled run';
 COMMENT ON COLUMN dialer_admin.campaigns.name IS 'Campaign name';
 COMMENT ON COLUMN dialer_admin.campaigns.description IS 'Free text for people';
@@ -467,4 +487,4 @@ COMMENT ON FUNCTION dialer_admin.frontend_enqueue(text) IS
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA dialer_admin FROM PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA dialer_admin FROM PUBLIC;
 REVOKE ALL ON TABLE dialer.frontend_purposes FROM PUBLIC;
-REVOKE ALL ON FUNCTION dialer.admin_refuse(int, text, text, text), dialer.admin_call(bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION dialer.admin_refuse(int, text, text, text), dialer.admin_call(bigint), dialer.admin_campaigns() FROM PUBLIC;
