@@ -74,7 +74,7 @@ function claims(jwt) {
 
 async function loadToday() {
   const s = await api('rpc/stats');
-  const figures = [['Scheduled', s.scheduled], ['Completed', s.completed], ['Failed', s.failed],
+  const figures = [['Calls today', s.scheduled], ['Completed', s.completed], ['Failed', s.failed],
     ['Not reached', s.not_reached], ['Pending', s.pending], ['Not called', s.not_called],
     ['Unknown', s.unknown], ['Queue (all days)', s.total_pending]];
   $('#figures').replaceChildren(...figures.map(([k, v]) => el('div', {}, el('dt', {}, k), el('dd', {}, v))));
