@@ -107,8 +107,7 @@ function describeEvent(e) {
   const d = e.detail || {};
   const bits = [];
   if (e.from_status || e.to_status) bits.push(`${e.from_status || 'new'} → ${e.to_status || e.from_status}`);
-  if (d.reason) bits.push(`reason: ${d.reason}`);
-  if (d.do_not_call_reason) bits.push(`(${d.do_not_call_reason})`);
+  if (d.reason) bits.push(`reason: ${d.reason}${d.do_not_call_reason ? ` (${d.do_not_call_reason})` : ''}`);
   for (const k of ['provider_status', 'error', 'error_code', 'message', 'by', 'until', 'next_attempt_at']) {
     if (d[k] !== undefined && d[k] !== null) bits.push(`${k}: ${typeof d[k] === 'object' ? JSON.stringify(d[k]) : d[k]}`);
   }

@@ -6,7 +6,8 @@
 //
 //   - a viewer signs in with a pasted token and watches a call go from scheduled to completed,
 //     then reads its timeline;
-//   - a viewer's cancel is refused (403 shown, the call stays scheduled);
+//   - a viewer's cancel is refused (403 shown, the call stays scheduled); a do-not-call call's
+//     timeline says why it was skipped;
 //   - an operator cancels a scheduled call and retries a failed one;
 //   - the campaign view says why a do-not-call customer is not called, and "Run now" runs it;
 //   - on a phone-sized screen nothing overflows the page sideways.
@@ -149,6 +150,14 @@ test('viewer: cancel is refused with the API\'s 403, and the call stays schedule
   await alert.getByText(/Refused \(HTTP 403\)/).waitFor();
   assert.match(await alert.textContent(), /permission denied for function cancel_call/);
   assert.equal(await callStatus(id), 'scheduled');
+
+  // a call to a do-not-call number: its timeline says why it was not dialled
+  const dnc = await d.enqueue(db, DNC, { provider: HOLD, payload: { message: 'Hi' } });
+  await page.goto(`${stack.dashboard}#call/${dnc}`);
+  await page.getByRole('heading', { name: `Call #${dnc}` }).waitFor();
+  const skipped = page.locator('#timeline li', { hasText: 'skipped' });
+  await skipped.waitFor();
+  assert.match(await skipped.textContent(), /reason: do_not_call \(asked not to be called\)/);
   await page.close();
 });
 
