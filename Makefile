@@ -52,8 +52,9 @@ sql/$(EXTENSION)--$(EXTVERSION).sql: $(SQL_PARTS)
 test:
 	bash test/run_all.sh
 
+# make demo KEEP=1: the dashboard too, and everything stays up until Ctrl-C
 demo:
-	bash test/demo.sh
+	DIALER_DEMO_KEEP=$(if $(filter 1 yes true,$(KEEP)),1,0) bash test/demo.sh
 
 bench:
 	bash bench/run.sh

@@ -13,8 +13,9 @@ text = readme.read_text()
 head = text[: text.index("\n## Dispatching")]
 parts = []
 for name, title in [("dispatching", "Dispatching"), ("replication", "Replication and failover"),
-                    ("webhooks", "Webhooks"),
-                    ("campaigns", "Campaigns"), ("demo", "Demo"), ("performance", "Performance")]:
+                    ("webhooks", "Webhooks"), ("campaigns", "Campaigns"),
+                    ("admin", "Admin API and dashboard"), ("demo", "Demo"),
+                    ("performance", "Performance")]:
     body = (root / "doc" / f"{name}.md").read_text().strip()
     body = re.sub(r"\A## [^\n]*", f"## {title}", body)
     parts.append(body)

@@ -26,6 +26,7 @@ const path = require('node:path');
 const { Client } = require('pg');
 const { startSimulator, DEFAULTS: SIM_DEFAULTS } = require('./sim/server');
 const { startWebhookStack, makeClient } = require('./lib/webhook_stack');
+const { startAdminStack } = require('./lib/admin_stack');
 
 const REPO = path.resolve(__dirname, '..');
 // test/lib/webhook_stack.js keeps its directory whenever DIALER_KEEP is set at all (even "0");
@@ -65,7 +66,10 @@ const section = (s) => out(`\n${bold(`== ${s}`)}`);
 
 /* ------------------------------------------------------------------ what it started */
 
-const started = { sims: [], stack: null, db: null, http: null, timers: new Set() };
+const started = { sims: [], stack: null, admin: null, db: null, http: null, timers: new Set() };
+// KEEP=1 (make demo KEEP=1): the admin API and dashboard are started too, and everything stays
+// up after the checks until Ctrl-C
+const KEEP = process.env.DIALER_DEMO_KEEP === '1';
 let signalled = null;   // the signal that is stopping the demo
 let stopPromise = null;
 const stopOnce = () => stopPromise || (stopPromise = stopAll());
@@ -85,6 +89,8 @@ async function stopAll() {
   // a stack still starting is stopped once it is up (if it fails, it stops itself)
   const stack = started.stack && await started.stack.catch(() => null);
   if (stack) await stack.stop().catch((e) => out(`demo: stopping the webhook stack: ${e.message}`));
+  const admin = started.admin && await started.admin.catch(() => null);
+  if (admin) await admin.stop().catch((e) => out(`demo: stopping the admin stack: ${e.message}`));
   for (const s of started.sims) await s.close().catch(() => {});
 }
 
@@ -341,6 +347,16 @@ async function main() {
   // delivering to nginx directly, while the signature covers the public URL
   twilio.control.configure({ callbackTarget: stack.proxy });
   started.http = makeClient(8);
+  if (KEEP) {
+    started.admin = startAdminStack({ database: DB });
+    const admin = await started.admin;
+    if (signalled) return hang();
+    section('the dashboard (KEEP=1: everything stays up after the checks, until Ctrl-C)');
+    out(`   open ${bold(admin.dashboard)} and paste a token:`);
+    out(`   operator: ${admin.token('dialer_operator', { sub: 'demo-operator' }, 8 * 3600)}`);
+    out(`   viewer:   ${admin.token('dialer_viewer', { sub: 'demo-viewer' }, 8 * 3600)}`);
+    out(`   admin API: ${admin.api}/ (OpenAPI with a token), e.g. curl -H "Authorization: Bearer <token>" ${admin.api}/rpc/stats`);
+  }
 
   const db = new Client({ host: process.env.PGHOST, port: Number(process.env.PGPORT), user: process.env.PGUSER,
     database: DB, application_name: 'pg_dialer demo' });
@@ -581,6 +597,11 @@ async function main() {
   out('');
   if (failures.length) out(red(bold(`demo: ${failures.length} check(s) failed`)));
   else out(green(bold('demo: all checks passed')));
+  if (KEEP && started.admin) {
+    const admin = await started.admin;
+    out(`\ndemo: KEEP=1: the stack stays up. Dashboard: ${bold(admin.dashboard)} (tokens above). Ctrl-C stops everything.`);
+    return hang();
+  }
   await stopOnce();
   return failures.length ? 1 : 0;
 }

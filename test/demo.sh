@@ -15,13 +15,16 @@
 #    SIGTERM), and removes the temporary directory.
 #
 # Environment: DIALER_SKIP_DEPS=1 skips step 1's package check; DIALER_KEEP=1 keeps the
-# temporary directory (server logs); DEMO_TIMEOUT=N gives the calls N seconds (60).
+# temporary directory (server logs); DEMO_TIMEOUT=N gives the calls N seconds (60);
+# DIALER_DEMO_KEEP=1 (make demo KEEP=1) also starts the admin API and the dashboard, prints
+# the dashboard's address and tokens, and keeps everything up after the checks until Ctrl-C;
+# DIALER_PGBIN chooses the PostgreSQL 15 binaries (default Debian's).
 set -uo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo" || exit 1
 
-PGBIN=/usr/lib/postgresql/15/bin
+export PGBIN=${DIALER_PGBIN:-/usr/lib/postgresql/15/bin}
 PG_CONFIG=$PGBIN/pg_config
 DB=dialer_demo
 

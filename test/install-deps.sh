@@ -19,6 +19,7 @@ packages=(
 	make
 	gcc
 	nginx
+	chromium
 )
 
 say() { echo "install-deps: $*"; }

@@ -138,7 +138,8 @@ function stopProcess(proc, signal = 'SIGTERM') {
 
 /*
  * Starts the stack.  options: database (created afresh, dropped by stop() unless
- * keepDatabase), dbPool (PostgREST db-pool), workerProcesses (nginx).
+ * keepDatabase; with existingDatabase it is used as it is and kept, e.g. the dispatcher's
+ * database), dbPool (PostgREST db-pool), workerProcesses (nginx).
  */
 async function startWebhookStack(options = {}) {
   const database = options.database || 'dialer_webhook_test';
@@ -151,7 +152,7 @@ async function startWebhookStack(options = {}) {
   stack.stop = async () => {
     for (const p of procs.reverse()) await stopProcess(p.proc, p.signal);
     if (stack.admin) await stack.admin.end().catch(() => {});
-    if (!options.keepDatabase) {
+    if (!options.keepDatabase && !options.existingDatabase) {
       const c = new Client({ ...pg, database: 'postgres' });
       await c.connect().catch(() => {});
       await c.query(`DROP DATABASE IF EXISTS "${database}" WITH (FORCE)`).catch(() => {});
@@ -162,14 +163,16 @@ async function startWebhookStack(options = {}) {
 
   try {
     /* the database, the extension, the roles */
-    const c = new Client({ ...pg, database: 'postgres' });
-    await c.connect();
-    await c.query(`DROP DATABASE IF EXISTS "${database}" WITH (FORCE)`);
-    await c.query(`CREATE DATABASE "${database}"`);
-    await c.end();
+    if (!options.existingDatabase) {
+      const c = new Client({ ...pg, database: 'postgres' });
+      await c.connect();
+      await c.query(`DROP DATABASE IF EXISTS "${database}" WITH (FORCE)`);
+      await c.query(`CREATE DATABASE "${database}"`);
+      await c.end();
+    }
     const c2 = new Client({ ...pg, database });
     await c2.connect();
-    await c2.query('CREATE EXTENSION pg_dialer');
+    await c2.query('CREATE EXTENSION IF NOT EXISTS pg_dialer');
     await c2.end();
     psqlFile(database, path.join(REPO, 'deploy', 'roles.sql'));
     stack.admin = new Pool({ ...pg, database, max: 8 });
