@@ -11,7 +11,8 @@
 //   - an operator cancels a scheduled call and retries a failed one;
 //   - the campaign view says why a do-not-call customer is not called, and "Run now" runs it;
 //   - on a phone-sized screen nothing overflows the page sideways.
-// Screenshots of the main views are written to doc/ (README shows them).
+// Screenshots of the main views: README shows the ones in doc/, refreshed by running this file
+// with DIALER_SCREENSHOTS=doc.
 //
 // Run by test/run_all.sh (DIALER_ONLY=dashboard).  Needs /usr/bin/chromium (test/install-deps.sh).
 
@@ -26,7 +27,10 @@ const { startAdminStack } = require('../lib/admin_stack');
 const { startWebhookStack } = require('../lib/webhook_stack');
 
 const CHROMIUM = process.env.DIALER_CHROMIUM || '/usr/bin/chromium';
-const DOC = path.join(__dirname, '..', '..', 'doc');
+// Screenshots go to a temporary folder; DIALER_SCREENSHOTS=doc refreshes the ones in doc/.
+const DOC = process.env.DIALER_SCREENSHOTS === 'doc'
+  ? path.join(__dirname, '..', '..', 'doc')
+  : fs.mkdtempSync(path.join(os.tmpdir(), 'pg_dialer_shots_'));
 const P = 'dsh_';
 const TW = `${P}tw`;
 const HOLD = `${P}hold`;
