@@ -13,7 +13,8 @@ text = readme.read_text()
 head = text[: text.index("\n## Dispatching")]
 parts = []
 for name, title in [("dispatching", "Dispatching"), ("webhooks", "Webhooks"),
-                    ("campaigns", "Campaigns"), ("demo", "Demo"), ("performance", "Performance")]:
+                    ("campaigns", "Campaigns"), ("monitoring", "Monitoring"), ("demo", "Demo"),
+                    ("performance", "Performance")]:
     body = (root / "doc" / f"{name}.md").read_text().strip()
     body = re.sub(r"\A## [^\n]*", f"## {title}", body)
     parts.append(body)

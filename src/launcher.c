@@ -70,6 +70,7 @@ typedef struct SlotLocal
 	BackgroundWorkerHandle *handle; /* NULL: not started by this launcher */
 	TimestampTz stopped_at;		/* when it was seen stopped (0: running or new) */
 	TimestampTz event_at;		/* last CREATE EXTENSION reported for its database */
+	TimestampTz launched_at;	/* when this launcher last started it */
 	bool		warned;			/* a start failure was logged */
 } SlotLocal;
 
@@ -254,6 +255,7 @@ start_dispatcher(int i)
 	MemoryContextSwitchTo(old);
 	if (registered)
 	{
+		slot_local[i].launched_at = GetCurrentTimestamp();
 		slot_local[i].warned = false;
 		return;
 	}
@@ -497,6 +499,11 @@ launcher_pass(void)
 			}
 			/* it just stopped (an error, or terminated): wait before starting it again */
 			slot_local[i].stopped_at = now;
+			if (started_at < slot_local[i].launched_at)
+				ereport(WARNING,
+						(errmsg("pg_dialer: the dispatcher of database \"%s\" exited before it could connect", db->name),
+						 errdetail("The server log above has its error."),
+						 errhint("It is started again in %d s.", DISPATCHER_RESTART_MS / 1000)));
 		}
 		if (TimestampDifferenceExceeds(slot_local[i].stopped_at, now, DISPATCHER_RESTART_MS))
 			start_dispatcher(i);
