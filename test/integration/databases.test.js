@@ -151,6 +151,7 @@ test('two databases dispatch at once, each through its own dispatcher; DROP DATA
   assert.match(log, new RegExp(`pg_dialer dispatcher started for database "${A}"`));
   assert.match(log, new RegExp(`pg_dialer dispatcher started for database "${B}"`));
   assert.match(log, new RegExp(`pg_dialer: stopping the dispatcher of database "${A}" for DROP DATABASE`));
+  assert.match(log, new RegExp(`pg_dialer dispatcher for database "${A}" stopped`));
   assert.match(log, new RegExp(`pg_dialer dispatcher for database "${C}" exiting: the extension pg_dialer is not created there`));
   assert.doesNotMatch(log, /terminated by signal|server process .* was terminated/, 'nothing crashed');
 });

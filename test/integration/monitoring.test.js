@@ -20,6 +20,7 @@ const d = require('../lib/dialer');
 const EXPORTER = process.env.DIALER_EXPORTER || '/usr/bin/prometheus-postgres-exporter';
 const QUERIES = path.join(__dirname, '..', '..', 'deploy', 'prometheus', 'pg_dialer_queries.yaml');
 const P = 'it_mon_';
+const ROLE = 'it_mon_exporter';		// the exporter connects as a role given only dialer.grant_monitoring()
 const providers = new Set();
 const sims = [];
 let db;
@@ -81,10 +82,15 @@ before(async () => {
     'dialer.retry_base_delay': '60s', 'dialer.retry_max_delay': '60s' });
   await d.workerPid(db);
 
+  await db.query(`DROP OWNED BY ${ROLE}`).catch(() => {});
+  await db.query(`DROP ROLE IF EXISTS ${ROLE}`);
+  await db.query(`CREATE ROLE ${ROLE} LOGIN`);
+  await db.query('SELECT dialer.grant_monitoring($1)', [ROLE]);
+
   assert.ok(fs.existsSync(EXPORTER), `${EXPORTER} is installed (Debian package prometheus-postgres-exporter)`);
   const port = await freePort();
   exporterUrl = `http://127.0.0.1:${port}`;
-  const dsn = `postgresql://${process.env.PGUSER || 'postgres'}@${process.env.PGHOST || '127.0.0.1'}:${process.env.PGPORT || 5432}/${d.DB}?sslmode=disable`;
+  const dsn = `postgresql://${ROLE}@${process.env.PGHOST || '127.0.0.1'}:${process.env.PGPORT || 5432}/${d.DB}?sslmode=disable`;
   exporter = spawn(EXPORTER, [`--web.listen-address=127.0.0.1:${port}`, `--extend.query-path=${QUERIES}`,
     '--disable-default-metrics', '--disable-settings-metrics'],
   { env: { ...process.env, DATA_SOURCE_NAME: dsn }, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -103,6 +109,8 @@ after(async () => {
   if (db) {
     await d.dropProviders(db, [...providers]).catch(() => {});
     if (settings) await settings.restore().catch(() => {});
+    await db.query(`DROP OWNED BY ${ROLE}`).catch(() => {});
+    await db.query(`DROP ROLE IF EXISTS ${ROLE}`).catch(() => {});
     await db.end().catch(() => {});
   }
   for (const s of sims) await s.close();
@@ -188,5 +196,24 @@ test('worker_health: lag grows while dispatching is off, and the exporter report
     assert.equal((await d.calls(db, [id]))[0].status, 'scheduled');
   } finally {
     await settings.set({ 'dialer.enabled': 'on' });
+  }
+});
+
+test('grant_monitoring: the role reads the monitoring views, and neither the tables nor a secret', async () => {
+  await db.query('BEGIN');
+  try {
+    await db.query(`SET LOCAL ROLE ${ROLE}`);
+    assert.equal((await db.query('SELECT count(*)::int AS n FROM dialer.worker_health')).rows[0].n, 1);
+    await db.query('SELECT * FROM dialer.provider_health');
+    await db.query('SELECT * FROM dialer.call_counts');
+    await db.query('SELECT * FROM dialer.dispatchers()');
+    for (const q of ['SELECT to_number FROM dialer.scheduled_calls LIMIT 1', 'SELECT auth_token FROM dialer.providers LIMIT 1',
+      "SELECT dialer.enqueue_call('+15550860002')"]) {
+      await db.query('SAVEPOINT s');
+      await assert.rejects(db.query(q), (e) => e.code === '42501', `${q} is refused`);
+      await db.query('ROLLBACK TO SAVEPOINT s');
+    }
+  } finally {
+    await db.query('ROLLBACK');
   }
 });
