@@ -683,14 +683,21 @@ dialer_worker_main(Datum main_arg)
 			woken = true;
 		}
 
-		/* CREATE or DROP EXTENSION committed in this database: look again */
+		/*
+		 * CREATE or DROP EXTENSION committed in this database: look again.  A
+		 * DROP DATABASE (or the like) waiting for the database to be free: stop.
+		 */
 		SpinLockAcquire(&dialer_shared->mutex);
 		if (dialer_shared->recheck_extension)
 		{
 			dialer_shared->recheck_extension = false;
 			ready = false;
 		}
+		if (dialer_shared->held_by != 0 && dialer_shared->held_until > GetCurrentTimestamp())
+			shutdown_requested = true;
 		SpinLockRelease(&dialer_shared->mutex);
+		if (shutdown_requested)
+			drain_and_exit();
 
 		if (!ready)
 		{
