@@ -4,7 +4,8 @@
 // with its own worker_status()); DROP DATABASE of one succeeds promptly, its dispatcher exits
 // and the other keeps dispatching; CREATE EXTENSION in a new database starts a dispatcher within
 // seconds and DROP EXTENSION stops it; a database not named by dialer.databases gets none, and
-// dialer.check_served() warns there.  Everything is real: the cluster's launcher, its
+// dialer.check_served() warns there; with max_worker_processes exhausted (a cluster of its own)
+// the launcher warns and starts the dispatcher once a slot frees up.  Everything is real: the cluster's launcher, its
 // dispatchers, the simulators on 127.0.0.1; the server log is read for the launcher's lines.
 //
 // Run by test/run_all.sh; by hand:
@@ -13,6 +14,12 @@
 
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const net = require('node:net');
+const os = require('node:os');
+const path = require('node:path');
+const { execFileSync } = require('node:child_process');
+const { Client } = require('pg');
 const d = require('../lib/dialer');
 
 const A = 'dialer_mdb_a';
@@ -182,4 +189,90 @@ test('a database not named by dialer.databases gets no dispatcher: check_served(
   const w = (await u.query('SELECT state, pid, due_calls FROM dialer.worker_health')).rows[0];
   assert.deepEqual([w.state, w.pid, Number(w.due_calls)], ['not served', null, 1], 'worker_health shows it');
   assert.ok(!(await dispatchers())[U]);
+});
+
+/* ------------------------------------------------------------------ max_worker_processes */
+
+const CLUSTER_SH = path.join(__dirname, '..', 'lib', 'cluster.sh');
+
+async function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => { const { port } = srv.address(); srv.close(() => resolve(port)); });
+  });
+}
+
+test('max_worker_processes exhausted: a clear WARNING, the calls wait, and the dispatcher starts once a worker slot frees up; 0.1.0's dialer.database still works', { timeout: 120000 }, async () => {
+  // a cluster of its own with room for the launchers (logical replication, pg_cron, pg_dialer)
+  // and one dispatcher
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pg_dialer_slots.'));
+  fs.chmodSync(dir, 0o755);
+  const port = await freePort();
+  const env = { ...process.env, PGBIN: process.env.DIALER_PGBIN || '/usr/lib/postgresql/15/bin',
+    DIALER_EXTRA_CONF: 'max_worker_processes = 4' };
+  const conns = [];
+  const conn = async (database) => {
+    const c = new Client({ host: '127.0.0.1', port, user: 'postgres', database });
+    c.on('error', () => {});
+    await c.connect();
+    conns.push(c);
+    return c;
+  };
+  try {
+    execFileSync('bash', [CLUSTER_SH, 'start', dir, String(port), 'slots_one'], { env, cwd: '/', stdio: 'pipe' });
+    const pid = fs.readFileSync(path.join(dir, 'data', 'postmaster.pid'), 'utf8').split('\n')[0];
+    if (process.env.DIALER_PID_FILE) fs.appendFileSync(process.env.DIALER_PID_FILE, `${pid}\n`);
+    const logFile = path.join(dir, 'postgres.log');
+    const log = () => fs.readFileSync(logFile, 'utf8');
+    const admin = await conn('postgres');
+    await admin.query(`ALTER SYSTEM SET dialer.databases = '*'`);
+    await admin.query('SELECT pg_reload_conf()');
+    await admin.query('CREATE DATABASE slots_two');
+    const one = await conn('slots_one');
+    await one.query('CREATE EXTENSION pg_dialer');
+    await d.waitFor(async () => (await one.query('SELECT pid FROM dialer.worker_status()')).rows.length === 1,
+      { timeoutMs: 10000, message: 'the dispatcher of slots_one' });
+
+    // no worker slot left for the second database
+    const two = await conn('slots_two');
+    await two.query('CREATE EXTENSION pg_dialer');
+    await d.waitFor(() => /WARNING: {2}pg_dialer: could not start a dispatcher for database "slots_two": no background worker slot is free/.test(log()),
+      { timeoutMs: 10000, message: 'the WARNING', describe: () => log().slice(-1500) });
+    assert.match(log(), /DETAIL: {2}max_worker_processes is 4; pg_dialer needs 1 for its launcher and 1 per database it serves/);
+    const w = (await two.query('SELECT pid, state FROM dialer.worker_health')).rows[0];
+    assert.deepEqual([w.pid, w.state], [null, 'not running']);
+    const listed = (await one.query(`SELECT state FROM dialer.dispatchers() WHERE database = 'slots_two'`)).rows;
+    assert.deepEqual(listed.map((r) => r.state), ['not started: no worker slot']);
+    await d.sleep(6000);
+    assert.equal((log().match(/could not start a dispatcher for database "slots_two"/g) || []).length, 1,
+      'warned once, not at every retry');
+
+    // the first database lets its worker go: the second gets it within seconds
+    await one.query('DROP EXTENSION pg_dialer');
+    await d.waitFor(async () => (await two.query('SELECT pid FROM dialer.worker_status()')).rows.length === 1,
+      { timeoutMs: 10000, intervalMs: 100, message: 'the dispatcher of slots_two', describe: () => log().slice(-1500) });
+    assert.match(log(), /pg_dialer dispatcher started for database "slots_two"/);
+
+    // 0.1.0's dialer.database still works: with dialer.databases = '*' it names the one database served
+    await one.query('CREATE EXTENSION pg_dialer');
+    await admin.query(`ALTER SYSTEM SET dialer.database = 'slots_one'`);
+    await admin.query('SELECT pg_reload_conf()');
+    await d.waitFor(async () => (await two.query('SELECT dialer.is_served() AS v')).rows[0].v === false,
+      { timeoutMs: 5000, message: 'slots_two no longer served' });
+    assert.equal((await one.query('SELECT dialer.is_served() AS v')).rows[0].v, true, 'slots_one is');
+    await d.waitFor(async () => (await one.query('SELECT pid FROM dialer.worker_status()')).rows.length === 1,
+      { timeoutMs: 10000, message: 'the dispatcher of slots_one, in the worker slot slots_two left' });
+    await d.waitFor(async () => (await two.query('SELECT pid FROM dialer.worker_status()')).rows.length === 0,
+      { timeoutMs: 10000, message: 'the dispatcher of slots_two to stop' });
+    assert.match(log(), /pg_dialer: stopping the dispatcher of database "slots_two": it is no longer served/);
+    await admin.query(`ALTER SYSTEM SET dialer.databases = 'slots_two'`);
+    await admin.query('SELECT pg_reload_conf()');
+    await d.waitFor(async () => (await two.query('SELECT dialer.is_served() AS v')).rows[0].v === true,
+      { timeoutMs: 5000, message: 'an explicit dialer.databases wins over dialer.database' });
+  } finally {
+    for (const c of conns) await c.end().catch(() => {});
+    try { execFileSync('bash', [CLUSTER_SH, 'stop', dir], { env, cwd: '/', stdio: 'pipe' }); } catch { /* stopped by the harness */ }
+    if (process.env.DIALER_KEEP !== '1') fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
