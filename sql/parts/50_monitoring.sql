@@ -197,3 +197,11 @@ END;
 $$;
 COMMENT ON FUNCTION dialer.grant_monitoring(name) IS
 	'Grants a role read access to the monitoring views (dialer.call_counts, provider_health, worker_health) and dialer.dispatchers(); no table, secret or phone number';
+
+/*
+ * Nothing here is for PUBLIC (90_privileges.sql revokes it too; repeated so that this part
+ * is complete by itself, e.g. as part of an update script).
+ */
+REVOKE ALL ON dialer.call_counts, dialer.provider_health, dialer.worker_health FROM PUBLIC;
+REVOKE ALL ON FUNCTION dialer.provider_status(), dialer.dispatchers(), dialer.is_served(),
+	dialer.check_served(), dialer.grant_monitoring(name) FROM PUBLIC;
