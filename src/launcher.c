@@ -508,7 +508,12 @@ launcher_pass(void)
 		if (TimestampDifferenceExceeds(slot_local[i].stopped_at, now, DISPATCHER_RESTART_MS))
 			start_dispatcher(i);
 		else
-			sleep_ms = Min(sleep_ms, 200);
+		{
+			/* sleep until it is due */
+			long		waited_ms = (long) ((now - slot_local[i].stopped_at) / 1000);
+
+			sleep_ms = Min(sleep_ms, Max(DISPATCHER_RESTART_MS - waited_ms, 10));
+		}
 	}
 
 	/* forget the databases without the extension that are gone or no longer served */

@@ -203,7 +203,7 @@ async function freePort() {
   });
 }
 
-test('max_worker_processes exhausted: a clear WARNING, the calls wait, and the dispatcher starts once a worker slot frees up; 0.1.0's dialer.database still works', { timeout: 120000 }, async () => {
+test('max_worker_processes exhausted: a clear WARNING, the calls wait, and the dispatcher starts once a worker slot frees up; the 0.1.0 setting dialer.database still works', { timeout: 120000 }, async () => {
   // a cluster of its own with room for the launchers (logical replication, pg_cron, pg_dialer)
   // and one dispatcher
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pg_dialer_slots.'));
