@@ -1,8 +1,10 @@
 /*-------------------------------------------------------------------------
  *
  * pg_dialer.c
- *	  Module entry point: defines the settings, reserves shared memory and
- *	  registers the dispatcher when loaded from shared_preload_libraries.
+ *	  Module entry point: defines the settings, reserves shared memory,
+ *	  installs the hooks and registers the launcher (which starts one
+ *	  dispatcher per served database) when loaded from
+ *	  shared_preload_libraries.
  *
  *-------------------------------------------------------------------------
  */
@@ -22,9 +24,9 @@ void		_PG_init(void);
 PG_FUNCTION_INFO_V1(dialer_is_valid_timezone);
 
 /*
- * Settings are defined in every process that loads the library; shared memory and
- * the worker exist only when the library is preloaded, which is how it must be
- * deployed (a backend that loads it on demand can still enqueue calls: they wait
+ * Settings are defined in every process that loads the library; shared memory,
+ * the launcher and the dispatchers exist only when the library is preloaded,
+ * which is how it must be deployed (a backend that loads it on demand can still enqueue calls: they wait
  * for a server started with the library preloaded).
  */
 void
@@ -36,7 +38,8 @@ _PG_init(void)
 		return;
 
 	dialer_shmem_init();
-	dialer_register_worker();
+	dialer_launcher_hooks_init();
+	dialer_register_launcher();
 }
 
 /*

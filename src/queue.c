@@ -534,6 +534,36 @@ queue_claim_searches(DialerProvider *provider, int max_calls)
 }
 
 /*
+ * Logs how many of the calls just looked up at their provider reached a final
+ * status (an operator learns that callbacks were lost and were made up for).
+ */
+static void
+log_settled(List *results)
+{
+	Datum	   *ids = palloc(sizeof(Datum) * list_length(results));
+	Oid			types[1] = {INT8ARRAYOID};
+	Datum		args[1];
+	ListCell   *lc;
+	int			n = 0;
+	int64		settled;
+	bool		isnull;
+
+	foreach(lc, results)
+		ids[n++] = Int64GetDatum(((LookupResult *) lfirst(lc))->call_id);
+	args[0] = PointerGetDatum(construct_array(ids, n, INT8OID, sizeof(int64), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	if (SPI_execute_with_args("SELECT count(*) FROM dialer.scheduled_calls "
+							  "WHERE id = ANY($1) AND finished_at IS NOT NULL",
+							  1, types, args, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "pg_dialer: counting reconciled calls failed");
+	settled = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (settled > 0)
+		ereport(LOG,
+				(errmsg("pg_dialer: reconciliation settled " INT64_FORMAT " of %d call(s) looked up at their provider",
+						settled, n),
+				 errdetail("Their final status came from the provider's call records, not from a callback.")));
+}
+
+/*
  * Applies the providers' answers to lookups and searches, in one transaction.
  */
 void
@@ -583,5 +613,6 @@ queue_store_lookups(List *results)
 								  5, types, args, nulls, false, 1) != SPI_OK_SELECT)
 			elog(ERROR, "pg_dialer: apply_reconciliation failed");
 	}
+	log_settled(results);
 	queue_end(caller);
 }

@@ -12,10 +12,13 @@
 
 #include "pgtime.h"
 #include "utils/guc.h"
+#include "utils/varlena.h"
 
 #include "pg_dialer.h"
 
 char	   *dialer_database = NULL;
+char	   *dialer_databases = NULL;
+int			dialer_launcher_naptime_s = 10;
 bool		dialer_enabled = true;
 int			dialer_max_concurrency = 100;
 int			dialer_batch_size = 500;
@@ -40,6 +43,42 @@ static const struct config_enum_entry standby_wait_options[] = {
 	{"all", STANDBY_WAIT_ALL, false},
 	{NULL, 0, false}
 };
+
+/*
+ * dialer.databases: * alone, or a list of database names.
+ */
+static bool
+check_database_list(char **newval, void **extra, GucSource source)
+{
+	char	   *raw;
+	List	   *names;
+	ListCell   *lc;
+	bool		ok;
+
+	if (*newval == NULL || (*newval)[0] == '\0')
+	{
+		GUC_check_errdetail("List the databases to serve, or * for every database where the extension is created.");
+		return false;
+	}
+	raw = pstrdup(*newval);
+	ok = SplitIdentifierString(raw, ',', &names);
+	if (!ok)
+		GUC_check_errdetail("\"%s\" is not a comma-separated list of database names.", *newval);
+	else if (list_length(names) > 1)
+	{
+		foreach(lc, names)
+		{
+			if (strcmp((char *) lfirst(lc), "*") == 0)
+			{
+				GUC_check_errdetail("* stands alone: it already means every database.");
+				ok = false;
+			}
+		}
+	}
+	list_free(names);
+	pfree(raw);
+	return ok;
+}
 
 /*
  * A time of day written HH:MM (00:00 to 24:00).
@@ -138,11 +177,23 @@ check_number_list(char **newval, void **extra, GucSource source)
 void
 dialer_define_settings(void)
 {
+	DefineCustomStringVariable("dialer.databases",
+							   "Databases a dispatcher serves: * (every database where the extension is created) or a comma-separated list of names.",
+							   "The launcher starts one dispatcher per served database where CREATE EXTENSION pg_dialer was run.",
+							   &dialer_databases, "*",
+							   PGC_SIGHUP, GUC_LIST_INPUT, check_database_list, NULL, NULL);
+
 	DefineCustomStringVariable("dialer.database",
-							   "Database the dispatcher connects to.",
-							   "The extension must be created in this database.",
-							   &dialer_database, "postgres",
-							   PGC_POSTMASTER, 0, NULL, NULL, NULL);
+							   "Deprecated (0.1.0): the one database served.",
+							   "When set, it replaces dialer.databases = '*': only this database is served.",
+							   &dialer_database, "",
+							   PGC_SIGHUP, 0, NULL, NULL, NULL);
+
+	DefineCustomIntVariable("dialer.launcher_naptime",
+							"How often the launcher looks for new and dropped databases.",
+							"CREATE and DROP EXTENSION and DROP DATABASE wake it at once; this catches the rest (a database created from a template that has the extension).",
+							&dialer_launcher_naptime_s, 10, 1, 3600,
+							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
 
 	DefineCustomBoolVariable("dialer.enabled",
 							 "Whether the dispatcher places calls.",

@@ -1,8 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * shmem.c
- *	  The dispatcher's shared state: what dialer.worker_status() reports, and
- *	  how a committing transaction finds the worker's latch to wake it.
+ *	  The dispatchers' shared state, one slot per served database: what
+ *	  dialer.worker_status() and dialer.provider_status() report, and how a
+ *	  committing transaction finds its database's worker latch to wake it.
  *
  *-------------------------------------------------------------------------
  */
@@ -22,6 +23,9 @@
 
 #include "pg_dialer.h"
 
+DialerControl *dialer_control = NULL;
+
+/* in a dispatcher, its own slot; NULL in other processes */
 DialerShared *dialer_shared = NULL;
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
@@ -34,13 +38,26 @@ static bool providers_changed_at_commit = false;
 PG_FUNCTION_INFO_V1(dialer_wake_worker);
 PG_FUNCTION_INFO_V1(dialer_providers_changed);
 PG_FUNCTION_INFO_V1(dialer_worker_status);
+PG_FUNCTION_INFO_V1(dialer_provider_status);
+PG_FUNCTION_INFO_V1(dialer_dispatchers);
+
+/*
+ * One slot per possible background worker: a server cannot run more
+ * dispatchers than max_worker_processes.
+ */
+static Size
+dialer_shmem_size(void)
+{
+	return add_size(offsetof(DialerControl, slots),
+					mul_size(sizeof(DialerShared), max_worker_processes));
+}
 
 static void
 dialer_shmem_request(void)
 {
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
-	RequestAddinShmemSpace(MAXALIGN(sizeof(DialerShared)));
+	RequestAddinShmemSpace(MAXALIGN(dialer_shmem_size()));
 }
 
 static void
@@ -52,30 +69,89 @@ dialer_shmem_startup(void)
 		prev_shmem_startup_hook();
 
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-	dialer_shared = ShmemInitStruct("pg_dialer", sizeof(DialerShared), &found);
+	dialer_control = ShmemInitStruct("pg_dialer", dialer_shmem_size(), &found);
 	if (!found)
 	{
-		memset(dialer_shared, 0, sizeof(DialerShared));
-		SpinLockInit(&dialer_shared->mutex);
-		dialer_shared->worker_procno = -1;
+		int			i;
+
+		memset(dialer_control, 0, dialer_shmem_size());
+		SpinLockInit(&dialer_control->mutex);
+		dialer_control->launcher_procno = -1;
+		dialer_control->n_slots = max_worker_processes;
+		for (i = 0; i < dialer_control->n_slots; i++)
+		{
+			SpinLockInit(&dialer_control->slots[i].mutex);
+			dialer_control->slots[i].worker_procno = -1;
+		}
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
 
 /*
- * Sets the worker's latch if a worker runs.  The latch is found through the
- * worker's procno, never through a stored pointer.
+ * The slot assigned to a database, or NULL (none assigned, or the library was
+ * not preloaded).
+ */
+DialerShared *
+dialer_slot_for_database(Oid dboid)
+{
+	int			i;
+
+	if (dialer_control == NULL || !OidIsValid(dboid))
+		return NULL;
+	for (i = 0; i < dialer_control->n_slots; i++)
+	{
+		DialerShared *slot = &dialer_control->slots[i];
+		bool		match;
+
+		SpinLockAcquire(&slot->mutex);
+		match = slot->in_use && slot->database_oid == dboid;
+		SpinLockRelease(&slot->mutex);
+		if (match)
+			return slot;
+	}
+	return NULL;
+}
+
+/* Sets the launcher's latch, if a launcher runs. */
+void
+dialer_wake_launcher(void)
+{
+	int			procno;
+
+	if (dialer_control == NULL)
+		return;
+	SpinLockAcquire(&dialer_control->mutex);
+	procno = dialer_control->launcher_procno;
+	SpinLockRelease(&dialer_control->mutex);
+	if (procno >= 0)
+		SetLatch(&ProcGlobal->allProcs[procno].procLatch);
+}
+
+/*
+ * The slot of this process's dispatcher, or of this database's dispatcher in
+ * a backend.
+ */
+static DialerShared *
+my_database_slot(void)
+{
+	return dialer_shared != NULL ? dialer_shared : dialer_slot_for_database(MyDatabaseId);
+}
+
+/*
+ * Sets the latch of this database's worker if one runs.  The latch is found
+ * through the worker's procno, never through a stored pointer.
  */
 static void
 wake_worker_now(void)
 {
+	DialerShared *slot = my_database_slot();
 	int			procno;
 
-	if (dialer_shared == NULL)
+	if (slot == NULL)
 		return;
-	SpinLockAcquire(&dialer_shared->mutex);
-	procno = dialer_shared->worker_procno;
-	SpinLockRelease(&dialer_shared->mutex);
+	SpinLockAcquire(&slot->mutex);
+	procno = slot->worker_procno;
+	SpinLockRelease(&slot->mutex);
 	if (procno >= 0)
 		SetLatch(&ProcGlobal->allProcs[procno].procLatch);
 }
@@ -91,11 +167,13 @@ dialer_xact_callback(XactEvent event, void *arg)
 	{
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
-			if (providers_changed_at_commit && dialer_shared != NULL)
+			if (providers_changed_at_commit && my_database_slot() != NULL)
 			{
-				SpinLockAcquire(&dialer_shared->mutex);
-				dialer_shared->providers_version++;
-				SpinLockRelease(&dialer_shared->mutex);
+				DialerShared *slot = my_database_slot();
+
+				SpinLockAcquire(&slot->mutex);
+				slot->providers_version++;
+				SpinLockRelease(&slot->mutex);
 			}
 			if (wake_at_commit || providers_changed_at_commit)
 				wake_worker_now();
@@ -180,28 +258,31 @@ dialer_providers_changed(PG_FUNCTION_ARGS)
 }
 
 /*
- * dialer.worker_status(): one row for the running worker, none when no worker
- * runs (or the library was not preloaded).  standby_wait_since and
- * standby_wait_lsn are set while claimed calls wait for standbys.
+ * dialer.worker_status(): one row for the dispatcher of the current database,
+ * none when no worker runs for it (or the library was not preloaded).
+ * standby_wait_since and standby_wait_lsn are set while claimed calls wait
+ * for standbys.
  */
 Datum
 dialer_worker_status(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	DialerShared *slot;
 	DialerShared snap;
 	Datum		values[13];
 	bool		nulls[13];
 
 	InitMaterializedSRF(fcinfo, 0);
 
-	if (dialer_shared == NULL)
+	slot = my_database_slot();
+	if (slot == NULL)
 		PG_RETURN_VOID();
 
-	SpinLockAcquire(&dialer_shared->mutex);
-	memcpy(&snap, dialer_shared, sizeof(DialerShared));
-	SpinLockRelease(&dialer_shared->mutex);
+	SpinLockAcquire(&slot->mutex);
+	memcpy(&snap, slot, sizeof(DialerShared));
+	SpinLockRelease(&slot->mutex);
 
-	if (snap.worker_pid == 0)
+	if (snap.worker_pid == 0 || snap.database_oid != MyDatabaseId)
 		PG_RETURN_VOID();
 
 	memset(nulls, 0, sizeof(nulls));
@@ -230,5 +311,103 @@ dialer_worker_status(PG_FUNCTION_ARGS)
 		nulls[11] = nulls[12] = true;
 
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	PG_RETURN_VOID();
+}
+
+/*
+ * dialer.provider_status(): the pacing state the current database's
+ * dispatcher last published for each provider it loaded.
+ */
+Datum
+dialer_provider_status(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	DialerShared *slot;
+	DialerProviderState states[DIALER_MAX_PUBLISHED_PROVIDERS];
+	int			n = 0;
+	int			i;
+
+	InitMaterializedSRF(fcinfo, 0);
+
+	slot = my_database_slot();
+	if (slot == NULL)
+		PG_RETURN_VOID();
+	SpinLockAcquire(&slot->mutex);
+	if (slot->worker_pid != 0 && slot->database_oid == MyDatabaseId)
+	{
+		n = slot->n_providers;
+		memcpy(states, slot->providers, sizeof(DialerProviderState) * n);
+	}
+	SpinLockRelease(&slot->mutex);
+
+	for (i = 0; i < n; i++)
+	{
+		Datum		values[6];
+		bool		nulls[6];
+
+		memset(nulls, 0, sizeof(nulls));
+		values[0] = CStringGetTextDatum(states[i].name);
+		values[1] = Int32GetDatum(states[i].in_flight);
+		values[2] = Float8GetDatum(states[i].calls_per_second);
+		/* the budget is at most a second's worth of calls */
+		values[3] = Float8GetDatum(Max(0.0, Max(1.0, states[i].calls_per_second) - states[i].tokens));
+		values[4] = Int32GetDatum(states[i].consecutive_failures);
+		if (states[i].paused_until != 0)
+			values[5] = TimestampTzGetDatum(states[i].paused_until);
+		else
+			nulls[5] = true;
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	PG_RETURN_VOID();
+}
+
+/*
+ * dialer.dispatchers(): every database the launcher assigned a dispatcher
+ * slot to, with the dispatcher's pid (NULL when none runs) and state.  It
+ * names other databases, so EXECUTE is granted only by dialer.grant_monitoring().
+ */
+Datum
+dialer_dispatchers(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	int			i;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (dialer_control == NULL)
+		PG_RETURN_VOID();
+
+	for (i = 0; i < dialer_control->n_slots; i++)
+	{
+		DialerShared *slot = &dialer_control->slots[i];
+		Datum		values[5];
+		bool		nulls[5];
+		bool		in_use;
+		Oid			dboid;
+		pid_t		pid;
+		char		database[NAMEDATALEN];
+		char		state[DIALER_STATE_LEN];
+		TimestampTz started_at;
+
+		SpinLockAcquire(&slot->mutex);
+		in_use = slot->in_use;
+		dboid = slot->database_oid;
+		pid = slot->worker_pid;
+		strlcpy(database, slot->database, NAMEDATALEN);
+		strlcpy(state, slot->state, DIALER_STATE_LEN);
+		started_at = slot->started_at;
+		SpinLockRelease(&slot->mutex);
+		if (!in_use)
+			continue;
+
+		memset(nulls, 0, sizeof(nulls));
+		values[0] = ObjectIdGetDatum(dboid);
+		values[1] = CStringGetTextDatum(database);
+		values[2] = Int32GetDatum(pid);
+		nulls[2] = pid == 0;
+		values[3] = CStringGetTextDatum(state);
+		values[4] = TimestampTzGetDatum(started_at);
+		nulls[4] = started_at == 0;
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
 	PG_RETURN_VOID();
 }

@@ -23,6 +23,7 @@
 
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "commands/dbcommands.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -65,26 +66,6 @@ static TimestampTz reconcile_at = 0;
 /* no search for calls without a provider id was due at the last try: none before this */
 static TimestampTz searches_idle_until = 0;
 
-/*
- * Registers the dispatcher with the postmaster (from _PG_init).  It is
- * restarted 5 seconds after it exits with an error or is terminated.
- */
-void
-dialer_register_worker(void)
-{
-	BackgroundWorker worker;
-
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = 5;
-	strlcpy(worker.bgw_library_name, "pg_dialer", BGW_MAXLEN);
-	strlcpy(worker.bgw_function_name, "dialer_worker_main", BGW_MAXLEN);
-	strlcpy(worker.bgw_name, "pg_dialer dispatcher", BGW_MAXLEN);
-	strlcpy(worker.bgw_type, "pg_dialer dispatcher", BGW_MAXLEN);
-	RegisterBackgroundWorker(&worker);
-}
-
 static void
 handle_sigterm(SIGNAL_ARGS)
 {
@@ -95,7 +76,10 @@ handle_sigterm(SIGNAL_ARGS)
 	errno = save_errno;
 }
 
-/* Clears what the worker published about itself, when it exits. */
+/*
+ * Clears what the worker published about itself, when it exits (the slot
+ * stays assigned to the database: the launcher decides what comes next).
+ */
 static void
 worker_exit(int code, Datum arg)
 {
@@ -105,8 +89,59 @@ worker_exit(int code, Datum arg)
 	dialer_shared->worker_pid = 0;
 	dialer_shared->worker_procno = -1;
 	dialer_shared->in_flight = 0;
-	strlcpy(dialer_shared->state, "stopped", DIALER_STATE_LEN);
+	dialer_shared->n_providers = 0;
+	strlcpy(dialer_shared->state, dialer_shared->no_extension ? "no extension" : "stopped",
+			DIALER_STATE_LEN);
 	SpinLockRelease(&dialer_shared->mutex);
+	ereport(LOG,
+			(errmsg("pg_dialer dispatcher for database \"%s\" stopped", dialer_shared->database)));
+}
+
+/*
+ * Publishes each provider's pacing state for dialer.provider_status().
+ */
+static void
+publish_providers(void)
+{
+	ListCell   *lc;
+	int			n = 0;
+
+	SpinLockAcquire(&dialer_shared->mutex);
+	foreach(lc, providers)
+	{
+		DialerProvider *p = lfirst(lc);
+		DialerProviderState *st;
+
+		if (!p->seen || n >= DIALER_MAX_PUBLISHED_PROVIDERS)
+			continue;
+		st = &dialer_shared->providers[n++];
+		strlcpy(st->name, p->name, NAMEDATALEN);
+		st->in_flight = p->in_flight;
+		st->calls_per_second = p->calls_per_second;
+		st->tokens = p->tokens;
+		st->consecutive_failures = p->consecutive_failures;
+		st->paused_until = p->consecutive_failures >= 5 ? p->blocked_until : 0;
+		st->at_capacity = p->at_capacity;
+	}
+	dialer_shared->n_providers = n;
+	SpinLockRelease(&dialer_shared->mutex);
+}
+
+/*
+ * Exits when the extension is not (or no longer) created in the database:
+ * the launcher starts a dispatcher again when CREATE EXTENSION commits.
+ */
+static void
+exit_without_extension(void)
+{
+	SpinLockAcquire(&dialer_shared->mutex);
+	dialer_shared->no_extension = true;
+	SpinLockRelease(&dialer_shared->mutex);
+	ereport(LOG,
+			(errmsg("pg_dialer dispatcher for database \"%s\" exiting: the extension pg_dialer is not created there",
+					dialer_shared->database),
+			 errhint("CREATE EXTENSION pg_dialer in that database starts a dispatcher again.")));
+	proc_exit(0);
 }
 
 static void
@@ -209,6 +244,10 @@ finish_request(DialerRequest *req, CURLcode result, long http_status)
 	p->in_flight--;
 	if (strcmp(out->outcome, "accepted") == 0)
 	{
+		if (p->consecutive_failures >= 5)
+			ereport(LOG,
+					(errmsg("pg_dialer: provider \"%s\" resumed: a request succeeded after %d consecutive failures",
+							p->name, p->consecutive_failures)));
 		p->consecutive_failures = 0;
 		count(&dialer_shared->accepted, 1);
 	}
@@ -233,6 +272,13 @@ finish_request(DialerRequest *req, CURLcode result, long http_status)
 
 		p->blocked_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), Min(pause_ms, 60000));
 		p->at_capacity = false; /* a failure pause is not lifted by a wake-up */
+		/* the first pause of a streak, then every tenth failure */
+		if (p->consecutive_failures == 5 || p->consecutive_failures % 10 == 0)
+			ereport(WARNING,
+					(errmsg("pg_dialer: provider \"%s\" paused for %d ms after %d consecutive failures",
+							p->name, Min(pause_ms, 60000), p->consecutive_failures),
+					 errdetail("Last error: %s", out->error_message ? out->error_message : out->outcome),
+					 errhint("See dialer.provider_health for its state; it resumes by itself when a request succeeds.")));
 	}
 	http_release(req);
 }
@@ -841,24 +887,44 @@ dialer_worker_main(Datum main_arg)
 	static bool recheck = false;	/* outcomes were stored: retries may be due */
 	static int	errors_in_a_row = 0;
 
+	int			slotno = DatumGetInt32(main_arg);
+	Oid			dboid;
+	char		dbname[NAMEDATALEN];
+
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, handle_sigterm);
 	BackgroundWorkerUnblockSignals();
 
-	BackgroundWorkerInitializeConnection(dialer_database, NULL, 0);
+	/* the launcher assigned this slot to the database before starting the worker */
+	memcpy(&dboid, MyBgworkerEntry->bgw_extra, sizeof(Oid));
+	if (dialer_control == NULL || slotno < 0 || slotno >= dialer_control->n_slots)
+		elog(FATAL, "pg_dialer dispatcher started without a valid slot (%d)", slotno);
+	dialer_shared = &dialer_control->slots[slotno];
+
+	/* a database dropped in the meantime ends this worker with a FATAL error */
+	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	pgstat_report_appname("pg_dialer dispatcher");
 	/* a claim must be durable before its request leaves, whatever the server default */
 	SetConfigOption("synchronous_commit", "on", PGC_SUSET, PGC_S_OVERRIDE);
 
+	StartTransactionCommand();
+	strlcpy(dbname, get_database_name(MyDatabaseId), NAMEDATALEN);
+	CommitTransactionCommand();
+
 	SpinLockAcquire(&dialer_shared->mutex);
+	strlcpy(dialer_shared->database, dbname, NAMEDATALEN);
 	dialer_shared->worker_pid = MyProcPid;
 	dialer_shared->worker_procno = MyProc->pgprocno;
-	strlcpy(dialer_shared->database, dialer_database, NAMEDATALEN);
+	dialer_shared->no_extension = false;
+	dialer_shared->recheck_extension = false;
 	strlcpy(dialer_shared->state, "starting", DIALER_STATE_LEN);
 	dialer_shared->started_at = GetCurrentTimestamp();
 	dialer_shared->in_flight = 0;
+	dialer_shared->n_providers = 0;
 	SpinLockRelease(&dialer_shared->mutex);
 	on_shmem_exit(worker_exit, (Datum) 0);
+	ereport(LOG,
+			(errmsg("pg_dialer dispatcher started for database \"%s\"", dialer_shared->database)));
 
 	http_init();
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "pg_dialer loop", ALLOCSET_DEFAULT_SIZES);
@@ -916,15 +982,31 @@ dialer_worker_main(Datum main_arg)
 			woken = true;
 		}
 
+		/*
+		 * CREATE or DROP EXTENSION committed in this database: look again.  A
+		 * DROP DATABASE (or the like) waiting for the database to be free: stop.
+		 */
+		SpinLockAcquire(&dialer_shared->mutex);
+		if (dialer_shared->recheck_extension)
+		{
+			dialer_shared->recheck_extension = false;
+			ready = false;
+		}
+		if (dialer_shared->held_by != 0 && dialer_shared->held_until > GetCurrentTimestamp())
+			shutdown_requested = true;
+		SpinLockRelease(&dialer_shared->mutex);
+		if (shutdown_requested)
+			drain_and_exit();
+
 		if (!ready)
 		{
 			if (!queue_extension_ready())
 			{
-				dialer_shared_set_state("waiting for CREATE EXTENSION");
-				(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-								 10000L, PG_WAIT_EXTENSION);
-				ResetLatch(MyLatch);
-				continue;
+				/*
+				 * Nothing can be stored without the extension's tables: requests
+				 * still in flight are abandoned with it.
+				 */
+				exit_without_extension();
 			}
 			{
 				int			n = queue_recover();
@@ -998,6 +1080,7 @@ dialer_worker_main(Datum main_arg)
 		SpinLockAcquire(&dialer_shared->mutex);
 		dialer_shared->in_flight = http_in_flight();
 		SpinLockRelease(&dialer_shared->mutex);
+		publish_providers();
 
 		/* with free slots and more calls due, go straight back to claiming */
 		if (dialer_enabled && more &&

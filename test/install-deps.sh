@@ -20,6 +20,7 @@ packages=(
 	gcc
 	nginx
 	chromium
+	prometheus-postgres-exporter
 )
 
 say() { echo "install-deps: $*"; }
@@ -58,7 +59,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 	say "installing ${missing[*]}"
 	export DEBIAN_FRONTEND=noninteractive
 	"${sudo[@]}" apt-get -o DPkg::Lock::Timeout=600 update -q
-	# Packages with a service (nginx, postgresql) must not start it: the tests run their
+	# Packages with a service (nginx, postgresql, prometheus-postgres-exporter) must not start it: the tests run their
 	# own servers on 127.0.0.1 and nothing may listen on the machine's other addresses.
 	policy=/usr/sbin/policy-rc.d
 	if [ ! -e "$policy" ]; then

@@ -196,6 +196,7 @@ test('max_concurrency: a call dialing with no news for reconcile_after no longer
 /* ------------------------------------------------------------------ item 7: reconciliation */
 
 test('reconciliation (twilio): lost final callback, call still in progress, unknown call with a sid, dialing without a sid, failed lookups (404, provider down)', async () => {
+  const mark = d.logMark();
   const s = await sim('twilio');
   const down = await sim('twilio');
   const acc = s.control.config().accountSid;
@@ -254,6 +255,12 @@ test('reconciliation (twilio): lost final callback, call still in progress, unkn
   }, { timeoutMs: Math.max(0, dialedAt + 15000 - Date.now()), intervalMs: 100,
     message: 'every case reconciled within 15 s of dispatch',
     describe: async () => `${await d.describeCalls(db, all, 6)}; events ${JSON.stringify(await Promise.all(all.map(async (id) => [id, (await eventsOf(id)).map((e) => e.event)])))}` });
+  // the server log says that calls were settled by reconciliation (lost, unknown: at least 2)
+  {
+    const settled = [...d.logSince(mark).matchAll(/pg_dialer: reconciliation settled (\d+) of (\d+) call\(s\) looked up at their provider/g)];
+    assert.ok(settled.length > 0, 'a LOG line for the settled calls');
+    assert.ok(settled.reduce((n, m) => n + Number(m[1]), 0) >= 2, `settled: ${settled.map((m) => m[0])}`);
+  }
 
   // the lost callback: looked up with Basic auth, completed, with a reconcile event
   {

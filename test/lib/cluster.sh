@@ -3,8 +3,8 @@
 #
 #   test/lib/cluster.sh start DIR PORT [DB]   initdb (as postgres) in DIR, preload pg_cron and
 #                                             pg_dialer, start on 127.0.0.1:PORT, create DB
-#                                             (default dialer_test: the dispatcher's and
-#                                             pg_cron's database)
+#                                             (default dialer_test: the one database served
+#                                             by dispatchers, dialer.databases, and pg_cron's)
 #   test/lib/cluster.sh stop DIR              stop it (by the postmaster's PID file)
 #
 # Extra postgresql.conf lines can be given in $DIALER_EXTRA_CONF (newline-separated).
@@ -34,7 +34,7 @@ unix_socket_directories = '$dir'
 shared_preload_libraries = 'pg_cron,pg_dialer'
 cron.database_name = '$db'
 cron.use_background_workers = on
-dialer.database = '$db'
+dialer.databases = '$db'
 max_worker_processes = 32
 max_connections = 200
 fsync = off

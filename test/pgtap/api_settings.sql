@@ -19,7 +19,9 @@ SELECT plan(78);
 CREATE TEMP TABLE expected_settings (name text, boot_val text, unit text, context text, vartype text,
                                      min_val text, max_val text);
 INSERT INTO expected_settings VALUES
-	('dialer.database',             'postgres', NULL, 'postmaster', 'string',  NULL, NULL),
+	('dialer.database',             '',         NULL, 'sighup',     'string',  NULL, NULL),
+	('dialer.databases',            '*',        NULL, 'sighup',     'string',  NULL, NULL),
+	('dialer.launcher_naptime',     '10',       's',  'sighup',     'integer', '1', '3600'),
 	('dialer.enabled',              'on',       NULL, 'sighup',     'bool',    NULL, NULL),
 	('dialer.max_concurrency',      '100',      NULL, 'sighup',     'integer', '1', '10000'),
 	('dialer.batch_size',           '500',      NULL, 'sighup',     'integer', '1', '10000'),
@@ -49,8 +51,8 @@ SELECT is((SELECT row(s.boot_val, s.unit, s.context, s.vartype, s.min_val, s.max
   FROM expected_settings e ORDER BY e.name;
 SELECT is_empty($$SELECT name FROM pg_settings WHERE name LIKE 'dialer.%' AND coalesce(short_desc, '') = ''$$,
                 'every dialer.* setting has a description');
-SELECT is((SELECT setting FROM pg_settings WHERE name = 'dialer.database'), 'dialer_test',
-          'the test cluster names dialer_test as the dispatcher''s database');
+SELECT is((SELECT setting FROM pg_settings WHERE name = 'dialer.databases'), 'dialer_test',
+          'the test cluster serves dialer_test only (dialer_tap and dialer_regress get no dispatcher)');
 
 -- the prefix is reserved: a misspelt setting is an error, not a silent placeholder
 SELECT throws_ok($$SET dialer.max_concurency = 5$$, '42602',
@@ -75,7 +77,7 @@ SELECT throws_ok($$SELECT set_config('dialer.default_timezone', 'Mars/Base', tru
                  'set_config(dialer.default_timezone) is refused');
 SELECT throws_ok($$SET dialer.allowed_numbers = '+14155550100'$$, '55P02', NULL, 'SET dialer.allowed_numbers is refused');
 SELECT throws_ok($$SET dialer.enabled = off$$, '55P02', NULL, 'SET dialer.enabled is refused');
-SELECT throws_ok($$SET dialer.database = 'other'$$, '55P02', NULL, 'dialer.database needs a restart');
+SELECT throws_ok($$SET dialer.databases = 'other'$$, '55P02', NULL, 'SET dialer.databases is refused (server-wide)');
 
 -- the checks of the configuration file values, through pg_file_settings
 CREATE TEMP TABLE candidate_lines (n serial, line text, good boolean, what text);
@@ -104,7 +106,11 @@ INSERT INTO candidate_lines (line, good, what) VALUES
 	('dialer.standby_wait = any',              true,  'standby_wait any'),
 	('dialer.standby_wait = off',              true,  'standby_wait off'),
 	('dialer.standby_wait_timeout = ''50ms''', false, 'standby_wait_timeout under 100 ms'),
-	('dialer.dispatch_everything = on',        false, 'misspelt setting');
+		('dialer.dispatch_everything = on',        false, 'misspelt setting'),
+	('dialer.databases = ''*''',               true,  'databases *'),
+	('dialer.databases = ''app, billing''',    true,  'databases: a list of two'),
+	('dialer.databases = ''*, app''',          false, 'databases: * with names'),
+	('dialer.databases = ''''',                false, 'databases: empty');
 
 -- pg_file_settings validates only the last line of a name, so each candidate is written alone
 CREATE FUNCTION pg_temp.write_tap_conf(lines text[]) RETURNS void LANGUAGE plpgsql AS $$
