@@ -8,9 +8,9 @@ SET TimeZone = 'UTC';
 SET DateStyle = 'ISO, YMD';
 SET IntervalStyle = 'postgres';
 CREATE EXTENSION pg_dialer;
-INSERT INTO dialer.providers (name, kind, base_url, account_sid, auth_token, from_number)
+INSERT INTO dialer.providers (name, kind, base_url, account_sid, auth_token, from_number, twiml_url)
 VALUES ('default', 'twilio', 'https://api.twilio.com', 'AC00000000000000000000000000000000',
-        'twilio-auth-token-SECRET', '+15005550006');
+        'twilio-auth-token-SECRET', '+15005550006', 'https://app.example.com/twiml/reminder.xml');
 INSERT INTO dialer.providers (name, kind, base_url, bearer_token, webhook_secret)
 VALUES ('backend', 'backend', 'https://calls.example.com', 'backend-bearer-SECRET', 'backend-hook-SECRET');
 -- after each error: its SQLSTATE, and how many calls and events exist (always 0 here)

@@ -31,6 +31,7 @@ void
 _PG_init(void)
 {
 	dialer_define_settings();
+	dialer_planner_init();
 
 	if (!process_shared_preload_libraries_in_progress)
 		return;

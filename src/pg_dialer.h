@@ -65,6 +65,9 @@ extern void dialer_shmem_init(void);
 extern void dialer_shared_set_state(const char *state);
 extern void dialer_shared_set_error(const char *fmt,...) pg_attribute_printf(1, 2);
 
+/* plans independent of the queue's size (src/planner.c) */
+extern void dialer_planner_init(void);
+
 /* the worker (src/worker.c) */
 extern void dialer_register_worker(void);
 extern PGDLLEXPORT void dialer_worker_main(Datum main_arg);
