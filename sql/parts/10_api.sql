@@ -232,12 +232,11 @@ AS $$
 DECLARE
 	v		record;
 	e		record;
+	v_rule	text;
 	v_id	bigint;
 	v_status text;
 BEGIN
 	SELECT p.kind, p.from_number, p.allowed_hosts, p.twiml_url,
-		   dialer.call_rule(to_number, run_at, provider, payload, campaign, dedupe_key, priority,
-							max_attempts, timezone, deadline, p.kind, p.allowed_hosts, p.twiml_url) AS rule,
 		   CASE WHEN dedupe_key IS NOT NULL THEN
 				(SELECT c.id FROM dialer.scheduled_calls c WHERE c.dedupe_key = dedupe_key) END AS dup_id,
 		   CASE WHEN max_attempts IS NULL AND campaign IS NOT NULL THEN
@@ -247,7 +246,10 @@ BEGIN
 	  FROM (SELECT 1) one
 	  LEFT JOIN dialer.providers p ON p.name = provider
 	  LEFT JOIN dialer.do_not_call d ON d.number = to_number;
-	IF v.rule IS NOT NULL THEN
+	-- a PL/pgSQL simple expression: the rules' CASE is compiled once per transaction, not per call
+	v_rule := dialer.call_rule(to_number, run_at, provider, payload, campaign, dedupe_key, priority,
+							   max_attempts, timezone, deadline, v.kind, v.allowed_hosts, v.twiml_url);
+	IF v_rule IS NOT NULL THEN
 		SELECT * INTO e
 		  FROM dialer.call_refusal(to_number, run_at, provider, payload, campaign, dedupe_key, priority,
 								   max_attempts, timezone, deadline, v.kind, v.allowed_hosts, v.twiml_url);
