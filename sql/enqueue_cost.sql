@@ -65,5 +65,22 @@ INSERT INTO bulk_cost VALUES (10000, pg_temp.bulk(10000, '+1418'));
 SELECT (SELECT blocks::numeric / n FROM bulk_cost WHERE n = 10000)
        <= 1.5 * (SELECT blocks::numeric / n FROM bulk_cost WHERE n = 1000) AS bulk_per_element_flat;
 SELECT count(*) AS calls, count(DISTINCT dedupe_key) AS keys FROM dialer.scheduled_calls;
+-- the worker's claim on a warm queue whose statistics say no scheduled call is due yet (the
+-- 11,000 above are due in 2030), when 5,000 due calls arrive: claiming 10 walks the claim
+-- index and stops, it does not read and sort every due call
+UPDATE dialer.providers SET enabled = true;
+ANALYZE dialer.scheduled_calls;
+SELECT count(*) FROM dialer.enqueue_calls(
+	(SELECT jsonb_agg(jsonb_build_object('to_number', '+1419' || (5000000 + g)::text,
+										 'run_at', now() - interval '1 minute'))
+	   FROM generate_series(1, 5000) g));
+-- index entries the extension's index scans have returned in this transaction so far
+CREATE FUNCTION pg_temp.index_entries(tick int) RETURNS bigint LANGUAGE sql VOLATILE AS $$
+	SELECT sum(pg_stat_get_xact_tuples_returned(c.oid))::bigint + 0 * tick
+	  FROM pg_class c WHERE c.relnamespace = 'dialer'::regnamespace AND c.relkind = 'i'
+$$;
+CREATE TEMP TABLE claim_cost AS SELECT pg_temp.index_entries(0) AS before;
+SELECT count(*) AS claimed FROM dialer.claim_calls('default', 10, 'UTC', '00:00', '24:00', '');
+SELECT pg_temp.index_entries(1) - before < 500 AS claim_reads_few_entries FROM claim_cost;
 DROP EXTENSION pg_dialer;
 DROP SCHEMA dialer;
