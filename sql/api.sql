@@ -12,9 +12,9 @@ CREATE EXTENSION pg_dialer;
 SELECT e.extname, e.extversion, n.nspname AS schema, e.extrelocatable
   FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
  WHERE e.extname = 'pg_dialer';
-INSERT INTO dialer.providers (name, kind, base_url, account_sid, auth_token, from_number)
+INSERT INTO dialer.providers (name, kind, base_url, account_sid, auth_token, from_number, twiml_url)
 VALUES ('default', 'twilio', 'https://api.twilio.com', 'AC00000000000000000000000000000000',
-        'twilio-auth-token-SECRET', '+15005550006');
+        'twilio-auth-token-SECRET', '+15005550006', 'https://app.example.com/twiml/reminder.xml');
 INSERT INTO dialer.providers (name, kind, base_url, bearer_token)
 VALUES ('backend', 'backend', 'https://calls.example.com', 'backend-bearer-SECRET');
 --
@@ -191,7 +191,7 @@ SELECT (SELECT count(*) FROM pg_class WHERE relnamespace = 'dialer'::regnamespac
        (SELECT count(*) FROM pg_type WHERE typnamespace = 'dialer'::regnamespace) AS types;
 CREATE EXTENSION pg_dialer;
 SELECT count(*) AS calls FROM dialer.scheduled_calls;
-INSERT INTO dialer.providers (name, kind, base_url, account_sid) VALUES ('default', 'twilio', 'https://api.twilio.com', 'AC1');
+INSERT INTO dialer.providers (name, kind, base_url, account_sid, twiml_url) VALUES ('default', 'twilio', 'https://api.twilio.com', 'AC1', 'https://app.example.com/t.xml');
 SELECT dialer.enqueue_call('+14155550100', run_at => '2030-03-15 10:00:00+00') AS first_id;
 SELECT id, status, run_at FROM dialer.scheduled_calls;
 DROP EXTENSION pg_dialer;

@@ -8,9 +8,9 @@ SET TimeZone = 'UTC';
 SET DateStyle = 'ISO, YMD';
 SET IntervalStyle = 'postgres';
 CREATE EXTENSION pg_dialer;
-INSERT INTO dialer.providers (name, kind, base_url, account_sid, auth_token, from_number)
+INSERT INTO dialer.providers (name, kind, base_url, account_sid, auth_token, from_number, twiml_url)
 VALUES ('default', 'twilio', 'https://api.twilio.com', 'AC00000000000000000000000000000000',
-        'twilio-auth-token-SECRET', '+15005550006');
+        'twilio-auth-token-SECRET', '+15005550006', 'https://app.example.com/twiml/reminder.xml');
 -- Makes call_details() output independent of the clock: every timestamp within a day of
 -- now() (created_at, updated_at, the time of an event, next_attempt_at after a retry, ...)
 -- reads "<now>"; the fixed times of this test are in 2030.

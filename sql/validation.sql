@@ -8,9 +8,9 @@ SET TimeZone = 'UTC';
 SET DateStyle = 'ISO, YMD';
 SET IntervalStyle = 'postgres';
 CREATE EXTENSION pg_dialer;
-INSERT INTO dialer.providers (name, kind, base_url, account_sid, auth_token, from_number)
+INSERT INTO dialer.providers (name, kind, base_url, account_sid, auth_token, from_number, twiml_url)
 VALUES ('default', 'twilio', 'https://api.twilio.com', 'AC00000000000000000000000000000000',
-        'twilio-auth-token-SECRET', '+15005550006');
+        'twilio-auth-token-SECRET', '+15005550006', 'https://app.example.com/twiml/reminder.xml');
 INSERT INTO dialer.providers (name, kind, base_url, bearer_token, webhook_secret)
 VALUES ('backend', 'backend', 'https://calls.example.com', 'backend-bearer-SECRET', 'backend-hook-SECRET');
 -- after each error: its SQLSTATE, and how many calls and events exist (always 0 here)
@@ -50,6 +50,15 @@ SELECT dialer.enqueue_call('+14155550123', run_at => '2030-03-15 10:00:00+00',
 :written
 SELECT dialer.enqueue_call('+14155550123', run_at => '2030-03-15 10:00:00+00',
                            deadline => '2030-03-15 09:59:59+00');
+:written
+-- infinite times are refused: 'infinity' never falls due, '-infinity' is no moment at all
+SELECT dialer.enqueue_call('+14155550123', run_at => 'infinity');
+:written
+SELECT dialer.enqueue_call('+14155550123', run_at => '-infinity');
+:written
+SELECT dialer.enqueue_call('+14155550123', run_at => '2030-03-15 10:00:00+00', deadline => 'infinity');
+:written
+SELECT dialer.enqueue_call('+14155550123', run_at => '2030-03-15 10:00:00+00', deadline => '-infinity');
 :written
 --
 -- timezone
@@ -91,6 +100,15 @@ SELECT dialer.enqueue_call('+14155550123', payload => '{"from": 14155550100}');
 :written
 SELECT dialer.enqueue_call('+14155550123', provider => 'backend', payload => '{"mode": "LATER"}');
 :written
+-- a Twilio call must have something to say: payload.message, payload.url or payload.twiml_url,
+-- else its provider's twiml_url (refused at enqueue, not at dispatch)
+INSERT INTO dialer.providers (name, kind, base_url, account_sid, auth_token, from_number)
+VALUES ('mute', 'twilio', 'https://api.twilio.com', 'AC00000000000000000000000000000000',
+        'twilio-auth-token-SECRET', '+15005550006');
+SELECT dialer.enqueue_call('+14155550123', provider => 'mute');
+:written
+SELECT dialer.enqueue_call('+14155550123', provider => 'mute', payload => '{"message": null, "note": "x"}');
+:written
 --
 -- priority, max_attempts, dedupe_key, campaign
 --
@@ -127,6 +145,10 @@ SELECT dialer.enqueue_call('+14155550123', run_at => '2030-03-15 10:00:00+00',
                            priority => -1000, max_attempts => 1) AS lower_limits;
 SELECT dialer.enqueue_call('+14155550123', run_at => '2030-03-15 10:00:00+00', provider => 'backend',
                            payload => '{"mode": "brief_start", "from": "+14155550100"}') AS backend_call;
+SELECT dialer.enqueue_call('+14155550123', run_at => '2030-03-15 10:00:00+00', provider => 'mute',
+                           payload => '{"message": "Hello"}') AS mute_with_message;
+SELECT dialer.enqueue_call('+14155550123', run_at => '2030-03-15 10:00:00+00', provider => 'mute',
+                           payload => '{"url": "https://app.example.com/twiml.xml"}') AS mute_with_url;
 SELECT id, to_number, from_number, provider, mode, priority, max_attempts, timezone, deadline,
        length(dedupe_key) AS key_len, length(campaign) AS campaign_len,
        octet_length(payload::text) AS payload_bytes

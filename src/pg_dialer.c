@@ -33,6 +33,7 @@ void
 _PG_init(void)
 {
 	dialer_define_settings();
+	dialer_planner_init();
 
 	if (!process_shared_preload_libraries_in_progress)
 		return;

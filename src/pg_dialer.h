@@ -142,6 +142,9 @@ extern PGDLLEXPORT void dialer_launcher_main(Datum main_arg);
 extern bool dialer_database_is_served(const char *dbname);
 extern void dialer_launcher_hooks_init(void);
 
+/* plans independent of the queue's size (src/planner.c) */
+extern void dialer_planner_init(void);
+
 /* the worker (src/worker.c) */
 extern PGDLLEXPORT void dialer_worker_main(Datum main_arg);
 

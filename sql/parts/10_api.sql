@@ -65,11 +65,154 @@ COMMENT ON FUNCTION dialer.raise_bad_argument(text, text, text, text, text) IS
 	'Internal: raises the standard "invalid <argument>: <value>" error of the API';
 
 /*
- * Puts a call in the queue.  Everything is validated before anything is written; a
- * duplicate dedupe_key returns the stored call's id and writes nothing (also when two
- * sessions race: the unique index decides and the loser reads the winner's row); a
- * number on the do-not-call list is stored as skipped with an event.  The worker is woken
- * when the transaction commits.
+ * The rules a call must satisfy to be enqueued: their one home, used by enqueue_call
+ * and enqueue_calls alike (the errors they raise or report for each rule are in
+ * dialer.call_refusal).  Returns NULL for an acceptable call, else the name of the rule
+ * it breaks first, in this order.  provider_kind is NULL when the provider is unknown;
+ * provider_hosts and provider_twiml_url are that provider's allowed_hosts and
+ * twiml_url.  One CASE expression, with no subquery, in a plain SQL function, so that
+ * the planner inlines it into the caller's statement: enqueue_call pays no function call
+ * for it, and enqueue_calls checks a whole batch in one pass.
+ */
+CREATE FUNCTION dialer.call_rule(
+	to_number text, run_at timestamptz, provider text, payload jsonb, campaign text,
+	dedupe_key text, priority int, max_attempts int, timezone text, deadline timestamptz,
+	provider_kind text, provider_hosts text[], provider_twiml_url text)
+RETURNS text
+LANGUAGE sql
+STABLE
+AS $$
+	SELECT CASE
+						WHEN $1 IS NULL THEN 'to_number_missing'
+						WHEN $1 !~ '^\+[1-9][0-9]{7,14}$' THEN 'to_number_format'
+						WHEN $2 IS NULL THEN 'run_at_missing'
+						WHEN NOT isfinite($2) THEN 'run_at_infinite'
+						WHEN $10 IS NOT NULL AND NOT isfinite($10) THEN 'deadline_infinite'
+						WHEN $10 <= $2 THEN 'deadline_order'
+						WHEN $9 IS NOT NULL AND NOT dialer.is_valid_timezone($9) THEN 'timezone'
+						WHEN $3 IS NULL THEN 'provider_missing'
+						WHEN $11 IS NULL THEN 'provider_unknown'
+						WHEN $4 IS NULL OR jsonb_typeof($4) <> 'object' THEN 'payload_type'
+						WHEN octet_length($4::text) > 65536 THEN 'payload_size'
+						WHEN $11 = 'backend' AND upper(coalesce($4->>'mode', 'DIRECT')) NOT IN ('DIRECT', 'BRIEF_START') THEN 'payload_mode'
+						WHEN $11 = 'backend' AND $4 ? 'base_url'
+							 AND coalesce(NOT (lower(substring($4->>'base_url' FROM '^https?://([^/:?#@]+)(?::[0-9]+)?(?:[/?#]|$)'))
+											   = ANY (lower($12::text)::text[])), true) THEN 'payload_base_url'
+						WHEN $11 = 'twilio' AND $4 ? 'message'
+							 AND length($4->>'message') > 4000 - length('<Response><Say></Say></Response>') THEN 'payload_message'
+						WHEN $11 = 'twilio' AND coalesce($4->>'twiml_url', $4->>'url', $4->>'message', $13) IS NULL THEN 'nothing_to_say'
+						WHEN $4 ? 'from' AND (jsonb_typeof($4->'from') <> 'string' OR ($4->>'from') !~ '^\+[1-9][0-9]{7,14}$') THEN 'payload_from'
+						WHEN $7 IS NULL OR $7 NOT BETWEEN -1000 AND 1000 THEN 'priority'
+						WHEN $8 IS NOT NULL AND $8 NOT BETWEEN 1 AND 20 THEN 'max_attempts'
+						WHEN $6 IS NOT NULL AND length($6) > 200 THEN 'dedupe_key'
+						WHEN $5 IS NOT NULL AND length($5) > 63 THEN 'campaign'
+			END
+$$;
+COMMENT ON FUNCTION dialer.call_rule(text, timestamptz, text, jsonb, text, text, int, int, text, timestamptz, text, text[], text) IS
+	'Internal: the one home of the enqueue rules. NULL for an acceptable call, else the rule it breaks first (to_number_missing, to_number_format, run_at_missing, run_at_infinite, deadline_infinite, deadline_order, timezone, provider_missing, provider_unknown, payload_type, payload_size, payload_mode, payload_base_url, payload_message, nothing_to_say, payload_from, priority, max_attempts, dedupe_key, campaign)';
+
+/*
+ * The error for a call that breaks a rule of dialer.call_rule (same arguments): no row
+ * for an acceptable call, else one row: the rule and the error enqueue_call raises for
+ * it (SQLSTATE, message naming the argument and its value, detail, hint).  Evaluated
+ * only for refused calls.
+ */
+CREATE FUNCTION dialer.call_refusal(
+	to_number text, run_at timestamptz, provider text, payload jsonb, campaign text,
+	dedupe_key text, priority int, max_attempts int, timezone text, deadline timestamptz,
+	provider_kind text, provider_hosts text[], provider_twiml_url text)
+RETURNS TABLE (rule text, sqlstate text, message text, detail text, hint text)
+LANGUAGE sql
+STABLE
+AS $$
+	SELECT r.rule,
+		CASE r.rule
+			WHEN 'to_number_missing' THEN '22004' WHEN 'run_at_missing' THEN '22004'
+			WHEN 'provider_missing' THEN '22004' WHEN 'provider_unknown' THEN '42704'
+			WHEN 'payload_size' THEN '54000' ELSE '22023' END,
+		CASE WHEN r.rule = 'provider_unknown' THEN 'unknown provider: ' || quote_literal(left($3, 80))
+			 ELSE 'invalid ' || r.argument || ': ' ||
+				CASE WHEN r.value IS NULL THEN 'NULL'
+					 WHEN length(r.value) > 80 THEN quote_literal(left(r.value, 77) || '...')
+					 ELSE quote_literal(r.value) END END,
+		CASE r.rule
+			WHEN 'to_number_missing' THEN 'A phone number is required.'
+			WHEN 'to_number_format' THEN 'A phone number must be in E.164 form: "+" then 8 to 15 digits, the first not 0, with no spaces or punctuation.'
+			WHEN 'run_at_missing' THEN 'run_at is when the call is due and must be given.'
+			WHEN 'run_at_infinite' THEN format('run_at must be a finite time: %s is not a moment a call can fall due.', $2)
+			WHEN 'deadline_infinite' THEN format('deadline must be a finite time after run_at: %s is not one (for no deadline, pass NULL).', $10)
+			WHEN 'deadline_order' THEN format('deadline must be after run_at (%s).', $2)
+			WHEN 'timezone' THEN 'The calling window is evaluated in this time zone, and PostgreSQL does not know it.'
+			WHEN 'provider_missing' THEN 'A provider name is required.'
+			WHEN 'provider_unknown' THEN format('Known providers: %s.',
+				coalesce((SELECT string_agg(quote_literal(p.name), ', ' ORDER BY p.name) FROM dialer.providers p), 'none'))
+			WHEN 'payload_type' THEN format('payload must be a JSON object, not %s.', coalesce(jsonb_typeof($4), 'NULL'))
+			WHEN 'payload_size' THEN 'payload is at most 64 kB (65536 bytes) as JSON text.'
+			WHEN 'payload_mode' THEN 'Backend calls run in mode DIRECT (payload has the script) or BRIEF_START (the backend writes it).'
+			WHEN 'payload_base_url' THEN format('A per-call base_url must be an http(s) URL whose host is in allowed_hosts of provider %s (%s).',
+				quote_literal($3), coalesce(nullif(array_to_string($12, ', '), ''), 'none'))
+			WHEN 'payload_message' THEN format('Twilio accepts at most 4000 characters of TwiML; this message has %s characters.', length($4->>'message'))
+			WHEN 'nothing_to_say' THEN format('A Twilio call needs something to say: payload.message, payload.url or payload.twiml_url, or a twiml_url on provider %s, which has none.', quote_literal($3))
+			WHEN 'payload_from' THEN 'The caller id must be an E.164 number.'
+			WHEN 'priority' THEN 'priority must be between -1000 and 1000 (higher is dialled first).'
+			WHEN 'max_attempts' THEN 'max_attempts must be between 1 and 20.'
+			WHEN 'dedupe_key' THEN format('dedupe_key is at most 200 characters; this one has %s.', length($6))
+			WHEN 'campaign' THEN 'A campaign name is at most 63 characters.' END,
+		CASE r.rule
+			WHEN 'to_number_missing' THEN 'Pass the number in E.164 form, e.g. +14155550123.'
+			WHEN 'to_number_format' THEN 'Write the number with its country code, e.g. +14155550123.'
+			WHEN 'run_at_missing' THEN 'Omit run_at (it defaults to now()) or pass a timestamptz.'
+			WHEN 'run_at_infinite' THEN 'Pass a real time, e.g. now() + interval ''1 hour''; to keep a call from being dialled, do not enqueue it (or cancel it).'
+			WHEN 'deadline_infinite' THEN 'Pass a real time, or omit deadline for a call that never expires.'
+			WHEN 'deadline_order' THEN 'Give a later deadline, or none.'
+			WHEN 'timezone' THEN 'Use an IANA name such as America/New_York (see pg_timezone_names).'
+			WHEN 'provider_missing' THEN 'Name a row of dialer.providers.'
+			WHEN 'provider_unknown' THEN 'Insert the provider into dialer.providers first, or pass provider => with a known name.'
+			WHEN 'payload_type' THEN 'Pass a JSON object, e.g. ''{"message": "Your appointment is tomorrow at 9"}''.'
+			WHEN 'payload_size' THEN 'Store large data in your own table and pass a reference in the payload.'
+			WHEN 'payload_mode' THEN 'Set payload.mode to DIRECT or BRIEF_START.'
+			WHEN 'payload_base_url' THEN 'Add the host to dialer.providers.allowed_hosts, or omit base_url to use the provider''s.'
+			WHEN 'payload_message' THEN 'Shorten the message, or host TwiML yourself and pass payload.url.'
+			WHEN 'nothing_to_say' THEN format('Pass payload => ''{"message": "..."}'' (spoken) or ''{"url": "https://..."}'' (your TwiML), or set dialer.providers.twiml_url of provider %s.', quote_literal($3))
+			WHEN 'payload_from' THEN 'Omit it to use the provider''s from_number.'
+			WHEN 'priority' THEN 'Use 0 for normal calls.'
+			WHEN 'max_attempts' THEN 'Omit it to use the campaign''s or dialer.default_max_attempts.'
+			WHEN 'dedupe_key' THEN 'Use a shorter key, e.g. a hash of what makes the call unique.'
+			WHEN 'campaign' THEN 'Use the name of a row of dialer.campaigns or a short label.' END
+	  FROM (SELECT q.rule,
+				   CASE q.rule
+					   WHEN 'to_number_missing' THEN 'to_number' WHEN 'to_number_format' THEN 'to_number'
+					   WHEN 'run_at_missing' THEN 'run_at' WHEN 'run_at_infinite' THEN 'run_at'
+					   WHEN 'deadline_infinite' THEN 'deadline' WHEN 'deadline_order' THEN 'deadline'
+					   WHEN 'provider_missing' THEN 'provider' WHEN 'payload_type' THEN 'payload'
+					   WHEN 'payload_size' THEN 'payload' WHEN 'nothing_to_say' THEN 'payload'
+					   WHEN 'payload_mode' THEN 'payload.mode' WHEN 'payload_base_url' THEN 'payload.base_url'
+					   WHEN 'payload_message' THEN 'payload.message' WHEN 'payload_from' THEN 'payload.from'
+					   ELSE q.rule END AS argument,
+				   CASE q.rule
+					   WHEN 'to_number_format' THEN $1 WHEN 'run_at_infinite' THEN $2::text
+					   WHEN 'deadline_infinite' THEN $10::text WHEN 'deadline_order' THEN $10::text
+					   WHEN 'timezone' THEN $9 WHEN 'payload_type' THEN $4::text
+					   WHEN 'payload_size' THEN format('%s bytes', octet_length($4::text))
+					   WHEN 'nothing_to_say' THEN $4::text
+					   WHEN 'payload_mode' THEN $4->>'mode' WHEN 'payload_base_url' THEN $4->>'base_url'
+					   WHEN 'payload_message' THEN $4->>'message' WHEN 'payload_from' THEN $4->>'from'
+					   WHEN 'priority' THEN $7::text WHEN 'max_attempts' THEN $8::text
+					   WHEN 'dedupe_key' THEN $6 WHEN 'campaign' THEN $5 END AS value
+			  FROM (SELECT dialer.call_rule($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) AS rule OFFSET 0) q
+			 WHERE q.rule IS NOT NULL) r
+$$;
+COMMENT ON FUNCTION dialer.call_refusal(text, timestamptz, text, jsonb, text, text, int, int, text, timestamptz, text, text[], text) IS
+	'Internal: the error (sqlstate, message, detail, hint) for the rule dialer.call_rule() says a call breaks; no row for an acceptable call. enqueue_call raises it, enqueue_calls reports it per element.';
+
+/*
+ * Puts a call in the queue.  Everything is validated before anything is written
+ * (dialer.call_refusal: the same rules as enqueue_calls); a duplicate dedupe_key returns
+ * the stored call's id and writes nothing (also when two sessions race: the unique index
+ * decides and the loser reads the winner's row); a number on the do-not-call list is
+ * stored as skipped with an event.  The worker is woken when the transaction commits.
+ * Two statements on the usual path: one reads and checks, one writes the call and its
+ * event.
  */
 CREATE FUNCTION dialer.enqueue_call(
 	to_number text,
@@ -89,174 +232,301 @@ SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 #variable_conflict use_variable
 DECLARE
-	v_kind		text;
-	v_mode		text;
-	v_from		text;
-	v_attempts	int;
-	v_camp		dialer.campaigns;
-	v_id		bigint;
-	v_status	text := 'scheduled';
-	v_dnc		dialer.do_not_call;
-	v_hosts		text[];
-	v_host		text;
+	v		record;
+	e		record;
+	v_rule	text;
+	v_id	bigint;
+	v_status text;
 BEGIN
-	/* the number */
-	IF to_number IS NULL THEN
-		PERFORM dialer.raise_bad_argument('to_number', NULL, 'A phone number is required.',
-			'Pass the number in E.164 form, e.g. +14155550123.', '22004');
-	END IF;
-	IF to_number !~ '^\+[1-9][0-9]{7,14}$' THEN
-		PERFORM dialer.raise_bad_argument('to_number', to_number,
-			'A phone number must be in E.164 form: "+" then 8 to 15 digits, the first not 0, with no spaces or punctuation.',
-			'Write the number with its country code, e.g. +14155550123.');
-	END IF;
-
-	/* the time */
-	IF run_at IS NULL THEN
-		PERFORM dialer.raise_bad_argument('run_at', NULL, 'run_at is when the call is due and must be given.',
-			'Omit run_at (it defaults to now()) or pass a timestamptz.', '22004');
-	END IF;
-	IF deadline IS NOT NULL AND deadline <= run_at THEN
-		PERFORM dialer.raise_bad_argument('deadline', deadline::text,
-			format('deadline must be after run_at (%s).', run_at),
-			'Give a later deadline, or none.');
-	END IF;
-	IF timezone IS NOT NULL AND NOT dialer.is_valid_timezone(timezone) THEN
-		PERFORM dialer.raise_bad_argument('timezone', timezone,
-			'The calling window is evaluated in this time zone, and PostgreSQL does not know it.',
-			'Use an IANA name such as America/New_York (see pg_timezone_names).');
-	END IF;
-
-	/* the provider */
-	IF provider IS NULL THEN
-		PERFORM dialer.raise_bad_argument('provider', NULL, 'A provider name is required.',
-			'Name a row of dialer.providers.', '22004');
-	END IF;
-	SELECT p.kind, p.from_number, p.allowed_hosts INTO v_kind, v_from, v_hosts
-	  FROM dialer.providers p WHERE p.name = provider;
-	IF NOT FOUND THEN
-		RAISE EXCEPTION 'unknown provider: %', quote_literal(left(provider, 80))
-			USING ERRCODE = 'undefined_object',
-				  DETAIL = format('Known providers: %s.',
-								  coalesce((SELECT string_agg(quote_literal(p.name), ', ' ORDER BY p.name)
-											FROM dialer.providers p), 'none')),
-				  HINT = 'Insert the provider into dialer.providers first, or pass provider => with a known name.';
-	END IF;
-
-	/* the payload */
-	IF payload IS NULL OR jsonb_typeof(payload) <> 'object' THEN
-		PERFORM dialer.raise_bad_argument('payload', coalesce(payload::text, NULL),
-			format('payload must be a JSON object, not %s.', coalesce(jsonb_typeof(payload), 'NULL')),
-			'Pass a JSON object, e.g. ''{"message": "Your appointment is tomorrow at 9"}''.');
-	END IF;
-	IF octet_length(payload::text) > 65536 THEN
-		PERFORM dialer.raise_bad_argument('payload', format('%s bytes', octet_length(payload::text)),
-			'payload is at most 64 kB (65536 bytes) as JSON text.',
-			'Store large data in your own table and pass a reference in the payload.', '54000');
-	END IF;
-	IF v_kind = 'backend' THEN
-		v_mode := upper(coalesce(payload->>'mode', 'DIRECT'));
-		IF v_mode NOT IN ('DIRECT', 'BRIEF_START') THEN
-			PERFORM dialer.raise_bad_argument('payload.mode', payload->>'mode',
-				'Backend calls run in mode DIRECT (payload has the script) or BRIEF_START (the backend writes it).',
-				'Set payload.mode to DIRECT or BRIEF_START.');
-		END IF;
-	END IF;
-	IF v_kind = 'backend' AND payload ? 'base_url' THEN
-		v_host := lower(substring(payload->>'base_url' FROM '^https?://([^/:?#@]+)(?::[0-9]+)?(?:[/?#]|$)'));
-		IF v_host IS NULL OR NOT (v_host = ANY (SELECT lower(h) FROM unnest(v_hosts) h)) THEN
-			PERFORM dialer.raise_bad_argument('payload.base_url', payload->>'base_url',
-				format('A per-call base_url must be an http(s) URL whose host is in allowed_hosts of provider %s (%s).',
-					   quote_literal(provider), coalesce(nullif(array_to_string(v_hosts, ', '), ''), 'none')),
-				'Add the host to dialer.providers.allowed_hosts, or omit base_url to use the provider''s.');
-		END IF;
-	END IF;
-	IF v_kind = 'twilio' AND payload ? 'message'
-	   AND length(payload->>'message') > 4000 - length('<Response><Say></Say></Response>') THEN
-		PERFORM dialer.raise_bad_argument('payload.message', payload->>'message',
-			format('Twilio accepts at most 4000 characters of TwiML; this message has %s characters.',
-				   length(payload->>'message')),
-			'Shorten the message, or host TwiML yourself and pass payload.url.');
-	END IF;
-	IF payload ? 'from' THEN
-		IF jsonb_typeof(payload->'from') <> 'string' OR (payload->>'from') !~ '^\+[1-9][0-9]{7,14}$' THEN
-			PERFORM dialer.raise_bad_argument('payload.from', payload->>'from',
-				'The caller id must be an E.164 number.', 'Omit it to use the provider''s from_number.');
-		END IF;
-		v_from := payload->>'from';
-	END IF;
-
-	/* the rest */
-	IF priority IS NULL OR priority NOT BETWEEN -1000 AND 1000 THEN
-		PERFORM dialer.raise_bad_argument('priority', priority::text,
-			'priority must be between -1000 and 1000 (higher is dialled first).', 'Use 0 for normal calls.');
-	END IF;
-	IF max_attempts IS NOT NULL AND max_attempts NOT BETWEEN 1 AND 20 THEN
-		PERFORM dialer.raise_bad_argument('max_attempts', max_attempts::text,
-			'max_attempts must be between 1 and 20.', 'Omit it to use the campaign''s or dialer.default_max_attempts.');
-	END IF;
-	IF dedupe_key IS NOT NULL AND length(dedupe_key) > 200 THEN
-		PERFORM dialer.raise_bad_argument('dedupe_key', dedupe_key,
-			format('dedupe_key is at most 200 characters; this one has %s.', length(dedupe_key)),
-			'Use a shorter key, e.g. a hash of what makes the call unique.');
-	END IF;
-	IF campaign IS NOT NULL AND length(campaign) > 63 THEN
-		PERFORM dialer.raise_bad_argument('campaign', campaign,
-			'A campaign name is at most 63 characters.', 'Use the name of a row of dialer.campaigns or a short label.');
+	SELECT p.kind, p.from_number, p.allowed_hosts, p.twiml_url,
+		   CASE WHEN dedupe_key IS NOT NULL THEN
+				(SELECT c.id FROM dialer.scheduled_calls c WHERE c.dedupe_key = dedupe_key) END AS dup_id,
+		   CASE WHEN max_attempts IS NULL AND campaign IS NOT NULL THEN
+				(SELECT k.max_attempts FROM dialer.campaigns k WHERE k.name = campaign) END AS camp_attempts,
+		   d.number IS NOT NULL AS dnc, d.reason AS dnc_reason, d.added_at AS dnc_at
+	  INTO v
+	  FROM (SELECT 1) one
+	  LEFT JOIN dialer.providers p ON p.name = provider
+	  LEFT JOIN dialer.do_not_call d ON d.number = to_number;
+	-- a PL/pgSQL simple expression: the rules' CASE is compiled once per transaction, not per call
+	v_rule := dialer.call_rule(to_number, run_at, provider, payload, campaign, dedupe_key, priority,
+							   max_attempts, timezone, deadline, v.kind, v.allowed_hosts, v.twiml_url);
+	IF v_rule IS NOT NULL THEN
+		SELECT * INTO e
+		  FROM dialer.call_refusal(to_number, run_at, provider, payload, campaign, dedupe_key, priority,
+								   max_attempts, timezone, deadline, v.kind, v.allowed_hosts, v.twiml_url);
+		RAISE EXCEPTION USING ERRCODE = e.sqlstate, MESSAGE = e.message, DETAIL = e.detail, HINT = e.hint;
 	END IF;
 
 	/* a duplicate writes nothing */
-	IF dedupe_key IS NOT NULL THEN
-		SELECT c.id INTO v_id FROM dialer.scheduled_calls c WHERE c.dedupe_key = dedupe_key;
-		IF FOUND THEN
-			RETURN v_id;
-		END IF;
+	IF v.dup_id IS NOT NULL THEN
+		RETURN v.dup_id;
 	END IF;
 
-	IF campaign IS NOT NULL THEN
-		SELECT * INTO v_camp FROM dialer.campaigns k WHERE k.name = campaign;
-	END IF;
-	v_attempts := coalesce(max_attempts, v_camp.max_attempts,
-						   current_setting('dialer.default_max_attempts')::int);
-
-	SELECT * INTO v_dnc FROM dialer.do_not_call d WHERE d.number = to_number;
-	IF FOUND THEN
-		v_status := 'skipped';
-	END IF;
-
-	INSERT INTO dialer.scheduled_calls AS c
-		(status, run_at, next_attempt_at, to_number, from_number, provider, mode, payload, campaign,
-		 dedupe_key, priority, max_attempts, timezone, deadline, finished_at)
-	VALUES
-		(v_status, run_at, run_at, to_number, v_from, provider, v_mode, payload, campaign,
-		 dedupe_key, priority, v_attempts, timezone, deadline,
-		 CASE WHEN v_status = 'skipped' THEN now() END)
-	ON CONFLICT ON CONSTRAINT scheduled_calls_dedupe_key_key DO NOTHING
-	RETURNING c.id INTO v_id;
+	v_status := CASE WHEN v.dnc THEN 'skipped' ELSE 'scheduled' END;
+	WITH c AS (
+		INSERT INTO dialer.scheduled_calls AS c
+			(status, run_at, next_attempt_at, to_number, from_number, provider, mode, payload, campaign,
+			 dedupe_key, priority, max_attempts, timezone, deadline, finished_at)
+		VALUES
+			(v_status, run_at, run_at, to_number, coalesce(payload->>'from', v.from_number), provider,
+			 CASE WHEN v.kind = 'backend' THEN upper(coalesce(payload->>'mode', 'DIRECT')) END,
+			 payload, campaign, dedupe_key, priority,
+			 coalesce(max_attempts, v.camp_attempts, current_setting('dialer.default_max_attempts')::int),
+			 timezone, deadline, CASE WHEN v.dnc THEN now() END)
+		ON CONFLICT ON CONSTRAINT scheduled_calls_dedupe_key_key DO NOTHING
+		RETURNING c.id
+	), e AS (
+		INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
+		SELECT c.id, CASE WHEN v.dnc THEN 'skipped' ELSE 'enqueued' END, NULL, v_status,
+			   CASE WHEN v.dnc THEN
+					jsonb_build_object('reason', 'do_not_call', 'do_not_call_reason', v.dnc_reason,
+									   'listed_at', v.dnc_at)
+			   ELSE jsonb_strip_nulls(jsonb_build_object('run_at', run_at, 'campaign', campaign,
+														 'by', session_user::text)) END
+		  FROM c
+	)
+	SELECT c.id INTO v_id FROM c;
 
 	IF v_id IS NULL THEN
 		/* another session stored the same dedupe_key first and has committed */
 		SELECT c.id INTO STRICT v_id FROM dialer.scheduled_calls c WHERE c.dedupe_key = dedupe_key;
 		RETURN v_id;
 	END IF;
-
-	IF v_status = 'skipped' THEN
-		INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
-		VALUES (v_id, 'skipped', NULL, 'skipped',
-				jsonb_build_object('reason', 'do_not_call', 'do_not_call_reason', v_dnc.reason,
-								   'listed_at', v_dnc.added_at));
-	ELSE
-		INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
-		VALUES (v_id, 'enqueued', NULL, 'scheduled',
-				jsonb_strip_nulls(jsonb_build_object('run_at', run_at, 'campaign', campaign,
-													 'by', session_user::text)));
+	IF NOT v.dnc THEN
 		PERFORM dialer.wake_worker();
 	END IF;
 	RETURN v_id;
 END;
 $$;
 COMMENT ON FUNCTION dialer.enqueue_call(text, timestamptz, text, jsonb, text, text, int, int, text, timestamptz) IS
-	'Schedules a call and returns its id (the stored id for a duplicate dedupe_key; a do-not-call number is stored as skipped). Wakes the worker at commit.';
+	'Schedules a call and returns its id (the stored id for a duplicate dedupe_key; a do-not-call number is stored as skipped). Wakes the worker at commit. Many calls at once: dialer.enqueue_calls().';
+
+/*
+ * One call of dialer.enqueue_calls(): the keys its JSON objects may have.
+ */
+CREATE TYPE dialer.call_request AS (
+	to_number		text,
+	run_at			timestamptz,
+	provider		text,
+	payload			jsonb,
+	campaign		text,
+	dedupe_key		text,
+	priority		int,
+	max_attempts	int,
+	timezone		text,
+	deadline		timestamptz,
+	customer_ref	text
+);
+COMMENT ON TYPE dialer.call_request IS
+	'A call as enqueue_calls() reads it from each JSON object: enqueue_call''s arguments plus customer_ref';
+
+/*
+ * What enqueue_calls() says about each element of its input.
+ */
+CREATE TYPE dialer.enqueue_result AS (
+	item		int,
+	id			bigint,
+	outcome		text,
+	reason		text,
+	sqlstate	text,
+	message		text,
+	detail		text,
+	hint		text
+);
+COMMENT ON TYPE dialer.enqueue_result IS
+	'One element of enqueue_calls()''s input: its position (item, from 1), the call id, the outcome (scheduled, skipped, duplicate, refused) and, when refused, the rule broken (reason: a rule of dialer.call_rule(), not_object or unknown_key) with the error enqueue_call would raise';
+
+/*
+ * An error as enqueue_calls() reports it for a refused element.
+ */
+CREATE TYPE dialer.call_error AS (
+	sqlstate	text,
+	message		text,
+	detail		text,
+	hint		text
+);
+COMMENT ON TYPE dialer.call_error IS 'Internal: the SQLSTATE, message, detail and hint of a refused call';
+
+/*
+ * Enqueues many calls in a few set-based statements: calls is a JSON array of objects
+ * whose keys are enqueue_call's argument names (to_number, run_at, provider, payload,
+ * campaign, dedupe_key, priority, max_attempts, timezone, deadline) plus customer_ref;
+ * a missing key takes enqueue_call's default.  Each element gets exactly enqueue_call's
+ * treatment: the same rules (dialer.call_refusal), the stored id for a dedupe key already
+ * stored or used earlier in the array (outcome duplicate), a do-not-call number stored as
+ * skipped with an event, one wake-up of the worker at commit.  Returns one row per
+ * element, in order.
+ *
+ * atomic => true (the default): all or nothing; the first refused element raises its
+ * error (message prefixed with its position) and nothing is written.  atomic => false:
+ * the acceptable elements are written, the refused ones come back with outcome refused
+ * and the error's SQLSTATE, message, detail and hint.  An element that is not an object,
+ * or has a key enqueue_calls does not know, is refused; a value of the wrong JSON type
+ * for its key (a run_at that is not a timestamp, a fractional priority) fails the whole
+ * call with PostgreSQL's own error, in both modes.
+ */
+CREATE FUNCTION dialer.enqueue_calls(calls jsonb, atomic boolean DEFAULT true)
+RETURNS SETOF dialer.enqueue_result
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, dialer, pg_temp
+SET enable_nestloop = off	-- the batch is joined to itself by hash: never a rescan per element
+SET jit = off			-- compiling its expressions costs more than running them
+AS $$
+#variable_conflict use_column
+DECLARE
+	v_res		dialer.enqueue_result[];
+	v_bad		dialer.enqueue_result;
+	v_woken		boolean;
+	v_max		int := current_setting('dialer.default_max_attempts')::int;
+BEGIN
+	IF calls IS NULL THEN
+		PERFORM dialer.raise_bad_argument('calls', NULL, 'calls is a JSON array of calls.',
+			'Pass e.g. ''[{"to_number": "+14155550123", "payload": {"message": "Hello"}}]''.', '22004');
+	END IF;
+	IF jsonb_typeof(calls) <> 'array' THEN
+		PERFORM dialer.raise_bad_argument('calls', calls::text,
+			format('calls must be a JSON array of objects, not %s.', jsonb_typeof(calls)),
+			'Wrap a single call in [ ], or aggregate rows with jsonb_agg(jsonb_build_object(...)).');
+	END IF;
+	IF atomic IS NULL THEN
+		PERFORM dialer.raise_bad_argument('atomic', NULL,
+			'atomic => true writes all or nothing; atomic => false writes the acceptable calls and returns the refused ones.',
+			'Omit it for all or nothing.', '22004');
+	END IF;
+
+	WITH input AS (
+		SELECT e.o::int AS item, e.v,
+			   CASE WHEN jsonb_typeof(e.v) <> 'object' THEN 'not_object'
+					WHEN e.v - '{to_number,run_at,provider,payload,campaign,dedupe_key,priority,max_attempts,timezone,deadline,customer_ref}'::text[] <> '{}'
+						THEN 'unknown_key' END AS shape
+		  FROM jsonb_array_elements(calls) WITH ORDINALITY AS e(v, o)
+	), parsed AS (
+		SELECT i.item, i.shape, i.v, r.to_number, r.customer_ref, r.campaign, r.dedupe_key,
+			   r.max_attempts, r.timezone, r.deadline,
+			   CASE WHEN i.v ? 'run_at' THEN r.run_at ELSE now() END AS run_at,
+			   CASE WHEN i.v ? 'provider' THEN r.provider ELSE 'default' END AS provider,
+			   CASE WHEN i.v ? 'payload' THEN r.payload ELSE '{}' END AS payload,
+			   CASE WHEN i.v ? 'priority' THEN r.priority ELSE 0 END AS priority
+		  FROM input i
+		 CROSS JOIN LATERAL jsonb_populate_record(NULL::dialer.call_request,
+												  CASE WHEN i.shape IS NULL THEN i.v ELSE '{}' END) r
+	), ruled AS MATERIALIZED (
+		SELECT x.*, p.kind, p.from_number AS provider_from, p.allowed_hosts, p.twiml_url,
+			   coalesce(x.shape, dialer.call_rule(x.to_number, x.run_at, x.provider, x.payload, x.campaign,
+												  x.dedupe_key, x.priority, x.max_attempts, x.timezone,
+												  x.deadline, p.kind, p.allowed_hosts, p.twiml_url)) AS reason
+		  FROM parsed x
+		  LEFT JOIN dialer.providers p ON p.name = x.provider
+	), checked AS MATERIALIZED (
+		-- the error of a refused element (only those: CASE evaluates a branch only when taken)
+		SELECT x.*,
+			   CASE WHEN x.reason IS NULL THEN NULL
+					WHEN x.shape IS NULL THEN ROW(f.sqlstate, f.message, f.detail, f.hint)::dialer.call_error
+					WHEN x.shape = 'not_object' THEN
+						ROW('22023', format('invalid call: %s', left(x.v::text, 80)),
+							format('Each element of calls must be a JSON object, not %s.', jsonb_typeof(x.v)),
+							'Pass e.g. {"to_number": "+14155550123"}.')::dialer.call_error
+					ELSE ROW('42703',
+							 format('invalid call: unknown key %s',
+									(SELECT string_agg(quote_literal(k), ', ')
+									   FROM jsonb_object_keys(x.v - '{to_number,run_at,provider,payload,campaign,dedupe_key,priority,max_attempts,timezone,deadline,customer_ref}'::text[]) k)),
+							 'A call''s keys are enqueue_call''s argument names: to_number, run_at, provider, payload, campaign, dedupe_key, priority, max_attempts, timezone, deadline; and customer_ref.',
+							 'Check the spelling; what the call says goes inside payload.')::dialer.call_error
+			   END AS err
+		  FROM ruled x
+		  LEFT JOIN LATERAL (
+				SELECT r.* FROM dialer.call_refusal(x.to_number, x.run_at, x.provider, x.payload, x.campaign,
+													 x.dedupe_key, x.priority, x.max_attempts, x.timezone,
+													 x.deadline, x.kind, x.allowed_hosts, x.twiml_url) r
+				 WHERE x.reason IS NOT NULL AND x.shape IS NULL
+				OFFSET 0) f ON true
+	), ready AS MATERIALIZED (
+		SELECT x.item, x.to_number, x.run_at, x.provider, x.payload, x.campaign, x.dedupe_key,
+			   x.priority, x.timezone, x.deadline, x.customer_ref, x.kind, x.provider_from, x.max_attempts,
+			   (d).number IS NOT NULL AS dnc, (d).reason AS dnc_reason, (d).added_at AS dnc_at,
+			   CASE WHEN x.dedupe_key IS NOT NULL THEN
+					(SELECT c.id FROM dialer.scheduled_calls c WHERE c.dedupe_key = x.dedupe_key) END AS dup_id
+		  FROM checked x,
+			   LATERAL (SELECT (SELECT d FROM dialer.do_not_call d WHERE d.number = x.to_number) AS d) l
+		 WHERE x.reason IS NULL
+	), fresh AS MATERIALIZED (
+		SELECT r.*, nextval('dialer.scheduled_calls_id_seq'::regclass) AS new_id
+		  FROM ready r
+		 WHERE r.dup_id IS NULL
+		 ORDER BY r.item
+	), ins AS (
+		INSERT INTO dialer.scheduled_calls AS c
+			(id, status, run_at, next_attempt_at, to_number, from_number, provider, mode, payload, campaign,
+			 customer_ref, dedupe_key, priority, max_attempts, timezone, deadline, finished_at)
+		OVERRIDING SYSTEM VALUE
+		SELECT r.new_id, CASE WHEN r.dnc THEN 'skipped' ELSE 'scheduled' END, r.run_at, r.run_at,
+			   r.to_number, coalesce(r.payload->>'from', r.provider_from), r.provider,
+			   CASE WHEN r.kind = 'backend' THEN upper(coalesce(r.payload->>'mode', 'DIRECT')) END,
+			   r.payload, r.campaign, r.customer_ref, r.dedupe_key, r.priority,
+			   coalesce(r.max_attempts,
+						CASE WHEN r.campaign IS NOT NULL THEN
+							 (SELECT k.max_attempts FROM dialer.campaigns k WHERE k.name = r.campaign) END,
+						v_max),
+			   r.timezone, r.deadline, CASE WHEN r.dnc THEN now() END
+		  FROM fresh r
+		 ORDER BY r.new_id
+		ON CONFLICT ON CONSTRAINT scheduled_calls_dedupe_key_key DO NOTHING
+		RETURNING c.id
+	), ev AS (
+		INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
+		SELECT r.new_id,
+			   CASE WHEN r.dnc THEN 'skipped' ELSE 'enqueued' END, NULL,
+			   CASE WHEN r.dnc THEN 'skipped' ELSE 'scheduled' END,
+			   CASE WHEN r.dnc THEN
+					jsonb_build_object('reason', 'do_not_call', 'do_not_call_reason', r.dnc_reason,
+									   'listed_at', r.dnc_at)
+			   ELSE jsonb_strip_nulls(jsonb_build_object('run_at', r.run_at, 'campaign', r.campaign,
+														 'by', session_user::text)) END
+		  FROM ins JOIN fresh r ON r.new_id = ins.id
+		RETURNING call_id, to_status
+	)
+	SELECT array_agg(ROW(x.item,
+						 coalesce(r.dup_id, CASE WHEN e.call_id IS NOT NULL THEN f.new_id END),
+						 CASE WHEN x.reason IS NOT NULL THEN 'refused'
+							  WHEN e.call_id IS NULL THEN 'duplicate'
+							  ELSE e.to_status END,
+						 x.reason, (x.err).sqlstate, (x.err).message, (x.err).detail,
+						 (x.err).hint)::dialer.enqueue_result ORDER BY x.item),
+		   coalesce(bool_or(e.to_status = 'scheduled'), false)
+	  INTO v_res, v_woken
+	  FROM checked x
+	  LEFT JOIN ready r ON r.item = x.item
+	  LEFT JOIN fresh f ON f.item = x.item
+	  LEFT JOIN ev e ON e.call_id = f.new_id;
+
+	IF atomic THEN
+		SELECT * INTO v_bad FROM unnest(v_res) u WHERE u.outcome = 'refused' ORDER BY u.item LIMIT 1;
+		IF FOUND THEN
+			RAISE EXCEPTION USING ERRCODE = v_bad.sqlstate,
+				MESSAGE = format('call %s of %s refused: %s', v_bad.item, jsonb_array_length(calls), v_bad.message),
+				DETAIL = v_bad.detail,
+				HINT = v_bad.hint || ' enqueue_calls(..., atomic => false) writes the other calls and returns the refused ones.';
+		END IF;
+	END IF;
+	IF v_woken THEN
+		PERFORM dialer.wake_worker();
+	END IF;
+
+	/* a duplicate of a key stored by this array or by a session that won a race: its id */
+	RETURN QUERY
+		SELECT u.item,
+			   CASE WHEN u.outcome = 'duplicate' AND u.id IS NULL THEN
+					(SELECT c.id FROM dialer.scheduled_calls c WHERE c.dedupe_key = calls->(u.item - 1)->>'dedupe_key')
+			   ELSE u.id END,
+			   u.outcome, u.reason, u.sqlstate, u.message, u.detail, u.hint
+		  FROM unnest(v_res) u
+		 ORDER BY u.item;
+END;
+$$;
+COMMENT ON FUNCTION dialer.enqueue_calls(jsonb, boolean) IS
+	'Enqueues a JSON array of calls (keys: enqueue_call''s arguments plus customer_ref) with enqueue_call''s rules, dedupe, do-not-call and wake-up; one row per element: item, id, outcome (scheduled, skipped, duplicate, refused) and the error of a refused one. atomic => true (default): all or nothing; false: writes the acceptable calls.';
 
 /*
  * Raises the standard error unless role_name names an existing role: the grant

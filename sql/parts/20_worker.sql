@@ -128,9 +128,16 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, dialer, pg_temp
 -- Two statements planned once per session (re-planning the claim for every single
 -- call would cost more than the claim), with sequential scans ruled out so that
--- the one plan stays right however large the queue grows.
+-- the one plan stays right however large the queue grows, and sorts ruled out so
+-- that the claim always walks scheduled_calls_claim_idx in order and stops at
+-- max_calls: with statistics saying most scheduled calls are due later (a warm
+-- queue), the planner would otherwise read every due call and sort them, at each
+-- claim.  (jit off: the disabled sort left in the second statement would make
+-- its cost look worth compiling.)
 SET plan_cache_mode = force_generic_plan
 SET enable_seqscan = off
+SET enable_sort = off
+SET jit = off
 AS $$
 DECLARE
 	v_allowed text[];

@@ -847,7 +847,8 @@ COMMENT ON FUNCTION dialer.campaign_enqueue(text, text, text, jsonb, text, text)
  * taken before the candidates are read, so two sessions running it at once (or pg_cron
  * and a person pressing "run now") never schedule a customer twice and never exceed the
  * daily cap; every call also carries a dedupe key campaign:<name>:<customer_ref>:<local
- * date> (…:<local date>T<HH:MM> when once_per_day is off).
+ * date> (…:<local date>T<HH:MM> when once_per_day is off).  The candidates go to
+ * dialer.enqueue_calls() in one set-based, all-or-nothing call.
  */
 CREATE FUNCTION dialer.run_campaign(campaign text, max_calls int DEFAULT NULL)
 RETURNS int
@@ -856,7 +857,6 @@ SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 DECLARE
 	k		dialer.campaigns := dialer.get_campaign(campaign);
-	r		record;
 	v_n		int := 0;
 BEGIN
 	IF max_calls < 0 THEN
@@ -879,16 +879,21 @@ BEGIN
 		RETURN 0;
 	END IF;
 
-	FOR r IN
-		SELECT c.customer_ref, c.phone, c.payload, c.timezone, c.dedupe_key
-		  FROM dialer.campaign_candidates(k.name) c
-		 WHERE c.included
-		 LIMIT max_calls
-	LOOP
-		IF dialer.campaign_enqueue(k.name, r.customer_ref, r.phone, r.payload, r.timezone, r.dedupe_key) IS NOT NULL THEN
-			v_n := v_n + 1;
-		END IF;
-	END LOOP;
+	-- one set-based enqueue of every included candidate, all or nothing: a candidate
+	-- enqueue_calls refuses (e.g. a Twilio provider with nothing to say) fails the run
+	SELECT count(*) FILTER (WHERE e.outcome IN ('scheduled', 'skipped'))
+	  INTO v_n
+	  FROM dialer.enqueue_calls(
+			(SELECT coalesce(jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
+						'to_number', c.phone, 'provider', k.provider, 'payload', c.payload,
+						'campaign', k.name, 'dedupe_key', c.dedupe_key, 'priority', k.priority,
+						'max_attempts', k.max_attempts, 'timezone', c.timezone,
+						'customer_ref', c.customer_ref)) || jsonb_build_object('payload', c.payload)
+						ORDER BY c.n), '[]')
+			   FROM (SELECT cc.*, row_number() OVER () AS n
+					   FROM dialer.campaign_candidates(k.name) cc
+					  WHERE cc.included
+					  LIMIT max_calls) c)) e;
 	RETURN v_n;
 END;
 $$;
@@ -1179,7 +1184,7 @@ BEGIN
 	EXECUTE format('GRANT SELECT (name, kind, enabled) ON dialer.providers TO %I', role_name);
 	EXECUTE format('GRANT EXECUTE ON FUNCTION dialer.pending_customers(text, int, int), '
 				   'dialer.campaign_candidates(text, int), dialer.run_campaign(text, int), '
-				   'dialer.campaign_enqueue(text, text, text, jsonb, text, text), '
+				   'dialer.campaign_enqueue(text, text, text, jsonb, text, text), dialer.enqueue_calls(jsonb, boolean), '
 				   'dialer.get_campaign(text), dialer.campaign_timezone(text), '
 				   'dialer.resolve_campaign_source(text), dialer.campaign_source_columns(text), '
 				   'dialer.campaign_source_query(text), dialer.raise_bad_argument(text, text, text, text, text), '

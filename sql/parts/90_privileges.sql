@@ -32,7 +32,7 @@ BEGIN
 				   'calls_per_second, retry_busy, retry_no_answer, retry_delay, enabled, created_at, updated_at) '
 				   'ON dialer.providers TO %I', role_name);
 	EXECUTE format('GRANT EXECUTE ON FUNCTION dialer.enqueue_call(text, timestamptz, text, jsonb, text, text, int, int, text, timestamptz), '
-				   'dialer.cancel_call(bigint), dialer.retry_call(bigint), dialer.call_details(bigint), '
+				   'dialer.enqueue_calls(jsonb, boolean), dialer.cancel_call(bigint), dialer.retry_call(bigint), dialer.call_details(bigint), '
 				   'dialer.stats(date), dialer.worker_status() TO %I', role_name);
 END;
 $$;

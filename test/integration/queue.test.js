@@ -66,8 +66,8 @@ test.before(async () => {
   }
   admin = await connect();
   await admin.query('CREATE EXTENSION pg_dialer');
-  await admin.query(`INSERT INTO dialer.providers (name, kind, base_url, account_sid)
-                     VALUES ('default', 'twilio', 'https://api.twilio.com', 'AC1')`);
+  await admin.query(`INSERT INTO dialer.providers (name, kind, base_url, account_sid, twiml_url)
+                     VALUES ('default', 'twilio', 'https://api.twilio.com', 'AC1', 'https://app.example.com/twiml.xml')`);
 });
 
 test.after(async () => {

@@ -21,10 +21,10 @@ GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO tap_dialer_app, tap_dialer_no
 
 -- providers with every kind of secret; each secret contains SECRET so it can be looked for
 INSERT INTO dialer.providers (name, kind, base_url, account_sid, auth_token, api_key_sid, api_key_secret,
-                              webhook_secret, from_number, status_callback_url)
+                              webhook_secret, from_number, status_callback_url, twiml_url)
 VALUES ('tap-twilio', 'twilio', 'https://api.twilio.com', 'AC0000000000000000000000000000tap',
         'tw-auth-SECRET-1', 'SK0000000000000000000000000000tap', 'tw-key-SECRET-2', 'tw-hook-SECRET-3',
-        '+15005550006', 'https://hooks.example.com/twilio');
+        '+15005550006', 'https://hooks.example.com/twilio', 'https://hooks.example.com/twiml.xml');
 INSERT INTO dialer.providers (name, kind, base_url, bearer_token, webhook_secret)
 VALUES ('tap-backend', 'backend', 'https://calls.example.com', 'be-bearer-SECRET-4', 'be-hook-SECRET-5'),
        ('tap-voice', 'voice_api', 'https://voice.example.com', 'va-bearer-SECRET-6', 'va-hook-SECRET-7');

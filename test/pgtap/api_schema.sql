@@ -56,7 +56,7 @@ SELECT set_eq(
 SELECT is((SELECT count(*)::int FROM pg_constraint
             WHERE conrelid = 'dialer.scheduled_calls'::regclass AND contype = 'c'
               AND pg_get_constraintdef(oid) ~ '\mstatus\M'), 1, 'one check constraint on status');
-INSERT INTO dialer.providers (name, kind, base_url, account_sid) VALUES ('schema-test', 'twilio', 'https://api.twilio.com', 'AC1');
+INSERT INTO dialer.providers (name, kind, base_url, account_sid, twiml_url) VALUES ('schema-test', 'twilio', 'https://api.twilio.com', 'AC1', 'https://app.example.com/t.xml');
 CREATE TEMP TABLE tap_call AS
 SELECT dialer.enqueue_call('+14155550100', run_at => '2030-01-01 10:00+00', provider => 'schema-test') AS id;
 SELECT lives_ok(format('UPDATE dialer.scheduled_calls SET status = %L WHERE id = (SELECT id FROM tap_call)', s),

@@ -1,0 +1,378 @@
+#!/usr/bin/env node
+'use strict';
+/*
+ * pg_dialer beside a real peer, Graphile Worker, on the same cluster and the same Twilio
+ * simulator (issue 9). Every clock starts before the enqueue (one transaction, as an
+ * application does it) and stops when the last outcome is stored.
+ *
+ *   W1  N1 calls (default 20,000), 0 ms provider, concurrency 100;
+ *   W2  N2 calls (default 10,000), 100 ms provider, concurrency 100 (ideal: N2 / 100 x 0.1 s);
+ *   each on a freshly created, vacuumed queue and on a warm queue holding WARM_CALLS (default
+ *   100,000) earlier calls (due in a year, so they stay in the tables and their indexes);
+ *   enqueue: ENQ_CALLS (default 100,000) calls through dialer.enqueue_calls, enqueue_call in
+ *   one statement, enqueue_call one per transaction (autocommit), graphile_worker.add_jobs in
+ *   one statement, and a plain INSERT of the same rows into a table with a primary key only
+ *   (the floor), each on a fresh and on a warm queue;
+ *   CPU per call of PostgreSQL (every process of the cluster) plus Graphile Worker's process
+ *   (pg_dialer's worker is a PostgreSQL process), from /proc, per workload.
+ *
+ * pg_dialer's workloads enqueue with dialer.enqueue_calls (one jsonb parameter); Graphile
+ * Worker's with its add_jobs SQL (one array parameter), the same rows. Prints one line per
+ * figure and the pg_dialer / Graphile Worker ratios. Needs a cluster with pg_dialer preloaded
+ * (bench/run.sh starts one) and PGHOST, PGPORT, PGUSER, DIALER_DB, DIALER_CLUSTER_DIR.
+ */
+const { Client } = require('pg');
+const { spawn } = require('node:child_process');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const http = require('node:http');
+
+const DB = process.env.DIALER_DB || 'dialer_test';
+const N1 = Number(process.env.W1_CALLS || 20000);
+const N2 = Number(process.env.W2_CALLS || 10000);
+const NE = Number(process.env.ENQ_CALLS || 100000);
+const NE1 = Number(process.env.ENQ_SINGLE_CALLS || NE);
+const NWARM = Number(process.env.WARM_CALLS || 100000);
+const ONLY = new Set((process.env.BENCH_ONLY || 'w1,w2,enqueue').split(','));
+const CONC = 100;
+const HZ = 100;   // USER_HZ: /proc/<pid>/stat counts CPU time in 1/100 s
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const now = () => performance.now() / 1000;
+const fmt = (x, d = 0) => x.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d });
+
+/* ------------------------------------------------------------------ helpers */
+
+function startSim() {
+  const ready = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'bench-sim-')), 'ready.json');
+  const child = spawn(process.execPath, [path.join(__dirname, '..', 'test', 'sim', 'server.js'),
+    '--kind', 'twilio', '--port', '0', '--ready-file', ready, '--log-limit', '0'],
+  { stdio: ['ignore', 'ignore', 'inherit'] });
+  return new Promise((resolve, reject) => {
+    const t = setInterval(() => {
+      if (fs.existsSync(ready)) {
+        clearInterval(t);
+        resolve({ child, ...JSON.parse(fs.readFileSync(ready, 'utf8')) });
+      }
+    }, 50);
+    child.on('exit', (code) => { clearInterval(t); reject(new Error(`simulator exited ${code}`)); });
+  });
+}
+
+function simCall(sim, method, route, body) {
+  return new Promise((resolve, reject) => {
+    const data = body ? JSON.stringify(body) : '';
+    const req = http.request({ host: '127.0.0.1', port: sim.port, method, path: `/__sim/${route}`,
+      headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } }, (res) => {
+      let s = '';
+      res.on('data', (c) => { s += c; });
+      res.on('end', () => resolve(s ? JSON.parse(s) : {}));
+    });
+    req.on('error', reject);
+    req.end(data);
+  });
+}
+
+async function waitFor(fn, timeoutMs, everyMs = 20) {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > end) throw new Error('timed out');
+    await sleep(everyMs);
+  }
+}
+
+/* CPU ticks (user + system) of the cluster's processes and of the extra pids */
+function ticksOf(pid) {
+  try {
+    const s = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+    return { ppid: Number(f[1]), ticks: Number(f[11]) + Number(f[12]) };
+  } catch {
+    return null;
+  }
+}
+function postmasterPid() {
+  return Number(fs.readFileSync(path.join(process.env.DIALER_CLUSTER_DIR, 'data', 'postmaster.pid'), 'utf8').split('\n')[0]);
+}
+function cpuSnapshot(extra = []) {
+  const pm = postmasterPid();
+  const per = new Map();
+  for (const e of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    const t = ticksOf(e);
+    if (t && (t.ppid === pm || Number(e) === pm)) per.set(Number(e), t.ticks);
+  }
+  const other = new Map();
+  for (const p of extra) { const t = ticksOf(p); if (t) other.set(p, t.ticks); }
+  return { per, other };
+}
+/* CPU seconds between two snapshots (processes present in both, or born in between) */
+function cpuBetween(a, b) {
+  let pg = 0;
+  for (const [pid, t] of b.per) pg += t - (a.per.get(pid) || 0);
+  let other = 0;
+  for (const [pid, t] of b.other) other += t - (a.other.get(pid) || 0);
+  return { pg: pg / HZ, other: other / HZ };
+}
+
+/* ------------------------------------------------------------------ the two systems */
+
+/* the jsonb array of n calls enqueue_calls takes (numbers from first + 1, campaign tag) */
+const CALL_JSON = (first, n, tag, extra = '') => `(SELECT jsonb_agg(jsonb_build_object('to_number', '+1' || (${Number(first)} + g)::text,
+    'provider', 'bench', 'payload', jsonb_build_object('message', 'Your appointment is tomorrow at 9.'),
+    'campaign', '${tag.replace(/[^a-z0-9_]/g, '')}'${extra})) FROM generate_series(1, ${Number(n)}) g)`;
+
+const dialer = {
+  name: 'pg_dialer',
+  async fresh(db, sim) {
+    await db.query('DROP EXTENSION IF EXISTS pg_dialer CASCADE');
+    await db.query('CREATE EXTENSION pg_dialer');
+    await db.query(`INSERT INTO dialer.providers (name, kind, base_url, account_sid, auth_token, from_number,
+                      calls_per_second, max_concurrency)
+                    VALUES ('bench', 'twilio', $1, 'AC0123456789abcdef0123456789abcdef',
+                            '0123456789abcdef0123456789abcdef', '+15005550006', 100000, NULL)`, [sim.url]);
+    // a probe call proves the worker serves the new extension; then the queue is emptied
+    await db.query(`SELECT dialer.enqueue_call('+14150000000', provider => 'bench', payload => '{"message": "probe"}')`);
+    await waitFor(async () => (await db.query(`SELECT count(*)::int AS n FROM dialer.scheduled_calls
+                                                WHERE status IN ('scheduled', 'dispatching')`)).rows[0].n === 0, 60000, 100);
+    await db.query('DELETE FROM dialer.scheduled_calls');
+    await db.query('VACUUM ANALYZE dialer.scheduled_calls, dialer.call_attempts, dialer.call_events');
+    await db.query('CHECKPOINT');
+  },
+  async warm(db) {
+    await db.query(`SELECT count(*) FROM dialer.enqueue_calls(${CALL_JSON(5000000000, NWARM, 'earlier', ", 'run_at', now() + interval '1 year'")})`);
+    await db.query('VACUUM ANALYZE dialer.scheduled_calls, dialer.call_attempts, dialer.call_events');
+    await db.query('CHECKPOINT');
+  },
+  async open(db, tag) {
+    return (await db.query(`SELECT count(*)::int AS n FROM dialer.scheduled_calls
+                             WHERE campaign = $1 AND status IN ('scheduled', 'dispatching')`, [tag])).rows[0].n;
+  },
+  extraPids() { return []; },
+};
+
+let gwChild = null;
+const graphile = {
+  name: 'Graphile Worker',
+  async fresh(db, sim) {
+    await stopGraphile();
+    await db.query('DROP SCHEMA IF EXISTS graphile_worker CASCADE');
+    await db.query('DROP TABLE IF EXISTS bench_gw_outcomes');
+    await db.query('CREATE TABLE bench_gw_outcomes (id bigserial PRIMARY KEY, ref text, to_number text, sid text, at timestamptz DEFAULT clock_timestamp())');
+    await startGraphile(sim);
+    await db.query('VACUUM ANALYZE bench_gw_outcomes');
+    await db.query(`VACUUM ANALYZE graphile_worker._private_jobs`);
+    await db.query('CHECKPOINT');
+  },
+  async warm(db) {
+    await db.query(`SELECT count(*) FROM graphile_worker.add_jobs(ARRAY(
+      SELECT ROW('dial', json_build_object('to', '+1' || (5000000000 + g)::text, 'ref', 'earlier'), NULL,
+                 now() + interval '1 year', NULL, NULL, NULL, NULL)::graphile_worker.job_spec
+        FROM generate_series(1, $1::int) g))`, [NWARM]);
+    await db.query(`VACUUM ANALYZE graphile_worker._private_jobs`);
+    await db.query('CHECKPOINT');
+  },
+  extraPids() { return gwChild ? [gwChild.pid] : []; },
+};
+
+async function startGraphile(sim) {
+  gwChild = spawn(process.execPath, [path.join(__dirname, 'graphile_runner.js')],
+    { env: { ...process.env, SIM_URL: sim.url }, stdio: ['ignore', 'pipe', 'inherit'] });
+  await new Promise((resolve, reject) => {
+    let out = '';
+    gwChild.stdout.on('data', (c) => { out += c; if (out.includes('ready')) resolve(); });
+    gwChild.on('exit', (code) => reject(new Error(`graphile runner exited ${code}`)));
+  });
+}
+async function stopGraphile() {
+  if (!gwChild) return;
+  const c = gwChild;
+  gwChild = null;
+  c.removeAllListeners('exit');
+  const done = new Promise((r) => c.on('exit', r));
+  c.kill('SIGTERM');
+  await Promise.race([done, sleep(10000)]);
+  if (c.exitCode === null) c.kill('SIGKILL');
+}
+
+/* ------------------------------------------------------------------ workloads */
+
+async function pgDialerWorkload(db, sim, n, tag) {
+  const cpu0 = cpuSnapshot();
+  const t0 = now();
+  await db.query('BEGIN');
+  await db.query(`SELECT count(*) FROM dialer.enqueue_calls(${CALL_JSON(4150000000, n, tag)})`);
+  await db.query('COMMIT');
+  const t1 = now();
+  await waitFor(async () => (await dialer.open(db, tag)) === 0, 600000, 20);
+  const t2 = now();
+  const cpu = cpuBetween(cpu0, cpuSnapshot());
+  const dup = (await simCall(sim, 'GET', 'stats')).duplicate_count;
+  return { enqueue: t1 - t0, dispatch: t2 - t1, total: t2 - t0, cpu, dup };
+}
+
+async function graphileWorkload(db, sim, n, tag) {
+  const pids = graphile.extraPids();
+  const cpu0 = cpuSnapshot(pids);
+  const t0 = now();
+  await db.query('BEGIN');
+  await db.query(`SELECT count(*) FROM graphile_worker.add_jobs(ARRAY(
+      SELECT ROW('dial', json_build_object('to', '+1' || (4150000000 + g)::text, 'ref', $2::text), NULL,
+                 NULL, NULL, NULL, NULL, NULL)::graphile_worker.job_spec
+        FROM generate_series(1, $1::int) g))`, [n, tag]);
+  await db.query('COMMIT');
+  const t1 = now();
+  await waitFor(async () => (await db.query('SELECT count(*)::int AS n FROM bench_gw_outcomes WHERE ref = $1', [tag])).rows[0].n >= n, 600000, 20);
+  const t2 = now();
+  const cpu = cpuBetween(cpu0, cpuSnapshot(pids));
+  const dup = (await simCall(sim, 'GET', 'stats')).duplicate_count;
+  return { enqueue: t1 - t0, dispatch: t2 - t1, total: t2 - t0, cpu, dup };
+}
+
+function line(label, sys, r, n, extra = '') {
+  const cpuMs = ((r.cpu.pg + r.cpu.other) / n) * 1000;
+  console.log(`${label} ${sys.padEnd(15)}: ${fmt(n / r.total)} calls/s end to end (${r.total.toFixed(2)} s: enqueue ${r.enqueue.toFixed(2)} s, dispatch ${r.dispatch.toFixed(2)} s); CPU/call ${cpuMs.toFixed(3)} ms (PostgreSQL ${((r.cpu.pg / n) * 1000).toFixed(3)}${r.cpu.other ? `, worker process ${((r.cpu.other / n) * 1000).toFixed(3)}` : ''}); duplicates ${r.dup}${extra}`);
+  return cpuMs;
+}
+
+async function workloads(db, sim, results) {
+  for (const state of ['fresh', 'warm']) {
+    for (const sys of [dialer, graphile]) {
+      await sys.fresh(db, sim);
+      if (state === 'warm') await sys.warm(db);
+      if (sys === graphile) await sleep(500);
+      if (ONLY.has('w1')) {
+        await simCall(sim, 'POST', 'config', { latency: 0 });
+        await simCall(sim, 'POST', 'reset');
+        const r = sys === dialer ? await pgDialerWorkload(db, sim, N1, `w1${state}`) : await graphileWorkload(db, sim, N1, `w1${state}`);
+        const cpu = line(`W1 ${state}`, sys.name, r, N1);
+        results.push({ w: 'W1', state, sys: sys.name, rate: N1 / r.total, total: r.total, cpu });
+      }
+      if (ONLY.has('w2')) {
+        await simCall(sim, 'POST', 'reset');
+        await simCall(sim, 'POST', 'config', { latency: 100 });
+        const r = sys === dialer ? await pgDialerWorkload(db, sim, N2, `w2${state}`) : await graphileWorkload(db, sim, N2, `w2${state}`);
+        await simCall(sim, 'POST', 'config', { latency: 0 });
+        const ideal = (N2 / CONC) * 0.1;
+        const cpu = line(`W2 ${state}`, sys.name, r, N2, `; ${(r.total / ideal).toFixed(3)} x the ideal ${ideal.toFixed(1)} s`);
+        results.push({ w: 'W2', state, sys: sys.name, rate: N2 / r.total, total: r.total, cpu, ideal: r.total / ideal });
+      }
+      if (sys === graphile) await stopGraphile();
+    }
+  }
+}
+
+/* ------------------------------------------------------------------ enqueue */
+
+async function timed(db, sql, params) {
+  const t0 = now();
+  await db.query(sql, params);
+  return now() - t0;
+}
+
+async function enqueueBench(db, sim, results) {
+  for (const state of ['fresh', 'warm']) {
+    const row = {};
+    await dialer.fresh(db, sim);
+    await db.query("UPDATE dialer.providers SET enabled = false WHERE name = 'bench'");  // enqueue only
+    if (state === 'warm') await dialer.warm(db);
+    let t = await timed(db, `SELECT count(*) FROM dialer.enqueue_calls(${CALL_JSON(4150000000, NE, 'enq1')})`);
+    row.enqueue_calls = NE / t;
+    await db.query("DELETE FROM dialer.scheduled_calls WHERE campaign = 'enq1'");
+    await db.query('VACUUM ANALYZE dialer.scheduled_calls, dialer.call_events');
+    t = await timed(db, `SELECT count(dialer.enqueue_call('+1' || (4160000000 + g)::text, provider => 'bench',
+                           payload => '{"message": "Your appointment is tomorrow at 9."}', campaign => 'enq2'))
+                           FROM generate_series(1, $1::int) g`, [NE]);
+    row.enqueue_call_stmt = NE / t;
+    await db.query("DELETE FROM dialer.scheduled_calls WHERE campaign = 'enq2'");
+    await db.query('VACUUM ANALYZE dialer.scheduled_calls, dialer.call_events');
+    const t0 = now();
+    for (let i = 0; i < NE1; i++) {
+      await db.query(`SELECT dialer.enqueue_call($1, provider => 'bench',
+                        payload => '{"message": "Your appointment is tomorrow at 9."}', campaign => 'enq3')`, [`+1${4170000000 + i}`]);
+    }
+    row.enqueue_call_tx = NE1 / (now() - t0);
+    await graphile.fresh(db, sim);
+    await stopGraphile();   // enqueue only
+    if (state === 'warm') await graphile.warm(db);
+    t = await timed(db, `SELECT count(*) FROM graphile_worker.add_jobs(ARRAY(
+      SELECT ROW('dial', json_build_object('to', '+1' || (4150000000 + g)::text, 'ref', 'enq'), NULL,
+                 NULL, NULL, NULL, NULL, NULL)::graphile_worker.job_spec
+        FROM generate_series(1, $1::int) g))`, [NE]);
+    row.add_jobs = NE / t;
+    await db.query('DROP TABLE IF EXISTS bench_plain_calls');
+    await db.query(`CREATE TABLE bench_plain_calls (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                      status text, run_at timestamptz, next_attempt_at timestamptz, to_number text,
+                      provider text, payload jsonb, campaign text, max_attempts int)`);
+    t = await timed(db, `INSERT INTO bench_plain_calls (status, run_at, next_attempt_at, to_number, provider, payload, campaign, max_attempts)
+                         SELECT 'scheduled', now(), now(), '+1' || (4150000000 + g)::text, 'bench',
+                                '{"message": "Your appointment is tomorrow at 9."}', 'plain', 3
+                           FROM generate_series(1, $1::int) g`, [NE]);
+    row.plain = NE / t;
+    await db.query('DROP TABLE bench_plain_calls');
+    results[state] = row;
+    console.log(`enqueue ${state} (${fmt(NE)} rows${state === 'warm' ? `, ${fmt(NWARM)} already queued` : ', empty vacuumed queue'}): `
+      + `enqueue_calls ${fmt(row.enqueue_calls)}/s, enqueue_call one statement ${fmt(row.enqueue_call_stmt)}/s, `
+      + `enqueue_call one per transaction (${fmt(NE1)}) ${fmt(row.enqueue_call_tx)}/s, `
+      + `graphile_worker.add_jobs ${fmt(row.add_jobs)}/s, plain INSERT ${fmt(row.plain)}/s`);
+  }
+}
+
+/* ------------------------------------------------------------------ main */
+
+async function main() {
+  const sim = await startSim();
+  const db = new Client({ database: DB });
+  await db.connect();
+  const settings = { 'dialer.call_window_start': '00:00', 'dialer.call_window_end': '24:00',
+    'dialer.max_concurrency': String(CONC), 'dialer.batch_size': '500', 'dialer.reconcile_after': '1h' };
+  try {
+    for (const [k, v] of Object.entries(settings)) await db.query(`ALTER SYSTEM SET ${k} = '${v}'`);
+    await db.query('SELECT pg_reload_conf()');
+    const version = (await db.query('SHOW server_version')).rows[0].server_version;
+    console.log(`pg_dialer beside Graphile Worker ${require('graphile-worker/package.json').version}: ${os.cpus().length} cores, PostgreSQL ${version}, `
+      + `concurrency ${CONC} both (dialer.max_concurrency; Graphile concurrency + localQueue.size 500), the same Twilio simulator; `
+      + `clocks start before the enqueue transaction and stop when the last outcome is stored`);
+    const results = [];
+    if (ONLY.has('w1') || ONLY.has('w2')) await workloads(db, sim, results);
+    for (const w of ['W1', 'W2']) {
+      for (const state of ['fresh', 'warm']) {
+        const a = results.find((r) => r.w === w && r.state === state && r.sys === 'pg_dialer');
+        const b = results.find((r) => r.w === w && r.state === state && r.sys === 'Graphile Worker');
+        if (a && b) {
+          console.log(`ratio ${w} ${state}: pg_dialer / Graphile Worker = ${(a.rate / b.rate).toFixed(2)} x calls/s end to end`
+            + (w === 'W1' ? ' (target >= 4)' : '')
+            + `; CPU/call ${a.cpu.toFixed(3)} vs ${b.cpu.toFixed(3)} ms (${(b.cpu / a.cpu).toFixed(2)} x less${w === 'W1' ? '; target <= 0.2 ms' : ''})`
+            + (a.ideal ? `; pg_dialer ${a.ideal.toFixed(3)} x ideal (target <= 1.05), Graphile Worker ${b.ideal.toFixed(3)} x` : ''));
+        }
+      }
+    }
+    const wf = results.find((r) => r.w === 'W1' && r.state === 'fresh' && r.sys === 'pg_dialer');
+    const ww = results.find((r) => r.w === 'W1' && r.state === 'warm' && r.sys === 'pg_dialer');
+    if (wf && ww) console.log(`ratio W1 pg_dialer fresh / warm = ${(wf.rate / ww.rate).toFixed(2)}`);
+    if (ONLY.has('enqueue')) {
+      const e = {};
+      await enqueueBench(db, sim, e);
+      for (const state of ['fresh', 'warm']) {
+        const r = e[state];
+        console.log(`ratio enqueue ${state}: enqueue_calls / add_jobs = ${(r.enqueue_calls / r.add_jobs).toFixed(2)} (target >= 1); `
+          + `enqueue_call one statement / add_jobs = ${(r.enqueue_call_stmt / r.add_jobs).toFixed(2)} (target >= 50,000/s: ${fmt(r.enqueue_call_stmt)}/s); `
+          + `one per transaction / add_jobs = ${(r.enqueue_call_tx / r.add_jobs).toFixed(2)}; `
+          + `floor (plain INSERT) / enqueue_calls = ${(r.plain / r.enqueue_calls).toFixed(2)}, / add_jobs = ${(r.plain / r.add_jobs).toFixed(2)}`);
+      }
+      for (const k of ['enqueue_calls', 'enqueue_call_stmt', 'enqueue_call_tx', 'add_jobs', 'plain']) {
+        console.log(`ratio enqueue ${k} fresh / warm = ${(e.fresh[k] / e.warm[k]).toFixed(2)} (target within 0.8-1.2)`);
+      }
+    }
+  } finally {
+    await stopGraphile();
+    await db.query('DROP SCHEMA IF EXISTS graphile_worker CASCADE').catch(() => {});
+    await db.query('DROP TABLE IF EXISTS bench_gw_outcomes, bench_plain_calls').catch(() => {});
+    await db.end();
+    sim.child.kill('SIGTERM');
+  }
+}
+
+main().catch((e) => { console.error(e); process.exit(1); });
