@@ -13,7 +13,7 @@ BEGIN;
 SET LOCAL client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 
-SELECT plan(78);
+SELECT plan(86);
 
 -- name, default, unit, context, type, min, max
 CREATE TEMP TABLE expected_settings (name text, boot_val text, unit text, context text, vartype text,
