@@ -87,12 +87,16 @@ BEGIN
 	IF NEW.calls_per_second IS NULL THEN
 		NEW.calls_per_second := CASE WHEN NEW.kind = 'twilio' THEN 1 ELSE 10 END;
 	END IF;
-	NEW.updated_at := now();
+	-- an insert keeps the updated_at it is given (its default is now()), so that a
+	-- pg_restore brings the row back exactly as it was dumped
+	IF TG_OP = 'UPDATE' THEN
+		NEW.updated_at := now();
+	END IF;
 	RETURN NEW;
 END;
 $$;
 COMMENT ON FUNCTION dialer.providers_defaults() IS
-	'Trigger: fills calls_per_second by kind (twilio 1, others 10) and stamps updated_at';
+	'Trigger: fills calls_per_second by kind (twilio 1, others 10) and stamps updated_at on update';
 CREATE TRIGGER providers_defaults BEFORE INSERT OR UPDATE ON dialer.providers
 	FOR EACH ROW EXECUTE FUNCTION dialer.providers_defaults();
 
@@ -326,10 +330,19 @@ CREATE TABLE dialer.do_not_call (
 );
 COMMENT ON TABLE dialer.do_not_call IS 'Numbers that must never be dialled: checked at enqueue and again at dispatch';
 
--- pg_dump must keep the user's rows of the configuration tables.
+/*
+ * pg_dump must keep the user's data: every row of these tables (the extension inserts
+ * none of its own, so no filter), and the positions of their identity sequences, so that
+ * a restored database goes on numbering calls, attempts and events after the last
+ * restored id instead of colliding with it.  Every new table or sequence holding user
+ * data must be registered here too (test/integration/dump_restore.test.js checks it).
+ */
 SELECT pg_catalog.pg_extension_config_dump('dialer.providers', '');
 SELECT pg_catalog.pg_extension_config_dump('dialer.campaigns', '');
 SELECT pg_catalog.pg_extension_config_dump('dialer.do_not_call', '');
 SELECT pg_catalog.pg_extension_config_dump('dialer.scheduled_calls', '');
 SELECT pg_catalog.pg_extension_config_dump('dialer.call_attempts', '');
 SELECT pg_catalog.pg_extension_config_dump('dialer.call_events', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('dialer.scheduled_calls', 'id'), '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('dialer.call_attempts', 'id'), '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('dialer.call_events', 'id'), '');

@@ -916,6 +916,7 @@ COMMENT ON COLUMN dialer.campaign_runs.local_slot IS 'The slot as local time in 
 COMMENT ON COLUMN dialer.campaign_runs.run_as IS 'Role whose privileges the run used (the campaign''s scheduled_by)';
 COMMENT ON COLUMN dialer.campaign_runs.outcome IS 'running, ok, error (see error) or disabled (the campaign was disabled at its slot: nothing enqueued)';
 SELECT pg_catalog.pg_extension_config_dump('dialer.campaign_runs', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('dialer.campaign_runs', 'id'), '');
 
 CREATE FUNCTION dialer.require_pg_cron()
 RETURNS void

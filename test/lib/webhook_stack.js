@@ -138,7 +138,9 @@ function stopProcess(proc, signal = 'SIGTERM') {
 
 /*
  * Starts the stack.  options: database (created afresh, dropped by stop() unless
- * keepDatabase), dbPool (PostgREST db-pool), workerProcesses (nginx).
+ * keepDatabase), existingDatabase (use the database as it is, with its pg_dialer, e.g. a
+ * restored one: neither created nor dropped), dbPool (PostgREST db-pool), workerProcesses
+ * (nginx).
  */
 async function startWebhookStack(options = {}) {
   const database = options.database || 'dialer_webhook_test';
@@ -151,7 +153,7 @@ async function startWebhookStack(options = {}) {
   stack.stop = async () => {
     for (const p of procs.reverse()) await stopProcess(p.proc, p.signal);
     if (stack.admin) await stack.admin.end().catch(() => {});
-    if (!options.keepDatabase) {
+    if (!options.keepDatabase && !options.existingDatabase) {
       const c = new Client({ ...pg, database: 'postgres' });
       await c.connect().catch(() => {});
       await c.query(`DROP DATABASE IF EXISTS "${database}" WITH (FORCE)`).catch(() => {});
@@ -162,15 +164,17 @@ async function startWebhookStack(options = {}) {
 
   try {
     /* the database, the extension, the roles */
-    const c = new Client({ ...pg, database: 'postgres' });
-    await c.connect();
-    await c.query(`DROP DATABASE IF EXISTS "${database}" WITH (FORCE)`);
-    await c.query(`CREATE DATABASE "${database}"`);
-    await c.end();
-    const c2 = new Client({ ...pg, database });
-    await c2.connect();
-    await c2.query('CREATE EXTENSION pg_dialer');
-    await c2.end();
+    if (!options.existingDatabase) {
+      const c = new Client({ ...pg, database: 'postgres' });
+      await c.connect();
+      await c.query(`DROP DATABASE IF EXISTS "${database}" WITH (FORCE)`);
+      await c.query(`CREATE DATABASE "${database}"`);
+      await c.end();
+      const c2 = new Client({ ...pg, database });
+      await c2.connect();
+      await c2.query('CREATE EXTENSION pg_dialer');
+      await c2.end();
+    }
     psqlFile(database, path.join(REPO, 'deploy', 'roles.sql'));
     stack.admin = new Pool({ ...pg, database, max: 8 });
 
