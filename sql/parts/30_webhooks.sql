@@ -98,6 +98,126 @@ COMMENT ON FUNCTION dialer.twilio_url_variants(text) IS
 	'Internal: a URL as given, and with its default port added or removed';
 
 /*
+ * Percent-encodes the characters of s that a URL serializer escapes: controls, space,
+ * everything beyond ASCII (as its UTF-8 bytes) and each character of unsafe; upper-case
+ * hex.  An escape already in s (%27) is left as it is.
+ */
+CREATE FUNCTION dialer.url_percent_encode(s text, unsafe text)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE STRICT PARALLEL SAFE
+AS $$
+	SELECT coalesce(pg_catalog.string_agg(
+			CASE WHEN pg_catalog.ascii(t.ch) BETWEEN 33 AND 126 AND pg_catalog.strpos(unsafe, t.ch) = 0 THEN t.ch
+				 ELSE pg_catalog.upper(pg_catalog.regexp_replace(
+						pg_catalog.encode(pg_catalog.convert_to(t.ch, 'UTF8'), 'hex'), '(..)', '%\1', 'g'))
+			END, '' ORDER BY t.n), '')
+	  FROM pg_catalog.regexp_split_to_table(s, '') WITH ORDINALITY AS t(ch, n);
+$$;
+COMMENT ON FUNCTION dialer.url_percent_encode(text, text) IS
+	'Internal: s with controls, space, non-ASCII characters (UTF-8 bytes) and the characters of unsafe percent-encoded';
+
+/*
+ * A URL in the form a WHATWG URL parser serializes it (what Twilio's helper library
+ * compares against when the URL as configured does not match, e.g. for a callback URL
+ * whose query holds a quote: Body=It's+amazing is signed as Body=It%27s+amazing): scheme
+ * and host in lower case, the default port and an empty port dropped, an empty path
+ * made '/', and the path, query and fragment percent-encoded with the URL standard's
+ * path, special-query and fragment sets.  NULL for a URL that is not http(s) or whose port
+ * is not a port number (Twilio's library rejects it too).
+ */
+CREATE FUNCTION dialer.twilio_url_normalized(url text)
+RETURNS text
+LANGUAGE plpgsql
+IMMUTABLE STRICT PARALLEL SAFE
+AS $$
+DECLARE
+	m text[] := pg_catalog.regexp_match(url,
+		'^([A-Za-z][A-Za-z0-9+.-]*)://([^/?#@]*@)?(\[[^]/?#]*\]|[^/?#:]*)(:[0-9]*)?([^?#]*)(\?[^#]*)?(#.*)?$');
+	v_scheme text := pg_catalog.lower(m[1]);
+	v_port text := pg_catalog.substr(m[4], 2);
+BEGIN
+	IF m IS NULL OR v_scheme NOT IN ('https', 'http') OR m[3] = '' THEN
+		RETURN NULL;
+	END IF;
+	IF v_port = '' THEN
+		v_port := NULL;
+	ELSIF v_port IS NOT NULL THEN
+		IF pg_catalog.length(pg_catalog.ltrim(v_port, '0')) > 5 OR v_port::numeric > 65535 THEN
+			RETURN NULL;
+		END IF;
+		v_port := (v_port::int)::text;
+		IF (v_scheme = 'https' AND v_port = '443') OR (v_scheme = 'http' AND v_port = '80') THEN
+			v_port := NULL;
+		END IF;
+	END IF;
+	RETURN v_scheme || '://' || coalesce(m[2], '') || pg_catalog.lower(m[3])
+		|| coalesce(':' || v_port, '')
+		|| CASE WHEN m[5] = '' THEN '/' ELSE dialer.url_percent_encode(m[5], '"<>`{}') END
+		|| coalesce('?' || dialer.url_percent_encode(pg_catalog.substr(m[6], 2), '"<>'''), '')
+		|| coalesce('#' || dialer.url_percent_encode(pg_catalog.substr(m[7], 2), '"<>`'), '');
+END;
+$$;
+COMMENT ON FUNCTION dialer.twilio_url_normalized(text) IS
+	'Internal: a URL as a WHATWG URL parser serializes it (lower-case scheme and host, no default port, percent-encoded path, query and fragment); NULL when not a valid http(s) URL';
+
+/*
+ * A URL whose query string is re-encoded the way Node's legacy querystring module parses
+ * and writes it back (Twilio's helper library tries this form last): each field decoded
+ * ('+' is a space), fields of one name gathered at the place of the first, every character
+ * but A-Z a-z 0-9 - _ . ! ~ * ' ( ) percent-encoded.  The URL unchanged without a query;
+ * NULL when a field does not decode to UTF-8.
+ */
+CREATE FUNCTION dialer.twilio_url_legacy_query(url text)
+RETURNS text
+LANGUAGE plpgsql
+IMMUTABLE STRICT PARALLEL SAFE
+AS $$
+DECLARE
+	v_q int := pg_catalog.strpos(url, '?');
+	v_out text;
+BEGIN
+	IF v_q = 0 OR v_q = pg_catalog.length(url) THEN
+		RETURN url;
+	END IF;
+	BEGIN
+		WITH piece AS (
+			SELECT p.n, pg_catalog.split_part(p.s, '=', 1) AS k,
+				   CASE WHEN pg_catalog.strpos(p.s, '=') > 0
+						THEN pg_catalog.substr(p.s, pg_catalog.strpos(p.s, '=') + 1) ELSE '' END AS v
+			  FROM pg_catalog.regexp_split_to_table(pg_catalog.substr(url, v_q + 1), '&') WITH ORDINALITY AS p(s, n)
+			 WHERE p.s <> ''
+		), decoded AS (
+			SELECT x.n, x.part,
+				   pg_catalog.convert_from((
+					   SELECT pg_catalog.string_agg(
+								CASE WHEN pg_catalog.length(t.tok[1]) = 3
+									 THEN pg_catalog.decode(pg_catalog.substr(t.tok[1], 2), 'hex')
+									 ELSE pg_catalog.convert_to(t.tok[1], 'UTF8') END, ''::bytea ORDER BY t.i)
+						 FROM pg_catalog.regexp_matches(pg_catalog.replace(x.raw, '+', ' '), '%[0-9A-Fa-f]{2}|.', 'g')
+							  WITH ORDINALITY AS t(tok, i)), 'UTF8') AS txt
+			  FROM (SELECT n, 1 AS part, k AS raw FROM piece UNION ALL SELECT n, 2, v FROM piece) x
+		), pairs AS (
+			SELECT d.n, coalesce(pg_catalog.max(d.txt) FILTER (WHERE d.part = 1), '') AS k,
+				   coalesce(pg_catalog.max(d.txt) FILTER (WHERE d.part = 2), '') AS v
+			  FROM decoded d GROUP BY d.n
+		)
+		SELECT pg_catalog.string_agg(dialer.url_percent_encode(p.k, '"#$%&+,/:;<=>?@[\]^`{|}')
+									 || '=' || dialer.url_percent_encode(p.v, '"#$%&+,/:;<=>?@[\]^`{|}'),
+									 '&' ORDER BY f.first_n, p.n)
+		  INTO v_out
+		  FROM pairs p
+		  JOIN (SELECT k, pg_catalog.min(n) AS first_n FROM pairs GROUP BY k) f ON f.k = p.k;
+	EXCEPTION WHEN character_not_in_repertoire OR untranslatable_character THEN
+		RETURN NULL;
+	END;
+	RETURN pg_catalog.substr(url, 1, v_q) || coalesce(v_out, '');
+END;
+$$;
+COMMENT ON FUNCTION dialer.twilio_url_legacy_query(text) IS
+	'Internal: a URL with its query string decoded and re-encoded as Node''s legacy querystring module does (the last form Twilio''s helper library tries)';
+
+/*
  * The public URL Twilio calls for a call's status callbacks: the provider's
  * status_callback_url with call_id=<id> appended to its query string ('?' or '&'),
  * character for character what the worker sends as StatusCallback (the worker should
@@ -117,8 +237,9 @@ COMMENT ON FUNCTION dialer.twilio_callback_url(text, bigint) IS
 
 /*
  * Whether signature is Twilio's signature of a request to url with these fields, under
- * auth_token: for url as given, else with its default port added or removed.  Constant-
- * time comparisons.
+ * auth_token: for url as given, else with its default port added or removed, else in the
+ * percent-encoded forms Twilio's helper library (npm twilio, validateRequest) also
+ * accepts.  Constant-time comparisons.
  */
 CREATE FUNCTION dialer.twilio_signature_matches(auth_token text, url text, params jsonb, signature text)
 RETURNS boolean
@@ -127,6 +248,7 @@ STABLE PARALLEL SAFE
 AS $$
 DECLARE
 	v_url text;
+	v_norm text;
 BEGIN
 	IF auth_token IS NULL OR url IS NULL OR params IS NULL OR signature IS NULL THEN
 		RETURN false;
@@ -139,11 +261,26 @@ BEGIN
 			RETURN true;
 		END IF;
 	END LOOP;
+	/*
+	 * Then, as Twilio's helper library does, the URL as a URL parser serializes it
+	 * (percent-encoded), and that with its query re-encoded by the legacy rules: each
+	 * with and without the default port.
+	 */
+	v_norm := dialer.twilio_url_normalized(url);
+	IF v_norm IS NULL THEN
+		RETURN false;
+	END IF;
+	FOREACH v_url IN ARRAY dialer.twilio_url_variants(v_norm)
+		|| dialer.twilio_url_variants(coalesce(dialer.twilio_url_legacy_query(v_norm), v_norm)) LOOP
+		IF dialer.constant_time_equal(dialer.twilio_signature(auth_token, v_url, params), signature) THEN
+			RETURN true;
+		END IF;
+	END LOOP;
 	RETURN false;
 END;
 $$;
 COMMENT ON FUNCTION dialer.twilio_signature_matches(text, text, jsonb, text) IS
-	'Internal: true when signature is Twilio''s for url (or url with its default port added or removed) and params under auth_token';
+	'Internal: true when signature is Twilio''s for url and params under auth_token, with url as configured or in the other forms Twilio''s helper library accepts (default port added or removed, percent-encoded as a URL parser serializes it, query re-encoded by Node''s legacy rules)';
 
 /* ------------------------------------------------------------------------------------
  * Provider statuses
