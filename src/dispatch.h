@@ -169,6 +169,7 @@ extern void outcome_accepted_with_id(DialerRequest *req, DialerOutcome *out);
 
 /* queue.c: claiming and storing, in short transactions */
 extern int	queue_recover(void);
+extern int	queue_reevaluate_parked(void);
 extern List *queue_load_providers(List *known);
 extern List *queue_claim(DialerProvider *provider, int max_calls, int *capacity);
 extern void queue_store(DialerOutcome *outcomes, int n);

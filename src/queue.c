@@ -126,6 +126,26 @@ queue_recover(void)
 	return n;
 }
 
+/*
+ * Looks again at the calls parked for a calling window, with the calling-window
+ * settings just reloaded (dialer.reevaluate_parked_calls): a window widened makes
+ * them due now, a window moved moves their wake-up.  Returns how many moved.
+ */
+int
+queue_reevaluate_parked(void)
+{
+	MemoryContext caller = queue_begin("pg_dialer: re-evaluating calls waiting for a calling window");
+	int			n = 0;
+	bool		isnull;
+
+	if (SPI_execute("SELECT dialer.reevaluate_parked_calls()", false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "pg_dialer: reevaluate_parked_calls failed");
+	if (SPI_processed == 1)
+		n = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	queue_end(caller);
+	return n;
+}
+
 static DialerProvider *
 find_provider(List *known, const char *name)
 {
