@@ -510,7 +510,8 @@ BEGIN
 
 	/* the call: only its current attempt moves it, and only forward */
 	v_new_status := v_call.status;
-	v_moves := v_current AND v_outcome IS NOT NULL AND v_call.status IN ('dispatching', 'dialing', 'unknown');
+	v_moves := v_current AND NOT coalesce(v_stale, false) AND v_outcome IS NOT NULL
+			   AND v_call.status IN ('dispatching', 'dialing', 'unknown');
 	IF v_moves THEN
 		IF v_outcome = 'dialing' THEN
 			v_new_status := 'dialing';
