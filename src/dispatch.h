@@ -45,6 +45,7 @@ typedef struct DialerProvider
 	char	   *from_number;
 	char	   *twiml_url;
 	char	   *status_callback_url;
+	bool		status_callback_call_id;	/* append call_id=<id> to it (twilio) */
 	List	   *allowed_hosts;	/* of char * */
 	int			ring_timeout;	/* 0: not sent */
 	char	   *machine_detection;

@@ -38,6 +38,7 @@ CREATE TABLE dialer.providers (
 	from_number			dialer.e164,
 	twiml_url			text,
 	status_callback_url	text,
+	status_callback_call_id	boolean NOT NULL DEFAULT true,
 	allowed_hosts		text[] NOT NULL DEFAULT '{}',
 	ring_timeout		int CHECK (ring_timeout BETWEEN 5 AND 600),
 	machine_detection	text CHECK (machine_detection IN ('Enable', 'DetectMessageEnd')),
@@ -64,7 +65,8 @@ COMMENT ON COLUMN dialer.providers.bearer_token IS 'Secret. Bearer token sent to
 COMMENT ON COLUMN dialer.providers.webhook_secret IS 'Secret. HMAC-SHA256 key of JSON webhooks from backend and voice_api providers';
 COMMENT ON COLUMN dialer.providers.from_number IS 'Caller id (E.164) used when a call names none';
 COMMENT ON COLUMN dialer.providers.twiml_url IS 'Twilio: TwiML URL used when the call payload has neither url nor message';
-COMMENT ON COLUMN dialer.providers.status_callback_url IS 'Public URL the provider posts call status to; the call id is added to its query string';
+COMMENT ON COLUMN dialer.providers.status_callback_url IS 'Public URL the provider posts call status to; the call id is added to its query string unless status_callback_call_id is false';
+COMMENT ON COLUMN dialer.providers.status_callback_call_id IS 'Twilio: the worker appends call_id=<id> to the StatusCallback URL (true: the shipped nginx deployment); false: the URL is sent exactly as configured, with no query string added (PostgREST without the proxy refuses one), and callbacks are matched by CallSid';
 COMMENT ON COLUMN dialer.providers.allowed_hosts IS 'backend: hosts a per-call base_url (payload.base_url) may name';
 COMMENT ON COLUMN dialer.providers.ring_timeout IS 'Twilio Timeout: seconds to let the phone ring';
 COMMENT ON COLUMN dialer.providers.machine_detection IS 'Twilio MachineDetection (Enable or DetectMessageEnd), or NULL for none';

@@ -720,9 +720,16 @@ BEGIN
 		PERFORM dialer.webhook_refuse(400, 'call_id in the callback URL is not a call id');
 	END IF;
 
-	/* the call: by the call id of the URL, else by CallSid */
+	/*
+	 * The call: by the call id of the URL, else by CallSid.  Looked up by CallSid, it is
+	 * looked up under the CallSid's lock (dialer.lock_provider_call_id): a callback that
+	 * comes before the worker has stored the sid is kept in dialer.pending_callbacks, and
+	 * the worker, storing the sid under the same lock, then finds it (or this one finds
+	 * the sid stored).
+	 */
 	v_call_id := call_ref::bigint;
 	IF v_call_id IS NULL AND fields->>'CallSid' IS NOT NULL THEN
+		PERFORM dialer.lock_provider_call_id(fields->>'CallSid');
 		SELECT c.id INTO v_call_id
 		  FROM dialer.scheduled_calls c WHERE c.provider_call_id = fields->>'CallSid'
 		 ORDER BY c.id DESC LIMIT 1;
@@ -783,11 +790,38 @@ BEGIN
 		END IF;
 		v_seq := (fields->>'SequenceNumber')::bigint;
 	END IF;
+	IF v_call_id IS NULL AND call_ref IS NULL AND v_prov.name IS NOT NULL THEN
+		/* not known by its sid yet (the worker has not stored it): kept, applied when it is */
+		INSERT INTO dialer.pending_callbacks (provider, provider_call_id, sequence, fields)
+		VALUES (v_prov.name, v_sid, v_seq, fields);
+		RETURN jsonb_build_object('result', 'pending', 'reason', 'no call has this CallSid yet: kept until one has',
+								  'provider_call_id', v_sid);
+	END IF;
 	IF v_call_id IS NULL OR v_provider IS NULL THEN
 		RETURN jsonb_build_object('result', 'ignored', 'reason', 'no call of pg_dialer has this call id or CallSid',
 								  'call_id', v_call_id);
 	END IF;
 
+	RETURN dialer.twilio_apply_fields(v_call_id, fields, v_seq, 'callback');
+END;
+$$;
+COMMENT ON FUNCTION dialer.twilio_ingest(jsonb, text) IS
+	'Internal: authenticates a Twilio status callback (X-Twilio-Signature over the configured public URL and the fields) and applies it (or keeps it in pending_callbacks until its CallSid is stored)';
+
+/*
+ * Applies the fields of an authentic Twilio status callback to a call (through
+ * dialer.apply_provider_status): the outcome fields go on the attempt, the event keeps
+ * every field but credentials.  source names the event.
+ */
+CREATE FUNCTION dialer.twilio_apply_fields(call_id bigint, fields jsonb, sequence bigint, source text)
+RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	v_data		jsonb;
+	v_detail	jsonb;
+BEGIN
 	v_data := jsonb_strip_nulls(jsonb_build_object(
 		'duration_seconds', CASE WHEN fields->>'CallDuration' ~ '^[0-9]{1,9}$' THEN (fields->>'CallDuration')::int END,
 		'answered_by', nullif(fields->>'AnsweredBy', ''),
@@ -806,12 +840,103 @@ BEGIN
 	END IF;
 	v_detail := jsonb_build_object('fields', v_detail, 'via', 'twilio');
 
-	v_res := dialer.apply_provider_status(v_call_id, v_status, v_sid, v_seq, v_data, v_detail, 'callback');
-	RETURN v_res;
+	RETURN dialer.apply_provider_status(twilio_apply_fields.call_id, fields->>'CallStatus', fields->>'CallSid',
+										twilio_apply_fields.sequence, v_data, v_detail, source);
 END;
 $$;
-COMMENT ON FUNCTION dialer.twilio_ingest(jsonb, text) IS
-	'Internal: authenticates a Twilio status callback (X-Twilio-Signature over the configured public URL and the fields) and applies it';
+COMMENT ON FUNCTION dialer.twilio_apply_fields(bigint, jsonb, bigint, text) IS
+	'Internal: applies the fields of an authentic Twilio status callback to a call (attempt data, event without credentials)';
+
+/*
+ * Serializes, per provider call id, the callback that looks a call up by its CallSid and
+ * the worker storing that CallSid: a transaction-level advisory lock (in a key space of
+ * pg_dialer's own).  Taken before the look-up, so that either the look-up sees the sid
+ * stored, or the worker sees the callback kept in pending_callbacks.
+ */
+CREATE FUNCTION dialer.lock_provider_call_id(provider_call_id text)
+RETURNS void
+LANGUAGE sql
+VOLATILE STRICT
+AS $$
+	SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('pg_dialer provider_call_id'),
+											pg_catalog.hashtext(provider_call_id));
+$$;
+COMMENT ON FUNCTION dialer.lock_provider_call_id(text) IS
+	'Internal: transaction lock serializing a callback looked up by CallSid with the storing of that CallSid';
+
+/*
+ * Authentic callbacks that came before their call was known by its provider call id:
+ * Twilio may post the first status callback before the worker has stored the CallSid of
+ * its answer, and a callback posted straight to PostgREST carries no call id.  Such a
+ * callback is kept here, and applied (then removed) when the sid is stored
+ * (dialer.apply_pending_callbacks).  One that never finds its call (a call placed by
+ * someone else on the same account) stays until dialer.cleanup() removes it.
+ */
+CREATE TABLE dialer.pending_callbacks (
+	id					bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	provider			text NOT NULL REFERENCES dialer.providers (name) ON UPDATE CASCADE ON DELETE CASCADE,
+	provider_call_id	text NOT NULL,
+	sequence			bigint,
+	fields				jsonb NOT NULL CHECK (jsonb_typeof(fields) = 'object'),
+	received_at			timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE dialer.pending_callbacks IS
+	'Authentic Twilio status callbacks whose call was not yet known by its CallSid: applied when the sid is stored, removed by cleanup() when never matched';
+COMMENT ON COLUMN dialer.pending_callbacks.provider IS 'The provider whose auth token signed it';
+COMMENT ON COLUMN dialer.pending_callbacks.provider_call_id IS 'The CallSid it is about';
+COMMENT ON COLUMN dialer.pending_callbacks.sequence IS 'Its SequenceNumber (the order they are applied in)';
+COMMENT ON COLUMN dialer.pending_callbacks.fields IS 'Every form field as received (the signature was checked over them)';
+COMMENT ON COLUMN dialer.pending_callbacks.received_at IS 'When it was received';
+CREATE INDEX pending_callbacks_provider_call_id_idx ON dialer.pending_callbacks (provider_call_id);
+SELECT pg_catalog.pg_extension_config_dump('dialer.pending_callbacks', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('dialer.pending_callbacks', 'id'), '');
+
+/*
+ * Trigger: a call's provider call id was stored (by the worker, from the provider's
+ * answer): the callbacks kept for that sid are applied in their order, as they would
+ * have been had they come later, and removed.
+ */
+CREATE FUNCTION dialer.apply_pending_callbacks()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	v_kept	jsonb;
+	r		record;
+BEGIN
+	PERFORM dialer.lock_provider_call_id(NEW.provider_call_id);
+	-- a statement of its own, after the lock: it sees what a callback committed meanwhile
+	WITH gone AS (
+		-- kept under the provider whose token verified it: any Twilio provider of the
+		-- call's account (a CallSid names one call of one account)
+		DELETE FROM dialer.pending_callbacks p
+		 USING dialer.providers kp, dialer.providers cp
+		 WHERE p.provider_call_id = NEW.provider_call_id
+		   AND kp.name = p.provider AND cp.name = NEW.provider
+		   AND kp.account_sid = cp.account_sid
+		RETURNING p.id, p.sequence, p.fields
+	)
+	SELECT jsonb_agg(jsonb_build_object('sequence', g.sequence, 'fields', g.fields)
+					 ORDER BY g.sequence NULLS LAST, g.id)
+	  INTO v_kept
+	  FROM gone g;
+	FOR r IN SELECT (e.value->>'sequence')::bigint AS sequence, e.value->'fields' AS fields
+			   FROM jsonb_array_elements(coalesce(v_kept, '[]')) WITH ORDINALITY AS e(value, n)
+			  ORDER BY e.n
+	LOOP
+		PERFORM dialer.twilio_apply_fields(NEW.id, r.fields, r.sequence, 'callback');
+	END LOOP;
+	RETURN NULL;
+END;
+$$;
+COMMENT ON FUNCTION dialer.apply_pending_callbacks() IS
+	'Trigger: when a call''s provider call id is stored, applies (in order) and removes the callbacks kept for it in pending_callbacks';
+CREATE TRIGGER apply_pending_callbacks
+	AFTER UPDATE OF provider_call_id ON dialer.scheduled_calls
+	FOR EACH ROW
+	WHEN (NEW.provider_call_id IS NOT NULL AND OLD.provider_call_id IS DISTINCT FROM NEW.provider_call_id)
+	EXECUTE FUNCTION dialer.apply_pending_callbacks();
 
 /* ------------------------------------------------------------------------------------
  * JSON webhooks (backend, voice_api)

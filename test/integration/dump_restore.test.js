@@ -29,7 +29,7 @@ const SRC = 'dialer_dump_src';
 const DST = 'dialer_dump_dst';
 const TW = 'dr_tw';
 const CONFIG_TABLES = ['providers', 'campaigns', 'do_not_call', 'scheduled_calls', 'call_attempts',
-  'call_events', 'campaign_runs'];
+  'call_events', 'campaign_runs', 'pending_callbacks'];
 
 let admin;            // on database postgres: ALTER SYSTEM, CREATE/DROP DATABASE
 let src;
@@ -117,7 +117,7 @@ test('every table and sequence of pg_dialer holding user data is registered for 
   for (const t of CONFIG_TABLES) assert.ok(rels.includes(`dialer.${t}`), `dialer.${t} belongs to the extension`);
   assert.deepEqual(r.rows.filter((x) => x.relkind === 'S').map((x) => x.rel),
     ['dialer.call_attempts_id_seq', 'dialer.call_events_id_seq', 'dialer.campaign_runs_id_seq',
-      'dialer.scheduled_calls_id_seq']);
+      'dialer.pending_callbacks_id_seq', 'dialer.scheduled_calls_id_seq']);
   for (const x of r.rows) {
     assert.equal(x.registered, true, `${x.rel} is registered with pg_extension_config_dump`);
     // the extension inserts no row of its own: every row is the user's
@@ -175,7 +175,8 @@ test('a database in use survives pg_dump -Fc and pg_restore into a fresh databas
   const file = path.join(tmp, 'src.dump');
   execFileSync(path.join(PGBIN, 'pg_dump'), [...pgArgs(), '-Fc', '-f', file, SRC], { stdio: 'pipe' });
   const toc = execFileSync(path.join(PGBIN, 'pg_restore'), ['-l', file], { encoding: 'utf8' });
-  for (const s of ['scheduled_calls_id_seq', 'call_attempts_id_seq', 'call_events_id_seq', 'campaign_runs_id_seq']) {
+  for (const s of ['scheduled_calls_id_seq', 'call_attempts_id_seq', 'call_events_id_seq', 'campaign_runs_id_seq',
+    'pending_callbacks_id_seq']) {
     assert.match(toc, new RegExp(`SEQUENCE SET dialer ${s}`), `the dump sets ${s}`);
   }
   await admin.query(`CREATE DATABASE ${DST}`);
