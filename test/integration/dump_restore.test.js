@@ -195,12 +195,12 @@ test('a database in use survives pg_dump -Fc and pg_restore into a fresh databas
   assert.equal(ev.rows[0].m, before.sequences.call_events_id_seq + 1, 'events go on numbering too');
   await dst.query('SELECT dialer.cancel_call($1)', [newId]);
 
-  /* webhooks into the restored database: the shipped nginx + PostgREST */
-  stack = await startWebhookStack({ database: DST, existingDatabase: true });
-  await dst.query(`UPDATE dialer.providers SET status_callback_url = $2 WHERE name = $1`,
-    [TW, `${stack.proxy}/twilio/status-callback`]);
-
-  /* the worker serves the restored database */
+  /*
+   * The worker serves the restored database.  Its provider is held (disabled) until the
+   * webhooks are up: PostgREST would answer 503 to callbacks while it reconnects after the
+   * restart, and Twilio does not retry them.
+   */
+  await dst.query(`UPDATE dialer.providers SET enabled = false WHERE name = $1`, [TW]);
   await settings.set(d.OPEN_WINDOW, { settleMs: 0 });
   await admin.query(`ALTER SYSTEM SET dialer.database = ${admin.escapeLiteral(DST)}`);
   retargeted = true;
@@ -214,9 +214,17 @@ test('a database in use survives pg_dump -Fc and pg_restore into a fresh databas
   assert.ok(w > 0);
   assert.equal((await dst.query(`SELECT database FROM dialer.worker_status()`)).rows[0].database, DST);
 
+  /* webhooks into the restored database: the shipped nginx + PostgREST; then the provider goes */
+  stack = await startWebhookStack({ database: DST, existingDatabase: true });
+  await dst.query(`UPDATE dialer.providers SET status_callback_url = $2 WHERE name = $1`,
+    [TW, `${stack.proxy}/twilio/status-callback`]);
+  await d.setProvidersEnabled(dst, [TW], true);
+
   const fresh = Number((await dst.query(`SELECT dialer.enqueue_call('+15550123080', provider => $1) AS id`, [TW])).rows[0].id);
   assert.equal(fresh, newId + 1);
-  const done = await d.waitForStatus(dst, [ids.due, fresh], ['completed'], { timeoutMs: 20000 });
+  const done = await d.waitForStatus(dst, [ids.due, fresh], ['completed'], { timeoutMs: 20000 }).catch((e) => {
+    throw new Error(`${e.message}; callbacks ${JSON.stringify(sim.control.callbacks(20))}`);
+  });
   for (const c of done) {
     assert.equal(sim.control.counts()[String(c.id)], 1, `call ${c.id} requested once at the simulator`);
     assert.match(c.provider_call_id, /^CA[0-9a-f]{32}$/);
