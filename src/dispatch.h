@@ -45,7 +45,6 @@ typedef struct DialerProvider
 	char	   *from_number;
 	char	   *twiml_url;
 	char	   *status_callback_url;
-	bool		status_callback_call_id;	/* append call_id=<id> to it (twilio) */
 	List	   *allowed_hosts;	/* of char * */
 	int			ring_timeout;	/* 0: not sent */
 	char	   *machine_detection;
@@ -60,6 +59,9 @@ typedef struct DialerProvider
 	bool		at_capacity;	/* blocked only because max_concurrency is reached */
 	int			in_flight;
 	int			consecutive_failures;
+
+	bool		status_callback_call_id;	/* twilio: append call_id=<id> to
+											 * status_callback_url */
 } DialerProvider;
 
 /*
