@@ -268,7 +268,7 @@ run_node() {
 		--test-reporter=tap --test-reporter-destination="$tap")
 	if [ "${DIALER_NODE_PER_FILE:-0}" != 1 ] && node --help 2>/dev/null | grep -q -- '--test-concurrency'; then
 		log "node: ${files[*]}"
-		run_bounded 1500 - "${cmd[@]}" --test-concurrency=1 "${files[@]}"
+		run_bounded 720 - "${cmd[@]}" --test-concurrency=1 "${files[@]}"
 		rc=$?
 		n_pass=$(sed -n 's/^# pass \([0-9]*\)$/\1/p' "$tap" 2>/dev/null | tail -n 1)
 		n_fail=$(sed -n 's/^# \(fail\|cancelled\) \([0-9]*\)$/\2/p' "$tap" 2>/dev/null | awk '{s+=$1} END {print s+0}')
