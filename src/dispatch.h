@@ -59,6 +59,9 @@ typedef struct DialerProvider
 	bool		at_capacity;	/* blocked only because max_concurrency is reached */
 	int			in_flight;
 	int			consecutive_failures;
+
+	bool		status_callback_call_id;	/* twilio: append call_id=<id> to
+											 * status_callback_url */
 } DialerProvider;
 
 /*
@@ -178,6 +181,7 @@ extern void outcome_accepted_with_id(DialerRequest *req, DialerOutcome *out);
 
 /* queue.c: claiming and storing, in short transactions */
 extern int	queue_recover(void);
+extern int	queue_reevaluate_parked(void);
 extern List *queue_load_providers(List *known);
 extern List *queue_claim(DialerProvider *provider, int max_calls, int *capacity);
 extern void queue_release(List *calls);

@@ -118,8 +118,15 @@ twilio_prepare(DialerRequest *req, char **error)
 	}
 	if (p->status_callback_url)
 	{
-		char	   *cb = psprintf("%s%scall_id=" INT64_FORMAT, p->status_callback_url,
-								  strchr(p->status_callback_url, '?') ? "&" : "?", c->id);
+		/*
+		 * The call id rides in the query string (the proxy passes it on), unless
+		 * the provider posts straight to PostgREST, which refuses a query string:
+		 * its callbacks are then matched by CallSid.
+		 */
+		char	   *cb = p->status_callback_call_id ?
+			psprintf("%s%scall_id=" INT64_FORMAT, p->status_callback_url,
+					 strchr(p->status_callback_url, '?') ? "&" : "?", c->id) :
+			pstrdup(p->status_callback_url);
 
 		append_form(&body, "StatusCallback", cb);
 		append_form(&body, "StatusCallbackMethod", "POST");

@@ -126,6 +126,26 @@ queue_recover(void)
 	return n;
 }
 
+/*
+ * Looks again at the calls parked for a calling window, with the calling-window
+ * settings just reloaded (dialer.reevaluate_parked_calls): a window widened makes
+ * them due now, a window moved moves their wake-up.  Returns how many moved.
+ */
+int
+queue_reevaluate_parked(void)
+{
+	MemoryContext caller = queue_begin("pg_dialer: re-evaluating calls waiting for a calling window");
+	int			n = 0;
+	bool		isnull;
+
+	if (SPI_execute("SELECT dialer.reevaluate_parked_calls()", false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "pg_dialer: reevaluate_parked_calls failed");
+	if (SPI_processed == 1)
+		n = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	queue_end(caller);
+	return n;
+}
+
 static DialerProvider *
 find_provider(List *known, const char *name)
 {
@@ -167,7 +187,7 @@ queue_load_providers(List *known)
 	if (SPI_execute("SELECT name, kind, rtrim(base_url, '/'), account_sid, auth_token, api_key_sid, "
 					"api_key_secret, bearer_token, from_number, twiml_url, status_callback_url, "
 					"array_to_string(allowed_hosts, ','), coalesce(ring_timeout, 0), machine_detection, "
-					"calls_per_second::float8, coalesce(max_concurrency, 0) "
+					"calls_per_second::float8, coalesce(max_concurrency, 0), status_callback_call_id "
 					"FROM dialer.worker_providers()", true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "pg_dialer: loading providers failed");
 
@@ -224,6 +244,7 @@ queue_load_providers(List *known)
 		set_string(&p->machine_detection, spi_text(tup, desc, 14, top));
 		p->calls_per_second = DatumGetFloat8(SPI_getbinval(tup, desc, 15, &isnull));
 		p->max_concurrency = DatumGetInt32(SPI_getbinval(tup, desc, 16, &isnull));
+		p->status_callback_call_id = DatumGetBool(SPI_getbinval(tup, desc, 17, &isnull));
 	}
 	queue_end(caller);
 	return known;

@@ -66,6 +66,9 @@ static TimestampTz reconcile_at = 0;
 /* no search for calls without a provider id was due at the last try: none before this */
 static TimestampTz searches_idle_until = 0;
 
+/* set on SIGHUP: the calling-window settings may have changed */
+static bool settings_reloaded = false;
+
 static void
 handle_sigterm(SIGNAL_ARGS)
 {
@@ -810,6 +813,24 @@ wait_for_work(TimestampTz until)
 }
 
 /*
+ * After a reload of the settings: calls parked for a calling window are looked at
+ * again with the new window settings, so none waits for a window that no longer
+ * applies.  The flag is cleared first: an error here is reported by the loop and the
+ * calls are still looked at when they fall due.
+ */
+static void
+reevaluate_parked_calls(void)
+{
+	int			n;
+
+	settings_reloaded = false;
+	n = queue_reevaluate_parked();
+	if (n > 0)
+		ereport(LOG,
+				(errmsg("pg_dialer: %d call(s) waiting for a calling window re-scheduled after the settings were reloaded", n)));
+}
+
+/*
  * Stops: no new claims; in-flight requests get dialer.shutdown_timeout to end,
  * then those still open are abandoned: unknown for Twilio (it may have placed
  * the call), retry for providers that dedupe by Idempotency-Key.
@@ -969,6 +990,7 @@ dialer_worker_main(Datum main_arg)
 			ProcessConfigFile(PGC_SIGHUP);
 			providers_loaded_at = 0;
 			woken = true;
+			settings_reloaded = true;
 		}
 		if (shutdown_requested)
 			drain_and_exit();
@@ -1020,6 +1042,8 @@ dialer_worker_main(Datum main_arg)
 			woken = true;
 			providers_loaded_at = 0;
 		}
+		if (settings_reloaded)
+			reevaluate_parked_calls();
 
 		collect_finished();
 		cap = http_effective_concurrency(dialer_max_concurrency);

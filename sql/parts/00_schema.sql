@@ -41,6 +41,7 @@ CREATE TABLE dialer.providers (
 	from_number			dialer.e164,
 	twiml_url			text,
 	status_callback_url	text,
+	status_callback_call_id	boolean NOT NULL DEFAULT true,
 	allowed_hosts		text[] NOT NULL DEFAULT '{}',
 	ring_timeout		int CHECK (ring_timeout BETWEEN 5 AND 600),
 	machine_detection	text CHECK (machine_detection IN ('Enable', 'DetectMessageEnd')),
@@ -67,7 +68,8 @@ COMMENT ON COLUMN dialer.providers.bearer_token IS 'Secret. Bearer token sent to
 COMMENT ON COLUMN dialer.providers.webhook_secret IS 'Secret. HMAC-SHA256 key of JSON webhooks from backend and voice_api providers';
 COMMENT ON COLUMN dialer.providers.from_number IS 'Caller id (E.164) used when a call names none';
 COMMENT ON COLUMN dialer.providers.twiml_url IS 'Twilio: TwiML URL used when the call payload has neither url nor message';
-COMMENT ON COLUMN dialer.providers.status_callback_url IS 'Public URL the provider posts call status to; the call id is added to its query string';
+COMMENT ON COLUMN dialer.providers.status_callback_url IS 'Public URL the provider posts call status to; the call id is added to its query string unless status_callback_call_id is false';
+COMMENT ON COLUMN dialer.providers.status_callback_call_id IS 'Twilio: the worker appends call_id=<id> to the StatusCallback URL (true: the shipped nginx deployment); false: the URL is sent exactly as configured, with no query string added (PostgREST without the proxy refuses one), and callbacks are matched by CallSid';
 COMMENT ON COLUMN dialer.providers.allowed_hosts IS 'backend: hosts a per-call base_url (payload.base_url) may name';
 COMMENT ON COLUMN dialer.providers.ring_timeout IS 'Twilio Timeout: seconds to let the phone ring';
 COMMENT ON COLUMN dialer.providers.machine_detection IS 'Twilio MachineDetection (Enable or DetectMessageEnd), or NULL for none';
@@ -94,12 +96,16 @@ BEGIN
 	IF NEW.calls_per_second IS NULL THEN
 		NEW.calls_per_second := CASE WHEN NEW.kind = 'twilio' THEN 1 ELSE 10 END;
 	END IF;
-	NEW.updated_at := now();
+	-- an insert keeps the updated_at it is given (its default is now()), so that a
+	-- pg_restore brings the row back exactly as it was dumped
+	IF TG_OP = 'UPDATE' THEN
+		NEW.updated_at := now();
+	END IF;
 	RETURN NEW;
 END;
 $$;
 COMMENT ON FUNCTION dialer.providers_defaults() IS
-	'Trigger: fills calls_per_second by kind (twilio 1, others 10) and stamps updated_at';
+	'Trigger: fills calls_per_second by kind (twilio 1, others 10) and stamps updated_at on update';
 CREATE TRIGGER providers_defaults BEFORE INSERT OR UPDATE ON dialer.providers
 	FOR EACH ROW EXECUTE FUNCTION dialer.providers_defaults();
 
@@ -372,10 +378,19 @@ COMMENT ON COLUMN dialer.do_not_call.number IS 'The number (E.164): a call to it
 COMMENT ON COLUMN dialer.do_not_call.reason IS 'Why (free text, e.g. asked not to be called)';
 COMMENT ON COLUMN dialer.do_not_call.added_at IS 'When the number was added';
 
--- pg_dump must keep the user's rows of the configuration tables.
+/*
+ * pg_dump must keep the user's data: every row of these tables (the extension inserts
+ * none of its own, so no filter), and the positions of their identity sequences, so that
+ * a restored database goes on numbering calls, attempts and events after the last
+ * restored id instead of colliding with it.  Every new table or sequence holding user
+ * data must be registered here too (test/integration/dump_restore.test.js checks it).
+ */
 SELECT pg_catalog.pg_extension_config_dump('dialer.providers', '');
 SELECT pg_catalog.pg_extension_config_dump('dialer.campaigns', '');
 SELECT pg_catalog.pg_extension_config_dump('dialer.do_not_call', '');
 SELECT pg_catalog.pg_extension_config_dump('dialer.scheduled_calls', '');
 SELECT pg_catalog.pg_extension_config_dump('dialer.call_attempts', '');
 SELECT pg_catalog.pg_extension_config_dump('dialer.call_events', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('dialer.scheduled_calls', 'id'), '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('dialer.call_attempts', 'id'), '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('dialer.call_events', 'id'), '');

@@ -751,8 +751,10 @@ BEGIN
 	 WHERE c.status IN ('completed', 'no_answer', 'busy', 'failed', 'canceled', 'skipped', 'expired')
 	   AND c.finished_at < now() - older_than;
 	GET DIAGNOSTICS v_count = ROW_COUNT;
+	-- callbacks kept for a CallSid no call ever got (a call placed by someone else)
+	DELETE FROM dialer.pending_callbacks p WHERE p.received_at < now() - older_than;
 	RETURN v_count;
 END;
 $$;
 COMMENT ON FUNCTION dialer.cleanup(interval) IS
-	'Deletes finished calls (and their attempts and events) that finished more than older_than ago; returns how many calls it removed. Unfinished and unknown calls are kept.';
+	'Deletes finished calls (and their attempts and events) that finished more than older_than ago, and pending callbacks received more than older_than ago; returns how many calls it removed. Unfinished and unknown calls are kept.';

@@ -272,6 +272,147 @@ COMMENT ON FUNCTION dialer.release_claims(bigint[], int[]) IS
 	'Worker: puts claimed calls whose requests never left back to scheduled (attempt not counted, with an event); returns how many';
 
 /*
+ * Calls parked for a calling window (scheduled, not yet due, their latest event a
+ * window_wait) are looked at again with the windows that apply now: the server's
+ * settings as this session sees them (dialer.default_timezone, call_window_start,
+ * call_window_end), the campaign's window and time zone, the call's time zone.  A call
+ * whose window is open now becomes due now; one whose window opens at another time is
+ * moved to that opening (or its deadline, if sooner).  Each moved call gets a window_wait
+ * event saying why; a call left as it was gets nothing.  Only the calls of only_calls
+ * and of campaign only_campaign when given.  Rows another session holds locked (the
+ * worker claiming them) are left to that session.  Returns how many calls moved.
+ *
+ * Run by the worker after it reloads its settings (SIGHUP), and by the triggers below
+ * when a campaign's window or a call's time zone changes.
+ */
+CREATE FUNCTION dialer.reevaluate_parked_calls(only_calls bigint[] DEFAULT NULL, only_campaign text DEFAULT NULL)
+RETURNS int
+LANGUAGE plpgsql
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+DECLARE
+	v_tz	text := current_setting('dialer.default_timezone');
+	v_ws	time := current_setting('dialer.call_window_start')::time;
+	v_we	time := current_setting('dialer.call_window_end')::time;
+	v_n		int;
+BEGIN
+	WITH parked AS (
+		SELECT c.id, c.deadline, c.next_attempt_at,
+			   coalesce(c.timezone, k.timezone, v_tz) AS tz,
+			   coalesce(k.call_window_start, v_ws) AS ws,
+			   coalesce(k.call_window_end, v_we) AS we
+		  FROM dialer.scheduled_calls c
+		  LEFT JOIN dialer.campaigns k ON k.name = c.campaign
+		 WHERE c.status = 'scheduled'
+		   AND c.next_attempt_at > now()
+		   AND (only_calls IS NULL OR c.id = ANY (only_calls))
+		   AND (only_campaign IS NULL OR c.campaign = only_campaign)
+		   AND (SELECT e.event FROM dialer.call_events e
+				 WHERE e.call_id = c.id ORDER BY e.id DESC LIMIT 1) = 'window_wait'
+		   FOR UPDATE OF c SKIP LOCKED
+	), verdict AS (
+		SELECT p.*, o.opens,
+			   CASE WHEN o.opens IS NULL THEN now()
+					ELSE least(o.opens, coalesce(p.deadline, o.opens)) END AS due
+		  FROM parked p
+		 CROSS JOIN LATERAL (SELECT dialer.next_window_opening(now(), p.tz, p.ws, p.we) AS opens) o
+	), moved AS (
+		UPDATE dialer.scheduled_calls c
+		   SET next_attempt_at = v.due, updated_at = now()
+		  FROM verdict v
+		 WHERE c.id = v.id AND v.due <> v.next_attempt_at
+		RETURNING c.id, v.tz, v.ws, v.we, v.opens, v.due, v.next_attempt_at AS was
+	), ev AS (
+		INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
+		SELECT m.id, 'window_wait', 'scheduled', 'scheduled',
+			   jsonb_build_object('reason', 'calling window changed', 'timezone', m.tz,
+								  'window_start', m.ws, 'window_end', m.we,
+								  'opens_at', m.opens, 'next_attempt_at', m.due,
+								  'previous_next_attempt_at', m.was)
+		  FROM moved m
+	)
+	SELECT count(*) INTO v_n FROM moved;
+	RETURN v_n;
+END;
+$$;
+COMMENT ON FUNCTION dialer.reevaluate_parked_calls(bigint[], text) IS
+	'Calls waiting for a calling window, looked at again with the windows that apply now (settings, campaign, call time zone): due now, or moved to the new opening, with a window_wait event; returns how many moved';
+
+/*
+ * Triggers: a change of a campaign's window or time zone, or of a call's time zone,
+ * re-evaluates the calls parked under the old one, and wakes the worker at commit.
+ * SECURITY DEFINER: whoever may change the campaign may move its waiting calls.
+ */
+CREATE FUNCTION dialer.window_changed()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+BEGIN
+	IF TG_TABLE_NAME = 'campaigns' THEN
+		IF dialer.reevaluate_parked_calls(NULL, NEW.name) > 0 THEN
+			PERFORM dialer.wake_worker();
+		END IF;
+	ELSIF dialer.reevaluate_parked_calls(ARRAY[NEW.id], NULL) > 0 THEN
+		PERFORM dialer.wake_worker();
+	END IF;
+	RETURN NULL;
+END;
+$$;
+COMMENT ON FUNCTION dialer.window_changed() IS
+	'Trigger: re-evaluates the calls parked for a calling window when a campaign''s window or time zone, or a call''s time zone, changes';
+REVOKE ALL ON FUNCTION dialer.window_changed() FROM PUBLIC;
+
+CREATE TRIGGER campaign_window_changed
+	AFTER UPDATE OF call_window_start, call_window_end, timezone ON dialer.campaigns
+	FOR EACH ROW
+	WHEN (OLD.call_window_start IS DISTINCT FROM NEW.call_window_start
+		  OR OLD.call_window_end IS DISTINCT FROM NEW.call_window_end
+		  OR OLD.timezone IS DISTINCT FROM NEW.timezone)
+	EXECUTE FUNCTION dialer.window_changed();
+CREATE TRIGGER call_timezone_changed
+	AFTER UPDATE OF timezone ON dialer.scheduled_calls
+	FOR EACH ROW
+	WHEN (OLD.timezone IS DISTINCT FROM NEW.timezone AND NEW.status = 'scheduled')
+	EXECUTE FUNCTION dialer.window_changed();
+
+/*
+ * A number added to the do-not-call list: its scheduled calls (waiting for a window,
+ * a retry or their run_at) are skipped at once, with the reason, instead of waiting
+ * for the check at dispatch.
+ */
+CREATE FUNCTION dialer.do_not_call_added()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+BEGIN
+	WITH skipped AS (
+		UPDATE dialer.scheduled_calls c
+		   SET status = 'skipped', finished_at = now(), updated_at = now(),
+			   last_error = 'number is on the do-not-call list'
+		  FROM (SELECT DISTINCT a.number FROM added a) a
+		 WHERE c.to_number = a.number AND c.status = 'scheduled'
+		RETURNING c.id
+	)
+	INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
+	SELECT s.id, 'skipped', 'scheduled', 'skipped',
+		   jsonb_build_object('reason', 'do_not_call', 'checked', 'do_not_call_added')
+	  FROM skipped s;
+	RETURN NULL;
+END;
+$$;
+COMMENT ON FUNCTION dialer.do_not_call_added() IS
+	'Trigger: skips the scheduled calls of numbers added to dialer.do_not_call (reason do_not_call)';
+REVOKE ALL ON FUNCTION dialer.do_not_call_added() FROM PUBLIC;
+
+CREATE TRIGGER do_not_call_added AFTER INSERT ON dialer.do_not_call
+	REFERENCING NEW TABLE AS added
+	FOR EACH STATEMENT EXECUTE FUNCTION dialer.do_not_call_added();
+
+/*
  * Stores a batch of request outcomes, one array element per request:
  *   accepted  the provider took the call: dispatching -> dialing, with its call id;
  *   retry     a transient failure: scheduled again after delay_ms, or failed when

@@ -98,6 +98,126 @@ COMMENT ON FUNCTION dialer.twilio_url_variants(text) IS
 	'Internal: a URL as given, and with its default port added or removed';
 
 /*
+ * Percent-encodes the characters of s that a URL serializer escapes: controls, space,
+ * everything beyond ASCII (as its UTF-8 bytes) and each character of unsafe; upper-case
+ * hex.  An escape already in s (%27) is left as it is.
+ */
+CREATE FUNCTION dialer.url_percent_encode(s text, unsafe text)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE STRICT PARALLEL SAFE
+AS $$
+	SELECT coalesce(pg_catalog.string_agg(
+			CASE WHEN pg_catalog.ascii(t.ch) BETWEEN 33 AND 126 AND pg_catalog.strpos(unsafe, t.ch) = 0 THEN t.ch
+				 ELSE pg_catalog.upper(pg_catalog.regexp_replace(
+						pg_catalog.encode(pg_catalog.convert_to(t.ch, 'UTF8'), 'hex'), '(..)', '%\1', 'g'))
+			END, '' ORDER BY t.n), '')
+	  FROM pg_catalog.regexp_split_to_table(s, '') WITH ORDINALITY AS t(ch, n);
+$$;
+COMMENT ON FUNCTION dialer.url_percent_encode(text, text) IS
+	'Internal: s with controls, space, non-ASCII characters (UTF-8 bytes) and the characters of unsafe percent-encoded';
+
+/*
+ * A URL in the form a WHATWG URL parser serializes it (what Twilio's helper library
+ * compares against when the URL as configured does not match, e.g. for a callback URL
+ * whose query holds a quote: Body=It's+amazing is signed as Body=It%27s+amazing): scheme
+ * and host in lower case, the default port and an empty port dropped, an empty path
+ * made '/', and the path, query and fragment percent-encoded with the URL standard's
+ * path, special-query and fragment sets.  NULL for a URL that is not http(s) or whose port
+ * is not a port number (Twilio's library rejects it too).
+ */
+CREATE FUNCTION dialer.twilio_url_normalized(url text)
+RETURNS text
+LANGUAGE plpgsql
+IMMUTABLE STRICT PARALLEL SAFE
+AS $$
+DECLARE
+	m text[] := pg_catalog.regexp_match(url,
+		'^([A-Za-z][A-Za-z0-9+.-]*)://([^/?#@]*@)?(\[[^]/?#]*\]|[^/?#:]*)(:[0-9]*)?([^?#]*)(\?[^#]*)?(#.*)?$');
+	v_scheme text := pg_catalog.lower(m[1]);
+	v_port text := pg_catalog.substr(m[4], 2);
+BEGIN
+	IF m IS NULL OR v_scheme NOT IN ('https', 'http') OR m[3] = '' THEN
+		RETURN NULL;
+	END IF;
+	IF v_port = '' THEN
+		v_port := NULL;
+	ELSIF v_port IS NOT NULL THEN
+		IF pg_catalog.length(pg_catalog.ltrim(v_port, '0')) > 5 OR v_port::numeric > 65535 THEN
+			RETURN NULL;
+		END IF;
+		v_port := (v_port::int)::text;
+		IF (v_scheme = 'https' AND v_port = '443') OR (v_scheme = 'http' AND v_port = '80') THEN
+			v_port := NULL;
+		END IF;
+	END IF;
+	RETURN v_scheme || '://' || coalesce(m[2], '') || pg_catalog.lower(m[3])
+		|| coalesce(':' || v_port, '')
+		|| CASE WHEN m[5] = '' THEN '/' ELSE dialer.url_percent_encode(m[5], '"<>`{}') END
+		|| coalesce('?' || dialer.url_percent_encode(pg_catalog.substr(m[6], 2), '"<>'''), '')
+		|| coalesce('#' || dialer.url_percent_encode(pg_catalog.substr(m[7], 2), '"<>`'), '');
+END;
+$$;
+COMMENT ON FUNCTION dialer.twilio_url_normalized(text) IS
+	'Internal: a URL as a WHATWG URL parser serializes it (lower-case scheme and host, no default port, percent-encoded path, query and fragment); NULL when not a valid http(s) URL';
+
+/*
+ * A URL whose query string is re-encoded the way Node's legacy querystring module parses
+ * and writes it back (Twilio's helper library tries this form last): each field decoded
+ * ('+' is a space), fields of one name gathered at the place of the first, every character
+ * but A-Z a-z 0-9 - _ . ! ~ * ' ( ) percent-encoded.  The URL unchanged without a query;
+ * NULL when a field does not decode to UTF-8.
+ */
+CREATE FUNCTION dialer.twilio_url_legacy_query(url text)
+RETURNS text
+LANGUAGE plpgsql
+IMMUTABLE STRICT PARALLEL SAFE
+AS $$
+DECLARE
+	v_q int := pg_catalog.strpos(url, '?');
+	v_out text;
+BEGIN
+	IF v_q = 0 OR v_q = pg_catalog.length(url) THEN
+		RETURN url;
+	END IF;
+	BEGIN
+		WITH piece AS (
+			SELECT p.n, pg_catalog.split_part(p.s, '=', 1) AS k,
+				   CASE WHEN pg_catalog.strpos(p.s, '=') > 0
+						THEN pg_catalog.substr(p.s, pg_catalog.strpos(p.s, '=') + 1) ELSE '' END AS v
+			  FROM pg_catalog.regexp_split_to_table(pg_catalog.substr(url, v_q + 1), '&') WITH ORDINALITY AS p(s, n)
+			 WHERE p.s <> ''
+		), decoded AS (
+			SELECT x.n, x.part,
+				   pg_catalog.convert_from((
+					   SELECT pg_catalog.string_agg(
+								CASE WHEN pg_catalog.length(t.tok[1]) = 3
+									 THEN pg_catalog.decode(pg_catalog.substr(t.tok[1], 2), 'hex')
+									 ELSE pg_catalog.convert_to(t.tok[1], 'UTF8') END, ''::bytea ORDER BY t.i)
+						 FROM pg_catalog.regexp_matches(pg_catalog.replace(x.raw, '+', ' '), '%[0-9A-Fa-f]{2}|.', 'g')
+							  WITH ORDINALITY AS t(tok, i)), 'UTF8') AS txt
+			  FROM (SELECT n, 1 AS part, k AS raw FROM piece UNION ALL SELECT n, 2, v FROM piece) x
+		), pairs AS (
+			SELECT d.n, coalesce(pg_catalog.max(d.txt) FILTER (WHERE d.part = 1), '') AS k,
+				   coalesce(pg_catalog.max(d.txt) FILTER (WHERE d.part = 2), '') AS v
+			  FROM decoded d GROUP BY d.n
+		)
+		SELECT pg_catalog.string_agg(dialer.url_percent_encode(p.k, '"#$%&+,/:;<=>?@[\]^`{|}')
+									 || '=' || dialer.url_percent_encode(p.v, '"#$%&+,/:;<=>?@[\]^`{|}'),
+									 '&' ORDER BY f.first_n, p.n)
+		  INTO v_out
+		  FROM pairs p
+		  JOIN (SELECT k, pg_catalog.min(n) AS first_n FROM pairs GROUP BY k) f ON f.k = p.k;
+	EXCEPTION WHEN character_not_in_repertoire OR untranslatable_character THEN
+		RETURN NULL;
+	END;
+	RETURN pg_catalog.substr(url, 1, v_q) || coalesce(v_out, '');
+END;
+$$;
+COMMENT ON FUNCTION dialer.twilio_url_legacy_query(text) IS
+	'Internal: a URL with its query string decoded and re-encoded as Node''s legacy querystring module does (the last form Twilio''s helper library tries)';
+
+/*
  * The public URL Twilio calls for a call's status callbacks: the provider's
  * status_callback_url with call_id=<id> appended to its query string ('?' or '&'),
  * character for character what the worker sends as StatusCallback (the worker should
@@ -117,8 +237,9 @@ COMMENT ON FUNCTION dialer.twilio_callback_url(text, bigint) IS
 
 /*
  * Whether signature is Twilio's signature of a request to url with these fields, under
- * auth_token: for url as given, else with its default port added or removed.  Constant-
- * time comparisons.
+ * auth_token: for url as given, else with its default port added or removed, else in the
+ * percent-encoded forms Twilio's helper library (npm twilio, validateRequest) also
+ * accepts.  Constant-time comparisons.
  */
 CREATE FUNCTION dialer.twilio_signature_matches(auth_token text, url text, params jsonb, signature text)
 RETURNS boolean
@@ -127,6 +248,7 @@ STABLE PARALLEL SAFE
 AS $$
 DECLARE
 	v_url text;
+	v_norm text;
 BEGIN
 	IF auth_token IS NULL OR url IS NULL OR params IS NULL OR signature IS NULL THEN
 		RETURN false;
@@ -139,11 +261,26 @@ BEGIN
 			RETURN true;
 		END IF;
 	END LOOP;
+	/*
+	 * Then, as Twilio's helper library does, the URL as a URL parser serializes it
+	 * (percent-encoded), and that with its query re-encoded by the legacy rules: each
+	 * with and without the default port.
+	 */
+	v_norm := dialer.twilio_url_normalized(url);
+	IF v_norm IS NULL THEN
+		RETURN false;
+	END IF;
+	FOREACH v_url IN ARRAY dialer.twilio_url_variants(v_norm)
+		|| dialer.twilio_url_variants(coalesce(dialer.twilio_url_legacy_query(v_norm), v_norm)) LOOP
+		IF dialer.constant_time_equal(dialer.twilio_signature(auth_token, v_url, params), signature) THEN
+			RETURN true;
+		END IF;
+	END LOOP;
 	RETURN false;
 END;
 $$;
 COMMENT ON FUNCTION dialer.twilio_signature_matches(text, text, jsonb, text) IS
-	'Internal: true when signature is Twilio''s for url (or url with its default port added or removed) and params under auth_token';
+	'Internal: true when signature is Twilio''s for url and params under auth_token, with url as configured or in the other forms Twilio''s helper library accepts (default port added or removed, percent-encoded as a URL parser serializes it, query re-encoded by Node''s legacy rules)';
 
 /* ------------------------------------------------------------------------------------
  * Provider statuses
@@ -373,7 +510,8 @@ BEGIN
 
 	/* the call: only its current attempt moves it, and only forward */
 	v_new_status := v_call.status;
-	v_moves := v_current AND v_outcome IS NOT NULL AND v_call.status IN ('dispatching', 'dialing', 'unknown');
+	v_moves := v_current AND NOT coalesce(v_stale, false) AND v_outcome IS NOT NULL
+			   AND v_call.status IN ('dispatching', 'dialing', 'unknown');
 	IF v_moves THEN
 		IF v_outcome = 'dialing' THEN
 			v_new_status := 'dialing';
@@ -582,9 +720,16 @@ BEGIN
 		PERFORM dialer.webhook_refuse(400, 'call_id in the callback URL is not a call id');
 	END IF;
 
-	/* the call: by the call id of the URL, else by CallSid */
+	/*
+	 * The call: by the call id of the URL, else by CallSid.  Looked up by CallSid, it is
+	 * looked up under the CallSid's lock (dialer.lock_provider_call_id): a callback that
+	 * comes before the worker has stored the sid is kept in dialer.pending_callbacks, and
+	 * the worker, storing the sid under the same lock, then finds it (or this one finds
+	 * the sid stored).
+	 */
 	v_call_id := call_ref::bigint;
 	IF v_call_id IS NULL AND fields->>'CallSid' IS NOT NULL THEN
+		PERFORM dialer.lock_provider_call_id(fields->>'CallSid');
 		SELECT c.id INTO v_call_id
 		  FROM dialer.scheduled_calls c WHERE c.provider_call_id = fields->>'CallSid'
 		 ORDER BY c.id DESC LIMIT 1;
@@ -645,11 +790,38 @@ BEGIN
 		END IF;
 		v_seq := (fields->>'SequenceNumber')::bigint;
 	END IF;
+	IF v_call_id IS NULL AND call_ref IS NULL AND v_prov.name IS NOT NULL THEN
+		/* not known by its sid yet (the worker has not stored it): kept, applied when it is */
+		INSERT INTO dialer.pending_callbacks (provider, provider_call_id, sequence, fields)
+		VALUES (v_prov.name, v_sid, v_seq, fields);
+		RETURN jsonb_build_object('result', 'pending', 'reason', 'no call has this CallSid yet: kept until one has',
+								  'provider_call_id', v_sid);
+	END IF;
 	IF v_call_id IS NULL OR v_provider IS NULL THEN
 		RETURN jsonb_build_object('result', 'ignored', 'reason', 'no call of pg_dialer has this call id or CallSid',
 								  'call_id', v_call_id);
 	END IF;
 
+	RETURN dialer.twilio_apply_fields(v_call_id, fields, v_seq, 'callback');
+END;
+$$;
+COMMENT ON FUNCTION dialer.twilio_ingest(jsonb, text) IS
+	'Internal: authenticates a Twilio status callback (X-Twilio-Signature over the configured public URL and the fields) and applies it (or keeps it in pending_callbacks until its CallSid is stored)';
+
+/*
+ * Applies the fields of an authentic Twilio status callback to a call (through
+ * dialer.apply_provider_status): the outcome fields go on the attempt, the event keeps
+ * every field but credentials.  source names the event.
+ */
+CREATE FUNCTION dialer.twilio_apply_fields(call_id bigint, fields jsonb, sequence bigint, source text)
+RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	v_data		jsonb;
+	v_detail	jsonb;
+BEGIN
 	v_data := jsonb_strip_nulls(jsonb_build_object(
 		'duration_seconds', CASE WHEN fields->>'CallDuration' ~ '^[0-9]{1,9}$' THEN (fields->>'CallDuration')::int END,
 		'answered_by', nullif(fields->>'AnsweredBy', ''),
@@ -668,12 +840,103 @@ BEGIN
 	END IF;
 	v_detail := jsonb_build_object('fields', v_detail, 'via', 'twilio');
 
-	v_res := dialer.apply_provider_status(v_call_id, v_status, v_sid, v_seq, v_data, v_detail, 'callback');
-	RETURN v_res;
+	RETURN dialer.apply_provider_status(twilio_apply_fields.call_id, fields->>'CallStatus', fields->>'CallSid',
+										twilio_apply_fields.sequence, v_data, v_detail, source);
 END;
 $$;
-COMMENT ON FUNCTION dialer.twilio_ingest(jsonb, text) IS
-	'Internal: authenticates a Twilio status callback (X-Twilio-Signature over the configured public URL and the fields) and applies it';
+COMMENT ON FUNCTION dialer.twilio_apply_fields(bigint, jsonb, bigint, text) IS
+	'Internal: applies the fields of an authentic Twilio status callback to a call (attempt data, event without credentials)';
+
+/*
+ * Serializes, per provider call id, the callback that looks a call up by its CallSid and
+ * the worker storing that CallSid: a transaction-level advisory lock (in a key space of
+ * pg_dialer's own).  Taken before the look-up, so that either the look-up sees the sid
+ * stored, or the worker sees the callback kept in pending_callbacks.
+ */
+CREATE FUNCTION dialer.lock_provider_call_id(provider_call_id text)
+RETURNS void
+LANGUAGE sql
+VOLATILE STRICT
+AS $$
+	SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('pg_dialer provider_call_id'),
+											pg_catalog.hashtext(provider_call_id));
+$$;
+COMMENT ON FUNCTION dialer.lock_provider_call_id(text) IS
+	'Internal: transaction lock serializing a callback looked up by CallSid with the storing of that CallSid';
+
+/*
+ * Authentic callbacks that came before their call was known by its provider call id:
+ * Twilio may post the first status callback before the worker has stored the CallSid of
+ * its answer, and a callback posted straight to PostgREST carries no call id.  Such a
+ * callback is kept here, and applied (then removed) when the sid is stored
+ * (dialer.apply_pending_callbacks).  One that never finds its call (a call placed by
+ * someone else on the same account) stays until dialer.cleanup() removes it.
+ */
+CREATE TABLE dialer.pending_callbacks (
+	id					bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	provider			text NOT NULL REFERENCES dialer.providers (name) ON UPDATE CASCADE ON DELETE CASCADE,
+	provider_call_id	text NOT NULL,
+	sequence			bigint,
+	fields				jsonb NOT NULL CHECK (jsonb_typeof(fields) = 'object'),
+	received_at			timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE dialer.pending_callbacks IS
+	'Authentic Twilio status callbacks whose call was not yet known by its CallSid: applied when the sid is stored, removed by cleanup() when never matched';
+COMMENT ON COLUMN dialer.pending_callbacks.provider IS 'The provider whose auth token signed it';
+COMMENT ON COLUMN dialer.pending_callbacks.provider_call_id IS 'The CallSid it is about';
+COMMENT ON COLUMN dialer.pending_callbacks.sequence IS 'Its SequenceNumber (the order they are applied in)';
+COMMENT ON COLUMN dialer.pending_callbacks.fields IS 'Every form field as received (the signature was checked over them)';
+COMMENT ON COLUMN dialer.pending_callbacks.received_at IS 'When it was received';
+CREATE INDEX pending_callbacks_provider_call_id_idx ON dialer.pending_callbacks (provider_call_id);
+SELECT pg_catalog.pg_extension_config_dump('dialer.pending_callbacks', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('dialer.pending_callbacks', 'id'), '');
+
+/*
+ * Trigger: a call's provider call id was stored (by the worker, from the provider's
+ * answer): the callbacks kept for that sid are applied in their order, as they would
+ * have been had they come later, and removed.
+ */
+CREATE FUNCTION dialer.apply_pending_callbacks()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	v_kept	jsonb;
+	r		record;
+BEGIN
+	PERFORM dialer.lock_provider_call_id(NEW.provider_call_id);
+	-- a statement of its own, after the lock: it sees what a callback committed meanwhile
+	WITH gone AS (
+		-- kept under the provider whose token verified it: any Twilio provider of the
+		-- call's account (a CallSid names one call of one account)
+		DELETE FROM dialer.pending_callbacks p
+		 USING dialer.providers kp, dialer.providers cp
+		 WHERE p.provider_call_id = NEW.provider_call_id
+		   AND kp.name = p.provider AND cp.name = NEW.provider
+		   AND kp.account_sid = cp.account_sid
+		RETURNING p.id, p.sequence, p.fields
+	)
+	SELECT jsonb_agg(jsonb_build_object('sequence', g.sequence, 'fields', g.fields)
+					 ORDER BY g.sequence NULLS LAST, g.id)
+	  INTO v_kept
+	  FROM gone g;
+	FOR r IN SELECT (e.value->>'sequence')::bigint AS sequence, e.value->'fields' AS fields
+			   FROM jsonb_array_elements(coalesce(v_kept, '[]')) WITH ORDINALITY AS e(value, n)
+			  ORDER BY e.n
+	LOOP
+		PERFORM dialer.twilio_apply_fields(NEW.id, r.fields, r.sequence, 'callback');
+	END LOOP;
+	RETURN NULL;
+END;
+$$;
+COMMENT ON FUNCTION dialer.apply_pending_callbacks() IS
+	'Trigger: when a call''s provider call id is stored, applies (in order) and removes the callbacks kept for it in pending_callbacks';
+CREATE TRIGGER apply_pending_callbacks
+	AFTER UPDATE OF provider_call_id ON dialer.scheduled_calls
+	FOR EACH ROW
+	WHEN (NEW.provider_call_id IS NOT NULL AND OLD.provider_call_id IS DISTINCT FROM NEW.provider_call_id)
+	EXECUTE FUNCTION dialer.apply_pending_callbacks();
 
 /* ------------------------------------------------------------------------------------
  * JSON webhooks (backend, voice_api)

@@ -934,6 +934,7 @@ COMMENT ON COLUMN dialer.campaign_runs.enqueued IS 'How many calls the run enque
 COMMENT ON COLUMN dialer.campaign_runs.error IS 'Error message of a run with outcome error';
 COMMENT ON SEQUENCE dialer.campaign_runs_id_seq IS 'Identity of dialer.campaign_runs.id';
 SELECT pg_catalog.pg_extension_config_dump('dialer.campaign_runs', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('dialer.campaign_runs', 'id'), '');
 
 CREATE FUNCTION dialer.require_pg_cron()
 RETURNS void

@@ -28,7 +28,7 @@ BEGIN
 	EXECUTE format('GRANT SELECT ON dialer.scheduled_calls, dialer.call_attempts, dialer.call_events, '
 				   'dialer.campaigns, dialer.do_not_call TO %I', role_name);
 	EXECUTE format('GRANT SELECT (name, kind, base_url, account_sid, api_key_sid, from_number, twiml_url, '
-				   'status_callback_url, allowed_hosts, ring_timeout, machine_detection, max_concurrency, '
+				   'status_callback_url, status_callback_call_id, allowed_hosts, ring_timeout, machine_detection, max_concurrency, '
 				   'calls_per_second, retry_busy, retry_no_answer, retry_delay, enabled, created_at, updated_at) '
 				   'ON dialer.providers TO %I', role_name);
 	EXECUTE format('GRANT EXECUTE ON FUNCTION dialer.enqueue_call(text, timestamptz, text, jsonb, text, text, int, int, text, timestamptz), '

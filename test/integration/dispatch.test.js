@@ -498,14 +498,37 @@ test('dialer.allowed_numbers: a listed number is dialled, any other is skipped w
   }
 });
 
-test('do-not-call is checked again at dispatch: a number listed after enqueue is skipped', async () => {
+test('do-not-call: a number listed after enqueue has its scheduled call skipped at once', async () => {
+  const name = `${P}tw_dnc0`;
+  await provider(d.twilioProvider(name, tw, { enabled: false }));
+  const num = '+15550111002';
+  const id = await d.enqueue(db, num, { provider: name, payload: { message: 'd' } });
+  assert.equal((await d.calls(db, [id]))[0].status, 'scheduled');
+  DNC.push(num);
+  await db.query(`INSERT INTO dialer.do_not_call (number, reason) VALUES ($1, 'integration test') ON CONFLICT DO NOTHING`, [num]);
+  const [c] = await d.calls(db, [id]);
+  assert.equal(c.status, 'skipped', 'skipped by the insert itself, the provider still disabled');
+  assert.equal(c.last_error, 'number is on the do-not-call list');
+  const ev = (await d.events(db, id)).find((e) => e.event === 'skipped');
+  assert.deepEqual(ev.detail, { reason: 'do_not_call', checked: 'do_not_call_added' });
+  await d.setProvidersEnabled(db, [name], true);
+  await d.sleep(300);
+  assert.equal(count(tw, id), 0, 'never sent');
+});
+
+test('do-not-call is checked again at dispatch: a number listed without the trigger (e.g. by logical replication) is skipped', async () => {
   const name = `${P}tw_dnc`;
   await provider(d.twilioProvider(name, tw, { enabled: false }));
   const num = '+15550111001';
   const id = await d.enqueue(db, num, { provider: name, payload: { message: 'd' } });
   assert.equal((await d.calls(db, [id]))[0].status, 'scheduled');
   DNC.push(num);
+  // rows applied by a logical replication worker fire no ordinary trigger: the same here
+  await db.query('BEGIN');
+  await db.query(`SET LOCAL session_replication_role = replica`);
   await db.query(`INSERT INTO dialer.do_not_call (number, reason) VALUES ($1, 'integration test') ON CONFLICT DO NOTHING`, [num]);
+  await db.query('COMMIT');
+  assert.equal((await d.calls(db, [id]))[0].status, 'scheduled', 'the list changed behind the trigger\'s back');
   await d.setProvidersEnabled(db, [name], true);
   const [c] = await d.waitForStatus(db, [id], ['skipped', 'dialing']);
   assert.equal(c.status, 'skipped');
@@ -518,11 +541,12 @@ test('do-not-call is checked again at dispatch: a number listed after enqueue is
 
 test('calling window: a due call outside its local window waits for the next opening (window_wait event); past its deadline it expires', async () => {
   await provider(d.twilioProvider(`${P}tw_win`, tw));
-  // Etc/GMT-14 .. Etc/GMT+12 cover every offset: some are well outside 08:00-21:00 now, some inside
+  // Etc/GMT-14 .. Etc/GMT+12 cover every offset: one where it is now 22:00-23:30 (after the end:
+  // the next day's opening), one inside; windows_and_locks.test.js has the zone before the opening
   const zones = [];
   for (let h = -14; h <= 12; h++) zones.push(h === 0 ? 'Etc/GMT' : `Etc/GMT${h > 0 ? '+' : ''}${h}`);
   const z = (await db.query(`
-    SELECT (SELECT z FROM unnest($1::text[]) z WHERE (now() AT TIME ZONE z)::time NOT BETWEEN '07:30' AND '21:30' LIMIT 1) AS outside,
+    SELECT (SELECT z FROM unnest($1::text[]) z WHERE (now() AT TIME ZONE z)::time BETWEEN '22:00' AND '23:30' LIMIT 1) AS outside,
            (SELECT z FROM unnest($1::text[]) z WHERE (now() AT TIME ZONE z)::time BETWEEN '09:00' AND '20:00' LIMIT 1) AS inside`, [zones])).rows[0];
   assert.ok(z.outside && z.inside, `zones found: ${JSON.stringify(z)}`);
   await settings.set({ 'dialer.call_window_start': '08:00', 'dialer.call_window_end': '21:00' });
@@ -541,6 +565,9 @@ test('calling window: a due call outside its local window waits for the next ope
         FROM dialer.scheduled_calls c WHERE c.id = $1`, [out, z.outside])).rows[0];
     assert.equal(r.status, 'scheduled');
     assert.equal(r.local_time, '08:00:00', `next attempt at the window's opening in ${z.outside}`);
+    const days = (await db.query(`SELECT ($1::timestamptz AT TIME ZONE $2)::date - (now() AT TIME ZONE $2)::date AS n`,
+      [r.next_attempt_at, z.outside])).rows[0].n;
+    assert.equal(days, 1, 'after the end of the window: the next local day');
     assert.ok(r.future && r.within_a_day, `next_attempt_at ${r.next_attempt_at.toISOString()}`);
     const ev = (await d.events(db, out)).find((e) => e.event === 'window_wait');
     assert.equal(ev.detail.timezone, z.outside);

@@ -807,7 +807,17 @@ describe('the webhook role can execute the ingest functions and nothing else', (
 
   it('through SQL: a temp table cannot stand in for pg_dialer\'s tables (search_path is pinned)', async () => {
     const c = await newCall('tw');
-    await expectNoChange(() => asWebhookRole(async (client) => {
+    // the webhook role cannot create one itself (deploy/roles.sql revokes TEMPORARY from PUBLIC)
+    await asWebhookRole(async (client) => {
+      await client.query('BEGIN');
+      await denied(client, 'CREATE TEMP TABLE providers (name text)', 'CREATE TEMP TABLE');
+      await client.query('ROLLBACK');
+    });
+    // nor would one in its session help: created by a role that may, then used as dialer_webhook
+    const { host, port } = pgEnv();
+    const owner = new Client({ host, port, user: 'postgres', database: DB });
+    await owner.connect();
+    await expectNoChange(() => (async (client) => {
       await client.query('BEGIN');
       const forged = 'forged-token';
       const url = `${PROVIDER_URL.proxy()}?call_id=${c.id}`;
@@ -817,6 +827,8 @@ describe('the webhook role can execute the ingest functions and nothing else', (
                                  $2::text AS auth_token, $3::text AS status_callback_url`,
       [ACCOUNT, forged, PROVIDER_URL.proxy()]);
       await client.query(`CREATE TEMP TABLE scheduled_calls AS SELECT $1::bigint AS id, 'tw'::text AS provider`, [c.id]);
+      await client.query('GRANT SELECT ON providers, scheduled_calls TO dialer_webhook');
+      await client.query('SET LOCAL ROLE dialer_webhook');
       const fields = twilioFields(c, 'completed', 3);
       const sig = twilio.getExpectedTwilioSignature(forged, url, fields);
       await client.query("SELECT set_config('request.headers', $1, true)",
@@ -824,7 +836,7 @@ describe('the webhook role can execute the ingest functions and nothing else', (
       await assert.rejects(client.query('SELECT dialer_api.twilio_status_callback($1::json)', [JSON.stringify(fields)]),
         (e) => e.code === 'PT403');
       await client.query('ROLLBACK');
-    }));
+    })(owner)).finally(() => owner.end());
   });
 
   it('the login role itself (without SET ROLE) can do nothing', async () => {

@@ -139,7 +139,7 @@ function stopProcess(proc, signal = 'SIGTERM') {
 /*
  * Starts the stack.  options: database (created afresh, dropped by stop() unless
  * keepDatabase; with existingDatabase it is used as it is and kept, e.g. the dispatcher's
- * database), dbPool (PostgREST db-pool), workerProcesses (nginx).
+ * database or a restored one), dbPool (PostgREST db-pool), workerProcesses (nginx).
  */
 async function startWebhookStack(options = {}) {
   const database = options.database || 'dialer_webhook_test';
