@@ -41,7 +41,6 @@ CREATE TABLE dialer.providers (
 	from_number			dialer.e164,
 	twiml_url			text,
 	status_callback_url	text,
-	status_callback_call_id	boolean NOT NULL DEFAULT true,
 	allowed_hosts		text[] NOT NULL DEFAULT '{}',
 	ring_timeout		int CHECK (ring_timeout BETWEEN 5 AND 600),
 	machine_detection	text CHECK (machine_detection IN ('Enable', 'DetectMessageEnd')),
@@ -53,6 +52,7 @@ CREATE TABLE dialer.providers (
 	enabled				boolean NOT NULL DEFAULT true,
 	created_at			timestamptz NOT NULL DEFAULT now(),
 	updated_at			timestamptz NOT NULL DEFAULT now(),
+	status_callback_call_id	boolean NOT NULL DEFAULT true,
 	CONSTRAINT twilio_needs_account CHECK (kind <> 'twilio' OR account_sid IS NOT NULL)
 );
 
