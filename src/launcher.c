@@ -111,38 +111,6 @@ dialer_register_launcher(void)
 	RegisterBackgroundWorker(&worker);
 }
 
-/*
- * Whether dialer.databases (or the deprecated dialer.database) names the
- * database.
- */
-bool
-dialer_database_is_served(const char *dbname)
-{
-	char	   *raw;
-	List	   *names;
-	ListCell   *lc;
-	bool		served = false;
-
-	if (dialer_databases == NULL || strcmp(dialer_databases, "*") == 0)
-	{
-		if (dialer_database != NULL && dialer_database[0] != '\0')
-			return strcmp(dialer_database, dbname) == 0;
-		return true;
-	}
-	raw = pstrdup(dialer_databases);
-	if (SplitIdentifierString(raw, ',', &names))
-	{
-		foreach(lc, names)
-		{
-			if (strcmp((char *) lfirst(lc), dbname) == 0)
-				served = true;
-		}
-	}
-	list_free(names);
-	pfree(raw);
-	return served;
-}
-
 /* ---------------------------------------------------------------- launcher */
 
 typedef struct DatabaseEntry

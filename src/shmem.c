@@ -10,6 +10,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "commands/dbcommands.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -237,11 +238,43 @@ dialer_shared_set_error(const char *fmt,...)
 }
 
 /*
+ * Warns, once per transaction that enqueues calls, when no dispatcher serves
+ * this database: the calls would be accepted and then wait for ever.  (The
+ * launcher, not a dispatcher, is what must run: a dispatcher may be starting.)
+ */
+static void
+warn_if_not_served(void)
+{
+	pid_t		launcher = 0;
+	const char *db = get_database_name(MyDatabaseId);
+
+	if (dialer_control != NULL)
+	{
+		SpinLockAcquire(&dialer_control->mutex);
+		launcher = dialer_control->launcher_pid;
+		SpinLockRelease(&dialer_control->mutex);
+	}
+	if (dialer_control == NULL)
+		ereport(WARNING,
+				(errmsg("no pg_dialer dispatcher serves database \"%s\": calls enqueued here are not dispatched", db),
+				 errdetail("pg_dialer is not in shared_preload_libraries."),
+				 errhint("Add pg_dialer to shared_preload_libraries and restart the server.")));
+	else if (launcher == 0 || !dialer_database_is_served(db))
+		ereport(WARNING,
+				(errmsg("no pg_dialer dispatcher serves database \"%s\": calls enqueued here are not dispatched", db),
+				 errdetail(launcher == 0 ? "The pg_dialer launcher is not running." :
+						   "dialer.databases does not name this database."),
+				 errhint("Add this database to dialer.databases (or set it to *) and reload the configuration.")));
+}
+
+/*
  * dialer.wake_worker(): wake the dispatcher when this transaction commits.
  */
 Datum
 dialer_wake_worker(PG_FUNCTION_ARGS)
 {
+	if (!wake_at_commit)
+		warn_if_not_served();
 	wake_at_commit = true;
 	PG_RETURN_VOID();
 }
