@@ -14,6 +14,7 @@ head = text[: text.index("\n## Dispatching")]
 parts = []
 for name, title in [("dispatching", "Dispatching"), ("replication", "Replication and failover"),
                     ("webhooks", "Webhooks"), ("campaigns", "Campaigns"),
+                    ("compliance", "Compliance"),
                     ("admin", "Admin API and dashboard"), ("demo", "Demo"),
                     ("performance", "Performance")]:
     body = (root / "doc" / f"{name}.md").read_text().strip()
