@@ -162,7 +162,7 @@ BEGIN
 	RETURN QUERY
 	WITH cand AS (
 		SELECT c.id, c.deadline, c.to_number, c.status, c.attempts, c.attempts_base,
-			   c.timezone AS call_tz, c.campaign, c.provider,
+			   c.timezone AS call_tz, c.campaign, c.provider, c.payload->>'purpose' AS purpose,
 			   coalesce(c.timezone, k.timezone, default_timezone) AS tz,
 			   coalesce(k.call_window_start, window_start) AS ws,
 			   coalesce(k.call_window_end, window_end) AS we
@@ -179,7 +179,7 @@ BEGIN
 					ELSE dialer.next_window_opening(now(), cand.tz, cand.ws, cand.we) END AS opens
 		  FROM cand
 		  LEFT JOIN LATERAL (SELECT v.* FROM dialer.compliance_verdict(cand.to_number, now(), cand.call_tz,
-															cand.campaign, cand.provider, NULL, cand.ws, cand.we) v
+															cand.campaign, cand.provider, cand.purpose, cand.ws, cand.we) v
 							  WHERE v_policies AND cardinality(v.policies) > 0) pv ON true
 	), verdict AS MATERIALIZED (
 		SELECT w.*,

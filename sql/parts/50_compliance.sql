@@ -72,6 +72,7 @@ CREATE TABLE dialer.calling_policies (
 	max_calls			int CHECK (max_calls >= 0),
 	cap_period			interval CHECK (cap_period > interval '0'),
 	refusal_silence		interval CHECK (refusal_silence > interval '0'),
+	require_consent		boolean NOT NULL DEFAULT false,
 	CONSTRAINT presets_are_templates CHECK (NOT (builtin AND enabled)),
 	CONSTRAINT cap_complete CHECK ((max_calls IS NULL) = (cap_period IS NULL)),
 	CONSTRAINT area_codes_are_nanp CHECK (cardinality(area_codes) = 0 OR country_codes = '{1}')
@@ -91,6 +92,7 @@ COMMENT ON COLUMN dialer.calling_policies.blackout_calendars IS 'Calendars of di
 COMMENT ON COLUMN dialer.calling_policies.max_calls IS 'At most this many calls that reached a provider per number within cap_period (NULL: no cap)';
 COMMENT ON COLUMN dialer.calling_policies.cap_period IS 'Rolling period of the cap';
 COMMENT ON COLUMN dialer.calling_policies.refusal_silence IS 'No call to a number for this long after it refused (dialer.refusals)';
+COMMENT ON COLUMN dialer.calling_policies.require_consent IS 'Calls need a consent of dialer.consents for their purpose (the call''s payload purpose, else its campaign), given and not revoked at the instant of the call';
 
 /*
  * Weekday windows of the policies: local times of the recipient.
@@ -146,6 +148,34 @@ COMMENT ON COLUMN dialer.refusals.source IS 'Where the refusal came from (call o
 COMMENT ON SEQUENCE dialer.refusals_id_seq IS 'Identity of dialer.refusals.id';
 CREATE INDEX refusals_number_idx ON dialer.refusals (number, refused_at);
 
+/*
+ * Consent ledger: who agreed to be called for what, when and how; and when that
+ * ended.  Rows are never deleted by pg_dialer: a revocation is a time on the row.
+ */
+CREATE TABLE dialer.consents (
+	id					bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	number				dialer.e164 NOT NULL,
+	purpose				text NOT NULL,
+	granted_at			timestamptz NOT NULL DEFAULT now(),
+	source				text NOT NULL,
+	revoked_at			timestamptz,
+	revoked_via			text,
+	CONSTRAINT revoked_after_granted CHECK (revoked_at IS NULL OR revoked_at >= granted_at),
+	CONSTRAINT revocation_complete CHECK ((revoked_at IS NULL) = (revoked_via IS NULL))
+);
+COMMENT ON TABLE dialer.consents IS
+	'Consent ledger: a number''s consent to calls for a purpose (campaign or purpose name), when and from where it was given, and its revocation (time and channel). Policies with require_consent need one in force';
+COMMENT ON COLUMN dialer.consents.id IS 'Identity';
+COMMENT ON COLUMN dialer.consents.number IS 'The consenting number';
+COMMENT ON COLUMN dialer.consents.purpose IS 'What the consent covers: a campaign or purpose name';
+COMMENT ON COLUMN dialer.consents.granted_at IS 'When consent was given';
+COMMENT ON COLUMN dialer.consents.source IS 'How and where consent was captured (web form URL, recording, contract ...): pg_dialer cannot check it';
+COMMENT ON COLUMN dialer.consents.revoked_at IS 'When consent was revoked (effective at once: calls after it are refused)';
+COMMENT ON COLUMN dialer.consents.revoked_via IS 'Channel of the revocation (call, SMS STOP, e-mail, agent ...)';
+COMMENT ON SEQUENCE dialer.consents_id_seq IS 'Identity of dialer.consents.id';
+CREATE INDEX consents_number_idx ON dialer.consents (number, purpose);
+
+SELECT pg_catalog.pg_extension_config_dump('dialer.consents', '');
 SELECT pg_catalog.pg_extension_config_dump('dialer.calling_policies', 'WHERE NOT builtin');
 SELECT pg_catalog.pg_extension_config_dump('dialer.policy_windows',
 	'WHERE policy NOT IN (''preset:US-TCPA'', ''preset:US-FL'', ''preset:FR'')');
@@ -316,8 +346,26 @@ BEGIN
 		RETURN;
 	END IF;
 
-	-- silence after a refusal, then per-recipient caps: the call is refused
+	-- consent, silence after a refusal, then per-recipient caps: the call is refused
 	FOR v_p IN SELECT p.* FROM dialer.calling_policies p WHERE p.name = ANY (policies) ORDER BY p.name LOOP
+		IF v_p.require_consent AND NOT EXISTS (
+				SELECT 1 FROM dialer.consents k
+				 WHERE k.number = compliance_verdict.to_number
+				   AND k.purpose = coalesce(compliance_verdict.purpose, compliance_verdict.campaign)
+				   AND k.granted_at <= at AND (k.revoked_at IS NULL OR k.revoked_at > at)) THEN
+			decision := 'refuse';
+			policy := v_p.name;
+			rule := 'consent';
+			reason := format('policy %s requires consent and %s has none in force for purpose %s%s',
+							 v_p.name, to_number, coalesce(purpose, campaign, '(none given)'),
+							 (SELECT format(' (revoked %s via %s)', k.revoked_at, k.revoked_via)
+								FROM dialer.consents k
+							   WHERE k.number = compliance_verdict.to_number
+								 AND k.purpose = coalesce(compliance_verdict.purpose, compliance_verdict.campaign)
+								 AND k.revoked_at <= at
+							   ORDER BY k.revoked_at DESC LIMIT 1));
+			RETURN;
+		END IF;
 		IF v_p.refusal_silence IS NOT NULL THEN
 			SELECT max(r.refused_at) + v_p.refusal_silence INTO v_until
 			  FROM dialer.refusals r
@@ -421,9 +469,9 @@ BEGIN
 	END IF;
 	INSERT INTO dialer.calling_policies (name, enabled, builtin, description, legal_source, country_codes,
 										 area_codes, campaigns, providers, blackout_calendars, max_calls,
-										 cap_period, refusal_silence)
+										 cap_period, refusal_silence, require_consent)
 	SELECT v_name, true, false, p.description, p.legal_source, p.country_codes, p.area_codes, p.campaigns,
-		   p.providers, p.blackout_calendars, p.max_calls, p.cap_period, p.refusal_silence
+		   p.providers, p.blackout_calendars, p.max_calls, p.cap_period, p.refusal_silence, p.require_consent
 	  FROM dialer.calling_policies p WHERE p.name = 'preset:' || preset;
 	INSERT INTO dialer.policy_windows (policy, weekdays, starts, ends)
 	SELECT v_name, w.weekdays, w.starts, w.ends FROM dialer.policy_windows w WHERE w.policy = 'preset:' || preset;

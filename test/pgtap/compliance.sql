@@ -11,7 +11,7 @@
 SET client_min_messages = error;
 
 BEGIN;
-SELECT plan(64);
+SELECT plan(70);
 
 -- a call to number that reached the provider (attempt with a provider call id) at instant at
 CREATE FUNCTION pg_temp.reached(number text, at timestamptz, campaign text DEFAULT NULL) RETURNS void
@@ -147,7 +147,30 @@ SELECT ok((dialer.compliance_verdict('+80012345678', '2026-01-12 12:00Z')).reaso
 		  '... and the reason says so');
 SELECT is(pg_temp.v('+80012345678', '2026-01-12 12:00Z', 'Europe/Berlin'), 'allow', '... unless the call names a zone');
 
+-- Consent ledger --------------------------------------------------------------------------
+INSERT INTO dialer.calling_policies (name, campaigns, require_consent) VALUES ('consented', '{tap_consent}', true);
+CREATE FUNCTION pg_temp.c(number text, at timestamptz, purpose text DEFAULT NULL) RETURNS text
+LANGUAGE sql AS $$
+	SELECT concat_ws(' ', v.decision, v.policy, v.rule)
+	  FROM dialer.compliance_verdict(number, at, 'Europe/Berlin', 'tap_consent', 'tap_comp', purpose, '00:00', '24:00') v;
+$$;
+SELECT is(pg_temp.c('+4930123456', '2026-01-12 12:00Z'), 'refuse consented consent', 'a policy requiring consent: no consent, refused');
+INSERT INTO dialer.consents (number, purpose, granted_at, source)
+VALUES ('+4930123456', 'tap_consent', '2026-01-01Z', 'web form https://example.com/optin');
+SELECT is(pg_temp.c('+4930123456', '2026-01-12 12:00Z'), 'allow', 'consent for the campaign given: allowed');
+SELECT is(pg_temp.c('+4930123456', '2026-01-12 12:00Z', 'billing'), 'refuse consented consent', 'consent is per purpose: another purpose is refused');
+UPDATE dialer.consents SET revoked_at = '2026-01-10Z', revoked_via = 'SMS STOP' WHERE number = '+4930123456';
+SELECT is(pg_temp.c('+4930123456', '2026-01-09 12:00Z'), 'allow', 'before the revocation: allowed');
+SELECT is((dialer.compliance_verdict('+4930123456', '2026-01-12 12:00Z', 'Europe/Berlin', 'tap_consent', 'tap_comp')).reason,
+		  'policy consented requires consent and +4930123456 has none in force for purpose tap_consent (revoked 2026-01-10 00:00:00+00 via SMS STOP)',
+		  'after the revocation: refused, the reason says when and how it was revoked');
+
 -- Dispatch: dialer.claim_calls (now()) --------------------------------------------------------
+-- a call scheduled while consent was in force, then consent revoked: skipped at dispatch
+INSERT INTO dialer.consents (number, purpose, granted_at, source) VALUES ('+4930123457', 'tap_consent', now() - interval '1 day', 'contract');
+INSERT INTO dialer.scheduled_calls (run_at, next_attempt_at, to_number, provider, max_attempts, payload, campaign, timezone)
+VALUES (now() - interval '1 minute', now() - interval '1 minute', '+4930123457', 'tap_comp', 1, '{"message": "c"}', 'tap_consent', 'UTC');
+UPDATE dialer.consents SET revoked_at = now(), revoked_via = 'call' WHERE number = '+4930123457';
 INSERT INTO dialer.scheduled_calls (run_at, next_attempt_at, to_number, provider, max_attempts, payload)
 VALUES (now() - interval '1 minute', now() - interval '1 minute', '+80012345670', 'tap_comp', 1, '{"message": "u"}');
 -- four French calls reached the provider in the last 30 days: the fifth is refused whatever the time
@@ -162,7 +185,10 @@ VALUES ('later', '{1,2,3,4,5,6,7}', date_trunc('hour', (now() AT TIME ZONE 'UTC'
 INSERT INTO dialer.scheduled_calls (run_at, next_attempt_at, to_number, provider, max_attempts, payload, campaign, timezone)
 VALUES (now() - interval '1 minute', now() - interval '1 minute', '+442071234567', 'tap_comp', 1, '{"message": "l"}', 'tap_later', 'UTC');
 SELECT is((SELECT count(*)::int FROM dialer.claim_calls('tap_comp', 10, 'UTC', '00:00', '24:00', NULL)), 0,
-		  'claim_calls: none of the three is dialled');
+		  'claim_calls: none of the four is dialled');
+SELECT results_eq($$SELECT c.status, e.detail->>'policy', e.detail->>'rule' FROM dialer.call_events e JOIN dialer.scheduled_calls c ON c.id = e.call_id
+					 WHERE c.to_number = '+4930123457' AND e.event = 'skipped'$$,
+	$$VALUES ('skipped'::text, 'consented'::text, 'consent'::text)$$, 'a revocation skips a call already scheduled (at dispatch)');
 SELECT results_eq($$SELECT status, last_error FROM dialer.scheduled_calls WHERE to_number = '+80012345670'$$,
 	$$VALUES ('skipped'::text, 'the recipient''s time zone cannot be known from +80012345670 (not in libphonenumber''s data) and neither the call nor its campaign names one: not dialled under policy house'::text)$$,
 	'unknown zone: skipped at dispatch, the reason in last_error');
