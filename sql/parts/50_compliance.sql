@@ -249,26 +249,37 @@ COMMENT ON FUNCTION dialer.closed_rule(text[], text[], timestamptz, time, time) 
  * The first instant at or after at when every time-of-day rule is open in every
  * zone, searched up to 60 days ahead; NULL if none.  An opening of an intersection
  * of windows is always the start of one of them (or a local midnight, the end of
- * a blackout day), so only those instants are tried.
+ * a blackout day), so only those instants are tried, in order, stopping at the
+ * first open one (usually the first or second).
  */
 CREATE FUNCTION dialer.next_time_opening(policies text[], zones text[], at timestamptz, ws time, we time)
 RETURNS timestamptz
-LANGUAGE sql
+LANGUAGE plpgsql
 STABLE
-PARALLEL SAFE
+SET search_path = pg_catalog, dialer, pg_temp
 AS $$
-	SELECT min(c.t)
-	  FROM (SELECT at AS t
-			UNION
-			SELECT (d.day + s.starts) AT TIME ZONE z.z
-			  FROM unnest(zones) z(z)
-			 CROSS JOIN LATERAL generate_series(((at AT TIME ZONE z.z)::date - 1)::timestamp,
-											   ((at AT TIME ZONE z.z)::date + 60)::timestamp, interval '1 day') d(day)
-			 CROSS JOIN (SELECT w.starts FROM dialer.policy_windows w WHERE w.policy = ANY (policies)
-						 UNION SELECT ws WHERE ws IS NOT NULL
-						 UNION SELECT time '00:00') s) c
-	 WHERE c.t >= at
-	   AND NOT EXISTS (SELECT 1 FROM dialer.closed_rule(policies, zones, c.t, ws, we));
+DECLARE
+	v_starts time[];
+	v_t timestamptz;
+BEGIN
+	IF NOT EXISTS (SELECT 1 FROM dialer.closed_rule(policies, zones, at, ws, we)) THEN
+		RETURN at;
+	END IF;
+	v_starts := ARRAY(SELECT w.starts FROM dialer.policy_windows w WHERE w.policy = ANY (policies)
+					  UNION SELECT ws WHERE ws IS NOT NULL
+					  UNION SELECT time '00:00');
+	FOR v_t IN
+		SELECT DISTINCT ((at AT TIME ZONE z)::date + d + s) AT TIME ZONE z AS t
+		  FROM unnest(zones) z, generate_series(0, 61) d, unnest(v_starts) s
+		 WHERE ((at AT TIME ZONE z)::date + d + s) AT TIME ZONE z > at
+		 ORDER BY 1
+	LOOP
+		IF NOT EXISTS (SELECT 1 FROM dialer.closed_rule(policies, zones, v_t, ws, we)) THEN
+			RETURN v_t;
+		END IF;
+	END LOOP;
+	RETURN NULL;
+END;
 $$;
 COMMENT ON FUNCTION dialer.next_time_opening(text[], text[], timestamptz, time, time) IS
 	'Internal: first instant at or after at when every window and blackout rule of the policies (and the general window ws-we) is open in every zone; NULL if none within 60 days';
@@ -317,6 +328,9 @@ CREATE FUNCTION dialer.compliance_verdict(to_number text, at timestamptz DEFAULT
 LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, dialer, pg_temp
+-- called from dialer.claim_calls, whose planner settings suit the queue, not these small tables
+SET enable_seqscan = on
+SET plan_cache_mode = auto
 AS $$
 DECLARE
 	v_ws time := coalesce(window_start, nullif(current_setting('dialer.call_window_start', true), '')::time);
