@@ -1076,6 +1076,47 @@ $$;
 COMMENT ON FUNCTION dialer.contact_history(text) IS
 	'Every event of every call to a number (made, parked, skipped, expired), in the recipient''s local time, with the policy and rule that decided';
 
+/*
+ * When a policy, window, blackout day, refusal or consent changes, the calls parked
+ * by a policy (scheduled, not yet due, their last event a window_wait naming a
+ * policy) are due again at once: the claim re-evaluates them under the new rules,
+ * parks them at their new opening or skips them.  Calls waiting for a retry are
+ * not touched.  Scans the calls not yet due: policy changes are rare.
+ */
+CREATE FUNCTION dialer.policies_changed()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+DECLARE
+	v_n int;
+BEGIN
+	UPDATE dialer.scheduled_calls c
+	   SET next_attempt_at = greatest(c.run_at, now()), updated_at = now()
+	 WHERE c.status = 'scheduled' AND c.next_attempt_at > now()
+	   AND (SELECT e.detail ? 'policy' AND e.event = 'window_wait'
+			  FROM dialer.call_events e WHERE e.call_id = c.id ORDER BY e.id DESC LIMIT 1);
+	GET DIAGNOSTICS v_n = ROW_COUNT;
+	IF v_n > 0 THEN
+		PERFORM dialer.wake_worker();
+	END IF;
+	RETURN NULL;
+END;
+$$;
+COMMENT ON FUNCTION dialer.policies_changed() IS
+	'Trigger: after a change of calling policies, windows, blackout days, refusals or consents, the calls a policy parked are due again at once, to be re-evaluated by the claim';
+
+CREATE TRIGGER calling_policies_changed AFTER INSERT OR UPDATE OR DELETE ON dialer.calling_policies
+	FOR EACH STATEMENT EXECUTE FUNCTION dialer.policies_changed();
+CREATE TRIGGER policy_windows_changed AFTER INSERT OR UPDATE OR DELETE ON dialer.policy_windows
+	FOR EACH STATEMENT EXECUTE FUNCTION dialer.policies_changed();
+CREATE TRIGGER blackout_dates_changed AFTER INSERT OR UPDATE OR DELETE ON dialer.blackout_dates
+	FOR EACH STATEMENT EXECUTE FUNCTION dialer.policies_changed();
+CREATE TRIGGER refusals_changed AFTER INSERT OR UPDATE OR DELETE ON dialer.refusals
+	FOR EACH STATEMENT EXECUTE FUNCTION dialer.policies_changed();
+CREATE TRIGGER consents_changed AFTER INSERT OR UPDATE OR DELETE ON dialer.consents
+	FOR EACH STATEMENT EXECUTE FUNCTION dialer.policies_changed();
+
 -- Presets (templates; dialer.use_preset('FR') makes an enabled policy of one) --------------
 
 -- US TCPA, 47 CFR 64.1200(c)(1): no telephone solicitation before 8 a.m. or after 9 p.m.

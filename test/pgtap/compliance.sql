@@ -11,7 +11,7 @@
 SET client_min_messages = error;
 
 BEGIN;
-SELECT plan(70);
+SELECT plan(73);
 
 -- a call to number that reached the provider (attempt with a provider call id) at instant at
 CREATE FUNCTION pg_temp.reached(number text, at timestamptz, campaign text DEFAULT NULL) RETURNS void
@@ -205,6 +205,16 @@ SELECT results_eq($$SELECT c.status, c.next_attempt_at = date_trunc('hour', now(
 	'a call outside its campaign policy''s window is parked until the window opens (window_wait names policy and rule)');
 SELECT is((SELECT count(*)::int FROM dialer.contact_history('+80012345670') WHERE rule = 'unknown_timezone'), 1,
 		  'dialer.contact_history shows the decision with its rule');
+-- a policy change re-evaluates the calls it parked: removing the window lets the call go
+INSERT INTO dialer.scheduled_calls (run_at, next_attempt_at, to_number, provider, max_attempts, payload, attempts)
+VALUES (now() - interval '1 hour', now() + interval '1 hour', '+442071234500', 'tap_comp', 3, '{"message": "retry"}', 1);
+DELETE FROM dialer.policy_windows WHERE policy = 'later';
+SELECT is((SELECT next_attempt_at = now() FROM dialer.scheduled_calls WHERE campaign = 'tap_later'), true,
+		  'after a policy change, the call it parked is due again at once');
+SELECT is((SELECT next_attempt_at - now() FROM dialer.scheduled_calls WHERE to_number = '+442071234500'), interval '1 hour',
+		  '... and a call waiting for its retry was not moved');
+SELECT is((SELECT string_agg(to_number, ',') FROM dialer.claim_calls('tap_comp', 10, 'UTC', '00:00', '24:00', NULL)), '+442071234567',
+		  '... the claim re-evaluates it under the new rules and dials it');
 
 SELECT * FROM finish();
 ROLLBACK;
