@@ -14,8 +14,8 @@ head = text[: text.index("\n## Dispatching")]
 parts = []
 for name, title in [("dispatching", "Dispatching"), ("replication", "Replication and failover"),
                     ("webhooks", "Webhooks"), ("campaigns", "Campaigns"),
-                    ("monitoring", "Monitoring"), ("admin", "Admin API and dashboard"),
-                    ("demo", "Demo"),
+                    ("compliance", "Compliance"), ("monitoring", "Monitoring"),
+                    ("admin", "Admin API and dashboard"), ("demo", "Demo"),
                     ("performance", "Performance")]:
     body = (root / "doc" / f"{name}.md").read_text().strip()
     body = re.sub(r"\A## [^\n]*", f"## {title}", body)

@@ -115,7 +115,13 @@ COMMENT ON FUNCTION dialer.next_window_opening(timestamptz, text, time, time) IS
  *   - past their deadline: expired;
  *   - number on the do-not-call list, or not in dialer.allowed_numbers: skipped;
  *   - outside the recipient's calling window: left scheduled, due again when the
- *     window opens (or at the deadline, to expire then), with a window_wait event.
+ *     window opens (or at the deadline, to expire then), with a window_wait event;
+ *   - when enabled calling policies apply to the call (dialer.compliance_verdict):
+ *     their windows and blackouts, intersected with the general window, in the
+ *     recipient's zones (explicit, else from the number) park it the same way; a
+ *     reached cap, a silence after refusal or an unknown zone skip it.  Events and
+ *     last_error name the policy and rule.  With no enabled policy at all the
+ *     verdict is not even computed.
  * The others become 'dispatching' with their attempt row; the caller commits
  * before it sends anything.
  */
@@ -142,6 +148,7 @@ AS $$
 DECLARE
 	v_allowed text[];
 	v_ids bigint[];
+	v_policies boolean;
 BEGIN
 	IF coalesce(btrim(allowed_numbers), '') <> '' THEN
 		v_allowed := string_to_array(regexp_replace(allowed_numbers, '\s', '', 'g'), ',');
@@ -157,10 +164,12 @@ BEGIN
 	IF cardinality(v_ids) = 0 THEN
 		RETURN;
 	END IF;
+	v_policies := EXISTS (SELECT 1 FROM dialer.calling_policies p WHERE p.enabled);
 
 	RETURN QUERY
 	WITH cand AS (
 		SELECT c.id, c.deadline, c.to_number, c.status, c.attempts, c.attempts_base,
+			   c.timezone AS call_tz, c.campaign, c.provider, c.payload->>'purpose' AS purpose,
 			   coalesce(c.timezone, k.timezone, default_timezone) AS tz,
 			   coalesce(k.call_window_start, window_start) AS ws,
 			   coalesce(k.call_window_end, window_end) AS we
@@ -168,14 +177,24 @@ BEGIN
 		  LEFT JOIN dialer.campaigns k ON k.name = c.campaign
 		 WHERE c.id = ANY (v_ids)
 	), windowed AS (
-		SELECT cand.*, dialer.next_window_opening(now(), cand.tz, cand.ws, cand.we) AS opens
+		-- with calling policies applying (pv.policies not empty), their verdict replaces
+		-- the general window alone (which it includes); the One-Time Filter on
+		-- v_policies skips the verdict altogether when no policy is enabled
+		SELECT cand.*, pv.decision, pv.policy, pv.rule, pv.reason, pv.timezones,
+			   CASE WHEN pv.decision = 'park' THEN pv.next_opening
+					WHEN pv.decision IS NOT NULL THEN NULL
+					ELSE dialer.next_window_opening(now(), cand.tz, cand.ws, cand.we) END AS opens
 		  FROM cand
+		  LEFT JOIN LATERAL (SELECT v.* FROM dialer.compliance_verdict(cand.to_number, now(), cand.call_tz,
+															cand.campaign, cand.provider, cand.purpose, cand.ws, cand.we) v
+							  WHERE v_policies AND cardinality(v.policies) > 0) pv ON true
 	), verdict AS MATERIALIZED (
 		SELECT w.*,
 			   CASE
 				 WHEN w.deadline IS NOT NULL AND w.deadline <= now() THEN 'expired'
 				 WHEN EXISTS (SELECT 1 FROM dialer.do_not_call d WHERE d.number = w.to_number) THEN 'do_not_call'
 				 WHEN v_allowed IS NOT NULL AND NOT (w.to_number = ANY (v_allowed)) THEN 'not_allowed'
+				 WHEN w.decision = 'refuse' THEN 'refused'
 				 WHEN w.opens IS NOT NULL THEN 'window'
 				 ELSE 'go'
 			   END AS v
@@ -187,15 +206,16 @@ BEGIN
 			   attempts = c.attempts + CASE WHEN x.v = 'go' THEN 1 ELSE 0 END,
 			   next_attempt_at = CASE WHEN x.v = 'window' THEN least(x.opens, coalesce(c.deadline, x.opens))
 									  ELSE c.next_attempt_at END,
-			   finished_at = CASE WHEN x.v IN ('expired', 'do_not_call', 'not_allowed') THEN now() END,
+			   finished_at = CASE WHEN x.v IN ('expired', 'do_not_call', 'not_allowed', 'refused') THEN now() END,
 			   last_error = CASE x.v WHEN 'do_not_call' THEN 'number is on the do-not-call list'
+									 WHEN 'refused' THEN x.reason
 									 WHEN 'not_allowed' THEN 'number is not in dialer.allowed_numbers'
 									 WHEN 'expired' THEN 'deadline passed before the call could start'
 									 ELSE c.last_error END,
 			   updated_at = now()
 		  FROM verdict x
 		 WHERE c.id = x.id
-		RETURNING c.*, x.v, x.tz, x.opens
+		RETURNING c.*, x.v, x.tz, x.opens, x.decision, x.policy, x.rule, x.reason, x.timezones
 	), ev AS (
 		INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
 		SELECT u.id,
@@ -204,8 +224,12 @@ BEGIN
 			   'scheduled', u.status,
 			   CASE u.v
 				 WHEN 'go' THEN jsonb_build_object('attempt', u.attempts)
-				 WHEN 'window' THEN jsonb_build_object('timezone', u.tz, 'opens_at', u.opens,
-													   'next_attempt_at', u.next_attempt_at)
+				 WHEN 'window' THEN CASE WHEN u.decision IS NULL
+					 THEN jsonb_build_object('timezone', u.tz, 'opens_at', u.opens, 'next_attempt_at', u.next_attempt_at)
+					 ELSE jsonb_build_object('timezones', u.timezones, 'opens_at', u.opens, 'next_attempt_at', u.next_attempt_at,
+											 'policy', u.policy, 'rule', u.rule, 'message', u.reason) END
+				 WHEN 'refused' THEN jsonb_build_object('reason', 'policy', 'checked', 'dispatch', 'policy', u.policy,
+														'rule', u.rule, 'timezones', u.timezones, 'message', u.reason)
 				 WHEN 'expired' THEN jsonb_build_object('deadline', u.deadline)
 				 WHEN 'do_not_call' THEN jsonb_build_object('reason', 'do_not_call', 'checked', 'dispatch')
 				 ELSE jsonb_build_object('reason', 'not_allowed', 'level', 'warning',
@@ -229,7 +253,7 @@ BEGIN
 END;
 $$;
 COMMENT ON FUNCTION dialer.claim_calls(text, int, text, time, time, text) IS
-	'Worker: claims up to max_calls due calls of a provider (FOR UPDATE SKIP LOCKED) and returns those to dial; settles expired, do-not-call, not-allowed and out-of-window calls';
+	'Worker: claims up to max_calls due calls of a provider (FOR UPDATE SKIP LOCKED) and returns those to dial; settles expired, do-not-call, not-allowed and out-of-window calls, and applies the calling policies (park until their opening, or skip naming policy and rule)';
 
 /*
  * Gives back claims whose requests never left: the worker was stopped while the

@@ -1,0 +1,616 @@
+/*
+ * pg_dialer: who may be called, and when (calling policies).
+ *
+ * Rules are data.  A calling policy holds weekday windows (several per day),
+ * blackout calendars (public holidays, one-off dates), a per-recipient cap (at most
+ * N calls per number per rolling period, counted on attempts the provider accepted,
+ * across every campaign and one-off call) and a silence after a refusal.  Its scope
+ * is the conjunction of its non-empty selectors: country calling codes, US area
+ * codes, campaigns, providers; a policy with no selector applies to every call (a
+ * server default).  The effective rule of a call is the intersection of every
+ * enabled policy that applies to it, and of dialer.call_window_start/_end (or the
+ * campaign's window): never the union.
+ *
+ * The recipient's time zones: the call's, else the campaign's, else those
+ * libphonenumber's prefix data gives for the number (dialer.number_timezones); a
+ * number with several zones is called only when every rule is open in all of them;
+ * a number whose zone cannot be known is not dialled when a policy applies to it.
+ *
+ * dialer.compliance_verdict() decides (allow, park until an opening, refuse) and
+ * names the policy and rule; dialer.claim_calls() applies it at dispatch.  The
+ * presets (US-TCPA, US-FL, FR) are templates: dialer.use_preset() makes an enabled
+ * policy of one.
+ */
+
+/*
+ * libphonenumber's prefix -> time-zone map (loaded by 55_number_timezones_data.sql).
+ */
+CREATE TABLE dialer.number_timezones (
+	prefix				text PRIMARY KEY CHECK (prefix ~ '^[0-9]{1,15}$'),
+	zones				text[] NOT NULL CHECK (cardinality(zones) >= 1)
+);
+COMMENT ON TABLE dialer.number_timezones IS
+	'libphonenumber''s prefix to time-zone map (Apache-2.0; version and refresh command in sql/data/README.md): longest matching prefix of an E.164 number (without +) gives its IANA zones';
+COMMENT ON COLUMN dialer.number_timezones.prefix IS 'Leading digits of E.164 numbers, country calling code first, without +';
+COMMENT ON COLUMN dialer.number_timezones.zones IS 'IANA time zones numbers with this prefix may be in (several: called only when open in all)';
+
+/*
+ * The IANA zones of a number by the longest prefix of dialer.number_timezones
+ * (index lookups on the number's own prefixes); NULL when unknown.  libphonenumber
+ * marks unknown with Etc/Unknown: that is NULL here too.
+ */
+CREATE FUNCTION dialer.number_timezones(number text)
+RETURNS text[]
+LANGUAGE sql
+STABLE
+PARALLEL SAFE
+AS $$
+	SELECT CASE WHEN t.zones = '{Etc/Unknown}' THEN NULL ELSE t.zones END
+	  FROM dialer.number_timezones t
+	 WHERE t.prefix = ANY (ARRAY(SELECT left(ltrim(number, '+'), n)
+								   FROM generate_series(1, least(length(ltrim(number, '+')), 15)) n))
+	 ORDER BY length(t.prefix) DESC
+	 LIMIT 1;
+$$;
+COMMENT ON FUNCTION dialer.number_timezones(text) IS
+	'IANA time zones of an E.164 number by the longest matching prefix of libphonenumber''s data (dialer.number_timezones); NULL when unknown';
+
+/*
+ * Named calling policies.
+ */
+CREATE TABLE dialer.calling_policies (
+	name				text PRIMARY KEY CHECK (name ~ '^[A-Za-z0-9_:. -]{1,80}$'),
+	enabled				boolean NOT NULL DEFAULT true,
+	builtin				boolean NOT NULL DEFAULT false,
+	description			text,
+	legal_source		text,
+	country_codes		text[] NOT NULL DEFAULT '{}' CHECK (array_to_string(country_codes, ',') ~ '^([1-9][0-9]{0,2}(,|$))*$'),
+	area_codes			text[] NOT NULL DEFAULT '{}',
+	campaigns			text[] NOT NULL DEFAULT '{}',
+	providers			text[] NOT NULL DEFAULT '{}',
+	blackout_calendars	text[] NOT NULL DEFAULT '{}',
+	max_calls			int CHECK (max_calls >= 0),
+	cap_period			interval CHECK (cap_period > interval '0'),
+	refusal_silence		interval CHECK (refusal_silence > interval '0'),
+	require_consent		boolean NOT NULL DEFAULT false,
+	CONSTRAINT presets_are_templates CHECK (NOT (builtin AND enabled)),
+	CONSTRAINT cap_complete CHECK ((max_calls IS NULL) = (cap_period IS NULL)),
+	CONSTRAINT area_codes_are_nanp CHECK (cardinality(area_codes) = 0 OR country_codes = '{1}')
+);
+COMMENT ON TABLE dialer.calling_policies IS
+	'Named calling policies: windows (dialer.policy_windows), blackout calendars, a per-recipient cap, a silence after refusal, and a scope. The effective rule of a call is the intersection of every enabled policy that applies to it';
+COMMENT ON COLUMN dialer.calling_policies.name IS 'Policy name, named in every decision it makes';
+COMMENT ON COLUMN dialer.calling_policies.enabled IS 'Only enabled policies apply (presets are disabled templates: see dialer.use_preset)';
+COMMENT ON COLUMN dialer.calling_policies.builtin IS 'A preset shipped with pg_dialer (a template, never enabled itself)';
+COMMENT ON COLUMN dialer.calling_policies.description IS 'What the policy is for';
+COMMENT ON COLUMN dialer.calling_policies.legal_source IS 'The law or contract the policy implements';
+COMMENT ON COLUMN dialer.calling_policies.country_codes IS 'Scope: country calling codes the number must start with (empty: any)';
+COMMENT ON COLUMN dialer.calling_policies.area_codes IS 'Scope: NANP area codes (3 digits after +1) the number must have (empty: any); needs country_codes {1}';
+COMMENT ON COLUMN dialer.calling_policies.campaigns IS 'Scope: campaigns whose calls it governs (empty: any call, with or without campaign)';
+COMMENT ON COLUMN dialer.calling_policies.providers IS 'Scope: providers whose calls it governs (empty: any)';
+COMMENT ON COLUMN dialer.calling_policies.blackout_calendars IS 'Calendars of dialer.blackout_dates on whose days (recipient''s local date) no call is made';
+COMMENT ON COLUMN dialer.calling_policies.max_calls IS 'At most this many calls that reached a provider per number within cap_period (NULL: no cap)';
+COMMENT ON COLUMN dialer.calling_policies.cap_period IS 'Rolling period of the cap';
+COMMENT ON COLUMN dialer.calling_policies.refusal_silence IS 'No call to a number for this long after it refused (dialer.refusals)';
+COMMENT ON COLUMN dialer.calling_policies.require_consent IS 'Calls need a consent of dialer.consents for their purpose (the call''s payload purpose, else its campaign), given and not revoked at the instant of the call';
+
+/*
+ * Weekday windows of the policies: local times of the recipient.
+ */
+CREATE TABLE dialer.policy_windows (
+	policy				text NOT NULL REFERENCES dialer.calling_policies (name) ON UPDATE CASCADE ON DELETE CASCADE,
+	weekdays			int[] NOT NULL CHECK (cardinality(weekdays) >= 1 AND weekdays <@ '{1,2,3,4,5,6,7}'),
+	starts				time NOT NULL,
+	ends				time NOT NULL,
+	CONSTRAINT window_order CHECK (starts < ends),
+	PRIMARY KEY (policy, weekdays, starts)
+);
+COMMENT ON TABLE dialer.policy_windows IS
+	'When a policy allows calls: windows [starts, ends) of the recipient''s local time on ISO weekdays (1 Monday .. 7 Sunday). A policy without windows restricts no time of day; a weekday without a window is closed';
+COMMENT ON COLUMN dialer.policy_windows.policy IS 'The policy';
+COMMENT ON COLUMN dialer.policy_windows.weekdays IS 'ISO weekdays the window is open on (1 Monday .. 7 Sunday)';
+COMMENT ON COLUMN dialer.policy_windows.starts IS 'Local time calls may start';
+COMMENT ON COLUMN dialer.policy_windows.ends IS 'Local time calls must have started by (24:00: end of day)';
+
+/*
+ * Blackout calendars: public holidays by country, one-off dates.
+ */
+CREATE TABLE dialer.blackout_dates (
+	calendar			text NOT NULL CHECK (calendar ~ '^[A-Za-z0-9_:. -]{1,80}$'),
+	day					date NOT NULL,
+	name				text NOT NULL,
+	builtin				boolean NOT NULL DEFAULT false,
+	PRIMARY KEY (calendar, day)
+);
+COMMENT ON TABLE dialer.blackout_dates IS
+	'Days on which no call is made under the policies naming the calendar (the recipient''s local date). Calendar FR: French public holidays (Code du travail L3133-1)';
+COMMENT ON COLUMN dialer.blackout_dates.calendar IS 'Calendar name, listed in dialer.calling_policies.blackout_calendars';
+COMMENT ON COLUMN dialer.blackout_dates.day IS 'The local date';
+COMMENT ON COLUMN dialer.blackout_dates.name IS 'Why (holiday name), named in the decision';
+COMMENT ON COLUMN dialer.blackout_dates.builtin IS 'Shipped with pg_dialer (not dumped by pg_dump)';
+
+/*
+ * Refusals: the recipient said no (offer declined, opt-out of a purpose).
+ */
+CREATE TABLE dialer.refusals (
+	id					bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	number				dialer.e164 NOT NULL,
+	refused_at			timestamptz NOT NULL DEFAULT now(),
+	purpose				text,
+	source				text
+);
+COMMENT ON TABLE dialer.refusals IS 'Refusals by recipients: policies with refusal_silence make no call to the number for that long afterwards';
+COMMENT ON COLUMN dialer.refusals.id IS 'Identity';
+COMMENT ON COLUMN dialer.refusals.number IS 'The number that refused';
+COMMENT ON COLUMN dialer.refusals.refused_at IS 'When';
+COMMENT ON COLUMN dialer.refusals.purpose IS 'What was refused (campaign or purpose name; NULL: everything)';
+COMMENT ON COLUMN dialer.refusals.source IS 'Where the refusal came from (call outcome, web form, agent ...)';
+COMMENT ON SEQUENCE dialer.refusals_id_seq IS 'Identity of dialer.refusals.id';
+CREATE INDEX refusals_number_idx ON dialer.refusals (number, refused_at);
+
+/*
+ * Consent ledger: who agreed to be called for what, when and how; and when that
+ * ended.  Rows are never deleted by pg_dialer: a revocation is a time on the row.
+ */
+CREATE TABLE dialer.consents (
+	id					bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	number				dialer.e164 NOT NULL,
+	purpose				text NOT NULL,
+	granted_at			timestamptz NOT NULL DEFAULT now(),
+	source				text NOT NULL,
+	revoked_at			timestamptz,
+	revoked_via			text,
+	CONSTRAINT revoked_after_granted CHECK (revoked_at IS NULL OR revoked_at >= granted_at),
+	CONSTRAINT revocation_complete CHECK ((revoked_at IS NULL) = (revoked_via IS NULL))
+);
+COMMENT ON TABLE dialer.consents IS
+	'Consent ledger: a number''s consent to calls for a purpose (campaign or purpose name), when and from where it was given, and its revocation (time and channel). Policies with require_consent need one in force';
+COMMENT ON COLUMN dialer.consents.id IS 'Identity';
+COMMENT ON COLUMN dialer.consents.number IS 'The consenting number';
+COMMENT ON COLUMN dialer.consents.purpose IS 'What the consent covers: a campaign or purpose name';
+COMMENT ON COLUMN dialer.consents.granted_at IS 'When consent was given';
+COMMENT ON COLUMN dialer.consents.source IS 'How and where consent was captured (web form URL, recording, contract ...): pg_dialer cannot check it';
+COMMENT ON COLUMN dialer.consents.revoked_at IS 'When consent was revoked (effective at once: calls after it are refused)';
+COMMENT ON COLUMN dialer.consents.revoked_via IS 'Channel of the revocation (call, SMS STOP, e-mail, agent ...)';
+COMMENT ON SEQUENCE dialer.consents_id_seq IS 'Identity of dialer.consents.id';
+CREATE INDEX consents_number_idx ON dialer.consents (number, purpose);
+
+SELECT pg_catalog.pg_extension_config_dump('dialer.consents', '');
+SELECT pg_catalog.pg_extension_config_dump('dialer.calling_policies', 'WHERE NOT builtin');
+SELECT pg_catalog.pg_extension_config_dump('dialer.policy_windows',
+	'WHERE policy NOT IN (''preset:US-TCPA'', ''preset:US-FL'', ''preset:FR'')');
+SELECT pg_catalog.pg_extension_config_dump('dialer.blackout_dates', 'WHERE NOT builtin');
+SELECT pg_catalog.pg_extension_config_dump('dialer.refusals', '');
+
+/*
+ * The enabled policies that apply to a call, by name.
+ */
+CREATE FUNCTION dialer.applicable_policies(to_number text, campaign text, provider text)
+RETURNS text[]
+LANGUAGE sql
+STABLE
+PARALLEL SAFE
+AS $$
+	SELECT coalesce(array_agg(p.name ORDER BY p.name), '{}')
+	  FROM dialer.calling_policies p
+	 WHERE p.enabled
+	   AND (cardinality(p.country_codes) = 0
+			OR EXISTS (SELECT 1 FROM unnest(p.country_codes) cc WHERE starts_with(to_number, '+' || cc)))
+	   AND (cardinality(p.area_codes) = 0 OR substr(to_number, 3, 3) = ANY (p.area_codes))
+	   AND (cardinality(p.campaigns) = 0 OR campaign = ANY (p.campaigns))
+	   AND (cardinality(p.providers) = 0 OR provider = ANY (p.providers));
+$$;
+COMMENT ON FUNCTION dialer.applicable_policies(text, text, text) IS
+	'The enabled calling policies whose scope (countries, area codes, campaigns, providers) covers a call';
+
+/*
+ * The first time-of-day rule (window or blackout) of the policies, or of the
+ * general window [ws, we), that is closed at instant at in one of the zones; no
+ * row when every rule is open in every zone.
+ */
+CREATE FUNCTION dialer.closed_rule(policies text[], zones text[], at timestamptz, ws time, we time)
+RETURNS TABLE (policy text, rule text, timezone text, detail text)
+LANGUAGE sql
+STABLE
+PARALLEL SAFE
+AS $$
+	WITH l AS (
+		SELECT z, (at AT TIME ZONE z) AS lt FROM unnest(zones) z
+	)
+	SELECT r.policy, r.rule, r.timezone, r.detail FROM (
+		SELECT 3 AS o, 'dialer.call_window'::text AS policy, 'window'::text AS rule, l.z AS timezone,
+			   format('outside %s-%s local time', ws, we) AS detail
+		  FROM l
+		 WHERE ws IS NOT NULL AND we IS NOT NULL
+		   AND NOT (l.lt::time >= ws AND (l.lt::time < we OR we = '00:00' OR we = '24:00'))
+		UNION ALL
+		SELECT 1, p.name, 'blackout', l.z, format('%s %s (calendar %s)', b.name, b.day, b.calendar)
+		  FROM dialer.calling_policies p CROSS JOIN l
+		  JOIN dialer.blackout_dates b ON b.calendar = ANY (p.blackout_calendars) AND b.day = l.lt::date
+		 WHERE p.name = ANY (policies)
+		UNION ALL
+		SELECT 2, p.name, 'window', l.z,
+			   format('no window of the policy is open on %s %s local time', to_char(l.lt, 'FMDay'), to_char(l.lt, 'HH24:MI'))
+		  FROM dialer.calling_policies p CROSS JOIN l
+		 WHERE p.name = ANY (policies)
+		   AND EXISTS (SELECT 1 FROM dialer.policy_windows w WHERE w.policy = p.name)
+		   AND NOT EXISTS (SELECT 1 FROM dialer.policy_windows w
+							WHERE w.policy = p.name
+							  AND extract(isodow FROM l.lt)::int = ANY (w.weekdays)
+							  AND l.lt::time >= w.starts AND l.lt::time < w.ends)
+	) r
+	ORDER BY r.o, r.policy
+	LIMIT 1;
+$$;
+COMMENT ON FUNCTION dialer.closed_rule(text[], text[], timestamptz, time, time) IS
+	'Internal: the first window or blackout rule (of the policies, or the general window ws-we) closed at instant at in one of the zones; no row when all are open';
+
+/*
+ * The first instant at or after at when every time-of-day rule is open in every
+ * zone, searched up to 60 days ahead; NULL if none.  An opening of an intersection
+ * of windows is always the start of one of them (or a local midnight, the end of
+ * a blackout day), so only those instants are tried, in order, stopping at the
+ * first open one (usually the first or second).
+ */
+CREATE FUNCTION dialer.next_time_opening(policies text[], zones text[], at timestamptz, ws time, we time)
+RETURNS timestamptz
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+DECLARE
+	v_starts time[];
+	v_t timestamptz;
+BEGIN
+	IF NOT EXISTS (SELECT 1 FROM dialer.closed_rule(policies, zones, at, ws, we)) THEN
+		RETURN at;
+	END IF;
+	v_starts := ARRAY(SELECT w.starts FROM dialer.policy_windows w WHERE w.policy = ANY (policies)
+					  UNION SELECT ws WHERE ws IS NOT NULL
+					  UNION SELECT time '00:00');
+	FOR v_t IN
+		SELECT DISTINCT ((at AT TIME ZONE z)::date + d + s) AT TIME ZONE z AS t
+		  FROM unnest(zones) z, generate_series(0, 61) d, unnest(v_starts) s
+		 WHERE ((at AT TIME ZONE z)::date + d + s) AT TIME ZONE z > at
+		 ORDER BY 1
+	LOOP
+		IF NOT EXISTS (SELECT 1 FROM dialer.closed_rule(policies, zones, v_t, ws, we)) THEN
+			RETURN v_t;
+		END IF;
+	END LOOP;
+	RETURN NULL;
+END;
+$$;
+COMMENT ON FUNCTION dialer.next_time_opening(text[], text[], timestamptz, time, time) IS
+	'Internal: first instant at or after at when every window and blackout rule of the policies (and the general window ws-we) is open in every zone; NULL if none within 60 days';
+
+/*
+ * Calls to a number that reached a provider (an attempt the provider accepted,
+ * i.e. with its call id) in (at - period, at], across every campaign and one-off
+ * call: their count, and the instant the cap of max_calls frees again.
+ */
+CREATE FUNCTION dialer.contact_count(number text, at timestamptz, period interval, max_calls int,
+									 OUT calls int, OUT frees_at timestamptz)
+LANGUAGE sql
+STABLE
+PARALLEL SAFE
+AS $$
+	WITH r AS (
+		SELECT a.requested_at
+		  FROM dialer.scheduled_calls c
+		  JOIN dialer.call_attempts a ON a.call_id = c.id
+		 WHERE c.to_number = number
+		   AND a.provider_call_id IS NOT NULL
+		   AND a.requested_at > at - period AND a.requested_at <= at
+	)
+	SELECT (SELECT count(*)::int FROM r),
+		   (SELECT r.requested_at + period FROM r ORDER BY r.requested_at DESC
+			 OFFSET greatest(max_calls - 1, 0) LIMIT 1);
+$$;
+COMMENT ON FUNCTION dialer.contact_count(text, timestamptz, interval, int) IS
+	'Internal: calls to a number that reached a provider within (at - period, at], across campaigns, and when a cap of max_calls frees again';
+
+/*
+ * The decision for a call to to_number at instant at: 'allow', 'park' (not now:
+ * next_opening says when) or 'refuse' (not to be made: cap reached, silence after a
+ * refusal, unknown time zone, no opening), with the policy and rule that decided
+ * and a sentence saying why.  timezone is the call's explicit zone (else campaign's,
+ * else from the number); window_start/_end the general calling window (NULL: the
+ * dialer.call_window_* settings).  With no policy applying, 'allow' with rule NULL:
+ * only the general window, in the explicit zone or dialer.default_timezone, applies
+ * then (dialer.claim_calls).
+ */
+CREATE FUNCTION dialer.compliance_verdict(to_number text, at timestamptz DEFAULT now(), timezone text DEFAULT NULL,
+										  campaign text DEFAULT NULL, provider text DEFAULT NULL, purpose text DEFAULT NULL,
+										  window_start time DEFAULT NULL, window_end time DEFAULT NULL,
+										  OUT decision text, OUT policy text, OUT rule text, OUT reason text,
+										  OUT next_opening timestamptz, OUT timezones text[], OUT policies text[])
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, dialer, pg_temp
+-- called from dialer.claim_calls, whose planner settings suit the queue, not these small tables
+SET enable_seqscan = on
+SET plan_cache_mode = auto
+AS $$
+DECLARE
+	v_ws time := coalesce(window_start, nullif(current_setting('dialer.call_window_start', true), '')::time);
+	v_we time := coalesce(window_end, nullif(current_setting('dialer.call_window_end', true), '')::time);
+	v_p record;
+	v_cnt record;
+	v_closed record;
+	v_until timestamptz;
+BEGIN
+	policies := dialer.applicable_policies(to_number, campaign, provider);
+	IF cardinality(policies) = 0 THEN
+		decision := 'allow';
+		reason := 'no calling policy applies';
+		RETURN;
+	END IF;
+
+	timezones := CASE WHEN timezone IS NOT NULL THEN ARRAY[timezone]
+					  ELSE coalesce((SELECT ARRAY[k.timezone] FROM dialer.campaigns k
+									  WHERE k.name = compliance_verdict.campaign AND k.timezone IS NOT NULL),
+									dialer.number_timezones(to_number)) END;
+	IF timezones IS NULL THEN
+		decision := 'refuse';
+		policy := policies[1];
+		rule := 'unknown_timezone';
+		reason := format('the recipient''s time zone cannot be known from %s (not in libphonenumber''s data) and neither the call nor its campaign names one: not dialled under policy %s',
+						 to_number, policies[1]);
+		RETURN;
+	END IF;
+
+	-- consent, silence after a refusal, then per-recipient caps: the call is refused
+	FOR v_p IN SELECT p.* FROM dialer.calling_policies p WHERE p.name = ANY (policies) ORDER BY p.name LOOP
+		IF v_p.require_consent AND NOT EXISTS (
+				SELECT 1 FROM dialer.consents k
+				 WHERE k.number = compliance_verdict.to_number
+				   AND k.purpose = coalesce(compliance_verdict.purpose, compliance_verdict.campaign)
+				   AND k.granted_at <= at AND (k.revoked_at IS NULL OR k.revoked_at > at)) THEN
+			decision := 'refuse';
+			policy := v_p.name;
+			rule := 'consent';
+			reason := format('policy %s requires consent and %s has none in force for purpose %s%s',
+							 v_p.name, to_number, coalesce(purpose, campaign, '(none given)'),
+							 (SELECT format(' (revoked %s via %s)', k.revoked_at, k.revoked_via)
+								FROM dialer.consents k
+							   WHERE k.number = compliance_verdict.to_number
+								 AND k.purpose = coalesce(compliance_verdict.purpose, compliance_verdict.campaign)
+								 AND k.revoked_at <= at
+							   ORDER BY k.revoked_at DESC LIMIT 1));
+			RETURN;
+		END IF;
+		IF v_p.refusal_silence IS NOT NULL THEN
+			SELECT max(r.refused_at) + v_p.refusal_silence INTO v_until
+			  FROM dialer.refusals r
+			 WHERE r.number = compliance_verdict.to_number
+			   AND r.refused_at <= at AND r.refused_at > at - v_p.refusal_silence
+			   AND (r.purpose IS NULL OR compliance_verdict.purpose IS NULL OR r.purpose = compliance_verdict.purpose
+					 OR r.purpose = compliance_verdict.campaign);
+			IF v_until IS NOT NULL THEN
+				decision := 'refuse';
+				policy := v_p.name;
+				rule := 'refusal_silence';
+				next_opening := v_until;
+				reason := format('%s refused a call less than %s ago: policy %s keeps silence until %s',
+								 to_number, v_p.refusal_silence, v_p.name, v_until);
+				RETURN;
+			END IF;
+		END IF;
+		IF v_p.max_calls IS NOT NULL THEN
+			SELECT * INTO v_cnt FROM dialer.contact_count(to_number, at, v_p.cap_period, v_p.max_calls);
+			IF v_cnt.calls >= v_p.max_calls THEN
+				decision := 'refuse';
+				policy := v_p.name;
+				rule := 'cap';
+				next_opening := v_cnt.frees_at;
+				reason := format('%s already had %s calls within %s: policy %s allows at most %s',
+								 to_number, v_cnt.calls, v_p.cap_period, v_p.name, v_p.max_calls);
+				RETURN;
+			END IF;
+		END IF;
+	END LOOP;
+
+	SELECT * INTO v_closed FROM dialer.closed_rule(policies, timezones, at, v_ws, v_we);
+	IF NOT FOUND THEN
+		decision := 'allow';
+		reason := format('open under %s in %s', array_to_string(policies, ', '), array_to_string(timezones, ', '));
+		RETURN;
+	END IF;
+	policy := v_closed.policy;
+	rule := v_closed.rule;
+	next_opening := dialer.next_time_opening(policies, timezones, at, v_ws, v_we);
+	IF next_opening IS NULL THEN
+		decision := 'refuse';
+		reason := format('policy %s, rule %s: %s in %s, and no opening within 60 days in all of %s',
+						 v_closed.policy, v_closed.rule, v_closed.detail, v_closed.timezone, array_to_string(timezones, ', '));
+	ELSE
+		decision := 'park';
+		reason := format('policy %s, rule %s: %s in %s; next opening %s',
+						 v_closed.policy, v_closed.rule, v_closed.detail, v_closed.timezone, next_opening);
+	END IF;
+END;
+$$;
+COMMENT ON FUNCTION dialer.compliance_verdict(text, timestamptz, text, text, text, text, time, time) IS
+	'Decision for a call to a number at an instant under every applicable calling policy: allow, park (until next_opening) or refuse; names the policy and rule that decided, and why';
+
+/*
+ * The next instant at or after at when a call may be made under every policy
+ * that applies (NULL: refused, or no opening within 60 days).
+ */
+CREATE FUNCTION dialer.next_opening(to_number text, at timestamptz DEFAULT now(), timezone text DEFAULT NULL,
+									campaign text DEFAULT NULL, provider text DEFAULT NULL)
+RETURNS timestamptz
+LANGUAGE sql
+STABLE
+AS $$
+	SELECT CASE v.decision WHEN 'allow' THEN at WHEN 'park' THEN v.next_opening END
+	  FROM dialer.compliance_verdict(to_number, at, timezone, campaign, provider) v;
+$$;
+COMMENT ON FUNCTION dialer.next_opening(text, timestamptz, text, text, text) IS
+	'Next instant at or after at when a call to the number may be made under its calling policies (at itself when open now; NULL when refused)';
+
+/*
+ * The same for a scheduled call (its zone, campaign and provider).
+ */
+CREATE FUNCTION dialer.next_opening(call_id bigint, at timestamptz DEFAULT now())
+RETURNS timestamptz
+LANGUAGE sql
+STABLE
+AS $$
+	SELECT dialer.next_opening(c.to_number, at, c.timezone, c.campaign, c.provider)
+	  FROM dialer.scheduled_calls c WHERE c.id = call_id;
+$$;
+COMMENT ON FUNCTION dialer.next_opening(bigint, timestamptz) IS
+	'Next instant at or after at when a scheduled call may be made under its calling policies (NULL when refused)';
+
+/*
+ * Makes an enabled policy of a preset: a copy (scope, windows, calendars, cap,
+ * silence) under the given name, which may then be changed freely.
+ */
+CREATE FUNCTION dialer.use_preset(preset text, name text DEFAULT NULL)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+DECLARE
+	v_name text := coalesce(name, preset);
+BEGIN
+	IF NOT EXISTS (SELECT 1 FROM dialer.calling_policies p WHERE p.name = 'preset:' || preset AND p.builtin) THEN
+		PERFORM dialer.raise_bad_argument('preset', preset, 'pg_dialer has no such calling policy preset.',
+			'The presets: ' || (SELECT string_agg(substr(p.name, 8), ', ' ORDER BY p.name)
+								  FROM dialer.calling_policies p WHERE p.builtin) || '.');
+	END IF;
+	INSERT INTO dialer.calling_policies (name, enabled, builtin, description, legal_source, country_codes,
+										 area_codes, campaigns, providers, blackout_calendars, max_calls,
+										 cap_period, refusal_silence, require_consent)
+	SELECT v_name, true, false, p.description, p.legal_source, p.country_codes, p.area_codes, p.campaigns,
+		   p.providers, p.blackout_calendars, p.max_calls, p.cap_period, p.refusal_silence, p.require_consent
+	  FROM dialer.calling_policies p WHERE p.name = 'preset:' || preset;
+	INSERT INTO dialer.policy_windows (policy, weekdays, starts, ends)
+	SELECT v_name, w.weekdays, w.starts, w.ends FROM dialer.policy_windows w WHERE w.policy = 'preset:' || preset;
+	RETURN v_name;
+END;
+$$;
+COMMENT ON FUNCTION dialer.use_preset(text, text) IS
+	'Creates an enabled calling policy (named name, default the preset''s) as a copy of a preset: US-TCPA, US-FL, FR';
+
+/*
+ * Every call made, parked, skipped or expired to a number, with each decision in
+ * the recipient's local time.
+ */
+CREATE FUNCTION dialer.contact_history(number text)
+RETURNS TABLE (call_id bigint, campaign text, status text, event text, at timestamptz, local_time timestamp,
+			   timezone text, policy text, rule text, reason text)
+LANGUAGE sql
+STABLE
+AS $$
+	SELECT c.id, c.campaign, c.status, e.event, e.at,
+		   e.at AT TIME ZONE coalesce(c.timezone, (dialer.number_timezones(c.to_number))[1], 'UTC'),
+		   coalesce(c.timezone, (dialer.number_timezones(c.to_number))[1]),
+		   e.detail->>'policy', e.detail->>'rule', coalesce(e.detail->>'message', e.detail->>'reason')
+	  FROM dialer.scheduled_calls c
+	  JOIN dialer.call_events e ON e.call_id = c.id
+	 WHERE c.to_number = number
+	 ORDER BY e.at, e.id;
+$$;
+COMMENT ON FUNCTION dialer.contact_history(text) IS
+	'Every event of every call to a number (made, parked, skipped, expired), in the recipient''s local time, with the policy and rule that decided';
+
+/*
+ * When a policy, window, blackout day, refusal or consent changes, the calls parked
+ * by a policy (scheduled, not yet due, their last event a window_wait naming a
+ * policy) are due again at once: the claim re-evaluates them under the new rules,
+ * parks them at their new opening or skips them.  Calls waiting for a retry are
+ * not touched.  Scans the calls not yet due: policy changes are rare.
+ */
+CREATE FUNCTION dialer.policies_changed()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+DECLARE
+	v_n int;
+BEGIN
+	UPDATE dialer.scheduled_calls c
+	   SET next_attempt_at = greatest(c.run_at, now()), updated_at = now()
+	 WHERE c.status = 'scheduled' AND c.next_attempt_at > now()
+	   AND (SELECT e.detail ? 'policy' AND e.event = 'window_wait'
+			  FROM dialer.call_events e WHERE e.call_id = c.id ORDER BY e.id DESC LIMIT 1);
+	GET DIAGNOSTICS v_n = ROW_COUNT;
+	IF v_n > 0 THEN
+		PERFORM dialer.wake_worker();
+	END IF;
+	RETURN NULL;
+END;
+$$;
+COMMENT ON FUNCTION dialer.policies_changed() IS
+	'Trigger: after a change of calling policies, windows, blackout days, refusals or consents, the calls a policy parked are due again at once, to be re-evaluated by the claim';
+
+CREATE TRIGGER calling_policies_changed AFTER INSERT OR UPDATE OR DELETE ON dialer.calling_policies
+	FOR EACH STATEMENT EXECUTE FUNCTION dialer.policies_changed();
+CREATE TRIGGER policy_windows_changed AFTER INSERT OR UPDATE OR DELETE ON dialer.policy_windows
+	FOR EACH STATEMENT EXECUTE FUNCTION dialer.policies_changed();
+CREATE TRIGGER blackout_dates_changed AFTER INSERT OR UPDATE OR DELETE ON dialer.blackout_dates
+	FOR EACH STATEMENT EXECUTE FUNCTION dialer.policies_changed();
+CREATE TRIGGER refusals_changed AFTER INSERT OR UPDATE OR DELETE ON dialer.refusals
+	FOR EACH STATEMENT EXECUTE FUNCTION dialer.policies_changed();
+CREATE TRIGGER consents_changed AFTER INSERT OR UPDATE OR DELETE ON dialer.consents
+	FOR EACH STATEMENT EXECUTE FUNCTION dialer.policies_changed();
+
+-- Presets (templates; dialer.use_preset('FR') makes an enabled policy of one) --------------
+
+-- US TCPA, 47 CFR 64.1200(c)(1): no telephone solicitation before 8 a.m. or after 9 p.m.
+-- local time at the called party's location.  Scoped to country code 1 (all of the NANP:
+-- stricter than needed for Canada and the Caribbean).
+INSERT INTO dialer.calling_policies (name, enabled, builtin, description, legal_source, country_codes)
+VALUES ('preset:US-TCPA', false, true, 'US TCPA calling hours: 08:00-21:00 at the called party''s location',
+		'47 CFR 64.1200(c)(1) (Telephone Consumer Protection Act)', '{1}');
+INSERT INTO dialer.policy_windows (policy, weekdays, starts, ends)
+VALUES ('preset:US-TCPA', '{1,2,3,4,5,6,7}', '08:00', '21:00');
+
+-- Florida Telephone Solicitation Act, Fla. Stat. 501.059(8): 8 a.m.-8 p.m. local time, at
+-- most 3 commercial solicitation calls per 24 hours (the Act counts per subject matter;
+-- pg_dialer counts every call that reached the provider: stricter).  Florida area codes.
+INSERT INTO dialer.calling_policies (name, enabled, builtin, description, legal_source, country_codes,
+									 area_codes, max_calls, cap_period)
+VALUES ('preset:US-FL', false, true, 'Florida FTSA: 08:00-20:00 local time, at most 3 calls per 24 hours',
+		'Florida Statutes 501.059(8)(a) and (b) (Florida Telephone Solicitation Act)', '{1}',
+		'{239,305,321,324,352,386,407,448,561,645,656,727,728,754,772,786,813,850,863,904,941,954}',
+		3, interval '24 hours');
+INSERT INTO dialer.policy_windows (policy, weekdays, starts, ends)
+VALUES ('preset:US-FL', '{1,2,3,4,5,6,7}', '08:00', '20:00');
+
+-- France, Décret n° 2022-1313 du 13 octobre 2022 (Code de la consommation, art. D. 223-8 and
+-- D. 223-9): Monday-Friday 10:00-13:00 and 14:00-20:00, never on Saturdays, Sundays or public
+-- holidays, at most 4 calls per 30 days, 60 days of silence after a refusal.
+INSERT INTO dialer.calling_policies (name, enabled, builtin, description, legal_source, country_codes,
+									 blackout_calendars, max_calls, cap_period, refusal_silence)
+VALUES ('preset:FR', false, true,
+		'France: Mon-Fri 10:00-13:00 and 14:00-20:00, no public holidays, at most 4 calls per 30 days, 60 days of silence after a refusal',
+		'Décret n° 2022-1313 du 13 octobre 2022 (Code de la consommation, art. D. 223-8, D. 223-9); holidays: Code du travail, art. L3133-1',
+		'{33}', '{FR}', 4, interval '30 days', interval '60 days');
+INSERT INTO dialer.policy_windows (policy, weekdays, starts, ends)
+VALUES ('preset:FR', '{1,2,3,4,5}', '10:00', '13:00'),
+	   ('preset:FR', '{1,2,3,4,5}', '14:00', '20:00');
+
+-- French public holidays 2026-2028, Code du travail article L3133-1 (jours fériés légaux):
+-- 1 January, Easter Monday, 1 May, 8 May, Ascension, Whit Monday, 14 July, 15 August,
+-- 1 November, 11 November, 25 December.  Easter: 2026-04-05, 2027-03-28, 2028-04-16.
+-- Alsace-Moselle's extra days (Good Friday, 26 December; Code du travail L3134-13) are not
+-- included: add them to a calendar of your own.
+INSERT INTO dialer.blackout_dates (calendar, day, name, builtin)
+SELECT 'FR', d::date, n, true
+  FROM (VALUES
+	('2026-01-01', 'Jour de l''an'), ('2026-04-06', 'Lundi de Pâques'), ('2026-05-01', 'Fête du Travail'),
+	('2026-05-08', 'Victoire 1945'), ('2026-05-14', 'Ascension'), ('2026-05-25', 'Lundi de Pentecôte'),
+	('2026-07-14', 'Fête nationale'), ('2026-08-15', 'Assomption'), ('2026-11-01', 'Toussaint'),
+	('2026-11-11', 'Armistice 1918'), ('2026-12-25', 'Noël'),
+	('2027-01-01', 'Jour de l''an'), ('2027-03-29', 'Lundi de Pâques'), ('2027-05-01', 'Fête du Travail'),
+	('2027-05-06', 'Ascension'), ('2027-05-08', 'Victoire 1945'), ('2027-05-17', 'Lundi de Pentecôte'),
+	('2027-07-14', 'Fête nationale'), ('2027-08-15', 'Assomption'), ('2027-11-01', 'Toussaint'),
+	('2027-11-11', 'Armistice 1918'), ('2027-12-25', 'Noël'),
+	('2028-01-01', 'Jour de l''an'), ('2028-04-17', 'Lundi de Pâques'), ('2028-05-01', 'Fête du Travail'),
+	('2028-05-08', 'Victoire 1945'), ('2028-05-25', 'Ascension'), ('2028-06-05', 'Lundi de Pentecôte'),
+	('2028-07-14', 'Fête nationale'), ('2028-08-15', 'Assomption'), ('2028-11-01', 'Toussaint'),
+	('2028-11-11', 'Armistice 1918'), ('2028-12-25', 'Noël')) h(d, n);

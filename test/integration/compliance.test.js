@@ -1,0 +1,109 @@
+'use strict';
+// Calling policies through the real worker (issue 12): the dispatcher's claim applies them.
+// Every policy of this file is scoped to this file's provider, so no other call is affected,
+// and rules are chosen not to depend on the wall clock (caps, unknown zones), or are built
+// around now() (a window opening in 12 hours).  The simulator proves what was never sent.
+//
+// Run by test/run_all.sh; by hand against a cluster started with test/lib/cluster.sh:
+//   PGHOST=127.0.0.1 PGPORT=55472 PGUSER=postgres DIALER_DB=dialer_test \
+//     DIALER_CLUSTER_DIR=/tmp/comp-dev node --test test/integration/compliance.test.js
+
+const { test, before, after } = require('node:test');
+const assert = require('node:assert/strict');
+const d = require('../lib/dialer');
+
+const PROV = `it_comp_${process.pid % 100000}`;
+const POLICIES = [`${PROV}_fr`, `${PROV}_all`, `${PROV}_later`];
+let db;
+let settings;
+let tw;
+
+const count = (id) => tw.control.counts()[String(id)] || 0;
+
+before(async () => {
+  db = await d.connect();
+  await d.ensureExtension(db);
+  settings = d.settings(db);
+  await settings.set({ ...d.OPEN_WINDOW, 'dialer.enabled': 'on', 'dialer.allowed_numbers': '' });
+  await d.workerPid(db);
+  tw = await d.startSim('twilio');
+  await d.createProvider(db, d.twilioProvider(PROV, tw));
+  // FR preset, for this provider only; a server-default-like policy (no windows) for it too
+  await db.query(`SELECT dialer.use_preset('FR', $1)`, [POLICIES[0]]);
+  await db.query(`UPDATE dialer.calling_policies SET providers = ARRAY[$2] WHERE name = $1`, [POLICIES[0], PROV]);
+  await db.query(`INSERT INTO dialer.calling_policies (name, providers) VALUES ($1, ARRAY[$2])`, [POLICIES[1], PROV]);
+});
+
+after(async () => {
+  if (db) {
+    await db.query(`DELETE FROM dialer.calling_policies WHERE name = ANY($1)`, [POLICIES]).catch(() => {});
+    await d.dropProviders(db, [PROV]).catch(() => {});
+    await settings.restore().catch(() => {});
+    await db.end().catch(() => {});
+  }
+  if (tw) await tw.close();
+});
+
+test('the 5th French call within 30 days is skipped by the worker with its reason, and never sent', async () => {
+  const number = '+33142685311';
+  // four calls that reached the provider in the last 30 days (one of another campaign)
+  for (let i = 1; i <= 4; i++) {
+    await db.query(`
+      WITH c AS (INSERT INTO dialer.scheduled_calls (status, run_at, next_attempt_at, to_number, provider, max_attempts,
+                                                     attempts, campaign, finished_at)
+                 VALUES ('completed', now() - $2 * interval '1 day', now() - $2 * interval '1 day', $1, $3, 1, 1, $4,
+                         now() - $2 * interval '1 day') RETURNING id)
+      INSERT INTO dialer.call_attempts (call_id, attempt, requested_at, provider_call_id)
+      SELECT id, 1, now() - $2 * interval '1 day', 'CA' || md5(id::text) FROM c`, [number, i * 5, PROV, i === 2 ? 'other' : null]);
+  }
+  const id = await d.enqueue(db, number, { provider: PROV, payload: { message: 'fifth' } });
+  const [c] = await d.waitForStatus(db, [id], ['skipped', 'dialing', 'completed']);
+  assert.equal(c.status, 'skipped');
+  assert.equal(c.last_error, `${number} already had 4 calls within 30 days: policy ${POLICIES[0]} allows at most 4`);
+  const ev = (await d.events(db, id)).find((e) => e.event === 'skipped');
+  assert.equal(ev.detail.policy, POLICIES[0]);
+  assert.equal(ev.detail.rule, 'cap');
+  assert.equal(ev.detail.checked, 'dispatch');
+  await d.sleep(300);
+  assert.equal(count(id), 0, 'never sent');
+  const h = (await db.query(`SELECT rule FROM dialer.contact_history($1) WHERE call_id = $2 AND event = 'skipped'`, [number, id])).rows;
+  assert.deepEqual(h, [{ rule: 'cap' }], 'contact_history shows the decision');
+});
+
+test('a number of unknown zone is never dialled under a policy; with an explicit zone it is', async () => {
+  const unknown = await d.enqueue(db, '+80012345678', { provider: PROV, payload: { message: 'u' } });
+  const named = await d.enqueue(db, '+80012345679', { provider: PROV, payload: { message: 'n' }, timezone: 'Europe/Berlin' });
+  const [u] = await d.waitForStatus(db, [unknown], ['skipped', 'dialing', 'completed']);
+  assert.equal(u.status, 'skipped');
+  assert.match(u.last_error, /time zone cannot be known from \+80012345678/);
+  const ev = (await d.events(db, unknown)).find((e) => e.event === 'skipped');
+  assert.equal(ev.detail.rule, 'unknown_timezone');
+  const [n] = await d.waitForStatus(db, [named], ['dialing', 'completed', 'skipped']);
+  assert.notEqual(n.status, 'skipped');
+  await d.waitFor(async () => count(named) === 1, { message: 'the call with a zone reached the simulator' });
+  assert.equal(count(unknown), 0, 'the unknown one never did');
+});
+
+test('a call outside its policy\'s window waits, parked by the worker until the window opens', async () => {
+  // a window opening in 12 hours (UTC), for this provider
+  await db.query(`INSERT INTO dialer.calling_policies (name, providers) VALUES ($1, ARRAY[$2])`, [POLICIES[2], PROV]);
+  await db.query(`INSERT INTO dialer.policy_windows (policy, weekdays, starts, ends)
+                  SELECT $1, '{1,2,3,4,5,6,7}', t, t + interval '30 minutes'
+                    FROM (SELECT date_trunc('hour', (now() AT TIME ZONE 'UTC') + interval '12 hours')::time AS t) s`, [POLICIES[2]]);
+  try {
+    const id = await d.enqueue(db, '+442071234567', { provider: PROV, payload: { message: 'later' }, timezone: 'UTC' });
+    await d.waitFor(async () => (await d.events(db, id)).some((e) => e.event === 'window_wait'), { message: 'window_wait' });
+    const r = (await db.query(`SELECT status, next_attempt_at = date_trunc('hour', now() + interval '12 hours') AS at_opening,
+                                      next_attempt_at = dialer.next_opening(id) AS same_as_next_opening
+                                 FROM dialer.scheduled_calls WHERE id = $1`, [id])).rows[0];
+    assert.deepEqual(r, { status: 'scheduled', at_opening: true, same_as_next_opening: true });
+    const ev = (await d.events(db, id)).find((e) => e.event === 'window_wait');
+    assert.equal(ev.detail.policy, POLICIES[2]);
+    assert.equal(ev.detail.rule, 'window');
+    assert.deepEqual(ev.detail.timezones, ['UTC']);
+    await d.sleep(300);
+    assert.equal(count(id), 0, 'not sent');
+  } finally {
+    await db.query(`DELETE FROM dialer.calling_policies WHERE name = $1`, [POLICIES[2]]);
+  }
+});
