@@ -887,6 +887,8 @@ COMMENT ON COLUMN dialer.pending_callbacks.provider_call_id IS 'The CallSid it i
 COMMENT ON COLUMN dialer.pending_callbacks.sequence IS 'Its SequenceNumber (the order they are applied in)';
 COMMENT ON COLUMN dialer.pending_callbacks.fields IS 'Every form field as received (the signature was checked over them)';
 COMMENT ON COLUMN dialer.pending_callbacks.received_at IS 'When it was received';
+COMMENT ON COLUMN dialer.pending_callbacks.id IS 'Identity of the kept callback';
+COMMENT ON SEQUENCE dialer.pending_callbacks_id_seq IS 'Identity of dialer.pending_callbacks.id';
 CREATE INDEX pending_callbacks_provider_call_id_idx ON dialer.pending_callbacks (provider_call_id);
 SELECT pg_catalog.pg_extension_config_dump('dialer.pending_callbacks', '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('dialer.pending_callbacks', 'id'), '');

@@ -32,8 +32,9 @@ SELECT is((SELECT string_agg(c.relname, ', ') FROM pg_class c, aclexplode(c.rela
 SELECT ok(NOT has_schema_privilege('public', 'dialer_admin', 'USAGE'), 'PUBLIC may not use schema dialer_admin');
 
 -- refusals
-INSERT INTO dialer.providers (name, kind, base_url, account_sid, enabled)
-VALUES ('tap_admin', 'twilio', 'http://127.0.0.1:9', 'AC0123456789abcdef0123456789abcdef', false);
+INSERT INTO dialer.providers (name, kind, base_url, account_sid, twiml_url, enabled)
+VALUES ('tap_admin', 'twilio', 'http://127.0.0.1:9', 'AC0123456789abcdef0123456789abcdef',
+		'https://example.com/twiml', false);
 SELECT throws_ok($$SELECT dialer_admin.call(-1)$$, 'PT404', 'call -1 does not exist', 'an unknown call is PT404 (HTTP 404)');
 SELECT throws_ok($$SELECT dialer_admin.set_provider_enabled('tap_nope', true)$$, 'PT404', NULL, 'an unknown provider is PT404');
 CREATE TEMP TABLE tap_ids AS SELECT (dialer_admin.enqueue_call('+15550199001', provider => 'tap_admin'))->>'id' AS id;
