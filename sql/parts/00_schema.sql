@@ -313,7 +313,7 @@ CREATE INDEX call_attempts_provider_call_id_idx ON dialer.call_attempts (provide
  */
 CREATE TABLE dialer.call_events (
 	id					bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-	call_id				bigint NOT NULL REFERENCES dialer.scheduled_calls (id) ON DELETE CASCADE,
+	call_id				bigint NOT NULL,	-- no foreign key: see call_events_follow_calls below
 	at					timestamptz NOT NULL DEFAULT clock_timestamp(),
 	event				text NOT NULL,
 	from_status			text,
@@ -325,7 +325,7 @@ COMMENT ON TABLE dialer.call_events IS 'Append-only history of every call: state
 COMMENT ON COLUMN dialer.call_events.event IS 'What happened: enqueued, skipped, claimed, accepted, retry_scheduled, failed, canceled, requeued, window_wait, expired, unknown, callback, ...';
 COMMENT ON COLUMN dialer.call_events.detail IS 'Details of the event (never secrets)';
 COMMENT ON COLUMN dialer.call_events.id IS 'Event id (identity): the order of events';
-COMMENT ON COLUMN dialer.call_events.call_id IS 'The call (dialer.scheduled_calls) the event belongs to';
+COMMENT ON COLUMN dialer.call_events.call_id IS 'The call (dialer.scheduled_calls.id) the event belongs to. Written only by the extension''s functions for a call they just wrote or locked; the events of a deleted call are deleted with it (trigger call_events_follow_calls)';
 COMMENT ON COLUMN dialer.call_events.at IS 'When it happened (clock time, not transaction start)';
 COMMENT ON COLUMN dialer.call_events.from_status IS 'Status of the call before the event (NULL: no state change or a new call)';
 COMMENT ON COLUMN dialer.call_events.to_status IS 'Status of the call after the event (NULL: no state change)';
@@ -333,8 +333,8 @@ COMMENT ON SEQUENCE dialer.call_events_id_seq IS 'Identity of dialer.call_events
 CREATE INDEX call_events_call_id_idx ON dialer.call_events (call_id, id);
 
 /*
- * call_events is append-only: no UPDATE, no TRUNCATE, and DELETE only through the
- * ON DELETE CASCADE of its call (by then the call row is gone).
+ * call_events is append-only: no UPDATE, no TRUNCATE, and DELETE only of the events of a
+ * call that is gone (dialer.call_events_follow_calls, below).
  */
 CREATE FUNCTION dialer.call_events_append_only()
 RETURNS trigger
@@ -358,6 +358,53 @@ CREATE TRIGGER call_events_append_only BEFORE UPDATE OR DELETE ON dialer.call_ev
 	FOR EACH ROW EXECUTE FUNCTION dialer.call_events_append_only();
 CREATE TRIGGER call_events_no_truncate BEFORE TRUNCATE ON dialer.call_events
 	FOR EACH STATEMENT EXECUTE FUNCTION dialer.call_events_append_only();
+
+/*
+ * The events of deleted calls go with them: once per DELETE statement, over the
+ * statement's deleted rows.  This replaces a foreign key from call_events to
+ * scheduled_calls (ON DELETE CASCADE): such a key checked every event row written, by a
+ * query of its own (a bulk enqueue writes one event per call, and every worker step
+ * writes one), while every event is written by the extension's own functions for a call
+ * they have just inserted or locked, in the same transaction, so the check could never
+ * fail.  What the key also did, deleting a call's events with it, this trigger does.
+ */
+CREATE FUNCTION dialer.call_events_follow_calls()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+BEGIN
+	DELETE FROM dialer.call_events e USING gone g WHERE e.call_id = g.id;
+	RETURN NULL;
+END;
+$$;
+COMMENT ON FUNCTION dialer.call_events_follow_calls() IS
+	'Trigger: deletes the events of the calls a DELETE on dialer.scheduled_calls removed (once per statement)';
+CREATE TRIGGER call_events_follow_calls AFTER DELETE ON dialer.scheduled_calls
+	REFERENCING OLD TABLE AS gone
+	FOR EACH STATEMENT EXECUTE FUNCTION dialer.call_events_follow_calls();
+
+/*
+ * TRUNCATE fires no DELETE trigger, and would leave the calls' events behind: it is
+ * refused, as it was when the foreign key made it cascade to call_events (whose TRUNCATE
+ * is refused).  Calls are removed with dialer.cleanup() (or DELETE).
+ */
+CREATE FUNCTION dialer.scheduled_calls_no_truncate()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+BEGIN
+	RAISE EXCEPTION 'dialer.call_events is append-only'
+		USING ERRCODE = 'insufficient_privilege',
+			  DETAIL = 'TRUNCATE of dialer.scheduled_calls refused: the events of its calls would stay behind.',
+			  HINT = 'Events are removed only with their call, by dialer.cleanup().';
+END;
+$$;
+COMMENT ON FUNCTION dialer.scheduled_calls_no_truncate() IS
+	'Trigger refusing TRUNCATE of dialer.scheduled_calls (the events of its calls would stay behind)';
+CREATE TRIGGER scheduled_calls_no_truncate BEFORE TRUNCATE ON dialer.scheduled_calls
+	FOR EACH STATEMENT EXECUTE FUNCTION dialer.scheduled_calls_no_truncate();
 
 /*
  * Numbers that must never be dialled.

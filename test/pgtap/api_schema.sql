@@ -11,7 +11,7 @@ SET LOCAL client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS pg_dialer;
 
-SELECT plan(141);
+SELECT plan(142);
 
 -- the extension
 SELECT has_extension('dialer', 'pg_dialer', 'pg_dialer is installed in schema dialer');
@@ -76,7 +76,8 @@ SELECT has_column('dialer', 'call_attempts', c, format('call_attempts.%s exists'
 SELECT fk_ok('dialer', 'call_attempts', 'call_id', 'dialer', 'scheduled_calls', 'id');
 SELECT has_column('dialer', 'call_events', c, format('call_events.%s exists', c))
   FROM unnest(ARRAY['call_id', 'at', 'event', 'from_status', 'to_status', 'detail']) AS c;
-SELECT fk_ok('dialer', 'call_events', 'call_id', 'dialer', 'scheduled_calls', 'id');
+SELECT has_trigger('dialer', 'scheduled_calls', 'call_events_follow_calls',
+	'call_events.call_id has no foreign key: a statement trigger deletes the events of deleted calls');
 SELECT has_column('dialer', 'providers', c, format('providers.%s exists', c))
   FROM unnest(ARRAY['name', 'kind', 'base_url', 'account_sid', 'auth_token', 'api_key_sid',
                     'api_key_secret', 'bearer_token', 'webhook_secret', 'from_number',
@@ -131,6 +132,8 @@ SELECT throws_ok('DELETE FROM dialer.call_events', '42501', 'dialer.call_events 
                  'events cannot be deleted');
 SELECT throws_ok('TRUNCATE dialer.call_events', '42501', 'dialer.call_events is append-only',
                  'events cannot be truncated');
+SELECT throws_ok('TRUNCATE dialer.scheduled_calls CASCADE', '42501', 'dialer.call_events is append-only',
+                 'calls cannot be truncated (their events would stay behind)');
 
 -- the API: names, named parameters, return types
 SELECT has_function('dialer', 'enqueue_call',
