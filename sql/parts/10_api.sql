@@ -211,8 +211,7 @@ COMMENT ON FUNCTION dialer.call_refusal(text, timestamptz, text, jsonb, text, te
  * the stored call's id and writes nothing (also when two sessions race: the unique index
  * decides and the loser reads the winner's row); a number on the do-not-call list is
  * stored as skipped with an event.  The worker is woken when the transaction commits.
- * Two statements on the usual path: one reads and checks, one writes the call and its
- * event.
+ * One statement on the usual path reads, checks, and writes the call and its event.
  */
 CREATE FUNCTION dialer.enqueue_call(
 	to_number text,
@@ -234,69 +233,67 @@ AS $$
 DECLARE
 	v		record;
 	e		record;
-	v_rule	text;
-	v_id	bigint;
-	v_status text;
 BEGIN
-	SELECT p.kind, p.from_number, p.allowed_hosts, p.twiml_url,
-		   CASE WHEN dedupe_key IS NOT NULL THEN
-				(SELECT c.id FROM dialer.scheduled_calls c WHERE c.dedupe_key = dedupe_key) END AS dup_id,
-		   CASE WHEN max_attempts IS NULL AND campaign IS NOT NULL THEN
-				(SELECT k.max_attempts FROM dialer.campaigns k WHERE k.name = campaign) END AS camp_attempts,
-		   d.number IS NOT NULL AS dnc, d.reason AS dnc_reason, d.added_at AS dnc_at
+	/*
+	 * One statement: look up the provider, the do-not-call list, a stored dedupe key and
+	 * the campaign's max_attempts, apply the rules, and, when they pass and the key is new,
+	 * write the call and its event and wake the worker at commit.
+	 */
+	WITH look AS MATERIALIZED (
+		SELECT p.kind, p.from_number, p.allowed_hosts, p.twiml_url,
+			   CASE WHEN dedupe_key IS NOT NULL THEN
+					(SELECT c.id FROM dialer.scheduled_calls c WHERE c.dedupe_key = dedupe_key) END AS dup_id,
+			   CASE WHEN max_attempts IS NULL AND campaign IS NOT NULL THEN
+					(SELECT k.max_attempts FROM dialer.campaigns k WHERE k.name = campaign) END AS camp_attempts,
+			   d.number IS NOT NULL AS dnc, d.reason AS dnc_reason, d.added_at AS dnc_at,
+			   dialer.call_rule(to_number, run_at, provider, payload, campaign, dedupe_key, priority,
+								max_attempts, timezone, deadline, p.kind, p.allowed_hosts, p.twiml_url) AS rule
+		  FROM (SELECT 1) one
+		  LEFT JOIN dialer.providers p ON p.name = provider
+		  LEFT JOIN dialer.do_not_call d ON d.number = to_number
+	), c AS (
+		INSERT INTO dialer.scheduled_calls AS c
+			(status, run_at, next_attempt_at, to_number, from_number, provider, mode, payload, campaign,
+			 dedupe_key, priority, max_attempts, timezone, deadline, finished_at)
+		SELECT CASE WHEN look.dnc THEN 'skipped' ELSE 'scheduled' END, run_at, run_at, to_number,
+			   coalesce(payload->>'from', look.from_number), provider,
+			   CASE WHEN look.kind = 'backend' THEN upper(coalesce(payload->>'mode', 'DIRECT')) END,
+			   payload, campaign, dedupe_key, priority,
+			   coalesce(max_attempts, look.camp_attempts, current_setting('dialer.default_max_attempts')::int),
+			   timezone, deadline, CASE WHEN look.dnc THEN now() END
+		  FROM look
+		 WHERE look.rule IS NULL AND look.dup_id IS NULL		-- a refused call or a duplicate writes nothing
+		ON CONFLICT ON CONSTRAINT scheduled_calls_dedupe_key_key DO NOTHING
+		RETURNING c.id, c.status
+	), e AS (
+		INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
+		SELECT c.id, CASE WHEN look.dnc THEN 'skipped' ELSE 'enqueued' END, NULL, c.status,
+			   CASE WHEN look.dnc THEN
+					jsonb_build_object('reason', 'do_not_call', 'do_not_call_reason', look.dnc_reason,
+									   'listed_at', look.dnc_at)
+			   ELSE jsonb_strip_nulls(jsonb_build_object('run_at', run_at, 'campaign', campaign,
+														 'by', session_user::text)) END
+		  FROM c, look
+	)
+	SELECT look.rule, look.kind, look.allowed_hosts, look.twiml_url, look.dup_id, c.id,
+		   CASE WHEN c.status = 'scheduled' THEN dialer.wake_worker() IS NULL END AS woken
 	  INTO v
-	  FROM (SELECT 1) one
-	  LEFT JOIN dialer.providers p ON p.name = provider
-	  LEFT JOIN dialer.do_not_call d ON d.number = to_number;
-	-- a PL/pgSQL simple expression: the rules' CASE is compiled once per transaction, not per call
-	v_rule := dialer.call_rule(to_number, run_at, provider, payload, campaign, dedupe_key, priority,
-							   max_attempts, timezone, deadline, v.kind, v.allowed_hosts, v.twiml_url);
-	IF v_rule IS NOT NULL THEN
+	  FROM look LEFT JOIN c ON true;
+
+	IF v.rule IS NOT NULL THEN
 		SELECT * INTO e
 		  FROM dialer.call_refusal(to_number, run_at, provider, payload, campaign, dedupe_key, priority,
 								   max_attempts, timezone, deadline, v.kind, v.allowed_hosts, v.twiml_url);
 		RAISE EXCEPTION USING ERRCODE = e.sqlstate, MESSAGE = e.message, DETAIL = e.detail, HINT = e.hint;
 	END IF;
-
-	/* a duplicate writes nothing */
+	IF v.id IS NOT NULL THEN
+		RETURN v.id;
+	END IF;
 	IF v.dup_id IS NOT NULL THEN
-		RETURN v.dup_id;
+		RETURN v.dup_id;		/* a duplicate writes nothing */
 	END IF;
-
-	v_status := CASE WHEN v.dnc THEN 'skipped' ELSE 'scheduled' END;
-	WITH c AS (
-		INSERT INTO dialer.scheduled_calls AS c
-			(status, run_at, next_attempt_at, to_number, from_number, provider, mode, payload, campaign,
-			 dedupe_key, priority, max_attempts, timezone, deadline, finished_at)
-		VALUES
-			(v_status, run_at, run_at, to_number, coalesce(payload->>'from', v.from_number), provider,
-			 CASE WHEN v.kind = 'backend' THEN upper(coalesce(payload->>'mode', 'DIRECT')) END,
-			 payload, campaign, dedupe_key, priority,
-			 coalesce(max_attempts, v.camp_attempts, current_setting('dialer.default_max_attempts')::int),
-			 timezone, deadline, CASE WHEN v.dnc THEN now() END)
-		ON CONFLICT ON CONSTRAINT scheduled_calls_dedupe_key_key DO NOTHING
-		RETURNING c.id
-	), e AS (
-		INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
-		SELECT c.id, CASE WHEN v.dnc THEN 'skipped' ELSE 'enqueued' END, NULL, v_status,
-			   CASE WHEN v.dnc THEN
-					jsonb_build_object('reason', 'do_not_call', 'do_not_call_reason', v.dnc_reason,
-									   'listed_at', v.dnc_at)
-			   ELSE jsonb_strip_nulls(jsonb_build_object('run_at', run_at, 'campaign', campaign,
-														 'by', session_user::text)) END
-		  FROM c
-	)
-	SELECT c.id INTO v_id FROM c;
-
-	IF v_id IS NULL THEN
-		/* another session stored the same dedupe_key first and has committed */
-		SELECT c.id INTO STRICT v_id FROM dialer.scheduled_calls c WHERE c.dedupe_key = dedupe_key;
-		RETURN v_id;
-	END IF;
-	IF NOT v.dnc THEN
-		PERFORM dialer.wake_worker();
-	END IF;
-	RETURN v_id;
+	/* another session stored the same dedupe_key first and has committed */
+	RETURN (SELECT c.id FROM dialer.scheduled_calls c WHERE c.dedupe_key = dedupe_key);
 END;
 $$;
 COMMENT ON FUNCTION dialer.enqueue_call(text, timestamptz, text, jsonb, text, text, int, int, text, timestamptz) IS
