@@ -186,7 +186,7 @@ CREATE TABLE dialer.scheduled_calls (
 	next_attempt_at		timestamptz NOT NULL,
 	to_number			dialer.e164 NOT NULL,
 	from_number			dialer.e164,
-	provider			text NOT NULL REFERENCES dialer.providers (name) ON UPDATE CASCADE,
+	provider			text NOT NULL,	-- a row of dialer.providers: see providers_keep_calls below
 	mode				text,
 	payload				jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(payload) = 'object'),
 	campaign			text,
@@ -232,13 +232,49 @@ COMMENT ON COLUMN dialer.scheduled_calls.reconciled_at IS 'When the call was las
 COMMENT ON COLUMN dialer.scheduled_calls.id IS 'Call id, returned by enqueue_call (identity)';
 COMMENT ON COLUMN dialer.scheduled_calls.to_number IS 'Number to call (E.164)';
 COMMENT ON COLUMN dialer.scheduled_calls.from_number IS 'Caller id (E.164): payload.from, else the provider''s from_number';
-COMMENT ON COLUMN dialer.scheduled_calls.provider IS 'Provider (dialer.providers) the call is sent through';
+COMMENT ON COLUMN dialer.scheduled_calls.provider IS 'Provider (dialer.providers.name) the call is sent through: checked by enqueue_call/enqueue_calls, which hold the provider row FOR KEY SHARE; a provider with calls cannot be deleted, and a renamed provider''s calls follow it (trigger providers_keep_calls)';
 COMMENT ON COLUMN dialer.scheduled_calls.payload IS 'JSON object (at most 64 kB) handed to the provider: e.g. url, twiml_url or message (twilio), mode and the script (backend), from';
 COMMENT ON COLUMN dialer.scheduled_calls.provider_status IS 'Last status the provider reported (e.g. Twilio queued, ringing, in-progress, completed)';
 COMMENT ON COLUMN dialer.scheduled_calls.last_error IS 'Last error of the call: the provider''s code and message, or a transport error (never secrets)';
 COMMENT ON COLUMN dialer.scheduled_calls.created_at IS 'When the call was enqueued';
 COMMENT ON SEQUENCE dialer.scheduled_calls_id_seq IS 'Identity of dialer.scheduled_calls.id (call ids)';
 COMMENT ON COLUMN dialer.scheduled_calls.reconcile_searches IS 'How many times the call, unknown without a provider call id, was searched for at its provider by what was sent (at most 3; back to 0 when a search settles it or retry_call starts a new run)';
+
+/*
+ * scheduled_calls.provider names a provider without a foreign key: the key's check ran
+ * a query of its own for every call written (a third of the cost of a bulk insert into
+ * the queue), while every call is written by enqueue_call or enqueue_calls, which check
+ * that the provider exists and hold its row FOR KEY SHARE until they commit, as the
+ * key's check did.  What the key did on the providers' side, these triggers do: a
+ * provider that still has calls cannot be deleted (SQLSTATE 23503, as before), and the
+ * calls of a renamed provider follow it (ON UPDATE CASCADE, as before).
+ */
+CREATE FUNCTION dialer.providers_keep_calls()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+BEGIN
+	IF TG_OP = 'DELETE' THEN
+		IF EXISTS (SELECT 1 FROM dialer.scheduled_calls c WHERE c.provider = OLD.name) THEN
+			RAISE EXCEPTION 'provider % still has calls', quote_literal(OLD.name)
+				USING ERRCODE = 'foreign_key_violation',
+					  DETAIL = format('Key (name)=(%s) is still referenced from table "scheduled_calls".', OLD.name),
+					  HINT = 'Disable it (enabled = false) instead, or delete its calls first (dialer.cleanup() removes finished ones).';
+		END IF;
+		RETURN OLD;
+	END IF;
+	UPDATE dialer.scheduled_calls c SET provider = NEW.name WHERE c.provider = OLD.name;
+	RETURN NULL;
+END;
+$$;
+COMMENT ON FUNCTION dialer.providers_keep_calls() IS
+	'Trigger: refuses to delete a provider that has calls (23503) and makes the calls of a renamed provider follow it';
+CREATE TRIGGER providers_keep_calls BEFORE DELETE ON dialer.providers
+	FOR EACH ROW EXECUTE FUNCTION dialer.providers_keep_calls();
+CREATE TRIGGER providers_rename_calls AFTER UPDATE OF name ON dialer.providers
+	FOR EACH ROW WHEN (OLD.name IS DISTINCT FROM NEW.name)
+	EXECUTE FUNCTION dialer.providers_keep_calls();
 
 -- The claim: due calls of one provider, highest priority then earliest first.
 CREATE INDEX scheduled_calls_claim_idx ON dialer.scheduled_calls

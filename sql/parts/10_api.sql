@@ -239,7 +239,13 @@ BEGIN
 	 * the campaign's max_attempts, apply the rules, and, when they pass and the key is new,
 	 * write the call and its event and wake the worker at commit.
 	 */
-	WITH look AS MATERIALIZED (
+	WITH p AS (
+		-- held until commit, as a foreign key's check would: the provider cannot be deleted
+		-- or renamed under the new call (dialer.providers_keep_calls)
+		SELECT p.kind, p.from_number, p.allowed_hosts, p.twiml_url
+		  FROM dialer.providers p WHERE p.name = provider
+		   FOR KEY SHARE
+	), look AS MATERIALIZED (
 		SELECT p.kind, p.from_number, p.allowed_hosts, p.twiml_url,
 			   CASE WHEN dedupe_key IS NOT NULL THEN
 					(SELECT c.id FROM dialer.scheduled_calls c WHERE c.dedupe_key = dedupe_key) END AS dup_id,
@@ -249,7 +255,7 @@ BEGIN
 			   dialer.call_rule(to_number, run_at, provider, payload, campaign, dedupe_key, priority,
 								max_attempts, timezone, deadline, p.kind, p.allowed_hosts, p.twiml_url) AS rule
 		  FROM (SELECT 1) one
-		  LEFT JOIN dialer.providers p ON p.name = provider
+		  LEFT JOIN p ON true
 		  LEFT JOIN dialer.do_not_call d ON d.number = to_number
 	), c AS (
 		INSERT INTO dialer.scheduled_calls AS c
@@ -417,6 +423,9 @@ BEGIN
 			'atomic => true writes all or nothing; atomic => false writes the acceptable calls and returns the refused ones.',
 			'Omit it for all or nothing.', '22004');
 	END IF;
+
+	/* the providers cannot be deleted or renamed under the new calls (providers_keep_calls) */
+	PERFORM FROM dialer.providers FOR KEY SHARE;
 
 	/*
 	 * One statement: parse each element, check it (the rules' CASE is inlined), join the

@@ -10,7 +10,7 @@ SET client_min_messages = warning;
 BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS pg_dialer;
-SELECT plan(72);
+SELECT plan(74);
 
 INSERT INTO dialer.providers (name, kind, base_url, account_sid, auth_token, from_number, enabled)
 VALUES ('tap_bulk_tw', 'twilio', 'https://api.twilio.com', 'AC00000000000000000000000000000000',
@@ -236,6 +236,19 @@ SELECT is((SELECT count(*) FROM dialer.call_events WHERE call_id IN (SELECT id F
           'deleting calls deletes their events');
 SELECT is((SELECT count(*) FROM dialer.call_events), (SELECT n FROM kept_events),
           'and no other event');
+
+/* ------------------------------------------------ the calls keep their provider */
+
+-- scheduled_calls.provider has no foreign key either (its per-row check was a third of the
+-- cost of writing a call): a provider with calls still cannot be deleted, and a renamed
+-- provider's calls still follow it
+SELECT throws_ok($$DELETE FROM dialer.providers WHERE name = 'tap_bulk_tw'$$, '23503',
+                 'provider ''tap_bulk_tw'' still has calls', 'a provider with calls cannot be deleted');
+CREATE TEMP TABLE tw_calls AS SELECT count(*) AS n FROM dialer.scheduled_calls WHERE provider = 'tap_bulk_tw';
+UPDATE dialer.providers SET name = 'tap_bulk_tw2' WHERE name = 'tap_bulk_tw';
+SELECT is((SELECT count(*) FROM dialer.scheduled_calls WHERE provider = 'tap_bulk_tw2'), (SELECT n FROM tw_calls),
+          'the calls of a renamed provider follow it');
+UPDATE dialer.providers SET name = 'tap_bulk_tw' WHERE name = 'tap_bulk_tw2';
 
 /* ------------------------------------------------ privileges */
 
