@@ -13,7 +13,7 @@ VALUES ('default', 'twilio', 'https://api.twilio.com', 'AC0000000000000000000000
 VACUUM dialer.scheduled_calls, dialer.call_events, dialer.call_attempts;
 SELECT relname, relpages, reltuples FROM pg_class
  WHERE oid IN ('dialer.scheduled_calls'::regclass, 'dialer.call_events'::regclass) ORDER BY relname;
--- the lookup of a call by id (what the foreign-key check of every event runs) goes through
+-- the lookup of a call by id (what the foreign-key check of call_attempts runs) goes through
 -- the index even now
 EXPLAIN (COSTS OFF) SELECT 1 FROM ONLY dialer.scheduled_calls x WHERE id = 1 FOR KEY SHARE OF x;
 EXPLAIN (COSTS OFF) SELECT id FROM dialer.scheduled_calls WHERE dedupe_key = 'k';

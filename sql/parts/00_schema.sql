@@ -192,7 +192,7 @@ CREATE TABLE dialer.scheduled_calls (
 	next_attempt_at		timestamptz NOT NULL,
 	to_number			dialer.e164 NOT NULL,
 	from_number			dialer.e164,
-	provider			text NOT NULL REFERENCES dialer.providers (name) ON UPDATE CASCADE,
+	provider			text NOT NULL,	-- a row of dialer.providers: see providers_keep_calls below
 	mode				text,
 	payload				jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(payload) = 'object'),
 	campaign			text,
@@ -238,13 +238,49 @@ COMMENT ON COLUMN dialer.scheduled_calls.reconciled_at IS 'When the call was las
 COMMENT ON COLUMN dialer.scheduled_calls.id IS 'Call id, returned by enqueue_call (identity)';
 COMMENT ON COLUMN dialer.scheduled_calls.to_number IS 'Number to call (E.164)';
 COMMENT ON COLUMN dialer.scheduled_calls.from_number IS 'Caller id (E.164): payload.from, else the provider''s from_number';
-COMMENT ON COLUMN dialer.scheduled_calls.provider IS 'Provider (dialer.providers) the call is sent through';
+COMMENT ON COLUMN dialer.scheduled_calls.provider IS 'Provider (dialer.providers.name) the call is sent through: checked by enqueue_call/enqueue_calls, which hold the provider row FOR KEY SHARE; a provider with calls cannot be deleted, and a renamed provider''s calls follow it (trigger providers_keep_calls)';
 COMMENT ON COLUMN dialer.scheduled_calls.payload IS 'JSON object (at most 64 kB) handed to the provider: e.g. url, twiml_url or message (twilio), mode and the script (backend), from';
 COMMENT ON COLUMN dialer.scheduled_calls.provider_status IS 'Last status the provider reported (e.g. Twilio queued, ringing, in-progress, completed)';
 COMMENT ON COLUMN dialer.scheduled_calls.last_error IS 'Last error of the call: the provider''s code and message, or a transport error (never secrets)';
 COMMENT ON COLUMN dialer.scheduled_calls.created_at IS 'When the call was enqueued';
 COMMENT ON SEQUENCE dialer.scheduled_calls_id_seq IS 'Identity of dialer.scheduled_calls.id (call ids)';
 COMMENT ON COLUMN dialer.scheduled_calls.reconcile_searches IS 'How many times the call, unknown without a provider call id, was searched for at its provider by what was sent (at most 3; back to 0 when a search settles it or retry_call starts a new run)';
+
+/*
+ * scheduled_calls.provider names a provider without a foreign key: the key's check ran
+ * a query of its own for every call written (a third of the cost of a bulk insert into
+ * the queue), while every call is written by enqueue_call or enqueue_calls, which check
+ * that the provider exists and hold its row FOR KEY SHARE until they commit, as the
+ * key's check did.  What the key did on the providers' side, these triggers do: a
+ * provider that still has calls cannot be deleted (SQLSTATE 23503, as before), and the
+ * calls of a renamed provider follow it (ON UPDATE CASCADE, as before).
+ */
+CREATE FUNCTION dialer.providers_keep_calls()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+BEGIN
+	IF TG_OP = 'DELETE' THEN
+		IF EXISTS (SELECT 1 FROM dialer.scheduled_calls c WHERE c.provider = OLD.name) THEN
+			RAISE EXCEPTION 'provider % still has calls', quote_literal(OLD.name)
+				USING ERRCODE = 'foreign_key_violation',
+					  DETAIL = format('Key (name)=(%s) is still referenced from table "scheduled_calls".', OLD.name),
+					  HINT = 'Disable it (enabled = false) instead, or delete its calls first (dialer.cleanup() removes finished ones).';
+		END IF;
+		RETURN OLD;
+	END IF;
+	UPDATE dialer.scheduled_calls c SET provider = NEW.name WHERE c.provider = OLD.name;
+	RETURN NULL;
+END;
+$$;
+COMMENT ON FUNCTION dialer.providers_keep_calls() IS
+	'Trigger: refuses to delete a provider that has calls (23503) and makes the calls of a renamed provider follow it';
+CREATE TRIGGER providers_keep_calls BEFORE DELETE ON dialer.providers
+	FOR EACH ROW EXECUTE FUNCTION dialer.providers_keep_calls();
+CREATE TRIGGER providers_rename_calls AFTER UPDATE OF name ON dialer.providers
+	FOR EACH ROW WHEN (OLD.name IS DISTINCT FROM NEW.name)
+	EXECUTE FUNCTION dialer.providers_keep_calls();
 
 -- The claim: due calls of one provider, highest priority then earliest first.
 CREATE INDEX scheduled_calls_claim_idx ON dialer.scheduled_calls
@@ -319,7 +355,7 @@ CREATE INDEX call_attempts_provider_call_id_idx ON dialer.call_attempts (provide
  */
 CREATE TABLE dialer.call_events (
 	id					bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-	call_id				bigint NOT NULL REFERENCES dialer.scheduled_calls (id) ON DELETE CASCADE,
+	call_id				bigint NOT NULL,	-- no foreign key: see call_events_follow_calls below
 	at					timestamptz NOT NULL DEFAULT clock_timestamp(),
 	event				text NOT NULL,
 	from_status			text,
@@ -331,7 +367,7 @@ COMMENT ON TABLE dialer.call_events IS 'Append-only history of every call: state
 COMMENT ON COLUMN dialer.call_events.event IS 'What happened: enqueued, skipped, claimed, accepted, retry_scheduled, failed, canceled, requeued, window_wait, expired, unknown, callback, ...';
 COMMENT ON COLUMN dialer.call_events.detail IS 'Details of the event (never secrets)';
 COMMENT ON COLUMN dialer.call_events.id IS 'Event id (identity): the order of events';
-COMMENT ON COLUMN dialer.call_events.call_id IS 'The call (dialer.scheduled_calls) the event belongs to';
+COMMENT ON COLUMN dialer.call_events.call_id IS 'The call (dialer.scheduled_calls.id) the event belongs to. Written only by the extension''s functions for a call they just wrote or locked; the events of a deleted call are deleted with it (trigger call_events_follow_calls)';
 COMMENT ON COLUMN dialer.call_events.at IS 'When it happened (clock time, not transaction start)';
 COMMENT ON COLUMN dialer.call_events.from_status IS 'Status of the call before the event (NULL: no state change or a new call)';
 COMMENT ON COLUMN dialer.call_events.to_status IS 'Status of the call after the event (NULL: no state change)';
@@ -339,8 +375,8 @@ COMMENT ON SEQUENCE dialer.call_events_id_seq IS 'Identity of dialer.call_events
 CREATE INDEX call_events_call_id_idx ON dialer.call_events (call_id, id);
 
 /*
- * call_events is append-only: no UPDATE, no TRUNCATE, and DELETE only through the
- * ON DELETE CASCADE of its call (by then the call row is gone).
+ * call_events is append-only: no UPDATE, no TRUNCATE, and DELETE only of the events of a
+ * call that is gone (dialer.call_events_follow_calls, below).
  */
 CREATE FUNCTION dialer.call_events_append_only()
 RETURNS trigger
@@ -364,6 +400,53 @@ CREATE TRIGGER call_events_append_only BEFORE UPDATE OR DELETE ON dialer.call_ev
 	FOR EACH ROW EXECUTE FUNCTION dialer.call_events_append_only();
 CREATE TRIGGER call_events_no_truncate BEFORE TRUNCATE ON dialer.call_events
 	FOR EACH STATEMENT EXECUTE FUNCTION dialer.call_events_append_only();
+
+/*
+ * The events of deleted calls go with them: once per DELETE statement, over the
+ * statement's deleted rows.  This replaces a foreign key from call_events to
+ * scheduled_calls (ON DELETE CASCADE): such a key checked every event row written, by a
+ * query of its own (a bulk enqueue writes one event per call, and every worker step
+ * writes one), while every event is written by the extension's own functions for a call
+ * they have just inserted or locked, in the same transaction, so the check could never
+ * fail.  What the key also did, deleting a call's events with it, this trigger does.
+ */
+CREATE FUNCTION dialer.call_events_follow_calls()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+BEGIN
+	DELETE FROM dialer.call_events e USING gone g WHERE e.call_id = g.id;
+	RETURN NULL;
+END;
+$$;
+COMMENT ON FUNCTION dialer.call_events_follow_calls() IS
+	'Trigger: deletes the events of the calls a DELETE on dialer.scheduled_calls removed (once per statement)';
+CREATE TRIGGER call_events_follow_calls AFTER DELETE ON dialer.scheduled_calls
+	REFERENCING OLD TABLE AS gone
+	FOR EACH STATEMENT EXECUTE FUNCTION dialer.call_events_follow_calls();
+
+/*
+ * TRUNCATE fires no DELETE trigger, and would leave the calls' events behind: it is
+ * refused, as it was when the foreign key made it cascade to call_events (whose TRUNCATE
+ * is refused).  Calls are removed with dialer.cleanup() (or DELETE).
+ */
+CREATE FUNCTION dialer.scheduled_calls_no_truncate()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+BEGIN
+	RAISE EXCEPTION 'dialer.call_events is append-only'
+		USING ERRCODE = 'insufficient_privilege',
+			  DETAIL = 'TRUNCATE of dialer.scheduled_calls refused: the events of its calls would stay behind.',
+			  HINT = 'Events are removed only with their call, by dialer.cleanup().';
+END;
+$$;
+COMMENT ON FUNCTION dialer.scheduled_calls_no_truncate() IS
+	'Trigger refusing TRUNCATE of dialer.scheduled_calls (the events of its calls would stay behind)';
+CREATE TRIGGER scheduled_calls_no_truncate BEFORE TRUNCATE ON dialer.scheduled_calls
+	FOR EACH STATEMENT EXECUTE FUNCTION dialer.scheduled_calls_no_truncate();
 
 /*
  * Numbers that must never be dialled.

@@ -211,8 +211,7 @@ COMMENT ON FUNCTION dialer.call_refusal(text, timestamptz, text, jsonb, text, te
  * the stored call's id and writes nothing (also when two sessions race: the unique index
  * decides and the loser reads the winner's row); a number on the do-not-call list is
  * stored as skipped with an event.  The worker is woken when the transaction commits.
- * Two statements on the usual path: one reads and checks, one writes the call and its
- * event.
+ * One statement on the usual path reads, checks, and writes the call and its event.
  */
 CREATE FUNCTION dialer.enqueue_call(
 	to_number text,
@@ -234,69 +233,73 @@ AS $$
 DECLARE
 	v		record;
 	e		record;
-	v_rule	text;
-	v_id	bigint;
-	v_status text;
 BEGIN
-	SELECT p.kind, p.from_number, p.allowed_hosts, p.twiml_url,
-		   CASE WHEN dedupe_key IS NOT NULL THEN
-				(SELECT c.id FROM dialer.scheduled_calls c WHERE c.dedupe_key = dedupe_key) END AS dup_id,
-		   CASE WHEN max_attempts IS NULL AND campaign IS NOT NULL THEN
-				(SELECT k.max_attempts FROM dialer.campaigns k WHERE k.name = campaign) END AS camp_attempts,
-		   d.number IS NOT NULL AS dnc, d.reason AS dnc_reason, d.added_at AS dnc_at
+	/*
+	 * One statement: look up the provider, the do-not-call list, a stored dedupe key and
+	 * the campaign's max_attempts, apply the rules, and, when they pass and the key is new,
+	 * write the call and its event and wake the worker at commit.
+	 */
+	WITH p AS (
+		-- held until commit, as a foreign key's check would: the provider cannot be deleted
+		-- or renamed under the new call (dialer.providers_keep_calls)
+		SELECT p.kind, p.from_number, p.allowed_hosts, p.twiml_url
+		  FROM dialer.providers p WHERE p.name = provider
+		   FOR KEY SHARE
+	), look AS MATERIALIZED (
+		SELECT p.kind, p.from_number, p.allowed_hosts, p.twiml_url,
+			   CASE WHEN dedupe_key IS NOT NULL THEN
+					(SELECT c.id FROM dialer.scheduled_calls c WHERE c.dedupe_key = dedupe_key) END AS dup_id,
+			   CASE WHEN max_attempts IS NULL AND campaign IS NOT NULL THEN
+					(SELECT k.max_attempts FROM dialer.campaigns k WHERE k.name = campaign) END AS camp_attempts,
+			   d.number IS NOT NULL AS dnc, d.reason AS dnc_reason, d.added_at AS dnc_at,
+			   dialer.call_rule(to_number, run_at, provider, payload, campaign, dedupe_key, priority,
+								max_attempts, timezone, deadline, p.kind, p.allowed_hosts, p.twiml_url) AS rule
+		  FROM (SELECT 1) one
+		  LEFT JOIN p ON true
+		  LEFT JOIN dialer.do_not_call d ON d.number = to_number
+	), c AS (
+		INSERT INTO dialer.scheduled_calls AS c
+			(status, run_at, next_attempt_at, to_number, from_number, provider, mode, payload, campaign,
+			 dedupe_key, priority, max_attempts, timezone, deadline, finished_at)
+		SELECT CASE WHEN look.dnc THEN 'skipped' ELSE 'scheduled' END, run_at, run_at, to_number,
+			   coalesce(payload->>'from', look.from_number), provider,
+			   CASE WHEN look.kind = 'backend' THEN upper(coalesce(payload->>'mode', 'DIRECT')) END,
+			   payload, campaign, dedupe_key, priority,
+			   coalesce(max_attempts, look.camp_attempts, current_setting('dialer.default_max_attempts')::int),
+			   timezone, deadline, CASE WHEN look.dnc THEN now() END
+		  FROM look
+		 WHERE look.rule IS NULL AND look.dup_id IS NULL		-- a refused call or a duplicate writes nothing
+		ON CONFLICT ON CONSTRAINT scheduled_calls_dedupe_key_key DO NOTHING
+		RETURNING c.id, c.status
+	), e AS (
+		INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
+		SELECT c.id, CASE WHEN look.dnc THEN 'skipped' ELSE 'enqueued' END, NULL, c.status,
+			   CASE WHEN look.dnc THEN
+					jsonb_build_object('reason', 'do_not_call', 'do_not_call_reason', look.dnc_reason,
+									   'listed_at', look.dnc_at)
+			   ELSE jsonb_strip_nulls(jsonb_build_object('run_at', run_at, 'campaign', campaign,
+														 'by', session_user::text)) END
+		  FROM c, look
+	)
+	SELECT look.rule, look.kind, look.allowed_hosts, look.twiml_url, look.dup_id, c.id,
+		   CASE WHEN c.status = 'scheduled' THEN dialer.wake_worker() IS NULL END AS woken
 	  INTO v
-	  FROM (SELECT 1) one
-	  LEFT JOIN dialer.providers p ON p.name = provider
-	  LEFT JOIN dialer.do_not_call d ON d.number = to_number;
-	-- a PL/pgSQL simple expression: the rules' CASE is compiled once per transaction, not per call
-	v_rule := dialer.call_rule(to_number, run_at, provider, payload, campaign, dedupe_key, priority,
-							   max_attempts, timezone, deadline, v.kind, v.allowed_hosts, v.twiml_url);
-	IF v_rule IS NOT NULL THEN
+	  FROM look LEFT JOIN c ON true;
+
+	IF v.rule IS NOT NULL THEN
 		SELECT * INTO e
 		  FROM dialer.call_refusal(to_number, run_at, provider, payload, campaign, dedupe_key, priority,
 								   max_attempts, timezone, deadline, v.kind, v.allowed_hosts, v.twiml_url);
 		RAISE EXCEPTION USING ERRCODE = e.sqlstate, MESSAGE = e.message, DETAIL = e.detail, HINT = e.hint;
 	END IF;
-
-	/* a duplicate writes nothing */
+	IF v.id IS NOT NULL THEN
+		RETURN v.id;
+	END IF;
 	IF v.dup_id IS NOT NULL THEN
-		RETURN v.dup_id;
+		RETURN v.dup_id;		/* a duplicate writes nothing */
 	END IF;
-
-	v_status := CASE WHEN v.dnc THEN 'skipped' ELSE 'scheduled' END;
-	WITH c AS (
-		INSERT INTO dialer.scheduled_calls AS c
-			(status, run_at, next_attempt_at, to_number, from_number, provider, mode, payload, campaign,
-			 dedupe_key, priority, max_attempts, timezone, deadline, finished_at)
-		VALUES
-			(v_status, run_at, run_at, to_number, coalesce(payload->>'from', v.from_number), provider,
-			 CASE WHEN v.kind = 'backend' THEN upper(coalesce(payload->>'mode', 'DIRECT')) END,
-			 payload, campaign, dedupe_key, priority,
-			 coalesce(max_attempts, v.camp_attempts, current_setting('dialer.default_max_attempts')::int),
-			 timezone, deadline, CASE WHEN v.dnc THEN now() END)
-		ON CONFLICT ON CONSTRAINT scheduled_calls_dedupe_key_key DO NOTHING
-		RETURNING c.id
-	), e AS (
-		INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
-		SELECT c.id, CASE WHEN v.dnc THEN 'skipped' ELSE 'enqueued' END, NULL, v_status,
-			   CASE WHEN v.dnc THEN
-					jsonb_build_object('reason', 'do_not_call', 'do_not_call_reason', v.dnc_reason,
-									   'listed_at', v.dnc_at)
-			   ELSE jsonb_strip_nulls(jsonb_build_object('run_at', run_at, 'campaign', campaign,
-														 'by', session_user::text)) END
-		  FROM c
-	)
-	SELECT c.id INTO v_id FROM c;
-
-	IF v_id IS NULL THEN
-		/* another session stored the same dedupe_key first and has committed */
-		SELECT c.id INTO STRICT v_id FROM dialer.scheduled_calls c WHERE c.dedupe_key = dedupe_key;
-		RETURN v_id;
-	END IF;
-	IF NOT v.dnc THEN
-		PERFORM dialer.wake_worker();
-	END IF;
-	RETURN v_id;
+	/* another session stored the same dedupe_key first and has committed */
+	RETURN (SELECT c.id FROM dialer.scheduled_calls c WHERE c.dedupe_key = dedupe_key);
 END;
 $$;
 COMMENT ON FUNCTION dialer.enqueue_call(text, timestamptz, text, jsonb, text, text, int, int, text, timestamptz) IS
@@ -347,6 +350,29 @@ CREATE TYPE dialer.call_error AS (
 	hint		text
 );
 COMMENT ON TYPE dialer.call_error IS 'Internal: the SQLSTATE, message, detail and hint of a refused call';
+COMMENT ON COLUMN dialer.call_error.sqlstate IS 'SQLSTATE enqueue_call raises for the call';
+COMMENT ON COLUMN dialer.call_error.message IS 'Error message (names the argument and its value)';
+COMMENT ON COLUMN dialer.call_error.detail IS 'What is accepted';
+COMMENT ON COLUMN dialer.call_error.hint IS 'How to fix it';
+COMMENT ON COLUMN dialer.call_request.to_number IS 'Number to call (E.164), as enqueue_call(to_number)';
+COMMENT ON COLUMN dialer.call_request.run_at IS 'When the call is due; absent: now()';
+COMMENT ON COLUMN dialer.call_request.provider IS 'Provider name; absent: ''default''';
+COMMENT ON COLUMN dialer.call_request.payload IS 'JSON object handed to the provider; absent: {}';
+COMMENT ON COLUMN dialer.call_request.campaign IS 'Campaign name or label, as enqueue_call(campaign)';
+COMMENT ON COLUMN dialer.call_request.dedupe_key IS 'At most one call per key, as enqueue_call(dedupe_key)';
+COMMENT ON COLUMN dialer.call_request.priority IS 'Priority (-1000 to 1000); absent: 0';
+COMMENT ON COLUMN dialer.call_request.max_attempts IS 'Requests allowed (1 to 20); absent: the campaign''s or dialer.default_max_attempts';
+COMMENT ON COLUMN dialer.call_request.timezone IS 'Recipient''s IANA time zone for the calling window';
+COMMENT ON COLUMN dialer.call_request.deadline IS 'A call not started by then expires';
+COMMENT ON COLUMN dialer.call_request.customer_ref IS 'The application''s reference of the person called (stored in scheduled_calls.customer_ref)';
+COMMENT ON COLUMN dialer.enqueue_result.item IS 'Position of the element in the input array, from 1';
+COMMENT ON COLUMN dialer.enqueue_result.id IS 'The call id (the stored call''s for a duplicate; NULL when refused)';
+COMMENT ON COLUMN dialer.enqueue_result.outcome IS 'scheduled, skipped (do-not-call), duplicate or refused';
+COMMENT ON COLUMN dialer.enqueue_result.reason IS 'Refused: the rule broken (a rule of dialer.call_rule(), not_object or unknown_key)';
+COMMENT ON COLUMN dialer.enqueue_result.sqlstate IS 'Refused: the SQLSTATE enqueue_call would raise';
+COMMENT ON COLUMN dialer.enqueue_result.message IS 'Refused: the error message';
+COMMENT ON COLUMN dialer.enqueue_result.detail IS 'Refused: the error detail';
+COMMENT ON COLUMN dialer.enqueue_result.hint IS 'Refused: the error hint';
 
 /*
  * Enqueues many calls in a few set-based statements: calls is a JSON array of objects
@@ -373,12 +399,14 @@ SECURITY DEFINER
 SET search_path = pg_catalog, dialer, pg_temp
 SET enable_nestloop = off	-- the batch is joined to itself by hash: never a rescan per element
 SET jit = off			-- compiling its expressions costs more than running them
+SET work_mem = '64MB'	-- the batch's sorts and hashes stay in memory (about 1 kB per element)
 AS $$
 #variable_conflict use_column
 DECLARE
 	v_res		dialer.enqueue_result[];
 	v_bad		dialer.enqueue_result;
 	v_woken		boolean;
+	v_first_bad	int;
 	v_max		int := current_setting('dialer.default_max_attempts')::int;
 BEGIN
 	IF calls IS NULL THEN
@@ -396,119 +424,114 @@ BEGIN
 			'Omit it for all or nothing.', '22004');
 	END IF;
 
-	WITH input AS (
-		SELECT e.o::int AS item, e.v,
-			   CASE WHEN jsonb_typeof(e.v) <> 'object' THEN 'not_object'
-					WHEN e.v - '{to_number,run_at,provider,payload,campaign,dedupe_key,priority,max_attempts,timezone,deadline,customer_ref}'::text[] <> '{}'
-						THEN 'unknown_key' END AS shape
-		  FROM jsonb_array_elements(calls) WITH ORDINALITY AS e(v, o)
-	), parsed AS (
-		SELECT i.item, i.shape, i.v, r.to_number, r.customer_ref, r.campaign, r.dedupe_key,
-			   r.max_attempts, r.timezone, r.deadline,
-			   CASE WHEN i.v ? 'run_at' THEN r.run_at ELSE now() END AS run_at,
-			   CASE WHEN i.v ? 'provider' THEN r.provider ELSE 'default' END AS provider,
-			   CASE WHEN i.v ? 'payload' THEN r.payload ELSE '{}' END AS payload,
-			   CASE WHEN i.v ? 'priority' THEN r.priority ELSE 0 END AS priority
-		  FROM input i
-		 CROSS JOIN LATERAL jsonb_populate_record(NULL::dialer.call_request,
-												  CASE WHEN i.shape IS NULL THEN i.v ELSE '{}' END) r
-	), ruled AS MATERIALIZED (
+	/* the providers cannot be deleted or renamed under the new calls (providers_keep_calls) */
+	PERFORM FROM dialer.providers FOR KEY SHARE;
+
+	/*
+	 * One statement: parse each element, check it (the rules' CASE is inlined), join the
+	 * provider, the campaign and the do-not-call list by hash (one lookup table each, not a
+	 * probe per element), give the acceptable elements ids in their order, write them with
+	 * their events, and report every element.  The error of a refused element is computed
+	 * for it alone.
+	 */
+	WITH src AS MATERIALIZED (
 		SELECT x.*, p.kind, p.from_number AS provider_from, p.allowed_hosts, p.twiml_url,
 			   coalesce(x.shape, dialer.call_rule(x.to_number, x.run_at, x.provider, x.payload, x.campaign,
 												  x.dedupe_key, x.priority, x.max_attempts, x.timezone,
-												  x.deadline, p.kind, p.allowed_hosts, p.twiml_url)) AS reason
-		  FROM parsed x
+												  x.deadline, p.kind, p.allowed_hosts, p.twiml_url)) AS reason,
+			   d.number IS NOT NULL AS dnc, d.reason AS dnc_reason, d.added_at AS dnc_at,
+			   k.max_attempts AS camp_attempts
+		  FROM (SELECT e.o::int AS item, e.v, s.shape, r.to_number, r.customer_ref, r.campaign, r.dedupe_key,
+					   r.max_attempts, r.timezone, r.deadline,
+					   CASE WHEN e.v ? 'run_at' THEN r.run_at ELSE now() END AS run_at,
+					   CASE WHEN e.v ? 'provider' THEN r.provider ELSE 'default' END AS provider,
+					   CASE WHEN e.v ? 'payload' THEN r.payload ELSE '{}' END AS payload,
+					   CASE WHEN e.v ? 'priority' THEN r.priority ELSE 0 END AS priority
+				  FROM jsonb_array_elements(calls) WITH ORDINALITY AS e(v, o)
+				 CROSS JOIN LATERAL (SELECT CASE WHEN jsonb_typeof(e.v) <> 'object' THEN 'not_object'
+												 WHEN e.v - '{to_number,run_at,provider,payload,campaign,dedupe_key,priority,max_attempts,timezone,deadline,customer_ref}'::text[] <> '{}'
+													 THEN 'unknown_key' END AS shape) s
+				 CROSS JOIN LATERAL jsonb_populate_record(NULL::dialer.call_request,
+														  CASE WHEN s.shape IS NULL THEN e.v ELSE '{}' END) r
+				OFFSET 0) x		-- not flattened: each default is computed once, not in every rule using it
 		  LEFT JOIN dialer.providers p ON p.name = x.provider
-	), checked AS MATERIALIZED (
-		-- the error of a refused element (only those: CASE evaluates a branch only when taken)
-		SELECT x.*,
-			   CASE WHEN x.reason IS NULL THEN NULL
-					WHEN x.shape IS NULL THEN ROW(f.sqlstate, f.message, f.detail, f.hint)::dialer.call_error
-					WHEN x.shape = 'not_object' THEN
-						ROW('22023', format('invalid call: %s', left(x.v::text, 80)),
-							format('Each element of calls must be a JSON object, not %s.', jsonb_typeof(x.v)),
-							'Pass e.g. {"to_number": "+14155550123"}.')::dialer.call_error
-					ELSE ROW('42703',
-							 format('invalid call: unknown key %s',
-									(SELECT string_agg(quote_literal(k), ', ')
-									   FROM jsonb_object_keys(x.v - '{to_number,run_at,provider,payload,campaign,dedupe_key,priority,max_attempts,timezone,deadline,customer_ref}'::text[]) k)),
-							 'A call''s keys are enqueue_call''s argument names: to_number, run_at, provider, payload, campaign, dedupe_key, priority, max_attempts, timezone, deadline; and customer_ref.',
-							 'Check the spelling; what the call says goes inside payload.')::dialer.call_error
-			   END AS err
-		  FROM ruled x
-		  LEFT JOIN LATERAL (
-				SELECT r.* FROM dialer.call_refusal(x.to_number, x.run_at, x.provider, x.payload, x.campaign,
-													 x.dedupe_key, x.priority, x.max_attempts, x.timezone,
-													 x.deadline, x.kind, x.allowed_hosts, x.twiml_url) r
-				 WHERE x.reason IS NOT NULL AND x.shape IS NULL
-				OFFSET 0) f ON true
-	), ready AS MATERIALIZED (
-		SELECT x.item, x.to_number, x.run_at, x.provider, x.payload, x.campaign, x.dedupe_key,
-			   x.priority, x.timezone, x.deadline, x.customer_ref, x.kind, x.provider_from, x.max_attempts,
-			   (d).number IS NOT NULL AS dnc, (d).reason AS dnc_reason, (d).added_at AS dnc_at,
-			   CASE WHEN x.dedupe_key IS NOT NULL THEN
-					(SELECT c.id FROM dialer.scheduled_calls c WHERE c.dedupe_key = x.dedupe_key) END AS dup_id
-		  FROM checked x,
-			   LATERAL (SELECT (SELECT d FROM dialer.do_not_call d WHERE d.number = x.to_number) AS d) l
-		 WHERE x.reason IS NULL
+		  LEFT JOIN dialer.do_not_call d ON d.number::text = x.to_number
+		  LEFT JOIN dialer.campaigns k ON k.name = x.campaign
 	), fresh AS MATERIALIZED (
-		SELECT r.*, nextval('dialer.scheduled_calls_id_seq'::regclass) AS new_id
-		  FROM ready r
-		 WHERE r.dup_id IS NULL
-		 ORDER BY r.item
+		-- ids in the order of the elements (nextval is evaluated after the sort): the first of
+		-- two elements with one dedupe key is the one stored
+		SELECT s.item, nextval('dialer.scheduled_calls_id_seq'::regclass) AS new_id
+		  FROM src s
+		 WHERE s.reason IS NULL
+		 ORDER BY s.item
 	), ins AS (
 		INSERT INTO dialer.scheduled_calls AS c
 			(id, status, run_at, next_attempt_at, to_number, from_number, provider, mode, payload, campaign,
 			 customer_ref, dedupe_key, priority, max_attempts, timezone, deadline, finished_at)
 		OVERRIDING SYSTEM VALUE
-		SELECT r.new_id, CASE WHEN r.dnc THEN 'skipped' ELSE 'scheduled' END, r.run_at, r.run_at,
+		SELECT f.new_id, CASE WHEN r.dnc THEN 'skipped' ELSE 'scheduled' END, r.run_at, r.run_at,
 			   r.to_number, coalesce(r.payload->>'from', r.provider_from), r.provider,
 			   CASE WHEN r.kind = 'backend' THEN upper(coalesce(r.payload->>'mode', 'DIRECT')) END,
 			   r.payload, r.campaign, r.customer_ref, r.dedupe_key, r.priority,
-			   coalesce(r.max_attempts,
-						CASE WHEN r.campaign IS NOT NULL THEN
-							 (SELECT k.max_attempts FROM dialer.campaigns k WHERE k.name = r.campaign) END,
-						v_max),
+			   coalesce(r.max_attempts, r.camp_attempts, v_max),
 			   r.timezone, r.deadline, CASE WHEN r.dnc THEN now() END
-		  FROM fresh r
-		 ORDER BY r.new_id
+		  FROM fresh f JOIN src r ON r.item = f.item
+		 ORDER BY f.new_id
 		ON CONFLICT ON CONSTRAINT scheduled_calls_dedupe_key_key DO NOTHING
-		RETURNING c.id
+		RETURNING c.id, c.status, c.run_at, c.campaign, c.to_number
 	), ev AS (
 		INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
-		SELECT r.new_id,
-			   CASE WHEN r.dnc THEN 'skipped' ELSE 'enqueued' END, NULL,
-			   CASE WHEN r.dnc THEN 'skipped' ELSE 'scheduled' END,
-			   CASE WHEN r.dnc THEN
-					jsonb_build_object('reason', 'do_not_call', 'do_not_call_reason', r.dnc_reason,
-									   'listed_at', r.dnc_at)
-			   ELSE jsonb_strip_nulls(jsonb_build_object('run_at', r.run_at, 'campaign', r.campaign,
+		SELECT i.id,
+			   CASE WHEN i.status = 'skipped' THEN 'skipped' ELSE 'enqueued' END, NULL, i.status,
+			   CASE WHEN i.status = 'skipped' THEN
+					(SELECT jsonb_build_object('reason', 'do_not_call', 'do_not_call_reason', d.reason,
+											   'listed_at', d.added_at)
+					   FROM dialer.do_not_call d WHERE d.number = i.to_number)
+			   ELSE jsonb_strip_nulls(jsonb_build_object('run_at', i.run_at, 'campaign', i.campaign,
 														 'by', session_user::text)) END
-		  FROM ins JOIN fresh r ON r.new_id = ins.id
+		  FROM ins i
 		RETURNING call_id, to_status
 	)
 	SELECT array_agg(ROW(x.item,
-						 coalesce(r.dup_id, CASE WHEN e.call_id IS NOT NULL THEN f.new_id END),
+						 CASE WHEN e.call_id IS NOT NULL THEN f.new_id
+							  WHEN x.reason IS NULL AND x.dedupe_key IS NOT NULL THEN
+								(SELECT c.id FROM dialer.scheduled_calls c WHERE c.dedupe_key = x.dedupe_key) END,
 						 CASE WHEN x.reason IS NOT NULL THEN 'refused'
 							  WHEN e.call_id IS NULL THEN 'duplicate'
 							  ELSE e.to_status END,
 						 x.reason, (x.err).sqlstate, (x.err).message, (x.err).detail,
 						 (x.err).hint)::dialer.enqueue_result ORDER BY x.item),
-		   coalesce(bool_or(e.to_status = 'scheduled'), false)
-	  INTO v_res, v_woken
-	  FROM checked x
-	  LEFT JOIN ready r ON r.item = x.item
+		   coalesce(bool_or(e.to_status = 'scheduled'), false),
+		   min(x.item) FILTER (WHERE x.reason IS NOT NULL)
+	  INTO v_res, v_woken, v_first_bad
+	  FROM (SELECT s.item, s.dedupe_key, s.reason,
+				   CASE WHEN s.reason IS NULL THEN NULL
+						WHEN s.shape IS NULL THEN
+							(SELECT ROW(f.sqlstate, f.message, f.detail, f.hint)::dialer.call_error
+							   FROM dialer.call_refusal(s.to_number, s.run_at, s.provider, s.payload, s.campaign,
+														s.dedupe_key, s.priority, s.max_attempts, s.timezone,
+														s.deadline, s.kind, s.allowed_hosts, s.twiml_url) f)
+						WHEN s.shape = 'not_object' THEN
+							ROW('22023', format('invalid call: %s', left(s.v::text, 80)),
+								format('Each element of calls must be a JSON object, not %s.', jsonb_typeof(s.v)),
+								'Pass e.g. {"to_number": "+14155550123"}.')::dialer.call_error
+						ELSE ROW('42703',
+								 format('invalid call: unknown key %s',
+										(SELECT string_agg(quote_literal(k), ', ')
+										   FROM jsonb_object_keys(s.v - '{to_number,run_at,provider,payload,campaign,dedupe_key,priority,max_attempts,timezone,deadline,customer_ref}'::text[]) k)),
+								 'A call''s keys are enqueue_call''s argument names: to_number, run_at, provider, payload, campaign, dedupe_key, priority, max_attempts, timezone, deadline; and customer_ref.',
+								 'Check the spelling; what the call says goes inside payload.')::dialer.call_error
+				   END AS err
+			  FROM src s) x
 	  LEFT JOIN fresh f ON f.item = x.item
 	  LEFT JOIN ev e ON e.call_id = f.new_id;
 
-	IF atomic THEN
-		SELECT * INTO v_bad FROM unnest(v_res) u WHERE u.outcome = 'refused' ORDER BY u.item LIMIT 1;
-		IF FOUND THEN
-			RAISE EXCEPTION USING ERRCODE = v_bad.sqlstate,
-				MESSAGE = format('call %s of %s refused: %s', v_bad.item, jsonb_array_length(calls), v_bad.message),
-				DETAIL = v_bad.detail,
-				HINT = v_bad.hint || ' enqueue_calls(..., atomic => false) writes the other calls and returns the refused ones.';
-		END IF;
+	IF atomic AND v_first_bad IS NOT NULL THEN
+		v_bad := v_res[v_first_bad];
+		RAISE EXCEPTION USING ERRCODE = v_bad.sqlstate,
+			MESSAGE = format('call %s of %s refused: %s', v_bad.item, jsonb_array_length(calls), v_bad.message),
+			DETAIL = v_bad.detail,
+			HINT = v_bad.hint || ' enqueue_calls(..., atomic => false) writes the other calls and returns the refused ones.';
 	END IF;
 	IF v_woken THEN
 		PERFORM dialer.wake_worker();
@@ -521,8 +544,7 @@ BEGIN
 					(SELECT c.id FROM dialer.scheduled_calls c WHERE c.dedupe_key = calls->(u.item - 1)->>'dedupe_key')
 			   ELSE u.id END,
 			   u.outcome, u.reason, u.sqlstate, u.message, u.detail, u.hint
-		  FROM unnest(v_res) u
-		 ORDER BY u.item;
+		  FROM unnest(v_res) u;	-- in the order of the array: by item
 END;
 $$;
 COMMENT ON FUNCTION dialer.enqueue_calls(jsonb, boolean) IS

@@ -11,7 +11,7 @@ SET LOCAL client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS pg_dialer;
 
-SELECT plan(141);
+SELECT plan(142);
 
 -- the extension
 SELECT has_extension('dialer', 'pg_dialer', 'pg_dialer is installed in schema dialer');
@@ -42,7 +42,8 @@ SELECT col_not_null('dialer', 'scheduled_calls', c, format('scheduled_calls.%s i
 SELECT col_is_pk('dialer', 'scheduled_calls', 'id', 'scheduled_calls.id is the primary key');
 SELECT col_is_unique('dialer', 'scheduled_calls', 'dedupe_key', 'dedupe_key is unique');
 SELECT col_default_is('dialer', 'scheduled_calls', 'status', 'scheduled', 'a call starts scheduled');
-SELECT fk_ok('dialer', 'scheduled_calls', 'provider', 'dialer', 'providers', 'name');
+SELECT has_trigger('dialer', 'providers', 'providers_keep_calls',
+	'scheduled_calls.provider has no foreign key: a trigger keeps a provider with calls from being deleted');
 
 -- the statuses, exactly
 SELECT set_eq(
@@ -76,7 +77,8 @@ SELECT has_column('dialer', 'call_attempts', c, format('call_attempts.%s exists'
 SELECT fk_ok('dialer', 'call_attempts', 'call_id', 'dialer', 'scheduled_calls', 'id');
 SELECT has_column('dialer', 'call_events', c, format('call_events.%s exists', c))
   FROM unnest(ARRAY['call_id', 'at', 'event', 'from_status', 'to_status', 'detail']) AS c;
-SELECT fk_ok('dialer', 'call_events', 'call_id', 'dialer', 'scheduled_calls', 'id');
+SELECT has_trigger('dialer', 'scheduled_calls', 'call_events_follow_calls',
+	'call_events.call_id has no foreign key: a statement trigger deletes the events of deleted calls');
 SELECT has_column('dialer', 'providers', c, format('providers.%s exists', c))
   FROM unnest(ARRAY['name', 'kind', 'base_url', 'account_sid', 'auth_token', 'api_key_sid',
                     'api_key_secret', 'bearer_token', 'webhook_secret', 'from_number',
@@ -131,6 +133,8 @@ SELECT throws_ok('DELETE FROM dialer.call_events', '42501', 'dialer.call_events 
                  'events cannot be deleted');
 SELECT throws_ok('TRUNCATE dialer.call_events', '42501', 'dialer.call_events is append-only',
                  'events cannot be truncated');
+SELECT throws_ok('TRUNCATE dialer.scheduled_calls CASCADE', '42501', 'dialer.call_events is append-only',
+                 'calls cannot be truncated (their events would stay behind)');
 
 -- the API: names, named parameters, return types
 SELECT has_function('dialer', 'enqueue_call',

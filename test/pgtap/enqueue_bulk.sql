@@ -10,7 +10,7 @@ SET client_min_messages = warning;
 BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS pg_dialer;
-SELECT plan(69);
+SELECT plan(74);
 
 INSERT INTO dialer.providers (name, kind, base_url, account_sid, auth_token, from_number, enabled)
 VALUES ('tap_bulk_tw', 'twilio', 'https://api.twilio.com', 'AC00000000000000000000000000000000',
@@ -220,6 +220,35 @@ SELECT is(pg_temp.single('{"to_number": "+14155550402", "provider": "tap_bulk_tw
           'ok ' || (SELECT max(id) + 1 FROM dialer.scheduled_calls), 'enqueue_call: likewise (setup)');
 SELECT is((SELECT max_attempts FROM dialer.scheduled_calls WHERE to_number = '+14155550402'), 6,
           'enqueue_call takes max_attempts from the campaign too');
+
+/* ------------------------------------------------ the events go with their calls */
+
+-- call_events has no foreign key to scheduled_calls (its per-row check was the main cost of
+-- an enqueue): a DELETE of calls, by any statement, still takes their events with them
+CREATE TEMP TABLE gone_calls AS
+SELECT id FROM dialer.scheduled_calls WHERE provider = 'tap_bulk_tw' ORDER BY id LIMIT 2;
+SELECT cmp_ok((SELECT count(*) FROM dialer.call_events WHERE call_id IN (SELECT id FROM gone_calls)), '>=', 2::bigint,
+              'the calls to delete have events (setup)');
+CREATE TEMP TABLE kept_events AS
+SELECT count(*) AS n FROM dialer.call_events WHERE call_id NOT IN (SELECT id FROM gone_calls);
+DELETE FROM dialer.scheduled_calls WHERE id IN (SELECT id FROM gone_calls);
+SELECT is((SELECT count(*) FROM dialer.call_events WHERE call_id IN (SELECT id FROM gone_calls)), 0::bigint,
+          'deleting calls deletes their events');
+SELECT is((SELECT count(*) FROM dialer.call_events), (SELECT n FROM kept_events),
+          'and no other event');
+
+/* ------------------------------------------------ the calls keep their provider */
+
+-- scheduled_calls.provider has no foreign key either (its per-row check was a third of the
+-- cost of writing a call): a provider with calls still cannot be deleted, and a renamed
+-- provider's calls still follow it
+SELECT throws_ok($$DELETE FROM dialer.providers WHERE name = 'tap_bulk_tw'$$, '23503',
+                 'provider ''tap_bulk_tw'' still has calls', 'a provider with calls cannot be deleted');
+CREATE TEMP TABLE tw_calls AS SELECT count(*) AS n FROM dialer.scheduled_calls WHERE provider = 'tap_bulk_tw';
+UPDATE dialer.providers SET name = 'tap_bulk_tw2' WHERE name = 'tap_bulk_tw';
+SELECT is((SELECT count(*) FROM dialer.scheduled_calls WHERE provider = 'tap_bulk_tw2'), (SELECT n FROM tw_calls),
+          'the calls of a renamed provider follow it');
+UPDATE dialer.providers SET name = 'tap_bulk_tw' WHERE name = 'tap_bulk_tw2';
 
 /* ------------------------------------------------ privileges */
 
