@@ -58,6 +58,8 @@ COMMENT ON COLUMN dialer.campaigns.created_at IS 'When the campaign was created'
 COMMENT ON COLUMN dialer.campaigns.updated_at IS 'Last change of the campaign''s row';
 
 ALTER TABLE dialer.scheduled_calls ADD COLUMN reconcile_searches int NOT NULL DEFAULT 0 CHECK (reconcile_searches >= 0);
+-- the provider is kept by triggers now (providers_keep_calls), not by a key checked on every insert
+ALTER TABLE dialer.scheduled_calls DROP CONSTRAINT scheduled_calls_provider_fkey;
 
 COMMENT ON COLUMN dialer.scheduled_calls.id IS 'Call id, returned by enqueue_call (identity)';
 
@@ -65,7 +67,7 @@ COMMENT ON COLUMN dialer.scheduled_calls.to_number IS 'Number to call (E.164)';
 
 COMMENT ON COLUMN dialer.scheduled_calls.from_number IS 'Caller id (E.164): payload.from, else the provider''s from_number';
 
-COMMENT ON COLUMN dialer.scheduled_calls.provider IS 'Provider (dialer.providers) the call is sent through';
+COMMENT ON COLUMN dialer.scheduled_calls.provider IS 'Provider (dialer.providers.name) the call is sent through: checked by enqueue_call/enqueue_calls, which hold the provider row FOR KEY SHARE; a provider with calls cannot be deleted, and a renamed provider''s calls follow it (trigger providers_keep_calls)';
 
 COMMENT ON COLUMN dialer.scheduled_calls.payload IS 'JSON object (at most 64 kB) handed to the provider: e.g. url, twiml_url or message (twilio), mode and the script (backend), from';
 
@@ -78,6 +80,36 @@ COMMENT ON COLUMN dialer.scheduled_calls.created_at IS 'When the call was enqueu
 COMMENT ON SEQUENCE dialer.scheduled_calls_id_seq IS 'Identity of dialer.scheduled_calls.id (call ids)';
 
 COMMENT ON COLUMN dialer.scheduled_calls.reconcile_searches IS 'How many times the call, unknown without a provider call id, was searched for at its provider by what was sent (at most 3; back to 0 when a search settles it or retry_call starts a new run)';
+
+CREATE FUNCTION dialer.providers_keep_calls()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+BEGIN
+	IF TG_OP = 'DELETE' THEN
+		IF EXISTS (SELECT 1 FROM dialer.scheduled_calls c WHERE c.provider = OLD.name) THEN
+			RAISE EXCEPTION 'provider % still has calls', quote_literal(OLD.name)
+				USING ERRCODE = 'foreign_key_violation',
+					  DETAIL = format('Key (name)=(%s) is still referenced from table "scheduled_calls".', OLD.name),
+					  HINT = 'Disable it (enabled = false) instead, or delete its calls first (dialer.cleanup() removes finished ones).';
+		END IF;
+		RETURN OLD;
+	END IF;
+	UPDATE dialer.scheduled_calls c SET provider = NEW.name WHERE c.provider = OLD.name;
+	RETURN NULL;
+END;
+$$;
+
+COMMENT ON FUNCTION dialer.providers_keep_calls() IS
+	'Trigger: refuses to delete a provider that has calls (23503) and makes the calls of a renamed provider follow it';
+
+CREATE TRIGGER providers_keep_calls BEFORE DELETE ON dialer.providers
+	FOR EACH ROW EXECUTE FUNCTION dialer.providers_keep_calls();
+
+CREATE TRIGGER providers_rename_calls AFTER UPDATE OF name ON dialer.providers
+	FOR EACH ROW WHEN (OLD.name IS DISTINCT FROM NEW.name)
+	EXECUTE FUNCTION dialer.providers_keep_calls();
 
 CREATE INDEX scheduled_calls_search_idx ON dialer.scheduled_calls (provider, updated_at)
 	WHERE status = 'unknown' AND provider_call_id IS NULL AND reconcile_searches < 3;
@@ -108,9 +140,12 @@ COMMENT ON COLUMN dialer.call_attempts.error_message IS 'Provider error message,
 
 COMMENT ON SEQUENCE dialer.call_attempts_id_seq IS 'Identity of dialer.call_attempts.id';
 
+-- events follow their calls by a statement trigger (call_events_follow_calls), not a key checked on every insert
+ALTER TABLE dialer.call_events DROP CONSTRAINT call_events_call_id_fkey;
+
 COMMENT ON COLUMN dialer.call_events.id IS 'Event id (identity): the order of events';
 
-COMMENT ON COLUMN dialer.call_events.call_id IS 'The call (dialer.scheduled_calls) the event belongs to';
+COMMENT ON COLUMN dialer.call_events.call_id IS 'The call (dialer.scheduled_calls.id) the event belongs to. Written only by the extension''s functions for a call they just wrote or locked; the events of a deleted call are deleted with it (trigger call_events_follow_calls)';
 
 COMMENT ON COLUMN dialer.call_events.at IS 'When it happened (clock time, not transaction start)';
 
@@ -119,6 +154,43 @@ COMMENT ON COLUMN dialer.call_events.from_status IS 'Status of the call before t
 COMMENT ON COLUMN dialer.call_events.to_status IS 'Status of the call after the event (NULL: no state change)';
 
 COMMENT ON SEQUENCE dialer.call_events_id_seq IS 'Identity of dialer.call_events.id';
+
+CREATE FUNCTION dialer.call_events_follow_calls()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+BEGIN
+	DELETE FROM dialer.call_events e USING gone g WHERE e.call_id = g.id;
+	RETURN NULL;
+END;
+$$;
+
+COMMENT ON FUNCTION dialer.call_events_follow_calls() IS
+	'Trigger: deletes the events of the calls a DELETE on dialer.scheduled_calls removed (once per statement)';
+
+CREATE TRIGGER call_events_follow_calls AFTER DELETE ON dialer.scheduled_calls
+	REFERENCING OLD TABLE AS gone
+	FOR EACH STATEMENT EXECUTE FUNCTION dialer.call_events_follow_calls();
+
+CREATE FUNCTION dialer.scheduled_calls_no_truncate()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+BEGIN
+	RAISE EXCEPTION 'dialer.call_events is append-only'
+		USING ERRCODE = 'insufficient_privilege',
+			  DETAIL = 'TRUNCATE of dialer.scheduled_calls refused: the events of its calls would stay behind.',
+			  HINT = 'Events are removed only with their call, by dialer.cleanup().';
+END;
+$$;
+
+COMMENT ON FUNCTION dialer.scheduled_calls_no_truncate() IS
+	'Trigger refusing TRUNCATE of dialer.scheduled_calls (the events of its calls would stay behind)';
+
+CREATE TRIGGER scheduled_calls_no_truncate BEFORE TRUNCATE ON dialer.scheduled_calls
+	FOR EACH STATEMENT EXECUTE FUNCTION dialer.scheduled_calls_no_truncate();
 
 COMMENT ON COLUMN dialer.do_not_call.number IS 'The number (E.164): a call to it is stored as skipped and never dialled';
 
@@ -303,69 +375,73 @@ AS $$
 DECLARE
 	v		record;
 	e		record;
-	v_rule	text;
-	v_id	bigint;
-	v_status text;
 BEGIN
-	SELECT p.kind, p.from_number, p.allowed_hosts, p.twiml_url,
-		   CASE WHEN dedupe_key IS NOT NULL THEN
-				(SELECT c.id FROM dialer.scheduled_calls c WHERE c.dedupe_key = dedupe_key) END AS dup_id,
-		   CASE WHEN max_attempts IS NULL AND campaign IS NOT NULL THEN
-				(SELECT k.max_attempts FROM dialer.campaigns k WHERE k.name = campaign) END AS camp_attempts,
-		   d.number IS NOT NULL AS dnc, d.reason AS dnc_reason, d.added_at AS dnc_at
+	/*
+	 * One statement: look up the provider, the do-not-call list, a stored dedupe key and
+	 * the campaign's max_attempts, apply the rules, and, when they pass and the key is new,
+	 * write the call and its event and wake the worker at commit.
+	 */
+	WITH p AS (
+		-- held until commit, as a foreign key's check would: the provider cannot be deleted
+		-- or renamed under the new call (dialer.providers_keep_calls)
+		SELECT p.kind, p.from_number, p.allowed_hosts, p.twiml_url
+		  FROM dialer.providers p WHERE p.name = provider
+		   FOR KEY SHARE
+	), look AS MATERIALIZED (
+		SELECT p.kind, p.from_number, p.allowed_hosts, p.twiml_url,
+			   CASE WHEN dedupe_key IS NOT NULL THEN
+					(SELECT c.id FROM dialer.scheduled_calls c WHERE c.dedupe_key = dedupe_key) END AS dup_id,
+			   CASE WHEN max_attempts IS NULL AND campaign IS NOT NULL THEN
+					(SELECT k.max_attempts FROM dialer.campaigns k WHERE k.name = campaign) END AS camp_attempts,
+			   d.number IS NOT NULL AS dnc, d.reason AS dnc_reason, d.added_at AS dnc_at,
+			   dialer.call_rule(to_number, run_at, provider, payload, campaign, dedupe_key, priority,
+								max_attempts, timezone, deadline, p.kind, p.allowed_hosts, p.twiml_url) AS rule
+		  FROM (SELECT 1) one
+		  LEFT JOIN p ON true
+		  LEFT JOIN dialer.do_not_call d ON d.number = to_number
+	), c AS (
+		INSERT INTO dialer.scheduled_calls AS c
+			(status, run_at, next_attempt_at, to_number, from_number, provider, mode, payload, campaign,
+			 dedupe_key, priority, max_attempts, timezone, deadline, finished_at)
+		SELECT CASE WHEN look.dnc THEN 'skipped' ELSE 'scheduled' END, run_at, run_at, to_number,
+			   coalesce(payload->>'from', look.from_number), provider,
+			   CASE WHEN look.kind = 'backend' THEN upper(coalesce(payload->>'mode', 'DIRECT')) END,
+			   payload, campaign, dedupe_key, priority,
+			   coalesce(max_attempts, look.camp_attempts, current_setting('dialer.default_max_attempts')::int),
+			   timezone, deadline, CASE WHEN look.dnc THEN now() END
+		  FROM look
+		 WHERE look.rule IS NULL AND look.dup_id IS NULL		-- a refused call or a duplicate writes nothing
+		ON CONFLICT ON CONSTRAINT scheduled_calls_dedupe_key_key DO NOTHING
+		RETURNING c.id, c.status
+	), e AS (
+		INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
+		SELECT c.id, CASE WHEN look.dnc THEN 'skipped' ELSE 'enqueued' END, NULL, c.status,
+			   CASE WHEN look.dnc THEN
+					jsonb_build_object('reason', 'do_not_call', 'do_not_call_reason', look.dnc_reason,
+									   'listed_at', look.dnc_at)
+			   ELSE jsonb_strip_nulls(jsonb_build_object('run_at', run_at, 'campaign', campaign,
+														 'by', session_user::text)) END
+		  FROM c, look
+	)
+	SELECT look.rule, look.kind, look.allowed_hosts, look.twiml_url, look.dup_id, c.id,
+		   CASE WHEN c.status = 'scheduled' THEN dialer.wake_worker() IS NULL END AS woken
 	  INTO v
-	  FROM (SELECT 1) one
-	  LEFT JOIN dialer.providers p ON p.name = provider
-	  LEFT JOIN dialer.do_not_call d ON d.number = to_number;
-	-- a PL/pgSQL simple expression: the rules' CASE is compiled once per transaction, not per call
-	v_rule := dialer.call_rule(to_number, run_at, provider, payload, campaign, dedupe_key, priority,
-							   max_attempts, timezone, deadline, v.kind, v.allowed_hosts, v.twiml_url);
-	IF v_rule IS NOT NULL THEN
+	  FROM look LEFT JOIN c ON true;
+
+	IF v.rule IS NOT NULL THEN
 		SELECT * INTO e
 		  FROM dialer.call_refusal(to_number, run_at, provider, payload, campaign, dedupe_key, priority,
 								   max_attempts, timezone, deadline, v.kind, v.allowed_hosts, v.twiml_url);
 		RAISE EXCEPTION USING ERRCODE = e.sqlstate, MESSAGE = e.message, DETAIL = e.detail, HINT = e.hint;
 	END IF;
-
-	/* a duplicate writes nothing */
+	IF v.id IS NOT NULL THEN
+		RETURN v.id;
+	END IF;
 	IF v.dup_id IS NOT NULL THEN
-		RETURN v.dup_id;
+		RETURN v.dup_id;		/* a duplicate writes nothing */
 	END IF;
-
-	v_status := CASE WHEN v.dnc THEN 'skipped' ELSE 'scheduled' END;
-	WITH c AS (
-		INSERT INTO dialer.scheduled_calls AS c
-			(status, run_at, next_attempt_at, to_number, from_number, provider, mode, payload, campaign,
-			 dedupe_key, priority, max_attempts, timezone, deadline, finished_at)
-		VALUES
-			(v_status, run_at, run_at, to_number, coalesce(payload->>'from', v.from_number), provider,
-			 CASE WHEN v.kind = 'backend' THEN upper(coalesce(payload->>'mode', 'DIRECT')) END,
-			 payload, campaign, dedupe_key, priority,
-			 coalesce(max_attempts, v.camp_attempts, current_setting('dialer.default_max_attempts')::int),
-			 timezone, deadline, CASE WHEN v.dnc THEN now() END)
-		ON CONFLICT ON CONSTRAINT scheduled_calls_dedupe_key_key DO NOTHING
-		RETURNING c.id
-	), e AS (
-		INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
-		SELECT c.id, CASE WHEN v.dnc THEN 'skipped' ELSE 'enqueued' END, NULL, v_status,
-			   CASE WHEN v.dnc THEN
-					jsonb_build_object('reason', 'do_not_call', 'do_not_call_reason', v.dnc_reason,
-									   'listed_at', v.dnc_at)
-			   ELSE jsonb_strip_nulls(jsonb_build_object('run_at', run_at, 'campaign', campaign,
-														 'by', session_user::text)) END
-		  FROM c
-	)
-	SELECT c.id INTO v_id FROM c;
-
-	IF v_id IS NULL THEN
-		/* another session stored the same dedupe_key first and has committed */
-		SELECT c.id INTO STRICT v_id FROM dialer.scheduled_calls c WHERE c.dedupe_key = dedupe_key;
-		RETURN v_id;
-	END IF;
-	IF NOT v.dnc THEN
-		PERFORM dialer.wake_worker();
-	END IF;
-	RETURN v_id;
+	/* another session stored the same dedupe_key first and has committed */
+	RETURN (SELECT c.id FROM dialer.scheduled_calls c WHERE c.dedupe_key = dedupe_key);
 END;
 $$;
 
@@ -412,6 +488,52 @@ CREATE TYPE dialer.call_error AS (
 
 COMMENT ON TYPE dialer.call_error IS 'Internal: the SQLSTATE, message, detail and hint of a refused call';
 
+COMMENT ON COLUMN dialer.call_error.sqlstate IS 'SQLSTATE enqueue_call raises for the call';
+
+COMMENT ON COLUMN dialer.call_error.message IS 'Error message (names the argument and its value)';
+
+COMMENT ON COLUMN dialer.call_error.detail IS 'What is accepted';
+
+COMMENT ON COLUMN dialer.call_error.hint IS 'How to fix it';
+
+COMMENT ON COLUMN dialer.call_request.to_number IS 'Number to call (E.164), as enqueue_call(to_number)';
+
+COMMENT ON COLUMN dialer.call_request.run_at IS 'When the call is due; absent: now()';
+
+COMMENT ON COLUMN dialer.call_request.provider IS 'Provider name; absent: ''default''';
+
+COMMENT ON COLUMN dialer.call_request.payload IS 'JSON object handed to the provider; absent: {}';
+
+COMMENT ON COLUMN dialer.call_request.campaign IS 'Campaign name or label, as enqueue_call(campaign)';
+
+COMMENT ON COLUMN dialer.call_request.dedupe_key IS 'At most one call per key, as enqueue_call(dedupe_key)';
+
+COMMENT ON COLUMN dialer.call_request.priority IS 'Priority (-1000 to 1000); absent: 0';
+
+COMMENT ON COLUMN dialer.call_request.max_attempts IS 'Requests allowed (1 to 20); absent: the campaign''s or dialer.default_max_attempts';
+
+COMMENT ON COLUMN dialer.call_request.timezone IS 'Recipient''s IANA time zone for the calling window';
+
+COMMENT ON COLUMN dialer.call_request.deadline IS 'A call not started by then expires';
+
+COMMENT ON COLUMN dialer.call_request.customer_ref IS 'The application''s reference of the person called (stored in scheduled_calls.customer_ref)';
+
+COMMENT ON COLUMN dialer.enqueue_result.item IS 'Position of the element in the input array, from 1';
+
+COMMENT ON COLUMN dialer.enqueue_result.id IS 'The call id (the stored call''s for a duplicate; NULL when refused)';
+
+COMMENT ON COLUMN dialer.enqueue_result.outcome IS 'scheduled, skipped (do-not-call), duplicate or refused';
+
+COMMENT ON COLUMN dialer.enqueue_result.reason IS 'Refused: the rule broken (a rule of dialer.call_rule(), not_object or unknown_key)';
+
+COMMENT ON COLUMN dialer.enqueue_result.sqlstate IS 'Refused: the SQLSTATE enqueue_call would raise';
+
+COMMENT ON COLUMN dialer.enqueue_result.message IS 'Refused: the error message';
+
+COMMENT ON COLUMN dialer.enqueue_result.detail IS 'Refused: the error detail';
+
+COMMENT ON COLUMN dialer.enqueue_result.hint IS 'Refused: the error hint';
+
 CREATE FUNCTION dialer.enqueue_calls(calls jsonb, atomic boolean DEFAULT true)
 RETURNS SETOF dialer.enqueue_result
 LANGUAGE plpgsql
@@ -419,12 +541,14 @@ SECURITY DEFINER
 SET search_path = pg_catalog, dialer, pg_temp
 SET enable_nestloop = off	-- the batch is joined to itself by hash: never a rescan per element
 SET jit = off			-- compiling its expressions costs more than running them
+SET work_mem = '64MB'	-- the batch's sorts and hashes stay in memory (about 1 kB per element)
 AS $$
 #variable_conflict use_column
 DECLARE
 	v_res		dialer.enqueue_result[];
 	v_bad		dialer.enqueue_result;
 	v_woken		boolean;
+	v_first_bad	int;
 	v_max		int := current_setting('dialer.default_max_attempts')::int;
 BEGIN
 	IF calls IS NULL THEN
@@ -442,119 +566,114 @@ BEGIN
 			'Omit it for all or nothing.', '22004');
 	END IF;
 
-	WITH input AS (
-		SELECT e.o::int AS item, e.v,
-			   CASE WHEN jsonb_typeof(e.v) <> 'object' THEN 'not_object'
-					WHEN e.v - '{to_number,run_at,provider,payload,campaign,dedupe_key,priority,max_attempts,timezone,deadline,customer_ref}'::text[] <> '{}'
-						THEN 'unknown_key' END AS shape
-		  FROM jsonb_array_elements(calls) WITH ORDINALITY AS e(v, o)
-	), parsed AS (
-		SELECT i.item, i.shape, i.v, r.to_number, r.customer_ref, r.campaign, r.dedupe_key,
-			   r.max_attempts, r.timezone, r.deadline,
-			   CASE WHEN i.v ? 'run_at' THEN r.run_at ELSE now() END AS run_at,
-			   CASE WHEN i.v ? 'provider' THEN r.provider ELSE 'default' END AS provider,
-			   CASE WHEN i.v ? 'payload' THEN r.payload ELSE '{}' END AS payload,
-			   CASE WHEN i.v ? 'priority' THEN r.priority ELSE 0 END AS priority
-		  FROM input i
-		 CROSS JOIN LATERAL jsonb_populate_record(NULL::dialer.call_request,
-												  CASE WHEN i.shape IS NULL THEN i.v ELSE '{}' END) r
-	), ruled AS MATERIALIZED (
+	/* the providers cannot be deleted or renamed under the new calls (providers_keep_calls) */
+	PERFORM FROM dialer.providers FOR KEY SHARE;
+
+	/*
+	 * One statement: parse each element, check it (the rules' CASE is inlined), join the
+	 * provider, the campaign and the do-not-call list by hash (one lookup table each, not a
+	 * probe per element), give the acceptable elements ids in their order, write them with
+	 * their events, and report every element.  The error of a refused element is computed
+	 * for it alone.
+	 */
+	WITH src AS MATERIALIZED (
 		SELECT x.*, p.kind, p.from_number AS provider_from, p.allowed_hosts, p.twiml_url,
 			   coalesce(x.shape, dialer.call_rule(x.to_number, x.run_at, x.provider, x.payload, x.campaign,
 												  x.dedupe_key, x.priority, x.max_attempts, x.timezone,
-												  x.deadline, p.kind, p.allowed_hosts, p.twiml_url)) AS reason
-		  FROM parsed x
+												  x.deadline, p.kind, p.allowed_hosts, p.twiml_url)) AS reason,
+			   d.number IS NOT NULL AS dnc, d.reason AS dnc_reason, d.added_at AS dnc_at,
+			   k.max_attempts AS camp_attempts
+		  FROM (SELECT e.o::int AS item, e.v, s.shape, r.to_number, r.customer_ref, r.campaign, r.dedupe_key,
+					   r.max_attempts, r.timezone, r.deadline,
+					   CASE WHEN e.v ? 'run_at' THEN r.run_at ELSE now() END AS run_at,
+					   CASE WHEN e.v ? 'provider' THEN r.provider ELSE 'default' END AS provider,
+					   CASE WHEN e.v ? 'payload' THEN r.payload ELSE '{}' END AS payload,
+					   CASE WHEN e.v ? 'priority' THEN r.priority ELSE 0 END AS priority
+				  FROM jsonb_array_elements(calls) WITH ORDINALITY AS e(v, o)
+				 CROSS JOIN LATERAL (SELECT CASE WHEN jsonb_typeof(e.v) <> 'object' THEN 'not_object'
+												 WHEN e.v - '{to_number,run_at,provider,payload,campaign,dedupe_key,priority,max_attempts,timezone,deadline,customer_ref}'::text[] <> '{}'
+													 THEN 'unknown_key' END AS shape) s
+				 CROSS JOIN LATERAL jsonb_populate_record(NULL::dialer.call_request,
+														  CASE WHEN s.shape IS NULL THEN e.v ELSE '{}' END) r
+				OFFSET 0) x		-- not flattened: each default is computed once, not in every rule using it
 		  LEFT JOIN dialer.providers p ON p.name = x.provider
-	), checked AS MATERIALIZED (
-		-- the error of a refused element (only those: CASE evaluates a branch only when taken)
-		SELECT x.*,
-			   CASE WHEN x.reason IS NULL THEN NULL
-					WHEN x.shape IS NULL THEN ROW(f.sqlstate, f.message, f.detail, f.hint)::dialer.call_error
-					WHEN x.shape = 'not_object' THEN
-						ROW('22023', format('invalid call: %s', left(x.v::text, 80)),
-							format('Each element of calls must be a JSON object, not %s.', jsonb_typeof(x.v)),
-							'Pass e.g. {"to_number": "+14155550123"}.')::dialer.call_error
-					ELSE ROW('42703',
-							 format('invalid call: unknown key %s',
-									(SELECT string_agg(quote_literal(k), ', ')
-									   FROM jsonb_object_keys(x.v - '{to_number,run_at,provider,payload,campaign,dedupe_key,priority,max_attempts,timezone,deadline,customer_ref}'::text[]) k)),
-							 'A call''s keys are enqueue_call''s argument names: to_number, run_at, provider, payload, campaign, dedupe_key, priority, max_attempts, timezone, deadline; and customer_ref.',
-							 'Check the spelling; what the call says goes inside payload.')::dialer.call_error
-			   END AS err
-		  FROM ruled x
-		  LEFT JOIN LATERAL (
-				SELECT r.* FROM dialer.call_refusal(x.to_number, x.run_at, x.provider, x.payload, x.campaign,
-													 x.dedupe_key, x.priority, x.max_attempts, x.timezone,
-													 x.deadline, x.kind, x.allowed_hosts, x.twiml_url) r
-				 WHERE x.reason IS NOT NULL AND x.shape IS NULL
-				OFFSET 0) f ON true
-	), ready AS MATERIALIZED (
-		SELECT x.item, x.to_number, x.run_at, x.provider, x.payload, x.campaign, x.dedupe_key,
-			   x.priority, x.timezone, x.deadline, x.customer_ref, x.kind, x.provider_from, x.max_attempts,
-			   (d).number IS NOT NULL AS dnc, (d).reason AS dnc_reason, (d).added_at AS dnc_at,
-			   CASE WHEN x.dedupe_key IS NOT NULL THEN
-					(SELECT c.id FROM dialer.scheduled_calls c WHERE c.dedupe_key = x.dedupe_key) END AS dup_id
-		  FROM checked x,
-			   LATERAL (SELECT (SELECT d FROM dialer.do_not_call d WHERE d.number = x.to_number) AS d) l
-		 WHERE x.reason IS NULL
+		  LEFT JOIN dialer.do_not_call d ON d.number::text = x.to_number
+		  LEFT JOIN dialer.campaigns k ON k.name = x.campaign
 	), fresh AS MATERIALIZED (
-		SELECT r.*, nextval('dialer.scheduled_calls_id_seq'::regclass) AS new_id
-		  FROM ready r
-		 WHERE r.dup_id IS NULL
-		 ORDER BY r.item
+		-- ids in the order of the elements (nextval is evaluated after the sort): the first of
+		-- two elements with one dedupe key is the one stored
+		SELECT s.item, nextval('dialer.scheduled_calls_id_seq'::regclass) AS new_id
+		  FROM src s
+		 WHERE s.reason IS NULL
+		 ORDER BY s.item
 	), ins AS (
 		INSERT INTO dialer.scheduled_calls AS c
 			(id, status, run_at, next_attempt_at, to_number, from_number, provider, mode, payload, campaign,
 			 customer_ref, dedupe_key, priority, max_attempts, timezone, deadline, finished_at)
 		OVERRIDING SYSTEM VALUE
-		SELECT r.new_id, CASE WHEN r.dnc THEN 'skipped' ELSE 'scheduled' END, r.run_at, r.run_at,
+		SELECT f.new_id, CASE WHEN r.dnc THEN 'skipped' ELSE 'scheduled' END, r.run_at, r.run_at,
 			   r.to_number, coalesce(r.payload->>'from', r.provider_from), r.provider,
 			   CASE WHEN r.kind = 'backend' THEN upper(coalesce(r.payload->>'mode', 'DIRECT')) END,
 			   r.payload, r.campaign, r.customer_ref, r.dedupe_key, r.priority,
-			   coalesce(r.max_attempts,
-						CASE WHEN r.campaign IS NOT NULL THEN
-							 (SELECT k.max_attempts FROM dialer.campaigns k WHERE k.name = r.campaign) END,
-						v_max),
+			   coalesce(r.max_attempts, r.camp_attempts, v_max),
 			   r.timezone, r.deadline, CASE WHEN r.dnc THEN now() END
-		  FROM fresh r
-		 ORDER BY r.new_id
+		  FROM fresh f JOIN src r ON r.item = f.item
+		 ORDER BY f.new_id
 		ON CONFLICT ON CONSTRAINT scheduled_calls_dedupe_key_key DO NOTHING
-		RETURNING c.id
+		RETURNING c.id, c.status, c.run_at, c.campaign, c.to_number
 	), ev AS (
 		INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
-		SELECT r.new_id,
-			   CASE WHEN r.dnc THEN 'skipped' ELSE 'enqueued' END, NULL,
-			   CASE WHEN r.dnc THEN 'skipped' ELSE 'scheduled' END,
-			   CASE WHEN r.dnc THEN
-					jsonb_build_object('reason', 'do_not_call', 'do_not_call_reason', r.dnc_reason,
-									   'listed_at', r.dnc_at)
-			   ELSE jsonb_strip_nulls(jsonb_build_object('run_at', r.run_at, 'campaign', r.campaign,
+		SELECT i.id,
+			   CASE WHEN i.status = 'skipped' THEN 'skipped' ELSE 'enqueued' END, NULL, i.status,
+			   CASE WHEN i.status = 'skipped' THEN
+					(SELECT jsonb_build_object('reason', 'do_not_call', 'do_not_call_reason', d.reason,
+											   'listed_at', d.added_at)
+					   FROM dialer.do_not_call d WHERE d.number = i.to_number)
+			   ELSE jsonb_strip_nulls(jsonb_build_object('run_at', i.run_at, 'campaign', i.campaign,
 														 'by', session_user::text)) END
-		  FROM ins JOIN fresh r ON r.new_id = ins.id
+		  FROM ins i
 		RETURNING call_id, to_status
 	)
 	SELECT array_agg(ROW(x.item,
-						 coalesce(r.dup_id, CASE WHEN e.call_id IS NOT NULL THEN f.new_id END),
+						 CASE WHEN e.call_id IS NOT NULL THEN f.new_id
+							  WHEN x.reason IS NULL AND x.dedupe_key IS NOT NULL THEN
+								(SELECT c.id FROM dialer.scheduled_calls c WHERE c.dedupe_key = x.dedupe_key) END,
 						 CASE WHEN x.reason IS NOT NULL THEN 'refused'
 							  WHEN e.call_id IS NULL THEN 'duplicate'
 							  ELSE e.to_status END,
 						 x.reason, (x.err).sqlstate, (x.err).message, (x.err).detail,
 						 (x.err).hint)::dialer.enqueue_result ORDER BY x.item),
-		   coalesce(bool_or(e.to_status = 'scheduled'), false)
-	  INTO v_res, v_woken
-	  FROM checked x
-	  LEFT JOIN ready r ON r.item = x.item
+		   coalesce(bool_or(e.to_status = 'scheduled'), false),
+		   min(x.item) FILTER (WHERE x.reason IS NOT NULL)
+	  INTO v_res, v_woken, v_first_bad
+	  FROM (SELECT s.item, s.dedupe_key, s.reason,
+				   CASE WHEN s.reason IS NULL THEN NULL
+						WHEN s.shape IS NULL THEN
+							(SELECT ROW(f.sqlstate, f.message, f.detail, f.hint)::dialer.call_error
+							   FROM dialer.call_refusal(s.to_number, s.run_at, s.provider, s.payload, s.campaign,
+														s.dedupe_key, s.priority, s.max_attempts, s.timezone,
+														s.deadline, s.kind, s.allowed_hosts, s.twiml_url) f)
+						WHEN s.shape = 'not_object' THEN
+							ROW('22023', format('invalid call: %s', left(s.v::text, 80)),
+								format('Each element of calls must be a JSON object, not %s.', jsonb_typeof(s.v)),
+								'Pass e.g. {"to_number": "+14155550123"}.')::dialer.call_error
+						ELSE ROW('42703',
+								 format('invalid call: unknown key %s',
+										(SELECT string_agg(quote_literal(k), ', ')
+										   FROM jsonb_object_keys(s.v - '{to_number,run_at,provider,payload,campaign,dedupe_key,priority,max_attempts,timezone,deadline,customer_ref}'::text[]) k)),
+								 'A call''s keys are enqueue_call''s argument names: to_number, run_at, provider, payload, campaign, dedupe_key, priority, max_attempts, timezone, deadline; and customer_ref.',
+								 'Check the spelling; what the call says goes inside payload.')::dialer.call_error
+				   END AS err
+			  FROM src s) x
 	  LEFT JOIN fresh f ON f.item = x.item
 	  LEFT JOIN ev e ON e.call_id = f.new_id;
 
-	IF atomic THEN
-		SELECT * INTO v_bad FROM unnest(v_res) u WHERE u.outcome = 'refused' ORDER BY u.item LIMIT 1;
-		IF FOUND THEN
-			RAISE EXCEPTION USING ERRCODE = v_bad.sqlstate,
-				MESSAGE = format('call %s of %s refused: %s', v_bad.item, jsonb_array_length(calls), v_bad.message),
-				DETAIL = v_bad.detail,
-				HINT = v_bad.hint || ' enqueue_calls(..., atomic => false) writes the other calls and returns the refused ones.';
-		END IF;
+	IF atomic AND v_first_bad IS NOT NULL THEN
+		v_bad := v_res[v_first_bad];
+		RAISE EXCEPTION USING ERRCODE = v_bad.sqlstate,
+			MESSAGE = format('call %s of %s refused: %s', v_bad.item, jsonb_array_length(calls), v_bad.message),
+			DETAIL = v_bad.detail,
+			HINT = v_bad.hint || ' enqueue_calls(..., atomic => false) writes the other calls and returns the refused ones.';
 	END IF;
 	IF v_woken THEN
 		PERFORM dialer.wake_worker();
@@ -567,8 +686,7 @@ BEGIN
 					(SELECT c.id FROM dialer.scheduled_calls c WHERE c.dedupe_key = calls->(u.item - 1)->>'dedupe_key')
 			   ELSE u.id END,
 			   u.outcome, u.reason, u.sqlstate, u.message, u.detail, u.hint
-		  FROM unnest(v_res) u
-		 ORDER BY u.item;
+		  FROM unnest(v_res) u;	-- in the order of the array: by item
 END;
 $$;
 
@@ -651,6 +769,7 @@ AS $$
 DECLARE
 	v_allowed text[];
 	v_ids bigint[];
+	v_policies boolean;
 BEGIN
 	IF coalesce(btrim(allowed_numbers), '') <> '' THEN
 		v_allowed := string_to_array(regexp_replace(allowed_numbers, '\s', '', 'g'), ',');
@@ -666,10 +785,12 @@ BEGIN
 	IF cardinality(v_ids) = 0 THEN
 		RETURN;
 	END IF;
+	v_policies := EXISTS (SELECT 1 FROM dialer.calling_policies p WHERE p.enabled);
 
 	RETURN QUERY
 	WITH cand AS (
 		SELECT c.id, c.deadline, c.to_number, c.status, c.attempts, c.attempts_base,
+			   c.timezone AS call_tz, c.campaign, c.provider, c.payload->>'purpose' AS purpose,
 			   coalesce(c.timezone, k.timezone, default_timezone) AS tz,
 			   coalesce(k.call_window_start, window_start) AS ws,
 			   coalesce(k.call_window_end, window_end) AS we
@@ -677,14 +798,24 @@ BEGIN
 		  LEFT JOIN dialer.campaigns k ON k.name = c.campaign
 		 WHERE c.id = ANY (v_ids)
 	), windowed AS (
-		SELECT cand.*, dialer.next_window_opening(now(), cand.tz, cand.ws, cand.we) AS opens
+		-- with calling policies applying (pv.policies not empty), their verdict replaces
+		-- the general window alone (which it includes); the One-Time Filter on
+		-- v_policies skips the verdict altogether when no policy is enabled
+		SELECT cand.*, pv.decision, pv.policy, pv.rule, pv.reason, pv.timezones,
+			   CASE WHEN pv.decision = 'park' THEN pv.next_opening
+					WHEN pv.decision IS NOT NULL THEN NULL
+					ELSE dialer.next_window_opening(now(), cand.tz, cand.ws, cand.we) END AS opens
 		  FROM cand
+		  LEFT JOIN LATERAL (SELECT v.* FROM dialer.compliance_verdict(cand.to_number, now(), cand.call_tz,
+															cand.campaign, cand.provider, cand.purpose, cand.ws, cand.we) v
+							  WHERE v_policies AND cardinality(v.policies) > 0) pv ON true
 	), verdict AS MATERIALIZED (
 		SELECT w.*,
 			   CASE
 				 WHEN w.deadline IS NOT NULL AND w.deadline <= now() THEN 'expired'
 				 WHEN EXISTS (SELECT 1 FROM dialer.do_not_call d WHERE d.number = w.to_number) THEN 'do_not_call'
 				 WHEN v_allowed IS NOT NULL AND NOT (w.to_number = ANY (v_allowed)) THEN 'not_allowed'
+				 WHEN w.decision = 'refuse' THEN 'refused'
 				 WHEN w.opens IS NOT NULL THEN 'window'
 				 ELSE 'go'
 			   END AS v
@@ -696,15 +827,16 @@ BEGIN
 			   attempts = c.attempts + CASE WHEN x.v = 'go' THEN 1 ELSE 0 END,
 			   next_attempt_at = CASE WHEN x.v = 'window' THEN least(x.opens, coalesce(c.deadline, x.opens))
 									  ELSE c.next_attempt_at END,
-			   finished_at = CASE WHEN x.v IN ('expired', 'do_not_call', 'not_allowed') THEN now() END,
+			   finished_at = CASE WHEN x.v IN ('expired', 'do_not_call', 'not_allowed', 'refused') THEN now() END,
 			   last_error = CASE x.v WHEN 'do_not_call' THEN 'number is on the do-not-call list'
+									 WHEN 'refused' THEN x.reason
 									 WHEN 'not_allowed' THEN 'number is not in dialer.allowed_numbers'
 									 WHEN 'expired' THEN 'deadline passed before the call could start'
 									 ELSE c.last_error END,
 			   updated_at = now()
 		  FROM verdict x
 		 WHERE c.id = x.id
-		RETURNING c.*, x.v, x.tz, x.opens
+		RETURNING c.*, x.v, x.tz, x.opens, x.decision, x.policy, x.rule, x.reason, x.timezones
 	), ev AS (
 		INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
 		SELECT u.id,
@@ -713,8 +845,12 @@ BEGIN
 			   'scheduled', u.status,
 			   CASE u.v
 				 WHEN 'go' THEN jsonb_build_object('attempt', u.attempts)
-				 WHEN 'window' THEN jsonb_build_object('timezone', u.tz, 'opens_at', u.opens,
-													   'next_attempt_at', u.next_attempt_at)
+				 WHEN 'window' THEN CASE WHEN u.decision IS NULL
+					 THEN jsonb_build_object('timezone', u.tz, 'opens_at', u.opens, 'next_attempt_at', u.next_attempt_at)
+					 ELSE jsonb_build_object('timezones', u.timezones, 'opens_at', u.opens, 'next_attempt_at', u.next_attempt_at,
+											 'policy', u.policy, 'rule', u.rule, 'message', u.reason) END
+				 WHEN 'refused' THEN jsonb_build_object('reason', 'policy', 'checked', 'dispatch', 'policy', u.policy,
+														'rule', u.rule, 'timezones', u.timezones, 'message', u.reason)
 				 WHEN 'expired' THEN jsonb_build_object('deadline', u.deadline)
 				 WHEN 'do_not_call' THEN jsonb_build_object('reason', 'do_not_call', 'checked', 'dispatch')
 				 ELSE jsonb_build_object('reason', 'not_allowed', 'level', 'warning',
@@ -737,6 +873,9 @@ BEGIN
 	 ORDER BY g.priority DESC, g.next_attempt_at;
 END;
 $$;
+
+COMMENT ON FUNCTION dialer.claim_calls(text, int, text, time, time, text) IS
+	'Worker: claims up to max_calls due calls of a provider (FOR UPDATE SKIP LOCKED) and returns those to dial; settles expired, do-not-call, not-allowed and out-of-window calls, and applies the calling policies (park until their opening, or skip naming policy and rule)';
 
 CREATE FUNCTION dialer.release_claims(call_ids bigint[], attempts int[])
 RETURNS int
@@ -1709,6 +1848,10 @@ COMMENT ON COLUMN dialer.pending_callbacks.fields IS 'Every form field as receiv
 
 COMMENT ON COLUMN dialer.pending_callbacks.received_at IS 'When it was received';
 
+COMMENT ON COLUMN dialer.pending_callbacks.id IS 'Identity of the kept callback';
+
+COMMENT ON SEQUENCE dialer.pending_callbacks_id_seq IS 'Identity of dialer.pending_callbacks.id';
+
 CREATE INDEX pending_callbacks_provider_call_id_idx ON dialer.pending_callbacks (provider_call_id);
 
 SELECT pg_catalog.pg_extension_config_dump('dialer.pending_callbacks', '');
@@ -1888,6 +2031,575 @@ BEGIN
 	END IF;
 END;
 $$;
+
+CREATE TABLE dialer.number_timezones (
+	prefix				text PRIMARY KEY CHECK (prefix ~ '^[0-9]{1,15}$'),
+	zones				text[] NOT NULL CHECK (cardinality(zones) >= 1)
+);
+
+COMMENT ON TABLE dialer.number_timezones IS
+	'libphonenumber''s prefix to time-zone map (Apache-2.0; version and refresh command in sql/data/README.md): longest matching prefix of an E.164 number (without +) gives its IANA zones';
+
+COMMENT ON COLUMN dialer.number_timezones.prefix IS 'Leading digits of E.164 numbers, country calling code first, without +';
+
+COMMENT ON COLUMN dialer.number_timezones.zones IS 'IANA time zones numbers with this prefix may be in (several: called only when open in all)';
+
+CREATE FUNCTION dialer.number_timezones(number text)
+RETURNS text[]
+LANGUAGE sql
+STABLE
+PARALLEL SAFE
+AS $$
+	SELECT CASE WHEN t.zones = '{Etc/Unknown}' THEN NULL ELSE t.zones END
+	  FROM dialer.number_timezones t
+	 WHERE t.prefix = ANY (ARRAY(SELECT left(ltrim(number, '+'), n)
+								   FROM generate_series(1, least(length(ltrim(number, '+')), 15)) n))
+	 ORDER BY length(t.prefix) DESC
+	 LIMIT 1;
+$$;
+
+COMMENT ON FUNCTION dialer.number_timezones(text) IS
+	'IANA time zones of an E.164 number by the longest matching prefix of libphonenumber''s data (dialer.number_timezones); NULL when unknown';
+
+CREATE TABLE dialer.calling_policies (
+	name				text PRIMARY KEY CHECK (name ~ '^[A-Za-z0-9_:. -]{1,80}$'),
+	enabled				boolean NOT NULL DEFAULT true,
+	builtin				boolean NOT NULL DEFAULT false,
+	description			text,
+	legal_source		text,
+	country_codes		text[] NOT NULL DEFAULT '{}' CHECK (array_to_string(country_codes, ',') ~ '^([1-9][0-9]{0,2}(,|$))*$'),
+	area_codes			text[] NOT NULL DEFAULT '{}',
+	campaigns			text[] NOT NULL DEFAULT '{}',
+	providers			text[] NOT NULL DEFAULT '{}',
+	blackout_calendars	text[] NOT NULL DEFAULT '{}',
+	max_calls			int CHECK (max_calls >= 0),
+	cap_period			interval CHECK (cap_period > interval '0'),
+	refusal_silence		interval CHECK (refusal_silence > interval '0'),
+	require_consent		boolean NOT NULL DEFAULT false,
+	CONSTRAINT presets_are_templates CHECK (NOT (builtin AND enabled)),
+	CONSTRAINT cap_complete CHECK ((max_calls IS NULL) = (cap_period IS NULL)),
+	CONSTRAINT area_codes_are_nanp CHECK (cardinality(area_codes) = 0 OR country_codes = '{1}')
+);
+
+COMMENT ON TABLE dialer.calling_policies IS
+	'Named calling policies: windows (dialer.policy_windows), blackout calendars, a per-recipient cap, a silence after refusal, and a scope. The effective rule of a call is the intersection of every enabled policy that applies to it';
+
+COMMENT ON COLUMN dialer.calling_policies.name IS 'Policy name, named in every decision it makes';
+
+COMMENT ON COLUMN dialer.calling_policies.enabled IS 'Only enabled policies apply (presets are disabled templates: see dialer.use_preset)';
+
+COMMENT ON COLUMN dialer.calling_policies.builtin IS 'A preset shipped with pg_dialer (a template, never enabled itself)';
+
+COMMENT ON COLUMN dialer.calling_policies.description IS 'What the policy is for';
+
+COMMENT ON COLUMN dialer.calling_policies.legal_source IS 'The law or contract the policy implements';
+
+COMMENT ON COLUMN dialer.calling_policies.country_codes IS 'Scope: country calling codes the number must start with (empty: any)';
+
+COMMENT ON COLUMN dialer.calling_policies.area_codes IS 'Scope: NANP area codes (3 digits after +1) the number must have (empty: any); needs country_codes {1}';
+
+COMMENT ON COLUMN dialer.calling_policies.campaigns IS 'Scope: campaigns whose calls it governs (empty: any call, with or without campaign)';
+
+COMMENT ON COLUMN dialer.calling_policies.providers IS 'Scope: providers whose calls it governs (empty: any)';
+
+COMMENT ON COLUMN dialer.calling_policies.blackout_calendars IS 'Calendars of dialer.blackout_dates on whose days (recipient''s local date) no call is made';
+
+COMMENT ON COLUMN dialer.calling_policies.max_calls IS 'At most this many calls that reached a provider per number within cap_period (NULL: no cap)';
+
+COMMENT ON COLUMN dialer.calling_policies.cap_period IS 'Rolling period of the cap';
+
+COMMENT ON COLUMN dialer.calling_policies.refusal_silence IS 'No call to a number for this long after it refused (dialer.refusals)';
+
+COMMENT ON COLUMN dialer.calling_policies.require_consent IS 'Calls need a consent of dialer.consents for their purpose (the call''s payload purpose, else its campaign), given and not revoked at the instant of the call';
+
+CREATE TABLE dialer.policy_windows (
+	policy				text NOT NULL REFERENCES dialer.calling_policies (name) ON UPDATE CASCADE ON DELETE CASCADE,
+	weekdays			int[] NOT NULL CHECK (cardinality(weekdays) >= 1 AND weekdays <@ '{1,2,3,4,5,6,7}'),
+	starts				time NOT NULL,
+	ends				time NOT NULL,
+	CONSTRAINT window_order CHECK (starts < ends),
+	PRIMARY KEY (policy, weekdays, starts)
+);
+
+COMMENT ON TABLE dialer.policy_windows IS
+	'When a policy allows calls: windows [starts, ends) of the recipient''s local time on ISO weekdays (1 Monday .. 7 Sunday). A policy without windows restricts no time of day; a weekday without a window is closed';
+
+COMMENT ON COLUMN dialer.policy_windows.policy IS 'The policy';
+
+COMMENT ON COLUMN dialer.policy_windows.weekdays IS 'ISO weekdays the window is open on (1 Monday .. 7 Sunday)';
+
+COMMENT ON COLUMN dialer.policy_windows.starts IS 'Local time calls may start';
+
+COMMENT ON COLUMN dialer.policy_windows.ends IS 'Local time calls must have started by (24:00: end of day)';
+
+CREATE TABLE dialer.blackout_dates (
+	calendar			text NOT NULL CHECK (calendar ~ '^[A-Za-z0-9_:. -]{1,80}$'),
+	day					date NOT NULL,
+	name				text NOT NULL,
+	builtin				boolean NOT NULL DEFAULT false,
+	PRIMARY KEY (calendar, day)
+);
+
+COMMENT ON TABLE dialer.blackout_dates IS
+	'Days on which no call is made under the policies naming the calendar (the recipient''s local date). Calendar FR: French public holidays (Code du travail L3133-1)';
+
+COMMENT ON COLUMN dialer.blackout_dates.calendar IS 'Calendar name, listed in dialer.calling_policies.blackout_calendars';
+
+COMMENT ON COLUMN dialer.blackout_dates.day IS 'The local date';
+
+COMMENT ON COLUMN dialer.blackout_dates.name IS 'Why (holiday name), named in the decision';
+
+COMMENT ON COLUMN dialer.blackout_dates.builtin IS 'Shipped with pg_dialer (not dumped by pg_dump)';
+
+CREATE TABLE dialer.refusals (
+	id					bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	number				dialer.e164 NOT NULL,
+	refused_at			timestamptz NOT NULL DEFAULT now(),
+	purpose				text,
+	source				text
+);
+
+COMMENT ON TABLE dialer.refusals IS 'Refusals by recipients: policies with refusal_silence make no call to the number for that long afterwards';
+
+COMMENT ON COLUMN dialer.refusals.id IS 'Identity';
+
+COMMENT ON COLUMN dialer.refusals.number IS 'The number that refused';
+
+COMMENT ON COLUMN dialer.refusals.refused_at IS 'When';
+
+COMMENT ON COLUMN dialer.refusals.purpose IS 'What was refused (campaign or purpose name; NULL: everything)';
+
+COMMENT ON COLUMN dialer.refusals.source IS 'Where the refusal came from (call outcome, web form, agent ...)';
+
+COMMENT ON SEQUENCE dialer.refusals_id_seq IS 'Identity of dialer.refusals.id';
+
+CREATE INDEX refusals_number_idx ON dialer.refusals (number, refused_at);
+
+CREATE TABLE dialer.consents (
+	id					bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	number				dialer.e164 NOT NULL,
+	purpose				text NOT NULL,
+	granted_at			timestamptz NOT NULL DEFAULT now(),
+	source				text NOT NULL,
+	revoked_at			timestamptz,
+	revoked_via			text,
+	CONSTRAINT revoked_after_granted CHECK (revoked_at IS NULL OR revoked_at >= granted_at),
+	CONSTRAINT revocation_complete CHECK ((revoked_at IS NULL) = (revoked_via IS NULL))
+);
+
+COMMENT ON TABLE dialer.consents IS
+	'Consent ledger: a number''s consent to calls for a purpose (campaign or purpose name), when and from where it was given, and its revocation (time and channel). Policies with require_consent need one in force';
+
+COMMENT ON COLUMN dialer.consents.id IS 'Identity';
+
+COMMENT ON COLUMN dialer.consents.number IS 'The consenting number';
+
+COMMENT ON COLUMN dialer.consents.purpose IS 'What the consent covers: a campaign or purpose name';
+
+COMMENT ON COLUMN dialer.consents.granted_at IS 'When consent was given';
+
+COMMENT ON COLUMN dialer.consents.source IS 'How and where consent was captured (web form URL, recording, contract ...): pg_dialer cannot check it';
+
+COMMENT ON COLUMN dialer.consents.revoked_at IS 'When consent was revoked (effective at once: calls after it are refused)';
+
+COMMENT ON COLUMN dialer.consents.revoked_via IS 'Channel of the revocation (call, SMS STOP, e-mail, agent ...)';
+
+COMMENT ON SEQUENCE dialer.consents_id_seq IS 'Identity of dialer.consents.id';
+
+CREATE INDEX consents_number_idx ON dialer.consents (number, purpose);
+
+SELECT pg_catalog.pg_extension_config_dump('dialer.consents', '');
+
+SELECT pg_catalog.pg_extension_config_dump('dialer.calling_policies', 'WHERE NOT builtin');
+
+SELECT pg_catalog.pg_extension_config_dump('dialer.policy_windows',
+	'WHERE policy NOT IN (''preset:US-TCPA'', ''preset:US-FL'', ''preset:FR'')');
+
+SELECT pg_catalog.pg_extension_config_dump('dialer.blackout_dates', 'WHERE NOT builtin');
+
+SELECT pg_catalog.pg_extension_config_dump('dialer.refusals', '');
+
+CREATE FUNCTION dialer.applicable_policies(to_number text, campaign text, provider text)
+RETURNS text[]
+LANGUAGE sql
+STABLE
+PARALLEL SAFE
+AS $$
+	SELECT coalesce(array_agg(p.name ORDER BY p.name), '{}')
+	  FROM dialer.calling_policies p
+	 WHERE p.enabled
+	   AND (cardinality(p.country_codes) = 0
+			OR EXISTS (SELECT 1 FROM unnest(p.country_codes) cc WHERE starts_with(to_number, '+' || cc)))
+	   AND (cardinality(p.area_codes) = 0 OR substr(to_number, 3, 3) = ANY (p.area_codes))
+	   AND (cardinality(p.campaigns) = 0 OR campaign = ANY (p.campaigns))
+	   AND (cardinality(p.providers) = 0 OR provider = ANY (p.providers));
+$$;
+
+COMMENT ON FUNCTION dialer.applicable_policies(text, text, text) IS
+	'The enabled calling policies whose scope (countries, area codes, campaigns, providers) covers a call';
+
+CREATE FUNCTION dialer.closed_rule(policies text[], zones text[], at timestamptz, ws time, we time)
+RETURNS TABLE (policy text, rule text, timezone text, detail text)
+LANGUAGE sql
+STABLE
+PARALLEL SAFE
+AS $$
+	WITH l AS (
+		SELECT z, (at AT TIME ZONE z) AS lt FROM unnest(zones) z
+	)
+	SELECT r.policy, r.rule, r.timezone, r.detail FROM (
+		SELECT 3 AS o, 'dialer.call_window'::text AS policy, 'window'::text AS rule, l.z AS timezone,
+			   format('outside %s-%s local time', ws, we) AS detail
+		  FROM l
+		 WHERE ws IS NOT NULL AND we IS NOT NULL
+		   AND NOT (l.lt::time >= ws AND (l.lt::time < we OR we = '00:00' OR we = '24:00'))
+		UNION ALL
+		SELECT 1, p.name, 'blackout', l.z, format('%s %s (calendar %s)', b.name, b.day, b.calendar)
+		  FROM dialer.calling_policies p CROSS JOIN l
+		  JOIN dialer.blackout_dates b ON b.calendar = ANY (p.blackout_calendars) AND b.day = l.lt::date
+		 WHERE p.name = ANY (policies)
+		UNION ALL
+		SELECT 2, p.name, 'window', l.z,
+			   format('no window of the policy is open on %s %s local time', to_char(l.lt, 'FMDay'), to_char(l.lt, 'HH24:MI'))
+		  FROM dialer.calling_policies p CROSS JOIN l
+		 WHERE p.name = ANY (policies)
+		   AND EXISTS (SELECT 1 FROM dialer.policy_windows w WHERE w.policy = p.name)
+		   AND NOT EXISTS (SELECT 1 FROM dialer.policy_windows w
+							WHERE w.policy = p.name
+							  AND extract(isodow FROM l.lt)::int = ANY (w.weekdays)
+							  AND l.lt::time >= w.starts AND l.lt::time < w.ends)
+	) r
+	ORDER BY r.o, r.policy
+	LIMIT 1;
+$$;
+
+COMMENT ON FUNCTION dialer.closed_rule(text[], text[], timestamptz, time, time) IS
+	'Internal: the first window or blackout rule (of the policies, or the general window ws-we) closed at instant at in one of the zones; no row when all are open';
+
+CREATE FUNCTION dialer.next_time_opening(policies text[], zones text[], at timestamptz, ws time, we time)
+RETURNS timestamptz
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+DECLARE
+	v_starts time[];
+	v_t timestamptz;
+BEGIN
+	IF NOT EXISTS (SELECT 1 FROM dialer.closed_rule(policies, zones, at, ws, we)) THEN
+		RETURN at;
+	END IF;
+	v_starts := ARRAY(SELECT w.starts FROM dialer.policy_windows w WHERE w.policy = ANY (policies)
+					  UNION SELECT ws WHERE ws IS NOT NULL
+					  UNION SELECT time '00:00');
+	FOR v_t IN
+		SELECT DISTINCT ((at AT TIME ZONE z)::date + d + s) AT TIME ZONE z AS t
+		  FROM unnest(zones) z, generate_series(0, 61) d, unnest(v_starts) s
+		 WHERE ((at AT TIME ZONE z)::date + d + s) AT TIME ZONE z > at
+		 ORDER BY 1
+	LOOP
+		IF NOT EXISTS (SELECT 1 FROM dialer.closed_rule(policies, zones, v_t, ws, we)) THEN
+			RETURN v_t;
+		END IF;
+	END LOOP;
+	RETURN NULL;
+END;
+$$;
+
+COMMENT ON FUNCTION dialer.next_time_opening(text[], text[], timestamptz, time, time) IS
+	'Internal: first instant at or after at when every window and blackout rule of the policies (and the general window ws-we) is open in every zone; NULL if none within 60 days';
+
+CREATE FUNCTION dialer.contact_count(number text, at timestamptz, period interval, max_calls int,
+									 OUT calls int, OUT frees_at timestamptz)
+LANGUAGE sql
+STABLE
+PARALLEL SAFE
+AS $$
+	WITH r AS (
+		SELECT a.requested_at
+		  FROM dialer.scheduled_calls c
+		  JOIN dialer.call_attempts a ON a.call_id = c.id
+		 WHERE c.to_number = number
+		   AND a.provider_call_id IS NOT NULL
+		   AND a.requested_at > at - period AND a.requested_at <= at
+	)
+	SELECT (SELECT count(*)::int FROM r),
+		   (SELECT r.requested_at + period FROM r ORDER BY r.requested_at DESC
+			 OFFSET greatest(max_calls - 1, 0) LIMIT 1);
+$$;
+
+COMMENT ON FUNCTION dialer.contact_count(text, timestamptz, interval, int) IS
+	'Internal: calls to a number that reached a provider within (at - period, at], across campaigns, and when a cap of max_calls frees again';
+
+CREATE FUNCTION dialer.compliance_verdict(to_number text, at timestamptz DEFAULT now(), timezone text DEFAULT NULL,
+										  campaign text DEFAULT NULL, provider text DEFAULT NULL, purpose text DEFAULT NULL,
+										  window_start time DEFAULT NULL, window_end time DEFAULT NULL,
+										  OUT decision text, OUT policy text, OUT rule text, OUT reason text,
+										  OUT next_opening timestamptz, OUT timezones text[], OUT policies text[])
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, dialer, pg_temp
+-- called from dialer.claim_calls, whose planner settings suit the queue, not these small tables
+SET enable_seqscan = on
+SET plan_cache_mode = auto
+AS $$
+DECLARE
+	v_ws time := coalesce(window_start, nullif(current_setting('dialer.call_window_start', true), '')::time);
+	v_we time := coalesce(window_end, nullif(current_setting('dialer.call_window_end', true), '')::time);
+	v_p record;
+	v_cnt record;
+	v_closed record;
+	v_until timestamptz;
+BEGIN
+	policies := dialer.applicable_policies(to_number, campaign, provider);
+	IF cardinality(policies) = 0 THEN
+		decision := 'allow';
+		reason := 'no calling policy applies';
+		RETURN;
+	END IF;
+
+	timezones := CASE WHEN timezone IS NOT NULL THEN ARRAY[timezone]
+					  ELSE coalesce((SELECT ARRAY[k.timezone] FROM dialer.campaigns k
+									  WHERE k.name = compliance_verdict.campaign AND k.timezone IS NOT NULL),
+									dialer.number_timezones(to_number)) END;
+	IF timezones IS NULL THEN
+		decision := 'refuse';
+		policy := policies[1];
+		rule := 'unknown_timezone';
+		reason := format('the recipient''s time zone cannot be known from %s (not in libphonenumber''s data) and neither the call nor its campaign names one: not dialled under policy %s',
+						 to_number, policies[1]);
+		RETURN;
+	END IF;
+
+	-- consent, silence after a refusal, then per-recipient caps: the call is refused
+	FOR v_p IN SELECT p.* FROM dialer.calling_policies p WHERE p.name = ANY (policies) ORDER BY p.name LOOP
+		IF v_p.require_consent AND NOT EXISTS (
+				SELECT 1 FROM dialer.consents k
+				 WHERE k.number = compliance_verdict.to_number
+				   AND k.purpose = coalesce(compliance_verdict.purpose, compliance_verdict.campaign)
+				   AND k.granted_at <= at AND (k.revoked_at IS NULL OR k.revoked_at > at)) THEN
+			decision := 'refuse';
+			policy := v_p.name;
+			rule := 'consent';
+			reason := format('policy %s requires consent and %s has none in force for purpose %s%s',
+							 v_p.name, to_number, coalesce(purpose, campaign, '(none given)'),
+							 (SELECT format(' (revoked %s via %s)', k.revoked_at, k.revoked_via)
+								FROM dialer.consents k
+							   WHERE k.number = compliance_verdict.to_number
+								 AND k.purpose = coalesce(compliance_verdict.purpose, compliance_verdict.campaign)
+								 AND k.revoked_at <= at
+							   ORDER BY k.revoked_at DESC LIMIT 1));
+			RETURN;
+		END IF;
+		IF v_p.refusal_silence IS NOT NULL THEN
+			SELECT max(r.refused_at) + v_p.refusal_silence INTO v_until
+			  FROM dialer.refusals r
+			 WHERE r.number = compliance_verdict.to_number
+			   AND r.refused_at <= at AND r.refused_at > at - v_p.refusal_silence
+			   AND (r.purpose IS NULL OR compliance_verdict.purpose IS NULL OR r.purpose = compliance_verdict.purpose
+					 OR r.purpose = compliance_verdict.campaign);
+			IF v_until IS NOT NULL THEN
+				decision := 'refuse';
+				policy := v_p.name;
+				rule := 'refusal_silence';
+				next_opening := v_until;
+				reason := format('%s refused a call less than %s ago: policy %s keeps silence until %s',
+								 to_number, v_p.refusal_silence, v_p.name, v_until);
+				RETURN;
+			END IF;
+		END IF;
+		IF v_p.max_calls IS NOT NULL THEN
+			SELECT * INTO v_cnt FROM dialer.contact_count(to_number, at, v_p.cap_period, v_p.max_calls);
+			IF v_cnt.calls >= v_p.max_calls THEN
+				decision := 'refuse';
+				policy := v_p.name;
+				rule := 'cap';
+				next_opening := v_cnt.frees_at;
+				reason := format('%s already had %s calls within %s: policy %s allows at most %s',
+								 to_number, v_cnt.calls, v_p.cap_period, v_p.name, v_p.max_calls);
+				RETURN;
+			END IF;
+		END IF;
+	END LOOP;
+
+	SELECT * INTO v_closed FROM dialer.closed_rule(policies, timezones, at, v_ws, v_we);
+	IF NOT FOUND THEN
+		decision := 'allow';
+		reason := format('open under %s in %s', array_to_string(policies, ', '), array_to_string(timezones, ', '));
+		RETURN;
+	END IF;
+	policy := v_closed.policy;
+	rule := v_closed.rule;
+	next_opening := dialer.next_time_opening(policies, timezones, at, v_ws, v_we);
+	IF next_opening IS NULL THEN
+		decision := 'refuse';
+		reason := format('policy %s, rule %s: %s in %s, and no opening within 60 days in all of %s',
+						 v_closed.policy, v_closed.rule, v_closed.detail, v_closed.timezone, array_to_string(timezones, ', '));
+	ELSE
+		decision := 'park';
+		reason := format('policy %s, rule %s: %s in %s; next opening %s',
+						 v_closed.policy, v_closed.rule, v_closed.detail, v_closed.timezone, next_opening);
+	END IF;
+END;
+$$;
+
+COMMENT ON FUNCTION dialer.compliance_verdict(text, timestamptz, text, text, text, text, time, time) IS
+	'Decision for a call to a number at an instant under every applicable calling policy: allow, park (until next_opening) or refuse; names the policy and rule that decided, and why';
+
+CREATE FUNCTION dialer.next_opening(to_number text, at timestamptz DEFAULT now(), timezone text DEFAULT NULL,
+									campaign text DEFAULT NULL, provider text DEFAULT NULL)
+RETURNS timestamptz
+LANGUAGE sql
+STABLE
+AS $$
+	SELECT CASE v.decision WHEN 'allow' THEN at WHEN 'park' THEN v.next_opening END
+	  FROM dialer.compliance_verdict(to_number, at, timezone, campaign, provider) v;
+$$;
+
+COMMENT ON FUNCTION dialer.next_opening(text, timestamptz, text, text, text) IS
+	'Next instant at or after at when a call to the number may be made under its calling policies (at itself when open now; NULL when refused)';
+
+CREATE FUNCTION dialer.next_opening(call_id bigint, at timestamptz DEFAULT now())
+RETURNS timestamptz
+LANGUAGE sql
+STABLE
+AS $$
+	SELECT dialer.next_opening(c.to_number, at, c.timezone, c.campaign, c.provider)
+	  FROM dialer.scheduled_calls c WHERE c.id = call_id;
+$$;
+
+COMMENT ON FUNCTION dialer.next_opening(bigint, timestamptz) IS
+	'Next instant at or after at when a scheduled call may be made under its calling policies (NULL when refused)';
+
+CREATE FUNCTION dialer.use_preset(preset text, name text DEFAULT NULL)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+DECLARE
+	v_name text := coalesce(name, preset);
+BEGIN
+	IF NOT EXISTS (SELECT 1 FROM dialer.calling_policies p WHERE p.name = 'preset:' || preset AND p.builtin) THEN
+		PERFORM dialer.raise_bad_argument('preset', preset, 'pg_dialer has no such calling policy preset.',
+			'The presets: ' || (SELECT string_agg(substr(p.name, 8), ', ' ORDER BY p.name)
+								  FROM dialer.calling_policies p WHERE p.builtin) || '.');
+	END IF;
+	INSERT INTO dialer.calling_policies (name, enabled, builtin, description, legal_source, country_codes,
+										 area_codes, campaigns, providers, blackout_calendars, max_calls,
+										 cap_period, refusal_silence, require_consent)
+	SELECT v_name, true, false, p.description, p.legal_source, p.country_codes, p.area_codes, p.campaigns,
+		   p.providers, p.blackout_calendars, p.max_calls, p.cap_period, p.refusal_silence, p.require_consent
+	  FROM dialer.calling_policies p WHERE p.name = 'preset:' || preset;
+	INSERT INTO dialer.policy_windows (policy, weekdays, starts, ends)
+	SELECT v_name, w.weekdays, w.starts, w.ends FROM dialer.policy_windows w WHERE w.policy = 'preset:' || preset;
+	RETURN v_name;
+END;
+$$;
+
+COMMENT ON FUNCTION dialer.use_preset(text, text) IS
+	'Creates an enabled calling policy (named name, default the preset''s) as a copy of a preset: US-TCPA, US-FL, FR';
+
+CREATE FUNCTION dialer.contact_history(number text)
+RETURNS TABLE (call_id bigint, campaign text, status text, event text, at timestamptz, local_time timestamp,
+			   timezone text, policy text, rule text, reason text)
+LANGUAGE sql
+STABLE
+AS $$
+	SELECT c.id, c.campaign, c.status, e.event, e.at,
+		   e.at AT TIME ZONE coalesce(c.timezone, (dialer.number_timezones(c.to_number))[1], 'UTC'),
+		   coalesce(c.timezone, (dialer.number_timezones(c.to_number))[1]),
+		   e.detail->>'policy', e.detail->>'rule', coalesce(e.detail->>'message', e.detail->>'reason')
+	  FROM dialer.scheduled_calls c
+	  JOIN dialer.call_events e ON e.call_id = c.id
+	 WHERE c.to_number = number
+	 ORDER BY e.at, e.id;
+$$;
+
+COMMENT ON FUNCTION dialer.contact_history(text) IS
+	'Every event of every call to a number (made, parked, skipped, expired), in the recipient''s local time, with the policy and rule that decided';
+
+CREATE FUNCTION dialer.policies_changed()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+DECLARE
+	v_n int;
+BEGIN
+	UPDATE dialer.scheduled_calls c
+	   SET next_attempt_at = greatest(c.run_at, now()), updated_at = now()
+	 WHERE c.status = 'scheduled' AND c.next_attempt_at > now()
+	   AND (SELECT e.detail ? 'policy' AND e.event = 'window_wait'
+			  FROM dialer.call_events e WHERE e.call_id = c.id ORDER BY e.id DESC LIMIT 1);
+	GET DIAGNOSTICS v_n = ROW_COUNT;
+	IF v_n > 0 THEN
+		PERFORM dialer.wake_worker();
+	END IF;
+	RETURN NULL;
+END;
+$$;
+
+COMMENT ON FUNCTION dialer.policies_changed() IS
+	'Trigger: after a change of calling policies, windows, blackout days, refusals or consents, the calls a policy parked are due again at once, to be re-evaluated by the claim';
+
+CREATE TRIGGER calling_policies_changed AFTER INSERT OR UPDATE OR DELETE ON dialer.calling_policies
+	FOR EACH STATEMENT EXECUTE FUNCTION dialer.policies_changed();
+
+CREATE TRIGGER policy_windows_changed AFTER INSERT OR UPDATE OR DELETE ON dialer.policy_windows
+	FOR EACH STATEMENT EXECUTE FUNCTION dialer.policies_changed();
+
+CREATE TRIGGER blackout_dates_changed AFTER INSERT OR UPDATE OR DELETE ON dialer.blackout_dates
+	FOR EACH STATEMENT EXECUTE FUNCTION dialer.policies_changed();
+
+CREATE TRIGGER refusals_changed AFTER INSERT OR UPDATE OR DELETE ON dialer.refusals
+	FOR EACH STATEMENT EXECUTE FUNCTION dialer.policies_changed();
+
+CREATE TRIGGER consents_changed AFTER INSERT OR UPDATE OR DELETE ON dialer.consents
+	FOR EACH STATEMENT EXECUTE FUNCTION dialer.policies_changed();
+
+INSERT INTO dialer.calling_policies (name, enabled, builtin, description, legal_source, country_codes)
+VALUES ('preset:US-TCPA', false, true, 'US TCPA calling hours: 08:00-21:00 at the called party''s location',
+		'47 CFR 64.1200(c)(1) (Telephone Consumer Protection Act)', '{1}');
+
+INSERT INTO dialer.policy_windows (policy, weekdays, starts, ends)
+VALUES ('preset:US-TCPA', '{1,2,3,4,5,6,7}', '08:00', '21:00');
+
+INSERT INTO dialer.calling_policies (name, enabled, builtin, description, legal_source, country_codes,
+									 area_codes, max_calls, cap_period)
+VALUES ('preset:US-FL', false, true, 'Florida FTSA: 08:00-20:00 local time, at most 3 calls per 24 hours',
+		'Florida Statutes 501.059(8)(a) and (b) (Florida Telephone Solicitation Act)', '{1}',
+		'{239,305,321,324,352,386,407,448,561,645,656,727,728,754,772,786,813,850,863,904,941,954}',
+		3, interval '24 hours');
+
+INSERT INTO dialer.policy_windows (policy, weekdays, starts, ends)
+VALUES ('preset:US-FL', '{1,2,3,4,5,6,7}', '08:00', '20:00');
+
+INSERT INTO dialer.calling_policies (name, enabled, builtin, description, legal_source, country_codes,
+									 blackout_calendars, max_calls, cap_period, refusal_silence)
+VALUES ('preset:FR', false, true,
+		'France: Mon-Fri 10:00-13:00 and 14:00-20:00, no public holidays, at most 4 calls per 30 days, 60 days of silence after a refusal',
+		'Décret n° 2022-1313 du 13 octobre 2022 (Code de la consommation, art. D. 223-8, D. 223-9); holidays: Code du travail, art. L3133-1',
+		'{33}', '{FR}', 4, interval '30 days', interval '60 days');
+
+INSERT INTO dialer.policy_windows (policy, weekdays, starts, ends)
+VALUES ('preset:FR', '{1,2,3,4,5}', '10:00', '13:00'),
+	   ('preset:FR', '{1,2,3,4,5}', '14:00', '20:00');
+
+INSERT INTO dialer.blackout_dates (calendar, day, name, builtin)
+SELECT 'FR', d::date, n, true
+  FROM (VALUES
+	('2026-01-01', 'Jour de l''an'), ('2026-04-06', 'Lundi de Pâques'), ('2026-05-01', 'Fête du Travail'),
+	('2026-05-08', 'Victoire 1945'), ('2026-05-14', 'Ascension'), ('2026-05-25', 'Lundi de Pentecôte'),
+	('2026-07-14', 'Fête nationale'), ('2026-08-15', 'Assomption'), ('2026-11-01', 'Toussaint'),
+	('2026-11-11', 'Armistice 1918'), ('2026-12-25', 'Noël'),
+	('2027-01-01', 'Jour de l''an'), ('2027-03-29', 'Lundi de Pâques'), ('2027-05-01', 'Fête du Travail'),
+	('2027-05-06', 'Ascension'), ('2027-05-08', 'Victoire 1945'), ('2027-05-17', 'Lundi de Pentecôte'),
+	('2027-07-14', 'Fête nationale'), ('2027-08-15', 'Assomption'), ('2027-11-01', 'Toussaint'),
+	('2027-11-11', 'Armistice 1918'), ('2027-12-25', 'Noël'),
+	('2028-01-01', 'Jour de l''an'), ('2028-04-17', 'Lundi de Pâques'), ('2028-05-01', 'Fête du Travail'),
+	('2028-05-08', 'Victoire 1945'), ('2028-05-25', 'Ascension'), ('2028-06-05', 'Lundi de Pentecôte'),
+	('2028-07-14', 'Fête nationale'), ('2028-08-15', 'Assomption'), ('2028-11-01', 'Toussaint'),
+	('2028-11-11', 'Armistice 1918'), ('2028-12-25', 'Noël')) h(d, n);
 
 CREATE FUNCTION dialer.provider_status(
 	OUT provider text,
@@ -2116,6 +2828,3286 @@ REVOKE ALL ON dialer.call_counts, dialer.provider_health, dialer.worker_health F
 
 REVOKE ALL ON FUNCTION dialer.provider_status(), dialer.dispatchers(), dialer.is_served(),
 	dialer.check_served(), dialer.grant_monitoring(name) FROM PUBLIC;
+
+TRUNCATE dialer.number_timezones;
+
+INSERT INTO dialer.number_timezones (prefix, zones)
+SELECT split_part(l, '|', 1), string_to_array(split_part(l, '|', 2), '&')
+  FROM regexp_split_to_table($map$
+1|America/Adak&America/Anchorage&America/Anguilla&America/Antigua&America/Barbados&America/Boise&America/Cayman&America/Chicago&America/Denver&America/Dominica&America/Edmonton&America/Fort_Nelson&America/Grand_Turk&America/Grenada&America/Halifax&America/Jamaica&America/Juneau&America/Los_Angeles&America/Lower_Princes&America/Montserrat&America/Nassau&America/New_York&America/North_Dakota/Center&America/Phoenix&America/Port_of_Spain&America/Puerto_Rico&America/Regina&America/Santo_Domingo&America/St_Johns&America/St_Kitts&America/St_Lucia&America/St_Thomas&America/St_Vincent&America/Toronto&America/Tortola&America/Vancouver&America/Winnipeg&Atlantic/Bermuda&Pacific/Guam&Pacific/Honolulu&Pacific/Pago_Pago&Pacific/Saipan
+7|Asia/Almaty&Asia/Anadyr&Asia/Aqtobe&Asia/Irkutsk&Asia/Kamchatka&Asia/Krasnoyarsk&Asia/Magadan&Asia/Novosibirsk&Asia/Omsk&Asia/Sakhalin&Asia/Vladivostok&Asia/Yakutsk&Asia/Yekaterinburg&Europe/Bucharest&Europe/Moscow&Europe/Samara
+20|Africa/Cairo
+27|Africa/Johannesburg
+30|Europe/Athens
+31|Europe/Amsterdam
+32|Europe/Brussels
+33|Europe/Paris
+34|Atlantic/Canary&Europe/Madrid
+36|Europe/Budapest
+39|Europe/Rome&Europe/Vatican
+40|Europe/Bucharest
+41|Europe/Zurich
+43|Europe/Vienna
+44|Europe/Guernsey&Europe/Isle_of_Man&Europe/Jersey&Europe/London
+45|Europe/Copenhagen
+46|Europe/Stockholm
+47|Arctic/Longyearbyen&Europe/Oslo
+48|Europe/Warsaw
+49|Europe/Berlin
+51|America/Lima
+52|America/Hermosillo&America/Mazatlan&America/Mexico_City&America/New_York&America/Tijuana
+53|America/Havana
+54|America/Buenos_Aires
+55|America/Manaus&America/Noronha&America/Rio_Branco&America/Sao_Paulo
+56|America/Santiago&Pacific/Easter
+57|America/Bogota
+58|America/Caracas
+60|Asia/Kuching
+61|Australia/Adelaide&Australia/Brisbane&Australia/Eucla&Australia/Lord_Howe&Australia/Perth&Australia/Sydney&Indian/Christmas&Indian/Cocos
+62|Asia/Jakarta&Asia/Jayapura&Asia/Makassar
+63|Asia/Manila
+64|Pacific/Auckland&Pacific/Chatham
+65|Asia/Singapore
+66|Asia/Bangkok
+77|Asia/Almaty&Asia/Aqtobe
+79|Europe/Moscow
+81|Asia/Tokyo
+82|Asia/Seoul
+84|Asia/Bangkok
+86|Asia/Shanghai
+90|Europe/Istanbul
+91|Asia/Calcutta
+92|Asia/Karachi
+93|Asia/Kabul
+94|Asia/Colombo
+95|Asia/Rangoon
+98|Asia/Tehran
+211|Africa/Nairobi
+212|Atlantic/Canary
+213|Europe/Paris
+216|Africa/Tunis
+218|Europe/Bucharest
+220|Africa/Banjul
+221|Africa/Dakar
+222|Africa/Nouakchott
+223|Africa/Bamako
+224|Africa/Conakry
+225|Africa/Abidjan
+226|Africa/Ouagadougou
+227|Africa/Niamey
+228|Africa/Lome
+229|Africa/Porto-Novo
+230|Indian/Mauritius
+231|Atlantic/Reykjavik
+232|Africa/Freetown
+233|Africa/Accra
+234|Africa/Lagos
+235|Africa/Ndjamena
+236|Africa/Bangui
+237|Africa/Douala
+238|Atlantic/Cape_Verde
+239|Africa/Sao_Tome
+240|Africa/Malabo
+241|Africa/Libreville
+242|Africa/Brazzaville
+243|Africa/Kinshasa&Africa/Lubumbashi
+244|Africa/Luanda
+245|Atlantic/Reykjavik
+246|Indian/Chagos
+247|Atlantic/St_Helena
+248|Indian/Mahe
+249|Africa/Khartoum
+250|Africa/Kigali
+251|Africa/Addis_Ababa
+252|Africa/Mogadishu
+253|Africa/Djibouti
+254|Africa/Nairobi
+255|Africa/Dar_es_Salaam
+256|Africa/Kampala
+257|Africa/Bujumbura
+258|Africa/Maputo
+260|Africa/Lusaka
+261|Indian/Antananarivo
+262|Indian/Mayotte&Indian/Reunion
+263|Africa/Harare
+264|Africa/Windhoek
+265|Africa/Blantyre
+266|Africa/Maseru
+267|Africa/Gaborone
+268|Africa/Mbabane
+269|Indian/Comoro
+290|Atlantic/St_Helena
+291|Africa/Asmera
+297|America/Aruba
+298|Atlantic/Faeroe
+299|America/Godthab&America/Scoresbysund&America/Thule
+345|Europe/Madrid
+346|Europe/Madrid
+347|Europe/Madrid
+348|Europe/Madrid
+349|Europe/Madrid
+350|Europe/Gibraltar
+351|Atlantic/Azores&Europe/Lisbon
+352|Europe/Luxembourg
+353|Europe/Dublin
+354|Atlantic/Reykjavik
+355|Europe/Tirane
+356|Europe/Malta
+357|Asia/Nicosia
+358|Europe/Helsinki&Europe/Mariehamn
+359|Europe/Sofia
+370|Europe/Bucharest
+371|Europe/Bucharest
+372|Europe/Bucharest
+373|Europe/Bucharest
+374|Asia/Yerevan
+375|Europe/Moscow
+376|Europe/Andorra
+377|Europe/Monaco
+378|Europe/San_Marino
+380|Europe/Kyiv
+381|Europe/Belgrade
+382|Europe/Podgorica
+383|Europe/Belgrade
+385|Europe/Zagreb
+386|Europe/Ljubljana
+387|Europe/Sarajevo
+389|Europe/Skopje
+390|Europe/Rome
+391|Europe/Rome&Europe/Vatican
+393|Europe/Rome&Europe/Vatican
+395|Europe/Rome&Europe/Vatican
+397|Europe/Rome
+398|Europe/Rome&Europe/Vatican
+420|Europe/Prague
+421|Europe/Bratislava
+423|Europe/Vaduz
+441|Europe/London
+442|Europe/London
+443|Europe/Guernsey&Europe/Isle_of_Man&Europe/London
+445|Europe/Guernsey&Europe/Isle_of_Man&Europe/London
+448|Europe/Guernsey&Europe/Isle_of_Man&Europe/London
+449|Europe/Guernsey&Europe/Isle_of_Man&Europe/London
+470|Europe/Oslo
+472|Europe/Oslo
+473|Europe/Oslo
+474|Europe/Oslo
+475|Europe/Oslo
+476|Europe/Oslo
+477|Europe/Oslo
+478|Europe/Oslo
+479|Europe/Oslo
+500|Atlantic/Stanley
+501|America/Belize
+502|America/Guatemala
+503|America/El_Salvador
+504|America/Tegucigalpa
+505|America/Chicago
+506|America/Costa_Rica
+507|America/Panama
+508|America/Miquelon
+509|America/Port-au-Prince
+521|America/Mexico_City
+522|America/Mexico_City
+523|America/Mexico_City
+524|America/Mexico_City
+525|America/Mexico_City
+527|America/Mexico_City
+528|America/Mexico_City
+529|America/Mexico_City
+551|America/Sao_Paulo
+552|America/Sao_Paulo
+553|America/Sao_Paulo
+554|America/Sao_Paulo
+557|America/Sao_Paulo
+558|America/Sao_Paulo
+559|America/Manaus
+561|America/Santiago
+562|America/Santiago
+564|America/Santiago
+565|America/Santiago
+566|America/Santiago
+567|America/Santiago
+568|America/Santiago
+569|America/Santiago
+590|America/Guadeloupe
+591|America/La_Paz
+592|America/Guyana
+593|America/Guayaquil&Pacific/Galapagos
+594|America/Cayenne
+595|America/Asuncion
+596|America/Martinique
+597|America/Paramaribo
+598|America/Montevideo
+599|America/Curacao&America/Kralendijk
+611|Australia/Sydney
+612|Australia/Sydney
+613|Australia/Sydney
+614|Australia/Sydney
+617|Australia/Sydney
+621|Asia/Jakarta&Asia/Makassar
+622|Asia/Jakarta
+624|Asia/Makassar
+626|Asia/Jakarta
+627|Asia/Jakarta
+628|Asia/Jakarta
+641|Pacific/Auckland
+642|Pacific/Auckland
+643|Pacific/Auckland
+644|Pacific/Auckland
+645|Pacific/Auckland
+646|Pacific/Auckland
+647|Pacific/Auckland
+649|Pacific/Auckland
+670|Asia/Dili
+672|Pacific/Norfolk
+673|Asia/Brunei
+674|Pacific/Nauru
+675|Pacific/Port_Moresby
+676|Pacific/Tongatapu
+677|Pacific/Guadalcanal
+678|Pacific/Efate
+679|Pacific/Fiji
+680|Pacific/Palau
+681|Pacific/Wallis
+682|Pacific/Rarotonga
+683|Pacific/Niue
+685|Pacific/Apia
+686|Pacific/Enderbury&Pacific/Kiritimati&Pacific/Tarawa
+687|Pacific/Noumea
+688|Pacific/Funafuti
+689|Pacific/Gambier&Pacific/Marquesas&Pacific/Tahiti
+690|Pacific/Fakaofo
+691|Pacific/Kosrae&Pacific/Ponape&Pacific/Truk
+692|Pacific/Majuro
+733|Asia/Almaty
+734|Asia/Yekaterinburg
+735|Asia/Yekaterinburg
+736|Europe/Moscow
+740|Europe/Bucharest
+747|Europe/Moscow
+748|Europe/Moscow
+749|Europe/Moscow
+771|Asia/Almaty
+772|Asia/Almaty
+781|Europe/Moscow
+782|Europe/Moscow
+783|Europe/Moscow
+786|Europe/Moscow
+787|Europe/Moscow
+850|Asia/Seoul
+852|Asia/Hong_Kong
+853|Asia/Shanghai
+855|Asia/Phnom_Penh
+856|Asia/Vientiane
+861|Asia/Shanghai
+862|Asia/Shanghai
+863|Asia/Shanghai
+864|Asia/Shanghai
+865|Asia/Shanghai
+866|Asia/Shanghai
+867|Asia/Shanghai
+868|Asia/Shanghai
+869|Asia/Shanghai
+880|Asia/Dhaka
+886|Asia/Taipei
+960|Indian/Maldives
+961|Asia/Beirut
+962|Asia/Amman
+963|Asia/Damascus
+964|Asia/Baghdad
+965|Asia/Kuwait
+966|Asia/Riyadh
+967|Asia/Aden
+968|Asia/Muscat
+970|Europe/Bucharest
+971|Asia/Dubai
+972|Asia/Jerusalem
+973|Asia/Bahrain
+974|Asia/Qatar
+975|Asia/Thimphu
+976|Asia/Choibalsan&Asia/Hovd&Asia/Ulaanbaatar
+977|Asia/Katmandu
+992|Asia/Dushanbe
+993|Asia/Ashgabat
+994|Asia/Baku
+995|Asia/Tbilisi
+996|Asia/Bishkek
+998|Asia/Tashkent
+1201|America/New_York
+1202|America/New_York
+1203|America/New_York
+1204|America/Winnipeg
+1205|America/Chicago
+1206|America/Los_Angeles
+1207|America/New_York
+1209|America/Los_Angeles
+1210|America/Chicago
+1212|America/New_York
+1213|America/Los_Angeles
+1214|America/Chicago
+1215|America/New_York
+1216|America/New_York
+1217|America/Chicago
+1218|America/Chicago
+1219|America/New_York
+1220|America/New_York
+1223|America/New_York
+1224|America/Chicago
+1225|America/Chicago
+1226|America/Toronto
+1228|America/Chicago
+1229|America/New_York
+1231|America/New_York
+1234|America/New_York
+1236|America/Vancouver
+1239|America/New_York
+1240|America/New_York
+1242|America/Nassau
+1246|America/Barbados
+1248|America/New_York
+1249|America/Toronto
+1250|America/Vancouver
+1251|America/Chicago
+1252|America/New_York
+1253|America/Los_Angeles
+1254|America/Chicago
+1256|America/Chicago
+1260|America/New_York
+1262|America/Chicago
+1263|America/Toronto
+1264|America/Anguilla
+1267|America/New_York
+1268|America/Antigua
+1269|America/New_York
+1270|America/New_York
+1272|America/New_York
+1276|America/New_York
+1279|America/Los_Angeles
+1281|America/Chicago
+1283|America/New_York
+1284|America/Tortola
+1289|America/Toronto
+1301|America/New_York
+1302|America/New_York
+1303|America/Denver
+1304|America/New_York
+1305|America/New_York
+1306|America/Regina
+1307|America/Denver
+1308|America/Chicago
+1309|America/Chicago
+1312|America/Chicago
+1313|America/New_York
+1314|America/Chicago
+1315|America/New_York
+1316|America/Chicago
+1317|America/New_York
+1318|America/Chicago
+1319|America/Chicago
+1320|America/Chicago
+1321|America/New_York
+1323|America/Los_Angeles
+1325|America/Chicago
+1326|America/New_York
+1330|America/New_York
+1331|America/Chicago
+1332|America/New_York
+1334|America/Chicago
+1336|America/New_York
+1337|America/Chicago
+1339|America/New_York
+1340|America/St_Thomas
+1341|America/Los_Angeles
+1343|America/Toronto
+1345|America/Cayman
+1346|America/Chicago
+1347|America/New_York
+1351|America/New_York
+1352|America/New_York
+1360|America/Los_Angeles
+1361|America/Chicago
+1364|America/New_York
+1365|America/Toronto
+1367|America/Toronto
+1368|America/Edmonton
+1380|America/New_York
+1385|America/Denver
+1386|America/New_York
+1401|America/New_York
+1402|America/Chicago
+1403|America/Edmonton
+1404|America/New_York
+1405|America/Chicago
+1406|America/Denver
+1407|America/New_York
+1408|America/Los_Angeles
+1409|America/Chicago
+1410|America/New_York
+1412|America/New_York
+1413|America/New_York
+1414|America/Chicago
+1415|America/Los_Angeles
+1416|America/Toronto
+1417|America/Chicago
+1418|America/Toronto
+1419|America/New_York
+1423|America/Chicago
+1424|America/Los_Angeles
+1425|America/Los_Angeles
+1430|America/Chicago
+1431|America/Winnipeg
+1432|America/Chicago
+1434|America/New_York
+1435|America/Denver
+1437|America/Winnipeg
+1438|America/Toronto
+1440|America/New_York
+1441|Atlantic/Bermuda
+1442|America/Los_Angeles
+1443|America/New_York
+1445|America/New_York
+1447|America/Chicago
+1448|America/New_York
+1450|America/Toronto
+1458|America/Los_Angeles
+1463|America/New_York
+1464|America/Chicago
+1468|America/Toronto
+1469|America/Chicago
+1470|America/New_York
+1473|America/Grenada
+1474|America/Winnipeg
+1475|America/New_York
+1478|America/New_York
+1479|America/Chicago
+1480|America/Denver&America/Phoenix
+1484|America/New_York
+1501|America/Chicago
+1502|America/New_York
+1503|America/Los_Angeles
+1504|America/Chicago
+1505|America/Denver
+1506|America/Halifax
+1507|America/Chicago
+1508|America/New_York
+1509|America/Los_Angeles
+1510|America/Los_Angeles
+1512|America/Chicago
+1513|America/New_York
+1514|America/Toronto
+1515|America/Chicago
+1516|America/New_York
+1517|America/New_York
+1518|America/New_York
+1519|America/Toronto
+1520|America/Denver&America/Phoenix
+1530|America/Los_Angeles
+1531|America/Chicago
+1534|America/Chicago
+1539|America/Chicago
+1540|America/New_York
+1541|America/Los_Angeles
+1548|America/Toronto
+1551|America/New_York
+1559|America/Los_Angeles
+1561|America/New_York
+1562|America/Los_Angeles
+1563|America/Chicago
+1564|America/Los_Angeles
+1567|America/New_York
+1570|America/New_York
+1571|America/New_York
+1572|America/Chicago
+1573|America/Chicago
+1574|America/New_York
+1575|America/Denver
+1579|America/Toronto
+1580|America/Chicago
+1581|America/Toronto
+1582|America/New_York
+1584|America/Winnipeg
+1585|America/New_York
+1586|America/New_York
+1587|America/Edmonton
+1601|America/Chicago
+1602|America/Denver&America/Phoenix
+1603|America/New_York
+1604|America/Vancouver
+1605|America/Denver&America/North_Dakota/Center
+1606|America/New_York
+1607|America/New_York
+1608|America/Chicago
+1609|America/New_York
+1610|America/New_York
+1612|America/Chicago
+1613|America/Toronto
+1614|America/New_York
+1615|America/Chicago
+1616|America/New_York
+1617|America/New_York
+1618|America/Chicago
+1619|America/Los_Angeles
+1620|America/Chicago
+1623|America/Phoenix
+1626|America/Los_Angeles
+1628|America/Los_Angeles
+1629|America/Chicago
+1630|America/Chicago
+1631|America/New_York
+1636|America/Chicago
+1639|America/Regina
+1640|America/New_York
+1641|America/Chicago
+1646|America/New_York
+1647|America/Toronto
+1649|America/Grand_Turk
+1650|America/Los_Angeles
+1651|America/Chicago
+1656|America/New_York
+1657|America/Los_Angeles
+1658|America/Jamaica
+1659|America/Chicago
+1660|America/Chicago
+1661|America/Los_Angeles
+1662|America/Chicago
+1664|America/Montserrat
+1667|America/New_York
+1669|America/Los_Angeles
+1670|Pacific/Saipan
+1671|Pacific/Guam
+1672|America/Vancouver
+1678|America/New_York
+1680|America/New_York
+1681|America/New_York
+1682|America/Chicago
+1684|Pacific/Pago_Pago
+1689|America/Chicago
+1701|America/Denver&America/North_Dakota/Center
+1702|America/Los_Angeles
+1703|America/New_York
+1704|America/New_York
+1705|America/Toronto
+1706|America/New_York
+1707|America/Los_Angeles
+1708|America/Chicago
+1709|America/Puerto_Rico&America/St_Johns
+1712|America/Chicago
+1713|America/Chicago
+1714|America/Los_Angeles
+1715|America/Chicago
+1716|America/New_York
+1717|America/New_York
+1718|America/New_York
+1719|America/Denver
+1720|America/Denver
+1721|America/Lower_Princes
+1724|America/New_York
+1725|America/Los_Angeles
+1726|America/Chicago
+1727|America/New_York
+1731|America/Chicago
+1732|America/New_York
+1734|America/New_York
+1737|America/Chicago
+1740|America/New_York
+1742|America/Toronto
+1743|America/New_York
+1747|America/Los_Angeles
+1753|America/Toronto
+1754|America/New_York
+1757|America/New_York
+1758|America/St_Lucia
+1760|America/Los_Angeles
+1762|America/New_York
+1763|America/Chicago
+1765|America/New_York
+1767|America/Dominica
+1769|America/Chicago
+1770|America/New_York
+1771|America/New_York
+1772|America/New_York
+1773|America/Chicago
+1774|America/New_York
+1775|America/Boise&America/Los_Angeles
+1778|America/Vancouver
+1779|America/Chicago
+1780|America/Edmonton
+1781|America/New_York
+1782|America/Halifax
+1784|America/St_Vincent
+1785|America/Chicago
+1786|America/New_York
+1787|America/Puerto_Rico
+1801|America/Denver
+1802|America/New_York
+1803|America/New_York
+1804|America/New_York
+1805|America/Los_Angeles
+1806|America/Chicago
+1807|America/Toronto
+1808|Pacific/Honolulu
+1809|America/Santo_Domingo
+1810|America/New_York
+1812|America/New_York
+1813|America/New_York
+1814|America/New_York
+1815|America/Chicago
+1816|America/Chicago
+1817|America/Chicago
+1818|America/Los_Angeles
+1819|America/Toronto
+1820|America/Los_Angeles
+1825|America/Edmonton
+1826|America/New_York
+1828|America/New_York
+1829|America/Santo_Domingo
+1830|America/Chicago
+1831|America/Los_Angeles
+1832|America/Chicago
+1838|America/New_York
+1839|America/New_York
+1840|America/Los_Angeles
+1843|America/New_York
+1845|America/New_York
+1847|America/Chicago
+1848|America/New_York
+1849|America/Santo_Domingo
+1850|America/New_York
+1854|America/New_York
+1856|America/New_York
+1857|America/New_York
+1858|America/Los_Angeles
+1859|America/New_York
+1860|America/New_York
+1862|America/New_York
+1863|America/New_York
+1864|America/New_York
+1865|America/New_York
+1867|America/Fort_Nelson
+1868|America/Port_of_Spain
+1869|America/St_Kitts
+1870|America/Chicago
+1872|America/Chicago
+1873|America/Toronto
+1876|America/Jamaica
+1878|America/New_York
+1901|America/Chicago
+1902|America/Halifax
+1903|America/Chicago
+1904|America/New_York
+1905|America/Toronto
+1906|America/New_York
+1907|America/Adak&America/Anchorage
+1908|America/New_York
+1909|America/Los_Angeles
+1910|America/New_York
+1912|America/New_York
+1913|America/Chicago
+1914|America/New_York
+1915|America/Denver
+1916|America/Los_Angeles
+1917|America/New_York
+1918|America/Chicago
+1919|America/New_York
+1920|America/Chicago
+1925|America/Los_Angeles
+1928|America/Denver&America/Phoenix
+1929|America/New_York
+1930|America/New_York
+1931|America/Chicago
+1934|America/New_York
+1936|America/Chicago
+1937|America/New_York
+1938|America/Chicago
+1939|America/Puerto_Rico
+1940|America/Chicago
+1941|America/New_York
+1943|America/New_York
+1945|America/Chicago
+1947|America/New_York
+1948|America/New_York
+1949|America/Los_Angeles
+1951|America/Los_Angeles
+1952|America/Chicago
+1954|America/New_York
+1956|America/Chicago
+1959|America/New_York
+1970|America/Denver
+1971|America/Los_Angeles
+1972|America/Chicago
+1973|America/New_York
+1978|America/New_York
+1979|America/Chicago
+1980|America/New_York
+1984|America/New_York
+1985|America/Chicago
+1986|America/Boise&America/Los_Angeles
+1989|America/New_York
+2431|Africa/Kinshasa
+2432|Africa/Lubumbashi
+2433|Africa/Kinshasa
+2434|Africa/Kinshasa
+2435|Africa/Kinshasa
+2436|Africa/Kinshasa
+2438|Africa/Kinshasa&Africa/Lubumbashi
+2439|Africa/Kinshasa&Africa/Lubumbashi
+2629|Indian/Reunion
+2991|America/Godthab
+2992|America/Godthab
+2993|America/Godthab
+2994|America/Godthab
+2995|America/Godthab
+2996|America/Godthab
+2998|America/Godthab
+2999|America/Godthab
+3511|Atlantic/Azores&Europe/Lisbon
+3512|Europe/Lisbon
+3513|Atlantic/Azores&Europe/Lisbon
+3516|Atlantic/Azores&Europe/Lisbon
+3517|Atlantic/Azores&Europe/Lisbon
+3518|Atlantic/Azores&Europe/Lisbon
+3519|Atlantic/Azores&Europe/Lisbon
+3582|Europe/Helsinki
+3583|Europe/Helsinki
+3585|Europe/Helsinki
+3586|Europe/Helsinki
+3588|Europe/Helsinki
+3589|Europe/Helsinki
+4470|Europe/Guernsey&Europe/Isle_of_Man&Europe/London
+4471|Europe/Guernsey&Europe/Isle_of_Man&Europe/London
+4472|Europe/Guernsey&Europe/Isle_of_Man&Europe/London
+4473|Europe/Guernsey&Europe/Isle_of_Man&Europe/London
+4474|Europe/Guernsey&Europe/Isle_of_Man&Europe/London
+4475|Europe/Guernsey&Europe/Isle_of_Man&Europe/London
+4477|Europe/Guernsey&Europe/Isle_of_Man&Europe/London
+4478|Europe/Guernsey&Europe/Isle_of_Man&Europe/London
+4479|Europe/Guernsey&Europe/Isle_of_Man&Europe/London
+4779|Arctic/Longyearbyen
+5262|America/Mazatlan
+5263|America/Mazatlan
+5264|America/Mazatlan
+5269|America/Mazatlan
+5550|America/Sao_Paulo
+5551|America/Sao_Paulo
+5553|America/Sao_Paulo
+5554|America/Sao_Paulo
+5555|America/Sao_Paulo
+5561|America/Sao_Paulo
+5562|America/Sao_Paulo
+5563|America/Sao_Paulo
+5564|America/Sao_Paulo
+5565|America/Manaus
+5566|America/Manaus
+5567|America/Manaus
+5568|America/Rio_Branco
+5569|America/Manaus
+5590|America/Sao_Paulo
+5596|America/Sao_Paulo
+5598|America/Sao_Paulo
+5599|America/Sao_Paulo
+5632|Pacific/Easter
+5633|America/Santiago
+5634|America/Santiago
+5635|America/Santiago
+5931|America/Guayaquil&Pacific/Galapagos
+5932|America/Guayaquil
+5933|America/Guayaquil
+5934|America/Guayaquil
+5935|America/Guayaquil
+5936|America/Guayaquil
+5937|America/Guayaquil
+5939|America/Guayaquil
+5993|America/Kralendijk
+5994|America/Kralendijk
+5996|America/Curacao
+5997|America/Kralendijk
+5999|America/Curacao
+6186|Australia/Adelaide&Australia/Perth
+6187|Australia/Adelaide&Australia/Perth
+6188|Australia/Adelaide&Australia/Perth
+6189|Australia/Adelaide&Australia/Perth
+6231|Asia/Jakarta
+6232|Asia/Jakarta
+6233|Asia/Jakarta
+6234|Asia/Jakarta
+6235|Asia/Jakarta
+6236|Asia/Makassar
+6237|Asia/Makassar
+6238|Asia/Makassar
+6253|Asia/Jakarta
+6254|Asia/Makassar
+6255|Asia/Makassar
+6256|Asia/Jakarta
+6280|Asia/Jakarta&Asia/Makassar
+6290|Asia/Jayapura
+6291|Asia/Jayapura
+6292|Asia/Jayapura
+6298|Asia/Jayapura
+6480|Pacific/Auckland
+6486|Pacific/Auckland
+6894|Pacific/Tahiti
+6913|Pacific/Truk
+6918|Pacific/Kosrae&Pacific/Ponape&Pacific/Truk
+6919|Pacific/Kosrae&Pacific/Ponape&Pacific/Truk
+7301|Asia/Irkutsk
+7302|Asia/Yakutsk
+7341|Europe/Samara
+7381|Asia/Omsk
+7382|Asia/Novosibirsk
+7383|Asia/Novosibirsk
+7384|Asia/Krasnoyarsk
+7385|Asia/Krasnoyarsk
+7388|Asia/Krasnoyarsk
+7390|Asia/Krasnoyarsk
+7391|Asia/Krasnoyarsk
+7394|Asia/Krasnoyarsk
+7395|Asia/Irkutsk
+7411|Asia/Yakutsk
+7413|Asia/Magadan
+7415|Asia/Kamchatka
+7416|Asia/Yakutsk
+7421|Asia/Vladivostok
+7423|Asia/Vladivostok
+7424|Asia/Sakhalin
+7426|Asia/Vladivostok
+7427|Asia/Anadyr
+7711|Asia/Aqtobe
+7712|Asia/Aqtobe
+7713|Asia/Aqtobe
+7729|Asia/Aqtobe
+7800|Asia/Almaty&Asia/Aqtobe&Europe/Moscow
+7803|Europe/Moscow
+7804|Europe/Moscow
+7808|Asia/Almaty&Asia/Aqtobe&Europe/Moscow
+7809|Asia/Almaty&Asia/Aqtobe&Europe/Moscow
+7810|Asia/Almaty&Asia/Aqtobe&Europe/Moscow
+7840|Europe/Bucharest&Europe/Moscow
+7841|Europe/Moscow
+7842|Europe/Samara
+7843|Europe/Moscow
+7844|Europe/Moscow
+7845|Europe/Moscow
+7846|Europe/Samara
+7847|Europe/Moscow
+7848|Europe/Samara
+7851|Europe/Samara
+7855|Europe/Moscow
+9765|Asia/Ulaanbaatar
+9766|Asia/Ulaanbaatar
+9767|Asia/Ulaanbaatar
+9768|Asia/Ulaanbaatar
+9769|Asia/Ulaanbaatar
+12082|America/Boise&America/Los_Angeles
+12083|America/Denver
+12085|America/Boise&America/Los_Angeles
+12086|America/Boise&America/Los_Angeles
+12089|America/Boise&America/Los_Angeles
+13102|America/Los_Angeles
+13103|America/Los_Angeles
+13104|America/Los_Angeles
+13105|America/Los_Angeles
+13106|America/Los_Angeles
+13107|America/Los_Angeles
+13108|America/Los_Angeles
+13109|America/Los_Angeles
+26263|Indian/Mayotte
+26269|Indian/Reunion
+26280|Indian/Mayotte&Indian/Reunion
+26281|Indian/Reunion
+26282|Indian/Reunion
+26288|Indian/Reunion
+26289|Indian/Reunion
+29997|America/Thule
+29999|America/Scoresbysund
+34822|Atlantic/Canary
+34827|Atlantic/Canary
+34828|Atlantic/Canary
+34922|Atlantic/Canary
+34928|Atlantic/Canary
+35813|Europe/Helsinki
+35814|Europe/Helsinki
+35815|Europe/Helsinki
+35816|Europe/Helsinki
+35817|Europe/Helsinki
+35818|Europe/Mariehamn
+35819|Europe/Helsinki
+44760|Europe/Guernsey&Europe/Isle_of_Man&Europe/London
+44762|Europe/Guernsey&Europe/Isle_of_Man&Europe/London
+44763|Europe/Guernsey&Europe/Isle_of_Man&Europe/London
+44765|Europe/Guernsey&Europe/Isle_of_Man&Europe/London
+44766|Europe/Guernsey&Europe/Isle_of_Man&Europe/London
+44767|Europe/Guernsey&Europe/Isle_of_Man&Europe/London
+44768|Europe/Guernsey&Europe/Isle_of_Man&Europe/London
+52162|America/Mazatlan
+52163|America/Mazatlan
+52164|America/Mazatlan
+52169|America/Mazatlan
+52200|America/Mexico_City&America/Tijuana
+52201|America/Mexico_City&America/New_York
+52311|America/Mazatlan
+52319|America/Mazatlan
+52323|America/Mazatlan
+52324|America/Mazatlan
+52325|America/Mazatlan
+52327|America/Mazatlan
+52389|America/Mazatlan
+52612|America/Mazatlan
+52613|America/Mazatlan
+52614|America/Mazatlan
+52615|America/Mazatlan
+52616|America/Tijuana
+52618|America/Mexico_City
+52626|America/Hermosillo
+52646|America/Tijuana
+52649|America/Mazatlan&America/Mexico_City
+52651|America/Mazatlan
+52652|America/Mazatlan
+52653|America/Mazatlan
+52656|America/Hermosillo
+52657|America/Mazatlan
+52658|America/Tijuana
+52659|America/Mazatlan
+52661|America/Tijuana
+52662|America/Mazatlan
+52663|America/Mexico_City
+52664|America/Tijuana
+52665|America/Tijuana
+52667|America/Mazatlan
+52668|America/Mazatlan
+52669|America/Mazatlan
+52671|America/Mexico_City
+52672|America/Mazatlan
+52673|America/Mazatlan
+52674|America/Mexico_City
+52675|America/Mexico_City
+52676|America/Mexico_City
+52677|America/Mexico_City
+52686|America/Tijuana
+52687|America/Mazatlan
+52983|America/New_York
+52984|America/New_York
+52987|America/New_York
+52998|America/New_York
+55812|America/Noronha
+55814|America/Noronha
+55815|America/Noronha
+55817|America/Noronha
+55819|America/Noronha
+56322|America/Santiago
+56323|America/Santiago
+59352|America/Guayaquil&Pacific/Galapagos
+61731|Australia/Brisbane
+62007|Asia/Jakarta&Asia/Makassar
+62379|Asia/Jakarta&Asia/Makassar
+62403|Asia/Jayapura&Asia/Makassar
+62458|Asia/Jakarta&Asia/Makassar
+62511|Asia/Makassar
+62512|Asia/Makassar
+62513|Asia/Jakarta
+62515|Asia/Jakarta
+62516|Asia/Jakarta&Asia/Makassar
+62517|Asia/Makassar
+62518|Asia/Makassar
+62519|Asia/Jakarta
+62522|Asia/Jakarta
+62525|Asia/Jakarta
+62526|Asia/Makassar
+62527|Asia/Makassar
+62528|Asia/Jakarta
+62539|Asia/Jakarta&Asia/Makassar
+62811|Asia/Jakarta&Asia/Makassar
+62818|Asia/Jakarta&Asia/Makassar
+62819|Asia/Jakarta&Asia/Makassar
+62824|Asia/Jakarta&Asia/Makassar
+62829|Asia/Jakarta&Asia/Makassar
+62831|Asia/Jakarta&Asia/Makassar
+62833|Asia/Jakarta&Asia/Makassar
+62834|Asia/Jakarta&Asia/Makassar
+62839|Asia/Jakarta&Asia/Makassar
+62853|Asia/Jakarta&Asia/Makassar
+62868|Asia/Jakarta&Asia/Makassar
+62876|Asia/Jakarta&Asia/Makassar
+62887|Asia/Jakarta&Asia/Makassar
+62915|Asia/Jakarta&Asia/Jayapura
+62920|Asia/Jakarta
+62951|Asia/Jayapura
+62952|Asia/Jakarta&Asia/Jayapura
+62955|Asia/Jayapura
+62956|Asia/Jayapura
+62957|Asia/Jayapura
+62958|Asia/Jakarta
+62962|Asia/Jayapura
+62963|Asia/Jakarta
+62966|Asia/Jayapura
+62967|Asia/Jayapura
+62969|Asia/Jayapura
+62971|Asia/Jayapura
+62975|Asia/Jayapura
+62979|Asia/Jakarta
+64330|Pacific/Chatham
+68980|Pacific/Gambier&Pacific/Marquesas&Pacific/Tahiti
+68987|Pacific/Gambier&Pacific/Marquesas&Pacific/Tahiti
+68988|Pacific/Tahiti
+68989|Pacific/Tahiti
+69132|Pacific/Ponape
+69137|Pacific/Kosrae
+97611|Asia/Ulaanbaatar
+97612|Asia/Ulaanbaatar
+97613|Asia/Ulaanbaatar
+97614|Asia/Hovd
+97615|Asia/Ulaanbaatar
+97621|Asia/Ulaanbaatar
+97622|Asia/Ulaanbaatar
+97623|Asia/Ulaanbaatar
+97624|Asia/Hovd
+97625|Asia/Ulaanbaatar
+120823|America/Denver
+120828|America/Denver
+120830|America/Boise&America/Los_Angeles
+120831|America/Boise&America/Los_Angeles
+120841|America/Boise&America/Los_Angeles
+120842|America/Denver
+120846|America/Denver
+120848|America/Boise&America/Los_Angeles
+120849|America/Boise&America/Los_Angeles
+120852|America/Denver
+120866|America/Los_Angeles
+120871|America/Boise&America/Los_Angeles
+120872|America/Denver
+120873|America/Denver
+120874|America/Boise&America/Los_Angeles
+120875|America/Boise&America/Los_Angeles
+120877|America/Boise&America/Los_Angeles
+120879|America/Boise&America/Los_Angeles
+120880|America/Boise&America/Los_Angeles
+120881|America/Boise&America/Los_Angeles
+120882|America/Boise&America/Los_Angeles
+120883|America/Boise&America/Los_Angeles
+120884|America/Boise&America/Los_Angeles
+120885|America/Denver
+120886|America/Denver
+120888|America/Denver
+120889|America/Denver
+121988|America/Chicago
+121992|America/Chicago
+121993|America/Chicago
+121994|America/Chicago
+127068|America/Chicago
+130824|America/Denver
+142323|America/New_York
+142333|America/New_York
+142347|America/New_York
+142349|America/New_York
+142362|America/New_York
+160533|America/Chicago
+160535|America/Chicago
+160536|America/Chicago
+160569|America/Chicago
+170122|America/Chicago
+170123|America/Chicago
+170125|America/Chicago
+177532|America/Los_Angeles
+177533|America/Los_Angeles
+177535|America/Los_Angeles
+177582|America/Los_Angeles
+177585|America/Los_Angeles
+177588|America/Los_Angeles
+181242|America/Chicago
+181247|America/Chicago
+185023|America/Chicago
+185043|America/Chicago
+185045|America/Chicago
+185047|America/Chicago
+185068|America/Chicago
+185086|America/Chicago
+190722|America/Juneau
+190724|America/Juneau
+190727|America/Juneau
+190733|America/Juneau
+190745|America/Juneau
+262262|Indian/Reunion
+262263|Indian/Reunion
+262269|Indian/Mayotte
+351292|Atlantic/Azores
+351295|Atlantic/Azores
+351296|Atlantic/Azores
+358701|Europe/Helsinki&Europe/Mariehamn
+358702|Europe/Helsinki&Europe/Mariehamn
+358703|Europe/Helsinki&Europe/Mariehamn
+358704|Europe/Helsinki&Europe/Mariehamn
+358705|Europe/Helsinki&Europe/Mariehamn
+358707|Europe/Helsinki&Europe/Mariehamn
+358708|Europe/Helsinki&Europe/Mariehamn
+358709|Europe/Helsinki&Europe/Mariehamn
+390878|Europe/Rome&Europe/Vatican
+441481|Europe/Guernsey
+441534|Europe/Jersey
+441624|Europe/Isle_of_Man
+447640|Europe/Guernsey&Europe/Isle_of_Man&Europe/London
+447641|Europe/Guernsey&Europe/Isle_of_Man&Europe/London
+447643|Europe/Guernsey&Europe/Isle_of_Man&Europe/London
+447644|Europe/Guernsey&Europe/Isle_of_Man&Europe/London
+447646|Europe/Guernsey&Europe/Isle_of_Man&Europe/London
+447693|Europe/Guernsey&Europe/Isle_of_Man&Europe/London
+447699|Europe/Guernsey&Europe/Isle_of_Man&Europe/London
+521311|America/Mazatlan
+521319|America/Mazatlan
+521323|America/Mazatlan
+521324|America/Mazatlan
+521325|America/Mazatlan
+521327|America/Mazatlan
+521389|America/Mazatlan
+521612|America/Mazatlan
+521613|America/Mazatlan
+521614|America/Mazatlan
+521615|America/Mazatlan
+521616|America/Tijuana
+521626|America/Hermosillo&America/Tijuana
+521636|America/Hermosillo&America/Mazatlan
+521646|America/Tijuana
+521647|America/Mazatlan&America/Tijuana
+521651|America/Mazatlan
+521652|America/Mazatlan
+521653|America/Mazatlan
+521656|America/Hermosillo
+521658|America/Tijuana
+521659|America/Mazatlan
+521661|America/Tijuana
+521662|America/Mazatlan
+521663|America/Mazatlan
+521664|America/Tijuana
+521665|America/Tijuana
+521667|America/Mazatlan
+521668|America/Mazatlan
+521669|America/Mazatlan
+521672|America/Mazatlan
+521673|America/Mazatlan
+521686|America/Tijuana
+521687|America/Mazatlan
+521877|America/Mexico_City&America/Tijuana
+521983|America/New_York
+521984|America/New_York
+521987|America/New_York
+521998|America/New_York
+558131|America/Noronha
+558135|America/Noronha
+558137|America/Noronha
+558138|America/Noronha
+558139|America/Noronha
+559132|America/Sao_Paulo
+559198|America/Sao_Paulo
+617303|Australia/Brisbane
+617305|Australia/Brisbane
+617307|Australia/Brisbane
+617308|Australia/Brisbane
+617322|Australia/Brisbane
+617323|Australia/Brisbane
+617326|Australia/Brisbane
+617335|Australia/Brisbane
+617336|Australia/Brisbane
+617342|Australia/Brisbane
+617350|Australia/Brisbane
+617353|Australia/Brisbane
+617355|Australia/Brisbane
+617360|Australia/Brisbane
+617362|Australia/Brisbane
+617363|Australia/Brisbane
+617370|Australia/Brisbane
+617371|Australia/Brisbane
+617372|Australia/Brisbane
+617373|Australia/Brisbane
+617389|Australia/Brisbane
+618510|Australia/Adelaide&Australia/Perth
+618511|Australia/Perth
+691920|Pacific/Ponape
+691921|Pacific/Ponape
+691924|Pacific/Ponape
+691926|Pacific/Ponape
+691933|Pacific/Truk
+976158|Asia/Choibalsan
+976258|Asia/Choibalsan
+1208201|America/Denver
+1208215|America/Los_Angeles
+1208221|America/Denver
+1208226|America/Denver
+1208227|America/Denver
+1208228|America/Denver
+1208241|America/Denver
+1208242|America/Denver
+1208245|America/Los_Angeles
+1208249|America/Denver
+1208250|America/Denver
+1208251|America/Denver
+1208253|America/Denver
+1208254|America/Denver
+1208255|America/Los_Angeles
+1208258|America/Denver
+1208262|America/Los_Angeles
+1208263|America/Los_Angeles
+1208265|America/Los_Angeles
+1208267|America/Los_Angeles
+1208278|America/Denver
+1208290|America/Los_Angeles
+1208292|America/Los_Angeles
+1208297|America/Denver
+1208304|America/Los_Angeles
+1208305|America/Los_Angeles
+1208320|America/Boise&America/Los_Angeles
+1208325|America/Boise&America/Los_Angeles
+1208328|America/Boise&America/Los_Angeles
+1208329|America/Boise&America/Los_Angeles
+1208330|America/Boise&America/Los_Angeles
+1208332|America/Boise&America/Los_Angeles
+1208335|America/Boise&America/Los_Angeles
+1208341|America/Boise&America/Los_Angeles
+1208347|America/Boise&America/Los_Angeles
+1208348|America/Boise&America/Los_Angeles
+1208349|America/Boise&America/Los_Angeles
+1208355|America/Boise&America/Los_Angeles
+1208358|America/Boise&America/Los_Angeles
+1208361|America/Boise&America/Los_Angeles
+1208363|America/Boise&America/Los_Angeles
+1208364|America/Boise&America/Los_Angeles
+1208368|America/Boise&America/Los_Angeles
+1208369|America/Boise&America/Los_Angeles
+1208370|America/Boise&America/Los_Angeles
+1208372|America/Boise&America/Los_Angeles
+1208374|America/Boise&America/Los_Angeles
+1208379|America/Boise&America/Los_Angeles
+1208380|America/Boise&America/Los_Angeles
+1208386|America/Boise&America/Los_Angeles
+1208387|America/Boise&America/Los_Angeles
+1208393|America/Boise&America/Los_Angeles
+1208394|America/Boise&America/Los_Angeles
+1208395|America/Boise&America/Los_Angeles
+1208396|America/Boise&America/Los_Angeles
+1208399|America/Boise&America/Los_Angeles
+1208400|America/Boise&America/Los_Angeles
+1208401|America/Denver
+1208402|America/Denver
+1208403|America/Denver
+1208404|America/Boise&America/Los_Angeles
+1208405|America/Boise&America/Los_Angeles
+1208406|America/Boise&America/Los_Angeles
+1208407|America/Denver
+1208408|America/Boise&America/Los_Angeles
+1208409|America/Denver
+1208412|America/Denver
+1208414|America/Denver
+1208419|America/Denver
+1208421|America/Boise&America/Los_Angeles
+1208427|America/Boise&America/Los_Angeles
+1208428|America/Boise&America/Los_Angeles
+1208430|America/Boise&America/Los_Angeles
+1208431|America/Denver
+1208432|America/Boise&America/Los_Angeles
+1208433|America/Denver
+1208434|America/Boise&America/Los_Angeles
+1208435|America/Boise&America/Los_Angeles
+1208436|America/Denver
+1208437|America/Los_Angeles
+1208438|America/Denver
+1208439|America/Boise&America/Los_Angeles
+1208440|America/Denver
+1208441|America/Boise&America/Los_Angeles
+1208442|America/Denver
+1208443|America/Los_Angeles
+1208444|America/Boise&America/Los_Angeles
+1208445|America/Boise&America/Los_Angeles
+1208446|America/Los_Angeles
+1208447|America/Boise&America/Los_Angeles
+1208448|America/Los_Angeles
+1208449|America/Boise&America/Los_Angeles
+1208450|America/Boise&America/Los_Angeles
+1208451|America/Boise&America/Los_Angeles
+1208452|America/Denver
+1208453|America/Denver
+1208454|America/Denver
+1208455|America/Denver
+1208456|America/Boise&America/Los_Angeles
+1208457|America/Los_Angeles
+1208458|America/Boise&America/Los_Angeles
+1208459|America/Denver
+1208460|America/Boise&America/Los_Angeles
+1208464|America/Boise&America/Los_Angeles
+1208469|America/Boise&America/Los_Angeles
+1208470|America/Boise&America/Los_Angeles
+1208471|America/Boise&America/Los_Angeles
+1208472|America/Denver
+1208473|America/Denver
+1208474|America/Boise&America/Los_Angeles
+1208475|America/Denver
+1208476|America/Los_Angeles
+1208477|America/Boise&America/Los_Angeles
+1208478|America/Denver
+1208479|America/Boise&America/Los_Angeles
+1208484|America/Denver
+1208489|America/Denver
+1208495|America/Denver
+1208505|America/Denver
+1208514|America/Denver
+1208515|America/Denver
+1208535|America/Denver
+1208536|America/Denver
+1208538|America/Denver
+1208539|America/Denver
+1208542|America/Denver
+1208543|America/Denver
+1208546|America/Denver
+1208547|America/Denver
+1208549|America/Denver
+1208552|America/Denver
+1208556|America/Los_Angeles
+1208557|America/Denver
+1208558|America/Denver
+1208559|America/Denver
+1208562|America/Denver
+1208569|America/Denver
+1208570|America/Denver
+1208571|America/Denver
+1208573|America/Denver
+1208577|America/Denver
+1208578|America/Denver
+1208585|America/Denver
+1208587|America/Denver
+1208588|America/Denver
+1208589|America/Denver
+1208595|America/Denver
+1208596|America/Los_Angeles
+1208602|America/Denver
+1208608|America/Denver
+1208610|America/Los_Angeles
+1208622|America/Denver
+1208623|America/Los_Angeles
+1208624|America/Denver
+1208625|America/Los_Angeles
+1208628|America/Denver
+1208629|America/Denver
+1208631|America/Denver
+1208634|America/Denver
+1208637|America/Denver
+1208639|America/Denver
+1208640|America/Los_Angeles
+1208642|America/Denver
+1208651|America/Los_Angeles
+1208652|America/Denver
+1208656|America/Denver
+1208658|America/Denver
+1208659|America/Los_Angeles
+1208672|America/Denver
+1208676|America/Los_Angeles
+1208677|America/Denver
+1208678|America/Denver
+1208681|America/Denver
+1208682|America/Los_Angeles
+1208683|America/Los_Angeles
+1208684|America/Denver
+1208686|America/Los_Angeles
+1208687|America/Los_Angeles
+1208691|America/Los_Angeles
+1208695|America/Denver
+1208697|America/Denver
+1208699|America/Los_Angeles
+1208700|America/Boise&America/Los_Angeles
+1208701|America/Boise&America/Los_Angeles
+1208702|America/Boise&America/Los_Angeles
+1208703|America/Denver
+1208704|America/Los_Angeles
+1208705|America/Denver
+1208706|America/Denver
+1208707|America/Boise&America/Los_Angeles
+1208708|America/Boise&America/Los_Angeles
+1208709|America/Denver
+1208713|America/Denver
+1208716|America/Denver
+1208721|America/Boise&America/Los_Angeles
+1208723|America/Boise&America/Los_Angeles
+1208728|America/Boise&America/Los_Angeles
+1208729|America/Boise&America/Los_Angeles
+1208730|America/Boise&America/Los_Angeles
+1208738|America/Boise&America/Los_Angeles
+1208739|America/Boise&America/Los_Angeles
+1208743|America/Los_Angeles
+1208745|America/Denver
+1208746|America/Los_Angeles
+1208755|America/Los_Angeles
+1208756|America/Denver
+1208760|America/Boise&America/Los_Angeles
+1208761|America/Denver
+1208762|America/Los_Angeles
+1208763|America/Boise&America/Los_Angeles
+1208764|America/Boise&America/Los_Angeles
+1208765|America/Los_Angeles
+1208766|America/Denver
+1208767|America/Boise&America/Los_Angeles
+1208768|America/Boise&America/Los_Angeles
+1208769|America/Los_Angeles
+1208772|America/Los_Angeles
+1208773|America/Los_Angeles
+1208777|America/Los_Angeles
+1208780|America/Boise&America/Los_Angeles
+1208781|America/Boise&America/Los_Angeles
+1208782|America/Denver
+1208783|America/Los_Angeles
+1208784|America/Los_Angeles
+1208785|America/Denver
+1208786|America/Boise&America/Los_Angeles
+1208787|America/Denver
+1208788|America/Denver
+1208789|America/Denver
+1208791|America/Los_Angeles
+1208794|America/Denver
+1208798|America/Los_Angeles
+1208799|America/Los_Angeles
+1208814|America/Denver
+1208818|America/Los_Angeles
+1208819|America/Los_Angeles
+1208830|America/Denver
+1208835|America/Los_Angeles
+1208837|America/Denver
+1208841|America/Denver
+1208843|America/Los_Angeles
+1208846|America/Denver
+1208847|America/Denver
+1208851|America/Boise&America/Los_Angeles
+1208856|America/Boise&America/Los_Angeles
+1208857|America/Boise&America/Los_Angeles
+1208858|America/Boise&America/Los_Angeles
+1208862|America/Boise&America/Los_Angeles
+1208864|America/Boise&America/Los_Angeles
+1208865|America/Boise&America/Los_Angeles
+1208868|America/Boise&America/Los_Angeles
+1208870|America/Denver
+1208871|America/Denver
+1208872|America/Boise&America/Los_Angeles
+1208873|America/Boise&America/Los_Angeles
+1208874|America/Boise&America/Los_Angeles
+1208875|America/Los_Angeles
+1208876|America/Boise&America/Los_Angeles
+1208877|America/Boise&America/Los_Angeles
+1208878|America/Denver
+1208879|America/Denver
+1208882|America/Los_Angeles
+1208883|America/Los_Angeles
+1208885|America/Los_Angeles
+1208889|America/Boise&America/Los_Angeles
+1208892|America/Boise&America/Los_Angeles
+1208893|America/Boise&America/Los_Angeles
+1208894|America/Boise&America/Los_Angeles
+1208897|America/Boise&America/Los_Angeles
+1208901|America/Denver
+1208904|America/Denver
+1208906|America/Denver
+1208908|America/Denver
+1208917|America/Denver
+1208918|America/Denver
+1208921|America/Denver
+1208922|America/Denver
+1208926|America/Los_Angeles
+1208928|America/Denver
+1208934|America/Denver
+1208935|America/Los_Angeles
+1208936|America/Denver
+1208938|America/Denver
+1208939|America/Denver
+1208941|America/Denver
+1208944|America/Denver
+1208946|America/Los_Angeles
+1208947|America/Denver
+1208949|America/Denver
+1208954|America/Denver
+1208955|America/Denver
+1208962|America/Los_Angeles
+1208964|America/Los_Angeles
+1208983|America/Los_Angeles
+1208989|America/Denver
+1208991|America/Denver
+1208994|America/Denver
+1208995|America/Denver
+1208996|America/Denver
+1219226|America/Chicago
+1219227|America/Chicago
+1219242|America/Chicago
+1219261|America/Chicago
+1219263|America/Chicago
+1219285|America/Chicago
+1219286|America/Chicago
+1219299|America/Chicago
+1219322|America/Chicago
+1219324|America/Chicago
+1219325|America/Chicago
+1219326|America/Chicago
+1219345|America/Chicago
+1219362|America/Chicago
+1219365|America/Chicago
+1219369|America/Chicago
+1219374|America/Chicago
+1219392|America/Chicago
+1219393|America/Chicago
+1219395|America/Chicago
+1219397|America/Chicago
+1219398|America/Chicago
+1219427|America/Chicago
+1219440|America/Chicago
+1219462|America/Chicago
+1219464|America/Chicago
+1219465|America/Chicago
+1219472|America/Chicago
+1219473|America/Chicago
+1219474|America/Chicago
+1219476|America/Chicago
+1219477|America/Chicago
+1219513|America/Chicago
+1219531|America/Chicago
+1219548|America/Chicago
+1219558|America/Chicago
+1219595|America/Chicago
+1219659|America/Chicago
+1219661|America/Chicago
+1219662|America/Chicago
+1219663|America/Chicago
+1219690|America/Chicago
+1219696|America/Chicago
+1219707|America/Chicago
+1219728|America/Chicago
+1219733|America/Chicago
+1219736|America/Chicago
+1219738|America/Chicago
+1219755|America/Chicago
+1219756|America/Chicago
+1219757|America/Chicago
+1219759|America/Chicago
+1219762|America/Chicago
+1219763|America/Chicago
+1219764|America/Chicago
+1219766|America/Chicago
+1219769|America/Chicago
+1219778|America/Chicago
+1219779|America/Chicago
+1219785|America/Chicago
+1219787|America/Chicago
+1219791|America/Chicago
+1219803|America/Chicago
+1219836|America/Chicago
+1219838|America/Chicago
+1219844|America/Chicago
+1219845|America/Chicago
+1219852|America/Chicago
+1219853|America/Chicago
+1219864|America/Chicago
+1219865|America/Chicago
+1219866|America/Chicago
+1219872|America/Chicago
+1219873|America/Chicago
+1219874|America/Chicago
+1219878|America/Chicago
+1219879|America/Chicago
+1219956|America/Chicago
+1219962|America/Chicago
+1219963|America/Chicago
+1219972|America/Chicago
+1219977|America/Chicago
+1219980|America/Chicago
+1219983|America/Chicago
+1219987|America/Chicago
+1219989|America/Chicago
+1219996|America/Chicago
+1250242|America/Edmonton
+1250261|America/Edmonton
+1250262|America/Edmonton
+1250263|America/Edmonton
+1250341|America/Edmonton
+1250342|America/Edmonton
+1250344|America/Edmonton
+1250347|America/Edmonton
+1250417|America/Edmonton
+1250423|America/Edmonton
+1250425|America/Edmonton
+1250426|America/Edmonton
+1250427|America/Edmonton
+1250428|America/Edmonton
+1250489|America/Edmonton
+1250719|America/Edmonton
+1250774|America/Edmonton
+1250782|America/Edmonton
+1250784|America/Edmonton
+1250785|America/Edmonton
+1250787|America/Edmonton
+1250788|America/Edmonton
+1270202|America/Chicago
+1270230|America/Chicago
+1270236|America/Chicago
+1270237|America/Chicago
+1270240|America/Chicago
+1270242|America/Chicago
+1270247|America/Chicago
+1270251|America/Chicago
+1270259|America/Chicago
+1270265|America/Chicago
+1270273|America/Chicago
+1270274|America/Chicago
+1270282|America/Chicago
+1270298|America/Chicago
+1270333|America/Chicago
+1270335|America/Chicago
+1270338|America/Chicago
+1270343|America/Chicago
+1270354|America/Chicago
+1270362|America/Chicago
+1270365|America/Chicago
+1270384|America/Chicago
+1270388|America/Chicago
+1270389|America/Chicago
+1270393|America/Chicago
+1270395|America/Chicago
+1270415|America/Chicago
+1270432|America/Chicago
+1270439|America/Chicago
+1270441|America/Chicago
+1270442|America/Chicago
+1270443|America/Chicago
+1270444|America/Chicago
+1270462|America/Chicago
+1270472|America/Chicago
+1270483|America/Chicago
+1270487|America/Chicago
+1270495|America/Chicago
+1270522|America/Chicago
+1270524|America/Chicago
+1270526|America/Chicago
+1270527|America/Chicago
+1270528|America/Chicago
+1270534|America/Chicago
+1270535|America/Chicago
+1270538|America/Chicago
+1270542|America/Chicago
+1270547|America/Chicago
+1270554|America/Chicago
+1270563|America/Chicago
+1270575|America/Chicago
+1270586|America/Chicago
+1270597|America/Chicago
+1270598|America/Chicago
+1270618|America/Chicago
+1270622|America/Chicago
+1270628|America/Chicago
+1270629|America/Chicago
+1270639|America/Chicago
+1270640|America/Chicago
+1270646|America/Chicago
+1270651|America/Chicago
+1270653|America/Chicago
+1270659|America/Chicago
+1270665|America/Chicago
+1270667|America/Chicago
+1270678|America/Chicago
+1270691|America/Chicago
+1270707|America/Chicago
+1270725|America/Chicago
+1270726|America/Chicago
+1270745|America/Chicago
+1270746|America/Chicago
+1270753|America/Chicago
+1270754|America/Chicago
+1270755|America/Chicago
+1270756|America/Chicago
+1270759|America/Chicago
+1270761|America/Chicago
+1270762|America/Chicago
+1270767|America/Chicago
+1270773|America/Chicago
+1270780|America/Chicago
+1270781|America/Chicago
+1270782|America/Chicago
+1270783|America/Chicago
+1270786|America/Chicago
+1270792|America/Chicago
+1270793|America/Chicago
+1270796|America/Chicago
+1270797|America/Chicago
+1270798|America/Chicago
+1270821|America/Chicago
+1270824|America/Chicago
+1270825|America/Chicago
+1270826|America/Chicago
+1270827|America/Chicago
+1270830|America/Chicago
+1270831|America/Chicago
+1270842|America/Chicago
+1270843|America/Chicago
+1270846|America/Chicago
+1270852|America/Chicago
+1270864|America/Chicago
+1270866|America/Chicago
+1270879|America/Chicago
+1270881|America/Chicago
+1270885|America/Chicago
+1270886|America/Chicago
+1270887|America/Chicago
+1270889|America/Chicago
+1270898|America/Chicago
+1270901|America/Chicago
+1270904|America/Chicago
+1270924|America/Chicago
+1270926|America/Chicago
+1270927|America/Chicago
+1270928|America/Chicago
+1270929|America/Chicago
+1270932|America/Chicago
+1270965|America/Chicago
+1270988|America/Chicago
+1308235|America/Denver
+1308254|America/Denver
+1308262|America/Denver
+1308282|America/Denver
+1308284|America/Denver
+1308327|America/Denver
+1308352|America/Denver
+1308394|America/Denver
+1308423|America/Denver
+1308432|America/Denver
+1308436|America/Denver
+1308546|America/Denver
+1308623|America/Denver
+1308630|America/Denver
+1308632|America/Denver
+1308633|America/Denver
+1308635|America/Denver
+1308665|America/Denver
+1308762|America/Denver
+1308772|America/Denver
+1308874|America/Denver
+1308882|America/Denver
+1418937|America/Halifax
+1418986|America/Halifax
+1423202|America/New_York
+1423209|America/New_York
+1423217|America/New_York
+1423218|America/New_York
+1423224|America/New_York
+1423245|America/New_York
+1423246|America/New_York
+1423247|America/New_York
+1423253|America/New_York
+1423254|America/New_York
+1423257|America/New_York
+1423262|America/New_York
+1423263|America/New_York
+1423265|America/New_York
+1423266|America/New_York
+1423267|America/New_York
+1423272|America/New_York
+1423278|America/New_York
+1423279|America/New_York
+1423282|America/New_York
+1423283|America/New_York
+1423286|America/New_York
+1423288|America/New_York
+1423296|America/New_York
+1423305|America/New_York
+1423307|America/New_York
+1423317|America/New_York
+1423318|America/New_York
+1423323|America/New_York
+1423328|America/New_York
+1423343|America/New_York
+1423344|America/New_York
+1423345|America/New_York
+1423346|America/New_York
+1423349|America/New_York
+1423357|America/New_York
+1423365|America/New_York
+1423378|America/New_York
+1423391|America/New_York
+1423392|America/New_York
+1423396|America/New_York
+1423402|America/New_York
+1423421|America/New_York
+1423422|America/New_York
+1423424|America/New_York
+1423425|America/New_York
+1423431|America/New_York
+1423434|America/New_York
+1423439|America/New_York
+1423442|America/New_York
+1423443|America/New_York
+1423451|America/New_York
+1423453|America/New_York
+1423467|America/New_York
+1423468|America/New_York
+1423485|America/New_York
+1423487|America/New_York
+1423503|America/New_York
+1423507|America/New_York
+1423508|America/New_York
+1423510|America/New_York
+1423521|America/New_York
+1423525|America/New_York
+1423531|America/New_York
+1423538|America/New_York
+1423542|America/New_York
+1423543|America/New_York
+1423547|America/New_York
+1423553|America/New_York
+1423559|America/New_York
+1423562|America/New_York
+1423566|America/New_York
+1423569|America/New_York
+1423570|America/New_York
+1423573|America/New_York
+1423578|America/New_York
+1423581|America/New_York
+1423585|America/New_York
+1423586|America/New_York
+1423587|America/New_York
+1423595|America/New_York
+1423602|America/New_York
+1423610|America/New_York
+1423613|America/New_York
+1423614|America/New_York
+1423631|America/New_York
+1423634|America/New_York
+1423636|America/New_York
+1423638|America/New_York
+1423639|America/New_York
+1423643|America/New_York
+1423648|America/New_York
+1423652|America/New_York
+1423663|America/New_York
+1423664|America/New_York
+1423667|America/New_York
+1423697|America/New_York
+1423698|America/New_York
+1423702|America/New_York
+1423708|America/New_York
+1423710|America/New_York
+1423722|America/New_York
+1423725|America/New_York
+1423727|America/New_York
+1423728|America/New_York
+1423733|America/New_York
+1423735|America/New_York
+1423743|America/New_York
+1423744|America/New_York
+1423745|America/New_York
+1423746|America/New_York
+1423752|America/New_York
+1423753|America/New_York
+1423756|America/New_York
+1423757|America/New_York
+1423760|America/New_York
+1423764|America/New_York
+1423765|America/New_York
+1423768|America/New_York
+1423772|America/New_York
+1423775|America/New_York
+1423778|America/New_York
+1423784|America/New_York
+1423787|America/New_York
+1423788|America/New_York
+1423790|America/New_York
+1423794|America/New_York
+1423798|America/New_York
+1423800|America/New_York
+1423802|America/New_York
+1423803|America/New_York
+1423805|America/New_York
+1423821|America/New_York
+1423822|America/New_York
+1423825|America/New_York
+1423826|America/New_York
+1423839|America/New_York
+1423842|America/New_York
+1423843|America/New_York
+1423844|America/New_York
+1423847|America/New_York
+1423854|America/New_York
+1423855|America/New_York
+1423857|America/New_York
+1423867|America/New_York
+1423869|America/New_York
+1423870|America/New_York
+1423875|America/New_York
+1423876|America/New_York
+1423877|America/New_York
+1423878|America/New_York
+1423884|America/New_York
+1423886|America/New_York
+1423892|America/New_York
+1423893|America/New_York
+1423894|America/New_York
+1423899|America/New_York
+1423907|America/New_York
+1423913|America/New_York
+1423915|America/New_York
+1423921|America/New_York
+1423926|America/New_York
+1423928|America/New_York
+1423929|America/New_York
+1423933|America/New_York
+1423952|America/New_York
+1423954|America/New_York
+1423968|America/New_York
+1423975|America/New_York
+1423979|America/New_York
+1423989|America/New_York
+1541372|America/Denver
+1541473|America/Denver
+1541881|America/Denver
+1541889|America/Denver
+1574772|America/Chicago
+1574896|America/Chicago
+1605201|America/Chicago
+1605209|America/Denver
+1605217|America/Chicago
+1605221|America/Chicago
+1605223|America/Denver
+1605224|America/Chicago
+1605225|America/Chicago
+1605226|America/Chicago
+1605229|America/Chicago
+1605232|America/Chicago
+1605234|America/Chicago
+1605255|America/Denver
+1605256|America/Chicago
+1605260|America/Chicago
+1605261|America/Chicago
+1605262|America/Chicago
+1605271|America/Chicago
+1605274|America/Chicago
+1605275|America/Chicago
+1605279|America/Denver
+1605284|America/Chicago
+1605297|America/Chicago
+1605310|America/Chicago
+1605312|America/Chicago
+1605321|America/Chicago
+1605322|America/Chicago
+1605323|America/Chicago
+1605328|America/Chicago
+1605341|America/Denver
+1605342|America/Denver
+1605343|America/Denver
+1605345|America/Chicago
+1605347|America/Denver
+1605348|America/Denver
+1605355|America/Denver
+1605370|America/Chicago
+1605371|America/Chicago
+1605373|America/Chicago
+1605374|America/Denver
+1605376|America/Chicago
+1605381|America/Denver
+1605384|America/Chicago
+1605387|America/Chicago
+1605388|America/Denver
+1605390|America/Denver
+1605391|America/Denver
+1605393|America/Denver
+1605394|America/Denver
+1605397|America/Chicago
+1605399|America/Denver
+1605415|America/Denver
+1605425|America/Chicago
+1605426|America/Chicago
+1605428|America/Chicago
+1605430|America/Denver
+1605431|America/Denver
+1605432|America/Chicago
+1605448|America/Chicago
+1605455|America/Denver
+1605472|America/Chicago
+1605484|America/Denver
+1605487|America/Chicago
+1605498|America/Chicago
+1605528|America/Chicago
+1605532|America/Chicago
+1605539|America/Chicago
+1605543|America/Chicago
+1605553|America/Chicago
+1605574|America/Denver
+1605578|America/Denver
+1605582|America/Chicago
+1605584|America/Denver
+1605589|America/Chicago
+1605593|America/Denver
+1605594|America/Chicago
+1605598|America/Chicago
+1605610|America/Chicago
+1605622|America/Chicago
+1605624|America/Chicago
+1605626|America/Chicago
+1605627|America/Chicago
+1605641|America/Denver
+1605642|America/Denver
+1605644|America/Denver
+1605647|America/Chicago
+1605649|America/Chicago
+1605665|America/Chicago
+1605666|America/Denver
+1605668|America/Chicago
+1605669|America/Chicago
+1605673|America/Denver
+1605677|America/Chicago
+1605685|America/Denver
+1605716|America/Denver
+1605717|America/Denver
+1605718|America/Denver
+1605719|America/Denver
+1605720|America/Denver
+1605721|America/Denver
+1605722|America/Denver
+1605723|America/Denver
+1605724|America/Chicago
+1605725|America/Chicago
+1605728|America/Chicago
+1605734|America/Chicago
+1605743|America/Chicago
+1605745|America/Denver
+1605747|America/Chicago
+1605753|America/Chicago
+1605755|America/Denver
+1605759|America/Chicago
+1605763|America/Chicago
+1605765|America/Chicago
+1605772|America/Chicago
+1605773|America/Chicago
+1605775|America/Chicago
+1605778|America/Chicago
+1605787|America/Denver
+1605791|America/Denver
+1605796|America/Chicago
+1605823|America/Denver
+1605835|America/Chicago
+1605837|America/Denver
+1605842|America/Chicago
+1605845|America/Chicago
+1605852|America/Chicago
+1605853|America/Chicago
+1605854|America/Chicago
+1605856|America/Chicago
+1605859|America/Denver
+1605867|America/Denver
+1605874|America/Chicago
+1605878|America/Chicago
+1605881|America/Chicago
+1605882|America/Chicago
+1605886|America/Chicago
+1605892|America/Denver
+1605923|America/Denver
+1605925|America/Chicago
+1605928|America/Chicago
+1605929|America/Chicago
+1605940|America/Chicago
+1605941|America/Chicago
+1605945|America/Chicago
+1605946|America/Chicago
+1605951|America/Chicago
+1605964|America/Denver
+1605977|America/Chicago
+1605983|America/Chicago
+1605987|America/Chicago
+1605988|America/Chicago
+1605990|America/Chicago
+1605995|America/Chicago
+1605996|America/Chicago
+1605997|America/Chicago
+1606387|America/Chicago
+1620376|America/Denver
+1620384|America/Denver
+1701200|America/Chicago
+1701205|America/Chicago
+1701212|America/Chicago
+1701214|America/Chicago
+1701225|America/Denver
+1701227|America/Denver
+1701241|America/Chicago
+1701242|America/Chicago
+1701261|America/Chicago
+1701265|America/Chicago
+1701271|America/Chicago
+1701277|America/Chicago
+1701280|America/Chicago
+1701281|America/Chicago
+1701282|America/Chicago
+1701284|America/Chicago
+1701288|America/Chicago
+1701290|America/Denver
+1701293|America/Chicago
+1701297|America/Chicago
+1701298|America/Chicago
+1701306|America/Chicago
+1701323|America/Chicago
+1701324|America/Chicago
+1701328|America/Chicago
+1701343|America/Chicago
+1701347|America/Chicago
+1701349|America/Chicago
+1701352|America/Chicago
+1701355|America/Chicago
+1701356|America/Chicago
+1701361|America/Chicago
+1701364|America/Chicago
+1701365|America/Chicago
+1701367|America/Chicago
+1701371|America/Chicago
+1701373|America/Chicago
+1701385|America/Chicago
+1701388|America/Chicago
+1701390|America/Chicago
+1701391|America/Chicago
+1701400|America/Chicago
+1701425|America/Chicago
+1701426|America/Chicago
+1701428|America/Chicago
+1701437|America/Chicago
+1701444|America/Chicago
+1701446|America/Chicago
+1701448|America/Chicago
+1701452|America/Chicago
+1701454|America/Chicago
+1701456|America/Denver
+1701462|America/Chicago
+1701463|America/Chicago
+1701471|America/Chicago
+1701476|America/Chicago
+1701477|America/Chicago
+1701478|America/Chicago
+1701483|America/Denver
+1701492|America/Chicago
+1701499|America/Chicago
+1701523|America/Denver
+1701527|America/Chicago
+1701530|America/Chicago
+1701532|America/Chicago
+1701540|America/Chicago
+1701549|America/Chicago
+1701566|America/Chicago
+1701567|America/Denver
+1701572|America/Chicago
+1701575|America/Denver
+1701577|America/Chicago
+1701584|America/Denver
+1701595|America/Chicago
+1701609|America/Chicago
+1701623|America/Denver
+1701627|America/Chicago
+1701628|America/Chicago
+1701636|America/Chicago
+1701642|America/Chicago
+1701652|America/Chicago
+1701662|America/Chicago
+1701663|America/Chicago
+1701664|America/Chicago
+1701667|America/Chicago
+1701683|America/Chicago
+1701724|America/Chicago
+1701730|America/Chicago
+1701738|America/Chicago
+1701739|America/Chicago
+1701742|America/Chicago
+1701746|America/Chicago
+1701748|America/Chicago
+1701751|America/Chicago
+1701754|America/Chicago
+1701756|America/Chicago
+1701757|America/Chicago
+1701764|America/Denver
+1701766|America/Chicago
+1701772|America/Chicago
+1701774|America/Chicago
+1701775|America/Chicago
+1701776|America/Chicago
+1701777|America/Chicago
+1701780|America/Chicago
+1701786|America/Chicago
+1701787|America/Chicago
+1701788|America/Chicago
+1701793|America/Chicago
+1701795|America/Chicago
+1701797|America/Chicago
+1701799|America/Chicago
+1701824|America/Denver
+1701833|America/Chicago
+1701837|America/Chicago
+1701838|America/Chicago
+1701839|America/Chicago
+1701842|America/Chicago
+1701843|America/Chicago
+1701845|America/Chicago
+1701852|America/Chicago
+1701854|America/Chicago
+1701857|America/Chicago
+1701858|America/Chicago
+1701866|America/Chicago
+1701872|America/Denver
+1701873|America/Chicago
+1701883|America/Chicago
+1701893|America/Chicago
+1701947|America/Chicago
+1701952|America/Chicago
+1701965|America/Chicago
+1701968|America/Chicago
+1709227|America/St_Johns
+1709229|America/St_Johns
+1709237|America/St_Johns
+1709256|America/St_Johns
+1709257|America/St_Johns
+1709279|America/St_Johns
+1709282|America/Halifax
+1709364|America/St_Johns
+1709368|America/St_Johns
+1709437|America/St_Johns
+1709454|America/St_Johns
+1709458|America/St_Johns
+1709466|America/St_Johns
+1709468|America/St_Johns
+1709489|America/St_Johns
+1709533|America/St_Johns
+1709535|America/St_Johns
+1709576|America/St_Johns
+1709579|America/St_Johns
+1709596|America/St_Johns
+1709634|America/St_Johns
+1709635|America/St_Johns
+1709637|America/St_Johns
+1709639|America/St_Johns
+1709643|America/St_Johns
+1709651|America/St_Johns
+1709673|America/St_Johns
+1709682|America/St_Johns
+1709685|America/St_Johns
+1709687|America/St_Johns
+1709695|America/St_Johns
+1709722|America/St_Johns
+1709726|America/St_Johns
+1709729|America/St_Johns
+1709738|America/St_Johns
+1709739|America/St_Johns
+1709745|America/St_Johns
+1709747|America/St_Johns
+1709753|America/St_Johns
+1709754|America/St_Johns
+1709757|America/St_Johns
+1709758|America/St_Johns
+1709759|America/St_Johns
+1709782|America/St_Johns
+1709786|America/St_Johns
+1709832|America/St_Johns
+1709834|America/St_Johns
+1709884|America/St_Johns
+1709895|America/St_Johns
+1709896|America/Halifax
+1709944|America/Halifax
+1775200|America/Los_Angeles
+1775230|America/Los_Angeles
+1775232|America/Los_Angeles
+1775233|America/Los_Angeles
+1775237|America/Los_Angeles
+1775240|America/Los_Angeles
+1775246|America/Los_Angeles
+1775250|America/Los_Angeles
+1775265|America/Los_Angeles
+1775267|America/Los_Angeles
+1775273|America/Los_Angeles
+1775284|America/Los_Angeles
+1775287|America/Los_Angeles
+1775289|America/Los_Angeles
+1775298|America/Los_Angeles
+1775313|America/Los_Angeles
+1775345|America/Los_Angeles
+1775348|America/Los_Angeles
+1775360|America/Los_Angeles
+1775376|America/Los_Angeles
+1775384|America/Los_Angeles
+1775391|America/Los_Angeles
+1775392|America/Los_Angeles
+1775423|America/Los_Angeles
+1775424|America/Los_Angeles
+1775425|America/Los_Angeles
+1775428|America/Los_Angeles
+1775432|America/Los_Angeles
+1775445|America/Los_Angeles
+1775450|America/Los_Angeles
+1775453|America/Los_Angeles
+1775461|America/Los_Angeles
+1775463|America/Los_Angeles
+1775470|America/Los_Angeles
+1775473|America/Los_Angeles
+1775482|America/Los_Angeles
+1775525|America/Los_Angeles
+1775537|America/Los_Angeles
+1775544|America/Los_Angeles
+1775575|America/Los_Angeles
+1775577|America/Los_Angeles
+1775586|America/Los_Angeles
+1775588|America/Los_Angeles
+1775622|America/Los_Angeles
+1775623|America/Los_Angeles
+1775624|America/Los_Angeles
+1775625|America/Los_Angeles
+1775626|America/Los_Angeles
+1775635|America/Los_Angeles
+1775636|America/Los_Angeles
+1775657|America/Los_Angeles
+1775664|America/Denver
+1775673|America/Los_Angeles
+1775674|America/Los_Angeles
+1775677|America/Los_Angeles
+1775684|America/Los_Angeles
+1775686|America/Los_Angeles
+1775687|America/Los_Angeles
+1775688|America/Los_Angeles
+1775689|America/Los_Angeles
+1775720|America/Los_Angeles
+1775721|America/Los_Angeles
+1775722|America/Los_Angeles
+1775726|America/Los_Angeles
+1775727|America/Los_Angeles
+1775737|America/Los_Angeles
+1775738|America/Los_Angeles
+1775742|America/Los_Angeles
+1775746|America/Los_Angeles
+1775747|America/Los_Angeles
+1775750|America/Los_Angeles
+1775751|America/Los_Angeles
+1775752|America/Los_Angeles
+1775753|America/Los_Angeles
+1775762|America/Los_Angeles
+1775770|America/Los_Angeles
+1775771|America/Los_Angeles
+1775772|America/Los_Angeles
+1775777|America/Los_Angeles
+1775778|America/Los_Angeles
+1775782|America/Los_Angeles
+1775783|America/Los_Angeles
+1775784|America/Los_Angeles
+1775786|America/Los_Angeles
+1775787|America/Los_Angeles
+1775800|America/Los_Angeles
+1775830|America/Los_Angeles
+1775831|America/Los_Angeles
+1775832|America/Los_Angeles
+1775833|America/Los_Angeles
+1775835|America/Los_Angeles
+1775841|America/Los_Angeles
+1775843|America/Los_Angeles
+1775847|America/Los_Angeles
+1775849|America/Los_Angeles
+1775867|America/Los_Angeles
+1775870|America/Los_Angeles
+1775945|America/Los_Angeles
+1775971|America/Los_Angeles
+1775972|America/Los_Angeles
+1775982|America/Los_Angeles
+1785852|America/Denver
+1785890|America/Denver
+1785899|America/Denver
+1807223|America/Winnipeg
+1807274|America/Winnipeg
+1807467|America/Winnipeg
+1807468|America/Winnipeg
+1807482|America/Winnipeg
+1807548|America/Winnipeg
+1807727|America/Winnipeg
+1807737|America/Winnipeg
+1807934|America/Winnipeg
+1812385|America/Chicago
+1812386|America/Chicago
+1812401|America/Chicago
+1812402|America/Chicago
+1812435|America/Chicago
+1812437|America/Chicago
+1812450|America/Chicago
+1812464|America/Chicago
+1812485|America/Chicago
+1812490|America/Chicago
+1812491|America/Chicago
+1812547|America/Chicago
+1812618|America/Chicago
+1812649|America/Chicago
+1812682|America/Chicago
+1812749|America/Chicago
+1812753|America/Chicago
+1812768|America/Chicago
+1812838|America/Chicago
+1812842|America/Chicago
+1812853|America/Chicago
+1812858|America/Chicago
+1812867|America/Chicago
+1812874|America/Chicago
+1812897|America/Chicago
+1812925|America/Chicago
+1812937|America/Chicago
+1812962|America/Chicago
+1812963|America/Chicago
+1812985|America/Chicago
+1850200|America/Chicago
+1850206|America/Chicago
+1850208|America/Chicago
+1850213|America/Chicago
+1850215|America/Chicago
+1850217|America/Chicago
+1850218|America/Chicago
+1850221|America/Chicago
+1850225|America/Chicago
+1850226|America/Chicago
+1850227|America/Chicago
+1850229|America/Chicago
+1850240|America/Chicago
+1850243|America/Chicago
+1850244|America/Chicago
+1850248|America/Chicago
+1850249|America/Chicago
+1850250|America/Chicago
+1850256|America/Chicago
+1850258|America/Chicago
+1850259|America/Chicago
+1850261|America/Chicago
+1850263|America/Chicago
+1850265|America/Chicago
+1850267|America/Chicago
+1850269|America/Chicago
+1850271|America/Chicago
+1850276|America/Chicago
+1850279|America/Chicago
+1850291|America/Chicago
+1850292|America/Chicago
+1850301|America/Chicago
+1850306|America/Chicago
+1850314|America/Chicago
+1850315|America/Chicago
+1850319|America/Chicago
+1850324|America/Chicago
+1850327|America/Chicago
+1850332|America/Chicago
+1850341|America/Chicago
+1850361|America/Chicago
+1850362|America/Chicago
+1850368|America/Chicago
+1850376|America/Chicago
+1850377|America/Chicago
+1850380|America/Chicago
+1850384|America/Chicago
+1850387|America/Chicago
+1850393|America/Chicago
+1850396|America/Chicago
+1850398|America/Chicago
+1850416|America/Chicago
+1850417|America/Chicago
+1850420|America/Chicago
+1850423|America/Chicago
+1850424|America/Chicago
+1850429|America/Chicago
+1850444|America/Chicago
+1850460|America/Chicago
+1850462|America/Chicago
+1850466|America/Chicago
+1850469|America/Chicago
+1850481|America/Chicago
+1850482|America/Chicago
+1850484|America/Chicago
+1850492|America/Chicago
+1850494|America/Chicago
+1850496|America/Chicago
+1850497|America/Chicago
+1850499|America/Chicago
+1850501|America/Chicago
+1850502|America/Chicago
+1850505|America/Chicago
+1850516|America/Chicago
+1850522|America/Chicago
+1850525|America/Chicago
+1850526|America/Chicago
+1850527|America/Chicago
+1850529|America/Chicago
+1850535|America/Chicago
+1850537|America/Chicago
+1850543|America/Chicago
+1850547|America/Chicago
+1850572|America/Chicago
+1850581|America/Chicago
+1850585|America/Chicago
+1850586|America/Chicago
+1850587|America/Chicago
+1850588|America/Chicago
+1850592|America/Chicago
+1850593|America/Chicago
+1850595|America/Chicago
+1850596|America/Chicago
+1850607|America/Chicago
+1850622|America/Chicago
+1850623|America/Chicago
+1850624|America/Chicago
+1850626|America/Chicago
+1850637|America/Chicago
+1850638|America/Chicago
+1850639|America/Chicago
+1850640|America/Chicago
+1850650|America/Chicago
+1850651|America/Chicago
+1850654|America/Chicago
+1850659|America/Chicago
+1850664|America/Chicago
+1850674|America/Chicago
+1850675|America/Chicago
+1850677|America/Chicago
+1850678|America/Chicago
+1850696|America/Chicago
+1850699|America/Chicago
+1850708|America/Chicago
+1850712|America/Chicago
+1850722|America/Chicago
+1850723|America/Chicago
+1850729|America/Chicago
+1850733|America/Chicago
+1850747|America/Chicago
+1850748|America/Chicago
+1850763|America/Chicago
+1850769|America/Chicago
+1850784|America/Chicago
+1850785|America/Chicago
+1850791|America/Chicago
+1850796|America/Chicago
+1850797|America/Chicago
+1850814|America/Chicago
+1850819|America/Chicago
+1850830|America/Chicago
+1850832|America/Chicago
+1850833|America/Chicago
+1850835|America/Chicago
+1850837|America/Chicago
+1850855|America/Chicago
+1850857|America/Chicago
+1850871|America/Chicago
+1850872|America/Chicago
+1850874|America/Chicago
+1850883|America/Chicago
+1850890|America/Chicago
+1850892|America/Chicago
+1850897|America/Chicago
+1850898|America/Chicago
+1850912|America/Chicago
+1850913|America/Chicago
+1850914|America/Chicago
+1850916|America/Chicago
+1850932|America/Chicago
+1850934|America/Chicago
+1850936|America/Chicago
+1850937|America/Chicago
+1850939|America/Chicago
+1850941|America/Chicago
+1850944|America/Chicago
+1850951|America/Chicago
+1850968|America/Chicago
+1850969|America/Chicago
+1850972|America/Chicago
+1850974|America/Chicago
+1850981|America/Chicago
+1850982|America/Chicago
+1850983|America/Chicago
+1850994|America/Chicago
+1850995|America/Chicago
+1867334|America/Vancouver
+1867393|America/Vancouver
+1867456|America/Vancouver
+1867536|America/Vancouver
+1867587|America/Edmonton
+1867633|America/Vancouver
+1867645|America/Winnipeg
+1867667|America/Vancouver
+1867668|America/Vancouver
+1867669|America/Edmonton
+1867695|America/Edmonton
+1867777|America/Edmonton
+1867872|America/Edmonton
+1867873|America/Edmonton
+1867874|America/Edmonton
+1867920|America/Edmonton
+1867979|America/Toronto
+1867983|America/Edmonton
+1867993|America/Vancouver
+1906265|America/Chicago
+1906563|America/Chicago
+1906663|America/Chicago
+1906753|America/Chicago
+1906774|America/Chicago
+1906776|America/Chicago
+1906779|America/Chicago
+1906828|America/Chicago
+1906863|America/Chicago
+1906864|America/Chicago
+1906875|America/Chicago
+1906932|America/Chicago
+1907209|America/Juneau
+1907212|America/Juneau
+1907230|America/Juneau
+1907232|America/Juneau
+1907235|America/Juneau
+1907250|America/Juneau
+1907252|America/Juneau
+1907257|America/Juneau
+1907258|America/Juneau
+1907260|America/Juneau
+1907262|America/Juneau
+1907264|America/Juneau
+1907269|America/Juneau
+1907283|America/Juneau
+1907299|America/Juneau
+1907301|America/Juneau
+1907306|America/Juneau
+1907317|America/Juneau
+1907343|America/Juneau
+1907344|America/Juneau
+1907345|America/Juneau
+1907346|America/Juneau
+1907349|America/Juneau
+1907350|America/Juneau
+1907351|America/Juneau
+1907352|America/Juneau
+1907357|America/Juneau
+1907360|America/Juneau
+1907373|America/Juneau
+1907374|America/Juneau
+1907375|America/Juneau
+1907376|America/Juneau
+1907378|America/Juneau
+1907388|America/Juneau
+1907424|America/Juneau
+1907442|America/Juneau
+1907443|America/Juneau
+1907463|America/Juneau
+1907465|America/Juneau
+1907474|America/Juneau
+1907479|America/Juneau
+1907486|America/Juneau
+1907487|America/Juneau
+1907488|America/Juneau
+1907490|America/Juneau
+1907495|America/Juneau
+1907522|America/Juneau
+1907523|America/Juneau
+1907543|America/Juneau
+1907561|America/Juneau
+1907562|America/Juneau
+1907563|America/Juneau
+1907567|America/Juneau
+1907569|America/Juneau
+1907580|America/Juneau
+1907581|Pacific/Honolulu
+1907586|America/Juneau
+1907622|America/Juneau
+1907631|America/Juneau
+1907644|America/Juneau
+1907646|America/Juneau
+1907677|America/Juneau
+1907683|America/Juneau
+1907688|America/Juneau
+1907694|America/Juneau
+1907696|America/Juneau
+1907714|America/Juneau
+1907723|America/Juneau
+1907727|America/Juneau
+1907729|America/Juneau
+1907733|America/Juneau
+1907742|America/Juneau
+1907743|America/Juneau
+1907745|America/Juneau
+1907746|America/Juneau
+1907747|America/Juneau
+1907766|America/Juneau
+1907770|America/Juneau
+1907772|America/Juneau
+1907776|America/Juneau
+1907780|America/Juneau
+1907783|America/Juneau
+1907786|America/Juneau
+1907789|America/Juneau
+1907790|America/Juneau
+1907822|America/Juneau
+1907826|America/Juneau
+1907830|America/Juneau
+1907835|America/Juneau
+1907841|America/Juneau
+1907842|America/Juneau
+1907852|America/Juneau
+1907868|America/Juneau
+1907874|America/Juneau
+1907883|America/Juneau
+1907892|America/Juneau
+1907895|America/Juneau
+1907929|America/Juneau
+1907966|America/Juneau
+1907983|America/Juneau
+3906698|Europe/Vatican
+5581300|America/Noronha
+5581306|America/Noronha
+5581323|America/Noronha
+5581327|America/Noronha
+5581328|America/Noronha
+5581329|America/Noronha
+5581333|America/Noronha
+5581335|America/Noronha
+5581336|America/Noronha
+5581338|America/Noronha
+5581339|America/Noronha
+5581340|America/Noronha
+5581360|America/Noronha
+5581361|America/Noronha
+5581366|America/Noronha
+5591301|America/Sao_Paulo
+5591308|America/Sao_Paulo
+5591311|America/Sao_Paulo
+5591334|America/Sao_Paulo
+5591344|America/Sao_Paulo
+5591346|America/Sao_Paulo
+5591372|America/Sao_Paulo
+5591373|America/Sao_Paulo
+5591375|America/Sao_Paulo
+5591377|America/Sao_Paulo
+5591400|America/Sao_Paulo
+5591991|America/Sao_Paulo
+5591992|America/Sao_Paulo
+5591993|America/Sao_Paulo
+5591998|America/Sao_Paulo
+5591999|America/Sao_Paulo
+5593352|America/Sao_Paulo
+5593353|America/Sao_Paulo
+5593354|America/Sao_Paulo
+5593991|America/Sao_Paulo
+5594332|America/Sao_Paulo
+5594334|America/Sao_Paulo
+5594335|America/Sao_Paulo
+5594342|America/Sao_Paulo
+5594981|America/Sao_Paulo
+5594991|America/Sao_Paulo
+5594992|America/Sao_Paulo
+6172101|Australia/Brisbane
+6172102|Australia/Brisbane
+6172103|Australia/Brisbane
+6172104|Australia/Brisbane
+6173018|Australia/Brisbane
+6173019|Australia/Brisbane
+6173040|Australia/Brisbane
+6173041|Australia/Brisbane
+6173046|Australia/Brisbane
+6173061|Australia/Brisbane
+6173066|Australia/Brisbane
+6173067|Australia/Brisbane
+6173068|Australia/Brisbane
+6173069|Australia/Brisbane
+6173096|Australia/Brisbane
+6173097|Australia/Brisbane
+6173291|Australia/Brisbane
+6173292|Australia/Brisbane
+6173295|Australia/Brisbane
+6173296|Australia/Brisbane
+6173300|Australia/Brisbane
+6173316|Australia/Brisbane
+6173319|Australia/Brisbane
+6173322|Australia/Brisbane
+6173330|Australia/Brisbane
+6173333|Australia/Brisbane
+6173342|Australia/Brisbane
+6173403|Australia/Brisbane
+6173404|Australia/Brisbane
+6173405|Australia/Brisbane
+6173406|Australia/Brisbane
+6173407|Australia/Brisbane
+6173411|Australia/Brisbane
+6173414|Australia/Brisbane
+6173434|Australia/Brisbane
+6173435|Australia/Brisbane
+6173443|Australia/Brisbane
+6173452|Australia/Brisbane
+6173455|Australia/Brisbane
+6173456|Australia/Brisbane
+6173457|Australia/Brisbane
+6173460|Australia/Brisbane
+6173493|Australia/Brisbane
+6173540|Australia/Brisbane
+6173546|Australia/Brisbane
+6173547|Australia/Brisbane
+6173548|Australia/Brisbane
+6173613|Australia/Brisbane
+6173646|Australia/Brisbane
+6173647|Australia/Brisbane
+6173648|Australia/Brisbane
+6173666|Australia/Brisbane
+6173748|Australia/Brisbane
+6173777|Australia/Brisbane
+6173811|Australia/Brisbane
+6173815|Australia/Brisbane
+6173823|Australia/Brisbane
+6173828|Australia/Brisbane
+6173887|Australia/Brisbane
+6173900|Australia/Brisbane
+6173901|Australia/Brisbane
+6173904|Australia/Brisbane
+6173905|Australia/Brisbane
+6173910|Australia/Brisbane
+6173914|Australia/Brisbane
+6173915|Australia/Brisbane
+6173917|Australia/Brisbane
+6173918|Australia/Brisbane
+6173922|Australia/Brisbane
+6173924|Australia/Brisbane
+6173999|Australia/Brisbane
+6185109|Australia/Perth
+6185112|Australia/Adelaide&Australia/Perth
+6185113|Australia/Adelaide&Australia/Perth
+6185120|Australia/Perth
+6185121|Australia/Adelaide&Australia/Perth
+6185124|Australia/Sydney
+6185125|Australia/Sydney
+6185126|Australia/Sydney
+6185127|Australia/Adelaide&Australia/Perth
+6185128|Australia/Adelaide&Australia/Perth
+6185129|Australia/Adelaide&Australia/Perth
+6189162|Indian/Cocos
+6189164|Indian/Christmas
+9761362|Asia/Choibalsan&Asia/Ulaanbaatar
+9762362|Asia/Choibalsan&Asia/Ulaanbaatar
+55553682|America/Manaus
+55673480|America/Sao_Paulo
+55693527|America/Sao_Paulo
+55813013|America/Noronha
+55813016|America/Noronha
+55813017|America/Noronha
+55813018|America/Noronha
+55813022|America/Noronha
+55813024|America/Noronha
+55813027|America/Noronha
+55813029|America/Noronha
+55813042|America/Noronha
+55813043|America/Noronha
+55813044|America/Noronha
+55813047|America/Noronha
+55813054|America/Noronha
+55813056|America/Noronha
+55813057|America/Noronha
+55813058|America/Noronha
+55813070|America/Noronha
+55813085|America/Noronha
+55813098|America/Noronha
+55813200|America/Noronha
+55813206|America/Noronha
+55813208|America/Noronha
+55813209|America/Noronha
+55813210|America/Noronha
+55813211|America/Noronha
+55813215|America/Noronha
+55813218|America/Noronha
+55813219|America/Noronha
+55813220|America/Noronha
+55813240|America/Noronha
+55813245|America/Noronha
+55813246|America/Noronha
+55813247|America/Noronha
+55813248|America/Noronha
+55813250|America/Noronha
+55813258|America/Noronha
+55813259|America/Noronha
+55813260|America/Noronha
+55813261|America/Noronha
+55813262|America/Noronha
+55813263|America/Noronha
+55813300|America/Noronha
+55813306|America/Noronha
+55813307|America/Noronha
+55813308|America/Noronha
+55813309|America/Noronha
+55813310|America/Noronha
+55813313|America/Noronha
+55813315|America/Noronha
+55813321|America/Noronha
+55813324|America/Noronha
+55813329|America/Noronha
+55813340|America/Noronha
+55813346|America/Noronha
+55813347|America/Noronha
+55813348|America/Noronha
+55813349|America/Noronha
+55813370|America/Noronha
+55813373|America/Noronha
+55813374|America/Noronha
+55813410|America/Noronha
+55813415|America/Noronha
+55813417|America/Noronha
+55813418|America/Noronha
+55813420|America/Noronha
+55813430|America/Noronha
+55813440|America/Noronha
+55813450|America/Noronha
+55813460|America/Noronha
+55813470|America/Noronha
+55813480|America/Noronha
+55813485|America/Noronha
+55813488|America/Noronha
+55813489|America/Noronha
+55813490|America/Noronha
+55813496|America/Noronha
+55813620|America/Noronha
+55813623|America/Noronha
+55813630|America/Noronha
+55813632|America/Noronha
+55813640|America/Noronha
+55813650|America/Noronha
+55813659|America/Noronha
+55813670|America/Noronha
+55813672|America/Noronha
+55813674|America/Noronha
+55813677|America/Noronha
+55813680|America/Noronha
+55813690|America/Noronha
+55813696|America/Noronha
+55813697|America/Noronha
+55813698|America/Noronha
+55912121|America/Sao_Paulo
+55912122|America/Sao_Paulo
+55912123|America/Sao_Paulo
+55912992|America/Sao_Paulo
+55913004|America/Sao_Paulo
+55913028|America/Sao_Paulo
+55913031|America/Sao_Paulo
+55913032|America/Sao_Paulo
+55913033|America/Sao_Paulo
+55913038|America/Sao_Paulo
+55913039|America/Sao_Paulo
+55913072|America/Sao_Paulo
+55913073|America/Sao_Paulo
+55913075|America/Sao_Paulo
+55913120|America/Sao_Paulo
+55913121|America/Sao_Paulo
+55913131|America/Sao_Paulo
+55913181|America/Sao_Paulo
+55913182|America/Sao_Paulo
+55913184|America/Sao_Paulo
+55913194|America/Sao_Paulo
+55913199|America/Sao_Paulo
+55913311|America/Sao_Paulo
+55913321|America/Sao_Paulo
+55913322|America/Sao_Paulo
+55913323|America/Sao_Paulo
+55913351|America/Sao_Paulo
+55913352|America/Sao_Paulo
+55913353|America/Sao_Paulo
+55913355|America/Sao_Paulo
+55913366|America/Sao_Paulo
+55913397|America/Sao_Paulo
+55913411|America/Sao_Paulo
+55913412|America/Sao_Paulo
+55913423|America/Sao_Paulo
+55913425|America/Sao_Paulo
+55913429|America/Sao_Paulo
+55913434|America/Sao_Paulo
+55913456|America/Sao_Paulo
+55913481|America/Sao_Paulo
+55913482|America/Sao_Paulo
+55913483|America/Sao_Paulo
+55913484|America/Sao_Paulo
+55913485|America/Sao_Paulo
+55913494|America/Sao_Paulo
+55913521|America/Sao_Paulo
+55913556|America/Sao_Paulo
+55913605|America/Sao_Paulo
+55913606|America/Sao_Paulo
+55913617|America/Sao_Paulo
+55913621|America/Sao_Paulo
+55913633|America/Sao_Paulo
+55913636|America/Sao_Paulo
+55913637|America/Sao_Paulo
+55913658|America/Sao_Paulo
+55913661|America/Sao_Paulo
+55913662|America/Sao_Paulo
+55913665|America/Sao_Paulo
+55913692|America/Sao_Paulo
+55913694|America/Sao_Paulo
+55913711|America/Sao_Paulo
+55913712|America/Sao_Paulo
+55913741|America/Sao_Paulo
+55913744|America/Sao_Paulo
+55913746|America/Sao_Paulo
+55913764|America/Sao_Paulo
+55913765|America/Sao_Paulo
+55913767|America/Sao_Paulo
+55913781|America/Sao_Paulo
+55913783|America/Sao_Paulo
+55913784|America/Sao_Paulo
+55913795|America/Sao_Paulo
+55913796|America/Sao_Paulo
+55913798|America/Sao_Paulo
+55913802|America/Sao_Paulo
+55913803|America/Sao_Paulo
+55913809|America/Sao_Paulo
+55913811|America/Sao_Paulo
+55913812|America/Sao_Paulo
+55913817|America/Sao_Paulo
+55913821|America/Sao_Paulo
+55913822|America/Sao_Paulo
+55913823|America/Sao_Paulo
+55913829|America/Sao_Paulo
+55914040|America/Sao_Paulo
+55914042|America/Sao_Paulo
+55914103|America/Sao_Paulo
+55914104|America/Sao_Paulo
+55914107|America/Sao_Paulo
+55914141|America/Sao_Paulo
+55919960|America/Sao_Paulo
+55919961|America/Sao_Paulo
+55919962|America/Sao_Paulo
+55919963|America/Sao_Paulo
+55919964|America/Sao_Paulo
+55925009|America/Sao_Paulo
+55932101|America/Sao_Paulo
+55932122|America/Sao_Paulo
+55933016|America/Sao_Paulo
+55933017|America/Sao_Paulo
+55933062|America/Sao_Paulo
+55933063|America/Sao_Paulo
+55933064|America/Sao_Paulo
+55933067|America/Sao_Paulo
+55933222|America/Sao_Paulo
+55933502|America/Sao_Paulo
+55933505|America/Sao_Paulo
+55933512|America/Sao_Paulo
+55933514|America/Sao_Paulo
+55933515|America/Sao_Paulo
+55933517|America/Sao_Paulo
+55933518|America/Sao_Paulo
+55933552|America/Sao_Paulo
+55933557|America/Sao_Paulo
+55933558|America/Sao_Paulo
+55933559|America/Sao_Paulo
+55933563|America/Sao_Paulo
+55933574|America/Sao_Paulo
+55933582|America/Sao_Paulo
+55933589|America/Sao_Paulo
+55933593|America/Sao_Paulo
+55933596|America/Sao_Paulo
+55933597|America/Sao_Paulo
+55933598|America/Sao_Paulo
+55933735|America/Sao_Paulo
+55933736|America/Sao_Paulo
+55933737|America/Sao_Paulo
+55933793|America/Sao_Paulo
+55939810|America/Sao_Paulo
+55939811|America/Sao_Paulo
+55939812|America/Sao_Paulo
+55939813|America/Sao_Paulo
+55939840|America/Sao_Paulo
+55939841|America/Sao_Paulo
+55939880|America/Sao_Paulo
+55939881|America/Sao_Paulo
+55939920|America/Sao_Paulo
+55939921|America/Sao_Paulo
+55939922|America/Sao_Paulo
+55939923|America/Sao_Paulo
+55939924|America/Sao_Paulo
+55939965|America/Sao_Paulo
+55939990|America/Sao_Paulo
+55939991|America/Sao_Paulo
+55939995|America/Sao_Paulo
+55939997|America/Sao_Paulo
+55942101|America/Sao_Paulo
+55942103|America/Sao_Paulo
+55943012|America/Sao_Paulo
+55943013|America/Sao_Paulo
+55943016|America/Sao_Paulo
+55943018|America/Sao_Paulo
+55943222|America/Sao_Paulo
+55943301|America/Sao_Paulo
+55943309|America/Sao_Paulo
+55943311|America/Sao_Paulo
+55943312|America/Sao_Paulo
+55943315|America/Sao_Paulo
+55943319|America/Sao_Paulo
+55943331|America/Sao_Paulo
+55943332|America/Sao_Paulo
+55943333|America/Sao_Paulo
+55943335|America/Sao_Paulo
+55943337|America/Sao_Paulo
+55943364|America/Sao_Paulo
+55943365|America/Sao_Paulo
+55943366|America/Sao_Paulo
+55943379|America/Sao_Paulo
+55943382|America/Sao_Paulo
+55943385|America/Sao_Paulo
+55943386|America/Sao_Paulo
+55943392|America/Sao_Paulo
+55943431|America/Sao_Paulo
+55943432|America/Sao_Paulo
+55943433|America/Sao_Paulo
+55943434|America/Sao_Paulo
+55943435|America/Sao_Paulo
+55943491|America/Sao_Paulo
+55943778|America/Sao_Paulo
+55943779|America/Sao_Paulo
+55943785|America/Sao_Paulo
+55943786|America/Sao_Paulo
+55943787|America/Sao_Paulo
+55949840|America/Sao_Paulo
+55949841|America/Sao_Paulo
+55949842|America/Sao_Paulo
+55949880|America/Sao_Paulo
+55949881|America/Sao_Paulo
+55949930|America/Sao_Paulo
+55949966|America/Sao_Paulo
+55949990|America/Sao_Paulo
+55949991|America/Sao_Paulo
+55949992|America/Sao_Paulo
+55949995|America/Sao_Paulo
+55949997|America/Sao_Paulo
+61255007|Australia/Lord_Howe
+61255053|Australia/Lord_Howe
+61255143|Australia/Lord_Howe
+61255213|Australia/Lord_Howe
+61255280|Australia/Lord_Howe
+61255307|Australia/Lord_Howe
+61255369|Australia/Lord_Howe
+61255413|Australia/Lord_Howe
+61255568|Australia/Lord_Howe
+61255936|Australia/Lord_Howe
+61255937|Australia/Lord_Howe
+61265080|Australia/Lord_Howe
+61265081|Australia/Lord_Howe
+61265082|Australia/Lord_Howe
+61265099|Australia/Lord_Howe
+61265164|Australia/Lord_Howe
+61265251|Australia/Lord_Howe
+61265296|Australia/Lord_Howe
+61265341|Australia/Lord_Howe
+61265606|Australia/Lord_Howe
+61265632|Australia/Lord_Howe
+61265998|Australia/Lord_Howe
+61721000|Australia/Brisbane
+61721001|Australia/Brisbane
+61721002|Australia/Brisbane
+61721003|Australia/Brisbane
+61730600|Australia/Brisbane
+61730640|Australia/Brisbane
+61730641|Australia/Brisbane
+61730643|Australia/Brisbane
+61730651|Australia/Brisbane
+61730659|Australia/Brisbane
+61730923|Australia/Brisbane
+61730938|Australia/Brisbane
+61730992|Australia/Brisbane
+61733095|Australia/Brisbane
+61733099|Australia/Brisbane
+61734973|Australia/Brisbane
+61734974|Australia/Brisbane
+61734975|Australia/Brisbane
+61734976|Australia/Brisbane
+61735678|Australia/Brisbane
+61736404|Australia/Brisbane
+61736405|Australia/Brisbane
+61736406|Australia/Brisbane
+61736409|Australia/Brisbane
+61736677|Australia/Brisbane
+61736678|Australia/Brisbane
+61736679|Australia/Brisbane
+61736680|Australia/Brisbane
+61737788|Australia/Brisbane
+61738348|Australia/Brisbane
+61738359|Australia/Brisbane
+61739110|Australia/Brisbane
+61739111|Australia/Brisbane
+61739112|Australia/Brisbane
+61739160|Australia/Brisbane
+61739161|Australia/Brisbane
+61739475|Australia/Brisbane
+61851001|Indian/Christmas
+61851002|Indian/Cocos
+61851030|Indian/Christmas
+61851031|Indian/Cocos
+61851059|Indian/Christmas
+61851060|Indian/Cocos
+61851087|Australia/Perth
+61851088|Indian/Christmas
+61851089|Indian/Cocos
+61851100|Australia/Adelaide&Australia/Perth
+61851116|Australia/Adelaide&Australia/Perth
+61851117|Indian/Christmas
+61851118|Indian/Cocos
+61851119|Australia/Adelaide&Australia/Perth
+61851140|Australia/Adelaide&Australia/Perth
+61851141|Australia/Adelaide&Australia/Perth
+61851142|Australia/Adelaide&Australia/Perth
+61851143|Australia/Adelaide&Australia/Perth
+61851144|Australia/Adelaide&Australia/Perth
+61851146|Indian/Christmas
+61851156|Australia/Adelaide&Australia/Perth
+61851158|Australia/Adelaide&Australia/Perth
+61851175|Indian/Christmas
+61851176|Indian/Cocos
+61851185|Australia/Adelaide&Australia/Perth
+61851187|Australia/Adelaide&Australia/Perth
+61851204|Indian/Christmas
+61851205|Australia/Sydney
+61851209|Australia/Adelaide&Australia/Perth
+61851221|Australia/Adelaide&Australia/Perth
+61851222|Indian/Christmas
+61851223|Indian/Cocos
+61851224|Australia/Perth
+61851225|Australia/Perth
+61851226|Australia/Perth
+61851227|Australia/Adelaide&Australia/Perth
+61851228|Australia/Adelaide&Australia/Perth
+61851229|Australia/Adelaide&Australia/Perth
+61851230|Australia/Sydney
+61851231|Australia/Adelaide&Australia/Perth
+61851232|Australia/Sydney
+61851233|Australia/Sydney
+61851234|Australia/Sydney
+61851235|Indian/Christmas
+61851236|Australia/Adelaide&Australia/Perth
+61851237|Australia/Adelaide&Australia/Perth
+61851238|Australia/Adelaide&Australia/Perth
+61851239|Australia/Adelaide&Australia/Perth
+61890393|Australia/Adelaide&Australia/Eucla&Australia/Perth
+61890395|Australia/Adelaide&Australia/Eucla&Australia/Perth
+61891006|Australia/Adelaide&Australia/Perth&Indian/Christmas
+61891007|Australia/Adelaide&Australia/Perth&Indian/Christmas
+61891008|Australia/Adelaide&Australia/Perth&Indian/Christmas
+61891009|Australia/Adelaide&Australia/Perth&Indian/Christmas
+61891010|Australia/Adelaide&Australia/Perth&Indian/Cocos
+61891011|Australia/Adelaide&Australia/Perth&Indian/Cocos
+61891012|Australia/Adelaide&Australia/Perth&Indian/Cocos
+61891029|Australia/Adelaide&Australia/Perth&Indian/Cocos
+61891122|Australia/Adelaide&Australia/Perth&Indian/Cocos
+61891149|Australia/Adelaide&Australia/Perth&Indian/Christmas
+61891150|Australia/Adelaide&Australia/Perth&Indian/Cocos
+61891178|Australia/Adelaide&Australia/Perth&Indian/Christmas
+61891179|Australia/Adelaide&Australia/Perth&Indian/Cocos
+61891181|Australia/Adelaide&Australia/Perth&Indian/Christmas
+61891182|Australia/Adelaide&Australia/Perth&Indian/Cocos
+61891209|Australia/Adelaide&Australia/Perth&Indian/Christmas
+61891210|Australia/Adelaide&Australia/Perth&Indian/Cocos
+61891263|Australia/Adelaide&Australia/Perth&Indian/Christmas
+61891264|Australia/Adelaide&Australia/Perth&Indian/Cocos
+61891308|Australia/Adelaide&Australia/Perth&Indian/Cocos
+61891312|Australia/Adelaide&Australia/Perth&Indian/Christmas
+61891322|Australia/Adelaide&Australia/Perth&Indian/Cocos
+61891326|Australia/Adelaide&Australia/Perth&Indian/Christmas
+61891368|Australia/Adelaide&Australia/Perth&Indian/Cocos
+61891375|Australia/Adelaide&Australia/Perth&Indian/Christmas
+61891428|Australia/Adelaide&Australia/Perth&Indian/Cocos
+61891456|Australia/Adelaide&Australia/Perth&Indian/Christmas
+61891497|Australia/Adelaide&Australia/Perth&Indian/Christmas
+61891498|Australia/Adelaide&Australia/Perth&Indian/Cocos
+61891700|Australia/Adelaide&Australia/Perth&Indian/Christmas
+61891701|Australia/Adelaide&Australia/Perth&Indian/Christmas
+61891702|Australia/Adelaide&Australia/Perth&Indian/Cocos
+61891703|Indian/Cocos
+61891710|Australia/Adelaide&Australia/Perth&Indian/Christmas
+61891711|Australia/Adelaide&Australia/Perth&Indian/Christmas
+61891712|Australia/Adelaide&Australia/Perth&Indian/Christmas
+61891958|Indian/Christmas
+61891959|Australia/Adelaide&Australia/Perth&Indian/Cocos
+$map$, '\n') l
+ WHERE l <> '';
 
 CREATE SCHEMA dialer_admin;
 
