@@ -9,14 +9,18 @@
  * which therefore goes at the end of its CREATE TABLE; the same COMMENTs and GRANTs; and
  * pg_extension_config_dump() for a new table holding user data).
  *
+ * This file was drafted by sql/tools/draft_update.py from the two install scripts (the
+ * statements 0.2.0 added or changed, in install order), with the table changes written by
+ * hand (the ALTER TABLE lines).
+ *
  * Runs in one transaction with the extension's schema as search_path; rows are kept.
  */
 
 -- complain if script is sourced in psql, rather than via ALTER EXTENSION
 \echo Use "ALTER EXTENSION pg_dialer UPDATE TO '0.2.0'" to load this file. \quit
 
-CREATE DOMAIN dialer.e164 AS text
-	CONSTRAINT e164_format CHECK (VALUE ~ '^\+[1-9][0-9]{7,14}$');
+COMMENT ON SCHEMA dialer IS
+	'pg_dialer: the outbound call queue (scheduled_calls), its log (call_attempts, call_events), providers, campaigns, do_not_call, and the SQL API (enqueue_call, cancel_call, stats, ...)';
 
 ALTER TABLE dialer.providers ADD COLUMN status_callback_call_id boolean NOT NULL DEFAULT true;
 
@@ -1901,6 +1905,8 @@ CREATE TRIGGER apply_pending_callbacks
 	FOR EACH ROW
 	WHEN (NEW.provider_call_id IS NOT NULL AND OLD.provider_call_id IS DISTINCT FROM NEW.provider_call_id)
 	EXECUTE FUNCTION dialer.apply_pending_callbacks();
+
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA dialer_api FROM PUBLIC;
 
 COMMENT ON COLUMN dialer.campaign_source_row.customer_ref IS 'The application''s reference of the candidate';
 
@@ -6577,6 +6583,12 @@ REVOKE ALL ON ALL TABLES IN SCHEMA dialer_admin FROM PUBLIC;
 REVOKE ALL ON TABLE dialer.frontend_purposes FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION dialer.admin_refuse(int, text, text, text), dialer.admin_call(bigint), dialer.admin_campaigns() FROM PUBLIC;
+
+REVOKE ALL ON ALL TABLES IN SCHEMA dialer FROM PUBLIC;
+
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA dialer FROM PUBLIC;
+
+GRANT EXECUTE ON FUNCTION dialer.is_valid_timezone(text) TO PUBLIC;
 
 CREATE OR REPLACE FUNCTION dialer.grant_usage(role_name name)
 RETURNS void
