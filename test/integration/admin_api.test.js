@@ -58,8 +58,8 @@ test.before(async () => {
   sim = await d.startSim('twilio');
   await db.query(`DELETE FROM dialer.frontend_purposes WHERE name LIKE 'adm\\_%'`);
   await db.query(`DELETE FROM dialer.campaigns WHERE name LIKE 'adm\\_%'`);
-  await d.createProvider(db, d.twilioProvider(TW, sim));
-  await d.createProvider(db, d.twilioProvider(HOLD, sim, { enabled: false }));
+  await d.createProvider(db, d.twilioProvider(TW, sim, { twiml_url: 'https://example.com/twiml' }));
+  await d.createProvider(db, d.twilioProvider(HOLD, sim, { twiml_url: 'https://example.com/twiml', enabled: false }));
   await d.createProvider(db, d.twilioProvider(DEAD, sim, { base_url: 'http://127.0.0.1:1', twiml_url: 'https://example.com/twiml' }));
   await db.query(`INSERT INTO dialer.do_not_call (number, reason) VALUES ($1, 'asked not to be called')
                   ON CONFLICT (number) DO UPDATE SET reason = excluded.reason`, [DNC]);

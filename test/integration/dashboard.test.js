@@ -52,8 +52,8 @@ test.before(async () => {
   hooks = await startWebhookStack({ database: process.env.DIALER_DB || 'dialer_test', existingDatabase: true });
   sim.control.configure({ callbackTarget: hooks.proxy });
   await db.query(`DELETE FROM dialer.campaigns WHERE name LIKE 'dsh\\_%'`);
-  await d.createProvider(db, d.twilioProvider(TW, sim, { status_callback_url: PUBLIC_CALLBACK_URL, enabled: false }));
-  await d.createProvider(db, d.twilioProvider(HOLD, sim, { enabled: false }));
+  await d.createProvider(db, d.twilioProvider(TW, sim, { status_callback_url: PUBLIC_CALLBACK_URL, twiml_url: 'https://example.com/twiml', enabled: false }));
+  await d.createProvider(db, d.twilioProvider(HOLD, sim, { twiml_url: 'https://example.com/twiml', enabled: false }));
   await d.createProvider(db, d.twilioProvider(DEAD, sim, { base_url: 'http://127.0.0.1:1', twiml_url: 'https://example.com/twiml' }));
   await db.query(`INSERT INTO dialer.do_not_call (number, reason) VALUES ($1, 'asked not to be called')
                   ON CONFLICT (number) DO UPDATE SET reason = excluded.reason`, [DNC]);

@@ -6,12 +6,12 @@
 // failed, with their attempts and events).  It is dumped with the real pg_dump -Fc and
 // restored with pg_restore into a fresh database (CREATE EXTENSION comes from the dump, the
 // rows and the sequences' positions from pg_extension_config_dump).  Then the worker is
-// pointed at the restored database (dialer.database, server restart) and there:
+// pointed at the restored database (dialer.databases, server restart) and there:
 //   - every row and every sequence position is what the source had;
 //   - enqueue_call works, with ids after the restored ones (no collision);
 //   - the worker dispatches the new call and the restored due call to the Twilio simulator;
 //   - Twilio's signed status callbacks, through the shipped nginx + PostgREST, complete them.
-// Afterwards dialer.database is put back and the server restarted again.
+// Afterwards dialer.databases is put back and the server restarted again.
 //
 // Run by test/run_all.sh (it restarts the cluster, like crash.test.js).
 
@@ -43,7 +43,7 @@ let retargeted = false;
 const pgArgs = () => ['-h', process.env.PGHOST || '127.0.0.1', '-p', String(process.env.PGPORT || 5432),
   '-U', process.env.PGUSER || 'postgres'];
 
-/** Restarts the cluster (dialer.database is PGC_POSTMASTER) and returns when it accepts connections. */
+/** Restarts the cluster (as a server move would) and returns when it accepts connections. */
 function restartCluster() {
   const dir = process.env.DIALER_CLUSTER_DIR;
   if (!dir) throw new Error('DIALER_CLUSTER_DIR is not set (run through test/run_all.sh)');
@@ -84,7 +84,7 @@ after(async () => {
   if (admin) {
     await settings.restore().catch(() => {});
     if (retargeted) {
-      await admin.query('ALTER SYSTEM RESET dialer.database').catch(() => {});
+      await admin.query('ALTER SYSTEM RESET dialer.databases').catch(() => {});
       await admin.end().catch(() => {});
       try { restartCluster(); } catch (e) { process.stderr.write(`# restart failed: ${e.message}\n`); }
       admin = await d.reconnect({ database: 'postgres' });
@@ -202,7 +202,7 @@ test('a database in use survives pg_dump -Fc and pg_restore into a fresh databas
    */
   await dst.query(`UPDATE dialer.providers SET enabled = false WHERE name = $1`, [TW]);
   await settings.set(d.OPEN_WINDOW, { settleMs: 0 });
-  await admin.query(`ALTER SYSTEM SET dialer.database = ${admin.escapeLiteral(DST)}`);
+  await admin.query(`ALTER SYSTEM SET dialer.databases = ${admin.escapeLiteral(DST)}`);
   retargeted = true;
   await dst.end();
   await admin.end();
