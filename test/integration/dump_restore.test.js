@@ -117,7 +117,8 @@ test('every table and sequence of pg_dialer holding user data is registered for 
   for (const t of CONFIG_TABLES) assert.ok(rels.includes(`dialer.${t}`), `dialer.${t} belongs to the extension`);
   assert.deepEqual(r.rows.filter((x) => x.relkind === 'S').map((x) => x.rel),
     ['dialer.call_attempts_id_seq', 'dialer.call_events_id_seq', 'dialer.campaign_runs_id_seq',
-      'dialer.pending_callbacks_id_seq', 'dialer.scheduled_calls_id_seq']);
+      'dialer.consents_id_seq', 'dialer.pending_callbacks_id_seq', 'dialer.refusals_id_seq',
+      'dialer.scheduled_calls_id_seq']);
   for (const x of r.rows) {
     assert.equal(x.registered, true, `${x.rel} is registered with pg_extension_config_dump`);
     // the extension inserts no row of its own: every row is the user's
