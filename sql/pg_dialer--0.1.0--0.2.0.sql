@@ -2225,6 +2225,10 @@ SELECT pg_catalog.pg_extension_config_dump('dialer.blackout_dates', 'WHERE NOT b
 
 SELECT pg_catalog.pg_extension_config_dump('dialer.refusals', '');
 
+SELECT pg_catalog.pg_extension_config_dump('dialer.refusals_id_seq', '');
+
+SELECT pg_catalog.pg_extension_config_dump('dialer.consents_id_seq', '');
+
 CREATE FUNCTION dialer.applicable_policies(to_number text, campaign text, provider text)
 RETURNS text[]
 LANGUAGE sql

@@ -181,6 +181,8 @@ SELECT pg_catalog.pg_extension_config_dump('dialer.policy_windows',
 	'WHERE policy NOT IN (''preset:US-TCPA'', ''preset:US-FL'', ''preset:FR'')');
 SELECT pg_catalog.pg_extension_config_dump('dialer.blackout_dates', 'WHERE NOT builtin');
 SELECT pg_catalog.pg_extension_config_dump('dialer.refusals', '');
+SELECT pg_catalog.pg_extension_config_dump('dialer.refusals_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('dialer.consents_id_seq', '');
 
 /*
  * The enabled policies that apply to a call, by name.
