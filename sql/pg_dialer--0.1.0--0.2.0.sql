@@ -6405,6 +6405,19 @@ $$;
 COMMENT ON FUNCTION dialer_admin.enqueue_call(text, timestamptz, text, jsonb, text, text, int, int, text, timestamptz) IS
 	'Schedules a call: POST /rpc/enqueue_call {"to_number": "+14155550123", "provider": "default", "payload": {"message": "..."}}; answers {id, status} (status skipped for a do-not-call number; the stored call for a repeated dedupe_key). 400 with the reason for bad input.';
 
+CREATE FUNCTION dialer_admin.enqueue_calls(calls jsonb, atomic boolean DEFAULT true)
+RETURNS jsonb
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+	SELECT coalesce(jsonb_agg(to_jsonb(r) ORDER BY r.item), '[]'::jsonb)
+	  FROM dialer.enqueue_calls(calls, atomic) r
+$$;
+
+COMMENT ON FUNCTION dialer_admin.enqueue_calls(jsonb, boolean) IS
+	'Schedules many calls: POST /rpc/enqueue_calls {"calls": [{"to_number": "+14155550123", "payload": {"message": "..."}}, ...], "atomic": true}; answers one object per element (item, id, outcome scheduled/skipped/duplicate/refused, reason and error fields). atomic (default): all or nothing, 400 with the first refusal; false: the acceptable calls are written.';
+
 CREATE FUNCTION dialer_admin.cancel_call(id bigint)
 RETURNS jsonb
 LANGUAGE plpgsql

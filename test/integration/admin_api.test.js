@@ -327,4 +327,7 @@ test('README: the admin API curl examples run against the deployment', async () 
   assert.notEqual(c[1].attempts_base, 0, 'the README retry example requeued the failed call');
   const fe = await db.query(`SELECT count(*)::int AS n FROM dialer.scheduled_calls WHERE campaign = $1 AND customer_ref = 'user-42'`, [PURPOSE]);
   assert.equal(fe.rows[0].n, 1, 'the README frontend example asked for one call');
+  const bulk = await db.query(`SELECT count(*)::int AS n FROM dialer.scheduled_calls
+                                WHERE to_number IN ('+15550100044', '+15550100045') AND provider = $1`, [HOLD]);
+  assert.equal(bulk.rows[0].n, 2, 'the README bulk example scheduled its two calls');
 });

@@ -13,10 +13,10 @@ SET LOCAL client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS pg_dialer;
 
-SELECT plan(14);
+SELECT plan(16);
 
-SELECT is((SELECT count(*)::int FROM pg_proc p WHERE p.pronamespace = 'dialer_admin'::regnamespace), 11,
-		  'dialer_admin has its 11 functions');
+SELECT is((SELECT count(*)::int FROM pg_proc p WHERE p.pronamespace = 'dialer_admin'::regnamespace), 12,
+		  'dialer_admin has its 12 functions');
 SELECT is((SELECT string_agg(p.proname, ', ' ORDER BY p.proname) FROM pg_proc p
 			WHERE p.pronamespace = 'dialer_admin'::regnamespace
 			  AND NOT (p.prosecdef AND 'search_path=pg_catalog, dialer, pg_temp' = ANY (p.proconfig))),
@@ -38,6 +38,11 @@ VALUES ('tap_admin', 'twilio', 'http://127.0.0.1:9', 'AC0123456789abcdef01234567
 SELECT throws_ok($$SELECT dialer_admin.call(-1)$$, 'PT404', 'call -1 does not exist', 'an unknown call is PT404 (HTTP 404)');
 SELECT throws_ok($$SELECT dialer_admin.set_provider_enabled('tap_nope', true)$$, 'PT404', NULL, 'an unknown provider is PT404');
 CREATE TEMP TABLE tap_ids AS SELECT (dialer_admin.enqueue_call('+15550199001', provider => 'tap_admin'))->>'id' AS id;
+SELECT is((SELECT jsonb_agg(e->>'outcome') FROM jsonb_array_elements(dialer_admin.enqueue_calls(
+			'[{"to_number": "+15550199011", "provider": "tap_admin"}, {"to_number": "12345", "provider": "tap_admin"}]', false)) e),
+		  '["scheduled", "refused"]', 'enqueue_calls (not atomic): the good call is written, the bad one refused with its reason');
+SELECT throws_ok($$SELECT dialer_admin.enqueue_calls('[{"to_number": "+15550199012", "provider": "tap_admin"}, {"to_number": "12345", "provider": "tap_admin"}]')$$,
+		  '22023', NULL, 'enqueue_calls (atomic): one bad call refuses the batch (HTTP 400)');
 SELECT is((dialer_admin.cancel_call((SELECT id::bigint FROM tap_ids)))->>'status', 'canceled', 'cancel_call cancels a scheduled call');
 SELECT throws_ok(format('SELECT dialer_admin.cancel_call(%s)', (SELECT id FROM tap_ids)), 'PT409', NULL,
 				 'canceling it again is PT409 (HTTP 409)');
