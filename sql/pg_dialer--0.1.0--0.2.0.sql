@@ -15,9 +15,6 @@
 -- complain if script is sourced in psql, rather than via ALTER EXTENSION
 \echo Use "ALTER EXTENSION pg_dialer UPDATE TO '0.2.0'" to load this file. \quit
 
-CREATE DOMAIN dialer.e164 AS text
-	CONSTRAINT e164_format CHECK (VALUE ~ '^\+[1-9][0-9]{7,14}$');
-
 ALTER TABLE dialer.providers ADD COLUMN status_callback_call_id boolean NOT NULL DEFAULT true;
 
 COMMENT ON COLUMN dialer.providers.status_callback_url IS 'Public URL the provider posts call status to; the call id is added to its query string unless status_callback_call_id is false';
@@ -132,7 +129,11 @@ SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('di
 
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('dialer.call_events', 'id'), '');
 
--- worker_status() gained columns: dropped and created again
+-- worker_status() gained columns: dropped and created again, keeping the roles it was granted
+-- to (dialer.grant_usage() grants it)
+SELECT pg_catalog.set_config('pg_dialer.worker_status_acl', coalesce(p.proacl::text, ''), true)
+  FROM pg_catalog.pg_proc p
+ WHERE p.oid = 'dialer.worker_status()'::pg_catalog.regprocedure;
 DROP FUNCTION dialer.worker_status();
 
 CREATE FUNCTION dialer.worker_status(
@@ -155,6 +156,19 @@ AS 'MODULE_PATHNAME', 'dialer_worker_status';
 
 COMMENT ON FUNCTION dialer.worker_status() IS
 	'The running dispatcher: pid, database, state, start time, requests in flight, counters, last error, and since when and for which commit LSN claimed calls wait for standbys (no row when none runs)';
+REVOKE ALL ON FUNCTION dialer.worker_status() FROM PUBLIC;
+DO $$
+DECLARE
+	r record;
+BEGIN
+	FOR r IN SELECT DISTINCT a.grantee::pg_catalog.regrole AS grantee
+			   FROM pg_catalog.aclexplode(nullif(pg_catalog.current_setting('pg_dialer.worker_status_acl'), '')::pg_catalog.aclitem[]) a
+			  WHERE a.privilege_type = 'EXECUTE' AND a.grantee <> 0 AND a.grantee <> a.grantor
+	LOOP
+		EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION dialer.worker_status() TO %s', r.grantee);
+	END LOOP;
+END;
+$$;
 
 CREATE FUNCTION dialer.call_rule(
 	to_number text, run_at timestamptz, provider text, payload jsonb, campaign text,
@@ -2605,3 +2619,16 @@ BEGIN
 				   'dialer.stats(date), dialer.worker_status() TO %I', role_name);
 END;
 $$;
+
+-- the schema's comment (0.1.0 had none), and nothing granted to PUBLIC on what 0.2.0 added
+COMMENT ON SCHEMA dialer IS
+	'pg_dialer: the outbound call queue (scheduled_calls), its log (call_attempts, call_events), providers, campaigns, do_not_call, and the SQL API (enqueue_call, cancel_call, stats, ...)';
+REVOKE ALL ON TABLE dialer.pending_callbacks FROM PUBLIC;
+REVOKE ALL ON FUNCTION dialer.apply_pending_callbacks(), dialer.apply_search(bigint, jsonb, integer, text, text),
+	dialer.call_refusal(text, timestamptz, text, jsonb, text, text, integer, integer, text, timestamptz, text, text[], text),
+	dialer.call_rule(text, timestamptz, text, jsonb, text, text, integer, integer, text, timestamptz, text, text[], text),
+	dialer.claim_searches(text, integer), dialer.enqueue_calls(jsonb, boolean), dialer.lock_provider_call_id(text),
+	dialer.reevaluate_parked_calls(bigint[], text), dialer.release_claims(bigint[], integer[]),
+	dialer.search_due_at(timestamptz, timestamptz, integer), dialer.twilio_apply_fields(bigint, jsonb, bigint, text),
+	dialer.twilio_url_legacy_query(text), dialer.twilio_url_normalized(text), dialer.url_percent_encode(text, text)
+	FROM PUBLIC;
