@@ -265,6 +265,10 @@ test(`install ${OLD}, restart with ${CURRENT}'s library, ALTER EXTENSION pg_dial
     if (oldBin) return waitForStatus(ids, ['dialing'], what);
     await db.query(`UPDATE dialer.scheduled_calls SET status = 'dialing', attempts = 1,
                            provider_call_id = 'CA' || md5(id::text) WHERE id = ANY($1::bigint[])`, [ids]);
+    await db.query(`INSERT INTO dialer.call_attempts (call_id, attempt, requested_at, responded_at, http_status,
+                                                      provider_call_id, provider_status)
+                    SELECT id, 1, now(), now(), 201, provider_call_id, 'queued'
+                      FROM dialer.scheduled_calls WHERE id = ANY($1::bigint[])`, [ids]);
     return statuses(ids);
   };
 
