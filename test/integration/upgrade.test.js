@@ -197,6 +197,15 @@ test.before(async () => {
   sim = await startSimulator({ kind: 'twilio', port: 0 });
 });
 
+// The statements of the SQL block of README's "Upgrading" section, comments removed.
+function readmeUpgradeSQL() {
+  const readme = fs.readFileSync(path.join(repo, 'README.md'), 'utf8');
+  const section = readme.slice(readme.indexOf('\n## Upgrading\n'));
+  const block = /```sql\n([\s\S]*?)```/.exec(section.slice(0, section.indexOf('\n## ', 1)))[1];
+  return block.split('\n').map((l) => l.replace(/--.*$/, '').trim()).join(' ')
+    .split(';').map((x) => x.trim().replace(/\s+/g, ' ')).filter(Boolean);
+}
+
 function recordPid() {
   const pid = fs.readFileSync(path.join(dir, 'data', 'postmaster.pid'), 'utf8').split('\n')[0];
   if (process.env.DIALER_PID_FILE) fs.appendFileSync(process.env.DIALER_PID_FILE, `${pid}\n`);
@@ -355,8 +364,13 @@ test(`install ${OLD}, restart with ${CURRENT}'s library, ALTER EXTENSION pg_dial
   assert.equal((await db.query(`SELECT count(*) AS n FROM dialer.call_attempts WHERE call_id = ANY($1::bigint[])`, [stream])).rows[0].n, '0');
   assert.equal((await db.query(`SELECT state FROM dialer.worker_status()`)).rows[0].state, waitingState);
 
-  // --- the update, with that dispatcher running
-  await db.query('ALTER EXTENSION pg_dialer UPDATE');
+  // --- the update, with that dispatcher running: README's Upgrading SQL, statement by statement
+  const readmeSteps = readmeUpgradeSQL();
+  assert.ok(readmeSteps.includes('ALTER EXTENSION pg_dialer UPDATE'), JSON.stringify(readmeSteps));
+  for (const sql of readmeSteps) {
+    const r = await db.query(sql);
+    if (/worker_status/.test(sql)) assert.equal(r.rows[0].state, waitingState, `README's ${sql}`);
+  }
   assert.equal((await db.query(`SELECT extversion FROM pg_extension WHERE extname = 'pg_dialer'`)).rows[0].extversion, CURRENT);
 
   // --- the catalog equals a fresh install's
