@@ -208,7 +208,11 @@ SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('di
 
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('dialer.call_events', 'id'), '');
 
--- worker_status() gained columns: dropped and created again
+-- worker_status() gained columns: dropped and created again, keeping the roles it was granted
+-- to (dialer.grant_usage() grants it)
+SELECT pg_catalog.set_config('pg_dialer.worker_status_acl', coalesce(p.proacl::text, ''), true)
+  FROM pg_catalog.pg_proc p
+ WHERE p.oid = 'dialer.worker_status()'::pg_catalog.regprocedure;
 DROP FUNCTION dialer.worker_status();
 
 CREATE FUNCTION dialer.worker_status(
@@ -231,6 +235,19 @@ AS 'MODULE_PATHNAME', 'dialer_worker_status';
 
 COMMENT ON FUNCTION dialer.worker_status() IS
 	'The running dispatcher: pid, database, state, start time, requests in flight, counters, last error, and since when and for which commit LSN claimed calls wait for standbys (no row when none runs)';
+REVOKE ALL ON FUNCTION dialer.worker_status() FROM PUBLIC;
+DO $$
+DECLARE
+	r record;
+BEGIN
+	FOR r IN SELECT DISTINCT a.grantee::pg_catalog.regrole AS grantee
+			   FROM pg_catalog.aclexplode(nullif(pg_catalog.current_setting('pg_dialer.worker_status_acl'), '')::pg_catalog.aclitem[]) a
+			  WHERE a.privilege_type = 'EXECUTE' AND a.grantee <> 0 AND a.grantee <> a.grantor
+	LOOP
+		EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION dialer.worker_status() TO %s', r.grantee);
+	END LOOP;
+END;
+$$;
 
 CREATE FUNCTION dialer.call_rule(
 	to_number text, run_at timestamptz, provider text, payload jsonb, campaign text,

@@ -15,7 +15,7 @@
 #include "datatype/timestamp.h"
 #include "storage/spin.h"
 
-#define DIALER_STATE_LEN		32
+#define DIALER_STATE_LEN		96
 #define DIALER_ERROR_LEN		256
 
 /* settings (src/settings.c) */

@@ -9,13 +9,20 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/stratnum.h"
+#include "access/table.h"
 #include "access/xact.h"
+#include "catalog/indexing.h"
+#include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "pgstat.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -106,6 +113,44 @@ queue_extension_ready(void)
 	CommitTransactionCommand();
 	MemoryContextSwitchTo(caller);
 	return ready;
+}
+
+/*
+ * The version of the extension's schema installed in this database
+ * (pg_extension.extversion), copied into the caller's memory context, or NULL
+ * when the extension is not created.  Between the install of a new library
+ * and ALTER EXTENSION pg_dialer UPDATE it differs from PG_DIALER_VERSION.
+ */
+char *
+queue_extension_version(void)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	char	   *version = NULL;
+	Relation	rel;
+	SysScanDesc scan;
+	ScanKeyData key;
+	HeapTuple	tup;
+
+	StartTransactionCommand();
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber, F_NAMEEQ,
+				CStringGetDatum("pg_dialer"));
+	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tup, Anum_pg_extension_extversion,
+									 RelationGetDescr(rel), &isnull);
+
+		if (!isnull)
+			version = MemoryContextStrdup(caller, TextDatumGetCString(d));
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(caller);
+	return version;
 }
 
 /*

@@ -147,6 +147,66 @@ exit_without_extension(void)
 	proc_exit(0);
 }
 
+/* the schema version the dispatcher last warned about, while it waits for an update */
+static char awaited_update_from[NAMEDATALEN] = "";
+
+/*
+ * Whether the extension's schema in this database is the one this library
+ * was built for.  The library's SQL (claims, stores, recovery) is written for
+ * its own schema: a new library installed and loaded before ALTER EXTENSION
+ * pg_dialer UPDATE would fail on the old tables.
+ */
+static bool
+schema_matches_library(const char *schema_version)
+{
+	return strcmp(schema_version, PG_DIALER_VERSION) == 0;
+}
+
+/*
+ * Waits about 2 s for ALTER EXTENSION pg_dialer UPDATE, touching nothing in the
+ * queue: publishes the reason in worker_status() and warns once per schema
+ * version seen.  Returns early on a signal (SIGTERM, SIGHUP) or a wake-up, so
+ * the loop handles it; the caller checks the version again.
+ */
+static void
+wait_for_extension_update(const char *schema_version)
+{
+	char		state[DIALER_STATE_LEN];
+
+	snprintf(state, sizeof(state),
+			 "waiting for ALTER EXTENSION pg_dialer UPDATE (schema %s, library %s)",
+			 schema_version, PG_DIALER_VERSION);
+	dialer_shared_set_state(state);
+	if (strcmp(awaited_update_from, schema_version) != 0)
+	{
+		strlcpy(awaited_update_from, schema_version, sizeof(awaited_update_from));
+		ereport(WARNING,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("pg_dialer dispatcher for database \"%s\" is waiting: the extension's schema is version %s, the library is version %s",
+						dialer_shared->database, schema_version, PG_DIALER_VERSION),
+				 errdetail("No call is dispatched, recovered or changed until the schema matches the library."),
+				 errhint("Run ALTER EXTENSION pg_dialer UPDATE in database \"%s\".",
+						 dialer_shared->database)));
+	}
+	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+					 2000L, PG_WAIT_EXTENSION);
+}
+
+/*
+ * Logs that the schema now matches the library, when the dispatcher waited
+ * for ALTER EXTENSION pg_dialer UPDATE: dispatching resumes.
+ */
+static void
+note_extension_updated(void)
+{
+	if (awaited_update_from[0] == '\0')
+		return;
+	ereport(LOG,
+			(errmsg("pg_dialer dispatcher for database \"%s\": the extension was updated from %s to %s, dispatching resumes",
+					dialer_shared->database, awaited_update_from, PG_DIALER_VERSION)));
+	awaited_update_from[0] = '\0';
+}
+
 static void
 count(uint64 *counter, int n)
 {
@@ -1022,7 +1082,9 @@ dialer_worker_main(Datum main_arg)
 
 		if (!ready)
 		{
-			if (!queue_extension_ready())
+			char	   *schema_version = queue_extension_version();
+
+			if (schema_version == NULL)
 			{
 				/*
 				 * Nothing can be stored without the extension's tables: requests
@@ -1030,6 +1092,13 @@ dialer_worker_main(Datum main_arg)
 				 */
 				exit_without_extension();
 			}
+			if (!schema_matches_library(schema_version))
+			{
+				/* touch nothing until ALTER EXTENSION pg_dialer UPDATE */
+				wait_for_extension_update(schema_version);
+				continue;
+			}
+			note_extension_updated();
 			{
 				int			n = queue_recover();
 
