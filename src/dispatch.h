@@ -202,7 +202,6 @@ typedef struct LookupResult
 } LookupResult;
 
 extern void queue_store_lookups(List *results);
-extern bool queue_extension_ready(void);
 extern char *queue_extension_version(void);
 
 #endif							/* DIALER_DISPATCH_H */

@@ -795,12 +795,5 @@ dialer_launcher_hooks_init(void)
 Datum
 dialer_is_served(PG_FUNCTION_ARGS)
 {
-	pid_t		launcher = 0;
-
-	if (dialer_control == NULL)
-		PG_RETURN_BOOL(false);
-	SpinLockAcquire(&dialer_control->mutex);
-	launcher = dialer_control->launcher_pid;
-	SpinLockRelease(&dialer_control->mutex);
-	PG_RETURN_BOOL(launcher != 0 && dialer_database_is_served(get_database_name(MyDatabaseId)));
+	PG_RETURN_BOOL(dialer_this_database_served());
 }

@@ -49,6 +49,7 @@ typedef enum DialerStandbyWait
 } DialerStandbyWait;
 
 extern void dialer_define_settings(void);
+extern bool dialer_database_is_served(const char *dbname);
 
 /* how many providers a dispatcher publishes for dialer.provider_status() */
 #define DIALER_MAX_PUBLISHED_PROVIDERS	32
@@ -135,11 +136,11 @@ extern void dialer_shared_set_state(const char *state);
 extern void dialer_shared_set_error(const char *fmt,...) pg_attribute_printf(1, 2);
 extern DialerShared *dialer_slot_for_database(Oid dboid);
 extern void dialer_wake_launcher(void);
+extern bool dialer_this_database_served(void);
 
 /* the launcher (src/launcher.c) */
 extern void dialer_register_launcher(void);
 extern PGDLLEXPORT void dialer_launcher_main(Datum main_arg);
-extern bool dialer_database_is_served(const char *dbname);
 extern void dialer_launcher_hooks_init(void);
 
 /* plans independent of the queue's size (src/planner.c) */

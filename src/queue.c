@@ -99,23 +99,6 @@ spi_text(HeapTuple tup, TupleDesc desc, int col, MemoryContext cxt)
 }
 
 /*
- * Whether the extension exists in this database (it may be created after the
- * worker starts, or dropped and created again).
- */
-bool
-queue_extension_ready(void)
-{
-	MemoryContext caller = CurrentMemoryContext;
-	bool		ready;
-
-	StartTransactionCommand();
-	ready = OidIsValid(get_extension_oid("pg_dialer", true));
-	CommitTransactionCommand();
-	MemoryContextSwitchTo(caller);
-	return ready;
-}
-
-/*
  * The version of the extension's schema installed in this database
  * (pg_extension.extversion), copied into the caller's memory context, or NULL
  * when the extension is not created.  Between the install of a new library

@@ -238,33 +238,44 @@ dialer_shared_set_error(const char *fmt,...)
 }
 
 /*
+ * Whether a dispatcher serves the current database: the library is preloaded,
+ * its launcher runs, and dialer.databases names the database.  (The launcher,
+ * not a dispatcher, is what must run: a dispatcher may be starting.)  The one
+ * home of that rule: dialer.is_served() and the warning below use it.
+ */
+bool
+dialer_this_database_served(void)
+{
+	pid_t		launcher;
+
+	if (dialer_control == NULL)
+		return false;
+	SpinLockAcquire(&dialer_control->mutex);
+	launcher = dialer_control->launcher_pid;
+	SpinLockRelease(&dialer_control->mutex);
+	return launcher != 0 && dialer_database_is_served(get_database_name(MyDatabaseId));
+}
+
+/*
  * Warns, once per transaction that enqueues calls, when no dispatcher serves
- * this database: the calls would be accepted and then wait for ever.  (The
- * launcher, not a dispatcher, is what must run: a dispatcher may be starting.)
+ * this database: the calls would be accepted and then wait for ever.
  */
 static void
 warn_if_not_served(void)
 {
-	pid_t		launcher = 0;
-	const char *db = get_database_name(MyDatabaseId);
-
-	if (dialer_control != NULL)
-	{
-		SpinLockAcquire(&dialer_control->mutex);
-		launcher = dialer_control->launcher_pid;
-		SpinLockRelease(&dialer_control->mutex);
-	}
-	if (dialer_control == NULL)
-		ereport(WARNING,
-				(errmsg("no pg_dialer dispatcher serves database \"%s\": calls enqueued here are not dispatched", db),
-				 errdetail("pg_dialer is not in shared_preload_libraries."),
-				 errhint("Add pg_dialer to shared_preload_libraries and restart the server.")));
-	else if (launcher == 0 || !dialer_database_is_served(db))
-		ereport(WARNING,
-				(errmsg("no pg_dialer dispatcher serves database \"%s\": calls enqueued here are not dispatched", db),
-				 errdetail(launcher == 0 ? "The pg_dialer launcher is not running." :
-						   "dialer.databases does not name this database."),
-				 errhint("Add this database to dialer.databases (or set it to *) and reload the configuration.")));
+	if (dialer_this_database_served())
+		return;
+	ereport(WARNING,
+			(errmsg("no pg_dialer dispatcher serves database \"%s\": calls enqueued here are not dispatched",
+					get_database_name(MyDatabaseId)),
+			 dialer_control == NULL ?
+			 errdetail("pg_dialer is not in shared_preload_libraries.") :
+			 !dialer_database_is_served(get_database_name(MyDatabaseId)) ?
+			 errdetail("dialer.databases does not name this database.") :
+			 errdetail("The pg_dialer launcher is not running."),
+			 dialer_control == NULL ?
+			 errhint("Add pg_dialer to shared_preload_libraries and restart the server.") :
+			 errhint("Add this database to dialer.databases (or set it to *) and reload the configuration.")));
 }
 
 /*
