@@ -137,21 +137,32 @@ queue_extension_version(void)
 }
 
 /*
+ * Runs one argument-less SQL function of the queue that returns an int (how
+ * many calls it changed), in its own transaction; activity names the step.
+ */
+static int
+queue_run_counting(const char *activity, const char *query)
+{
+	MemoryContext caller = queue_begin(activity);
+	int			n = 0;
+	bool		isnull;
+
+	if (SPI_execute(query, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "pg_dialer: \"%s\" failed", query);
+	if (SPI_processed == 1)
+		n = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	queue_end(caller);
+	return n;
+}
+
+/*
  * Turns calls left in 'dispatching' by a previous worker into 'unknown'.
  */
 int
 queue_recover(void)
 {
-	MemoryContext caller = queue_begin("pg_dialer: recovering calls left dispatching");
-	int			n = 0;
-	bool		isnull;
-
-	if (SPI_execute("SELECT dialer.recover_dispatching()", false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "pg_dialer: recover_dispatching failed");
-	if (SPI_processed == 1)
-		n = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	queue_end(caller);
-	return n;
+	return queue_run_counting("pg_dialer: recovering calls left dispatching",
+							  "SELECT dialer.recover_dispatching()");
 }
 
 /*
@@ -162,16 +173,8 @@ queue_recover(void)
 int
 queue_reevaluate_parked(void)
 {
-	MemoryContext caller = queue_begin("pg_dialer: re-evaluating calls waiting for a calling window");
-	int			n = 0;
-	bool		isnull;
-
-	if (SPI_execute("SELECT dialer.reevaluate_parked_calls()", false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "pg_dialer: reevaluate_parked_calls failed");
-	if (SPI_processed == 1)
-		n = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	queue_end(caller);
-	return n;
+	return queue_run_counting("pg_dialer: re-evaluating calls waiting for a calling window",
+							  "SELECT dialer.reevaluate_parked_calls()");
 }
 
 static DialerProvider *
