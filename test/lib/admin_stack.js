@@ -119,13 +119,19 @@ async function startAdminStack(options = {}) {
     stack.postgrest = `http://127.0.0.1:${pgrstPort}`;
     await waitUp(`${stack.postgrest}/`, [401], 'PostgREST (admin)', pgrst, pgrstLog);
 
-    /* nginx with the shipped site template */
+    /* nginx with the shipped site template; it serves a copy of deploy/dashboard/ that its
+       workers (nobody, when run as root) can read whatever the clone's permissions are */
     const port = options.port || await freePort();
+    const dashboard = path.join(dir, 'dashboard');
+    fs.cpSync(path.join(REPO, 'deploy', 'dashboard'), dashboard, { recursive: true });
+    for (const f of [dashboard, ...fs.readdirSync(dashboard).map((x) => path.join(dashboard, x))]) {
+      fs.chmodSync(f, fs.statSync(f).isDirectory() ? 0o755 : 0o644);
+    }
     let site = fs.readFileSync(path.join(REPO, 'deploy', 'nginx', 'pg_dialer_admin.conf.template'), 'utf8');
     const vars = {
       DIALER_ADMIN_LISTEN: `127.0.0.1:${port}`,
       DIALER_ADMIN_PORT: String(pgrstPort),
-      DIALER_DASHBOARD_ROOT: `${path.join(REPO, 'deploy', 'dashboard')}/`,
+      DIALER_DASHBOARD_ROOT: `${dashboard}/`,
     };
     for (const [k, v] of Object.entries(vars)) site = site.split(`\${${k}}`).join(v);
     if (/\$\{DIALER_/.test(site)) throw new Error('pg_dialer_admin.conf.template: a variable was left unfilled');
