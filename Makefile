@@ -48,7 +48,15 @@ endif
 sql/$(EXTENSION)--$(EXTVERSION).sql: $(SQL_PARTS)
 	cat $^ > $@
 
-.PHONY: test demo bench dist
+# The update script from the last release to this version is written, never edited by hand:
+# from the two install scripts and the hand-written statements beside the tool.
+LAST_RELEASE = 0.1.0
+UPDATE_SCRIPT = sql/$(EXTENSION)--$(LAST_RELEASE)--$(EXTVERSION).sql
+update-script: sql/$(EXTENSION)--$(EXTVERSION).sql
+	python3 sql/tools/draft_update.py sql/$(EXTENSION)--$(LAST_RELEASE).sql $< $(UPDATE_SCRIPT) \
+		sql/tools/$(EXTENSION)--$(LAST_RELEASE)--$(EXTVERSION).hand.sql
+
+.PHONY: test demo bench dist update-script
 test:
 	bash test/run_all.sh
 

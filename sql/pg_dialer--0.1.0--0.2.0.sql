@@ -4,14 +4,14 @@
  * Everything 0.2.0 changed in sql/parts/ since 0.1.0, as statements that turn a 0.1.0
  * install into exactly what a fresh 0.2.0 install is: test/integration/upgrade.test.js
  * installs 0.1.0, fills it, runs this update with the worker running, and compares the
- * catalogs with a fresh install's.  When you change sql/parts/, add the same change here
- * (CREATE OR REPLACE FUNCTION for a changed body; ALTER TABLE ... ADD COLUMN for a new column,
- * which therefore goes at the end of its CREATE TABLE; the same COMMENTs and GRANTs; and
- * pg_extension_config_dump() for a new table holding user data).
+ * catalogs with a fresh install's.  When you change sql/parts/, run `make update-script`; a new
+ * column needs ALTER TABLE ... ADD COLUMN in the hand file (so it goes at the end of its
+ * CREATE TABLE), and a dropped object its DROP there; a new table holding user data needs
+ * pg_extension_config_dump() in its part.
  *
- * This file was drafted by sql/tools/draft_update.py from the two install scripts (the
- * statements 0.2.0 added or changed, in install order), with the table changes written by
- * hand (the ALTER TABLE lines).
+ * This file is written by `make update-script` (sql/tools/draft_update.py): the
+ * statements 0.2.0 added or changed, in install order, with the hand-written ones of
+ * sql/tools/pg_dialer--0.1.0--0.2.0.hand.sql.  Edit that file and sql/parts/, never this one.
  *
  * Runs in one transaction with the extension's schema as search_path; rows are kept.
  */
@@ -235,19 +235,6 @@ AS 'MODULE_PATHNAME', 'dialer_worker_status';
 
 COMMENT ON FUNCTION dialer.worker_status() IS
 	'The running dispatcher: pid, database, state, start time, requests in flight, counters, last error, and since when and for which commit LSN claimed calls wait for standbys (no row when none runs)';
-REVOKE ALL ON FUNCTION dialer.worker_status() FROM PUBLIC;
-DO $$
-DECLARE
-	r record;
-BEGIN
-	FOR r IN SELECT DISTINCT a.grantee::pg_catalog.regrole AS grantee
-			   FROM pg_catalog.aclexplode(nullif(pg_catalog.current_setting('pg_dialer.worker_status_acl'), '')::pg_catalog.aclitem[]) a
-			  WHERE a.privilege_type = 'EXECUTE' AND a.grantee <> 0 AND a.grantee <> a.grantor
-	LOOP
-		EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION dialer.worker_status() TO %s', r.grantee);
-	END LOOP;
-END;
-$$;
 
 CREATE FUNCTION dialer.call_rule(
 	to_number text, run_at timestamptz, provider text, payload jsonb, campaign text,
@@ -6641,5 +6628,20 @@ BEGIN
 	EXECUTE format('GRANT EXECUTE ON FUNCTION dialer.enqueue_call(text, timestamptz, text, jsonb, text, text, int, int, text, timestamptz), '
 				   'dialer.enqueue_calls(jsonb, boolean), dialer.cancel_call(bigint), dialer.retry_call(bigint), dialer.call_details(bigint), '
 				   'dialer.stats(date), dialer.worker_status() TO %I', role_name);
+END;
+$$;
+
+-- worker_status(): given back to the roles that had it before it was dropped above
+REVOKE ALL ON FUNCTION dialer.worker_status() FROM PUBLIC;
+DO $$
+DECLARE
+	r record;
+BEGIN
+	FOR r IN SELECT DISTINCT a.grantee::pg_catalog.regrole AS grantee
+			   FROM pg_catalog.aclexplode(nullif(pg_catalog.current_setting('pg_dialer.worker_status_acl'), '')::pg_catalog.aclitem[]) a
+			  WHERE a.privilege_type = 'EXECUTE' AND a.grantee <> 0 AND a.grantee <> a.grantor
+	LOOP
+		EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION dialer.worker_status() TO %s', r.grantee);
+	END LOOP;
 END;
 $$;

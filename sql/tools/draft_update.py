@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Drafts an update script from two install scripts (a maintainer's tool, not run by the build).
+"""Writes an update script from two install scripts and a file of hand-written statements.
 
-    make sql/pg_dialer--NEW.sql
-    python3 sql/tools/draft_update.py sql/pg_dialer--OLD.sql sql/pg_dialer--NEW.sql /tmp/draft.sql
+    make update-script          # = the command below for the version in development
+    python3 sql/tools/draft_update.py sql/pg_dialer--OLD.sql sql/pg_dialer--NEW.sql OUT.sql [HAND.sql]
 
 Splits both scripts into statements (quotes, dollar quotes and comments understood) and writes
 every statement of NEW that OLD does not have, in NEW's order: new objects as they are, changed
@@ -11,6 +11,13 @@ CREATE OR REPLACE VIEW, every `... IN SCHEMA` privilege statement and the GRANTs
 A changed CREATE TABLE or CREATE TYPE, or a function whose arguments changed, is left as a
 "-- MANUAL" line for a hand-written ALTER; DRAFT.gone lists OLD's statements NEW no longer has.
 test/integration/upgrade.test.js then says whether the result equals a fresh install.
+
+HAND.sql (e.g. sql/tools/pg_dialer--0.1.0--0.2.0.hand.sql) holds what a draft cannot know,
+in blocks that each start with a line `-- @header`, `-- @replace KIND NAME` (written in place
+of the "-- MANUAL" line for that table, type or re-signed function) or `-- @end` (appended).
+With HAND given, OUT is the finished update script and the tool fails when a "-- MANUAL" line
+has no block, or when an object of OLD that NEW no longer has is not named by a block's
+`-- @covers KIND NAME` line (a DROP is the maintainer's decision, never the tool's).
 """
 import re
 import sys
@@ -83,6 +90,40 @@ def key(stmt):
     if m: return ('type', m.group(1))
     return ('stmt', norm(t))
 
+
+def parse_hand(path):
+    """Blocks of the hand file: {'header': text, 'end': [text], 'replace': {(kind, name): text}, 'covers': set()}."""
+    h={'header':'', 'end':[], 'replace':{}, 'covers':set()}
+    cur=None; buf=[]
+    def flush():
+        if cur is None: return
+        text=''.join(buf).strip('\n')+'\n'
+        if cur[0]=='header': h['header']=text
+        elif cur[0]=='end': h['end'].append(text)
+        else: h['replace'][cur[1]]=text
+    for line in open(path):
+        m=re.match(r'--\s*@(header|end|replace|covers)\b\s*(\w+)?\s*([\w.]+)?\s*$', line)
+        if m and m.group(1)=='covers':
+            h['covers'].add((m.group(2), m.group(3))); continue
+        if m:
+            flush(); buf=[]
+            cur=(m.group(1), (m.group(2), m.group(3)) if m.group(1)=='replace' else None)
+            continue
+        buf.append(line)
+    flush()
+    return h
+
+missing=[]
+def manual_line(kind, name, line):
+    """The hand block for a changed table/type or re-signed function, else the MANUAL line."""
+    if hand is not None and (kind, name) in hand['replace']:
+        hand['used'].add((kind, name))
+        return hand['replace'][(kind, name)]
+    missing.append(line.strip())
+    return line
+
+hand=parse_hand(sys.argv[4]) if len(sys.argv)>4 else None
+if hand is not None: hand['used']=set()
 old_sql=open(sys.argv[1]).read(); new_sql=open(sys.argv[2]).read()
 olds=split(old_sql); news=split(new_sql)
 okeys={}; 
@@ -116,11 +157,11 @@ for s in news:
         else:
             same=[kk for kk in okeys if kk[0]=='function' and kk[1]==k[1]]
             if same:
-                out.append("-- MANUAL? function %s had another signature in 0.1.0: %s\n"%(k[1],[x[2] for x in same]))
+                out.append(manual_line('function', k[1], "-- MANUAL? function %s had another signature in 0.1.0: %s\n"%(k[1],[x[2] for x in same])))
             out.append(t+'\n')
     elif k[0] in ('table','type') and k in okeys:
         manual.append(('changed '+k[0], k[1], t))
-        out.append(f"-- MANUAL: {k[0]} {k[1]} changed\n")
+        out.append(manual_line(k[0], k[1], f"-- MANUAL: {k[0]} {k[1]} changed\n"))
     elif k[0]=='view' and k in okeys:
         out.append(re.sub(r'^CREATE (OR REPLACE )?VIEW','CREATE OR REPLACE VIEW',t,flags=re.I)+'\n')
     else:
@@ -135,9 +176,24 @@ for s in olds:
         gone.append(t)
     elif k[0]!='stmt' and k not in newkeys:
         gone.append(t)
-open(sys.argv[3],'w').write('\n'.join(out))
-with open(sys.argv[3]+'.gone','w') as f:
-    for g in gone: f.write(g+'\n\n')
-with open(sys.argv[3]+'.manual','w') as f:
-    for a,b,c in manual: f.write(f'-- {a} {b}\n{c}\n\n')
-print(len(out),'emitted;',len(gone),'gone;',len(manual),'manual')
+if hand is None:
+    open(sys.argv[3],'w').write('\n'.join(out))
+    with open(sys.argv[3]+'.gone','w') as f:
+        for g in gone: f.write(g+'\n\n')
+    with open(sys.argv[3]+'.manual','w') as f:
+        for a,b,c in manual: f.write(f'-- {a} {b}\n{c}\n\n')
+    print(len(out),'emitted;',len(gone),'gone;',len(manual),'manual')
+    sys.exit(0)
+errors=list(missing)
+for g in gone:
+    k=key(g)
+    if k[0]!='stmt' and (k[0], k[1]) not in hand['covers'] and (k[0], k[1]) not in hand['used']:
+        errors.append(f'{k[0]} {k[1]} is gone from the new install script: name it in a "-- @covers {k[0]} {k[1]}" line of a block that drops or replaces it')
+for k in hand['replace']:
+    if k not in hand['used']:
+        errors.append(f'hand block "@replace {k[0]} {k[1]}" matches no changed object')
+if errors:
+    sys.stderr.write('draft_update: '+'\n  '.join(['the update script needs hand-written statements:']+errors)+'\n')
+    sys.exit(1)
+open(sys.argv[3],'w').write(hand['header']+'\n'+'\n'.join(out)+('\n'+'\n'.join(hand['end']) if hand['end'] else ''))
+print(sys.argv[3]+':', len(out),'statements drafted,', len(hand['used']),'hand blocks placed,', len(hand['end']),'appended')

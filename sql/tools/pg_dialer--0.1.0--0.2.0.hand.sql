@@ -1,0 +1,55 @@
+-- Hand-written part of sql/pg_dialer--0.1.0--0.2.0.sql: what sql/tools/draft_update.py cannot
+-- know (see its opening comment).  `make update-script` writes the update script from this
+-- file and the two install scripts; never edit the update script itself.
+-- @header
+/*
+ * pg_dialer: update from 0.1.0 to 0.2.0 (ALTER EXTENSION pg_dialer UPDATE TO '0.2.0').
+ *
+ * Everything 0.2.0 changed in sql/parts/ since 0.1.0, as statements that turn a 0.1.0
+ * install into exactly what a fresh 0.2.0 install is: test/integration/upgrade.test.js
+ * installs 0.1.0, fills it, runs this update with the worker running, and compares the
+ * catalogs with a fresh install's.  When you change sql/parts/, run `make update-script`; a new
+ * column needs ALTER TABLE ... ADD COLUMN in the hand file (so it goes at the end of its
+ * CREATE TABLE), and a dropped object its DROP there; a new table holding user data needs
+ * pg_extension_config_dump() in its part.
+ *
+ * This file is written by `make update-script` (sql/tools/draft_update.py): the
+ * statements 0.2.0 added or changed, in install order, with the hand-written ones of
+ * sql/tools/pg_dialer--0.1.0--0.2.0.hand.sql.  Edit that file and sql/parts/, never this one.
+ *
+ * Runs in one transaction with the extension's schema as search_path; rows are kept.
+ */
+
+-- complain if script is sourced in psql, rather than via ALTER EXTENSION
+\echo Use "ALTER EXTENSION pg_dialer UPDATE TO '0.2.0'" to load this file. \quit
+-- @replace table dialer.providers
+ALTER TABLE dialer.providers ADD COLUMN status_callback_call_id boolean NOT NULL DEFAULT true;
+-- @replace table dialer.scheduled_calls
+ALTER TABLE dialer.scheduled_calls ADD COLUMN reconcile_searches int NOT NULL DEFAULT 0 CHECK (reconcile_searches >= 0);
+-- the provider is kept by triggers now (providers_keep_calls), not by a key checked on every insert
+ALTER TABLE dialer.scheduled_calls DROP CONSTRAINT scheduled_calls_provider_fkey;
+-- @replace table dialer.call_events
+-- events follow their calls by a statement trigger (call_events_follow_calls), not a key checked on every insert
+ALTER TABLE dialer.call_events DROP CONSTRAINT call_events_call_id_fkey;
+-- @replace function dialer.worker_status
+-- worker_status() gained columns: dropped and created again, keeping the roles it was granted
+-- to (dialer.grant_usage() grants it)
+SELECT pg_catalog.set_config('pg_dialer.worker_status_acl', coalesce(p.proacl::text, ''), true)
+  FROM pg_catalog.pg_proc p
+ WHERE p.oid = 'dialer.worker_status()'::pg_catalog.regprocedure;
+DROP FUNCTION dialer.worker_status();
+-- @end
+-- worker_status(): given back to the roles that had it before it was dropped above
+REVOKE ALL ON FUNCTION dialer.worker_status() FROM PUBLIC;
+DO $$
+DECLARE
+	r record;
+BEGIN
+	FOR r IN SELECT DISTINCT a.grantee::pg_catalog.regrole AS grantee
+			   FROM pg_catalog.aclexplode(nullif(pg_catalog.current_setting('pg_dialer.worker_status_acl'), '')::pg_catalog.aclitem[]) a
+			  WHERE a.privilege_type = 'EXECUTE' AND a.grantee <> 0 AND a.grantee <> a.grantor
+	LOOP
+		EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION dialer.worker_status() TO %s', r.grantee);
+	END LOOP;
+END;
+$$;
