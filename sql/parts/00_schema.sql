@@ -13,12 +13,22 @@ COMMENT ON SCHEMA dialer IS
 	'pg_dialer: the outbound call queue (scheduled_calls), its log (call_attempts, call_events), providers, campaigns, do_not_call, and the SQL API (enqueue_call, cancel_call, stats, ...)';
 
 /*
- * A phone number in E.164 form: "+", then 8 to 15 digits, the first not 0.  A
- * domain rather than a table CHECK, so the pattern is tested when a number is
- * written, not again on every update of the row.
+ * The E.164 rule, "+" then 8 to 15 digits, the first not 0: its one home
+ * (src/e164.c), used by the domain below, the enqueue rules and the campaigns.
+ */
+CREATE FUNCTION dialer.is_e164(number text)
+RETURNS boolean
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'dialer_is_e164';
+COMMENT ON FUNCTION dialer.is_e164(text) IS
+	'True when number is in E.164 form: + then 8 to 15 digits, the first not 0 (the rule of the domain dialer.e164)';
+
+/*
+ * A phone number in E.164 form.  A domain rather than a table CHECK, so the rule
+ * is tested when a number is written, not again on every update of the row.
  */
 CREATE DOMAIN dialer.e164 AS text
-	CONSTRAINT e164_format CHECK (VALUE ~ '^\+[1-9][0-9]{7,14}$');
+	CONSTRAINT e164_format CHECK (dialer.is_e164(VALUE));
 COMMENT ON DOMAIN dialer.e164 IS 'A phone number in E.164 form: + then 8 to 15 digits, the first not 0';
 
 /*
@@ -197,7 +207,7 @@ CREATE TABLE dialer.scheduled_calls (
 	payload				jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(payload) = 'object'),
 	campaign			text,
 	customer_ref		text,
-	dedupe_key			text UNIQUE CHECK (length(dedupe_key) <= 200),
+	dedupe_key			text CHECK (length(dedupe_key) <= 200),	-- unique: scheduled_calls_dedupe_key_idx
 	priority			int NOT NULL DEFAULT 0 CHECK (priority BETWEEN -1000 AND 1000),
 	attempts			int NOT NULL DEFAULT 0 CHECK (attempts >= 0),
 	attempts_base		int NOT NULL DEFAULT 0 CHECK (attempts_base >= 0 AND attempts_base <= attempts),
@@ -296,6 +306,9 @@ CREATE INDEX scheduled_calls_active_idx ON dialer.scheduled_calls
 -- provider (dialer.claim_searches), by last news.
 CREATE INDEX scheduled_calls_search_idx ON dialer.scheduled_calls (provider, updated_at)
 	WHERE status = 'unknown' AND provider_call_id IS NULL AND reconcile_searches < 3;
+-- At most one call per dedupe key; calls without one cost this index nothing.
+CREATE UNIQUE INDEX scheduled_calls_dedupe_key_idx ON dialer.scheduled_calls (dedupe_key)
+	WHERE dedupe_key IS NOT NULL;
 -- The stats of a day, per campaign.
 CREATE INDEX scheduled_calls_run_at_idx ON dialer.scheduled_calls (run_at);
 CREATE INDEX scheduled_calls_to_number_idx ON dialer.scheduled_calls (to_number, run_at);

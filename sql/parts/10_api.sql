@@ -84,7 +84,7 @@ STABLE
 AS $$
 	SELECT CASE
 						WHEN $1 IS NULL THEN 'to_number_missing'
-						WHEN $1 !~ '^\+[1-9][0-9]{7,14}$' THEN 'to_number_format'
+						WHEN NOT dialer.is_e164($1) THEN 'to_number_format'
 						WHEN $2 IS NULL THEN 'run_at_missing'
 						WHEN NOT isfinite($2) THEN 'run_at_infinite'
 						WHEN $10 IS NOT NULL AND NOT isfinite($10) THEN 'deadline_infinite'
@@ -93,7 +93,10 @@ AS $$
 						WHEN $3 IS NULL THEN 'provider_missing'
 						WHEN $11 IS NULL THEN 'provider_unknown'
 						WHEN $4 IS NULL OR jsonb_typeof($4) <> 'object' THEN 'payload_type'
-						WHEN octet_length($4::text) > 65536 THEN 'payload_size'
+						-- (written out only when it may be too long: JSON text takes at most 6 bytes per
+						-- byte of uncompressed jsonb, "\u0001" for a control character)
+						WHEN (pg_column_size($4) > 65536 / 6 OR pg_column_compression($4) IS NOT NULL)
+							 AND octet_length($4::text) > 65536 THEN 'payload_size'
 						WHEN $11 = 'backend' AND upper(coalesce($4->>'mode', 'DIRECT')) NOT IN ('DIRECT', 'BRIEF_START') THEN 'payload_mode'
 						WHEN $11 = 'backend' AND $4 ? 'base_url'
 							 AND coalesce(NOT (lower(substring($4->>'base_url' FROM '^https?://([^/:?#@]+)(?::[0-9]+)?(?:[/?#]|$)'))
@@ -101,7 +104,7 @@ AS $$
 						WHEN $11 = 'twilio' AND $4 ? 'message'
 							 AND length($4->>'message') > 4000 - length('<Response><Say></Say></Response>') THEN 'payload_message'
 						WHEN $11 = 'twilio' AND coalesce($4->>'twiml_url', $4->>'url', $4->>'message', $13) IS NULL THEN 'nothing_to_say'
-						WHEN $4 ? 'from' AND (jsonb_typeof($4->'from') <> 'string' OR ($4->>'from') !~ '^\+[1-9][0-9]{7,14}$') THEN 'payload_from'
+						WHEN $4 ? 'from' AND (jsonb_typeof($4->'from') <> 'string' OR NOT dialer.is_e164($4->>'from')) THEN 'payload_from'
 						WHEN $7 IS NULL OR $7 NOT BETWEEN -1000 AND 1000 THEN 'priority'
 						WHEN $8 IS NOT NULL AND $8 NOT BETWEEN 1 AND 20 THEN 'max_attempts'
 						WHEN $6 IS NOT NULL AND length($6) > 200 THEN 'dedupe_key'
@@ -269,7 +272,7 @@ BEGIN
 			   timezone, deadline, CASE WHEN look.dnc THEN now() END
 		  FROM look
 		 WHERE look.rule IS NULL AND look.dup_id IS NULL		-- a refused call or a duplicate writes nothing
-		ON CONFLICT ON CONSTRAINT scheduled_calls_dedupe_key_key DO NOTHING
+		ON CONFLICT ((c.dedupe_key)) WHERE c.dedupe_key IS NOT NULL DO NOTHING	-- (qualified: never the argument)
 		RETURNING c.id, c.status
 	), e AS (
 		INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
@@ -375,7 +378,7 @@ COMMENT ON COLUMN dialer.enqueue_result.detail IS 'Refused: the error detail';
 COMMENT ON COLUMN dialer.enqueue_result.hint IS 'Refused: the error hint';
 
 /*
- * Enqueues many calls in a few set-based statements: calls is a JSON array of objects
+ * Enqueues many calls in one set-based statement: calls is a JSON array of objects
  * whose keys are enqueue_call's argument names (to_number, run_at, provider, payload,
  * campaign, dedupe_key, priority, max_attempts, timezone, deadline) plus customer_ref;
  * a missing key takes enqueue_call's default.  Each element gets exactly enqueue_call's
@@ -397,9 +400,9 @@ RETURNS SETOF dialer.enqueue_result
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, dialer, pg_temp
-SET enable_nestloop = off	-- the batch is joined to itself by hash: never a rescan per element
+SET enable_nestloop = off	-- the batch is joined to what it wrote by hash: never a rescan per element
 SET jit = off			-- compiling its expressions costs more than running them
-SET work_mem = '64MB'	-- the batch's sorts and hashes stay in memory (about 1 kB per element)
+SET work_mem = '64MB'	-- the batch's hashes stay in memory
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -408,6 +411,10 @@ DECLARE
 	v_woken		boolean;
 	v_first_bad	int;
 	v_max		int := current_setting('dialer.default_max_attempts')::int;
+	/* an element's defaults: jsonb_populate_record keeps them for the keys it lacks */
+	v_defaults	dialer.call_request := ROW(NULL, now(), 'default', '{}', NULL, NULL, 0, NULL, NULL, NULL, NULL);
+	v_providers	jsonb;
+	v_campaigns	jsonb;
 BEGIN
 	IF calls IS NULL THEN
 		PERFORM dialer.raise_bad_argument('calls', NULL, 'calls is a JSON array of calls.',
@@ -424,93 +431,111 @@ BEGIN
 			'Omit it for all or nothing.', '22004');
 	END IF;
 
-	/* the providers cannot be deleted or renamed under the new calls (providers_keep_calls) */
-	PERFORM FROM dialer.providers FOR KEY SHARE;
+	/*
+	 * The providers (held until commit: they cannot be deleted or renamed under the new
+	 * calls, see providers_keep_calls) and the campaigns' max_attempts, read once into
+	 * lookup objects: each element then finds its own by key, whatever the size of the
+	 * batch (a join would hash the whole batch when the tables look larger than it).
+	 */
+	SELECT jsonb_object_agg(p.name, jsonb_build_array(p.kind, p.from_number, p.allowed_hosts::text, p.twiml_url))
+	  INTO v_providers
+	  FROM (SELECT * FROM dialer.providers FOR KEY SHARE) p;
+	SELECT jsonb_object_agg(k.name, k.max_attempts) INTO v_campaigns
+	  FROM dialer.campaigns k WHERE k.max_attempts IS NOT NULL;
 
 	/*
-	 * One statement: parse each element, check it (the rules' CASE is inlined), join the
-	 * provider, the campaign and the do-not-call list by hash (one lookup table each, not a
-	 * probe per element), give the acceptable elements ids in their order, write them with
-	 * their events, and report every element.  The error of a refused element is computed
-	 * for it alone.
+	 * One statement: parse each element over its defaults and check it (the rules' CASE
+	 * is inlined), give the acceptable ones ids in their order, look each number up in
+	 * the do-not-call list, write the calls (those with a dedupe key through the unique
+	 * index's ON CONFLICT, the others by a plain insert) and their events, and report
+	 * every element.  The error of a refused element is computed for it alone.
 	 */
-	WITH src AS MATERIALIZED (
-		SELECT x.*, p.kind, p.from_number AS provider_from, p.allowed_hosts, p.twiml_url,
-			   coalesce(x.shape, dialer.call_rule(x.to_number, x.run_at, x.provider, x.payload, x.campaign,
-												  x.dedupe_key, x.priority, x.max_attempts, x.timezone,
-												  x.deadline, p.kind, p.allowed_hosts, p.twiml_url)) AS reason,
-			   d.number IS NOT NULL AS dnc, d.reason AS dnc_reason, d.added_at AS dnc_at,
-			   k.max_attempts AS camp_attempts
-		  FROM (SELECT e.o::int AS item, e.v, s.shape, r.to_number, r.customer_ref, r.campaign, r.dedupe_key,
-					   r.max_attempts, r.timezone, r.deadline,
-					   CASE WHEN e.v ? 'run_at' THEN r.run_at ELSE now() END AS run_at,
-					   CASE WHEN e.v ? 'provider' THEN r.provider ELSE 'default' END AS provider,
-					   CASE WHEN e.v ? 'payload' THEN r.payload ELSE '{}' END AS payload,
-					   CASE WHEN e.v ? 'priority' THEN r.priority ELSE 0 END AS priority
+	WITH req AS MATERIALIZED (
+		SELECT q.*,
+			   CASE WHEN q.reason IS NULL THEN nextval('dialer.scheduled_calls_id_seq'::regclass) END AS new_id,
+			   q.reason IS NULL AND EXISTS (SELECT FROM dialer.do_not_call d WHERE d.number = q.to_number) AS dnc
+		  FROM (SELECT e.o::int AS item, e.v, s.shape, r.*, p.prov,
+					   coalesce(s.shape,
+								dialer.call_rule(r.to_number, r.run_at, r.provider, r.payload, r.campaign,
+												 r.dedupe_key, r.priority, r.max_attempts, r.timezone,
+												 r.deadline, p.prov->>0, (p.prov->>2)::text[], p.prov->>3)) AS reason
 				  FROM jsonb_array_elements(calls) WITH ORDINALITY AS e(v, o)
 				 CROSS JOIN LATERAL (SELECT CASE WHEN jsonb_typeof(e.v) <> 'object' THEN 'not_object'
 												 WHEN e.v - '{to_number,run_at,provider,payload,campaign,dedupe_key,priority,max_attempts,timezone,deadline,customer_ref}'::text[] <> '{}'
 													 THEN 'unknown_key' END AS shape) s
-				 CROSS JOIN LATERAL jsonb_populate_record(NULL::dialer.call_request,
-														  CASE WHEN s.shape IS NULL THEN e.v ELSE '{}' END) r
-				OFFSET 0) x		-- not flattened: each default is computed once, not in every rule using it
-		  LEFT JOIN dialer.providers p ON p.name = x.provider
-		  LEFT JOIN dialer.do_not_call d ON d.number::text = x.to_number
-		  LEFT JOIN dialer.campaigns k ON k.name = x.campaign
-	), fresh AS MATERIALIZED (
-		-- ids in the order of the elements (nextval is evaluated after the sort): the first of
-		-- two elements with one dedupe key is the one stored
-		SELECT s.item, nextval('dialer.scheduled_calls_id_seq'::regclass) AS new_id
-		  FROM src s
-		 WHERE s.reason IS NULL
-		 ORDER BY s.item
+				 CROSS JOIN LATERAL jsonb_populate_record(v_defaults, CASE WHEN s.shape IS NULL THEN e.v ELSE '{}' END) r
+				 CROSS JOIN LATERAL (SELECT v_providers->r.provider AS prov) p
+				OFFSET 0) q		-- ids are drawn in the order of the elements, after the rules
+	), call_rows AS (
+		SELECT q.item, q.new_id, CASE WHEN q.dnc THEN 'skipped' ELSE 'scheduled' END AS status, q.run_at,
+			   q.to_number, coalesce(q.payload->>'from', q.prov->>1) AS from_number, q.provider,
+			   CASE WHEN q.prov->>0 = 'backend' THEN upper(coalesce(q.payload->>'mode', 'DIRECT')) END AS mode,
+			   q.payload, q.campaign, q.customer_ref, q.dedupe_key, q.priority,
+			   coalesce(q.max_attempts, (v_campaigns->>q.campaign)::int, v_max) AS max_attempts,
+			   q.timezone, q.deadline, CASE WHEN q.dnc THEN now() END AS finished_at
+		  FROM req q
+		 WHERE q.new_id IS NOT NULL
 	), ins AS (
 		INSERT INTO dialer.scheduled_calls AS c
 			(id, status, run_at, next_attempt_at, to_number, from_number, provider, mode, payload, campaign,
 			 customer_ref, dedupe_key, priority, max_attempts, timezone, deadline, finished_at)
 		OVERRIDING SYSTEM VALUE
-		SELECT f.new_id, CASE WHEN r.dnc THEN 'skipped' ELSE 'scheduled' END, r.run_at, r.run_at,
-			   r.to_number, coalesce(r.payload->>'from', r.provider_from), r.provider,
-			   CASE WHEN r.kind = 'backend' THEN upper(coalesce(r.payload->>'mode', 'DIRECT')) END,
-			   r.payload, r.campaign, r.customer_ref, r.dedupe_key, r.priority,
-			   coalesce(r.max_attempts, r.camp_attempts, v_max),
-			   r.timezone, r.deadline, CASE WHEN r.dnc THEN now() END
-		  FROM fresh f JOIN src r ON r.item = f.item
-		 ORDER BY f.new_id
-		ON CONFLICT ON CONSTRAINT scheduled_calls_dedupe_key_key DO NOTHING
-		RETURNING c.id, c.status, c.run_at, c.campaign, c.to_number
+		SELECT r.new_id, r.status, r.run_at, r.run_at, r.to_number, r.from_number, r.provider, r.mode, r.payload,
+			   r.campaign, r.customer_ref, r.dedupe_key, r.priority, r.max_attempts, r.timezone, r.deadline,
+			   r.finished_at
+		  FROM call_rows r
+		 WHERE r.dedupe_key IS NULL
+		RETURNING c.id
+	), ins_keyed AS (
+		-- in the order of the elements: the first of two with one key is the one stored
+		INSERT INTO dialer.scheduled_calls AS c
+			(id, status, run_at, next_attempt_at, to_number, from_number, provider, mode, payload, campaign,
+			 customer_ref, dedupe_key, priority, max_attempts, timezone, deadline, finished_at)
+		OVERRIDING SYSTEM VALUE
+		SELECT r.new_id, r.status, r.run_at, r.run_at, r.to_number, r.from_number, r.provider, r.mode, r.payload,
+			   r.campaign, r.customer_ref, r.dedupe_key, r.priority, r.max_attempts, r.timezone, r.deadline,
+			   r.finished_at
+		  FROM call_rows r
+		 WHERE r.dedupe_key IS NOT NULL
+		 ORDER BY r.item
+		ON CONFLICT ((c.dedupe_key)) WHERE c.dedupe_key IS NOT NULL DO NOTHING	-- (qualified: never the argument)
+		RETURNING c.id
+	), written AS (
+		SELECT r.* FROM call_rows r WHERE r.dedupe_key IS NULL
+		UNION ALL
+		SELECT r.* FROM call_rows r WHERE r.new_id IN (SELECT k.id FROM ins_keyed k)
 	), ev AS (
 		INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
-		SELECT i.id,
-			   CASE WHEN i.status = 'skipped' THEN 'skipped' ELSE 'enqueued' END, NULL, i.status,
-			   CASE WHEN i.status = 'skipped' THEN
+		SELECT w.new_id, CASE WHEN w.status = 'skipped' THEN 'skipped' ELSE 'enqueued' END, NULL, w.status,
+			   CASE WHEN w.status = 'skipped' THEN
 					(SELECT jsonb_build_object('reason', 'do_not_call', 'do_not_call_reason', d.reason,
 											   'listed_at', d.added_at)
-					   FROM dialer.do_not_call d WHERE d.number = i.to_number)
-			   ELSE jsonb_strip_nulls(jsonb_build_object('run_at', i.run_at, 'campaign', i.campaign,
+					   FROM dialer.do_not_call d WHERE d.number = w.to_number)
+			   ELSE jsonb_strip_nulls(jsonb_build_object('run_at', w.run_at, 'campaign', w.campaign,
 														 'by', session_user::text)) END
-		  FROM ins i
+		  FROM written w
 		RETURNING call_id, to_status
 	)
 	SELECT array_agg(ROW(x.item,
-						 CASE WHEN e.call_id IS NOT NULL THEN f.new_id
+						 CASE WHEN x.stored THEN x.new_id
 							  WHEN x.reason IS NULL AND x.dedupe_key IS NOT NULL THEN
 								(SELECT c.id FROM dialer.scheduled_calls c WHERE c.dedupe_key = x.dedupe_key) END,
 						 CASE WHEN x.reason IS NOT NULL THEN 'refused'
-							  WHEN e.call_id IS NULL THEN 'duplicate'
-							  ELSE e.to_status END,
+							  WHEN NOT x.stored THEN 'duplicate'
+							  WHEN x.dnc THEN 'skipped' ELSE 'scheduled' END,
 						 x.reason, (x.err).sqlstate, (x.err).message, (x.err).detail,
 						 (x.err).hint)::dialer.enqueue_result ORDER BY x.item),
-		   coalesce(bool_or(e.to_status = 'scheduled'), false),
+		   coalesce(bool_or(x.stored AND NOT x.dnc), false),
 		   min(x.item) FILTER (WHERE x.reason IS NOT NULL)
 	  INTO v_res, v_woken, v_first_bad
-	  FROM (SELECT s.item, s.dedupe_key, s.reason,
+	  FROM (SELECT s.item, s.dedupe_key, s.reason, s.new_id, s.dnc,
+				   s.new_id IS NOT NULL AND (s.dedupe_key IS NULL OR s.new_id IN (SELECT k.id FROM ins_keyed k)) AS stored,
 				   CASE WHEN s.reason IS NULL THEN NULL
 						WHEN s.shape IS NULL THEN
 							(SELECT ROW(f.sqlstate, f.message, f.detail, f.hint)::dialer.call_error
 							   FROM dialer.call_refusal(s.to_number, s.run_at, s.provider, s.payload, s.campaign,
 														s.dedupe_key, s.priority, s.max_attempts, s.timezone,
-														s.deadline, s.kind, s.allowed_hosts, s.twiml_url) f)
+														s.deadline, s.prov->>0, (s.prov->>2)::text[], s.prov->>3) f)
 						WHEN s.shape = 'not_object' THEN
 							ROW('22023', format('invalid call: %s', left(s.v::text, 80)),
 								format('Each element of calls must be a JSON object, not %s.', jsonb_typeof(s.v)),
@@ -522,9 +547,7 @@ BEGIN
 								 'A call''s keys are enqueue_call''s argument names: to_number, run_at, provider, payload, campaign, dedupe_key, priority, max_attempts, timezone, deadline; and customer_ref.',
 								 'Check the spelling; what the call says goes inside payload.')::dialer.call_error
 				   END AS err
-			  FROM src s) x
-	  LEFT JOIN fresh f ON f.item = x.item
-	  LEFT JOIN ev e ON e.call_id = f.new_id;
+			  FROM req s) x;
 
 	IF atomic AND v_first_bad IS NOT NULL THEN
 		v_bad := v_res[v_first_bad];

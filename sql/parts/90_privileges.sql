@@ -10,7 +10,7 @@ REVOKE ALL ON ALL TABLES IN SCHEMA dialer FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA dialer FROM PUBLIC;
 
 -- Harmless helpers anyone may call.
-GRANT EXECUTE ON FUNCTION dialer.is_valid_timezone(text) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION dialer.is_valid_timezone(text), dialer.is_e164(text) TO PUBLIC;
 
 /*
  * Grants a role the everyday use of pg_dialer: enqueue, cancel, retry and inspect

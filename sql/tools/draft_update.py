@@ -88,6 +88,8 @@ def key(stmt):
     if m: return ('view', m.group(2))
     m=re.match(r'CREATE TYPE\s+([\w.]+)', t, re.I)
     if m: return ('type', m.group(1))
+    m=re.match(r'CREATE DOMAIN\s+([\w.]+)', t, re.I)
+    if m: return ('domain', m.group(1))
     return ('stmt', norm(t))
 
 
@@ -159,7 +161,7 @@ for s in news:
             if same:
                 out.append(manual_line('function', k[1], "-- MANUAL? function %s had another signature in 0.1.0: %s\n"%(k[1],[x[2] for x in same])))
             out.append(t+'\n')
-    elif k[0] in ('table','type') and k in okeys:
+    elif k[0] in ('table','type','domain') and k in okeys:
         manual.append(('changed '+k[0], k[1], t))
         out.append(manual_line(k[0], k[1], f"-- MANUAL: {k[0]} {k[1]} changed\n"))
     elif k[0]=='view' and k in okeys:

@@ -22,12 +22,19 @@
 
 -- complain if script is sourced in psql, rather than via ALTER EXTENSION
 \echo Use "ALTER EXTENSION pg_dialer UPDATE TO '0.2.0'" to load this file. \quit
+-- @replace domain dialer.e164
+-- the E.164 rule is dialer.is_e164() now (created above), no longer a regular expression
+ALTER DOMAIN dialer.e164 DROP CONSTRAINT e164_format;
+ALTER DOMAIN dialer.e164 ADD CONSTRAINT e164_format CHECK (dialer.is_e164(VALUE));
 -- @replace table dialer.providers
 ALTER TABLE dialer.providers ADD COLUMN status_callback_call_id boolean NOT NULL DEFAULT true;
 -- @replace table dialer.scheduled_calls
 ALTER TABLE dialer.scheduled_calls ADD COLUMN reconcile_searches int NOT NULL DEFAULT 0 CHECK (reconcile_searches >= 0);
 -- the provider is kept by triggers now (providers_keep_calls), not by a key checked on every insert
 ALTER TABLE dialer.scheduled_calls DROP CONSTRAINT scheduled_calls_provider_fkey;
+-- dedupe keys are unique through a partial index (scheduled_calls_dedupe_key_idx, created
+-- below): a call without a key no longer costs an index entry
+ALTER TABLE dialer.scheduled_calls DROP CONSTRAINT scheduled_calls_dedupe_key_key;
 -- @replace table dialer.call_events
 -- events follow their calls by a statement trigger (call_events_follow_calls), not a key checked on every insert
 ALTER TABLE dialer.call_events DROP CONSTRAINT call_events_call_id_fkey;

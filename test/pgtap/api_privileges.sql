@@ -15,7 +15,7 @@ SET LOCAL client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS pg_dialer;
 
-SELECT plan(54);
+SELECT plan(55);
 
 CREATE ROLE tap_dialer_app;
 CREATE ROLE tap_dialer_nobody;
@@ -123,8 +123,11 @@ SELECT is_empty($$
 	SELECT p.oid::regprocedure::text FROM pg_proc p
 	 WHERE p.pronamespace::regnamespace::text IN ('dialer', 'dialer_api')
 	   AND has_function_privilege('tap_dialer_nobody', p.oid, 'EXECUTE')
-	   AND p.oid <> 'dialer.is_valid_timezone(text)'::regprocedure$$,
-	'PUBLIC may execute no function of dialer or dialer_api (but the harmless is_valid_timezone)');
+	   AND p.oid NOT IN ('dialer.is_valid_timezone(text)'::regprocedure, 'dialer.is_e164(text)'::regprocedure)$$,
+	'PUBLIC may execute no function of dialer or dialer_api (but the harmless is_valid_timezone and is_e164)');
+-- is_e164 must stay PUBLIC: it is the domain dialer.e164's check, run as whoever writes a number
+SELECT ok(has_function_privilege('tap_dialer_nobody', 'dialer.is_e164(text)', 'EXECUTE'),
+		  'nobody may execute is_e164 (the check of dialer.e164 wherever a number is written)');
 SELECT is_empty($$
 	SELECT c.oid::regclass::text FROM pg_class c
 	 WHERE c.relnamespace = 'dialer'::regnamespace AND c.relkind IN ('r', 'v', 'm', 'S', 'p')

@@ -11,7 +11,7 @@ SET LOCAL client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS pg_dialer;
 
-SELECT plan(142);
+SELECT plan(144);
 
 -- the extension
 SELECT has_extension('dialer', 'pg_dialer', 'pg_dialer is installed in schema dialer');
@@ -40,7 +40,18 @@ SELECT col_not_null('dialer', 'scheduled_calls', c, format('scheduled_calls.%s i
   FROM unnest(ARRAY['status', 'run_at', 'next_attempt_at', 'to_number', 'provider', 'payload',
                     'priority', 'attempts', 'max_attempts']) AS c;
 SELECT col_is_pk('dialer', 'scheduled_calls', 'id', 'scheduled_calls.id is the primary key');
-SELECT col_is_unique('dialer', 'scheduled_calls', 'dedupe_key', 'dedupe_key is unique');
+-- the E.164 rule (dialer.is_e164, the domain's check): + then 8 to 15 digits, the first not 0
+SELECT is((SELECT array_agg(n ORDER BY n) FROM unnest(ARRAY['+12345678', '+123456789012345', '+1234567',
+			'+1234567890123456', '+02345678', '12345678', '+1234 5678', '+1234567a', '', '+', '++12345678',
+			'+44２０７９４６０９５８']) n WHERE dialer.is_e164(n)),
+		  ARRAY['+12345678', '+123456789012345'], 'is_e164 accepts + and 8 to 15 digits (first not 0), nothing else');
+SELECT throws_ok($$SELECT '+0123456789'::dialer.e164$$, '23514', NULL, 'the domain dialer.e164 refuses what is_e164 refuses');
+SELECT is((SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i
+			WHERE i.indrelid = 'dialer.scheduled_calls'::regclass AND i.indisunique
+			  AND i.indkey::text = (SELECT attnum::text FROM pg_attribute
+									 WHERE attrelid = 'dialer.scheduled_calls'::regclass AND attname = 'dedupe_key')),
+		  'CREATE UNIQUE INDEX scheduled_calls_dedupe_key_idx ON dialer.scheduled_calls USING btree (dedupe_key) WHERE (dedupe_key IS NOT NULL)',
+		  'dedupe_key is unique (a partial index: calls without a key cost it nothing)');
 SELECT col_default_is('dialer', 'scheduled_calls', 'status', 'scheduled', 'a call starts scheduled');
 SELECT has_trigger('dialer', 'providers', 'providers_keep_calls',
 	'scheduled_calls.provider has no foreign key: a trigger keeps a provider with calls from being deleted');
