@@ -236,7 +236,22 @@ AS $$
 DECLARE
 	v		record;
 	e		record;
+	pol		record;		/* a calling policy's refusal at enqueue: dialer.enqueue_refusal */
 BEGIN
+	/*
+	 * With a calling policy enabled, the refusals that waiting cannot lift (consent,
+	 * silence after a refusal, unknown zone) are looked for first, for a number and
+	 * instant the rules accept: the call is then stored as skipped, naming the policy
+	 * and rule.  With none enabled this is one lookup.
+	 */
+	IF EXISTS (SELECT 1 FROM dialer.calling_policies p WHERE p.enabled)
+	   AND dialer.is_e164(to_number) AND isfinite(run_at)
+	   AND (timezone IS NULL OR dialer.is_valid_timezone(timezone)) THEN
+		SELECT * INTO pol FROM dialer.enqueue_refusal(to_number, run_at, timezone, campaign, provider, payload->>'purpose');
+	ELSE
+		SELECT NULL::text AS policy, NULL::text AS rule, NULL::text AS reason, NULL::text[] AS timezones INTO pol;
+	END IF;
+
 	/*
 	 * One statement: look up the provider, the do-not-call list, a stored dedupe key and
 	 * the campaign's max_attempts, apply the rules, and, when they pass and the key is new,
@@ -263,23 +278,27 @@ BEGIN
 	), c AS (
 		INSERT INTO dialer.scheduled_calls AS c
 			(status, run_at, next_attempt_at, to_number, from_number, provider, mode, payload, campaign,
-			 dedupe_key, priority, max_attempts, timezone, deadline, finished_at)
-		SELECT CASE WHEN look.dnc THEN 'skipped' ELSE 'scheduled' END, run_at, run_at, to_number,
+			 dedupe_key, priority, max_attempts, timezone, deadline, finished_at, last_error)
+		SELECT CASE WHEN look.dnc OR pol.rule IS NOT NULL THEN 'skipped' ELSE 'scheduled' END,
+			   run_at, run_at, to_number,
 			   coalesce(payload->>'from', look.from_number), provider,
 			   CASE WHEN look.kind = 'backend' THEN upper(coalesce(payload->>'mode', 'DIRECT')) END,
 			   payload, campaign, dedupe_key, priority,
 			   coalesce(max_attempts, look.camp_attempts, current_setting('dialer.default_max_attempts')::int),
-			   timezone, deadline, CASE WHEN look.dnc THEN now() END
+			   timezone, deadline, CASE WHEN look.dnc OR pol.rule IS NOT NULL THEN now() END,
+			   CASE WHEN NOT look.dnc THEN pol.reason END
 		  FROM look
 		 WHERE look.rule IS NULL AND look.dup_id IS NULL		-- a refused call or a duplicate writes nothing
 		ON CONFLICT ((c.dedupe_key)) WHERE c.dedupe_key IS NOT NULL DO NOTHING	-- (qualified: never the argument)
 		RETURNING c.id, c.status
 	), e AS (
 		INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
-		SELECT c.id, CASE WHEN look.dnc THEN 'skipped' ELSE 'enqueued' END, NULL, c.status,
+		SELECT c.id, CASE WHEN c.status = 'skipped' THEN 'skipped' ELSE 'enqueued' END, NULL, c.status,
 			   CASE WHEN look.dnc THEN
 					jsonb_build_object('reason', 'do_not_call', 'do_not_call_reason', look.dnc_reason,
 									   'listed_at', look.dnc_at)
+					WHEN pol.rule IS NOT NULL THEN
+					dialer.policy_skip_detail('enqueue', pol.policy, pol.rule, pol.timezones, pol.reason)
 			   ELSE jsonb_strip_nulls(jsonb_build_object('run_at', run_at, 'campaign', campaign,
 														 'by', session_user::text)) END
 		  FROM c, look
@@ -371,9 +390,9 @@ COMMENT ON COLUMN dialer.call_request.customer_ref IS 'The application''s refere
 COMMENT ON COLUMN dialer.enqueue_result.item IS 'Position of the element in the input array, from 1';
 COMMENT ON COLUMN dialer.enqueue_result.id IS 'The call id (the stored call''s for a duplicate; NULL when refused)';
 COMMENT ON COLUMN dialer.enqueue_result.outcome IS 'scheduled, skipped (do-not-call), duplicate or refused';
-COMMENT ON COLUMN dialer.enqueue_result.reason IS 'Refused: the rule broken (a rule of dialer.call_rule(), not_object or unknown_key)';
+COMMENT ON COLUMN dialer.enqueue_result.reason IS 'Refused: the rule broken (a rule of dialer.call_rule(), not_object or unknown_key); skipped by a calling policy: its rule (consent, refusal_silence, unknown_timezone)';
 COMMENT ON COLUMN dialer.enqueue_result.sqlstate IS 'Refused: the SQLSTATE enqueue_call would raise';
-COMMENT ON COLUMN dialer.enqueue_result.message IS 'Refused: the error message';
+COMMENT ON COLUMN dialer.enqueue_result.message IS 'Refused: the error message; skipped by a calling policy: why (policy, rule and reason)';
 COMMENT ON COLUMN dialer.enqueue_result.detail IS 'Refused: the error detail';
 COMMENT ON COLUMN dialer.enqueue_result.hint IS 'Refused: the error hint';
 
@@ -415,6 +434,7 @@ DECLARE
 	v_defaults	dialer.call_request := ROW(NULL, now(), 'default', '{}', NULL, NULL, 0, NULL, NULL, NULL, NULL);
 	v_providers	jsonb;
 	v_campaigns	jsonb;
+	v_policies	boolean := EXISTS (SELECT 1 FROM dialer.calling_policies p WHERE p.enabled);
 BEGIN
 	IF calls IS NULL THEN
 		PERFORM dialer.raise_bad_argument('calls', NULL, 'calls is a JSON array of calls.',
@@ -453,7 +473,8 @@ BEGIN
 	WITH req AS MATERIALIZED (
 		SELECT q.*,
 			   CASE WHEN q.reason IS NULL THEN nextval('dialer.scheduled_calls_id_seq'::regclass) END AS new_id,
-			   q.reason IS NULL AND EXISTS (SELECT FROM dialer.do_not_call d WHERE d.number = q.to_number) AS dnc
+			   q.reason IS NULL AND EXISTS (SELECT FROM dialer.do_not_call d WHERE d.number = q.to_number) AS dnc,
+			   r.policy, r.rule AS policy_rule, r.reason AS policy_reason, r.timezones
 		  FROM (SELECT e.o::int AS item, e.v, s.shape, r.*, p.prov,
 					   coalesce(s.shape,
 								dialer.call_rule(r.to_number, r.run_at, r.provider, r.payload, r.campaign,
@@ -466,23 +487,31 @@ BEGIN
 				 CROSS JOIN LATERAL jsonb_populate_record(v_defaults, CASE WHEN s.shape IS NULL THEN e.v ELSE '{}' END) r
 				 CROSS JOIN LATERAL (SELECT v_providers->r.provider AS prov) p
 				OFFSET 0) q		-- ids are drawn in the order of the elements, after the rules
+		  -- a calling policy's refusal at enqueue (consent, silence after a refusal, unknown
+		  -- zone), looked for only when a policy is enabled: the call is stored as skipped
+		  LEFT JOIN LATERAL (SELECT r.* FROM dialer.enqueue_refusal(q.to_number, q.run_at, q.timezone, q.campaign,
+																	  q.provider, q.payload->>'purpose') r
+							  WHERE v_policies AND q.reason IS NULL
+								AND NOT EXISTS (SELECT FROM dialer.do_not_call d WHERE d.number = q.to_number)) r ON true
 	), call_rows AS (
-		SELECT q.item, q.new_id, CASE WHEN q.dnc THEN 'skipped' ELSE 'scheduled' END AS status, q.run_at,
+		SELECT q.item, q.new_id,
+			   CASE WHEN q.dnc OR q.policy_rule IS NOT NULL THEN 'skipped' ELSE 'scheduled' END AS status, q.run_at,
 			   q.to_number, coalesce(q.payload->>'from', q.prov->>1) AS from_number, q.provider,
 			   CASE WHEN q.prov->>0 = 'backend' THEN upper(coalesce(q.payload->>'mode', 'DIRECT')) END AS mode,
 			   q.payload, q.campaign, q.customer_ref, q.dedupe_key, q.priority,
 			   coalesce(q.max_attempts, (v_campaigns->>q.campaign)::int, v_max) AS max_attempts,
-			   q.timezone, q.deadline, CASE WHEN q.dnc THEN now() END AS finished_at
+			   q.timezone, q.deadline, CASE WHEN q.dnc OR q.policy_rule IS NOT NULL THEN now() END AS finished_at,
+			   q.policy, q.policy_rule, q.policy_reason, q.timezones, q.dnc
 		  FROM req q
 		 WHERE q.new_id IS NOT NULL
 	), ins AS (
 		INSERT INTO dialer.scheduled_calls AS c
 			(id, status, run_at, next_attempt_at, to_number, from_number, provider, mode, payload, campaign,
-			 customer_ref, dedupe_key, priority, max_attempts, timezone, deadline, finished_at)
+			 customer_ref, dedupe_key, priority, max_attempts, timezone, deadline, finished_at, last_error)
 		OVERRIDING SYSTEM VALUE
 		SELECT r.new_id, r.status, r.run_at, r.run_at, r.to_number, r.from_number, r.provider, r.mode, r.payload,
 			   r.campaign, r.customer_ref, r.dedupe_key, r.priority, r.max_attempts, r.timezone, r.deadline,
-			   r.finished_at
+			   r.finished_at, r.policy_reason
 		  FROM call_rows r
 		 WHERE r.dedupe_key IS NULL
 		RETURNING c.id
@@ -490,11 +519,11 @@ BEGIN
 		-- in the order of the elements: the first of two with one key is the one stored
 		INSERT INTO dialer.scheduled_calls AS c
 			(id, status, run_at, next_attempt_at, to_number, from_number, provider, mode, payload, campaign,
-			 customer_ref, dedupe_key, priority, max_attempts, timezone, deadline, finished_at)
+			 customer_ref, dedupe_key, priority, max_attempts, timezone, deadline, finished_at, last_error)
 		OVERRIDING SYSTEM VALUE
 		SELECT r.new_id, r.status, r.run_at, r.run_at, r.to_number, r.from_number, r.provider, r.mode, r.payload,
 			   r.campaign, r.customer_ref, r.dedupe_key, r.priority, r.max_attempts, r.timezone, r.deadline,
-			   r.finished_at
+			   r.finished_at, r.policy_reason
 		  FROM call_rows r
 		 WHERE r.dedupe_key IS NOT NULL
 		 ORDER BY r.item
@@ -507,10 +536,12 @@ BEGIN
 	), ev AS (
 		INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
 		SELECT w.new_id, CASE WHEN w.status = 'skipped' THEN 'skipped' ELSE 'enqueued' END, NULL, w.status,
-			   CASE WHEN w.status = 'skipped' THEN
+			   CASE WHEN w.dnc THEN
 					(SELECT jsonb_build_object('reason', 'do_not_call', 'do_not_call_reason', d.reason,
 											   'listed_at', d.added_at)
 					   FROM dialer.do_not_call d WHERE d.number = w.to_number)
+					WHEN w.policy_rule IS NOT NULL THEN
+					dialer.policy_skip_detail('enqueue', w.policy, w.policy_rule, w.timezones, w.policy_reason)
 			   ELSE jsonb_strip_nulls(jsonb_build_object('run_at', w.run_at, 'campaign', w.campaign,
 														 'by', session_user::text)) END
 		  FROM written w
@@ -522,13 +553,14 @@ BEGIN
 								(SELECT c.id FROM dialer.scheduled_calls c WHERE c.dedupe_key = x.dedupe_key) END,
 						 CASE WHEN x.reason IS NOT NULL THEN 'refused'
 							  WHEN NOT x.stored THEN 'duplicate'
-							  WHEN x.dnc THEN 'skipped' ELSE 'scheduled' END,
-						 x.reason, (x.err).sqlstate, (x.err).message, (x.err).detail,
-						 (x.err).hint)::dialer.enqueue_result ORDER BY x.item),
-		   coalesce(bool_or(x.stored AND NOT x.dnc), false),
+							  WHEN x.dnc OR x.policy_rule IS NOT NULL THEN 'skipped' ELSE 'scheduled' END,
+						 coalesce(x.reason, CASE WHEN x.stored THEN x.policy_rule END),
+						 (x.err).sqlstate, coalesce((x.err).message, CASE WHEN x.stored THEN x.policy_reason END),
+						 (x.err).detail, (x.err).hint)::dialer.enqueue_result ORDER BY x.item),
+		   coalesce(bool_or(x.stored AND NOT x.dnc AND x.policy_rule IS NULL), false),
 		   min(x.item) FILTER (WHERE x.reason IS NOT NULL)
 	  INTO v_res, v_woken, v_first_bad
-	  FROM (SELECT s.item, s.dedupe_key, s.reason, s.new_id, s.dnc,
+	  FROM (SELECT s.item, s.dedupe_key, s.reason, s.new_id, s.dnc, s.policy_rule, s.policy_reason,
 				   s.new_id IS NOT NULL AND (s.dedupe_key IS NULL OR s.new_id IN (SELECT k.id FROM ins_keyed k)) AS stored,
 				   CASE WHEN s.reason IS NULL THEN NULL
 						WHEN s.shape IS NULL THEN
