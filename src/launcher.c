@@ -21,6 +21,10 @@
  *	  database's dispatcher first and holds the launcher off until the command
  *	  has ended.
  *
+ * Copyright (c) 2026, pg_dialer developers
+ *
+ * src/launcher.c
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -57,7 +61,9 @@
 #include "utils/timestamp.h"
 #include "utils/varlena.h"
 
-#include "pg_dialer.h"
+#include "launcher.h"
+#include "settings.h"
+#include "shmem.h"
 
 /* how long a dispatcher that stopped waits before the launcher starts it again */
 #define DISPATCHER_RESTART_MS	5000
@@ -511,7 +517,7 @@ launcher_pass(void)
 
 /* Clears the launcher's entry in shared memory when it exits. */
 static void
-launcher_exit(int code, Datum arg)
+launcher_exit(int code pg_attribute_unused(), Datum arg pg_attribute_unused())
 {
 	SpinLockAcquire(&dialer_control->mutex);
 	dialer_control->launcher_pid = 0;
@@ -523,7 +529,7 @@ launcher_exit(int code, Datum arg)
  * The launcher's entry point.
  */
 void
-dialer_launcher_main(Datum main_arg)
+dialer_launcher_main(Datum main_arg pg_attribute_unused())
 {
 	MemoryContext pass_cxt;
 
@@ -601,7 +607,7 @@ dialer_object_access(ObjectAccessType access, Oid classId, Oid objectId, int sub
  * dispatcher to look at the catalog again.
  */
 static void
-launcher_xact_callback(XactEvent event, void *arg)
+launcher_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 {
 	switch (event)
 	{
@@ -745,7 +751,7 @@ dialer_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnl
 					   QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
 {
 	Node	   *stmt = pstmt->utilityStmt;
-	DialerShared *held = NULL;
+	DialerShared *volatile held = NULL;
 
 	if (IsA(stmt, DropdbStmt))
 		held = hold_database(((DropdbStmt *) stmt)->dbname, "DROP DATABASE");
