@@ -19,7 +19,7 @@
 #include "lib/ilist.h"
 #include "lib/stringinfo.h"
 
-/* room for libcurl's error message (CURL_ERROR_SIZE, checked in http.c) */
+/* room for libcurl's error message (http.c checks that it fits) */
 #define HTTP_ERROR_SIZE 256
 
 /* the libcurl handle and headers of a request, known only to http.c */

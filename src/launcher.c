@@ -74,8 +74,8 @@ PG_FUNCTION_INFO_V1(dialer_is_served);
 typedef struct SlotLocal
 {
 	BackgroundWorkerHandle *handle; /* NULL: not started by this launcher */
-	TimestampTz stopped_at;		/* when it was seen stopped (0: running or new) */
-	TimestampTz event_at;		/* last CREATE EXTENSION reported for its database */
+	TimestampTz stopped_at;		/* seen stopped at (0: running or new) */
+	TimestampTz event_at;		/* last CREATE EXTENSION in its database */
 	TimestampTz launched_at;	/* when this launcher last started it */
 	bool		warned;			/* a start failure was logged */
 } SlotLocal;
@@ -211,7 +211,8 @@ start_dispatcher(int i)
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;	/* the launcher restarts it */
+	/* the launcher restarts it, not the postmaster */
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
 	strlcpy(worker.bgw_library_name, "pg_dialer", BGW_MAXLEN);
 	strlcpy(worker.bgw_function_name, "dialer_worker_main", BGW_MAXLEN);
 	snprintf(worker.bgw_name, BGW_MAXLEN, "pg_dialer dispatcher %s", name);
@@ -224,7 +225,8 @@ start_dispatcher(int i)
 	if (slot_local[i].handle != NULL)
 		pfree(slot_local[i].handle);
 	slot_local[i].handle = NULL;
-	old = MemoryContextSwitchTo(TopMemoryContext);	/* the handle outlives the pass */
+	/* the handle outlives the pass */
+	old = MemoryContextSwitchTo(TopMemoryContext);
 	registered = RegisterDynamicBackgroundWorker(&worker, &slot_local[i].handle);
 	MemoryContextSwitchTo(old);
 	if (registered)
@@ -450,7 +452,7 @@ launcher_pass(void)
 		}
 		if (no_extension)
 		{
-			/* started again only when CREATE EXTENSION committed since it looked */
+			/* started again only after a CREATE EXTENSION since it looked */
 			if (slot_local[i].event_at > started_at)
 				start_dispatcher(i);
 			else
@@ -471,7 +473,8 @@ launcher_pass(void)
 				start_dispatcher(i);
 				continue;
 			}
-			/* it just stopped (an error, or terminated): wait before starting it again */
+
+			/* it just stopped (an error, or terminated): wait a little */
 			slot_local[i].stopped_at = now;
 			if (started_at < slot_local[i].launched_at)
 				ereport(WARNING,
@@ -490,7 +493,7 @@ launcher_pass(void)
 		}
 	}
 
-	/* forget the databases without the extension that are gone or no longer served */
+	/* forget databases without the extension that are gone or not served */
 	{
 		List	   *keep = NIL;
 		ListCell   *oc;

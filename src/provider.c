@@ -7,9 +7,10 @@
  *	  hand its answer to the provider's own code.  Each kind lives in its own
  *	  file and is reached only through its ProviderOps; none calls back here.
  *
- *	  A new kind of provider: a file provider_<kind>.c defining a ProviderOps,
- *	  its extern in provider.h, a line in provider_kinds below, and the kind
- *	  in the CHECK constraint of dialer.providers.kind.
+ *	  A new kind of provider: a file provider_<kind>.c defining a ProviderOps
+ *	  and its header provider_<kind>.h declaring it, a line in provider_kinds
+ *	  below, and the kind in the CHECK constraint of dialer.providers.kind
+ *	  (sql/parts/00_schema.sql).
  *
  * Copyright (c) 2026, pg_dialer developers
  *
@@ -19,11 +20,15 @@
  */
 #include "postgres.h"
 
+#include "lib/stringinfo.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "http.h"
 #include "provider.h"
+#include "provider_backend.h"
+#include "provider_twilio.h"
+#include "provider_voice_api.h"
 
 /* every kind of provider, by dialer.providers.kind */
 static const ProviderOps *const provider_kinds[] = {
@@ -39,6 +44,7 @@ static const ProviderOps *const provider_kinds[] = {
 const ProviderOps *
 provider_ops_for_kind(const char *kind, const char *provider)
 {
+	StringInfoData known;
 	size_t		i;
 
 	for (i = 0; i < lengthof(provider_kinds); i++)
@@ -46,11 +52,14 @@ provider_ops_for_kind(const char *kind, const char *provider)
 		if (strcmp(provider_kinds[i]->kind, kind) == 0)
 			return provider_kinds[i];
 	}
+	initStringInfo(&known);
+	for (i = 0; i < lengthof(provider_kinds); i++)
+		appendStringInfo(&known, "%s%s", i > 0 ? ", " : "", provider_kinds[i]->kind);
 	ereport(ERROR,
 			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 			 errmsg("pg_dialer: provider \"%s\" has kind \"%s\", which this library does not know",
 					provider, kind),
-			 errdetail("The library knows the kinds twilio, backend and voice_api."),
+			 errdetail("The kinds this library knows: %s.", known.data),
 			 errhint("Install the pg_dialer library that matches the extension's schema, or change the provider's kind.")));
 	return NULL;				/* keep compiler quiet */
 }

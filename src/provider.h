@@ -4,8 +4,8 @@
  *	  Providers (provider.c): a provider's configuration, a call ready to be
  *	  sent, a request made for it, and the table of operations each kind of
  *	  provider implements in its own file (provider_twilio.c,
- *	  provider_backend.c, provider_voice_api.c), registered by kind in
- *	  provider.c.
+ *	  provider_backend.c, provider_voice_api.c, each with its header),
+ *	  registered by kind in provider.c.
  *
  *	  The dispatcher talks to providers only through the functions at the end
  *	  of this file; a provider file calls only downwards (call_outcome.h,
@@ -118,8 +118,7 @@ dialer_request(HttpRequest *http)
 typedef enum ProviderVerdict
 {
 	VERDICT_DONE,				/* outcome filled in */
-	VERDICT_NEXT_PHASE			/* the provider set up the next request on
-								 * req */
+	VERDICT_NEXT_PHASE			/* the provider set up the next request on req */
 } ProviderVerdict;
 
 /*
@@ -131,14 +130,14 @@ struct ProviderOps
 	const char *kind;			/* dialer.providers.kind */
 
 	/*
-	 * Whether a request whose answer was lost may be sent again: the
-	 * provider dedupes by Idempotency-Key.
+	 * Whether a request whose answer was lost may be sent again: the provider
+	 * dedupes by Idempotency-Key.
 	 */
 	bool		resend_safe;
 
 	/*
-	 * Sets up req's first HTTP request; false (with *error set) when the
-	 * call cannot be sent at all.
+	 * Sets up req's first HTTP request; false (with *error set) when the call
+	 * cannot be sent at all.
 	 */
 	bool		(*prepare) (DialerRequest *req, char **error);
 
@@ -153,11 +152,6 @@ struct ProviderOps
 	/* Sets up req as a search by what was sent (req->call.search). */
 	void		(*search) (DialerRequest *req);
 };
-
-/* the kinds, each in its own file */
-extern const ProviderOps twilio_provider_ops;
-extern const ProviderOps backend_provider_ops;
-extern const ProviderOps voice_api_provider_ops;
 
 /* provider.c: the registry, and what the dispatcher asks of providers */
 extern const ProviderOps *provider_ops_for_kind(const char *kind, const char *provider);

@@ -26,6 +26,7 @@
 #include "http.h"
 #include "json_read.h"
 #include "provider.h"
+#include "provider_backend.h"
 
 /*
  * The host of an http(s) URL, lower-cased, or NULL when url is not http(s).
@@ -135,7 +136,8 @@ backend_prepare(DialerRequest *req, char **error)
 
 	if (base == NULL)
 		return false;
-	/* keep the base URL for the second phase: the provider may be reloaded meanwhile */
+
+	/* the second phase keeps this base URL: the provider may be reloaded */
 	req->call.base_url = MemoryContextStrdup(req->http.cxt, base);
 	if (c->mode && strcmp(c->mode, "BRIEF_START") == 0)
 	{

@@ -22,6 +22,7 @@
 #include "http.h"
 #include "json_read.h"
 #include "provider.h"
+#include "provider_twilio.h"
 
 #define TWIML_MAX_LEN 4000
 
@@ -141,14 +142,14 @@ twilio_prepare(DialerRequest *req, char **error)
 	if (p->status_callback_url)
 	{
 		/*
-		 * The call id rides in the query string (the proxy passes it on), unless
-		 * the provider posts straight to PostgREST, which refuses a query string:
-		 * its callbacks are then matched by CallSid.
+		 * The call id rides in the query string (the proxy passes it on),
+		 * unless the provider posts straight to PostgREST, which refuses a
+		 * query string: its callbacks are then matched by CallSid.
 		 */
 		char	   *cb = p->status_callback_call_id ?
-			psprintf("%s%scall_id=" INT64_FORMAT, p->status_callback_url,
-					 strchr(p->status_callback_url, '?') ? "&" : "?", c->id) :
-			pstrdup(p->status_callback_url);
+		psprintf("%s%scall_id=" INT64_FORMAT, p->status_callback_url,
+				 strchr(p->status_callback_url, '?') ? "&" : "?", c->id) :
+		pstrdup(p->status_callback_url);
 
 		append_form(&body, "StatusCallback", cb);
 		append_form(&body, "StatusCallbackMethod", "POST");

@@ -20,6 +20,7 @@
 #include "call_outcome.h"
 #include "http.h"
 #include "provider.h"
+#include "provider_voice_api.h"
 
 /*
  * POST {base_url}/calls with the message to speak and the call's metadata.

@@ -305,7 +305,7 @@ queue_claim(DialerProvider *provider, int max_calls, int *capacity)
 	uint64		i;
 	int			n;
 
-	/* calls in progress count against max_concurrency until their final status */
+	/* calls in progress count against max_concurrency until they end */
 	if (provider->max_concurrency > 0)
 	{
 		cap_values[0] = CStringGetTextDatum(provider->name);
@@ -430,9 +430,9 @@ queue_store(DialerOutcome *outcomes, int n)
 	Datum	   *cols[10];
 	bool	   *nulls[10];
 	Oid			elem_types[10] = {INT8OID, INT4OID, TEXTOID, INT4OID, TEXTOID, TEXTOID,
-		TEXTOID, TEXTOID, INT4OID, TIMESTAMPTZOID};
+	TEXTOID, TEXTOID, INT4OID, TIMESTAMPTZOID};
 	Oid			arg_types[10] = {INT8ARRAYOID, INT4ARRAYOID, TEXTARRAYOID, INT4ARRAYOID,
-		TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, INT4ARRAYOID, TIMESTAMPTZARRAYOID};
+	TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, INT4ARRAYOID, TIMESTAMPTZARRAYOID};
 	Datum		args[10];
 	int			c,
 				i;

@@ -53,7 +53,7 @@ static const struct config_enum_entry standby_wait_options[] = {
  */
 static bool
 check_database_list(char **newval, void **extra pg_attribute_unused(),
-				   GucSource source pg_attribute_unused())
+					GucSource source pg_attribute_unused())
 {
 	char	   *raw;
 	List	   *names;
@@ -90,7 +90,7 @@ check_database_list(char **newval, void **extra pg_attribute_unused(),
  */
 static bool
 check_time_of_day(char **newval, void **extra pg_attribute_unused(),
-				   GucSource source pg_attribute_unused())
+				  GucSource source pg_attribute_unused())
 {
 	const char *s = *newval;
 	int			h,
@@ -118,7 +118,7 @@ check_time_of_day(char **newval, void **extra pg_attribute_unused(),
  */
 static bool
 check_timezone_name(char **newval, void **extra pg_attribute_unused(),
-				   GucSource source pg_attribute_unused())
+					GucSource source pg_attribute_unused())
 {
 	pg_tz	   *tz;
 
@@ -142,7 +142,7 @@ check_timezone_name(char **newval, void **extra pg_attribute_unused(),
  */
 static bool
 check_number_list(char **newval, void **extra pg_attribute_unused(),
-				   GucSource source pg_attribute_unused())
+				  GucSource source pg_attribute_unused())
 {
 	const char *p = *newval;
 

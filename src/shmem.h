@@ -67,8 +67,8 @@ typedef struct DialerShared
 	TimestampTz last_error_at;
 	uint32		providers_version;	/* bumped when a change to
 									 * dialer.providers commits */
-	TimestampTz standby_wait_since; /* 0, or since when claimed calls wait
-									 * for standbys */
+	TimestampTz standby_wait_since; /* 0, or since when claimed calls wait for
+									 * standbys */
 	XLogRecPtr	standby_wait_lsn;	/* the claim's commit LSN they wait for */
 
 	/* set by the dispatcher when it exits because the extension is not there */

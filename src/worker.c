@@ -596,7 +596,7 @@ next_token_at(DialerProvider *p, TimestampTz now)
 static bool
 provider_open(DispatchRound *r, DialerProvider *p)
 {
-	/* a wake-up (a final status, a new call) may have freed a slot: look again */
+	/* a wake-up (a final status, a new call) may have freed a slot */
 	if (r->woken && p->at_capacity)
 		p->blocked_until = 0;
 	if (p->blocked_until > r->now)
@@ -652,7 +652,7 @@ claim_and_start(DispatchRound *r, DialerProvider *p, int share)
 	calls = queue_claim(p, allowance, &capacity);
 	if (capacity == 0)
 	{
-		/* at max_concurrency: look again in a second, or when a callback wakes us */
+		/* at max_concurrency: look again in 1 s, or when a callback wakes us */
 		r->blocked = lappend(r->blocked, p->name);
 		p->at_capacity = true;
 		p->blocked_until = TimestampTzPlusMilliseconds(r->now, 1000);
@@ -669,8 +669,8 @@ claim_and_start(DispatchRound *r, DialerProvider *p, int share)
 	 * written by queue_claim (synchronous_commit = on: flushed locally):
 	 * exactly what a standby must hold to know the calls were claimed.
 	 * XactLastRecEnd is already reset by the commit, and
-	 * pg_current_wal_flush_lsn() would add other sessions' WAL and wait longer
-	 * than needed.
+	 * pg_current_wal_flush_lsn() would add other sessions' WAL and wait
+	 * longer than needed.
 	 */
 	if (calls != NIL && !wait_for_standbys(XactLastCommitEnd, list_length(calls)))
 	{
@@ -836,8 +836,10 @@ dispatch_round(int cap, bool was_woken, bool *more_due, bool *slots_awaited)
 	*slots_awaited = false;
 
 	foreach(lc, providers)
+	{
 		if (((DialerProvider *) lfirst(lc))->seen)
 			n_seen++;
+	}
 	share = n_seen > 1 ? Max(cap * 3 / 4, 1) : cap;
 
 	foreach(lc, providers)
@@ -998,7 +1000,7 @@ attach_to_slot(Datum main_arg)
 	pqsignal(SIGTERM, handle_sigterm);
 	BackgroundWorkerUnblockSignals();
 
-	/* the launcher assigned this slot to the database before starting the worker */
+	/* the launcher assigned this slot to the database before starting us */
 	memcpy(&dboid, MyBgworkerEntry->bgw_extra, sizeof(Oid));
 	if (dialer_control == NULL || slotno < 0 || slotno >= dialer_control->n_slots)
 		elog(FATAL, "pg_dialer dispatcher started without a valid slot (%d)", slotno);
@@ -1007,7 +1009,8 @@ attach_to_slot(Datum main_arg)
 	/* a database dropped in the meantime ends this worker with a FATAL error */
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	pgstat_report_appname("pg_dialer dispatcher");
-	/* a claim must be durable before its request leaves, whatever the server default */
+
+	/* a claim must be durable before its request leaves, whatever the default */
 	SetConfigOption("synchronous_commit", "on", PGC_SUSET, PGC_S_OVERRIDE);
 
 	StartTransactionCommand();
