@@ -30,6 +30,10 @@
 #include "provider_twilio.h"
 #include "provider_voice_api.h"
 
+/* dialer_request() relies on it: an HttpRequest is its DialerRequest */
+StaticAssertDecl(offsetof(DialerRequest, http) == 0,
+				 "the HttpRequest must be the first member of a DialerRequest");
+
 /* every kind of provider, by dialer.providers.kind */
 static const ProviderOps *const provider_kinds[] = {
 	&twilio_provider_ops,

@@ -16,9 +16,9 @@
 #   layout    no trailing whitespace, no line indented with spaces (outside comments);
 #             each file opens with a banner comment that names the file and carries the
 #             line "Copyright (c) 2026, pg_dialer developers" (LICENSE's holder).
-#   headers   one header per module: every src/X.h has its src/X.c, and every src/X.c
-#             but pg_dialer.c's neighbours has its header; libcurl (curl/curl.h, curl_*,
-#             CURL*) appears only in src/http.c.
+#   headers   one header per module: every src/X.h has its src/X.c, every src/X.c has its
+#             src/X.h, includes it and declares there each function it does not keep
+#             static; libcurl (curl/curl.h, curl_*(), CURL*) appears only in src/http.c.
 #   warnings  every src/*.c compiles with PostgreSQL's flags plus -Wall -Wextra and no
 #             warning located in src/ (PostgreSQL's own headers trigger -Wunused-parameter
 #             in their inline functions; those are not ours and are not counted).
@@ -115,7 +115,7 @@ check_layout() {
 }
 
 check_headers() {
-	local f base
+	local f base fn
 	for f in src/*.h; do
 		base=${f%.h}
 		[ -e "$base.c" ] || fail "$f is the header of no file ($base.c does not exist)"
@@ -124,6 +124,10 @@ check_headers() {
 		base=${f%.c}
 		[ -e "$base.h" ] || fail "$f has no header $base.h declaring what it offers"
 		grep -q "#include \"$(basename "$base").h\"" "$f" || fail "$f does not include its own header"
+		# every function X.c defines for others (not static) is declared in X.h
+		for fn in $(awk 'prev !~ /static/ && /^[_a-z][A-Za-z0-9_]*\(/ { sub(/\(.*/, ""); print } { prev = $0 }' "$f"); do
+			[ -e "$base.h" ] && ! grep -qE "[^A-Za-z0-9_]$fn\(" "$base.h" && fail "$f defines $fn, which $base.h does not declare"
+		done
 	done
 	grep -nE 'curl/curl\.h|\bcurl_[a-z_]+\(|\bCURL[A-Za-z_]*\b' src/*.c src/*.h | grep -v '^src/http\.c:' &&
 		fail "libcurl is used outside src/http.c (above)"
