@@ -17,6 +17,13 @@
  *	  code decides what that means (unknown, or a recorded retry with the same
  *	  Idempotency-Key).
  *
+ *	  This is the only file that calls libcurl: the rest of pg_dialer sees
+ *	  an HttpRequest (http.h) and the functions below.
+ *
+ * Copyright (c) 2026, pg_dialer developers
+ *
+ * src/http.c
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -25,20 +32,29 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <curl/curl.h>
+
 #include "storage/fd.h"
-#include "utils/builtins.h"
-#include "common/jsonapi.h"
-#include "mb/pg_wchar.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
-#include "pg_dialer.h"
-#include "dispatch.h"
+#include "http.h"
+#include "settings.h"
 
 /* CURLOPT_PREREQFUNCTION, which keeps a POST from being re-sent, came in 7.80.0 */
 #if LIBCURL_VERSION_NUM < 0x075000
 #error "pg_dialer needs libcurl 7.80.0 or later (CURLOPT_PREREQFUNCTION)"
 #endif
+
+StaticAssertDecl(CURL_ERROR_SIZE <= HTTP_ERROR_SIZE,
+				 "HTTP_ERROR_SIZE must hold libcurl's error buffer");
+
+/* what a request holds of libcurl */
+struct HttpTransfer
+{
+	CURL	   *easy;
+	struct curl_slist *headers;
+};
 
 static CURLM *multi = NULL;
 static dlist_head in_flight = DLIST_STATIC_INIT(in_flight);
@@ -128,7 +144,7 @@ close_socket(void *clientp pg_attribute_unused(), curl_socket_t item)
 static size_t
 write_body(char *data, size_t size, size_t nmemb, void *userdata)
 {
-	DialerRequest *req = (DialerRequest *) userdata;
+	HttpRequest *req = (HttpRequest *) userdata;
 	size_t		n = size * nmemb;
 
 	if (req->response.len + n > req->max_response)
@@ -156,7 +172,7 @@ before_send(void *clientp,
 			int conn_primary_port pg_attribute_unused(),
 			int conn_local_port pg_attribute_unused())
 {
-	DialerRequest *req = (DialerRequest *) clientp;
+	HttpRequest *req = (HttpRequest *) clientp;
 
 	req->sends++;
 	if (req->send_once && req->sends > 1)
@@ -171,7 +187,7 @@ before_send(void *clientp,
 static size_t
 read_header(char *data, size_t size, size_t nmemb, void *userdata)
 {
-	DialerRequest *req = (DialerRequest *) userdata;
+	HttpRequest *req = (HttpRequest *) userdata;
 	size_t		n = size * nmemb;
 	const char *name = "retry-after:";
 	size_t		nl = strlen(name);
@@ -198,36 +214,22 @@ read_header(char *data, size_t size, size_t nmemb, void *userdata)
 }
 
 /*
- * A new request for a claimed call, with its own memory context under
- * TopMemoryContext (it outlives the loop iteration that started it).  The call
- * is copied in.
+ * A new request of size bytes (at least sizeof(HttpRequest): callers may
+ * extend it), zeroed, in its own memory context under TopMemoryContext (it
+ * outlives the loop iteration that started it).
  */
-DialerRequest *
-http_new_request(DialerProvider *provider, ClaimedCall *call)
+HttpRequest *
+http_new_request(Size size)
 {
 	MemoryContext cxt = AllocSetContextCreate(TopMemoryContext, "pg_dialer request",
 											  ALLOCSET_SMALL_SIZES);
 	MemoryContext old = MemoryContextSwitchTo(cxt);
-	DialerRequest *req = palloc0(sizeof(DialerRequest));
+	HttpRequest *req;
 
+	Assert(size >= sizeof(HttpRequest));
+	req = palloc0(size);
 	req->cxt = cxt;
-	req->provider = provider;
-	req->call.id = call->id;
-	req->call.attempt = call->attempt;
-#define COPY(f) req->call.f = call->f ? pstrdup(call->f) : NULL
-	COPY(to_number);
-	COPY(from_number);
-	COPY(mode);
-	COPY(payload);
-	COPY(message);
-	COPY(url);
-	COPY(script);
-	COPY(base_url);
-	COPY(idempotency_key);
-	COPY(campaign);
-	COPY(provider_call_id);
-	COPY(search);
-#undef COPY
+	req->transfer = palloc0(sizeof(HttpTransfer));
 	initStringInfo(&req->response);
 	MemoryContextSwitchTo(old);
 	return req;
@@ -239,13 +241,16 @@ http_new_request(DialerProvider *provider, ClaimedCall *call)
  * dropped.
  */
 void
-http_prepare(DialerRequest *req, const char *url)
+http_prepare(HttpRequest *req, const char *url)
 {
-	if (req->easy)
-		curl_easy_cleanup(req->easy);
-	if (req->headers)
-		curl_slist_free_all(req->headers);
-	req->headers = NULL;
+	HttpTransfer *t = req->transfer;
+	CURL	   *easy;
+
+	if (t->easy)
+		curl_easy_cleanup(t->easy);
+	if (t->headers)
+		curl_slist_free_all(t->headers);
+	t->headers = NULL;
 	resetStringInfo(&req->response);
 	req->too_large = false;
 	req->retry_after_s = -1;
@@ -255,33 +260,33 @@ http_prepare(DialerRequest *req, const char *url)
 	req->sends = 0;
 	req->resend_refused = false;
 
-	req->easy = curl_easy_init();
-	if (req->easy == NULL)
+	easy = t->easy = curl_easy_init();
+	if (easy == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("pg_dialer could not create a libcurl handle")));
-	curl_easy_setopt(req->easy, CURLOPT_URL, url);
-	curl_easy_setopt(req->easy, CURLOPT_POST, 1L);
-	curl_easy_setopt(req->easy, CURLOPT_PRIVATE, req);
-	curl_easy_setopt(req->easy, CURLOPT_ERRORBUFFER, req->errbuf);
-	curl_easy_setopt(req->easy, CURLOPT_WRITEFUNCTION, write_body);
-	curl_easy_setopt(req->easy, CURLOPT_WRITEDATA, req);
-	curl_easy_setopt(req->easy, CURLOPT_HEADERFUNCTION, read_header);
-	curl_easy_setopt(req->easy, CURLOPT_HEADERDATA, req);
-	curl_easy_setopt(req->easy, CURLOPT_OPENSOCKETFUNCTION, open_socket);
-	curl_easy_setopt(req->easy, CURLOPT_CLOSESOCKETFUNCTION, close_socket);
-	curl_easy_setopt(req->easy, CURLOPT_PREREQFUNCTION, before_send);
-	curl_easy_setopt(req->easy, CURLOPT_PREREQDATA, req);
-	curl_easy_setopt(req->easy, CURLOPT_CONNECTTIMEOUT_MS, (long) dialer_connect_timeout_ms);
-	curl_easy_setopt(req->easy, CURLOPT_TIMEOUT_MS, (long) dialer_request_timeout_ms);
-	curl_easy_setopt(req->easy, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(req->easy, CURLOPT_SSL_VERIFYPEER, 1L);
-	curl_easy_setopt(req->easy, CURLOPT_SSL_VERIFYHOST, 2L);
-	curl_easy_setopt(req->easy, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(req->easy, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(req->easy, CURLOPT_TCP_KEEPALIVE, 1L);
-	curl_easy_setopt(req->easy, CURLOPT_TCP_NODELAY, 1L);
-	curl_easy_setopt(req->easy, CURLOPT_USERAGENT, "pg_dialer/" PG_DIALER_VERSION);
+	curl_easy_setopt(easy, CURLOPT_URL, url);
+	curl_easy_setopt(easy, CURLOPT_POST, 1L);
+	curl_easy_setopt(easy, CURLOPT_PRIVATE, req);
+	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, req->errbuf);
+	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, write_body);
+	curl_easy_setopt(easy, CURLOPT_WRITEDATA, req);
+	curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, read_header);
+	curl_easy_setopt(easy, CURLOPT_HEADERDATA, req);
+	curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, open_socket);
+	curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, close_socket);
+	curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, before_send);
+	curl_easy_setopt(easy, CURLOPT_PREREQDATA, req);
+	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long) dialer_connect_timeout_ms);
+	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long) dialer_request_timeout_ms);
+	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 2L);
+	curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(easy, CURLOPT_TCP_NODELAY, 1L);
+	curl_easy_setopt(easy, CURLOPT_USERAGENT, "pg_dialer/" PG_DIALER_VERSION);
 	http_add_header(req, "Expect:");
 }
 
@@ -290,33 +295,18 @@ http_prepare(DialerRequest *req, const char *url)
  * at the provider, so libcurl may send it again on a fresh connection.
  */
 void
-http_prepare_get(DialerRequest *req, const char *url)
+http_prepare_get(HttpRequest *req, const char *url)
 {
 	http_prepare(req, url);
-	curl_easy_setopt(req->easy, CURLOPT_HTTPGET, 1L);
+	curl_easy_setopt(req->transfer->easy, CURLOPT_HTTPGET, 1L);
 	req->send_once = false;
-}
-
-/*
- * A lookup of the call at a JSON provider: GET {collection}/{provider call id},
- * with the bearer token when there is one.
- */
-void
-http_prepare_lookup(DialerRequest *req, const char *collection, const char *bearer)
-{
-	char	   *id = curl_easy_escape(NULL, req->call.provider_call_id, 0);
-
-	http_prepare_get(req, psprintf("%s/%s", collection, id));
-	curl_free(id);
-	if (bearer)
-		http_add_header(req, "Authorization: Bearer %s", bearer);
 }
 
 /*
  * Adds a request header.  The formatted text is copied by curl_slist_append.
  */
 void
-http_add_header(DialerRequest *req, const char *fmt,...)
+http_add_header(HttpRequest *req, const char *fmt,...)
 {
 	char		buf[1024];
 	va_list		ap;
@@ -325,35 +315,74 @@ http_add_header(DialerRequest *req, const char *fmt,...)
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
-	l = curl_slist_append(req->headers, buf);
+	l = curl_slist_append(req->transfer->headers, buf);
 	if (l == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("pg_dialer could not add a request header")));
-	req->headers = l;
+	req->transfer->headers = l;
+}
+
+/*
+ * HTTP Basic authentication with user and password (set once per request).
+ */
+void
+http_set_basic_auth(HttpRequest *req, const char *user, const char *password)
+{
+	curl_easy_setopt(req->transfer->easy, CURLOPT_USERNAME, user);
+	curl_easy_setopt(req->transfer->easy, CURLOPT_PASSWORD, password);
+}
+
+/*
+ * An "Authorization: Bearer" header with token; nothing when token is NULL.
+ */
+void
+http_set_bearer_auth(HttpRequest *req, const char *token)
+{
+	if (token)
+		http_add_header(req, "Authorization: Bearer %s", token);
+}
+
+/*
+ * s URL-encoded (every byte but letters, digits and -._~ as %XX), palloc'd
+ * in the current memory context.  NULL encodes as the empty string.
+ */
+char *
+http_escape(const char *s)
+{
+	char	   *e = curl_easy_escape(NULL, s ? s : "", 0);
+	char	   *result;
+
+	if (e == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("pg_dialer could not URL-encode a request field")));
+	result = pstrdup(e);
+	curl_free(e);
+	return result;
 }
 
 /*
  * Sets the request body (copied by curl) and its content type.
  */
 void
-http_set_body(DialerRequest *req, const char *body, const char *content_type)
+http_set_body(HttpRequest *req, const char *body, const char *content_type)
 {
 	http_add_header(req, "Content-Type: %s", content_type);
-	curl_easy_setopt(req->easy, CURLOPT_POSTFIELDSIZE, (long) strlen(body));
-	curl_easy_setopt(req->easy, CURLOPT_COPYPOSTFIELDS, body);
+	curl_easy_setopt(req->transfer->easy, CURLOPT_POSTFIELDSIZE, (long) strlen(body));
+	curl_easy_setopt(req->transfer->easy, CURLOPT_COPYPOSTFIELDS, body);
 }
 
 /*
  * Hands a prepared request to the multi handle.
  */
 void
-http_start(DialerRequest *req)
+http_start(HttpRequest *req)
 {
 	CURLMcode	rc;
 
-	curl_easy_setopt(req->easy, CURLOPT_HTTPHEADER, req->headers);
-	rc = curl_multi_add_handle(multi, req->easy);
+	curl_easy_setopt(req->transfer->easy, CURLOPT_HTTPHEADER, req->transfer->headers);
+	rc = curl_multi_add_handle(multi, req->transfer->easy);
 	if (rc != CURLM_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_SYSTEM_ERROR),
@@ -417,69 +446,11 @@ http_wait(long timeout_ms)
 }
 
 /*
- * The next finished request, removed from the multi handle (its easy handle is
- * kept for a possible next phase), or NULL.
- */
-DialerRequest *
-http_next_done(CURLcode *result, long *http_status)
-{
-	CURLMsg    *msg;
-	int			left;
-
-	while ((msg = curl_multi_info_read(multi, &left)) != NULL)
-	{
-		DialerRequest *req;
-
-		if (msg->msg != CURLMSG_DONE)
-			continue;
-		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &req);
-		*result = msg->data.result;
-		*http_status = 0;
-		curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, http_status);
-		curl_multi_remove_handle(multi, msg->easy_handle);
-		dlist_delete(&req->node);
-		n_in_flight--;
-		return req;
-	}
-	return NULL;
-}
-
-/*
- * Any request still in flight (for abandoning them at shutdown), removed from
- * the multi handle; NULL when none is left.
- */
-DialerRequest *
-http_first_in_flight(void)
-{
-	DialerRequest *req;
-
-	if (dlist_is_empty(&in_flight))
-		return NULL;
-	req = dlist_container(DialerRequest, node, dlist_pop_head_node(&in_flight));
-	curl_multi_remove_handle(multi, req->easy);
-	n_in_flight--;
-	return req;
-}
-
-/*
- * Frees a finished request: its curl handle, headers and memory.
- */
-void
-http_release(DialerRequest *req)
-{
-	if (req->easy)
-		curl_easy_cleanup(req->easy);
-	if (req->headers)
-		curl_slist_free_all(req->headers);
-	MemoryContextDelete(req->cxt);
-}
-
-/*
  * True for transport errors that mean the request never reached the provider
  * (nothing was sent), so sending it again cannot place a second call.
  */
-bool
-http_transport_error_before_send(CURLcode code)
+static bool
+transport_error_before_send(CURLcode code)
 {
 	switch (code)
 	{
@@ -494,91 +465,83 @@ http_transport_error_before_send(CURLcode code)
 	}
 }
 
-/* parser state of json_get_string */
-typedef struct JsonFieldState
-{
-	const char *key;
-	int			depth;
-	bool		is_object;
-	bool		want;
-	char	   *result;
-} JsonFieldState;
-
+/*
+ * Records on req what became of its transfer: whether it completed, timed
+ * out or failed before a byte was written, its HTTP status and what failed.
+ */
 static void
-jf_object_start(void *state)
+note_transfer_end(HttpRequest *req, CURLcode result)
 {
-	JsonFieldState *st = state;
+	CURL	   *easy = req->transfer->easy;
+	long		request_size = 0;
 
-	if (st->depth == 0)
-		st->is_object = true;
-	st->depth++;
-	st->want = false;
-}
-
-static void
-jf_nest_end(void *state)
-{
-	((JsonFieldState *) state)->depth--;
-}
-
-static void
-jf_array_start(void *state)
-{
-	JsonFieldState *st = state;
-
-	st->depth++;
-	st->want = false;
-}
-
-static void
-jf_field_start(void *state, char *fname, bool isnull pg_attribute_unused())
-{
-	JsonFieldState *st = state;
-
-	st->want = (st->depth == 1 && st->result == NULL && strcmp(fname, st->key) == 0);
-}
-
-static void
-jf_scalar(void *state, char *token, JsonTokenType tokentype)
-{
-	JsonFieldState *st = state;
-
-	if (st->want && (tokentype == JSON_TOKEN_STRING || tokentype == JSON_TOKEN_NUMBER))
-		st->result = pstrdup(token);
-	st->want = false;
+	req->completed = (result == CURLE_OK);
+	req->timed_out = (result == CURLE_OPERATION_TIMEDOUT);
+	req->status = 0;
+	curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &req->status);
+	/* nothing was written to the wire: sending again cannot repeat it */
+	curl_easy_getinfo(easy, CURLINFO_REQUEST_SIZE, &request_size);
+	req->sent_nothing = !req->completed &&
+		(transport_error_before_send(result) || request_size == 0);
+	if (req->completed)
+		req->error = "";
+	else
+		req->error = req->errbuf[0] ? req->errbuf : curl_easy_strerror(result);
 }
 
 /*
- * The value of a top-level key of a JSON object text, as text (strings
- * unescaped, numbers as written), or NULL when absent, null or not a scalar.
- * *valid is set to false when the text is not a JSON object.  Uses the JSON
- * parser's callbacks, without building a jsonb: it runs for every provider
- * answer.  A bad answer is reported, never raised.
+ * The next finished request, removed from the multi handle (its easy handle is
+ * kept for a possible next phase), with what became of it noted on it; or
+ * NULL.
  */
-char *
-json_get_string(const char *json, const char *key, bool *valid)
+HttpRequest *
+http_next_done(void)
 {
-	JsonFieldState st;
-	JsonSemAction sem;
-	JsonLexContext *lex;
+	CURLMsg    *msg;
+	int			left;
 
-	*valid = false;
-	if (json == NULL)
-		return NULL;
-	memset(&st, 0, sizeof(st));
-	st.key = key;
-	memset(&sem, 0, sizeof(sem));
-	sem.semstate = &st;
-	sem.object_start = jf_object_start;
-	sem.object_end = jf_nest_end;
-	sem.array_start = jf_array_start;
-	sem.array_end = jf_nest_end;
-	sem.object_field_start = jf_field_start;
-	sem.scalar = jf_scalar;
+	while ((msg = curl_multi_info_read(multi, &left)) != NULL)
+	{
+		HttpRequest *req;
 
-	lex = makeJsonLexContextCstringLen((char *) json, strlen(json), PG_UTF8, true);
-	if (pg_parse_json(lex, &sem) != JSON_SUCCESS || !st.is_object)
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &req);
+		note_transfer_end(req, msg->data.result);
+		curl_multi_remove_handle(multi, msg->easy_handle);
+		dlist_delete(&req->node);
+		n_in_flight--;
+		return req;
+	}
+	return NULL;
+}
+
+/*
+ * Any request still in flight (for abandoning them at shutdown), removed from
+ * the multi handle; NULL when none is left.
+ */
+HttpRequest *
+http_first_in_flight(void)
+{
+	HttpRequest *req;
+
+	if (dlist_is_empty(&in_flight))
 		return NULL;
-	*valid = true;
-	return st.result;
+	req = dlist_container(HttpRequest, node, dlist_pop_head_node(&in_flight));
+	curl_multi_remove_handle(multi, req->transfer->easy);
+	n_in_flight--;
+	return req;
+}
+
+/*
+ * Frees a finished request: its curl handle, headers and memory.
+ */
+void
+http_release(HttpRequest *req)
+{
+	if (req->transfer->easy)
+		curl_easy_cleanup(req->transfer->easy);
+	if (req->transfer->headers)
+		curl_slist_free_all(req->transfer->headers);
+	MemoryContextDelete(req->cxt);
 }

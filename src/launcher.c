@@ -21,6 +21,10 @@
  *	  database's dispatcher first and holds the launcher off until the command
  *	  has ended.
  *
+ * Copyright (c) 2026, pg_dialer developers
+ *
+ * src/launcher.c
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -57,7 +61,9 @@
 #include "utils/timestamp.h"
 #include "utils/varlena.h"
 
-#include "pg_dialer.h"
+#include "launcher.h"
+#include "settings.h"
+#include "shmem.h"
 
 /* how long a dispatcher that stopped waits before the launcher starts it again */
 #define DISPATCHER_RESTART_MS	5000
@@ -68,8 +74,8 @@ PG_FUNCTION_INFO_V1(dialer_is_served);
 typedef struct SlotLocal
 {
 	BackgroundWorkerHandle *handle; /* NULL: not started by this launcher */
-	TimestampTz stopped_at;		/* when it was seen stopped (0: running or new) */
-	TimestampTz event_at;		/* last CREATE EXTENSION reported for its database */
+	TimestampTz stopped_at;		/* seen stopped at (0: running or new) */
+	TimestampTz event_at;		/* last CREATE EXTENSION in its database */
 	TimestampTz launched_at;	/* when this launcher last started it */
 	bool		warned;			/* a start failure was logged */
 } SlotLocal;
@@ -205,7 +211,8 @@ start_dispatcher(int i)
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;	/* the launcher restarts it */
+	/* the launcher restarts it, not the postmaster */
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
 	strlcpy(worker.bgw_library_name, "pg_dialer", BGW_MAXLEN);
 	strlcpy(worker.bgw_function_name, "dialer_worker_main", BGW_MAXLEN);
 	snprintf(worker.bgw_name, BGW_MAXLEN, "pg_dialer dispatcher %s", name);
@@ -218,7 +225,8 @@ start_dispatcher(int i)
 	if (slot_local[i].handle != NULL)
 		pfree(slot_local[i].handle);
 	slot_local[i].handle = NULL;
-	old = MemoryContextSwitchTo(TopMemoryContext);	/* the handle outlives the pass */
+	/* the handle outlives the pass */
+	old = MemoryContextSwitchTo(TopMemoryContext);
 	registered = RegisterDynamicBackgroundWorker(&worker, &slot_local[i].handle);
 	MemoryContextSwitchTo(old);
 	if (registered)
@@ -350,6 +358,161 @@ take_events(TimestampTz now)
 	}
 }
 
+/* Whether the database is in the list of served databases. */
+static bool
+database_listed(List *dbs, Oid dboid)
+{
+	ListCell   *lc;
+
+	foreach(lc, dbs)
+	{
+		if (((DatabaseEntry *) lfirst(lc))->oid == dboid)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Stops the dispatchers of databases that are gone or no longer served, and
+ * frees their slots once they have stopped.  Lowers *sleep_ms while one is
+ * stopping.
+ */
+static void
+stop_unserved(List *dbs, long *sleep_ms)
+{
+	int			i;
+
+	for (i = 0; i < dialer_control->n_slots; i++)
+	{
+		DialerShared *slot = &dialer_control->slots[i];
+		bool		in_use;
+		Oid			dboid;
+		pid_t		pid;
+
+		SpinLockAcquire(&slot->mutex);
+		in_use = slot->in_use;
+		dboid = slot->database_oid;
+		SpinLockRelease(&slot->mutex);
+		if (!in_use || database_listed(dbs, dboid))
+			continue;
+		pid = slot_pid(i);
+		if (pid > 0)
+		{
+			ereport(LOG,
+					(errmsg("pg_dialer: stopping the dispatcher of database \"%s\": it is no longer served", slot->database)));
+			kill(pid, SIGTERM);
+			*sleep_ms = Min(*sleep_ms, 200);
+		}
+		else if (pid == 0)
+			release_slot(i);
+		else
+			*sleep_ms = Min(*sleep_ms, 200);
+	}
+}
+
+/*
+ * Starts the dispatcher of a served database when it has none, unless a DROP
+ * DATABASE (or the like) holds the database, or the extension was not there
+ * the last time it looked and no CREATE EXTENSION was reported since; a
+ * dispatcher that stopped is started again after DISPATCHER_RESTART_MS.
+ * Lowers *sleep_ms to when it must look again.
+ */
+static void
+tend_dispatcher(DatabaseEntry *db, TimestampTz now, long *sleep_ms)
+{
+	DialerShared *slot;
+	bool		no_extension;
+	pid_t		held_by;
+	TimestampTz held_until;
+	TimestampTz started_at;
+	int			i;
+
+	slot = dialer_slot_for_database(db->oid);
+	if (slot == NULL)
+	{
+		i = assign_slot(db);
+		if (i >= 0)
+			start_dispatcher(i);
+		return;
+	}
+	i = slot - dialer_control->slots;
+
+	SpinLockAcquire(&slot->mutex);
+	no_extension = slot->no_extension;
+	held_by = slot->held_by;
+	held_until = slot->held_until;
+	started_at = slot->started_at;
+	strlcpy(slot->database, db->name, NAMEDATALEN); /* renamed, perhaps */
+	SpinLockRelease(&slot->mutex);
+
+	if (slot_pid(i) != 0)
+		return;					/* running or starting */
+	if (held_by != 0 && held_until > now)
+	{
+		*sleep_ms = Min(*sleep_ms, 500);
+		return;					/* DROP DATABASE or the like in progress */
+	}
+	if (no_extension)
+	{
+		/* started again only after a CREATE EXTENSION since it looked */
+		if (slot_local[i].event_at > started_at)
+			start_dispatcher(i);
+		else
+		{
+			MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+			without_extension = lappend_oid(without_extension, db->oid);
+			MemoryContextSwitchTo(old);
+			release_slot(i);
+		}
+		return;
+	}
+	if (slot_local[i].stopped_at == 0)
+	{
+		if (slot_local[i].handle == NULL)
+		{
+			/* never started by this launcher */
+			start_dispatcher(i);
+			return;
+		}
+
+		/* it just stopped (an error, or terminated): wait a little */
+		slot_local[i].stopped_at = now;
+		if (started_at < slot_local[i].launched_at)
+			ereport(WARNING,
+					(errmsg("pg_dialer: the dispatcher of database \"%s\" exited before it could connect", db->name),
+					 errdetail("The server log above has its error."),
+					 errhint("It is started again in %d s.", DISPATCHER_RESTART_MS / 1000)));
+	}
+	if (TimestampDifferenceExceeds(slot_local[i].stopped_at, now, DISPATCHER_RESTART_MS))
+		start_dispatcher(i);
+	else
+	{
+		/* sleep until it is due */
+		long		waited_ms = (long) ((now - slot_local[i].stopped_at) / 1000);
+
+		*sleep_ms = Min(*sleep_ms, Max(DISPATCHER_RESTART_MS - waited_ms, 10));
+	}
+}
+
+/* Forgets the databases without the extension that are gone or not served. */
+static void
+forget_unlisted_without_extension(List *dbs)
+{
+	List	   *keep = NIL;
+	ListCell   *oc;
+	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+	foreach(oc, without_extension)
+	{
+		if (database_listed(dbs, lfirst_oid(oc)))
+			keep = lappend_oid(keep, lfirst_oid(oc));
+	}
+	list_free(without_extension);
+	without_extension = keep;
+	MemoryContextSwitchTo(old);
+}
+
 /*
  * One pass: stop dispatchers of databases no longer served or gone, start
  * those of served databases, restart those that stopped.  Returns how long
@@ -362,156 +525,25 @@ launcher_pass(void)
 	List	   *dbs;
 	ListCell   *lc;
 	long		sleep_ms = dialer_launcher_naptime_s * 1000L;
-	int			i;
 
 	take_events(now);
 	dbs = served_databases();
-
-	/* slots whose database is gone or no longer served */
-	for (i = 0; i < dialer_control->n_slots; i++)
-	{
-		DialerShared *slot = &dialer_control->slots[i];
-		bool		in_use;
-		Oid			dboid;
-		bool		found = false;
-		pid_t		pid;
-
-		SpinLockAcquire(&slot->mutex);
-		in_use = slot->in_use;
-		dboid = slot->database_oid;
-		SpinLockRelease(&slot->mutex);
-		if (!in_use)
-			continue;
-		foreach(lc, dbs)
-		{
-			if (((DatabaseEntry *) lfirst(lc))->oid == dboid)
-				found = true;
-		}
-		if (found)
-			continue;
-		pid = slot_pid(i);
-		if (pid > 0)
-		{
-			ereport(LOG,
-					(errmsg("pg_dialer: stopping the dispatcher of database \"%s\": it is no longer served", slot->database)));
-			kill(pid, SIGTERM);
-			sleep_ms = Min(sleep_ms, 200);
-		}
-		else if (pid == 0)
-			release_slot(i);
-		else
-			sleep_ms = Min(sleep_ms, 200);
-	}
-
-	/* served databases: start or restart their dispatchers */
+	stop_unserved(dbs, &sleep_ms);
 	foreach(lc, dbs)
 	{
 		DatabaseEntry *db = lfirst(lc);
-		DialerShared *slot;
-		bool		no_extension;
-		pid_t		held_by;
-		TimestampTz held_until;
-		TimestampTz started_at;
-		pid_t		pid;
 
-		if (list_member_oid(without_extension, db->oid))
-			continue;
-		slot = dialer_slot_for_database(db->oid);
-		if (slot == NULL)
-		{
-			i = assign_slot(db);
-			if (i >= 0)
-				start_dispatcher(i);
-			continue;
-		}
-		i = slot - dialer_control->slots;
-
-		SpinLockAcquire(&slot->mutex);
-		no_extension = slot->no_extension;
-		held_by = slot->held_by;
-		held_until = slot->held_until;
-		started_at = slot->started_at;
-		strlcpy(slot->database, db->name, NAMEDATALEN); /* renamed, perhaps */
-		SpinLockRelease(&slot->mutex);
-
-		pid = slot_pid(i);
-		if (pid != 0)
-			continue;			/* running or starting */
-		if (held_by != 0 && held_until > now)
-		{
-			sleep_ms = Min(sleep_ms, 500);
-			continue;			/* DROP DATABASE or the like in progress */
-		}
-		if (no_extension)
-		{
-			/* started again only when CREATE EXTENSION committed since it looked */
-			if (slot_local[i].event_at > started_at)
-				start_dispatcher(i);
-			else
-			{
-				MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-
-				without_extension = lappend_oid(without_extension, db->oid);
-				MemoryContextSwitchTo(old);
-				release_slot(i);
-			}
-			continue;
-		}
-		if (slot_local[i].stopped_at == 0)
-		{
-			if (slot_local[i].handle == NULL)
-			{
-				/* never started by this launcher */
-				start_dispatcher(i);
-				continue;
-			}
-			/* it just stopped (an error, or terminated): wait before starting it again */
-			slot_local[i].stopped_at = now;
-			if (started_at < slot_local[i].launched_at)
-				ereport(WARNING,
-						(errmsg("pg_dialer: the dispatcher of database \"%s\" exited before it could connect", db->name),
-						 errdetail("The server log above has its error."),
-						 errhint("It is started again in %d s.", DISPATCHER_RESTART_MS / 1000)));
-		}
-		if (TimestampDifferenceExceeds(slot_local[i].stopped_at, now, DISPATCHER_RESTART_MS))
-			start_dispatcher(i);
-		else
-		{
-			/* sleep until it is due */
-			long		waited_ms = (long) ((now - slot_local[i].stopped_at) / 1000);
-
-			sleep_ms = Min(sleep_ms, Max(DISPATCHER_RESTART_MS - waited_ms, 10));
-		}
+		if (!list_member_oid(without_extension, db->oid))
+			tend_dispatcher(db, now, &sleep_ms);
 	}
-
-	/* forget the databases without the extension that are gone or no longer served */
-	{
-		List	   *keep = NIL;
-		ListCell   *oc;
-		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-
-		foreach(oc, without_extension)
-		{
-			foreach(lc, dbs)
-			{
-				if (((DatabaseEntry *) lfirst(lc))->oid == lfirst_oid(oc))
-				{
-					keep = lappend_oid(keep, lfirst_oid(oc));
-					break;
-				}
-			}
-		}
-		list_free(without_extension);
-		without_extension = keep;
-		MemoryContextSwitchTo(old);
-	}
+	forget_unlisted_without_extension(dbs);
 	list_free_deep(dbs);
 	return Max(sleep_ms, 10);
 }
 
 /* Clears the launcher's entry in shared memory when it exits. */
 static void
-launcher_exit(int code, Datum arg)
+launcher_exit(int code pg_attribute_unused(), Datum arg pg_attribute_unused())
 {
 	SpinLockAcquire(&dialer_control->mutex);
 	dialer_control->launcher_pid = 0;
@@ -523,7 +555,7 @@ launcher_exit(int code, Datum arg)
  * The launcher's entry point.
  */
 void
-dialer_launcher_main(Datum main_arg)
+dialer_launcher_main(Datum main_arg pg_attribute_unused())
 {
 	MemoryContext pass_cxt;
 
@@ -601,7 +633,7 @@ dialer_object_access(ObjectAccessType access, Oid classId, Oid objectId, int sub
  * dispatcher to look at the catalog again.
  */
 static void
-launcher_xact_callback(XactEvent event, void *arg)
+launcher_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 {
 	switch (event)
 	{
@@ -745,7 +777,7 @@ dialer_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnl
 					   QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
 {
 	Node	   *stmt = pstmt->utilityStmt;
-	DialerShared *held = NULL;
+	DialerShared *volatile held = NULL;
 
 	if (IsA(stmt, DropdbStmt))
 		held = hold_database(((DropdbStmt *) stmt)->dbname, "DROP DATABASE");

@@ -4,7 +4,12 @@
  *	  Module entry point: defines the settings, reserves shared memory,
  *	  installs the hooks and registers the launcher (which starts one
  *	  dispatcher per served database) when loaded from
- *	  shared_preload_libraries.
+ *	  shared_preload_libraries.  Also dialer.is_valid_timezone(), a check the
+ *	  SQL needs and that only C can do cheaply.
+ *
+ * Copyright (c) 2026, pg_dialer developers
+ *
+ * src/pg_dialer.c
  *
  *-------------------------------------------------------------------------
  */
@@ -15,19 +20,28 @@
 #include "pgtime.h"
 #include "utils/builtins.h"
 
+#include "launcher.h"
 #include "pg_dialer.h"
+#include "planner.h"
+#include "settings.h"
+#include "shmem.h"
 
 PG_MODULE_MAGIC;
-
-void		_PG_init(void);
 
 PG_FUNCTION_INFO_V1(dialer_is_valid_timezone);
 
 /*
- * Settings are defined in every process that loads the library; shared memory,
- * the launcher and the dispatchers exist only when the library is preloaded,
- * which is how it must be deployed (a backend that loads it on demand can still enqueue calls: they wait
- * for a server started with the library preloaded).
+ * Settings are defined in every process that loads the library; shared
+ * memory, the launcher and the dispatchers exist only when the library is
+ * preloaded, which is how it must be deployed (a backend that loads it on
+ * demand can still enqueue calls: they wait for a server started with the
+ * library preloaded).
+ *
+ * Under pg_upgrade (IsBinaryUpgrade) nothing more is set up: pg_upgrade
+ * starts the servers with the libraries of shared_preload_libraries, and a
+ * launcher or dispatcher would connect to databases that are being dumped
+ * or restored and could even dial calls from the old cluster.  The workers
+ * start with the upgraded server's first normal start.
  */
 void
 _PG_init(void)
@@ -35,7 +49,7 @@ _PG_init(void)
 	dialer_define_settings();
 	dialer_planner_init();
 
-	if (!process_shared_preload_libraries_in_progress)
+	if (!process_shared_preload_libraries_in_progress || IsBinaryUpgrade)
 		return;
 
 	dialer_shmem_init();

@@ -1,152 +1,23 @@
 /*-------------------------------------------------------------------------
  *
  * pg_dialer.h
- *	  Declarations shared by the files of pg_dialer: settings, shared state,
- *	  and the entry points of the worker.
+ *	  The module entry point (pg_dialer.c): _PG_init, and the one SQL
+ *	  function that lives beside it.
+ *
+ * Copyright (c) 2026, pg_dialer developers
+ *
+ * src/pg_dialer.h
  *
  *-------------------------------------------------------------------------
  */
 #ifndef PG_DIALER_H
 #define PG_DIALER_H
 
-#include "postgres.h"
+#include "fmgr.h"
 
-#include "access/xlogdefs.h"
-#include "datatype/timestamp.h"
-#include "storage/spin.h"
+extern void _PG_init(void);
 
-#define DIALER_STATE_LEN		96
-#define DIALER_ERROR_LEN		256
-
-/* settings (src/settings.c) */
-extern char *dialer_database;
-extern char *dialer_databases;
-extern int	dialer_launcher_naptime_s;
-extern bool dialer_enabled;
-extern int	dialer_max_concurrency;
-extern int	dialer_batch_size;
-extern int	dialer_connect_timeout_ms;
-extern int	dialer_request_timeout_ms;
-extern int	dialer_max_response_kb;
-extern int	dialer_shutdown_timeout_ms;
-extern int	dialer_default_max_attempts;
-extern int	dialer_retry_base_delay_ms;
-extern int	dialer_retry_max_delay_ms;
-extern char *dialer_allowed_numbers;
-extern char *dialer_default_timezone;
-extern char *dialer_call_window_start;
-extern char *dialer_call_window_end;
-extern int	dialer_reconcile_after_s;
-extern int	dialer_standby_wait;
-extern int	dialer_standby_wait_timeout_ms;
-
-/* dialer.standby_wait: which connected standbys must have flushed a claim before its requests leave */
-typedef enum DialerStandbyWait
-{
-	STANDBY_WAIT_OFF,
-	STANDBY_WAIT_ANY,
-	STANDBY_WAIT_ALL
-} DialerStandbyWait;
-
-extern void dialer_define_settings(void);
-extern bool dialer_database_is_served(const char *dbname);
-
-/* how many providers a dispatcher publishes for dialer.provider_status() */
-#define DIALER_MAX_PUBLISHED_PROVIDERS	32
-
-/*
- * A provider's pacing state as the dispatcher last published it (the rest of
- * a provider's health comes from the tables).
- */
-typedef struct DialerProviderState
-{
-	char		name[NAMEDATALEN];
-	int			in_flight;
-	double		calls_per_second;
-	double		tokens;			/* calls-per-second budget left (at most a second's worth) */
-	int			consecutive_failures;
-	TimestampTz paused_until;	/* 0: not paused for failures */
-	bool		at_capacity;	/* waiting for max_concurrency to free up */
-} DialerProviderState;
-
-/*
- * One dispatcher slot: what the dispatcher of one database publishes about
- * itself, and the requests other processes leave for it or for the launcher.
- * Only plain values: no pointer into any process's memory is ever stored here.
- * The launcher assigns a slot to a database before starting its dispatcher;
- * in a dispatcher, dialer_shared points to its own slot.
- */
-typedef struct DialerShared
-{
-	slock_t		mutex;
-	bool		in_use;			/* assigned to database_oid by the launcher */
-	Oid			database_oid;
-	pid_t		worker_pid;		/* 0 when no worker runs */
-	int			worker_procno;	/* index into ProcGlobal->allProcs, or -1 */
-	char		database[NAMEDATALEN];
-	char		state[DIALER_STATE_LEN];
-	TimestampTz started_at;
-	int			in_flight;
-	uint64		dispatched;
-	uint64		accepted;
-	uint64		retried;
-	uint64		failed;
-	char		last_error[DIALER_ERROR_LEN];
-	TimestampTz last_error_at;
-	uint32		providers_version;	/* bumped when a change to dialer.providers commits */
-	TimestampTz standby_wait_since; /* 0, or since when claimed calls wait for standbys */
-	XLogRecPtr	standby_wait_lsn;	/* the claim's commit LSN they wait for */
-
-	/* set by the dispatcher when it exits because the extension is not there */
-	bool		no_extension;
-	/* set by a backend when CREATE or DROP EXTENSION pg_dialer commits */
-	bool		recheck_extension;
-	/* set while a backend needs the database free (DROP DATABASE, ...) */
-	pid_t		held_by;
-	TimestampTz held_until;
-
-	int			n_providers;
-	DialerProviderState providers[DIALER_MAX_PUBLISHED_PROVIDERS];
-} DialerShared;
-
-/* how many databases a server can hold in the launcher's events ring */
-#define DIALER_EVENTS 64
-
-/*
- * The launcher's shared state and the dispatcher slots.
- */
-typedef struct DialerControl
-{
-	slock_t		mutex;
-	pid_t		launcher_pid;
-	int			launcher_procno;
-	/* databases where CREATE EXTENSION pg_dialer committed, for the launcher */
-	int			n_events;
-	Oid			events[DIALER_EVENTS];
-	bool		events_overflow;
-	int			n_slots;
-	DialerShared slots[FLEXIBLE_ARRAY_MEMBER];
-} DialerControl;
-
-/* shared state (src/shmem.c) */
-extern DialerControl *dialer_control;
-extern DialerShared *dialer_shared;
-extern void dialer_shmem_init(void);
-extern void dialer_shared_set_state(const char *state);
-extern void dialer_shared_set_error(const char *fmt,...) pg_attribute_printf(1, 2);
-extern DialerShared *dialer_slot_for_database(Oid dboid);
-extern void dialer_wake_launcher(void);
-extern bool dialer_this_database_served(void);
-
-/* the launcher (src/launcher.c) */
-extern void dialer_register_launcher(void);
-extern PGDLLEXPORT void dialer_launcher_main(Datum main_arg);
-extern void dialer_launcher_hooks_init(void);
-
-/* plans independent of the queue's size (src/planner.c) */
-extern void dialer_planner_init(void);
-
-/* the worker (src/worker.c) */
-extern PGDLLEXPORT void dialer_worker_main(Datum main_arg);
+/* SQL-callable functions */
+extern Datum dialer_is_valid_timezone(PG_FUNCTION_ARGS);
 
 #endif							/* PG_DIALER_H */

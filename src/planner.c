@@ -18,6 +18,10 @@
  * planned through its index, whatever the statistics said at planning time.
  * Bigger tables are left exactly as the statistics describe them.
  *
+ * Copyright (c) 2026, pg_dialer developers
+ *
+ * src/planner.c
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -28,7 +32,7 @@
 #include "optimizer/plancat.h"
 #include "utils/lsyscache.h"
 
-#include "pg_dialer.h"
+#include "planner.h"
 
 /* below this many pages, a table of schema dialer is planned as this big */
 #define DIALER_MIN_PAGES	100

@@ -1,220 +1,211 @@
 /*-------------------------------------------------------------------------
  *
  * provider.c
- *	  What every provider shares: choosing the provider's code by kind, turning
- *	  an HTTP answer or a transport failure into an outcome, and the retry
- *	  delay (exponential backoff with full jitter, honouring Retry-After).
+ *	  The providers' registry and the dispatcher's way to them: the table of
+ *	  every kind of provider, and the functions that make a request for a
+ *	  call (or a lookup, or a search), start it through the HTTP engine and
+ *	  hand its answer to the provider's own code.  Each kind lives in its own
+ *	  file and is reached only through its ProviderOps; none calls back here.
+ *
+ *	  A new kind of provider: a file provider_<kind>.c defining a ProviderOps
+ *	  and its header provider_<kind>.h declaring it, a line in provider_kinds
+ *	  below, and the kind in the CHECK constraint of dialer.providers.kind
+ *	  (sql/parts/00_schema.sql).
+ *
+ * Copyright (c) 2026, pg_dialer developers
+ *
+ * src/provider.c
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
-#include "common/pg_prng.h"
+#include "lib/stringinfo.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 
-#include "pg_dialer.h"
-#include "dispatch.h"
+#include "http.h"
+#include "provider.h"
+#include "provider_backend.h"
+#include "provider_twilio.h"
+#include "provider_voice_api.h"
+
+/* dialer_request() relies on it: an HttpRequest is its DialerRequest */
+StaticAssertDecl(offsetof(DialerRequest, http) == 0,
+				 "the HttpRequest must be the first member of a DialerRequest");
+
+/* every kind of provider, by dialer.providers.kind */
+static const ProviderOps *const provider_kinds[] = {
+	&twilio_provider_ops,
+	&backend_provider_ops,
+	&voice_api_provider_ops,
+};
 
 /*
- * Sets up req's first HTTP request for its provider.  False (with *error set)
- * when the call cannot be sent at all: a permanent failure, nothing was sent.
+ * The operations of a kind of provider.  An unknown kind (the table's CHECK
+ * constraint and this list disagree) is an error, never a guess.
  */
-bool
-provider_prepare(DialerRequest *req, char **error)
+const ProviderOps *
+provider_ops_for_kind(const char *kind, const char *provider)
 {
-	switch (req->provider->kind)
+	StringInfoData known;
+	size_t		i;
+
+	for (i = 0; i < lengthof(provider_kinds); i++)
 	{
-		case PROVIDER_TWILIO:
-			return twilio_prepare(req, error);
-		case PROVIDER_BACKEND:
-			return backend_prepare(req, error);
-		case PROVIDER_VOICE_API:
-			return voice_api_prepare(req, error);
+		if (strcmp(provider_kinds[i]->kind, kind) == 0)
+			return provider_kinds[i];
 	}
-	*error = pstrdup("unknown provider kind");
-	return false;
+	initStringInfo(&known);
+	for (i = 0; i < lengthof(provider_kinds); i++)
+		appendStringInfo(&known, "%s%s", i > 0 ? ", " : "", provider_kinds[i]->kind);
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("pg_dialer: provider \"%s\" has kind \"%s\", which this library does not know",
+					provider, kind),
+			 errdetail("The kinds this library knows: %s.", known.data),
+			 errhint("Install the pg_dialer library that matches the extension's schema, or change the provider's kind.")));
+	return NULL;				/* keep compiler quiet */
 }
 
 /*
- * Sets up req as a lookup of its call at the provider (reconciliation).
+ * A new request for call at provider, with its own memory context; the call
+ * is copied in.
+ */
+static DialerRequest *
+new_request(DialerProvider *provider, ClaimedCall *call)
+{
+	DialerRequest *req = dialer_request(http_new_request(sizeof(DialerRequest)));
+	MemoryContext old = MemoryContextSwitchTo(req->http.cxt);
+
+	req->provider = provider;
+	req->call.id = call->id;
+	req->call.attempt = call->attempt;
+#define COPY(f) req->call.f = call->f ? pstrdup(call->f) : NULL
+	COPY(to_number);
+	COPY(from_number);
+	COPY(mode);
+	COPY(payload);
+	COPY(message);
+	COPY(url);
+	COPY(script);
+	COPY(base_url);
+	COPY(idempotency_key);
+	COPY(campaign);
+	COPY(provider_call_id);
+	COPY(search);
+#undef COPY
+	MemoryContextSwitchTo(old);
+	return req;
+}
+
+/*
+ * Makes and starts the request that places call at provider.  Returns NULL
+ * (with *error set, in the caller's memory context) when the call cannot be
+ * sent at all: a permanent failure, nothing was sent.
+ */
+DialerRequest *
+provider_start_call(DialerProvider *provider, ClaimedCall *call, char **error)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	DialerRequest *req = new_request(provider, call);
+	char	   *why = NULL;
+	bool		ok;
+
+	MemoryContextSwitchTo(req->http.cxt);
+	ok = provider->ops->prepare(req, &why);
+	MemoryContextSwitchTo(caller);
+	if (!ok)
+	{
+		*error = pstrdup(why ? why : "the provider cannot send this call");
+		http_release(&req->http);
+		return NULL;
+	}
+	http_start(&req->http);
+	return req;
+}
+
+/*
+ * Makes and starts a lookup of call at provider (reconciliation by the
+ * provider's call id).
  */
 void
-provider_lookup_prepare(DialerRequest *req)
+provider_start_lookup(DialerProvider *provider, ClaimedCall *call)
 {
+	DialerRequest *req = new_request(provider, call);
+	MemoryContext old = MemoryContextSwitchTo(req->http.cxt);
+
 	req->lookup = true;
-	switch (req->provider->kind)
-	{
-		case PROVIDER_TWILIO:
-			twilio_lookup_prepare(req);
-			break;
-		case PROVIDER_BACKEND:
-			backend_lookup_prepare(req);
-			break;
-		case PROVIDER_VOICE_API:
-			voice_api_lookup_prepare(req);
-			break;
-	}
+	provider->ops->lookup(req);
+	MemoryContextSwitchTo(old);
+	http_start(&req->http);
 }
 
 /*
- * Whether an unknown call without a provider call id can be searched for at this
- * provider by what was sent: Twilio (its Calls list) and backends (by
- * Idempotency-Key, when the backend offers it); the voice API cannot.
+ * Whether an unknown call without a provider call id can be searched for at
+ * this provider by what was sent.
  */
 bool
 provider_can_search(DialerProvider *provider)
 {
-	return provider->kind == PROVIDER_TWILIO || provider->kind == PROVIDER_BACKEND;
+	return provider->ops->search != NULL;
 }
 
 /*
- * Sets up req as a search for its call by what was sent (req->call.search, from
- * dialer.claim_searches).  Only for providers where provider_can_search().
+ * Makes and starts a search for call at provider by what was sent
+ * (call->search, from dialer.claim_searches).  Only where
+ * provider_can_search().
  */
 void
-provider_search_prepare(DialerRequest *req)
+provider_start_search(DialerProvider *provider, ClaimedCall *call)
 {
+	DialerRequest *req = new_request(provider, call);
+	MemoryContext old = MemoryContextSwitchTo(req->http.cxt);
+
+	Assert(provider_can_search(provider));
 	req->lookup = true;
-	if (req->provider->kind == PROVIDER_TWILIO)
-		twilio_search_prepare(req);
-	else
-		backend_search_prepare(req);
+	provider->ops->search(req);
+	MemoryContextSwitchTo(old);
+	http_start(&req->http);
 }
 
 /*
- * Interprets a finished HTTP request for its provider.
+ * Interprets a finished request for its provider: fills in out, or sets up
+ * the request's next phase (VERDICT_NEXT_PHASE; provider_continue sends it).
  */
 ProviderVerdict
-provider_finish(DialerRequest *req, CURLcode result, long http_status, DialerOutcome *out)
+provider_finish(DialerRequest *req, DialerOutcome *out)
 {
 	out->call_id = req->call.id;
 	out->attempt = req->call.attempt;
-	out->http_status = (int) http_status;
+	out->http_status = (int) req->http.status;
 	out->responded_at = GetCurrentTimestamp();
-	switch (req->provider->kind)
-	{
-		case PROVIDER_TWILIO:
-			return twilio_finish(req, result, http_status, out);
-		case PROVIDER_BACKEND:
-			return backend_finish(req, result, http_status, out);
-		case PROVIDER_VOICE_API:
-			return voice_api_finish(req, result, http_status, out);
-	}
-	return VERDICT_DONE;
+	return req->provider->ops->finish(req, out);
 }
 
 /*
- * A 2xx answer of a JSON provider (backend, voice API): the call is placed; its
- * id is the answer's call_id (or id).  An answer without a readable id still
- * means the provider took the call, so it is accepted, with a note.
+ * Sends the next phase a provider set up in provider_finish.
  */
 void
-outcome_accepted_with_id(DialerRequest *req, DialerOutcome *out)
+provider_continue(DialerRequest *req)
 {
-	bool		valid;
-
-	out->outcome = "accepted";
-	out->provider_call_id = json_get_string(req->response.data, "call_id", &valid);
-	if (out->provider_call_id == NULL && valid)
-		out->provider_call_id = json_get_string(req->response.data, "id", &valid);
-	if (out->provider_call_id == NULL)
-	{
-		out->error_code = pstrdup("unreadable_response");
-		out->error_message = psprintf("provider %s accepted the call without a readable call_id",
-									  req->provider->name);
-	}
+	http_start(&req->http);
 }
 
 /*
- * Full-jitter exponential backoff: a random delay up to
- * min(dialer.retry_max_delay, dialer.retry_base_delay * 2^(attempt-1)), and
- * never less than the provider's Retry-After.
+ * Whether a request to provider whose answer was lost may be sent again.
  */
-static int
-retry_delay_ms(int attempt, int retry_after_s)
+bool
+provider_resend_safe(DialerProvider *provider)
 {
-	double		cap = (double) dialer_retry_base_delay_ms;
-	int			delay;
-	int			i;
-
-	for (i = 1; i < attempt && cap < dialer_retry_max_delay_ms; i++)
-		cap *= 2;
-	cap = Min(cap, (double) dialer_retry_max_delay_ms);
-	delay = (int) (pg_prng_double(&pg_global_prng_state) * cap);
-	if (retry_after_s >= 0)
-		delay = Max(delay, retry_after_s * 1000);
-	return delay;
+	return provider->ops->resend_safe;
 }
 
 /*
- * The outcome of a request that did not succeed, by what happened:
- *	- nothing was sent (connection refused, DNS, TLS handshake): retry;
- *	- no answer after sending (timeout, reset, empty reply, or a dead reused
- *	  connection whose silent re-send http.c stopped): retry when sending
- *	  again is safe (resend_safe: the provider dedupes by Idempotency-Key), else
- *	  unknown, since the provider may have placed the call;
- *	- HTTP 408, 425, 429 and 5xx: retry after the backoff or Retry-After;
- *	- any other HTTP status: a permanent failure.
- * The provider fills in its own error code and message afterwards when its
- * answer has them.
+ * Frees a finished or abandoned request.
  */
 void
-outcome_from_http(DialerRequest *req, CURLcode result, long http_status,
-				  bool resend_safe, DialerOutcome *out)
+provider_release(DialerRequest *req)
 {
-	if (result != CURLE_OK && !(req->too_large && http_status > 0))
-	{
-		long		request_size = 0;
-		bool		unsent;
-
-		/* nothing was written to the wire: sending again cannot place a second call */
-		curl_easy_getinfo(req->easy, CURLINFO_REQUEST_SIZE, &request_size);
-		unsent = !req->resend_refused &&
-			(http_transport_error_before_send(result) || request_size == 0);
-
-		out->http_status = 0;
-		out->error_code = pstrdup(unsent ? "connect_failed" :
-								  result == CURLE_OPERATION_TIMEDOUT ? "timeout" : "transport_error");
-		if (req->resend_refused)
-			out->error_message = psprintf("request to provider %s was sent on a reused connection that closed before any answer (%s): the answer was lost",
-										  req->provider->name,
-										  req->errbuf[0] ? req->errbuf : "connection closed");
-		else if (result == CURLE_OPERATION_TIMEDOUT && unsent)
-			out->error_message = psprintf("could not connect to provider %s within %d ms",
-										  req->provider->name, dialer_connect_timeout_ms);
-		else if (result == CURLE_OPERATION_TIMEDOUT)
-			out->error_message = psprintf("no answer from provider %s within %d ms",
-										  req->provider->name, dialer_request_timeout_ms);
-		else
-			out->error_message = psprintf("request to provider %s failed: %s",
-										  req->provider->name,
-										  req->errbuf[0] ? req->errbuf : curl_easy_strerror(result));
-		if (unsent || resend_safe)
-		{
-			out->outcome = "retry";
-			out->delay_ms = retry_delay_ms(req->call.attempt, -1);
-		}
-		else
-		{
-			out->outcome = "unknown";
-			out->error_message = psprintf("%s; the provider may have placed the call, so it is not re-sent",
-										  out->error_message);
-		}
-		return;
-	}
-
-	out->error_code = psprintf("http_%ld", http_status);
-	if (req->too_large)
-		out->error_message = psprintf("provider %s answered HTTP %ld with a body over dialer.max_response_size",
-									  req->provider->name, http_status);
-	else
-		out->error_message = psprintf("provider %s answered HTTP %ld", req->provider->name, http_status);
-
-	if (http_status == 408 || http_status == 425 || http_status == 429 || http_status >= 500)
-	{
-		out->outcome = "retry";
-		out->delay_ms = retry_delay_ms(req->call.attempt, req->retry_after_s);
-	}
-	else
-		out->outcome = "failed";
+	http_release(&req->http);
 }

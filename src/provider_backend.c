@@ -6,6 +6,12 @@
  *	  call with the script it returns.  JSON bodies, an optional bearer token,
  *	  and an Idempotency-Key that is the same for every retry of a call's run,
  *	  so the backend can drop a duplicate and a lost answer can be retried.
+ *	  Reconciliation reads GET /call/{call_id}, or searches by the
+ *	  Idempotency-Key.
+ *
+ * Copyright (c) 2026, pg_dialer developers
+ *
+ * src/provider_backend.c
  *
  *-------------------------------------------------------------------------
  */
@@ -16,8 +22,11 @@
 #include "lib/stringinfo.h"
 #include "utils/json.h"
 
-#include "pg_dialer.h"
-#include "dispatch.h"
+#include "call_outcome.h"
+#include "http.h"
+#include "json_read.h"
+#include "provider.h"
+#include "provider_backend.h"
 
 /*
  * The host of an http(s) URL, lower-cased, or NULL when url is not http(s).
@@ -108,15 +117,18 @@ backend_request(DialerRequest *req, const char *base, const char *path, const ch
 	appendStringInfo(&body, ", \"mode\": \"%s\", \"metadata\": %s}",
 					 c->mode ? c->mode : "DIRECT", c->payload ? c->payload : "{}");
 
-	http_prepare(req, psprintf("%s%s", base, path));
-	if (p->bearer_token)
-		http_add_header(req, "Authorization: Bearer %s", p->bearer_token);
-	http_add_header(req, "Idempotency-Key: %s%s", c->idempotency_key, script ? "" : "-brief");
-	http_add_header(req, "X-Dialer-Call-Id: " INT64_FORMAT, c->id);
-	http_set_body(req, body.data, "application/json");
+	http_prepare(&req->http, psprintf("%s%s", base, path));
+	http_set_bearer_auth(&req->http, p->bearer_token);
+	http_add_header(&req->http, "Idempotency-Key: %s%s", c->idempotency_key, script ? "" : "-brief");
+	http_add_header(&req->http, "X-Dialer-Call-Id: " INT64_FORMAT, c->id);
+	http_set_body(&req->http, body.data, "application/json");
 }
 
-bool
+/*
+ * The call's first request: /call/brief for BRIEF_START, else /call/start with
+ * the ready script.
+ */
+static bool
 backend_prepare(DialerRequest *req, char **error)
 {
 	ClaimedCall *c = &req->call;
@@ -124,8 +136,9 @@ backend_prepare(DialerRequest *req, char **error)
 
 	if (base == NULL)
 		return false;
-	/* keep the base URL for the second phase: the provider may be reloaded meanwhile */
-	req->call.base_url = MemoryContextStrdup(req->cxt, base);
+
+	/* the second phase keeps this base URL: the provider may be reloaded */
+	req->call.base_url = MemoryContextStrdup(req->http.cxt, base);
 	if (c->mode && strcmp(c->mode, "BRIEF_START") == 0)
 	{
 		req->phase = 0;
@@ -145,11 +158,14 @@ backend_prepare(DialerRequest *req, char **error)
 /*
  * GET {base_url}/call/{call_id}: the backend's record of the call.
  */
-void
-backend_lookup_prepare(DialerRequest *req)
+static void
+backend_lookup(DialerRequest *req)
 {
 	DialerProvider *p = req->provider;
-	http_prepare_lookup(req, psprintf("%s/call", p->base_url), p->bearer_token);
+
+	http_prepare_get(&req->http, psprintf("%s/call/%s", p->base_url,
+										  http_escape(req->call.provider_call_id)));
+	http_set_bearer_auth(&req->http, p->bearer_token);
 }
 
 /*
@@ -158,18 +174,16 @@ backend_lookup_prepare(DialerRequest *req)
  * ...}]}, for an unknown call without a call id.  This lookup is optional in the
  * backend contract: any answer but a 2xx with a calls list leaves the call unknown.
  */
-void
-backend_search_prepare(DialerRequest *req)
+static void
+backend_search(DialerRequest *req)
 {
 	DialerProvider *p = req->provider;
 	bool		valid;
 	char	   *key = json_get_string(req->call.search, "idempotency_key", &valid);
-	char	   *k = curl_easy_escape(NULL, key ? key : "", 0);
 
-	http_prepare_get(req, psprintf("%s/call?idempotency_key=%s", p->base_url, k));
-	curl_free(k);
-	if (p->bearer_token)
-		http_add_header(req, "Authorization: Bearer %s", p->bearer_token);
+	http_prepare_get(&req->http, psprintf("%s/call?idempotency_key=%s", p->base_url,
+										  http_escape(key)));
+	http_set_bearer_auth(&req->http, p->bearer_token);
 }
 
 /*
@@ -177,16 +191,17 @@ backend_search_prepare(DialerRequest *req)
  * start's 2xx answer carries the backend's call id.  A lost answer is retried
  * (the Idempotency-Key makes that safe).
  */
-ProviderVerdict
-backend_finish(DialerRequest *req, CURLcode result, long http_status, DialerOutcome *out)
+static ProviderVerdict
+backend_finish(DialerRequest *req, DialerOutcome *out)
 {
+	HttpRequest *http = &req->http;
 	bool		valid;
 
-	if ((result == CURLE_OK || req->too_large) && http_status >= 200 && http_status < 300)
+	if (outcome_is_2xx(http))
 	{
 		if (req->phase == 0)
 		{
-			char	   *script = json_get_string(req->response.data, "script", &valid);
+			char	   *script = json_get_string(http->response.data, "script", &valid);
 
 			if (script == NULL || script[0] == '\0')
 			{
@@ -195,23 +210,37 @@ backend_finish(DialerRequest *req, CURLcode result, long http_status, DialerOutc
 				out->error_message = psprintf("provider %s answered /call/brief without a script", req->provider->name);
 				return VERDICT_DONE;
 			}
-			script = MemoryContextStrdup(req->cxt, script);
+			script = MemoryContextStrdup(http->cxt, script);
 			req->phase = 1;
 			backend_request(req, req->call.base_url, "/call/start", script);
 			return VERDICT_NEXT_PHASE;
 		}
-		outcome_accepted_with_id(req, out);
+		outcome_accepted_with_id(http, req->provider->name, out);
 		return VERDICT_DONE;
 	}
-	outcome_from_http(req, result, http_status, true, out);
-	if (http_status > 0 && !req->too_large)
+	outcome_from_http(http, req->provider->name, req->call.attempt,
+					  backend_provider_ops.resend_safe, out);
+	if (http->status > 0 && !http->too_large)
 	{
-		char	   *msg = json_get_string(req->response.data, "error", &valid);
+		char	   *msg = json_get_string(http->response.data, "error", &valid);
 
 		if (msg == NULL && valid)
-			msg = json_get_string(req->response.data, "message", &valid);
+			msg = json_get_string(http->response.data, "message", &valid);
 		if (msg)
-			out->error_message = psprintf("provider %s answered HTTP %ld: %s", req->provider->name, http_status, msg);
+			out->error_message = psprintf("provider %s answered HTTP %ld: %s", req->provider->name, http->status, msg);
 	}
 	return VERDICT_DONE;
 }
+
+/*
+ * Every request carries the Idempotency-Key of the call's run: a request whose
+ * answer was lost may be sent again.
+ */
+const ProviderOps backend_provider_ops = {
+	.kind = "backend",
+	.resend_safe = true,
+	.prepare = backend_prepare,
+	.finish = backend_finish,
+	.lookup = backend_lookup,
+	.search = backend_search,
+};

@@ -5,6 +5,12 @@
  *	  form-encoded, HTTP Basic with the account SID and auth token (or an API
  *	  key SID and secret).  Twilio has no idempotency key, so a request whose
  *	  answer was lost is never re-sent: the call becomes unknown.
+ *	  Reconciliation reads the call resource by sid, or searches Twilio's
+ *	  Calls list by what was sent.
+ *
+ * Copyright (c) 2026, pg_dialer developers
+ *
+ * src/provider_twilio.c
  *
  *-------------------------------------------------------------------------
  */
@@ -12,8 +18,11 @@
 
 #include "lib/stringinfo.h"
 
-#include "pg_dialer.h"
-#include "dispatch.h"
+#include "call_outcome.h"
+#include "http.h"
+#include "json_read.h"
+#include "provider.h"
+#include "provider_twilio.h"
 
 #define TWIML_MAX_LEN 4000
 
@@ -21,16 +30,32 @@
 static void
 append_form(StringInfo buf, const char *name, const char *value)
 {
-	char	   *v = curl_easy_escape(NULL, value, 0);
-
-	if (v == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("pg_dialer could not encode a form field")));
 	if (buf->len > 0)
 		appendStringInfoChar(buf, '&');
-	appendStringInfo(buf, "%s=%s", name, v);
-	curl_free(v);
+	appendStringInfo(buf, "%s=%s", name, http_escape(value));
+}
+
+/*
+ * HTTP Basic authentication: the API key SID and secret when the provider has
+ * both, else the account SID and auth token.
+ */
+static void
+twilio_set_auth(DialerRequest *req)
+{
+	DialerProvider *p = req->provider;
+
+	if (p->api_key_sid && p->api_key_secret)
+		http_set_basic_auth(&req->http, p->api_key_sid, p->api_key_secret);
+	else if (p->account_sid && p->auth_token)
+		http_set_basic_auth(&req->http, p->account_sid, p->auth_token);
+}
+
+/* {base_url}/2010-04-01/Accounts/{AccountSid}: every request's prefix. */
+static char *
+account_url(DialerProvider *p)
+{
+	return psprintf("%s/2010-04-01/Accounts/%s", p->base_url,
+					http_escape(p->account_sid));
 }
 
 /* Appends s with the five XML special characters escaped. */
@@ -67,15 +92,13 @@ append_xml_escaped(StringInfo buf, const char *s)
  * payload.url as Url; else payload.message spoken through Twiml; else the
  * provider's twiml_url.
  */
-bool
+static bool
 twilio_prepare(DialerRequest *req, char **error)
 {
 	DialerProvider *p = req->provider;
 	ClaimedCall *c = &req->call;
 	const char *from = c->from_number ? c->from_number : p->from_number;
-	StringInfoData url;
 	StringInfoData body;
-	char	   *sid;
 
 	if (from == NULL)
 	{
@@ -119,14 +142,14 @@ twilio_prepare(DialerRequest *req, char **error)
 	if (p->status_callback_url)
 	{
 		/*
-		 * The call id rides in the query string (the proxy passes it on), unless
-		 * the provider posts straight to PostgREST, which refuses a query string:
-		 * its callbacks are then matched by CallSid.
+		 * The call id rides in the query string (the proxy passes it on),
+		 * unless the provider posts straight to PostgREST, which refuses a
+		 * query string: its callbacks are then matched by CallSid.
 		 */
 		char	   *cb = p->status_callback_call_id ?
-			psprintf("%s%scall_id=" INT64_FORMAT, p->status_callback_url,
-					 strchr(p->status_callback_url, '?') ? "&" : "?", c->id) :
-			pstrdup(p->status_callback_url);
+		psprintf("%s%scall_id=" INT64_FORMAT, p->status_callback_url,
+				 strchr(p->status_callback_url, '?') ? "&" : "?", c->id) :
+		pstrdup(p->status_callback_url);
 
 		append_form(&body, "StatusCallback", cb);
 		append_form(&body, "StatusCallbackMethod", "POST");
@@ -140,24 +163,10 @@ twilio_prepare(DialerRequest *req, char **error)
 	if (p->machine_detection)
 		append_form(&body, "MachineDetection", p->machine_detection);
 
-	sid = curl_easy_escape(NULL, p->account_sid, 0);
-	initStringInfo(&url);
-	appendStringInfo(&url, "%s/2010-04-01/Accounts/%s/Calls.json", p->base_url, sid);
-	curl_free(sid);
-
-	http_prepare(req, url.data);
-	if (p->api_key_sid && p->api_key_secret)
-	{
-		curl_easy_setopt(req->easy, CURLOPT_USERNAME, p->api_key_sid);
-		curl_easy_setopt(req->easy, CURLOPT_PASSWORD, p->api_key_secret);
-	}
-	else
-	{
-		curl_easy_setopt(req->easy, CURLOPT_USERNAME, p->account_sid);
-		curl_easy_setopt(req->easy, CURLOPT_PASSWORD, p->auth_token);
-	}
-	http_add_header(req, "X-Dialer-Call-Id: " INT64_FORMAT, c->id);
-	http_set_body(req, body.data, "application/x-www-form-urlencoded");
+	http_prepare(&req->http, psprintf("%s/Calls.json", account_url(p)));
+	twilio_set_auth(req);
+	http_add_header(&req->http, "X-Dialer-Call-Id: " INT64_FORMAT, c->id);
+	http_set_body(&req->http, body.data, "application/x-www-form-urlencoded");
 	return true;
 }
 
@@ -165,77 +174,43 @@ twilio_prepare(DialerRequest *req, char **error)
  * GET {base_url}/2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}.json: the
  * call resource, with its current status, duration and answered_by.
  */
-void
-twilio_lookup_prepare(DialerRequest *req)
+static void
+twilio_lookup(DialerRequest *req)
 {
-	DialerProvider *p = req->provider;
-	char	   *sid = curl_easy_escape(NULL, p->account_sid ? p->account_sid : "", 0);
-	char	   *call = curl_easy_escape(NULL, req->call.provider_call_id, 0);
-
-	http_prepare_get(req, psprintf("%s/2010-04-01/Accounts/%s/Calls/%s.json", p->base_url, sid, call));
-	curl_free(sid);
-	curl_free(call);
-	if (p->api_key_sid && p->api_key_secret)
-	{
-		curl_easy_setopt(req->easy, CURLOPT_USERNAME, p->api_key_sid);
-		curl_easy_setopt(req->easy, CURLOPT_PASSWORD, p->api_key_secret);
-	}
-	else if (p->account_sid && p->auth_token)
-	{
-		curl_easy_setopt(req->easy, CURLOPT_USERNAME, p->account_sid);
-		curl_easy_setopt(req->easy, CURLOPT_PASSWORD, p->auth_token);
-	}
+	http_prepare_get(&req->http, psprintf("%s/Calls/%s.json", account_url(req->provider),
+										  http_escape(req->call.provider_call_id)));
+	twilio_set_auth(req);
 }
 
 /* Appends &name=value to a query string, URL-encoded (the name too: "StartTime>"). */
 static void
 append_query(StringInfo buf, const char *name, const char *value)
 {
-	char	   *n = curl_easy_escape(NULL, name, 0);
-	char	   *v = curl_easy_escape(NULL, value ? value : "", 0);
-
-	if (n == NULL || v == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("pg_dialer could not encode a query parameter")));
-	appendStringInfo(buf, "%c%s=%s", strchr(buf->data, '?') ? '&' : '?', n, v);
-	curl_free(n);
-	curl_free(v);
+	appendStringInfo(buf, "%c%s=%s", strchr(buf->data, '?') ? '&' : '?',
+					 http_escape(name), http_escape(value));
 }
 
 /*
  * GET {base_url}/2010-04-01/Accounts/{AccountSid}/Calls.json?To=..&From=..
- * &StartTime>=..&PageSize=50: Twilio's calls made to To from From that started at
- * or after the claim of the call's last attempt, newest first (the search for an
- * unknown call without a sid; dialer.apply_search picks the record).
+ * &StartTime>=..&PageSize=50: Twilio's calls made to To from From that started
+ * at or after the claim of the call's last attempt, newest first (the search
+ * for an unknown call without a sid; dialer.apply_search picks the record).
  */
-void
-twilio_search_prepare(DialerRequest *req)
+static void
+twilio_search(DialerRequest *req)
 {
-	DialerProvider *p = req->provider;
 	const char *search = req->call.search;
-	char	   *sid = curl_easy_escape(NULL, p->account_sid ? p->account_sid : "", 0);
 	bool		valid;
 	StringInfoData url;
 
 	initStringInfo(&url);
-	appendStringInfo(&url, "%s/2010-04-01/Accounts/%s/Calls.json", p->base_url, sid);
-	curl_free(sid);
+	appendStringInfo(&url, "%s/Calls.json", account_url(req->provider));
 	append_query(&url, "To", json_get_string(search, "to", &valid));
 	append_query(&url, "From", json_get_string(search, "from", &valid));
 	append_query(&url, "StartTime>", json_get_string(search, "after", &valid));
 	append_query(&url, "PageSize", "50");
-	http_prepare_get(req, url.data);
-	if (p->api_key_sid && p->api_key_secret)
-	{
-		curl_easy_setopt(req->easy, CURLOPT_USERNAME, p->api_key_sid);
-		curl_easy_setopt(req->easy, CURLOPT_PASSWORD, p->api_key_secret);
-	}
-	else if (p->account_sid && p->auth_token)
-	{
-		curl_easy_setopt(req->easy, CURLOPT_USERNAME, p->account_sid);
-		curl_easy_setopt(req->easy, CURLOPT_PASSWORD, p->auth_token);
-	}
+	http_prepare_get(&req->http, url.data);
+	twilio_set_auth(req);
 }
 
 /*
@@ -243,35 +218,50 @@ twilio_search_prepare(DialerRequest *req)
  * still means Twilio created the call: accepted without a sid, never re-sent).
  * Otherwise Twilio's error JSON (code, message, more_info) goes on the attempt.
  */
-ProviderVerdict
-twilio_finish(DialerRequest *req, CURLcode result, long http_status, DialerOutcome *out)
+static ProviderVerdict
+twilio_finish(DialerRequest *req, DialerOutcome *out)
 {
+	HttpRequest *http = &req->http;
 	bool		valid;
 
-	if (http_status >= 200 && http_status < 300 && (result == CURLE_OK || req->too_large))
+	if (outcome_is_2xx(http))
 	{
 		out->outcome = "accepted";
-		out->provider_call_id = req->too_large ? NULL : json_get_string(req->response.data, "sid", &valid);
+		out->provider_call_id = http->too_large ? NULL : json_get_string(http->response.data, "sid", &valid);
 		if (out->provider_call_id == NULL)
 		{
 			out->error_code = pstrdup("unreadable_response");
-			out->error_message = psprintf("Twilio answered HTTP %ld without a readable call sid", http_status);
+			out->error_message = psprintf("Twilio answered HTTP %ld without a readable call sid", http->status);
 		}
 		return VERDICT_DONE;
 	}
 
-	outcome_from_http(req, result, http_status, false, out);
-	if (http_status > 0 && !req->too_large)
+	outcome_from_http(http, req->provider->name, req->call.attempt,
+					  twilio_provider_ops.resend_safe, out);
+	if (http->status > 0 && !http->too_large)
 	{
-		char	   *code = json_get_string(req->response.data, "code", &valid);
-		char	   *message = valid ? json_get_string(req->response.data, "message", &valid) : NULL;
+		char	   *code = json_get_string(http->response.data, "code", &valid);
+		char	   *message = valid ? json_get_string(http->response.data, "message", &valid) : NULL;
 
 		if (code)
 			out->error_code = code;
 		if (message)
 			out->error_message = psprintf("Twilio error %s: %s", code ? code : "?", message);
 		if (valid)
-			out->more_info = json_get_string(req->response.data, "more_info", &valid);
+			out->more_info = json_get_string(http->response.data, "more_info", &valid);
 	}
 	return VERDICT_DONE;
 }
+
+/*
+ * Twilio has no idempotency key: a request whose answer was lost is never
+ * sent again.
+ */
+const ProviderOps twilio_provider_ops = {
+	.kind = "twilio",
+	.resend_safe = false,
+	.prepare = twilio_prepare,
+	.finish = twilio_finish,
+	.lookup = twilio_lookup,
+	.search = twilio_search,
+};

@@ -4,6 +4,11 @@
  *	  A generic voice API: POST {base_url}/calls with
  *	  {phone_number, message, metadata: {call_id, ...}} and a bearer key; the
  *	  answer's call_id is stored.  An Idempotency-Key is sent as for backends.
+ *	  Reconciliation reads GET /calls/{call_id}; there is no search.
+ *
+ * Copyright (c) 2026, pg_dialer developers
+ *
+ * src/provider_voice_api.c
  *
  *-------------------------------------------------------------------------
  */
@@ -12,10 +17,15 @@
 #include "lib/stringinfo.h"
 #include "utils/json.h"
 
-#include "pg_dialer.h"
-#include "dispatch.h"
+#include "call_outcome.h"
+#include "http.h"
+#include "provider.h"
+#include "provider_voice_api.h"
 
-bool
+/*
+ * POST {base_url}/calls with the message to speak and the call's metadata.
+ */
+static bool
 voice_api_prepare(DialerRequest *req, char **error)
 {
 	DialerProvider *p = req->provider;
@@ -46,33 +56,49 @@ voice_api_prepare(DialerRequest *req, char **error)
 	}
 	appendStringInfo(&body, ", \"payload\": %s}}", c->payload ? c->payload : "{}");
 
-	http_prepare(req, psprintf("%s/calls", p->base_url));
-	if (p->bearer_token)
-		http_add_header(req, "Authorization: Bearer %s", p->bearer_token);
-	http_add_header(req, "Idempotency-Key: %s", c->idempotency_key);
-	http_add_header(req, "X-Dialer-Call-Id: " INT64_FORMAT, c->id);
-	http_set_body(req, body.data, "application/json");
+	http_prepare(&req->http, psprintf("%s/calls", p->base_url));
+	http_set_bearer_auth(&req->http, p->bearer_token);
+	http_add_header(&req->http, "Idempotency-Key: %s", c->idempotency_key);
+	http_add_header(&req->http, "X-Dialer-Call-Id: " INT64_FORMAT, c->id);
+	http_set_body(&req->http, body.data, "application/json");
 	return true;
 }
 
 /*
  * GET {base_url}/calls/{call_id}: the voice API's record of the call.
  */
-void
-voice_api_lookup_prepare(DialerRequest *req)
+static void
+voice_api_lookup(DialerRequest *req)
 {
 	DialerProvider *p = req->provider;
-	http_prepare_lookup(req, psprintf("%s/calls", p->base_url), p->bearer_token);
+
+	http_prepare_get(&req->http, psprintf("%s/calls/%s", p->base_url,
+										  http_escape(req->call.provider_call_id)));
+	http_set_bearer_auth(&req->http, p->bearer_token);
 }
 
-ProviderVerdict
-voice_api_finish(DialerRequest *req, CURLcode result, long http_status, DialerOutcome *out)
+/*
+ * A 2xx answer carries the voice API's call id; anything else follows the
+ * shared outcome rules (a lost answer is retried: the Idempotency-Key makes
+ * that safe).
+ */
+static ProviderVerdict
+voice_api_finish(DialerRequest *req, DialerOutcome *out)
 {
-	if ((result == CURLE_OK || req->too_large) && http_status >= 200 && http_status < 300)
-	{
-		outcome_accepted_with_id(req, out);
-		return VERDICT_DONE;
-	}
-	outcome_from_http(req, result, http_status, true, out);
+	if (outcome_is_2xx(&req->http))
+		outcome_accepted_with_id(&req->http, req->provider->name, out);
+	else
+		outcome_from_http(&req->http, req->provider->name, req->call.attempt,
+						  voice_api_provider_ops.resend_safe, out);
 	return VERDICT_DONE;
 }
+
+/* The voice API cannot be searched by what was sent: no search operation. */
+const ProviderOps voice_api_provider_ops = {
+	.kind = "voice_api",
+	.resend_safe = true,
+	.prepare = voice_api_prepare,
+	.finish = voice_api_finish,
+	.lookup = voice_api_lookup,
+	.search = NULL,
+};

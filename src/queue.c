@@ -5,6 +5,10 @@
  *	  function runs one short transaction of its own through SPI, with
  *	  parameters; no transaction is ever open while a request is in flight.
  *
+ * Copyright (c) 2026, pg_dialer developers
+ *
+ * src/queue.c
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -28,8 +32,9 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
-#include "pg_dialer.h"
-#include "dispatch.h"
+#include "provider.h"
+#include "queue.h"
+#include "settings.h"
 
 /*
  * Opens a transaction with a snapshot and an SPI connection; returns the
@@ -233,6 +238,7 @@ queue_load_providers(List *known)
 		char	   *kind = SPI_getvalue(tup, desc, 2);
 		char	   *hosts;
 		bool		isnull;
+		const ProviderOps *ops = provider_ops_for_kind(kind, name);
 		DialerProvider *p = find_provider(known, name);
 		MemoryContext old;
 
@@ -247,8 +253,7 @@ queue_load_providers(List *known)
 			MemoryContextSwitchTo(old);
 		}
 		p->seen = true;
-		p->kind = strcmp(kind, "twilio") == 0 ? PROVIDER_TWILIO :
-			strcmp(kind, "backend") == 0 ? PROVIDER_BACKEND : PROVIDER_VOICE_API;
+		p->ops = ops;
 		set_string(&p->base_url, spi_text(tup, desc, 3, top));
 		set_string(&p->account_sid, spi_text(tup, desc, 4, top));
 		set_string(&p->auth_token, spi_text(tup, desc, 5, top));
@@ -300,7 +305,7 @@ queue_claim(DialerProvider *provider, int max_calls, int *capacity)
 	uint64		i;
 	int			n;
 
-	/* calls in progress count against max_concurrency until their final status */
+	/* calls in progress count against max_concurrency until they end */
 	if (provider->max_concurrency > 0)
 	{
 		cap_values[0] = CStringGetTextDatum(provider->name);
@@ -425,9 +430,9 @@ queue_store(DialerOutcome *outcomes, int n)
 	Datum	   *cols[10];
 	bool	   *nulls[10];
 	Oid			elem_types[10] = {INT8OID, INT4OID, TEXTOID, INT4OID, TEXTOID, TEXTOID,
-		TEXTOID, TEXTOID, INT4OID, TIMESTAMPTZOID};
+	TEXTOID, TEXTOID, INT4OID, TIMESTAMPTZOID};
 	Oid			arg_types[10] = {INT8ARRAYOID, INT4ARRAYOID, TEXTARRAYOID, INT4ARRAYOID,
-		TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, INT4ARRAYOID, TIMESTAMPTZARRAYOID};
+	TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, INT4ARRAYOID, TIMESTAMPTZARRAYOID};
 	Datum		args[10];
 	int			c,
 				i;

@@ -4,6 +4,10 @@
  *	  The dialer.* configuration settings, with checks that reject a bad value
  *	  when it is set instead of when the worker first needs it.
  *
+ * Copyright (c) 2026, pg_dialer developers
+ *
+ * src/settings.c
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -14,7 +18,7 @@
 #include "utils/guc.h"
 #include "utils/varlena.h"
 
-#include "pg_dialer.h"
+#include "settings.h"
 
 char	   *dialer_database = NULL;
 char	   *dialer_databases = NULL;
@@ -48,7 +52,8 @@ static const struct config_enum_entry standby_wait_options[] = {
  * dialer.databases: * alone, or a list of database names.
  */
 static bool
-check_database_list(char **newval, void **extra, GucSource source)
+check_database_list(char **newval, void **extra pg_attribute_unused(),
+					GucSource source pg_attribute_unused())
 {
 	char	   *raw;
 	List	   *names;
@@ -84,7 +89,8 @@ check_database_list(char **newval, void **extra, GucSource source)
  * A time of day written HH:MM (00:00 to 24:00).
  */
 static bool
-check_time_of_day(char **newval, void **extra, GucSource source)
+check_time_of_day(char **newval, void **extra pg_attribute_unused(),
+				  GucSource source pg_attribute_unused())
 {
 	const char *s = *newval;
 	int			h,
@@ -111,7 +117,8 @@ check_time_of_day(char **newval, void **extra, GucSource source)
  * A time zone PostgreSQL can load.
  */
 static bool
-check_timezone_name(char **newval, void **extra, GucSource source)
+check_timezone_name(char **newval, void **extra pg_attribute_unused(),
+					GucSource source pg_attribute_unused())
 {
 	pg_tz	   *tz;
 
@@ -134,7 +141,8 @@ check_timezone_name(char **newval, void **extra, GucSource source)
  * A comma-separated list of E.164 numbers (spaces allowed around commas), or empty.
  */
 static bool
-check_number_list(char **newval, void **extra, GucSource source)
+check_number_list(char **newval, void **extra pg_attribute_unused(),
+				  GucSource source pg_attribute_unused())
 {
 	const char *p = *newval;
 

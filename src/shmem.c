@@ -5,6 +5,10 @@
  *	  dialer.worker_status() and dialer.provider_status() report, and how a
  *	  committing transaction finds its database's worker latch to wake it.
  *
+ * Copyright (c) 2026, pg_dialer developers
+ *
+ * src/shmem.c
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -22,7 +26,8 @@
 #include "utils/pg_lsn.h"
 #include "utils/timestamp.h"
 
-#include "pg_dialer.h"
+#include "settings.h"
+#include "shmem.h"
 
 DialerControl *dialer_control = NULL;
 
@@ -162,7 +167,7 @@ wake_worker_now(void)
  * has committed (its rows are visible by then), forget the wish on abort.
  */
 static void
-dialer_xact_callback(XactEvent event, void *arg)
+dialer_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 {
 	switch (event)
 	{

@@ -13,6 +13,10 @@
  *
  *	  No function here ever reports a key or a message in an error.
  *
+ * Copyright (c) 2026, pg_dialer developers
+ *
+ * src/webhook_signature.c
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -27,7 +31,7 @@
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 
-#include "pg_dialer.h"
+#include "webhook_signature.h"
 
 PG_FUNCTION_INFO_V1(dialer_hmac);
 PG_FUNCTION_INFO_V1(dialer_base64_encode);
@@ -55,7 +59,7 @@ static const HmacAlgorithm hmac_algorithms[] = {
 static const HmacAlgorithm *
 lookup_algorithm(const char *name)
 {
-	for (int i = 0; i < lengthof(hmac_algorithms); i++)
+	for (size_t i = 0; i < lengthof(hmac_algorithms); i++)
 	{
 		if (pg_strcasecmp(name, hmac_algorithms[i].name) == 0)
 			return &hmac_algorithms[i];
@@ -131,7 +135,7 @@ dialer_base64_encode(PG_FUNCTION_ARGS)
 	int			len;
 	text	   *result;
 
-	if (srclen > (MaxAllocSize - VARHDRSZ) / 4 * 3 - 3)
+	if (srclen > (int) ((MaxAllocSize - VARHDRSZ) / 4 * 3 - 3))
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("value too large to encode in base64")));
@@ -280,7 +284,7 @@ dialer_twilio_signature(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("could not create an HMAC context for sha1")));
 	if (pg_hmac_init(ctx, (const uint8 *) key, keylen) < 0 ||
-		pg_hmac_update(ctx, (const uint8 *) data, data == msg.data ? msg.len : strlen(data)) < 0 ||
+		pg_hmac_update(ctx, (const uint8 *) data, data == msg.data ? (size_t) msg.len : strlen(data)) < 0 ||
 		pg_hmac_final(ctx, digest, sizeof(digest)) < 0)
 	{
 		const char *reason = pg_hmac_error(ctx);

@@ -17,6 +17,14 @@
  *	  runs only on a primary; after a promotion the new primary's worker finds
  *	  the claims that reached it 'dispatching' and makes them 'unknown'.
  *
+ *	  The worker talks to providers through provider.h (which places each
+ *	  call through the HTTP engine and reads its answer), to the tables
+ *	  through queue.h, and drives the HTTP engine's waiting itself.
+ *
+ * Copyright (c) 2026, pg_dialer developers
+ *
+ * src/worker.c
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -28,20 +36,22 @@
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
-#include "replication/slot.h"
-#include "replication/walsender.h"
-#include "replication/walsender_private.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/proc.h"
-#include "storage/procarray.h"
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
-#include "pg_dialer.h"
-#include "dispatch.h"
+#include "call_outcome.h"
+#include "http.h"
+#include "provider.h"
+#include "queue.h"
+#include "settings.h"
+#include "shmem.h"
+#include "standby.h"
+#include "worker.h"
 
 /* set by the SIGTERM handler: finish in-flight requests, then exit */
 static volatile sig_atomic_t shutdown_requested = false;
@@ -84,7 +94,7 @@ handle_sigterm(SIGNAL_ARGS)
  * stays assigned to the database: the launcher decides what comes next).
  */
 static void
-worker_exit(int code, Datum arg)
+worker_exit(int code pg_attribute_unused(), Datum arg pg_attribute_unused())
 {
 	if (dialer_shared == NULL)
 		return;
@@ -207,6 +217,7 @@ note_extension_updated(void)
 	awaited_update_from[0] = '\0';
 }
 
+/* Adds n to one of the published counters, with the requests in flight. */
 static void
 count(uint64 *counter, int n)
 {
@@ -235,11 +246,18 @@ new_outcome(void)
 	return &outcomes[n_outcomes++];
 }
 
+/* Whether outcomes or lookup answers wait to be stored. */
+static bool
+results_waiting(void)
+{
+	return n_outcomes > 0 || lookups != NIL;
+}
+
 /* Stores the waiting outcomes and lookup answers, then frees them. */
 static void
 flush_outcomes(void)
 {
-	if (n_outcomes == 0 && lookups == NIL)
+	if (!results_waiting())
 		return;
 	queue_store(outcomes, n_outcomes);
 	queue_store_lookups(lookups);
@@ -251,59 +269,39 @@ flush_outcomes(void)
 }
 
 /*
- * Records the outcome of a request that ended, counts it, and adjusts its
- * provider's failure streak (a provider that keeps failing is paused, so it
- * cannot hold every slot while others wait).
+ * Keeps the provider's answer to a lookup or search, to be applied by
+ * dialer.apply_reconciliation() or dialer.apply_search() with the next batch.
  */
 static void
-finish_request(DialerRequest *req, CURLcode result, long http_status)
+keep_lookup_answer(DialerRequest *req)
 {
 	MemoryContext old = MemoryContextSwitchTo(outcome_cxt);
-	DialerOutcome *out;
-	DialerProvider *p = req->provider;
-	ProviderVerdict verdict;
+	LookupResult *r = palloc0(sizeof(LookupResult));
 
-	if (req->lookup)
-	{
-		LookupResult *r = palloc0(sizeof(LookupResult));
-
-		r->call_id = req->call.id;
-		if (req->call.search)
-			r->search = pstrdup(req->call.search);
-		else
-			r->provider_call_id = pstrdup(req->call.provider_call_id);
-		r->http_status = result == CURLE_OK ? (int) http_status : 0;
-		if (result == CURLE_OK)
-			r->body = pstrdup(req->response.data);
-		else
-			r->error = pstrdup(req->errbuf[0] ? req->errbuf : curl_easy_strerror(result));
-		if (n_outcomes == 0 && lookups == NIL)
-			oldest_outcome = GetCurrentTimestamp();
-		lookups = lappend(lookups, r);
-		MemoryContextSwitchTo(old);
-		http_release(req);
-		return;
-	}
-	out = new_outcome();
-
-	verdict = provider_finish(req, result, http_status, out);
-	if (verdict == VERDICT_NEXT_PHASE && !shutdown_requested)
-	{
-		n_outcomes--;
-		MemoryContextSwitchTo(old);
-		http_start(req);
-		return;
-	}
-	if (verdict == VERDICT_NEXT_PHASE)
-	{
-		/* the brief was answered but the call was not started: safe to retry */
-		out->outcome = "retry";
-		out->delay_ms = 0;
-		out->error_code = pstrdup("shutdown");
-		out->error_message = pstrdup("dispatcher stopped between /call/brief and /call/start");
-	}
+	r->call_id = req->call.id;
+	if (req->call.search)
+		r->search = pstrdup(req->call.search);
+	else
+		r->provider_call_id = pstrdup(req->call.provider_call_id);
+	r->http_status = req->http.completed ? (int) req->http.status : 0;
+	if (req->http.completed)
+		r->body = pstrdup(req->http.response.data);
+	else
+		r->error = pstrdup(req->http.error);
+	if (!results_waiting())
+		oldest_outcome = GetCurrentTimestamp();
+	lookups = lappend(lookups, r);
 	MemoryContextSwitchTo(old);
+}
 
+/*
+ * Counts an outcome and adjusts its provider's failure streak: after 5
+ * failures in a row the provider is paused (1 s, doubling, at most 60 s), so
+ * it cannot hold every slot while others wait.
+ */
+static void
+note_provider_result(DialerProvider *p, DialerOutcome *out)
+{
 	p->in_flight--;
 	if (strcmp(out->outcome, "accepted") == 0)
 	{
@@ -328,7 +326,6 @@ finish_request(DialerRequest *req, CURLcode result, long http_status)
 	if (out->error_message && strcmp(out->outcome, "accepted") != 0)
 		dialer_shared_set_error("call " INT64_FORMAT ": %s", out->call_id, out->error_message);
 
-	/* after 5 failures in a row, pause the provider: 1 s, doubling, at most 60 s */
 	if (p->consecutive_failures >= 5)
 	{
 		int			pause_ms = 1000 << Min(p->consecutive_failures - 5, 6);
@@ -343,99 +340,55 @@ finish_request(DialerRequest *req, CURLcode result, long http_status)
 					 errdetail("Last error: %s", out->error_message ? out->error_message : out->outcome),
 					 errhint("See dialer.provider_health for its state; it resumes by itself when a request succeeds.")));
 	}
-	http_release(req);
+}
+
+/*
+ * Records what became of a request that ended: a lookup's answer is kept; a
+ * call's answer goes to its provider, which says what happened (or sets up
+ * the call's next phase, sent at once unless the worker is stopping).
+ */
+static void
+finish_request(DialerRequest *req)
+{
+	MemoryContext old;
+	DialerOutcome *out;
+	ProviderVerdict verdict;
+
+	if (req->lookup)
+	{
+		keep_lookup_answer(req);
+		provider_release(req);
+		return;
+	}
+
+	old = MemoryContextSwitchTo(outcome_cxt);
+	out = new_outcome();
+	verdict = provider_finish(req, out);
+	if (verdict == VERDICT_NEXT_PHASE && shutdown_requested)
+	{
+		/* the first phase was answered, the call not started */
+		outcome_stopped_between_phases(out);
+		verdict = VERDICT_DONE;
+	}
+	MemoryContextSwitchTo(old);
+	if (verdict == VERDICT_NEXT_PHASE)
+	{
+		n_outcomes--;
+		provider_continue(req);
+		return;
+	}
+	note_provider_result(req->provider, out);
+	provider_release(req);
 }
 
 /* Collects every finished request. */
 static void
 collect_finished(void)
 {
-	DialerRequest *req;
-	CURLcode	result;
-	long		http_status;
+	HttpRequest *http;
 
-	while ((req = http_next_done(&result, &http_status)) != NULL)
-		finish_request(req, result, http_status);
-}
-
-/*
- * Whether the walsender with this pid streams WAL for pg_basebackup: it holds
- * the temporary slot pg_basebackup creates (named pg_basebackup_<pid>).  Such a
- * stream reports a flush position only at WAL segment ends, and a backup is no
- * standby: it must not hold dispatching up for as long as it runs.
- */
-static bool
-streams_for_base_backup(pid_t pid)
-{
-	bool		found = false;
-	int			i;
-
-	if (ReplicationSlotCtl == NULL)
-		return false;
-	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
-	for (i = 0; i < max_replication_slots && !found; i++)
-	{
-		ReplicationSlot *slot = &ReplicationSlotCtl->replication_slots[i];
-
-		if (!slot->in_use)
-			continue;
-		SpinLockAcquire(&slot->mutex);
-		found = slot->active_pid == pid &&
-			slot->data.persistency == RS_TEMPORARY &&
-			strncmp(NameStr(slot->data.name), "pg_basebackup_", 14) == 0;
-		SpinLockRelease(&slot->mutex);
-	}
-	LWLockRelease(ReplicationSlotControlLock);
-	return found;
-}
-
-/*
- * Whether the connected physical standbys have flushed the WAL up to lsn, as
- * dialer.standby_wait asks: at least one of them (any) or every one (all).
- * A standby counts while its walsender streams or catches up and once it has
- * reported a flush position; a logical walsender (connected to a database)
- * feeds a subscriber, which cannot be promoted, and pg_basebackup's WAL stream
- * (no flush position with --no-slot, else its temporary slot) feeds a backup.
- * With no standby connected there is nothing to wait for.  Reads the walsenders' shared state, as
- * pg_stat_replication does, with no transaction.
- */
-static bool
-standbys_have_flushed(XLogRecPtr lsn, int *n_standbys, int *n_flushed)
-{
-	int			i;
-
-	*n_standbys = 0;
-	*n_flushed = 0;
-	if (dialer_standby_wait == STANDBY_WAIT_OFF || WalSndCtl == NULL)
-		return true;
-	for (i = 0; i < max_wal_senders; i++)
-	{
-		WalSnd	   *walsnd = &WalSndCtl->walsnds[i];
-		pid_t		pid;
-		WalSndState state;
-		XLogRecPtr	flush;
-		PGPROC	   *proc;
-
-		SpinLockAcquire(&walsnd->mutex);
-		pid = walsnd->pid;
-		state = walsnd->state;
-		flush = walsnd->flush;
-		SpinLockRelease(&walsnd->mutex);
-		if (pid == 0 || (state != WALSNDSTATE_STREAMING && state != WALSNDSTATE_CATCHUP) ||
-			XLogRecPtrIsInvalid(flush))
-			continue;
-		proc = BackendPidGetProc(pid);
-		if (proc == NULL || OidIsValid(proc->databaseId) || streams_for_base_backup(pid))
-			continue;
-		(*n_standbys)++;
-		if (flush >= lsn)
-			(*n_flushed)++;
-	}
-	if (*n_standbys == 0)
-		return true;
-	if (dialer_standby_wait == STANDBY_WAIT_ANY)
-		return *n_flushed > 0;
-	return *n_flushed == *n_standbys;
+	while ((http = http_next_done()) != NULL)
+		finish_request(dialer_request(http));
 }
 
 /* Publishes (since != 0) or clears what claimed calls wait for. */
@@ -531,7 +484,7 @@ wait_for_standbys(XLogRecPtr lsn, int n_calls)
 			ResetLatch(MyLatch);
 			latch_seen = true;
 		}
-		if ((n_outcomes > 0 || lookups != NIL) &&
+		if (results_waiting() &&
 			TimestampDifferenceExceeds(oldest_outcome, GetCurrentTimestamp(), 100))
 			flush_outcomes();
 	}
@@ -551,6 +504,24 @@ wait_for_standbys(XLogRecPtr lsn, int n_calls)
 }
 
 /*
+ * A call that cannot be sent at all fails at once: its outcome waits with
+ * the others to be stored.
+ */
+static void
+fail_unsendable(ClaimedCall *c, const char *error)
+{
+	MemoryContext old = MemoryContextSwitchTo(outcome_cxt);
+	DialerOutcome *out = new_outcome();
+
+	out->call_id = c->id;
+	out->attempt = c->attempt;
+	outcome_not_sendable(out, error);
+	MemoryContextSwitchTo(old);
+	count(&dialer_shared->failed, 1);
+	dialer_shared_set_error("call " INT64_FORMAT ": %s", c->id, error);
+}
+
+/*
  * Starts the requests of the calls just claimed.  A call that cannot be sent
  * at all (no caller id, nothing to say, a base_url not allowed) fails at once.
  */
@@ -562,273 +533,337 @@ start_calls(DialerProvider *p, List *calls)
 	foreach(lc, calls)
 	{
 		ClaimedCall *c = lfirst(lc);
-		DialerRequest *req = http_new_request(p, c);
-		MemoryContext old = MemoryContextSwitchTo(req->cxt);
 		char	   *error = NULL;
-		bool		ok = provider_prepare(req, &error);
 
-		MemoryContextSwitchTo(old);
-		p->in_flight++;
-		if (ok)
+		if (provider_start_call(p, c, &error) != NULL)
 		{
-			http_start(req);
+			p->in_flight++;
 			count(&dialer_shared->dispatched, 1);
 		}
 		else
-		{
-			DialerOutcome *out;
-
-			old = MemoryContextSwitchTo(outcome_cxt);
-			out = new_outcome();
-			out->call_id = c->id;
-			out->attempt = c->attempt;
-			out->outcome = "failed";
-			out->error_code = pstrdup("not_sendable");
-			out->error_message = pstrdup(error);
-			out->responded_at = GetCurrentTimestamp();
-			MemoryContextSwitchTo(old);
-			p->in_flight--;
-			http_release(req);
-			count(&dialer_shared->failed, 1);
-			dialer_shared_set_error("call " INT64_FORMAT ": %s", c->id, error);
-		}
+			fail_unsendable(c, error);
 	}
 	http_kick();
 }
 
 /*
- * One dispatch round: for each enabled provider, claim as many due calls as
- * the global concurrency, the provider's calls-per-second budget, its share of
- * the slots and its max_concurrency allow, and start them.  Returns the time
- * the worker should next look at the queue (0: only when woken or when slots
- * free up).  Sets *more when a claim came back full (more calls are due now),
- * and *waiting when a provider waits for its own requests to finish.
+ * What one dispatch round has found so far, passed between its steps.
  */
-static TimestampTz
-dispatch_round(int cap, bool woken, bool *more, bool *waiting)
+typedef struct DispatchRound
 {
-	TimestampTz now = GetCurrentTimestamp();
-	TimestampTz next = 0;
-	List	   *blocked = NIL;
-	ListCell   *lc;
-	int			n_seen = 0;
-	int			claimed = 0;
-	TimestampTz search_token_at = 0;	/* a search waits for this token */
+	int			cap;			/* requests the worker may run at once */
+	bool		woken;			/* the latch was set: something changed */
+	TimestampTz now;
+	TimestampTz next;			/* when to look again (0: when woken) */
+	List	   *blocked;		/* names of providers that cannot take calls */
+	int			claimed;		/* requests started in this round */
+	TimestampTz search_token_at;	/* a search waits for this token */
+	bool		more;			/* a claim came back full: more are due now */
+	bool		waiting;		/* a provider waits for its own requests */
+} DispatchRound;
 
-	*more = false;
-	*waiting = false;
-	foreach(lc, providers)
-		if (((DialerProvider *) lfirst(lc))->seen)
-			n_seen++;
+/* Lowers *next to t, when t is set and earlier (0 means "not set"). */
+static void
+earliest(TimestampTz *next, TimestampTz t)
+{
+	if (t != 0 && (*next == 0 || t < *next))
+		*next = t;
+}
+
+/* Refills the provider's calls-per-second bucket (at most a second's worth). */
+static void
+refill_tokens(DialerProvider *p, TimestampTz now)
+{
+	double		burst = Max(1.0, p->calls_per_second);
+
+	p->tokens = Min(burst, p->tokens + p->calls_per_second *
+					(double) (now - p->tokens_at) / USECS_PER_SEC);
+	p->tokens_at = now;
+}
+
+/* When the provider's next calls-per-second token is there. */
+static TimestampTz
+next_token_at(DialerProvider *p, TimestampTz now)
+{
+	return TimestampTzPlusMilliseconds(now,
+									   (int) Max(1.0, (1.0 - p->tokens) * 1000.0 / p->calls_per_second));
+}
+
+/*
+ * Whether the provider may take calls in this round; if not, it is noted as
+ * blocked and the round's next look covers the end of its block.
+ */
+static bool
+provider_open(DispatchRound *r, DialerProvider *p)
+{
+	/* a wake-up (a final status, a new call) may have freed a slot */
+	if (r->woken && p->at_capacity)
+		p->blocked_until = 0;
+	if (p->blocked_until > r->now)
+	{
+		r->blocked = lappend(r->blocked, p->name);
+		earliest(&r->next, p->blocked_until);
+		return false;
+	}
+	p->blocked_until = 0;
+	p->at_capacity = false;
+	return true;
+}
+
+/*
+ * Claims as many due calls of provider p as the global concurrency, its
+ * calls-per-second budget, its share of the slots and its max_concurrency
+ * allow, and starts them once their claim is on the standbys.  False when the
+ * worker must stop while the claim waited for standbys (the claim was given
+ * back).
+ */
+static bool
+claim_and_start(DispatchRound *r, DialerProvider *p, int share)
+{
+	int			allowance;
+	int			capacity;
+	List	   *calls;
+
+	refill_tokens(p, r->now);
+
+	/*
+	 * Claim at most a quarter of the slots at a time: the first requests
+	 * leave while the rest are claimed, so slots freed together refill sooner
+	 * and do not stay in lockstep.
+	 */
+	allowance = Min(dialer_batch_size, r->cap - http_in_flight());
+	allowance = Min(allowance, Max(r->cap / 4, 1));
+	allowance = Min(allowance, share - p->in_flight);
+	allowance = Min(allowance, (int) p->tokens);
+	if (allowance < 1)
+	{
+		r->blocked = lappend(r->blocked, p->name);
+		if (p->tokens < 1)
+		{
+			/* wait for the next token */
+			p->blocked_until = next_token_at(p, r->now);
+			earliest(&r->next, p->blocked_until);
+		}
+		else
+			r->waiting = true;	/* slots will free up when requests finish */
+		return true;
+	}
+
+	calls = queue_claim(p, allowance, &capacity);
+	if (capacity == 0)
+	{
+		/* at max_concurrency: look again in 1 s, or when a callback wakes us */
+		r->blocked = lappend(r->blocked, p->name);
+		p->at_capacity = true;
+		p->blocked_until = TimestampTzPlusMilliseconds(r->now, 1000);
+		earliest(&r->next, p->blocked_until);
+		return true;
+	}
+	p->tokens -= list_length(calls);
+	r->claimed += list_length(calls);
+	if (list_length(calls) == Min(allowance, capacity))
+		r->more = true;
+
+	/*
+	 * XactLastCommitEnd is the end of the claim's own commit record, just
+	 * written by queue_claim (synchronous_commit = on: flushed locally):
+	 * exactly what a standby must hold to know the calls were claimed.
+	 * XactLastRecEnd is already reset by the commit, and
+	 * pg_current_wal_flush_lsn() would add other sessions' WAL and wait
+	 * longer than needed.
+	 */
+	if (calls != NIL && !wait_for_standbys(XactLastCommitEnd, list_length(calls)))
+	{
+		/* stopping while the claim waited: nothing left, give the calls back */
+		queue_release(calls);
+		return false;
+	}
+	start_calls(p, calls);
+	return true;
+}
+
+/* The enabled provider of that name, or NULL. */
+static DialerProvider *
+seen_provider(const char *name)
+{
+	ListCell   *lc;
 
 	foreach(lc, providers)
 	{
 		DialerProvider *p = lfirst(lc);
-		int			share = n_seen > 1 ? Max(cap * 3 / 4, 1) : cap;
-		double		burst = Max(1.0, p->calls_per_second);
+
+		if (p->seen && strcmp(p->name, name) == 0)
+			return p;
+	}
+	return NULL;
+}
+
+/*
+ * Calls whose provider's word is overdue and that have a provider call id:
+ * looked up at their provider, as many as there are free slots (at most 100).
+ */
+static void
+start_lookups(DispatchRound *r)
+{
+	List	   *todo;
+	ListCell   *lc;
+
+	if (r->cap - http_in_flight() <= 0)
+		return;
+	todo = queue_claim_reconciliations(Min(100, r->cap - http_in_flight()));
+	foreach(lc, todo)
+	{
+		ClaimedCall *c = lfirst(lc);
+		DialerProvider *p = seen_provider(c->provider);
+
+		if (p == NULL)
+			continue;
+		provider_start_lookup(p, c);
+		r->claimed++;
+	}
+}
+
+/*
+ * Unknown calls without a provider call id: searched for at their provider by
+ * what was sent.  A search is a request like a call: it takes a free slot and
+ * one of the provider's calls-per-second tokens (what the due calls left of
+ * them); without a token the round comes back when the next one is due.
+ */
+static void
+start_searches(DispatchRound *r)
+{
+	bool		tried = false;
+	int			found = 0;
+	ListCell   *lc;
+
+	foreach(lc, providers)
+	{
+		DialerProvider *p = lfirst(lc);
 		int			allowance;
-		int			capacity;
-		List	   *calls;
+		List	   *todo;
+		ListCell   *tc;
 
-		if (!p->seen)
+		if (!p->seen || !provider_can_search(p) ||
+			(p->blocked_until > r->now && !p->at_capacity))
 			continue;
-		/* a wake-up (a final status, a new call) may have freed a slot: look again */
-		if (woken && p->at_capacity)
-			p->blocked_until = 0;
-		if (p->blocked_until > now)
+		refill_tokens(p, r->now);
+		if (p->tokens < 1)
 		{
-			blocked = lappend(blocked, p->name);
-			if (next == 0 || p->blocked_until < next)
-				next = p->blocked_until;
+			earliest(&r->search_token_at, next_token_at(p, r->now));
 			continue;
 		}
-		p->blocked_until = 0;
-		p->at_capacity = false;
-
-		/* refill the calls-per-second bucket */
-		p->tokens = Min(burst, p->tokens + p->calls_per_second *
-						(double) (now - p->tokens_at) / USECS_PER_SEC);
-		p->tokens_at = now;
-
-		/*
-		 * Claim at most a quarter of the slots at a time: the first requests
-		 * leave while the rest are claimed, so slots freed together refill
-		 * sooner and do not stay in lockstep.
-		 */
-		allowance = Min(dialer_batch_size, cap - http_in_flight());
-		allowance = Min(allowance, Max(cap / 4, 1));
-		allowance = Min(allowance, share - p->in_flight);
-		allowance = Min(allowance, (int) p->tokens);
+		allowance = Min((int) p->tokens, r->cap - http_in_flight());
+		allowance = Min(allowance, Max(r->cap / 4, 1));
 		if (allowance < 1)
-		{
-			blocked = lappend(blocked, p->name);
-			if (p->tokens < 1)
-			{
-				/* wait for the next token */
-				p->blocked_until = TimestampTzPlusMilliseconds(now,
-															   (int) Max(1.0, (1.0 - p->tokens) * 1000.0 / p->calls_per_second));
-				if (next == 0 || p->blocked_until < next)
-					next = p->blocked_until;
-			}
-			else
-				*waiting = true;	/* slots will free up when requests finish */
 			continue;
-		}
-
-		calls = queue_claim(p, allowance, &capacity);
-		if (capacity == 0)
+		todo = queue_claim_searches(p, allowance);
+		tried = true;
+		found += list_length(todo);
+		foreach(tc, todo)
 		{
-			/* at max_concurrency: look again in a second, or when a callback wakes us */
-			blocked = lappend(blocked, p->name);
-			p->at_capacity = true;
-			p->blocked_until = TimestampTzPlusMilliseconds(now, 1000);
-			if (next == 0 || p->blocked_until < next)
-				next = p->blocked_until;
-			continue;
+			provider_start_search(p, lfirst(tc));
+			p->tokens -= 1;
+			r->claimed++;
 		}
-		p->tokens -= list_length(calls);
-		claimed += list_length(calls);
-		if (list_length(calls) == Min(allowance, capacity))
-			*more = true;
-
-		/*
-		 * XactLastCommitEnd is the end of the claim's own commit record, just
-		 * written by queue_claim (synchronous_commit = on: flushed locally):
-		 * exactly what a standby must hold to know the calls were claimed.
-		 * XactLastRecEnd is already reset by the commit, and
-		 * pg_current_wal_flush_lsn() would add other sessions' WAL and wait
-		 * longer than needed.
-		 */
-		if (calls != NIL && !wait_for_standbys(XactLastCommitEnd, list_length(calls)))
-		{
-			/* stopping while the claim waited: nothing left, give the calls back */
-			queue_release(calls);
-			return 0;
-		}
-		start_calls(p, calls);
-	}
-
-	/* calls whose provider's word is overdue: look them up */
-	if (reconcile_at != 0 && reconcile_at <= now && cap - http_in_flight() > 0)
-	{
-		List	   *todo = queue_claim_reconciliations(Min(100, cap - http_in_flight()));
-
-		foreach(lc, todo)
-		{
-			ClaimedCall *c = lfirst(lc);
-			ListCell   *pc;
-
-			foreach(pc, providers)
-			{
-				DialerProvider *p = lfirst(pc);
-
-				if (p->seen && strcmp(p->name, c->provider) == 0)
-				{
-					DialerRequest *req = http_new_request(p, c);
-					MemoryContext old = MemoryContextSwitchTo(req->cxt);
-
-					provider_lookup_prepare(req);
-					MemoryContextSwitchTo(old);
-					http_start(req);
-					claimed++;
-					break;
-				}
-			}
-		}
+		if (list_length(todo) == allowance)
+			r->more = true;
 	}
 
 	/*
-	 * Unknown calls without a provider call id: searched for at their provider by
-	 * what was sent.  A search is a request like a call: it takes a free slot and
-	 * one of the provider's calls-per-second tokens (what the due calls left of
-	 * them); without a token the round comes back when the next one is due.
+	 * Nothing to search for (what is due is a lookup by provider id): do not
+	 * ask again for a second, whatever the rounds in between.
 	 */
-	if (reconcile_at != 0 && reconcile_at <= now && searches_idle_until <= now)
-	{
-		bool		tried = false;
-		int			found = 0;
+	if (tried && found == 0)
+		searches_idle_until = TimestampTzPlusMilliseconds(r->now, 1000);
+}
 
-		foreach(lc, providers)
-		{
-			DialerProvider *p = lfirst(lc);
-			double		burst = Max(1.0, p->calls_per_second);
-			int			allowance;
-			List	   *todo;
-			ListCell   *tc;
+/*
+ * When the worker should next look at the queue, at the end of a round (0:
+ * only when woken or when slots free up).
+ */
+static TimestampTz
+next_look(DispatchRound *r)
+{
+	TimestampTz due;
 
-			if (!p->seen || !provider_can_search(p) ||
-				(p->blocked_until > now && !p->at_capacity))
-				continue;
-			p->tokens = Min(burst, p->tokens + p->calls_per_second *
-							(double) (now - p->tokens_at) / USECS_PER_SEC);
-			p->tokens_at = now;
-			if (p->tokens < 1)
-			{
-				TimestampTz token_at = TimestampTzPlusMilliseconds(now,
-																   (int) Max(1.0, (1.0 - p->tokens) * 1000.0 / p->calls_per_second));
-
-				if (search_token_at == 0 || token_at < search_token_at)
-					search_token_at = token_at;
-				continue;
-			}
-			allowance = Min((int) p->tokens, cap - http_in_flight());
-			allowance = Min(allowance, Max(cap / 4, 1));
-			if (allowance < 1)
-				continue;
-			todo = queue_claim_searches(p, allowance);
-			tried = true;
-			found += list_length(todo);
-			foreach(tc, todo)
-			{
-				ClaimedCall *c = lfirst(tc);
-				DialerRequest *req = http_new_request(p, c);
-				MemoryContext old = MemoryContextSwitchTo(req->cxt);
-
-				provider_search_prepare(req);
-				MemoryContextSwitchTo(old);
-				http_start(req);
-				p->tokens -= 1;
-				claimed++;
-			}
-			if (list_length(todo) == allowance)
-				*more = true;
-		}
-
-		/*
-		 * Nothing to search for (what is due is a lookup by provider id): do not
-		 * ask again for a second, whatever the rounds in between.
-		 */
-		if (tried && found == 0)
-			searches_idle_until = TimestampTzPlusMilliseconds(now, 1000);
-	}
+	earliest(&r->next, r->search_token_at);
 
 	/*
-	 * When some provider still has due calls it could not take, the loop comes
-	 * back as soon as slots free up: no need to ask when the next call is due.
+	 * When some provider still has due calls it could not take, the loop
+	 * comes back as soon as slots free up: no need to ask when the next call
+	 * is due.
 	 */
-	if (search_token_at != 0 && (next == 0 || search_token_at < next))
-		next = search_token_at;
-	if ((*more || *waiting) && next == 0)
+	if ((r->more || r->waiting) && r->next == 0)
 		return 0;
 
-	{
-		TimestampTz due = queue_next_due(blocked, &reconcile_at);
+	due = queue_next_due(r->blocked, &reconcile_at);
 
-		/*
-		 * Calls due now that this round could not claim (rows locked by another
-		 * session, a provider not loaded yet): look again shortly, not at once.
-		 */
-		if (due != 0 && due <= now && claimed == 0)
-			due = TimestampTzPlusMilliseconds(now, 100);
-		if (due != 0 && (next == 0 || due < next))
-			next = due;
-		if (reconcile_at != 0 && reconcile_at <= now && claimed == 0)
-			reconcile_at = search_token_at != 0 ? search_token_at :
-				TimestampTzPlusMilliseconds(now, 1000);
-		if (reconcile_at != 0 && (next == 0 || reconcile_at < next))
-			next = reconcile_at;
+	/*
+	 * Calls due now that this round could not claim (rows locked by another
+	 * session, a provider not loaded yet): look again shortly, not at once.
+	 */
+	if (due != 0 && due <= r->now && r->claimed == 0)
+		due = TimestampTzPlusMilliseconds(r->now, 100);
+	earliest(&r->next, due);
+	if (reconcile_at != 0 && reconcile_at <= r->now && r->claimed == 0)
+		reconcile_at = r->search_token_at != 0 ? r->search_token_at :
+			TimestampTzPlusMilliseconds(r->now, 1000);
+	earliest(&r->next, reconcile_at);
+	return r->next;
+}
+
+/*
+ * One dispatch round: for each enabled provider, claim and start what it may
+ * take now; then the reconciliation lookups and searches that are due.
+ * Returns the time the worker should next look at the queue (0: only when
+ * woken or when slots free up).  Sets *more_due when a claim came back full
+ * (more calls are due now), and *slots_awaited when a provider waits for its
+ * own requests to finish.
+ */
+static TimestampTz
+dispatch_round(int cap, bool was_woken, bool *more_due, bool *slots_awaited)
+{
+	DispatchRound r;
+	ListCell   *lc;
+	int			n_seen = 0;
+	int			share;
+
+	memset(&r, 0, sizeof(r));
+	r.cap = cap;
+	r.woken = was_woken;
+	r.now = GetCurrentTimestamp();
+	*more_due = false;
+	*slots_awaited = false;
+
+	foreach(lc, providers)
+	{
+		if (((DialerProvider *) lfirst(lc))->seen)
+			n_seen++;
 	}
-	return next;
+	share = n_seen > 1 ? Max(cap * 3 / 4, 1) : cap;
+
+	foreach(lc, providers)
+	{
+		DialerProvider *p = lfirst(lc);
+
+		if (!p->seen || !provider_open(&r, p))
+			continue;
+		if (!claim_and_start(&r, p, share))
+		{
+			*more_due = r.more;
+			*slots_awaited = r.waiting;
+			return 0;
+		}
+	}
+	if (reconcile_at != 0 && reconcile_at <= r.now)
+	{
+		start_lookups(&r);
+		if (searches_idle_until <= r.now)
+			start_searches(&r);
+	}
+	*more_due = r.more;
+	*slots_awaited = r.waiting;
+	return next_look(&r);
 }
 
 /*
@@ -857,7 +892,7 @@ wait_for_work(TimestampTz until)
 
 		timeout_ms = until <= now ? 0 : (long) ((until - now + 999) / 1000);
 	}
-	if (n_outcomes > 0 || lookups != NIL)
+	if (results_waiting())
 		timeout_ms = timeout_ms < 0 ? 10 : Min(timeout_ms, 10);
 
 	if (http_in_flight() > 0)
@@ -890,16 +925,18 @@ reevaluate_parked_calls(void)
 				(errmsg("pg_dialer: %d call(s) waiting for a calling window re-scheduled after the settings were reloaded", n)));
 }
 
+
 /*
  * Stops: no new claims; in-flight requests get dialer.shutdown_timeout to end,
- * then those still open are abandoned: unknown for Twilio (it may have placed
- * the call), retry for providers that dedupe by Idempotency-Key.
+ * then those still open are abandoned: unknown for a provider where a re-send
+ * is not safe (Twilio: it may have placed the call), retry for providers that
+ * dedupe by Idempotency-Key.
  */
 static void
 drain_and_exit(void)
 {
 	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), dialer_shutdown_timeout_ms);
-	DialerRequest *req;
+	HttpRequest *http;
 
 	dialer_shared_set_state("stopping");
 	while (http_in_flight() > 0 && GetCurrentTimestamp() < deadline)
@@ -907,38 +944,25 @@ drain_and_exit(void)
 		http_wait(10);
 		collect_finished();
 	}
-	while ((req = http_first_in_flight()) != NULL)
+	while ((http = http_first_in_flight()) != NULL)
 	{
+		DialerRequest *req = dialer_request(http);
 		MemoryContext old;
 		DialerOutcome *out;
 
 		if (req->lookup)
 		{
 			/* nothing to record: the call is looked up again later */
-			http_release(req);
+			provider_release(req);
 			continue;
 		}
 		old = MemoryContextSwitchTo(outcome_cxt);
 		out = new_outcome();
-
 		out->call_id = req->call.id;
 		out->attempt = req->call.attempt;
-		out->responded_at = GetCurrentTimestamp();
-		out->error_code = pstrdup("shutdown");
-		if (req->provider->kind == PROVIDER_TWILIO)
-		{
-			out->outcome = "unknown";
-			out->error_message = psprintf("dispatcher stopped after %d ms with the request in flight; the provider may have placed the call",
-										  dialer_shutdown_timeout_ms);
-		}
-		else
-		{
-			out->outcome = "retry";
-			out->delay_ms = 0;
-			out->error_message = pstrdup("dispatcher stopped with the request in flight; it will be retried with the same Idempotency-Key");
-		}
+		outcome_abandoned(out, provider_resend_safe(req->provider));
 		MemoryContextSwitchTo(old);
-		http_release(req);
+		provider_release(req);
 	}
 	flush_outcomes();
 	ereport(LOG,
@@ -947,27 +971,27 @@ drain_and_exit(void)
 }
 
 /*
- * The worker's entry point.
+ * The main loop's state.  It lives in static storage, not in registers: the
+ * error recovery in dialer_worker_main comes back through siglongjmp, which
+ * would leave automatic variables changed since sigsetjmp with undefined
+ * values (what -Wclobbered warns about).
  */
-void
-dialer_worker_main(Datum main_arg)
+static MemoryContext loop_cxt = NULL;
+static TimestampTz next_due = 0;
+static bool ready = false;		/* the schema matches and recovery ran */
+static bool more = false;		/* the last claim came back full */
+static bool waiting = false;	/* a provider waits for its own requests */
+static bool woken = true;		/* the latch was set: something changed */
+static bool recheck = false;	/* outcomes were stored: retries may be due */
+static int	errors_in_a_row = 0;
+
+/*
+ * Connects to the database of the slot the launcher assigned, and publishes
+ * in the slot that this dispatcher runs.
+ */
+static void
+attach_to_slot(Datum main_arg)
 {
-	sigjmp_buf	local_sigjmp_buf;
-
-	/*
-	 * The loop's state lives in static storage, not in registers: the error
-	 * recovery below comes back through siglongjmp, which would leave
-	 * automatic variables changed since sigsetjmp with undefined values.
-	 */
-	static MemoryContext loop_cxt;
-	static TimestampTz next_due = 0;
-	static bool ready = false;
-	static bool more = false;
-	static bool waiting = false;
-	static bool woken = true;	/* the latch was set: something changed */
-	static bool recheck = false;	/* outcomes were stored: retries may be due */
-	static int	errors_in_a_row = 0;
-
 	int			slotno = DatumGetInt32(main_arg);
 	Oid			dboid;
 	char		dbname[NAMEDATALEN];
@@ -976,7 +1000,7 @@ dialer_worker_main(Datum main_arg)
 	pqsignal(SIGTERM, handle_sigterm);
 	BackgroundWorkerUnblockSignals();
 
-	/* the launcher assigned this slot to the database before starting the worker */
+	/* the launcher assigned this slot to the database before starting us */
 	memcpy(&dboid, MyBgworkerEntry->bgw_extra, sizeof(Oid));
 	if (dialer_control == NULL || slotno < 0 || slotno >= dialer_control->n_slots)
 		elog(FATAL, "pg_dialer dispatcher started without a valid slot (%d)", slotno);
@@ -985,7 +1009,8 @@ dialer_worker_main(Datum main_arg)
 	/* a database dropped in the meantime ends this worker with a FATAL error */
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	pgstat_report_appname("pg_dialer dispatcher");
-	/* a claim must be durable before its request leaves, whatever the server default */
+
+	/* a claim must be durable before its request leaves, whatever the default */
 	SetConfigOption("synchronous_commit", "on", PGC_SUSET, PGC_S_OVERRIDE);
 
 	StartTransactionCommand();
@@ -1006,158 +1031,245 @@ dialer_worker_main(Datum main_arg)
 	on_shmem_exit(worker_exit, (Datum) 0);
 	ereport(LOG,
 			(errmsg("pg_dialer dispatcher started for database \"%s\"", dialer_shared->database)));
+}
 
+/*
+ * An error inside the loop (a failed claim or store) is logged and recorded,
+ * its transaction rolled back, and the loop goes on: requests in flight keep
+ * running and waiting outcomes are kept to be stored again.  After more than
+ * ten errors in a row the worker exits (and is restarted).
+ */
+static void
+recover_from_error(void)
+{
+	ErrorData  *edata;
+
+	error_context_stack = NULL;
+	HOLD_INTERRUPTS();
+	MemoryContextSwitchTo(loop_cxt);
+	edata = CopyErrorData();
+	EmitErrorReport();
+	dialer_shared_set_error("%s", edata->message);
+	AbortOutOfAnyTransaction();
+	FlushErrorState();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	RESUME_INTERRUPTS();
+	if (++errors_in_a_row > 10)
+		proc_exit(1);
+	ready = false;
+	woken = true;
+	pg_usleep(Min(errors_in_a_row, 5) * 200000L);
+}
+
+/* A set latch means something changed: note it and reset the latch. */
+static void
+take_latch(void)
+{
+	if (MyLatch->is_set)
+	{
+		ResetLatch(MyLatch);
+		woken = true;
+	}
+}
+
+/*
+ * Acts on SIGHUP (reload, look at the providers and parked calls again) and
+ * on SIGTERM (drain and exit).
+ */
+static void
+take_signals(void)
+{
+	if (ConfigReloadPending)
+	{
+		ConfigReloadPending = false;
+		ProcessConfigFile(PGC_SIGHUP);
+		providers_loaded_at = 0;
+		woken = true;
+		settings_reloaded = true;
+	}
+	if (shutdown_requested)
+		drain_and_exit();
+}
+
+/*
+ * Acts on what other backends left in the slot: CREATE or DROP EXTENSION
+ * committed in this database (look again), or a DROP DATABASE (or the like)
+ * waiting for the database to be free (stop).
+ */
+static void
+take_slot_requests(void)
+{
+	SpinLockAcquire(&dialer_shared->mutex);
+	if (dialer_shared->recheck_extension)
+	{
+		dialer_shared->recheck_extension = false;
+		ready = false;
+	}
+	if (dialer_shared->held_by != 0 && dialer_shared->held_until > GetCurrentTimestamp())
+		shutdown_requested = true;
+	SpinLockRelease(&dialer_shared->mutex);
+	if (shutdown_requested)
+		drain_and_exit();
+}
+
+/*
+ * Makes the worker ready to dispatch: the extension must be there (else the
+ * worker exits) with the schema of this library (else it waits for ALTER
+ * EXTENSION pg_dialer UPDATE, and returns false), and the calls a previous
+ * dispatcher left 'dispatching' become 'unknown'.
+ */
+static bool
+become_ready(void)
+{
+	char	   *schema_version = queue_extension_version();
+	int			n;
+
+	if (schema_version == NULL)
+	{
+		/*
+		 * Nothing can be stored without the extension's tables: requests
+		 * still in flight are abandoned with it.
+		 */
+		exit_without_extension();
+	}
+	if (!schema_matches_library(schema_version))
+	{
+		/* touch nothing until ALTER EXTENSION pg_dialer UPDATE */
+		wait_for_extension_update(schema_version);
+		return false;
+	}
+	note_extension_updated();
+	n = queue_recover();
+	if (n > 0)
+		ereport(LOG,
+				(errmsg("pg_dialer: %d call(s) left dispatching by a previous dispatcher are now unknown", n),
+				 errhint("They are never re-sent automatically; check them at the provider, then use dialer.retry_call() or leave them.")));
+	ready = true;
+	woken = true;
+	providers_loaded_at = 0;
+	return true;
+}
+
+/*
+ * Reloads the providers when a change to dialer.providers committed, and at
+ * least every 10 s while the worker is active.
+ */
+static void
+reload_providers_if_changed(TimestampTz now)
+{
+	uint32		version;
+
+	SpinLockAcquire(&dialer_shared->mutex);
+	version = dialer_shared->providers_version;
+	SpinLockRelease(&dialer_shared->mutex);
+	if (providers_loaded_at == 0 || version != providers_version ||
+		TimestampDifferenceExceeds(providers_loaded_at, now, 10000))
+	{
+		providers_version = version;
+		providers = queue_load_providers(providers);
+		providers_loaded_at = now;
+	}
+}
+
+/*
+ * Runs a dispatch round when there may be something to do: the worker was
+ * woken, outcomes were stored, a call fell due, or slots freed up for calls
+ * that are waiting.
+ */
+static void
+dispatch_if_due(int cap)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (!dialer_enabled)
+	{
+		dialer_shared_set_state("paused (dialer.enabled = off)");
+		next_due = 0;
+		return;
+	}
+	if (woken || recheck || (next_due != 0 && now >= next_due) ||
+		((more || waiting) && cap - http_in_flight() >= refill_threshold(cap)))
+	{
+		reload_providers_if_changed(now);
+		dialer_shared_set_state("dispatching");
+		next_due = dispatch_round(cap, woken, &more, &waiting);
+		woken = recheck = false;
+	}
+}
+
+/*
+ * Whether the waiting outcomes are to be stored now: when a batch is full,
+ * when nothing is in flight, or when the slots are full anyway (the worker
+ * would only wait) and the oldest has waited 5 ms; while slots are free to
+ * refill, refilling comes first, up to 100 ms.
+ */
+static bool
+time_to_store(int cap)
+{
+	if (!results_waiting())
+		return false;
+	return n_outcomes >= dialer_batch_size || http_in_flight() == 0 ||
+		(cap - http_in_flight() < refill_threshold(cap) &&
+		 TimestampDifferenceExceeds(oldest_outcome, GetCurrentTimestamp(), 5)) ||
+		TimestampDifferenceExceeds(oldest_outcome, GetCurrentTimestamp(), 100);
+}
+
+/*
+ * Publishes the worker's state, counters and providers, and lets the
+ * statistics collector (and so autovacuum) see the worker's work.
+ */
+static void
+publish_state(void)
+{
+	if (dialer_enabled && http_in_flight() == 0 && !results_waiting())
+		dialer_shared_set_state("idle");
+	pgstat_report_stat(http_in_flight() == 0);
+	SpinLockAcquire(&dialer_shared->mutex);
+	dialer_shared->in_flight = http_in_flight();
+	SpinLockRelease(&dialer_shared->mutex);
+	publish_providers();
+}
+
+/*
+ * The worker's entry point: attach to the database's slot, then loop.  Each
+ * turn of the loop takes signals and requests, makes sure the schema is
+ * ready, collects finished requests, starts new ones (first, so the pipeline
+ * stays full), stores outcomes, publishes its state and waits.
+ */
+void
+dialer_worker_main(Datum main_arg)
+{
+	sigjmp_buf	local_sigjmp_buf;
+
+	attach_to_slot(main_arg);
 	http_init();
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "pg_dialer loop", ALLOCSET_DEFAULT_SIZES);
 	outcome_cxt = AllocSetContextCreate(TopMemoryContext, "pg_dialer outcomes", ALLOCSET_DEFAULT_SIZES);
 
-	/*
-	 * An error inside the loop (a failed claim or store) is logged and
-	 * recorded, its transaction rolled back, and the loop goes on: requests in
-	 * flight keep running and waiting outcomes are kept to be stored again.
-	 */
 	if (sigsetjmp(local_sigjmp_buf, 1) != 0)
-	{
-		ErrorData  *edata;
-
-		error_context_stack = NULL;
-		HOLD_INTERRUPTS();
-		MemoryContextSwitchTo(loop_cxt);
-		edata = CopyErrorData();
-		EmitErrorReport();
-		dialer_shared_set_error("%s", edata->message);
-		AbortOutOfAnyTransaction();
-		FlushErrorState();
-		pgstat_report_activity(STATE_IDLE, NULL);
-		RESUME_INTERRUPTS();
-		if (++errors_in_a_row > 10)
-			proc_exit(1);
-		ready = false;
-		woken = true;
-		pg_usleep(Min(errors_in_a_row, 5) * 200000L);
-	}
+		recover_from_error();
 	PG_exception_stack = &local_sigjmp_buf;
 
 	for (;;)
 	{
 		int			cap;
-		TimestampTz now;
 
 		CHECK_FOR_INTERRUPTS();
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-			providers_loaded_at = 0;
-			woken = true;
-			settings_reloaded = true;
-		}
-		if (shutdown_requested)
-			drain_and_exit();
-
+		take_signals();
 		MemoryContextSwitchTo(loop_cxt);
 		MemoryContextReset(loop_cxt);
-
-		if (MyLatch->is_set)
-		{
-			ResetLatch(MyLatch);
-			woken = true;
-		}
-
-		/*
-		 * CREATE or DROP EXTENSION committed in this database: look again.  A
-		 * DROP DATABASE (or the like) waiting for the database to be free: stop.
-		 */
-		SpinLockAcquire(&dialer_shared->mutex);
-		if (dialer_shared->recheck_extension)
-		{
-			dialer_shared->recheck_extension = false;
-			ready = false;
-		}
-		if (dialer_shared->held_by != 0 && dialer_shared->held_until > GetCurrentTimestamp())
-			shutdown_requested = true;
-		SpinLockRelease(&dialer_shared->mutex);
-		if (shutdown_requested)
-			drain_and_exit();
-
-		if (!ready)
-		{
-			char	   *schema_version = queue_extension_version();
-
-			if (schema_version == NULL)
-			{
-				/*
-				 * Nothing can be stored without the extension's tables: requests
-				 * still in flight are abandoned with it.
-				 */
-				exit_without_extension();
-			}
-			if (!schema_matches_library(schema_version))
-			{
-				/* touch nothing until ALTER EXTENSION pg_dialer UPDATE */
-				wait_for_extension_update(schema_version);
-				continue;
-			}
-			note_extension_updated();
-			{
-				int			n = queue_recover();
-
-				if (n > 0)
-					ereport(LOG,
-							(errmsg("pg_dialer: %d call(s) left dispatching by a previous dispatcher are now unknown", n),
-							 errhint("They are never re-sent automatically; check them at the provider, then use dialer.retry_call() or leave them.")));
-			}
-			ready = true;
-			woken = true;
-			providers_loaded_at = 0;
-		}
+		take_latch();
+		take_slot_requests();
+		if (!ready && !become_ready())
+			continue;
 		if (settings_reloaded)
 			reevaluate_parked_calls();
 
 		collect_finished();
 		cap = http_effective_concurrency(dialer_max_concurrency);
-		now = GetCurrentTimestamp();
-
-		/* start new requests first, so the pipeline stays full, then store outcomes */
 		http_set_limit(cap);
-		if (dialer_enabled &&
-			(woken || recheck || (next_due != 0 && now >= next_due) ||
-			 ((more || waiting) && cap - http_in_flight() >= refill_threshold(cap))))
-		{
-			uint32		version;
-
-			SpinLockAcquire(&dialer_shared->mutex);
-			version = dialer_shared->providers_version;
-			SpinLockRelease(&dialer_shared->mutex);
-			/* reload when a change committed, and at least every 10 s while active */
-			if (providers_loaded_at == 0 || version != providers_version ||
-				TimestampDifferenceExceeds(providers_loaded_at, now, 10000))
-			{
-				providers_version = version;
-				providers = queue_load_providers(providers);
-				providers_loaded_at = now;
-			}
-			dialer_shared_set_state("dispatching");
-			next_due = dispatch_round(cap, woken, &more, &waiting);
-			woken = recheck = false;
-		}
-		else if (!dialer_enabled)
-		{
-			dialer_shared_set_state("paused (dialer.enabled = off)");
-			next_due = 0;
-		}
-
-		/*
-		 * Store outcomes when a batch is full, when nothing is in flight, or
-		 * when the slots are full anyway (the worker would only wait) and the
-		 * oldest has waited 5 ms; while slots are free to refill, refilling comes
-		 * first, up to 100 ms.
-		 */
-		if ((n_outcomes > 0 || lookups != NIL) &&
-			(n_outcomes >= dialer_batch_size || http_in_flight() == 0 ||
-			 (cap - http_in_flight() < refill_threshold(cap) &&
-			  TimestampDifferenceExceeds(oldest_outcome, GetCurrentTimestamp(), 5)) ||
-			 TimestampDifferenceExceeds(oldest_outcome, GetCurrentTimestamp(), 100)))
+		dispatch_if_due(cap);
+		if (time_to_store(cap))
 		{
 			flush_outcomes();
 			/* retries may be due sooner than anything else */
@@ -1166,25 +1278,13 @@ dialer_worker_main(Datum main_arg)
 		}
 
 		errors_in_a_row = 0;
-		if (dialer_enabled && http_in_flight() == 0 && n_outcomes == 0 && lookups == NIL)
-			dialer_shared_set_state("idle");
-		/* let the statistics collector (and so autovacuum) see the worker's work */
-		pgstat_report_stat(http_in_flight() == 0);
-		SpinLockAcquire(&dialer_shared->mutex);
-		dialer_shared->in_flight = http_in_flight();
-		SpinLockRelease(&dialer_shared->mutex);
-		publish_providers();
-
+		publish_state();
 		/* with free slots and more calls due, go straight back to claiming */
 		if (dialer_enabled && more &&
 			(http_in_flight() == 0 || cap - http_in_flight() >= refill_threshold(cap)))
 			http_kick();
 		else
 			wait_for_work(next_due);
-		if (MyLatch->is_set)
-		{
-			ResetLatch(MyLatch);
-			woken = true;
-		}
+		take_latch();
 	}
 }

@@ -18,6 +18,7 @@ packages=(
 	libtap-parser-sourcehandler-pgtap-perl
 	make
 	gcc
+	pg-bsd-indent
 	nginx
 	chromium
 	prometheus-postgres-exporter

@@ -1,5 +1,5 @@
 'use strict';
-// Provider faults, with the outcomes the dispatcher implements (src/provider.c outcome_from_http
+// Provider faults, with the outcomes the dispatcher implements (src/call_outcome.c outcome_from_http
 // and each provider's finish function):
 //   - no answer after the request was sent (timeout, hang, reset): twilio -> unknown, never
 //     re-sent; backend / voice_api -> retried with the same Idempotency-Key;
