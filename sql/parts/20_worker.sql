@@ -180,7 +180,7 @@ BEGIN
 		-- with calling policies applying (pv.policies not empty), their verdict replaces
 		-- the general window alone (which it includes); the One-Time Filter on
 		-- v_policies skips the verdict altogether when no policy is enabled
-		SELECT cand.*, pv.decision, pv.policy, pv.rule, pv.reason, pv.timezones,
+		SELECT cand.*, pv.decision, pv.policy, pv.rule, pv.reason, pv.timezones, pv.policies,
 			   CASE WHEN pv.decision = 'park' THEN pv.next_opening
 					WHEN pv.decision IS NOT NULL THEN NULL
 					ELSE dialer.next_window_opening(now(), cand.tz, cand.ws, cand.we) END AS opens
@@ -215,7 +215,7 @@ BEGIN
 			   updated_at = now()
 		  FROM verdict x
 		 WHERE c.id = x.id
-		RETURNING c.*, x.v, x.tz, x.opens, x.decision, x.policy, x.rule, x.reason, x.timezones
+		RETURNING c.*, x.v, x.tz, x.opens, x.decision, x.policy, x.rule, x.reason, x.timezones, x.policies
 	), ev AS (
 		INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
 		SELECT u.id,
@@ -223,7 +223,10 @@ BEGIN
 						WHEN 'expired' THEN 'expired' ELSE 'skipped' END,
 			   'scheduled', u.status,
 			   CASE u.v
-				 WHEN 'go' THEN jsonb_build_object('attempt', u.attempts)
+				 -- under calling policies, the claim records which ones allowed it (the audit reads it)
+				 WHEN 'go' THEN CASE WHEN u.decision IS NULL THEN jsonb_build_object('attempt', u.attempts)
+					 ELSE jsonb_build_object('attempt', u.attempts, 'policies', u.policies, 'timezones', u.timezones,
+											 'message', u.reason) END
 				 WHEN 'window' THEN CASE WHEN u.decision IS NULL
 					 THEN jsonb_build_object('timezone', u.tz, 'opens_at', u.opens, 'next_attempt_at', u.next_attempt_at)
 					 ELSE jsonb_build_object('timezones', u.timezones, 'opens_at', u.opens, 'next_attempt_at', u.next_attempt_at,

@@ -498,6 +498,60 @@ COMMENT ON FUNCTION dialer.use_preset(text, text) IS
 	'Creates an enabled calling policy (named name, default the preset''s) as a copy of a preset: US-TCPA, US-FL, FR';
 
 /*
+ * The sentence that explains a do-not-call entry: since when it is in effect, when
+ * and through which channel it was requested, and why.  One home for it: the
+ * campaigns' do_not_call detail, contact_history and the audit export use it.
+ */
+CREATE FUNCTION dialer.do_not_call_detail(entry dialer.do_not_call)
+RETURNS text
+LANGUAGE sql
+STABLE
+PARALLEL SAFE
+AS $$
+	SELECT format('%s is on the do-not-call list since %s (requested %s%s)%s',
+				  entry.number, entry.effective_at, entry.requested_at,
+				  coalesce(' via ' || entry.source, ''), coalesce(': ' || entry.reason, ''))
+	 WHERE entry.number IS NOT NULL;
+$$;
+COMMENT ON FUNCTION dialer.do_not_call_detail(dialer.do_not_call) IS
+	'The sentence explaining a do-not-call entry: in effect since effective_at, requested at requested_at via source, and its reason (NULL for no entry)';
+
+/*
+ * The policy, rule and sentence behind a decision event of a call (its detail as
+ * written by enqueue, claim or the do-not-call trigger): policy decisions name
+ * their policy and rule; the general window, the do-not-call ledger, the allow-list
+ * and deadlines are named as pseudo-policies so that every decision has both.
+ * dnc is the number's do-not-call entry (NULL row when none, e.g. removed since).
+ */
+CREATE FUNCTION dialer.decision_rule(event text, detail jsonb, dnc dialer.do_not_call,
+									 OUT policy text, OUT rule text, OUT reason text)
+LANGUAGE sql
+STABLE
+PARALLEL SAFE
+AS $$
+	SELECT CASE WHEN detail ? 'policy' THEN detail->>'policy'
+				WHEN event = 'window_wait' THEN 'dialer.call_window'
+				WHEN detail->>'reason' = 'do_not_call' THEN 'dialer.do_not_call'
+				WHEN detail->>'reason' = 'not_allowed' THEN 'dialer.allowed_numbers'
+				WHEN event = 'expired' THEN 'deadline' END,
+		   CASE WHEN detail ? 'rule' THEN detail->>'rule'
+				WHEN event = 'window_wait' THEN 'window'
+				WHEN detail->>'reason' IN ('do_not_call', 'not_allowed') THEN detail->>'reason'
+				WHEN event = 'expired' THEN 'deadline'
+				WHEN event = 'claimed' AND detail ? 'policies' THEN 'allowed'
+				WHEN event = 'claimed' THEN 'no_policy' END,
+		   CASE WHEN detail->>'reason' = 'do_not_call'
+				THEN coalesce(dialer.do_not_call_detail(dnc),
+							  'the number was on the do-not-call list' || coalesce(' (' || (detail->>'do_not_call_reason') || ')', ''))
+				WHEN event = 'window_wait' AND NOT detail ? 'message'
+				THEN format('outside the calling window in %s; opens %s', detail->>'timezone', detail->>'opens_at')
+				WHEN event = 'expired' THEN format('deadline %s passed before the call could start', detail->>'deadline')
+				ELSE coalesce(detail->>'message', detail->>'reason') END;
+$$;
+COMMENT ON FUNCTION dialer.decision_rule(text, jsonb, dialer.do_not_call) IS
+	'Internal: the policy, rule and sentence behind a decision event (claimed, window_wait, skipped, expired) of a call; the general window, the do-not-call ledger, the allow-list and deadlines appear as dialer.call_window, dialer.do_not_call, dialer.allowed_numbers and deadline';
+
+/*
  * Every call made, parked, skipped or expired to a number, with each decision in
  * the recipient's local time.
  */
@@ -510,14 +564,94 @@ AS $$
 	SELECT c.id, c.campaign, c.status, e.event, e.at,
 		   e.at AT TIME ZONE coalesce(c.timezone, (dialer.number_timezones(c.to_number))[1], 'UTC'),
 		   coalesce(c.timezone, (dialer.number_timezones(c.to_number))[1]),
-		   e.detail->>'policy', e.detail->>'rule', coalesce(e.detail->>'message', e.detail->>'reason')
+		   coalesce(r.policy, e.detail->>'policy'), coalesce(r.rule, e.detail->>'rule'),
+		   coalesce(r.reason, e.detail->>'message', e.detail->>'reason')
 	  FROM dialer.scheduled_calls c
 	  JOIN dialer.call_events e ON e.call_id = c.id
-	 WHERE c.to_number = number
+	  LEFT JOIN dialer.do_not_call d ON d.number = c.to_number
+	  LEFT JOIN LATERAL dialer.decision_rule(e.event, e.detail, d) r
+			 ON e.event IN ('claimed', 'window_wait', 'skipped', 'expired')
+	 WHERE c.to_number = contact_history.number
 	 ORDER BY e.at, e.id;
 $$;
 COMMENT ON FUNCTION dialer.contact_history(text) IS
-	'Every event of every call to a number (made, parked, skipped, expired), in the recipient''s local time, with the policy and rule that decided';
+	'Every event of every call to a number (made, parked, skipped, expired), in the recipient''s local time, with the policy and rule that decided (a do-not-call skip: the ledger entry, when requested, via what, in effect since when)';
+
+/*
+ * The audit export of a period [period_start, period_end): one row per decision
+ * taken on a call in it (made: claimed for dispatch; parked: held for a window or
+ * a blackout day; skipped; expired), with the number, the instant in UTC and in
+ * the recipient's local time with the zone(s) used, the call's status and the
+ * provider's outcome of the attempt, the policy and rule that decided, the
+ * policies that applied, and for calls made the consent in force for the call's
+ * purpose at that instant (purpose, when given, source).  One statement over the
+ * period's events (call_events has no index on time: it reads them all once).
+ */
+CREATE FUNCTION dialer.compliance_audit(period_start timestamptz, period_end timestamptz)
+RETURNS TABLE (call_id bigint, to_number text, campaign text, provider text, decision text,
+			   at timestamptz, local_time timestamp, timezone text, timezones text[],
+			   status text, outcome text, policy text, rule text, policies text[], reason text,
+			   consent_id bigint, consent_purpose text, consent_granted_at timestamptz, consent_source text)
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+BEGIN
+	IF period_start IS NULL OR period_end IS NULL OR NOT isfinite(period_start) OR NOT isfinite(period_end)
+	   OR period_end <= period_start THEN
+		PERFORM dialer.raise_bad_argument('period', format('[%s, %s)', period_start, period_end),
+			'The audit covers [period_start, period_end): two finite instants, the end after the start.',
+			'E.g. dialer.compliance_audit(''2026-03-01 00:00Z'', ''2026-04-01 00:00Z'').');
+	END IF;
+	RETURN QUERY
+	WITH ev AS (
+		SELECT e.call_id, e.at, e.event, e.detail
+		  FROM dialer.call_events e
+		 WHERE e.at >= period_start AND e.at < period_end
+		   AND e.event IN ('claimed', 'window_wait', 'skipped', 'expired')
+	), dec AS (
+		SELECT ev.*, c.to_number::text AS num, c.campaign AS camp, c.provider AS prov, c.status AS st,
+			   coalesce(c.payload->>'purpose', c.campaign) AS purpose,
+			   coalesce(CASE WHEN ev.detail ? 'timezones'
+							 THEN ARRAY(SELECT jsonb_array_elements_text(ev.detail->'timezones')) END,
+						CASE WHEN ev.detail ? 'timezone' THEN ARRAY[ev.detail->>'timezone'] END,
+						CASE WHEN c.timezone IS NOT NULL THEN ARRAY[c.timezone] END,
+						CASE WHEN k.timezone IS NOT NULL THEN ARRAY[k.timezone] END,
+						dialer.number_timezones(c.to_number)) AS zones,
+			   CASE WHEN ev.detail ? 'policies'
+					THEN ARRAY(SELECT jsonb_array_elements_text(ev.detail->'policies')) END AS applied,
+			   r.policy AS pol, r.rule AS rul, r.reason AS why,
+			   a.provider_status, a.http_status, a.error_code
+		  FROM ev
+		  JOIN dialer.scheduled_calls c ON c.id = ev.call_id
+		  LEFT JOIN dialer.campaigns k ON k.name = c.campaign
+		  LEFT JOIN dialer.do_not_call d ON d.number = c.to_number
+		  LEFT JOIN LATERAL dialer.decision_rule(ev.event, ev.detail, d) r ON true
+		  LEFT JOIN dialer.call_attempts a
+				 ON ev.event = 'claimed' AND a.call_id = ev.call_id AND a.attempt = (ev.detail->>'attempt')::int
+	)
+	SELECT dec.call_id, dec.num, dec.camp, dec.prov,
+		   CASE dec.event WHEN 'claimed' THEN 'made' WHEN 'window_wait' THEN 'parked' ELSE dec.event END,
+		   dec.at,
+		   CASE WHEN dec.zones IS NOT NULL THEN dec.at AT TIME ZONE dec.zones[1] END,
+		   dec.zones[1], dec.zones, dec.st,
+		   CASE WHEN dec.event = 'claimed'
+				THEN coalesce(dec.provider_status, 'HTTP ' || dec.http_status, dec.error_code, 'no answer from the provider recorded') END,
+		   dec.pol, dec.rul, dec.applied, dec.why,
+		   ks.id, ks.purpose, ks.granted_at, ks.source
+	  FROM dec
+	  LEFT JOIN LATERAL (
+			SELECT k.id, k.purpose, k.granted_at, k.source
+			  FROM dialer.consents k
+			 WHERE dec.event = 'claimed' AND k.number = dec.num AND k.purpose = dec.purpose
+			   AND k.granted_at <= dec.at AND (k.revoked_at IS NULL OR k.revoked_at > dec.at)
+			 ORDER BY k.granted_at DESC
+			 LIMIT 1) ks ON true
+	 ORDER BY dec.at, dec.call_id;
+END;
+$$;
+COMMENT ON FUNCTION dialer.compliance_audit(timestamptz, timestamptz) IS
+	'Audit export of [period_start, period_end): every call made, parked, skipped or expired in it, with the number, the instant in UTC and in the recipient''s local time (zone used), status and provider outcome, the policy and rule that decided, the policies applied, and the consent in force for the call''s purpose (id, purpose, when, source)';
 
 /*
  * When a policy, window, blackout day, refusal or consent changes, the calls parked
