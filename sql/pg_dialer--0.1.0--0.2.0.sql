@@ -2360,16 +2360,19 @@ COMMENT ON COLUMN dialer.number_timezones.zones IS 'IANA time zones numbers with
 
 CREATE FUNCTION dialer.number_timezones(number text)
 RETURNS text[]
-LANGUAGE sql
+LANGUAGE plpgsql
 STABLE
 PARALLEL SAFE
 AS $$
-	SELECT CASE WHEN t.zones = '{Etc/Unknown}' THEN NULL ELSE t.zones END
-	  FROM dialer.number_timezones t
-	 WHERE t.prefix = ANY (ARRAY(SELECT left(ltrim(number, '+'), n)
-								   FROM generate_series(1, least(length(ltrim(number, '+')), 15)) n))
-	 ORDER BY length(t.prefix) DESC
-	 LIMIT 1;
+BEGIN
+	-- no SET search_path (its cost at every call): every name here is qualified or pg_catalog's
+	RETURN (SELECT CASE WHEN t.zones = '{Etc/Unknown}' THEN NULL ELSE t.zones END
+			  FROM dialer.number_timezones t
+			 WHERE t.prefix = ANY (ARRAY(SELECT left(ltrim(number_timezones.number, '+'), n)
+										   FROM generate_series(1, least(length(ltrim(number_timezones.number, '+')), 15)) n))
+			 ORDER BY length(t.prefix) DESC
+			 LIMIT 1);
+END;
 $$;
 
 COMMENT ON FUNCTION dialer.number_timezones(text) IS
@@ -2539,18 +2542,22 @@ SELECT pg_catalog.pg_extension_config_dump('dialer.consents_id_seq', '');
 
 CREATE FUNCTION dialer.applicable_policies(to_number text, campaign text, provider text)
 RETURNS text[]
-LANGUAGE sql
+LANGUAGE plpgsql
 STABLE
 PARALLEL SAFE
 AS $$
-	SELECT coalesce(array_agg(p.name ORDER BY p.name), '{}')
-	  FROM dialer.calling_policies p
-	 WHERE p.enabled
-	   AND (cardinality(p.country_codes) = 0
-			OR EXISTS (SELECT 1 FROM unnest(p.country_codes) cc WHERE starts_with(to_number, '+' || cc)))
-	   AND (cardinality(p.area_codes) = 0 OR substr(to_number, 3, 3) = ANY (p.area_codes))
-	   AND (cardinality(p.campaigns) = 0 OR campaign = ANY (p.campaigns))
-	   AND (cardinality(p.providers) = 0 OR provider = ANY (p.providers));
+BEGIN
+	-- PL/pgSQL for a plan made once per session (see dialer.number_timezones)
+	RETURN (SELECT coalesce(array_agg(p.name ORDER BY p.name), '{}')
+			  FROM dialer.calling_policies p
+			 WHERE p.enabled
+			   AND (cardinality(p.country_codes) = 0
+					OR EXISTS (SELECT 1 FROM unnest(p.country_codes) cc
+								WHERE starts_with(applicable_policies.to_number, '+' || cc)))
+			   AND (cardinality(p.area_codes) = 0 OR substr(applicable_policies.to_number, 3, 3) = ANY (p.area_codes))
+			   AND (cardinality(p.campaigns) = 0 OR applicable_policies.campaign = ANY (p.campaigns))
+			   AND (cardinality(p.providers) = 0 OR applicable_policies.provider = ANY (p.providers)));
+END;
 $$;
 
 COMMENT ON FUNCTION dialer.applicable_policies(text, text, text) IS
@@ -2657,9 +2664,11 @@ CREATE FUNCTION dialer.compliance_verdict(to_number text, at timestamptz DEFAULT
 LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, dialer, pg_temp
--- called from dialer.claim_calls, whose planner settings suit the queue, not these small tables
+-- called from dialer.claim_calls, whose planner settings suit the queue, not these small tables;
+-- one plan per statement and session (custom plans re-planned the window rule at every
+-- call: most of the verdict's cost)
 SET enable_seqscan = on
-SET plan_cache_mode = auto
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
 	v_ws time := coalesce(window_start, nullif(current_setting('dialer.call_window_start', true), '')::time);
