@@ -829,18 +829,19 @@ BEGIN
 		  FROM dialer.scheduled_calls c
 		  LEFT JOIN dialer.campaigns k ON k.name = c.campaign
 		 WHERE c.id = ANY (v_ids)
+	), policy_verdicts AS (
+		-- the One-Time Filter on v_policies skips the verdicts altogether when no
+		-- policy is enabled; else one set-based call for the whole batch
+		SELECT bv.* FROM dialer.batch_verdicts(v_ids, now(), window_start, window_end) bv WHERE v_policies
 	), windowed AS (
-		-- with calling policies applying (pv.policies not empty), their verdict replaces
-		-- the general window alone (which it includes); the One-Time Filter on
-		-- v_policies skips the verdict altogether when no policy is enabled
+		-- with calling policies applying (a verdict row), their verdict replaces the
+		-- general window alone (which it includes)
 		SELECT cand.*, pv.decision, pv.policy, pv.rule, pv.reason, pv.timezones, pv.policies,
 			   CASE WHEN pv.decision = 'park' THEN pv.next_opening
 					WHEN pv.decision IS NOT NULL THEN NULL
 					ELSE dialer.next_window_opening(now(), cand.tz, cand.ws, cand.we) END AS opens
 		  FROM cand
-		  LEFT JOIN LATERAL (SELECT v.* FROM dialer.compliance_verdict(cand.to_number, now(), cand.call_tz,
-															cand.campaign, cand.provider, cand.purpose, cand.ws, cand.we) v
-							  WHERE v_policies AND cardinality(v.policies) > 0) pv ON true
+		  LEFT JOIN policy_verdicts pv ON pv.id = cand.id
 	), verdict AS MATERIALIZED (
 		SELECT w.*,
 			   CASE
@@ -2772,6 +2773,63 @@ $$;
 
 COMMENT ON FUNCTION dialer.compliance_verdict(text, timestamptz, text, text, text, text, time, time) IS
 	'Decision for a call to a number at an instant under every applicable calling policy: allow, park (until next_opening) or refuse; names the policy and rule that decided, and why';
+
+CREATE FUNCTION dialer.batch_verdicts(call_ids bigint[], at timestamptz, window_start time, window_end time)
+RETURNS TABLE (id bigint, decision text, policy text, rule text, reason text, next_opening timestamptz,
+			   timezones text[], policies text[])
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, dialer, pg_temp
+-- called from dialer.claim_calls, whose planner settings suit the queue, not these small tables
+SET enable_seqscan = on
+SET enable_sort = on
+SET plan_cache_mode = force_generic_plan
+AS $$
+BEGIN
+	RETURN QUERY
+	WITH c AS MATERIALIZED (
+		SELECT s.id, s.to_number::text AS num, s.timezone AS call_tz, s.campaign AS camp, s.provider AS prov,
+			   s.payload->>'purpose' AS purpose,
+			   coalesce(k.call_window_start, window_start,
+						nullif(current_setting('dialer.call_window_start', true), '')::time) AS ws,
+			   coalesce(k.call_window_end, window_end,
+						nullif(current_setting('dialer.call_window_end', true), '')::time) AS we,
+			   dialer.applicable_policies(s.to_number, s.campaign, s.provider) AS pols,
+			   CASE WHEN s.timezone IS NOT NULL THEN ARRAY[s.timezone]
+					WHEN k.timezone IS NOT NULL THEN ARRAY[k.timezone]
+					ELSE dialer.number_timezones(s.to_number) END AS zones
+		  FROM dialer.scheduled_calls s
+		  LEFT JOIN dialer.campaigns k ON k.name = s.campaign
+		 WHERE s.id = ANY (call_ids)
+	), open_groups AS MATERIALIZED (
+		-- each distinct rule set judged once: open now, with nothing to count or look up
+		SELECT g.pols, g.zones, g.ws, g.we
+		  FROM (SELECT DISTINCT c.pols, c.zones, c.ws, c.we FROM c
+				 WHERE cardinality(c.pols) > 0 AND c.zones IS NOT NULL) g
+		 WHERE NOT EXISTS (SELECT 1 FROM dialer.calling_policies p
+							WHERE p.name = ANY (g.pols)
+							  AND (p.require_consent OR p.refusal_silence IS NOT NULL OR p.max_calls IS NOT NULL))
+		   AND NOT EXISTS (SELECT 1 FROM dialer.closed_rule(g.pols, g.zones, at, g.ws, g.we))
+	)
+	SELECT c.id, v.decision, v.policy, v.rule, v.reason, v.next_opening, v.timezones, v.policies
+	  FROM c
+	  LEFT JOIN open_groups o
+			 ON o.pols = c.pols AND o.zones = c.zones
+			AND o.ws IS NOT DISTINCT FROM c.ws AND o.we IS NOT DISTINCT FROM c.we
+	 CROSS JOIN LATERAL (
+			SELECT 'allow'::text AS decision, NULL::text AS policy, NULL::text AS rule,
+				   format('open under %s in %s', array_to_string(c.pols, ', '), array_to_string(c.zones, ', ')) AS reason,
+				   NULL::timestamptz AS next_opening, c.zones AS timezones, c.pols AS policies
+			 WHERE o.pols IS NOT NULL
+			UNION ALL
+			SELECT f.decision, f.policy, f.rule, f.reason, f.next_opening, f.timezones, f.policies
+			  FROM dialer.compliance_verdict(c.num, at, c.call_tz, c.camp, c.prov, c.purpose, c.ws, c.we) f
+			 WHERE o.pols IS NULL AND cardinality(c.pols) > 0) v;
+END;
+$$;
+
+COMMENT ON FUNCTION dialer.batch_verdicts(bigint[], timestamptz, time, time) IS
+	'Internal: the calling-policy verdicts of a batch of scheduled calls (dialer.claim_calls), each distinct rule set judged once when it needs no per-number look-up; no row for calls no policy applies to';
 
 CREATE FUNCTION dialer.next_opening(to_number text, at timestamptz DEFAULT now(), timezone text DEFAULT NULL,
 									campaign text DEFAULT NULL, provider text DEFAULT NULL)

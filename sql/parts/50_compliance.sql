@@ -449,6 +449,73 @@ COMMENT ON FUNCTION dialer.compliance_verdict(text, timestamptz, text, text, tex
 	'Decision for a call to a number at an instant under every applicable calling policy: allow, park (until next_opening) or refuse; names the policy and rule that decided, and why';
 
 /*
+ * The verdicts of a batch of scheduled calls at instant at (dialer.claim_calls: one
+ * call per claim), set-based for the common case: the calls' applicable policies
+ * and zones are looked up per call, then each distinct (policies, zones, window) is
+ * judged once: when none of its policies counts calls, keeps a silence or needs a
+ * consent, and every window and blackout rule is open in every zone, its calls are
+ * allowed without a verdict of their own (exactly what dialer.compliance_verdict
+ * would answer).  The other calls get dialer.compliance_verdict.  Calls to which no
+ * policy applies get no row.  window_start/_end are the general window when the
+ * campaign has none (NULL: the dialer.call_window_* settings, as in the verdict).
+ */
+CREATE FUNCTION dialer.batch_verdicts(call_ids bigint[], at timestamptz, window_start time, window_end time)
+RETURNS TABLE (id bigint, decision text, policy text, rule text, reason text, next_opening timestamptz,
+			   timezones text[], policies text[])
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, dialer, pg_temp
+-- called from dialer.claim_calls, whose planner settings suit the queue, not these small tables
+SET enable_seqscan = on
+SET enable_sort = on
+SET plan_cache_mode = force_generic_plan
+AS $$
+BEGIN
+	RETURN QUERY
+	WITH c AS MATERIALIZED (
+		SELECT s.id, s.to_number::text AS num, s.timezone AS call_tz, s.campaign AS camp, s.provider AS prov,
+			   s.payload->>'purpose' AS purpose,
+			   coalesce(k.call_window_start, window_start,
+						nullif(current_setting('dialer.call_window_start', true), '')::time) AS ws,
+			   coalesce(k.call_window_end, window_end,
+						nullif(current_setting('dialer.call_window_end', true), '')::time) AS we,
+			   dialer.applicable_policies(s.to_number, s.campaign, s.provider) AS pols,
+			   CASE WHEN s.timezone IS NOT NULL THEN ARRAY[s.timezone]
+					WHEN k.timezone IS NOT NULL THEN ARRAY[k.timezone]
+					ELSE dialer.number_timezones(s.to_number) END AS zones
+		  FROM dialer.scheduled_calls s
+		  LEFT JOIN dialer.campaigns k ON k.name = s.campaign
+		 WHERE s.id = ANY (call_ids)
+	), open_groups AS MATERIALIZED (
+		-- each distinct rule set judged once: open now, with nothing to count or look up
+		SELECT g.pols, g.zones, g.ws, g.we
+		  FROM (SELECT DISTINCT c.pols, c.zones, c.ws, c.we FROM c
+				 WHERE cardinality(c.pols) > 0 AND c.zones IS NOT NULL) g
+		 WHERE NOT EXISTS (SELECT 1 FROM dialer.calling_policies p
+							WHERE p.name = ANY (g.pols)
+							  AND (p.require_consent OR p.refusal_silence IS NOT NULL OR p.max_calls IS NOT NULL))
+		   AND NOT EXISTS (SELECT 1 FROM dialer.closed_rule(g.pols, g.zones, at, g.ws, g.we))
+	)
+	SELECT c.id, v.decision, v.policy, v.rule, v.reason, v.next_opening, v.timezones, v.policies
+	  FROM c
+	  LEFT JOIN open_groups o
+			 ON o.pols = c.pols AND o.zones = c.zones
+			AND o.ws IS NOT DISTINCT FROM c.ws AND o.we IS NOT DISTINCT FROM c.we
+	 CROSS JOIN LATERAL (
+			SELECT 'allow'::text AS decision, NULL::text AS policy, NULL::text AS rule,
+				   format('open under %s in %s', array_to_string(c.pols, ', '), array_to_string(c.zones, ', ')) AS reason,
+				   NULL::timestamptz AS next_opening, c.zones AS timezones, c.pols AS policies
+			 WHERE o.pols IS NOT NULL
+			UNION ALL
+			SELECT f.decision, f.policy, f.rule, f.reason, f.next_opening, f.timezones, f.policies
+			  FROM dialer.compliance_verdict(c.num, at, c.call_tz, c.camp, c.prov, c.purpose, c.ws, c.we) f
+			 WHERE o.pols IS NULL AND cardinality(c.pols) > 0) v;
+END;
+$$;
+COMMENT ON FUNCTION dialer.batch_verdicts(bigint[], timestamptz, time, time) IS
+	'Internal: the calling-policy verdicts of a batch of scheduled calls (dialer.claim_calls), each distinct rule set judged once when it needs no per-number look-up; no row for calls no policy applies to';
+
+/*
  * The next instant at or after at when a call may be made under every policy
  * that applies (NULL: refused, or no opening within 60 days).
  */
