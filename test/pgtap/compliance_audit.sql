@@ -11,7 +11,7 @@
 SET client_min_messages = error;
 
 BEGIN;
-SELECT plan(33);
+SELECT plan(36);
 
 INSERT INTO dialer.providers (name, kind, base_url, enabled)
 VALUES ('tap_audit', 'backend', 'http://127.0.0.1:9', false);
@@ -175,6 +175,36 @@ SELECT is((SELECT detail FROM cand WHERE customer_ref = 'ok'), NULL, 'a candidat
 SELECT ok((SELECT bool_and(included AND reason IS NULL AND detail LIKE 'held until % policy pol_later, rule window: %')
 			 FROM dialer.campaign_candidates('tap_pol_later') WHERE customer_ref IN ('ok', 'capped', 'refused', 'noconsent')),
 	'a window closed in the recipient''s zone holds the candidates (included, enqueued to wait) and says until when, under which policy and rule');
+
+-- The claim's batch verdicts answer exactly as one verdict per call -----------------------
+DELETE FROM dialer.calling_policies WHERE NOT builtin;
+SELECT dialer.use_preset('US-TCPA'); SELECT dialer.use_preset('US-FL'); SELECT dialer.use_preset('FR');
+CREATE TEMP TABLE batch AS
+WITH c AS (
+	INSERT INTO dialer.scheduled_calls (run_at, next_attempt_at, to_number, provider, max_attempts, payload, timezone)
+	SELECT now(), now(), n, 'tap_audit', 1, '{}', tz
+	  FROM (VALUES ('+12125550301', NULL), ('+12125550302', NULL), ('+13105550303', NULL), ('+13055550304', NULL),
+				   ('+33142685304', NULL), ('+80012345673', NULL), ('+442071234568', NULL), ('+12083012346', NULL),
+				   ('+13105550305', 'America/New_York')) v(n, tz)
+	RETURNING id)
+SELECT array_agg(id ORDER BY id) AS ids FROM c;
+CREATE FUNCTION pg_temp.one_by_one(at timestamptz) RETURNS TABLE (id bigint, decision text, policy text, rule text,
+	reason text, next_opening timestamptz, timezones text[], policies text[])
+LANGUAGE sql AS $$
+	SELECT c.id, v.decision, v.policy, v.rule, v.reason, v.next_opening, v.timezones, v.policies
+	  FROM dialer.scheduled_calls c, dialer.compliance_verdict(c.to_number, at, c.timezone, c.campaign, c.provider,
+															   c.payload->>'purpose', '00:00', '24:00') v
+	 WHERE c.id = ANY ((SELECT ids FROM batch)::bigint[]) AND cardinality(v.policies) > 0
+	 ORDER BY c.id $$;
+SELECT results_eq($$SELECT * FROM dialer.batch_verdicts((SELECT ids FROM batch), '2026-01-12 17:00Z', '00:00', '24:00') ORDER BY id$$,
+	$$SELECT * FROM pg_temp.one_by_one('2026-01-12 17:00Z')$$,
+	'batch verdicts on a Monday at 17:00 UTC (open in New York, Los Angeles, Miami and Paris) equal one verdict per call');
+SELECT results_eq($$SELECT * FROM dialer.batch_verdicts((SELECT ids FROM batch), '2026-01-12 14:00Z', '00:00', '24:00') ORDER BY id$$,
+	$$SELECT * FROM pg_temp.one_by_one('2026-01-12 14:00Z')$$,
+	'... at 14:00 UTC (New York open, Los Angeles parked, Paris open, Boise/Los Angeles closed)');
+SELECT results_eq($$SELECT * FROM dialer.batch_verdicts((SELECT ids FROM batch), '2026-07-14 12:00Z', '00:00', '24:00') ORDER BY id$$,
+	$$SELECT * FROM pg_temp.one_by_one('2026-07-14 12:00Z')$$,
+	'... on Bastille Day (a French blackout) while the US sleeps');
 
 SELECT * FROM finish();
 ROLLBACK;
