@@ -16,6 +16,15 @@
  *   CPU per call of PostgreSQL (every process of the cluster) plus Graphile Worker's process
  *   (pg_dialer's worker is a PostgreSQL process), from /proc, per workload.
  *
+ * With DIALER_BENCH_POLICY=US-TCPA (or US-FL), W1 and W2 of pg_dialer also run with that calling
+ * policy preset enabled on every call (dialer.use_preset), beside the runs without it, and the
+ * ratios are printed (issue 12: at most 10% lower). The calls then go to numbers of a NANP area
+ * code whose window is open now and for the next hour in the preset (time zone inferred from the
+ * number, as for any call); when no candidate area code is open (e.g. about 11:00 UTC, when no
+ * NANP zone is between 08:00 and 21:00), the policy's windows are replaced by one all-day window
+ * (same rule machinery: scope, zone from the number, windows, caps) and the output says so.
+ * Both pg_dialer runs (with and without) use the same numbers.
+ *
  * pg_dialer's workloads enqueue with dialer.enqueue_calls (one jsonb parameter); Graphile
  * Worker's with its add_jobs SQL (one array parameter), the same rows. Prints one line per
  * figure and the pg_dialer / Graphile Worker ratios. Needs a cluster with pg_dialer preloaded
@@ -35,6 +44,17 @@ const NE = Number(process.env.ENQ_CALLS || 100000);
 const NE1 = Number(process.env.ENQ_SINGLE_CALLS || NE);
 const NWARM = Number(process.env.WARM_CALLS || 100000);
 const ONLY = new Set((process.env.BENCH_ONLY || 'w1,w2,enqueue').split(','));
+const POLICY = process.env.DIALER_BENCH_POLICY || '';
+if (POLICY && !/^US-[A-Z]+$/.test(POLICY)) {
+  console.error(`DIALER_BENCH_POLICY=${POLICY}: only the NANP presets (US-TCPA, US-FL) are supported by the bench`);
+  process.exit(2);
+}
+// NANP area codes tried for a window open now (US-TCPA: 08:00-21:00 local), west to east and
+// beyond: between them some zone is open at almost any hour (Guam covers the US night)
+const AREA_CODES = [['212', 'New York'], ['305', 'Miami'], ['312', 'Chicago'], ['303', 'Denver'],
+  ['415', 'San Francisco'], ['907', 'Anchorage'], ['808', 'Honolulu'], ['671', 'Guam'],
+  ['787', 'Puerto Rico'], ['709', "St. John's"]];
+let benchFirst = 4150000000;   // numbers +1 415 000 0001... unless a policy chooses others
 const CONC = 100;
 const HZ = 100;   // USER_HZ: /proc/<pid>/stat counts CPU time in 1/100 s
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -199,11 +219,37 @@ async function stopGraphile() {
 
 /* ------------------------------------------------------------------ workloads */
 
+/*
+ * Enables the calling policy preset POLICY (as policy 'bench') and chooses the numbers of the
+ * pg_dialer runs: the first area code of AREA_CODES whose calls the policy allows now and in an
+ * hour; else the policy gets one all-day window instead of its own.  Returns a label that says
+ * which.  Runs after every fresh() (which drops the extension, and the policy with it).
+ */
+async function applyPolicy(db) {
+  await db.query('SELECT dialer.use_preset($1, $2)', [POLICY, 'bench']);
+  const open = (await db.query(`
+      SELECT a.ac, a.place
+        FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS a(ac, place, o)
+       WHERE (SELECT bool_and(v.decision = 'allow' AND v.policies = '{bench}')
+                FROM unnest(ARRAY[now(), now() + interval '1 hour']) t,
+                     dialer.compliance_verdict('+1' || a.ac || '5000001', t) v)
+       ORDER BY a.o LIMIT 1`, [AREA_CODES.map((a) => a[0]), AREA_CODES.map((a) => a[1])])).rows[0];
+  if (open) {
+    benchFirst = Number(`${open.ac}5000000`);
+    return `${POLICY} as shipped, numbers +1 ${open.ac} (${open.place}: window open now)`;
+  }
+  const ac = POLICY === 'US-FL' ? '305' : '212';
+  await db.query("DELETE FROM dialer.policy_windows WHERE policy = 'bench'");
+  await db.query("INSERT INTO dialer.policy_windows (policy, weekdays, starts, ends) VALUES ('bench', '{1,2,3,4,5,6,7}', '00:00', '24:00')");
+  benchFirst = Number(`${ac}5000000`);
+  return `${POLICY} with an ALL-DAY window instead of its own (no candidate area code was open now), numbers +1 ${ac}`;
+}
+
 async function pgDialerWorkload(db, sim, n, tag) {
   const cpu0 = cpuSnapshot();
   const t0 = now();
   await db.query('BEGIN');
-  await db.query(`SELECT count(*) FROM dialer.enqueue_calls(${CALL_JSON(4150000000, n, tag)})`);
+  await db.query(`SELECT count(*) FROM dialer.enqueue_calls(${CALL_JSON(benchFirst, n, tag)})`);
   await db.query('COMMIT');
   const t1 = now();
   await waitFor(async () => (await dialer.open(db, tag)) === 0, 600000, 20);
@@ -238,22 +284,33 @@ function line(label, sys, r, n, extra = '') {
 }
 
 async function workloads(db, sim, results) {
+  const dialerPolicy = { ...dialer, name: `pg_dialer+${POLICY}` };
+  if (POLICY) {
+    // the numbers both pg_dialer runs use: chosen once, on a fresh install, before any run
+    await dialer.fresh(db, sim);
+    console.log(`calling policy for the pg_dialer+${POLICY} runs: ${await applyPolicy(db)}`);
+  }
   for (const state of ['fresh', 'warm']) {
-    for (const sys of [dialer, graphile]) {
+    for (const sys of POLICY ? [dialer, dialerPolicy, graphile] : [dialer, graphile]) {
       await sys.fresh(db, sim);
       if (state === 'warm') await sys.warm(db);
+      if (sys === dialerPolicy) {
+        const label = await applyPolicy(db);
+        console.log(`(${state}) ${label}; enabled policies: ${(await db.query(
+          "SELECT string_agg(name, ', ') AS p FROM dialer.calling_policies WHERE enabled")).rows[0].p}`);
+      }
       if (sys === graphile) await sleep(500);
       if (ONLY.has('w1')) {
         await simCall(sim, 'POST', 'config', { latency: 0 });
         await simCall(sim, 'POST', 'reset');
-        const r = sys === dialer ? await pgDialerWorkload(db, sim, N1, `w1${state}`) : await graphileWorkload(db, sim, N1, `w1${state}`);
+        const r = sys !== graphile ? await pgDialerWorkload(db, sim, N1, `w1${state}`) : await graphileWorkload(db, sim, N1, `w1${state}`);
         const cpu = line(`W1 ${state}`, sys.name, r, N1);
         results.push({ w: 'W1', state, sys: sys.name, rate: N1 / r.total, total: r.total, cpu });
       }
       if (ONLY.has('w2')) {
         await simCall(sim, 'POST', 'reset');
         await simCall(sim, 'POST', 'config', { latency: 100 });
-        const r = sys === dialer ? await pgDialerWorkload(db, sim, N2, `w2${state}`) : await graphileWorkload(db, sim, N2, `w2${state}`);
+        const r = sys !== graphile ? await pgDialerWorkload(db, sim, N2, `w2${state}`) : await graphileWorkload(db, sim, N2, `w2${state}`);
         await simCall(sim, 'POST', 'config', { latency: 0 });
         const ideal = (N2 / CONC) * 0.1;
         const cpu = line(`W2 ${state}`, sys.name, r, N2, `; ${(r.total / ideal).toFixed(3)} x the ideal ${ideal.toFixed(1)} s`);
@@ -346,6 +403,18 @@ async function main() {
             + (w === 'W1' ? ' (target >= 4)' : '')
             + `; CPU/call ${a.cpu.toFixed(3)} vs ${b.cpu.toFixed(3)} ms (${(b.cpu / a.cpu).toFixed(2)} x less${w === 'W1' ? '; target <= 0.2 ms' : ''})`
             + (a.ideal ? `; pg_dialer ${a.ideal.toFixed(3)} x ideal (target <= 1.05), Graphile Worker ${b.ideal.toFixed(3)} x` : ''));
+        }
+      }
+    }
+    if (POLICY) {
+      for (const w of ['W1', 'W2']) {
+        for (const state of ['fresh', 'warm']) {
+          const a = results.find((r) => r.w === w && r.state === state && r.sys === 'pg_dialer');
+          const p = results.find((r) => r.w === w && r.state === state && r.sys === `pg_dialer+${POLICY}`);
+          if (a && p) {
+            console.log(`policy ${w} ${state}: without ${fmt(a.rate)} calls/s, with ${POLICY} ${fmt(p.rate)} calls/s = `
+              + `${(p.rate / a.rate).toFixed(3)} x (target >= 0.90); CPU/call ${a.cpu.toFixed(3)} vs ${p.cpu.toFixed(3)} ms`);
+          }
         }
       }
     }

@@ -214,11 +214,35 @@ COMMENT ON FUNCTION dialer.scheduled_calls_no_truncate() IS
 CREATE TRIGGER scheduled_calls_no_truncate BEFORE TRUNCATE ON dialer.scheduled_calls
 	FOR EACH STATEMENT EXECUTE FUNCTION dialer.scheduled_calls_no_truncate();
 
+-- the do-not-call ledger: when the request was made, from where, when it took effect; the
+-- rows of 0.1.0 took effect when they were added, and their request time is not known
+-- better than that
+ALTER TABLE dialer.do_not_call ADD COLUMN requested_at timestamptz;
+ALTER TABLE dialer.do_not_call ADD COLUMN source text;
+ALTER TABLE dialer.do_not_call ADD COLUMN effective_at timestamptz;
+UPDATE dialer.do_not_call SET requested_at = added_at, effective_at = added_at;
+ALTER TABLE dialer.do_not_call ALTER COLUMN requested_at SET DEFAULT now(), ALTER COLUMN requested_at SET NOT NULL,
+	ALTER COLUMN effective_at SET DEFAULT now(), ALTER COLUMN effective_at SET NOT NULL;
+ALTER TABLE dialer.do_not_call ADD CONSTRAINT do_not_call_effective_after_request CHECK (effective_at >= requested_at),
+	ADD CONSTRAINT do_not_call_effective_when_stored CHECK (effective_at <= added_at);
+
+COMMENT ON TABLE dialer.do_not_call IS
+	'Do-not-call ledger: numbers that must never be dialled, with when and through which channel the request was made and when it took effect; checked at enqueue and again at dispatch, and the scheduled calls of a number are skipped as soon as it is added';
+
 COMMENT ON COLUMN dialer.do_not_call.number IS 'The number (E.164): a call to it is stored as skipped and never dialled';
 
 COMMENT ON COLUMN dialer.do_not_call.reason IS 'Why (free text, e.g. asked not to be called)';
 
 COMMENT ON COLUMN dialer.do_not_call.added_at IS 'When the number was added';
+
+COMMENT ON COLUMN dialer.do_not_call.requested_at IS
+	'When the person asked not to be called (default: when the row was added); may be earlier than added_at, e.g. a request taken by an agent and entered later';
+
+COMMENT ON COLUMN dialer.do_not_call.source IS
+	'From where the request came: channel or list (call, SMS STOP, e-mail, web form, agent, a national registry import ...); NULL: not recorded';
+
+COMMENT ON COLUMN dialer.do_not_call.effective_at IS
+	'When the entry took effect (default: when the row was added, the instant pg_dialer starts skipping the number); never later than added_at, never before requested_at. requested_at to effective_at is the delay a regulator asks about (US: at most 10 business days)';
 
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('dialer.scheduled_calls', 'id'), '');
 
@@ -878,18 +902,19 @@ BEGIN
 		  FROM dialer.scheduled_calls c
 		  LEFT JOIN dialer.campaigns k ON k.name = c.campaign
 		 WHERE c.id = ANY (v_ids)
+	), policy_verdicts AS (
+		-- the One-Time Filter on v_policies skips the verdicts altogether when no
+		-- policy is enabled; else one set-based call for the whole batch
+		SELECT bv.* FROM dialer.batch_verdicts(v_ids, now(), window_start, window_end) bv WHERE v_policies
 	), windowed AS (
-		-- with calling policies applying (pv.policies not empty), their verdict replaces
-		-- the general window alone (which it includes); the One-Time Filter on
-		-- v_policies skips the verdict altogether when no policy is enabled
-		SELECT cand.*, pv.decision, pv.policy, pv.rule, pv.reason, pv.timezones,
+		-- with calling policies applying (a verdict row), their verdict replaces the
+		-- general window alone (which it includes)
+		SELECT cand.*, pv.decision, pv.policy, pv.rule, pv.reason, pv.timezones, pv.policies,
 			   CASE WHEN pv.decision = 'park' THEN pv.next_opening
 					WHEN pv.decision IS NOT NULL THEN NULL
 					ELSE dialer.next_window_opening(now(), cand.tz, cand.ws, cand.we) END AS opens
 		  FROM cand
-		  LEFT JOIN LATERAL (SELECT v.* FROM dialer.compliance_verdict(cand.to_number, now(), cand.call_tz,
-															cand.campaign, cand.provider, cand.purpose, cand.ws, cand.we) v
-							  WHERE v_policies AND cardinality(v.policies) > 0) pv ON true
+		  LEFT JOIN policy_verdicts pv ON pv.id = cand.id
 	), verdict AS MATERIALIZED (
 		SELECT w.*,
 			   CASE
@@ -917,7 +942,7 @@ BEGIN
 			   updated_at = now()
 		  FROM verdict x
 		 WHERE c.id = x.id
-		RETURNING c.*, x.v, x.tz, x.opens, x.decision, x.policy, x.rule, x.reason, x.timezones
+		RETURNING c.*, x.v, x.tz, x.opens, x.decision, x.policy, x.rule, x.reason, x.timezones, x.policies
 	), ev AS (
 		INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
 		SELECT u.id,
@@ -925,7 +950,10 @@ BEGIN
 						WHEN 'expired' THEN 'expired' ELSE 'skipped' END,
 			   'scheduled', u.status,
 			   CASE u.v
-				 WHEN 'go' THEN jsonb_build_object('attempt', u.attempts)
+				 -- under calling policies, the claim records which ones allowed it (the audit reads it)
+				 WHEN 'go' THEN CASE WHEN u.decision IS NULL THEN jsonb_build_object('attempt', u.attempts)
+					 ELSE jsonb_build_object('attempt', u.attempts, 'policies', u.policies, 'timezones', u.timezones,
+											 'message', u.reason) END
 				 WHEN 'window' THEN CASE WHEN u.decision IS NULL
 					 THEN jsonb_build_object('timezone', u.tz, 'opens_at', u.opens, 'next_attempt_at', u.next_attempt_at)
 					 ELSE jsonb_build_object('timezones', u.timezones, 'opens_at', u.opens, 'next_attempt_at', u.next_attempt_at,
@@ -1995,6 +2023,282 @@ COMMENT ON COLUMN dialer.campaign_source_row.timezone IS 'The candidate''s IANA 
 
 COMMENT ON COLUMN dialer.campaign_source_row.due_at IS 'What the call is about (appointment, expiry): the lookahead window';
 
+CREATE FUNCTION dialer.campaign_source_candidates(k dialer.campaigns, source_rows dialer.campaign_source_row[],
+												  key_suffix text)
+RETURNS TABLE (ref text, raw_phone text, num text, raw_payload jsonb, pl jsonb, tz text, due timestamptz,
+			   ord bigint, key text)
+LANGUAGE sql
+STABLE
+AS $$
+	SELECT s.customer_ref,
+		   s.phone,
+		   regexp_replace(s.phone, '[[:space:]().-]', '', 'g'),
+		   s.payload,
+		   k.payload || CASE WHEN jsonb_typeof(s.payload) = 'object' THEN s.payload ELSE '{}' END,
+		   s.timezone,
+		   s.due_at,
+		   s.o,
+		   format('campaign:%s:%s:%s', k.name,
+				  CASE WHEN length(s.customer_ref) <= 100 THEN s.customer_ref
+					   ELSE 'md5.' || md5(s.customer_ref) END,
+				  key_suffix)
+	  FROM unnest(source_rows) WITH ORDINALITY AS s(customer_ref, phone, payload, timezone, due_at, o);
+$$;
+
+COMMENT ON FUNCTION dialer.campaign_source_candidates(dialer.campaigns, dialer.campaign_source_row[], text) IS
+	'Internal: step 1 of campaign_candidates: source rows as candidates (number cleaned, payload merged over the campaign''s, dedupe key, position)';
+
+CREATE FUNCTION dialer.campaign_reason_of_call_rule(call_rule text)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+PARALLEL SAFE
+AS $$
+	SELECT CASE
+			 WHEN call_rule IN ('to_number_missing', 'to_number_format') THEN 'invalid_phone'
+			 WHEN call_rule = 'timezone' THEN 'invalid_timezone'
+			 WHEN call_rule IN ('payload_type', 'payload_size', 'payload_mode', 'payload_base_url', 'payload_message',
+								'nothing_to_say', 'payload_from') THEN 'invalid_payload'
+		   END;
+$$;
+
+COMMENT ON FUNCTION dialer.campaign_reason_of_call_rule(text) IS
+	'Internal: the campaign candidate reason (invalid_phone, invalid_timezone, invalid_payload) for a rule of dialer.call_rule broken by a candidate; NULL for rules about the campaign''s own settings';
+
+CREATE FUNCTION dialer.campaign_payload_detail(call_rule text, raw_payload jsonb, payload jsonb)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+PARALLEL SAFE
+AS $$
+	SELECT CASE call_rule
+			 WHEN 'payload_type' THEN format('payload must be a JSON object, not %s', jsonb_typeof(raw_payload))
+			 WHEN 'payload_size' THEN format('payload is %s bytes, over 64 kB', octet_length(payload::text))
+			 WHEN 'payload_mode' THEN format('payload.mode %s is neither DIRECT nor BRIEF_START', quote_literal(payload->>'mode'))
+			 WHEN 'payload_from' THEN format('payload.from %s is not an E.164 number', payload->'from')
+		   END;
+$$;
+
+COMMENT ON FUNCTION dialer.campaign_payload_detail(text, jsonb, jsonb) IS
+	'Internal: the detail of a campaign candidate''s invalid_payload for the dialer.call_rule payload rule it breaks (NULL: use the enqueue''s error)';
+
+CREATE OR REPLACE FUNCTION dialer.campaign_candidates(campaign text, days int DEFAULT NULL)
+RETURNS TABLE (customer_ref text, phone text, payload jsonb, timezone text, due_at timestamptz,
+			   included boolean, reason text, detail text, dedupe_key text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, dialer, pg_temp
+SET jit = off
+AS $$
+DECLARE
+	k			dialer.campaigns := dialer.get_campaign(campaign);
+	v_rows		dialer.campaign_source_row[];
+BEGIN
+	IF days IS NOT NULL AND days NOT BETWEEN 0 AND 366 THEN
+		PERFORM dialer.raise_bad_argument('days', days::text,
+			'days is the lookahead window in days, from 0 (today only) to 366.',
+			'Omit it to use the campaign''s lookahead_days.');
+	END IF;
+	-- the source is read with the caller's rights; the rules are applied by the owner
+	EXECUTE dialer.campaign_source_query(k.source) INTO v_rows USING dialer.campaign_timezone(k.timezone);
+	RETURN QUERY SELECT * FROM dialer.campaign_candidate_verdicts(k.name, v_rows, days);
+END;
+$$;
+
+COMMENT ON FUNCTION dialer.campaign_candidates(text, int) IS
+	'Every candidate of a campaign''s source with included, the reason it is left out (campaign_disabled, invalid_customer_ref, invalid_phone, invalid_timezone, invalid_payload, do_not_call, not_allowed, outside_lookahead, scheduled_today, call_pending, called_recently, calling_policy, duplicate_customer, duplicate_phone, over_daily_cap) and a detail (for calling_policy, and for an included candidate a policy holds until its opening, the policy and rule); days overrides lookahead_days. Reads the source with the caller''s rights.';
+
+CREATE FUNCTION dialer.campaign_candidate_verdicts(campaign text, source_rows dialer.campaign_source_row[], days int)
+RETURNS TABLE (customer_ref text, phone text, payload jsonb, timezone text, due_at timestamptz,
+			   included boolean, reason text, detail text, dedupe_key text)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, dialer, pg_temp
+SET jit = off
+AS $$
+DECLARE
+	k			dialer.campaigns := dialer.get_campaign(campaign);
+	v_days		int := coalesce(days, k.lookahead_days);
+	v_tz		text := dialer.campaign_timezone(k.timezone);
+	v_today		date := (now() AT TIME ZONE v_tz)::date;
+	v_start		timestamptz := v_today::timestamp AT TIME ZONE v_tz;
+	v_end		timestamptz := (v_today + 1)::timestamp AT TIME ZONE v_tz;
+	v_suffix	text := CASE WHEN k.once_per_day THEN to_char(v_today, 'YYYY-MM-DD')
+							 ELSE to_char(now() AT TIME ZONE v_tz, 'YYYY-MM-DD"T"HH24:MI') END;
+	v_skip		int := coalesce(k.skip_called_within_days, 0);
+	v_policies	boolean := EXISTS (SELECT 1 FROM dialer.calling_policies p WHERE p.enabled);
+	v_rows		dialer.campaign_source_row[] := source_rows;
+	v_prov		dialer.providers;
+	v_used		int;
+	v_left		int;
+BEGIN
+	SELECT * INTO v_prov FROM dialer.providers p WHERE p.name = k.provider;
+	SELECT count(*) INTO v_used
+	  FROM dialer.scheduled_calls c
+	 WHERE c.campaign = k.name AND c.run_at >= v_start AND c.run_at < v_end
+	   AND c.status NOT IN ('canceled', 'skipped');
+	v_left := CASE WHEN k.max_calls_per_day IS NOT NULL THEN greatest(k.max_calls_per_day - v_used, 0) END;
+
+	RETURN QUERY
+	WITH today_calls AS MATERIALIZED (
+		-- the campaign's calls due today, one per customer (bounded by a day's volume)
+		SELECT DISTINCT ON (c.customer_ref) c.customer_ref, c.id, c.status
+		  FROM dialer.scheduled_calls c
+		 WHERE k.once_per_day AND c.campaign = k.name AND c.run_at >= v_start AND c.run_at < v_end
+		   AND c.customer_ref IS NOT NULL
+		 ORDER BY c.customer_ref, c.id
+	), facts AS (
+		-- each candidate with what the rules look at: the enqueue rule it breaks, its
+		-- do-not-call entry, a call of today, a pending call, a recent call
+		SELECT src.*, dnc AS dnc, dnc.number AS dnc_number,
+			   dialer.call_rule(
+					to_number => src.num, run_at => now(), provider => k.provider,
+					payload => CASE WHEN jsonb_typeof(src.raw_payload) <> 'object' THEN src.raw_payload ELSE src.pl END,
+					campaign => k.name, dedupe_key => NULL, priority => k.priority, max_attempts => k.max_attempts,
+					timezone => src.tz, deadline => NULL, provider_kind => v_prov.kind,
+					provider_hosts => v_prov.allowed_hosts, provider_twiml_url => v_prov.twiml_url) AS bad_rule,
+			   today.id AS today_id, today.status AS today_status,
+			   pend.id AS pend_id, pend.status AS pend_status, pend.to_number AS pend_number,
+			   recent.id AS recent_id, recent.status AS recent_status, recent.at AS recent_at
+		  FROM dialer.campaign_source_candidates(k, v_rows, v_suffix) src
+		  LEFT JOIN dialer.do_not_call dnc ON dnc.number = src.num
+		  LEFT JOIN today_calls tc ON tc.customer_ref = src.ref
+		  LEFT JOIN LATERAL (
+				SELECT tc.id, tc.status WHERE tc.id IS NOT NULL
+				UNION ALL
+				SELECT c.id, c.status FROM dialer.scheduled_calls c
+				 WHERE c.dedupe_key = src.key
+				LIMIT 1) today ON true
+		  LEFT JOIN LATERAL (
+				SELECT c.id, c.status, c.to_number FROM dialer.scheduled_calls c
+				 WHERE c.campaign = k.name AND c.customer_ref = src.ref
+				   AND c.status IN ('scheduled', 'dispatching', 'dialing')
+				UNION ALL
+				SELECT c.id, c.status, c.to_number FROM dialer.scheduled_calls c
+				 WHERE c.to_number = src.num AND c.campaign = k.name
+				   AND c.status IN ('scheduled', 'dispatching', 'dialing')
+				LIMIT 1) pend ON true
+		  LEFT JOIN LATERAL (
+				SELECT c.id, c.status, greatest(c.run_at, c.next_attempt_at) AS at
+				  FROM dialer.scheduled_calls c
+				 WHERE v_skip > 0 AND c.to_number = src.num
+				   AND c.status IN ('dispatching', 'dialing', 'completed', 'no_answer', 'busy', 'failed', 'unknown')
+				   AND greatest(c.run_at, c.next_attempt_at) > now() - make_interval(days => v_skip)
+				   AND greatest(c.run_at, c.next_attempt_at) <= now()
+				 ORDER BY greatest(c.run_at, c.next_attempt_at) DESC
+				 LIMIT 1) recent ON true
+	), ruled AS (
+		-- the campaign rules, in order, each with its condition and its detail once; the
+		-- first broken one is the candidate's reason (the details are formatted for it only)
+		SELECT f.*, r.why, r.why_detail
+		  FROM (SELECT x.*, dialer.campaign_reason_of_call_rule(x.bad_rule) AS bad FROM facts x) f
+		  LEFT JOIN LATERAL (
+				SELECT l.why,
+					   CASE l.why
+						 WHEN 'campaign_disabled' THEN format('campaign %s is disabled', quote_literal(k.name))
+						 WHEN 'invalid_customer_ref' THEN 'customer_ref is NULL or empty'
+						 WHEN 'invalid_phone' THEN
+							format('phone %s is not an E.164 number (+, then 8 to 15 digits, the first not 0)',
+								   coalesce(quote_literal(f.raw_phone), 'NULL'))
+						 WHEN 'invalid_timezone' THEN format('time zone %s is not known to PostgreSQL', quote_literal(f.tz))
+						 WHEN 'invalid_payload' THEN coalesce(dialer.campaign_payload_detail(f.bad_rule, f.raw_payload, f.pl),
+							(SELECT x.message || ' (' || x.detail || ')'
+							   FROM dialer.call_refusal(
+									to_number => f.num, run_at => now(), provider => k.provider, payload => f.pl,
+									campaign => k.name, dedupe_key => NULL, priority => k.priority,
+									max_attempts => k.max_attempts, timezone => f.tz, deadline => NULL,
+									provider_kind => v_prov.kind, provider_hosts => v_prov.allowed_hosts,
+									provider_twiml_url => v_prov.twiml_url) x))
+						 WHEN 'do_not_call' THEN dialer.do_not_call_detail(f.dnc)
+						 WHEN 'not_allowed' THEN
+							format('%s is not in the campaign''s allowed_numbers (pilot allow-list)', f.num)
+						 WHEN 'outside_lookahead' THEN
+							format('due on %s, outside the lookahead window %s to %s (%s)',
+								   (f.due AT TIME ZONE v_tz)::date, v_today, v_today + v_days, v_tz)
+						 WHEN 'scheduled_today' THEN
+							format('call %s (%s) is already scheduled for this customer today', f.today_id, f.today_status)
+						 WHEN 'call_pending' THEN format('call %s to %s is still %s', f.pend_id, f.pend_number, f.pend_status)
+						 WHEN 'called_recently' THEN
+							format('call %s reached the provider at %s (%s), within the last %s days',
+								   f.recent_id, f.recent_at, f.recent_status, v_skip)
+					   END AS why_detail
+				  FROM (VALUES
+						(1, 'campaign_disabled', NOT k.enabled),
+						(2, 'invalid_customer_ref', f.ref IS NULL OR btrim(f.ref) = ''),
+						(3, 'invalid_phone', f.bad = 'invalid_phone'),
+						(4, 'invalid_timezone', f.bad = 'invalid_timezone'),
+						(5, 'invalid_payload', f.bad = 'invalid_payload'),
+						(6, 'do_not_call', f.dnc_number IS NOT NULL),
+						(7, 'not_allowed', k.allowed_numbers IS NOT NULL AND f.num <> ALL (k.allowed_numbers)),
+						(8, 'outside_lookahead', f.due IS NOT NULL
+							 AND (f.due AT TIME ZONE v_tz)::date NOT BETWEEN v_today AND v_today + v_days),
+						(9, 'scheduled_today', f.today_id IS NOT NULL),
+						(10, 'call_pending', f.pend_id IS NOT NULL),
+						(11, 'called_recently', f.recent_id IS NOT NULL)) l(o, why, broken)
+				 WHERE l.broken
+				 ORDER BY l.o
+				 LIMIT 1) r ON true
+	), policed AS (
+		-- the calling policies, for the candidates the campaign rules let through, as a
+		-- call enqueued now would meet them (no verdict at all when no policy is enabled)
+		SELECT r.*, pv.decision, pv.next_opening,
+			   format('policy %s, rule %s: %s', pv.policy, pv.rule,
+					  regexp_replace(pv.reason, '^policy [^,]+, rule [a-z_]+: ', '')) AS policy_detail
+		  FROM ruled r
+		  LEFT JOIN LATERAL (
+				SELECT v.* FROM dialer.compliance_verdict(r.num, now(), coalesce(r.tz, k.timezone), k.name, k.provider,
+														  r.pl->>'purpose', k.call_window_start, k.call_window_end) v
+				 WHERE v_policies AND r.why IS NULL AND cardinality(v.policies) > 0) pv ON true
+	), ruled_all AS (
+		SELECT p.*,
+			   coalesce(p.why, CASE WHEN p.decision = 'refuse' THEN 'calling_policy' END) AS why1,
+			   CASE WHEN p.why IS NOT NULL THEN p.why_detail
+					WHEN p.decision = 'refuse' THEN p.policy_detail
+					WHEN p.decision = 'park' THEN format('held until %s: %s', p.next_opening, p.policy_detail) END AS detail1
+		  FROM policed p
+	), by_customer AS (
+		SELECT ra.*,
+			   row_number() OVER (PARTITION BY ra.why1 IS NULL, ra.ref
+								  ORDER BY ra.due NULLS LAST, ra.ord) AS n_ref
+		  FROM ruled_all ra
+	), by_number AS (
+		SELECT b.*,
+			   coalesce(b.why1, CASE WHEN b.n_ref > 1 THEN 'duplicate_customer' END) AS why2,
+			   row_number() OVER (PARTITION BY b.why1 IS NULL AND b.n_ref = 1, b.num
+								  ORDER BY b.due NULLS LAST, b.ref, b.ord) AS n_num,
+			   first_value(b.ref) OVER (PARTITION BY b.why1 IS NULL AND b.n_ref = 1, b.num
+										ORDER BY b.due NULLS LAST, b.ref, b.ord) AS num_owner
+		  FROM by_customer b
+	), capped AS (
+		SELECT n.*,
+			   coalesce(n.why2, CASE WHEN n.n_num > 1 THEN 'duplicate_phone' END) AS why3,
+			   row_number() OVER (PARTITION BY coalesce(n.why2, CASE WHEN n.n_num > 1 THEN 'duplicate_phone' END) IS NULL
+								  ORDER BY n.due NULLS LAST, n.ref, n.ord) AS pick
+		  FROM by_number n
+	), final AS (
+		SELECT c.*,
+			   coalesce(c.why3, CASE WHEN v_left IS NOT NULL AND c.pick > v_left THEN 'over_daily_cap' END) AS verdict
+		  FROM capped c
+	)
+	SELECT f.ref, coalesce(f.num, f.raw_phone), f.pl, coalesce(f.tz, k.timezone), f.due,
+		   f.verdict IS NULL,
+		   f.verdict,
+		   CASE f.verdict
+				WHEN 'duplicate_customer' THEN
+					format('customer %s appears more than once in the source; its earliest due row is kept', quote_literal(f.ref))
+				WHEN 'duplicate_phone' THEN
+					format('%s is also the number of customer %s, who is called', f.num, quote_literal(f.num_owner))
+				WHEN 'over_daily_cap' THEN
+					format('the daily cap of %s calls is reached (%s due today before this run)', k.max_calls_per_day, v_used)
+				ELSE f.detail1 END,
+		   CASE WHEN f.verdict IS NULL THEN f.key END
+	  FROM final f
+	 ORDER BY f.verdict IS NOT NULL, f.due NULLS LAST, f.ref, f.ord;
+END;
+$$;
+
+COMMENT ON FUNCTION dialer.campaign_candidate_verdicts(text, dialer.campaign_source_row[], int) IS
+	'Internal: the rules of dialer.campaign_candidates applied, as the extension owner, to the rows read from a campaign''s source';
+
 CREATE OR REPLACE FUNCTION dialer.run_campaign(campaign text, max_calls int DEFAULT NULL)
 RETURNS int
 LANGUAGE plpgsql
@@ -2098,6 +2402,7 @@ BEGIN
 	EXECUTE format('GRANT SELECT (name, kind, enabled) ON dialer.providers TO %I', role_name);
 	EXECUTE format('GRANT EXECUTE ON FUNCTION dialer.pending_customers(text, int, int), '
 				   'dialer.campaign_candidates(text, int), dialer.run_campaign(text, int), '
+				   'dialer.campaign_candidate_verdicts(text, dialer.campaign_source_row[], int), '
 				   'dialer.campaign_enqueue(text, text, text, jsonb, text, text), dialer.enqueue_calls(jsonb, boolean), '
 				   'dialer.get_campaign(text), dialer.campaign_timezone(text), '
 				   'dialer.resolve_campaign_source(text), dialer.campaign_source_columns(text), '
@@ -2129,16 +2434,19 @@ COMMENT ON COLUMN dialer.number_timezones.zones IS 'IANA time zones numbers with
 
 CREATE FUNCTION dialer.number_timezones(number text)
 RETURNS text[]
-LANGUAGE sql
+LANGUAGE plpgsql
 STABLE
 PARALLEL SAFE
 AS $$
-	SELECT CASE WHEN t.zones = '{Etc/Unknown}' THEN NULL ELSE t.zones END
-	  FROM dialer.number_timezones t
-	 WHERE t.prefix = ANY (ARRAY(SELECT left(ltrim(number, '+'), n)
-								   FROM generate_series(1, least(length(ltrim(number, '+')), 15)) n))
-	 ORDER BY length(t.prefix) DESC
-	 LIMIT 1;
+BEGIN
+	-- no SET search_path (its cost at every call): every name here is qualified or pg_catalog's
+	RETURN (SELECT CASE WHEN t.zones = '{Etc/Unknown}' THEN NULL ELSE t.zones END
+			  FROM dialer.number_timezones t
+			 WHERE t.prefix = ANY (ARRAY(SELECT left(ltrim(number_timezones.number, '+'), n)
+										   FROM generate_series(1, least(length(ltrim(number_timezones.number, '+')), 15)) n))
+			 ORDER BY length(t.prefix) DESC
+			 LIMIT 1);
+END;
 $$;
 
 COMMENT ON FUNCTION dialer.number_timezones(text) IS
@@ -2308,18 +2616,22 @@ SELECT pg_catalog.pg_extension_config_dump('dialer.consents_id_seq', '');
 
 CREATE FUNCTION dialer.applicable_policies(to_number text, campaign text, provider text)
 RETURNS text[]
-LANGUAGE sql
+LANGUAGE plpgsql
 STABLE
 PARALLEL SAFE
 AS $$
-	SELECT coalesce(array_agg(p.name ORDER BY p.name), '{}')
-	  FROM dialer.calling_policies p
-	 WHERE p.enabled
-	   AND (cardinality(p.country_codes) = 0
-			OR EXISTS (SELECT 1 FROM unnest(p.country_codes) cc WHERE starts_with(to_number, '+' || cc)))
-	   AND (cardinality(p.area_codes) = 0 OR substr(to_number, 3, 3) = ANY (p.area_codes))
-	   AND (cardinality(p.campaigns) = 0 OR campaign = ANY (p.campaigns))
-	   AND (cardinality(p.providers) = 0 OR provider = ANY (p.providers));
+BEGIN
+	-- PL/pgSQL for a plan made once per session (see dialer.number_timezones)
+	RETURN (SELECT coalesce(array_agg(p.name ORDER BY p.name), '{}')
+			  FROM dialer.calling_policies p
+			 WHERE p.enabled
+			   AND (cardinality(p.country_codes) = 0
+					OR EXISTS (SELECT 1 FROM unnest(p.country_codes) cc
+								WHERE starts_with(applicable_policies.to_number, '+' || cc)))
+			   AND (cardinality(p.area_codes) = 0 OR substr(applicable_policies.to_number, 3, 3) = ANY (p.area_codes))
+			   AND (cardinality(p.campaigns) = 0 OR applicable_policies.campaign = ANY (p.campaigns))
+			   AND (cardinality(p.providers) = 0 OR applicable_policies.provider = ANY (p.providers)));
+END;
 $$;
 
 COMMENT ON FUNCTION dialer.applicable_policies(text, text, text) IS
@@ -2426,9 +2738,11 @@ CREATE FUNCTION dialer.compliance_verdict(to_number text, at timestamptz DEFAULT
 LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, dialer, pg_temp
--- called from dialer.claim_calls, whose planner settings suit the queue, not these small tables
+-- called from dialer.claim_calls, whose planner settings suit the queue, not these small tables;
+-- one plan per statement and session (custom plans re-planned the window rule at every
+-- call: most of the verdict's cost)
 SET enable_seqscan = on
-SET plan_cache_mode = auto
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
 	v_ws time := coalesce(window_start, nullif(current_setting('dialer.call_window_start', true), '')::time);
@@ -2533,6 +2847,63 @@ $$;
 COMMENT ON FUNCTION dialer.compliance_verdict(text, timestamptz, text, text, text, text, time, time) IS
 	'Decision for a call to a number at an instant under every applicable calling policy: allow, park (until next_opening) or refuse; names the policy and rule that decided, and why';
 
+CREATE FUNCTION dialer.batch_verdicts(call_ids bigint[], at timestamptz, window_start time, window_end time)
+RETURNS TABLE (id bigint, decision text, policy text, rule text, reason text, next_opening timestamptz,
+			   timezones text[], policies text[])
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, dialer, pg_temp
+-- called from dialer.claim_calls, whose planner settings suit the queue, not these small tables
+SET enable_seqscan = on
+SET enable_sort = on
+SET plan_cache_mode = force_generic_plan
+AS $$
+BEGIN
+	RETURN QUERY
+	WITH c AS MATERIALIZED (
+		SELECT s.id, s.to_number::text AS num, s.timezone AS call_tz, s.campaign AS camp, s.provider AS prov,
+			   s.payload->>'purpose' AS purpose,
+			   coalesce(k.call_window_start, window_start,
+						nullif(current_setting('dialer.call_window_start', true), '')::time) AS ws,
+			   coalesce(k.call_window_end, window_end,
+						nullif(current_setting('dialer.call_window_end', true), '')::time) AS we,
+			   dialer.applicable_policies(s.to_number, s.campaign, s.provider) AS pols,
+			   CASE WHEN s.timezone IS NOT NULL THEN ARRAY[s.timezone]
+					WHEN k.timezone IS NOT NULL THEN ARRAY[k.timezone]
+					ELSE dialer.number_timezones(s.to_number) END AS zones
+		  FROM dialer.scheduled_calls s
+		  LEFT JOIN dialer.campaigns k ON k.name = s.campaign
+		 WHERE s.id = ANY (call_ids)
+	), open_groups AS MATERIALIZED (
+		-- each distinct rule set judged once: open now, with nothing to count or look up
+		SELECT g.pols, g.zones, g.ws, g.we
+		  FROM (SELECT DISTINCT c.pols, c.zones, c.ws, c.we FROM c
+				 WHERE cardinality(c.pols) > 0 AND c.zones IS NOT NULL) g
+		 WHERE NOT EXISTS (SELECT 1 FROM dialer.calling_policies p
+							WHERE p.name = ANY (g.pols)
+							  AND (p.require_consent OR p.refusal_silence IS NOT NULL OR p.max_calls IS NOT NULL))
+		   AND NOT EXISTS (SELECT 1 FROM dialer.closed_rule(g.pols, g.zones, at, g.ws, g.we))
+	)
+	SELECT c.id, v.decision, v.policy, v.rule, v.reason, v.next_opening, v.timezones, v.policies
+	  FROM c
+	  LEFT JOIN open_groups o
+			 ON o.pols = c.pols AND o.zones = c.zones
+			AND o.ws IS NOT DISTINCT FROM c.ws AND o.we IS NOT DISTINCT FROM c.we
+	 CROSS JOIN LATERAL (
+			SELECT 'allow'::text AS decision, NULL::text AS policy, NULL::text AS rule,
+				   format('open under %s in %s', array_to_string(c.pols, ', '), array_to_string(c.zones, ', ')) AS reason,
+				   NULL::timestamptz AS next_opening, c.zones AS timezones, c.pols AS policies
+			 WHERE o.pols IS NOT NULL
+			UNION ALL
+			SELECT f.decision, f.policy, f.rule, f.reason, f.next_opening, f.timezones, f.policies
+			  FROM dialer.compliance_verdict(c.num, at, c.call_tz, c.camp, c.prov, c.purpose, c.ws, c.we) f
+			 WHERE o.pols IS NULL AND cardinality(c.pols) > 0) v;
+END;
+$$;
+
+COMMENT ON FUNCTION dialer.batch_verdicts(bigint[], timestamptz, time, time) IS
+	'Internal: the calling-policy verdicts of a batch of scheduled calls (dialer.claim_calls), each distinct rule set judged once when it needs no per-number look-up; no row for calls no policy applies to';
+
 CREATE FUNCTION dialer.next_opening(to_number text, at timestamptz DEFAULT now(), timezone text DEFAULT NULL,
 									campaign text DEFAULT NULL, provider text DEFAULT NULL)
 RETURNS timestamptz
@@ -2586,6 +2957,50 @@ $$;
 COMMENT ON FUNCTION dialer.use_preset(text, text) IS
 	'Creates an enabled calling policy (named name, default the preset''s) as a copy of a preset: US-TCPA, US-FL, FR';
 
+CREATE FUNCTION dialer.do_not_call_detail(entry dialer.do_not_call)
+RETURNS text
+LANGUAGE sql
+STABLE
+PARALLEL SAFE
+AS $$
+	SELECT format('%s is on the do-not-call list since %s (requested %s%s)%s',
+				  entry.number, entry.effective_at, entry.requested_at,
+				  coalesce(' via ' || entry.source, ''), coalesce(': ' || entry.reason, ''))
+	 WHERE entry.number IS NOT NULL;
+$$;
+
+COMMENT ON FUNCTION dialer.do_not_call_detail(dialer.do_not_call) IS
+	'The sentence explaining a do-not-call entry: in effect since effective_at, requested at requested_at via source, and its reason (NULL for no entry)';
+
+CREATE FUNCTION dialer.decision_rule(event text, detail jsonb, dnc dialer.do_not_call,
+									 OUT policy text, OUT rule text, OUT reason text)
+LANGUAGE sql
+STABLE
+PARALLEL SAFE
+AS $$
+	SELECT CASE WHEN detail ? 'policy' THEN detail->>'policy'
+				WHEN event = 'window_wait' THEN 'dialer.call_window'
+				WHEN detail->>'reason' = 'do_not_call' THEN 'dialer.do_not_call'
+				WHEN detail->>'reason' = 'not_allowed' THEN 'dialer.allowed_numbers'
+				WHEN event = 'expired' THEN 'deadline' END,
+		   CASE WHEN detail ? 'rule' THEN detail->>'rule'
+				WHEN event = 'window_wait' THEN 'window'
+				WHEN detail->>'reason' IN ('do_not_call', 'not_allowed') THEN detail->>'reason'
+				WHEN event = 'expired' THEN 'deadline'
+				WHEN event = 'claimed' AND detail ? 'policies' THEN 'allowed'
+				WHEN event = 'claimed' THEN 'no_policy' END,
+		   CASE WHEN detail->>'reason' = 'do_not_call'
+				THEN coalesce(dialer.do_not_call_detail(dnc),
+							  'the number was on the do-not-call list' || coalesce(' (' || (detail->>'do_not_call_reason') || ')', ''))
+				WHEN event = 'window_wait' AND NOT detail ? 'message'
+				THEN format('outside the calling window in %s; opens %s', detail->>'timezone', detail->>'opens_at')
+				WHEN event = 'expired' THEN format('deadline %s passed before the call could start', detail->>'deadline')
+				ELSE coalesce(detail->>'message', detail->>'reason') END;
+$$;
+
+COMMENT ON FUNCTION dialer.decision_rule(text, jsonb, dialer.do_not_call) IS
+	'Internal: the policy, rule and sentence behind a decision event (claimed, window_wait, skipped, expired) of a call; the general window, the do-not-call ledger, the allow-list and deadlines appear as dialer.call_window, dialer.do_not_call, dialer.allowed_numbers and deadline';
+
 CREATE FUNCTION dialer.contact_history(number text)
 RETURNS TABLE (call_id bigint, campaign text, status text, event text, at timestamptz, local_time timestamp,
 			   timezone text, policy text, rule text, reason text)
@@ -2595,15 +3010,86 @@ AS $$
 	SELECT c.id, c.campaign, c.status, e.event, e.at,
 		   e.at AT TIME ZONE coalesce(c.timezone, (dialer.number_timezones(c.to_number))[1], 'UTC'),
 		   coalesce(c.timezone, (dialer.number_timezones(c.to_number))[1]),
-		   e.detail->>'policy', e.detail->>'rule', coalesce(e.detail->>'message', e.detail->>'reason')
+		   coalesce(r.policy, e.detail->>'policy'), coalesce(r.rule, e.detail->>'rule'),
+		   coalesce(r.reason, e.detail->>'message', e.detail->>'reason')
 	  FROM dialer.scheduled_calls c
 	  JOIN dialer.call_events e ON e.call_id = c.id
-	 WHERE c.to_number = number
+	  LEFT JOIN dialer.do_not_call d ON d.number = c.to_number
+	  LEFT JOIN LATERAL dialer.decision_rule(e.event, e.detail, d) r
+			 ON e.event IN ('claimed', 'window_wait', 'skipped', 'expired')
+	 WHERE c.to_number = contact_history.number
 	 ORDER BY e.at, e.id;
 $$;
 
 COMMENT ON FUNCTION dialer.contact_history(text) IS
-	'Every event of every call to a number (made, parked, skipped, expired), in the recipient''s local time, with the policy and rule that decided';
+	'Every event of every call to a number (made, parked, skipped, expired), in the recipient''s local time, with the policy and rule that decided (a do-not-call skip: the ledger entry, when requested, via what, in effect since when)';
+
+CREATE FUNCTION dialer.compliance_audit(period_start timestamptz, period_end timestamptz)
+RETURNS TABLE (call_id bigint, to_number text, campaign text, provider text, decision text,
+			   at timestamptz, local_time timestamp, timezone text, timezones text[],
+			   status text, outcome text, policy text, rule text, policies text[], reason text,
+			   consent_id bigint, consent_purpose text, consent_granted_at timestamptz, consent_source text)
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+BEGIN
+	IF period_start IS NULL OR period_end IS NULL OR NOT isfinite(period_start) OR NOT isfinite(period_end)
+	   OR period_end <= period_start THEN
+		PERFORM dialer.raise_bad_argument('period', format('[%s, %s)', period_start, period_end),
+			'The audit covers [period_start, period_end): two finite instants, the end after the start.',
+			'E.g. dialer.compliance_audit(''2026-03-01 00:00Z'', ''2026-04-01 00:00Z'').');
+	END IF;
+	RETURN QUERY
+	WITH ev AS (
+		SELECT e.call_id, e.at, e.event, e.detail
+		  FROM dialer.call_events e
+		 WHERE e.at >= period_start AND e.at < period_end
+		   AND e.event IN ('claimed', 'window_wait', 'skipped', 'expired')
+	), dec AS (
+		SELECT ev.*, c.to_number::text AS num, c.campaign AS camp, c.provider AS prov, c.status AS st,
+			   coalesce(c.payload->>'purpose', c.campaign) AS purpose,
+			   coalesce(CASE WHEN ev.detail ? 'timezones'
+							 THEN ARRAY(SELECT jsonb_array_elements_text(ev.detail->'timezones')) END,
+						CASE WHEN ev.detail ? 'timezone' THEN ARRAY[ev.detail->>'timezone'] END,
+						CASE WHEN c.timezone IS NOT NULL THEN ARRAY[c.timezone] END,
+						CASE WHEN k.timezone IS NOT NULL THEN ARRAY[k.timezone] END,
+						dialer.number_timezones(c.to_number)) AS zones,
+			   CASE WHEN ev.detail ? 'policies'
+					THEN ARRAY(SELECT jsonb_array_elements_text(ev.detail->'policies')) END AS applied,
+			   r.policy AS pol, r.rule AS rul, r.reason AS why,
+			   a.provider_status, a.http_status, a.error_code
+		  FROM ev
+		  JOIN dialer.scheduled_calls c ON c.id = ev.call_id
+		  LEFT JOIN dialer.campaigns k ON k.name = c.campaign
+		  LEFT JOIN dialer.do_not_call d ON d.number = c.to_number
+		  LEFT JOIN LATERAL dialer.decision_rule(ev.event, ev.detail, d) r ON true
+		  LEFT JOIN dialer.call_attempts a
+				 ON ev.event = 'claimed' AND a.call_id = ev.call_id AND a.attempt = (ev.detail->>'attempt')::int
+	)
+	SELECT dec.call_id, dec.num, dec.camp, dec.prov,
+		   CASE dec.event WHEN 'claimed' THEN 'made' WHEN 'window_wait' THEN 'parked' ELSE dec.event END,
+		   dec.at,
+		   CASE WHEN dec.zones IS NOT NULL THEN dec.at AT TIME ZONE dec.zones[1] END,
+		   dec.zones[1], dec.zones, dec.st,
+		   CASE WHEN dec.event = 'claimed'
+				THEN coalesce(dec.provider_status, 'HTTP ' || dec.http_status, dec.error_code, 'no answer from the provider recorded') END,
+		   dec.pol, dec.rul, dec.applied, dec.why,
+		   ks.id, ks.purpose, ks.granted_at, ks.source
+	  FROM dec
+	  LEFT JOIN LATERAL (
+			SELECT k.id, k.purpose, k.granted_at, k.source
+			  FROM dialer.consents k
+			 WHERE dec.event = 'claimed' AND k.number = dec.num AND k.purpose = dec.purpose
+			   AND k.granted_at <= dec.at AND (k.revoked_at IS NULL OR k.revoked_at > dec.at)
+			 ORDER BY k.granted_at DESC
+			 LIMIT 1) ks ON true
+	 ORDER BY dec.at, dec.call_id;
+END;
+$$;
+
+COMMENT ON FUNCTION dialer.compliance_audit(timestamptz, timestamptz) IS
+	'Audit export of [period_start, period_end): every call made, parked, skipped or expired in it, with the number, the instant in UTC and in the recipient''s local time (zone used), status and provider outcome, the policy and rule that decided, the policies applied, and the consent in force for the call''s purpose (id, purpose, when, source)';
 
 CREATE FUNCTION dialer.policies_changed()
 RETURNS trigger
@@ -6746,6 +7232,24 @@ BEGIN
 			  WHERE a.privilege_type = 'EXECUTE' AND a.grantee <> 0 AND a.grantee <> a.grantor
 	LOOP
 		EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION dialer.worker_status() TO %s', r.grantee);
+	END LOOP;
+END;
+$$;
+
+-- campaign_candidates() applies its rules through dialer.campaign_candidate_verdicts() (new in
+-- 0.2.0, run as the owner): the roles dialer.grant_campaigns() let run campaign_candidates
+-- may run it too
+DO $$
+DECLARE
+	r record;
+BEGIN
+	FOR r IN SELECT DISTINCT a.grantee::pg_catalog.regrole AS grantee
+			   FROM pg_catalog.pg_proc p, pg_catalog.aclexplode(p.proacl) a
+			  WHERE p.oid = 'dialer.campaign_candidates(text, int)'::pg_catalog.regprocedure
+				AND a.privilege_type = 'EXECUTE' AND a.grantee <> 0 AND a.grantee <> a.grantor
+	LOOP
+		EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION dialer.campaign_candidate_verdicts(text, dialer.campaign_source_row[], int) TO %s',
+								  r.grantee);
 	END LOOP;
 END;
 $$;

@@ -467,12 +467,24 @@ CREATE TRIGGER scheduled_calls_no_truncate BEFORE TRUNCATE ON dialer.scheduled_c
 CREATE TABLE dialer.do_not_call (
 	number				dialer.e164 PRIMARY KEY,
 	reason				text,
-	added_at			timestamptz NOT NULL DEFAULT now()
+	added_at			timestamptz NOT NULL DEFAULT now(),
+	requested_at		timestamptz NOT NULL DEFAULT now(),
+	source				text,
+	effective_at		timestamptz NOT NULL DEFAULT now(),
+	CONSTRAINT do_not_call_effective_after_request CHECK (effective_at >= requested_at),
+	CONSTRAINT do_not_call_effective_when_stored CHECK (effective_at <= added_at)
 );
-COMMENT ON TABLE dialer.do_not_call IS 'Numbers that must never be dialled: checked at enqueue and again at dispatch';
+COMMENT ON TABLE dialer.do_not_call IS
+	'Do-not-call ledger: numbers that must never be dialled, with when and through which channel the request was made and when it took effect; checked at enqueue and again at dispatch, and the scheduled calls of a number are skipped as soon as it is added';
 COMMENT ON COLUMN dialer.do_not_call.number IS 'The number (E.164): a call to it is stored as skipped and never dialled';
 COMMENT ON COLUMN dialer.do_not_call.reason IS 'Why (free text, e.g. asked not to be called)';
 COMMENT ON COLUMN dialer.do_not_call.added_at IS 'When the number was added';
+COMMENT ON COLUMN dialer.do_not_call.requested_at IS
+	'When the person asked not to be called (default: when the row was added); may be earlier than added_at, e.g. a request taken by an agent and entered later';
+COMMENT ON COLUMN dialer.do_not_call.source IS
+	'From where the request came: channel or list (call, SMS STOP, e-mail, web form, agent, a national registry import ...); NULL: not recorded';
+COMMENT ON COLUMN dialer.do_not_call.effective_at IS
+	'When the entry took effect (default: when the row was added, the instant pg_dialer starts skipping the number); never later than added_at, never before requested_at. requested_at to effective_at is the delay a regulator asks about (US: at most 10 business days)';
 
 /*
  * pg_dump must keep the user's data: every row of these tables (the extension inserts

@@ -116,7 +116,8 @@ COMMENT ON FUNCTION dialer.next_window_opening(timestamptz, text, time, time) IS
  *   - number on the do-not-call list, or not in dialer.allowed_numbers: skipped;
  *   - outside the recipient's calling window: left scheduled, due again when the
  *     window opens (or at the deadline, to expire then), with a window_wait event;
- *   - when enabled calling policies apply to the call (dialer.compliance_verdict):
+ *   - when enabled calling policies apply to the call (dialer.batch_verdicts, once
+ *     for the batch; dialer.compliance_verdict for the calls it cannot settle by rule set):
  *     their windows and blackouts, intersected with the general window, in the
  *     recipient's zones (explicit, else from the number) park it the same way; a
  *     reached cap, a silence after refusal or an unknown zone skip it.  Events and
@@ -176,18 +177,19 @@ BEGIN
 		  FROM dialer.scheduled_calls c
 		  LEFT JOIN dialer.campaigns k ON k.name = c.campaign
 		 WHERE c.id = ANY (v_ids)
+	), policy_verdicts AS (
+		-- the One-Time Filter on v_policies skips the verdicts altogether when no
+		-- policy is enabled; else one set-based call for the whole batch
+		SELECT bv.* FROM dialer.batch_verdicts(v_ids, now(), window_start, window_end) bv WHERE v_policies
 	), windowed AS (
-		-- with calling policies applying (pv.policies not empty), their verdict replaces
-		-- the general window alone (which it includes); the One-Time Filter on
-		-- v_policies skips the verdict altogether when no policy is enabled
-		SELECT cand.*, pv.decision, pv.policy, pv.rule, pv.reason, pv.timezones,
+		-- with calling policies applying (a verdict row), their verdict replaces the
+		-- general window alone (which it includes)
+		SELECT cand.*, pv.decision, pv.policy, pv.rule, pv.reason, pv.timezones, pv.policies,
 			   CASE WHEN pv.decision = 'park' THEN pv.next_opening
 					WHEN pv.decision IS NOT NULL THEN NULL
 					ELSE dialer.next_window_opening(now(), cand.tz, cand.ws, cand.we) END AS opens
 		  FROM cand
-		  LEFT JOIN LATERAL (SELECT v.* FROM dialer.compliance_verdict(cand.to_number, now(), cand.call_tz,
-															cand.campaign, cand.provider, cand.purpose, cand.ws, cand.we) v
-							  WHERE v_policies AND cardinality(v.policies) > 0) pv ON true
+		  LEFT JOIN policy_verdicts pv ON pv.id = cand.id
 	), verdict AS MATERIALIZED (
 		SELECT w.*,
 			   CASE
@@ -215,7 +217,7 @@ BEGIN
 			   updated_at = now()
 		  FROM verdict x
 		 WHERE c.id = x.id
-		RETURNING c.*, x.v, x.tz, x.opens, x.decision, x.policy, x.rule, x.reason, x.timezones
+		RETURNING c.*, x.v, x.tz, x.opens, x.decision, x.policy, x.rule, x.reason, x.timezones, x.policies
 	), ev AS (
 		INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
 		SELECT u.id,
@@ -223,7 +225,10 @@ BEGIN
 						WHEN 'expired' THEN 'expired' ELSE 'skipped' END,
 			   'scheduled', u.status,
 			   CASE u.v
-				 WHEN 'go' THEN jsonb_build_object('attempt', u.attempts)
+				 -- under calling policies, the claim records which ones allowed it (the audit reads it)
+				 WHEN 'go' THEN CASE WHEN u.decision IS NULL THEN jsonb_build_object('attempt', u.attempts)
+					 ELSE jsonb_build_object('attempt', u.attempts, 'policies', u.policies, 'timezones', u.timezones,
+											 'message', u.reason) END
 				 WHEN 'window' THEN CASE WHEN u.decision IS NULL
 					 THEN jsonb_build_object('timezone', u.tz, 'opens_at', u.opens, 'next_attempt_at', u.next_attempt_at)
 					 ELSE jsonb_build_object('timezones', u.timezones, 'opens_at', u.opens, 'next_attempt_at', u.next_attempt_at,

@@ -559,6 +559,80 @@ CREATE TRIGGER campaigns_validate BEFORE INSERT OR UPDATE ON dialer.campaigns
 /* ------------------------------------------------------------- candidates */
 
 /*
+ * Step 1 of campaign_candidates: the rows read from a campaign's source as candidates:
+ * the number without spaces ( ) . -, the candidate's payload merged over the
+ * campaign's, the dedupe key a run would give the call (campaign:<name>:<customer_ref
+ * or md5 of a long one>:<suffix>), and the row's position in the source.
+ */
+CREATE FUNCTION dialer.campaign_source_candidates(k dialer.campaigns, source_rows dialer.campaign_source_row[],
+												  key_suffix text)
+RETURNS TABLE (ref text, raw_phone text, num text, raw_payload jsonb, pl jsonb, tz text, due timestamptz,
+			   ord bigint, key text)
+LANGUAGE sql
+STABLE
+AS $$
+	SELECT s.customer_ref,
+		   s.phone,
+		   regexp_replace(s.phone, '[[:space:]().-]', '', 'g'),
+		   s.payload,
+		   k.payload || CASE WHEN jsonb_typeof(s.payload) = 'object' THEN s.payload ELSE '{}' END,
+		   s.timezone,
+		   s.due_at,
+		   s.o,
+		   format('campaign:%s:%s:%s', k.name,
+				  CASE WHEN length(s.customer_ref) <= 100 THEN s.customer_ref
+					   ELSE 'md5.' || md5(s.customer_ref) END,
+				  key_suffix)
+	  FROM unnest(source_rows) WITH ORDINALITY AS s(customer_ref, phone, payload, timezone, due_at, o);
+$$;
+COMMENT ON FUNCTION dialer.campaign_source_candidates(dialer.campaigns, dialer.campaign_source_row[], text) IS
+	'Internal: step 1 of campaign_candidates: source rows as candidates (number cleaned, payload merged over the campaign''s, dedupe key, position)';
+
+/*
+ * The candidate reason for a rule of dialer.call_rule (the one home of the enqueue
+ * rules) that a candidate breaks: its number (invalid_phone), its time zone
+ * (invalid_timezone) or its payload (invalid_payload).  The rules about the
+ * campaign's own settings (provider, priority, max_attempts) are not the
+ * candidate's fault: NULL, and the run's enqueue reports them.
+ */
+CREATE FUNCTION dialer.campaign_reason_of_call_rule(call_rule text)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+PARALLEL SAFE
+AS $$
+	SELECT CASE
+			 WHEN call_rule IN ('to_number_missing', 'to_number_format') THEN 'invalid_phone'
+			 WHEN call_rule = 'timezone' THEN 'invalid_timezone'
+			 WHEN call_rule IN ('payload_type', 'payload_size', 'payload_mode', 'payload_base_url', 'payload_message',
+								'nothing_to_say', 'payload_from') THEN 'invalid_payload'
+		   END;
+$$;
+COMMENT ON FUNCTION dialer.campaign_reason_of_call_rule(text) IS
+	'Internal: the campaign candidate reason (invalid_phone, invalid_timezone, invalid_payload) for a rule of dialer.call_rule broken by a candidate; NULL for rules about the campaign''s own settings';
+
+/*
+ * The detail of a candidate's invalid_payload for the payload rule of dialer.call_rule
+ * it breaks, in the campaigns' words (raw_payload: the source's own, payload: merged
+ * over the campaign's); NULL for the rules whose detail is the enqueue's error.
+ */
+CREATE FUNCTION dialer.campaign_payload_detail(call_rule text, raw_payload jsonb, payload jsonb)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+PARALLEL SAFE
+AS $$
+	SELECT CASE call_rule
+			 WHEN 'payload_type' THEN format('payload must be a JSON object, not %s', jsonb_typeof(raw_payload))
+			 WHEN 'payload_size' THEN format('payload is %s bytes, over 64 kB', octet_length(payload::text))
+			 WHEN 'payload_mode' THEN format('payload.mode %s is neither DIRECT nor BRIEF_START', quote_literal(payload->>'mode'))
+			 WHEN 'payload_from' THEN format('payload.from %s is not an E.164 number', payload->'from')
+		   END;
+$$;
+COMMENT ON FUNCTION dialer.campaign_payload_detail(text, jsonb, jsonb) IS
+	'Internal: the detail of a campaign candidate''s invalid_payload for the dialer.call_rule payload rule it breaks (NULL: use the enqueue''s error)';
+
+/*
  * Every candidate of a campaign's source with the verdict of the rules: included, or the
  * reason it is left out (the first rule it fails, in this order):
  *
@@ -566,8 +640,9 @@ CREATE TRIGGER campaigns_validate BEFORE INSERT OR UPDATE ON dialer.campaigns
  *   invalid_customer_ref  customer_ref is NULL or empty
  *   invalid_phone         phone is not E.164 (after removing spaces ( ) . -)
  *   invalid_timezone      the candidate's timezone is unknown
- *   invalid_payload       payload not an object, over 64 kB, bad mode or from
- *   do_not_call           the number is on dialer.do_not_call
+ *   invalid_payload       payload not an object, over 64 kB, bad mode or from, or any
+ *                         other payload rule of dialer.call_rule (the enqueue's rules)
+ *   do_not_call           the number is on dialer.do_not_call (the ledger entry in detail)
  *   not_allowed           the campaign has an allow-list (pilot) without this number
  *   outside_lookahead     due_at's local date is before today or after today + days
  *   scheduled_today       a call of the campaign for this customer is due today (or
@@ -576,12 +651,25 @@ CREATE TRIGGER campaigns_validate BEFORE INSERT OR UPDATE ON dialer.campaigns
  *                         scheduled, dispatching or dialing
  *   called_recently       a call to the number reached the provider within
  *                         skip_called_within_days
+ *   calling_policy        a calling policy refuses a call now (contact cap reached,
+ *                         silence after a refusal, consent missing, unknown time zone,
+ *                         no opening within 60 days): detail names policy and rule
  *   duplicate_customer    the source yields the customer again (the earliest due is kept)
  *   duplicate_phone       another included customer has the same number
  *   over_daily_cap        max_calls_per_day is used up
  *
- * Included candidates come first, in the order run_campaign takes them: earliest due_at
- * first (no due_at last), then customer_ref.  days overrides lookahead_days.
+ * A candidate a policy only holds (its window is closed now in the recipient's zone, or
+ * it is a blackout day there) is included: its call is enqueued and waits for the
+ * opening; detail says "held by policy P, rule R until T".
+ *
+ * The pipeline: candidates (step 1, dialer.campaign_source_candidates), facts looked
+ * up for each (do-not-call entry, today's call, a pending call, a recent call, the
+ * enqueue rule broken), the campaign rules (each rule's condition and detail written
+ * once, in one list), the calling policies (dialer.compliance_verdict, only for
+ * candidates every other rule lets through, and only when a policy is enabled), then
+ * duplicates and the daily cap over the whole set.  Included candidates come first,
+ * in the order run_campaign takes them: earliest due_at first (no due_at last), then
+ * customer_ref.  days overrides lookahead_days.
  */
 CREATE FUNCTION dialer.campaign_candidates(campaign text, days int DEFAULT NULL)
 RETURNS TABLE (customer_ref text, phone text, payload jsonb, timezone text, due_at timestamptz,
@@ -592,35 +680,53 @@ SET jit = off
 AS $$
 DECLARE
 	k			dialer.campaigns := dialer.get_campaign(campaign);
-	v_days		int;
-	v_tz		text;
-	v_today		date;
-	v_start		timestamptz;
-	v_end		timestamptz;
-	v_suffix	text;
 	v_rows		dialer.campaign_source_row[];
-	v_kind		text;
-	v_used		int;
-	v_left		int;
-	v_skip		int;
 BEGIN
 	IF days IS NOT NULL AND days NOT BETWEEN 0 AND 366 THEN
 		PERFORM dialer.raise_bad_argument('days', days::text,
 			'days is the lookahead window in days, from 0 (today only) to 366.',
 			'Omit it to use the campaign''s lookahead_days.');
 	END IF;
-	v_days := coalesce(days, k.lookahead_days);
-	v_tz := dialer.campaign_timezone(k.timezone);
-	v_today := (now() AT TIME ZONE v_tz)::date;
-	v_start := v_today::timestamp AT TIME ZONE v_tz;
-	v_end := (v_today + 1)::timestamp AT TIME ZONE v_tz;
-	v_suffix := CASE WHEN k.once_per_day THEN to_char(v_today, 'YYYY-MM-DD')
-					 ELSE to_char(now() AT TIME ZONE v_tz, 'YYYY-MM-DD"T"HH24:MI') END;
-	v_skip := coalesce(k.skip_called_within_days, 0);
+	-- the source is read with the caller's rights; the rules are applied by the owner
+	EXECUTE dialer.campaign_source_query(k.source) INTO v_rows USING dialer.campaign_timezone(k.timezone);
+	RETURN QUERY SELECT * FROM dialer.campaign_candidate_verdicts(k.name, v_rows, days);
+END;
+$$;
+COMMENT ON FUNCTION dialer.campaign_candidates(text, int) IS
+	'Every candidate of a campaign''s source with included, the reason it is left out (campaign_disabled, invalid_customer_ref, invalid_phone, invalid_timezone, invalid_payload, do_not_call, not_allowed, outside_lookahead, scheduled_today, call_pending, called_recently, calling_policy, duplicate_customer, duplicate_phone, over_daily_cap) and a detail (for calling_policy, and for an included candidate a policy holds until its opening, the policy and rule); days overrides lookahead_days. Reads the source with the caller''s rights.';
 
-	EXECUTE dialer.campaign_source_query(k.source) INTO v_rows USING v_tz;
-
-	SELECT p.kind INTO v_kind FROM dialer.providers p WHERE p.name = k.provider;
+/*
+ * The rules of campaign_candidates applied to the rows read from the campaign's
+ * source (see there), as the extension owner: the calling policies, consents and
+ * providers' settings they read are not the caller's to read.  Granted with
+ * dialer.grant_campaigns; a role that may run it may read the queue and the
+ * do-not-call list already.
+ */
+CREATE FUNCTION dialer.campaign_candidate_verdicts(campaign text, source_rows dialer.campaign_source_row[], days int)
+RETURNS TABLE (customer_ref text, phone text, payload jsonb, timezone text, due_at timestamptz,
+			   included boolean, reason text, detail text, dedupe_key text)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, dialer, pg_temp
+SET jit = off
+AS $$
+DECLARE
+	k			dialer.campaigns := dialer.get_campaign(campaign);
+	v_days		int := coalesce(days, k.lookahead_days);
+	v_tz		text := dialer.campaign_timezone(k.timezone);
+	v_today		date := (now() AT TIME ZONE v_tz)::date;
+	v_start		timestamptz := v_today::timestamp AT TIME ZONE v_tz;
+	v_end		timestamptz := (v_today + 1)::timestamp AT TIME ZONE v_tz;
+	v_suffix	text := CASE WHEN k.once_per_day THEN to_char(v_today, 'YYYY-MM-DD')
+							 ELSE to_char(now() AT TIME ZONE v_tz, 'YYYY-MM-DD"T"HH24:MI') END;
+	v_skip		int := coalesce(k.skip_called_within_days, 0);
+	v_policies	boolean := EXISTS (SELECT 1 FROM dialer.calling_policies p WHERE p.enabled);
+	v_rows		dialer.campaign_source_row[] := source_rows;
+	v_prov		dialer.providers;
+	v_used		int;
+	v_left		int;
+BEGIN
+	SELECT * INTO v_prov FROM dialer.providers p WHERE p.name = k.provider;
 	SELECT count(*) INTO v_used
 	  FROM dialer.scheduled_calls c
 	 WHERE c.campaign = k.name AND c.run_at >= v_start AND c.run_at < v_end
@@ -635,75 +741,20 @@ BEGIN
 		 WHERE k.once_per_day AND c.campaign = k.name AND c.run_at >= v_start AND c.run_at < v_end
 		   AND c.customer_ref IS NOT NULL
 		 ORDER BY c.customer_ref, c.id
-	), src AS (
-		SELECT s.customer_ref AS ref,
-			   s.phone AS raw_phone,
-			   regexp_replace(s.phone, '[[:space:]().-]', '', 'g') AS num,
-			   s.payload AS raw_payload,
-			   k.payload || CASE WHEN jsonb_typeof(s.payload) = 'object' THEN s.payload ELSE '{}' END AS pl,
-			   s.timezone AS tz,
-			   s.due_at AS due,
-			   s.o AS ord,
-			   format('campaign:%s:%s:%s', k.name,
-					  CASE WHEN length(s.customer_ref) <= 100 THEN s.customer_ref
-						   ELSE 'md5.' || md5(s.customer_ref) END,
-					  v_suffix) AS key
-		  FROM unnest(v_rows) WITH ORDINALITY AS s(customer_ref, phone, payload, timezone, due_at, o)
-	), ruled AS (
-		SELECT src.*,
-			CASE
-				WHEN NOT k.enabled THEN 'campaign_disabled'
-				WHEN src.ref IS NULL OR btrim(src.ref) = '' THEN 'invalid_customer_ref'
-				WHEN src.num IS NULL OR src.num !~ '^\+[1-9][0-9]{7,14}$' THEN 'invalid_phone'
-				WHEN src.tz IS NOT NULL AND NOT dialer.is_valid_timezone(src.tz) THEN 'invalid_timezone'
-				WHEN bad.why IS NOT NULL THEN 'invalid_payload'
-				WHEN dnc.number IS NOT NULL THEN 'do_not_call'
-				WHEN k.allowed_numbers IS NOT NULL AND src.num <> ALL (k.allowed_numbers) THEN 'not_allowed'
-				WHEN src.due IS NOT NULL
-					 AND (src.due AT TIME ZONE v_tz)::date NOT BETWEEN v_today AND v_today + v_days THEN 'outside_lookahead'
-				WHEN today.id IS NOT NULL THEN 'scheduled_today'
-				WHEN pend.id IS NOT NULL THEN 'call_pending'
-				WHEN recent.id IS NOT NULL THEN 'called_recently'
-			END AS why,
-			CASE
-				WHEN NOT k.enabled THEN format('campaign %s is disabled', quote_literal(k.name))
-				WHEN src.ref IS NULL OR btrim(src.ref) = '' THEN 'customer_ref is NULL or empty'
-				WHEN src.num IS NULL OR src.num !~ '^\+[1-9][0-9]{7,14}$' THEN
-					format('phone %s is not an E.164 number (+, then 8 to 15 digits, the first not 0)',
-						   coalesce(quote_literal(src.raw_phone), 'NULL'))
-				WHEN src.tz IS NOT NULL AND NOT dialer.is_valid_timezone(src.tz) THEN
-					format('time zone %s is not known to PostgreSQL', quote_literal(src.tz))
-				WHEN bad.why IS NOT NULL THEN bad.why
-				WHEN dnc.number IS NOT NULL THEN
-					format('%s is on the do-not-call list since %s%s', src.num, dnc.added_at,
-						   coalesce(' (' || dnc.reason || ')', ''))
-				WHEN k.allowed_numbers IS NOT NULL AND src.num <> ALL (k.allowed_numbers) THEN
-					format('%s is not in the campaign''s allowed_numbers (pilot allow-list)', src.num)
-				WHEN src.due IS NOT NULL
-					 AND (src.due AT TIME ZONE v_tz)::date NOT BETWEEN v_today AND v_today + v_days THEN
-					format('due on %s, outside the lookahead window %s to %s (%s)',
-						   (src.due AT TIME ZONE v_tz)::date, v_today, v_today + v_days, v_tz)
-				WHEN today.id IS NOT NULL THEN
-					format('call %s (%s) is already scheduled for this customer today', today.id, today.status)
-				WHEN pend.id IS NOT NULL THEN
-					format('call %s to %s is still %s', pend.id, pend.to_number, pend.status)
-				WHEN recent.id IS NOT NULL THEN
-					format('call %s reached the provider at %s (%s), within the last %s days',
-						   recent.id, recent.at, recent.status, v_skip)
-			END AS why_detail
-		  FROM src
-		  LEFT JOIN LATERAL (
-				SELECT CASE
-					WHEN src.raw_payload IS NOT NULL AND jsonb_typeof(src.raw_payload) <> 'object' THEN
-						format('payload must be a JSON object, not %s', jsonb_typeof(src.raw_payload))
-					WHEN octet_length(src.pl::text) > 65536 THEN
-						format('payload is %s bytes, over 64 kB', octet_length(src.pl::text))
-					WHEN v_kind = 'backend' AND upper(coalesce(src.pl->>'mode', 'DIRECT')) NOT IN ('DIRECT', 'BRIEF_START') THEN
-						format('payload.mode %s is neither DIRECT nor BRIEF_START', quote_literal(src.pl->>'mode'))
-					WHEN src.pl ? 'from' AND (jsonb_typeof(src.pl->'from') <> 'string'
-											  OR (src.pl->>'from') !~ '^\+[1-9][0-9]{7,14}$') THEN
-						format('payload.from %s is not an E.164 number', src.pl->'from')
-				END AS why) bad ON true
+	), facts AS (
+		-- each candidate with what the rules look at: the enqueue rule it breaks, its
+		-- do-not-call entry, a call of today, a pending call, a recent call
+		SELECT src.*, dnc AS dnc, dnc.number AS dnc_number,
+			   dialer.call_rule(
+					to_number => src.num, run_at => now(), provider => k.provider,
+					payload => CASE WHEN jsonb_typeof(src.raw_payload) <> 'object' THEN src.raw_payload ELSE src.pl END,
+					campaign => k.name, dedupe_key => NULL, priority => k.priority, max_attempts => k.max_attempts,
+					timezone => src.tz, deadline => NULL, provider_kind => v_prov.kind,
+					provider_hosts => v_prov.allowed_hosts, provider_twiml_url => v_prov.twiml_url) AS bad_rule,
+			   today.id AS today_id, today.status AS today_status,
+			   pend.id AS pend_id, pend.status AS pend_status, pend.to_number AS pend_number,
+			   recent.id AS recent_id, recent.status AS recent_status, recent.at AS recent_at
+		  FROM dialer.campaign_source_candidates(k, v_rows, v_suffix) src
 		  LEFT JOIN dialer.do_not_call dnc ON dnc.number = src.num
 		  LEFT JOIN today_calls tc ON tc.customer_ref = src.ref
 		  LEFT JOIN LATERAL (
@@ -730,17 +781,86 @@ BEGIN
 				   AND greatest(c.run_at, c.next_attempt_at) <= now()
 				 ORDER BY greatest(c.run_at, c.next_attempt_at) DESC
 				 LIMIT 1) recent ON true
+	), ruled AS (
+		-- the campaign rules, in order, each with its condition and its detail once; the
+		-- first broken one is the candidate's reason (the details are formatted for it only)
+		SELECT f.*, r.why, r.why_detail
+		  FROM (SELECT x.*, dialer.campaign_reason_of_call_rule(x.bad_rule) AS bad FROM facts x) f
+		  LEFT JOIN LATERAL (
+				SELECT l.why,
+					   CASE l.why
+						 WHEN 'campaign_disabled' THEN format('campaign %s is disabled', quote_literal(k.name))
+						 WHEN 'invalid_customer_ref' THEN 'customer_ref is NULL or empty'
+						 WHEN 'invalid_phone' THEN
+							format('phone %s is not an E.164 number (+, then 8 to 15 digits, the first not 0)',
+								   coalesce(quote_literal(f.raw_phone), 'NULL'))
+						 WHEN 'invalid_timezone' THEN format('time zone %s is not known to PostgreSQL', quote_literal(f.tz))
+						 WHEN 'invalid_payload' THEN coalesce(dialer.campaign_payload_detail(f.bad_rule, f.raw_payload, f.pl),
+							(SELECT x.message || ' (' || x.detail || ')'
+							   FROM dialer.call_refusal(
+									to_number => f.num, run_at => now(), provider => k.provider, payload => f.pl,
+									campaign => k.name, dedupe_key => NULL, priority => k.priority,
+									max_attempts => k.max_attempts, timezone => f.tz, deadline => NULL,
+									provider_kind => v_prov.kind, provider_hosts => v_prov.allowed_hosts,
+									provider_twiml_url => v_prov.twiml_url) x))
+						 WHEN 'do_not_call' THEN dialer.do_not_call_detail(f.dnc)
+						 WHEN 'not_allowed' THEN
+							format('%s is not in the campaign''s allowed_numbers (pilot allow-list)', f.num)
+						 WHEN 'outside_lookahead' THEN
+							format('due on %s, outside the lookahead window %s to %s (%s)',
+								   (f.due AT TIME ZONE v_tz)::date, v_today, v_today + v_days, v_tz)
+						 WHEN 'scheduled_today' THEN
+							format('call %s (%s) is already scheduled for this customer today', f.today_id, f.today_status)
+						 WHEN 'call_pending' THEN format('call %s to %s is still %s', f.pend_id, f.pend_number, f.pend_status)
+						 WHEN 'called_recently' THEN
+							format('call %s reached the provider at %s (%s), within the last %s days',
+								   f.recent_id, f.recent_at, f.recent_status, v_skip)
+					   END AS why_detail
+				  FROM (VALUES
+						(1, 'campaign_disabled', NOT k.enabled),
+						(2, 'invalid_customer_ref', f.ref IS NULL OR btrim(f.ref) = ''),
+						(3, 'invalid_phone', f.bad = 'invalid_phone'),
+						(4, 'invalid_timezone', f.bad = 'invalid_timezone'),
+						(5, 'invalid_payload', f.bad = 'invalid_payload'),
+						(6, 'do_not_call', f.dnc_number IS NOT NULL),
+						(7, 'not_allowed', k.allowed_numbers IS NOT NULL AND f.num <> ALL (k.allowed_numbers)),
+						(8, 'outside_lookahead', f.due IS NOT NULL
+							 AND (f.due AT TIME ZONE v_tz)::date NOT BETWEEN v_today AND v_today + v_days),
+						(9, 'scheduled_today', f.today_id IS NOT NULL),
+						(10, 'call_pending', f.pend_id IS NOT NULL),
+						(11, 'called_recently', f.recent_id IS NOT NULL)) l(o, why, broken)
+				 WHERE l.broken
+				 ORDER BY l.o
+				 LIMIT 1) r ON true
+	), policed AS (
+		-- the calling policies, for the candidates the campaign rules let through, as a
+		-- call enqueued now would meet them (no verdict at all when no policy is enabled)
+		SELECT r.*, pv.decision, pv.next_opening,
+			   format('policy %s, rule %s: %s', pv.policy, pv.rule,
+					  regexp_replace(pv.reason, '^policy [^,]+, rule [a-z_]+: ', '')) AS policy_detail
+		  FROM ruled r
+		  LEFT JOIN LATERAL (
+				SELECT v.* FROM dialer.compliance_verdict(r.num, now(), coalesce(r.tz, k.timezone), k.name, k.provider,
+														  r.pl->>'purpose', k.call_window_start, k.call_window_end) v
+				 WHERE v_policies AND r.why IS NULL AND cardinality(v.policies) > 0) pv ON true
+	), ruled_all AS (
+		SELECT p.*,
+			   coalesce(p.why, CASE WHEN p.decision = 'refuse' THEN 'calling_policy' END) AS why1,
+			   CASE WHEN p.why IS NOT NULL THEN p.why_detail
+					WHEN p.decision = 'refuse' THEN p.policy_detail
+					WHEN p.decision = 'park' THEN format('held until %s: %s', p.next_opening, p.policy_detail) END AS detail1
+		  FROM policed p
 	), by_customer AS (
-		SELECT ruled.*,
-			   row_number() OVER (PARTITION BY ruled.why IS NULL, ruled.ref
-								  ORDER BY ruled.due NULLS LAST, ruled.ord) AS n_ref
-		  FROM ruled
+		SELECT ra.*,
+			   row_number() OVER (PARTITION BY ra.why1 IS NULL, ra.ref
+								  ORDER BY ra.due NULLS LAST, ra.ord) AS n_ref
+		  FROM ruled_all ra
 	), by_number AS (
 		SELECT b.*,
-			   coalesce(b.why, CASE WHEN b.n_ref > 1 THEN 'duplicate_customer' END) AS why2,
-			   row_number() OVER (PARTITION BY b.why IS NULL AND b.n_ref = 1, b.num
+			   coalesce(b.why1, CASE WHEN b.n_ref > 1 THEN 'duplicate_customer' END) AS why2,
+			   row_number() OVER (PARTITION BY b.why1 IS NULL AND b.n_ref = 1, b.num
 								  ORDER BY b.due NULLS LAST, b.ref, b.ord) AS n_num,
-			   first_value(b.ref) OVER (PARTITION BY b.why IS NULL AND b.n_ref = 1, b.num
+			   first_value(b.ref) OVER (PARTITION BY b.why1 IS NULL AND b.n_ref = 1, b.num
 										ORDER BY b.due NULLS LAST, b.ref, b.ord) AS num_owner
 		  FROM by_customer b
 	), capped AS (
@@ -764,14 +884,14 @@ BEGIN
 					format('%s is also the number of customer %s, who is called', f.num, quote_literal(f.num_owner))
 				WHEN 'over_daily_cap' THEN
 					format('the daily cap of %s calls is reached (%s due today before this run)', k.max_calls_per_day, v_used)
-				ELSE f.why_detail END,
+				ELSE f.detail1 END,
 		   CASE WHEN f.verdict IS NULL THEN f.key END
 	  FROM final f
 	 ORDER BY f.verdict IS NOT NULL, f.due NULLS LAST, f.ref, f.ord;
 END;
 $$;
-COMMENT ON FUNCTION dialer.campaign_candidates(text, int) IS
-	'Every candidate of a campaign''s source with included, the reason it is left out (campaign_disabled, invalid_customer_ref, invalid_phone, invalid_timezone, invalid_payload, do_not_call, not_allowed, outside_lookahead, scheduled_today, call_pending, called_recently, duplicate_customer, duplicate_phone, over_daily_cap) and a detail; days overrides lookahead_days. Reads the source with the caller''s rights.';
+COMMENT ON FUNCTION dialer.campaign_candidate_verdicts(text, dialer.campaign_source_row[], int) IS
+	'Internal: the rules of dialer.campaign_candidates applied, as the extension owner, to the rows read from a campaign''s source';
 
 /*
  * The candidates a run would enqueue now, in the order it takes them.
@@ -1185,6 +1305,7 @@ BEGIN
 	EXECUTE format('GRANT SELECT (name, kind, enabled) ON dialer.providers TO %I', role_name);
 	EXECUTE format('GRANT EXECUTE ON FUNCTION dialer.pending_customers(text, int, int), '
 				   'dialer.campaign_candidates(text, int), dialer.run_campaign(text, int), '
+				   'dialer.campaign_candidate_verdicts(text, dialer.campaign_source_row[], int), '
 				   'dialer.campaign_enqueue(text, text, text, jsonb, text, text), dialer.enqueue_calls(jsonb, boolean), '
 				   'dialer.get_campaign(text), dialer.campaign_timezone(text), '
 				   'dialer.resolve_campaign_source(text), dialer.campaign_source_columns(text), '

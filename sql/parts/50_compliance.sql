@@ -37,20 +37,26 @@ COMMENT ON COLUMN dialer.number_timezones.zones IS 'IANA time zones numbers with
 /*
  * The IANA zones of a number by the longest prefix of dialer.number_timezones
  * (index lookups on the number's own prefixes); NULL when unknown.  libphonenumber
- * marks unknown with Etc/Unknown: that is NULL here too.
+ * marks unknown with Etc/Unknown: that is NULL here too.  PL/pgSQL rather than SQL
+ * so that its plan is made once per session: a SQL function with a FROM clause is
+ * not inlined into a scalar call, and was planned again at every call (the claim
+ * calls it for every call it evaluates).
  */
 CREATE FUNCTION dialer.number_timezones(number text)
 RETURNS text[]
-LANGUAGE sql
+LANGUAGE plpgsql
 STABLE
 PARALLEL SAFE
 AS $$
-	SELECT CASE WHEN t.zones = '{Etc/Unknown}' THEN NULL ELSE t.zones END
-	  FROM dialer.number_timezones t
-	 WHERE t.prefix = ANY (ARRAY(SELECT left(ltrim(number, '+'), n)
-								   FROM generate_series(1, least(length(ltrim(number, '+')), 15)) n))
-	 ORDER BY length(t.prefix) DESC
-	 LIMIT 1;
+BEGIN
+	-- no SET search_path (its cost at every call): every name here is qualified or pg_catalog's
+	RETURN (SELECT CASE WHEN t.zones = '{Etc/Unknown}' THEN NULL ELSE t.zones END
+			  FROM dialer.number_timezones t
+			 WHERE t.prefix = ANY (ARRAY(SELECT left(ltrim(number_timezones.number, '+'), n)
+										   FROM generate_series(1, least(length(ltrim(number_timezones.number, '+')), 15)) n))
+			 ORDER BY length(t.prefix) DESC
+			 LIMIT 1);
+END;
 $$;
 COMMENT ON FUNCTION dialer.number_timezones(text) IS
 	'IANA time zones of an E.164 number by the longest matching prefix of libphonenumber''s data (dialer.number_timezones); NULL when unknown';
@@ -189,18 +195,22 @@ SELECT pg_catalog.pg_extension_config_dump('dialer.consents_id_seq', '');
  */
 CREATE FUNCTION dialer.applicable_policies(to_number text, campaign text, provider text)
 RETURNS text[]
-LANGUAGE sql
+LANGUAGE plpgsql
 STABLE
 PARALLEL SAFE
 AS $$
-	SELECT coalesce(array_agg(p.name ORDER BY p.name), '{}')
-	  FROM dialer.calling_policies p
-	 WHERE p.enabled
-	   AND (cardinality(p.country_codes) = 0
-			OR EXISTS (SELECT 1 FROM unnest(p.country_codes) cc WHERE starts_with(to_number, '+' || cc)))
-	   AND (cardinality(p.area_codes) = 0 OR substr(to_number, 3, 3) = ANY (p.area_codes))
-	   AND (cardinality(p.campaigns) = 0 OR campaign = ANY (p.campaigns))
-	   AND (cardinality(p.providers) = 0 OR provider = ANY (p.providers));
+BEGIN
+	-- PL/pgSQL for a plan made once per session (see dialer.number_timezones)
+	RETURN (SELECT coalesce(array_agg(p.name ORDER BY p.name), '{}')
+			  FROM dialer.calling_policies p
+			 WHERE p.enabled
+			   AND (cardinality(p.country_codes) = 0
+					OR EXISTS (SELECT 1 FROM unnest(p.country_codes) cc
+								WHERE starts_with(applicable_policies.to_number, '+' || cc)))
+			   AND (cardinality(p.area_codes) = 0 OR substr(applicable_policies.to_number, 3, 3) = ANY (p.area_codes))
+			   AND (cardinality(p.campaigns) = 0 OR applicable_policies.campaign = ANY (p.campaigns))
+			   AND (cardinality(p.providers) = 0 OR applicable_policies.provider = ANY (p.providers)));
+END;
 $$;
 COMMENT ON FUNCTION dialer.applicable_policies(text, text, text) IS
 	'The enabled calling policies whose scope (countries, area codes, campaigns, providers) covers a call';
@@ -330,9 +340,11 @@ CREATE FUNCTION dialer.compliance_verdict(to_number text, at timestamptz DEFAULT
 LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, dialer, pg_temp
--- called from dialer.claim_calls, whose planner settings suit the queue, not these small tables
+-- called from dialer.claim_calls, whose planner settings suit the queue, not these small tables;
+-- one plan per statement and session (custom plans re-planned the window rule at every
+-- call: most of the verdict's cost)
 SET enable_seqscan = on
-SET plan_cache_mode = auto
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
 	v_ws time := coalesce(window_start, nullif(current_setting('dialer.call_window_start', true), '')::time);
@@ -437,6 +449,73 @@ COMMENT ON FUNCTION dialer.compliance_verdict(text, timestamptz, text, text, tex
 	'Decision for a call to a number at an instant under every applicable calling policy: allow, park (until next_opening) or refuse; names the policy and rule that decided, and why';
 
 /*
+ * The verdicts of a batch of scheduled calls at instant at (dialer.claim_calls: one
+ * call per claim), set-based for the common case: the calls' applicable policies
+ * and zones are looked up per call, then each distinct (policies, zones, window) is
+ * judged once: when none of its policies counts calls, keeps a silence or needs a
+ * consent, and every window and blackout rule is open in every zone, its calls are
+ * allowed without a verdict of their own (exactly what dialer.compliance_verdict
+ * would answer).  The other calls get dialer.compliance_verdict.  Calls to which no
+ * policy applies get no row.  window_start/_end are the general window when the
+ * campaign has none (NULL: the dialer.call_window_* settings, as in the verdict).
+ */
+CREATE FUNCTION dialer.batch_verdicts(call_ids bigint[], at timestamptz, window_start time, window_end time)
+RETURNS TABLE (id bigint, decision text, policy text, rule text, reason text, next_opening timestamptz,
+			   timezones text[], policies text[])
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, dialer, pg_temp
+-- called from dialer.claim_calls, whose planner settings suit the queue, not these small tables
+SET enable_seqscan = on
+SET enable_sort = on
+SET plan_cache_mode = force_generic_plan
+AS $$
+BEGIN
+	RETURN QUERY
+	WITH c AS MATERIALIZED (
+		SELECT s.id, s.to_number::text AS num, s.timezone AS call_tz, s.campaign AS camp, s.provider AS prov,
+			   s.payload->>'purpose' AS purpose,
+			   coalesce(k.call_window_start, window_start,
+						nullif(current_setting('dialer.call_window_start', true), '')::time) AS ws,
+			   coalesce(k.call_window_end, window_end,
+						nullif(current_setting('dialer.call_window_end', true), '')::time) AS we,
+			   dialer.applicable_policies(s.to_number, s.campaign, s.provider) AS pols,
+			   CASE WHEN s.timezone IS NOT NULL THEN ARRAY[s.timezone]
+					WHEN k.timezone IS NOT NULL THEN ARRAY[k.timezone]
+					ELSE dialer.number_timezones(s.to_number) END AS zones
+		  FROM dialer.scheduled_calls s
+		  LEFT JOIN dialer.campaigns k ON k.name = s.campaign
+		 WHERE s.id = ANY (call_ids)
+	), open_groups AS MATERIALIZED (
+		-- each distinct rule set judged once: open now, with nothing to count or look up
+		SELECT g.pols, g.zones, g.ws, g.we
+		  FROM (SELECT DISTINCT c.pols, c.zones, c.ws, c.we FROM c
+				 WHERE cardinality(c.pols) > 0 AND c.zones IS NOT NULL) g
+		 WHERE NOT EXISTS (SELECT 1 FROM dialer.calling_policies p
+							WHERE p.name = ANY (g.pols)
+							  AND (p.require_consent OR p.refusal_silence IS NOT NULL OR p.max_calls IS NOT NULL))
+		   AND NOT EXISTS (SELECT 1 FROM dialer.closed_rule(g.pols, g.zones, at, g.ws, g.we))
+	)
+	SELECT c.id, v.decision, v.policy, v.rule, v.reason, v.next_opening, v.timezones, v.policies
+	  FROM c
+	  LEFT JOIN open_groups o
+			 ON o.pols = c.pols AND o.zones = c.zones
+			AND o.ws IS NOT DISTINCT FROM c.ws AND o.we IS NOT DISTINCT FROM c.we
+	 CROSS JOIN LATERAL (
+			SELECT 'allow'::text AS decision, NULL::text AS policy, NULL::text AS rule,
+				   format('open under %s in %s', array_to_string(c.pols, ', '), array_to_string(c.zones, ', ')) AS reason,
+				   NULL::timestamptz AS next_opening, c.zones AS timezones, c.pols AS policies
+			 WHERE o.pols IS NOT NULL
+			UNION ALL
+			SELECT f.decision, f.policy, f.rule, f.reason, f.next_opening, f.timezones, f.policies
+			  FROM dialer.compliance_verdict(c.num, at, c.call_tz, c.camp, c.prov, c.purpose, c.ws, c.we) f
+			 WHERE o.pols IS NULL AND cardinality(c.pols) > 0) v;
+END;
+$$;
+COMMENT ON FUNCTION dialer.batch_verdicts(bigint[], timestamptz, time, time) IS
+	'Internal: the calling-policy verdicts of a batch of scheduled calls (dialer.claim_calls), each distinct rule set judged once when it needs no per-number look-up; no row for calls no policy applies to';
+
+/*
  * The next instant at or after at when a call may be made under every policy
  * that applies (NULL: refused, or no opening within 60 days).
  */
@@ -498,6 +577,60 @@ COMMENT ON FUNCTION dialer.use_preset(text, text) IS
 	'Creates an enabled calling policy (named name, default the preset''s) as a copy of a preset: US-TCPA, US-FL, FR';
 
 /*
+ * The sentence that explains a do-not-call entry: since when it is in effect, when
+ * and through which channel it was requested, and why.  One home for it: the
+ * campaigns' do_not_call detail, contact_history and the audit export use it.
+ */
+CREATE FUNCTION dialer.do_not_call_detail(entry dialer.do_not_call)
+RETURNS text
+LANGUAGE sql
+STABLE
+PARALLEL SAFE
+AS $$
+	SELECT format('%s is on the do-not-call list since %s (requested %s%s)%s',
+				  entry.number, entry.effective_at, entry.requested_at,
+				  coalesce(' via ' || entry.source, ''), coalesce(': ' || entry.reason, ''))
+	 WHERE entry.number IS NOT NULL;
+$$;
+COMMENT ON FUNCTION dialer.do_not_call_detail(dialer.do_not_call) IS
+	'The sentence explaining a do-not-call entry: in effect since effective_at, requested at requested_at via source, and its reason (NULL for no entry)';
+
+/*
+ * The policy, rule and sentence behind a decision event of a call (its detail as
+ * written by enqueue, claim or the do-not-call trigger): policy decisions name
+ * their policy and rule; the general window, the do-not-call ledger, the allow-list
+ * and deadlines are named as pseudo-policies so that every decision has both.
+ * dnc is the number's do-not-call entry (NULL row when none, e.g. removed since).
+ */
+CREATE FUNCTION dialer.decision_rule(event text, detail jsonb, dnc dialer.do_not_call,
+									 OUT policy text, OUT rule text, OUT reason text)
+LANGUAGE sql
+STABLE
+PARALLEL SAFE
+AS $$
+	SELECT CASE WHEN detail ? 'policy' THEN detail->>'policy'
+				WHEN event = 'window_wait' THEN 'dialer.call_window'
+				WHEN detail->>'reason' = 'do_not_call' THEN 'dialer.do_not_call'
+				WHEN detail->>'reason' = 'not_allowed' THEN 'dialer.allowed_numbers'
+				WHEN event = 'expired' THEN 'deadline' END,
+		   CASE WHEN detail ? 'rule' THEN detail->>'rule'
+				WHEN event = 'window_wait' THEN 'window'
+				WHEN detail->>'reason' IN ('do_not_call', 'not_allowed') THEN detail->>'reason'
+				WHEN event = 'expired' THEN 'deadline'
+				WHEN event = 'claimed' AND detail ? 'policies' THEN 'allowed'
+				WHEN event = 'claimed' THEN 'no_policy' END,
+		   CASE WHEN detail->>'reason' = 'do_not_call'
+				THEN coalesce(dialer.do_not_call_detail(dnc),
+							  'the number was on the do-not-call list' || coalesce(' (' || (detail->>'do_not_call_reason') || ')', ''))
+				WHEN event = 'window_wait' AND NOT detail ? 'message'
+				THEN format('outside the calling window in %s; opens %s', detail->>'timezone', detail->>'opens_at')
+				WHEN event = 'expired' THEN format('deadline %s passed before the call could start', detail->>'deadline')
+				ELSE coalesce(detail->>'message', detail->>'reason') END;
+$$;
+COMMENT ON FUNCTION dialer.decision_rule(text, jsonb, dialer.do_not_call) IS
+	'Internal: the policy, rule and sentence behind a decision event (claimed, window_wait, skipped, expired) of a call; the general window, the do-not-call ledger, the allow-list and deadlines appear as dialer.call_window, dialer.do_not_call, dialer.allowed_numbers and deadline';
+
+/*
  * Every call made, parked, skipped or expired to a number, with each decision in
  * the recipient's local time.
  */
@@ -510,14 +643,94 @@ AS $$
 	SELECT c.id, c.campaign, c.status, e.event, e.at,
 		   e.at AT TIME ZONE coalesce(c.timezone, (dialer.number_timezones(c.to_number))[1], 'UTC'),
 		   coalesce(c.timezone, (dialer.number_timezones(c.to_number))[1]),
-		   e.detail->>'policy', e.detail->>'rule', coalesce(e.detail->>'message', e.detail->>'reason')
+		   coalesce(r.policy, e.detail->>'policy'), coalesce(r.rule, e.detail->>'rule'),
+		   coalesce(r.reason, e.detail->>'message', e.detail->>'reason')
 	  FROM dialer.scheduled_calls c
 	  JOIN dialer.call_events e ON e.call_id = c.id
-	 WHERE c.to_number = number
+	  LEFT JOIN dialer.do_not_call d ON d.number = c.to_number
+	  LEFT JOIN LATERAL dialer.decision_rule(e.event, e.detail, d) r
+			 ON e.event IN ('claimed', 'window_wait', 'skipped', 'expired')
+	 WHERE c.to_number = contact_history.number
 	 ORDER BY e.at, e.id;
 $$;
 COMMENT ON FUNCTION dialer.contact_history(text) IS
-	'Every event of every call to a number (made, parked, skipped, expired), in the recipient''s local time, with the policy and rule that decided';
+	'Every event of every call to a number (made, parked, skipped, expired), in the recipient''s local time, with the policy and rule that decided (a do-not-call skip: the ledger entry, when requested, via what, in effect since when)';
+
+/*
+ * The audit export of a period [period_start, period_end): one row per decision
+ * taken on a call in it (made: claimed for dispatch; parked: held for a window or
+ * a blackout day; skipped; expired), with the number, the instant in UTC and in
+ * the recipient's local time with the zone(s) used, the call's status and the
+ * provider's outcome of the attempt, the policy and rule that decided, the
+ * policies that applied, and for calls made the consent in force for the call's
+ * purpose at that instant (purpose, when given, source).  One statement over the
+ * period's events (call_events has no index on time: it reads them all once).
+ */
+CREATE FUNCTION dialer.compliance_audit(period_start timestamptz, period_end timestamptz)
+RETURNS TABLE (call_id bigint, to_number text, campaign text, provider text, decision text,
+			   at timestamptz, local_time timestamp, timezone text, timezones text[],
+			   status text, outcome text, policy text, rule text, policies text[], reason text,
+			   consent_id bigint, consent_purpose text, consent_granted_at timestamptz, consent_source text)
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+BEGIN
+	IF period_start IS NULL OR period_end IS NULL OR NOT isfinite(period_start) OR NOT isfinite(period_end)
+	   OR period_end <= period_start THEN
+		PERFORM dialer.raise_bad_argument('period', format('[%s, %s)', period_start, period_end),
+			'The audit covers [period_start, period_end): two finite instants, the end after the start.',
+			'E.g. dialer.compliance_audit(''2026-03-01 00:00Z'', ''2026-04-01 00:00Z'').');
+	END IF;
+	RETURN QUERY
+	WITH ev AS (
+		SELECT e.call_id, e.at, e.event, e.detail
+		  FROM dialer.call_events e
+		 WHERE e.at >= period_start AND e.at < period_end
+		   AND e.event IN ('claimed', 'window_wait', 'skipped', 'expired')
+	), dec AS (
+		SELECT ev.*, c.to_number::text AS num, c.campaign AS camp, c.provider AS prov, c.status AS st,
+			   coalesce(c.payload->>'purpose', c.campaign) AS purpose,
+			   coalesce(CASE WHEN ev.detail ? 'timezones'
+							 THEN ARRAY(SELECT jsonb_array_elements_text(ev.detail->'timezones')) END,
+						CASE WHEN ev.detail ? 'timezone' THEN ARRAY[ev.detail->>'timezone'] END,
+						CASE WHEN c.timezone IS NOT NULL THEN ARRAY[c.timezone] END,
+						CASE WHEN k.timezone IS NOT NULL THEN ARRAY[k.timezone] END,
+						dialer.number_timezones(c.to_number)) AS zones,
+			   CASE WHEN ev.detail ? 'policies'
+					THEN ARRAY(SELECT jsonb_array_elements_text(ev.detail->'policies')) END AS applied,
+			   r.policy AS pol, r.rule AS rul, r.reason AS why,
+			   a.provider_status, a.http_status, a.error_code
+		  FROM ev
+		  JOIN dialer.scheduled_calls c ON c.id = ev.call_id
+		  LEFT JOIN dialer.campaigns k ON k.name = c.campaign
+		  LEFT JOIN dialer.do_not_call d ON d.number = c.to_number
+		  LEFT JOIN LATERAL dialer.decision_rule(ev.event, ev.detail, d) r ON true
+		  LEFT JOIN dialer.call_attempts a
+				 ON ev.event = 'claimed' AND a.call_id = ev.call_id AND a.attempt = (ev.detail->>'attempt')::int
+	)
+	SELECT dec.call_id, dec.num, dec.camp, dec.prov,
+		   CASE dec.event WHEN 'claimed' THEN 'made' WHEN 'window_wait' THEN 'parked' ELSE dec.event END,
+		   dec.at,
+		   CASE WHEN dec.zones IS NOT NULL THEN dec.at AT TIME ZONE dec.zones[1] END,
+		   dec.zones[1], dec.zones, dec.st,
+		   CASE WHEN dec.event = 'claimed'
+				THEN coalesce(dec.provider_status, 'HTTP ' || dec.http_status, dec.error_code, 'no answer from the provider recorded') END,
+		   dec.pol, dec.rul, dec.applied, dec.why,
+		   ks.id, ks.purpose, ks.granted_at, ks.source
+	  FROM dec
+	  LEFT JOIN LATERAL (
+			SELECT k.id, k.purpose, k.granted_at, k.source
+			  FROM dialer.consents k
+			 WHERE dec.event = 'claimed' AND k.number = dec.num AND k.purpose = dec.purpose
+			   AND k.granted_at <= dec.at AND (k.revoked_at IS NULL OR k.revoked_at > dec.at)
+			 ORDER BY k.granted_at DESC
+			 LIMIT 1) ks ON true
+	 ORDER BY dec.at, dec.call_id;
+END;
+$$;
+COMMENT ON FUNCTION dialer.compliance_audit(timestamptz, timestamptz) IS
+	'Audit export of [period_start, period_end): every call made, parked, skipped or expired in it, with the number, the instant in UTC and in the recipient''s local time (zone used), status and provider outcome, the policy and rule that decided, the policies applied, and the consent in force for the call''s purpose (id, purpose, when, source)';
 
 /*
  * When a policy, window, blackout day, refusal or consent changes, the calls parked

@@ -38,6 +38,18 @@ ALTER TABLE dialer.scheduled_calls DROP CONSTRAINT scheduled_calls_dedupe_key_ke
 -- @replace table dialer.call_events
 -- events follow their calls by a statement trigger (call_events_follow_calls), not a key checked on every insert
 ALTER TABLE dialer.call_events DROP CONSTRAINT call_events_call_id_fkey;
+-- @replace table dialer.do_not_call
+-- the do-not-call ledger: when the request was made, from where, when it took effect; the
+-- rows of 0.1.0 took effect when they were added, and their request time is not known
+-- better than that
+ALTER TABLE dialer.do_not_call ADD COLUMN requested_at timestamptz;
+ALTER TABLE dialer.do_not_call ADD COLUMN source text;
+ALTER TABLE dialer.do_not_call ADD COLUMN effective_at timestamptz;
+UPDATE dialer.do_not_call SET requested_at = added_at, effective_at = added_at;
+ALTER TABLE dialer.do_not_call ALTER COLUMN requested_at SET DEFAULT now(), ALTER COLUMN requested_at SET NOT NULL,
+	ALTER COLUMN effective_at SET DEFAULT now(), ALTER COLUMN effective_at SET NOT NULL;
+ALTER TABLE dialer.do_not_call ADD CONSTRAINT do_not_call_effective_after_request CHECK (effective_at >= requested_at),
+	ADD CONSTRAINT do_not_call_effective_when_stored CHECK (effective_at <= added_at);
 -- @replace function dialer.worker_status
 -- worker_status() gained columns: dropped and created again, keeping the roles it was granted
 -- to (dialer.grant_usage() grants it)
@@ -57,6 +69,24 @@ BEGIN
 			  WHERE a.privilege_type = 'EXECUTE' AND a.grantee <> 0 AND a.grantee <> a.grantor
 	LOOP
 		EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION dialer.worker_status() TO %s', r.grantee);
+	END LOOP;
+END;
+$$;
+-- @end
+-- campaign_candidates() applies its rules through dialer.campaign_candidate_verdicts() (new in
+-- 0.2.0, run as the owner): the roles dialer.grant_campaigns() let run campaign_candidates
+-- may run it too
+DO $$
+DECLARE
+	r record;
+BEGIN
+	FOR r IN SELECT DISTINCT a.grantee::pg_catalog.regrole AS grantee
+			   FROM pg_catalog.pg_proc p, pg_catalog.aclexplode(p.proacl) a
+			  WHERE p.oid = 'dialer.campaign_candidates(text, int)'::pg_catalog.regprocedure
+				AND a.privilege_type = 'EXECUTE' AND a.grantee <> 0 AND a.grantee <> a.grantor
+	LOOP
+		EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION dialer.campaign_candidate_verdicts(text, dialer.campaign_source_row[], int) TO %s',
+								  r.grantee);
 	END LOOP;
 END;
 $$;
