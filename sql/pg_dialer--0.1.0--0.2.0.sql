@@ -958,8 +958,7 @@ BEGIN
 					 THEN jsonb_build_object('timezone', u.tz, 'opens_at', u.opens, 'next_attempt_at', u.next_attempt_at)
 					 ELSE jsonb_build_object('timezones', u.timezones, 'opens_at', u.opens, 'next_attempt_at', u.next_attempt_at,
 											 'policy', u.policy, 'rule', u.rule, 'message', u.reason) END
-				 WHEN 'refused' THEN jsonb_build_object('reason', 'policy', 'checked', 'dispatch', 'policy', u.policy,
-														'rule', u.rule, 'timezones', u.timezones, 'message', u.reason)
+				 WHEN 'refused' THEN dialer.policy_skip_detail('dispatch', u.policy, u.rule, u.timezones, u.reason)
 				 WHEN 'expired' THEN jsonb_build_object('deadline', u.deadline)
 				 WHEN 'do_not_call' THEN jsonb_build_object('reason', 'do_not_call', 'checked', 'dispatch')
 				 ELSE jsonb_build_object('reason', 'not_allowed', 'level', 'warning',
