@@ -908,7 +908,11 @@ DECLARE
 	r		record;
 BEGIN
 	PERFORM dialer.lock_provider_call_id(NEW.provider_call_id);
-	-- a statement of its own, after the lock: it sees what a callback committed meanwhile
+	-- statements of their own, after the lock: they see what a callback committed meanwhile;
+	-- the usual case, nothing kept for the sid, costs one index probe
+	IF NOT EXISTS (SELECT 1 FROM dialer.pending_callbacks p WHERE p.provider_call_id = NEW.provider_call_id) THEN
+		RETURN NULL;
+	END IF;
 	WITH gone AS (
 		-- kept under the provider whose token verified it: any Twilio provider of the
 		-- call's account (a CallSid names one call of one account)
