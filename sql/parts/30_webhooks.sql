@@ -350,7 +350,219 @@ COMMENT ON FUNCTION dialer.provider_status_outcome(text) IS
 
 /* ------------------------------------------------------------------------------------
  * Applying a status report
+ *
+ * dialer.apply_provider_status() reads as its steps, each a function of its own:
+ *   provider_report_attempt()   which attempt a report is about; seen before?
+ *   provider_status_advances()  does the attempt's provider status move forward?
+ *   provider_status_outcome()   the call status a provider status leads to (above)
+ *   call_retry_decision()       is a busy / no_answer outcome retried, and when
+ *   call_outcome_error()        the call's last_error after an outcome
+ *   store_provider_report()     every write, in one statement
+ * The helpers without a SET of their own are inlined or cached under the caller's
+ * pinned search_path (see the file's opening comment).
  * ------------------------------------------------------------------------------------ */
+
+/*
+ * The attempt a status report is about, and one look at the call's events: the attempt
+ * with this provider call id, else the current attempt when it has no provider call id
+ * yet (the report came before the worker stored it: it is adopted) or when no provider
+ * call id is given; NULL when none matches.  report_key is dedupe_key within that
+ * attempt (<attempt>:<dedupe_key>, '-' for no attempt); duplicate says whether an event
+ * already recorded it; last_sequence is the highest sequence already applied to the
+ * attempt (stale reports left out).  Exactly one row.  Run after the call's lock, so that
+ * a report committed meanwhile is seen.
+ */
+CREATE FUNCTION dialer.provider_report_attempt(call_id bigint, current_attempt int,
+											   provider_call_id text, dedupe_key text)
+RETURNS TABLE (attempt dialer.call_attempts, duplicate boolean, last_sequence bigint, report_key text)
+LANGUAGE sql
+STABLE PARALLEL SAFE
+AS $$
+	SELECT x.att, ev.dup, ev.last_seq, k.key
+	  FROM (SELECT 1) one
+	  LEFT JOIN LATERAL (
+			SELECT a AS att FROM dialer.call_attempts a
+			 WHERE a.call_id = provider_report_attempt.call_id
+			   AND (a.provider_call_id = provider_report_attempt.provider_call_id
+					OR (a.attempt = provider_report_attempt.current_attempt
+						AND (provider_report_attempt.provider_call_id IS NULL OR a.provider_call_id IS NULL)))
+			 ORDER BY a.provider_call_id = provider_report_attempt.provider_call_id DESC NULLS LAST, a.attempt DESC
+			 LIMIT 1) x ON true
+	  CROSS JOIN LATERAL (SELECT coalesce((x.att).attempt::text, '-') || ':' || provider_report_attempt.dedupe_key AS key) k
+	  CROSS JOIN LATERAL (
+			SELECT coalesce(pg_catalog.bool_or(e.detail->>'dedupe_key' = k.key), false) AS dup,
+				   pg_catalog.max((e.detail->>'sequence')::bigint)
+					 FILTER (WHERE e.detail ? 'sequence' AND (e.detail->>'attempt')::int = (x.att).attempt
+								   AND NOT e.detail ? 'stale') AS last_seq
+			  FROM dialer.call_events e
+			 WHERE e.call_id = provider_report_attempt.call_id) ev;
+$$;
+COMMENT ON FUNCTION dialer.provider_report_attempt(bigint, int, text, text) IS
+	'Internal: the attempt a provider''s status report is about (by provider call id, else the current one), the report''s key within it, whether it was recorded before, and the highest sequence applied to the attempt';
+
+/*
+ * Whether an attempt's provider status moves from old_status to new_status (both
+ * normalized): only forward in provider_status_rank's order, a repeated status under way
+ * included, a final one not; from a status pg_dialer does not know, to any it knows.
+ */
+CREATE FUNCTION dialer.provider_status_advances(new_status text, old_status text)
+RETURNS boolean
+LANGUAGE sql
+IMMUTABLE PARALLEL SAFE
+AS $$
+	SELECT dialer.provider_status_rank(new_status) IS NOT NULL
+		   AND (old_status IS NULL
+				OR dialer.provider_status_rank(old_status) IS NULL
+				OR dialer.provider_status_rank(new_status) > dialer.provider_status_rank(old_status)
+				OR (dialer.provider_status_rank(new_status) = dialer.provider_status_rank(old_status)
+					AND dialer.provider_status_rank(new_status) < 5));
+$$;
+COMMENT ON FUNCTION dialer.provider_status_advances(text, text) IS
+	'Internal: true when an attempt''s provider status may move from old_status to new_status (forward only; an unknown old status may be left)';
+
+/*
+ * The retry decision for a call whose current attempt ended busy or no_answer: retried
+ * when its campaign's retry_busy / retry_no_answer (else its provider's) says so, the
+ * run's attempts (attempts - attempts_base) are below max_attempts, and the retry,
+ * retry_delay from now (the campaign's, else the provider's), comes before the deadline.
+ * skipped names what refused an allowed retry (attempts_exhausted, deadline).  Exactly
+ * one row (retry false when the provider is gone).
+ */
+CREATE FUNCTION dialer.call_retry_decision(call_row dialer.scheduled_calls, outcome text)
+RETURNS TABLE (retry boolean, next_attempt_at timestamptz, retry_delay interval, skipped text)
+LANGUAGE sql
+STABLE PARALLEL SAFE
+AS $$
+	SELECT d.allowed AND NOT d.exhausted AND NOT d.late, d.next_at, d.delay,
+		   CASE WHEN d.allowed AND d.exhausted THEN 'attempts_exhausted'
+				WHEN d.allowed AND d.late THEN 'deadline' END
+	  FROM (SELECT coalesce(pol.allowed, false) AS allowed, pol.delay,
+				   pg_catalog.now() + coalesce(pol.delay, interval '0') AS next_at,
+				   coalesce((call_row).attempts - (call_row).attempts_base >= (call_row).max_attempts, false) AS exhausted,
+				   coalesce(pg_catalog.now() + coalesce(pol.delay, interval '0') >= (call_row).deadline, false) AS late
+			  FROM (SELECT 1) one
+			  LEFT JOIN (
+					SELECT CASE outcome WHEN 'busy' THEN coalesce(k.retry_busy, p.retry_busy)
+										ELSE coalesce(k.retry_no_answer, p.retry_no_answer) END AS allowed,
+						   coalesce(k.retry_delay, p.retry_delay) AS delay
+					  FROM dialer.providers p
+					  LEFT JOIN dialer.campaigns k ON k.name = (call_row).campaign
+					 WHERE p.name = (call_row).provider) pol ON true) d;
+$$;
+COMMENT ON FUNCTION dialer.call_retry_decision(dialer.scheduled_calls, text) IS
+	'Internal: whether a busy or no_answer call is retried (campaign''s over provider''s retry settings, attempts left, before the deadline), when, and what refused an allowed retry';
+
+/*
+ * The last_error of a call after an outcome: kept while dialing and when completed;
+ * 'failed: <error_code> <error_message>' from the report's attempt_data; 'no answer';
+ * else the outcome itself (busy, canceled).
+ */
+CREATE FUNCTION dialer.call_outcome_error(outcome text, last_error text, attempt_data jsonb)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE PARALLEL SAFE
+AS $$
+	SELECT CASE
+		WHEN outcome IN ('dialing', 'completed') THEN last_error
+		WHEN outcome = 'failed' THEN
+			'failed' || coalesce(': ' || nullif(pg_catalog.concat_ws(' ', attempt_data->>'error_code',
+																   attempt_data->>'error_message'), ''), '')
+		WHEN outcome = 'no_answer' THEN 'no answer'
+		ELSE outcome END;
+$$;
+COMMENT ON FUNCTION dialer.call_outcome_error(text, text, jsonb) IS
+	'Internal: a call''s last_error after a provider outcome (kept, failed: code message, no answer, or the outcome)';
+
+/*
+ * A value of an attempt after a report: the reported one when given, else the stored
+ * one; for a stale report the other way round (it only fills what is still empty).
+ */
+CREATE FUNCTION dialer.report_value(stored anyelement, reported anyelement, stale boolean)
+RETURNS anyelement
+LANGUAGE sql
+IMMUTABLE PARALLEL SAFE
+AS $$
+	SELECT CASE WHEN stale THEN coalesce(stored, reported) ELSE coalesce(reported, stored) END;
+$$;
+COMMENT ON FUNCTION dialer.report_value(anyelement, anyelement, boolean) IS
+	'Internal: an attempt field after a status report: the reported value over the stored one, or for a stale report the stored one over the reported one';
+
+/*
+ * Every write of a status report in one statement: the attempt (attempt_id; NULL:
+ * none), the call (when moves, or when its provider status follows the current attempt's
+ * and it is not back in the queue), the event and, when the call goes back to the queue,
+ * its retry_scheduled event.  call_row is the row as locked before the report; lock order:
+ * the call (by the caller), then the attempt, as the worker does.
+ */
+CREATE FUNCTION dialer.store_provider_report(
+	call_row dialer.scheduled_calls,
+	attempt_id bigint,
+	provider_call_id text,
+	provider_status text,
+	attempt_data jsonb,
+	stale boolean,
+	is_current boolean,
+	moves boolean,
+	new_status text,
+	last_error text,
+	next_attempt_at timestamptz,
+	event text,
+	event_detail jsonb,
+	retry_detail jsonb)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+	v_call		dialer.scheduled_calls := store_provider_report.call_row;
+	p_sid		text := store_provider_report.provider_call_id;
+	p_pstatus	text := store_provider_report.provider_status;
+	p_data		jsonb := store_provider_report.attempt_data;
+	p_stale		boolean := store_provider_report.stale;
+	p_moves		boolean := store_provider_report.moves;
+	p_status	text := store_provider_report.new_status;
+BEGIN
+	WITH att AS (
+		UPDATE dialer.call_attempts a
+		   SET provider_call_id = coalesce(a.provider_call_id, p_sid),
+			   provider_status = p_pstatus,
+			   duration_seconds = dialer.report_value(a.duration_seconds, (p_data->>'duration_seconds')::int, p_stale),
+			   answered_by = dialer.report_value(a.answered_by, p_data->>'answered_by', p_stale),
+			   sip_response_code = dialer.report_value(a.sip_response_code, (p_data->>'sip_response_code')::int, p_stale),
+			   recording_url = dialer.report_value(a.recording_url, p_data->>'recording_url', p_stale),
+			   transcript = dialer.report_value(a.transcript, p_data->>'transcript', p_stale),
+			   error_code = dialer.report_value(a.error_code, p_data->>'error_code', p_stale),
+			   error_message = dialer.report_value(a.error_message, p_data->>'error_message', p_stale)
+		 WHERE a.id = store_provider_report.attempt_id
+		RETURNING a.id
+	), cal AS (
+		UPDATE dialer.scheduled_calls c
+		   SET status = p_status,
+			   provider_call_id = CASE WHEN p_moves THEN coalesce(p_sid, c.provider_call_id) ELSE c.provider_call_id END,
+			   provider_status = coalesce(p_pstatus, c.provider_status),
+			   last_error = CASE WHEN p_moves THEN store_provider_report.last_error ELSE c.last_error END,
+			   next_attempt_at = CASE WHEN p_moves AND p_status = 'scheduled'
+									  THEN store_provider_report.next_attempt_at ELSE c.next_attempt_at END,
+			   finished_at = CASE WHEN NOT p_moves THEN c.finished_at
+								  WHEN p_status IN ('completed', 'busy', 'no_answer', 'failed', 'canceled')
+									  THEN coalesce(c.finished_at, now())
+								  END,
+			   updated_at = now()
+		 WHERE c.id = v_call.id
+		   AND (p_moves OR (store_provider_report.is_current AND p_pstatus IS DISTINCT FROM v_call.provider_status
+							AND v_call.status <> 'scheduled'))
+		RETURNING c.id
+	)
+	INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
+	SELECT v_call.id, store_provider_report.event, v_call.status, p_status, store_provider_report.event_detail
+	UNION ALL
+	SELECT v_call.id, 'retry_scheduled', v_call.status, 'scheduled', store_provider_report.retry_detail
+	 WHERE store_provider_report.retry_detail IS NOT NULL;
+END;
+$$;
+COMMENT ON FUNCTION dialer.store_provider_report(dialer.scheduled_calls, bigint, text, text, jsonb, boolean, boolean, boolean, text, text, timestamptz, text, jsonb, jsonb) IS
+	'Internal: writes what apply_provider_status decided, in one statement: the attempt''s fields, the call''s move, the event(s)';
 
 /*
  * Applies one status report of a provider to a call: the one place where callbacks,
@@ -415,29 +627,22 @@ DECLARE
 	p_sid		text := nullif(apply_provider_status.provider_call_id, '');
 	p_seq		bigint := apply_provider_status.sequence;
 	p_data		jsonb := coalesce(apply_provider_status.attempt_data, '{}');
-	p_source	text := coalesce(apply_provider_status.source, 'callback');
 	v_status	text := dialer.normalize_provider_status(apply_provider_status.status);
-	v_rank		int;
 	v_outcome	text;
-	v_dedupe	text;
 	v_call		dialer.scheduled_calls;
-	v_att		dialer.call_attempts;
-	v_have_att	boolean := false;
-	v_current	boolean := false;
-	v_unmatched	boolean := false;
-	v_last_seq	bigint;
-	v_dup		boolean;
 	v_look		record;
+	v_att		dialer.call_attempts;
+	v_current	boolean;
 	v_stale		boolean := false;
 	v_forward	boolean := false;
-	v_moves		boolean := false;
-	v_new_status text;
-	v_retry		boolean := false;
-	v_delay		interval;
-	v_next		timestamptz;
-	v_retry_why	text;
 	v_new_pstatus text;
+	v_moves		boolean;
+	v_new_status text;
 	v_error		text;
+	v_retry		boolean := false;
+	v_next		timestamptz;
+	v_delay		interval;
+	v_retry_why	text;
 	v_result	text;
 BEGIN
 	IF p_call_id IS NULL OR v_status IS NULL OR v_status = '' THEN
@@ -448,180 +653,75 @@ BEGIN
 		RAISE EXCEPTION 'apply_provider_status: attempt_data must be a JSON object'
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
-	v_rank := dialer.provider_status_rank(v_status);
 	v_outcome := dialer.provider_status_outcome(v_status);
-	v_dedupe := coalesce(apply_provider_status.dedupe_key,
-						 coalesce(p_sid, '-') || '/' || coalesce(p_seq::text, v_status));
 
-	/* the call, locked: reports of one call are applied one at a time */
+	/* 1. the call, locked: reports of one call are applied one at a time */
 	SELECT * INTO v_call FROM dialer.scheduled_calls c WHERE c.id = p_call_id FOR UPDATE;
 	IF NOT FOUND THEN
 		RETURN jsonb_build_object('result', 'unknown_call', 'call_id', p_call_id);
 	END IF;
 
-	/*
-	 * The attempt it is about: the one with this provider call id, else the current
-	 * attempt when it has none yet (the report came before the worker stored it: it is
-	 * adopted) or when no provider call id is given.  And one look at the call's events,
-	 * taken after the lock so that a report committed meanwhile is seen: a report already
-	 * recorded is a duplicate and changes nothing (nothing at all is written); else the
-	 * highest sequence already applied to the attempt tells whether this one comes late.
-	 */
-	SELECT x.att, ev.dup, ev.last_seq, k.key
-	  INTO v_look
-	  FROM (SELECT 1) one
-	  LEFT JOIN LATERAL (
-			SELECT a AS att FROM dialer.call_attempts a
-			 WHERE a.call_id = p_call_id
-			   AND (a.provider_call_id = p_sid
-					OR (a.attempt = v_call.attempts AND (p_sid IS NULL OR a.provider_call_id IS NULL)))
-			 ORDER BY a.provider_call_id = p_sid DESC NULLS LAST, a.attempt DESC
-			 LIMIT 1) x ON true
-	  CROSS JOIN LATERAL (SELECT coalesce((x.att).attempt::text, '-') || ':' || v_dedupe AS key) k
-	  CROSS JOIN LATERAL (
-			SELECT coalesce(bool_or(e.detail->>'dedupe_key' = k.key), false) AS dup,
-				   max((e.detail->>'sequence')::bigint)
-					 FILTER (WHERE e.detail ? 'sequence' AND (e.detail->>'attempt')::int = (x.att).attempt
-								   AND NOT e.detail ? 'stale') AS last_seq
-			  FROM dialer.call_events e
-			 WHERE e.call_id = p_call_id) ev;
-	v_att := v_look.att;
-	v_dedupe := v_look.key;		/* a report is identified within its attempt */
-	v_dup := v_look.dup;
-	v_last_seq := v_look.last_seq;
-	v_have_att := v_att.id IS NOT NULL;
-	IF v_dup THEN
+	/* 2. the attempt it is about; a report already recorded changes nothing at all */
+	SELECT * INTO v_look
+	  FROM dialer.provider_report_attempt(p_call_id, v_call.attempts, p_sid,
+			coalesce(apply_provider_status.dedupe_key, coalesce(p_sid, '-') || '/' || coalesce(p_seq::text, v_status)));
+	v_att := v_look.attempt;
+	IF v_look.duplicate THEN
 		RETURN jsonb_build_object('result', 'duplicate', 'call_id', p_call_id, 'attempt', v_att.attempt,
 								  'status', v_call.status, 'previous_status', v_call.status);
 	END IF;
-	v_unmatched := NOT v_have_att;
-	v_current := v_have_att AND v_att.attempt = v_call.attempts;
-
-	IF v_have_att THEN
-		v_stale := p_seq IS NOT NULL AND v_last_seq IS NOT NULL AND p_seq <= v_last_seq;
-		/* the attempt's provider status moves forward only */
-		v_forward := NOT v_stale AND v_rank IS NOT NULL
-					 AND (v_att.provider_status IS NULL
-						  OR dialer.provider_status_rank(v_att.provider_status) IS NULL
-						  OR v_rank > dialer.provider_status_rank(v_att.provider_status)
-						  OR (v_rank = dialer.provider_status_rank(v_att.provider_status) AND v_rank < 5));
+	v_current := v_att.id IS NOT NULL AND v_att.attempt = v_call.attempts;
+	IF v_att.id IS NOT NULL THEN
+		/* a report at or below a sequence already applied comes late: it only fills gaps */
+		v_stale := p_seq IS NOT NULL AND v_look.last_sequence IS NOT NULL AND p_seq <= v_look.last_sequence;
+		v_forward := NOT v_stale AND dialer.provider_status_advances(v_status, v_att.provider_status);
 		v_new_pstatus := CASE WHEN v_forward THEN v_status ELSE v_att.provider_status END;
 	END IF;
 
-	/* the call: only its current attempt moves it, and only forward */
+	/* 3. the call: only its current attempt moves it, and only forward */
 	v_new_status := v_call.status;
-	v_moves := v_current AND NOT coalesce(v_stale, false) AND v_outcome IS NOT NULL
+	v_moves := v_current AND NOT v_stale AND v_outcome IS NOT NULL
 			   AND v_call.status IN ('dispatching', 'dialing', 'unknown');
 	IF v_moves THEN
-		IF v_outcome = 'dialing' THEN
-			v_new_status := 'dialing';
-		ELSE
-			v_new_status := v_outcome;
-			IF v_outcome IN ('busy', 'no_answer') THEN
-				SELECT CASE v_outcome WHEN 'busy' THEN coalesce(k.retry_busy, p.retry_busy)
-									  ELSE coalesce(k.retry_no_answer, p.retry_no_answer) END,
-					   coalesce(k.retry_delay, p.retry_delay)
-				  INTO v_retry, v_delay
-				  FROM dialer.providers p
-				  LEFT JOIN dialer.campaigns k ON k.name = v_call.campaign
-				 WHERE p.name = v_call.provider;
-				v_retry := coalesce(v_retry, false);
-				v_next := now() + coalesce(v_delay, interval '0');
-				IF v_retry AND v_call.attempts - v_call.attempts_base >= v_call.max_attempts THEN
-					v_retry := false;
-					v_retry_why := 'attempts_exhausted';
-				ELSIF v_retry AND v_call.deadline IS NOT NULL AND v_next >= v_call.deadline THEN
-					v_retry := false;
-					v_retry_why := 'deadline';
-				END IF;
-				IF v_retry THEN
-					v_new_status := 'scheduled';
-				END IF;
-			END IF;
+		IF v_outcome IN ('busy', 'no_answer') THEN
+			SELECT d.retry, d.next_attempt_at, d.retry_delay, d.skipped
+			  INTO v_retry, v_next, v_delay, v_retry_why
+			  FROM dialer.call_retry_decision(v_call, v_outcome) d;
 		END IF;
-		v_error := CASE
-			WHEN v_outcome IN ('dialing', 'completed') THEN v_call.last_error
-			WHEN v_outcome = 'failed' THEN
-				'failed' || coalesce(': ' || nullif(concat_ws(' ', p_data->>'error_code', p_data->>'error_message'), ''), '')
-			WHEN v_outcome = 'no_answer' THEN 'no answer'
-			ELSE v_outcome END;
+		v_new_status := CASE WHEN v_retry THEN 'scheduled' ELSE v_outcome END;
+		v_error := dialer.call_outcome_error(v_outcome, v_call.last_error, p_data);
 	END IF;
-
 	v_result := CASE
-		WHEN v_unmatched THEN 'unmatched'
+		WHEN v_att.id IS NULL THEN 'unmatched'
 		WHEN v_stale THEN 'stale'
 		WHEN v_new_status <> v_call.status OR v_forward THEN 'applied'
 		ELSE 'recorded' END;
 
-	/*
-	 * Every write in one statement: the attempt, the call (when it moves, or its provider
-	 * status follows the current attempt's), the event(s).  Lock order: the call (above),
-	 * then the attempt, as the worker does.
-	 */
-	WITH att AS (
-		UPDATE dialer.call_attempts a
-		   SET provider_call_id = coalesce(a.provider_call_id, p_sid),
-			   provider_status = v_new_pstatus,
-			   duration_seconds = CASE WHEN v_stale THEN coalesce(a.duration_seconds, (p_data->>'duration_seconds')::int)
-									   ELSE coalesce((p_data->>'duration_seconds')::int, a.duration_seconds) END,
-			   answered_by = CASE WHEN v_stale THEN coalesce(a.answered_by, p_data->>'answered_by')
-								  ELSE coalesce(p_data->>'answered_by', a.answered_by) END,
-			   sip_response_code = CASE WHEN v_stale THEN coalesce(a.sip_response_code, (p_data->>'sip_response_code')::int)
-										ELSE coalesce((p_data->>'sip_response_code')::int, a.sip_response_code) END,
-			   recording_url = CASE WHEN v_stale THEN coalesce(a.recording_url, p_data->>'recording_url')
-									ELSE coalesce(p_data->>'recording_url', a.recording_url) END,
-			   transcript = CASE WHEN v_stale THEN coalesce(a.transcript, p_data->>'transcript')
-								 ELSE coalesce(p_data->>'transcript', a.transcript) END,
-			   error_code = CASE WHEN v_stale THEN coalesce(a.error_code, p_data->>'error_code')
-								 ELSE coalesce(p_data->>'error_code', a.error_code) END,
-			   error_message = CASE WHEN v_stale THEN coalesce(a.error_message, p_data->>'error_message')
-									ELSE coalesce(p_data->>'error_message', a.error_message) END
-		 WHERE a.id = v_att.id
-		RETURNING a.id
-	), cal AS (
-		UPDATE dialer.scheduled_calls c
-		   SET status = v_new_status,
-			   provider_call_id = CASE WHEN v_moves THEN coalesce(p_sid, c.provider_call_id) ELSE c.provider_call_id END,
-			   provider_status = coalesce(v_new_pstatus, c.provider_status),
-			   last_error = CASE WHEN v_moves THEN v_error ELSE c.last_error END,
-			   next_attempt_at = CASE WHEN v_moves AND v_new_status = 'scheduled' THEN v_next ELSE c.next_attempt_at END,
-			   finished_at = CASE WHEN NOT v_moves THEN c.finished_at
-								  WHEN v_new_status IN ('completed', 'busy', 'no_answer', 'failed', 'canceled')
-									  THEN coalesce(c.finished_at, now())
-								  END,
-			   updated_at = now()
-		 WHERE c.id = p_call_id
-		   AND (v_moves OR (v_current AND v_new_pstatus IS DISTINCT FROM v_call.provider_status
-							AND v_call.status <> 'scheduled'))
-		RETURNING c.id
-	)
-	INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
-	SELECT p_call_id, p_source, v_call.status, v_new_status,
-		   coalesce(apply_provider_status.event_detail, '{}') || jsonb_strip_nulls(jsonb_build_object(
-				'provider_status', v_status,
-				'provider_call_id', p_sid,
-				'attempt', v_att.attempt,
-				'sequence', p_seq,
-				'dedupe_key', v_dedupe,
-				'result', v_result,
-				'stale', CASE WHEN v_stale THEN true END,
-				'unmatched', CASE WHEN v_unmatched THEN true END,
-				'retry_skipped', v_retry_why))
-	UNION ALL
-	SELECT p_call_id, 'retry_scheduled', v_call.status, 'scheduled',
-		   jsonb_build_object('reason', v_outcome, 'attempt', v_att.attempt,
-							  'next_attempt_at', v_next, 'retry_delay', v_delay::text,
-							  'attempts_used', v_call.attempts - v_call.attempts_base,
-							  'max_attempts', v_call.max_attempts)
-	 WHERE v_new_status = 'scheduled' AND v_call.status <> 'scheduled';
-
+	/* 4. the writes, and the worker woken when a call leaves the provider's concurrency */
+	PERFORM dialer.store_provider_report(
+		call_row => v_call, attempt_id => v_att.id, provider_call_id => p_sid,
+		provider_status => v_new_pstatus, attempt_data => p_data, stale => v_stale,
+		is_current => v_current, moves => v_moves, new_status => v_new_status,
+		last_error => v_error, next_attempt_at => v_next,
+		event => coalesce(apply_provider_status.source, 'callback'),
+		event_detail => coalesce(apply_provider_status.event_detail, '{}') || jsonb_strip_nulls(jsonb_build_object(
+			'provider_status', v_status, 'provider_call_id', p_sid, 'attempt', v_att.attempt,
+			'sequence', p_seq, 'dedupe_key', v_look.report_key, 'result', v_result,
+			'stale', CASE WHEN v_stale THEN true END,
+			'unmatched', CASE WHEN v_att.id IS NULL THEN true END,
+			'retry_skipped', v_retry_why)),
+		retry_detail => CASE WHEN v_new_status = 'scheduled' AND v_call.status <> 'scheduled' THEN
+			jsonb_build_object('reason', v_outcome, 'attempt', v_att.attempt,
+							   'next_attempt_at', v_next, 'retry_delay', v_delay::text,
+							   'attempts_used', v_call.attempts - v_call.attempts_base,
+							   'max_attempts', v_call.max_attempts) END);
 	IF v_new_status <> v_call.status
 	   AND v_new_status IN ('scheduled', 'completed', 'busy', 'no_answer', 'failed', 'canceled') THEN
 		PERFORM dialer.wake_worker();		/* a concurrency slot is free (and maybe a retry is due) */
 	END IF;
 
 	RETURN jsonb_build_object('result', v_result, 'call_id', p_call_id,
-							  'attempt', CASE WHEN v_have_att THEN v_att.attempt END,
+							  'attempt', CASE WHEN v_att.id IS NOT NULL THEN v_att.attempt END,
 							  'status', v_new_status, 'previous_status', v_call.status);
 END;
 $$;
