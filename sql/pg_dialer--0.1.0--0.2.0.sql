@@ -22,6 +22,32 @@
 COMMENT ON SCHEMA dialer IS
 	'pg_dialer: the outbound call queue (scheduled_calls), its log (call_attempts, call_events), providers, campaigns, do_not_call, and the SQL API (enqueue_call, cancel_call, stats, ...)';
 
+CREATE FUNCTION dialer.is_e164(number text)
+RETURNS boolean
+LANGUAGE sql
+IMMUTABLE PARALLEL SAFE
+AS $$
+	SELECT number OPERATOR(pg_catalog.~) '^\+[1-9][0-9]{7,14}$';
+$$;
+
+COMMENT ON FUNCTION dialer.is_e164(text) IS
+	'True when number is a phone number in E.164 form: + then 8 to 15 digits, the first not 0 (the rule of the domain dialer.e164)';
+
+CREATE FUNCTION dialer.all_e164(numbers text[])
+RETURNS boolean
+LANGUAGE sql
+IMMUTABLE PARALLEL SAFE
+AS $$
+	SELECT coalesce(pg_catalog.bool_and(dialer.is_e164(n)), true) FROM pg_catalog.unnest(numbers) AS n;
+$$;
+
+COMMENT ON FUNCTION dialer.all_e164(text[]) IS
+	'True when every element of numbers is an E.164 number (dialer.is_e164), and for an empty array';
+
+-- the rule has one home now, dialer.is_e164() (created above)
+ALTER DOMAIN dialer.e164 DROP CONSTRAINT e164_format;
+ALTER DOMAIN dialer.e164 ADD CONSTRAINT e164_format CHECK (dialer.is_e164(VALUE));
+
 ALTER TABLE dialer.providers ADD COLUMN status_callback_call_id boolean NOT NULL DEFAULT true;
 
 COMMENT ON COLUMN dialer.providers.status_callback_url IS 'Public URL the provider posts call status to; the call id is added to its query string unless status_callback_call_id is false';
@@ -56,6 +82,14 @@ $$;
 
 COMMENT ON FUNCTION dialer.providers_defaults() IS
 	'Trigger: fills calls_per_second by kind (twilio 1, others 10) and stamps updated_at on update';
+
+-- the allow-list is checked number by number with dialer.all_e164() (created above)
+ALTER TABLE dialer.campaigns DROP CONSTRAINT campaigns_allowed_numbers_check;
+ALTER TABLE dialer.campaigns ADD CONSTRAINT campaigns_allowed_numbers_check
+	CHECK (allowed_numbers IS NULL OR
+		   (cardinality(allowed_numbers) > 0
+			AND array_position(allowed_numbers, NULL) IS NULL
+			AND dialer.all_e164(allowed_numbers)));
 
 COMMENT ON COLUMN dialer.campaigns.created_at IS 'When the campaign was created';
 
@@ -246,7 +280,7 @@ STABLE
 AS $$
 	SELECT CASE
 						WHEN $1 IS NULL THEN 'to_number_missing'
-						WHEN $1 !~ '^\+[1-9][0-9]{7,14}$' THEN 'to_number_format'
+						WHEN NOT dialer.is_e164($1) THEN 'to_number_format'
 						WHEN $2 IS NULL THEN 'run_at_missing'
 						WHEN NOT isfinite($2) THEN 'run_at_infinite'
 						WHEN $10 IS NOT NULL AND NOT isfinite($10) THEN 'deadline_infinite'
@@ -263,7 +297,7 @@ AS $$
 						WHEN $11 = 'twilio' AND $4 ? 'message'
 							 AND length($4->>'message') > 4000 - length('<Response><Say></Say></Response>') THEN 'payload_message'
 						WHEN $11 = 'twilio' AND coalesce($4->>'twiml_url', $4->>'url', $4->>'message', $13) IS NULL THEN 'nothing_to_say'
-						WHEN $4 ? 'from' AND (jsonb_typeof($4->'from') <> 'string' OR ($4->>'from') !~ '^\+[1-9][0-9]{7,14}$') THEN 'payload_from'
+						WHEN $4 ? 'from' AND (jsonb_typeof($4->'from') <> 'string' OR NOT dialer.is_e164($4->>'from')) THEN 'payload_from'
 						WHEN $7 IS NULL OR $7 NOT BETWEEN -1000 AND 1000 THEN 'priority'
 						WHEN $8 IS NOT NULL AND $8 NOT BETWEEN 1 AND 20 THEN 'max_attempts'
 						WHEN $6 IS NOT NULL AND length($6) > 200 THEN 'dedupe_key'
@@ -1506,7 +1540,7 @@ COMMENT ON FUNCTION dialer.call_retry_decision(dialer.scheduled_calls, text) IS
 CREATE FUNCTION dialer.call_outcome_error(outcome text, last_error text, attempt_data jsonb)
 RETURNS text
 LANGUAGE sql
-IMMUTABLE PARALLEL SAFE
+STABLE PARALLEL SAFE
 AS $$
 	SELECT CASE
 		WHEN outcome IN ('dialing', 'completed') THEN last_error

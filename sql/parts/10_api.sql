@@ -84,7 +84,7 @@ STABLE
 AS $$
 	SELECT CASE
 						WHEN $1 IS NULL THEN 'to_number_missing'
-						WHEN $1 !~ '^\+[1-9][0-9]{7,14}$' THEN 'to_number_format'
+						WHEN NOT dialer.is_e164($1) THEN 'to_number_format'
 						WHEN $2 IS NULL THEN 'run_at_missing'
 						WHEN NOT isfinite($2) THEN 'run_at_infinite'
 						WHEN $10 IS NOT NULL AND NOT isfinite($10) THEN 'deadline_infinite'
@@ -101,7 +101,7 @@ AS $$
 						WHEN $11 = 'twilio' AND $4 ? 'message'
 							 AND length($4->>'message') > 4000 - length('<Response><Say></Say></Response>') THEN 'payload_message'
 						WHEN $11 = 'twilio' AND coalesce($4->>'twiml_url', $4->>'url', $4->>'message', $13) IS NULL THEN 'nothing_to_say'
-						WHEN $4 ? 'from' AND (jsonb_typeof($4->'from') <> 'string' OR ($4->>'from') !~ '^\+[1-9][0-9]{7,14}$') THEN 'payload_from'
+						WHEN $4 ? 'from' AND (jsonb_typeof($4->'from') <> 'string' OR NOT dialer.is_e164($4->>'from')) THEN 'payload_from'
 						WHEN $7 IS NULL OR $7 NOT BETWEEN -1000 AND 1000 THEN 'priority'
 						WHEN $8 IS NOT NULL AND $8 NOT BETWEEN 1 AND 20 THEN 'max_attempts'
 						WHEN $6 IS NOT NULL AND length($6) > 200 THEN 'dedupe_key'
