@@ -1,9 +1,19 @@
 /*
- * pg_dialer: tables.
+ * pg_dialer: the tables, and the rules every row obeys.
+ *
+ *   dialer.is_e164(), domain dialer.e164   the E.164 rule (its one home)
+ *   dialer.providers, dialer.campaigns     where calls go, and recurring sources of calls
+ *   dialer.scheduled_calls                 the queue and the record of every call
+ *   dialer.call_attempts, call_events      the call log: requests made, every state change
+ *   dialer.do_not_call                     numbers never dialled
+ * with the triggers that keep them consistent (provider defaults and renames, events
+ * append-only and following their calls, no TRUNCATE of the record).
  *
  * The queue and the record of every call live in ordinary logged tables, so a call
  * survives a crash exactly as the application's own data does.  This file is the first
  * part of the install script sql/pg_dialer--VERSION.sql (the Makefile concatenates sql/parts/ in order).
+ *
+ * Copyright (c) 2026, pg_dialer developers
  */
 
 -- complain if script is sourced in psql, rather than via CREATE EXTENSION

@@ -6,6 +6,17 @@
  * the requests with no transaction open, then stores the outcomes in batches.
  * They are plain SQL so that pgTAP can test the rules without a worker; no other
  * role may execute them.
+ *
+ *   claiming       recover_dispatching, provider_capacity, next_window_opening,
+ *                  claim_calls, release_claims, next_due_at, worker_providers
+ *   storing        record_results
+ *   re-evaluating  triggers when a calling window, a time zone, the do-not-call list or
+ *                  a provider changes (reevaluate_parked_calls, providers_changed, ...)
+ *   reconciling    calls whose outcome is unknown: claim_reconciliations and
+ *                  apply_reconciliation (by provider call id), claim_searches and
+ *                  apply_search (by what was sent)
+ *
+ * Copyright (c) 2026, pg_dialer developers
  */
 
 /*

@@ -24,6 +24,8 @@
  * PostgREST turns the SQLSTATEs into HTTP statuses: PT401 -> 401 (unsigned), PT403 -> 403
  * (signature does not match), PT415 -> 415, 22023 / 22P02 -> 400 (malformed).
  * See doc/webhooks.md.
+ *
+ * Copyright (c) 2026, pg_dialer developers
  */
 
 CREATE SCHEMA dialer_api;

@@ -3,6 +3,8 @@
  * with deploy/prometheus/pg_dialer_queries.yaml) polls: calls by status, provider and
  * campaign; each provider's health; the dispatcher's state and lag.  The launcher and
  * dispatchers also write LOG/WARNING lines to the server log (README, "Monitoring").
+ *
+ * Copyright (c) 2026, pg_dialer developers
  */
 
 /* C functions (src/shmem.c, src/launcher.c) */

@@ -16,6 +16,8 @@
  * does not allow it), PT403 (the token does not allow it), PT429 (rate limit); the
  * API's own argument errors (22023, 22004, 42704, ...) become 400.  The message, detail and
  * hint are the JSON body of the answer.  See doc/admin.md.
+ *
+ * Copyright (c) 2026, pg_dialer developers
  */
 
 CREATE SCHEMA dialer_admin;

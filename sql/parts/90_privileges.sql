@@ -1,10 +1,12 @@
 /*
- * pg_dialer: privileges.
+ * pg_dialer: privileges (the last part): nothing for PUBLIC, and dialer.grant_usage().
  *
  * Nothing is granted to PUBLIC: the owner (the role that created the extension)
  * grants each application role exactly what it needs; see README, "Privileges".
  * The secret columns of dialer.providers stay the owner's even when other roles
  * may read the rest of the provider configuration.
+ *
+ * Copyright (c) 2026, pg_dialer developers
  */
 REVOKE ALL ON ALL TABLES IN SCHEMA dialer FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA dialer FROM PUBLIC;
