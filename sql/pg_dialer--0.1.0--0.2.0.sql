@@ -1178,6 +1178,115 @@ $$;
 COMMENT ON FUNCTION dialer.claim_searches(text, int) IS
 	'Worker: up to max_calls unknown calls of a provider without a provider call id, due for a search by what was sent (at most 3 searches each), counted and stamped; returns what to search for as JSON';
 
+CREATE FUNCTION dialer.search_candidates(call_id bigint, attempt int, search jsonb, records jsonb,
+										 not_before timestamptz, OUT candidates jsonb, OUT older boolean)
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+DECLARE
+	v_kind text := search->>'kind';
+	v_rec jsonb;
+	v_id text;
+	v_at timestamptz;
+BEGIN
+	candidates := '[]';
+	older := false;
+	FOR v_rec IN SELECT e.value FROM jsonb_array_elements(records) e LOOP
+		CONTINUE WHEN jsonb_typeof(v_rec) <> 'object';
+		v_id := nullif(v_rec->>(CASE v_kind WHEN 'twilio' THEN 'sid' ELSE 'call_id' END), '');
+		IF v_kind = 'twilio' THEN
+			BEGIN
+				v_at := (v_rec->>'date_created')::timestamptz;
+			EXCEPTION WHEN others THEN
+				v_at := NULL;
+			END;
+			IF v_at < date_trunc('second', not_before) THEN
+				older := true;
+			END IF;
+			CONTINUE WHEN v_at IS NULL OR v_at < date_trunc('second', not_before)
+					   OR v_rec->>'to' IS DISTINCT FROM search->>'to'
+					   OR v_rec->>'from' IS DISTINCT FROM search->>'from';
+		ELSE
+			CONTINUE WHEN v_rec ? 'idempotency_key'
+					   AND v_rec->>'idempotency_key' IS DISTINCT FROM search->>'idempotency_key';
+		END IF;
+		CONTINUE WHEN v_id IS NULL;
+		-- a record already known as another call's (or another attempt's) is not this one
+		CONTINUE WHEN EXISTS (SELECT 1 FROM dialer.call_attempts a
+							   WHERE a.provider_call_id = v_id
+								 AND (a.call_id <> search_candidates.call_id OR a.attempt <> search_candidates.attempt))
+				   OR EXISTS (SELECT 1 FROM dialer.scheduled_calls c
+							   WHERE c.provider_call_id = v_id AND c.id <> search_candidates.call_id);
+		candidates := candidates || jsonb_build_array(jsonb_strip_nulls(jsonb_build_object(
+			'id', v_id, 'status', v_rec->>'status', 'date_created', v_rec->>'date_created',
+			'duration', v_rec->>'duration', 'answered_by', v_rec->>'answered_by')));
+	END LOOP;
+END;
+$$;
+
+COMMENT ON FUNCTION dialer.search_candidates(bigint, int, jsonb, jsonb, timestamptz) IS
+	'Worker: the records of a search''s answer that may be an unknown call''s (what was sent, not another call''s), and whether a Twilio record older than the claim was seen';
+
+CREATE FUNCTION dialer.settle_searched_call(call_id bigint, attempt int, match jsonb, detail jsonb)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+BEGIN
+	IF dialer.provider_status_outcome(dialer.normalize_provider_status(coalesce(match->>'status', ''))) IS NOT NULL THEN
+		PERFORM dialer.apply_provider_status(
+			settle_searched_call.call_id, match->>'status', match->>'id', NULL,
+			jsonb_strip_nulls(jsonb_build_object(
+				'duration_seconds', CASE WHEN (match->>'duration') ~ '^[0-9]+$' THEN (match->>'duration')::int END,
+				'answered_by', match->>'answered_by')),
+			detail, 'reconciled',
+			format('search/%s/%s', match->>'id', match->>'status'));
+	ELSE
+		-- a status pg_dialer does not know (a backend's own word): the provider has
+		-- the call, so it is under way; its id is stored for later lookups
+		UPDATE dialer.call_attempts a SET provider_call_id = coalesce(a.provider_call_id, match->>'id'),
+										   provider_status = coalesce(match->>'status', a.provider_status)
+		 WHERE a.call_id = settle_searched_call.call_id AND a.attempt = settle_searched_call.attempt;
+		UPDATE dialer.scheduled_calls c
+		   SET status = 'dialing', provider_call_id = match->>'id',
+			   provider_status = coalesce(match->>'status', c.provider_status), updated_at = now()
+		 WHERE c.id = settle_searched_call.call_id;
+		INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
+		VALUES (settle_searched_call.call_id, 'reconciled', 'unknown', 'dialing',
+				detail || jsonb_strip_nulls(jsonb_build_object(
+					'provider_call_id', match->>'id', 'provider_status', match->>'status',
+					'attempt', settle_searched_call.attempt,
+					'note', 'a provider status pg_dialer does not know: the call is taken as under way')));
+	END IF;
+	-- settled: a later attempt that ends unknown gets its own searches
+	UPDATE dialer.scheduled_calls c SET reconcile_searches = 0 WHERE c.id = settle_searched_call.call_id;
+END;
+$$;
+
+COMMENT ON FUNCTION dialer.settle_searched_call(bigint, int, jsonb, jsonb) IS
+	'Worker: settles an unknown call by the one record a search found (as a callback would, or as under way for a status pg_dialer does not know)';
+
+CREATE FUNCTION dialer.search_message(result text, searches_left int)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE PARALLEL SAFE
+AS $$
+	SELECT CASE result
+			WHEN 'not_found' THEN 'no record the provider holds matches what was sent'
+			WHEN 'ambiguous' THEN 'several records match what was sent: none is taken'
+			WHEN 'incomplete' THEN 'more records than one page match: none is taken'
+			WHEN 'found' THEN 'the call was settled meanwhile: nothing changed'
+			WHEN 'not_offered' THEN 'the backend offers no lookup by Idempotency-Key'
+			ELSE 'the search failed' END
+		   || CASE WHEN searches_left = 0 AND result <> 'found'
+				   THEN '; no search is left: the call stays unknown (check it at the provider, then dialer.retry_call() or leave it)'
+				   ELSE '' END;
+$$;
+
+COMMENT ON FUNCTION dialer.search_message(text, int) IS
+	'Worker: the message of a reconcile_search event for a search result and the searches left';
+
 CREATE FUNCTION dialer.apply_search(call_id bigint, search jsonb, http_status int, body text, error text)
 RETURNS void
 LANGUAGE plpgsql
@@ -1187,11 +1296,7 @@ DECLARE
 	v_kind text := search->>'kind';
 	v_after timestamptz;
 	v_doc jsonb;
-	v_rec jsonb;
-	v_id text;
-	v_at timestamptz;
-	v_older boolean := false;
-	v_cands jsonb := '[]';
+	v_found record;
 	v_n int;
 	v_result text;
 	v_detail jsonb;
@@ -1229,77 +1334,21 @@ BEGIN
 				WHEN http_status BETWEEN 200 AND 299 THEN 'answer without a calls list'
 				WHEN http_status IS NOT NULL THEN format('the provider answered HTTP %s', http_status) END)));
 	ELSE
-		FOR v_rec IN SELECT e.value FROM jsonb_array_elements(v_doc->'calls') e LOOP
-			CONTINUE WHEN jsonb_typeof(v_rec) <> 'object';
-			v_id := nullif(v_rec->>(CASE v_kind WHEN 'twilio' THEN 'sid' ELSE 'call_id' END), '');
-			IF v_kind = 'twilio' THEN
-				BEGIN
-					v_at := (v_rec->>'date_created')::timestamptz;
-				EXCEPTION WHEN others THEN
-					v_at := NULL;
-				END;
-				IF v_at < date_trunc('second', v_after) THEN
-					v_older := true;
-				END IF;
-				CONTINUE WHEN v_at IS NULL OR v_at < date_trunc('second', v_after)
-						   OR v_rec->>'to' IS DISTINCT FROM search->>'to'
-						   OR v_rec->>'from' IS DISTINCT FROM search->>'from';
-			ELSE
-				CONTINUE WHEN v_rec ? 'idempotency_key'
-						   AND v_rec->>'idempotency_key' IS DISTINCT FROM search->>'idempotency_key';
-			END IF;
-			CONTINUE WHEN v_id IS NULL;
-			-- a record already known as another call's (or another attempt's) is not this one
-			CONTINUE WHEN EXISTS (SELECT 1 FROM dialer.call_attempts a
-								   WHERE a.provider_call_id = v_id
-									 AND (a.call_id <> apply_search.call_id OR a.attempt <> v_call.attempts))
-					   OR EXISTS (SELECT 1 FROM dialer.scheduled_calls c
-								   WHERE c.provider_call_id = v_id AND c.id <> apply_search.call_id);
-			v_cands := v_cands || jsonb_build_array(jsonb_strip_nulls(jsonb_build_object(
-				'id', v_id, 'status', v_rec->>'status', 'date_created', v_rec->>'date_created',
-				'duration', v_rec->>'duration', 'answered_by', v_rec->>'answered_by')));
-		END LOOP;
-		v_n := jsonb_array_length(v_cands);
+		v_found := dialer.search_candidates(apply_search.call_id, v_call.attempts, search, v_doc->'calls', v_after);
+		v_n := jsonb_array_length(v_found.candidates);
 		v_result := CASE
 			WHEN v_n > 1 THEN 'ambiguous'
 			-- Twilio lists newest first: a further page may hold more when none was older
-			WHEN v_kind = 'twilio' AND v_doc->>'next_page_uri' IS NOT NULL AND NOT v_older THEN 'incomplete'
+			WHEN v_kind = 'twilio' AND v_doc->>'next_page_uri' IS NOT NULL AND NOT v_found.older THEN 'incomplete'
 			WHEN v_n = 0 THEN 'not_found'
 			ELSE 'found' END;
 		v_detail := v_detail || jsonb_build_object('records', jsonb_array_length(v_doc->'calls'),
-												   'candidates', v_cands);
+												   'candidates', v_found.candidates);
 	END IF;
 
 	IF v_result = 'found' AND v_call.status = 'unknown' AND v_call.provider_call_id IS NULL THEN
-		v_rec := v_cands->0;
-		v_detail := v_detail || jsonb_build_object('search_result', 'found');
-		IF dialer.provider_status_outcome(dialer.normalize_provider_status(coalesce(v_rec->>'status', ''))) IS NOT NULL THEN
-			PERFORM dialer.apply_provider_status(
-				apply_search.call_id, v_rec->>'status', v_rec->>'id', NULL,
-				jsonb_strip_nulls(jsonb_build_object(
-					'duration_seconds', CASE WHEN (v_rec->>'duration') ~ '^[0-9]+$' THEN (v_rec->>'duration')::int END,
-					'answered_by', v_rec->>'answered_by')),
-				v_detail, 'reconciled',
-				format('search/%s/%s', v_rec->>'id', v_rec->>'status'));
-		ELSE
-			-- a status pg_dialer does not know (a backend's own word): the provider has
-			-- the call, so it is under way; its id is stored for later lookups
-			UPDATE dialer.call_attempts a SET provider_call_id = coalesce(a.provider_call_id, v_rec->>'id'),
-											   provider_status = coalesce(v_rec->>'status', a.provider_status)
-			 WHERE a.call_id = apply_search.call_id AND a.attempt = v_call.attempts;
-			UPDATE dialer.scheduled_calls c
-			   SET status = 'dialing', provider_call_id = v_rec->>'id',
-				   provider_status = coalesce(v_rec->>'status', c.provider_status), updated_at = now()
-			 WHERE c.id = apply_search.call_id;
-			INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
-			VALUES (apply_search.call_id, 'reconciled', 'unknown', 'dialing',
-					v_detail || jsonb_strip_nulls(jsonb_build_object(
-						'provider_call_id', v_rec->>'id', 'provider_status', v_rec->>'status',
-						'attempt', v_call.attempts,
-						'note', 'a provider status pg_dialer does not know: the call is taken as under way')));
-		END IF;
-		-- settled: a later attempt that ends unknown gets its own searches
-		UPDATE dialer.scheduled_calls c SET reconcile_searches = 0 WHERE c.id = apply_search.call_id;
+		PERFORM dialer.settle_searched_call(apply_search.call_id, v_call.attempts, v_found.candidates->0,
+											v_detail || jsonb_build_object('search_result', 'found'));
 		RETURN;
 	END IF;
 
@@ -1307,16 +1356,7 @@ BEGIN
 	VALUES (apply_search.call_id, 'reconcile_search', v_call.status, v_call.status,
 			v_detail || jsonb_build_object(
 				'result', v_result,
-				'message', CASE v_result
-					WHEN 'not_found' THEN 'no record the provider holds matches what was sent'
-					WHEN 'ambiguous' THEN 'several records match what was sent: none is taken'
-					WHEN 'incomplete' THEN 'more records than one page match: none is taken'
-					WHEN 'found' THEN 'the call was settled meanwhile: nothing changed'
-					WHEN 'not_offered' THEN 'the backend offers no lookup by Idempotency-Key'
-					ELSE 'the search failed' END
-				|| CASE WHEN (v_detail->>'searches_left')::int = 0 AND v_result <> 'found'
-						THEN '; no search is left: the call stays unknown (check it at the provider, then dialer.retry_call() or leave it)'
-						ELSE '' END));
+				'message', dialer.search_message(v_result, (v_detail->>'searches_left')::int)));
 END;
 $$;
 
@@ -1582,7 +1622,6 @@ CREATE FUNCTION dialer.store_provider_report(
 	retry_detail jsonb)
 RETURNS void
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -1617,9 +1656,9 @@ BEGIN
 									  THEN store_provider_report.next_attempt_at ELSE c.next_attempt_at END,
 			   finished_at = CASE WHEN NOT p_moves THEN c.finished_at
 								  WHEN p_status IN ('completed', 'busy', 'no_answer', 'failed', 'canceled')
-									  THEN coalesce(c.finished_at, now())
+									  THEN coalesce(c.finished_at, pg_catalog.now())
 								  END,
-			   updated_at = now()
+			   updated_at = pg_catalog.now()
 		 WHERE c.id = v_call.id
 		   AND (p_moves OR (store_provider_report.is_current AND p_pstatus IS DISTINCT FROM v_call.provider_status
 							AND v_call.status <> 'scheduled'))
@@ -1754,6 +1793,78 @@ BEGIN
 END;
 $$;
 
+CREATE FUNCTION dialer.twilio_callback_call(fields jsonb, call_ref text)
+RETURNS bigint
+LANGUAGE plpgsql
+AS $$
+DECLARE
+	v_call_id	bigint := call_ref::bigint;
+BEGIN
+	IF v_call_id IS NULL AND fields->>'CallSid' IS NOT NULL THEN
+		PERFORM dialer.lock_provider_call_id(fields->>'CallSid');
+		SELECT c.id INTO v_call_id
+		  FROM dialer.scheduled_calls c WHERE c.provider_call_id = fields->>'CallSid'
+		 ORDER BY c.id DESC LIMIT 1;
+		IF v_call_id IS NULL THEN
+			SELECT a.call_id INTO v_call_id
+			  FROM dialer.call_attempts a WHERE a.provider_call_id = fields->>'CallSid'
+			 ORDER BY a.id DESC LIMIT 1;
+		END IF;
+	END IF;
+	RETURN v_call_id;
+END;
+$$;
+
+COMMENT ON FUNCTION dialer.twilio_callback_call(jsonb, text) IS
+	'Internal: the call a Twilio status callback is about, by the callback URL''s call id or (under the CallSid''s lock) by CallSid; NULL when none';
+
+CREATE FUNCTION dialer.twilio_callback_signer(INOUT call_id bigint, call_ref text, fields jsonb, signature text,
+											  OUT provider dialer.providers)
+LANGUAGE plpgsql
+STABLE
+AS $$
+DECLARE
+	v_prov		dialer.providers;
+	v_ok		boolean := false;
+BEGIN
+	IF twilio_callback_signer.call_id IS NOT NULL THEN
+		SELECT p.* INTO v_prov
+		  FROM dialer.scheduled_calls c JOIN dialer.providers p ON p.name = c.provider
+		 WHERE c.id = twilio_callback_signer.call_id AND p.kind = 'twilio'
+		   AND p.auth_token IS NOT NULL AND p.status_callback_url IS NOT NULL;
+		IF FOUND THEN
+			v_ok := dialer.twilio_signature_matches(v_prov.auth_token,
+				dialer.twilio_callback_url(v_prov.status_callback_url, call_ref::bigint), fields, signature);
+		ELSIF NOT EXISTS (SELECT 1 FROM dialer.scheduled_calls c WHERE c.id = twilio_callback_signer.call_id) THEN
+			twilio_callback_signer.call_id := NULL;
+		END IF;
+	END IF;
+	IF twilio_callback_signer.call_id IS NULL THEN
+		FOR v_prov IN
+			SELECT p.* FROM dialer.providers p
+			 WHERE p.kind = 'twilio' AND p.account_sid = fields->>'AccountSid'
+			   AND p.auth_token IS NOT NULL AND p.status_callback_url IS NOT NULL
+			 ORDER BY p.name
+		LOOP
+			v_ok := dialer.twilio_signature_matches(v_prov.auth_token,
+				dialer.twilio_callback_url(v_prov.status_callback_url, call_ref::bigint), fields, signature);
+			EXIT WHEN v_ok;
+		END LOOP;
+	END IF;
+	IF NOT coalesce(v_ok, false) THEN
+		PERFORM dialer.webhook_refuse(403, 'X-Twilio-Signature does not match',
+			'The signature is checked over providers.status_callback_url (plus call_id=<id>) and the fields sent, with the provider''s auth_token.');
+	END IF;
+	IF fields ? 'AccountSid' AND v_prov.account_sid IS DISTINCT FROM fields->>'AccountSid' THEN
+		PERFORM dialer.webhook_refuse(403, 'the callback is for another Twilio account');
+	END IF;
+	provider := v_prov;
+END;
+$$;
+
+COMMENT ON FUNCTION dialer.twilio_callback_signer(bigint, text, jsonb, text) IS
+	'Internal: the Twilio provider whose auth token signed a status callback (the call''s own, else one of the AccountSid''s), and the call id when pg_dialer knows the call; else the 403 refusal';
+
 CREATE OR REPLACE FUNCTION dialer.twilio_ingest(fields jsonb, call_ref text)
 RETURNS jsonb
 LANGUAGE plpgsql
@@ -1763,16 +1874,12 @@ DECLARE
 	v_headers	jsonb := dialer.request_headers();
 	v_sig		text := v_headers->>'x-twilio-signature';
 	v_ctype		text := lower(split_part(v_headers->>'content-type', ';', 1));
+	v_signer	record;
 	v_call_id	bigint;
-	v_provider	text;
 	v_prov		dialer.providers;
-	v_ok		boolean := false;
 	v_sid		text;
 	v_seq		bigint;
 	v_status	text;
-	v_detail	jsonb;
-	v_data		jsonb;
-	v_res		jsonb;
 BEGIN
 	/* the shape of the request */
 	IF fields IS NULL OR jsonb_typeof(fields) <> 'object' THEN
@@ -1789,63 +1896,10 @@ BEGIN
 		PERFORM dialer.webhook_refuse(400, 'call_id in the callback URL is not a call id');
 	END IF;
 
-	/*
-	 * The call: by the call id of the URL, else by CallSid.  Looked up by CallSid, it is
-	 * looked up under the CallSid's lock (dialer.lock_provider_call_id): a callback that
-	 * comes before the worker has stored the sid is kept in dialer.pending_callbacks, and
-	 * the worker, storing the sid under the same lock, then finds it (or this one finds
-	 * the sid stored).
-	 */
-	v_call_id := call_ref::bigint;
-	IF v_call_id IS NULL AND fields->>'CallSid' IS NOT NULL THEN
-		PERFORM dialer.lock_provider_call_id(fields->>'CallSid');
-		SELECT c.id INTO v_call_id
-		  FROM dialer.scheduled_calls c WHERE c.provider_call_id = fields->>'CallSid'
-		 ORDER BY c.id DESC LIMIT 1;
-		IF v_call_id IS NULL THEN
-			SELECT a.call_id INTO v_call_id
-			  FROM dialer.call_attempts a WHERE a.provider_call_id = fields->>'CallSid'
-			 ORDER BY a.id DESC LIMIT 1;
-		END IF;
-	END IF;
-
-	/*
-	 * The signature, with the auth token of the call's provider; for a call pg_dialer
-	 * does not know (removed by cleanup, or placed by someone else), with the tokens of
-	 * the Twilio providers of the AccountSid the callback names (then nothing is applied).
-	 */
-	IF v_call_id IS NOT NULL THEN
-		SELECT p.* INTO v_prov
-		  FROM dialer.scheduled_calls c JOIN dialer.providers p ON p.name = c.provider
-		 WHERE c.id = v_call_id AND p.kind = 'twilio'
-		   AND p.auth_token IS NOT NULL AND p.status_callback_url IS NOT NULL;
-		IF FOUND THEN
-			v_provider := v_prov.name;
-			v_ok := dialer.twilio_signature_matches(v_prov.auth_token,
-				dialer.twilio_callback_url(v_prov.status_callback_url, call_ref::bigint), fields, v_sig);
-		ELSIF NOT EXISTS (SELECT 1 FROM dialer.scheduled_calls c WHERE c.id = v_call_id) THEN
-			v_call_id := NULL;
-		END IF;
-	END IF;
-	IF v_provider IS NULL AND v_call_id IS NULL THEN
-		FOR v_prov IN
-			SELECT p.* FROM dialer.providers p
-			 WHERE p.kind = 'twilio' AND p.account_sid = fields->>'AccountSid'
-			   AND p.auth_token IS NOT NULL AND p.status_callback_url IS NOT NULL
-			 ORDER BY p.name
-		LOOP
-			v_ok := dialer.twilio_signature_matches(v_prov.auth_token,
-				dialer.twilio_callback_url(v_prov.status_callback_url, call_ref::bigint), fields, v_sig);
-			EXIT WHEN v_ok;
-		END LOOP;
-	END IF;
-	IF NOT coalesce(v_ok, false) THEN
-		PERFORM dialer.webhook_refuse(403, 'X-Twilio-Signature does not match',
-			'The signature is checked over providers.status_callback_url (plus call_id=<id>) and the fields sent, with the provider''s auth_token.');
-	END IF;
-	IF fields ? 'AccountSid' AND v_prov.account_sid IS DISTINCT FROM fields->>'AccountSid' THEN
-		PERFORM dialer.webhook_refuse(403, 'the callback is for another Twilio account');
-	END IF;
+	/* the call, and the provider whose token signed the callback (else 403) */
+	v_signer := dialer.twilio_callback_signer(dialer.twilio_callback_call(fields, call_ref), call_ref, fields, v_sig);
+	v_call_id := v_signer.call_id;
+	v_prov := v_signer.provider;
 
 	/* authentic from here on */
 	v_sid := fields->>'CallSid';
@@ -1859,14 +1913,14 @@ BEGIN
 		END IF;
 		v_seq := (fields->>'SequenceNumber')::bigint;
 	END IF;
-	IF v_call_id IS NULL AND call_ref IS NULL AND v_prov.name IS NOT NULL THEN
+	IF v_call_id IS NULL AND call_ref IS NULL THEN
 		/* not known by its sid yet (the worker has not stored it): kept, applied when it is */
 		INSERT INTO dialer.pending_callbacks (provider, provider_call_id, sequence, fields)
 		VALUES (v_prov.name, v_sid, v_seq, fields);
 		RETURN jsonb_build_object('result', 'pending', 'reason', 'no call has this CallSid yet: kept until one has',
 								  'provider_call_id', v_sid);
 	END IF;
-	IF v_call_id IS NULL OR v_provider IS NULL THEN
+	IF v_call_id IS NULL THEN
 		RETURN jsonb_build_object('result', 'ignored', 'reason', 'no call of pg_dialer has this call id or CallSid',
 								  'call_id', v_call_id);
 	END IF;
@@ -2000,6 +2054,165 @@ CREATE TRIGGER apply_pending_callbacks
 	FOR EACH ROW
 	WHEN (NEW.provider_call_id IS NOT NULL AND OLD.provider_call_id IS DISTINCT FROM NEW.provider_call_id)
 	EXECUTE FUNCTION dialer.apply_pending_callbacks();
+
+CREATE FUNCTION dialer.json_webhook_call(doc jsonb, OUT call_id bigint, OUT provider text,
+										 OUT provider_call_id text)
+LANGUAGE plpgsql
+STABLE
+AS $$
+#variable_conflict use_column
+DECLARE
+	v_ref		text;
+BEGIN
+	IF jsonb_typeof(doc->'metadata') = 'object' AND doc->'metadata' ? 'call_id' THEN
+		v_ref := doc->'metadata'->>'call_id';
+		IF v_ref ~ '^[1-9][0-9]{0,17}$' THEN
+			SELECT c.id, c.provider INTO json_webhook_call.call_id, json_webhook_call.provider
+			  FROM dialer.scheduled_calls c WHERE c.id = v_ref::bigint;
+		END IF;
+		RETURN;
+	END IF;
+	v_ref := CASE jsonb_typeof(doc->'call_id') WHEN 'string' THEN doc->>'call_id'
+											   WHEN 'number' THEN doc->>'call_id' END;
+	IF v_ref IS NOT NULL AND v_ref <> '' THEN
+		SELECT c.id, c.provider, c.provider_call_id
+		  INTO json_webhook_call.call_id, json_webhook_call.provider, json_webhook_call.provider_call_id
+		  FROM dialer.scheduled_calls c JOIN dialer.providers p ON p.name = c.provider
+		 WHERE c.provider_call_id = v_ref AND p.kind IN ('backend', 'voice_api')
+		 ORDER BY c.id DESC LIMIT 1;
+		IF json_webhook_call.call_id IS NULL AND v_ref ~ '^[1-9][0-9]{0,17}$' THEN
+			SELECT c.id, c.provider INTO json_webhook_call.call_id, json_webhook_call.provider
+			  FROM dialer.scheduled_calls c WHERE c.id = v_ref::bigint;
+		END IF;
+	END IF;
+END;
+$$;
+
+COMMENT ON FUNCTION dialer.json_webhook_call(jsonb) IS
+	'Internal: the call (id, provider, provider call id) a JSON webhook body names by metadata.call_id or call_id; NULLs when none';
+
+CREATE FUNCTION dialer.json_webhook_check_fields(doc jsonb)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+BEGIN
+	IF jsonb_typeof(doc->'status') IS DISTINCT FROM 'string' OR doc->>'status' = '' THEN
+		PERFORM dialer.webhook_refuse(400, 'status is required and must be a string');
+	END IF;
+	IF doc ? 'duration' AND jsonb_typeof(doc->'duration') <> 'null'
+	   AND NOT (jsonb_typeof(doc->'duration') IN ('number', 'string')
+				AND (doc->>'duration') ~ '^[0-9]{1,9}(\.[0-9]+)?$') THEN
+		PERFORM dialer.webhook_refuse(400, 'duration must be a non-negative number of seconds');
+	END IF;
+	IF doc ? 'sequence' AND jsonb_typeof(doc->'sequence') <> 'null'
+	   AND (doc->>'sequence') !~ '^[0-9]{1,18}$' THEN
+		PERFORM dialer.webhook_refuse(400, 'sequence must be a non-negative integer');
+	END IF;
+	IF doc ? 'metadata' AND jsonb_typeof(doc->'metadata') NOT IN ('object', 'null') THEN
+		PERFORM dialer.webhook_refuse(400, 'metadata must be a JSON object');
+	END IF;
+	IF doc ? 'recording_url' AND jsonb_typeof(doc->'recording_url') NOT IN ('string', 'null') THEN
+		PERFORM dialer.webhook_refuse(400, 'recording_url must be a string');
+	END IF;
+END;
+$$;
+
+COMMENT ON FUNCTION dialer.json_webhook_check_fields(jsonb) IS
+	'Internal: raises the 400 refusal of a JSON webhook body with a malformed status, duration, sequence, metadata or recording_url';
+
+CREATE FUNCTION dialer.json_webhook_attempt_data(doc jsonb)
+RETURNS jsonb
+LANGUAGE sql
+STABLE PARALLEL SAFE
+AS $$
+	SELECT pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
+		'duration_seconds', pg_catalog.round((doc->>'duration')::numeric)::int,
+		'answered_by', doc->>'answered_by',
+		'recording_url', nullif(doc->>'recording_url', ''),
+		'transcript', CASE pg_catalog.jsonb_typeof(doc->'transcript')
+						WHEN 'string' THEN nullif(doc->>'transcript', '')
+						WHEN 'null' THEN NULL
+						ELSE (doc->'transcript')::text END,
+		'error_code', doc->>'error_code',
+		'error_message', doc->>'error_message'));
+$$;
+
+COMMENT ON FUNCTION dialer.json_webhook_attempt_data(jsonb) IS
+	'Internal: the attempt data (duration_seconds, answered_by, recording_url, transcript, error_code, error_message) of a JSON webhook body';
+
+CREATE OR REPLACE FUNCTION dialer.json_webhook_ingest(body json)
+RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	v_headers	jsonb := dialer.request_headers();
+	v_ts		text := btrim(v_headers->>'x-dialer-timestamp');
+	v_sig		text := lower(btrim(v_headers->>'x-dialer-signature'));
+	v_raw		text := body::text;
+	v_doc		jsonb;
+	v_call		record;
+	v_prov		dialer.providers;
+	v_expected	text;
+	v_data		jsonb;
+BEGIN
+	IF body IS NULL THEN
+		PERFORM dialer.webhook_refuse(400, 'the webhook body is empty');
+	END IF;
+	IF v_ts IS NULL OR v_ts = '' OR v_sig IS NULL OR v_sig = '' THEN
+		PERFORM dialer.webhook_refuse(401, 'X-Dialer-Timestamp and X-Dialer-Signature are required',
+			'Sign timestamp || ''.'' || body with HMAC-SHA256 and the provider''s webhook_secret.');
+	END IF;
+	IF v_ts !~ '^[0-9]{1,12}$' THEN
+		PERFORM dialer.webhook_refuse(401, 'X-Dialer-Timestamp is not a Unix time in seconds');
+	END IF;
+	IF abs(extract(epoch FROM now()) - v_ts::bigint) > 300 THEN
+		PERFORM dialer.webhook_refuse(401, 'X-Dialer-Timestamp is more than 5 minutes away from the server''s clock',
+			'A signed webhook is accepted for 5 minutes; check the sender''s clock.');
+	END IF;
+
+	v_doc := v_raw::jsonb;
+	IF jsonb_typeof(v_doc) <> 'object' THEN
+		PERFORM dialer.webhook_refuse(400, 'the webhook body must be a JSON object');
+	END IF;
+
+	/* the call (to find the secret; nothing is trusted before the signature matches) */
+	v_call := dialer.json_webhook_call(v_doc);
+	IF v_call.provider IS NOT NULL THEN
+		SELECT * INTO v_prov FROM dialer.providers p
+		 WHERE p.name = v_call.provider AND p.kind IN ('backend', 'voice_api') AND p.webhook_secret IS NOT NULL;
+	END IF;
+	IF v_prov.name IS NULL THEN
+		/* unknown call, or a provider without a webhook secret: nothing can vouch for it */
+		PERFORM dialer.webhook_refuse(403, 'X-Dialer-Signature does not match');
+	END IF;
+
+	v_expected := 'sha256=' || encode(dialer.hmac('sha256', convert_to(v_prov.webhook_secret, 'UTF8'),
+												  convert_to(v_ts || '.' || v_raw, 'UTF8')), 'hex');
+	IF NOT dialer.constant_time_equal(v_sig, v_expected) THEN
+		PERFORM dialer.webhook_refuse(403, 'X-Dialer-Signature does not match');
+	END IF;
+
+	/* authentic from here on: the fields, then the report */
+	PERFORM dialer.json_webhook_check_fields(v_doc);
+	v_data := dialer.json_webhook_attempt_data(v_doc);
+	RETURN dialer.apply_provider_status(
+		v_call.call_id, v_doc->>'status',
+		coalesce(CASE jsonb_typeof(v_doc->'provider_call_id') WHEN 'string' THEN v_doc->>'provider_call_id' END,
+				 v_call.provider_call_id),
+		CASE WHEN jsonb_typeof(v_doc->'sequence') <> 'null' THEN (v_doc->>'sequence')::bigint END,
+		v_data,
+		jsonb_build_object('via', v_prov.kind) || jsonb_strip_nulls(jsonb_build_object(
+			'status', v_doc->>'status',
+			'duration', v_doc->'duration',
+			'recording_url', v_doc->'recording_url',
+			'metadata', CASE WHEN octet_length((v_doc->'metadata')::text) <= 8192 THEN v_doc->'metadata' END,
+			'transcript_chars', CASE WHEN v_doc ? 'transcript' THEN length(v_data->>'transcript') END,
+			'timestamp', v_ts::bigint)),
+		'webhook',
+		'sha256:' || encode(sha256(convert_to(v_raw, 'UTF8')), 'hex'));
+END;
+$$;
 
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA dialer_api FROM PUBLIC;
 

@@ -513,7 +513,6 @@ CREATE FUNCTION dialer.store_provider_report(
 	retry_detail jsonb)
 RETURNS void
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -548,9 +547,9 @@ BEGIN
 									  THEN store_provider_report.next_attempt_at ELSE c.next_attempt_at END,
 			   finished_at = CASE WHEN NOT p_moves THEN c.finished_at
 								  WHEN p_status IN ('completed', 'busy', 'no_answer', 'failed', 'canceled')
-									  THEN coalesce(c.finished_at, now())
+									  THEN coalesce(c.finished_at, pg_catalog.now())
 								  END,
-			   updated_at = now()
+			   updated_at = pg_catalog.now()
 		 WHERE c.id = v_call.id
 		   AND (p_moves OR (store_provider_report.is_current AND p_pstatus IS DISTINCT FROM v_call.provider_status
 							AND v_call.status <> 'scheduled'))
@@ -775,16 +774,103 @@ COMMENT ON FUNCTION dialer.request_headers() IS
  * ------------------------------------------------------------------------------------ */
 
 /*
+ * The call a Twilio status callback is about: the call id of the callback URL (call_ref,
+ * already checked to be a number), else the call, or the attempt, whose provider call
+ * id is the CallSid, looked up under the CallSid's lock (dialer.lock_provider_call_id):
+ * a callback that comes before the worker has stored the sid is kept in
+ * dialer.pending_callbacks, and the worker, storing the sid under the same lock, then
+ * finds it (or this one finds the sid stored).  NULL when none.
+ */
+CREATE FUNCTION dialer.twilio_callback_call(fields jsonb, call_ref text)
+RETURNS bigint
+LANGUAGE plpgsql
+AS $$
+DECLARE
+	v_call_id	bigint := call_ref::bigint;
+BEGIN
+	IF v_call_id IS NULL AND fields->>'CallSid' IS NOT NULL THEN
+		PERFORM dialer.lock_provider_call_id(fields->>'CallSid');
+		SELECT c.id INTO v_call_id
+		  FROM dialer.scheduled_calls c WHERE c.provider_call_id = fields->>'CallSid'
+		 ORDER BY c.id DESC LIMIT 1;
+		IF v_call_id IS NULL THEN
+			SELECT a.call_id INTO v_call_id
+			  FROM dialer.call_attempts a WHERE a.provider_call_id = fields->>'CallSid'
+			 ORDER BY a.id DESC LIMIT 1;
+		END IF;
+	END IF;
+	RETURN v_call_id;
+END;
+$$;
+COMMENT ON FUNCTION dialer.twilio_callback_call(jsonb, text) IS
+	'Internal: the call a Twilio status callback is about, by the callback URL''s call id or (under the CallSid''s lock) by CallSid; NULL when none';
+
+/*
+ * The Twilio provider whose auth token signed a status callback, or the 403 refusal.
+ * For a call pg_dialer knows (call_id), only its own provider's token is tried; for a
+ * call it does not know (none found, or removed by cleanup, or placed by someone else:
+ * call_id comes back NULL), the tokens of the Twilio providers of the AccountSid the
+ * callback names.  The URL signed is the provider's status_callback_url plus
+ * call_id=<call_ref> (exactly what the worker gave Twilio), in every form
+ * dialer.twilio_signature_matches accepts.  Constant-time comparisons; nothing written.
+ */
+CREATE FUNCTION dialer.twilio_callback_signer(INOUT call_id bigint, call_ref text, fields jsonb, signature text,
+											  OUT provider dialer.providers)
+LANGUAGE plpgsql
+STABLE
+AS $$
+DECLARE
+	v_prov		dialer.providers;
+	v_ok		boolean := false;
+BEGIN
+	IF twilio_callback_signer.call_id IS NOT NULL THEN
+		SELECT p.* INTO v_prov
+		  FROM dialer.scheduled_calls c JOIN dialer.providers p ON p.name = c.provider
+		 WHERE c.id = twilio_callback_signer.call_id AND p.kind = 'twilio'
+		   AND p.auth_token IS NOT NULL AND p.status_callback_url IS NOT NULL;
+		IF FOUND THEN
+			v_ok := dialer.twilio_signature_matches(v_prov.auth_token,
+				dialer.twilio_callback_url(v_prov.status_callback_url, call_ref::bigint), fields, signature);
+		ELSIF NOT EXISTS (SELECT 1 FROM dialer.scheduled_calls c WHERE c.id = twilio_callback_signer.call_id) THEN
+			twilio_callback_signer.call_id := NULL;
+		END IF;
+	END IF;
+	IF twilio_callback_signer.call_id IS NULL THEN
+		FOR v_prov IN
+			SELECT p.* FROM dialer.providers p
+			 WHERE p.kind = 'twilio' AND p.account_sid = fields->>'AccountSid'
+			   AND p.auth_token IS NOT NULL AND p.status_callback_url IS NOT NULL
+			 ORDER BY p.name
+		LOOP
+			v_ok := dialer.twilio_signature_matches(v_prov.auth_token,
+				dialer.twilio_callback_url(v_prov.status_callback_url, call_ref::bigint), fields, signature);
+			EXIT WHEN v_ok;
+		END LOOP;
+	END IF;
+	IF NOT coalesce(v_ok, false) THEN
+		PERFORM dialer.webhook_refuse(403, 'X-Twilio-Signature does not match',
+			'The signature is checked over providers.status_callback_url (plus call_id=<id>) and the fields sent, with the provider''s auth_token.');
+	END IF;
+	IF fields ? 'AccountSid' AND v_prov.account_sid IS DISTINCT FROM fields->>'AccountSid' THEN
+		PERFORM dialer.webhook_refuse(403, 'the callback is for another Twilio account');
+	END IF;
+	provider := v_prov;
+END;
+$$;
+COMMENT ON FUNCTION dialer.twilio_callback_signer(bigint, text, jsonb, text) IS
+	'Internal: the Twilio provider whose auth token signed a status callback (the call''s own, else one of the AccountSid''s), and the call id when pg_dialer knows the call; else the 403 refusal';
+
+/*
  * Authenticates and applies one Twilio status callback.
  *
  *   fields    every form field Twilio sent, as a JSON object of strings
  *   call_ref  pg_dialer's call id from the callback URL's query string (passed by the
  *             proxy in X-Dialer-Call-Id), or NULL: the call is then found by CallSid
  *
- * The signature is checked over the public URL from configuration: the call's provider's
- * status_callback_url, plus call_id=<call_ref> when the URL carried it (exactly what the
- * worker gave Twilio); with the default port added or removed, as Twilio's own validators
- * do.  Nothing is looked at beyond the call's and providers' rows until it matches, and
+ * Steps: the shape of the request; the call (dialer.twilio_callback_call); the provider
+ * whose token signed it (dialer.twilio_callback_signer); then, authentic, the report is
+ * applied (dialer.twilio_apply_fields), or kept until its CallSid is known.  Nothing is
+ * looked at beyond the call's and providers' rows until the signature matches, and
  * nothing is written unless it does.
  */
 CREATE FUNCTION dialer.twilio_ingest(fields jsonb, call_ref text)
@@ -796,16 +882,12 @@ DECLARE
 	v_headers	jsonb := dialer.request_headers();
 	v_sig		text := v_headers->>'x-twilio-signature';
 	v_ctype		text := lower(split_part(v_headers->>'content-type', ';', 1));
+	v_signer	record;
 	v_call_id	bigint;
-	v_provider	text;
 	v_prov		dialer.providers;
-	v_ok		boolean := false;
 	v_sid		text;
 	v_seq		bigint;
 	v_status	text;
-	v_detail	jsonb;
-	v_data		jsonb;
-	v_res		jsonb;
 BEGIN
 	/* the shape of the request */
 	IF fields IS NULL OR jsonb_typeof(fields) <> 'object' THEN
@@ -822,63 +904,10 @@ BEGIN
 		PERFORM dialer.webhook_refuse(400, 'call_id in the callback URL is not a call id');
 	END IF;
 
-	/*
-	 * The call: by the call id of the URL, else by CallSid.  Looked up by CallSid, it is
-	 * looked up under the CallSid's lock (dialer.lock_provider_call_id): a callback that
-	 * comes before the worker has stored the sid is kept in dialer.pending_callbacks, and
-	 * the worker, storing the sid under the same lock, then finds it (or this one finds
-	 * the sid stored).
-	 */
-	v_call_id := call_ref::bigint;
-	IF v_call_id IS NULL AND fields->>'CallSid' IS NOT NULL THEN
-		PERFORM dialer.lock_provider_call_id(fields->>'CallSid');
-		SELECT c.id INTO v_call_id
-		  FROM dialer.scheduled_calls c WHERE c.provider_call_id = fields->>'CallSid'
-		 ORDER BY c.id DESC LIMIT 1;
-		IF v_call_id IS NULL THEN
-			SELECT a.call_id INTO v_call_id
-			  FROM dialer.call_attempts a WHERE a.provider_call_id = fields->>'CallSid'
-			 ORDER BY a.id DESC LIMIT 1;
-		END IF;
-	END IF;
-
-	/*
-	 * The signature, with the auth token of the call's provider; for a call pg_dialer
-	 * does not know (removed by cleanup, or placed by someone else), with the tokens of
-	 * the Twilio providers of the AccountSid the callback names (then nothing is applied).
-	 */
-	IF v_call_id IS NOT NULL THEN
-		SELECT p.* INTO v_prov
-		  FROM dialer.scheduled_calls c JOIN dialer.providers p ON p.name = c.provider
-		 WHERE c.id = v_call_id AND p.kind = 'twilio'
-		   AND p.auth_token IS NOT NULL AND p.status_callback_url IS NOT NULL;
-		IF FOUND THEN
-			v_provider := v_prov.name;
-			v_ok := dialer.twilio_signature_matches(v_prov.auth_token,
-				dialer.twilio_callback_url(v_prov.status_callback_url, call_ref::bigint), fields, v_sig);
-		ELSIF NOT EXISTS (SELECT 1 FROM dialer.scheduled_calls c WHERE c.id = v_call_id) THEN
-			v_call_id := NULL;
-		END IF;
-	END IF;
-	IF v_provider IS NULL AND v_call_id IS NULL THEN
-		FOR v_prov IN
-			SELECT p.* FROM dialer.providers p
-			 WHERE p.kind = 'twilio' AND p.account_sid = fields->>'AccountSid'
-			   AND p.auth_token IS NOT NULL AND p.status_callback_url IS NOT NULL
-			 ORDER BY p.name
-		LOOP
-			v_ok := dialer.twilio_signature_matches(v_prov.auth_token,
-				dialer.twilio_callback_url(v_prov.status_callback_url, call_ref::bigint), fields, v_sig);
-			EXIT WHEN v_ok;
-		END LOOP;
-	END IF;
-	IF NOT coalesce(v_ok, false) THEN
-		PERFORM dialer.webhook_refuse(403, 'X-Twilio-Signature does not match',
-			'The signature is checked over providers.status_callback_url (plus call_id=<id>) and the fields sent, with the provider''s auth_token.');
-	END IF;
-	IF fields ? 'AccountSid' AND v_prov.account_sid IS DISTINCT FROM fields->>'AccountSid' THEN
-		PERFORM dialer.webhook_refuse(403, 'the callback is for another Twilio account');
-	END IF;
+	/* the call, and the provider whose token signed the callback (else 403) */
+	v_signer := dialer.twilio_callback_signer(dialer.twilio_callback_call(fields, call_ref), call_ref, fields, v_sig);
+	v_call_id := v_signer.call_id;
+	v_prov := v_signer.provider;
 
 	/* authentic from here on */
 	v_sid := fields->>'CallSid';
@@ -892,14 +921,14 @@ BEGIN
 		END IF;
 		v_seq := (fields->>'SequenceNumber')::bigint;
 	END IF;
-	IF v_call_id IS NULL AND call_ref IS NULL AND v_prov.name IS NOT NULL THEN
+	IF v_call_id IS NULL AND call_ref IS NULL THEN
 		/* not known by its sid yet (the worker has not stored it): kept, applied when it is */
 		INSERT INTO dialer.pending_callbacks (provider, provider_call_id, sequence, fields)
 		VALUES (v_prov.name, v_sid, v_seq, fields);
 		RETURN jsonb_build_object('result', 'pending', 'reason', 'no call has this CallSid yet: kept until one has',
 								  'provider_call_id', v_sid);
 	END IF;
-	IF v_call_id IS NULL OR v_provider IS NULL THEN
+	IF v_call_id IS NULL THEN
 		RETURN jsonb_build_object('result', 'ignored', 'reason', 'no call of pg_dialer has this call id or CallSid',
 								  'call_id', v_call_id);
 	END IF;
@@ -1047,6 +1076,105 @@ CREATE TRIGGER apply_pending_callbacks
  * ------------------------------------------------------------------------------------ */
 
 /*
+ * The call a JSON webhook names, and its provider: metadata.call_id when the body has it
+ * (pg_dialer's id, as the worker sent it), else call_id, first as the provider's id of a
+ * call of a backend or voice_api provider (then provider_call_id is that id), then as
+ * pg_dialer's.  NULLs when no call matches.  Nothing here is trusted yet: it only finds
+ * the secret the signature is checked with.
+ */
+CREATE FUNCTION dialer.json_webhook_call(doc jsonb, OUT call_id bigint, OUT provider text,
+										 OUT provider_call_id text)
+LANGUAGE plpgsql
+STABLE
+AS $$
+#variable_conflict use_column
+DECLARE
+	v_ref		text;
+BEGIN
+	IF jsonb_typeof(doc->'metadata') = 'object' AND doc->'metadata' ? 'call_id' THEN
+		v_ref := doc->'metadata'->>'call_id';
+		IF v_ref ~ '^[1-9][0-9]{0,17}$' THEN
+			SELECT c.id, c.provider INTO json_webhook_call.call_id, json_webhook_call.provider
+			  FROM dialer.scheduled_calls c WHERE c.id = v_ref::bigint;
+		END IF;
+		RETURN;
+	END IF;
+	v_ref := CASE jsonb_typeof(doc->'call_id') WHEN 'string' THEN doc->>'call_id'
+											   WHEN 'number' THEN doc->>'call_id' END;
+	IF v_ref IS NOT NULL AND v_ref <> '' THEN
+		SELECT c.id, c.provider, c.provider_call_id
+		  INTO json_webhook_call.call_id, json_webhook_call.provider, json_webhook_call.provider_call_id
+		  FROM dialer.scheduled_calls c JOIN dialer.providers p ON p.name = c.provider
+		 WHERE c.provider_call_id = v_ref AND p.kind IN ('backend', 'voice_api')
+		 ORDER BY c.id DESC LIMIT 1;
+		IF json_webhook_call.call_id IS NULL AND v_ref ~ '^[1-9][0-9]{0,17}$' THEN
+			SELECT c.id, c.provider INTO json_webhook_call.call_id, json_webhook_call.provider
+			  FROM dialer.scheduled_calls c WHERE c.id = v_ref::bigint;
+		END IF;
+	END IF;
+END;
+$$;
+COMMENT ON FUNCTION dialer.json_webhook_call(jsonb) IS
+	'Internal: the call (id, provider, provider call id) a JSON webhook body names by metadata.call_id or call_id; NULLs when none';
+
+/*
+ * Refuses (400) an authentic JSON webhook whose fields are malformed: status missing or
+ * not a string, duration not a non-negative number of seconds, sequence not a
+ * non-negative integer, metadata not an object, recording_url not a string.
+ */
+CREATE FUNCTION dialer.json_webhook_check_fields(doc jsonb)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+BEGIN
+	IF jsonb_typeof(doc->'status') IS DISTINCT FROM 'string' OR doc->>'status' = '' THEN
+		PERFORM dialer.webhook_refuse(400, 'status is required and must be a string');
+	END IF;
+	IF doc ? 'duration' AND jsonb_typeof(doc->'duration') <> 'null'
+	   AND NOT (jsonb_typeof(doc->'duration') IN ('number', 'string')
+				AND (doc->>'duration') ~ '^[0-9]{1,9}(\.[0-9]+)?$') THEN
+		PERFORM dialer.webhook_refuse(400, 'duration must be a non-negative number of seconds');
+	END IF;
+	IF doc ? 'sequence' AND jsonb_typeof(doc->'sequence') <> 'null'
+	   AND (doc->>'sequence') !~ '^[0-9]{1,18}$' THEN
+		PERFORM dialer.webhook_refuse(400, 'sequence must be a non-negative integer');
+	END IF;
+	IF doc ? 'metadata' AND jsonb_typeof(doc->'metadata') NOT IN ('object', 'null') THEN
+		PERFORM dialer.webhook_refuse(400, 'metadata must be a JSON object');
+	END IF;
+	IF doc ? 'recording_url' AND jsonb_typeof(doc->'recording_url') NOT IN ('string', 'null') THEN
+		PERFORM dialer.webhook_refuse(400, 'recording_url must be a string');
+	END IF;
+END;
+$$;
+COMMENT ON FUNCTION dialer.json_webhook_check_fields(jsonb) IS
+	'Internal: raises the 400 refusal of a JSON webhook body with a malformed status, duration, sequence, metadata or recording_url';
+
+/*
+ * What an (authentic, checked) JSON webhook body tells about the attempt, in
+ * apply_provider_status's attempt_data keys: the duration rounded to whole seconds, a
+ * transcript that is not a string kept as its JSON text.
+ */
+CREATE FUNCTION dialer.json_webhook_attempt_data(doc jsonb)
+RETURNS jsonb
+LANGUAGE sql
+STABLE PARALLEL SAFE
+AS $$
+	SELECT pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
+		'duration_seconds', pg_catalog.round((doc->>'duration')::numeric)::int,
+		'answered_by', doc->>'answered_by',
+		'recording_url', nullif(doc->>'recording_url', ''),
+		'transcript', CASE pg_catalog.jsonb_typeof(doc->'transcript')
+						WHEN 'string' THEN nullif(doc->>'transcript', '')
+						WHEN 'null' THEN NULL
+						ELSE (doc->'transcript')::text END,
+		'error_code', doc->>'error_code',
+		'error_message', doc->>'error_message'));
+$$;
+COMMENT ON FUNCTION dialer.json_webhook_attempt_data(jsonb) IS
+	'Internal: the attempt data (duration_seconds, answered_by, recording_url, transcript, error_code, error_message) of a JSON webhook body';
+
+/*
  * Authenticates and applies one JSON webhook of a backend or voice_api provider.
  *
  *   body  the request body exactly as received (PostgREST passes the raw text to a
@@ -1073,17 +1201,10 @@ DECLARE
 	v_sig		text := lower(btrim(v_headers->>'x-dialer-signature'));
 	v_raw		text := body::text;
 	v_doc		jsonb;
-	v_ref		text;
-	v_meta_ref	text;
-	v_call_id	bigint;
-	v_provider	text;
-	v_psid		text;
+	v_call		record;
 	v_prov		dialer.providers;
 	v_expected	text;
-	v_status	text;
-	v_seq		bigint;
 	v_data		jsonb;
-	v_detail	jsonb;
 BEGIN
 	IF body IS NULL THEN
 		PERFORM dialer.webhook_refuse(400, 'the webhook body is empty');
@@ -1106,29 +1227,10 @@ BEGIN
 	END IF;
 
 	/* the call (to find the secret; nothing is trusted before the signature matches) */
-	IF jsonb_typeof(v_doc->'metadata') = 'object' AND v_doc->'metadata' ? 'call_id' THEN
-		v_meta_ref := v_doc->'metadata'->>'call_id';
-		IF v_meta_ref ~ '^[1-9][0-9]{0,17}$' THEN
-			SELECT c.id, c.provider INTO v_call_id, v_provider
-			  FROM dialer.scheduled_calls c WHERE c.id = v_meta_ref::bigint;
-		END IF;
-	ELSE
-		v_ref := CASE jsonb_typeof(v_doc->'call_id') WHEN 'string' THEN v_doc->>'call_id'
-													 WHEN 'number' THEN v_doc->>'call_id' END;
-		IF v_ref IS NOT NULL AND v_ref <> '' THEN
-			SELECT c.id, c.provider, c.provider_call_id INTO v_call_id, v_provider, v_psid
-			  FROM dialer.scheduled_calls c JOIN dialer.providers p ON p.name = c.provider
-			 WHERE c.provider_call_id = v_ref AND p.kind IN ('backend', 'voice_api')
-			 ORDER BY c.id DESC LIMIT 1;
-			IF v_call_id IS NULL AND v_ref ~ '^[1-9][0-9]{0,17}$' THEN
-				SELECT c.id, c.provider INTO v_call_id, v_provider
-				  FROM dialer.scheduled_calls c WHERE c.id = v_ref::bigint;
-			END IF;
-		END IF;
-	END IF;
-	IF v_provider IS NOT NULL THEN
+	v_call := dialer.json_webhook_call(v_doc);
+	IF v_call.provider IS NOT NULL THEN
 		SELECT * INTO v_prov FROM dialer.providers p
-		 WHERE p.name = v_provider AND p.kind IN ('backend', 'voice_api') AND p.webhook_secret IS NOT NULL;
+		 WHERE p.name = v_call.provider AND p.kind IN ('backend', 'voice_api') AND p.webhook_secret IS NOT NULL;
 	END IF;
 	IF v_prov.name IS NULL THEN
 		/* unknown call, or a provider without a webhook secret: nothing can vouch for it */
@@ -1141,51 +1243,23 @@ BEGIN
 		PERFORM dialer.webhook_refuse(403, 'X-Dialer-Signature does not match');
 	END IF;
 
-	/* authentic from here on: validate the fields */
-	IF jsonb_typeof(v_doc->'status') IS DISTINCT FROM 'string' OR v_doc->>'status' = '' THEN
-		PERFORM dialer.webhook_refuse(400, 'status is required and must be a string');
-	END IF;
-	v_status := v_doc->>'status';
-	IF v_doc ? 'duration' AND jsonb_typeof(v_doc->'duration') <> 'null'
-	   AND NOT (jsonb_typeof(v_doc->'duration') IN ('number', 'string')
-				AND (v_doc->>'duration') ~ '^[0-9]{1,9}(\.[0-9]+)?$') THEN
-		PERFORM dialer.webhook_refuse(400, 'duration must be a non-negative number of seconds');
-	END IF;
-	IF v_doc ? 'sequence' AND jsonb_typeof(v_doc->'sequence') <> 'null' THEN
-		IF (v_doc->>'sequence') !~ '^[0-9]{1,18}$' THEN
-			PERFORM dialer.webhook_refuse(400, 'sequence must be a non-negative integer');
-		END IF;
-		v_seq := (v_doc->>'sequence')::bigint;
-	END IF;
-	IF v_doc ? 'metadata' AND jsonb_typeof(v_doc->'metadata') NOT IN ('object', 'null') THEN
-		PERFORM dialer.webhook_refuse(400, 'metadata must be a JSON object');
-	END IF;
-	IF v_doc ? 'recording_url' AND jsonb_typeof(v_doc->'recording_url') NOT IN ('string', 'null') THEN
-		PERFORM dialer.webhook_refuse(400, 'recording_url must be a string');
-	END IF;
-
-	v_data := jsonb_strip_nulls(jsonb_build_object(
-		'duration_seconds', round((v_doc->>'duration')::numeric)::int,
-		'answered_by', v_doc->>'answered_by',
-		'recording_url', nullif(v_doc->>'recording_url', ''),
-		'transcript', CASE jsonb_typeof(v_doc->'transcript')
-						WHEN 'string' THEN nullif(v_doc->>'transcript', '')
-						WHEN 'null' THEN NULL
-						ELSE (v_doc->'transcript')::text END,
-		'error_code', v_doc->>'error_code',
-		'error_message', v_doc->>'error_message'));
-	v_detail := jsonb_build_object('via', v_prov.kind) || jsonb_strip_nulls(jsonb_build_object(
-		'status', v_status,
-		'duration', v_doc->'duration',
-		'recording_url', v_doc->'recording_url',
-		'metadata', CASE WHEN octet_length((v_doc->'metadata')::text) <= 8192 THEN v_doc->'metadata' END,
-		'transcript_chars', CASE WHEN v_doc ? 'transcript' THEN length(v_data->>'transcript') END,
-		'timestamp', v_ts::bigint));
-
+	/* authentic from here on: the fields, then the report */
+	PERFORM dialer.json_webhook_check_fields(v_doc);
+	v_data := dialer.json_webhook_attempt_data(v_doc);
 	RETURN dialer.apply_provider_status(
-		v_call_id, v_status,
-		coalesce(CASE jsonb_typeof(v_doc->'provider_call_id') WHEN 'string' THEN v_doc->>'provider_call_id' END, v_psid),
-		v_seq, v_data, v_detail, 'webhook',
+		v_call.call_id, v_doc->>'status',
+		coalesce(CASE jsonb_typeof(v_doc->'provider_call_id') WHEN 'string' THEN v_doc->>'provider_call_id' END,
+				 v_call.provider_call_id),
+		CASE WHEN jsonb_typeof(v_doc->'sequence') <> 'null' THEN (v_doc->>'sequence')::bigint END,
+		v_data,
+		jsonb_build_object('via', v_prov.kind) || jsonb_strip_nulls(jsonb_build_object(
+			'status', v_doc->>'status',
+			'duration', v_doc->'duration',
+			'recording_url', v_doc->'recording_url',
+			'metadata', CASE WHEN octet_length((v_doc->'metadata')::text) <= 8192 THEN v_doc->'metadata' END,
+			'transcript_chars', CASE WHEN v_doc ? 'transcript' THEN length(v_data->>'transcript') END,
+			'timestamp', v_ts::bigint)),
+		'webhook',
 		'sha256:' || encode(sha256(convert_to(v_raw, 'UTF8')), 'hex'));
 END;
 $$;
