@@ -3131,11 +3131,9 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 BEGIN
-	PERFORM dialer.require_role(role_name);
-	EXECUTE format('GRANT USAGE ON SCHEMA dialer TO %I', role_name);
-	EXECUTE format('GRANT SELECT ON dialer.call_counts, dialer.provider_health, dialer.worker_health TO %I', role_name);
-	EXECUTE format('GRANT EXECUTE ON FUNCTION dialer.worker_status(), dialer.provider_status(), '
-				   'dialer.is_served(), dialer.dispatchers() TO %I', role_name);
+	PERFORM dialer.grant_to(role_name,		/* in 90_privileges.sql */
+		'SELECT ON dialer.call_counts, dialer.provider_health, dialer.worker_health',
+		'EXECUTE ON FUNCTION dialer.worker_status(), dialer.provider_status(), dialer.is_served(), dialer.dispatchers()');
 END;
 $$;
 
@@ -6960,25 +6958,43 @@ REVOKE ALL ON ALL FUNCTIONS IN SCHEMA dialer FROM PUBLIC;
 
 GRANT EXECUTE ON FUNCTION dialer.is_valid_timezone(text) TO PUBLIC;
 
+CREATE FUNCTION dialer.grant_to(role_name name, VARIADIC grants text[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+DECLARE
+	g text;
+BEGIN
+	PERFORM dialer.require_role(role_name);
+	EXECUTE format('GRANT USAGE ON SCHEMA dialer TO %I', role_name);
+	FOREACH g IN ARRAY grants LOOP
+		EXECUTE format('GRANT %s TO %I', g, role_name);
+	END LOOP;
+END;
+$$;
+
+COMMENT ON FUNCTION dialer.grant_to(name, text[]) IS
+	'Internal: checks a role, grants it USAGE on schema dialer and each of the given privileges (the grant helpers'' common part)';
+
 CREATE OR REPLACE FUNCTION dialer.grant_usage(role_name name)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 BEGIN
-	PERFORM dialer.require_role(role_name);
-	EXECUTE format('GRANT USAGE ON SCHEMA dialer TO %I', role_name);
-	EXECUTE format('GRANT SELECT ON dialer.scheduled_calls, dialer.call_attempts, dialer.call_events, '
-				   'dialer.campaigns, dialer.do_not_call TO %I', role_name);
-	EXECUTE format('GRANT SELECT (name, kind, base_url, account_sid, api_key_sid, from_number, twiml_url, '
-				   'status_callback_url, status_callback_call_id, allowed_hosts, ring_timeout, machine_detection, max_concurrency, '
-				   'calls_per_second, retry_busy, retry_no_answer, retry_delay, enabled, created_at, updated_at) '
-				   'ON dialer.providers TO %I', role_name);
-	EXECUTE format('GRANT EXECUTE ON FUNCTION dialer.enqueue_call(text, timestamptz, text, jsonb, text, text, int, int, text, timestamptz), '
-				   'dialer.enqueue_calls(jsonb, boolean), dialer.cancel_call(bigint), dialer.retry_call(bigint), dialer.call_details(bigint), '
-				   'dialer.stats(date), dialer.worker_status() TO %I', role_name);
+	PERFORM dialer.grant_to(role_name,
+		'SELECT ON dialer.scheduled_calls, dialer.call_attempts, dialer.call_events, dialer.campaigns, dialer.do_not_call',
+		'SELECT (name, kind, base_url, account_sid, api_key_sid, from_number, twiml_url, '
+		'status_callback_url, status_callback_call_id, allowed_hosts, ring_timeout, machine_detection, max_concurrency, '
+		'calls_per_second, retry_busy, retry_no_answer, retry_delay, enabled, created_at, updated_at) ON dialer.providers',
+		'EXECUTE ON FUNCTION dialer.enqueue_call(text, timestamptz, text, jsonb, text, text, int, int, text, timestamptz), '
+		'dialer.enqueue_calls(jsonb, boolean), dialer.cancel_call(bigint), dialer.retry_call(bigint), dialer.call_details(bigint), '
+		'dialer.stats(date), dialer.worker_status()');
 END;
 $$;
+
+REVOKE ALL ON FUNCTION dialer.grant_to(name, text[]), dialer.grant_usage(name) FROM PUBLIC;
 
 -- worker_status(): given back to the roles that had it before it was dropped above
 REVOKE ALL ON FUNCTION dialer.worker_status() FROM PUBLIC;

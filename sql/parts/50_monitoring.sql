@@ -190,11 +190,9 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 BEGIN
-	PERFORM dialer.require_role(role_name);
-	EXECUTE format('GRANT USAGE ON SCHEMA dialer TO %I', role_name);
-	EXECUTE format('GRANT SELECT ON dialer.call_counts, dialer.provider_health, dialer.worker_health TO %I', role_name);
-	EXECUTE format('GRANT EXECUTE ON FUNCTION dialer.worker_status(), dialer.provider_status(), '
-				   'dialer.is_served(), dialer.dispatchers() TO %I', role_name);
+	PERFORM dialer.grant_to(role_name,		/* in 90_privileges.sql */
+		'SELECT ON dialer.call_counts, dialer.provider_health, dialer.worker_health',
+		'EXECUTE ON FUNCTION dialer.worker_status(), dialer.provider_status(), dialer.is_served(), dialer.dispatchers()');
 END;
 $$;
 COMMENT ON FUNCTION dialer.grant_monitoring(name) IS
