@@ -359,7 +359,8 @@ COMMENT ON FUNCTION dialer.provider_status_outcome(text) IS
  *   provider_status_outcome()   the call status a provider status leads to (above)
  *   call_retry_decision()       is a busy / no_answer outcome retried, and when
  *   call_outcome_error()        the call's last_error after an outcome
- *   store_provider_report()     every write, in one statement
+ *   store_provider_report()     every write, in one statement (report_value(): which of
+ *                               a stored and a reported attempt field is kept)
  * The helpers without a SET of their own are inlined or cached under the caller's
  * pinned search_path (see the file's opening comment).
  * ------------------------------------------------------------------------------------ */
