@@ -28,7 +28,18 @@ LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
 AS 'MODULE_PATHNAME', 'dialer_is_e164';
 
 COMMENT ON FUNCTION dialer.is_e164(text) IS
-	'True when number is in E.164 form: + then 8 to 15 digits, the first not 0 (the rule of the domain dialer.e164)';
+	'True when number is a phone number in E.164 form: + then 8 to 15 digits, the first not 0 (the rule of the domain dialer.e164)';
+
+CREATE FUNCTION dialer.all_e164(numbers text[])
+RETURNS boolean
+LANGUAGE sql
+IMMUTABLE PARALLEL SAFE
+AS $$
+	SELECT coalesce(pg_catalog.bool_and(dialer.is_e164(n)), true) FROM pg_catalog.unnest(numbers) AS n;
+$$;
+
+COMMENT ON FUNCTION dialer.all_e164(text[]) IS
+	'True when every element of numbers is an E.164 number (dialer.is_e164), and for an empty array';
 
 -- the E.164 rule is dialer.is_e164() now (created above), no longer a regular expression
 ALTER DOMAIN dialer.e164 DROP CONSTRAINT e164_format;
@@ -68,6 +79,14 @@ $$;
 
 COMMENT ON FUNCTION dialer.providers_defaults() IS
 	'Trigger: fills calls_per_second by kind (twilio 1, others 10) and stamps updated_at on update';
+
+-- the allow-list is checked number by number with dialer.all_e164() (created above)
+ALTER TABLE dialer.campaigns DROP CONSTRAINT campaigns_allowed_numbers_check;
+ALTER TABLE dialer.campaigns ADD CONSTRAINT campaigns_allowed_numbers_check
+	CHECK (allowed_numbers IS NULL OR
+		   (cardinality(allowed_numbers) > 0
+			AND array_position(allowed_numbers, NULL) IS NULL
+			AND dialer.all_e164(allowed_numbers)));
 
 COMMENT ON COLUMN dialer.campaigns.created_at IS 'When the campaign was created';
 
@@ -1244,6 +1263,115 @@ $$;
 COMMENT ON FUNCTION dialer.claim_searches(text, int) IS
 	'Worker: up to max_calls unknown calls of a provider without a provider call id, due for a search by what was sent (at most 3 searches each), counted and stamped; returns what to search for as JSON';
 
+CREATE FUNCTION dialer.search_candidates(call_id bigint, attempt int, search jsonb, records jsonb,
+										 not_before timestamptz, OUT candidates jsonb, OUT older boolean)
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+DECLARE
+	v_kind text := search->>'kind';
+	v_rec jsonb;
+	v_id text;
+	v_at timestamptz;
+BEGIN
+	candidates := '[]';
+	older := false;
+	FOR v_rec IN SELECT e.value FROM jsonb_array_elements(records) e LOOP
+		CONTINUE WHEN jsonb_typeof(v_rec) <> 'object';
+		v_id := nullif(v_rec->>(CASE v_kind WHEN 'twilio' THEN 'sid' ELSE 'call_id' END), '');
+		IF v_kind = 'twilio' THEN
+			BEGIN
+				v_at := (v_rec->>'date_created')::timestamptz;
+			EXCEPTION WHEN others THEN
+				v_at := NULL;
+			END;
+			IF v_at < date_trunc('second', not_before) THEN
+				older := true;
+			END IF;
+			CONTINUE WHEN v_at IS NULL OR v_at < date_trunc('second', not_before)
+					   OR v_rec->>'to' IS DISTINCT FROM search->>'to'
+					   OR v_rec->>'from' IS DISTINCT FROM search->>'from';
+		ELSE
+			CONTINUE WHEN v_rec ? 'idempotency_key'
+					   AND v_rec->>'idempotency_key' IS DISTINCT FROM search->>'idempotency_key';
+		END IF;
+		CONTINUE WHEN v_id IS NULL;
+		-- a record already known as another call's (or another attempt's) is not this one
+		CONTINUE WHEN EXISTS (SELECT 1 FROM dialer.call_attempts a
+							   WHERE a.provider_call_id = v_id
+								 AND (a.call_id <> search_candidates.call_id OR a.attempt <> search_candidates.attempt))
+				   OR EXISTS (SELECT 1 FROM dialer.scheduled_calls c
+							   WHERE c.provider_call_id = v_id AND c.id <> search_candidates.call_id);
+		candidates := candidates || jsonb_build_array(jsonb_strip_nulls(jsonb_build_object(
+			'id', v_id, 'status', v_rec->>'status', 'date_created', v_rec->>'date_created',
+			'duration', v_rec->>'duration', 'answered_by', v_rec->>'answered_by')));
+	END LOOP;
+END;
+$$;
+
+COMMENT ON FUNCTION dialer.search_candidates(bigint, int, jsonb, jsonb, timestamptz) IS
+	'Worker: the records of a search''s answer that may be an unknown call''s (what was sent, not another call''s), and whether a Twilio record older than the claim was seen';
+
+CREATE FUNCTION dialer.settle_searched_call(call_id bigint, attempt int, match jsonb, detail jsonb)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+BEGIN
+	IF dialer.provider_status_outcome(dialer.normalize_provider_status(coalesce(match->>'status', ''))) IS NOT NULL THEN
+		PERFORM dialer.apply_provider_status(
+			settle_searched_call.call_id, match->>'status', match->>'id', NULL,
+			jsonb_strip_nulls(jsonb_build_object(
+				'duration_seconds', CASE WHEN (match->>'duration') ~ '^[0-9]+$' THEN (match->>'duration')::int END,
+				'answered_by', match->>'answered_by')),
+			detail, 'reconciled',
+			format('search/%s/%s', match->>'id', match->>'status'));
+	ELSE
+		-- a status pg_dialer does not know (a backend's own word): the provider has
+		-- the call, so it is under way; its id is stored for later lookups
+		UPDATE dialer.call_attempts a SET provider_call_id = coalesce(a.provider_call_id, match->>'id'),
+										   provider_status = coalesce(match->>'status', a.provider_status)
+		 WHERE a.call_id = settle_searched_call.call_id AND a.attempt = settle_searched_call.attempt;
+		UPDATE dialer.scheduled_calls c
+		   SET status = 'dialing', provider_call_id = match->>'id',
+			   provider_status = coalesce(match->>'status', c.provider_status), updated_at = now()
+		 WHERE c.id = settle_searched_call.call_id;
+		INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
+		VALUES (settle_searched_call.call_id, 'reconciled', 'unknown', 'dialing',
+				detail || jsonb_strip_nulls(jsonb_build_object(
+					'provider_call_id', match->>'id', 'provider_status', match->>'status',
+					'attempt', settle_searched_call.attempt,
+					'note', 'a provider status pg_dialer does not know: the call is taken as under way')));
+	END IF;
+	-- settled: a later attempt that ends unknown gets its own searches
+	UPDATE dialer.scheduled_calls c SET reconcile_searches = 0 WHERE c.id = settle_searched_call.call_id;
+END;
+$$;
+
+COMMENT ON FUNCTION dialer.settle_searched_call(bigint, int, jsonb, jsonb) IS
+	'Worker: settles an unknown call by the one record a search found (as a callback would, or as under way for a status pg_dialer does not know)';
+
+CREATE FUNCTION dialer.search_message(result text, searches_left int)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE PARALLEL SAFE
+AS $$
+	SELECT CASE result
+			WHEN 'not_found' THEN 'no record the provider holds matches what was sent'
+			WHEN 'ambiguous' THEN 'several records match what was sent: none is taken'
+			WHEN 'incomplete' THEN 'more records than one page match: none is taken'
+			WHEN 'found' THEN 'the call was settled meanwhile: nothing changed'
+			WHEN 'not_offered' THEN 'the backend offers no lookup by Idempotency-Key'
+			ELSE 'the search failed' END
+		   || CASE WHEN searches_left = 0 AND result <> 'found'
+				   THEN '; no search is left: the call stays unknown (check it at the provider, then dialer.retry_call() or leave it)'
+				   ELSE '' END;
+$$;
+
+COMMENT ON FUNCTION dialer.search_message(text, int) IS
+	'Worker: the message of a reconcile_search event for a search result and the searches left';
+
 CREATE FUNCTION dialer.apply_search(call_id bigint, search jsonb, http_status int, body text, error text)
 RETURNS void
 LANGUAGE plpgsql
@@ -1253,11 +1381,7 @@ DECLARE
 	v_kind text := search->>'kind';
 	v_after timestamptz;
 	v_doc jsonb;
-	v_rec jsonb;
-	v_id text;
-	v_at timestamptz;
-	v_older boolean := false;
-	v_cands jsonb := '[]';
+	v_found record;
 	v_n int;
 	v_result text;
 	v_detail jsonb;
@@ -1295,77 +1419,21 @@ BEGIN
 				WHEN http_status BETWEEN 200 AND 299 THEN 'answer without a calls list'
 				WHEN http_status IS NOT NULL THEN format('the provider answered HTTP %s', http_status) END)));
 	ELSE
-		FOR v_rec IN SELECT e.value FROM jsonb_array_elements(v_doc->'calls') e LOOP
-			CONTINUE WHEN jsonb_typeof(v_rec) <> 'object';
-			v_id := nullif(v_rec->>(CASE v_kind WHEN 'twilio' THEN 'sid' ELSE 'call_id' END), '');
-			IF v_kind = 'twilio' THEN
-				BEGIN
-					v_at := (v_rec->>'date_created')::timestamptz;
-				EXCEPTION WHEN others THEN
-					v_at := NULL;
-				END;
-				IF v_at < date_trunc('second', v_after) THEN
-					v_older := true;
-				END IF;
-				CONTINUE WHEN v_at IS NULL OR v_at < date_trunc('second', v_after)
-						   OR v_rec->>'to' IS DISTINCT FROM search->>'to'
-						   OR v_rec->>'from' IS DISTINCT FROM search->>'from';
-			ELSE
-				CONTINUE WHEN v_rec ? 'idempotency_key'
-						   AND v_rec->>'idempotency_key' IS DISTINCT FROM search->>'idempotency_key';
-			END IF;
-			CONTINUE WHEN v_id IS NULL;
-			-- a record already known as another call's (or another attempt's) is not this one
-			CONTINUE WHEN EXISTS (SELECT 1 FROM dialer.call_attempts a
-								   WHERE a.provider_call_id = v_id
-									 AND (a.call_id <> apply_search.call_id OR a.attempt <> v_call.attempts))
-					   OR EXISTS (SELECT 1 FROM dialer.scheduled_calls c
-								   WHERE c.provider_call_id = v_id AND c.id <> apply_search.call_id);
-			v_cands := v_cands || jsonb_build_array(jsonb_strip_nulls(jsonb_build_object(
-				'id', v_id, 'status', v_rec->>'status', 'date_created', v_rec->>'date_created',
-				'duration', v_rec->>'duration', 'answered_by', v_rec->>'answered_by')));
-		END LOOP;
-		v_n := jsonb_array_length(v_cands);
+		v_found := dialer.search_candidates(apply_search.call_id, v_call.attempts, search, v_doc->'calls', v_after);
+		v_n := jsonb_array_length(v_found.candidates);
 		v_result := CASE
 			WHEN v_n > 1 THEN 'ambiguous'
 			-- Twilio lists newest first: a further page may hold more when none was older
-			WHEN v_kind = 'twilio' AND v_doc->>'next_page_uri' IS NOT NULL AND NOT v_older THEN 'incomplete'
+			WHEN v_kind = 'twilio' AND v_doc->>'next_page_uri' IS NOT NULL AND NOT v_found.older THEN 'incomplete'
 			WHEN v_n = 0 THEN 'not_found'
 			ELSE 'found' END;
 		v_detail := v_detail || jsonb_build_object('records', jsonb_array_length(v_doc->'calls'),
-												   'candidates', v_cands);
+												   'candidates', v_found.candidates);
 	END IF;
 
 	IF v_result = 'found' AND v_call.status = 'unknown' AND v_call.provider_call_id IS NULL THEN
-		v_rec := v_cands->0;
-		v_detail := v_detail || jsonb_build_object('search_result', 'found');
-		IF dialer.provider_status_outcome(dialer.normalize_provider_status(coalesce(v_rec->>'status', ''))) IS NOT NULL THEN
-			PERFORM dialer.apply_provider_status(
-				apply_search.call_id, v_rec->>'status', v_rec->>'id', NULL,
-				jsonb_strip_nulls(jsonb_build_object(
-					'duration_seconds', CASE WHEN (v_rec->>'duration') ~ '^[0-9]+$' THEN (v_rec->>'duration')::int END,
-					'answered_by', v_rec->>'answered_by')),
-				v_detail, 'reconciled',
-				format('search/%s/%s', v_rec->>'id', v_rec->>'status'));
-		ELSE
-			-- a status pg_dialer does not know (a backend's own word): the provider has
-			-- the call, so it is under way; its id is stored for later lookups
-			UPDATE dialer.call_attempts a SET provider_call_id = coalesce(a.provider_call_id, v_rec->>'id'),
-											   provider_status = coalesce(v_rec->>'status', a.provider_status)
-			 WHERE a.call_id = apply_search.call_id AND a.attempt = v_call.attempts;
-			UPDATE dialer.scheduled_calls c
-			   SET status = 'dialing', provider_call_id = v_rec->>'id',
-				   provider_status = coalesce(v_rec->>'status', c.provider_status), updated_at = now()
-			 WHERE c.id = apply_search.call_id;
-			INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
-			VALUES (apply_search.call_id, 'reconciled', 'unknown', 'dialing',
-					v_detail || jsonb_strip_nulls(jsonb_build_object(
-						'provider_call_id', v_rec->>'id', 'provider_status', v_rec->>'status',
-						'attempt', v_call.attempts,
-						'note', 'a provider status pg_dialer does not know: the call is taken as under way')));
-		END IF;
-		-- settled: a later attempt that ends unknown gets its own searches
-		UPDATE dialer.scheduled_calls c SET reconcile_searches = 0 WHERE c.id = apply_search.call_id;
+		PERFORM dialer.settle_searched_call(apply_search.call_id, v_call.attempts, v_found.candidates->0,
+											v_detail || jsonb_build_object('search_result', 'found'));
 		RETURN;
 	END IF;
 
@@ -1373,16 +1441,7 @@ BEGIN
 	VALUES (apply_search.call_id, 'reconcile_search', v_call.status, v_call.status,
 			v_detail || jsonb_build_object(
 				'result', v_result,
-				'message', CASE v_result
-					WHEN 'not_found' THEN 'no record the provider holds matches what was sent'
-					WHEN 'ambiguous' THEN 'several records match what was sent: none is taken'
-					WHEN 'incomplete' THEN 'more records than one page match: none is taken'
-					WHEN 'found' THEN 'the call was settled meanwhile: nothing changed'
-					WHEN 'not_offered' THEN 'the backend offers no lookup by Idempotency-Key'
-					ELSE 'the search failed' END
-				|| CASE WHEN (v_detail->>'searches_left')::int = 0 AND v_result <> 'found'
-						THEN '; no search is left: the call stays unknown (check it at the provider, then dialer.retry_call() or leave it)'
-						ELSE '' END));
+				'message', dialer.search_message(v_result, (v_detail->>'searches_left')::int)));
 END;
 $$;
 
@@ -1533,6 +1592,174 @@ $$;
 COMMENT ON FUNCTION dialer.twilio_signature_matches(text, text, jsonb, text) IS
 	'Internal: true when signature is Twilio''s for url and params under auth_token, with url as configured or in the other forms Twilio''s helper library accepts (default port added or removed, percent-encoded as a URL parser serializes it, query re-encoded by Node''s legacy rules)';
 
+CREATE FUNCTION dialer.provider_report_attempt(call_id bigint, current_attempt int,
+											   provider_call_id text, dedupe_key text)
+RETURNS TABLE (attempt dialer.call_attempts, duplicate boolean, last_sequence bigint, report_key text)
+LANGUAGE sql
+STABLE PARALLEL SAFE
+AS $$
+	SELECT x.att, ev.dup, ev.last_seq, k.key
+	  FROM (SELECT 1) one
+	  LEFT JOIN LATERAL (
+			SELECT a AS att FROM dialer.call_attempts a
+			 WHERE a.call_id = provider_report_attempt.call_id
+			   AND (a.provider_call_id = provider_report_attempt.provider_call_id
+					OR (a.attempt = provider_report_attempt.current_attempt
+						AND (provider_report_attempt.provider_call_id IS NULL OR a.provider_call_id IS NULL)))
+			 ORDER BY a.provider_call_id = provider_report_attempt.provider_call_id DESC NULLS LAST, a.attempt DESC
+			 LIMIT 1) x ON true
+	  CROSS JOIN LATERAL (SELECT coalesce((x.att).attempt::text, '-') || ':' || provider_report_attempt.dedupe_key AS key) k
+	  CROSS JOIN LATERAL (
+			SELECT coalesce(pg_catalog.bool_or(e.detail->>'dedupe_key' = k.key), false) AS dup,
+				   pg_catalog.max((e.detail->>'sequence')::bigint)
+					 FILTER (WHERE e.detail ? 'sequence' AND (e.detail->>'attempt')::int = (x.att).attempt
+								   AND NOT e.detail ? 'stale') AS last_seq
+			  FROM dialer.call_events e
+			 WHERE e.call_id = provider_report_attempt.call_id) ev;
+$$;
+
+COMMENT ON FUNCTION dialer.provider_report_attempt(bigint, int, text, text) IS
+	'Internal: the attempt a provider''s status report is about (by provider call id, else the current one), the report''s key within it, whether it was recorded before, and the highest sequence applied to the attempt';
+
+CREATE FUNCTION dialer.provider_status_advances(new_status text, old_status text)
+RETURNS boolean
+LANGUAGE sql
+IMMUTABLE PARALLEL SAFE
+AS $$
+	SELECT dialer.provider_status_rank(new_status) IS NOT NULL
+		   AND (old_status IS NULL
+				OR dialer.provider_status_rank(old_status) IS NULL
+				OR dialer.provider_status_rank(new_status) > dialer.provider_status_rank(old_status)
+				OR (dialer.provider_status_rank(new_status) = dialer.provider_status_rank(old_status)
+					AND dialer.provider_status_rank(new_status) < 5));
+$$;
+
+COMMENT ON FUNCTION dialer.provider_status_advances(text, text) IS
+	'Internal: true when an attempt''s provider status may move from old_status to new_status (forward only; an unknown old status may be left)';
+
+CREATE FUNCTION dialer.call_retry_decision(call_row dialer.scheduled_calls, outcome text)
+RETURNS TABLE (retry boolean, next_attempt_at timestamptz, retry_delay interval, skipped text)
+LANGUAGE sql
+STABLE PARALLEL SAFE
+AS $$
+	SELECT d.allowed AND NOT d.exhausted AND NOT d.late, d.next_at, d.delay,
+		   CASE WHEN d.allowed AND d.exhausted THEN 'attempts_exhausted'
+				WHEN d.allowed AND d.late THEN 'deadline' END
+	  FROM (SELECT coalesce(pol.allowed, false) AS allowed, pol.delay,
+				   pg_catalog.now() + coalesce(pol.delay, interval '0') AS next_at,
+				   coalesce((call_row).attempts - (call_row).attempts_base >= (call_row).max_attempts, false) AS exhausted,
+				   coalesce(pg_catalog.now() + coalesce(pol.delay, interval '0') >= (call_row).deadline, false) AS late
+			  FROM (SELECT 1) one
+			  LEFT JOIN (
+					SELECT CASE outcome WHEN 'busy' THEN coalesce(k.retry_busy, p.retry_busy)
+										ELSE coalesce(k.retry_no_answer, p.retry_no_answer) END AS allowed,
+						   coalesce(k.retry_delay, p.retry_delay) AS delay
+					  FROM dialer.providers p
+					  LEFT JOIN dialer.campaigns k ON k.name = (call_row).campaign
+					 WHERE p.name = (call_row).provider) pol ON true) d;
+$$;
+
+COMMENT ON FUNCTION dialer.call_retry_decision(dialer.scheduled_calls, text) IS
+	'Internal: whether a busy or no_answer call is retried (campaign''s over provider''s retry settings, attempts left, before the deadline), when, and what refused an allowed retry';
+
+CREATE FUNCTION dialer.call_outcome_error(outcome text, last_error text, attempt_data jsonb)
+RETURNS text
+LANGUAGE sql
+STABLE PARALLEL SAFE
+AS $$
+	SELECT CASE
+		WHEN outcome IN ('dialing', 'completed') THEN last_error
+		WHEN outcome = 'failed' THEN
+			'failed' || coalesce(': ' || nullif(pg_catalog.concat_ws(' ', attempt_data->>'error_code',
+																   attempt_data->>'error_message'), ''), '')
+		WHEN outcome = 'no_answer' THEN 'no answer'
+		ELSE outcome END;
+$$;
+
+COMMENT ON FUNCTION dialer.call_outcome_error(text, text, jsonb) IS
+	'Internal: a call''s last_error after a provider outcome (kept, failed: code message, no answer, or the outcome)';
+
+CREATE FUNCTION dialer.report_value(stored anyelement, reported anyelement, stale boolean)
+RETURNS anyelement
+LANGUAGE sql
+IMMUTABLE PARALLEL SAFE
+AS $$
+	SELECT CASE WHEN stale THEN coalesce(stored, reported) ELSE coalesce(reported, stored) END;
+$$;
+
+COMMENT ON FUNCTION dialer.report_value(anyelement, anyelement, boolean) IS
+	'Internal: an attempt field after a status report: the reported value over the stored one, or for a stale report the stored one over the reported one';
+
+CREATE FUNCTION dialer.store_provider_report(
+	call_row dialer.scheduled_calls,
+	attempt_id bigint,
+	provider_call_id text,
+	provider_status text,
+	attempt_data jsonb,
+	stale boolean,
+	is_current boolean,
+	moves boolean,
+	new_status text,
+	last_error text,
+	next_attempt_at timestamptz,
+	event text,
+	event_detail jsonb,
+	retry_detail jsonb)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+#variable_conflict use_column
+DECLARE
+	v_call		dialer.scheduled_calls := store_provider_report.call_row;
+	p_sid		text := store_provider_report.provider_call_id;
+	p_pstatus	text := store_provider_report.provider_status;
+	p_data		jsonb := store_provider_report.attempt_data;
+	p_stale		boolean := store_provider_report.stale;
+	p_moves		boolean := store_provider_report.moves;
+	p_status	text := store_provider_report.new_status;
+BEGIN
+	WITH att AS (
+		UPDATE dialer.call_attempts a
+		   SET provider_call_id = coalesce(a.provider_call_id, p_sid),
+			   provider_status = p_pstatus,
+			   duration_seconds = dialer.report_value(a.duration_seconds, (p_data->>'duration_seconds')::int, p_stale),
+			   answered_by = dialer.report_value(a.answered_by, p_data->>'answered_by', p_stale),
+			   sip_response_code = dialer.report_value(a.sip_response_code, (p_data->>'sip_response_code')::int, p_stale),
+			   recording_url = dialer.report_value(a.recording_url, p_data->>'recording_url', p_stale),
+			   transcript = dialer.report_value(a.transcript, p_data->>'transcript', p_stale),
+			   error_code = dialer.report_value(a.error_code, p_data->>'error_code', p_stale),
+			   error_message = dialer.report_value(a.error_message, p_data->>'error_message', p_stale)
+		 WHERE a.id = store_provider_report.attempt_id
+		RETURNING a.id
+	), cal AS (
+		UPDATE dialer.scheduled_calls c
+		   SET status = p_status,
+			   provider_call_id = CASE WHEN p_moves THEN coalesce(p_sid, c.provider_call_id) ELSE c.provider_call_id END,
+			   provider_status = coalesce(p_pstatus, c.provider_status),
+			   last_error = CASE WHEN p_moves THEN store_provider_report.last_error ELSE c.last_error END,
+			   next_attempt_at = CASE WHEN p_moves AND p_status = 'scheduled'
+									  THEN store_provider_report.next_attempt_at ELSE c.next_attempt_at END,
+			   finished_at = CASE WHEN NOT p_moves THEN c.finished_at
+								  WHEN p_status IN ('completed', 'busy', 'no_answer', 'failed', 'canceled')
+									  THEN coalesce(c.finished_at, pg_catalog.now())
+								  END,
+			   updated_at = pg_catalog.now()
+		 WHERE c.id = v_call.id
+		   AND (p_moves OR (store_provider_report.is_current AND p_pstatus IS DISTINCT FROM v_call.provider_status
+							AND v_call.status <> 'scheduled'))
+		RETURNING c.id
+	)
+	INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
+	SELECT v_call.id, store_provider_report.event, v_call.status, p_status, store_provider_report.event_detail
+	UNION ALL
+	SELECT v_call.id, 'retry_scheduled', v_call.status, 'scheduled', store_provider_report.retry_detail
+	 WHERE store_provider_report.retry_detail IS NOT NULL;
+END;
+$$;
+
+COMMENT ON FUNCTION dialer.store_provider_report(dialer.scheduled_calls, bigint, text, text, jsonb, boolean, boolean, boolean, text, text, timestamptz, text, jsonb, jsonb) IS
+	'Internal: writes what apply_provider_status decided, in one statement: the attempt''s fields, the call''s move, the event(s)';
+
 CREATE OR REPLACE FUNCTION dialer.apply_provider_status(
 	call_id bigint,
 	status text,
@@ -1552,29 +1779,22 @@ DECLARE
 	p_sid		text := nullif(apply_provider_status.provider_call_id, '');
 	p_seq		bigint := apply_provider_status.sequence;
 	p_data		jsonb := coalesce(apply_provider_status.attempt_data, '{}');
-	p_source	text := coalesce(apply_provider_status.source, 'callback');
 	v_status	text := dialer.normalize_provider_status(apply_provider_status.status);
-	v_rank		int;
 	v_outcome	text;
-	v_dedupe	text;
 	v_call		dialer.scheduled_calls;
-	v_att		dialer.call_attempts;
-	v_have_att	boolean := false;
-	v_current	boolean := false;
-	v_unmatched	boolean := false;
-	v_last_seq	bigint;
-	v_dup		boolean;
 	v_look		record;
+	v_att		dialer.call_attempts;
+	v_current	boolean;
 	v_stale		boolean := false;
 	v_forward	boolean := false;
-	v_moves		boolean := false;
-	v_new_status text;
-	v_retry		boolean := false;
-	v_delay		interval;
-	v_next		timestamptz;
-	v_retry_why	text;
 	v_new_pstatus text;
+	v_moves		boolean;
+	v_new_status text;
 	v_error		text;
+	v_retry		boolean := false;
+	v_next		timestamptz;
+	v_delay		interval;
+	v_retry_why	text;
 	v_result	text;
 BEGIN
 	IF p_call_id IS NULL OR v_status IS NULL OR v_status = '' THEN
@@ -1585,183 +1805,150 @@ BEGIN
 		RAISE EXCEPTION 'apply_provider_status: attempt_data must be a JSON object'
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
-	v_rank := dialer.provider_status_rank(v_status);
 	v_outcome := dialer.provider_status_outcome(v_status);
-	v_dedupe := coalesce(apply_provider_status.dedupe_key,
-						 coalesce(p_sid, '-') || '/' || coalesce(p_seq::text, v_status));
 
-	/* the call, locked: reports of one call are applied one at a time */
+	/* 1. the call, locked: reports of one call are applied one at a time */
 	SELECT * INTO v_call FROM dialer.scheduled_calls c WHERE c.id = p_call_id FOR UPDATE;
 	IF NOT FOUND THEN
 		RETURN jsonb_build_object('result', 'unknown_call', 'call_id', p_call_id);
 	END IF;
 
-	/*
-	 * The attempt it is about: the one with this provider call id, else the current
-	 * attempt when it has none yet (the report came before the worker stored it: it is
-	 * adopted) or when no provider call id is given.  And one look at the call's events,
-	 * taken after the lock so that a report committed meanwhile is seen: a report already
-	 * recorded is a duplicate and changes nothing (nothing at all is written); else the
-	 * highest sequence already applied to the attempt tells whether this one comes late.
-	 */
-	SELECT x.att, ev.dup, ev.last_seq, k.key
-	  INTO v_look
-	  FROM (SELECT 1) one
-	  LEFT JOIN LATERAL (
-			SELECT a AS att FROM dialer.call_attempts a
-			 WHERE a.call_id = p_call_id
-			   AND (a.provider_call_id = p_sid
-					OR (a.attempt = v_call.attempts AND (p_sid IS NULL OR a.provider_call_id IS NULL)))
-			 ORDER BY a.provider_call_id = p_sid DESC NULLS LAST, a.attempt DESC
-			 LIMIT 1) x ON true
-	  CROSS JOIN LATERAL (SELECT coalesce((x.att).attempt::text, '-') || ':' || v_dedupe AS key) k
-	  CROSS JOIN LATERAL (
-			SELECT coalesce(bool_or(e.detail->>'dedupe_key' = k.key), false) AS dup,
-				   max((e.detail->>'sequence')::bigint)
-					 FILTER (WHERE e.detail ? 'sequence' AND (e.detail->>'attempt')::int = (x.att).attempt
-								   AND NOT e.detail ? 'stale') AS last_seq
-			  FROM dialer.call_events e
-			 WHERE e.call_id = p_call_id) ev;
-	v_att := v_look.att;
-	v_dedupe := v_look.key;		/* a report is identified within its attempt */
-	v_dup := v_look.dup;
-	v_last_seq := v_look.last_seq;
-	v_have_att := v_att.id IS NOT NULL;
-	IF v_dup THEN
+	/* 2. the attempt it is about; a report already recorded changes nothing at all */
+	SELECT * INTO v_look
+	  FROM dialer.provider_report_attempt(p_call_id, v_call.attempts, p_sid,
+			coalesce(apply_provider_status.dedupe_key, coalesce(p_sid, '-') || '/' || coalesce(p_seq::text, v_status)));
+	v_att := v_look.attempt;
+	IF v_look.duplicate THEN
 		RETURN jsonb_build_object('result', 'duplicate', 'call_id', p_call_id, 'attempt', v_att.attempt,
 								  'status', v_call.status, 'previous_status', v_call.status);
 	END IF;
-	v_unmatched := NOT v_have_att;
-	v_current := v_have_att AND v_att.attempt = v_call.attempts;
-
-	IF v_have_att THEN
-		v_stale := p_seq IS NOT NULL AND v_last_seq IS NOT NULL AND p_seq <= v_last_seq;
-		/* the attempt's provider status moves forward only */
-		v_forward := NOT v_stale AND v_rank IS NOT NULL
-					 AND (v_att.provider_status IS NULL
-						  OR dialer.provider_status_rank(v_att.provider_status) IS NULL
-						  OR v_rank > dialer.provider_status_rank(v_att.provider_status)
-						  OR (v_rank = dialer.provider_status_rank(v_att.provider_status) AND v_rank < 5));
+	v_current := v_att.id IS NOT NULL AND v_att.attempt = v_call.attempts;
+	IF v_att.id IS NOT NULL THEN
+		/* a report at or below a sequence already applied comes late: it only fills gaps */
+		v_stale := p_seq IS NOT NULL AND v_look.last_sequence IS NOT NULL AND p_seq <= v_look.last_sequence;
+		v_forward := NOT v_stale AND dialer.provider_status_advances(v_status, v_att.provider_status);
 		v_new_pstatus := CASE WHEN v_forward THEN v_status ELSE v_att.provider_status END;
 	END IF;
 
-	/* the call: only its current attempt moves it, and only forward */
+	/* 3. the call: only its current attempt moves it, and only forward */
 	v_new_status := v_call.status;
-	v_moves := v_current AND NOT coalesce(v_stale, false) AND v_outcome IS NOT NULL
+	v_moves := v_current AND NOT v_stale AND v_outcome IS NOT NULL
 			   AND v_call.status IN ('dispatching', 'dialing', 'unknown');
 	IF v_moves THEN
-		IF v_outcome = 'dialing' THEN
-			v_new_status := 'dialing';
-		ELSE
-			v_new_status := v_outcome;
-			IF v_outcome IN ('busy', 'no_answer') THEN
-				SELECT CASE v_outcome WHEN 'busy' THEN coalesce(k.retry_busy, p.retry_busy)
-									  ELSE coalesce(k.retry_no_answer, p.retry_no_answer) END,
-					   coalesce(k.retry_delay, p.retry_delay)
-				  INTO v_retry, v_delay
-				  FROM dialer.providers p
-				  LEFT JOIN dialer.campaigns k ON k.name = v_call.campaign
-				 WHERE p.name = v_call.provider;
-				v_retry := coalesce(v_retry, false);
-				v_next := now() + coalesce(v_delay, interval '0');
-				IF v_retry AND v_call.attempts - v_call.attempts_base >= v_call.max_attempts THEN
-					v_retry := false;
-					v_retry_why := 'attempts_exhausted';
-				ELSIF v_retry AND v_call.deadline IS NOT NULL AND v_next >= v_call.deadline THEN
-					v_retry := false;
-					v_retry_why := 'deadline';
-				END IF;
-				IF v_retry THEN
-					v_new_status := 'scheduled';
-				END IF;
-			END IF;
+		IF v_outcome IN ('busy', 'no_answer') THEN
+			SELECT d.retry, d.next_attempt_at, d.retry_delay, d.skipped
+			  INTO v_retry, v_next, v_delay, v_retry_why
+			  FROM dialer.call_retry_decision(v_call, v_outcome) d;
 		END IF;
-		v_error := CASE
-			WHEN v_outcome IN ('dialing', 'completed') THEN v_call.last_error
-			WHEN v_outcome = 'failed' THEN
-				'failed' || coalesce(': ' || nullif(concat_ws(' ', p_data->>'error_code', p_data->>'error_message'), ''), '')
-			WHEN v_outcome = 'no_answer' THEN 'no answer'
-			ELSE v_outcome END;
+		v_new_status := CASE WHEN v_retry THEN 'scheduled' ELSE v_outcome END;
+		v_error := dialer.call_outcome_error(v_outcome, v_call.last_error, p_data);
 	END IF;
-
 	v_result := CASE
-		WHEN v_unmatched THEN 'unmatched'
+		WHEN v_att.id IS NULL THEN 'unmatched'
 		WHEN v_stale THEN 'stale'
 		WHEN v_new_status <> v_call.status OR v_forward THEN 'applied'
 		ELSE 'recorded' END;
 
-	/*
-	 * Every write in one statement: the attempt, the call (when it moves, or its provider
-	 * status follows the current attempt's), the event(s).  Lock order: the call (above),
-	 * then the attempt, as the worker does.
-	 */
-	WITH att AS (
-		UPDATE dialer.call_attempts a
-		   SET provider_call_id = coalesce(a.provider_call_id, p_sid),
-			   provider_status = v_new_pstatus,
-			   duration_seconds = CASE WHEN v_stale THEN coalesce(a.duration_seconds, (p_data->>'duration_seconds')::int)
-									   ELSE coalesce((p_data->>'duration_seconds')::int, a.duration_seconds) END,
-			   answered_by = CASE WHEN v_stale THEN coalesce(a.answered_by, p_data->>'answered_by')
-								  ELSE coalesce(p_data->>'answered_by', a.answered_by) END,
-			   sip_response_code = CASE WHEN v_stale THEN coalesce(a.sip_response_code, (p_data->>'sip_response_code')::int)
-										ELSE coalesce((p_data->>'sip_response_code')::int, a.sip_response_code) END,
-			   recording_url = CASE WHEN v_stale THEN coalesce(a.recording_url, p_data->>'recording_url')
-									ELSE coalesce(p_data->>'recording_url', a.recording_url) END,
-			   transcript = CASE WHEN v_stale THEN coalesce(a.transcript, p_data->>'transcript')
-								 ELSE coalesce(p_data->>'transcript', a.transcript) END,
-			   error_code = CASE WHEN v_stale THEN coalesce(a.error_code, p_data->>'error_code')
-								 ELSE coalesce(p_data->>'error_code', a.error_code) END,
-			   error_message = CASE WHEN v_stale THEN coalesce(a.error_message, p_data->>'error_message')
-									ELSE coalesce(p_data->>'error_message', a.error_message) END
-		 WHERE a.id = v_att.id
-		RETURNING a.id
-	), cal AS (
-		UPDATE dialer.scheduled_calls c
-		   SET status = v_new_status,
-			   provider_call_id = CASE WHEN v_moves THEN coalesce(p_sid, c.provider_call_id) ELSE c.provider_call_id END,
-			   provider_status = coalesce(v_new_pstatus, c.provider_status),
-			   last_error = CASE WHEN v_moves THEN v_error ELSE c.last_error END,
-			   next_attempt_at = CASE WHEN v_moves AND v_new_status = 'scheduled' THEN v_next ELSE c.next_attempt_at END,
-			   finished_at = CASE WHEN NOT v_moves THEN c.finished_at
-								  WHEN v_new_status IN ('completed', 'busy', 'no_answer', 'failed', 'canceled')
-									  THEN coalesce(c.finished_at, now())
-								  END,
-			   updated_at = now()
-		 WHERE c.id = p_call_id
-		   AND (v_moves OR (v_current AND v_new_pstatus IS DISTINCT FROM v_call.provider_status
-							AND v_call.status <> 'scheduled'))
-		RETURNING c.id
-	)
-	INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
-	SELECT p_call_id, p_source, v_call.status, v_new_status,
-		   coalesce(apply_provider_status.event_detail, '{}') || jsonb_strip_nulls(jsonb_build_object(
-				'provider_status', v_status,
-				'provider_call_id', p_sid,
-				'attempt', v_att.attempt,
-				'sequence', p_seq,
-				'dedupe_key', v_dedupe,
-				'result', v_result,
-				'stale', CASE WHEN v_stale THEN true END,
-				'unmatched', CASE WHEN v_unmatched THEN true END,
-				'retry_skipped', v_retry_why))
-	UNION ALL
-	SELECT p_call_id, 'retry_scheduled', v_call.status, 'scheduled',
-		   jsonb_build_object('reason', v_outcome, 'attempt', v_att.attempt,
-							  'next_attempt_at', v_next, 'retry_delay', v_delay::text,
-							  'attempts_used', v_call.attempts - v_call.attempts_base,
-							  'max_attempts', v_call.max_attempts)
-	 WHERE v_new_status = 'scheduled' AND v_call.status <> 'scheduled';
-
+	/* 4. the writes, and the worker woken when a call leaves the provider's concurrency */
+	PERFORM dialer.store_provider_report(
+		call_row => v_call, attempt_id => v_att.id, provider_call_id => p_sid,
+		provider_status => v_new_pstatus, attempt_data => p_data, stale => v_stale,
+		is_current => v_current, moves => v_moves, new_status => v_new_status,
+		last_error => v_error, next_attempt_at => v_next,
+		event => coalesce(apply_provider_status.source, 'callback'),
+		event_detail => coalesce(apply_provider_status.event_detail, '{}') || jsonb_strip_nulls(jsonb_build_object(
+			'provider_status', v_status, 'provider_call_id', p_sid, 'attempt', v_att.attempt,
+			'sequence', p_seq, 'dedupe_key', v_look.report_key, 'result', v_result,
+			'stale', CASE WHEN v_stale THEN true END,
+			'unmatched', CASE WHEN v_att.id IS NULL THEN true END,
+			'retry_skipped', v_retry_why)),
+		retry_detail => CASE WHEN v_new_status = 'scheduled' AND v_call.status <> 'scheduled' THEN
+			jsonb_build_object('reason', v_outcome, 'attempt', v_att.attempt,
+							   'next_attempt_at', v_next, 'retry_delay', v_delay::text,
+							   'attempts_used', v_call.attempts - v_call.attempts_base,
+							   'max_attempts', v_call.max_attempts) END);
 	IF v_new_status <> v_call.status
 	   AND v_new_status IN ('scheduled', 'completed', 'busy', 'no_answer', 'failed', 'canceled') THEN
 		PERFORM dialer.wake_worker();		/* a concurrency slot is free (and maybe a retry is due) */
 	END IF;
 
 	RETURN jsonb_build_object('result', v_result, 'call_id', p_call_id,
-							  'attempt', CASE WHEN v_have_att THEN v_att.attempt END,
+							  'attempt', CASE WHEN v_att.id IS NOT NULL THEN v_att.attempt END,
 							  'status', v_new_status, 'previous_status', v_call.status);
 END;
 $$;
+
+CREATE FUNCTION dialer.twilio_callback_call(fields jsonb, call_ref text)
+RETURNS bigint
+LANGUAGE plpgsql
+AS $$
+DECLARE
+	v_call_id	bigint := call_ref::bigint;
+BEGIN
+	IF v_call_id IS NULL AND fields->>'CallSid' IS NOT NULL THEN
+		PERFORM dialer.lock_provider_call_id(fields->>'CallSid');
+		SELECT c.id INTO v_call_id
+		  FROM dialer.scheduled_calls c WHERE c.provider_call_id = fields->>'CallSid'
+		 ORDER BY c.id DESC LIMIT 1;
+		IF v_call_id IS NULL THEN
+			SELECT a.call_id INTO v_call_id
+			  FROM dialer.call_attempts a WHERE a.provider_call_id = fields->>'CallSid'
+			 ORDER BY a.id DESC LIMIT 1;
+		END IF;
+	END IF;
+	RETURN v_call_id;
+END;
+$$;
+
+COMMENT ON FUNCTION dialer.twilio_callback_call(jsonb, text) IS
+	'Internal: the call a Twilio status callback is about, by the callback URL''s call id or (under the CallSid''s lock) by CallSid; NULL when none';
+
+CREATE FUNCTION dialer.twilio_callback_signer(INOUT call_id bigint, call_ref text, fields jsonb, signature text,
+											  OUT provider dialer.providers)
+LANGUAGE plpgsql
+STABLE
+AS $$
+DECLARE
+	v_prov		dialer.providers;
+	v_ok		boolean := false;
+BEGIN
+	IF twilio_callback_signer.call_id IS NOT NULL THEN
+		SELECT p.* INTO v_prov
+		  FROM dialer.scheduled_calls c JOIN dialer.providers p ON p.name = c.provider
+		 WHERE c.id = twilio_callback_signer.call_id AND p.kind = 'twilio'
+		   AND p.auth_token IS NOT NULL AND p.status_callback_url IS NOT NULL;
+		IF FOUND THEN
+			v_ok := dialer.twilio_signature_matches(v_prov.auth_token,
+				dialer.twilio_callback_url(v_prov.status_callback_url, call_ref::bigint), fields, signature);
+		ELSIF NOT EXISTS (SELECT 1 FROM dialer.scheduled_calls c WHERE c.id = twilio_callback_signer.call_id) THEN
+			twilio_callback_signer.call_id := NULL;
+		END IF;
+	END IF;
+	IF twilio_callback_signer.call_id IS NULL THEN
+		FOR v_prov IN
+			SELECT p.* FROM dialer.providers p
+			 WHERE p.kind = 'twilio' AND p.account_sid = fields->>'AccountSid'
+			   AND p.auth_token IS NOT NULL AND p.status_callback_url IS NOT NULL
+			 ORDER BY p.name
+		LOOP
+			v_ok := dialer.twilio_signature_matches(v_prov.auth_token,
+				dialer.twilio_callback_url(v_prov.status_callback_url, call_ref::bigint), fields, signature);
+			EXIT WHEN v_ok;
+		END LOOP;
+	END IF;
+	IF NOT coalesce(v_ok, false) THEN
+		PERFORM dialer.webhook_refuse(403, 'X-Twilio-Signature does not match',
+			'The signature is checked over providers.status_callback_url (plus call_id=<id>) and the fields sent, with the provider''s auth_token.');
+	END IF;
+	IF fields ? 'AccountSid' AND v_prov.account_sid IS DISTINCT FROM fields->>'AccountSid' THEN
+		PERFORM dialer.webhook_refuse(403, 'the callback is for another Twilio account');
+	END IF;
+	provider := v_prov;
+END;
+$$;
+
+COMMENT ON FUNCTION dialer.twilio_callback_signer(bigint, text, jsonb, text) IS
+	'Internal: the Twilio provider whose auth token signed a status callback (the call''s own, else one of the AccountSid''s), and the call id when pg_dialer knows the call; else the 403 refusal';
 
 CREATE OR REPLACE FUNCTION dialer.twilio_ingest(fields jsonb, call_ref text)
 RETURNS jsonb
@@ -1772,16 +1959,12 @@ DECLARE
 	v_headers	jsonb := dialer.request_headers();
 	v_sig		text := v_headers->>'x-twilio-signature';
 	v_ctype		text := lower(split_part(v_headers->>'content-type', ';', 1));
+	v_signer	record;
 	v_call_id	bigint;
-	v_provider	text;
 	v_prov		dialer.providers;
-	v_ok		boolean := false;
 	v_sid		text;
 	v_seq		bigint;
 	v_status	text;
-	v_detail	jsonb;
-	v_data		jsonb;
-	v_res		jsonb;
 BEGIN
 	/* the shape of the request */
 	IF fields IS NULL OR jsonb_typeof(fields) <> 'object' THEN
@@ -1798,63 +1981,10 @@ BEGIN
 		PERFORM dialer.webhook_refuse(400, 'call_id in the callback URL is not a call id');
 	END IF;
 
-	/*
-	 * The call: by the call id of the URL, else by CallSid.  Looked up by CallSid, it is
-	 * looked up under the CallSid's lock (dialer.lock_provider_call_id): a callback that
-	 * comes before the worker has stored the sid is kept in dialer.pending_callbacks, and
-	 * the worker, storing the sid under the same lock, then finds it (or this one finds
-	 * the sid stored).
-	 */
-	v_call_id := call_ref::bigint;
-	IF v_call_id IS NULL AND fields->>'CallSid' IS NOT NULL THEN
-		PERFORM dialer.lock_provider_call_id(fields->>'CallSid');
-		SELECT c.id INTO v_call_id
-		  FROM dialer.scheduled_calls c WHERE c.provider_call_id = fields->>'CallSid'
-		 ORDER BY c.id DESC LIMIT 1;
-		IF v_call_id IS NULL THEN
-			SELECT a.call_id INTO v_call_id
-			  FROM dialer.call_attempts a WHERE a.provider_call_id = fields->>'CallSid'
-			 ORDER BY a.id DESC LIMIT 1;
-		END IF;
-	END IF;
-
-	/*
-	 * The signature, with the auth token of the call's provider; for a call pg_dialer
-	 * does not know (removed by cleanup, or placed by someone else), with the tokens of
-	 * the Twilio providers of the AccountSid the callback names (then nothing is applied).
-	 */
-	IF v_call_id IS NOT NULL THEN
-		SELECT p.* INTO v_prov
-		  FROM dialer.scheduled_calls c JOIN dialer.providers p ON p.name = c.provider
-		 WHERE c.id = v_call_id AND p.kind = 'twilio'
-		   AND p.auth_token IS NOT NULL AND p.status_callback_url IS NOT NULL;
-		IF FOUND THEN
-			v_provider := v_prov.name;
-			v_ok := dialer.twilio_signature_matches(v_prov.auth_token,
-				dialer.twilio_callback_url(v_prov.status_callback_url, call_ref::bigint), fields, v_sig);
-		ELSIF NOT EXISTS (SELECT 1 FROM dialer.scheduled_calls c WHERE c.id = v_call_id) THEN
-			v_call_id := NULL;
-		END IF;
-	END IF;
-	IF v_provider IS NULL AND v_call_id IS NULL THEN
-		FOR v_prov IN
-			SELECT p.* FROM dialer.providers p
-			 WHERE p.kind = 'twilio' AND p.account_sid = fields->>'AccountSid'
-			   AND p.auth_token IS NOT NULL AND p.status_callback_url IS NOT NULL
-			 ORDER BY p.name
-		LOOP
-			v_ok := dialer.twilio_signature_matches(v_prov.auth_token,
-				dialer.twilio_callback_url(v_prov.status_callback_url, call_ref::bigint), fields, v_sig);
-			EXIT WHEN v_ok;
-		END LOOP;
-	END IF;
-	IF NOT coalesce(v_ok, false) THEN
-		PERFORM dialer.webhook_refuse(403, 'X-Twilio-Signature does not match',
-			'The signature is checked over providers.status_callback_url (plus call_id=<id>) and the fields sent, with the provider''s auth_token.');
-	END IF;
-	IF fields ? 'AccountSid' AND v_prov.account_sid IS DISTINCT FROM fields->>'AccountSid' THEN
-		PERFORM dialer.webhook_refuse(403, 'the callback is for another Twilio account');
-	END IF;
+	/* the call, and the provider whose token signed the callback (else 403) */
+	v_signer := dialer.twilio_callback_signer(dialer.twilio_callback_call(fields, call_ref), call_ref, fields, v_sig);
+	v_call_id := v_signer.call_id;
+	v_prov := v_signer.provider;
 
 	/* authentic from here on */
 	v_sid := fields->>'CallSid';
@@ -1868,14 +1998,14 @@ BEGIN
 		END IF;
 		v_seq := (fields->>'SequenceNumber')::bigint;
 	END IF;
-	IF v_call_id IS NULL AND call_ref IS NULL AND v_prov.name IS NOT NULL THEN
+	IF v_call_id IS NULL AND call_ref IS NULL THEN
 		/* not known by its sid yet (the worker has not stored it): kept, applied when it is */
 		INSERT INTO dialer.pending_callbacks (provider, provider_call_id, sequence, fields)
 		VALUES (v_prov.name, v_sid, v_seq, fields);
 		RETURN jsonb_build_object('result', 'pending', 'reason', 'no call has this CallSid yet: kept until one has',
 								  'provider_call_id', v_sid);
 	END IF;
-	IF v_call_id IS NULL OR v_provider IS NULL THEN
+	IF v_call_id IS NULL THEN
 		RETURN jsonb_build_object('result', 'ignored', 'reason', 'no call of pg_dialer has this call id or CallSid',
 								  'call_id', v_call_id);
 	END IF;
@@ -1976,7 +2106,11 @@ DECLARE
 	r		record;
 BEGIN
 	PERFORM dialer.lock_provider_call_id(NEW.provider_call_id);
-	-- a statement of its own, after the lock: it sees what a callback committed meanwhile
+	-- statements of their own, after the lock: they see what a callback committed meanwhile;
+	-- the usual case, nothing kept for the sid, costs one index probe
+	IF NOT EXISTS (SELECT 1 FROM dialer.pending_callbacks p WHERE p.provider_call_id = NEW.provider_call_id) THEN
+		RETURN NULL;
+	END IF;
 	WITH gone AS (
 		-- kept under the provider whose token verified it: any Twilio provider of the
 		-- call's account (a CallSid names one call of one account)
@@ -2009,6 +2143,165 @@ CREATE TRIGGER apply_pending_callbacks
 	FOR EACH ROW
 	WHEN (NEW.provider_call_id IS NOT NULL AND OLD.provider_call_id IS DISTINCT FROM NEW.provider_call_id)
 	EXECUTE FUNCTION dialer.apply_pending_callbacks();
+
+CREATE FUNCTION dialer.json_webhook_call(doc jsonb, OUT call_id bigint, OUT provider text,
+										 OUT provider_call_id text)
+LANGUAGE plpgsql
+STABLE
+AS $$
+#variable_conflict use_column
+DECLARE
+	v_ref		text;
+BEGIN
+	IF jsonb_typeof(doc->'metadata') = 'object' AND doc->'metadata' ? 'call_id' THEN
+		v_ref := doc->'metadata'->>'call_id';
+		IF v_ref ~ '^[1-9][0-9]{0,17}$' THEN
+			SELECT c.id, c.provider INTO json_webhook_call.call_id, json_webhook_call.provider
+			  FROM dialer.scheduled_calls c WHERE c.id = v_ref::bigint;
+		END IF;
+		RETURN;
+	END IF;
+	v_ref := CASE jsonb_typeof(doc->'call_id') WHEN 'string' THEN doc->>'call_id'
+											   WHEN 'number' THEN doc->>'call_id' END;
+	IF v_ref IS NOT NULL AND v_ref <> '' THEN
+		SELECT c.id, c.provider, c.provider_call_id
+		  INTO json_webhook_call.call_id, json_webhook_call.provider, json_webhook_call.provider_call_id
+		  FROM dialer.scheduled_calls c JOIN dialer.providers p ON p.name = c.provider
+		 WHERE c.provider_call_id = v_ref AND p.kind IN ('backend', 'voice_api')
+		 ORDER BY c.id DESC LIMIT 1;
+		IF json_webhook_call.call_id IS NULL AND v_ref ~ '^[1-9][0-9]{0,17}$' THEN
+			SELECT c.id, c.provider INTO json_webhook_call.call_id, json_webhook_call.provider
+			  FROM dialer.scheduled_calls c WHERE c.id = v_ref::bigint;
+		END IF;
+	END IF;
+END;
+$$;
+
+COMMENT ON FUNCTION dialer.json_webhook_call(jsonb) IS
+	'Internal: the call (id, provider, provider call id) a JSON webhook body names by metadata.call_id or call_id; NULLs when none';
+
+CREATE FUNCTION dialer.json_webhook_check_fields(doc jsonb)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+BEGIN
+	IF jsonb_typeof(doc->'status') IS DISTINCT FROM 'string' OR doc->>'status' = '' THEN
+		PERFORM dialer.webhook_refuse(400, 'status is required and must be a string');
+	END IF;
+	IF doc ? 'duration' AND jsonb_typeof(doc->'duration') <> 'null'
+	   AND NOT (jsonb_typeof(doc->'duration') IN ('number', 'string')
+				AND (doc->>'duration') ~ '^[0-9]{1,9}(\.[0-9]+)?$') THEN
+		PERFORM dialer.webhook_refuse(400, 'duration must be a non-negative number of seconds');
+	END IF;
+	IF doc ? 'sequence' AND jsonb_typeof(doc->'sequence') <> 'null'
+	   AND (doc->>'sequence') !~ '^[0-9]{1,18}$' THEN
+		PERFORM dialer.webhook_refuse(400, 'sequence must be a non-negative integer');
+	END IF;
+	IF doc ? 'metadata' AND jsonb_typeof(doc->'metadata') NOT IN ('object', 'null') THEN
+		PERFORM dialer.webhook_refuse(400, 'metadata must be a JSON object');
+	END IF;
+	IF doc ? 'recording_url' AND jsonb_typeof(doc->'recording_url') NOT IN ('string', 'null') THEN
+		PERFORM dialer.webhook_refuse(400, 'recording_url must be a string');
+	END IF;
+END;
+$$;
+
+COMMENT ON FUNCTION dialer.json_webhook_check_fields(jsonb) IS
+	'Internal: raises the 400 refusal of a JSON webhook body with a malformed status, duration, sequence, metadata or recording_url';
+
+CREATE FUNCTION dialer.json_webhook_attempt_data(doc jsonb)
+RETURNS jsonb
+LANGUAGE sql
+STABLE PARALLEL SAFE
+AS $$
+	SELECT pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
+		'duration_seconds', pg_catalog.round((doc->>'duration')::numeric)::int,
+		'answered_by', doc->>'answered_by',
+		'recording_url', nullif(doc->>'recording_url', ''),
+		'transcript', CASE pg_catalog.jsonb_typeof(doc->'transcript')
+						WHEN 'string' THEN nullif(doc->>'transcript', '')
+						WHEN 'null' THEN NULL
+						ELSE (doc->'transcript')::text END,
+		'error_code', doc->>'error_code',
+		'error_message', doc->>'error_message'));
+$$;
+
+COMMENT ON FUNCTION dialer.json_webhook_attempt_data(jsonb) IS
+	'Internal: the attempt data (duration_seconds, answered_by, recording_url, transcript, error_code, error_message) of a JSON webhook body';
+
+CREATE OR REPLACE FUNCTION dialer.json_webhook_ingest(body json)
+RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	v_headers	jsonb := dialer.request_headers();
+	v_ts		text := btrim(v_headers->>'x-dialer-timestamp');
+	v_sig		text := lower(btrim(v_headers->>'x-dialer-signature'));
+	v_raw		text := body::text;
+	v_doc		jsonb;
+	v_call		record;
+	v_prov		dialer.providers;
+	v_expected	text;
+	v_data		jsonb;
+BEGIN
+	IF body IS NULL THEN
+		PERFORM dialer.webhook_refuse(400, 'the webhook body is empty');
+	END IF;
+	IF v_ts IS NULL OR v_ts = '' OR v_sig IS NULL OR v_sig = '' THEN
+		PERFORM dialer.webhook_refuse(401, 'X-Dialer-Timestamp and X-Dialer-Signature are required',
+			'Sign timestamp || ''.'' || body with HMAC-SHA256 and the provider''s webhook_secret.');
+	END IF;
+	IF v_ts !~ '^[0-9]{1,12}$' THEN
+		PERFORM dialer.webhook_refuse(401, 'X-Dialer-Timestamp is not a Unix time in seconds');
+	END IF;
+	IF abs(extract(epoch FROM now()) - v_ts::bigint) > 300 THEN
+		PERFORM dialer.webhook_refuse(401, 'X-Dialer-Timestamp is more than 5 minutes away from the server''s clock',
+			'A signed webhook is accepted for 5 minutes; check the sender''s clock.');
+	END IF;
+
+	v_doc := v_raw::jsonb;
+	IF jsonb_typeof(v_doc) <> 'object' THEN
+		PERFORM dialer.webhook_refuse(400, 'the webhook body must be a JSON object');
+	END IF;
+
+	/* the call (to find the secret; nothing is trusted before the signature matches) */
+	v_call := dialer.json_webhook_call(v_doc);
+	IF v_call.provider IS NOT NULL THEN
+		SELECT * INTO v_prov FROM dialer.providers p
+		 WHERE p.name = v_call.provider AND p.kind IN ('backend', 'voice_api') AND p.webhook_secret IS NOT NULL;
+	END IF;
+	IF v_prov.name IS NULL THEN
+		/* unknown call, or a provider without a webhook secret: nothing can vouch for it */
+		PERFORM dialer.webhook_refuse(403, 'X-Dialer-Signature does not match');
+	END IF;
+
+	v_expected := 'sha256=' || encode(dialer.hmac('sha256', convert_to(v_prov.webhook_secret, 'UTF8'),
+												  convert_to(v_ts || '.' || v_raw, 'UTF8')), 'hex');
+	IF NOT dialer.constant_time_equal(v_sig, v_expected) THEN
+		PERFORM dialer.webhook_refuse(403, 'X-Dialer-Signature does not match');
+	END IF;
+
+	/* authentic from here on: the fields, then the report */
+	PERFORM dialer.json_webhook_check_fields(v_doc);
+	v_data := dialer.json_webhook_attempt_data(v_doc);
+	RETURN dialer.apply_provider_status(
+		v_call.call_id, v_doc->>'status',
+		coalesce(CASE jsonb_typeof(v_doc->'provider_call_id') WHEN 'string' THEN v_doc->>'provider_call_id' END,
+				 v_call.provider_call_id),
+		CASE WHEN jsonb_typeof(v_doc->'sequence') <> 'null' THEN (v_doc->>'sequence')::bigint END,
+		v_data,
+		jsonb_build_object('via', v_prov.kind) || jsonb_strip_nulls(jsonb_build_object(
+			'status', v_doc->>'status',
+			'duration', v_doc->'duration',
+			'recording_url', v_doc->'recording_url',
+			'metadata', CASE WHEN octet_length((v_doc->'metadata')::text) <= 8192 THEN v_doc->'metadata' END,
+			'transcript_chars', CASE WHEN v_doc ? 'transcript' THEN length(v_data->>'transcript') END,
+			'timestamp', v_ts::bigint)),
+		'webhook',
+		'sha256:' || encode(sha256(convert_to(v_raw, 'UTF8')), 'hex'));
+END;
+$$;
 
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA dialer_api FROM PUBLIC;
 
@@ -3385,11 +3678,9 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 BEGIN
-	PERFORM dialer.require_role(role_name);
-	EXECUTE format('GRANT USAGE ON SCHEMA dialer TO %I', role_name);
-	EXECUTE format('GRANT SELECT ON dialer.call_counts, dialer.provider_health, dialer.worker_health TO %I', role_name);
-	EXECUTE format('GRANT EXECUTE ON FUNCTION dialer.worker_status(), dialer.provider_status(), '
-				   'dialer.is_served(), dialer.dispatchers() TO %I', role_name);
+	PERFORM dialer.grant_to(role_name,		/* in 90_privileges.sql */
+		'SELECT ON dialer.call_counts, dialer.provider_health, dialer.worker_health',
+		'EXECUTE ON FUNCTION dialer.worker_status(), dialer.provider_status(), dialer.is_served(), dialer.dispatchers()');
 END;
 $$;
 
@@ -6783,6 +7074,38 @@ $$;
 
 COMMENT ON FUNCTION dialer.admin_call(bigint) IS 'Internal: the dialer.scheduled_calls row of an id, or the admin API''s 404 refusal';
 
+CREATE FUNCTION dialer.admin_refuse_unknown(what text, name text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM dialer.admin_refuse(404, format('%s %s does not exist', what, quote_literal(coalesce(name, 'NULL'))),
+		format('No row of dialer.%ss has this name.', what),
+		CASE what WHEN 'campaign' THEN 'List campaigns with GET /campaigns.'
+				  ELSE 'List providers with GET /provider_health.' END);
+END;
+$$;
+
+COMMENT ON FUNCTION dialer.admin_refuse_unknown(text, text) IS
+	'Internal: raises the admin API''s 404 refusal for a campaign or provider (what) of that name that does not exist';
+
+CREATE FUNCTION dialer.admin_require_campaign(campaign text)
+RETURNS void
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF NOT EXISTS (SELECT 1 FROM dialer.campaigns k WHERE k.name = admin_require_campaign.campaign) THEN
+		PERFORM dialer.admin_refuse_unknown('campaign', campaign);
+	END IF;
+END;
+$$;
+
+COMMENT ON FUNCTION dialer.admin_require_campaign(text) IS
+	'Internal: raises the admin API''s 404 refusal when no campaign has this name';
+
 CREATE VIEW dialer_admin.calls AS
 SELECT c.id, c.status, (c.run_at)::date AS day, c.run_at, c.next_attempt_at, c.to_number,
 	   c.provider, c.campaign, c.customer_ref, c.priority, c.attempts, c.max_attempts,
@@ -6956,10 +7279,7 @@ SECURITY DEFINER
 SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 BEGIN
-	IF NOT EXISTS (SELECT 1 FROM dialer.campaigns k WHERE k.name = pending_customers.campaign) THEN
-		PERFORM dialer.admin_refuse(404, format('campaign %s does not exist', quote_literal(coalesce(campaign, 'NULL'))),
-			'No row of dialer.campaigns has this name.', 'List campaigns with GET /campaigns.');
-	END IF;
+	PERFORM dialer.admin_require_campaign(pending_customers.campaign);
 	RETURN QUERY
 		SELECT c.customer_ref, c.phone, c.due_at, c.included, c.reason, c.detail
 		  FROM dialer.campaign_candidates(pending_customers.campaign, days) c;
@@ -7011,23 +7331,44 @@ $$;
 COMMENT ON FUNCTION dialer_admin.enqueue_calls(jsonb, boolean) IS
 	'Schedules many calls: POST /rpc/enqueue_calls {"calls": [{"to_number": "+14155550123", "payload": {"message": "..."}}, ...], "atomic": true}; answers one object per element (item, id, outcome scheduled/skipped/duplicate/refused, reason and error fields). atomic (default): all or nothing, 400 with the first refusal; false: the acceptable calls are written.';
 
-CREATE FUNCTION dialer_admin.cancel_call(id bigint)
+CREATE FUNCTION dialer.admin_change_call(call_id bigint, change text)
 RETURNS jsonb
 LANGUAGE plpgsql
-SECURITY DEFINER
 SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 DECLARE
-	v_call dialer.scheduled_calls := dialer.admin_call(cancel_call.id);
+	v_call		dialer.scheduled_calls := dialer.admin_call(call_id);
+	v_changed	boolean := CASE change WHEN 'cancel' THEN dialer.cancel_call(v_call.id)
+									   WHEN 'retry' THEN dialer.retry_call(v_call.id) END;
 BEGIN
-	IF NOT dialer.cancel_call(v_call.id) THEN
-		v_call := dialer.admin_call(v_call.id);
-		PERFORM dialer.admin_refuse(409, format('call %s is %s: only a scheduled call can be canceled', v_call.id, v_call.status),
-			'A call already claimed by the dispatcher or finished cannot be taken back.',
-			'See its timeline: GET /rpc/call?id=' || v_call.id);
+	IF v_changed IS NULL THEN
+		RAISE EXCEPTION 'dialer.admin_change_call: unexpected change %', change;
 	END IF;
-	RETURN jsonb_build_object('id', v_call.id, 'status', 'canceled');
+	IF NOT v_changed THEN
+		v_call := dialer.admin_call(v_call.id);
+		IF change = 'cancel' THEN
+			PERFORM dialer.admin_refuse(409, format('call %s is %s: only a scheduled call can be canceled', v_call.id, v_call.status),
+				'A call already claimed by the dispatcher or finished cannot be taken back.',
+				'See its timeline: GET /rpc/call?id=' || v_call.id);
+		END IF;
+		PERFORM dialer.admin_refuse(409, format('call %s is %s: only a failed, unknown or expired call can be retried', v_call.id, v_call.status),
+			'Retrying starts a new run of the call; a call still in the queue or finished otherwise keeps its state.',
+			'Enqueue a new call instead: POST /rpc/enqueue_call.');
+	END IF;
+	RETURN jsonb_build_object('id', v_call.id, 'status', CASE change WHEN 'cancel' THEN 'canceled' ELSE 'scheduled' END);
 END;
+$$;
+
+COMMENT ON FUNCTION dialer.admin_change_call(bigint, text) IS
+	'Internal: cancels (cancel) or requeues (retry) a call with the dialer API, answering {id, status} or the admin API''s 409 / 404 refusal';
+
+CREATE FUNCTION dialer_admin.cancel_call(id bigint)
+RETURNS jsonb
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+	SELECT dialer.admin_change_call(cancel_call.id, 'cancel');
 $$;
 
 COMMENT ON FUNCTION dialer_admin.cancel_call(bigint) IS
@@ -7035,21 +7376,11 @@ COMMENT ON FUNCTION dialer_admin.cancel_call(bigint) IS
 
 CREATE FUNCTION dialer_admin.retry_call(id bigint)
 RETURNS jsonb
-LANGUAGE plpgsql
+LANGUAGE sql
 SECURITY DEFINER
 SET search_path = pg_catalog, dialer, pg_temp
 AS $$
-DECLARE
-	v_call dialer.scheduled_calls := dialer.admin_call(retry_call.id);
-BEGIN
-	IF NOT dialer.retry_call(v_call.id) THEN
-		v_call := dialer.admin_call(v_call.id);
-		PERFORM dialer.admin_refuse(409, format('call %s is %s: only a failed, unknown or expired call can be retried', v_call.id, v_call.status),
-			'Retrying starts a new run of the call; a call still in the queue or finished otherwise keeps its state.',
-			'Enqueue a new call instead: POST /rpc/enqueue_call.');
-	END IF;
-	RETURN jsonb_build_object('id', v_call.id, 'status', 'scheduled');
-END;
+	SELECT dialer.admin_change_call(retry_call.id, 'retry');
 $$;
 
 COMMENT ON FUNCTION dialer_admin.retry_call(bigint) IS
@@ -7062,10 +7393,7 @@ SECURITY DEFINER
 SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 BEGIN
-	IF NOT EXISTS (SELECT 1 FROM dialer.campaigns k WHERE k.name = run_campaign.campaign) THEN
-		PERFORM dialer.admin_refuse(404, format('campaign %s does not exist', quote_literal(coalesce(campaign, 'NULL'))),
-			'No row of dialer.campaigns has this name.', 'List campaigns with GET /campaigns.');
-	END IF;
+	PERFORM dialer.admin_require_campaign(run_campaign.campaign);
 	RETURN jsonb_build_object('campaign', campaign,
 							  'enqueued', dialer.run_campaign(run_campaign.campaign, max_calls));
 END;
@@ -7074,24 +7402,41 @@ $$;
 COMMENT ON FUNCTION dialer_admin.run_campaign(text, int) IS
 	'Runs a campaign now ("trigger now"): enqueues its pending customers (at most max_calls) and answers {campaign, enqueued}. POST /rpc/run_campaign {"campaign": "reminders"}.';
 
-CREATE FUNCTION dialer_admin.set_campaign_enabled(campaign text, enabled boolean)
+CREATE FUNCTION dialer.admin_set_enabled(what text, name text, enabled boolean)
 RETURNS jsonb
 LANGUAGE plpgsql
-SECURITY DEFINER
 SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 BEGIN
 	IF enabled IS NULL THEN
 		PERFORM dialer.raise_bad_argument('enabled', NULL, 'enabled is true (resume) or false (pause).', 'Pass "enabled": false to pause.', '22004');
 	END IF;
-	UPDATE dialer.campaigns k SET enabled = set_campaign_enabled.enabled, updated_at = now()
-	 WHERE k.name = set_campaign_enabled.campaign;
-	IF NOT FOUND THEN
-		PERFORM dialer.admin_refuse(404, format('campaign %s does not exist', quote_literal(coalesce(campaign, 'NULL'))),
-			'No row of dialer.campaigns has this name.', 'List campaigns with GET /campaigns.');
+	IF what = 'campaign' THEN
+		UPDATE dialer.campaigns k SET enabled = admin_set_enabled.enabled, updated_at = now()
+		 WHERE k.name = admin_set_enabled.name;
+	ELSIF what = 'provider' THEN
+		UPDATE dialer.providers p SET enabled = admin_set_enabled.enabled
+		 WHERE p.name = admin_set_enabled.name;
+	ELSE
+		RAISE EXCEPTION 'dialer.admin_set_enabled: unexpected kind %', what;
 	END IF;
-	RETURN jsonb_build_object('campaign', campaign, 'enabled', enabled);
+	IF NOT FOUND THEN
+		PERFORM dialer.admin_refuse_unknown(what, name);
+	END IF;
+	RETURN jsonb_build_object(what, name, 'enabled', enabled);
 END;
+$$;
+
+COMMENT ON FUNCTION dialer.admin_set_enabled(text, text, boolean) IS
+	'Internal: pauses or resumes a campaign or provider (what) for the admin API, answering {campaign|provider, enabled} or the 404 refusal';
+
+CREATE FUNCTION dialer_admin.set_campaign_enabled(campaign text, enabled boolean)
+RETURNS jsonb
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+	SELECT dialer.admin_set_enabled('campaign', campaign, enabled);
 $$;
 
 COMMENT ON FUNCTION dialer_admin.set_campaign_enabled(text, boolean) IS
@@ -7099,22 +7444,11 @@ COMMENT ON FUNCTION dialer_admin.set_campaign_enabled(text, boolean) IS
 
 CREATE FUNCTION dialer_admin.set_provider_enabled(provider text, enabled boolean)
 RETURNS jsonb
-LANGUAGE plpgsql
+LANGUAGE sql
 SECURITY DEFINER
 SET search_path = pg_catalog, dialer, pg_temp
 AS $$
-BEGIN
-	IF enabled IS NULL THEN
-		PERFORM dialer.raise_bad_argument('enabled', NULL, 'enabled is true (resume) or false (pause).', 'Pass "enabled": false to pause.', '22004');
-	END IF;
-	UPDATE dialer.providers p SET enabled = set_provider_enabled.enabled
-	 WHERE p.name = set_provider_enabled.provider;
-	IF NOT FOUND THEN
-		PERFORM dialer.admin_refuse(404, format('provider %s does not exist', quote_literal(coalesce(provider, 'NULL'))),
-			'No row of dialer.providers has this name.', 'List providers with GET /provider_health.');
-	END IF;
-	RETURN jsonb_build_object('provider', provider, 'enabled', enabled);
-END;
+	SELECT dialer.admin_set_enabled('provider', provider, enabled);
 $$;
 
 COMMENT ON FUNCTION dialer_admin.set_provider_enabled(text, boolean) IS
@@ -7192,13 +7526,34 @@ REVOKE ALL ON ALL TABLES IN SCHEMA dialer_admin FROM PUBLIC;
 
 REVOKE ALL ON TABLE dialer.frontend_purposes FROM PUBLIC;
 
-REVOKE ALL ON FUNCTION dialer.admin_refuse(int, text, text, text), dialer.admin_call(bigint), dialer.admin_campaigns() FROM PUBLIC;
+REVOKE ALL ON FUNCTION dialer.admin_refuse(int, text, text, text), dialer.admin_call(bigint), dialer.admin_campaigns(),
+	dialer.admin_refuse_unknown(text, text), dialer.admin_require_campaign(text), dialer.admin_change_call(bigint, text),
+	dialer.admin_set_enabled(text, text, boolean) FROM PUBLIC;
 
 REVOKE ALL ON ALL TABLES IN SCHEMA dialer FROM PUBLIC;
 
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA dialer FROM PUBLIC;
 
-GRANT EXECUTE ON FUNCTION dialer.is_valid_timezone(text), dialer.is_e164(text) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION dialer.is_valid_timezone(text), dialer.is_e164(text), dialer.all_e164(text[]) TO PUBLIC;
+
+CREATE FUNCTION dialer.grant_to(role_name name, VARIADIC grants text[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+DECLARE
+	g text;
+BEGIN
+	PERFORM dialer.require_role(role_name);
+	EXECUTE format('GRANT USAGE ON SCHEMA dialer TO %I', role_name);
+	FOREACH g IN ARRAY grants LOOP
+		EXECUTE format('GRANT %s TO %I', g, role_name);
+	END LOOP;
+END;
+$$;
+
+COMMENT ON FUNCTION dialer.grant_to(name, text[]) IS
+	'Internal: checks a role, grants it USAGE on schema dialer and each of the given privileges (the grant helpers'' common part)';
 
 CREATE OR REPLACE FUNCTION dialer.grant_usage(role_name name)
 RETURNS void
@@ -7206,19 +7561,18 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 BEGIN
-	PERFORM dialer.require_role(role_name);
-	EXECUTE format('GRANT USAGE ON SCHEMA dialer TO %I', role_name);
-	EXECUTE format('GRANT SELECT ON dialer.scheduled_calls, dialer.call_attempts, dialer.call_events, '
-				   'dialer.campaigns, dialer.do_not_call TO %I', role_name);
-	EXECUTE format('GRANT SELECT (name, kind, base_url, account_sid, api_key_sid, from_number, twiml_url, '
-				   'status_callback_url, status_callback_call_id, allowed_hosts, ring_timeout, machine_detection, max_concurrency, '
-				   'calls_per_second, retry_busy, retry_no_answer, retry_delay, enabled, created_at, updated_at) '
-				   'ON dialer.providers TO %I', role_name);
-	EXECUTE format('GRANT EXECUTE ON FUNCTION dialer.enqueue_call(text, timestamptz, text, jsonb, text, text, int, int, text, timestamptz), '
-				   'dialer.enqueue_calls(jsonb, boolean), dialer.cancel_call(bigint), dialer.retry_call(bigint), dialer.call_details(bigint), '
-				   'dialer.stats(date), dialer.worker_status() TO %I', role_name);
+	PERFORM dialer.grant_to(role_name,
+		'SELECT ON dialer.scheduled_calls, dialer.call_attempts, dialer.call_events, dialer.campaigns, dialer.do_not_call',
+		'SELECT (name, kind, base_url, account_sid, api_key_sid, from_number, twiml_url, '
+		'status_callback_url, status_callback_call_id, allowed_hosts, ring_timeout, machine_detection, max_concurrency, '
+		'calls_per_second, retry_busy, retry_no_answer, retry_delay, enabled, created_at, updated_at) ON dialer.providers',
+		'EXECUTE ON FUNCTION dialer.enqueue_call(text, timestamptz, text, jsonb, text, text, int, int, text, timestamptz), '
+		'dialer.enqueue_calls(jsonb, boolean), dialer.cancel_call(bigint), dialer.retry_call(bigint), dialer.call_details(bigint), '
+		'dialer.stats(date), dialer.worker_status()');
 END;
 $$;
+
+REVOKE ALL ON FUNCTION dialer.grant_to(name, text[]), dialer.grant_usage(name) FROM PUBLIC;
 
 -- worker_status(): given back to the roles that had it before it was dropped above
 REVOKE ALL ON FUNCTION dialer.worker_status() FROM PUBLIC;

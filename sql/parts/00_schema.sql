@@ -1,9 +1,19 @@
 /*
- * pg_dialer: tables.
+ * pg_dialer: the tables, and the rules every row obeys.
+ *
+ *   dialer.is_e164(), domain dialer.e164   the E.164 rule (its one home)
+ *   dialer.providers, dialer.campaigns     where calls go, and recurring sources of calls
+ *   dialer.scheduled_calls                 the queue and the record of every call
+ *   dialer.call_attempts, call_events      the call log: requests made, every state change
+ *   dialer.do_not_call                     numbers never dialled
+ * with the triggers that keep them consistent (provider defaults and renames, events
+ * append-only and following their calls, no TRUNCATE of the record).
  *
  * The queue and the record of every call live in ordinary logged tables, so a call
  * survives a crash exactly as the application's own data does.  This file is the first
  * part of the install script sql/pg_dialer--VERSION.sql (the Makefile concatenates sql/parts/ in order).
+ *
+ * Copyright (c) 2026, pg_dialer developers
  */
 
 -- complain if script is sourced in psql, rather than via CREATE EXTENSION
@@ -13,19 +23,35 @@ COMMENT ON SCHEMA dialer IS
 	'pg_dialer: the outbound call queue (scheduled_calls), its log (call_attempts, call_events), providers, campaigns, do_not_call, and the SQL API (enqueue_call, cancel_call, stats, ...)';
 
 /*
- * The E.164 rule, "+" then 8 to 15 digits, the first not 0: its one home
- * (src/e164.c), used by the domain below, the enqueue rules and the campaigns.
+ * The rule of a phone number in E.164 form: "+", then 8 to 15 digits, the first not 0
+ * (NULL for NULL).  Its one home (src/e164.c): the domain dialer.e164 below checks it,
+ * and so do enqueue's validation (dialer.call_rule) and the campaigns.  In C because it
+ * runs for every number enqueued, often twice: a regular expression costs far more.
  */
 CREATE FUNCTION dialer.is_e164(number text)
 RETURNS boolean
 LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
 AS 'MODULE_PATHNAME', 'dialer_is_e164';
 COMMENT ON FUNCTION dialer.is_e164(text) IS
-	'True when number is in E.164 form: + then 8 to 15 digits, the first not 0 (the rule of the domain dialer.e164)';
+	'True when number is a phone number in E.164 form: + then 8 to 15 digits, the first not 0 (the rule of the domain dialer.e164)';
 
 /*
- * A phone number in E.164 form.  A domain rather than a table CHECK, so the rule
- * is tested when a number is written, not again on every update of the row.
+ * Whether every element of numbers is an E.164 number (dialer.is_e164); true for an
+ * empty array.  For a list of numbers in a CHECK, where no subquery may stand.
+ */
+CREATE FUNCTION dialer.all_e164(numbers text[])
+RETURNS boolean
+LANGUAGE sql
+IMMUTABLE PARALLEL SAFE
+AS $$
+	SELECT coalesce(pg_catalog.bool_and(dialer.is_e164(n)), true) FROM pg_catalog.unnest(numbers) AS n;
+$$;
+COMMENT ON FUNCTION dialer.all_e164(text[]) IS
+	'True when every element of numbers is an E.164 number (dialer.is_e164), and for an empty array';
+
+/*
+ * A phone number in E.164 form (dialer.is_e164).  A domain rather than a table CHECK,
+ * so the rule is tested when a number is written, not again on every update of the row.
  */
 CREATE DOMAIN dialer.e164 AS text
 	CONSTRAINT e164_format CHECK (dialer.is_e164(VALUE));
@@ -139,8 +165,7 @@ CREATE TABLE dialer.campaigns (
 	allowed_numbers		text[] CHECK (allowed_numbers IS NULL OR
 									  (cardinality(allowed_numbers) > 0
 									   AND array_position(allowed_numbers, NULL) IS NULL
-									   AND array_to_string(allowed_numbers, ',')
-										   ~ '^\+[1-9][0-9]{7,14}(,\+[1-9][0-9]{7,14})*$')),
+									   AND dialer.all_e164(allowed_numbers))),
 	max_attempts		int CHECK (max_attempts BETWEEN 1 AND 20),
 	retry_busy			boolean,
 	retry_no_answer		boolean,

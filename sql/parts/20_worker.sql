@@ -6,6 +6,17 @@
  * the requests with no transaction open, then stores the outcomes in batches.
  * They are plain SQL so that pgTAP can test the rules without a worker; no other
  * role may execute them.
+ *
+ *   claiming       recover_dispatching, provider_capacity, next_window_opening,
+ *                  claim_calls, release_claims, next_due_at, worker_providers
+ *   storing        record_results
+ *   re-evaluating  triggers when a calling window, a time zone, the do-not-call list or
+ *                  a provider changes (reevaluate_parked_calls, providers_changed, ...)
+ *   reconciling    calls whose outcome is unknown: claim_reconciliations and
+ *                  apply_reconciliation (by provider call id), claim_searches and
+ *                  apply_search (by what was sent)
+ *
+ * Copyright (c) 2026, pg_dialer developers
  */
 
 /*
@@ -767,18 +778,139 @@ COMMENT ON FUNCTION dialer.claim_searches(text, int) IS
 	'Worker: up to max_calls unknown calls of a provider without a provider call id, due for a search by what was sent (at most 3 searches each), counted and stamped; returns what to search for as JSON';
 
 /*
+ * The records of a search's answer (dialer.claim_searches' search, records the answer's
+ * calls array) that may be the call's: not already the call of another attempt or
+ * call, and (Twilio) its to and from are what was sent and it was created at or after
+ * the claim (not_before, to the second: a provider creates a call only after the
+ * claim committed); (backend) it does not name another Idempotency-Key.  candidates: a JSON
+ * array of {id, status, date_created, duration, answered_by}; older: a Twilio record
+ * created before the claim was seen (the list, newest first, went back far enough).
+ */
+CREATE FUNCTION dialer.search_candidates(call_id bigint, attempt int, search jsonb, records jsonb,
+										 not_before timestamptz, OUT candidates jsonb, OUT older boolean)
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+DECLARE
+	v_kind text := search->>'kind';
+	v_rec jsonb;
+	v_id text;
+	v_at timestamptz;
+BEGIN
+	candidates := '[]';
+	older := false;
+	FOR v_rec IN SELECT e.value FROM jsonb_array_elements(records) e LOOP
+		CONTINUE WHEN jsonb_typeof(v_rec) <> 'object';
+		v_id := nullif(v_rec->>(CASE v_kind WHEN 'twilio' THEN 'sid' ELSE 'call_id' END), '');
+		IF v_kind = 'twilio' THEN
+			BEGIN
+				v_at := (v_rec->>'date_created')::timestamptz;
+			EXCEPTION WHEN others THEN
+				v_at := NULL;
+			END;
+			IF v_at < date_trunc('second', not_before) THEN
+				older := true;
+			END IF;
+			CONTINUE WHEN v_at IS NULL OR v_at < date_trunc('second', not_before)
+					   OR v_rec->>'to' IS DISTINCT FROM search->>'to'
+					   OR v_rec->>'from' IS DISTINCT FROM search->>'from';
+		ELSE
+			CONTINUE WHEN v_rec ? 'idempotency_key'
+					   AND v_rec->>'idempotency_key' IS DISTINCT FROM search->>'idempotency_key';
+		END IF;
+		CONTINUE WHEN v_id IS NULL;
+		-- a record already known as another call's (or another attempt's) is not this one
+		CONTINUE WHEN EXISTS (SELECT 1 FROM dialer.call_attempts a
+							   WHERE a.provider_call_id = v_id
+								 AND (a.call_id <> search_candidates.call_id OR a.attempt <> search_candidates.attempt))
+				   OR EXISTS (SELECT 1 FROM dialer.scheduled_calls c
+							   WHERE c.provider_call_id = v_id AND c.id <> search_candidates.call_id);
+		candidates := candidates || jsonb_build_array(jsonb_strip_nulls(jsonb_build_object(
+			'id', v_id, 'status', v_rec->>'status', 'date_created', v_rec->>'date_created',
+			'duration', v_rec->>'duration', 'answered_by', v_rec->>'answered_by')));
+	END LOOP;
+END;
+$$;
+COMMENT ON FUNCTION dialer.search_candidates(bigint, int, jsonb, jsonb, timestamptz) IS
+	'Worker: the records of a search''s answer that may be an unknown call''s (what was sent, not another call''s), and whether a Twilio record older than the claim was seen';
+
+/*
+ * Settles an unknown call by the one record a search found (match: a candidate of
+ * dialer.search_candidates) on its attempt: like a callback (dialer.apply_provider_status,
+ * event 'reconciled' with detail) when pg_dialer knows the record's status, else as
+ * under way (dialing) with the record's id stored for later lookups.  The call's
+ * searches start again at 0 for a later attempt.
+ */
+CREATE FUNCTION dialer.settle_searched_call(call_id bigint, attempt int, match jsonb, detail jsonb)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+BEGIN
+	IF dialer.provider_status_outcome(dialer.normalize_provider_status(coalesce(match->>'status', ''))) IS NOT NULL THEN
+		PERFORM dialer.apply_provider_status(
+			settle_searched_call.call_id, match->>'status', match->>'id', NULL,
+			jsonb_strip_nulls(jsonb_build_object(
+				'duration_seconds', CASE WHEN (match->>'duration') ~ '^[0-9]+$' THEN (match->>'duration')::int END,
+				'answered_by', match->>'answered_by')),
+			detail, 'reconciled',
+			format('search/%s/%s', match->>'id', match->>'status'));
+	ELSE
+		-- a status pg_dialer does not know (a backend's own word): the provider has
+		-- the call, so it is under way; its id is stored for later lookups
+		UPDATE dialer.call_attempts a SET provider_call_id = coalesce(a.provider_call_id, match->>'id'),
+										   provider_status = coalesce(match->>'status', a.provider_status)
+		 WHERE a.call_id = settle_searched_call.call_id AND a.attempt = settle_searched_call.attempt;
+		UPDATE dialer.scheduled_calls c
+		   SET status = 'dialing', provider_call_id = match->>'id',
+			   provider_status = coalesce(match->>'status', c.provider_status), updated_at = now()
+		 WHERE c.id = settle_searched_call.call_id;
+		INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
+		VALUES (settle_searched_call.call_id, 'reconciled', 'unknown', 'dialing',
+				detail || jsonb_strip_nulls(jsonb_build_object(
+					'provider_call_id', match->>'id', 'provider_status', match->>'status',
+					'attempt', settle_searched_call.attempt,
+					'note', 'a provider status pg_dialer does not know: the call is taken as under way')));
+	END IF;
+	-- settled: a later attempt that ends unknown gets its own searches
+	UPDATE dialer.scheduled_calls c SET reconcile_searches = 0 WHERE c.id = settle_searched_call.call_id;
+END;
+$$;
+COMMENT ON FUNCTION dialer.settle_searched_call(bigint, int, jsonb, jsonb) IS
+	'Worker: settles an unknown call by the one record a search found (as a callback would, or as under way for a status pg_dialer does not know)';
+
+/*
+ * What the reconcile_search event of a search that settled nothing says, for its result
+ * (not_found, ambiguous, incomplete, found, not_offered, failed) and the searches left.
+ */
+CREATE FUNCTION dialer.search_message(result text, searches_left int)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE PARALLEL SAFE
+AS $$
+	SELECT CASE result
+			WHEN 'not_found' THEN 'no record the provider holds matches what was sent'
+			WHEN 'ambiguous' THEN 'several records match what was sent: none is taken'
+			WHEN 'incomplete' THEN 'more records than one page match: none is taken'
+			WHEN 'found' THEN 'the call was settled meanwhile: nothing changed'
+			WHEN 'not_offered' THEN 'the backend offers no lookup by Idempotency-Key'
+			ELSE 'the search failed' END
+		   || CASE WHEN searches_left = 0 AND result <> 'found'
+				   THEN '; no search is left: the call stays unknown (check it at the provider, then dialer.retry_call() or leave it)'
+				   ELSE '' END;
+$$;
+COMMENT ON FUNCTION dialer.search_message(text, int) IS
+	'Worker: the message of a reconcile_search event for a search result and the searches left';
+
+/*
  * Applies the answer to a search for an unknown call without a provider call id
  * (dialer.claim_searches): Twilio's Calls list page, or a backend's
- * {"calls": [...]}.  A record is a candidate when it is not already the call of
- * another attempt or call, and (Twilio) its to and from are what was sent and it
- * was created at or after the claim (to the second: a provider creates a call
- * only after the claim committed); (backend) it does not name another
- * Idempotency-Key.  Exactly one candidate settles the call like a callback
- * (dialer.apply_provider_status, event 'reconciled' naming the search): its id is
- * stored on the call and the attempt, its status moves the call.  No candidate, more
- * than one (never guessed), a Twilio page that may not hold them all, or a failed
- * search leaves the call unknown, with a 'reconcile_search' event saying what was
- * searched and what was found.
+ * {"calls": [...]}.  Its candidates (dialer.search_candidates): exactly one settles
+ * the call (dialer.settle_searched_call).  No candidate, more than one (never
+ * guessed), a Twilio page that may not hold them all, or a failed search leaves the
+ * call unknown, with a 'reconcile_search' event saying what was searched and what was
+ * found (dialer.search_message).
  */
 CREATE FUNCTION dialer.apply_search(call_id bigint, search jsonb, http_status int, body text, error text)
 RETURNS void
@@ -789,11 +921,7 @@ DECLARE
 	v_kind text := search->>'kind';
 	v_after timestamptz;
 	v_doc jsonb;
-	v_rec jsonb;
-	v_id text;
-	v_at timestamptz;
-	v_older boolean := false;
-	v_cands jsonb := '[]';
+	v_found record;
 	v_n int;
 	v_result text;
 	v_detail jsonb;
@@ -831,77 +959,21 @@ BEGIN
 				WHEN http_status BETWEEN 200 AND 299 THEN 'answer without a calls list'
 				WHEN http_status IS NOT NULL THEN format('the provider answered HTTP %s', http_status) END)));
 	ELSE
-		FOR v_rec IN SELECT e.value FROM jsonb_array_elements(v_doc->'calls') e LOOP
-			CONTINUE WHEN jsonb_typeof(v_rec) <> 'object';
-			v_id := nullif(v_rec->>(CASE v_kind WHEN 'twilio' THEN 'sid' ELSE 'call_id' END), '');
-			IF v_kind = 'twilio' THEN
-				BEGIN
-					v_at := (v_rec->>'date_created')::timestamptz;
-				EXCEPTION WHEN others THEN
-					v_at := NULL;
-				END;
-				IF v_at < date_trunc('second', v_after) THEN
-					v_older := true;
-				END IF;
-				CONTINUE WHEN v_at IS NULL OR v_at < date_trunc('second', v_after)
-						   OR v_rec->>'to' IS DISTINCT FROM search->>'to'
-						   OR v_rec->>'from' IS DISTINCT FROM search->>'from';
-			ELSE
-				CONTINUE WHEN v_rec ? 'idempotency_key'
-						   AND v_rec->>'idempotency_key' IS DISTINCT FROM search->>'idempotency_key';
-			END IF;
-			CONTINUE WHEN v_id IS NULL;
-			-- a record already known as another call's (or another attempt's) is not this one
-			CONTINUE WHEN EXISTS (SELECT 1 FROM dialer.call_attempts a
-								   WHERE a.provider_call_id = v_id
-									 AND (a.call_id <> apply_search.call_id OR a.attempt <> v_call.attempts))
-					   OR EXISTS (SELECT 1 FROM dialer.scheduled_calls c
-								   WHERE c.provider_call_id = v_id AND c.id <> apply_search.call_id);
-			v_cands := v_cands || jsonb_build_array(jsonb_strip_nulls(jsonb_build_object(
-				'id', v_id, 'status', v_rec->>'status', 'date_created', v_rec->>'date_created',
-				'duration', v_rec->>'duration', 'answered_by', v_rec->>'answered_by')));
-		END LOOP;
-		v_n := jsonb_array_length(v_cands);
+		v_found := dialer.search_candidates(apply_search.call_id, v_call.attempts, search, v_doc->'calls', v_after);
+		v_n := jsonb_array_length(v_found.candidates);
 		v_result := CASE
 			WHEN v_n > 1 THEN 'ambiguous'
 			-- Twilio lists newest first: a further page may hold more when none was older
-			WHEN v_kind = 'twilio' AND v_doc->>'next_page_uri' IS NOT NULL AND NOT v_older THEN 'incomplete'
+			WHEN v_kind = 'twilio' AND v_doc->>'next_page_uri' IS NOT NULL AND NOT v_found.older THEN 'incomplete'
 			WHEN v_n = 0 THEN 'not_found'
 			ELSE 'found' END;
 		v_detail := v_detail || jsonb_build_object('records', jsonb_array_length(v_doc->'calls'),
-												   'candidates', v_cands);
+												   'candidates', v_found.candidates);
 	END IF;
 
 	IF v_result = 'found' AND v_call.status = 'unknown' AND v_call.provider_call_id IS NULL THEN
-		v_rec := v_cands->0;
-		v_detail := v_detail || jsonb_build_object('search_result', 'found');
-		IF dialer.provider_status_outcome(dialer.normalize_provider_status(coalesce(v_rec->>'status', ''))) IS NOT NULL THEN
-			PERFORM dialer.apply_provider_status(
-				apply_search.call_id, v_rec->>'status', v_rec->>'id', NULL,
-				jsonb_strip_nulls(jsonb_build_object(
-					'duration_seconds', CASE WHEN (v_rec->>'duration') ~ '^[0-9]+$' THEN (v_rec->>'duration')::int END,
-					'answered_by', v_rec->>'answered_by')),
-				v_detail, 'reconciled',
-				format('search/%s/%s', v_rec->>'id', v_rec->>'status'));
-		ELSE
-			-- a status pg_dialer does not know (a backend's own word): the provider has
-			-- the call, so it is under way; its id is stored for later lookups
-			UPDATE dialer.call_attempts a SET provider_call_id = coalesce(a.provider_call_id, v_rec->>'id'),
-											   provider_status = coalesce(v_rec->>'status', a.provider_status)
-			 WHERE a.call_id = apply_search.call_id AND a.attempt = v_call.attempts;
-			UPDATE dialer.scheduled_calls c
-			   SET status = 'dialing', provider_call_id = v_rec->>'id',
-				   provider_status = coalesce(v_rec->>'status', c.provider_status), updated_at = now()
-			 WHERE c.id = apply_search.call_id;
-			INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
-			VALUES (apply_search.call_id, 'reconciled', 'unknown', 'dialing',
-					v_detail || jsonb_strip_nulls(jsonb_build_object(
-						'provider_call_id', v_rec->>'id', 'provider_status', v_rec->>'status',
-						'attempt', v_call.attempts,
-						'note', 'a provider status pg_dialer does not know: the call is taken as under way')));
-		END IF;
-		-- settled: a later attempt that ends unknown gets its own searches
-		UPDATE dialer.scheduled_calls c SET reconcile_searches = 0 WHERE c.id = apply_search.call_id;
+		PERFORM dialer.settle_searched_call(apply_search.call_id, v_call.attempts, v_found.candidates->0,
+											v_detail || jsonb_build_object('search_result', 'found'));
 		RETURN;
 	END IF;
 
@@ -909,16 +981,7 @@ BEGIN
 	VALUES (apply_search.call_id, 'reconcile_search', v_call.status, v_call.status,
 			v_detail || jsonb_build_object(
 				'result', v_result,
-				'message', CASE v_result
-					WHEN 'not_found' THEN 'no record the provider holds matches what was sent'
-					WHEN 'ambiguous' THEN 'several records match what was sent: none is taken'
-					WHEN 'incomplete' THEN 'more records than one page match: none is taken'
-					WHEN 'found' THEN 'the call was settled meanwhile: nothing changed'
-					WHEN 'not_offered' THEN 'the backend offers no lookup by Idempotency-Key'
-					ELSE 'the search failed' END
-				|| CASE WHEN (v_detail->>'searches_left')::int = 0 AND v_result <> 'found'
-						THEN '; no search is left: the call stays unknown (check it at the provider, then dialer.retry_call() or leave it)'
-						ELSE '' END));
+				'message', dialer.search_message(v_result, (v_detail->>'searches_left')::int)));
 END;
 $$;
 COMMENT ON FUNCTION dialer.apply_search(bigint, jsonb, int, text, text) IS

@@ -24,6 +24,8 @@
  * PostgREST turns the SQLSTATEs into HTTP statuses: PT401 -> 401 (unsigned), PT403 -> 403
  * (signature does not match), PT415 -> 415, 22023 / 22P02 -> 400 (malformed).
  * See doc/webhooks.md.
+ *
+ * Copyright (c) 2026, pg_dialer developers
  */
 
 CREATE SCHEMA dialer_api;
@@ -350,7 +352,219 @@ COMMENT ON FUNCTION dialer.provider_status_outcome(text) IS
 
 /* ------------------------------------------------------------------------------------
  * Applying a status report
+ *
+ * dialer.apply_provider_status() reads as its steps, each a function of its own:
+ *   provider_report_attempt()   which attempt a report is about; seen before?
+ *   provider_status_advances()  does the attempt's provider status move forward?
+ *   provider_status_outcome()   the call status a provider status leads to (above)
+ *   call_retry_decision()       is a busy / no_answer outcome retried, and when
+ *   call_outcome_error()        the call's last_error after an outcome
+ *   store_provider_report()     every write, in one statement (report_value(): which of
+ *                               a stored and a reported attempt field is kept)
+ * The helpers without a SET of their own are inlined or cached under the caller's
+ * pinned search_path (see the file's opening comment).
  * ------------------------------------------------------------------------------------ */
+
+/*
+ * The attempt a status report is about, and one look at the call's events: the attempt
+ * with this provider call id, else the current attempt when it has no provider call id
+ * yet (the report came before the worker stored it: it is adopted) or when no provider
+ * call id is given; NULL when none matches.  report_key is dedupe_key within that
+ * attempt (<attempt>:<dedupe_key>, '-' for no attempt); duplicate says whether an event
+ * already recorded it; last_sequence is the highest sequence already applied to the
+ * attempt (stale reports left out).  Exactly one row.  Run after the call's lock, so that
+ * a report committed meanwhile is seen.
+ */
+CREATE FUNCTION dialer.provider_report_attempt(call_id bigint, current_attempt int,
+											   provider_call_id text, dedupe_key text)
+RETURNS TABLE (attempt dialer.call_attempts, duplicate boolean, last_sequence bigint, report_key text)
+LANGUAGE sql
+STABLE PARALLEL SAFE
+AS $$
+	SELECT x.att, ev.dup, ev.last_seq, k.key
+	  FROM (SELECT 1) one
+	  LEFT JOIN LATERAL (
+			SELECT a AS att FROM dialer.call_attempts a
+			 WHERE a.call_id = provider_report_attempt.call_id
+			   AND (a.provider_call_id = provider_report_attempt.provider_call_id
+					OR (a.attempt = provider_report_attempt.current_attempt
+						AND (provider_report_attempt.provider_call_id IS NULL OR a.provider_call_id IS NULL)))
+			 ORDER BY a.provider_call_id = provider_report_attempt.provider_call_id DESC NULLS LAST, a.attempt DESC
+			 LIMIT 1) x ON true
+	  CROSS JOIN LATERAL (SELECT coalesce((x.att).attempt::text, '-') || ':' || provider_report_attempt.dedupe_key AS key) k
+	  CROSS JOIN LATERAL (
+			SELECT coalesce(pg_catalog.bool_or(e.detail->>'dedupe_key' = k.key), false) AS dup,
+				   pg_catalog.max((e.detail->>'sequence')::bigint)
+					 FILTER (WHERE e.detail ? 'sequence' AND (e.detail->>'attempt')::int = (x.att).attempt
+								   AND NOT e.detail ? 'stale') AS last_seq
+			  FROM dialer.call_events e
+			 WHERE e.call_id = provider_report_attempt.call_id) ev;
+$$;
+COMMENT ON FUNCTION dialer.provider_report_attempt(bigint, int, text, text) IS
+	'Internal: the attempt a provider''s status report is about (by provider call id, else the current one), the report''s key within it, whether it was recorded before, and the highest sequence applied to the attempt';
+
+/*
+ * Whether an attempt's provider status moves from old_status to new_status (both
+ * normalized): only forward in provider_status_rank's order, a repeated status under way
+ * included, a final one not; from a status pg_dialer does not know, to any it knows.
+ */
+CREATE FUNCTION dialer.provider_status_advances(new_status text, old_status text)
+RETURNS boolean
+LANGUAGE sql
+IMMUTABLE PARALLEL SAFE
+AS $$
+	SELECT dialer.provider_status_rank(new_status) IS NOT NULL
+		   AND (old_status IS NULL
+				OR dialer.provider_status_rank(old_status) IS NULL
+				OR dialer.provider_status_rank(new_status) > dialer.provider_status_rank(old_status)
+				OR (dialer.provider_status_rank(new_status) = dialer.provider_status_rank(old_status)
+					AND dialer.provider_status_rank(new_status) < 5));
+$$;
+COMMENT ON FUNCTION dialer.provider_status_advances(text, text) IS
+	'Internal: true when an attempt''s provider status may move from old_status to new_status (forward only; an unknown old status may be left)';
+
+/*
+ * The retry decision for a call whose current attempt ended busy or no_answer: retried
+ * when its campaign's retry_busy / retry_no_answer (else its provider's) says so, the
+ * run's attempts (attempts - attempts_base) are below max_attempts, and the retry,
+ * retry_delay from now (the campaign's, else the provider's), comes before the deadline.
+ * skipped names what refused an allowed retry (attempts_exhausted, deadline).  Exactly
+ * one row (retry false when the provider is gone).
+ */
+CREATE FUNCTION dialer.call_retry_decision(call_row dialer.scheduled_calls, outcome text)
+RETURNS TABLE (retry boolean, next_attempt_at timestamptz, retry_delay interval, skipped text)
+LANGUAGE sql
+STABLE PARALLEL SAFE
+AS $$
+	SELECT d.allowed AND NOT d.exhausted AND NOT d.late, d.next_at, d.delay,
+		   CASE WHEN d.allowed AND d.exhausted THEN 'attempts_exhausted'
+				WHEN d.allowed AND d.late THEN 'deadline' END
+	  FROM (SELECT coalesce(pol.allowed, false) AS allowed, pol.delay,
+				   pg_catalog.now() + coalesce(pol.delay, interval '0') AS next_at,
+				   coalesce((call_row).attempts - (call_row).attempts_base >= (call_row).max_attempts, false) AS exhausted,
+				   coalesce(pg_catalog.now() + coalesce(pol.delay, interval '0') >= (call_row).deadline, false) AS late
+			  FROM (SELECT 1) one
+			  LEFT JOIN (
+					SELECT CASE outcome WHEN 'busy' THEN coalesce(k.retry_busy, p.retry_busy)
+										ELSE coalesce(k.retry_no_answer, p.retry_no_answer) END AS allowed,
+						   coalesce(k.retry_delay, p.retry_delay) AS delay
+					  FROM dialer.providers p
+					  LEFT JOIN dialer.campaigns k ON k.name = (call_row).campaign
+					 WHERE p.name = (call_row).provider) pol ON true) d;
+$$;
+COMMENT ON FUNCTION dialer.call_retry_decision(dialer.scheduled_calls, text) IS
+	'Internal: whether a busy or no_answer call is retried (campaign''s over provider''s retry settings, attempts left, before the deadline), when, and what refused an allowed retry';
+
+/*
+ * The last_error of a call after an outcome: kept while dialing and when completed;
+ * 'failed: <error_code> <error_message>' from the report's attempt_data; 'no answer';
+ * else the outcome itself (busy, canceled).  STABLE, as concat_ws is: so that it is inlined.
+ */
+CREATE FUNCTION dialer.call_outcome_error(outcome text, last_error text, attempt_data jsonb)
+RETURNS text
+LANGUAGE sql
+STABLE PARALLEL SAFE
+AS $$
+	SELECT CASE
+		WHEN outcome IN ('dialing', 'completed') THEN last_error
+		WHEN outcome = 'failed' THEN
+			'failed' || coalesce(': ' || nullif(pg_catalog.concat_ws(' ', attempt_data->>'error_code',
+																   attempt_data->>'error_message'), ''), '')
+		WHEN outcome = 'no_answer' THEN 'no answer'
+		ELSE outcome END;
+$$;
+COMMENT ON FUNCTION dialer.call_outcome_error(text, text, jsonb) IS
+	'Internal: a call''s last_error after a provider outcome (kept, failed: code message, no answer, or the outcome)';
+
+/*
+ * A value of an attempt after a report: the reported one when given, else the stored
+ * one; for a stale report the other way round (it only fills what is still empty).
+ */
+CREATE FUNCTION dialer.report_value(stored anyelement, reported anyelement, stale boolean)
+RETURNS anyelement
+LANGUAGE sql
+IMMUTABLE PARALLEL SAFE
+AS $$
+	SELECT CASE WHEN stale THEN coalesce(stored, reported) ELSE coalesce(reported, stored) END;
+$$;
+COMMENT ON FUNCTION dialer.report_value(anyelement, anyelement, boolean) IS
+	'Internal: an attempt field after a status report: the reported value over the stored one, or for a stale report the stored one over the reported one';
+
+/*
+ * Every write of a status report in one statement: the attempt (attempt_id; NULL:
+ * none), the call (when moves, or when its provider status follows the current attempt's
+ * and it is not back in the queue), the event and, when the call goes back to the queue,
+ * its retry_scheduled event.  call_row is the row as locked before the report; lock order:
+ * the call (by the caller), then the attempt, as the worker does.
+ */
+CREATE FUNCTION dialer.store_provider_report(
+	call_row dialer.scheduled_calls,
+	attempt_id bigint,
+	provider_call_id text,
+	provider_status text,
+	attempt_data jsonb,
+	stale boolean,
+	is_current boolean,
+	moves boolean,
+	new_status text,
+	last_error text,
+	next_attempt_at timestamptz,
+	event text,
+	event_detail jsonb,
+	retry_detail jsonb)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+#variable_conflict use_column
+DECLARE
+	v_call		dialer.scheduled_calls := store_provider_report.call_row;
+	p_sid		text := store_provider_report.provider_call_id;
+	p_pstatus	text := store_provider_report.provider_status;
+	p_data		jsonb := store_provider_report.attempt_data;
+	p_stale		boolean := store_provider_report.stale;
+	p_moves		boolean := store_provider_report.moves;
+	p_status	text := store_provider_report.new_status;
+BEGIN
+	WITH att AS (
+		UPDATE dialer.call_attempts a
+		   SET provider_call_id = coalesce(a.provider_call_id, p_sid),
+			   provider_status = p_pstatus,
+			   duration_seconds = dialer.report_value(a.duration_seconds, (p_data->>'duration_seconds')::int, p_stale),
+			   answered_by = dialer.report_value(a.answered_by, p_data->>'answered_by', p_stale),
+			   sip_response_code = dialer.report_value(a.sip_response_code, (p_data->>'sip_response_code')::int, p_stale),
+			   recording_url = dialer.report_value(a.recording_url, p_data->>'recording_url', p_stale),
+			   transcript = dialer.report_value(a.transcript, p_data->>'transcript', p_stale),
+			   error_code = dialer.report_value(a.error_code, p_data->>'error_code', p_stale),
+			   error_message = dialer.report_value(a.error_message, p_data->>'error_message', p_stale)
+		 WHERE a.id = store_provider_report.attempt_id
+		RETURNING a.id
+	), cal AS (
+		UPDATE dialer.scheduled_calls c
+		   SET status = p_status,
+			   provider_call_id = CASE WHEN p_moves THEN coalesce(p_sid, c.provider_call_id) ELSE c.provider_call_id END,
+			   provider_status = coalesce(p_pstatus, c.provider_status),
+			   last_error = CASE WHEN p_moves THEN store_provider_report.last_error ELSE c.last_error END,
+			   next_attempt_at = CASE WHEN p_moves AND p_status = 'scheduled'
+									  THEN store_provider_report.next_attempt_at ELSE c.next_attempt_at END,
+			   finished_at = CASE WHEN NOT p_moves THEN c.finished_at
+								  WHEN p_status IN ('completed', 'busy', 'no_answer', 'failed', 'canceled')
+									  THEN coalesce(c.finished_at, pg_catalog.now())
+								  END,
+			   updated_at = pg_catalog.now()
+		 WHERE c.id = v_call.id
+		   AND (p_moves OR (store_provider_report.is_current AND p_pstatus IS DISTINCT FROM v_call.provider_status
+							AND v_call.status <> 'scheduled'))
+		RETURNING c.id
+	)
+	INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
+	SELECT v_call.id, store_provider_report.event, v_call.status, p_status, store_provider_report.event_detail
+	UNION ALL
+	SELECT v_call.id, 'retry_scheduled', v_call.status, 'scheduled', store_provider_report.retry_detail
+	 WHERE store_provider_report.retry_detail IS NOT NULL;
+END;
+$$;
+COMMENT ON FUNCTION dialer.store_provider_report(dialer.scheduled_calls, bigint, text, text, jsonb, boolean, boolean, boolean, text, text, timestamptz, text, jsonb, jsonb) IS
+	'Internal: writes what apply_provider_status decided, in one statement: the attempt''s fields, the call''s move, the event(s)';
 
 /*
  * Applies one status report of a provider to a call: the one place where callbacks,
@@ -415,29 +629,22 @@ DECLARE
 	p_sid		text := nullif(apply_provider_status.provider_call_id, '');
 	p_seq		bigint := apply_provider_status.sequence;
 	p_data		jsonb := coalesce(apply_provider_status.attempt_data, '{}');
-	p_source	text := coalesce(apply_provider_status.source, 'callback');
 	v_status	text := dialer.normalize_provider_status(apply_provider_status.status);
-	v_rank		int;
 	v_outcome	text;
-	v_dedupe	text;
 	v_call		dialer.scheduled_calls;
-	v_att		dialer.call_attempts;
-	v_have_att	boolean := false;
-	v_current	boolean := false;
-	v_unmatched	boolean := false;
-	v_last_seq	bigint;
-	v_dup		boolean;
 	v_look		record;
+	v_att		dialer.call_attempts;
+	v_current	boolean;
 	v_stale		boolean := false;
 	v_forward	boolean := false;
-	v_moves		boolean := false;
-	v_new_status text;
-	v_retry		boolean := false;
-	v_delay		interval;
-	v_next		timestamptz;
-	v_retry_why	text;
 	v_new_pstatus text;
+	v_moves		boolean;
+	v_new_status text;
 	v_error		text;
+	v_retry		boolean := false;
+	v_next		timestamptz;
+	v_delay		interval;
+	v_retry_why	text;
 	v_result	text;
 BEGIN
 	IF p_call_id IS NULL OR v_status IS NULL OR v_status = '' THEN
@@ -448,180 +655,75 @@ BEGIN
 		RAISE EXCEPTION 'apply_provider_status: attempt_data must be a JSON object'
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
-	v_rank := dialer.provider_status_rank(v_status);
 	v_outcome := dialer.provider_status_outcome(v_status);
-	v_dedupe := coalesce(apply_provider_status.dedupe_key,
-						 coalesce(p_sid, '-') || '/' || coalesce(p_seq::text, v_status));
 
-	/* the call, locked: reports of one call are applied one at a time */
+	/* 1. the call, locked: reports of one call are applied one at a time */
 	SELECT * INTO v_call FROM dialer.scheduled_calls c WHERE c.id = p_call_id FOR UPDATE;
 	IF NOT FOUND THEN
 		RETURN jsonb_build_object('result', 'unknown_call', 'call_id', p_call_id);
 	END IF;
 
-	/*
-	 * The attempt it is about: the one with this provider call id, else the current
-	 * attempt when it has none yet (the report came before the worker stored it: it is
-	 * adopted) or when no provider call id is given.  And one look at the call's events,
-	 * taken after the lock so that a report committed meanwhile is seen: a report already
-	 * recorded is a duplicate and changes nothing (nothing at all is written); else the
-	 * highest sequence already applied to the attempt tells whether this one comes late.
-	 */
-	SELECT x.att, ev.dup, ev.last_seq, k.key
-	  INTO v_look
-	  FROM (SELECT 1) one
-	  LEFT JOIN LATERAL (
-			SELECT a AS att FROM dialer.call_attempts a
-			 WHERE a.call_id = p_call_id
-			   AND (a.provider_call_id = p_sid
-					OR (a.attempt = v_call.attempts AND (p_sid IS NULL OR a.provider_call_id IS NULL)))
-			 ORDER BY a.provider_call_id = p_sid DESC NULLS LAST, a.attempt DESC
-			 LIMIT 1) x ON true
-	  CROSS JOIN LATERAL (SELECT coalesce((x.att).attempt::text, '-') || ':' || v_dedupe AS key) k
-	  CROSS JOIN LATERAL (
-			SELECT coalesce(bool_or(e.detail->>'dedupe_key' = k.key), false) AS dup,
-				   max((e.detail->>'sequence')::bigint)
-					 FILTER (WHERE e.detail ? 'sequence' AND (e.detail->>'attempt')::int = (x.att).attempt
-								   AND NOT e.detail ? 'stale') AS last_seq
-			  FROM dialer.call_events e
-			 WHERE e.call_id = p_call_id) ev;
-	v_att := v_look.att;
-	v_dedupe := v_look.key;		/* a report is identified within its attempt */
-	v_dup := v_look.dup;
-	v_last_seq := v_look.last_seq;
-	v_have_att := v_att.id IS NOT NULL;
-	IF v_dup THEN
+	/* 2. the attempt it is about; a report already recorded changes nothing at all */
+	SELECT * INTO v_look
+	  FROM dialer.provider_report_attempt(p_call_id, v_call.attempts, p_sid,
+			coalesce(apply_provider_status.dedupe_key, coalesce(p_sid, '-') || '/' || coalesce(p_seq::text, v_status)));
+	v_att := v_look.attempt;
+	IF v_look.duplicate THEN
 		RETURN jsonb_build_object('result', 'duplicate', 'call_id', p_call_id, 'attempt', v_att.attempt,
 								  'status', v_call.status, 'previous_status', v_call.status);
 	END IF;
-	v_unmatched := NOT v_have_att;
-	v_current := v_have_att AND v_att.attempt = v_call.attempts;
-
-	IF v_have_att THEN
-		v_stale := p_seq IS NOT NULL AND v_last_seq IS NOT NULL AND p_seq <= v_last_seq;
-		/* the attempt's provider status moves forward only */
-		v_forward := NOT v_stale AND v_rank IS NOT NULL
-					 AND (v_att.provider_status IS NULL
-						  OR dialer.provider_status_rank(v_att.provider_status) IS NULL
-						  OR v_rank > dialer.provider_status_rank(v_att.provider_status)
-						  OR (v_rank = dialer.provider_status_rank(v_att.provider_status) AND v_rank < 5));
+	v_current := v_att.id IS NOT NULL AND v_att.attempt = v_call.attempts;
+	IF v_att.id IS NOT NULL THEN
+		/* a report at or below a sequence already applied comes late: it only fills gaps */
+		v_stale := p_seq IS NOT NULL AND v_look.last_sequence IS NOT NULL AND p_seq <= v_look.last_sequence;
+		v_forward := NOT v_stale AND dialer.provider_status_advances(v_status, v_att.provider_status);
 		v_new_pstatus := CASE WHEN v_forward THEN v_status ELSE v_att.provider_status END;
 	END IF;
 
-	/* the call: only its current attempt moves it, and only forward */
+	/* 3. the call: only its current attempt moves it, and only forward */
 	v_new_status := v_call.status;
-	v_moves := v_current AND NOT coalesce(v_stale, false) AND v_outcome IS NOT NULL
+	v_moves := v_current AND NOT v_stale AND v_outcome IS NOT NULL
 			   AND v_call.status IN ('dispatching', 'dialing', 'unknown');
 	IF v_moves THEN
-		IF v_outcome = 'dialing' THEN
-			v_new_status := 'dialing';
-		ELSE
-			v_new_status := v_outcome;
-			IF v_outcome IN ('busy', 'no_answer') THEN
-				SELECT CASE v_outcome WHEN 'busy' THEN coalesce(k.retry_busy, p.retry_busy)
-									  ELSE coalesce(k.retry_no_answer, p.retry_no_answer) END,
-					   coalesce(k.retry_delay, p.retry_delay)
-				  INTO v_retry, v_delay
-				  FROM dialer.providers p
-				  LEFT JOIN dialer.campaigns k ON k.name = v_call.campaign
-				 WHERE p.name = v_call.provider;
-				v_retry := coalesce(v_retry, false);
-				v_next := now() + coalesce(v_delay, interval '0');
-				IF v_retry AND v_call.attempts - v_call.attempts_base >= v_call.max_attempts THEN
-					v_retry := false;
-					v_retry_why := 'attempts_exhausted';
-				ELSIF v_retry AND v_call.deadline IS NOT NULL AND v_next >= v_call.deadline THEN
-					v_retry := false;
-					v_retry_why := 'deadline';
-				END IF;
-				IF v_retry THEN
-					v_new_status := 'scheduled';
-				END IF;
-			END IF;
+		IF v_outcome IN ('busy', 'no_answer') THEN
+			SELECT d.retry, d.next_attempt_at, d.retry_delay, d.skipped
+			  INTO v_retry, v_next, v_delay, v_retry_why
+			  FROM dialer.call_retry_decision(v_call, v_outcome) d;
 		END IF;
-		v_error := CASE
-			WHEN v_outcome IN ('dialing', 'completed') THEN v_call.last_error
-			WHEN v_outcome = 'failed' THEN
-				'failed' || coalesce(': ' || nullif(concat_ws(' ', p_data->>'error_code', p_data->>'error_message'), ''), '')
-			WHEN v_outcome = 'no_answer' THEN 'no answer'
-			ELSE v_outcome END;
+		v_new_status := CASE WHEN v_retry THEN 'scheduled' ELSE v_outcome END;
+		v_error := dialer.call_outcome_error(v_outcome, v_call.last_error, p_data);
 	END IF;
-
 	v_result := CASE
-		WHEN v_unmatched THEN 'unmatched'
+		WHEN v_att.id IS NULL THEN 'unmatched'
 		WHEN v_stale THEN 'stale'
 		WHEN v_new_status <> v_call.status OR v_forward THEN 'applied'
 		ELSE 'recorded' END;
 
-	/*
-	 * Every write in one statement: the attempt, the call (when it moves, or its provider
-	 * status follows the current attempt's), the event(s).  Lock order: the call (above),
-	 * then the attempt, as the worker does.
-	 */
-	WITH att AS (
-		UPDATE dialer.call_attempts a
-		   SET provider_call_id = coalesce(a.provider_call_id, p_sid),
-			   provider_status = v_new_pstatus,
-			   duration_seconds = CASE WHEN v_stale THEN coalesce(a.duration_seconds, (p_data->>'duration_seconds')::int)
-									   ELSE coalesce((p_data->>'duration_seconds')::int, a.duration_seconds) END,
-			   answered_by = CASE WHEN v_stale THEN coalesce(a.answered_by, p_data->>'answered_by')
-								  ELSE coalesce(p_data->>'answered_by', a.answered_by) END,
-			   sip_response_code = CASE WHEN v_stale THEN coalesce(a.sip_response_code, (p_data->>'sip_response_code')::int)
-										ELSE coalesce((p_data->>'sip_response_code')::int, a.sip_response_code) END,
-			   recording_url = CASE WHEN v_stale THEN coalesce(a.recording_url, p_data->>'recording_url')
-									ELSE coalesce(p_data->>'recording_url', a.recording_url) END,
-			   transcript = CASE WHEN v_stale THEN coalesce(a.transcript, p_data->>'transcript')
-								 ELSE coalesce(p_data->>'transcript', a.transcript) END,
-			   error_code = CASE WHEN v_stale THEN coalesce(a.error_code, p_data->>'error_code')
-								 ELSE coalesce(p_data->>'error_code', a.error_code) END,
-			   error_message = CASE WHEN v_stale THEN coalesce(a.error_message, p_data->>'error_message')
-									ELSE coalesce(p_data->>'error_message', a.error_message) END
-		 WHERE a.id = v_att.id
-		RETURNING a.id
-	), cal AS (
-		UPDATE dialer.scheduled_calls c
-		   SET status = v_new_status,
-			   provider_call_id = CASE WHEN v_moves THEN coalesce(p_sid, c.provider_call_id) ELSE c.provider_call_id END,
-			   provider_status = coalesce(v_new_pstatus, c.provider_status),
-			   last_error = CASE WHEN v_moves THEN v_error ELSE c.last_error END,
-			   next_attempt_at = CASE WHEN v_moves AND v_new_status = 'scheduled' THEN v_next ELSE c.next_attempt_at END,
-			   finished_at = CASE WHEN NOT v_moves THEN c.finished_at
-								  WHEN v_new_status IN ('completed', 'busy', 'no_answer', 'failed', 'canceled')
-									  THEN coalesce(c.finished_at, now())
-								  END,
-			   updated_at = now()
-		 WHERE c.id = p_call_id
-		   AND (v_moves OR (v_current AND v_new_pstatus IS DISTINCT FROM v_call.provider_status
-							AND v_call.status <> 'scheduled'))
-		RETURNING c.id
-	)
-	INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
-	SELECT p_call_id, p_source, v_call.status, v_new_status,
-		   coalesce(apply_provider_status.event_detail, '{}') || jsonb_strip_nulls(jsonb_build_object(
-				'provider_status', v_status,
-				'provider_call_id', p_sid,
-				'attempt', v_att.attempt,
-				'sequence', p_seq,
-				'dedupe_key', v_dedupe,
-				'result', v_result,
-				'stale', CASE WHEN v_stale THEN true END,
-				'unmatched', CASE WHEN v_unmatched THEN true END,
-				'retry_skipped', v_retry_why))
-	UNION ALL
-	SELECT p_call_id, 'retry_scheduled', v_call.status, 'scheduled',
-		   jsonb_build_object('reason', v_outcome, 'attempt', v_att.attempt,
-							  'next_attempt_at', v_next, 'retry_delay', v_delay::text,
-							  'attempts_used', v_call.attempts - v_call.attempts_base,
-							  'max_attempts', v_call.max_attempts)
-	 WHERE v_new_status = 'scheduled' AND v_call.status <> 'scheduled';
-
+	/* 4. the writes, and the worker woken when a call leaves the provider's concurrency */
+	PERFORM dialer.store_provider_report(
+		call_row => v_call, attempt_id => v_att.id, provider_call_id => p_sid,
+		provider_status => v_new_pstatus, attempt_data => p_data, stale => v_stale,
+		is_current => v_current, moves => v_moves, new_status => v_new_status,
+		last_error => v_error, next_attempt_at => v_next,
+		event => coalesce(apply_provider_status.source, 'callback'),
+		event_detail => coalesce(apply_provider_status.event_detail, '{}') || jsonb_strip_nulls(jsonb_build_object(
+			'provider_status', v_status, 'provider_call_id', p_sid, 'attempt', v_att.attempt,
+			'sequence', p_seq, 'dedupe_key', v_look.report_key, 'result', v_result,
+			'stale', CASE WHEN v_stale THEN true END,
+			'unmatched', CASE WHEN v_att.id IS NULL THEN true END,
+			'retry_skipped', v_retry_why)),
+		retry_detail => CASE WHEN v_new_status = 'scheduled' AND v_call.status <> 'scheduled' THEN
+			jsonb_build_object('reason', v_outcome, 'attempt', v_att.attempt,
+							   'next_attempt_at', v_next, 'retry_delay', v_delay::text,
+							   'attempts_used', v_call.attempts - v_call.attempts_base,
+							   'max_attempts', v_call.max_attempts) END);
 	IF v_new_status <> v_call.status
 	   AND v_new_status IN ('scheduled', 'completed', 'busy', 'no_answer', 'failed', 'canceled') THEN
 		PERFORM dialer.wake_worker();		/* a concurrency slot is free (and maybe a retry is due) */
 	END IF;
 
 	RETURN jsonb_build_object('result', v_result, 'call_id', p_call_id,
-							  'attempt', CASE WHEN v_have_att THEN v_att.attempt END,
+							  'attempt', CASE WHEN v_att.id IS NOT NULL THEN v_att.attempt END,
 							  'status', v_new_status, 'previous_status', v_call.status);
 END;
 $$;
@@ -673,16 +775,103 @@ COMMENT ON FUNCTION dialer.request_headers() IS
  * ------------------------------------------------------------------------------------ */
 
 /*
+ * The call a Twilio status callback is about: the call id of the callback URL (call_ref,
+ * already checked to be a number), else the call, or the attempt, whose provider call
+ * id is the CallSid, looked up under the CallSid's lock (dialer.lock_provider_call_id):
+ * a callback that comes before the worker has stored the sid is kept in
+ * dialer.pending_callbacks, and the worker, storing the sid under the same lock, then
+ * finds it (or this one finds the sid stored).  NULL when none.
+ */
+CREATE FUNCTION dialer.twilio_callback_call(fields jsonb, call_ref text)
+RETURNS bigint
+LANGUAGE plpgsql
+AS $$
+DECLARE
+	v_call_id	bigint := call_ref::bigint;
+BEGIN
+	IF v_call_id IS NULL AND fields->>'CallSid' IS NOT NULL THEN
+		PERFORM dialer.lock_provider_call_id(fields->>'CallSid');
+		SELECT c.id INTO v_call_id
+		  FROM dialer.scheduled_calls c WHERE c.provider_call_id = fields->>'CallSid'
+		 ORDER BY c.id DESC LIMIT 1;
+		IF v_call_id IS NULL THEN
+			SELECT a.call_id INTO v_call_id
+			  FROM dialer.call_attempts a WHERE a.provider_call_id = fields->>'CallSid'
+			 ORDER BY a.id DESC LIMIT 1;
+		END IF;
+	END IF;
+	RETURN v_call_id;
+END;
+$$;
+COMMENT ON FUNCTION dialer.twilio_callback_call(jsonb, text) IS
+	'Internal: the call a Twilio status callback is about, by the callback URL''s call id or (under the CallSid''s lock) by CallSid; NULL when none';
+
+/*
+ * The Twilio provider whose auth token signed a status callback, or the 403 refusal.
+ * For a call pg_dialer knows (call_id), only its own provider's token is tried; for a
+ * call it does not know (none found, or removed by cleanup, or placed by someone else:
+ * call_id comes back NULL), the tokens of the Twilio providers of the AccountSid the
+ * callback names.  The URL signed is the provider's status_callback_url plus
+ * call_id=<call_ref> (exactly what the worker gave Twilio), in every form
+ * dialer.twilio_signature_matches accepts.  Constant-time comparisons; nothing written.
+ */
+CREATE FUNCTION dialer.twilio_callback_signer(INOUT call_id bigint, call_ref text, fields jsonb, signature text,
+											  OUT provider dialer.providers)
+LANGUAGE plpgsql
+STABLE
+AS $$
+DECLARE
+	v_prov		dialer.providers;
+	v_ok		boolean := false;
+BEGIN
+	IF twilio_callback_signer.call_id IS NOT NULL THEN
+		SELECT p.* INTO v_prov
+		  FROM dialer.scheduled_calls c JOIN dialer.providers p ON p.name = c.provider
+		 WHERE c.id = twilio_callback_signer.call_id AND p.kind = 'twilio'
+		   AND p.auth_token IS NOT NULL AND p.status_callback_url IS NOT NULL;
+		IF FOUND THEN
+			v_ok := dialer.twilio_signature_matches(v_prov.auth_token,
+				dialer.twilio_callback_url(v_prov.status_callback_url, call_ref::bigint), fields, signature);
+		ELSIF NOT EXISTS (SELECT 1 FROM dialer.scheduled_calls c WHERE c.id = twilio_callback_signer.call_id) THEN
+			twilio_callback_signer.call_id := NULL;
+		END IF;
+	END IF;
+	IF twilio_callback_signer.call_id IS NULL THEN
+		FOR v_prov IN
+			SELECT p.* FROM dialer.providers p
+			 WHERE p.kind = 'twilio' AND p.account_sid = fields->>'AccountSid'
+			   AND p.auth_token IS NOT NULL AND p.status_callback_url IS NOT NULL
+			 ORDER BY p.name
+		LOOP
+			v_ok := dialer.twilio_signature_matches(v_prov.auth_token,
+				dialer.twilio_callback_url(v_prov.status_callback_url, call_ref::bigint), fields, signature);
+			EXIT WHEN v_ok;
+		END LOOP;
+	END IF;
+	IF NOT coalesce(v_ok, false) THEN
+		PERFORM dialer.webhook_refuse(403, 'X-Twilio-Signature does not match',
+			'The signature is checked over providers.status_callback_url (plus call_id=<id>) and the fields sent, with the provider''s auth_token.');
+	END IF;
+	IF fields ? 'AccountSid' AND v_prov.account_sid IS DISTINCT FROM fields->>'AccountSid' THEN
+		PERFORM dialer.webhook_refuse(403, 'the callback is for another Twilio account');
+	END IF;
+	provider := v_prov;
+END;
+$$;
+COMMENT ON FUNCTION dialer.twilio_callback_signer(bigint, text, jsonb, text) IS
+	'Internal: the Twilio provider whose auth token signed a status callback (the call''s own, else one of the AccountSid''s), and the call id when pg_dialer knows the call; else the 403 refusal';
+
+/*
  * Authenticates and applies one Twilio status callback.
  *
  *   fields    every form field Twilio sent, as a JSON object of strings
  *   call_ref  pg_dialer's call id from the callback URL's query string (passed by the
  *             proxy in X-Dialer-Call-Id), or NULL: the call is then found by CallSid
  *
- * The signature is checked over the public URL from configuration: the call's provider's
- * status_callback_url, plus call_id=<call_ref> when the URL carried it (exactly what the
- * worker gave Twilio); with the default port added or removed, as Twilio's own validators
- * do.  Nothing is looked at beyond the call's and providers' rows until it matches, and
+ * Steps: the shape of the request; the call (dialer.twilio_callback_call); the provider
+ * whose token signed it (dialer.twilio_callback_signer); then, authentic, the report is
+ * applied (dialer.twilio_apply_fields), or kept until its CallSid is known.  Nothing is
+ * looked at beyond the call's and providers' rows until the signature matches, and
  * nothing is written unless it does.
  */
 CREATE FUNCTION dialer.twilio_ingest(fields jsonb, call_ref text)
@@ -694,16 +883,12 @@ DECLARE
 	v_headers	jsonb := dialer.request_headers();
 	v_sig		text := v_headers->>'x-twilio-signature';
 	v_ctype		text := lower(split_part(v_headers->>'content-type', ';', 1));
+	v_signer	record;
 	v_call_id	bigint;
-	v_provider	text;
 	v_prov		dialer.providers;
-	v_ok		boolean := false;
 	v_sid		text;
 	v_seq		bigint;
 	v_status	text;
-	v_detail	jsonb;
-	v_data		jsonb;
-	v_res		jsonb;
 BEGIN
 	/* the shape of the request */
 	IF fields IS NULL OR jsonb_typeof(fields) <> 'object' THEN
@@ -720,63 +905,10 @@ BEGIN
 		PERFORM dialer.webhook_refuse(400, 'call_id in the callback URL is not a call id');
 	END IF;
 
-	/*
-	 * The call: by the call id of the URL, else by CallSid.  Looked up by CallSid, it is
-	 * looked up under the CallSid's lock (dialer.lock_provider_call_id): a callback that
-	 * comes before the worker has stored the sid is kept in dialer.pending_callbacks, and
-	 * the worker, storing the sid under the same lock, then finds it (or this one finds
-	 * the sid stored).
-	 */
-	v_call_id := call_ref::bigint;
-	IF v_call_id IS NULL AND fields->>'CallSid' IS NOT NULL THEN
-		PERFORM dialer.lock_provider_call_id(fields->>'CallSid');
-		SELECT c.id INTO v_call_id
-		  FROM dialer.scheduled_calls c WHERE c.provider_call_id = fields->>'CallSid'
-		 ORDER BY c.id DESC LIMIT 1;
-		IF v_call_id IS NULL THEN
-			SELECT a.call_id INTO v_call_id
-			  FROM dialer.call_attempts a WHERE a.provider_call_id = fields->>'CallSid'
-			 ORDER BY a.id DESC LIMIT 1;
-		END IF;
-	END IF;
-
-	/*
-	 * The signature, with the auth token of the call's provider; for a call pg_dialer
-	 * does not know (removed by cleanup, or placed by someone else), with the tokens of
-	 * the Twilio providers of the AccountSid the callback names (then nothing is applied).
-	 */
-	IF v_call_id IS NOT NULL THEN
-		SELECT p.* INTO v_prov
-		  FROM dialer.scheduled_calls c JOIN dialer.providers p ON p.name = c.provider
-		 WHERE c.id = v_call_id AND p.kind = 'twilio'
-		   AND p.auth_token IS NOT NULL AND p.status_callback_url IS NOT NULL;
-		IF FOUND THEN
-			v_provider := v_prov.name;
-			v_ok := dialer.twilio_signature_matches(v_prov.auth_token,
-				dialer.twilio_callback_url(v_prov.status_callback_url, call_ref::bigint), fields, v_sig);
-		ELSIF NOT EXISTS (SELECT 1 FROM dialer.scheduled_calls c WHERE c.id = v_call_id) THEN
-			v_call_id := NULL;
-		END IF;
-	END IF;
-	IF v_provider IS NULL AND v_call_id IS NULL THEN
-		FOR v_prov IN
-			SELECT p.* FROM dialer.providers p
-			 WHERE p.kind = 'twilio' AND p.account_sid = fields->>'AccountSid'
-			   AND p.auth_token IS NOT NULL AND p.status_callback_url IS NOT NULL
-			 ORDER BY p.name
-		LOOP
-			v_ok := dialer.twilio_signature_matches(v_prov.auth_token,
-				dialer.twilio_callback_url(v_prov.status_callback_url, call_ref::bigint), fields, v_sig);
-			EXIT WHEN v_ok;
-		END LOOP;
-	END IF;
-	IF NOT coalesce(v_ok, false) THEN
-		PERFORM dialer.webhook_refuse(403, 'X-Twilio-Signature does not match',
-			'The signature is checked over providers.status_callback_url (plus call_id=<id>) and the fields sent, with the provider''s auth_token.');
-	END IF;
-	IF fields ? 'AccountSid' AND v_prov.account_sid IS DISTINCT FROM fields->>'AccountSid' THEN
-		PERFORM dialer.webhook_refuse(403, 'the callback is for another Twilio account');
-	END IF;
+	/* the call, and the provider whose token signed the callback (else 403) */
+	v_signer := dialer.twilio_callback_signer(dialer.twilio_callback_call(fields, call_ref), call_ref, fields, v_sig);
+	v_call_id := v_signer.call_id;
+	v_prov := v_signer.provider;
 
 	/* authentic from here on */
 	v_sid := fields->>'CallSid';
@@ -790,14 +922,14 @@ BEGIN
 		END IF;
 		v_seq := (fields->>'SequenceNumber')::bigint;
 	END IF;
-	IF v_call_id IS NULL AND call_ref IS NULL AND v_prov.name IS NOT NULL THEN
+	IF v_call_id IS NULL AND call_ref IS NULL THEN
 		/* not known by its sid yet (the worker has not stored it): kept, applied when it is */
 		INSERT INTO dialer.pending_callbacks (provider, provider_call_id, sequence, fields)
 		VALUES (v_prov.name, v_sid, v_seq, fields);
 		RETURN jsonb_build_object('result', 'pending', 'reason', 'no call has this CallSid yet: kept until one has',
 								  'provider_call_id', v_sid);
 	END IF;
-	IF v_call_id IS NULL OR v_provider IS NULL THEN
+	IF v_call_id IS NULL THEN
 		RETURN jsonb_build_object('result', 'ignored', 'reason', 'no call of pg_dialer has this call id or CallSid',
 								  'call_id', v_call_id);
 	END IF;
@@ -949,6 +1081,105 @@ CREATE TRIGGER apply_pending_callbacks
  * ------------------------------------------------------------------------------------ */
 
 /*
+ * The call a JSON webhook names, and its provider: metadata.call_id when the body has it
+ * (pg_dialer's id, as the worker sent it), else call_id, first as the provider's id of a
+ * call of a backend or voice_api provider (then provider_call_id is that id), then as
+ * pg_dialer's.  NULLs when no call matches.  Nothing here is trusted yet: it only finds
+ * the secret the signature is checked with.
+ */
+CREATE FUNCTION dialer.json_webhook_call(doc jsonb, OUT call_id bigint, OUT provider text,
+										 OUT provider_call_id text)
+LANGUAGE plpgsql
+STABLE
+AS $$
+#variable_conflict use_column
+DECLARE
+	v_ref		text;
+BEGIN
+	IF jsonb_typeof(doc->'metadata') = 'object' AND doc->'metadata' ? 'call_id' THEN
+		v_ref := doc->'metadata'->>'call_id';
+		IF v_ref ~ '^[1-9][0-9]{0,17}$' THEN
+			SELECT c.id, c.provider INTO json_webhook_call.call_id, json_webhook_call.provider
+			  FROM dialer.scheduled_calls c WHERE c.id = v_ref::bigint;
+		END IF;
+		RETURN;
+	END IF;
+	v_ref := CASE jsonb_typeof(doc->'call_id') WHEN 'string' THEN doc->>'call_id'
+											   WHEN 'number' THEN doc->>'call_id' END;
+	IF v_ref IS NOT NULL AND v_ref <> '' THEN
+		SELECT c.id, c.provider, c.provider_call_id
+		  INTO json_webhook_call.call_id, json_webhook_call.provider, json_webhook_call.provider_call_id
+		  FROM dialer.scheduled_calls c JOIN dialer.providers p ON p.name = c.provider
+		 WHERE c.provider_call_id = v_ref AND p.kind IN ('backend', 'voice_api')
+		 ORDER BY c.id DESC LIMIT 1;
+		IF json_webhook_call.call_id IS NULL AND v_ref ~ '^[1-9][0-9]{0,17}$' THEN
+			SELECT c.id, c.provider INTO json_webhook_call.call_id, json_webhook_call.provider
+			  FROM dialer.scheduled_calls c WHERE c.id = v_ref::bigint;
+		END IF;
+	END IF;
+END;
+$$;
+COMMENT ON FUNCTION dialer.json_webhook_call(jsonb) IS
+	'Internal: the call (id, provider, provider call id) a JSON webhook body names by metadata.call_id or call_id; NULLs when none';
+
+/*
+ * Refuses (400) an authentic JSON webhook whose fields are malformed: status missing or
+ * not a string, duration not a non-negative number of seconds, sequence not a
+ * non-negative integer, metadata not an object, recording_url not a string.
+ */
+CREATE FUNCTION dialer.json_webhook_check_fields(doc jsonb)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+BEGIN
+	IF jsonb_typeof(doc->'status') IS DISTINCT FROM 'string' OR doc->>'status' = '' THEN
+		PERFORM dialer.webhook_refuse(400, 'status is required and must be a string');
+	END IF;
+	IF doc ? 'duration' AND jsonb_typeof(doc->'duration') <> 'null'
+	   AND NOT (jsonb_typeof(doc->'duration') IN ('number', 'string')
+				AND (doc->>'duration') ~ '^[0-9]{1,9}(\.[0-9]+)?$') THEN
+		PERFORM dialer.webhook_refuse(400, 'duration must be a non-negative number of seconds');
+	END IF;
+	IF doc ? 'sequence' AND jsonb_typeof(doc->'sequence') <> 'null'
+	   AND (doc->>'sequence') !~ '^[0-9]{1,18}$' THEN
+		PERFORM dialer.webhook_refuse(400, 'sequence must be a non-negative integer');
+	END IF;
+	IF doc ? 'metadata' AND jsonb_typeof(doc->'metadata') NOT IN ('object', 'null') THEN
+		PERFORM dialer.webhook_refuse(400, 'metadata must be a JSON object');
+	END IF;
+	IF doc ? 'recording_url' AND jsonb_typeof(doc->'recording_url') NOT IN ('string', 'null') THEN
+		PERFORM dialer.webhook_refuse(400, 'recording_url must be a string');
+	END IF;
+END;
+$$;
+COMMENT ON FUNCTION dialer.json_webhook_check_fields(jsonb) IS
+	'Internal: raises the 400 refusal of a JSON webhook body with a malformed status, duration, sequence, metadata or recording_url';
+
+/*
+ * What an (authentic, checked) JSON webhook body tells about the attempt, in
+ * apply_provider_status's attempt_data keys: the duration rounded to whole seconds, a
+ * transcript that is not a string kept as its JSON text.
+ */
+CREATE FUNCTION dialer.json_webhook_attempt_data(doc jsonb)
+RETURNS jsonb
+LANGUAGE sql
+STABLE PARALLEL SAFE
+AS $$
+	SELECT pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
+		'duration_seconds', pg_catalog.round((doc->>'duration')::numeric)::int,
+		'answered_by', doc->>'answered_by',
+		'recording_url', nullif(doc->>'recording_url', ''),
+		'transcript', CASE pg_catalog.jsonb_typeof(doc->'transcript')
+						WHEN 'string' THEN nullif(doc->>'transcript', '')
+						WHEN 'null' THEN NULL
+						ELSE (doc->'transcript')::text END,
+		'error_code', doc->>'error_code',
+		'error_message', doc->>'error_message'));
+$$;
+COMMENT ON FUNCTION dialer.json_webhook_attempt_data(jsonb) IS
+	'Internal: the attempt data (duration_seconds, answered_by, recording_url, transcript, error_code, error_message) of a JSON webhook body';
+
+/*
  * Authenticates and applies one JSON webhook of a backend or voice_api provider.
  *
  *   body  the request body exactly as received (PostgREST passes the raw text to a
@@ -975,17 +1206,10 @@ DECLARE
 	v_sig		text := lower(btrim(v_headers->>'x-dialer-signature'));
 	v_raw		text := body::text;
 	v_doc		jsonb;
-	v_ref		text;
-	v_meta_ref	text;
-	v_call_id	bigint;
-	v_provider	text;
-	v_psid		text;
+	v_call		record;
 	v_prov		dialer.providers;
 	v_expected	text;
-	v_status	text;
-	v_seq		bigint;
 	v_data		jsonb;
-	v_detail	jsonb;
 BEGIN
 	IF body IS NULL THEN
 		PERFORM dialer.webhook_refuse(400, 'the webhook body is empty');
@@ -1008,29 +1232,10 @@ BEGIN
 	END IF;
 
 	/* the call (to find the secret; nothing is trusted before the signature matches) */
-	IF jsonb_typeof(v_doc->'metadata') = 'object' AND v_doc->'metadata' ? 'call_id' THEN
-		v_meta_ref := v_doc->'metadata'->>'call_id';
-		IF v_meta_ref ~ '^[1-9][0-9]{0,17}$' THEN
-			SELECT c.id, c.provider INTO v_call_id, v_provider
-			  FROM dialer.scheduled_calls c WHERE c.id = v_meta_ref::bigint;
-		END IF;
-	ELSE
-		v_ref := CASE jsonb_typeof(v_doc->'call_id') WHEN 'string' THEN v_doc->>'call_id'
-													 WHEN 'number' THEN v_doc->>'call_id' END;
-		IF v_ref IS NOT NULL AND v_ref <> '' THEN
-			SELECT c.id, c.provider, c.provider_call_id INTO v_call_id, v_provider, v_psid
-			  FROM dialer.scheduled_calls c JOIN dialer.providers p ON p.name = c.provider
-			 WHERE c.provider_call_id = v_ref AND p.kind IN ('backend', 'voice_api')
-			 ORDER BY c.id DESC LIMIT 1;
-			IF v_call_id IS NULL AND v_ref ~ '^[1-9][0-9]{0,17}$' THEN
-				SELECT c.id, c.provider INTO v_call_id, v_provider
-				  FROM dialer.scheduled_calls c WHERE c.id = v_ref::bigint;
-			END IF;
-		END IF;
-	END IF;
-	IF v_provider IS NOT NULL THEN
+	v_call := dialer.json_webhook_call(v_doc);
+	IF v_call.provider IS NOT NULL THEN
 		SELECT * INTO v_prov FROM dialer.providers p
-		 WHERE p.name = v_provider AND p.kind IN ('backend', 'voice_api') AND p.webhook_secret IS NOT NULL;
+		 WHERE p.name = v_call.provider AND p.kind IN ('backend', 'voice_api') AND p.webhook_secret IS NOT NULL;
 	END IF;
 	IF v_prov.name IS NULL THEN
 		/* unknown call, or a provider without a webhook secret: nothing can vouch for it */
@@ -1043,51 +1248,23 @@ BEGIN
 		PERFORM dialer.webhook_refuse(403, 'X-Dialer-Signature does not match');
 	END IF;
 
-	/* authentic from here on: validate the fields */
-	IF jsonb_typeof(v_doc->'status') IS DISTINCT FROM 'string' OR v_doc->>'status' = '' THEN
-		PERFORM dialer.webhook_refuse(400, 'status is required and must be a string');
-	END IF;
-	v_status := v_doc->>'status';
-	IF v_doc ? 'duration' AND jsonb_typeof(v_doc->'duration') <> 'null'
-	   AND NOT (jsonb_typeof(v_doc->'duration') IN ('number', 'string')
-				AND (v_doc->>'duration') ~ '^[0-9]{1,9}(\.[0-9]+)?$') THEN
-		PERFORM dialer.webhook_refuse(400, 'duration must be a non-negative number of seconds');
-	END IF;
-	IF v_doc ? 'sequence' AND jsonb_typeof(v_doc->'sequence') <> 'null' THEN
-		IF (v_doc->>'sequence') !~ '^[0-9]{1,18}$' THEN
-			PERFORM dialer.webhook_refuse(400, 'sequence must be a non-negative integer');
-		END IF;
-		v_seq := (v_doc->>'sequence')::bigint;
-	END IF;
-	IF v_doc ? 'metadata' AND jsonb_typeof(v_doc->'metadata') NOT IN ('object', 'null') THEN
-		PERFORM dialer.webhook_refuse(400, 'metadata must be a JSON object');
-	END IF;
-	IF v_doc ? 'recording_url' AND jsonb_typeof(v_doc->'recording_url') NOT IN ('string', 'null') THEN
-		PERFORM dialer.webhook_refuse(400, 'recording_url must be a string');
-	END IF;
-
-	v_data := jsonb_strip_nulls(jsonb_build_object(
-		'duration_seconds', round((v_doc->>'duration')::numeric)::int,
-		'answered_by', v_doc->>'answered_by',
-		'recording_url', nullif(v_doc->>'recording_url', ''),
-		'transcript', CASE jsonb_typeof(v_doc->'transcript')
-						WHEN 'string' THEN nullif(v_doc->>'transcript', '')
-						WHEN 'null' THEN NULL
-						ELSE (v_doc->'transcript')::text END,
-		'error_code', v_doc->>'error_code',
-		'error_message', v_doc->>'error_message'));
-	v_detail := jsonb_build_object('via', v_prov.kind) || jsonb_strip_nulls(jsonb_build_object(
-		'status', v_status,
-		'duration', v_doc->'duration',
-		'recording_url', v_doc->'recording_url',
-		'metadata', CASE WHEN octet_length((v_doc->'metadata')::text) <= 8192 THEN v_doc->'metadata' END,
-		'transcript_chars', CASE WHEN v_doc ? 'transcript' THEN length(v_data->>'transcript') END,
-		'timestamp', v_ts::bigint));
-
+	/* authentic from here on: the fields, then the report */
+	PERFORM dialer.json_webhook_check_fields(v_doc);
+	v_data := dialer.json_webhook_attempt_data(v_doc);
 	RETURN dialer.apply_provider_status(
-		v_call_id, v_status,
-		coalesce(CASE jsonb_typeof(v_doc->'provider_call_id') WHEN 'string' THEN v_doc->>'provider_call_id' END, v_psid),
-		v_seq, v_data, v_detail, 'webhook',
+		v_call.call_id, v_doc->>'status',
+		coalesce(CASE jsonb_typeof(v_doc->'provider_call_id') WHEN 'string' THEN v_doc->>'provider_call_id' END,
+				 v_call.provider_call_id),
+		CASE WHEN jsonb_typeof(v_doc->'sequence') <> 'null' THEN (v_doc->>'sequence')::bigint END,
+		v_data,
+		jsonb_build_object('via', v_prov.kind) || jsonb_strip_nulls(jsonb_build_object(
+			'status', v_doc->>'status',
+			'duration', v_doc->'duration',
+			'recording_url', v_doc->'recording_url',
+			'metadata', CASE WHEN octet_length((v_doc->'metadata')::text) <= 8192 THEN v_doc->'metadata' END,
+			'transcript_chars', CASE WHEN v_doc ? 'transcript' THEN length(v_data->>'transcript') END,
+			'timestamp', v_ts::bigint)),
+		'webhook',
 		'sha256:' || encode(sha256(convert_to(v_raw, 'UTF8')), 'hex'));
 END;
 $$;

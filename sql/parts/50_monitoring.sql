@@ -3,6 +3,8 @@
  * with deploy/prometheus/pg_dialer_queries.yaml) polls: calls by status, provider and
  * campaign; each provider's health; the dispatcher's state and lag.  The launcher and
  * dispatchers also write LOG/WARNING lines to the server log (README, "Monitoring").
+ *
+ * Copyright (c) 2026, pg_dialer developers
  */
 
 /* C functions (src/shmem.c, src/launcher.c) */
@@ -188,11 +190,9 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 BEGIN
-	PERFORM dialer.require_role(role_name);
-	EXECUTE format('GRANT USAGE ON SCHEMA dialer TO %I', role_name);
-	EXECUTE format('GRANT SELECT ON dialer.call_counts, dialer.provider_health, dialer.worker_health TO %I', role_name);
-	EXECUTE format('GRANT EXECUTE ON FUNCTION dialer.worker_status(), dialer.provider_status(), '
-				   'dialer.is_served(), dialer.dispatchers() TO %I', role_name);
+	PERFORM dialer.grant_to(role_name,		/* in 90_privileges.sql */
+		'SELECT ON dialer.call_counts, dialer.provider_health, dialer.worker_health',
+		'EXECUTE ON FUNCTION dialer.worker_status(), dialer.provider_status(), dialer.is_served(), dialer.dispatchers()');
 END;
 $$;
 COMMENT ON FUNCTION dialer.grant_monitoring(name) IS

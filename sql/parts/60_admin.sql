@@ -16,6 +16,8 @@
  * does not allow it), PT403 (the token does not allow it), PT429 (rate limit); the
  * API's own argument errors (22023, 22004, 42704, ...) become 400.  The message, detail and
  * hint are the JSON body of the answer.  See doc/admin.md.
+ *
+ * Copyright (c) 2026, pg_dialer developers
  */
 
 CREATE SCHEMA dialer_admin;
@@ -89,6 +91,42 @@ BEGIN
 END;
 $$;
 COMMENT ON FUNCTION dialer.admin_call(bigint) IS 'Internal: the dialer.scheduled_calls row of an id, or the admin API''s 404 refusal';
+
+/*
+ * The 404 refusal for a campaign or provider (what) that has no row of that name.
+ */
+CREATE FUNCTION dialer.admin_refuse_unknown(what text, name text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM dialer.admin_refuse(404, format('%s %s does not exist', what, quote_literal(coalesce(name, 'NULL'))),
+		format('No row of dialer.%ss has this name.', what),
+		CASE what WHEN 'campaign' THEN 'List campaigns with GET /campaigns.'
+				  ELSE 'List providers with GET /provider_health.' END);
+END;
+$$;
+COMMENT ON FUNCTION dialer.admin_refuse_unknown(text, text) IS
+	'Internal: raises the admin API''s 404 refusal for a campaign or provider (what) of that name that does not exist';
+
+/*
+ * Nothing, or the 404 refusal when no campaign has this name.
+ */
+CREATE FUNCTION dialer.admin_require_campaign(campaign text)
+RETURNS void
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF NOT EXISTS (SELECT 1 FROM dialer.campaigns k WHERE k.name = admin_require_campaign.campaign) THEN
+		PERFORM dialer.admin_refuse_unknown('campaign', campaign);
+	END IF;
+END;
+$$;
+COMMENT ON FUNCTION dialer.admin_require_campaign(text) IS
+	'Internal: raises the admin API''s 404 refusal when no campaign has this name';
 
 /* ------------------------------------------------------------------------ reading */
 
@@ -246,10 +284,7 @@ SECURITY DEFINER
 SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 BEGIN
-	IF NOT EXISTS (SELECT 1 FROM dialer.campaigns k WHERE k.name = pending_customers.campaign) THEN
-		PERFORM dialer.admin_refuse(404, format('campaign %s does not exist', quote_literal(coalesce(campaign, 'NULL'))),
-			'No row of dialer.campaigns has this name.', 'List campaigns with GET /campaigns.');
-	END IF;
+	PERFORM dialer.admin_require_campaign(pending_customers.campaign);
 	RETURN QUERY
 		SELECT c.customer_ref, c.phone, c.due_at, c.included, c.reason, c.detail
 		  FROM dialer.campaign_candidates(pending_customers.campaign, days) c;
@@ -310,25 +345,50 @@ COMMENT ON FUNCTION dialer_admin.enqueue_calls(jsonb, boolean) IS
 	'Schedules many calls: POST /rpc/enqueue_calls {"calls": [{"to_number": "+14155550123", "payload": {"message": "..."}}, ...], "atomic": true}; answers one object per element (item, id, outcome scheduled/skipped/duplicate/refused, reason and error fields). atomic (default): all or nothing, 400 with the first refusal; false: the acceptable calls are written.';
 
 /*
+ * Cancels (change 'cancel') or requeues (change 'retry') a call through the dialer API
+ * (dialer.cancel_call, dialer.retry_call): {id, status} when it changed, else the 409
+ * refusal naming the call's status (404 for an unknown id).
+ */
+CREATE FUNCTION dialer.admin_change_call(call_id bigint, change text)
+RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+DECLARE
+	v_call		dialer.scheduled_calls := dialer.admin_call(call_id);
+	v_changed	boolean := CASE change WHEN 'cancel' THEN dialer.cancel_call(v_call.id)
+									   WHEN 'retry' THEN dialer.retry_call(v_call.id) END;
+BEGIN
+	IF v_changed IS NULL THEN
+		RAISE EXCEPTION 'dialer.admin_change_call: unexpected change %', change;
+	END IF;
+	IF NOT v_changed THEN
+		v_call := dialer.admin_call(v_call.id);
+		IF change = 'cancel' THEN
+			PERFORM dialer.admin_refuse(409, format('call %s is %s: only a scheduled call can be canceled', v_call.id, v_call.status),
+				'A call already claimed by the dispatcher or finished cannot be taken back.',
+				'See its timeline: GET /rpc/call?id=' || v_call.id);
+		END IF;
+		PERFORM dialer.admin_refuse(409, format('call %s is %s: only a failed, unknown or expired call can be retried', v_call.id, v_call.status),
+			'Retrying starts a new run of the call; a call still in the queue or finished otherwise keeps its state.',
+			'Enqueue a new call instead: POST /rpc/enqueue_call.');
+	END IF;
+	RETURN jsonb_build_object('id', v_call.id, 'status', CASE change WHEN 'cancel' THEN 'canceled' ELSE 'scheduled' END);
+END;
+$$;
+COMMENT ON FUNCTION dialer.admin_change_call(bigint, text) IS
+	'Internal: cancels (cancel) or requeues (retry) a call with the dialer API, answering {id, status} or the admin API''s 409 / 404 refusal';
+
+/*
  * Cancels a scheduled call.
  */
 CREATE FUNCTION dialer_admin.cancel_call(id bigint)
 RETURNS jsonb
-LANGUAGE plpgsql
+LANGUAGE sql
 SECURITY DEFINER
 SET search_path = pg_catalog, dialer, pg_temp
 AS $$
-DECLARE
-	v_call dialer.scheduled_calls := dialer.admin_call(cancel_call.id);
-BEGIN
-	IF NOT dialer.cancel_call(v_call.id) THEN
-		v_call := dialer.admin_call(v_call.id);
-		PERFORM dialer.admin_refuse(409, format('call %s is %s: only a scheduled call can be canceled', v_call.id, v_call.status),
-			'A call already claimed by the dispatcher or finished cannot be taken back.',
-			'See its timeline: GET /rpc/call?id=' || v_call.id);
-	END IF;
-	RETURN jsonb_build_object('id', v_call.id, 'status', 'canceled');
-END;
+	SELECT dialer.admin_change_call(cancel_call.id, 'cancel');
 $$;
 COMMENT ON FUNCTION dialer_admin.cancel_call(bigint) IS
 	'Cancels a scheduled call: POST /rpc/cancel_call {"id": 42} answers {id, status: canceled}; 409 when the call is no longer scheduled, 404 for an unknown id.';
@@ -338,21 +398,11 @@ COMMENT ON FUNCTION dialer_admin.cancel_call(bigint) IS
  */
 CREATE FUNCTION dialer_admin.retry_call(id bigint)
 RETURNS jsonb
-LANGUAGE plpgsql
+LANGUAGE sql
 SECURITY DEFINER
 SET search_path = pg_catalog, dialer, pg_temp
 AS $$
-DECLARE
-	v_call dialer.scheduled_calls := dialer.admin_call(retry_call.id);
-BEGIN
-	IF NOT dialer.retry_call(v_call.id) THEN
-		v_call := dialer.admin_call(v_call.id);
-		PERFORM dialer.admin_refuse(409, format('call %s is %s: only a failed, unknown or expired call can be retried', v_call.id, v_call.status),
-			'Retrying starts a new run of the call; a call still in the queue or finished otherwise keeps its state.',
-			'Enqueue a new call instead: POST /rpc/enqueue_call.');
-	END IF;
-	RETURN jsonb_build_object('id', v_call.id, 'status', 'scheduled');
-END;
+	SELECT dialer.admin_change_call(retry_call.id, 'retry');
 $$;
 COMMENT ON FUNCTION dialer_admin.retry_call(bigint) IS
 	'Requeues a failed, unknown or expired call (due now, a fresh run of attempts): POST /rpc/retry_call {"id": 42}; 409 for any other status, 404 for an unknown id.';
@@ -367,10 +417,7 @@ SECURITY DEFINER
 SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 BEGIN
-	IF NOT EXISTS (SELECT 1 FROM dialer.campaigns k WHERE k.name = run_campaign.campaign) THEN
-		PERFORM dialer.admin_refuse(404, format('campaign %s does not exist', quote_literal(coalesce(campaign, 'NULL'))),
-			'No row of dialer.campaigns has this name.', 'List campaigns with GET /campaigns.');
-	END IF;
+	PERFORM dialer.admin_require_campaign(run_campaign.campaign);
 	RETURN jsonb_build_object('campaign', campaign,
 							  'enqueued', dialer.run_campaign(run_campaign.campaign, max_calls));
 END;
@@ -379,26 +426,46 @@ COMMENT ON FUNCTION dialer_admin.run_campaign(text, int) IS
 	'Runs a campaign now ("trigger now"): enqueues its pending customers (at most max_calls) and answers {campaign, enqueued}. POST /rpc/run_campaign {"campaign": "reminders"}.';
 
 /*
- * Pauses or resumes a campaign.
+ * Pauses (enabled false) or resumes (true) a campaign or provider (what): {<what>: name,
+ * enabled}, the 404 refusal for an unknown name.
  */
-CREATE FUNCTION dialer_admin.set_campaign_enabled(campaign text, enabled boolean)
+CREATE FUNCTION dialer.admin_set_enabled(what text, name text, enabled boolean)
 RETURNS jsonb
 LANGUAGE plpgsql
-SECURITY DEFINER
 SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 BEGIN
 	IF enabled IS NULL THEN
 		PERFORM dialer.raise_bad_argument('enabled', NULL, 'enabled is true (resume) or false (pause).', 'Pass "enabled": false to pause.', '22004');
 	END IF;
-	UPDATE dialer.campaigns k SET enabled = set_campaign_enabled.enabled, updated_at = now()
-	 WHERE k.name = set_campaign_enabled.campaign;
-	IF NOT FOUND THEN
-		PERFORM dialer.admin_refuse(404, format('campaign %s does not exist', quote_literal(coalesce(campaign, 'NULL'))),
-			'No row of dialer.campaigns has this name.', 'List campaigns with GET /campaigns.');
+	IF what = 'campaign' THEN
+		UPDATE dialer.campaigns k SET enabled = admin_set_enabled.enabled, updated_at = now()
+		 WHERE k.name = admin_set_enabled.name;
+	ELSIF what = 'provider' THEN
+		UPDATE dialer.providers p SET enabled = admin_set_enabled.enabled
+		 WHERE p.name = admin_set_enabled.name;
+	ELSE
+		RAISE EXCEPTION 'dialer.admin_set_enabled: unexpected kind %', what;
 	END IF;
-	RETURN jsonb_build_object('campaign', campaign, 'enabled', enabled);
+	IF NOT FOUND THEN
+		PERFORM dialer.admin_refuse_unknown(what, name);
+	END IF;
+	RETURN jsonb_build_object(what, name, 'enabled', enabled);
 END;
+$$;
+COMMENT ON FUNCTION dialer.admin_set_enabled(text, text, boolean) IS
+	'Internal: pauses or resumes a campaign or provider (what) for the admin API, answering {campaign|provider, enabled} or the 404 refusal';
+
+/*
+ * Pauses or resumes a campaign.
+ */
+CREATE FUNCTION dialer_admin.set_campaign_enabled(campaign text, enabled boolean)
+RETURNS jsonb
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+	SELECT dialer.admin_set_enabled('campaign', campaign, enabled);
 $$;
 COMMENT ON FUNCTION dialer_admin.set_campaign_enabled(text, boolean) IS
 	'Pauses (enabled false) or resumes (true) a campaign: POST /rpc/set_campaign_enabled {"campaign": "reminders", "enabled": false}; 404 for an unknown campaign.';
@@ -408,22 +475,11 @@ COMMENT ON FUNCTION dialer_admin.set_campaign_enabled(text, boolean) IS
  */
 CREATE FUNCTION dialer_admin.set_provider_enabled(provider text, enabled boolean)
 RETURNS jsonb
-LANGUAGE plpgsql
+LANGUAGE sql
 SECURITY DEFINER
 SET search_path = pg_catalog, dialer, pg_temp
 AS $$
-BEGIN
-	IF enabled IS NULL THEN
-		PERFORM dialer.raise_bad_argument('enabled', NULL, 'enabled is true (resume) or false (pause).', 'Pass "enabled": false to pause.', '22004');
-	END IF;
-	UPDATE dialer.providers p SET enabled = set_provider_enabled.enabled
-	 WHERE p.name = set_provider_enabled.provider;
-	IF NOT FOUND THEN
-		PERFORM dialer.admin_refuse(404, format('provider %s does not exist', quote_literal(coalesce(provider, 'NULL'))),
-			'No row of dialer.providers has this name.', 'List providers with GET /provider_health.');
-	END IF;
-	RETURN jsonb_build_object('provider', provider, 'enabled', enabled);
-END;
+	SELECT dialer.admin_set_enabled('provider', provider, enabled);
 $$;
 COMMENT ON FUNCTION dialer_admin.set_provider_enabled(text, boolean) IS
 	'Pauses (enabled false: its calls wait in the queue) or resumes (true) a provider: POST /rpc/set_provider_enabled {"provider": "default", "enabled": false}; 404 for an unknown provider.';
@@ -505,4 +561,6 @@ COMMENT ON FUNCTION dialer_admin.frontend_enqueue(text) IS
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA dialer_admin FROM PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA dialer_admin FROM PUBLIC;
 REVOKE ALL ON TABLE dialer.frontend_purposes FROM PUBLIC;
-REVOKE ALL ON FUNCTION dialer.admin_refuse(int, text, text, text), dialer.admin_call(bigint), dialer.admin_campaigns() FROM PUBLIC;
+REVOKE ALL ON FUNCTION dialer.admin_refuse(int, text, text, text), dialer.admin_call(bigint), dialer.admin_campaigns(),
+	dialer.admin_refuse_unknown(text, text), dialer.admin_require_campaign(text), dialer.admin_change_call(bigint, text),
+	dialer.admin_set_enabled(text, text, boolean) FROM PUBLIC;

@@ -1,16 +1,42 @@
 /*
- * pg_dialer: privileges.
+ * pg_dialer: privileges (the last part): nothing for PUBLIC; dialer.grant_usage(), and
+ * dialer.grant_to(), what every grant helper does.
  *
  * Nothing is granted to PUBLIC: the owner (the role that created the extension)
  * grants each application role exactly what it needs; see README, "Privileges".
  * The secret columns of dialer.providers stay the owner's even when other roles
  * may read the rest of the provider configuration.
+ *
+ * Copyright (c) 2026, pg_dialer developers
  */
 REVOKE ALL ON ALL TABLES IN SCHEMA dialer FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA dialer FROM PUBLIC;
 
 -- Harmless helpers anyone may call.
-GRANT EXECUTE ON FUNCTION dialer.is_valid_timezone(text), dialer.is_e164(text) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION dialer.is_valid_timezone(text), dialer.is_e164(text), dialer.all_e164(text[]) TO PUBLIC;
+
+/*
+ * What every grant helper does (dialer.grant_usage, dialer.grant_monitoring, ...): checks
+ * that role_name names a role, grants it USAGE on schema dialer, then each of grants,
+ * written 'PRIVILEGES ON OBJECTS' (the helpers' own constant text, never input).
+ */
+CREATE FUNCTION dialer.grant_to(role_name name, VARIADIC grants text[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+DECLARE
+	g text;
+BEGIN
+	PERFORM dialer.require_role(role_name);
+	EXECUTE format('GRANT USAGE ON SCHEMA dialer TO %I', role_name);
+	FOREACH g IN ARRAY grants LOOP
+		EXECUTE format('GRANT %s TO %I', g, role_name);
+	END LOOP;
+END;
+$$;
+COMMENT ON FUNCTION dialer.grant_to(name, text[]) IS
+	'Internal: checks a role, grants it USAGE on schema dialer and each of the given privileges (the grant helpers'' common part)';
 
 /*
  * Grants a role the everyday use of pg_dialer: enqueue, cancel, retry and inspect
@@ -23,19 +49,16 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 BEGIN
-	PERFORM dialer.require_role(role_name);
-	EXECUTE format('GRANT USAGE ON SCHEMA dialer TO %I', role_name);
-	EXECUTE format('GRANT SELECT ON dialer.scheduled_calls, dialer.call_attempts, dialer.call_events, '
-				   'dialer.campaigns, dialer.do_not_call TO %I', role_name);
-	EXECUTE format('GRANT SELECT (name, kind, base_url, account_sid, api_key_sid, from_number, twiml_url, '
-				   'status_callback_url, status_callback_call_id, allowed_hosts, ring_timeout, machine_detection, max_concurrency, '
-				   'calls_per_second, retry_busy, retry_no_answer, retry_delay, enabled, created_at, updated_at) '
-				   'ON dialer.providers TO %I', role_name);
-	EXECUTE format('GRANT EXECUTE ON FUNCTION dialer.enqueue_call(text, timestamptz, text, jsonb, text, text, int, int, text, timestamptz), '
-				   'dialer.enqueue_calls(jsonb, boolean), dialer.cancel_call(bigint), dialer.retry_call(bigint), dialer.call_details(bigint), '
-				   'dialer.stats(date), dialer.worker_status() TO %I', role_name);
+	PERFORM dialer.grant_to(role_name,
+		'SELECT ON dialer.scheduled_calls, dialer.call_attempts, dialer.call_events, dialer.campaigns, dialer.do_not_call',
+		'SELECT (name, kind, base_url, account_sid, api_key_sid, from_number, twiml_url, '
+		'status_callback_url, status_callback_call_id, allowed_hosts, ring_timeout, machine_detection, max_concurrency, '
+		'calls_per_second, retry_busy, retry_no_answer, retry_delay, enabled, created_at, updated_at) ON dialer.providers',
+		'EXECUTE ON FUNCTION dialer.enqueue_call(text, timestamptz, text, jsonb, text, text, int, int, text, timestamptz), '
+		'dialer.enqueue_calls(jsonb, boolean), dialer.cancel_call(bigint), dialer.retry_call(bigint), dialer.call_details(bigint), '
+		'dialer.stats(date), dialer.worker_status()');
 END;
 $$;
 COMMENT ON FUNCTION dialer.grant_usage(name) IS
 	'Grants a role the everyday use of pg_dialer (enqueue, cancel, retry, inspect; read the queue and the non-secret provider columns). Secrets stay the owner''s.';
-REVOKE ALL ON FUNCTION dialer.grant_usage(name) FROM PUBLIC;
+REVOKE ALL ON FUNCTION dialer.grant_to(name, text[]), dialer.grant_usage(name) FROM PUBLIC;

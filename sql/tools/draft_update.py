@@ -8,13 +8,13 @@ Splits both scripts into statements (quotes, dollar quotes and comments understo
 every statement of NEW that OLD does not have, in NEW's order: new objects as they are, changed
 functions as CREATE OR REPLACE (DROP first when the return type changed), changed views as
 CREATE OR REPLACE VIEW, every `... IN SCHEMA` privilege statement and the GRANTs after it again.
-A changed CREATE TABLE or CREATE TYPE, or a function whose arguments changed, is left as a
+A changed CREATE TABLE, TYPE or DOMAIN, or a function whose arguments changed, is left as a
 "-- MANUAL" line for a hand-written ALTER; DRAFT.gone lists OLD's statements NEW no longer has.
 test/integration/upgrade.test.js then says whether the result equals a fresh install.
 
 HAND.sql (e.g. sql/tools/pg_dialer--0.1.0--0.2.0.hand.sql) holds what a draft cannot know,
 in blocks that each start with a line `-- @header`, `-- @replace KIND NAME` (written in place
-of the "-- MANUAL" line for that table, type or re-signed function) or `-- @end` (appended).
+of the "-- MANUAL" line for that table, type, domain or re-signed function) or `-- @end` (appended).
 With HAND given, OUT is the finished update script and the tool fails when a "-- MANUAL" line
 has no block, or when an object of OLD that NEW no longer has is not named by a block's
 `-- @covers KIND NAME` line (a DROP is the maintainer's decision, never the tool's).

@@ -28,6 +28,14 @@ ALTER DOMAIN dialer.e164 DROP CONSTRAINT e164_format;
 ALTER DOMAIN dialer.e164 ADD CONSTRAINT e164_format CHECK (dialer.is_e164(VALUE));
 -- @replace table dialer.providers
 ALTER TABLE dialer.providers ADD COLUMN status_callback_call_id boolean NOT NULL DEFAULT true;
+-- @replace table dialer.campaigns
+-- the allow-list is checked number by number with dialer.all_e164() (created above)
+ALTER TABLE dialer.campaigns DROP CONSTRAINT campaigns_allowed_numbers_check;
+ALTER TABLE dialer.campaigns ADD CONSTRAINT campaigns_allowed_numbers_check
+	CHECK (allowed_numbers IS NULL OR
+		   (cardinality(allowed_numbers) > 0
+			AND array_position(allowed_numbers, NULL) IS NULL
+			AND dialer.all_e164(allowed_numbers)));
 -- @replace table dialer.scheduled_calls
 ALTER TABLE dialer.scheduled_calls ADD COLUMN reconcile_searches int NOT NULL DEFAULT 0 CHECK (reconcile_searches >= 0);
 -- the provider is kept by triggers now (providers_keep_calls), not by a key checked on every insert

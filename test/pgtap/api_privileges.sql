@@ -123,11 +123,13 @@ SELECT is_empty($$
 	SELECT p.oid::regprocedure::text FROM pg_proc p
 	 WHERE p.pronamespace::regnamespace::text IN ('dialer', 'dialer_api')
 	   AND has_function_privilege('tap_dialer_nobody', p.oid, 'EXECUTE')
-	   AND p.oid NOT IN ('dialer.is_valid_timezone(text)'::regprocedure, 'dialer.is_e164(text)'::regprocedure)$$,
-	'PUBLIC may execute no function of dialer or dialer_api (but the harmless is_valid_timezone and is_e164)');
+	   AND p.oid NOT IN ('dialer.is_valid_timezone(text)'::regprocedure, 'dialer.is_e164(text)'::regprocedure,
+						 'dialer.all_e164(text[])'::regprocedure)$$,
+	'PUBLIC may execute no function of dialer or dialer_api (but the harmless is_valid_timezone, is_e164, all_e164)');
 -- is_e164 must stay PUBLIC: it is the domain dialer.e164's check, run as whoever writes a number
-SELECT ok(has_function_privilege('tap_dialer_nobody', 'dialer.is_e164(text)', 'EXECUTE'),
-		  'nobody may execute is_e164 (the check of dialer.e164 wherever a number is written)');
+SELECT ok(has_function_privilege('tap_dialer_nobody', 'dialer.is_e164(text)', 'EXECUTE')
+		  AND has_function_privilege('tap_dialer_nobody', 'dialer.all_e164(text[])', 'EXECUTE'),
+		  'nobody may execute is_e164 and all_e164 (the checks of dialer.e164 and of campaigns'' number lists, run as whoever writes a number)');
 SELECT is_empty($$
 	SELECT c.oid::regclass::text FROM pg_class c
 	 WHERE c.relnamespace = 'dialer'::regnamespace AND c.relkind IN ('r', 'v', 'm', 'S', 'p')
