@@ -2687,27 +2687,26 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 BEGIN
-	PERFORM dialer.require_role(role_name);
-	EXECUTE format('GRANT USAGE ON SCHEMA dialer TO %I', role_name);
-	EXECUTE format('GRANT SELECT ON dialer.campaigns, dialer.campaign_runs, dialer.campaign_schedules, '
-				   'dialer.scheduled_calls, dialer.do_not_call TO %I', role_name);
-	EXECUTE format('GRANT SELECT (name, kind, enabled) ON dialer.providers TO %I', role_name);
-	EXECUTE format('GRANT EXECUTE ON FUNCTION dialer.pending_customers(text, int, int), '
-				   'dialer.campaign_candidates(text, int), dialer.run_campaign(text, int), '
-				   'dialer.campaign_candidate_verdicts(text, dialer.campaign_source_row[], int), '
-				   'dialer.campaign_enqueue(text, text, text, jsonb, text, text), dialer.enqueue_calls(jsonb, boolean), '
-				   'dialer.get_campaign(text), dialer.campaign_timezone(text), '
-				   'dialer.resolve_campaign_source(text), dialer.campaign_source_columns(text), '
-				   'dialer.campaign_source_query(text), dialer.raise_bad_argument(text, text, text, text, text), '
-				   'dialer.parse_schedule(text), dialer.cron_field(text, text, int, int, text[], text), '
-				   'dialer.schedule_runs(text, text, timestamptz, timestamptz), '
-				   'dialer.schedule_next_run(text, text, timestamptz), '
-				   'dialer.schedule_last_run(text, text, timestamptz, timestamptz) TO %I', role_name);
+	PERFORM dialer.grant_to(role_name,		/* in 90_privileges.sql */
+		'SELECT ON dialer.campaigns, dialer.campaign_runs, dialer.campaign_schedules, '
+		'dialer.scheduled_calls, dialer.do_not_call',
+		'SELECT (name, kind, enabled) ON dialer.providers',
+		'EXECUTE ON FUNCTION dialer.pending_customers(text, int, int), '
+		'dialer.campaign_candidates(text, int), dialer.run_campaign(text, int), '
+		'dialer.campaign_candidate_verdicts(text, dialer.campaign_source_row[], int), '
+		'dialer.campaign_enqueue(text, text, text, jsonb, text, text), dialer.enqueue_calls(jsonb, boolean), '
+		'dialer.get_campaign(text), dialer.campaign_timezone(text), '
+		'dialer.resolve_campaign_source(text), dialer.campaign_source_columns(text), '
+		'dialer.campaign_source_query(text), dialer.raise_bad_argument(text, text, text, text, text), '
+		'dialer.parse_schedule(text), dialer.cron_field(text, text, int, int, text[], text), '
+		'dialer.schedule_runs(text, text, timestamptz, timestamptz), '
+		'dialer.schedule_next_run(text, text, timestamptz), '
+		'dialer.schedule_last_run(text, text, timestamptz, timestamptz)');
 	IF manage THEN
-		EXECUTE format('GRANT INSERT, UPDATE, DELETE ON dialer.campaigns TO %I', role_name);
-		EXECUTE format('GRANT EXECUTE ON FUNCTION dialer.schedule_campaign(text, text), '
-					   'dialer.unschedule_campaign(text), dialer.require_pg_cron(), '
-					   'dialer.campaign_ticker(boolean) TO %I', role_name);
+		PERFORM dialer.grant_to(role_name,
+			'INSERT, UPDATE, DELETE ON dialer.campaigns',
+			'EXECUTE ON FUNCTION dialer.schedule_campaign(text, text), dialer.unschedule_campaign(text), '
+			'dialer.require_pg_cron(), dialer.campaign_ticker(boolean)');
 	END IF;
 END;
 $$;
