@@ -6,23 +6,26 @@ EXTVERSION  = 0.2.0
 MODULE_big  = pg_dialer
 OBJS        = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
 
-# The install script of the current version is assembled from the readable parts in
-# sql/parts/, in file-name order.  The install scripts of released versions (kept exactly as
-# released) and the update scripts from each release to the next are files of their own in
-# sql/: sql/pg_dialer--0.1.0.sql, sql/pg_dialer--0.1.0--0.2.0.sql, ...
-SQL_PARTS   = $(sort $(wildcard sql/parts/*.sql))
-DATA_built  = sql/$(EXTENSION)--$(EXTVERSION).sql
-DATA        = $(filter-out $(DATA_built),$(wildcard sql/$(EXTENSION)--*.sql))
+# sql/install/ holds what CREATE EXTENSION and ALTER EXTENSION UPDATE run: the install script
+# of the current version, assembled from the readable parts in sql/install/parts/ in
+# file-name order; the install scripts of released versions, kept exactly as released
+# (sql/install/pg_dialer--0.1.0.sql); and the update script from each release to the next
+# (sql/install/pg_dialer--0.1.0--0.2.0.sql, written by `make update-script`).  Its data/ holds
+# the data a part is generated from, its tools/ the update script's generator.
+INSTALL_DIR = sql/install
+SQL_PARTS   = $(sort $(wildcard $(INSTALL_DIR)/parts/*.sql))
+DATA_built  = $(INSTALL_DIR)/$(EXTENSION)--$(EXTVERSION).sql
+DATA        = $(filter-out $(DATA_built),$(wildcard $(INSTALL_DIR)/$(EXTENSION)--*.sql))
 
 PG_CPPFLAGS = -I$(srcdir)/src $(shell curl-config --cflags 2>/dev/null) -DPG_DIALER_VERSION=\"$(EXTVERSION)\"
 SHLIB_LINK  = $(shell curl-config --libs 2>/dev/null || echo -lcurl)
 
-# pg_regress inputs live in sql/, outputs in expected/.  test/run_all.sh runs them against its
-# throwaway cluster; `make installcheck` runs them the PGXS way against a running server where
+# sql/*.sql are the pg_regress inputs, expected/*.out their outputs (the PGXS pair).
+# test/run_all.sh runs them against its throwaway cluster; `make installcheck` runs them the PGXS way against a running server where
 # pg_dialer is installed and preloaded (shared_preload_libraries), as a superuser: pg_regress
 # creates (and first drops) the database dialer_regress there.  Point it at the server with
 # the usual PGHOST, PGPORT and PGUSER.  The tests need no worker for that database.
-REGRESS     = $(patsubst sql/%.sql,%,$(filter-out sql/$(EXTENSION)--%,$(sort $(wildcard sql/*.sql))))
+REGRESS     = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
 
 PG_CONFIG  ?= $(firstword $(wildcard /usr/lib/postgresql/15/bin/pg_config) pg_config)
 PGXS       := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
@@ -47,16 +50,16 @@ include $(PGXS)
 CONTRIB_TESTDB = dialer_regress
 endif
 
-sql/$(EXTENSION)--$(EXTVERSION).sql: $(SQL_PARTS)
+$(DATA_built): $(SQL_PARTS)
 	cat $^ > $@
 
 # The update script from the last release to this version is written, never edited by hand:
 # from the two install scripts and the hand-written statements beside the tool.
 LAST_RELEASE = 0.1.0
-UPDATE_SCRIPT = sql/$(EXTENSION)--$(LAST_RELEASE)--$(EXTVERSION).sql
-update-script: sql/$(EXTENSION)--$(EXTVERSION).sql
-	python3 sql/tools/draft_update.py sql/$(EXTENSION)--$(LAST_RELEASE).sql $< $(UPDATE_SCRIPT) \
-		sql/tools/$(EXTENSION)--$(LAST_RELEASE)--$(EXTVERSION).hand.sql
+UPDATE_SCRIPT = $(INSTALL_DIR)/$(EXTENSION)--$(LAST_RELEASE)--$(EXTVERSION).sql
+update-script: $(DATA_built)
+	python3 $(INSTALL_DIR)/tools/draft_update.py $(INSTALL_DIR)/$(EXTENSION)--$(LAST_RELEASE).sql $< $(UPDATE_SCRIPT) \
+		$(INSTALL_DIR)/tools/$(EXTENSION)--$(LAST_RELEASE)--$(EXTVERSION).hand.sql
 
 .PHONY: test demo bench dist update-script
 test:

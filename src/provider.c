@@ -10,7 +10,7 @@
  *	  A new kind of provider: a file provider_<kind>.c defining a ProviderOps
  *	  and its header provider_<kind>.h declaring it, a line in provider_kinds
  *	  below, and the kind in the CHECK constraint of dialer.providers.kind
- *	  (sql/parts/00_schema.sql).
+ *	  (sql/install/parts/00_schema.sql).
  *
  * Copyright (c) 2026, pg_dialer developers
  *

@@ -1,9 +1,9 @@
 'use strict';
 // The update script from the last release is written by `make update-script`
-// (sql/tools/draft_update.py), never edited by hand: this test writes it again from
-// sql/pg_dialer--0.1.0.sql, the install script assembled from sql/parts/ and the hand-written
-// statements in sql/tools/pg_dialer--0.1.0--0.2.0.hand.sql, and fails when the committed
-// script differs (a change to sql/parts/ without `make update-script`).  It also checks that
+// (sql/install/tools/draft_update.py), never edited by hand: this test writes it again from
+// sql/install/pg_dialer--0.1.0.sql, the install script assembled from sql/install/parts/ and the hand-written
+// statements in sql/install/tools/pg_dialer--0.1.0--0.2.0.hand.sql, and fails when the committed
+// script differs (a change to sql/install/parts/ without `make update-script`).  It also checks that
 // the tool refuses to write a script when a changed table has no hand-written ALTER, or an
 // object of the release is gone without a hand-written DROP.
 // upgrade.test.js then runs the script against a real 0.1.0 database.
@@ -21,17 +21,17 @@ const repo = path.resolve(__dirname, '..', '..');
 const makefile = fs.readFileSync(path.join(repo, 'Makefile'), 'utf8');
 const VERSION = makefile.match(/^EXTVERSION\s*=\s*(\S+)/m)[1];
 const LAST = makefile.match(/^LAST_RELEASE\s*=\s*(\S+)/m)[1];
-const UPDATE = path.join(repo, 'sql', `pg_dialer--${LAST}--${VERSION}.sql`);
-const HAND = path.join(repo, 'sql', 'tools', `pg_dialer--${LAST}--${VERSION}.hand.sql`);
+const UPDATE = path.join(repo, 'sql', 'install', `pg_dialer--${LAST}--${VERSION}.sql`);
+const HAND = path.join(repo, 'sql', 'install', 'tools', `pg_dialer--${LAST}--${VERSION}.hand.sql`);
 
 let dir;
 let install;
 
 test.before(() => {
 	dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dialer_update_script_'));
-	const parts = fs.readdirSync(path.join(repo, 'sql', 'parts')).filter((f) => f.endsWith('.sql')).sort();
+	const parts = fs.readdirSync(path.join(repo, 'sql', 'install', 'parts')).filter((f) => f.endsWith('.sql')).sort();
 	install = path.join(dir, `pg_dialer--${VERSION}.sql`);
-	fs.writeFileSync(install, parts.map((f) => fs.readFileSync(path.join(repo, 'sql', 'parts', f), 'utf8')).join(''));
+	fs.writeFileSync(install, parts.map((f) => fs.readFileSync(path.join(repo, 'sql', 'install', 'parts', f), 'utf8')).join(''));
 });
 test.after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
@@ -39,8 +39,8 @@ test.after(() => fs.rmSync(dir, { recursive: true, force: true }));
 function draft(hand) {
 	const out = path.join(dir, 'update.sql');
 	fs.rmSync(out, { force: true });
-	const r = spawnSync('python3', [path.join(repo, 'sql/tools/draft_update.py'),
-		path.join(repo, 'sql', `pg_dialer--${LAST}.sql`), install, out, hand], { encoding: 'utf8' });
+	const r = spawnSync('python3', [path.join(repo, 'sql/install/tools/draft_update.py'),
+		path.join(repo, 'sql', 'install', `pg_dialer--${LAST}.sql`), install, out, hand], { encoding: 'utf8' });
 	return { status: r.status, stderr: r.stderr, out: fs.existsSync(out) ? fs.readFileSync(out, 'utf8') : null };
 }
 

@@ -388,7 +388,7 @@ test(`install ${OLD}, restart with ${CURRENT}'s library, ALTER EXTENSION pg_dial
   assert.ok(diff.onlyA.length === 0 && diff.onlyB.length === 0,
     `the updated catalog differs from a fresh ${CURRENT} install:\n`
     + formatDiff(diff, `updated ${OLD} -> ${CURRENT}`, `fresh ${CURRENT}`)
-    + `\n(add what is missing to sql/pg_dialer--${OLD}--${CURRENT}.sql)`);
+    + `\n(add what is missing to sql/install/pg_dialer--${OLD}--${CURRENT}.sql)`);
 
   // --- nothing was lost, and the calls keep flowing
   const after = (await db.query(`SELECT (SELECT count(*) FROM dialer.scheduled_calls) AS calls,

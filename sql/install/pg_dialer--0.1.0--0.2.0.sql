@@ -1,17 +1,17 @@
 /*
  * pg_dialer: update from 0.1.0 to 0.2.0 (ALTER EXTENSION pg_dialer UPDATE TO '0.2.0').
  *
- * Everything 0.2.0 changed in sql/parts/ since 0.1.0, as statements that turn a 0.1.0
+ * Everything 0.2.0 changed in sql/install/parts/ since 0.1.0, as statements that turn a 0.1.0
  * install into exactly what a fresh 0.2.0 install is: test/integration/upgrade.test.js
  * installs 0.1.0, fills it, runs this update with the worker running, and compares the
- * catalogs with a fresh install's.  When you change sql/parts/, run `make update-script`; a new
+ * catalogs with a fresh install's.  When you change sql/install/parts/, run `make update-script`; a new
  * column needs ALTER TABLE ... ADD COLUMN in the hand file (so it goes at the end of its
  * CREATE TABLE), and a dropped object its DROP there; a new table holding user data needs
  * pg_extension_config_dump() in its part.
  *
- * This file is written by `make update-script` (sql/tools/draft_update.py): the
+ * This file is written by `make update-script` (sql/install/tools/draft_update.py): the
  * statements 0.2.0 added or changed, in install order, with the hand-written ones of
- * sql/tools/pg_dialer--0.1.0--0.2.0.hand.sql.  Edit that file and sql/parts/, never this one.
+ * sql/install/tools/pg_dialer--0.1.0--0.2.0.hand.sql.  Edit that file and sql/install/parts/, never this one.
  *
  * Runs in one transaction with the extension's schema as search_path; rows are kept.
  */
@@ -2717,7 +2717,7 @@ CREATE TABLE dialer.number_timezones (
 );
 
 COMMENT ON TABLE dialer.number_timezones IS
-	'libphonenumber''s prefix to time-zone map (Apache-2.0; version and refresh command in sql/data/README.md): longest matching prefix of an E.164 number (without +) gives its IANA zones';
+	'libphonenumber''s prefix to time-zone map (Apache-2.0; version and refresh command in sql/install/data/README.md): longest matching prefix of an E.164 number (without +) gives its IANA zones';
 
 COMMENT ON COLUMN dialer.number_timezones.prefix IS 'Leading digits of E.164 numbers, country calling code first, without +';
 

@@ -30,7 +30,7 @@ CREATE TABLE dialer.number_timezones (
 	zones				text[] NOT NULL CHECK (cardinality(zones) >= 1)
 );
 COMMENT ON TABLE dialer.number_timezones IS
-	'libphonenumber''s prefix to time-zone map (Apache-2.0; version and refresh command in sql/data/README.md): longest matching prefix of an E.164 number (without +) gives its IANA zones';
+	'libphonenumber''s prefix to time-zone map (Apache-2.0; version and refresh command in sql/install/data/README.md): longest matching prefix of an E.164 number (without +) gives its IANA zones';
 COMMENT ON COLUMN dialer.number_timezones.prefix IS 'Leading digits of E.164 numbers, country calling code first, without +';
 COMMENT ON COLUMN dialer.number_timezones.zones IS 'IANA time zones numbers with this prefix may be in (several: called only when open in all)';
 

@@ -11,7 +11,7 @@
  *
  * The queue and the record of every call live in ordinary logged tables, so a call
  * survives a crash exactly as the application's own data does.  This file is the first
- * part of the install script sql/pg_dialer--VERSION.sql (the Makefile concatenates sql/parts/ in order).
+ * part of the install script sql/install/pg_dialer--VERSION.sql (the Makefile concatenates sql/install/parts/ in order).
  *
  * Copyright (c) 2026, pg_dialer developers
  */
@@ -148,7 +148,7 @@ CREATE TRIGGER providers_defaults BEFORE INSERT OR UPDATE ON dialer.providers
 /*
  * Campaigns: named recurring sources of calls.  Rules are data; the functions that read
  * them (pending_customers, campaign_candidates, run_campaign, schedule_campaign) and the
- * source contract are in sql/parts/40_campaigns.sql.  A trigger there validates each row.
+ * source contract are in sql/install/parts/40_campaigns.sql.  A trigger there validates each row.
  */
 CREATE TABLE dialer.campaigns (
 	name				text PRIMARY KEY CHECK (name ~ '^[A-Za-z0-9_.-]{1,63}$'),
