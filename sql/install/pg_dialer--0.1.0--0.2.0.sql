@@ -677,8 +677,8 @@ BEGIN
 	/*
 	 * One statement: parse each element over its defaults and check it (the rules' CASE
 	 * is inlined), give the acceptable ones ids in their order, look each number up in
-	 * the do-not-call list, write the calls (those with a dedupe key through the unique
-	 * index's ON CONFLICT, the others by a plain insert) and their events, and report
+	 * the do-not-call list, write the calls (a dedupe key already stored, or used by an
+	 * earlier element, writes nothing) and their events, and report
 	 * every element.  The error of a refused element is computed for it alone.
 	 */
 	WITH req AS MATERIALIZED (
@@ -716,6 +716,8 @@ BEGIN
 		  FROM req q
 		 WHERE q.new_id IS NOT NULL
 	), ins AS (
+		-- in the order of the elements (call_rows is read in the order req wrote it, that of
+		-- the array): the first of two with one dedupe key is the one stored
 		INSERT INTO dialer.scheduled_calls AS c
 			(id, status, run_at, next_attempt_at, to_number, from_number, provider, mode, payload, campaign,
 			 customer_ref, dedupe_key, priority, max_attempts, timezone, deadline, finished_at, last_error)
@@ -724,26 +726,13 @@ BEGIN
 			   r.campaign, r.customer_ref, r.dedupe_key, r.priority, r.max_attempts, r.timezone, r.deadline,
 			   r.finished_at, r.policy_reason
 		  FROM call_rows r
-		 WHERE r.dedupe_key IS NULL
-		RETURNING c.id
-	), ins_keyed AS (
-		-- in the order of the elements: the first of two with one key is the one stored
-		INSERT INTO dialer.scheduled_calls AS c
-			(id, status, run_at, next_attempt_at, to_number, from_number, provider, mode, payload, campaign,
-			 customer_ref, dedupe_key, priority, max_attempts, timezone, deadline, finished_at, last_error)
-		OVERRIDING SYSTEM VALUE
-		SELECT r.new_id, r.status, r.run_at, r.run_at, r.to_number, r.from_number, r.provider, r.mode, r.payload,
-			   r.campaign, r.customer_ref, r.dedupe_key, r.priority, r.max_attempts, r.timezone, r.deadline,
-			   r.finished_at, r.policy_reason
-		  FROM call_rows r
-		 WHERE r.dedupe_key IS NOT NULL
-		 ORDER BY r.item
-		ON CONFLICT ((c.dedupe_key)) WHERE c.dedupe_key IS NOT NULL DO NOTHING	-- (qualified: never the argument)
-		RETURNING c.id
+		ON CONFLICT ((c.dedupe_key)) WHERE c.dedupe_key IS NOT NULL DO NOTHING
+		RETURNING c.id, c.dedupe_key
+	), keyed AS (
+		-- the calls with a dedupe key that were written (the others always are)
+		SELECT i.id FROM ins i WHERE i.dedupe_key IS NOT NULL
 	), written AS (
-		SELECT r.* FROM call_rows r WHERE r.dedupe_key IS NULL
-		UNION ALL
-		SELECT r.* FROM call_rows r WHERE r.new_id IN (SELECT k.id FROM ins_keyed k)
+		SELECT r.* FROM call_rows r WHERE r.dedupe_key IS NULL OR r.new_id IN (SELECT k.id FROM keyed k)
 	), ev AS (
 		INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
 		SELECT w.new_id, CASE WHEN w.status = 'skipped' THEN 'skipped' ELSE 'enqueued' END, NULL, w.status,
@@ -772,7 +761,7 @@ BEGIN
 		   min(x.item) FILTER (WHERE x.reason IS NOT NULL)
 	  INTO v_res, v_woken, v_first_bad
 	  FROM (SELECT s.item, s.dedupe_key, s.reason, s.new_id, s.dnc, s.policy_rule, s.policy_reason,
-				   s.new_id IS NOT NULL AND (s.dedupe_key IS NULL OR s.new_id IN (SELECT k.id FROM ins_keyed k)) AS stored,
+				   s.new_id IS NOT NULL AND (s.dedupe_key IS NULL OR s.new_id IN (SELECT k.id FROM keyed k)) AS stored,
 				   CASE WHEN s.reason IS NULL THEN NULL
 						WHEN s.shape IS NULL THEN
 							(SELECT ROW(f.sqlstate, f.message, f.detail, f.hint)::dialer.call_error

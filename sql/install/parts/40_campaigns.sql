@@ -22,6 +22,8 @@
  * Privileges: the reading functions run with the caller's rights (a campaign never lets a
  * role read a source it could not read itself); scheduled runs use the rights of the role
  * that scheduled the campaign.  dialer.grant_campaigns() grants a role their use.
+ *
+ * Copyright (c) 2026, pg_dialer developers
  */
 
 /* ---------------------------------------------------------------- helpers */

@@ -20,6 +20,8 @@
  * names the policy and rule; dialer.claim_calls() applies it at dispatch.  The
  * presets (US-TCPA, US-FL, FR) are templates: dialer.use_preset() makes an enabled
  * policy of one.
+ *
+ * Copyright (c) 2026, pg_dialer developers
  */
 
 /*
