@@ -625,6 +625,40 @@ COMMENT ON COLUMN dialer.enqueue_result.detail IS 'Refused: the error detail';
 
 COMMENT ON COLUMN dialer.enqueue_result.hint IS 'Refused: the error hint';
 
+CREATE FUNCTION dialer.call_request_keys()
+RETURNS text[]
+LANGUAGE sql
+IMMUTABLE
+AS $$
+	SELECT '{to_number,run_at,provider,payload,campaign,dedupe_key,priority,max_attempts,timezone,deadline,customer_ref}'::text[];
+$$;
+
+COMMENT ON FUNCTION dialer.call_request_keys() IS
+	'Internal: the keys an element of enqueue_calls() may have (the attributes of dialer.call_request)';
+
+CREATE FUNCTION dialer.call_shape_error(element jsonb, shape text)
+RETURNS dialer.call_error
+LANGUAGE sql
+IMMUTABLE
+AS $$
+	SELECT CASE shape
+		WHEN 'not_object' THEN
+			ROW('22023', format('invalid call: %s', left(element::text, 80)),
+				format('Each element of calls must be a JSON object, not %s.', jsonb_typeof(element)),
+				'Pass e.g. {"to_number": "+14155550123"}.')::dialer.call_error
+		WHEN 'unknown_key' THEN
+			ROW('42703',
+				format('invalid call: unknown key %s',
+					   (SELECT string_agg(quote_literal(k), ', ')
+						  FROM jsonb_object_keys(element - dialer.call_request_keys()) k)),
+				'A call''s keys are enqueue_call''s argument names: to_number, run_at, provider, payload, campaign, dedupe_key, priority, max_attempts, timezone, deadline; and customer_ref.',
+				'Check the spelling; what the call says goes inside payload.')::dialer.call_error
+		END;
+$$;
+
+COMMENT ON FUNCTION dialer.call_shape_error(jsonb, text) IS
+	'Internal: the error (sqlstate, message, detail, hint) of an enqueue_calls() element that is not an object (not_object) or has a key it does not know (unknown_key)';
+
 CREATE FUNCTION dialer.enqueue_calls(calls jsonb, atomic boolean DEFAULT true)
 RETURNS SETOF dialer.enqueue_result
 LANGUAGE plpgsql
@@ -693,7 +727,7 @@ BEGIN
 												 r.deadline, p.prov->>0, (p.prov->>2)::text[], p.prov->>3)) AS reason
 				  FROM jsonb_array_elements(calls) WITH ORDINALITY AS e(v, o)
 				 CROSS JOIN LATERAL (SELECT CASE WHEN jsonb_typeof(e.v) <> 'object' THEN 'not_object'
-												 WHEN e.v - '{to_number,run_at,provider,payload,campaign,dedupe_key,priority,max_attempts,timezone,deadline,customer_ref}'::text[] <> '{}'
+												 WHEN e.v - dialer.call_request_keys() <> '{}'
 													 THEN 'unknown_key' END AS shape) s
 				 CROSS JOIN LATERAL jsonb_populate_record(v_defaults, CASE WHEN s.shape IS NULL THEN e.v ELSE '{}' END) r
 				 CROSS JOIN LATERAL (SELECT v_providers->r.provider AS prov) p
@@ -768,16 +802,7 @@ BEGIN
 							   FROM dialer.call_refusal(s.to_number, s.run_at, s.provider, s.payload, s.campaign,
 														s.dedupe_key, s.priority, s.max_attempts, s.timezone,
 														s.deadline, s.prov->>0, (s.prov->>2)::text[], s.prov->>3) f)
-						WHEN s.shape = 'not_object' THEN
-							ROW('22023', format('invalid call: %s', left(s.v::text, 80)),
-								format('Each element of calls must be a JSON object, not %s.', jsonb_typeof(s.v)),
-								'Pass e.g. {"to_number": "+14155550123"}.')::dialer.call_error
-						ELSE ROW('42703',
-								 format('invalid call: unknown key %s',
-										(SELECT string_agg(quote_literal(k), ', ')
-										   FROM jsonb_object_keys(s.v - '{to_number,run_at,provider,payload,campaign,dedupe_key,priority,max_attempts,timezone,deadline,customer_ref}'::text[]) k)),
-								 'A call''s keys are enqueue_call''s argument names: to_number, run_at, provider, payload, campaign, dedupe_key, priority, max_attempts, timezone, deadline; and customer_ref.',
-								 'Check the spelling; what the call says goes inside payload.')::dialer.call_error
+						ELSE dialer.call_shape_error(s.v, s.shape)
 				   END AS err
 			  FROM req s) x;
 
