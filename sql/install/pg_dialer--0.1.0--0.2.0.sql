@@ -450,12 +450,11 @@ DECLARE
 	pol		record;		/* a calling policy's refusal at enqueue: dialer.enqueue_refusal */
 BEGIN
 	/*
-	 * With a calling policy enabled, the refusals that waiting cannot lift (consent,
-	 * silence after a refusal, unknown zone) are looked for first, for a number and
-	 * instant the rules accept: the call is then stored as skipped, naming the policy
-	 * and rule.  With none enabled this is one lookup.
+	 * With a policy holding a ledger enabled (consent, silence after a refusal), its
+	 * refusals are looked for first, for a number and instant the rules accept: the call
+	 * is then stored as skipped, naming the policy and rule.  Otherwise this is one lookup.
 	 */
-	IF EXISTS (SELECT 1 FROM dialer.calling_policies p WHERE p.enabled)
+	IF dialer.ledger_policies_enabled()
 	   AND dialer.is_e164(to_number) AND isfinite(run_at)
 	   AND (timezone IS NULL OR dialer.is_valid_timezone(timezone)) THEN
 		SELECT * INTO pol FROM dialer.enqueue_refusal(to_number, run_at, timezone, campaign, provider, payload->>'purpose');
@@ -679,7 +678,7 @@ DECLARE
 	v_defaults	dialer.call_request := ROW(NULL, now(), 'default', '{}', NULL, NULL, 0, NULL, NULL, NULL, NULL);
 	v_providers	jsonb;
 	v_campaigns	jsonb;
-	v_policies	boolean := EXISTS (SELECT 1 FROM dialer.calling_policies p WHERE p.enabled);
+	v_policies	boolean := dialer.ledger_policies_enabled();
 BEGIN
 	IF calls IS NULL THEN
 		PERFORM dialer.raise_bad_argument('calls', NULL, 'calls is a JSON array of calls.',
@@ -732,8 +731,8 @@ BEGIN
 				 CROSS JOIN LATERAL jsonb_populate_record(v_defaults, CASE WHEN s.shape IS NULL THEN e.v ELSE '{}' END) r
 				 CROSS JOIN LATERAL (SELECT v_providers->r.provider AS prov) p
 				OFFSET 0) q		-- ids are drawn in the order of the elements, after the rules
-		  -- a calling policy's refusal at enqueue (consent, silence after a refusal, unknown
-		  -- zone), looked for only when a policy is enabled: the call is stored as skipped
+		  -- the refusal of a policy holding a ledger (consent, silence after a refusal), looked
+		  -- for only when such a policy is enabled: the call is stored as skipped
 		  LEFT JOIN LATERAL (SELECT r.* FROM dialer.enqueue_refusal(q.to_number, q.run_at, q.timezone, q.campaign,
 																	  q.provider, q.payload->>'purpose') r
 							  WHERE v_policies AND q.reason IS NULL
@@ -3714,15 +3713,13 @@ AS $$
 	SELECT v.policy, v.rule, v.reason, v.timezones
 	  FROM (SELECT dialer.applicable_policies(to_number, campaign, provider) AS names) a
 	 CROSS JOIN LATERAL dialer.compliance_verdict(to_number, run_at, timezone, campaign, provider, purpose) v
-	 WHERE cardinality(a.names) > 0
-	   AND (EXISTS (SELECT 1 FROM dialer.calling_policies p
+	 WHERE EXISTS (SELECT 1 FROM dialer.calling_policies p
 				   WHERE p.name = ANY (a.names) AND (p.require_consent OR p.refusal_silence IS NOT NULL))
-			OR (timezone IS NULL AND dialer.number_timezones(to_number) IS NULL))
 	   AND v.decision = 'refuse' AND v.rule IN ('consent', 'refusal_silence', 'unknown_timezone');
 $$;
 
 COMMENT ON FUNCTION dialer.enqueue_refusal(text, timestamptz, text, text, text, text) IS
-	'Internal: the calling-policy refusal a call meets at enqueue (consent, refusal_silence or unknown_timezone at its run_at), as policy, rule, reason and zones; NULL fields when none';
+	'Internal: the calling-policy refusal a call meets at enqueue when a policy requiring consent or keeping a silence after refusals covers it (consent, refusal_silence, or unknown_timezone found on the way, at its run_at), as policy, rule, reason and zones; NULL fields when none';
 
 CREATE FUNCTION dialer.policy_skip_detail(checked text, policy text, rule text, timezones text[], message text)
 RETURNS jsonb
@@ -3735,6 +3732,18 @@ $$;
 
 COMMENT ON FUNCTION dialer.policy_skip_detail(text, text, text, text[], text) IS
 	'Internal: the event detail of a call skipped by a calling policy (checked: enqueue or dispatch; policy, rule, zones, message)';
+
+CREATE FUNCTION dialer.ledger_policies_enabled()
+RETURNS boolean
+LANGUAGE sql
+STABLE
+AS $$
+	SELECT EXISTS (SELECT 1 FROM dialer.calling_policies p
+					WHERE p.enabled AND (p.require_consent OR p.refusal_silence IS NOT NULL));
+$$;
+
+COMMENT ON FUNCTION dialer.ledger_policies_enabled() IS
+	'Internal: true when an enabled calling policy requires consent or keeps a silence after refusals (the policies enqueue consults)';
 
 TRUNCATE dialer.number_timezones;
 

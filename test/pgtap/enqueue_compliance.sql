@@ -11,7 +11,7 @@
 SET client_min_messages = error;
 
 BEGIN;
-SELECT plan(24);
+SELECT plan(26);
 
 INSERT INTO dialer.providers (name, kind, base_url, account_sid, enabled)
 VALUES ('tap_encomp', 'twilio', 'http://127.0.0.1:9', 'AC0123456789abcdef0123456789abcdef', false);
@@ -101,13 +101,20 @@ SELECT is(pg_temp.one('+33142685300', now() + interval '55 days'), 'scheduled',
 SELECT is(pg_temp.one('+33142685301', now() + interval '1 day'), 'scheduled', 'another number is not concerned');
 UPDATE dialer.calling_policies SET enabled = false WHERE name = 'tap-silence';
 
--- a zone that cannot be known from the number (libphonenumber: +881 satellite numbers)
+-- a zone that cannot be known from the number (libphonenumber: +881 satellite numbers):
+-- under a calling-hours policy alone the claim decides it; under a ledger policy it is met
+-- at enqueue already
 INSERT INTO dialer.calling_policies (name) VALUES ('tap-anywhere');
 INSERT INTO dialer.policy_windows (policy, weekdays, starts, ends) VALUES ('tap-anywhere', '{1,2,3,4,5,6,7}', '00:00', '23:59');
-SELECT is(pg_temp.one('+88123456789'), 'skipped unknown_timezone enqueue', 'unknown zone: skipped at enqueue');
+SELECT is(pg_temp.one('+88123456789'), 'scheduled', 'a calling-hours policy alone: nothing decided at enqueue (the claim refuses the unknown zone)');
+SELECT is(pg_temp.bulk('+88123456789'), 'scheduled', '... the same through enqueue_calls');
+UPDATE dialer.calling_policies SET require_consent = true WHERE name = 'tap-anywhere';
+SELECT is(pg_temp.one('+88123456789'), 'skipped unknown_timezone enqueue', 'under a ledger policy, an unknown zone is skipped at enqueue');
 SELECT is(pg_temp.bulk('+88123456789'), 'skipped unknown_timezone enqueue', '... the same through enqueue_calls');
+INSERT INTO dialer.consents (number, purpose, granted_at, source) VALUES ('+88123456789', 'renewal', now() - interval '1 day', 'web form');
 SELECT is(pg_temp.one('+88123456789', tz => 'Europe/Paris'), 'scheduled', 'an explicit zone wins: scheduled');
 SELECT is(pg_temp.bulk('+88123456789', tz => 'Europe/Paris'), 'scheduled', '... the same through enqueue_calls');
+UPDATE dialer.calling_policies SET require_consent = false WHERE name = 'tap-anywhere';
 SELECT is(pg_temp.one('+12125550104'), 'scheduled', 'a number with a known zone is scheduled (the window is the claim''s)');
 
 -- caps are counted when calls are made, not at enqueue

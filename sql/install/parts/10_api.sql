@@ -243,12 +243,11 @@ DECLARE
 	pol		record;		/* a calling policy's refusal at enqueue: dialer.enqueue_refusal */
 BEGIN
 	/*
-	 * With a calling policy enabled, the refusals that waiting cannot lift (consent,
-	 * silence after a refusal, unknown zone) are looked for first, for a number and
-	 * instant the rules accept: the call is then stored as skipped, naming the policy
-	 * and rule.  With none enabled this is one lookup.
+	 * With a policy holding a ledger enabled (consent, silence after a refusal), its
+	 * refusals are looked for first, for a number and instant the rules accept: the call
+	 * is then stored as skipped, naming the policy and rule.  Otherwise this is one lookup.
 	 */
-	IF EXISTS (SELECT 1 FROM dialer.calling_policies p WHERE p.enabled)
+	IF dialer.ledger_policies_enabled()
 	   AND dialer.is_e164(to_number) AND isfinite(run_at)
 	   AND (timezone IS NULL OR dialer.is_valid_timezone(timezone)) THEN
 		SELECT * INTO pol FROM dialer.enqueue_refusal(to_number, run_at, timezone, campaign, provider, payload->>'purpose');
@@ -478,7 +477,7 @@ DECLARE
 	v_defaults	dialer.call_request := ROW(NULL, now(), 'default', '{}', NULL, NULL, 0, NULL, NULL, NULL, NULL);
 	v_providers	jsonb;
 	v_campaigns	jsonb;
-	v_policies	boolean := EXISTS (SELECT 1 FROM dialer.calling_policies p WHERE p.enabled);
+	v_policies	boolean := dialer.ledger_policies_enabled();
 BEGIN
 	IF calls IS NULL THEN
 		PERFORM dialer.raise_bad_argument('calls', NULL, 'calls is a JSON array of calls.',
@@ -531,8 +530,8 @@ BEGIN
 				 CROSS JOIN LATERAL jsonb_populate_record(v_defaults, CASE WHEN s.shape IS NULL THEN e.v ELSE '{}' END) r
 				 CROSS JOIN LATERAL (SELECT v_providers->r.provider AS prov) p
 				OFFSET 0) q		-- ids are drawn in the order of the elements, after the rules
-		  -- a calling policy's refusal at enqueue (consent, silence after a refusal, unknown
-		  -- zone), looked for only when a policy is enabled: the call is stored as skipped
+		  -- the refusal of a policy holding a ledger (consent, silence after a refusal), looked
+		  -- for only when such a policy is enabled: the call is stored as skipped
 		  LEFT JOIN LATERAL (SELECT r.* FROM dialer.enqueue_refusal(q.to_number, q.run_at, q.timezone, q.campaign,
 																	  q.provider, q.payload->>'purpose') r
 							  WHERE v_policies AND q.reason IS NULL

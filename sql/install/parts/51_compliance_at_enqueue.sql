@@ -3,21 +3,21 @@
  *
  * dialer.compliance_verdict() (50_compliance.sql) decides every call again when it is
  * claimed; this part lets enqueue_call and enqueue_calls apply, already when a call is
- * written, the refusals that cannot be lifted by waiting for the call's time: consent
- * missing or revoked, a silence after a refusal that still runs at run_at, a time zone
- * that cannot be known.  Such a call is stored as skipped, with the policy, rule and
- * reason in its event and last_error.  Windows, blackouts and caps are left to the
- * claim: they depend on when the call is really made.
+ * written, the refusals of the policies that hold a ledger: consent missing or revoked,
+ * a silence after a refusal that still runs at run_at.  Such a call is stored as
+ * skipped, with the policy, rule and reason in its event and last_error.  Windows,
+ * blackouts, caps and unknown zones are left to the claim (an unknown zone found here,
+ * while a ledger policy is consulted, is reported as well): they depend on when the call
+ * is really made, and deciding them per call at enqueue would cost every call of a
+ * campaign under a mere calling-hours policy (US-TCPA) a verdict.
  *
  * Copyright (c) 2026, pg_dialer developers
  */
 
 /*
- * The refusal a call meets at enqueue, if any: NULL fields when none.  The verdict
- * is computed (at run_at, the instant the call is for) only when a policy that can
- * refuse at enqueue covers the number: one requiring consent or keeping a silence
- * after refusals, or any policy when the call names no time zone and the number's
- * is unknown.  With no such policy, the cost is one lookup of the enabled policies.
+ * The refusal a call meets at enqueue, if any: NULL fields when none.  The verdict is
+ * computed (at run_at, the instant the call is for) only when a policy holding a ledger
+ * covers the number: one requiring consent or keeping a silence after refusals.
  */
 CREATE FUNCTION dialer.enqueue_refusal(to_number text, run_at timestamptz, timezone text, campaign text,
 									   provider text, purpose text,
@@ -28,14 +28,12 @@ AS $$
 	SELECT v.policy, v.rule, v.reason, v.timezones
 	  FROM (SELECT dialer.applicable_policies(to_number, campaign, provider) AS names) a
 	 CROSS JOIN LATERAL dialer.compliance_verdict(to_number, run_at, timezone, campaign, provider, purpose) v
-	 WHERE cardinality(a.names) > 0
-	   AND (EXISTS (SELECT 1 FROM dialer.calling_policies p
+	 WHERE EXISTS (SELECT 1 FROM dialer.calling_policies p
 				   WHERE p.name = ANY (a.names) AND (p.require_consent OR p.refusal_silence IS NOT NULL))
-			OR (timezone IS NULL AND dialer.number_timezones(to_number) IS NULL))
 	   AND v.decision = 'refuse' AND v.rule IN ('consent', 'refusal_silence', 'unknown_timezone');
 $$;
 COMMENT ON FUNCTION dialer.enqueue_refusal(text, timestamptz, text, text, text, text) IS
-	'Internal: the calling-policy refusal a call meets at enqueue (consent, refusal_silence or unknown_timezone at its run_at), as policy, rule, reason and zones; NULL fields when none';
+	'Internal: the calling-policy refusal a call meets at enqueue when a policy requiring consent or keeping a silence after refusals covers it (consent, refusal_silence, or unknown_timezone found on the way, at its run_at), as policy, rule, reason and zones; NULL fields when none';
 
 /*
  * The detail of the event of a call a calling policy skips, at enqueue or at
@@ -52,3 +50,19 @@ AS $$
 $$;
 COMMENT ON FUNCTION dialer.policy_skip_detail(text, text, text, text[], text) IS
 	'Internal: the event detail of a call skipped by a calling policy (checked: enqueue or dispatch; policy, rule, zones, message)';
+
+/*
+ * True when an enabled calling policy holds a ledger (requires consent, or keeps a
+ * silence after refusals): only then do enqueue_call and enqueue_calls look for a
+ * refusal at enqueue.  Read once per statement.
+ */
+CREATE FUNCTION dialer.ledger_policies_enabled()
+RETURNS boolean
+LANGUAGE sql
+STABLE
+AS $$
+	SELECT EXISTS (SELECT 1 FROM dialer.calling_policies p
+					WHERE p.enabled AND (p.require_consent OR p.refusal_silence IS NOT NULL));
+$$;
+COMMENT ON FUNCTION dialer.ledger_policies_enabled() IS
+	'Internal: true when an enabled calling policy requires consent or keeps a silence after refusals (the policies enqueue consults)';
