@@ -55,7 +55,7 @@ function stopProcess(proc) {
   });
 }
 
-async function waitUp(url, okStatuses, what, proc, logFile) {
+async function waitUp(url, okStatuses, what, proc, logFile, headers = {}) {
   const client = makeClient(1);
   const deadline = Date.now() + 20000;
   try {
@@ -64,7 +64,7 @@ async function waitUp(url, okStatuses, what, proc, logFile) {
         throw new Error(`${what} exited (${proc.exitCode}): ${fs.existsSync(logFile) ? fs.readFileSync(logFile, 'utf8').slice(-2000) : ''}`);
       }
       try {
-        const r = await client.request(url, { method: 'GET' });
+        const r = await client.request(url, { method: 'GET', headers });
         if (okStatuses.includes(r.status)) return;
       } catch { /* not up yet */ }
       if (Date.now() > deadline) throw new Error(`${what} did not come up at ${url}`);
@@ -117,7 +117,10 @@ async function startAdminStack(options = {}) {
     recordPid(pgrst.pid);
     procs.push(pgrst);
     stack.postgrest = `http://127.0.0.1:${pgrstPort}`;
-    await waitUp(`${stack.postgrest}/`, [401], 'PostgREST (admin)', pgrst, pgrstLog);
+    // ready when it answers a signed-in request: PostgREST answers 401 to an anonymous one
+    // before its schema cache is loaded (and 503 to everything else until then)
+    await waitUp(`${stack.postgrest}/`, [200], 'PostgREST (admin)', pgrst, pgrstLog,
+      { authorization: `Bearer ${stack.token('dialer_viewer', { sub: 'readiness' })}` });
 
     /* nginx with the shipped site template; it serves a copy of deploy/dashboard/ that its
        workers (nobody, when run as root) can read whatever the clone's permissions are */

@@ -176,6 +176,9 @@ async function startWebhookStack(options = {}) {
     await c2.end();
     psqlFile(database, path.join(REPO, 'deploy', 'roles.sql'));
     stack.admin = new Pool({ ...pg, database, max: 8 });
+    // an idle connection ended by the server (the database dropped at teardown, a restart)
+    // is the pool's to replace, not a crash of the process
+    stack.admin.on('error', () => {});
 
     /* PostgREST, with the shipped configuration */
     const pgrstPort = await freePort();
