@@ -39,10 +39,29 @@ COMMENT ON COLUMN dialer.number_timezones.zones IS 'IANA time zones numbers with
 /*
  * The IANA zones of a number by the longest prefix of dialer.number_timezones
  * (index lookups on the number's own prefixes); NULL when unknown.  libphonenumber
- * marks unknown with Etc/Unknown: that is NULL here too.  PL/pgSQL rather than SQL
- * so that its plan is made once per session: a SQL function with a FROM clause is
- * not inlined into a scalar call, and was planned again at every call (the claim
- * calls it for every call it evaluates).
+ * marks unknown with Etc/Unknown: that is NULL here too.  A set-returning SQL
+ * function, so that a statement joining it inlines it (a SQL function with a FROM
+ * clause called as a scalar is planned again at every call).
+ */
+CREATE FUNCTION dialer.number_zone_lookup(number text)
+RETURNS TABLE (zones text[])
+LANGUAGE sql
+STABLE
+PARALLEL SAFE
+AS $$
+	SELECT CASE WHEN t.zones = '{Etc/Unknown}' THEN NULL ELSE t.zones END
+	  FROM dialer.number_timezones t
+	 WHERE t.prefix = ANY (ARRAY(SELECT left(ltrim(number, '+'), n)
+								   FROM generate_series(1, least(length(ltrim(number, '+')), 15)) n))
+	 ORDER BY length(t.prefix) DESC
+	 LIMIT 1;
+$$;
+COMMENT ON FUNCTION dialer.number_zone_lookup(text) IS
+	'Internal: the one home of the longest-prefix zone lookup of dialer.number_timezones(), as a set-returning SQL function that a statement inlines (no row: no prefix known)';
+
+/*
+ * The same, as a function of one number (plpgsql, so that its plan is made once per
+ * session; statements over many calls join number_zone_lookup() instead).
  */
 CREATE FUNCTION dialer.number_timezones(number text)
 RETURNS text[]
@@ -52,12 +71,7 @@ PARALLEL SAFE
 AS $$
 BEGIN
 	-- no SET search_path (its cost at every call): every name here is qualified or pg_catalog's
-	RETURN (SELECT CASE WHEN t.zones = '{Etc/Unknown}' THEN NULL ELSE t.zones END
-			  FROM dialer.number_timezones t
-			 WHERE t.prefix = ANY (ARRAY(SELECT left(ltrim(number_timezones.number, '+'), n)
-										   FROM generate_series(1, least(length(ltrim(number_timezones.number, '+')), 15)) n))
-			 ORDER BY length(t.prefix) DESC
-			 LIMIT 1);
+	RETURN (SELECT z.zones FROM dialer.number_zone_lookup(number_timezones.number) z);
 END;
 $$;
 COMMENT ON FUNCTION dialer.number_timezones(text) IS
@@ -195,6 +209,28 @@ SELECT pg_catalog.pg_extension_config_dump('dialer.consents_id_seq', '');
 /*
  * The enabled policies that apply to a call, by name.
  */
+CREATE FUNCTION dialer.policies_covering(to_number text, campaign text, provider text)
+RETURNS TABLE (names text[])
+LANGUAGE sql
+STABLE
+PARALLEL SAFE
+AS $$
+	SELECT coalesce(array_agg(p.name ORDER BY p.name), '{}')
+	  FROM dialer.calling_policies p
+	 WHERE p.enabled
+	   AND (cardinality(p.country_codes) = 0
+			OR EXISTS (SELECT 1 FROM unnest(p.country_codes) cc WHERE starts_with(to_number, '+' || cc)))
+	   AND (cardinality(p.area_codes) = 0 OR substr(to_number, 3, 3) = ANY (p.area_codes))
+	   AND (cardinality(p.campaigns) = 0 OR campaign = ANY (p.campaigns))
+	   AND (cardinality(p.providers) = 0 OR provider = ANY (p.providers));
+$$;
+COMMENT ON FUNCTION dialer.policies_covering(text, text, text) IS
+	'Internal: the one home of the scope rule of calling policies (country, area code, campaign, provider), as a set-returning SQL function that a statement inlines: one row, the enabled policies covering a call';
+
+/*
+ * The same, as a function of one call (plpgsql, so that its plan is made once per
+ * session; statements over many calls join policies_covering() instead).
+ */
 CREATE FUNCTION dialer.applicable_policies(to_number text, campaign text, provider text)
 RETURNS text[]
 LANGUAGE plpgsql
@@ -202,16 +238,8 @@ STABLE
 PARALLEL SAFE
 AS $$
 BEGIN
-	-- PL/pgSQL for a plan made once per session (see dialer.number_timezones)
-	RETURN (SELECT coalesce(array_agg(p.name ORDER BY p.name), '{}')
-			  FROM dialer.calling_policies p
-			 WHERE p.enabled
-			   AND (cardinality(p.country_codes) = 0
-					OR EXISTS (SELECT 1 FROM unnest(p.country_codes) cc
-								WHERE starts_with(applicable_policies.to_number, '+' || cc)))
-			   AND (cardinality(p.area_codes) = 0 OR substr(applicable_policies.to_number, 3, 3) = ANY (p.area_codes))
-			   AND (cardinality(p.campaigns) = 0 OR applicable_policies.campaign = ANY (p.campaigns))
-			   AND (cardinality(p.providers) = 0 OR applicable_policies.provider = ANY (p.providers)));
+	RETURN (SELECT c.names FROM dialer.policies_covering(applicable_policies.to_number,
+									applicable_policies.campaign, applicable_policies.provider) c);
 END;
 $$;
 COMMENT ON FUNCTION dialer.applicable_policies(text, text, text) IS
@@ -481,12 +509,16 @@ BEGIN
 						nullif(current_setting('dialer.call_window_start', true), '')::time) AS ws,
 			   coalesce(k.call_window_end, window_end,
 						nullif(current_setting('dialer.call_window_end', true), '')::time) AS we,
-			   dialer.applicable_policies(s.to_number, s.campaign, s.provider) AS pols,
+			   pc.names AS pols,
 			   CASE WHEN s.timezone IS NOT NULL THEN ARRAY[s.timezone]
 					WHEN k.timezone IS NOT NULL THEN ARRAY[k.timezone]
-					ELSE dialer.number_timezones(s.to_number) END AS zones
+					ELSE nz.zones END AS zones
 		  FROM dialer.scheduled_calls s
 		  LEFT JOIN dialer.campaigns k ON k.name = s.campaign
+		  -- the lookups joined, not called per call: planned once with this statement
+		 CROSS JOIN LATERAL dialer.policies_covering(s.to_number, s.campaign, s.provider) pc
+		  LEFT JOIN LATERAL (SELECT z.zones FROM dialer.number_zone_lookup(s.to_number) z
+							  WHERE s.timezone IS NULL AND k.timezone IS NULL) nz ON true
 		 WHERE s.id = ANY (call_ids)
 	), open_groups AS MATERIALIZED (
 		-- each distinct rule set judged once: open now, with nothing to count or look up
