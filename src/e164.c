@@ -21,13 +21,17 @@
 
 #include "e164.h"
 
+/* "+", then E164_MIN_DIGITS to E164_MAX_DIGITS digits, the first not 0 */
+#define E164_MIN_DIGITS 8
+#define E164_MAX_DIGITS 15
+
 PG_FUNCTION_INFO_V1(dialer_is_e164);
 
 /*
  * True when the len bytes at s are an E.164 number.
  */
-bool
-dialer_text_is_e164(const char *s, int len)
+static bool
+text_is_e164(const char *s, int len)
 {
 	int			i;
 
@@ -51,6 +55,5 @@ dialer_is_e164(PG_FUNCTION_ARGS)
 {
 	text	   *number = PG_GETARG_TEXT_PP(0);
 
-	PG_RETURN_BOOL(dialer_text_is_e164(VARDATA_ANY(number),
-									   VARSIZE_ANY_EXHDR(number)));
+	PG_RETURN_BOOL(text_is_e164(VARDATA_ANY(number), VARSIZE_ANY_EXHDR(number)));
 }

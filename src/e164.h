@@ -14,12 +14,6 @@
 
 #include "fmgr.h"
 
-/* "+", then E164_MIN_DIGITS to E164_MAX_DIGITS digits, the first not 0 */
-#define E164_MIN_DIGITS 8
-#define E164_MAX_DIGITS 15
-
-extern bool dialer_text_is_e164(const char *s, int len);
-
 /* SQL-callable functions */
 extern Datum dialer_is_e164(PG_FUNCTION_ARGS);
 

@@ -717,8 +717,7 @@ BEGIN
 	WITH req AS MATERIALIZED (
 		SELECT q.*,
 			   CASE WHEN q.reason IS NULL THEN nextval('dialer.scheduled_calls_id_seq'::regclass) END AS new_id,
-			   q.reason IS NULL AND EXISTS (SELECT FROM dialer.do_not_call d WHERE d.number = q.to_number) AS dnc,
-			   r.policy, r.rule AS policy_rule, r.reason AS policy_reason, r.timezones
+			   d.dnc, r.policy, r.rule AS policy_rule, r.reason AS policy_reason, r.timezones
 		  FROM (SELECT e.o::int AS item, e.v, s.shape, r.*, p.prov,
 					   coalesce(s.shape,
 								dialer.call_rule(r.to_number, r.run_at, r.provider, r.payload, r.campaign,
@@ -731,12 +730,13 @@ BEGIN
 				 CROSS JOIN LATERAL jsonb_populate_record(v_defaults, CASE WHEN s.shape IS NULL THEN e.v ELSE '{}' END) r
 				 CROSS JOIN LATERAL (SELECT v_providers->r.provider AS prov) p
 				OFFSET 0) q		-- ids are drawn in the order of the elements, after the rules
+		 CROSS JOIN LATERAL (SELECT q.reason IS NULL
+									AND EXISTS (SELECT FROM dialer.do_not_call d WHERE d.number = q.to_number) AS dnc) d
 		  -- the refusal of a policy holding a ledger (consent, silence after a refusal), looked
 		  -- for only when such a policy is enabled: the call is stored as skipped
 		  LEFT JOIN LATERAL (SELECT r.* FROM dialer.enqueue_refusal(q.to_number, q.run_at, q.timezone, q.campaign,
 																	  q.provider, q.payload->>'purpose') r
-							  WHERE v_policies AND q.reason IS NULL
-								AND NOT EXISTS (SELECT FROM dialer.do_not_call d WHERE d.number = q.to_number)) r ON true
+							  WHERE v_policies AND q.reason IS NULL AND NOT d.dnc) r ON true
 	), call_rows AS (
 		SELECT q.item, q.new_id,
 			   CASE WHEN q.dnc OR q.policy_rule IS NOT NULL THEN 'skipped' ELSE 'scheduled' END AS status, q.run_at,
@@ -3738,7 +3738,7 @@ LANGUAGE sql
 STABLE
 AS $$
 	SELECT v.policy, v.rule, v.reason, v.timezones
-	  FROM (SELECT dialer.applicable_policies(to_number, campaign, provider) AS names) a
+	  FROM dialer.policies_covering(to_number, campaign, provider) a
 	 CROSS JOIN LATERAL dialer.compliance_verdict(to_number, run_at, timezone, campaign, provider, purpose) v
 	 WHERE EXISTS (SELECT 1 FROM dialer.calling_policies p
 				   WHERE p.name = ANY (a.names) AND (p.require_consent OR p.refusal_silence IS NOT NULL))

@@ -26,7 +26,7 @@ LANGUAGE sql
 STABLE
 AS $$
 	SELECT v.policy, v.rule, v.reason, v.timezones
-	  FROM (SELECT dialer.applicable_policies(to_number, campaign, provider) AS names) a
+	  FROM dialer.policies_covering(to_number, campaign, provider) a
 	 CROSS JOIN LATERAL dialer.compliance_verdict(to_number, run_at, timezone, campaign, provider, purpose) v
 	 WHERE EXISTS (SELECT 1 FROM dialer.calling_policies p
 				   WHERE p.name = ANY (a.names) AND (p.require_consent OR p.refusal_silence IS NOT NULL))
