@@ -2736,37 +2736,25 @@ COMMENT ON COLUMN dialer.number_timezones.prefix IS 'Leading digits of E.164 num
 
 COMMENT ON COLUMN dialer.number_timezones.zones IS 'IANA time zones numbers with this prefix may be in (several: called only when open in all)';
 
-CREATE FUNCTION dialer.number_zone_lookup(number text)
-RETURNS TABLE (zones text[])
-LANGUAGE sql
-STABLE
-PARALLEL SAFE
-AS $$
-	SELECT CASE WHEN t.zones = '{Etc/Unknown}' THEN NULL ELSE t.zones END
-	  FROM dialer.number_timezones t
-	 WHERE t.prefix = ANY (ARRAY(SELECT left(ltrim(number, '+'), n)
-								   FROM generate_series(1, least(length(ltrim(number, '+')), 15)) n))
-	 ORDER BY length(t.prefix) DESC
-	 LIMIT 1;
-$$;
-
-COMMENT ON FUNCTION dialer.number_zone_lookup(text) IS
-	'Internal: the one home of the longest-prefix zone lookup of dialer.number_timezones(), as a set-returning SQL function that a statement inlines (no row: no prefix known)';
-
 CREATE FUNCTION dialer.number_timezones(number text)
 RETURNS text[]
-LANGUAGE plpgsql
-STABLE
-PARALLEL SAFE
-AS $$
-BEGIN
-	-- no SET search_path (its cost at every call): every name here is qualified or pg_catalog's
-	RETURN (SELECT z.zones FROM dialer.number_zone_lookup(number_timezones.number) z);
-END;
-$$;
+LANGUAGE c
+STABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'dialer_number_timezones';
 
 COMMENT ON FUNCTION dialer.number_timezones(text) IS
 	'IANA time zones of an E.164 number by the longest matching prefix of libphonenumber''s data (dialer.number_timezones); NULL when unknown';
+
+CREATE FUNCTION dialer.number_timezones_changed()
+RETURNS trigger
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'dialer_number_timezones_changed';
+
+COMMENT ON FUNCTION dialer.number_timezones_changed() IS
+	'Trigger: after a change to dialer.number_timezones, makes every backend read the map again for dialer.number_timezones()';
+
+CREATE TRIGGER number_timezones_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON dialer.number_timezones
+	FOR EACH STATEMENT EXECUTE FUNCTION dialer.number_timezones_changed();
 
 CREATE TABLE dialer.calling_policies (
 	name				text PRIMARY KEY CHECK (name ~ '^[A-Za-z0-9_:. -]{1,80}$'),
@@ -3197,13 +3185,11 @@ BEGIN
 			   pc.names AS pols,
 			   CASE WHEN s.timezone IS NOT NULL THEN ARRAY[s.timezone]
 					WHEN k.timezone IS NOT NULL THEN ARRAY[k.timezone]
-					ELSE nz.zones END AS zones
+					ELSE dialer.number_timezones(s.to_number) END AS zones
 		  FROM dialer.scheduled_calls s
 		  LEFT JOIN dialer.campaigns k ON k.name = s.campaign
-		  -- the lookups joined, not called per call: planned once with this statement
+		  -- the scope rule joined, not called per call: planned once with this statement
 		 CROSS JOIN LATERAL dialer.policies_covering(s.to_number, s.campaign, s.provider) pc
-		  LEFT JOIN LATERAL (SELECT z.zones FROM dialer.number_zone_lookup(s.to_number) z
-							  WHERE s.timezone IS NULL AND k.timezone IS NULL) nz ON true
 		 WHERE s.id = ANY (call_ids)
 	), open_groups AS MATERIALIZED (
 		-- each distinct rule set judged once: open now, with nothing to count or look up

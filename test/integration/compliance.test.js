@@ -70,6 +70,34 @@ test('the 5th French call within 30 days is skipped by the worker with its reaso
   assert.deepEqual(h, [{ rule: 'cap' }], 'contact_history shows the decision');
 });
 
+test('a prefix added to libphonenumber\'s map reaches every session and the running worker at commit', async () => {
+  const number = '+80099123456';
+  const other = await d.connect();
+  try {
+    // this session has read the map (the lookup keeps it in memory): the prefix is unknown
+    assert.equal((await db.query('SELECT dialer.number_timezones($1) AS z', [number])).rows[0].z, null);
+    // and so has the worker: a call to it is skipped
+    const before = await d.enqueue(db, number, { provider: PROV, payload: { message: 'unknown yet' } });
+    const [b] = await d.waitForStatus(db, [before], ['skipped', 'dialing', 'completed']);
+    assert.equal(b.status, 'skipped');
+    assert.match(b.last_error, /time zone cannot be known/);
+    await other.query("INSERT INTO dialer.number_timezones (prefix, zones) VALUES ('80099', '{Europe/Berlin}')");
+    assert.deepEqual((await db.query('SELECT dialer.number_timezones($1) AS z', [number])).rows[0].z, ['Europe/Berlin'],
+      'another session\'s committed change is seen by this one');
+    // the worker dials the number now
+    const id = await d.enqueue(db, number, { provider: PROV, payload: { message: 'known now' } });
+    const [c] = await d.waitForStatus(db, [id], ['skipped', 'dialing', 'completed']);
+    assert.notEqual(c.status, 'skipped', c.last_error);
+    const ev = (await d.events(db, id)).find((e) => e.event === 'claimed');
+    assert.deepEqual(ev.detail.timezones, ['Europe/Berlin']);
+  } finally {
+    await other.query("DELETE FROM dialer.number_timezones WHERE prefix = '80099'").catch(() => {});
+    await other.end();
+  }
+  assert.equal((await db.query('SELECT dialer.number_timezones($1) AS z', [number])).rows[0].z, null,
+    'and the removal too');
+});
+
 test('a number of unknown zone is never dialled under a policy; with an explicit zone it is', async () => {
   const unknown = await d.enqueue(db, '+80012345678', { provider: PROV, payload: { message: 'u' } });
   const named = await d.enqueue(db, '+80012345679', { provider: PROV, payload: { message: 'n' }, timezone: 'Europe/Berlin' });

@@ -11,7 +11,7 @@
 SET client_min_messages = error;
 
 BEGIN;
-SELECT plan(73);
+SELECT plan(77);
 
 -- a call to number that reached the provider (attempt with a provider call id) at instant at
 CREATE FUNCTION pg_temp.reached(number text, at timestamptz, campaign text DEFAULT NULL) RETURNS void
@@ -44,6 +44,15 @@ SELECT is(dialer.number_timezones('+61731234567'), '{Australia/Brisbane}', 'Bris
 SELECT is(dialer.number_timezones('+33142685300'), '{Europe/Paris}', 'Paris +33 1');
 SELECT is(dialer.number_timezones('+12083012345'), '{America/Boise,America/Los_Angeles}', 'a multi-zone prefix: +1 208 30 (Idaho)');
 SELECT is(dialer.number_timezones('+80012345678'), NULL, 'an unknown prefix (+800 international freephone) has no zone');
+-- the lookup keeps the map in memory: a change is seen at the next command, and a rolled-back one is undone
+SAVEPOINT map_change;
+INSERT INTO dialer.number_timezones (prefix, zones) VALUES ('80012', '{Asia/Tokyo}');
+UPDATE dialer.number_timezones SET zones = '{Europe/Paris,Europe/Brussels}' WHERE prefix = '1212';
+SELECT is(dialer.number_timezones('+80012345678'), '{Asia/Tokyo}', 'a prefix added to the map is looked up at the next command');
+SELECT is(dialer.number_timezones('+12125551234'), '{Europe/Paris,Europe/Brussels}', 'a prefix changed in the map too');
+ROLLBACK TO SAVEPOINT map_change;
+SELECT is(dialer.number_timezones('+80012345678'), NULL, 'a rolled-back addition is gone from the lookup');
+SELECT is(dialer.number_timezones('+12125551234'), '{America/New_York}', 'a rolled-back change too');
 
 -- Presets are templates ---------------------------------------------------------------------
 SELECT is((SELECT string_agg(name, ',' ORDER BY name) FROM dialer.calling_policies WHERE builtin AND NOT enabled),

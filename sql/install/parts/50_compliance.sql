@@ -37,45 +37,32 @@ COMMENT ON COLUMN dialer.number_timezones.prefix IS 'Leading digits of E.164 num
 COMMENT ON COLUMN dialer.number_timezones.zones IS 'IANA time zones numbers with this prefix may be in (several: called only when open in all)';
 
 /*
- * The IANA zones of a number by the longest prefix of dialer.number_timezones
- * (index lookups on the number's own prefixes); NULL when unknown.  libphonenumber
- * marks unknown with Etc/Unknown: that is NULL here too.  A set-returning SQL
- * function, so that a statement joining it inlines it (a SQL function with a FROM
- * clause called as a scalar is planned again at every call).
- */
-CREATE FUNCTION dialer.number_zone_lookup(number text)
-RETURNS TABLE (zones text[])
-LANGUAGE sql
-STABLE
-PARALLEL SAFE
-AS $$
-	SELECT CASE WHEN t.zones = '{Etc/Unknown}' THEN NULL ELSE t.zones END
-	  FROM dialer.number_timezones t
-	 WHERE t.prefix = ANY (ARRAY(SELECT left(ltrim(number, '+'), n)
-								   FROM generate_series(1, least(length(ltrim(number, '+')), 15)) n))
-	 ORDER BY length(t.prefix) DESC
-	 LIMIT 1;
-$$;
-COMMENT ON FUNCTION dialer.number_zone_lookup(text) IS
-	'Internal: the one home of the longest-prefix zone lookup of dialer.number_timezones(), as a set-returning SQL function that a statement inlines (no row: no prefix known)';
-
-/*
- * The same, as a function of one number (plpgsql, so that its plan is made once per
- * session; statements over many calls join number_zone_lookup() instead).
+ * The IANA zones of a number by the longest prefix of dialer.number_timezones; NULL
+ * when unknown (libphonenumber marks unknown with Etc/Unknown: that is NULL here
+ * too).  The one home of the lookup, in C (src/number_zones.c): each backend keeps
+ * the map in a hash table, dropped whenever the table changes (the trigger below),
+ * because the claim looks up every call's number under a calling policy.
  */
 CREATE FUNCTION dialer.number_timezones(number text)
 RETURNS text[]
-LANGUAGE plpgsql
-STABLE
-PARALLEL SAFE
-AS $$
-BEGIN
-	-- no SET search_path (its cost at every call): every name here is qualified or pg_catalog's
-	RETURN (SELECT z.zones FROM dialer.number_zone_lookup(number_timezones.number) z);
-END;
-$$;
+LANGUAGE c
+STABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'dialer_number_timezones';
 COMMENT ON FUNCTION dialer.number_timezones(text) IS
 	'IANA time zones of an E.164 number by the longest matching prefix of libphonenumber''s data (dialer.number_timezones); NULL when unknown';
+
+/*
+ * Every change to the map tells every backend to read it again (a relcache
+ * invalidation of the table: its own at the next command, the others' at commit).
+ */
+CREATE FUNCTION dialer.number_timezones_changed()
+RETURNS trigger
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'dialer_number_timezones_changed';
+COMMENT ON FUNCTION dialer.number_timezones_changed() IS
+	'Trigger: after a change to dialer.number_timezones, makes every backend read the map again for dialer.number_timezones()';
+CREATE TRIGGER number_timezones_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON dialer.number_timezones
+	FOR EACH STATEMENT EXECUTE FUNCTION dialer.number_timezones_changed();
 
 /*
  * Named calling policies.
@@ -512,13 +499,11 @@ BEGIN
 			   pc.names AS pols,
 			   CASE WHEN s.timezone IS NOT NULL THEN ARRAY[s.timezone]
 					WHEN k.timezone IS NOT NULL THEN ARRAY[k.timezone]
-					ELSE nz.zones END AS zones
+					ELSE dialer.number_timezones(s.to_number) END AS zones
 		  FROM dialer.scheduled_calls s
 		  LEFT JOIN dialer.campaigns k ON k.name = s.campaign
-		  -- the lookups joined, not called per call: planned once with this statement
+		  -- the scope rule joined, not called per call: planned once with this statement
 		 CROSS JOIN LATERAL dialer.policies_covering(s.to_number, s.campaign, s.provider) pc
-		  LEFT JOIN LATERAL (SELECT z.zones FROM dialer.number_zone_lookup(s.to_number) z
-							  WHERE s.timezone IS NULL AND k.timezone IS NULL) nz ON true
 		 WHERE s.id = ANY (call_ids)
 	), open_groups AS MATERIALIZED (
 		-- each distinct rule set judged once: open now, with nothing to count or look up
