@@ -25,6 +25,11 @@
  * (same rule machinery: scope, zone from the number, windows, caps) and the output says so.
  * Both pg_dialer runs (with and without) use the same numbers.
  *
+ * This machine's speed varies from one second to the next (a CPU-bound loop alone takes 0.52 to
+ * 0.71 s from run to run), so W1 and W2 run BENCH_REPEAT times (default 3), every system once per
+ * repetition, in turn; every run is printed, and the figures compared are medians (a with /
+ * without policy ratio: the median of the ratios of the runs side by side in one repetition).
+ *
  * pg_dialer's workloads enqueue with dialer.enqueue_calls (one jsonb parameter); Graphile
  * Worker's with its add_jobs SQL (one array parameter), the same rows. Prints one line per
  * figure and the pg_dialer / Graphile Worker ratios. Needs a cluster with pg_dialer preloaded
@@ -56,10 +61,17 @@ const AREA_CODES = [['212', 'New York'], ['305', 'Miami'], ['312', 'Chicago'], [
   ['787', 'Puerto Rico'], ['709', "St. John's"]];
 let benchFirst = 4150000000;   // numbers +1 415 000 0001... unless a policy chooses others
 const CONC = 100;
+const REPEAT = Math.max(1, Number(process.env.BENCH_REPEAT || 3));
 const HZ = 100;   // USER_HZ: /proc/<pid>/stat counts CPU time in 1/100 s
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const now = () => performance.now() / 1000;
 const fmt = (x, d = 0) => x.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d });
+const median = (xs) => {
+  const v = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(v.length / 2);
+  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
+};
+const range = (xs, f) => (xs.length > 1 ? ` (runs ${f(Math.min(...xs))} to ${f(Math.max(...xs))})` : '');
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -290,7 +302,8 @@ async function workloads(db, sim, results) {
     await dialer.fresh(db, sim);
     console.log(`calling policy for the pg_dialer+${POLICY} runs: ${await applyPolicy(db)}`);
   }
-  for (const state of ['fresh', 'warm']) {
+  for (let rep = 1; rep <= REPEAT; rep++) for (const state of ['fresh', 'warm']) {
+    const tag = REPEAT > 1 ? ` #${rep}` : '';
     for (const sys of POLICY ? [dialer, dialerPolicy, graphile] : [dialer, graphile]) {
       await sys.fresh(db, sim);
       if (state === 'warm') await sys.warm(db);
@@ -304,8 +317,8 @@ async function workloads(db, sim, results) {
         await simCall(sim, 'POST', 'config', { latency: 0 });
         await simCall(sim, 'POST', 'reset');
         const r = sys !== graphile ? await pgDialerWorkload(db, sim, N1, `w1${state}`) : await graphileWorkload(db, sim, N1, `w1${state}`);
-        const cpu = line(`W1 ${state}`, sys.name, r, N1);
-        results.push({ w: 'W1', state, sys: sys.name, rate: N1 / r.total, total: r.total, cpu });
+        const cpu = line(`W1 ${state}${tag}`, sys.name, r, N1);
+        results.push({ rep, w: 'W1', state, sys: sys.name, rate: N1 / r.total, total: r.total, cpu });
       }
       if (ONLY.has('w2')) {
         await simCall(sim, 'POST', 'reset');
@@ -313,8 +326,8 @@ async function workloads(db, sim, results) {
         const r = sys !== graphile ? await pgDialerWorkload(db, sim, N2, `w2${state}`) : await graphileWorkload(db, sim, N2, `w2${state}`);
         await simCall(sim, 'POST', 'config', { latency: 0 });
         const ideal = (N2 / CONC) * 0.1;
-        const cpu = line(`W2 ${state}`, sys.name, r, N2, `; ${(r.total / ideal).toFixed(3)} x the ideal ${ideal.toFixed(1)} s`);
-        results.push({ w: 'W2', state, sys: sys.name, rate: N2 / r.total, total: r.total, cpu, ideal: r.total / ideal });
+        const cpu = line(`W2 ${state}${tag}`, sys.name, r, N2, `; ${(r.total / ideal).toFixed(3)} x the ideal ${ideal.toFixed(1)} s`);
+        results.push({ rep, w: 'W2', state, sys: sys.name, rate: N2 / r.total, total: r.total, cpu, ideal: r.total / ideal });
       }
       if (sys === graphile) await stopGraphile();
     }
@@ -394,12 +407,30 @@ async function main() {
       + `clocks start before the enqueue transaction and stop when the last outcome is stored`);
     const results = [];
     if (ONLY.has('w1') || ONLY.has('w2')) await workloads(db, sim, results);
+    // the medians of every (workload, queue, system), then the ratios between them
+    const runs = (w, state, sys) => results.filter((r) => r.w === w && r.state === state && r.sys === sys);
+    const summary = (w, state, sys) => {
+      const rs = runs(w, state, sys);
+      if (rs.length === 0) return null;
+      const m = { rate: median(rs.map((r) => r.rate)), cpu: median(rs.map((r) => r.cpu)),
+        ideal: rs[0].ideal ? median(rs.map((r) => r.ideal)) : null, rs };
+      if (REPEAT > 1) {
+        console.log(`median ${w} ${state} ${sys}: ${fmt(m.rate)} calls/s${range(rs.map((r) => r.rate), (x) => fmt(x))}; `
+          + `CPU/call ${m.cpu.toFixed(3)} ms${range(rs.map((r) => r.cpu), (x) => x.toFixed(3))}`
+          + (m.ideal ? `; ${m.ideal.toFixed(3)} x ideal${range(rs.map((r) => r.ideal), (x) => x.toFixed(3))}` : ''));
+      }
+      return m;
+    };
+    const systems = ['pg_dialer', ...(POLICY ? [`pg_dialer+${POLICY}`] : []), 'Graphile Worker'];
+    const med = {};
+    for (const w of ['W1', 'W2']) for (const state of ['fresh', 'warm']) for (const sys of systems) med[`${w} ${state} ${sys}`] = summary(w, state, sys);
+    const of = REPEAT > 1 ? `medians of ${REPEAT} runs` : 'one run';
     for (const w of ['W1', 'W2']) {
       for (const state of ['fresh', 'warm']) {
-        const a = results.find((r) => r.w === w && r.state === state && r.sys === 'pg_dialer');
-        const b = results.find((r) => r.w === w && r.state === state && r.sys === 'Graphile Worker');
+        const a = med[`${w} ${state} pg_dialer`];
+        const b = med[`${w} ${state} Graphile Worker`];
         if (a && b) {
-          console.log(`ratio ${w} ${state}: pg_dialer / Graphile Worker = ${(a.rate / b.rate).toFixed(2)} x calls/s end to end`
+          console.log(`ratio ${w} ${state} (${of}): pg_dialer / Graphile Worker = ${(a.rate / b.rate).toFixed(2)} x calls/s end to end`
             + (w === 'W1' ? ' (target >= 4)' : '')
             + `; CPU/call ${a.cpu.toFixed(3)} vs ${b.cpu.toFixed(3)} ms (${(b.cpu / a.cpu).toFixed(2)} x less${w === 'W1' ? '; target <= 0.2 ms' : ''})`
             + (a.ideal ? `; pg_dialer ${a.ideal.toFixed(3)} x ideal (target <= 1.05), Graphile Worker ${b.ideal.toFixed(3)} x` : ''));
@@ -409,18 +440,21 @@ async function main() {
     if (POLICY) {
       for (const w of ['W1', 'W2']) {
         for (const state of ['fresh', 'warm']) {
-          const a = results.find((r) => r.w === w && r.state === state && r.sys === 'pg_dialer');
-          const p = results.find((r) => r.w === w && r.state === state && r.sys === `pg_dialer+${POLICY}`);
+          const a = med[`${w} ${state} pg_dialer`];
+          const p = med[`${w} ${state} pg_dialer+${POLICY}`];
           if (a && p) {
-            console.log(`policy ${w} ${state}: without ${fmt(a.rate)} calls/s, with ${POLICY} ${fmt(p.rate)} calls/s = `
-              + `${(p.rate / a.rate).toFixed(3)} x (target >= 0.90); CPU/call ${a.cpu.toFixed(3)} vs ${p.cpu.toFixed(3)} ms`);
+            // each repetition's runs with and without side by side, then the median of those ratios
+            const paired = p.rs.map((r) => r.rate / a.rs.find((x) => x.rep === r.rep).rate);
+            console.log(`policy ${w} ${state} (${of}): without ${fmt(a.rate)} calls/s, with ${POLICY} ${fmt(p.rate)} calls/s; `
+              + `with / without = ${median(paired).toFixed(3)} x${paired.length > 1 ? ` (runs ${paired.map((x) => x.toFixed(2)).join(', ')})` : ''} `
+              + `(target >= 0.90); CPU/call ${a.cpu.toFixed(3)} vs ${p.cpu.toFixed(3)} ms`);
           }
         }
       }
     }
-    const wf = results.find((r) => r.w === 'W1' && r.state === 'fresh' && r.sys === 'pg_dialer');
-    const ww = results.find((r) => r.w === 'W1' && r.state === 'warm' && r.sys === 'pg_dialer');
-    if (wf && ww) console.log(`ratio W1 pg_dialer fresh / warm = ${(wf.rate / ww.rate).toFixed(2)}`);
+    const wf = med['W1 fresh pg_dialer'];
+    const ww = med['W1 warm pg_dialer'];
+    if (wf && ww) console.log(`ratio W1 pg_dialer fresh / warm (${of}) = ${(wf.rate / ww.rate).toFixed(2)}`);
     if (ONLY.has('enqueue')) {
       const e = {};
       await enqueueBench(db, sim, e);

@@ -3182,39 +3182,49 @@ BEGIN
 						nullif(current_setting('dialer.call_window_start', true), '')::time) AS ws,
 			   coalesce(k.call_window_end, window_end,
 						nullif(current_setting('dialer.call_window_end', true), '')::time) AS we,
-			   pc.names AS pols,
 			   CASE WHEN s.timezone IS NOT NULL THEN ARRAY[s.timezone]
 					WHEN k.timezone IS NOT NULL THEN ARRAY[k.timezone]
 					ELSE dialer.number_timezones(s.to_number) END AS zones
 		  FROM dialer.scheduled_calls s
 		  LEFT JOIN dialer.campaigns k ON k.name = s.campaign
-		  -- the scope rule joined, not called per call: planned once with this statement
-		 CROSS JOIN LATERAL dialer.policies_covering(s.to_number, s.campaign, s.provider) pc
 		 WHERE s.id = ANY (call_ids)
+	), scopes AS MATERIALIZED (
+		-- a policy's scope reads a number's country code (1 to 3 digits) and, in the NANP, its
+		-- area code: its first four digits.  So the policies are looked up once per distinct
+		-- (first four digits, campaign, provider) of the batch, not once per call.
+		SELECT k.head, k.camp, k.prov, pc.names AS pols
+		  FROM (SELECT DISTINCT left(c.num, 5) AS head, c.camp, c.prov FROM c) k
+		 CROSS JOIN LATERAL dialer.policies_covering(k.head, k.camp, k.prov) pc
+	), cs AS MATERIALIZED (
+		SELECT c.*, sc.pols
+		  FROM c JOIN scopes sc ON sc.head = left(c.num, 5) AND sc.prov = c.prov AND sc.camp IS NOT DISTINCT FROM c.camp
 	), open_groups AS MATERIALIZED (
 		-- each distinct rule set judged once: open now, with nothing to count or look up
-		SELECT g.pols, g.zones, g.ws, g.we
-		  FROM (SELECT DISTINCT c.pols, c.zones, c.ws, c.we FROM c
-				 WHERE cardinality(c.pols) > 0 AND c.zones IS NOT NULL) g
+		SELECT g.pols, g.zones, g.ws, g.we,
+			   format('open under %s in %s', array_to_string(g.pols, ', '), array_to_string(g.zones, ', ')) AS reason
+		  FROM (SELECT DISTINCT cs.pols, cs.zones, cs.ws, cs.we FROM cs
+				 WHERE cardinality(cs.pols) > 0 AND cs.zones IS NOT NULL) g
 		 WHERE NOT EXISTS (SELECT 1 FROM dialer.calling_policies p
 							WHERE p.name = ANY (g.pols)
 							  AND (p.require_consent OR p.refusal_silence IS NOT NULL OR p.max_calls IS NOT NULL))
 		   AND NOT EXISTS (SELECT 1 FROM dialer.closed_rule(g.pols, g.zones, at, g.ws, g.we))
+	), judged AS MATERIALIZED (
+		-- each call under policies with its open group, if any
+		SELECT cs.*, o.reason AS open_reason
+		  FROM cs
+		  LEFT JOIN open_groups o
+				 ON o.pols = cs.pols AND o.zones = cs.zones
+				AND o.ws IS NOT DISTINCT FROM cs.ws AND o.we IS NOT DISTINCT FROM cs.we
+		 WHERE cardinality(cs.pols) > 0
 	)
-	SELECT c.id, v.decision, v.policy, v.rule, v.reason, v.next_opening, v.timezones, v.policies
-	  FROM c
-	  LEFT JOIN open_groups o
-			 ON o.pols = c.pols AND o.zones = c.zones
-			AND o.ws IS NOT DISTINCT FROM c.ws AND o.we IS NOT DISTINCT FROM c.we
-	 CROSS JOIN LATERAL (
-			SELECT 'allow'::text AS decision, NULL::text AS policy, NULL::text AS rule,
-				   format('open under %s in %s', array_to_string(c.pols, ', '), array_to_string(c.zones, ', ')) AS reason,
-				   NULL::timestamptz AS next_opening, c.zones AS timezones, c.pols AS policies
-			 WHERE o.pols IS NOT NULL
-			UNION ALL
-			SELECT f.decision, f.policy, f.rule, f.reason, f.next_opening, f.timezones, f.policies
-			  FROM dialer.compliance_verdict(c.num, at, c.call_tz, c.camp, c.prov, c.purpose, c.ws, c.we) f
-			 WHERE o.pols IS NULL AND cardinality(c.pols) > 0) v;
+	SELECT j.id, 'allow'::text, NULL::text, NULL::text, j.open_reason, NULL::timestamptz, j.zones, j.pols
+	  FROM judged j
+	 WHERE j.open_reason IS NOT NULL
+	UNION ALL
+	-- the others, each with a verdict of its own (materialized above, so that only they get one)
+	SELECT j.id, f.decision, f.policy, f.rule, f.reason, f.next_opening, f.timezones, f.policies
+	  FROM (SELECT * FROM judged WHERE judged.open_reason IS NULL) j
+	 CROSS JOIN LATERAL dialer.compliance_verdict(j.num, at, j.call_tz, j.camp, j.prov, j.purpose, j.ws, j.we) f;
 END;
 $$;
 
@@ -3744,7 +3754,7 @@ AS $$
 $$;
 
 COMMENT ON FUNCTION dialer.policy_skip_detail(text, text, text, text[], text) IS
-	'Internal: the event detail of a call skipped by a calling policy (checked: enqueue or dispatch; policy, rule, zones, message)';
+	'Internal: the event detail of a call skipped by a calling policy (checked: enqueue, dispatch, consent_changed or refusal_recorded; policy, rule, zones, message)';
 
 CREATE FUNCTION dialer.ledger_policies_enabled()
 RETURNS boolean
@@ -3757,6 +3767,54 @@ $$;
 
 COMMENT ON FUNCTION dialer.ledger_policies_enabled() IS
 	'Internal: true when an enabled calling policy requires consent or keeps a silence after refusals (the policies enqueue consults)';
+
+CREATE FUNCTION dialer.ledger_changed()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+BEGIN
+	WITH refused AS MATERIALIZED (
+		SELECT c.id, r.policy, r.rule, r.reason, r.timezones
+		  FROM dialer.scheduled_calls c
+		 CROSS JOIN LATERAL dialer.enqueue_refusal(c.to_number, greatest(c.next_attempt_at, now()), c.timezone,
+												   c.campaign, c.provider, c.payload->>'purpose') r
+		 WHERE c.to_number IN (SELECT ch.number FROM changed ch)
+		   AND c.status = 'scheduled'
+		   AND r.rule IS NOT NULL
+	), skipped AS (
+		UPDATE dialer.scheduled_calls c
+		   SET status = 'skipped', finished_at = now(), updated_at = now(), last_error = x.reason
+		  FROM refused x
+		 WHERE c.id = x.id AND c.status = 'scheduled'
+		RETURNING c.id, x.policy, x.rule, x.reason, x.timezones
+	)
+	INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
+	SELECT s.id, 'skipped', 'scheduled', 'skipped',
+		   dialer.policy_skip_detail(CASE TG_TABLE_NAME WHEN 'consents' THEN 'consent_changed' ELSE 'refusal_recorded' END,
+									 s.policy, s.rule, s.timezones, s.reason)
+	  FROM skipped s;
+	RETURN NULL;
+END;
+$$;
+
+COMMENT ON FUNCTION dialer.ledger_changed() IS
+	'Trigger: after a consent is revoked, changed or removed, or a refusal recorded, skips the scheduled calls to those numbers that the ledger now refuses (checked: consent_changed or refusal_recorded)';
+
+REVOKE ALL ON FUNCTION dialer.ledger_changed() FROM PUBLIC;
+
+CREATE TRIGGER consents_revoked AFTER UPDATE ON dialer.consents
+	REFERENCING NEW TABLE AS changed
+	FOR EACH STATEMENT EXECUTE FUNCTION dialer.ledger_changed();
+
+CREATE TRIGGER consents_removed AFTER DELETE ON dialer.consents
+	REFERENCING OLD TABLE AS changed
+	FOR EACH STATEMENT EXECUTE FUNCTION dialer.ledger_changed();
+
+CREATE TRIGGER refusals_recorded AFTER INSERT ON dialer.refusals
+	REFERENCING NEW TABLE AS changed
+	FOR EACH STATEMENT EXECUTE FUNCTION dialer.ledger_changed();
 
 TRUNCATE dialer.number_timezones;
 

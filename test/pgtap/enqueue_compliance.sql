@@ -11,7 +11,7 @@
 SET client_min_messages = error;
 
 BEGIN;
-SELECT plan(26);
+SELECT plan(33);
 
 INSERT INTO dialer.providers (name, kind, base_url, account_sid, enabled)
 VALUES ('tap_encomp', 'twilio', 'http://127.0.0.1:9', 'AC0123456789abcdef0123456789abcdef', false);
@@ -120,6 +120,42 @@ SELECT is(pg_temp.one('+12125550104'), 'scheduled', 'a number with a known zone 
 -- caps are counted when calls are made, not at enqueue
 UPDATE dialer.calling_policies SET max_calls = 0, cap_period = '1 day' WHERE name = 'tap-anywhere';
 SELECT is(pg_temp.one('+12125550105'), 'scheduled', 'a cap does not skip at enqueue: the claim counts the calls made');
+
+-- a consent revoked or removed, or a refusal recorded, takes effect at once on the calls
+-- already scheduled: those the ledger now refuses are skipped, the others stay
+UPDATE dialer.calling_policies SET enabled = false WHERE name = 'tap-anywhere';
+UPDATE dialer.calling_policies SET enabled = true WHERE name IN ('tap-consent', 'tap-silence');
+INSERT INTO dialer.consents (number, purpose, granted_at, source)
+VALUES ('+12125550106', 'renewal', now() - interval '1 day', 'web form'),
+	   ('+12125550106', 'survey', now() - interval '1 day', 'web form');
+SELECT is(pg_temp.one('+12125550106', now() + interval '1 day') || ', ' ||
+		  pg_temp.one('+12125550106', now() + interval '1 day', purpose => 'survey'),
+		  'scheduled, scheduled', 'two calls for tomorrow, each with consent for its purpose');
+UPDATE dialer.consents SET revoked_at = now(), revoked_via = 'sms STOP'
+ WHERE number = '+12125550106' AND purpose = 'renewal';
+SELECT is((SELECT string_agg((s.payload->>'purpose') || ' ' || s.status, ', ' ORDER BY s.id)
+			 FROM dialer.scheduled_calls s WHERE s.to_number = '+12125550106'),
+		  'renewal skipped, survey scheduled',
+		  'a revoked consent skips at once the scheduled call for its purpose, and only that one');
+SELECT is((SELECT concat_ws(' ', e.detail->>'policy', e.detail->>'rule', e.detail->>'checked')
+			 FROM dialer.call_events e JOIN dialer.scheduled_calls s ON s.id = e.call_id
+			WHERE s.to_number = '+12125550106' AND e.event = 'skipped'),
+		  'tap-consent consent consent_changed', 'its event names the policy, the rule and what changed');
+SELECT alike((SELECT last_error FROM dialer.scheduled_calls WHERE to_number = '+12125550106' AND status = 'skipped'),
+			 '%tap-consent requires consent%revoked%sms STOP%', 'and last_error says why');
+DELETE FROM dialer.consents WHERE number = '+12125550106' AND purpose = 'survey';
+SELECT is((SELECT count(*)::int FROM dialer.scheduled_calls WHERE to_number = '+12125550106' AND status = 'scheduled'),
+		  0, 'a removed consent skips its calls too');
+SELECT is(pg_temp.one('+33142685302', now() + interval '1 day') || ', ' ||
+		  pg_temp.one('+33142685302', now() + interval '90 days'), 'scheduled, scheduled',
+		  'two calls to a French number, tomorrow and in 90 days');
+INSERT INTO dialer.refusals (number, source) VALUES ('+33142685302', 'call outcome');
+SELECT is((SELECT string_agg(s.status || coalesce(' ' || (e.detail->>'checked'), ''), ', ' ORDER BY s.run_at)
+			 FROM dialer.scheduled_calls s
+			 LEFT JOIN dialer.call_events e ON e.call_id = s.id AND e.event = 'skipped'
+			WHERE s.to_number = '+33142685302'),
+		  'skipped refusal_recorded, scheduled',
+		  'a refusal skips at once the call within its silence; the call after it stays scheduled');
 
 SELECT * FROM finish();
 ROLLBACK;

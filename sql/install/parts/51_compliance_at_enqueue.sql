@@ -49,7 +49,7 @@ AS $$
 							  'timezones', timezones, 'message', message);
 $$;
 COMMENT ON FUNCTION dialer.policy_skip_detail(text, text, text, text[], text) IS
-	'Internal: the event detail of a call skipped by a calling policy (checked: enqueue or dispatch; policy, rule, zones, message)';
+	'Internal: the event detail of a call skipped by a calling policy (checked: enqueue, dispatch, consent_changed or refusal_recorded; policy, rule, zones, message)';
 
 /*
  * True when an enabled calling policy holds a ledger (requires consent, or keeps a
@@ -66,3 +66,57 @@ AS $$
 $$;
 COMMENT ON FUNCTION dialer.ledger_policies_enabled() IS
 	'Internal: true when an enabled calling policy requires consent or keeps a silence after refusals (the policies enqueue consults)';
+
+/*
+ * A consent revoked (or changed, or removed) or a refusal recorded takes effect at
+ * once: the scheduled calls to those numbers that the ledger now refuses at the
+ * instant they are due (dialer.enqueue_refusal: consent, silence after a refusal)
+ * are skipped with the policy, rule and reason, as enqueue would have stored them.
+ * The claim checks them again anyway; this is so that a revocation does not leave
+ * calls that will never be made looking scheduled.  A call the worker holds is
+ * waited for, and left alone once it is no longer scheduled.  One trigger per
+ * event, as transition tables require, all with the changed rows as "changed".
+ */
+CREATE FUNCTION dialer.ledger_changed()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+BEGIN
+	WITH refused AS MATERIALIZED (
+		SELECT c.id, r.policy, r.rule, r.reason, r.timezones
+		  FROM dialer.scheduled_calls c
+		 CROSS JOIN LATERAL dialer.enqueue_refusal(c.to_number, greatest(c.next_attempt_at, now()), c.timezone,
+												   c.campaign, c.provider, c.payload->>'purpose') r
+		 WHERE c.to_number IN (SELECT ch.number FROM changed ch)
+		   AND c.status = 'scheduled'
+		   AND r.rule IS NOT NULL
+	), skipped AS (
+		UPDATE dialer.scheduled_calls c
+		   SET status = 'skipped', finished_at = now(), updated_at = now(), last_error = x.reason
+		  FROM refused x
+		 WHERE c.id = x.id AND c.status = 'scheduled'
+		RETURNING c.id, x.policy, x.rule, x.reason, x.timezones
+	)
+	INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
+	SELECT s.id, 'skipped', 'scheduled', 'skipped',
+		   dialer.policy_skip_detail(CASE TG_TABLE_NAME WHEN 'consents' THEN 'consent_changed' ELSE 'refusal_recorded' END,
+									 s.policy, s.rule, s.timezones, s.reason)
+	  FROM skipped s;
+	RETURN NULL;
+END;
+$$;
+COMMENT ON FUNCTION dialer.ledger_changed() IS
+	'Trigger: after a consent is revoked, changed or removed, or a refusal recorded, skips the scheduled calls to those numbers that the ledger now refuses (checked: consent_changed or refusal_recorded)';
+REVOKE ALL ON FUNCTION dialer.ledger_changed() FROM PUBLIC;
+
+CREATE TRIGGER consents_revoked AFTER UPDATE ON dialer.consents
+	REFERENCING NEW TABLE AS changed
+	FOR EACH STATEMENT EXECUTE FUNCTION dialer.ledger_changed();
+CREATE TRIGGER consents_removed AFTER DELETE ON dialer.consents
+	REFERENCING OLD TABLE AS changed
+	FOR EACH STATEMENT EXECUTE FUNCTION dialer.ledger_changed();
+CREATE TRIGGER refusals_recorded AFTER INSERT ON dialer.refusals
+	REFERENCING NEW TABLE AS changed
+	FOR EACH STATEMENT EXECUTE FUNCTION dialer.ledger_changed();
