@@ -627,12 +627,15 @@ claim_and_start(DispatchRound *r, DialerProvider *p, int share)
 	refill_tokens(p, r->now);
 
 	/*
-	 * Claim at most a quarter of the slots at a time: the first requests
-	 * leave while the rest are claimed, so slots freed together refill sooner
-	 * and do not stay in lockstep.
+	 * Claim at most half of the slots at a time: the first requests leave
+	 * while the rest are claimed, so slots freed together refill sooner and
+	 * do not stay in lockstep.  (A quarter made twice as many claims, each a
+	 * transaction with its own commit and a claim statement's fixed cost:
+	 * with 100 slots and no provider latency, 0.169 ms of CPU per call
+	 * against 0.117; all the slots at once made more, smaller stores.)
 	 */
 	allowance = Min(dialer_batch_size, r->cap - http_in_flight());
-	allowance = Min(allowance, Max(r->cap / 4, 1));
+	allowance = Min(allowance, Max(r->cap / 2, 1));
 	allowance = Min(allowance, share - p->in_flight);
 	allowance = Min(allowance, (int) p->tokens);
 	if (allowance < 1)
@@ -753,7 +756,7 @@ start_searches(DispatchRound *r)
 			continue;
 		}
 		allowance = Min((int) p->tokens, r->cap - http_in_flight());
-		allowance = Min(allowance, Max(r->cap / 4, 1));
+		allowance = Min(allowance, Max(r->cap / 2, 1));
 		if (allowance < 1)
 			continue;
 		todo = queue_claim_searches(p, allowance);
