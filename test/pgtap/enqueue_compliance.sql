@@ -11,7 +11,7 @@
 SET client_min_messages = error;
 
 BEGIN;
-SELECT plan(33);
+SELECT plan(35);
 
 INSERT INTO dialer.providers (name, kind, base_url, account_sid, enabled)
 VALUES ('tap_encomp', 'twilio', 'http://127.0.0.1:9', 'AC0123456789abcdef0123456789abcdef', false);
@@ -156,6 +156,15 @@ SELECT is((SELECT string_agg(s.status || coalesce(' ' || (e.detail->>'checked'),
 			WHERE s.to_number = '+33142685302'),
 		  'skipped refusal_recorded, scheduled',
 		  'a refusal skips at once the call within its silence; the call after it stays scheduled');
+
+-- a cap of one policy does not hide the consent another requires: the ledger rules of every
+-- policy are decided before any cap (tap-anywhere sorts before tap-consent)
+UPDATE dialer.calling_policies SET enabled = true, max_calls = 0, cap_period = '1 day' WHERE name = 'tap-anywhere';
+SELECT is(pg_temp.one('+12125550107'), 'skipped consent enqueue',
+		  'consent missing under one policy and a cap under another: skipped at enqueue for the consent');
+SELECT is((SELECT v.rule FROM dialer.compliance_verdict('+12125550107', now(), purpose => 'renewal',
+													  window_start => '00:00', window_end => '24:00') v),
+		  'consent', 'the verdict names the consent rule, not the cap');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -394,8 +394,12 @@ BEGIN
 		RETURN;
 	END IF;
 
-	-- consent, silence after a refusal, then per-recipient caps: the call is refused
-	FOR v_p IN SELECT p.* FROM dialer.calling_policies p WHERE p.name = ANY (policies) ORDER BY p.name LOOP
+	-- consent and silence after a refusal (the ledger) of every policy, then the per-recipient
+	-- caps: the call is refused.  The ledger first, so that a cap never hides a missing consent
+	-- (dialer.enqueue_refusal decides the ledger rules at enqueue from this verdict)
+	FOR v_p IN SELECT p.* FROM dialer.calling_policies p
+				WHERE p.name = ANY (policies) AND (p.require_consent OR p.refusal_silence IS NOT NULL)
+				ORDER BY p.name LOOP
 		IF v_p.require_consent AND NOT EXISTS (
 				SELECT 1 FROM dialer.consents k
 				 WHERE k.number = compliance_verdict.to_number
@@ -431,17 +435,19 @@ BEGIN
 				RETURN;
 			END IF;
 		END IF;
-		IF v_p.max_calls IS NOT NULL THEN
-			SELECT * INTO v_cnt FROM dialer.contact_count(to_number, at, v_p.cap_period, v_p.max_calls);
-			IF v_cnt.calls >= v_p.max_calls THEN
-				decision := 'refuse';
-				policy := v_p.name;
-				rule := 'cap';
-				next_opening := v_cnt.frees_at;
-				reason := format('%s already had %s calls within %s: policy %s allows at most %s',
-								 to_number, v_cnt.calls, v_p.cap_period, v_p.name, v_p.max_calls);
-				RETURN;
-			END IF;
+	END LOOP;
+
+	FOR v_p IN SELECT p.* FROM dialer.calling_policies p
+				WHERE p.name = ANY (policies) AND p.max_calls IS NOT NULL ORDER BY p.name LOOP
+		SELECT * INTO v_cnt FROM dialer.contact_count(to_number, at, v_p.cap_period, v_p.max_calls);
+		IF v_cnt.calls >= v_p.max_calls THEN
+			decision := 'refuse';
+			policy := v_p.name;
+			rule := 'cap';
+			next_opening := v_cnt.frees_at;
+			reason := format('%s already had %s calls within %s: policy %s allows at most %s',
+							 to_number, v_cnt.calls, v_p.cap_period, v_p.name, v_p.max_calls);
+			RETURN;
 		END IF;
 	END LOOP;
 
