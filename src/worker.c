@@ -871,12 +871,15 @@ dispatch_round(int cap, bool was_woken, bool *more_due, bool *slots_awaited)
 
 /*
  * How many slots must be free before the loop claims again for waiting calls:
- * a twentieth of them, so claims are not made one call at a time.
+ * a fiftieth of them (2 of 100), so claims are not made one call at a time,
+ * yet a slot freed by a slow provider does not wait long for others.  (A
+ * twentieth kept W2 of make bench, 100 ms answers at concurrency 100, at 1.09
+ * times its ideal time against 1.08, three runs each, back to back.)
  */
 static int
 refill_threshold(int cap)
 {
-	return Max(1, Min(dialer_batch_size, cap / 20));
+	return Max(1, Min(dialer_batch_size, cap / 50));
 }
 
 /*
