@@ -1143,6 +1143,31 @@ CREATE TRIGGER call_timezone_changed
 	WHEN (OLD.timezone IS DISTINCT FROM NEW.timezone AND NEW.status = 'scheduled')
 	EXECUTE FUNCTION dialer.window_changed();
 
+CREATE FUNCTION dialer.skip_scheduled_calls(call_ids bigint[], errors text[], details jsonb[])
+RETURNS int
+LANGUAGE sql
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+	WITH s AS (
+		SELECT * FROM unnest(call_ids, errors, details) AS s(id, error, detail)
+	), skipped AS (
+		UPDATE dialer.scheduled_calls c
+		   SET status = 'skipped', finished_at = now(), updated_at = now(), last_error = s.error
+		  FROM s
+		 WHERE c.id = s.id AND c.status = 'scheduled'
+		RETURNING c.id, s.detail
+	), ev AS (
+		INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
+		SELECT k.id, 'skipped', 'scheduled', 'skipped', k.detail FROM skipped k
+	)
+	SELECT count(*)::int FROM skipped;
+$$;
+
+COMMENT ON FUNCTION dialer.skip_scheduled_calls(bigint[], text[], jsonb[]) IS
+	'Internal: skips the calls still scheduled among call_ids now, each with its last_error and skipped-event detail (do-not-call entries, revoked consents, refusals); returns how many';
+
+REVOKE ALL ON FUNCTION dialer.skip_scheduled_calls(bigint[], text[], jsonb[]) FROM PUBLIC;
+
 CREATE FUNCTION dialer.do_not_call_added()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -1150,18 +1175,12 @@ SECURITY DEFINER
 SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 BEGIN
-	WITH skipped AS (
-		UPDATE dialer.scheduled_calls c
-		   SET status = 'skipped', finished_at = now(), updated_at = now(),
-			   last_error = 'number is on the do-not-call list'
-		  FROM (SELECT DISTINCT a.number FROM added a) a
-		 WHERE c.to_number = a.number AND c.status = 'scheduled'
-		RETURNING c.id
-	)
-	INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
-	SELECT s.id, 'skipped', 'scheduled', 'skipped',
-		   jsonb_build_object('reason', 'do_not_call', 'checked', 'do_not_call_added')
-	  FROM skipped s;
+	PERFORM dialer.skip_scheduled_calls(array_agg(c.id), array_agg('number is on the do-not-call list'::text),
+										array_agg(jsonb_build_object('reason', 'do_not_call',
+																	 'checked', 'do_not_call_added')))
+	   FROM dialer.scheduled_calls c
+	  WHERE c.to_number IN (SELECT a.number FROM added a) AND c.status = 'scheduled'
+	 HAVING count(*) > 0;
 	RETURN NULL;
 END;
 $$;
@@ -3781,26 +3800,18 @@ SECURITY DEFINER
 SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 BEGIN
-	WITH refused AS MATERIALIZED (
-		SELECT c.id, r.policy, r.rule, r.reason, r.timezones
-		  FROM dialer.scheduled_calls c
-		 CROSS JOIN LATERAL dialer.enqueue_refusal(c.to_number, greatest(c.next_attempt_at, now()), c.timezone,
-												   c.campaign, c.provider, c.payload->>'purpose') r
-		 WHERE c.to_number IN (SELECT ch.number FROM changed ch)
-		   AND c.status = 'scheduled'
-		   AND r.rule IS NOT NULL
-	), skipped AS (
-		UPDATE dialer.scheduled_calls c
-		   SET status = 'skipped', finished_at = now(), updated_at = now(), last_error = x.reason
-		  FROM refused x
-		 WHERE c.id = x.id AND c.status = 'scheduled'
-		RETURNING c.id, x.policy, x.rule, x.reason, x.timezones
-	)
-	INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
-	SELECT s.id, 'skipped', 'scheduled', 'skipped',
-		   dialer.policy_skip_detail(CASE TG_TABLE_NAME WHEN 'consents' THEN 'consent_changed' ELSE 'refusal_recorded' END,
-									 s.policy, s.rule, s.timezones, s.reason)
-	  FROM skipped s;
+	PERFORM dialer.skip_scheduled_calls(
+				array_agg(c.id), array_agg(r.reason),
+				array_agg(dialer.policy_skip_detail(CASE TG_TABLE_NAME WHEN 'consents' THEN 'consent_changed'
+																ELSE 'refusal_recorded' END,
+													r.policy, r.rule, r.timezones, r.reason)))
+	   FROM dialer.scheduled_calls c
+	  CROSS JOIN LATERAL dialer.enqueue_refusal(c.to_number, greatest(c.next_attempt_at, now()), c.timezone,
+												c.campaign, c.provider, c.payload->>'purpose') r
+	  WHERE c.to_number IN (SELECT ch.number FROM changed ch)
+		AND c.status = 'scheduled'
+		AND r.rule IS NOT NULL
+	 HAVING count(*) > 0;
 	RETURN NULL;
 END;
 $$;

@@ -417,6 +417,36 @@ CREATE TRIGGER call_timezone_changed
 	EXECUTE FUNCTION dialer.window_changed();
 
 /*
+ * Skips scheduled calls at once, each with its last_error and the detail of its skipped
+ * event: the one home of "a call that may no longer be made is settled now, not when it
+ * falls due" (a number added to the do-not-call list, a consent revoked, a refusal
+ * recorded).  A call no longer scheduled (claimed meanwhile, canceled) is left alone: its
+ * row is re-checked under the UPDATE's lock.  Returns how many were skipped.
+ */
+CREATE FUNCTION dialer.skip_scheduled_calls(call_ids bigint[], errors text[], details jsonb[])
+RETURNS int
+LANGUAGE sql
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+	WITH s AS (
+		SELECT * FROM unnest(call_ids, errors, details) AS s(id, error, detail)
+	), skipped AS (
+		UPDATE dialer.scheduled_calls c
+		   SET status = 'skipped', finished_at = now(), updated_at = now(), last_error = s.error
+		  FROM s
+		 WHERE c.id = s.id AND c.status = 'scheduled'
+		RETURNING c.id, s.detail
+	), ev AS (
+		INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
+		SELECT k.id, 'skipped', 'scheduled', 'skipped', k.detail FROM skipped k
+	)
+	SELECT count(*)::int FROM skipped;
+$$;
+COMMENT ON FUNCTION dialer.skip_scheduled_calls(bigint[], text[], jsonb[]) IS
+	'Internal: skips the calls still scheduled among call_ids now, each with its last_error and skipped-event detail (do-not-call entries, revoked consents, refusals); returns how many';
+REVOKE ALL ON FUNCTION dialer.skip_scheduled_calls(bigint[], text[], jsonb[]) FROM PUBLIC;
+
+/*
  * A number added to the do-not-call list: its scheduled calls (waiting for a window,
  * a retry or their run_at) are skipped at once, with the reason, instead of waiting
  * for the check at dispatch.
@@ -428,18 +458,12 @@ SECURITY DEFINER
 SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 BEGIN
-	WITH skipped AS (
-		UPDATE dialer.scheduled_calls c
-		   SET status = 'skipped', finished_at = now(), updated_at = now(),
-			   last_error = 'number is on the do-not-call list'
-		  FROM (SELECT DISTINCT a.number FROM added a) a
-		 WHERE c.to_number = a.number AND c.status = 'scheduled'
-		RETURNING c.id
-	)
-	INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
-	SELECT s.id, 'skipped', 'scheduled', 'skipped',
-		   jsonb_build_object('reason', 'do_not_call', 'checked', 'do_not_call_added')
-	  FROM skipped s;
+	PERFORM dialer.skip_scheduled_calls(array_agg(c.id), array_agg('number is on the do-not-call list'::text),
+										array_agg(jsonb_build_object('reason', 'do_not_call',
+																	 'checked', 'do_not_call_added')))
+	   FROM dialer.scheduled_calls c
+	  WHERE c.to_number IN (SELECT a.number FROM added a) AND c.status = 'scheduled'
+	 HAVING count(*) > 0;
 	RETURN NULL;
 END;
 $$;

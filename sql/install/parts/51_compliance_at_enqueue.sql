@@ -71,7 +71,8 @@ COMMENT ON FUNCTION dialer.ledger_policies_enabled() IS
  * A consent revoked (or changed, or removed) or a refusal recorded takes effect at
  * once: the scheduled calls to those numbers that the ledger now refuses at the
  * instant they are due (dialer.enqueue_refusal: consent, silence after a refusal)
- * are skipped with the policy, rule and reason, as enqueue would have stored them.
+ * are skipped with the policy, rule and reason, as enqueue would have stored them
+ * (dialer.skip_scheduled_calls).
  * The claim checks them again anyway; this is so that a revocation does not leave
  * calls that will never be made looking scheduled.  A call the worker holds is
  * waited for, and left alone once it is no longer scheduled.  One trigger per
@@ -84,26 +85,18 @@ SECURITY DEFINER
 SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 BEGIN
-	WITH refused AS MATERIALIZED (
-		SELECT c.id, r.policy, r.rule, r.reason, r.timezones
-		  FROM dialer.scheduled_calls c
-		 CROSS JOIN LATERAL dialer.enqueue_refusal(c.to_number, greatest(c.next_attempt_at, now()), c.timezone,
-												   c.campaign, c.provider, c.payload->>'purpose') r
-		 WHERE c.to_number IN (SELECT ch.number FROM changed ch)
-		   AND c.status = 'scheduled'
-		   AND r.rule IS NOT NULL
-	), skipped AS (
-		UPDATE dialer.scheduled_calls c
-		   SET status = 'skipped', finished_at = now(), updated_at = now(), last_error = x.reason
-		  FROM refused x
-		 WHERE c.id = x.id AND c.status = 'scheduled'
-		RETURNING c.id, x.policy, x.rule, x.reason, x.timezones
-	)
-	INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
-	SELECT s.id, 'skipped', 'scheduled', 'skipped',
-		   dialer.policy_skip_detail(CASE TG_TABLE_NAME WHEN 'consents' THEN 'consent_changed' ELSE 'refusal_recorded' END,
-									 s.policy, s.rule, s.timezones, s.reason)
-	  FROM skipped s;
+	PERFORM dialer.skip_scheduled_calls(
+				array_agg(c.id), array_agg(r.reason),
+				array_agg(dialer.policy_skip_detail(CASE TG_TABLE_NAME WHEN 'consents' THEN 'consent_changed'
+																ELSE 'refusal_recorded' END,
+													r.policy, r.rule, r.timezones, r.reason)))
+	   FROM dialer.scheduled_calls c
+	  CROSS JOIN LATERAL dialer.enqueue_refusal(c.to_number, greatest(c.next_attempt_at, now()), c.timezone,
+												c.campaign, c.provider, c.payload->>'purpose') r
+	  WHERE c.to_number IN (SELECT ch.number FROM changed ch)
+		AND c.status = 'scheduled'
+		AND r.rule IS NOT NULL
+	 HAVING count(*) > 0;
 	RETURN NULL;
 END;
 $$;
