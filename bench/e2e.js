@@ -417,6 +417,14 @@ async function enqueueBench(db, sim, results) {
 
 async function main() {
   const sim = await startSim();
+  // stopped from outside (SIGTERM, Ctrl-C): the simulator and Graphile Worker's process go too
+  for (const sig of ['SIGTERM', 'SIGINT']) {
+    process.on(sig, () => {
+      sim.child.kill('SIGTERM');
+      if (gwChild) gwChild.kill('SIGTERM');
+      process.exit(1);
+    });
+  }
   const db = new Client({ database: DB });
   await db.connect();
   const settings = { 'dialer.call_window_start': '00:00', 'dialer.call_window_end': '24:00',
