@@ -14,9 +14,9 @@
  *	  as the map's longest prefix has digits.
  *
  *	  The copy stays right because every change to dialer.number_timezones
- *	  fires dialer.number_timezones_changed(), a statement trigger that
- *	  sends a relcache invalidation for the table: the backend that made the
- *	  change drops its copy at its next command, the others when they see the
+ *	  fires dialer.cached_table_changed() (table_cache.c), which sends a
+ *	  relcache invalidation for the table: the backend that made the change
+ *	  drops its copy at its next command, the others when they see the
  *	  change committed, and a rolled-back change is undone the same way.
  *
  * Copyright (c) 2026, pg_dialer developers
@@ -27,18 +27,16 @@
  */
 #include "postgres.h"
 
-#include "catalog/namespace.h"
-#include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
-#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 
 #include "number_zones.h"
+#include "table_cache.h"
 
 /* an E.164 number has at most 15 digits: no longer prefix can match one */
 #define ZONE_PREFIX_MAX_DIGITS 15
@@ -59,7 +57,6 @@ static bool zone_map_stale = true;
 static bool zone_map_callback_registered = false;
 
 PG_FUNCTION_INFO_V1(dialer_number_timezones);
-PG_FUNCTION_INFO_V1(dialer_number_timezones_changed);
 
 /*
  * Relcache callback: the copy is stale once the table changed (or on a reset of
@@ -81,7 +78,6 @@ zone_map_invalidate(Datum arg pg_attribute_unused(), Oid relid)
 static void
 zone_map_load(void)
 {
-	Oid			schema;
 	HASHCTL		ctl;
 	uint64		i;
 	int			longest = 0;
@@ -92,14 +88,7 @@ zone_map_load(void)
 		zone_map_callback_registered = true;
 	}
 
-	schema = get_namespace_oid("dialer", false);
-	zone_map_relid = get_relname_relid("number_timezones", schema);
-	if (!OidIsValid(zone_map_relid))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("table dialer.number_timezones does not exist"),
-				 errdetail("dialer.number_timezones() looks numbers up in it."),
-				 errhint("Reinstall the extension: DROP EXTENSION pg_dialer; CREATE EXTENSION pg_dialer;")));
+	zone_map_relid = table_cache_relid("number_timezones", "dialer.number_timezones()");
 	zone_map_stale = false;
 
 	if (zone_map_context == NULL)
@@ -196,24 +185,4 @@ dialer_number_timezones(PG_FUNCTION_ARGS)
 		PG_RETURN_ARRAYTYPE_P(DatumGetArrayTypePCopy(PointerGetDatum(entry->zones)));
 	}
 	PG_RETURN_NULL();
-}
-
-/*
- * dialer.number_timezones_changed(): statement trigger on dialer.number_timezones
- * (after INSERT, UPDATE, DELETE, TRUNCATE) telling every backend that its copy of
- * the map is out of date.
- */
-Datum
-dialer_number_timezones_changed(PG_FUNCTION_ARGS)
-{
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("dialer.number_timezones_changed() is a trigger function"),
-				 errdetail("It was called outside a trigger."),
-				 errhint("It runs by itself when dialer.number_timezones changes.")));
-	CacheInvalidateRelcache(trigdata->tg_relation);
-	return PointerGetDatum(NULL);
 }

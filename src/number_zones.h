@@ -16,6 +16,5 @@
 
 /* SQL-callable functions */
 extern Datum dialer_number_timezones(PG_FUNCTION_ARGS);
-extern Datum dialer_number_timezones_changed(PG_FUNCTION_ARGS);
 
 #endif							/* DIALER_NUMBER_ZONES_H */

@@ -112,7 +112,7 @@ test('a number of unknown zone is never dialled under a policy; with an explicit
   assert.equal(count(unknown), 0, 'the unknown one never did');
 });
 
-test('a call outside its policy\'s window waits, parked by the worker until the window opens', async () => {
+test('a call outside its policy\'s window waits, parked by the worker until the window opens, and goes when another session opens it', async () => {
   // a window opening in 12 hours (UTC), for this provider
   await db.query(`INSERT INTO dialer.calling_policies (name, providers) VALUES ($1, ARRAY[$2])`, [POLICIES[2], PROV]);
   await db.query(`INSERT INTO dialer.policy_windows (policy, weekdays, starts, ends)
@@ -131,6 +131,17 @@ test('a call outside its policy\'s window waits, parked by the worker until the 
     assert.deepEqual(ev.detail.timezones, ['UTC']);
     await d.sleep(300);
     assert.equal(count(id), 0, 'not sent');
+    // the worker keeps the policies' windows in memory: a window opened all day by another
+    // session reaches it at commit, and the call, due again (policies_changed), is dialled
+    const other = await d.connect();
+    try {
+      await other.query(`UPDATE dialer.policy_windows SET starts = '00:00', ends = '24:00' WHERE policy = $1`, [POLICIES[2]]);
+    } finally {
+      await other.end();
+    }
+    const [c] = await d.waitForStatus(db, [id], ['dialing', 'completed', 'skipped']);
+    assert.notEqual(c.status, 'skipped', c.last_error);
+    await d.waitFor(async () => count(id) === 1, { message: 'the call reached the simulator once its window opened' });
   } finally {
     await db.query(`DELETE FROM dialer.calling_policies WHERE name = $1`, [POLICIES[2]]);
   }

@@ -11,7 +11,7 @@
 SET client_min_messages = error;
 
 BEGIN;
-SELECT plan(77);
+SELECT plan(83);
 
 -- a call to number that reached the provider (attempt with a provider call id) at instant at
 CREATE FUNCTION pg_temp.reached(number text, at timestamptz, campaign text DEFAULT NULL) RETURNS void
@@ -136,6 +136,23 @@ SELECT is(pg_temp.v('+33142685300', '2026-12-25 10:00Z'), 'park FR blackout 2026
 		  'Paris, Friday 25 Dec 2026 (Noël) 11:00: Monday 28 10:00');
 SELECT is(pg_temp.v('+33142685300', '2026-03-07 10:00Z', 'America/Martinique'), 'park FR window 2026-03-09 14:00:00',
 		  'FR with an explicit zone: the windows are read in that zone');
+-- the window and blackout rules keep the policies' windows and blackout days in memory (C): a
+-- change to either is seen at the next command, and a rolled-back one is undone
+SAVEPOINT times_change;
+UPDATE dialer.policy_windows SET ends = '12:00' WHERE policy = 'FR' AND starts = '10:00';
+SELECT is(pg_temp.v('+33142685300', '2026-03-10 11:30Z'), 'park FR window 2026-03-10 13:00:00',
+		  'a window shortened (10-12) is applied at the next command: Paris, Tuesday 12:30 waits for 14:00');
+INSERT INTO dialer.blackout_dates (calendar, day, name) VALUES ('FR', '2026-03-10', 'Jour de test');
+SELECT is((dialer.compliance_verdict('+33142685300', '2026-03-10 13:30Z')).reason,
+		  'policy FR, rule blackout: Jour de test 2026-03-10 (calendar FR) in Europe/Paris; next opening 2026-03-11 09:00:00+00',
+		  'a blackout day added is applied at the next command, and named');
+UPDATE dialer.calling_policies SET blackout_calendars = '{}' WHERE name = 'FR';
+SELECT is(pg_temp.v('+33142685300', '2026-03-10 13:30Z'), 'allow', 'a calendar removed from the policy no longer closes its days');
+ROLLBACK TO SAVEPOINT times_change;
+SELECT is(pg_temp.v('+33142685300', '2026-03-10 11:30Z'), 'allow', 'rolled back: the window is 10-13 again');
+SELECT is(pg_temp.v('+33142685300', '2026-05-01 09:00Z'), 'park FR blackout 2026-05-04 08:00:00',
+		  'rolled back: the calendar is the policy''s again');
+SELECT is(pg_temp.v('+33142685300', '2026-03-10 13:30Z'), 'allow', 'rolled back: the added day is gone');
 SELECT pg_temp.reached('+33142685300', d) FROM unnest(ARRAY['2026-02-10 10:00Z', '2026-02-17 10:00Z', '2026-02-24 10:00Z']::timestamptz[]) d;
 SELECT is(pg_temp.v('+33142685300', '2026-03-10 10:00Z'), 'allow', 'France: a 4th call within 30 days is allowed');
 SELECT pg_temp.reached('+33142685300', '2026-03-10 10:00Z');
