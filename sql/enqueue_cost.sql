@@ -82,5 +82,22 @@ $$;
 CREATE TEMP TABLE claim_cost AS SELECT pg_temp.index_entries(0) AS before;
 SELECT count(*) AS claimed FROM dialer.claim_calls('default', 10, 'UTC', '00:00', '24:00', '');
 SELECT pg_temp.index_entries(1) - before < 500 AS claim_reads_few_entries FROM claim_cost;
+-- storing the answers to those 10 requests, while 4,990 other calls are in progress (dialing,
+-- no callback yet) and the statistics say none is: each call of the batch is found by its id,
+-- not by reading every call in progress
+UPDATE dialer.scheduled_calls SET status = 'dialing', attempts = 1, provider_call_id = 'CA' || md5(id::text)
+ WHERE status = 'scheduled' AND run_at < now();
+CREATE TEMP TABLE store_cost AS
+SELECT pg_temp.index_entries(2) AS before,
+       array_agg(id ORDER BY id) AS ids, array_agg(attempts ORDER BY id) AS attempts
+  FROM dialer.scheduled_calls WHERE status = 'dispatching';
+SELECT dialer.record_results(ids, attempts, array_fill('accepted'::text, ARRAY[10]), array_fill(201, ARRAY[10]),
+							 ARRAY(SELECT 'CA' || md5(g::text || 'x') FROM generate_series(1, 10) g),
+							 array_fill(NULL::text, ARRAY[10]), array_fill(NULL::text, ARRAY[10]),
+							 array_fill(NULL::text, ARRAY[10]), array_fill(0, ARRAY[10]), array_fill(now(), ARRAY[10]))
+  FROM store_cost;
+SELECT count(*) FILTER (WHERE status = 'dialing') AS dialing, count(*) FILTER (WHERE status = 'dispatching') AS dispatching
+  FROM dialer.scheduled_calls;
+SELECT pg_temp.index_entries(3) - before < 500 AS store_reads_few_entries FROM store_cost;
 DROP EXTENSION pg_dialer;
 DROP SCHEMA dialer;
