@@ -748,9 +748,9 @@ BEGIN
 			   q.policy, q.policy_rule, q.policy_reason, q.timezones, q.dnc
 		  FROM req q
 		 WHERE q.new_id IS NOT NULL
-	), ins AS (
-		-- in the order of the elements (call_rows is read in the order req wrote it, that of
-		-- the array): the first of two with one dedupe key is the one stored
+	), ins_keyed AS (
+		-- the calls with a dedupe key, in the order of the elements (call_rows is read in the
+		-- order req wrote it, that of the array): the first of two with one key is the one stored
 		INSERT INTO dialer.scheduled_calls AS c
 			(id, status, run_at, next_attempt_at, to_number, from_number, provider, mode, payload, campaign,
 			 customer_ref, dedupe_key, priority, max_attempts, timezone, deadline, finished_at, last_error)
@@ -759,11 +759,24 @@ BEGIN
 			   r.campaign, r.customer_ref, r.dedupe_key, r.priority, r.max_attempts, r.timezone, r.deadline,
 			   r.finished_at, r.policy_reason
 		  FROM call_rows r
+		 WHERE r.dedupe_key IS NOT NULL
 		ON CONFLICT ((c.dedupe_key)) WHERE c.dedupe_key IS NOT NULL DO NOTHING
-		RETURNING c.id, c.dedupe_key
+		RETURNING c.id
+	), ins_plain AS (
+		-- the others, always written: a plain INSERT (ON CONFLICT inserts each row speculatively,
+		-- with a lock and a WAL record more per row, even when the row has no key)
+		INSERT INTO dialer.scheduled_calls AS c
+			(id, status, run_at, next_attempt_at, to_number, from_number, provider, mode, payload, campaign,
+			 customer_ref, dedupe_key, priority, max_attempts, timezone, deadline, finished_at, last_error)
+		OVERRIDING SYSTEM VALUE
+		SELECT r.new_id, r.status, r.run_at, r.run_at, r.to_number, r.from_number, r.provider, r.mode, r.payload,
+			   r.campaign, r.customer_ref, r.dedupe_key, r.priority, r.max_attempts, r.timezone, r.deadline,
+			   r.finished_at, r.policy_reason
+		  FROM call_rows r
+		 WHERE r.dedupe_key IS NULL
 	), keyed AS (
 		-- the calls with a dedupe key that were written (the others always are)
-		SELECT i.id FROM ins i WHERE i.dedupe_key IS NOT NULL
+		SELECT i.id FROM ins_keyed i
 	), written AS (
 		SELECT r.* FROM call_rows r WHERE r.dedupe_key IS NULL OR r.new_id IN (SELECT k.id FROM keyed k)
 	), ev AS (
