@@ -26,7 +26,7 @@
  * Both pg_dialer runs (with and without) use the same numbers.
  *
  * This machine's speed varies from one second to the next (a CPU-bound loop alone takes 0.52 to
- * 0.71 s from run to run), so W1 and W2 run BENCH_REPEAT times (default 3), every system once per
+ * 0.71 s from run to run), so W1 and W2 run BENCH_REPEAT times (default 5), every system once per
  * repetition, in turn; every run is printed, and the figures compared are medians (a with /
  * without policy ratio: the median of the ratios of the runs side by side in one repetition).
  *
@@ -61,7 +61,7 @@ const AREA_CODES = [['212', 'New York'], ['305', 'Miami'], ['312', 'Chicago'], [
   ['787', 'Puerto Rico'], ['709', "St. John's"]];
 let benchFirst = 4150000000;   // numbers +1 415 000 0001... unless a policy chooses others
 const CONC = 100;
-const REPEAT = Math.max(1, Number(process.env.BENCH_REPEAT || 3));
+const REPEAT = Math.max(1, Number(process.env.BENCH_REPEAT || 5));
 const HZ = 100;   // USER_HZ: /proc/<pid>/stat counts CPU time in 1/100 s
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const now = () => performance.now() / 1000;

@@ -13,7 +13,7 @@
 #
 # Environment: DIALER_PGBIN=DIR uses another PostgreSQL 15 tree (as test/run_all.sh does);
 # DIALER_SKIP_DEPS=1 skips the package check; W1_CALLS, W2_CALLS, ENQ_CALLS, ENQ_SINGLE_CALLS,
-# WARM_CALLS, BENCH_ONLY and BENCH_REPEAT (default 3 runs of W1 and W2, medians compared)
+# WARM_CALLS, BENCH_ONLY and BENCH_REPEAT (default 5 runs of W1 and W2, medians compared)
 # (bench/e2e.js) change the sizes and parts; DIALER_BENCH_POLICY=US-TCPA
 # (or US-FL) also runs pg_dialer's W1 and W2 with that calling policy preset on every call and
 # prints with / without side by side (bench/e2e.js says which numbers and window it used).
