@@ -479,16 +479,12 @@ COMMENT ON FUNCTION dialer.compliance_verdict(text, timestamptz, text, text, tex
 CREATE FUNCTION dialer.batch_verdicts(call_ids bigint[], at timestamptz, window_start time, window_end time)
 RETURNS TABLE (id bigint, decision text, policy text, rule text, reason text, next_opening timestamptz,
 			   timezones text[], policies text[])
-LANGUAGE plpgsql
+LANGUAGE sql
 STABLE
-SET search_path = pg_catalog, dialer, pg_temp
--- called from dialer.claim_calls, whose planner settings suit the queue, not these small tables
-SET enable_seqscan = on
-SET enable_sort = on
-SET plan_cache_mode = force_generic_plan
+-- a plain SQL function with no SET clause, so that dialer.claim_calls's statement inlines it and
+-- plans it with the claim, once per session (as a PL/pgSQL function returning a set it was a call,
+-- a result set and an executor start of its own at every claim: most of what it cost)
 AS $$
-BEGIN
-	RETURN QUERY
 	WITH c AS MATERIALIZED (
 		SELECT s.id, s.to_number::text AS num, s.timezone AS call_tz, s.campaign AS camp, s.provider AS prov,
 			   s.payload->>'purpose' AS purpose,
@@ -539,7 +535,6 @@ BEGIN
 	SELECT j.id, f.decision, f.policy, f.rule, f.reason, f.next_opening, f.timezones, f.policies
 	  FROM (SELECT * FROM judged WHERE judged.open_reason IS NULL) j
 	 CROSS JOIN LATERAL dialer.compliance_verdict(j.num, at, j.call_tz, j.camp, j.prov, j.purpose, j.ws, j.we) f;
-END;
 $$;
 COMMENT ON FUNCTION dialer.batch_verdicts(bigint[], timestamptz, time, time) IS
 	'Internal: the calling-policy verdicts of a batch of scheduled calls (dialer.claim_calls), each distinct rule set judged once when it needs no per-number look-up; no row for calls no policy applies to';
