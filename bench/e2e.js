@@ -23,7 +23,10 @@
  * number, as for any call); when no candidate area code is open (e.g. about 11:00 UTC, when no
  * NANP zone is between 08:00 and 21:00), the policy's windows are replaced by one all-day window
  * (same rule machinery: scope, zone from the number, windows, caps) and the output says so.
- * Both pg_dialer runs (with and without) use the same numbers.
+ * Both pg_dialer runs (with and without) use the same numbers. W1 is then also run with and
+ * without the policy at the same time, in two databases of the cluster (policyAtOnce below):
+ * runs one after the other swing by more than the policy costs, runs at the same time swing
+ * together.
  *
  * This machine's speed varies from one second to the next (a CPU-bound loop alone takes 0.52 to
  * 0.71 s from run to run), so W1 and W2 run BENCH_REPEAT times (default 5), every system once per
@@ -275,12 +278,12 @@ async function applyPolicy(db) {
   return `${POLICY} with an ALL-DAY window instead of its own (no candidate area code was open now), numbers +1 ${ac}`;
 }
 
-async function pgDialerWorkload(db, sim, n, tag) {
+async function pgDialerWorkload(db, sim, n, tag, first = benchFirst) {
   const cpu0 = cpuSnapshot();
   const t0 = now();
   await db.query('BEGIN');
   const ids = (await db.query(`SELECT min(r.id) AS lo, max(r.id) AS hi, count(r.id)::int AS n
-                                 FROM dialer.enqueue_calls(${CALL_JSON(benchFirst, n, tag)}) r`)).rows[0];
+                                 FROM dialer.enqueue_calls(${CALL_JSON(first, n, tag)}) r`)).rows[0];
   await db.query('COMMIT');
   const t1 = now();
   if (ids.n !== n || Number(ids.hi) - Number(ids.lo) + 1 !== n) throw new Error(`enqueue_calls stored ${ids.n} of ${n} calls, ids ${ids.lo}..${ids.hi}`);
@@ -316,6 +319,61 @@ function line(label, sys, r, n, extra = '') {
   const cpuMs = ((r.cpu.pg + r.cpu.other) / n) * 1000;
   console.log(`${label} ${sys.padEnd(15)}: ${fmt(n / r.total)} calls/s end to end (${r.total.toFixed(2)} s: enqueue ${r.enqueue.toFixed(2)} s, dispatch ${r.dispatch.toFixed(2)} s); CPU/call ${cpuMs.toFixed(3)} ms (PostgreSQL ${((r.cpu.pg / n) * 1000).toFixed(3)}${r.cpu.other ? `, worker process ${((r.cpu.other / n) * 1000).toFixed(3)}` : ''}); duplicates ${r.dup}${extra}`);
   return cpuMs;
+}
+
+/*
+ * The policy's cost with both pg_dialer runs at the same time: one run in the bench database,
+ * one in a second database of the same cluster, each served by a dispatcher of its own, both
+ * started together, the policy enabled in one of them (in turns: the second database in odd
+ * repetitions, the bench database in even ones).  Whatever slows this machine during a run
+ * slows both, so the ratio of their throughputs shows what the policy adds to a call, where
+ * runs one after the other swing by more than that (they share the two cores, so each figure is
+ * about half a run alone).  A first pair with the policy in neither database shows what the
+ * method itself gives for two equal runs.  W1 only: the CPU-bound workload, where a cost per
+ * call shows.
+ */
+async function policyAtOnce(db, sim) {
+  const otherName = `${DB}_policy`;
+  if ((await db.query('SELECT 1 FROM pg_database WHERE datname = $1', [otherName])).rows.length === 0) {
+    await db.query(`CREATE DATABASE ${otherName}`);
+  }
+  const served = (await db.query("SELECT current_setting('dialer.databases') AS s")).rows[0].s;
+  await db.query(`ALTER SYSTEM SET dialer.databases = '${DB},${otherName}'`);
+  await db.query('SELECT pg_reload_conf()');
+  const other = new Client({ database: otherName });
+  await other.connect();
+  const ratios = { fresh: [], warm: [], equal: [] };
+  try {
+    for (let rep = 0; rep <= REPEAT; rep++) for (const state of rep === 0 ? ['fresh'] : ['fresh', 'warm']) {
+      await dialer.fresh(db, sim);
+      await dialer.fresh(other, sim);
+      // rep 0: no policy anywhere; then the policy in the second database, then in the first
+      const withPolicy = rep === 0 ? null : rep % 2 ? other : db;
+      const label = withPolicy ? await applyPolicy(withPolicy) : 'no policy in either database';
+      if (state === 'warm') {
+        await dialer.warm(db);
+        await dialer.warm(other);
+      }
+      await simCall(sim, 'POST', 'config', { latency: 0 });
+      await simCall(sim, 'POST', 'reset');
+      // the two runs call different numbers of the same area code
+      const [a, b] = await Promise.all([pgDialerWorkload(db, sim, N1, `w1${state}`),
+        pgDialerWorkload(other, sim, N1, `w1${state}`, benchFirst + 1000000)]);
+      const [w, wo] = withPolicy === db ? [a, b] : [b, a];
+      const ratio = wo.total / w.total;
+      ratios[rep === 0 ? 'equal' : state].push(ratio);
+      console.log(rep === 0
+        ? `W1 ${state} at once, no policy in either: ${fmt(N1 / a.total)} and ${fmt(N1 / b.total)} calls/s; second / first ${ratio.toFixed(3)}`
+        : `W1 ${state} #${rep} at once: pg_dialer ${fmt(N1 / wo.total)} calls/s (${wo.total.toFixed(2)} s), `
+          + `pg_dialer+${POLICY} ${fmt(N1 / w.total)} calls/s (${w.total.toFixed(2)} s; ${label}, `
+          + `in the ${withPolicy === db ? 'first' : 'second'} database); with / without ${ratio.toFixed(3)}`);
+    }
+  } finally {
+    await other.end();
+    await db.query(`ALTER SYSTEM SET dialer.databases = '${served}'`);
+    await db.query('SELECT pg_reload_conf()');
+  }
+  return ratios;
 }
 
 async function workloads(db, sim, results) {
@@ -443,6 +501,7 @@ async function main() {
       + `clocks start before the enqueue transaction and stop when the last outcome is stored`);
     const results = [];
     if (ONLY.has('w1') || ONLY.has('w2')) await workloads(db, sim, results);
+    const atOnce = POLICY && ONLY.has('w1') ? await policyAtOnce(db, sim) : null;
     // the medians of every (workload, queue, system), then the ratios between them
     const runs = (w, state, sys) => results.filter((r) => r.w === w && r.state === state && r.sys === sys);
     const summary = (w, state, sys) => {
@@ -485,6 +544,14 @@ async function main() {
               + `with / without = ${median(paired).toFixed(3)} x${paired.length > 1 ? ` (runs ${paired.map((x) => x.toFixed(2)).join(', ')})` : ''} `
               + `(target >= 0.90); CPU/call ${a.cpu.toFixed(3)} vs ${p.cpu.toFixed(3)} ms`);
           }
+        }
+      }
+      for (const state of ['fresh', 'warm']) {
+        const rs = atOnce ? atOnce[state] : [];
+        if (rs.length > 0) {
+          console.log(`policy W1 ${state} at once (${rs.length > 1 ? `medians of ${rs.length} runs` : 'one run'}): `
+            + `with / without = ${median(rs).toFixed(3)} x${rs.length > 1 ? ` (runs ${rs.map((x) => x.toFixed(2)).join(', ')})` : ''} (target >= 0.90); `
+            + `two runs without the policy at once: ${atOnce.equal.map((x) => x.toFixed(3)).join(', ')}`);
         }
       }
     }
