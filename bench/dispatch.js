@@ -152,7 +152,11 @@ async function baseline(sim, n, workers) {
 async function main() {
   const sim = await startSim();
   const db = new Client({ database: DB });
-  await db.connect();
+  // a cluster that cannot be reached: say so, and leave no simulator behind
+  await db.connect().catch((e) => {
+    sim.child.kill('SIGTERM');
+    throw e;
+  });
   try {
     await db.query('CREATE EXTENSION IF NOT EXISTS pg_dialer');
     await db.query(`INSERT INTO dialer.providers (name, kind, base_url, account_sid, auth_token, from_number,

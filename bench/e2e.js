@@ -489,7 +489,11 @@ async function main() {
     });
   }
   const db = new Client({ database: DB });
-  await db.connect();
+  // a cluster that cannot be reached: say so, and leave no simulator behind
+  await db.connect().catch((e) => {
+    sim.child.kill('SIGTERM');
+    throw e;
+  });
   const settings = { 'dialer.call_window_start': '00:00', 'dialer.call_window_end': '24:00',
     'dialer.max_concurrency': String(CONC), 'dialer.batch_size': '500', 'dialer.reconcile_after': '1h' };
   try {
