@@ -32,7 +32,6 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
-#include "utils/inval.h"
 #include "utils/memutils.h"
 
 #include "number_zones.h"
@@ -82,22 +81,11 @@ zone_map_load(void)
 	uint64		i;
 	int			longest = 0;
 
-	if (!zone_map_callback_registered)
-	{
-		CacheRegisterRelcacheCallback(zone_map_invalidate, (Datum) 0);
-		zone_map_callback_registered = true;
-	}
-
+	zone_map = NULL;
+	table_cache_start_load(&zone_map_context, "pg_dialer number time zones",
+						   zone_map_invalidate, &zone_map_callback_registered);
 	zone_map_relid = table_cache_relid("number_timezones", "dialer.number_timezones()");
 	zone_map_stale = false;
-
-	if (zone_map_context == NULL)
-		zone_map_context = AllocSetContextCreate(CacheMemoryContext,
-												 "pg_dialer number time zones",
-												 ALLOCSET_DEFAULT_SIZES);
-	else
-		MemoryContextReset(zone_map_context);
-	zone_map = NULL;
 
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = ZONE_PREFIX_MAX_DIGITS + 1;

@@ -34,7 +34,6 @@
 #include "utils/date.h"
 #include "utils/datetime.h"
 #include "utils/hsearch.h"
-#include "utils/inval.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
@@ -135,25 +134,18 @@ policy_times_load(void)
 {
 	HASHCTL		ctl;
 	uint64		i;
+	HTAB	   *map;
+	HTAB	   *days;
 
-	if (!policy_times_callback_registered)
-	{
-		CacheRegisterRelcacheCallback(policy_times_invalidate, (Datum) 0);
-		policy_times_callback_registered = true;
-	}
+	/* no copy until both maps are read (an error midway leaves none) */
+	policy_times = NULL;
+	blackout_days = NULL;
+	table_cache_start_load(&policy_times_context, "pg_dialer policy times",
+						   policy_times_invalidate, &policy_times_callback_registered);
 	policy_times_relids[0] = table_cache_relid("calling_policies", "dialer.closed_rule()");
 	policy_times_relids[1] = table_cache_relid("policy_windows", "dialer.closed_rule()");
 	policy_times_relids[2] = table_cache_relid("blackout_dates", "dialer.closed_rule()");
 	policy_times_stale = false;
-
-	if (policy_times_context == NULL)
-		policy_times_context = AllocSetContextCreate(CacheMemoryContext,
-													 "pg_dialer policy times",
-													 ALLOCSET_DEFAULT_SIZES);
-	else
-		MemoryContextReset(policy_times_context);
-	policy_times = NULL;
-	blackout_days = NULL;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -168,37 +160,34 @@ policy_times_load(void)
 	ctl.keysize = POLICY_NAME_KEY;
 	ctl.entrysize = sizeof(PolicyTimes);
 	ctl.hcxt = policy_times_context;
+	map = hash_create("pg_dialer policy times", Max(SPI_processed, 16), &ctl,
+					  HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+
+	for (i = 0; i < SPI_processed; i++)
 	{
-		HTAB	   *map = hash_create("pg_dialer policy times", Max(SPI_processed, 16), &ctl,
-									  HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+		HeapTuple	row = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		char	   *name = SPI_getvalue(row, desc, 1);
+		bool		isnull;
+		bool		found;
+		int			ncal;
+		PolicyTimes *entry;
 
-		for (i = 0; i < SPI_processed; i++)
+		if (strlen(name) >= POLICY_NAME_KEY)
+			continue;
+		entry = (PolicyTimes *) hash_search(map, name, HASH_ENTER, &found);
+		if (!found)
 		{
-			HeapTuple	row = SPI_tuptable->vals[i];
-			TupleDesc	desc = SPI_tuptable->tupdesc;
-			char	   *name = SPI_getvalue(row, desc, 1);
-			bool		isnull;
-			bool		found;
-			int			ncal;
-			PolicyTimes *entry;
-
-			if (strlen(name) >= POLICY_NAME_KEY)
-				continue;
-			entry = (PolicyTimes *) hash_search(map, name, HASH_ENTER, &found);
-			if (!found)
-			{
-				ncal = DatumGetInt32(SPI_getbinval(row, desc, 2, &isnull));
-				entry->nwindows = 0;
-				entry->windows = NULL;
-				entry->ncalendars = 0;
-				entry->calendars = (char **)
-					MemoryContextAlloc(policy_times_context, sizeof(char *) * Max(ncal, 1));
-			}
-			SPI_getbinval(row, desc, 3, &isnull);
-			if (!isnull)
-				entry->calendars[entry->ncalendars++] = cache_string(row, desc, 3);
+			ncal = DatumGetInt32(SPI_getbinval(row, desc, 2, &isnull));
+			entry->nwindows = 0;
+			entry->windows = NULL;
+			entry->ncalendars = 0;
+			entry->calendars = (char **)
+				MemoryContextAlloc(policy_times_context, sizeof(char *) * Max(ncal, 1));
 		}
-		policy_times = map;
+		SPI_getbinval(row, desc, 3, &isnull);
+		if (!isnull)
+			entry->calendars[entry->ncalendars++] = cache_string(row, desc, 3);
 	}
 
 	/* their windows, weekdays as a mask */
@@ -218,7 +207,7 @@ policy_times_load(void)
 
 		if (strlen(name) >= POLICY_NAME_KEY)
 			continue;
-		entry = (PolicyTimes *) hash_search(policy_times, name, HASH_FIND, NULL);
+		entry = (PolicyTimes *) hash_search(map, name, HASH_FIND, NULL);
 		if (entry == NULL)
 			continue;			/* the foreign key rules it out */
 		if (entry->windows == NULL)
@@ -239,30 +228,29 @@ policy_times_load(void)
 	ctl.keysize = sizeof(BlackoutKey);
 	ctl.entrysize = sizeof(BlackoutDay);
 	ctl.hcxt = policy_times_context;
+	days = hash_create("pg_dialer blackout days", Max(SPI_processed, 64), &ctl,
+					   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+
+	for (i = 0; i < SPI_processed; i++)
 	{
-		HTAB	   *days = hash_create("pg_dialer blackout days", Max(SPI_processed, 64), &ctl,
-									   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		HeapTuple	row = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		char	   *calendar = SPI_getvalue(row, desc, 1);
+		bool		isnull;
+		BlackoutKey key;
+		BlackoutDay *entry;
 
-		for (i = 0; i < SPI_processed; i++)
-		{
-			HeapTuple	row = SPI_tuptable->vals[i];
-			TupleDesc	desc = SPI_tuptable->tupdesc;
-			char	   *calendar = SPI_getvalue(row, desc, 1);
-			bool		isnull;
-			BlackoutKey key;
-			BlackoutDay *entry;
-
-			if (strlen(calendar) >= POLICY_NAME_KEY)
-				continue;
-			memset(&key, 0, sizeof(key));
-			strcpy(key.calendar, calendar);
-			key.day = DatumGetDateADT(SPI_getbinval(row, desc, 2, &isnull));
-			entry = (BlackoutDay *) hash_search(days, &key, HASH_ENTER, NULL);
-			entry->name = cache_string(row, desc, 3);
-		}
-		blackout_days = days;
+		if (strlen(calendar) >= POLICY_NAME_KEY)
+			continue;
+		memset(&key, 0, sizeof(key));
+		strcpy(key.calendar, calendar);
+		key.day = DatumGetDateADT(SPI_getbinval(row, desc, 2, &isnull));
+		entry = (BlackoutDay *) hash_search(days, &key, HASH_ENTER, NULL);
+		entry->name = cache_string(row, desc, 3);
 	}
 	SPI_finish();
+	policy_times = map;
+	blackout_days = days;
 }
 
 /*

@@ -27,6 +27,7 @@
 #include "fmgr.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 
 #include "table_cache.h"
 
@@ -49,6 +50,28 @@ table_cache_relid(const char *relname, const char *reader)
 				 errdetail("%s reads it.", reader),
 				 errhint("Reinstall the extension: DROP EXTENSION pg_dialer; CREATE EXTENSION pg_dialer;")));
 	return relid;
+}
+
+/*
+ * What a copy does before it reads its table(s) again: registers its relcache
+ * callback, once per backend, and gives it an empty memory context of its own
+ * under CacheMemoryContext (created the first time, reset after, which frees
+ * the previous copy).  name must be a string constant: the context keeps the
+ * pointer.
+ */
+void
+table_cache_start_load(MemoryContext *context, const char *name,
+					   RelcacheCallbackFunction callback, bool *registered)
+{
+	if (!*registered)
+	{
+		CacheRegisterRelcacheCallback(callback, (Datum) 0);
+		*registered = true;
+	}
+	if (*context == NULL)
+		*context = AllocSetContextCreateInternal(CacheMemoryContext, name, ALLOCSET_DEFAULT_SIZES);
+	else
+		MemoryContextReset(*context);
 }
 
 /*

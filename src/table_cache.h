@@ -13,8 +13,11 @@
 #define DIALER_TABLE_CACHE_H
 
 #include "fmgr.h"
+#include "utils/inval.h"
 
 extern Oid	table_cache_relid(const char *relname, const char *reader);
+extern void table_cache_start_load(MemoryContext *context, const char *name,
+								   RelcacheCallbackFunction callback, bool *registered);
 
 /* SQL-callable functions */
 extern Datum dialer_cached_table_changed(PG_FUNCTION_ARGS);
