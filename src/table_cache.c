@@ -5,14 +5,21 @@
  *	  statement trigger that tells every backend a copied table changed, and
  *	  the lookup of such a table by name.
  *
- *	  A module that copies a table (number_zones.c: libphonenumber's map;
- *	  policy_times.c: the policies' windows and blackout days) registers a
- *	  relcache callback and drops its copy when the table's relid comes by.
- *	  Plain DML sends no relcache invalidation, so each copied table carries
- *	  dialer.cached_table_changed() as a statement trigger: it sends one.
- *	  The backend that made the change sees it at its next command, the
- *	  others once the change commits, and a rolled-back change is undone the
- *	  same way.
+ *	  A module that copies a table (number_zones.c: libphonenumber's map)
+ *	  registers a relcache callback and drops its copy when the table's relid
+ *	  comes by.  Plain DML sends no relcache invalidation, so each copied
+ *	  table carries dialer.cached_table_changed() as a statement trigger: it
+ *	  sends one.  The backend that made the change sees it at its next
+ *	  command, the others once the change commits, and a rolled-back change
+ *	  is undone the same way.
+ *
+ *	  Not exactly at commit: PostgreSQL makes a commit visible to new
+ *	  snapshots a moment before it sends the commit's invalidations, so a
+ *	  transaction that starts in that moment reads the new rows but may still
+ *	  use the old copy.  That is why only the number map is copied (a change
+ *	  to it wakes no call); the policies' windows and blackout days, whose
+ *	  changes make parked calls due at once (and wake the worker in that
+ *	  very moment), are read by SQL under the statement's snapshot.
  *
  * Copyright (c) 2026, pg_dialer developers
  *

@@ -2861,7 +2861,7 @@ LANGUAGE c
 AS 'MODULE_PATHNAME', 'dialer_cached_table_changed';
 
 COMMENT ON FUNCTION dialer.cached_table_changed() IS
-	'Trigger: after a change to a table backends keep a copy of (dialer.number_timezones, calling_policies, policy_windows, blackout_dates), makes every backend read it again';
+	'Trigger: after a change to a table backends keep a copy of (dialer.number_timezones), makes every backend read it again';
 
 CREATE TRIGGER number_timezones_cached AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON dialer.number_timezones
 	FOR EACH STATEMENT EXECUTE FUNCTION dialer.cached_table_changed();
@@ -3064,23 +3064,41 @@ COMMENT ON FUNCTION dialer.applicable_policies(text, text, text) IS
 
 CREATE FUNCTION dialer.closed_rule(policies text[], zones text[], at timestamptz, ws time, we time)
 RETURNS TABLE (policy text, rule text, timezone text, detail text)
-LANGUAGE c
+LANGUAGE sql
 STABLE
 PARALLEL SAFE
-ROWS 1
-AS 'MODULE_PATHNAME', 'dialer_closed_rule';
+AS $$
+	WITH l AS (
+		SELECT z, (at AT TIME ZONE z) AS lt FROM unnest(zones) z
+	)
+	SELECT r.policy, r.rule, r.timezone, r.detail FROM (
+		SELECT 3 AS o, 'dialer.call_window'::text AS policy, 'window'::text AS rule, l.z AS timezone,
+			   format('outside %s-%s local time', ws, we) AS detail
+		  FROM l
+		 WHERE ws IS NOT NULL AND we IS NOT NULL
+		   AND NOT (l.lt::time >= ws AND (l.lt::time < we OR we = '00:00' OR we = '24:00'))
+		UNION ALL
+		SELECT 1, p.name, 'blackout', l.z, format('%s %s (calendar %s)', b.name, b.day, b.calendar)
+		  FROM dialer.calling_policies p CROSS JOIN l
+		  JOIN dialer.blackout_dates b ON b.calendar = ANY (p.blackout_calendars) AND b.day = l.lt::date
+		 WHERE p.name = ANY (policies)
+		UNION ALL
+		SELECT 2, p.name, 'window', l.z,
+			   format('no window of the policy is open on %s %s local time', to_char(l.lt, 'FMDay'), to_char(l.lt, 'HH24:MI'))
+		  FROM dialer.calling_policies p CROSS JOIN l
+		 WHERE p.name = ANY (policies)
+		   AND EXISTS (SELECT 1 FROM dialer.policy_windows w WHERE w.policy = p.name)
+		   AND NOT EXISTS (SELECT 1 FROM dialer.policy_windows w
+							WHERE w.policy = p.name
+							  AND extract(isodow FROM l.lt)::int = ANY (w.weekdays)
+							  AND l.lt::time >= w.starts AND l.lt::time < w.ends)
+	) r
+	ORDER BY r.o, r.policy
+	LIMIT 1;
+$$;
 
 COMMENT ON FUNCTION dialer.closed_rule(text[], text[], timestamptz, time, time) IS
 	'Internal: the first window or blackout rule (of the policies, or the general window ws-we) closed at instant at in one of the zones; no row when all are open';
-
-CREATE TRIGGER calling_policies_cached AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON dialer.calling_policies
-	FOR EACH STATEMENT EXECUTE FUNCTION dialer.cached_table_changed();
-
-CREATE TRIGGER policy_windows_cached AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON dialer.policy_windows
-	FOR EACH STATEMENT EXECUTE FUNCTION dialer.cached_table_changed();
-
-CREATE TRIGGER blackout_dates_cached AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON dialer.blackout_dates
-	FOR EACH STATEMENT EXECUTE FUNCTION dialer.cached_table_changed();
 
 CREATE FUNCTION dialer.next_time_opening(policies text[], zones text[], at timestamptz, ws time, we time)
 RETURNS timestamptz
