@@ -13,11 +13,11 @@
  *	  in a hash table and looks a number up with at most as many hash probes
  *	  as the map's longest prefix has digits.
  *
- *	  The copy stays right because every change to dialer.number_timezones
- *	  fires dialer.cached_table_changed() (table_cache.c), which sends a
- *	  relcache invalidation for the table: the backend that made the change
- *	  drops its copy at its next command, the others when they see the
- *	  change committed, and a rolled-back change is undone the same way.
+ *	  The copy stays true to the caller's snapshot through table_cache.c:
+ *	  every change to dialer.number_timezones moves the table's version, and
+ *	  a lookup under a snapshot that sees another version than the copy's
+ *	  reads the map again (a change is used from the first snapshot that
+ *	  sees it, a rolled-back change never).
  *
  * Copyright (c) 2026, pg_dialer developers
  *
@@ -47,32 +47,20 @@ typedef struct ZonePrefix
 	ArrayType  *zones;			/* NULL: libphonenumber's Etc/Unknown */
 } ZonePrefix;
 
-/* this backend's copy of the map, and what it was read from */
+/* this backend's copy of the map: the hash table, its longest key, its version */
 static HTAB *zone_map = NULL;
-static MemoryContext zone_map_context = NULL;
-static Oid	zone_map_relid = InvalidOid;
 static int	zone_map_longest = 0;
-static bool zone_map_stale = true;
-static bool zone_map_callback_registered = false;
+static TableCopy zone_map_copy = {
+	.table = "number_timezones",
+	.name = "pg_dialer number time zones",
+};
 
 PG_FUNCTION_INFO_V1(dialer_number_timezones);
 
 /*
- * Relcache callback: the copy is stale once the table changed (or on a reset of
- * every relation, relid InvalidOid).  Only a flag is set here: an invalidation
- * may arrive while the map is being read (SPI takes locks), and the next lookup
- * reads it again.
- */
-static void
-zone_map_invalidate(Datum arg pg_attribute_unused(), Oid relid)
-{
-	if (relid == InvalidOid || relid == zone_map_relid)
-		zone_map_stale = true;
-}
-
-/*
- * Reads dialer.number_timezones into a fresh hash table, in a memory context of
- * its own under CacheMemoryContext (the previous copy's is freed).
+ * Reads dialer.number_timezones into a fresh hash table, in the copy's memory
+ * context (the previous copy's memory is freed), under the snapshot its version
+ * was just read under.
  */
 static void
 zone_map_load(void)
@@ -80,17 +68,15 @@ zone_map_load(void)
 	HASHCTL		ctl;
 	uint64		i;
 	int			longest = 0;
+	MemoryContext context;
 
 	zone_map = NULL;
-	table_cache_start_load(&zone_map_context, "pg_dialer number time zones",
-						   zone_map_invalidate, &zone_map_callback_registered);
-	zone_map_relid = table_cache_relid("number_timezones", "dialer.number_timezones()");
-	zone_map_stale = false;
+	context = table_copy_start_load(&zone_map_copy);
 
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = ZONE_PREFIX_MAX_DIGITS + 1;
 	ctl.entrysize = sizeof(ZonePrefix);
-	ctl.hcxt = zone_map_context;
+	ctl.hcxt = context;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -123,7 +109,7 @@ zone_map_load(void)
 			entry->zones = NULL;
 			if (!unknown)
 			{
-				MemoryContext caller = MemoryContextSwitchTo(zone_map_context);
+				MemoryContext caller = MemoryContextSwitchTo(context);
 
 				entry->zones = DatumGetArrayTypePCopy(zones);
 				MemoryContextSwitchTo(caller);
@@ -134,6 +120,7 @@ zone_map_load(void)
 	}
 	zone_map_longest = longest;
 	SPI_finish();
+	table_copy_loaded(&zone_map_copy);
 }
 
 /*
@@ -151,7 +138,7 @@ dialer_number_timezones(PG_FUNCTION_ARGS)
 	char		key[ZONE_PREFIX_MAX_DIGITS + 1];
 	int			n;
 
-	if (zone_map == NULL || zone_map_stale)
+	if (!table_copy_is_current(&zone_map_copy))
 		zone_map_load();
 
 	if (len > 0 && s[0] == '+')

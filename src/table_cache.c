@@ -1,25 +1,33 @@
 /*-------------------------------------------------------------------------
  *
  * table_cache.c
- *	  What the backend-local copies of small dialer tables share: the
- *	  statement trigger that tells every backend a copied table changed, and
- *	  the lookup of such a table by name.
+ *	  Backend-local copies of small dialer tables, kept true to the
+ *	  reader's snapshot: the version a copy was read at, the check of that
+ *	  version, and the statement trigger that moves it.
  *
  *	  A module that copies a table (number_zones.c: libphonenumber's map)
- *	  registers a relcache callback and drops its copy when the table's relid
- *	  comes by.  Plain DML sends no relcache invalidation, so each copied
- *	  table carries dialer.cached_table_changed() as a statement trigger: it
- *	  sends one.  The backend that made the change sees it at its next
- *	  command, the others once the change commits, and a rolled-back change
- *	  is undone the same way.
+ *	  asks table_copy_is_current() before it uses its copy.  The table's
+ *	  version is a row of dialer.cached_table_versions: the transaction and
+ *	  command of its last change, written by dialer.cached_table_changed(),
+ *	  a statement trigger on the copied table.  The check reads that row
+ *	  under the caller's snapshot, the copy is read again under that same
+ *	  snapshot when the version differs, and so a copy always matches what
+ *	  the reader's snapshot sees: a change is used exactly from the first
+ *	  snapshot that sees it committed (or, in the changing transaction,
+ *	  from its next command), a rolled-back change never.  A transaction
+ *	  and command are never used twice, so a version names one state of the
+ *	  table.
  *
- *	  Not exactly at commit: PostgreSQL makes a commit visible to new
- *	  snapshots a moment before it sends the commit's invalidations, so a
- *	  transaction that starts in that moment reads the new rows but may still
- *	  use the old copy.  That is why only the number map is copied (a change
- *	  to it wakes no call); the policies' windows and blackout days, whose
- *	  changes make parked calls due at once (and wake the worker in that
- *	  very moment), are read by SQL under the statement's snapshot.
+ *	  Relcache invalidation is not used for this: PostgreSQL makes a
+ *	  commit visible to new snapshots a moment before it sends the commit's
+ *	  invalidations, and a reader starting in that moment would read new
+ *	  rows elsewhere but use the old copy.
+ *
+ *	  The check costs one indexed read per snapshot, not per call: it is
+ *	  skipped while the active snapshot is the one the version was last
+ *	  read under (same transaction, same command, and no transaction
+ *	  completed in between: PostgreSQL's xactCompletionCount, which it uses
+ *	  itself to tell that a new snapshot would equal the previous one).
  *
  * Copyright (c) 2026, pg_dialer developers
  *
@@ -29,67 +37,151 @@
  */
 #include "postgres.h"
 
-#include "catalog/namespace.h"
+#include "access/xact.h"
+#include "catalog/pg_type.h"
 #include "commands/trigger.h"
+#include "executor/spi.h"
 #include "fmgr.h"
-#include "utils/inval.h"
-#include "utils/lsyscache.h"
+#include "storage/proc.h"
+#include "utils/builtins.h"
 #include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
 
 #include "table_cache.h"
 
 PG_FUNCTION_INFO_V1(dialer_cached_table_changed);
 
-/*
- * The relid of table dialer.<relname>, which the SQL function reader copies;
- * an error naming both when the table is missing (a damaged installation).
- */
-Oid
-table_cache_relid(const char *relname, const char *reader)
-{
-	Oid			schema = get_namespace_oid("dialer", false);
-	Oid			relid = get_relname_relid(relname, schema);
+static void version_row_missing(const char *table) pg_attribute_noreturn();
 
-	if (!OidIsValid(relid))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("table dialer.%s does not exist", relname),
-				 errdetail("%s reads it.", reader),
-				 errhint("Reinstall the extension: DROP EXTENSION pg_dialer; CREATE EXTENSION pg_dialer;")));
-	return relid;
+/*
+ * The error for a copied table with no version row (a damaged installation).
+ */
+static void
+version_row_missing(const char *table)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_DATA_CORRUPTED),
+			 errmsg("dialer.cached_table_versions has no row for table dialer.%s", table),
+			 errdetail("Each table that backends copy has its version there, written by its trigger."),
+			 errhint("Reinstall the extension: DROP EXTENSION pg_dialer; CREATE EXTENSION pg_dialer;")));
 }
 
 /*
- * What a copy does before it reads its table(s) again: registers its relcache
- * callback, once per backend, and gives it an empty memory context of its own
- * under CacheMemoryContext (created the first time, reset after, which frees
- * the previous copy).  name must be a string constant: the context keeps the
- * pointer.
+ * Remembers the active snapshot as the one the copy's version was last read
+ * under.  A snapshot that was not built by GetSnapshotData (completion count
+ * 0) is never taken for the same as another: the version is read every time.
+ */
+static void
+table_copy_remember_snapshot(TableCopy *copy)
+{
+	Snapshot	snapshot = ActiveSnapshotSet() ? GetActiveSnapshot() : NULL;
+
+	copy->checked_lxid = MyProc->lxid;
+	copy->checked_completions = snapshot ? snapshot->snapXactCompletionCount : 0;
+	copy->checked_curcid = snapshot ? snapshot->curcid : InvalidCommandId;
+}
+
+/*
+ * True when the active snapshot is the one the copy's version was last read
+ * under: the same transaction and command, and no transaction has completed
+ * since (so it sees exactly what that snapshot saw).
+ */
+static bool
+table_copy_same_snapshot(TableCopy *copy)
+{
+	Snapshot	snapshot;
+
+	if (!copy->loaded || !ActiveSnapshotSet())
+		return false;
+	snapshot = GetActiveSnapshot();
+	return snapshot->snapXactCompletionCount != 0 &&
+		copy->checked_completions == snapshot->snapXactCompletionCount &&
+		copy->checked_curcid == snapshot->curcid &&
+		copy->checked_lxid == MyProc->lxid;
+}
+
+/*
+ * True when the copy holds the version of its table that the active snapshot
+ * sees.  False when there is no copy or it is out of date: the caller then
+ * reads the table again, in the same call (so under the same snapshot), between
+ * table_copy_start_load() and table_copy_loaded().
+ */
+bool
+table_copy_is_current(TableCopy *copy)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		args[1];
+	bool		isnull;
+
+	if (table_copy_same_snapshot(copy))
+		return true;
+
+	args[0] = CStringGetTextDatum(copy->table);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute_with_args("SELECT changed_in, changed_at FROM dialer.cached_table_versions WHERE table_name = $1",
+							  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read dialer.cached_table_versions");
+	if (SPI_processed != 1)
+		version_row_missing(copy->table);
+	copy->read_xact = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	copy->read_command = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	SPI_finish();
+
+	if (copy->loaded && copy->read_xact == copy->version_xact &&
+		copy->read_command == copy->version_command)
+	{
+		table_copy_remember_snapshot(copy);
+		return true;
+	}
+	return false;
+}
+
+/*
+ * Before a copy is read again: drops the old one and returns the empty memory
+ * context the new one goes in (under CacheMemoryContext, created the first
+ * time, reset after).
+ */
+MemoryContext
+table_copy_start_load(TableCopy *copy)
+{
+	copy->loaded = false;
+	if (copy->context == NULL)
+		copy->context = AllocSetContextCreateInternal(CacheMemoryContext, copy->name,
+													  ALLOCSET_DEFAULT_SIZES);
+	else
+		MemoryContextReset(copy->context);
+	return copy->context;
+}
+
+/*
+ * After a copy was read, under the snapshot table_copy_is_current() read the
+ * version under: the copy holds that version.
  */
 void
-table_cache_start_load(MemoryContext *context, const char *name,
-					   RelcacheCallbackFunction callback, bool *registered)
+table_copy_loaded(TableCopy *copy)
 {
-	if (!*registered)
-	{
-		CacheRegisterRelcacheCallback(callback, (Datum) 0);
-		*registered = true;
-	}
-	if (*context == NULL)
-		*context = AllocSetContextCreateInternal(CacheMemoryContext, name, ALLOCSET_DEFAULT_SIZES);
-	else
-		MemoryContextReset(*context);
+	copy->version_xact = copy->read_xact;
+	copy->version_command = copy->read_command;
+	copy->loaded = true;
+	table_copy_remember_snapshot(copy);
 }
 
 /*
  * dialer.cached_table_changed(): statement trigger (after INSERT, UPDATE, DELETE,
- * TRUNCATE) on a table that backends copy, telling every backend that its copy
- * is out of date.
+ * TRUNCATE) on a table that backends copy.  Writes the table's new version, the
+ * current transaction and command, into dialer.cached_table_versions: a reader
+ * whose snapshot sees the change sees the new version with it, and reads the
+ * table again.  Changes to one copied table are serialized by that row's lock.
  */
 Datum
 dialer_cached_table_changed(PG_FUNCTION_ARGS)
 {
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	Oid			argtypes[3] = {INT8OID, INT8OID, TEXTOID};
+	Datum		args[3];
+	const char *table;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
@@ -97,6 +189,19 @@ dialer_cached_table_changed(PG_FUNCTION_ARGS)
 				 errmsg("dialer.cached_table_changed() is a trigger function"),
 				 errdetail("It was called outside a trigger."),
 				 errhint("It runs by itself when a table that backends copy changes.")));
-	CacheInvalidateRelcache(trigdata->tg_relation);
+
+	table = RelationGetRelationName(trigdata->tg_relation);
+	args[0] = Int64GetDatum((int64) U64FromFullTransactionId(GetTopFullTransactionId()));
+	args[1] = Int64GetDatum((int64) GetCurrentCommandId(false));
+	args[2] = CStringGetTextDatum(table);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute_with_args("UPDATE dialer.cached_table_versions SET changed_in = $1, changed_at = $2 WHERE table_name = $3",
+							  3, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not write dialer.cached_table_versions");
+	if (SPI_processed != 1)
+		version_row_missing(table);
+	SPI_finish();
 	return PointerGetDatum(NULL);
 }

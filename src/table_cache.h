@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * table_cache.h
- *	  Backend-local copies of small dialer tables (table_cache.c).
+ *	  Backend-local copies of small dialer tables, kept true to the
+ *	  reader's snapshot (table_cache.c).
  *
  * Copyright (c) 2026, pg_dialer developers
  *
@@ -13,11 +14,31 @@
 #define DIALER_TABLE_CACHE_H
 
 #include "fmgr.h"
-#include "utils/inval.h"
+#include "storage/lock.h"
 
-extern Oid	table_cache_relid(const char *relname, const char *reader);
-extern void table_cache_start_load(MemoryContext *context, const char *name,
-								   RelcacheCallbackFunction callback, bool *registered);
+/*
+ * One backend-local copy of table dialer.<table>: its memory, and the version of
+ * the table it holds (a row of dialer.cached_table_versions).  Declare it static
+ * with the first two fields set; the rest is table_cache.c's.
+ */
+typedef struct TableCopy
+{
+	const char *table;			/* dialer.<table> */
+	const char *name;			/* name of its memory context (a constant) */
+	MemoryContext context;		/* the copy lives here (NULL before the first) */
+	bool		loaded;			/* a copy is held */
+	int64		version_xact;	/* the version it was read at: the change's */
+	int64		version_command;	/* transaction and command */
+	int64		read_xact;		/* the version table_copy_is_current() read */
+	int64		read_command;
+	LocalTransactionId checked_lxid;	/* the snapshot that version was */
+	uint64		checked_completions;	/* last read under (see */
+	CommandId	checked_curcid; /* table_cache.c) */
+} TableCopy;
+
+extern bool table_copy_is_current(TableCopy *copy);
+extern MemoryContext table_copy_start_load(TableCopy *copy);
+extern void table_copy_loaded(TableCopy *copy);
 
 /* SQL-callable functions */
 extern Datum dialer_cached_table_changed(PG_FUNCTION_ARGS);

@@ -2846,6 +2846,23 @@ COMMENT ON COLUMN dialer.number_timezones.prefix IS 'Leading digits of E.164 num
 
 COMMENT ON COLUMN dialer.number_timezones.zones IS 'IANA time zones numbers with this prefix may be in (several: called only when open in all)';
 
+CREATE TABLE dialer.cached_table_versions (
+	table_name			text PRIMARY KEY,
+	changed_in			bigint NOT NULL DEFAULT 0,
+	changed_at			bigint NOT NULL DEFAULT 0
+);
+
+COMMENT ON TABLE dialer.cached_table_versions IS
+	'Internal: the version of each dialer table that backends copy (dialer.number_timezones): the last change''s transaction and command, written by its trigger';
+
+COMMENT ON COLUMN dialer.cached_table_versions.table_name IS 'The copied table, in schema dialer';
+
+COMMENT ON COLUMN dialer.cached_table_versions.changed_in IS 'Full transaction id of its last change (0: as installed)';
+
+COMMENT ON COLUMN dialer.cached_table_versions.changed_at IS 'Command id of its last change within that transaction';
+
+INSERT INTO dialer.cached_table_versions (table_name) VALUES ('number_timezones');
+
 CREATE FUNCTION dialer.number_timezones(number text)
 RETURNS text[]
 LANGUAGE c
@@ -2861,7 +2878,7 @@ LANGUAGE c
 AS 'MODULE_PATHNAME', 'dialer_cached_table_changed';
 
 COMMENT ON FUNCTION dialer.cached_table_changed() IS
-	'Trigger: after a change to a table backends keep a copy of (dialer.number_timezones), makes every backend read it again';
+	'Trigger: after a change to a table backends keep a copy of (dialer.number_timezones), writes its new version into dialer.cached_table_versions so that readers seeing the change read the table again';
 
 CREATE TRIGGER number_timezones_cached AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON dialer.number_timezones
 	FOR EACH STATEMENT EXECUTE FUNCTION dialer.cached_table_changed();

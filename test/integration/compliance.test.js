@@ -98,6 +98,43 @@ test('a prefix added to libphonenumber\'s map reaches every session and the runn
     'and the removal too');
 });
 
+test('the map a lookup uses is the one its snapshot sees, also after reading it under an older snapshot', async () => {
+  // The copy of the map is checked against the version its snapshot sees. Under relcache
+  // invalidation alone this sequence left a stale copy: the invalidation was taken in (by a
+  // lock on another table), the copy read again under the older snapshot, and nothing told
+  // the next transaction that it was out of date.
+  const number = '+80098123456';
+  const z = async () => (await db.query('SELECT dialer.number_timezones($1) AS z', [number])).rows[0].z;
+  const other = await d.connect();
+  try {
+    assert.equal(await z(), null);
+    await db.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
+    await db.query('SELECT count(*) FROM dialer.number_timezones');
+    await other.query("INSERT INTO dialer.number_timezones (prefix, zones) VALUES ('80098', '{Asia/Tokyo}')");
+    await db.query('SELECT count(*) FROM dialer.providers');
+    assert.equal(await z(), null, 'a repeatable-read transaction that began before the change keeps the map it sees');
+    await db.query('COMMIT');
+    assert.deepEqual(await z(), ['Asia/Tokyo'], 'the next transaction uses the changed map');
+    // a change in this session, undone in part by a savepoint and then whole
+    await db.query('BEGIN');
+    await db.query("UPDATE dialer.number_timezones SET zones = '{Europe/Paris}' WHERE prefix = '80098'");
+    await db.query('SAVEPOINT s');
+    await db.query("UPDATE dialer.number_timezones SET zones = '{Europe/Rome}' WHERE prefix = '80098'");
+    assert.deepEqual(await z(), ['Europe/Rome']);
+    await db.query('ROLLBACK TO SAVEPOINT s');
+    assert.deepEqual(await z(), ['Europe/Paris'], 'a change rolled back to a savepoint is undone');
+    assert.deepEqual((await other.query('SELECT dialer.number_timezones($1) AS z', [number])).rows[0].z, ['Asia/Tokyo'],
+      'another session does not see an uncommitted change');
+    await db.query('ROLLBACK');
+    assert.deepEqual(await z(), ['Asia/Tokyo'], 'a rolled-back change is undone');
+  } finally {
+    await db.query('ROLLBACK').catch(() => {});
+    await other.query("DELETE FROM dialer.number_timezones WHERE prefix = '80098'").catch(() => {});
+    await other.end();
+  }
+  assert.equal(await z(), null, 'and the removal is seen');
+});
+
 test('a number of unknown zone is never dialled under a policy; with an explicit zone it is', async () => {
   const unknown = await d.enqueue(db, '+80012345678', { provider: PROV, payload: { message: 'u' } });
   const named = await d.enqueue(db, '+80012345679', { provider: PROV, payload: { message: 'n' }, timezone: 'Europe/Berlin' });

@@ -11,7 +11,7 @@
 SET client_min_messages = error;
 
 BEGIN;
-SELECT plan(83);
+SELECT plan(84);
 
 -- a call to number that reached the provider (attempt with a provider call id) at instant at
 CREATE FUNCTION pg_temp.reached(number text, at timestamptz, campaign text DEFAULT NULL) RETURNS void
@@ -50,6 +50,8 @@ INSERT INTO dialer.number_timezones (prefix, zones) VALUES ('80012', '{Asia/Toky
 UPDATE dialer.number_timezones SET zones = '{Europe/Paris,Europe/Brussels}' WHERE prefix = '1212';
 SELECT is(dialer.number_timezones('+80012345678'), '{Asia/Tokyo}', 'a prefix added to the map is looked up at the next command');
 SELECT is(dialer.number_timezones('+12125551234'), '{Europe/Paris,Europe/Brussels}', 'a prefix changed in the map too');
+SELECT is((SELECT changed_in FROM dialer.cached_table_versions WHERE table_name = 'number_timezones'),
+	pg_current_xact_id()::text::bigint, 'a change to the map writes its version: this transaction');
 ROLLBACK TO SAVEPOINT map_change;
 SELECT is(dialer.number_timezones('+80012345678'), NULL, 'a rolled-back addition is gone from the lookup');
 SELECT is(dialer.number_timezones('+12125551234'), '{America/New_York}', 'a rolled-back change too');

@@ -37,11 +37,30 @@ COMMENT ON COLUMN dialer.number_timezones.prefix IS 'Leading digits of E.164 num
 COMMENT ON COLUMN dialer.number_timezones.zones IS 'IANA time zones numbers with this prefix may be in (several: called only when open in all)';
 
 /*
+ * The version of each table that backends keep a copy of (src/table_cache.c): the
+ * transaction and command of its last change, written by the table's trigger
+ * (dialer.cached_table_changed).  A copy is used only under a snapshot that sees the
+ * version it was read at; under any other it is read again.
+ */
+CREATE TABLE dialer.cached_table_versions (
+	table_name			text PRIMARY KEY,
+	changed_in			bigint NOT NULL DEFAULT 0,
+	changed_at			bigint NOT NULL DEFAULT 0
+);
+COMMENT ON TABLE dialer.cached_table_versions IS
+	'Internal: the version of each dialer table that backends copy (dialer.number_timezones): the last change''s transaction and command, written by its trigger';
+COMMENT ON COLUMN dialer.cached_table_versions.table_name IS 'The copied table, in schema dialer';
+COMMENT ON COLUMN dialer.cached_table_versions.changed_in IS 'Full transaction id of its last change (0: as installed)';
+COMMENT ON COLUMN dialer.cached_table_versions.changed_at IS 'Command id of its last change within that transaction';
+INSERT INTO dialer.cached_table_versions (table_name) VALUES ('number_timezones');
+
+/*
  * The IANA zones of a number by the longest prefix of dialer.number_timezones; NULL
  * when unknown (libphonenumber marks unknown with Etc/Unknown: that is NULL here
  * too).  The one home of the lookup, in C (src/number_zones.c): each backend keeps
- * the map in a hash table, dropped whenever the table changes (the trigger below),
- * because the claim looks up every call's number under a calling policy.
+ * the map in a hash table, read again under a snapshot that sees another version of
+ * the table (dialer.cached_table_versions, the trigger below), because the claim
+ * looks up every call's number under a calling policy.
  */
 CREATE FUNCTION dialer.number_timezones(number text)
 RETURNS text[]
@@ -52,16 +71,16 @@ COMMENT ON FUNCTION dialer.number_timezones(text) IS
 	'IANA time zones of an E.164 number by the longest matching prefix of libphonenumber''s data (dialer.number_timezones); NULL when unknown';
 
 /*
- * Backends keep a copy of this map.  Every change to it tells every backend to read
- * it again: a relcache invalidation of the table (its own at the next command, the
- * others' at commit).
+ * Backends keep a copy of this map.  Every change to it moves its version in
+ * dialer.cached_table_versions, and a reader whose snapshot sees the new version
+ * reads the map again.
  */
 CREATE FUNCTION dialer.cached_table_changed()
 RETURNS trigger
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'dialer_cached_table_changed';
 COMMENT ON FUNCTION dialer.cached_table_changed() IS
-	'Trigger: after a change to a table backends keep a copy of (dialer.number_timezones), makes every backend read it again';
+	'Trigger: after a change to a table backends keep a copy of (dialer.number_timezones), writes its new version into dialer.cached_table_versions so that readers seeing the change read the table again';
 CREATE TRIGGER number_timezones_cached AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON dialer.number_timezones
 	FOR EACH STATEMENT EXECUTE FUNCTION dialer.cached_table_changed();
 
