@@ -99,5 +99,20 @@ SELECT dialer.record_results(ids, attempts, array_fill('accepted'::text, ARRAY[1
 SELECT count(*) FILTER (WHERE status = 'dialing') AS dialing, count(*) FILTER (WHERE status = 'dispatching') AS dispatching
   FROM dialer.scheduled_calls;
 SELECT pg_temp.index_entries(3) - before < 500 AS store_reads_few_entries FROM store_cost;
+-- giving back 10 claims (a dispatcher stopping while its claim waited for standbys) while
+-- 5,000 calls are dialing and the statistics say none is: each call found by its id too
+SELECT count(*) FROM dialer.enqueue_calls(
+	(SELECT jsonb_agg(jsonb_build_object('to_number', '+1420' || (5000000 + g)::text,
+										 'run_at', now() - interval '1 minute'))
+	   FROM generate_series(1, 10) g));
+CREATE TEMP TABLE release_cost AS
+SELECT array_agg(id ORDER BY id) AS ids, array_agg(attempt ORDER BY id) AS attempts
+  FROM dialer.claim_calls('default', 10, 'UTC', '00:00', '24:00', '');
+ALTER TABLE release_cost ADD COLUMN before bigint;
+UPDATE release_cost SET before = pg_temp.index_entries(4);
+SELECT dialer.release_claims(ids, attempts) AS released FROM release_cost;
+SELECT count(*) FILTER (WHERE status = 'dialing') AS dialing, count(*) FILTER (WHERE status = 'scheduled' AND run_at < now()) AS due_again
+  FROM dialer.scheduled_calls;
+SELECT pg_temp.index_entries(5) - before < 500 AS release_reads_few_entries FROM release_cost;
 DROP EXTENSION pg_dialer;
 DROP SCHEMA dialer;

@@ -286,12 +286,20 @@ DECLARE
 BEGIN
 	WITH r AS (
 		SELECT * FROM unnest(call_ids, attempts) AS r(call_id, attempt)
+	), cur AS (
+		-- each call by its key and locked, as in record_results: as a join with the status
+		-- test, the plan read every call in progress (scheduled_calls_active_idx)
+		SELECT r.call_id, r.attempt
+		  FROM r
+		 CROSS JOIN LATERAL (SELECT k.* FROM dialer.scheduled_calls k WHERE k.id = r.call_id OFFSET 0) c
+		 WHERE c.status = 'dispatching' AND c.attempts = r.attempt
+		   FOR UPDATE OF c
 	), rel AS (
 		UPDATE dialer.scheduled_calls c
 		   SET status = 'scheduled', attempts = c.attempts - 1, updated_at = now()
-		  FROM r
-		 WHERE c.id = r.call_id AND c.status = 'dispatching' AND c.attempts = r.attempt
-		RETURNING c.id, r.attempt
+		  FROM cur
+		 WHERE c.id = cur.call_id
+		RETURNING c.id, cur.attempt
 	), att AS (
 		DELETE FROM dialer.call_attempts a
 		 USING rel
