@@ -14,7 +14,9 @@
  *   one statement, and a plain INSERT of the same rows into a table with a primary key only
  *   (the floor), each on a fresh and on a warm queue;
  *   CPU per call of PostgreSQL (every process of the cluster) plus Graphile Worker's process
- *   (pg_dialer's worker is a PostgreSQL process), from /proc, per workload.
+ *   (pg_dialer's worker is a PostgreSQL process), from /proc, per workload;
+ *   the floor of W1 and W2, once per repetition: the same requests to the same simulator with
+ *   no database, sent by curl --parallel (libcurl, as the worker) with the same concurrency.
  *
  * With DIALER_BENCH_POLICY=US-TCPA (or US-FL), W1 and W2 of pg_dialer also run with that calling
  * policy preset enabled on every call (dialer.use_preset), beside the runs without it, and the
@@ -150,6 +152,43 @@ function cpuBetween(a, b) {
   let other = 0;
   for (const [pid, t] of b.other) other += t - (a.other.get(pid) || 0);
   return { pg: pg / HZ, other: other / HZ };
+}
+
+/*
+ * The floor: the same n requests to the same simulator with no database at all, sent by
+ * curl --parallel (libcurl, the worker's HTTP library) with CONC in flight; seconds, and
+ * the simulator's CPU per request. What the machine and the simulator allow any system.
+ */
+async function floorRun(sim, n, latency) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-floor-'));
+  try {
+    const cfg = path.join(dir, 'curl.cfg');
+    const url = `${sim.url}/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Calls.json`;
+    const one = (i) => `url = "${url}"\ndata = "To=%2B1${benchFirst + i + 1}&From=%2B15005550006&Twiml=%3CResponse%3E%3CSay%3EHi%3C%2FSay%3E%3C%2FResponse%3E"\n`
+      + 'user = "AC0123456789abcdef0123456789abcdef:0123456789abcdef0123456789abcdef"\noutput = "/dev/null"\n'
+      + 'write-out = "%{http_code}\\n"\n';
+    fs.writeFileSync(cfg, Array.from({ length: n }, (_, i) => one(i)).join('next\n'));
+    await simCall(sim, 'POST', 'reset');
+    await simCall(sim, 'POST', 'config', { latency });
+    const s0 = ticksOf(sim.child.pid).ticks;
+    const t0 = now();
+    const codes = await new Promise((resolve, reject) => {
+      const c = spawn('curl', ['--silent', '--no-progress-meter', '--parallel', '--parallel-immediate', '--parallel-max', String(CONC), '-K', cfg],
+        { stdio: ['ignore', 'pipe', 'inherit'] });
+      let out = '';
+      c.stdout.on('data', (d) => { out += d; });
+      c.on('error', reject);
+      c.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`curl exited ${code}`))));
+    });
+    const total = now() - t0;
+    const simCpu = (ticksOf(sim.child.pid).ticks - s0) / HZ;
+    await simCall(sim, 'POST', 'config', { latency: 0 });
+    const ok = codes.split('\n').filter((x) => x === '201').length;
+    if (ok !== n) throw new Error(`floor: ${ok} of ${n} requests answered 201`);
+    return { total, simCpu };
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 /* ------------------------------------------------------------------ the two systems */
@@ -385,6 +424,18 @@ async function workloads(db, sim, results) {
   }
   for (let rep = 1; rep <= REPEAT; rep++) for (const state of ['fresh', 'warm']) {
     const tag = REPEAT > 1 ? ` #${rep}` : '';
+    if (state === 'fresh') {
+      // the floors of this repetition: no database, the same simulator, the same moment of the VM
+      for (const [w, n, latency] of [['W1', N1, 0], ['W2', N2, 100]]) {
+        if (!ONLY.has(w.toLowerCase())) continue;
+        const f = await floorRun(sim, n, latency);
+        const ideal = (n / CONC) * 0.1;
+        console.log(`${w} floor${tag}: ${fmt(n / f.total)} requests/s (${f.total.toFixed(2)} s; simulator CPU ${(f.simCpu / n * 1e6).toFixed(0)} us/request)`
+          + (w === 'W2' ? `; ${(f.total / ideal).toFixed(3)} x the ideal ${ideal.toFixed(1)} s` : '')
+          + '; curl --parallel, no database');
+        results.push({ rep, w, state: 'floor', sys: 'floor', rate: n / f.total, total: f.total, cpu: 0, ideal: latency ? f.total / ideal : null });
+      }
+    }
     // the two pg_dialer runs take turns going first, so that whatever the first run leaves
     // behind (WAL to flush, pages to write back) does not always fall on the same one
     const pair = rep % 2 ? [dialer, dialerPolicy] : [dialerPolicy, dialer];
@@ -558,6 +609,16 @@ async function main() {
             + `two runs without the policy at once: ${atOnce.equal.map((x) => x.toFixed(3)).join(', ')}`);
         }
       }
+    }
+    for (const w of ['W1', 'W2']) {
+      const f = runs(w, 'floor', 'floor');
+      const g = ['fresh', 'warm'].map((st) => med[`${w} ${st} Graphile Worker`]).filter(Boolean);
+      if (f.length === 0) continue;
+      const rate = median(f.map((r) => r.rate));
+      console.log(`floor ${w} (${of}, no database: curl --parallel, ${CONC} in flight, the same simulator): ${fmt(rate)} requests/s`
+        + range(f.map((r) => r.rate), (x) => fmt(x))
+        + (w === 'W2' ? `; ${median(f.map((r) => r.ideal)).toFixed(3)} x ideal (target for pg_dialer, enqueue included: <= 1.05)` : '')
+        + (w === 'W1' && g.length ? `; 4 x Graphile Worker's W1 (target) is ${g.map((m) => fmt(4 * m.rate)).join(' / ')} calls/s fresh / warm, enqueue included` : ''));
     }
     const wf = med['W1 fresh pg_dialer'];
     const ww = med['W1 warm pg_dialer'];
