@@ -40,6 +40,7 @@
 #include "storage/latch.h"
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
+#include "common/hashfn.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
@@ -1163,6 +1164,52 @@ become_ready(void)
 }
 
 /*
+ * A fingerprint of where a provider's requests go and what they are signed
+ * with: its URL and credentials.
+ */
+static uint32
+provider_endpoint_hash(DialerProvider *p)
+{
+	const char *parts[] = {p->base_url, p->account_sid, p->auth_token,
+	p->api_key_sid, p->api_key_secret, p->bearer_token};
+	uint32		h = 0;
+	size_t		i;
+
+	for (i = 0; i < lengthof(parts); i++)
+		h = hash_combine(h, parts[i] ? hash_bytes((const unsigned char *) parts[i], strlen(parts[i])) : 0);
+	return h;
+}
+
+/*
+ * After the providers were reloaded: a provider in a failure streak whose URL
+ * or credentials changed (an operator fixing what made its requests fail) is
+ * no longer paused, and its streak starts over.  before holds the providers'
+ * fingerprints from before the reload, in the order of the list then.
+ */
+static void
+end_streaks_of_changed_providers(List *known_before, uint32 *before)
+{
+	ListCell   *lc;
+	int			i = 0;
+
+	foreach(lc, known_before)
+	{
+		DialerProvider *p = lfirst(lc);
+
+		if (p->consecutive_failures > 0 && provider_endpoint_hash(p) != before[i])
+		{
+			ereport(LOG,
+					(errmsg("pg_dialer: provider \"%s\" resumed: its URL or credentials changed after %d consecutive failures",
+							p->name, p->consecutive_failures)));
+			p->consecutive_failures = 0;
+			if (!p->at_capacity)
+				p->blocked_until = 0;
+		}
+		i++;
+	}
+}
+
+/*
  * Reloads the providers when a change to dialer.providers committed, and at
  * least every 10 s while the worker is active.
  */
@@ -1177,9 +1224,20 @@ reload_providers_if_changed(TimestampTz now)
 	if (providers_loaded_at == 0 || version != providers_version ||
 		TimestampDifferenceExceeds(providers_loaded_at, now, 10000))
 	{
+		/* provider structs outlive a reload; this copy keeps the old list */
+		List	   *known_before = list_copy(providers);
+		uint32	   *before = palloc(sizeof(uint32) * Max(list_length(known_before), 1));
+		ListCell   *lc;
+		int			i = 0;
+
+		foreach(lc, known_before)
+			before[i++] = provider_endpoint_hash(lfirst(lc));
 		providers_version = version;
 		providers = queue_load_providers(providers);
 		providers_loaded_at = now;
+		end_streaks_of_changed_providers(known_before, before);
+		list_free(known_before);
+		pfree(before);
 	}
 }
 

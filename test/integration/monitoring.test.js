@@ -180,6 +180,41 @@ test('a failing provider: consecutive failures, failure pause and failed request
   assert.doesNotMatch(d.logSince(mark), /auth_token|0123456789abcdef0123456789abcdef/, 'no secret in the log');
 });
 
+test('a provider paused after failures resumes at once when its URL is corrected', { timeout: 60000 }, async () => {
+  const s = await d.startSim('twilio');
+  sims.push(s);
+  const name = `${P}fixed`;
+  // nothing listens on the port the provider is first given: every request is refused
+  const closed = await new Promise((resolve) => {
+    const srv = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+  await provider(d.twilioProvider(name, s, { base_url: `http://127.0.0.1:${closed}` }));
+  const mark = d.logMark();
+  const failing = [];
+  for (let i = 0; i < 12; i++) {
+    failing.push(await d.enqueue(db, `+1555088${String(i).padStart(4, '0')}`, { provider: name, max_attempts: 1, payload: { message: 'm' } }));
+  }
+  // twelve refusals in a row: paused for 60 s
+  const h = await d.waitFor(async () => {
+    const r = (await db.query(`SELECT consecutive_failures, paused_until, paused_until > now() + interval '30 seconds' AS long
+                                 FROM dialer.provider_health WHERE provider = $1`, [name])).rows[0];
+    return r.consecutive_failures >= 12 && r.long ? r : null;
+  }, { timeoutMs: 15000, message: 'a failure pause of over 30 s' });
+  const id = await d.enqueue(db, '+15550880100', { provider: name, payload: { message: 'after the fix' } });
+  await db.query('UPDATE dialer.providers SET base_url = $1 WHERE name = $2', [s.url, name]);
+  const [c] = await d.waitForStatus(db, [id], ['dialing'], { timeoutMs: 15000 });
+  assert.equal(c.status, 'dialing');
+  assert.ok(Date.now() < new Date(h.paused_until).getTime(), 'dialled before the pause would have ended');
+  assert.match(d.logSince(mark), new RegExp(`LOG:  pg_dialer: provider "${name}" resumed: its URL or credentials changed after \\d+ consecutive failures`));
+  assert.equal((await db.query('SELECT consecutive_failures FROM dialer.provider_health WHERE provider = $1', [name])).rows[0].consecutive_failures, 0);
+  // the calls that failed stay failed
+  const f = (await db.query('SELECT count(*)::int AS n FROM dialer.scheduled_calls WHERE id = ANY($1) AND status = \'failed\'', [failing])).rows[0].n;
+  assert.equal(f, 12);
+});
+
 test('worker_health: lag grows while dispatching is off, and the exporter reports it', async () => {
   const s = await d.startSim('twilio');
   sims.push(s);
