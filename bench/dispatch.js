@@ -2,7 +2,8 @@
 'use strict';
 /*
  * pg_dialer dispatch benchmark (issue 3): W1 throughput, W2 drain with a slow provider,
- * W3 commit-to-arrival latency, and the worker's memory over 100,000 calls, against the
+ * W3 commit-to-arrival latency (idle, and while 100 requests of another provider are in
+ * flight), and the worker's memory over 100,000 calls, against the
  * project's Twilio simulator on 127.0.0.1. Beside W1 it runs a baseline: the loop the seed
  * systems use (a poller that claims one call with FOR UPDATE SKIP LOCKED, posts it, stores the
  * answer), 16 of them at once in Node, on the same workload.
@@ -149,6 +150,44 @@ async function baseline(sim, n, workers) {
   return n / secs;
 }
 
+/*
+ * W3: N3 calls, one every 50 ms, each in its own transaction; prints the latency from COMMIT
+ * sent to the request at the simulator, and the same path as PostgreSQL sees it.
+ */
+async function w3(db, sim, tag, label) {
+  await simCall(sim, 'POST', 'reset');
+  const commits = new Map();
+  for (let i = 0; i < N3; i++) {
+    const started = Date.now();
+    await db.query('BEGIN');
+    const r = await db.query(`SELECT dialer.enqueue_call('+1' || (4160000000 + $1::int)::text, provider => 'bench',
+                               payload => '{"message": "hi"}', campaign => $2) AS id`, [i, tag]);
+    const t = nowUs();
+    await db.query('COMMIT');
+    commits.set(String(r.rows[0].id), t);
+    await sleep(Math.max(0, 50 - (Date.now() - started)));
+  }
+  await waitFor(async () => (await simCall(sim, 'GET', 'stats')).total >= N3, 30000);
+  const arrivals = (await simCall(sim, 'GET', 'arrivals')).arrivals;
+  const lat = [...commits].map(([id, t]) => (arrivals[id] - t) / 1000).sort((a, b) => a - b);
+  console.log(`W3 ${N3} calls, one every 50 ms${label}, COMMIT sent -> request at provider: p50 ${pct(lat, 50).toFixed(2)} ms, p99 ${pct(lat, 99).toFixed(2)} ms, max ${lat[lat.length - 1].toFixed(2)} ms`);
+  if (process.env.BENCH_VERBOSE) console.log('W3 slowest:', lat.slice(-8).map((x) => x.toFixed(2)).join(' '));
+  // the same path seen by PostgreSQL alone: enqueue transaction start -> claim transaction start
+  const dbl = (await db.query(`SELECT percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY
+                                 extract(epoch FROM a.requested_at - c.created_at) * 1000) AS p
+                                 FROM dialer.scheduled_calls c JOIN dialer.call_attempts a ON a.call_id = c.id
+                                WHERE c.campaign = $1`, [tag])).rows[0].p;
+  console.log(`W3${label} inside the database (enqueue transaction start -> claim transaction start): p50 ${dbl[0].toFixed(2)} ms, p99 ${dbl[1].toFixed(2)} ms`);
+  if (process.env.BENCH_VERBOSE) {
+    const rq = (await db.query(`SELECT c.id::text AS id, extract(epoch FROM a.requested_at) * 1e6 AS req
+                                  FROM dialer.scheduled_calls c JOIN dialer.call_attempts a ON a.call_id = c.id
+                                 WHERE c.campaign = $1`, [tag])).rows;
+    const d = rq.map((r) => (arrivals[r.id] - Number(r.req)) / 1000).sort((a, b) => a - b);
+    const c2 = [...commits].map(([id, t]) => (Number(rq.find((r) => r.id === id).req) - t) / 1000).sort((a, b) => a - b);
+    console.log(`W3 COMMIT sent -> claim start: p50 ${pct(c2, 50).toFixed(2)} p99 ${pct(c2, 99).toFixed(2)}; claim start -> arrival: p50 ${pct(d, 50).toFixed(2)} p99 ${pct(d, 99).toFixed(2)} ms`);
+  }
+}
+
 async function main() {
   const sim = await startSim();
   const db = new Client({ database: DB });
@@ -241,36 +280,24 @@ async function main() {
     if (ONLY.has('w3')) {
     await setting(db, 'dialer.max_concurrency', '200');
     await db.query("UPDATE dialer.providers SET enabled = true WHERE name = 'bench'");
-    await simCall(sim, 'POST', 'reset');
-    const commits = new Map();
-    for (let i = 0; i < N3; i++) {
-      const started = Date.now();
-      await db.query('BEGIN');
-      const r = await db.query(`SELECT dialer.enqueue_call('+1' || (4160000000 + $1::int)::text, provider => 'bench',
-                                 payload => '{"message": "hi"}', campaign => 'w3') AS id`, [i]);
-      const t = nowUs();
-      await db.query('COMMIT');
-      commits.set(String(r.rows[0].id), t);
-      await sleep(Math.max(0, 50 - (Date.now() - started)));
-    }
-    await waitFor(async () => (await simCall(sim, 'GET', 'stats')).total >= N3, 30000);
-    const arrivals = (await simCall(sim, 'GET', 'arrivals')).arrivals;
-    const lat = [...commits].map(([id, t]) => (arrivals[id] - t) / 1000).sort((a, b) => a - b);
-    console.log(`W3 ${N3} calls, one every 50 ms, COMMIT sent -> request at provider: p50 ${pct(lat, 50).toFixed(2)} ms, p99 ${pct(lat, 99).toFixed(2)} ms, max ${lat[lat.length - 1].toFixed(2)} ms`);
-    if (process.env.BENCH_VERBOSE) console.log('W3 slowest:', lat.slice(-8).map((x) => x.toFixed(2)).join(' '));
-    // the same path seen by PostgreSQL alone: enqueue transaction start -> claim transaction start
-    const dbl = (await db.query(`SELECT percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY
-                                   extract(epoch FROM a.requested_at - c.created_at) * 1000) AS p
-                                   FROM dialer.scheduled_calls c JOIN dialer.call_attempts a ON a.call_id = c.id
-                                  WHERE c.campaign = 'w3'`)).rows[0].p;
-    console.log(`W3 inside the database (enqueue transaction start -> claim transaction start): p50 ${dbl[0].toFixed(2)} ms, p99 ${dbl[1].toFixed(2)} ms`);
-    if (process.env.BENCH_VERBOSE) {
-      const rq = (await db.query(`SELECT c.id::text AS id, extract(epoch FROM a.requested_at) * 1e6 AS req
-                                    FROM dialer.scheduled_calls c JOIN dialer.call_attempts a ON a.call_id = c.id
-                                   WHERE c.campaign = 'w3'`)).rows;
-      const d = rq.map((r) => (arrivals[r.id] - Number(r.req)) / 1000).sort((a, b) => a - b);
-      const c2 = [...commits].map(([id, t]) => (Number(rq.find((r) => r.id === id).req) - t) / 1000).sort((a, b) => a - b);
-      console.log(`W3 COMMIT sent -> claim start: p50 ${pct(c2, 50).toFixed(2)} p99 ${pct(c2, 99).toFixed(2)}; claim start -> arrival: p50 ${pct(d, 50).toFixed(2)} p99 ${pct(d, 99).toFixed(2)} ms`);
+    await w3(db, sim, 'w3', '');
+    // the same while 100 requests of another provider wait at its simulator (60 s answers): the
+    // worker then waits on their sockets, and a new call must still wake it at once
+    const hold = await startSim();
+    try {
+      await simCall(hold, 'POST', 'config', { latency: 60000 });
+      await db.query(`INSERT INTO dialer.providers (name, kind, base_url, account_sid, auth_token, from_number,
+                        calls_per_second, max_concurrency)
+                      VALUES ('bench_hold', 'twilio', $1, 'AC0123456789abcdef0123456789abcdef',
+                              '0123456789abcdef0123456789abcdef', '+15005550006', 100000, NULL)`, [hold.url]);
+      await db.query(`SELECT count(*) FROM dialer.enqueue_calls((SELECT jsonb_agg(jsonb_build_object(
+                        'to_number', '+1' || (4180000000 + g)::text, 'provider', 'bench_hold',
+                        'payload', jsonb_build_object('message', 'hold'))) FROM generate_series(1, 100) g))`);
+      await waitFor(async () => (await simCall(hold, 'GET', 'stats')).total >= 100, 30000);
+      await w3(db, sim, 'w3busy', ' while 100 requests are in flight');
+    } finally {
+      await db.query("UPDATE dialer.providers SET enabled = false WHERE name = 'bench_hold'").catch(() => {});
+      hold.child.kill('SIGTERM');
     }
     }
 
@@ -291,7 +318,8 @@ async function main() {
     console.log(`RSS worker pid ${m0.pid} over ${NRSS} calls: VmRSS ${(m0.rss / 1024).toFixed(1)} -> ${(m1.rss / 1024).toFixed(1)} MB (includes shared buffers it touched), private RssAnon ${(m0.anon / 1024).toFixed(1)} -> ${(m1.anon / 1024).toFixed(1)} MB, growth ${((m1.anon - m0.anon) / 1024).toFixed(2)} MB`);
     }
   } finally {
-    await db.query("DELETE FROM dialer.scheduled_calls WHERE provider = 'bench'").catch(() => {});
+    await db.query("DELETE FROM dialer.scheduled_calls WHERE provider IN ('bench', 'bench_hold')").catch(() => {});
+    await db.query("DELETE FROM dialer.providers WHERE name = 'bench_hold'").catch(() => {});
     await db.end();
     sim.child.kill('SIGTERM');
   }

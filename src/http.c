@@ -9,6 +9,13 @@
  *	  backend's own file cache makes room for them and the process stays within
  *	  its descriptor limit.
  *
+ *	  libcurl is driven by events (its socket API): it says which sockets to
+ *	  watch and when its next timeout is due, the sockets sit in an epoll set
+ *	  of their own, and the worker waits on that set and its latch together.
+ *	  So a latch wake-up (a new call, a callback, a signal) ends a wait at once
+ *	  even while requests are in flight, and a wait costs nothing per request
+ *	  that has nothing to say.
+ *
  *	  A POST leaves at most once.  libcurl silently sends a request again when
  *	  a reused keep-alive connection dies before any answer byte; for a call
  *	  that could place it twice.  Each easy handle counts, in libcurl's
@@ -29,12 +36,16 @@
 #include "postgres.h"
 
 #include <ctype.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
 
+#include "miscadmin.h"
+#include "pgstat.h"
 #include "storage/fd.h"
+#include "storage/latch.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
@@ -61,6 +72,88 @@ static dlist_head in_flight = DLIST_STATIC_INIT(in_flight);
 static int	n_in_flight = 0;
 static int	n_sockets = 0;
 
+/* the sockets libcurl asks to watch, and the wait on them and the latch */
+static int	watched_fds = -1;	/* an epoll set */
+static WaitEventSet *waits = NULL;
+static TimestampTz curl_timer_at = 0;	/* libcurl's next timeout; 0: none */
+static int	n_running = 0;		/* transfers libcurl still runs */
+
+/*
+ * libcurl's socket callback: which of its sockets to watch, for what.  The
+ * socket joins, changes in or leaves the epoll set.  A socket libcurl has
+ * closed has left the set by itself, so a failed removal is no error.
+ */
+static int
+watch_socket(CURL *easy pg_attribute_unused(), curl_socket_t s, int what,
+			 void *clientp pg_attribute_unused(), void *socketp pg_attribute_unused())
+{
+	struct epoll_event ev;
+
+	if (what == CURL_POLL_REMOVE)
+	{
+		(void) epoll_ctl(watched_fds, EPOLL_CTL_DEL, s, NULL);
+		return 0;
+	}
+	memset(&ev, 0, sizeof(ev));
+	ev.data.fd = s;
+	ev.events = ((what & CURL_POLL_IN) ? EPOLLIN : 0) | ((what & CURL_POLL_OUT) ? EPOLLOUT : 0);
+	if (epoll_ctl(watched_fds, EPOLL_CTL_MOD, s, &ev) == 0)
+		return 0;
+	if (errno == ENOENT && epoll_ctl(watched_fds, EPOLL_CTL_ADD, s, &ev) == 0)
+		return 0;
+	elog(LOG, "pg_dialer: could not watch a socket: %m");
+	return -1;					/* libcurl fails the transfers */
+}
+
+/*
+ * libcurl's timer callback: when it must next be told that time passed
+ * (timeout_ms from now; -1: no timeout is pending).
+ */
+static int
+set_timer(CURLM *m pg_attribute_unused(), long timeout_ms, void *clientp pg_attribute_unused())
+{
+	curl_timer_at = timeout_ms < 0 ? 0 :
+		TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+	return 0;
+}
+
+/*
+ * Lets libcurl act on whatever is ready, without waiting: the sockets the
+ * epoll set says are ready, then its timeout when due (which is also how a
+ * request just added starts).
+ */
+static void
+progress(void)
+{
+	struct epoll_event ready[64];
+	int			n;
+
+	do
+	{
+		int			i;
+
+		n = epoll_wait(watched_fds, ready, lengthof(ready), 0);
+		for (i = 0; i < n; i++)
+		{
+			int			flags = 0;
+
+			if (ready[i].events & EPOLLIN)
+				flags |= CURL_CSELECT_IN;
+			if (ready[i].events & EPOLLOUT)
+				flags |= CURL_CSELECT_OUT;
+			if (ready[i].events & (EPOLLERR | EPOLLHUP))
+				flags |= CURL_CSELECT_ERR;
+			curl_multi_socket_action(multi, ready[i].data.fd, flags, &n_running);
+		}
+	} while (n == lengthof(ready));
+
+	if (curl_timer_at != 0 && GetCurrentTimestamp() >= curl_timer_at)
+	{
+		curl_timer_at = 0;
+		curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &n_running);
+	}
+}
+
 /*
  * Starts libcurl and the multi handle.  Called once when the worker starts.
  */
@@ -85,6 +178,19 @@ http_init(void)
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("pg_dialer could not create a libcurl multi handle")));
+
+	ReserveExternalFD();
+	watched_fds = epoll_create1(EPOLL_CLOEXEC);
+	if (watched_fds < 0)
+		ereport(ERROR,
+				(errcode_for_socket_access(),
+				 errmsg("pg_dialer could not create an epoll set: %m")));
+	curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, watch_socket);
+	curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, set_timer);
+	waits = CreateWaitEventSet(TopMemoryContext, 3);
+	AddWaitEventToSet(waits, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+	AddWaitEventToSet(waits, WL_SOCKET_READABLE, watched_fds, NULL, NULL);
+	AddWaitEventToSet(waits, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
 }
 
 /*
@@ -410,15 +516,13 @@ http_set_limit(int cap)
 }
 
 /*
- * Lets curl start what was just added, without waiting: a new request's bytes
- * leave now, not at the next wait.
+ * Lets curl start what was just added and act on what is ready, without
+ * waiting: a new request's bytes leave now, not at the next wait.
  */
 void
 http_kick(void)
 {
-	int			running;
-
-	curl_multi_perform(multi, &running);
+	progress();
 }
 
 int
@@ -428,21 +532,31 @@ http_in_flight(void)
 }
 
 /*
- * Lets curl make progress, waiting up to timeout_ms for socket activity.
+ * Lets curl make progress, waiting up to timeout_ms (-1: no limit) for one of
+ * its sockets, its next timeout or the latch, whichever comes first.  Does not
+ * wait when a transfer has finished and is not collected yet, or when nothing
+ * is in flight.
  */
 void
 http_wait(long timeout_ms)
 {
-	int			running;
-	int			numfds;
+	WaitEvent	event;
 
-	curl_multi_perform(multi, &running);
-	/* a transfer that just finished is collected at once, not after the wait */
-	if (n_in_flight > 0 && running == n_in_flight && timeout_ms > 0)
+	progress();
+	if (n_in_flight == 0 || n_running < n_in_flight || timeout_ms == 0)
+		return;
+	if (curl_timer_at != 0)
 	{
-		curl_multi_poll(multi, NULL, 0, (int) timeout_ms, &numfds);
-		curl_multi_perform(multi, &running);
+		long		secs;
+		int			usecs;
+		long		until_timer;
+
+		TimestampDifference(GetCurrentTimestamp(), curl_timer_at, &secs, &usecs);
+		until_timer = secs * 1000 + (usecs + 999) / 1000;
+		timeout_ms = timeout_ms < 0 ? until_timer : Min(timeout_ms, until_timer);
 	}
+	(void) WaitEventSetWait(waits, timeout_ms, &event, 1, PG_WAIT_EXTENSION);
+	progress();
 }
 
 /*

@@ -891,8 +891,9 @@ refill_threshold(int cap)
 
 /*
  * Waits for the time the loop must next act, a latch wake-up or socket activity.
- * With requests in flight it waits on their sockets (checking the latch at
- * least every 10 ms); otherwise on the latch alone.
+ * With requests in flight it waits on their sockets and the latch together
+ * (http_wait); otherwise on the latch alone.  Outcomes waiting to be stored
+ * bring the loop back within 10 ms (time_to_store).
  */
 static void
 wait_for_work(TimestampTz until)
@@ -910,7 +911,7 @@ wait_for_work(TimestampTz until)
 
 	if (http_in_flight() > 0)
 	{
-		http_wait(timeout_ms < 0 ? 10 : Min(timeout_ms, 10));
+		http_wait(timeout_ms);
 		return;
 	}
 	if (timeout_ms == 0)
