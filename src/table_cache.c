@@ -24,10 +24,13 @@
  *	  rows elsewhere but use the old copy.
  *
  *	  The check costs one indexed read per snapshot, not per call: it is
- *	  skipped while the active snapshot is the one the version was last
- *	  read under (same transaction, same command, and no transaction
- *	  completed in between: PostgreSQL's xactCompletionCount, which it uses
- *	  itself to tell that a new snapshot would equal the previous one).
+ *	  skipped while the active snapshot sees what the one the version was
+ *	  last read under saw: the same transaction, subtransaction and command
+ *	  (this backend's own changes), and the same xmin, xmax and transactions
+ *	  in progress (everyone else's).  A snapshot taken during recovery, one
+ *	  whose subtransactions overflowed, or one with more than
+ *	  TABLE_COPY_MAX_XIP transactions in progress is never taken for the
+ *	  same: the version is read again.
  *
  * Copyright (c) 2026, pg_dialer developers
  *
@@ -68,37 +71,64 @@ version_row_missing(const char *table)
 }
 
 /*
+ * Whether a snapshot can be compared with another by the fields a TableCopy
+ * keeps: an MVCC snapshot of a primary whose transactions in progress are all
+ * listed, and not too many.
+ */
+static bool
+snapshot_comparable(Snapshot snapshot)
+{
+	return snapshot->snapshot_type == SNAPSHOT_MVCC && !snapshot->takenDuringRecovery &&
+		!snapshot->suboverflowed && snapshot->xcnt <= TABLE_COPY_MAX_XIP;
+}
+
+/*
  * Remembers the active snapshot as the one the copy's version was last read
- * under.  A snapshot that was not built by GetSnapshotData (completion count
- * 0) is never taken for the same as another: the version is read every time.
+ * under (or nothing, when it cannot be compared).
  */
 static void
 table_copy_remember_snapshot(TableCopy *copy)
 {
 	Snapshot	snapshot = ActiveSnapshotSet() ? GetActiveSnapshot() : NULL;
 
+	copy->checked = snapshot != NULL && snapshot_comparable(snapshot);
+	if (!copy->checked)
+		return;
 	copy->checked_lxid = MyProc->lxid;
-	copy->checked_completions = snapshot ? snapshot->snapXactCompletionCount : 0;
-	copy->checked_curcid = snapshot ? snapshot->curcid : InvalidCommandId;
+	copy->checked_subxid = GetCurrentSubTransactionId();
+	copy->checked_curcid = snapshot->curcid;
+	copy->checked_xmin = snapshot->xmin;
+	copy->checked_xmax = snapshot->xmax;
+	copy->checked_xcnt = snapshot->xcnt;
+	if (snapshot->xcnt > 0)
+		memcpy(copy->checked_xip, snapshot->xip, sizeof(TransactionId) * snapshot->xcnt);
 }
 
 /*
- * True when the active snapshot is the one the copy's version was last read
- * under: the same transaction and command, and no transaction has completed
- * since (so it sees exactly what that snapshot saw).
+ * True when the active snapshot sees what the one the copy's version was last
+ * read under saw.  This backend's changes: the same transaction,
+ * subtransaction (a rollback to a savepoint starts a new one) and command.
+ * The others': the same xmin, xmax and transactions in progress, so the same
+ * transactions committed (a transaction that ends changes xmax or leaves the
+ * list; PostgreSQL itself reuses a snapshot on the same grounds).
  */
 static bool
 table_copy_same_snapshot(TableCopy *copy)
 {
 	Snapshot	snapshot;
 
-	if (!copy->loaded || !ActiveSnapshotSet())
+	if (!copy->loaded || !copy->checked || !ActiveSnapshotSet())
 		return false;
 	snapshot = GetActiveSnapshot();
-	return snapshot->snapXactCompletionCount != 0 &&
-		copy->checked_completions == snapshot->snapXactCompletionCount &&
+	return snapshot_comparable(snapshot) &&
+		copy->checked_lxid == MyProc->lxid &&
+		copy->checked_subxid == GetCurrentSubTransactionId() &&
 		copy->checked_curcid == snapshot->curcid &&
-		copy->checked_lxid == MyProc->lxid;
+		TransactionIdEquals(copy->checked_xmin, snapshot->xmin) &&
+		TransactionIdEquals(copy->checked_xmax, snapshot->xmax) &&
+		copy->checked_xcnt == snapshot->xcnt &&
+		(snapshot->xcnt == 0 ||
+		 memcmp(copy->checked_xip, snapshot->xip, sizeof(TransactionId) * snapshot->xcnt) == 0);
 }
 
 /*

@@ -16,6 +16,9 @@
 #include "fmgr.h"
 #include "storage/lock.h"
 
+/* a snapshot with more transactions in progress is never taken for the same */
+#define TABLE_COPY_MAX_XIP 64
+
 /*
  * One backend-local copy of table dialer.<table>: its memory, and the version of
  * the table it holds (a row of dialer.cached_table_versions).  Declare it static
@@ -31,9 +34,16 @@ typedef struct TableCopy
 	int64		version_command;	/* transaction and command */
 	int64		read_xact;		/* the version table_copy_is_current() read */
 	int64		read_command;
-	LocalTransactionId checked_lxid;	/* the snapshot that version was */
-	uint64		checked_completions;	/* last read under (see */
-	CommandId	checked_curcid; /* table_cache.c) */
+
+	/* the snapshot that version was last read under (see table_cache.c) */
+	bool		checked;
+	LocalTransactionId checked_lxid;
+	SubTransactionId checked_subxid;
+	CommandId	checked_curcid;
+	TransactionId checked_xmin;
+	TransactionId checked_xmax;
+	uint32		checked_xcnt;
+	TransactionId checked_xip[TABLE_COPY_MAX_XIP];
 } TableCopy;
 
 extern bool table_copy_is_current(TableCopy *copy);

@@ -11,7 +11,7 @@
 SET client_min_messages = error;
 
 BEGIN;
-SELECT plan(84);
+SELECT plan(86);
 
 -- a call to number that reached the provider (attempt with a provider call id) at instant at
 CREATE FUNCTION pg_temp.reached(number text, at timestamptz, campaign text DEFAULT NULL) RETURNS void
@@ -54,6 +54,15 @@ SELECT is((SELECT changed_in FROM dialer.cached_table_versions WHERE table_name 
 	pg_current_xact_id()::text::bigint, 'a change to the map writes its version: this transaction');
 ROLLBACK TO SAVEPOINT map_change;
 SELECT is(dialer.number_timezones('+80012345678'), NULL, 'a rolled-back addition is gone from the lookup');
+-- the copy's version is read once per snapshot, not once per lookup
+CREATE TEMP TABLE version_reads AS
+SELECT pg_stat_get_xact_numscans('dialer.cached_table_versions'::regclass)
+	   + pg_stat_get_xact_numscans('dialer.cached_table_versions_pkey'::regclass) AS before;
+SELECT is((SELECT count(dialer.number_timezones('+1212555' || lpad(g::text, 4, '0'))) FROM generate_series(1, 1000) g),
+	1000::bigint, '1,000 lookups in one statement');
+SELECT cmp_ok((SELECT pg_stat_get_xact_numscans('dialer.cached_table_versions'::regclass)
+					  + pg_stat_get_xact_numscans('dialer.cached_table_versions_pkey'::regclass) - before FROM version_reads),
+	'<=', 1::bigint, 'read the map''s version at most once');
 SELECT is(dialer.number_timezones('+12125551234'), '{America/New_York}', 'a rolled-back change too');
 
 -- Presets are templates ---------------------------------------------------------------------
