@@ -1308,10 +1308,11 @@ COMMENT ON FUNCTION dialer.search_due_at(timestamptz, timestamptz, int) IS
 
 CREATE OR REPLACE FUNCTION dialer.next_due_at(blocked_providers text[] DEFAULT '{}',
 								   OUT dispatch_at timestamptz, OUT reconcile_at timestamptz)
-LANGUAGE sql
+LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, dialer, pg_temp
 AS $$
+BEGIN
 	SELECT (SELECT min(n.due)
 			  FROM dialer.providers p
 			 CROSS JOIN LATERAL (SELECT c.next_attempt_at AS due
@@ -1340,7 +1341,9 @@ AS $$
 								  WHERE c.provider = p.name AND c.status = 'unknown'
 									AND c.provider_call_id IS NULL AND c.reconcile_searches < 3
 								  ORDER BY c.updated_at LIMIT 100) s
-			 WHERE p.enabled AND p.kind IN ('twilio', 'backend')));
+			 WHERE p.enabled AND p.kind IN ('twilio', 'backend')))
+	  INTO dispatch_at, reconcile_at;
+END;
 $$;
 
 COMMENT ON FUNCTION dialer.next_due_at(text[]) IS

@@ -622,13 +622,17 @@ COMMENT ON FUNCTION dialer.search_due_at(timestamptz, timestamptz, int) IS
  * scheduled call of an enabled provider, leaving out providers the worker knows
  * are blocked (at capacity or out of calls-per-second budget; it times those
  * itself); and when the next call falls due for reconciliation.  NULL: nothing.
+ * PL/pgSQL, so that its plan is kept for the session: as a SQL function with a
+ * SET clause (which cannot be inlined) it was planned again at every call, about
+ * 0.8 ms of each dispatch round.
  */
 CREATE FUNCTION dialer.next_due_at(blocked_providers text[] DEFAULT '{}',
 								   OUT dispatch_at timestamptz, OUT reconcile_at timestamptz)
-LANGUAGE sql
+LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, dialer, pg_temp
 AS $$
+BEGIN
 	SELECT (SELECT min(n.due)
 			  FROM dialer.providers p
 			 CROSS JOIN LATERAL (SELECT c.next_attempt_at AS due
@@ -657,7 +661,9 @@ AS $$
 								  WHERE c.provider = p.name AND c.status = 'unknown'
 									AND c.provider_call_id IS NULL AND c.reconcile_searches < 3
 								  ORDER BY c.updated_at LIMIT 100) s
-			 WHERE p.enabled AND p.kind IN ('twilio', 'backend')));
+			 WHERE p.enabled AND p.kind IN ('twilio', 'backend')))
+	  INTO dispatch_at, reconcile_at;
+END;
 $$;
 COMMENT ON FUNCTION dialer.next_due_at(text[]) IS
 	'Worker: earliest next_attempt_at of a scheduled call of an enabled provider not in blocked_providers, and when the next call falls due for reconciliation: a lookup by provider call id or a search by what was sent (NULL: none)';
