@@ -62,6 +62,8 @@ typedef struct DialerProvider
 								 * reached */
 	int			in_flight;
 	int			consecutive_failures;
+	uint32		endpoint_hash;	/* of its URL and credentials at the last load
+								 * (worker.c) */
 
 	bool		status_callback_call_id;	/* twilio: append call_id=<id> to
 											 * status_callback_url */

@@ -14,7 +14,6 @@
 #define DIALER_TABLE_CACHE_H
 
 #include "fmgr.h"
-#include "storage/lock.h"
 
 /* a snapshot with more transactions in progress is never taken for the same */
 #define TABLE_COPY_MAX_XIP 64

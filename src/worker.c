@@ -32,6 +32,7 @@
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "commands/dbcommands.h"
+#include "common/hashfn.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -40,7 +41,6 @@
 #include "storage/latch.h"
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
-#include "common/hashfn.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
@@ -1184,20 +1184,22 @@ provider_endpoint_hash(DialerProvider *p)
 /*
  * After the providers were reloaded: a provider in a failure streak whose URL
  * or credentials changed (an operator fixing what made its requests fail) is
- * no longer paused, and its streak starts over.  before holds the providers'
- * fingerprints from before the reload, in the order of the list then.
+ * no longer paused, and its streak starts over.  Each provider keeps the
+ * fingerprint of its last load to tell.
  */
 static void
-end_streaks_of_changed_providers(List *known_before, uint32 *before)
+end_streaks_of_changed_providers(void)
 {
 	ListCell   *lc;
-	int			i = 0;
 
-	foreach(lc, known_before)
+	foreach(lc, providers)
 	{
 		DialerProvider *p = lfirst(lc);
+		uint32		h = provider_endpoint_hash(p);
 
-		if (p->consecutive_failures > 0 && provider_endpoint_hash(p) != before[i])
+		if (h == p->endpoint_hash)
+			continue;
+		if (p->consecutive_failures > 0)
 		{
 			ereport(LOG,
 					(errmsg("pg_dialer: provider \"%s\" resumed: its URL or credentials changed after %d consecutive failures",
@@ -1206,7 +1208,7 @@ end_streaks_of_changed_providers(List *known_before, uint32 *before)
 			if (!p->at_capacity)
 				p->blocked_until = 0;
 		}
-		i++;
+		p->endpoint_hash = h;
 	}
 }
 
@@ -1225,20 +1227,10 @@ reload_providers_if_changed(TimestampTz now)
 	if (providers_loaded_at == 0 || version != providers_version ||
 		TimestampDifferenceExceeds(providers_loaded_at, now, 10000))
 	{
-		/* provider structs outlive a reload; this copy keeps the old list */
-		List	   *known_before = list_copy(providers);
-		uint32	   *before = palloc(sizeof(uint32) * Max(list_length(known_before), 1));
-		ListCell   *lc;
-		int			i = 0;
-
-		foreach(lc, known_before)
-			before[i++] = provider_endpoint_hash(lfirst(lc));
 		providers_version = version;
 		providers = queue_load_providers(providers);
 		providers_loaded_at = now;
-		end_streaks_of_changed_providers(known_before, before);
-		list_free(known_before);
-		pfree(before);
+		end_streaks_of_changed_providers();
 	}
 }
 
