@@ -193,10 +193,17 @@ test('a provider paused after failures resumes at once when its URL is corrected
   });
   await provider(d.twilioProvider(name, s, { base_url: `http://127.0.0.1:${closed}` }));
   const mark = d.logMark();
-  const failing = [];
-  for (let i = 0; i < 12; i++) {
-    failing.push(await d.enqueue(db, `+1555088${String(i).padStart(4, '0')}`, { provider: name, max_attempts: 1, payload: { message: 'm' } }));
-  }
+  // the worker knows the provider and its calls-per-second budget has filled (a provider starts
+  // with one token), so that the twelve calls below, in one transaction, are claimed together and
+  // fail together (claimed a few at a time, the first five would pause the provider before the
+  // others were sent)
+  await d.waitFor(async () => (await db.query('SELECT 1 FROM dialer.provider_status() WHERE provider = $1', [name])).rows.length === 1,
+    { timeoutMs: 10000, message: 'the worker to load the provider' });
+  await d.sleep(300);
+  const failing = (await db.query(`SELECT id FROM dialer.enqueue_calls($1::jsonb)`, [JSON.stringify(
+    Array.from({ length: 12 }, (_, i) => ({ to_number: `+1555088${String(i).padStart(4, '0')}`, provider: name,
+      max_attempts: 1, payload: { message: 'm' } })))])).rows.map((r) => r.id);
+  assert.equal(failing.length, 12);
   // twelve refusals in a row: paused for 60 s
   const h = await d.waitFor(async () => {
     const r = (await db.query(`SELECT consecutive_failures, paused_until, paused_until > now() + interval '30 seconds' AS long
