@@ -53,6 +53,11 @@ endif
 $(DATA_built): $(SQL_PARTS)
 	cat $^ > $@
 
+# Every object is rebuilt when a header changes (PGXS tracks no header dependencies unless the
+# server was configured with --enable-depend): an object compiled against an older layout of a
+# shared struct would read other fields than the rest of the library.
+$(OBJS): $(wildcard src/*.h)
+
 # The update script from the last release to this version is written, never edited by hand:
 # from the two install scripts and the hand-written statements beside the tool.
 LAST_RELEASE = 0.1.0
