@@ -35,7 +35,6 @@
  */
 #include "postgres.h"
 
-#include <ctype.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -289,7 +288,10 @@ before_send(void *clientp,
 	return CURL_PREREQFUNC_OK;
 }
 
-/* Headers: only Retry-After is kept (seconds; an HTTP date counts as 60 s). */
+/*
+ * Headers: only whether the answer has a Retry-After is noted here; its value,
+ * seconds or an HTTP date, is read by libcurl (note_transfer_end).
+ */
 static size_t
 read_header(char *data, size_t size, size_t nmemb, void *userdata)
 {
@@ -299,23 +301,7 @@ read_header(char *data, size_t size, size_t nmemb, void *userdata)
 	size_t		nl = strlen(name);
 
 	if (n > nl && pg_strncasecmp(data, name, nl) == 0)
-	{
-		const char *v = data + nl;
-		const char *end = data + n;
-
-		while (v < end && isspace((unsigned char) *v))
-			v++;
-		if (v < end && isdigit((unsigned char) *v))
-		{
-			long		secs = 0;
-
-			while (v < end && isdigit((unsigned char) *v) && secs < 86400)
-				secs = secs * 10 + (*v++ - '0');
-			req->retry_after_s = (int) Min(secs, 86400);
-		}
-		else if (v < end)
-			req->retry_after_s = 60;
-	}
+		req->retry_after_s = 0;
 	return n;
 }
 
@@ -593,6 +579,14 @@ note_transfer_end(HttpRequest *req, CURLcode result)
 	req->timed_out = (result == CURLE_OPERATION_TIMEDOUT);
 	req->status = 0;
 	curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &req->status);
+	if (req->retry_after_s >= 0)
+	{
+		/* libcurl reads "120", and an HTTP date as seconds from now */
+		curl_off_t	retry_after = 0;
+
+		if (curl_easy_getinfo(easy, CURLINFO_RETRY_AFTER, &retry_after) == CURLE_OK)
+			req->retry_after_s = (int) Min(Max(retry_after, 0), 86400);
+	}
 	/* nothing was written to the wire: sending again cannot repeat it */
 	curl_easy_getinfo(easy, CURLINFO_REQUEST_SIZE, &request_size);
 	req->sent_nothing = !req->completed &&

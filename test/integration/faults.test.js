@@ -164,6 +164,20 @@ test('429 with Retry-After: the retry waits at least Retry-After, then the call 
   assert.ok(sent[1].t_ms - sent[0].t_ms >= 1990, `second request ${sent[1].t_ms - sent[0].t_ms} ms after the first`);
 });
 
+test('429 with Retry-After as an HTTP date: the retry waits until that date, not a fixed guess', async () => {
+  const { s, name } = await setup('twilio', 'tw_429d');
+  s.control.addFault({ mode: 'status429', retry_after_date: 4, count: 1 });
+  const id = await d.enqueue(db, '+15550203011', { provider: name, payload: { message: 'x' } });
+  await d.waitFor(async () => (await eventNames(id)).includes('retry_scheduled'), { timeoutMs: 3000, message: 'the retry' });
+  const ev = (await d.events(db, id)).find((e) => e.event === 'retry_scheduled');
+  // the date has whole seconds, and so has libcurl's reading of it: 2 to 4 s from the answer
+  // (0.2.0 read any date as 60 s)
+  assert.ok(ev.detail.retry_in_ms >= 1900 && ev.detail.retry_in_ms <= 4100, `retry_in_ms ${ev.detail.retry_in_ms}`);
+  const [c] = await d.waitForStatus(db, [id], ['dialing', 'failed'], { timeoutMs: 8000 });
+  assert.equal(c.status, 'dialing');
+  assert.equal(count(s, id), 2);
+});
+
 for (const [kind, fault] of [['twilio', { mode: 'status500' }], ['backend', { mode: 'status503' }], ['voice_api', { mode: 'status500', status: 502 }]]) {
   test(`${kind}, ${fault.status || (fault.mode === 'status500' ? 500 : 503)} twice: retried with exponential backoff (full jitter), then accepted`, async () => {
     const { s, name } = await setup(kind, `${kind}_5xx`);

@@ -722,12 +722,22 @@ function discardedAnswer() {
     setHeader() {}, write() { return true }, end() { this.writableEnded = true; }, on() { return this; } };
 }
 
+// The Retry-After header of a fault: retry_after seconds, or an HTTP date retry_after_date
+// seconds from now (RFC 9110 allows both), or fallback seconds; none when neither is given.
+function retryAfter(rule, fallback) {
+  if (rule.retry_after_date !== undefined) {
+    return { 'Retry-After': new Date(Date.now() + rule.retry_after_date * 1000).toUTCString() };
+  }
+  const ra = rule.retry_after === undefined ? fallback : rule.retry_after;
+  return ra === undefined ? undefined : { 'Retry-After': String(ra) };
+}
+
 function normalizeRule(r) {
   if (!r || typeof r !== 'object') throw new Error('a fault rule must be an object');
   const mode = r.mode;
   if (!FAULT_MODES.includes(mode)) throw new Error(`unknown fault mode ${JSON.stringify(mode)}; one of ${FAULT_MODES.join(', ')}`);
   const rule = { mode };
-  for (const k of ['ms', 'retry_after', 'mb', 'count', 'status', 'served']) {
+  for (const k of ['ms', 'retry_after', 'retry_after_date', 'mb', 'count', 'status', 'served']) {
     if (r[k] !== undefined) {
       const v = Number(r[k]);
       if (!Number.isFinite(v) || v < 0) throw new Error(`fault ${k} must be a non-negative number`);
@@ -894,15 +904,12 @@ async function startSimulator(options = {}) {
       case 'none':
       case 'delay':
         return ctx.r.handle(ctx, res);
-      case 'status429': {
-        const ra = rule.retry_after === undefined ? 1 : rule.retry_after;
-        return sendJson(res, 429, kind.errorBody(429), { 'Retry-After': String(ra) });
-      }
+      case 'status429':
+        return sendJson(res, 429, kind.errorBody(429), retryAfter(rule, 1));
       case 'status500':
         return sendJson(res, rule.status || 500, kind.errorBody(rule.status || 500));
       case 'status503':
-        return sendJson(res, 503, kind.errorBody(503),
-          rule.retry_after === undefined ? undefined : { 'Retry-After': String(rule.retry_after) });
+        return sendJson(res, 503, kind.errorBody(503), retryAfter(rule));
       case 'hang':
         if (rule.create) ctx.r.handle(ctx, discardedAnswer());
         hung.add(res);
