@@ -85,7 +85,7 @@ GRANT EXECUTE ON FUNCTION dialer.admin_campaigns() TO dialer_viewer, dialer_oper
 
 -- writing: operator
 GRANT EXECUTE ON FUNCTION
-	dialer_admin.enqueue_call(text, timestamptz, text, jsonb, text, text, int, int, text, timestamptz),
+	dialer_admin.enqueue_call(text, timestamptz, text, jsonb, text, text, int, int, text, timestamptz, boolean),
 	dialer_admin.enqueue_calls(jsonb, boolean),
 	dialer_admin.cancel_call(bigint), dialer_admin.retry_call(bigint),
 	dialer_admin.run_campaign(text, int),

@@ -76,14 +76,17 @@ ON CONFLICT (number) DO NOTHING;
 
 -- The campaign source: every active policy; the 30-day window is the campaign's rule
 -- (lookahead_days), so campaign_candidates() can say "outside_lookahead" for the others.
+-- The message is spoken by Twilio (<Say>, its default voice and language) and asks for
+-- nothing: this version of pg_dialer does not take keys pressed during the call, so the
+-- customer is told how to renew instead.  The payload's other keys (policy_id) are kept
+-- with the call for the application; Twilio does not read them.
 CREATE OR REPLACE VIEW example_insurance.renewal_candidates AS
 SELECT c.id::text AS customer_ref,
 	   c.phone,
 	   jsonb_build_object(
-		   'message', format('Hello %s, your %s policy expires on %s. Press 1 to renew now, or 2 to speak to an advisor.',
+		   'message', format('Hello %s, your %s policy expires on %s. To renew it, call us back on 1800 209 0000, or renew at example.com slash renew.',
 							 c.name, p.product, to_char(p.expires_on, 'DD Mon YYYY')),
-		   'policy_id', p.id,
-		   'language', c.language) AS payload,
+		   'policy_id', p.id) AS payload,
 	   p.expires_on AS due_at
   FROM example_insurance.policies p
   JOIN example_insurance.customers c ON c.id = p.customer_id;

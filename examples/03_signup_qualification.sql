@@ -68,7 +68,7 @@ BEGIN
 		run_at		=> now(),
 		provider	=> (SELECT s.provider FROM example_signup.settings s),
 		payload		=> jsonb_build_object(
-			'message', format('Hi %s, thanks for signing up for the %s plan! We would like to ask you two quick questions. Press 1 to continue.',
+			'message', format('Hi %s, thanks for signing up for the %s plan! An advisor will call you within a day to ask you two quick questions.',
 							  split_part(NEW.name, ' ', 1), NEW.plan),
 			'user_id', NEW.id),
 		campaign	=> 'signup_qualification',

@@ -6,6 +6,9 @@
  *   BRIEF_START  the payload carries a brief: POST {base_url}/call/brief returns the script,
  *                then POST {base_url}/call/start starts the call with it
  * Requests carry an Idempotency-Key, so the backend can recognise a retried request.
+ * The whole payload reaches the backend as the request's "metadata": agent, language,
+ * customer and quote below are for the backend to use (pg_dialer reads only mode, script
+ * and base_url).
  *
  * Replaces: a FastAPI service with SQLite and a polling thread.
  *

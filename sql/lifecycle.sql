@@ -113,6 +113,14 @@ SELECT jsonb_pretty(clockless(jsonb_build_object(
 SELECT d->'attempts' AS attempts, jsonb_array_length(d->'events') AS events,
        d->'call'->>'status' AS status
   FROM dialer.call_details(1) AS d;
+-- a status report that ends a call in progress wakes the dispatcher, quietly: in a database no
+-- dispatcher serves (as here), the enqueue warned; webhooks, at the providers' rate, do not
+UPDATE dialer.scheduled_calls SET attempts = 1, provider_call_id = 'CA00000000000000000000000000000003'
+ WHERE id = 3 AND status = 'dialing';
+INSERT INTO dialer.call_attempts (call_id, attempt, requested_at, provider_call_id, http_status)
+VALUES (3, 1, now(), 'CA00000000000000000000000000000003', 201);
+SELECT r->>'result' AS result, r->>'previous_status' AS previous_status, r->>'status' AS status
+  FROM dialer.apply_provider_status(3, 'completed', 'CA00000000000000000000000000000003') AS r;
 DROP TABLE statuses;
 DROP FUNCTION clockless(jsonb);
 DROP EXTENSION pg_dialer;

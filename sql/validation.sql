@@ -58,6 +58,12 @@ SELECT dialer.enqueue_call('+14155550123', run_at => '-infinity');
 :written
 SELECT dialer.enqueue_call('+14155550123', run_at => '2030-03-15 10:00:00+00', deadline => 'infinity');
 :written
+-- a run_at more than dialer.late_tolerance in the past (yesterday's reminder) is refused unless
+-- late_ok => true (the DETAIL says how late: see test/pgtap/late_run_at.sql)
+\set VERBOSITY terse
+SELECT dialer.enqueue_call('+14155550123', run_at => '2020-01-01 09:00:00+00');
+\set VERBOSITY default
+:written
 SELECT dialer.enqueue_call('+14155550123', run_at => '2030-03-15 10:00:00+00', deadline => '-infinity');
 :written
 --
@@ -153,5 +159,17 @@ SELECT id, to_number, from_number, provider, mode, priority, max_attempts, timez
        length(dedupe_key) AS key_len, length(campaign) AS campaign_len,
        octet_length(payload::text) AS payload_bytes
   FROM dialer.scheduled_calls ORDER BY id;
+--
+-- calling policy windows: checked when written, with the same kind of error
+--
+INSERT INTO dialer.calling_policies (name) VALUES ('validation');
+INSERT INTO dialer.policy_windows (policy, weekdays, starts, ends) VALUES ('validation', '{1,8}', '08:00', '21:00');
+INSERT INTO dialer.policy_windows (policy, weekdays, starts, ends) VALUES ('validation', '{0}', '08:00', '21:00');
+INSERT INTO dialer.policy_windows (policy, weekdays, starts, ends) VALUES ('validation', '{}', '08:00', '21:00');
+INSERT INTO dialer.policy_windows (policy, weekdays, starts, ends) VALUES ('validation', '{1,NULL}', '08:00', '21:00');
+INSERT INTO dialer.policy_windows (policy, weekdays, starts, ends) VALUES ('validation', '{1}', '21:00', '08:00');
+INSERT INTO dialer.policy_windows (policy, weekdays, starts, ends) VALUES ('validation', '{6,7}', '10:00', '24:00');
+UPDATE dialer.policy_windows SET weekdays = '{9}' WHERE policy = 'validation';
+SELECT policy, weekdays, starts, ends FROM dialer.policy_windows WHERE policy = 'validation';
 DROP EXTENSION pg_dialer;
 DROP SCHEMA dialer;

@@ -43,6 +43,7 @@
 #include "commands/dbcommands.h"
 #include "commands/defrem.h"
 #include "commands/extension.h"
+#include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -768,8 +769,50 @@ database_option(List *options, const char *name)
 }
 
 /*
+ * Whether a statement is a DROP EXTENSION that drops pg_dialer, created in
+ * this database.
+ */
+static bool
+drops_this_extension(Node *stmt)
+{
+	ListCell   *lc;
+
+	if (!IsA(stmt, DropStmt) || ((DropStmt *) stmt)->removeType != OBJECT_EXTENSION)
+		return false;
+	foreach(lc, ((DropStmt *) stmt)->objects)
+	{
+		if (IsA(lfirst(lc), String) && strcmp(strVal(lfirst(lc)), "pg_dialer") == 0)
+			return OidIsValid(get_extension_oid("pg_dialer", true));
+	}
+	return false;
+}
+
+/*
+ * Before DROP EXTENSION pg_dialer: the extension's own SQL tidies up after it
+ * (dialer.before_drop(): its pg_cron job, warnings about calls still to be
+ * placed), in the dropping transaction, so that a DROP that fails rolls it
+ * back.  Nothing when the function is not there (a schema older than this
+ * library).
+ */
+static void
+run_before_drop(void)
+{
+	bool		isnull;
+	bool		present;
+
+	SPI_connect();
+	if (SPI_execute("SELECT pg_catalog.to_regprocedure('dialer.before_drop()') IS NOT NULL", true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "pg_dialer: could not look for dialer.before_drop()");
+	present = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (present && SPI_execute("SELECT dialer.before_drop()", false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "pg_dialer: dialer.before_drop() failed");
+	SPI_finish();
+}
+
+/*
  * Before a command that needs a database without connections, stops that
- * database's dispatcher; after it, lets the launcher decide again.
+ * database's dispatcher; after it, lets the launcher decide again.  Before
+ * DROP EXTENSION pg_dialer, runs dialer.before_drop().
  */
 static void
 dialer_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
@@ -789,6 +832,8 @@ dialer_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnl
 	else if (IsA(stmt, CreatedbStmt))
 		held = hold_database(database_option(((CreatedbStmt *) stmt)->options, "template"),
 							 "CREATE DATABASE ... TEMPLATE");
+	else if (drops_this_extension(stmt))
+		run_before_drop();
 
 	PG_TRY();
 	{

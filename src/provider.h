@@ -64,6 +64,11 @@ typedef struct DialerProvider
 	int			consecutive_failures;
 	uint32		endpoint_hash;	/* of its URL and credentials at the last load
 								 * (worker.c) */
+	TimestampTz stalled_since;	/* at max_concurrency with due calls waiting
+								 * since (0: not stalled) */
+	int			stalled_due;	/* due calls waiting at the last look */
+	TimestampTz stall_frees_at; /* when reconciliation frees its first slot */
+	bool		stall_warned;	/* the stall was logged */
 
 	bool		status_callback_call_id;	/* twilio: append call_id=<id> to
 											 * status_callback_url */

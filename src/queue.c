@@ -287,6 +287,32 @@ queue_load_providers(List *known)
 }
 
 /*
+ * For a provider at its max_concurrency: how many of its calls are due and
+ * waiting (up to 10,000), and when reconciliation frees its first slot (its
+ * oldest call in progress stops counting after dialer.reconcile_after without
+ * news; 0 when none).  Only asked while the provider is at its limit.
+ */
+void
+queue_provider_stall(DialerProvider *provider, int *due_calls, TimestampTz *frees_at)
+{
+	MemoryContext caller = queue_begin("pg_dialer: provider at max_concurrency");
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+	bool		isnull;
+	Datum		d;
+
+	values[0] = CStringGetTextDatum(provider->name);
+	if (SPI_execute_with_args("SELECT due_calls, frees_at FROM dialer.provider_stall($1)",
+							  1, types, values, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "pg_dialer: provider_stall failed");
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	*due_calls = isnull ? 0 : DatumGetInt32(d);
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+	*frees_at = isnull ? 0 : DatumGetTimestampTz(d);
+	queue_end(caller);
+}
+
+/*
  * Claims up to max_calls due calls of a provider (fewer when the provider is
  * near its max_concurrency; *capacity says how many it could take).  Returns a
  * list of ClaimedCall in the caller's memory context.  The claim is committed
@@ -621,6 +647,23 @@ log_settled(List *results)
 }
 
 /*
+ * After dialer.apply_reconciliation(): when it gave a call up (its lookups
+ * failed too many times in a row, so it is now unknown), the reason it
+ * returned goes to the server log.
+ */
+static void
+log_given_up(int64 call_id)
+{
+	bool		isnull;
+	Datum		reason = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+	if (!isnull)
+		ereport(LOG,
+				(errmsg("pg_dialer: call " INT64_FORMAT " is unknown: %s", call_id, TextDatumGetCString(reason)),
+				 errhint("It is never re-sent automatically; check it at the provider, then use dialer.retry_call() or leave it.")));
+}
+
+/*
  * Applies the providers' answers to lookups and searches, in one transaction.
  */
 void
@@ -667,8 +710,9 @@ queue_store_lookups(List *results)
 		args[4] = r->error ? CStringGetTextDatum(r->error) : (Datum) 0;
 		nulls[4] = r->error ? ' ' : 'n';
 		if (SPI_execute_with_args("SELECT dialer.apply_reconciliation($1, $2, $3, $4, $5)",
-								  5, types, args, nulls, false, 1) != SPI_OK_SELECT)
+								  5, types, args, nulls, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
 			elog(ERROR, "pg_dialer: apply_reconciliation failed");
+		log_given_up(r->call_id);
 	}
 	log_settled(results);
 	queue_end(caller);

@@ -35,6 +35,7 @@ extern char *queue_extension_version(void);
 extern int	queue_recover(void);
 extern int	queue_reevaluate_parked(void);
 extern List *queue_load_providers(List *known);
+extern void queue_provider_stall(DialerProvider *provider, int *due_calls, TimestampTz *frees_at);
 extern List *queue_claim(DialerProvider *provider, int max_calls, int *capacity);
 extern void queue_release(List *calls);
 extern void queue_store(DialerOutcome *outcomes, int n);

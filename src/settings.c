@@ -31,6 +31,7 @@ int			dialer_request_timeout_ms = 30000;
 int			dialer_max_response_kb = 1024;
 int			dialer_shutdown_timeout_ms = 10000;
 int			dialer_default_max_attempts = 3;
+int			dialer_late_tolerance_s = 300;
 int			dialer_retry_base_delay_ms = 2000;
 int			dialer_retry_max_delay_ms = 600000;
 char	   *dialer_allowed_numbers = NULL;
@@ -250,6 +251,12 @@ dialer_define_settings(void)
 							NULL,
 							&dialer_default_max_attempts, 3, 1, 20,
 							PGC_USERSET, 0, NULL, NULL, NULL);
+
+	DefineCustomIntVariable("dialer.late_tolerance",
+							"How far in the past a call's run_at may be; an earlier one is refused unless the enqueue says late_ok.",
+							"A call meant for a time long past (yesterday's reminder) would otherwise be dialled at once.",
+							&dialer_late_tolerance_s, 300, 0, 7 * 86400,
+							PGC_USERSET, GUC_UNIT_S, NULL, NULL, NULL);
 
 	DefineCustomIntVariable("dialer.retry_base_delay",
 							"First retry delay; it doubles each attempt (full jitter).",

@@ -24,6 +24,7 @@ extern int	dialer_request_timeout_ms;
 extern int	dialer_max_response_kb;
 extern int	dialer_shutdown_timeout_ms;
 extern int	dialer_default_max_attempts;
+extern int	dialer_late_tolerance_s;
 extern int	dialer_retry_base_delay_ms;
 extern int	dialer_retry_max_delay_ms;
 extern char *dialer_allowed_numbers;

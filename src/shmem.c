@@ -42,6 +42,7 @@ static bool wake_at_commit = false;
 static bool providers_changed_at_commit = false;
 
 PG_FUNCTION_INFO_V1(dialer_wake_worker);
+PG_FUNCTION_INFO_V1(dialer_wake_worker_quietly);
 PG_FUNCTION_INFO_V1(dialer_providers_changed);
 PG_FUNCTION_INFO_V1(dialer_worker_status);
 PG_FUNCTION_INFO_V1(dialer_provider_status);
@@ -291,6 +292,18 @@ dialer_wake_worker(PG_FUNCTION_ARGS)
 {
 	if (!wake_at_commit)
 		warn_if_not_served();
+	wake_at_commit = true;
+	PG_RETURN_VOID();
+}
+
+/*
+ * dialer.wake_worker_quietly(): the same, without the warning: for webhooks,
+ * whose callers are providers (a warning per callback would only fill the
+ * log; the enqueue that made the call has warned).
+ */
+Datum
+dialer_wake_worker_quietly(PG_FUNCTION_ARGS)
+{
 	wake_at_commit = true;
 	PG_RETURN_VOID();
 }

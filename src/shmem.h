@@ -19,7 +19,7 @@
 #include "fmgr.h"
 #include "storage/spin.h"
 
-#define DIALER_STATE_LEN		96
+#define DIALER_STATE_LEN		192
 #define DIALER_ERROR_LEN		256
 
 /* how many providers a dispatcher publishes for dialer.provider_status() */
@@ -114,6 +114,7 @@ extern bool dialer_this_database_served(void);
 
 /* SQL-callable functions */
 extern Datum dialer_wake_worker(PG_FUNCTION_ARGS);
+extern Datum dialer_wake_worker_quietly(PG_FUNCTION_ARGS);
 extern Datum dialer_providers_changed(PG_FUNCTION_ARGS);
 extern Datum dialer_worker_status(PG_FUNCTION_ARGS);
 extern Datum dialer_provider_status(PG_FUNCTION_ARGS);

@@ -35,6 +35,7 @@
 #include "common/hashfn.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "pgtime.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
@@ -626,6 +627,59 @@ claim_share(int cap)
 }
 
 /*
+ * A provider at its max_concurrency while calls of its are due: its calls in
+ * progress hold every slot until a status callback ends one, or until one has
+ * had no news for dialer.reconcile_after (then it stops counting and is
+ * looked up).  Without callbacks arriving (webhooks not set up) that is a
+ * stall the user should hear about: worker_status() says so while it lasts
+ * (publish_state), and the server log once, after a third of
+ * dialer.reconcile_after with no slot freed.
+ */
+static void
+note_stall(DialerProvider *p, TimestampTz now)
+{
+	int			due;
+	TimestampTz frees_at;
+
+	queue_provider_stall(p, &due, &frees_at);
+	if (due == 0)
+	{
+		p->stalled_since = 0;
+		p->stall_warned = false;
+		return;
+	}
+	if (p->stalled_since == 0)
+		p->stalled_since = now;
+	p->stalled_due = due;
+	p->stall_frees_at = frees_at;
+	if (!p->stall_warned &&
+		TimestampDifferenceExceeds(p->stalled_since, now, dialer_reconcile_after_s * 1000 / 3))
+	{
+		ereport(WARNING,
+				(errmsg("pg_dialer: provider \"%s\" has been at its max_concurrency (%d) for %ld s while %d%s call(s) are due",
+						p->name, p->max_concurrency, (long) ((now - p->stalled_since) / USECS_PER_SEC),
+						due, due >= 10000 ? " or more" : ""),
+				 errdetail("Its calls in progress hold every slot until a status callback ends one, or until one has had no news for dialer.reconcile_after (%d s): the first slot frees by itself at %s.",
+						   dialer_reconcile_after_s,
+						   frees_at != 0 ? timestamptz_to_str(frees_at) : "once reconciliation has looked its calls up"),
+				 errhint("Check that the provider's status callbacks reach the webhook endpoint (README, \"Webhooks\"); or raise dialer.providers.max_concurrency.")));
+		p->stall_warned = true;
+	}
+}
+
+/* The provider took calls again: its stall, if any, is over. */
+static void
+end_stall(DialerProvider *p, TimestampTz now)
+{
+	if (p->stalled_since != 0 && p->stall_warned)
+		ereport(LOG,
+				(errmsg("pg_dialer: provider \"%s\" takes calls again after %ld s at its max_concurrency",
+						p->name, (long) ((now - p->stalled_since) / USECS_PER_SEC))));
+	p->stalled_since = 0;
+	p->stall_warned = false;
+}
+
+/*
  * Claims as many due calls of provider p as the global concurrency, its
  * calls-per-second budget, its share of the slots and its max_concurrency
  * allow, and starts them once their claim is on the standbys.  False when the
@@ -667,8 +721,10 @@ claim_and_start(DispatchRound *r, DialerProvider *p, int share)
 		p->at_capacity = true;
 		p->blocked_until = TimestampTzPlusMilliseconds(r->now, 1000);
 		earliest(&r->next, p->blocked_until);
+		note_stall(p, r->now);
 		return true;
 	}
+	end_stall(p, r->now);
 	p->tokens -= list_length(calls);
 	r->claimed += list_length(calls);
 	if (list_length(calls) == Min(allowance, capacity))
@@ -1277,6 +1333,45 @@ time_to_store(int cap)
 		TimestampDifferenceExceeds(oldest_outcome, GetCurrentTimestamp(), 100);
 }
 
+/* The first enabled provider stalled at its max_concurrency, or NULL. */
+static DialerProvider *
+first_stalled_provider(void)
+{
+	ListCell   *lc;
+
+	foreach(lc, providers)
+	{
+		DialerProvider *p = lfirst(lc);
+
+		if (p->seen && p->at_capacity && p->stalled_since != 0)
+			return p;
+	}
+	return NULL;
+}
+
+/*
+ * The worker's state while a provider's calls wait for its max_concurrency to
+ * free up (rather than "idle"): which provider, its limit, how many calls
+ * wait, and what frees a slot.
+ */
+static void
+publish_stall(DialerProvider *p)
+{
+	char		state[DIALER_STATE_LEN];
+	char		at[64] = "";
+
+	if (p->stall_frees_at != 0)
+	{
+		pg_time_t	t = timestamptz_to_time_t(p->stall_frees_at);
+
+		pg_strftime(at, sizeof(at), " (%H:%M:%S UTC)", pg_gmtime(&t));
+	}
+	snprintf(state, sizeof(state),
+			 "waiting: provider %s at max_concurrency %d (%d%s calls due) until a status callback or reconciliation%s frees a slot",
+			 p->name, p->max_concurrency, p->stalled_due, p->stalled_due >= 10000 ? "+" : "", at);
+	dialer_shared_set_state(state);
+}
+
 /*
  * Publishes the worker's state, counters and providers, and lets the
  * statistics collector (and so autovacuum) see the worker's work.
@@ -1285,7 +1380,14 @@ static void
 publish_state(void)
 {
 	if (dialer_enabled && http_in_flight() == 0 && !results_waiting())
-		dialer_shared_set_state("idle");
+	{
+		DialerProvider *stalled = first_stalled_provider();
+
+		if (stalled != NULL)
+			publish_stall(stalled);
+		else
+			dialer_shared_set_state("idle");
+	}
 	pgstat_report_stat(http_in_flight() == 0);
 	SpinLockAcquire(&dialer_shared->mutex);
 	dialer_shared->in_flight = http_in_flight();

@@ -521,7 +521,7 @@ async function main() {
   check(shown === stored, `nothing moved after the live view's last frame: it shows what the database holds (${dbRows.length} calls)`);
 
   const todays = (await db.query(`
-    SELECT count(*)::int AS scheduled,
+    SELECT count(*)::int AS calls,
            count(*) FILTER (WHERE status = 'completed')::int AS completed,
            count(*) FILTER (WHERE status = 'failed')::int AS failed,
            count(*) FILTER (WHERE status IN ('no_answer', 'busy'))::int AS not_reached,
@@ -529,10 +529,10 @@ async function main() {
            count(*) FILTER (WHERE status = 'unknown')::int AS unknown
       FROM dialer.scheduled_calls WHERE run_at >= $1::date::timestamptz AND run_at < ($1::date + 1)::timestamptz`,
   [day])).rows[0];
-  const statsOk = ['scheduled', 'completed', 'failed', 'not_reached', 'pending', 'unknown']
+  const statsOk = ['calls', 'completed', 'failed', 'not_reached', 'pending', 'unknown']
     .every((k) => Number(stats[k]) === todays[k]);
-  check(statsOk && todays.scheduled === total,
-    `dialer.stats() agrees with the summary (scheduled ${stats.scheduled}, completed ${stats.completed}, `
+  check(statsOk && todays.calls === total,
+    `dialer.stats() agrees with the summary (calls ${stats.calls}, completed ${stats.completed}, `
     + `not_reached ${stats.not_reached}, pending ${stats.pending}, failed ${stats.failed}, unknown ${stats.unknown})`,
     `stats ${JSON.stringify(stats)} vs rows ${JSON.stringify(todays)}, summary total ${total}`);
 

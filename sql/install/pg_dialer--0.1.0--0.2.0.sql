@@ -93,11 +93,14 @@ COMMENT ON COLUMN dialer.campaigns.created_at IS 'When the campaign was created'
 COMMENT ON COLUMN dialer.campaigns.updated_at IS 'Last change of the campaign''s row';
 
 ALTER TABLE dialer.scheduled_calls ADD COLUMN reconcile_searches int NOT NULL DEFAULT 0 CHECK (reconcile_searches >= 0);
+ALTER TABLE dialer.scheduled_calls ADD COLUMN reconcile_failures int NOT NULL DEFAULT 0 CHECK (reconcile_failures >= 0);
 -- the provider is kept by triggers now (providers_keep_calls), not by a key checked on every insert
 ALTER TABLE dialer.scheduled_calls DROP CONSTRAINT scheduled_calls_provider_fkey;
 -- dedupe keys are unique through a partial index (scheduled_calls_dedupe_key_idx, created
 -- below): a call without a key no longer costs an index entry
 ALTER TABLE dialer.scheduled_calls DROP CONSTRAINT scheduled_calls_dedupe_key_key;
+
+COMMENT ON COLUMN dialer.scheduled_calls.timezone IS 'Recipient''s IANA time zone for the calling window (NULL: the campaign''s, else the number''s from libphonenumber, else dialer.default_timezone)';
 
 COMMENT ON COLUMN dialer.scheduled_calls.id IS 'Call id, returned by enqueue_call (identity)';
 
@@ -116,6 +119,8 @@ COMMENT ON COLUMN dialer.scheduled_calls.last_error IS 'Last error of the call: 
 COMMENT ON COLUMN dialer.scheduled_calls.created_at IS 'When the call was enqueued';
 
 COMMENT ON SEQUENCE dialer.scheduled_calls_id_seq IS 'Identity of dialer.scheduled_calls.id (call ids)';
+
+COMMENT ON COLUMN dialer.scheduled_calls.reconcile_failures IS 'Lookups of the call at its provider (reconciliation) that failed in a row (an error, a 404, an answer without a status); after 3 a dialing call becomes unknown and is no longer looked up; back to 0 when a lookup answers, a request is accepted or retry_call starts a new run';
 
 COMMENT ON COLUMN dialer.scheduled_calls.reconcile_searches IS 'How many times the call, unknown without a provider call id, was searched for at its provider by what was sent (at most 3; back to 0 when a search settles it or retry_call starts a new run)';
 
@@ -269,6 +274,17 @@ SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('di
 
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('dialer.call_events', 'id'), '');
 
+COMMENT ON FUNCTION dialer.wake_worker() IS
+	'Wakes the dispatcher when the current transaction commits (nothing happens on rollback); warns, once per transaction, when no dispatcher serves this database';
+
+CREATE FUNCTION dialer.wake_worker_quietly()
+RETURNS void
+LANGUAGE C VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'dialer_wake_worker_quietly';
+
+COMMENT ON FUNCTION dialer.wake_worker_quietly() IS
+	'Internal: dialer.wake_worker() without the warning when no dispatcher serves this database (webhooks)';
+
 -- worker_status() gained columns: dropped and created again, keeping the roles it was granted
 -- to (dialer.grant_usage() grants it)
 SELECT pg_catalog.set_config('pg_dialer.worker_status_acl', coalesce(p.proacl::text, ''), true)
@@ -297,10 +313,22 @@ AS 'MODULE_PATHNAME', 'dialer_worker_status';
 COMMENT ON FUNCTION dialer.worker_status() IS
 	'The running dispatcher: pid, database, state, start time, requests in flight, counters, last error, and since when and for which commit LSN claimed calls wait for standbys (no row when none runs)';
 
+CREATE FUNCTION dialer.late_tolerance()
+RETURNS interval
+LANGUAGE sql
+STABLE
+PARALLEL SAFE
+AS $$
+	SELECT coalesce(nullif(current_setting('dialer.late_tolerance', true), ''), '5min')::interval;
+$$;
+
+COMMENT ON FUNCTION dialer.late_tolerance() IS
+	'Internal: dialer.late_tolerance as an interval (how far in the past a run_at may be without late_ok)';
+
 CREATE FUNCTION dialer.call_rule(
 	to_number text, run_at timestamptz, provider text, payload jsonb, campaign text,
 	dedupe_key text, priority int, max_attempts int, timezone text, deadline timestamptz,
-	provider_kind text, provider_hosts text[], provider_twiml_url text)
+	provider_kind text, provider_hosts text[], provider_twiml_url text, late_ok boolean)
 RETURNS text
 LANGUAGE sql
 STABLE
@@ -310,6 +338,7 @@ AS $$
 						WHEN NOT dialer.is_e164($1) THEN 'to_number_format'
 						WHEN $2 IS NULL THEN 'run_at_missing'
 						WHEN NOT isfinite($2) THEN 'run_at_infinite'
+						WHEN $2 < now() - dialer.late_tolerance() AND NOT coalesce($14, false) THEN 'run_at_past'
 						WHEN $10 IS NOT NULL AND NOT isfinite($10) THEN 'deadline_infinite'
 						WHEN $10 <= $2 THEN 'deadline_order'
 						WHEN $9 IS NOT NULL AND NOT dialer.is_valid_timezone($9) THEN 'timezone'
@@ -335,13 +364,13 @@ AS $$
 			END
 $$;
 
-COMMENT ON FUNCTION dialer.call_rule(text, timestamptz, text, jsonb, text, text, int, int, text, timestamptz, text, text[], text) IS
-	'Internal: the one home of the enqueue rules. NULL for an acceptable call, else the rule it breaks first (to_number_missing, to_number_format, run_at_missing, run_at_infinite, deadline_infinite, deadline_order, timezone, provider_missing, provider_unknown, payload_type, payload_size, payload_mode, payload_base_url, payload_message, nothing_to_say, payload_from, priority, max_attempts, dedupe_key, campaign)';
+COMMENT ON FUNCTION dialer.call_rule(text, timestamptz, text, jsonb, text, text, int, int, text, timestamptz, text, text[], text, boolean) IS
+	'Internal: the one home of the enqueue rules. NULL for an acceptable call, else the rule it breaks first (to_number_missing, to_number_format, run_at_missing, run_at_infinite, run_at_past, deadline_infinite, deadline_order, timezone, provider_missing, provider_unknown, payload_type, payload_size, payload_mode, payload_base_url, payload_message, nothing_to_say, payload_from, priority, max_attempts, dedupe_key, campaign)';
 
 CREATE FUNCTION dialer.call_refusal(
 	to_number text, run_at timestamptz, provider text, payload jsonb, campaign text,
 	dedupe_key text, priority int, max_attempts int, timezone text, deadline timestamptz,
-	provider_kind text, provider_hosts text[], provider_twiml_url text)
+	provider_kind text, provider_hosts text[], provider_twiml_url text, late_ok boolean)
 RETURNS TABLE (rule text, sqlstate text, message text, detail text, hint text)
 LANGUAGE sql
 STABLE
@@ -361,6 +390,8 @@ AS $$
 			WHEN 'to_number_format' THEN 'A phone number must be in E.164 form: "+" then 8 to 15 digits, the first not 0, with no spaces or punctuation.'
 			WHEN 'run_at_missing' THEN 'run_at is when the call is due and must be given.'
 			WHEN 'run_at_infinite' THEN format('run_at must be a finite time: %s is not a moment a call can fall due.', $2)
+			WHEN 'run_at_past' THEN format('run_at is %s in the past, more than dialer.late_tolerance (%s): a call meant for then would be dialled now.',
+				justify_interval(date_trunc('second', now() - $2)), dialer.late_tolerance())
 			WHEN 'deadline_infinite' THEN format('deadline must be a finite time after run_at: %s is not one (for no deadline, pass NULL).', $10)
 			WHEN 'deadline_order' THEN format('deadline must be after run_at (%s).', $2)
 			WHEN 'timezone' THEN 'The calling window is evaluated in this time zone, and PostgreSQL does not know it.'
@@ -384,6 +415,7 @@ AS $$
 			WHEN 'to_number_format' THEN 'Write the number with its country code, e.g. +14155550123.'
 			WHEN 'run_at_missing' THEN 'Omit run_at (it defaults to now()) or pass a timestamptz.'
 			WHEN 'run_at_infinite' THEN 'Pass a real time, e.g. now() + interval ''1 hour''; to keep a call from being dialled, do not enqueue it (or cancel it).'
+			WHEN 'run_at_past' THEN 'Pass late_ok => true to dial it now anyway, or a run_at in the future (dialer.next_local_time() gives the recipient''s next 10:00, say).'
 			WHEN 'deadline_infinite' THEN 'Pass a real time, or omit deadline for a call that never expires.'
 			WHEN 'deadline_order' THEN 'Give a later deadline, or none.'
 			WHEN 'timezone' THEN 'Use an IANA name such as America/New_York (see pg_timezone_names).'
@@ -403,7 +435,7 @@ AS $$
 	  FROM (SELECT q.rule,
 				   CASE q.rule
 					   WHEN 'to_number_missing' THEN 'to_number' WHEN 'to_number_format' THEN 'to_number'
-					   WHEN 'run_at_missing' THEN 'run_at' WHEN 'run_at_infinite' THEN 'run_at'
+					   WHEN 'run_at_missing' THEN 'run_at' WHEN 'run_at_infinite' THEN 'run_at' WHEN 'run_at_past' THEN 'run_at'
 					   WHEN 'deadline_infinite' THEN 'deadline' WHEN 'deadline_order' THEN 'deadline'
 					   WHEN 'provider_missing' THEN 'provider' WHEN 'payload_type' THEN 'payload'
 					   WHEN 'payload_size' THEN 'payload' WHEN 'nothing_to_say' THEN 'payload'
@@ -411,7 +443,7 @@ AS $$
 					   WHEN 'payload_message' THEN 'payload.message' WHEN 'payload_from' THEN 'payload.from'
 					   ELSE q.rule END AS argument,
 				   CASE q.rule
-					   WHEN 'to_number_format' THEN $1 WHEN 'run_at_infinite' THEN $2::text
+					   WHEN 'to_number_format' THEN $1 WHEN 'run_at_infinite' THEN $2::text WHEN 'run_at_past' THEN $2::text
 					   WHEN 'deadline_infinite' THEN $10::text WHEN 'deadline_order' THEN $10::text
 					   WHEN 'timezone' THEN $9 WHEN 'payload_type' THEN $4::text
 					   WHEN 'payload_size' THEN format('%s bytes', octet_length($4::text))
@@ -420,14 +452,33 @@ AS $$
 					   WHEN 'payload_message' THEN $4->>'message' WHEN 'payload_from' THEN $4->>'from'
 					   WHEN 'priority' THEN $7::text WHEN 'max_attempts' THEN $8::text
 					   WHEN 'dedupe_key' THEN $6 WHEN 'campaign' THEN $5 END AS value
-			  FROM (SELECT dialer.call_rule($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) AS rule OFFSET 0) q
+			  FROM (SELECT dialer.call_rule($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) AS rule OFFSET 0) q
 			 WHERE q.rule IS NOT NULL) r
 $$;
 
-COMMENT ON FUNCTION dialer.call_refusal(text, timestamptz, text, jsonb, text, text, int, int, text, timestamptz, text, text[], text) IS
+COMMENT ON FUNCTION dialer.call_refusal(text, timestamptz, text, jsonb, text, text, int, int, text, timestamptz, text, text[], text, boolean) IS
 	'Internal: the error (sqlstate, message, detail, hint) for the rule dialer.call_rule() says a call breaks; no row for an acceptable call. enqueue_call raises it, enqueue_calls reports it per element.';
 
-CREATE OR REPLACE FUNCTION dialer.enqueue_call(
+CREATE FUNCTION dialer.enqueued_detail(run_at timestamptz, campaign text)
+RETURNS jsonb
+LANGUAGE sql
+STABLE
+AS $$
+	SELECT jsonb_strip_nulls(jsonb_build_object('run_at', run_at, 'campaign', campaign, 'by', session_user::text,
+		'late_by', CASE WHEN run_at < now() - dialer.late_tolerance() THEN justify_interval(now() - run_at)::text END));
+$$;
+
+COMMENT ON FUNCTION dialer.enqueued_detail(timestamptz, text) IS
+	'Internal: the detail of an enqueued event (run_at, campaign, by, and late_by for a call accepted with a run_at past dialer.late_tolerance)';
+
+-- enqueue_call gained late_ok (a run_at past dialer.late_tolerance is refused without it):
+-- the 0.1.0 function is dropped, and its grants given to the new one below
+SELECT pg_catalog.set_config('pg_dialer.enqueue_call_acl', coalesce(p.proacl::text, ''), true)
+  FROM pg_catalog.pg_proc p
+ WHERE p.oid = 'dialer.enqueue_call(text, timestamptz, text, jsonb, text, text, int, int, text, timestamptz)'::pg_catalog.regprocedure;
+DROP FUNCTION dialer.enqueue_call(text, timestamptz, text, jsonb, text, text, int, int, text, timestamptz);
+
+CREATE FUNCTION dialer.enqueue_call(
 	to_number text,
 	run_at timestamptz DEFAULT now(),
 	provider text DEFAULT 'default',
@@ -437,7 +488,8 @@ CREATE OR REPLACE FUNCTION dialer.enqueue_call(
 	priority int DEFAULT 0,
 	max_attempts int DEFAULT NULL,
 	timezone text DEFAULT NULL,
-	deadline timestamptz DEFAULT NULL)
+	deadline timestamptz DEFAULT NULL,
+	late_ok boolean DEFAULT false)
 RETURNS bigint
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -481,7 +533,7 @@ BEGIN
 					(SELECT k.max_attempts FROM dialer.campaigns k WHERE k.name = campaign) END AS camp_attempts,
 			   d.number IS NOT NULL AS dnc, d.reason AS dnc_reason, d.added_at AS dnc_at,
 			   dialer.call_rule(to_number, run_at, provider, payload, campaign, dedupe_key, priority,
-								max_attempts, timezone, deadline, p.kind, p.allowed_hosts, p.twiml_url) AS rule
+								max_attempts, timezone, deadline, p.kind, p.allowed_hosts, p.twiml_url, late_ok) AS rule
 		  FROM (SELECT 1) one
 		  LEFT JOIN p ON true
 		  LEFT JOIN dialer.do_not_call d ON d.number = to_number
@@ -509,8 +561,7 @@ BEGIN
 									   'listed_at', look.dnc_at)
 					WHEN pol.rule IS NOT NULL THEN
 					dialer.policy_skip_detail('enqueue', pol.policy, pol.rule, pol.timezones, pol.reason)
-			   ELSE jsonb_strip_nulls(jsonb_build_object('run_at', run_at, 'campaign', campaign,
-														 'by', session_user::text)) END
+			   ELSE dialer.enqueued_detail(run_at, campaign) END
 		  FROM c, look
 	)
 	SELECT look.rule, look.kind, look.allowed_hosts, look.twiml_url, look.dup_id, c.id,
@@ -521,7 +572,7 @@ BEGIN
 	IF v.rule IS NOT NULL THEN
 		SELECT * INTO e
 		  FROM dialer.call_refusal(to_number, run_at, provider, payload, campaign, dedupe_key, priority,
-								   max_attempts, timezone, deadline, v.kind, v.allowed_hosts, v.twiml_url);
+								   max_attempts, timezone, deadline, v.kind, v.allowed_hosts, v.twiml_url, late_ok);
 		RAISE EXCEPTION USING ERRCODE = e.sqlstate, MESSAGE = e.message, DETAIL = e.detail, HINT = e.hint;
 	END IF;
 	IF v.id IS NOT NULL THEN
@@ -535,8 +586,8 @@ BEGIN
 END;
 $$;
 
-COMMENT ON FUNCTION dialer.enqueue_call(text, timestamptz, text, jsonb, text, text, int, int, text, timestamptz) IS
-	'Schedules a call and returns its id (the stored id for a duplicate dedupe_key; a do-not-call number is stored as skipped). Wakes the worker at commit. Many calls at once: dialer.enqueue_calls().';
+COMMENT ON FUNCTION dialer.enqueue_call(text, timestamptz, text, jsonb, text, text, int, int, text, timestamptz, boolean) IS
+	'Schedules a call and returns its id (the stored id for a duplicate dedupe_key; a do-not-call number is stored as skipped). A run_at more than dialer.late_tolerance in the past is refused unless late_ok. Wakes the worker at commit. Many calls at once: dialer.enqueue_calls().';
 
 CREATE TYPE dialer.call_request AS (
 	to_number		text,
@@ -549,7 +600,8 @@ CREATE TYPE dialer.call_request AS (
 	max_attempts	int,
 	timezone		text,
 	deadline		timestamptz,
-	customer_ref	text
+	customer_ref	text,
+	late_ok			boolean
 );
 
 COMMENT ON TYPE dialer.call_request IS
@@ -606,6 +658,8 @@ COMMENT ON COLUMN dialer.call_request.timezone IS 'Recipient''s IANA time zone f
 
 COMMENT ON COLUMN dialer.call_request.deadline IS 'A call not started by then expires';
 
+COMMENT ON COLUMN dialer.call_request.late_ok IS 'true: a run_at more than dialer.late_tolerance in the past is accepted (dialled now); absent: false';
+
 COMMENT ON COLUMN dialer.call_request.customer_ref IS 'The application''s reference of the person called (stored in scheduled_calls.customer_ref)';
 
 COMMENT ON COLUMN dialer.enqueue_result.item IS 'Position of the element in the input array, from 1';
@@ -629,7 +683,7 @@ RETURNS text[]
 LANGUAGE sql
 IMMUTABLE
 AS $$
-	SELECT '{to_number,run_at,provider,payload,campaign,dedupe_key,priority,max_attempts,timezone,deadline,customer_ref}'::text[];
+	SELECT '{to_number,run_at,provider,payload,campaign,dedupe_key,priority,max_attempts,timezone,deadline,customer_ref,late_ok}'::text[];
 $$;
 
 COMMENT ON FUNCTION dialer.call_request_keys() IS
@@ -650,7 +704,7 @@ AS $$
 				format('invalid call: unknown key %s',
 					   (SELECT string_agg(quote_literal(k), ', ')
 						  FROM jsonb_object_keys(element - dialer.call_request_keys()) k)),
-				'A call''s keys are enqueue_call''s argument names: to_number, run_at, provider, payload, campaign, dedupe_key, priority, max_attempts, timezone, deadline; and customer_ref.',
+				'A call''s keys are enqueue_call''s argument names: to_number, run_at, provider, payload, campaign, dedupe_key, priority, max_attempts, timezone, deadline, late_ok; and customer_ref.',
 				'Check the spelling; what the call says goes inside payload.')::dialer.call_error
 		END;
 $$;
@@ -675,7 +729,7 @@ DECLARE
 	v_first_bad	int;
 	v_max		int := current_setting('dialer.default_max_attempts')::int;
 	/* an element's defaults: jsonb_populate_record keeps them for the keys it lacks */
-	v_defaults	dialer.call_request := ROW(NULL, now(), 'default', '{}', NULL, NULL, 0, NULL, NULL, NULL, NULL);
+	v_defaults	dialer.call_request := ROW(NULL, now(), 'default', '{}', NULL, NULL, 0, NULL, NULL, NULL, NULL, false);
 	v_providers	jsonb;
 	v_campaigns	jsonb;
 	v_policies	boolean := dialer.ledger_policies_enabled();
@@ -722,7 +776,8 @@ BEGIN
 					   coalesce(s.shape,
 								dialer.call_rule(r.to_number, r.run_at, r.provider, r.payload, r.campaign,
 												 r.dedupe_key, r.priority, r.max_attempts, r.timezone,
-												 r.deadline, p.prov->>0, (p.prov->>2)::text[], p.prov->>3)) AS reason
+												 r.deadline, p.prov->>0, (p.prov->>2)::text[], p.prov->>3,
+												 r.late_ok)) AS reason
 				  FROM jsonb_array_elements(calls) WITH ORDINALITY AS e(v, o)
 				 CROSS JOIN LATERAL (SELECT CASE WHEN jsonb_typeof(e.v) <> 'object' THEN 'not_object'
 												 WHEN e.v - dialer.call_request_keys() <> '{}'
@@ -788,8 +843,7 @@ BEGIN
 					   FROM dialer.do_not_call d WHERE d.number = w.to_number)
 					WHEN w.policy_rule IS NOT NULL THEN
 					dialer.policy_skip_detail('enqueue', w.policy, w.policy_rule, w.timezones, w.policy_reason)
-			   ELSE jsonb_strip_nulls(jsonb_build_object('run_at', w.run_at, 'campaign', w.campaign,
-														 'by', session_user::text)) END
+			   ELSE dialer.enqueued_detail(w.run_at, w.campaign) END
 		  FROM written w
 		RETURNING call_id, to_status
 	)
@@ -813,7 +867,8 @@ BEGIN
 							(SELECT ROW(f.sqlstate, f.message, f.detail, f.hint)::dialer.call_error
 							   FROM dialer.call_refusal(s.to_number, s.run_at, s.provider, s.payload, s.campaign,
 														s.dedupe_key, s.priority, s.max_attempts, s.timezone,
-														s.deadline, s.prov->>0, (s.prov->>2)::text[], s.prov->>3) f)
+														s.deadline, s.prov->>0, (s.prov->>2)::text[], s.prov->>3,
+														s.late_ok) f)
 						ELSE dialer.call_shape_error(s.v, s.shape)
 				   END AS err
 			  FROM req s) x;
@@ -858,7 +913,7 @@ BEGIN
 	UPDATE dialer.scheduled_calls c
 	   SET status = 'scheduled', next_attempt_at = now(), attempts_base = c.attempts,
 		   deadline = CASE WHEN v_call.status = 'expired' THEN NULL ELSE c.deadline END,
-		   updated_at = now(), finished_at = NULL, reconcile_searches = 0
+		   updated_at = now(), finished_at = NULL, reconcile_searches = 0, reconcile_failures = 0
 	 WHERE c.id = v_call.id;
 	INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
 	VALUES (v_call.id, 'requeued', v_call.status, 'scheduled',
@@ -869,6 +924,68 @@ BEGIN
 	RETURN true;
 END;
 $$;
+
+CREATE OR REPLACE FUNCTION dialer.stats(day date DEFAULT current_date)
+RETURNS jsonb
+LANGUAGE plpgsql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+DECLARE
+	v_from	timestamptz;
+	v_to	timestamptz;
+	v_day	jsonb;
+	v_camp	jsonb;
+BEGIN
+	IF day IS NULL THEN
+		PERFORM dialer.raise_bad_argument('day', NULL, 'A day is required.', 'Omit it for today.', '22004');
+	END IF;
+	v_from := day::timestamptz;
+	v_to := (day + 1)::timestamptz;
+
+	-- "calls": every call of the day; "scheduled" is the same count under its 0.1.0 name,
+	-- which read as "still in status scheduled": kept for 0.2.x, removed in 0.3.0
+	SELECT jsonb_build_object(
+			'calls', count(*),
+			'scheduled', count(*),
+			'completed', count(*) FILTER (WHERE c.status = 'completed'),
+			'failed', count(*) FILTER (WHERE c.status = 'failed'),
+			'not_reached', count(*) FILTER (WHERE c.status IN ('no_answer', 'busy')),
+			'pending', count(*) FILTER (WHERE c.status IN ('scheduled', 'dispatching', 'dialing')),
+			'not_called', count(*) FILTER (WHERE c.status IN ('canceled', 'skipped', 'expired')),
+			'unknown', count(*) FILTER (WHERE c.status = 'unknown'))
+	  INTO v_day
+	  FROM dialer.scheduled_calls c
+	 WHERE c.run_at >= v_from AND c.run_at < v_to;
+
+	SELECT coalesce(jsonb_object_agg(k.campaign, k.counts), '{}')
+	  INTO v_camp
+	  FROM (SELECT c.campaign,
+				   jsonb_build_object(
+					'calls', count(*),
+					'scheduled', count(*),
+					'completed', count(*) FILTER (WHERE c.status = 'completed'),
+					'failed', count(*) FILTER (WHERE c.status = 'failed'),
+					'not_reached', count(*) FILTER (WHERE c.status IN ('no_answer', 'busy')),
+					'pending', count(*) FILTER (WHERE c.status IN ('scheduled', 'dispatching', 'dialing'))) AS counts
+			  FROM dialer.scheduled_calls c
+			 WHERE c.run_at >= v_from AND c.run_at < v_to AND c.campaign IS NOT NULL
+			 GROUP BY c.campaign) k;
+
+	RETURN jsonb_build_object('day', day) || v_day || jsonb_build_object(
+			'total_pending', (SELECT count(*) FROM dialer.scheduled_calls c
+							   WHERE c.status IN ('scheduled', 'dispatching', 'dialing')),
+			'next_run_at', (SELECT min(c.next_attempt_at) FROM dialer.scheduled_calls c
+							 WHERE c.status = 'scheduled'),
+			'by_campaign', v_camp,
+			'worker', (SELECT to_jsonb(w) FROM dialer.worker_status() w
+						WHERE w.database = current_database() LIMIT 1));
+END;
+$$;
+
+COMMENT ON FUNCTION dialer.stats(date) IS
+	'Counts of a day''s calls (calls: all of them; completed, failed, not_reached, pending, not_called, unknown; scheduled: the same as calls, deprecated), total_pending, next_run_at, by_campaign and the worker''s state';
 
 CREATE OR REPLACE FUNCTION dialer.cleanup(older_than interval DEFAULT '30 days')
 RETURNS bigint
@@ -895,6 +1012,53 @@ $$;
 
 COMMENT ON FUNCTION dialer.cleanup(interval) IS
 	'Deletes finished calls (and their attempts and events) that finished more than older_than ago, and pending callbacks received more than older_than ago; returns how many calls it removed. Unfinished and unknown calls are kept.';
+
+CREATE FUNCTION dialer.provider_stall(provider text, OUT due_calls int, OUT frees_at timestamptz)
+RETURNS record
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+	SELECT (SELECT count(*)::int
+			  FROM (SELECT 1 FROM dialer.scheduled_calls c
+					 WHERE c.provider = provider_stall.provider AND c.status = 'scheduled'
+					   AND c.next_attempt_at <= now()
+					 LIMIT 10000) d),
+		   (SELECT min(c.updated_at) + current_setting('dialer.reconcile_after')::interval
+			  FROM dialer.scheduled_calls c
+			 WHERE c.provider = provider_stall.provider AND c.status IN ('dispatching', 'dialing')
+			   AND c.updated_at > now() - current_setting('dialer.reconcile_after')::interval);
+$$;
+
+COMMENT ON FUNCTION dialer.provider_stall(text) IS
+	'Worker: for a provider at its max_concurrency, its due calls waiting (up to 10,000) and when reconciliation frees its first slot';
+
+CREATE FUNCTION dialer.window_zones_detail(to_number text, zones text[], source text)
+RETURNS jsonb
+LANGUAGE sql
+IMMUTABLE
+AS $$
+	SELECT jsonb_build_object('timezones', zones, 'timezone_source', source)
+		   || CASE WHEN source = 'default' THEN jsonb_build_object('warning',
+				  format('the time zone of %s is not known from the number: the calling window was read in dialer.default_timezone (%s); give the call or its campaign a timezone',
+						 to_number, zones[1])) ELSE '{}' END;
+$$;
+
+COMMENT ON FUNCTION dialer.window_zones_detail(text, text[], text) IS
+	'Internal: the zones (and their source) a claim read the general calling window in, as event detail; a warning when dialer.default_timezone stood in for an unknown zone';
+
+CREATE FUNCTION dialer.no_window_message(to_number text, zones text[], window_start time, window_end time)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+AS $$
+	SELECT format('the calling window %s-%s is never open at the same time in all %s time zones %s may be in (%s): not dialled; give the call or its campaign a timezone',
+				  to_char(window_start, 'HH24:MI'), to_char(window_end, 'HH24:MI'), cardinality(zones), to_number,
+				  array_to_string(zones[1:5], ', ') || CASE WHEN cardinality(zones) > 5 THEN ', ...' ELSE '' END);
+$$;
+
+COMMENT ON FUNCTION dialer.no_window_message(text, text[], time, time) IS
+	'Internal: last_error of a call skipped because the calling window never opens in all of its number''s zones at once';
 
 CREATE OR REPLACE FUNCTION dialer.claim_calls(provider text, max_calls int, default_timezone text,
 								   window_start time, window_end time, allowed_numbers text)
@@ -939,13 +1103,18 @@ BEGIN
 
 	RETURN QUERY
 	WITH cand AS (
+		-- the general window is read in the recipient's zones (dialer.recipient_zones: the
+		-- call's, the campaign's, the number's, else dialer.default_timezone); not looked up
+		-- when the window is the whole day
 		SELECT c.id, c.deadline, c.to_number, c.status, c.attempts, c.attempts_base,
 			   c.timezone AS call_tz, c.campaign, c.provider, c.payload->>'purpose' AS purpose,
-			   coalesce(c.timezone, k.timezone, default_timezone) AS tz,
-			   coalesce(k.call_window_start, window_start) AS ws,
-			   coalesce(k.call_window_end, window_end) AS we
+			   CASE WHEN NOT dialer.window_is_whole_day(w.ws, w.we) THEN z.zones END AS zones,
+			   z.source AS zone_source, w.ws, w.we
 		  FROM dialer.scheduled_calls c
 		  LEFT JOIN dialer.campaigns k ON k.name = c.campaign
+		 CROSS JOIN LATERAL (SELECT coalesce(k.call_window_start, window_start) AS ws,
+									coalesce(k.call_window_end, window_end) AS we) w
+		 CROSS JOIN LATERAL dialer.recipient_zones(c.timezone, k.timezone, c.to_number, default_timezone) z
 		 WHERE c.id = ANY (v_ids)
 	), policy_verdicts AS (
 		-- the One-Time Filter on v_policies skips the verdicts altogether when no
@@ -956,8 +1125,9 @@ BEGIN
 		-- general window alone (which it includes)
 		SELECT cand.*, pv.decision, pv.policy, pv.rule, pv.reason, pv.timezones, pv.policies,
 			   CASE WHEN pv.decision = 'park' THEN pv.next_opening
-					WHEN pv.decision IS NOT NULL THEN NULL
-					ELSE dialer.next_window_opening(now(), cand.tz, cand.ws, cand.we) END AS opens
+					WHEN pv.decision IS NOT NULL OR cand.zones IS NULL THEN NULL
+					WHEN cardinality(cand.zones) = 1 THEN dialer.next_window_opening(now(), cand.zones[1], cand.ws, cand.we)
+					ELSE dialer.zones_window_opening(now(), cand.zones, cand.ws, cand.we) END AS opens
 		  FROM cand
 		  LEFT JOIN policy_verdicts pv ON pv.id = cand.id
 	), verdict AS MATERIALIZED (
@@ -967,6 +1137,7 @@ BEGIN
 				 WHEN EXISTS (SELECT 1 FROM dialer.do_not_call d WHERE d.number = w.to_number) THEN 'do_not_call'
 				 WHEN v_allowed IS NOT NULL AND NOT (w.to_number = ANY (v_allowed)) THEN 'not_allowed'
 				 WHEN w.decision = 'refuse' THEN 'refused'
+				 WHEN w.opens = 'infinity' THEN 'no_window'
 				 WHEN w.opens IS NOT NULL THEN 'window'
 				 ELSE 'go'
 			   END AS v
@@ -978,16 +1149,18 @@ BEGIN
 			   attempts = c.attempts + CASE WHEN x.v = 'go' THEN 1 ELSE 0 END,
 			   next_attempt_at = CASE WHEN x.v = 'window' THEN least(x.opens, coalesce(c.deadline, x.opens))
 									  ELSE c.next_attempt_at END,
-			   finished_at = CASE WHEN x.v IN ('expired', 'do_not_call', 'not_allowed', 'refused') THEN now() END,
+			   finished_at = CASE WHEN x.v IN ('expired', 'do_not_call', 'not_allowed', 'refused', 'no_window') THEN now() END,
 			   last_error = CASE x.v WHEN 'do_not_call' THEN 'number is on the do-not-call list'
 									 WHEN 'refused' THEN x.reason
 									 WHEN 'not_allowed' THEN 'number is not in dialer.allowed_numbers'
 									 WHEN 'expired' THEN 'deadline passed before the call could start'
+									 WHEN 'no_window' THEN dialer.no_window_message(x.to_number, x.zones, x.ws, x.we)
 									 ELSE c.last_error END,
 			   updated_at = now()
 		  FROM verdict x
 		 WHERE c.id = x.id
-		RETURNING c.*, x.v, x.tz, x.opens, x.decision, x.policy, x.rule, x.reason, x.timezones, x.policies
+		RETURNING c.*, x.v, x.zones, x.zone_source, x.ws, x.we, x.opens, x.decision, x.policy, x.rule, x.reason,
+				  x.timezones, x.policies
 	), ev AS (
 		INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
 		SELECT u.id,
@@ -995,14 +1168,23 @@ BEGIN
 						WHEN 'expired' THEN 'expired' ELSE 'skipped' END,
 			   'scheduled', u.status,
 			   CASE u.v
-				 -- under calling policies, the claim records which ones allowed it (the audit reads it)
-				 WHEN 'go' THEN CASE WHEN u.decision IS NULL THEN jsonb_build_object('attempt', u.attempts)
-					 ELSE jsonb_build_object('attempt', u.attempts, 'policies', u.policies, 'timezones', u.timezones,
-											 'message', u.reason) END
+				 -- under calling policies, the claim records which ones allowed it (the audit reads it);
+				 -- under the general window alone, the zones it was read in (none: the whole day)
+				 WHEN 'go' THEN CASE WHEN u.decision IS NOT NULL
+					 THEN jsonb_build_object('attempt', u.attempts, 'policies', u.policies, 'timezones', u.timezones,
+											 'message', u.reason)
+					 WHEN u.zones IS NULL THEN jsonb_build_object('attempt', u.attempts)
+					 ELSE jsonb_build_object('attempt', u.attempts)
+						  || dialer.window_zones_detail(u.to_number, u.zones, u.zone_source) END
 				 WHEN 'window' THEN CASE WHEN u.decision IS NULL
-					 THEN jsonb_build_object('timezone', u.tz, 'opens_at', u.opens, 'next_attempt_at', u.next_attempt_at)
+					 THEN jsonb_build_object('opens_at', u.opens, 'next_attempt_at', u.next_attempt_at,
+											 'window_start', u.ws, 'window_end', u.we)
+						  || dialer.window_zones_detail(u.to_number, u.zones, u.zone_source)
 					 ELSE jsonb_build_object('timezones', u.timezones, 'opens_at', u.opens, 'next_attempt_at', u.next_attempt_at,
 											 'policy', u.policy, 'rule', u.rule, 'message', u.reason) END
+				 WHEN 'no_window' THEN jsonb_build_object('reason', 'no_window', 'timezones', u.zones,
+														  'timezone_source', u.zone_source, 'window_start', u.ws,
+														  'window_end', u.we, 'message', u.last_error)
 				 WHEN 'refused' THEN dialer.policy_skip_detail('dispatch', u.policy, u.rule, u.timezones, u.reason)
 				 WHEN 'expired' THEN jsonb_build_object('deadline', u.deadline)
 				 WHEN 'do_not_call' THEN jsonb_build_object('reason', 'do_not_call', 'checked', 'dispatch')
@@ -1085,12 +1267,12 @@ DECLARE
 	v_n		int;
 BEGIN
 	WITH parked AS (
-		SELECT c.id, c.deadline, c.next_attempt_at,
-			   coalesce(c.timezone, k.timezone, v_tz) AS tz,
+		SELECT c.id, c.deadline, c.next_attempt_at, c.to_number, z.zones, z.source,
 			   coalesce(k.call_window_start, v_ws) AS ws,
 			   coalesce(k.call_window_end, v_we) AS we
 		  FROM dialer.scheduled_calls c
 		  LEFT JOIN dialer.campaigns k ON k.name = c.campaign
+		 CROSS JOIN LATERAL dialer.recipient_zones(c.timezone, k.timezone, c.to_number, v_tz) z
 		 WHERE c.status = 'scheduled'
 		   AND c.next_attempt_at > now()
 		   AND (only_calls IS NULL OR c.id = ANY (only_calls))
@@ -1099,24 +1281,29 @@ BEGIN
 				 WHERE e.call_id = c.id ORDER BY e.id DESC LIMIT 1) = 'window_wait'
 		   FOR UPDATE OF c SKIP LOCKED
 	), verdict AS (
+		-- a window that never opens in all the zones at once: due now, for the claim to skip it
 		SELECT p.*, o.opens,
-			   CASE WHEN o.opens IS NULL THEN now()
+			   CASE WHEN o.opens IS NULL OR o.opens = 'infinity' THEN now()
 					ELSE least(o.opens, coalesce(p.deadline, o.opens)) END AS due
 		  FROM parked p
-		 CROSS JOIN LATERAL (SELECT dialer.next_window_opening(now(), p.tz, p.ws, p.we) AS opens) o
+		 CROSS JOIN LATERAL (SELECT CASE WHEN dialer.window_is_whole_day(p.ws, p.we) THEN NULL
+										 WHEN cardinality(p.zones) = 1
+										 THEN dialer.next_window_opening(now(), p.zones[1], p.ws, p.we)
+										 ELSE dialer.zones_window_opening(now(), p.zones, p.ws, p.we) END AS opens) o
 	), moved AS (
 		UPDATE dialer.scheduled_calls c
 		   SET next_attempt_at = v.due, updated_at = now()
 		  FROM verdict v
 		 WHERE c.id = v.id AND v.due <> v.next_attempt_at
-		RETURNING c.id, v.tz, v.ws, v.we, v.opens, v.due, v.next_attempt_at AS was
+		RETURNING c.id, v.to_number, v.zones, v.source, v.ws, v.we, v.opens, v.due, v.next_attempt_at AS was
 	), ev AS (
 		INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
 		SELECT m.id, 'window_wait', 'scheduled', 'scheduled',
-			   jsonb_build_object('reason', 'calling window changed', 'timezone', m.tz,
+			   jsonb_build_object('reason', 'calling window changed',
 								  'window_start', m.ws, 'window_end', m.we,
-								  'opens_at', m.opens, 'next_attempt_at', m.due,
+								  'opens_at', nullif(m.opens, 'infinity'), 'next_attempt_at', m.due,
 								  'previous_next_attempt_at', m.was)
+			   || dialer.window_zones_detail(m.to_number, m.zones, m.source)
 		  FROM moved m
 	)
 	SELECT count(*) INTO v_n FROM moved;
@@ -1270,6 +1457,7 @@ BEGIN
 								 ELSE cur.error_message END,
 			   finished_at = CASE WHEN cur.outcome = 'failed' OR (cur.outcome = 'retry' AND NOT cur.may_retry)
 								  THEN now() END,
+			   reconcile_failures = 0,
 			   updated_at = now()
 		  FROM cur
 		 WHERE c.id = cur.call_id
@@ -1330,7 +1518,8 @@ BEGIN
 								   FROM dialer.scheduled_calls c
 								  WHERE c.provider = p.name
 									AND (c.status = 'dialing'
-										 OR (c.status = 'unknown' AND c.provider_call_id IS NOT NULL))
+										 OR (c.status = 'unknown' AND c.provider_call_id IS NOT NULL
+											 AND c.reconcile_failures < dialer.reconcile_max_failures()))
 								  ORDER BY c.updated_at LIMIT 100) r
 			 WHERE p.enabled),
 		   -- unknown calls without a provider call id, due for a search by what was sent
@@ -1348,6 +1537,123 @@ $$;
 
 COMMENT ON FUNCTION dialer.next_due_at(text[]) IS
 	'Worker: earliest next_attempt_at of a scheduled call of an enabled provider not in blocked_providers, and when the next call falls due for reconciliation: a lookup by provider call id or a search by what was sent (NULL: none)';
+
+CREATE OR REPLACE FUNCTION dialer.claim_reconciliations(max_calls int)
+RETURNS TABLE (id bigint, provider text, provider_call_id text, status text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+DECLARE
+	v_cutoff timestamptz := now() - current_setting('dialer.reconcile_after')::interval;
+BEGIN
+	WITH blind AS (
+		UPDATE dialer.scheduled_calls c
+		   SET status = 'unknown', updated_at = now(),
+			   last_error = 'no final status from the provider, and no provider call id to look it up by'
+		 WHERE c.status = 'dialing' AND c.provider_call_id IS NULL AND c.updated_at <= v_cutoff
+		RETURNING c.id
+	)
+	INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
+	SELECT b.id, 'unknown', 'dialing', 'unknown',
+		   jsonb_build_object('reason', 'no final status within dialer.reconcile_after and no provider call id')
+	  FROM blind b;
+
+	RETURN QUERY
+	WITH due AS (
+		SELECT c.id FROM dialer.scheduled_calls c
+		  JOIN dialer.providers p ON p.name = c.provider AND p.enabled
+		 WHERE c.status IN ('dialing', 'unknown') AND c.provider_call_id IS NOT NULL
+		   AND c.updated_at <= v_cutoff
+		   AND (c.reconciled_at IS NULL OR c.reconciled_at <= v_cutoff)
+		   AND c.reconcile_failures < dialer.reconcile_max_failures()
+		 ORDER BY c.updated_at
+		 LIMIT max_calls
+		   FOR UPDATE OF c SKIP LOCKED
+	)
+	UPDATE dialer.scheduled_calls c SET reconciled_at = now()
+	  FROM due WHERE c.id = due.id
+	RETURNING c.id, c.provider, c.provider_call_id, c.status;
+END;
+$$;
+
+CREATE FUNCTION dialer.reconcile_max_failures()
+RETURNS int
+LANGUAGE sql
+IMMUTABLE
+PARALLEL SAFE
+AS $$
+	SELECT 3;
+$$;
+
+COMMENT ON FUNCTION dialer.reconcile_max_failures() IS
+	'Internal: lookups of a call at its provider that may fail in a row (3) before a dialing call becomes unknown and is no longer looked up';
+
+-- return type changed
+DROP FUNCTION dialer.apply_reconciliation(call_id bigint, provider_call_id text, http_status int, body text, error text);
+CREATE FUNCTION dialer.apply_reconciliation(call_id bigint, provider_call_id text,
+											http_status int, body text, error text)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+DECLARE
+	v_doc		jsonb;
+	v_error		text;
+	v_failures	int;
+	v_status	text;
+	v_reason	text;
+BEGIN
+	IF http_status BETWEEN 200 AND 299 THEN
+		BEGIN
+			v_doc := body::jsonb;
+		EXCEPTION WHEN others THEN
+			v_doc := NULL;
+		END;
+	END IF;
+	IF v_doc IS NULL OR jsonb_typeof(v_doc) <> 'object' OR coalesce(v_doc->>'status', '') = '' THEN
+		v_error := coalesce(error, CASE WHEN http_status BETWEEN 200 AND 299 THEN 'answer without a status'
+										WHEN http_status IS NOT NULL THEN format('HTTP %s', http_status) END);
+		UPDATE dialer.scheduled_calls c SET reconcile_failures = c.reconcile_failures + 1
+		 WHERE c.id = apply_reconciliation.call_id
+		RETURNING c.reconcile_failures, c.status INTO v_failures, v_status;
+		INSERT INTO dialer.call_events (call_id, event, detail)
+		VALUES (apply_reconciliation.call_id, 'reconcile_failed',
+				jsonb_strip_nulls(jsonb_build_object('provider_call_id', provider_call_id,
+					'http_status', http_status, 'error', v_error, 'failures_in_a_row', v_failures)));
+		IF v_status = 'dialing' AND v_failures >= dialer.reconcile_max_failures() THEN
+			v_reason := format('no final status from the provider, and %s lookups of %s at the provider failed in a row (last: %s): it is not looked up again',
+							   v_failures, provider_call_id,
+							   coalesce(CASE WHEN http_status IS NOT NULL THEN format('HTTP %s', http_status) END
+										|| coalesce(', ' || error, ''), v_error));
+			UPDATE dialer.scheduled_calls c
+			   SET status = 'unknown', last_error = v_reason, updated_at = now()
+			 WHERE c.id = apply_reconciliation.call_id;
+			INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
+			VALUES (apply_reconciliation.call_id, 'unknown', 'dialing', 'unknown',
+					jsonb_strip_nulls(jsonb_build_object('reason', v_reason, 'http_status', http_status,
+														 'lookups_failed', v_failures)));
+			RETURN v_reason;
+		END IF;
+		RETURN NULL;
+	END IF;
+	UPDATE dialer.scheduled_calls c SET reconcile_failures = 0
+	 WHERE c.id = apply_reconciliation.call_id AND c.reconcile_failures > 0;
+	PERFORM dialer.apply_provider_status(
+		apply_reconciliation.call_id, v_doc->>'status', provider_call_id, NULL,
+		jsonb_strip_nulls(jsonb_build_object(
+			'duration_seconds', CASE WHEN (v_doc->>'duration') ~ '^[0-9]+$' THEN (v_doc->>'duration')::int END,
+			'answered_by', v_doc->>'answered_by',
+			'recording_url', v_doc->>'recording_url',
+			'transcript', v_doc->>'transcript')),
+		jsonb_build_object('lookup', 'provider call resource', 'provider_status', v_doc->>'status'),
+		'reconcile',
+		format('reconcile/%s/%s', provider_call_id, v_doc->>'status'));
+	RETURN NULL;
+END;
+$$;
+
+COMMENT ON FUNCTION dialer.apply_reconciliation(bigint, text, int, text, text) IS
+	'Worker: applies a provider''s answer to a call lookup (status, duration, answered_by, ...) like a callback; records a failed lookup as an event, and after 3 failures in a row makes a dialing call unknown (returns why; NULL otherwise)';
 
 CREATE FUNCTION dialer.claim_searches(provider text, max_calls int)
 RETURNS TABLE (id bigint, search text)
@@ -2003,7 +2309,8 @@ BEGIN
 							   'max_attempts', v_call.max_attempts) END);
 	IF v_new_status <> v_call.status
 	   AND v_new_status IN ('scheduled', 'completed', 'busy', 'no_answer', 'failed', 'canceled') THEN
-		PERFORM dialer.wake_worker();		/* a concurrency slot is free (and maybe a retry is due) */
+		/* a concurrency slot is free (and maybe a retry is due); no warning per callback */
+		PERFORM dialer.wake_worker_quietly();
 	END IF;
 
 	RETURN jsonb_build_object('result', v_result, 'call_id', p_call_id,
@@ -2581,7 +2888,8 @@ BEGIN
 					payload => CASE WHEN jsonb_typeof(src.raw_payload) <> 'object' THEN src.raw_payload ELSE src.pl END,
 					campaign => k.name, dedupe_key => NULL, priority => k.priority, max_attempts => k.max_attempts,
 					timezone => src.tz, deadline => NULL, provider_kind => v_prov.kind,
-					provider_hosts => v_prov.allowed_hosts, provider_twiml_url => v_prov.twiml_url) AS bad_rule,
+					provider_hosts => v_prov.allowed_hosts, provider_twiml_url => v_prov.twiml_url,
+					late_ok => false) AS bad_rule,
 			   today.id AS today_id, today.status AS today_status,
 			   pend.id AS pend_id, pend.status AS pend_status, pend.to_number AS pend_number,
 			   recent.id AS recent_id, recent.status AS recent_status, recent.at AS recent_at
@@ -2633,7 +2941,7 @@ BEGIN
 									campaign => k.name, dedupe_key => NULL, priority => k.priority,
 									max_attempts => k.max_attempts, timezone => f.tz, deadline => NULL,
 									provider_kind => v_prov.kind, provider_hosts => v_prov.allowed_hosts,
-									provider_twiml_url => v_prov.twiml_url) x))
+									provider_twiml_url => v_prov.twiml_url, late_ok => false) x))
 						 WHEN 'do_not_call' THEN dialer.do_not_call_detail(f.dnc)
 						 WHEN 'not_allowed' THEN
 							format('%s is not in the campaign''s allowed_numbers (pilot allow-list)', f.num)
@@ -2791,6 +3099,48 @@ COMMENT ON SEQUENCE dialer.campaign_runs_id_seq IS 'Identity of dialer.campaign_
 
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('dialer.campaign_runs', 'id'), '');
 
+CREATE FUNCTION dialer.before_drop()
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+DECLARE
+	v_scheduled	bigint;
+	v_active	bigint;
+	v_unknown	bigint;
+	v_jobs		text;
+BEGIN
+	IF EXISTS (SELECT 1 FROM pg_extension e WHERE e.extname = 'pg_cron') THEN
+		EXECUTE 'SELECT cron.unschedule(j.jobid) FROM cron.job j WHERE j.jobname = $1 AND j.command = $2'
+		  USING 'pg_dialer_campaigns'::text, 'SELECT dialer.run_scheduled_campaigns()'::text;
+		EXECUTE 'SELECT string_agg(format(''%s (%s)'', coalesce(quote_literal(j.jobname), ''job '' || j.jobid), j.command), ''; '')
+				   FROM cron.job j WHERE j.command ~ $1 AND j.database = current_database()'
+		   INTO v_jobs
+		  USING '\mdialer(_admin|_api)?\.'::text;
+		IF v_jobs IS NOT NULL THEN
+			RAISE WARNING 'pg_cron jobs that call pg_dialer will fail once it is dropped: %', v_jobs
+				USING HINT = 'Remove them with SELECT cron.unschedule(jobid), or re-create the extension.';
+		END IF;
+	END IF;
+
+	SELECT count(*) FILTER (WHERE c.status = 'scheduled'),
+		   count(*) FILTER (WHERE c.status IN ('dispatching', 'dialing')),
+		   count(*) FILTER (WHERE c.status = 'unknown')
+	  INTO v_scheduled, v_active, v_unknown
+	  FROM dialer.scheduled_calls c
+	 WHERE c.status IN ('scheduled', 'dispatching', 'dialing', 'unknown');
+	IF v_scheduled + v_active + v_unknown > 0 THEN
+		RAISE WARNING 'DROP EXTENSION pg_dialer drops % scheduled call(s), % call(s) in progress and % unknown call(s)',
+			v_scheduled, v_active, v_unknown
+			USING DETAIL = 'Scheduled calls will not be placed; a call in progress may already be ringing, and its outcome can no longer be recorded.',
+				  HINT = 'To keep them, let them finish first, or save them with pg_dump -n dialer (a DROP EXTENSION inside a transaction can still be rolled back).';
+	END IF;
+END;
+$$;
+
+COMMENT ON FUNCTION dialer.before_drop() IS
+	'Internal: run by DROP EXTENSION pg_dialer before the drop: removes pg_dialer''s pg_cron job, warns about other pg_cron jobs calling pg_dialer and about calls still scheduled, in progress or unknown';
+
 COMMENT ON COLUMN dialer.campaign_schedules.campaign IS 'Campaign name';
 
 COMMENT ON COLUMN dialer.campaign_schedules.schedule IS 'Its schedule in its own time zone (dialer.campaigns.schedule)';
@@ -2894,6 +3244,145 @@ COMMENT ON FUNCTION dialer.cached_table_changed() IS
 CREATE TRIGGER number_timezones_cached AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON dialer.number_timezones
 	FOR EACH STATEMENT EXECUTE FUNCTION dialer.cached_table_changed();
 
+CREATE FUNCTION dialer.recipient_zones(call_timezone text, campaign_timezone text, to_number text,
+									   fallback text DEFAULT NULL)
+RETURNS TABLE (zones text[], source text)
+LANGUAGE sql
+STABLE
+PARALLEL SAFE
+AS $$
+	SELECT CASE WHEN call_timezone IS NOT NULL THEN ARRAY[call_timezone]
+				WHEN campaign_timezone IS NOT NULL THEN ARRAY[campaign_timezone]
+				WHEN n.zones IS NOT NULL THEN n.zones
+				WHEN fallback IS NOT NULL THEN ARRAY[fallback] END,
+		   CASE WHEN call_timezone IS NOT NULL THEN 'call'
+				WHEN campaign_timezone IS NOT NULL THEN 'campaign'
+				WHEN n.zones IS NOT NULL THEN 'number'
+				WHEN fallback IS NOT NULL THEN 'default'
+				ELSE 'unknown' END
+	  FROM (SELECT CASE WHEN call_timezone IS NULL AND campaign_timezone IS NULL
+						THEN dialer.number_timezones(to_number) END AS zones) n;
+$$;
+
+COMMENT ON FUNCTION dialer.recipient_zones(text, text, text, text) IS
+	'Internal: the zones a call''s calling window is read in (the call''s, else the campaign''s, else the number''s from libphonenumber, else fallback) and which of these it was (source: call, campaign, number, default, unknown)';
+
+CREATE FUNCTION dialer.window_is_whole_day(window_start time, window_end time)
+RETURNS boolean
+LANGUAGE sql
+IMMUTABLE
+PARALLEL SAFE
+AS $$
+	SELECT window_start = '00:00' AND window_end IN ('00:00', '24:00');
+$$;
+
+COMMENT ON FUNCTION dialer.window_is_whole_day(time, time) IS
+	'Internal: true when the calling window window_start-window_end is open at every time of day';
+
+CREATE FUNCTION dialer.zones_window_opening(at timestamptz, zones text[], window_start time, window_end time)
+RETURNS timestamptz
+LANGUAGE sql
+STABLE
+PARALLEL SAFE
+AS $$
+	SELECT CASE
+		WHEN NOT EXISTS (SELECT 1 FROM unnest(zones) z
+						  WHERE dialer.next_window_opening(at, z, window_start, window_end) IS NOT NULL)
+			THEN NULL
+		ELSE coalesce(
+			(SELECT min(t.t)
+			   FROM (SELECT ((at AT TIME ZONE z)::date + d + window_start) AT TIME ZONE z AS t
+					   FROM unnest(zones) z, generate_series(0, 2) d) t
+			  WHERE t.t > at
+				AND NOT EXISTS (SELECT 1 FROM unnest(zones) z
+								 WHERE dialer.next_window_opening(t.t, z, window_start, window_end) IS NOT NULL)),
+			'infinity')
+	END;
+$$;
+
+COMMENT ON FUNCTION dialer.zones_window_opening(timestamptz, text[], time, time) IS
+	'Internal: NULL when instant at is inside the local window window_start-window_end in every one of zones, else the first instant when it is open in all of them (infinity: never)';
+
+CREATE FUNCTION dialer.call_timezones(call_id bigint, OUT timezones text[], OUT source text)
+RETURNS record
+LANGUAGE sql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+	SELECT z.zones, z.source
+	  FROM dialer.scheduled_calls c
+	  LEFT JOIN dialer.campaigns k ON k.name = c.campaign
+	 CROSS JOIN LATERAL dialer.recipient_zones(c.timezone, k.timezone, c.to_number,
+											   nullif(current_setting('dialer.default_timezone', true), '')) z
+	 WHERE c.id = call_timezones.call_id;
+$$;
+
+COMMENT ON FUNCTION dialer.call_timezones(bigint) IS
+	'The time zones a call''s calling window is read in, and their source: call (its timezone), campaign, number (libphonenumber) or default (dialer.default_timezone, the number''s zone being unknown)';
+
+CREATE FUNCTION dialer.next_local_time(to_number text, local_time time, days int DEFAULT NULL,
+									   timezone text DEFAULT NULL)
+RETURNS timestamptz
+LANGUAGE plpgsql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+DECLARE
+	v_zones	text[];
+	v_day	date;
+	v_t		timestamptz;
+BEGIN
+	IF to_number IS NULL OR NOT dialer.is_e164(to_number) THEN
+		PERFORM dialer.raise_bad_argument('to_number', to_number,
+			'A phone number must be in E.164 form: "+" then 8 to 15 digits, the first not 0, with no spaces or punctuation.',
+			'Write the number with its country code, e.g. +14155550123.',
+			CASE WHEN to_number IS NULL THEN '22004' ELSE '22023' END);
+	END IF;
+	IF local_time IS NULL THEN
+		PERFORM dialer.raise_bad_argument('local_time', NULL, 'local_time is the time of day on the recipient''s clock.',
+			'Pass a time, e.g. ''10:00''.', '22004');
+	END IF;
+	IF days IS NOT NULL AND days NOT BETWEEN 0 AND 3660 THEN
+		PERFORM dialer.raise_bad_argument('days', days::text,
+			'days is how many of the recipient''s local days after today: 0 to 3660 (NULL: the next time the clock shows local_time).',
+			'Pass 1 for tomorrow.');
+	END IF;
+	IF timezone IS NOT NULL THEN
+		IF NOT dialer.is_valid_timezone(timezone) THEN
+			PERFORM dialer.raise_bad_argument('timezone', timezone,
+				'The time is read in this time zone, and PostgreSQL does not know it.',
+				'Use an IANA name such as America/New_York (see pg_timezone_names).');
+		END IF;
+		v_zones := ARRAY[timezone];
+	ELSE
+		v_zones := dialer.number_timezones(to_number);
+		IF v_zones IS NULL THEN
+			PERFORM dialer.raise_bad_argument('timezone', NULL,
+				format('The time zone of %s is not known from libphonenumber''s data.', to_number),
+				'Pass timezone => the recipient''s IANA time zone.', '22004');
+		ELSIF cardinality(v_zones) > 1 THEN
+			PERFORM dialer.raise_bad_argument('timezone', NULL,
+				format('%s may be in any of %s time zones (%s): its local time is not one time.', to_number,
+					   cardinality(v_zones), array_to_string(v_zones[1:5], ', ') ||
+					   CASE WHEN cardinality(v_zones) > 5 THEN ', ...' ELSE '' END),
+				'Pass timezone => the recipient''s IANA time zone.', '22004');
+		END IF;
+	END IF;
+
+	v_day := (now() AT TIME ZONE v_zones[1])::date + coalesce(days, 0);
+	v_t := (v_day + local_time) AT TIME ZONE v_zones[1];
+	IF days IS NULL AND v_t <= now() THEN
+		v_t := (v_day + 1 + local_time) AT TIME ZONE v_zones[1];
+	END IF;
+	RETURN v_t;
+END;
+$$;
+
+COMMENT ON FUNCTION dialer.next_local_time(text, time, int, text) IS
+	'The instant the recipient''s clock shows local_time (zone: timezone, else the number''s): the next one (days NULL), or on the local date today + days; e.g. run_at => dialer.next_local_time(number, ''10:00'', days => 1) for tomorrow at 10:00 their time';
+
 CREATE TABLE dialer.calling_policies (
 	name				text PRIMARY KEY CHECK (name ~ '^[A-Za-z0-9_:. -]{1,80}$'),
 	enabled				boolean NOT NULL DEFAULT true,
@@ -2964,6 +3453,39 @@ COMMENT ON COLUMN dialer.policy_windows.weekdays IS 'ISO weekdays the window is 
 COMMENT ON COLUMN dialer.policy_windows.starts IS 'Local time calls may start';
 
 COMMENT ON COLUMN dialer.policy_windows.ends IS 'Local time calls must have started by (24:00: end of day)';
+
+CREATE FUNCTION dialer.policy_windows_validate()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+BEGIN
+	IF NEW.weekdays IS NULL OR cardinality(NEW.weekdays) = 0 OR array_position(NEW.weekdays, NULL) IS NOT NULL
+	   OR NOT NEW.weekdays <@ '{1,2,3,4,5,6,7}' THEN
+		PERFORM dialer.raise_bad_argument('weekdays', NEW.weekdays::text,
+			'weekdays are ISO weekday numbers, 1 (Monday) to 7 (Sunday), at least one.',
+			'E.g. ''{1,2,3,4,5}'' for Monday to Friday, ''{6}'' for Saturday, ''{7}'' for Sunday.',
+			CASE WHEN NEW.weekdays IS NULL THEN '22004' ELSE '22023' END);
+	END IF;
+	IF NEW.starts IS NULL OR NEW.ends IS NULL THEN
+		PERFORM dialer.raise_bad_argument(CASE WHEN NEW.starts IS NULL THEN 'starts' ELSE 'ends' END, NULL,
+			'A window is the local times [starts, ends) of the recipient.', 'Give both, e.g. starts ''08:00'', ends ''21:00''.',
+			'22004');
+	END IF;
+	IF NEW.starts >= NEW.ends THEN
+		PERFORM dialer.raise_bad_argument('ends', NEW.ends::text,
+			format('A window ends after it starts (starts %s): it is a span of one local day, [starts, ends).', NEW.starts),
+			'For calls until midnight write ends ''24:00''; a window past midnight is two windows, one on each day.');
+	END IF;
+	RETURN NEW;
+END;
+$$;
+
+COMMENT ON FUNCTION dialer.policy_windows_validate() IS
+	'Trigger validating dialer.policy_windows rows (weekdays 1 to 7, starts before ends) with the API''s error messages';
+
+CREATE TRIGGER policy_windows_validate BEFORE INSERT OR UPDATE ON dialer.policy_windows
+	FOR EACH ROW EXECUTE FUNCTION dialer.policy_windows_validate();
 
 CREATE TABLE dialer.blackout_dates (
 	calendar			text NOT NULL CHECK (calendar ~ '^[A-Za-z0-9_:. -]{1,80}$'),
@@ -3212,10 +3734,11 @@ BEGIN
 		RETURN;
 	END IF;
 
-	timezones := CASE WHEN timezone IS NOT NULL THEN ARRAY[timezone]
-					  ELSE coalesce((SELECT ARRAY[k.timezone] FROM dialer.campaigns k
-									  WHERE k.name = compliance_verdict.campaign AND k.timezone IS NOT NULL),
-									dialer.number_timezones(to_number)) END;
+	-- no fallback zone under a policy: an unknown zone refuses the call
+	SELECT z.zones INTO timezones
+	  FROM dialer.recipient_zones(timezone,
+								  (SELECT k.timezone FROM dialer.campaigns k WHERE k.name = compliance_verdict.campaign),
+								  to_number) z;
 	IF timezones IS NULL THEN
 		decision := 'refuse';
 		policy := policies[1];
@@ -3322,11 +3845,10 @@ AS $$
 						nullif(current_setting('dialer.call_window_start', true), '')::time) AS ws,
 			   coalesce(k.call_window_end, window_end,
 						nullif(current_setting('dialer.call_window_end', true), '')::time) AS we,
-			   CASE WHEN s.timezone IS NOT NULL THEN ARRAY[s.timezone]
-					WHEN k.timezone IS NOT NULL THEN ARRAY[k.timezone]
-					ELSE dialer.number_timezones(s.to_number) END AS zones
+			   z.zones
 		  FROM dialer.scheduled_calls s
 		  LEFT JOIN dialer.campaigns k ON k.name = s.campaign
+		 CROSS JOIN LATERAL dialer.recipient_zones(s.timezone, k.timezone, s.to_number) z
 		 WHERE s.id = ANY (call_ids)
 	), scopes AS MATERIALIZED (
 		-- a policy's scope reads a number's country code (1 to 3 digits) and, in the NANP, its
@@ -3445,13 +3967,13 @@ STABLE
 PARALLEL SAFE
 AS $$
 	SELECT CASE WHEN detail ? 'policy' THEN detail->>'policy'
-				WHEN event = 'window_wait' THEN 'dialer.call_window'
+				WHEN event = 'window_wait' OR detail->>'reason' = 'no_window' THEN 'dialer.call_window'
 				WHEN detail->>'reason' = 'do_not_call' THEN 'dialer.do_not_call'
 				WHEN detail->>'reason' = 'not_allowed' THEN 'dialer.allowed_numbers'
 				WHEN event = 'expired' THEN 'deadline' END,
 		   CASE WHEN detail ? 'rule' THEN detail->>'rule'
 				WHEN event = 'window_wait' THEN 'window'
-				WHEN detail->>'reason' IN ('do_not_call', 'not_allowed') THEN detail->>'reason'
+				WHEN detail->>'reason' IN ('do_not_call', 'not_allowed', 'no_window') THEN detail->>'reason'
 				WHEN event = 'expired' THEN 'deadline'
 				WHEN event = 'claimed' AND detail ? 'policies' THEN 'allowed'
 				WHEN event = 'claimed' THEN 'no_policy' END,
@@ -3459,7 +3981,10 @@ AS $$
 				THEN coalesce(dialer.do_not_call_detail(dnc),
 							  'the number was on the do-not-call list' || coalesce(' (' || (detail->>'do_not_call_reason') || ')', ''))
 				WHEN event = 'window_wait' AND NOT detail ? 'message'
-				THEN format('outside the calling window in %s; opens %s', detail->>'timezone', detail->>'opens_at')
+				THEN format('outside the calling window in %s; opens %s',
+							coalesce(detail->>'timezone',
+									 (SELECT string_agg(z, ', ') FROM jsonb_array_elements_text(detail->'timezones') z)),
+							detail->>'opens_at')
 				WHEN event = 'expired' THEN format('deadline %s passed before the call could start', detail->>'deadline')
 				ELSE coalesce(detail->>'message', detail->>'reason') END;
 $$;
@@ -3474,11 +3999,14 @@ LANGUAGE sql
 STABLE
 AS $$
 	SELECT c.id, c.campaign, c.status, e.event, e.at,
-		   e.at AT TIME ZONE coalesce(c.timezone, (dialer.number_timezones(c.to_number))[1], 'UTC'),
-		   coalesce(c.timezone, (dialer.number_timezones(c.to_number))[1]),
+		   e.at AT TIME ZONE coalesce(z.zones[1], 'UTC'),
+		   z.zones[1],
 		   coalesce(r.policy, e.detail->>'policy'), coalesce(r.rule, e.detail->>'rule'),
 		   coalesce(r.reason, e.detail->>'message', e.detail->>'reason')
 	  FROM dialer.scheduled_calls c
+	  LEFT JOIN dialer.campaigns k ON k.name = c.campaign
+	 CROSS JOIN LATERAL dialer.recipient_zones(c.timezone, k.timezone, c.to_number,
+											   nullif(current_setting('dialer.default_timezone', true), '')) z
 	  JOIN dialer.call_events e ON e.call_id = c.id
 	  LEFT JOIN dialer.do_not_call d ON d.number = c.to_number
 	  LEFT JOIN LATERAL dialer.decision_rule(e.event, e.detail, d) r
@@ -7523,7 +8051,8 @@ CREATE FUNCTION dialer_admin.enqueue_call(
 	priority int DEFAULT 0,
 	max_attempts int DEFAULT NULL,
 	timezone text DEFAULT NULL,
-	deadline timestamptz DEFAULT NULL)
+	deadline timestamptz DEFAULT NULL,
+	late_ok boolean DEFAULT false)
 RETURNS jsonb
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -7533,13 +8062,13 @@ DECLARE
 	v_id bigint;
 BEGIN
 	v_id := dialer.enqueue_call(to_number, coalesce(run_at, now()), provider, payload, campaign,
-								dedupe_key, priority, max_attempts, timezone, deadline);
+								dedupe_key, priority, max_attempts, timezone, deadline, coalesce(late_ok, false));
 	RETURN jsonb_build_object('id', v_id,
 		'status', (SELECT c.status FROM dialer.scheduled_calls c WHERE c.id = v_id));
 END;
 $$;
 
-COMMENT ON FUNCTION dialer_admin.enqueue_call(text, timestamptz, text, jsonb, text, text, int, int, text, timestamptz) IS
+COMMENT ON FUNCTION dialer_admin.enqueue_call(text, timestamptz, text, jsonb, text, text, int, int, text, timestamptz, boolean) IS
 	'Schedules a call: POST /rpc/enqueue_call {"to_number": "+14155550123", "provider": "default", "payload": {"message": "..."}}; answers {id, status} (status skipped for a do-not-call number; the stored call for a repeated dedupe_key). 400 with the reason for bad input.';
 
 CREATE FUNCTION dialer_admin.enqueue_calls(calls jsonb, atomic boolean DEFAULT true)
@@ -7790,9 +8319,10 @@ BEGIN
 		'SELECT (name, kind, base_url, account_sid, api_key_sid, from_number, twiml_url, '
 		'status_callback_url, status_callback_call_id, allowed_hosts, ring_timeout, machine_detection, max_concurrency, '
 		'calls_per_second, retry_busy, retry_no_answer, retry_delay, enabled, created_at, updated_at) ON dialer.providers',
-		'EXECUTE ON FUNCTION dialer.enqueue_call(text, timestamptz, text, jsonb, text, text, int, int, text, timestamptz), '
+		'EXECUTE ON FUNCTION dialer.enqueue_call(text, timestamptz, text, jsonb, text, text, int, int, text, timestamptz, boolean), '
 		'dialer.enqueue_calls(jsonb, boolean), dialer.cancel_call(bigint), dialer.retry_call(bigint), dialer.call_details(bigint), '
-		'dialer.stats(date), dialer.worker_status()');
+		'dialer.stats(date), dialer.worker_status(), dialer.next_local_time(text, time, int, text), '
+		'dialer.call_timezones(bigint)');
 END;
 $$;
 
@@ -7826,6 +8356,21 @@ BEGIN
 				AND a.privilege_type = 'EXECUTE' AND a.grantee <> 0 AND a.grantee <> a.grantor
 	LOOP
 		EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION dialer.campaign_candidate_verdicts(text, dialer.campaign_source_row[], int) TO %s',
+								  r.grantee);
+	END LOOP;
+END;
+$$;
+
+-- enqueue_call(..., late_ok): given to the roles that could run the 0.1.0 enqueue_call
+DO $$
+DECLARE
+	r record;
+BEGIN
+	FOR r IN SELECT DISTINCT a.grantee::pg_catalog.regrole AS grantee
+			   FROM pg_catalog.aclexplode(nullif(pg_catalog.current_setting('pg_dialer.enqueue_call_acl'), '')::pg_catalog.aclitem[]) a
+			  WHERE a.privilege_type = 'EXECUTE' AND a.grantee <> 0 AND a.grantee <> a.grantor
+	LOOP
+		EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION dialer.enqueue_call(text, timestamptz, text, jsonb, text, text, int, int, text, timestamptz, boolean) TO %s',
 								  r.grantee);
 	END LOOP;
 END;

@@ -385,6 +385,15 @@ test('the examples end to end: their calls reach the simulators once each', { ti
   assert.ok(pilot, 'the reminder of the pilot tester reached Twilio');
   assert.match(pilot.body.Twiml, /oil change/, 'with the reminder as its TwiML');
   assert.equal(reqs.filter((r) => /^\+9198765/.test(r.body.To)).length, 50, 'fifty renewal calls reached Twilio');
+  // what the examples say is what a call can do: Twilio speaks the message and takes no key,
+  // so no message asks for one, and no payload key promises what Twilio does not read
+  for (const r of reqs) {
+    assert.doesNotMatch(r.body.Twiml || '', /\bpress\s+\d/i, `a Twilio call asks for no key: ${r.body.Twiml}`);
+  }
+  const twilioPayloadKeys = (await db.query(`SELECT DISTINCT k FROM dialer.scheduled_calls c, jsonb_object_keys(c.payload) k
+                                              WHERE c.id = ANY ($1::bigint[])`, [twilioIds])).rows.map((x) => x.k);
+  assert.ok(!twilioPayloadKeys.includes('language') && !twilioPayloadKeys.includes('voice'),
+    `no Twilio example sets a language or voice the provider ignores: ${twilioPayloadKeys}`);
 
   // Backend: DIRECT posts /call/start with the script; BRIEF_START posts /call/brief, then /call/start
   const [direct, brief] = byCampaign.ai_agent_example;

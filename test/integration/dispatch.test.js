@@ -10,6 +10,9 @@
 
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const path = require('node:path');
+const { execFileSync } = require('node:child_process');
 const d = require('../lib/dialer');
 
 const P = 'it_disp_';                          // every provider of this file starts with it
@@ -570,7 +573,8 @@ test('calling window: a due call outside its local window waits for the next ope
     assert.equal(days, 1, 'after the end of the window: the next local day');
     assert.ok(r.future && r.within_a_day, `next_attempt_at ${r.next_attempt_at.toISOString()}`);
     const ev = (await d.events(db, out)).find((e) => e.event === 'window_wait');
-    assert.equal(ev.detail.timezone, z.outside);
+    assert.deepEqual(ev.detail.timezones, [z.outside]);
+    assert.equal(ev.detail.timezone_source, 'call');
     assert.equal(new Date(ev.detail.next_attempt_at).getTime(), r.next_attempt_at.getTime());
     assert.equal(count(tw, out), 0, 'not sent outside the window');
     // the one with a deadline before the opening is due again at its deadline, and then expires
@@ -581,6 +585,68 @@ test('calling window: a due call outside its local window waits for the next ope
     assert.equal(count(tw, dl), 0);
   } finally {
     await settings.set(d.OPEN_WINDOW);
+  }
+});
+
+// Numbers whose libphonenumber zone is one zone, spread over the day's offsets (-10 .. +13):
+// whatever the hour, some are inside 09:00-20:00 local and some between 22:00 and 06:00.
+const ZONED_NUMBERS = ['+18085550100', '+14155550100', '+12125550100', '+551155550100', '+442071838750',
+  '+33142685300', '+74951234567', '+97145550100', '+912225550100', '+6565550100', '+81355550100',
+  '+61731234567', '+6495550100'];
+
+test('the recipient\'s time by default: with no policy, the general window is read in the zone of the number, not dialer.default_timezone', async () => {
+  await provider(d.twilioProvider(`${P}tw_zone`, tw));
+  const zones = [];
+  for (let h = -14; h <= 12; h++) zones.push(h === 0 ? 'Etc/GMT' : `Etc/GMT${h > 0 ? '+' : ''}${h}`);
+  const r = (await db.query(`
+    WITH nz AS (SELECT num AS n, (dialer.number_timezones(num))[1] AS z FROM unnest($1::text[]) num
+                 WHERE cardinality(dialer.number_timezones(num)) = 1)
+    SELECT (SELECT row_to_json(nz) FROM nz WHERE (now() AT TIME ZONE z)::time NOT BETWEEN '06:00' AND '22:00' LIMIT 1) AS asleep,
+           (SELECT row_to_json(nz) FROM nz WHERE (now() AT TIME ZONE z)::time BETWEEN '09:00' AND '20:00' LIMIT 1) AS awake,
+           (SELECT z FROM unnest($2::text[]) z WHERE (now() AT TIME ZONE z)::time BETWEEN '09:00' AND '20:00' LIMIT 1) AS day_zone,
+           (SELECT z FROM unnest($2::text[]) z WHERE (now() AT TIME ZONE z)::time NOT BETWEEN '06:00' AND '22:00' LIMIT 1) AS night_zone`,
+  [ZONED_NUMBERS, zones])).rows[0];
+  assert.ok(r.asleep && r.awake && r.day_zone && r.night_zone, `numbers and zones found: ${JSON.stringify(r)}`);
+  // dialer.default_timezone where it is daytime: 0.2.0 dialled the sleeping recipient at once
+  await settings.set({ 'dialer.call_window_start': '08:00', 'dialer.call_window_end': '21:00',
+    'dialer.default_timezone': r.day_zone });
+  try {
+    const asleep = await d.enqueue(db, r.asleep.n, { provider: `${P}tw_zone`, payload: { message: 'z' } });
+    await d.waitFor(async () => (await eventNames(asleep)).includes('window_wait'), { timeoutMs: 5000, message: 'window_wait' });
+    const ev = (await d.events(db, asleep)).find((e) => e.event === 'window_wait');
+    assert.deepEqual(ev.detail.timezones, [r.asleep.z], 'read in the number\'s zone');
+    assert.equal(ev.detail.timezone_source, 'number');
+    const c = (await db.query(`SELECT status, to_char(next_attempt_at AT TIME ZONE $2, 'HH24:MI') AS local
+                                 FROM dialer.scheduled_calls WHERE id = $1`, [asleep, r.asleep.z])).rows[0];
+    assert.deepEqual(c, { status: 'scheduled', local: '08:00' }, 'parked until 08:00 the recipient\'s time');
+    assert.deepEqual((await db.query('SELECT * FROM dialer.call_timezones($1)', [asleep])).rows[0],
+      { timezones: [r.asleep.z], source: 'number' });
+    // README's block that says where a call's window was read, run as written
+    const readme = fs.readFileSync(path.join(__dirname, '..', '..', 'README.md'), 'utf8');
+    const block = /<!-- call-timezones-test -->\s*\n```sql\n([\s\S]*?)```/.exec(readme);
+    assert.ok(block, 'README has the call_timezones block');
+    const ci = d.connInfo();
+    const shown = execFileSync(path.join(process.env.DIALER_PGBIN || '/usr/lib/postgresql/15/bin', 'psql'),
+      ['-X', '-v', 'ON_ERROR_STOP=1', '-At', '-h', ci.host, '-p', String(ci.port), '-U', ci.user, '-d', ci.database,
+        '-v', `call_id=${asleep}`], { input: block[1], encoding: 'utf8' });
+    assert.ok(shown.includes(`{${r.asleep.z}}|number`), shown);
+    assert.ok(shown.includes(`window_wait|["${r.asleep.z}"]|number|`), shown);
+    // and the other way round: default zone at night, the recipient awake: dialled now
+    await settings.set({ 'dialer.default_timezone': r.night_zone });
+    const awake = await d.enqueue(db, r.awake.n, { provider: `${P}tw_zone`, payload: { message: 'z' } });
+    await d.waitForStatus(db, [awake], ['dialing']);
+    const claimed = (await d.events(db, awake)).find((e) => e.event === 'claimed');
+    assert.deepEqual([claimed.detail.timezones, claimed.detail.timezone_source], [[r.awake.z], 'number']);
+    // a number whose zone is unknown: the window is read in dialer.default_timezone, and the event says so
+    const unknown = await d.enqueue(db, '+99955501234', { provider: `${P}tw_zone`, payload: { message: 'z' } });
+    await d.waitFor(async () => (await eventNames(unknown)).includes('window_wait'), { timeoutMs: 5000, message: 'window_wait' });
+    const ue = (await d.events(db, unknown)).find((e) => e.event === 'window_wait');
+    assert.deepEqual([ue.detail.timezones, ue.detail.timezone_source], [[r.night_zone], 'default']);
+    assert.match(ue.detail.warning, /time zone of \+99955501234 is not known from the number: the calling window was read in dialer\.default_timezone/);
+    assert.equal(count(tw, asleep) + count(tw, unknown), 0, 'neither sent');
+    assert.equal(count(tw, awake), 1);
+  } finally {
+    await settings.set({ ...d.OPEN_WINDOW, 'dialer.default_timezone': 'UTC' });
   }
 });
 

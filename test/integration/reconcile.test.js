@@ -145,6 +145,75 @@ test('max_concurrency counts dialing calls until their final status, with no req
   assert.deepEqual(s.control.stats().duplicate_call_ids, [], 'no call placed twice');
 });
 
+test('a provider stalled at max_concurrency says so: worker_status() waiting (not idle), one WARNING, a LOG line when it takes calls again', async () => {
+  const mark = d.logMark();
+  const s = await sim('twilio');                 // callbacks off: as with webhooks not set up
+  const name = `${P}stall`;
+  await provider(d.twilioProvider(name, s, { max_concurrency: 2 }));
+  const ids = [];
+  for (let i = 0; i < 5; i++) ids.push(await d.enqueue(db, `+155502017${i}0`, { provider: name, payload: { message: 'c' } }));
+  await d.waitFor(async () => (await d.calls(db, ids)).filter((c) => c.status === 'dialing').length === 2,
+    { timeoutMs: 5000, message: '2 calls dialing' });
+  // nothing in flight: 0.2.0 said "idle" here
+  const state = await d.waitFor(async () => {
+    const w = await d.workerStatus(db);
+    return /^waiting: /.test(w.state) ? w.state : null;
+  }, { timeoutMs: 3000, message: 'worker_status() says why it waits' });
+  assert.match(state, new RegExp(`^waiting: provider ${name} at max_concurrency 2 \\(3 calls due\\) until a status callback `
+    + 'or reconciliation \\(\\d\\d:\\d\\d:\\d\\d UTC\\) frees a slot$'), state);
+  // after a third of dialer.reconcile_after without a slot freed: one WARNING
+  const warning = new RegExp(`WARNING:  pg_dialer: provider "${name}" has been at its max_concurrency \\(2\\) for \\d+ s while 3 call\\(s\\) are due`);
+  await d.waitFor(() => warning.test(d.logSince(mark)), { timeoutMs: RECONCILE_S * 1000 / 3 + 3000, message: 'the WARNING' });
+  const log = d.logSince(mark);
+  assert.match(log, /DETAIL:  Its calls in progress hold every slot until a status callback ends one/);
+  assert.match(log, /HINT:  Check that the provider's status callbacks reach the webhook endpoint/);
+  await d.sleep(1200);
+  assert.equal(d.logSince(mark).split('\n').filter((l) => warning.test(l)).length, 1, 'warned once, not at every look');
+  // a final status (what a callback does) frees a slot: the next call goes, and the log says it
+  const [first] = (await d.calls(db, ids)).filter((c) => c.status === 'dialing');
+  await db.query(`SELECT dialer.apply_provider_status($1, 'completed', $2)`, [first.id, first.provider_call_id]);
+  await d.waitFor(() => /pg_dialer: provider "[^"]+" takes calls again after \d+ s at its max_concurrency/.test(d.logSince(mark)),
+    { timeoutMs: 3000, message: 'the LOG line when it takes calls again' });
+  assert.equal(placed(s, ids).length, 3);
+});
+
+test('a call whose lookups keep failing (404) becomes unknown after 3 in a row, says why, and is not looked up again', async () => {
+  const mark = d.logMark();
+  const s = await sim('twilio');
+  const name = `${P}gone`;
+  await provider(d.twilioProvider(name, s));
+  const id = await d.enqueue(db, '+15550202170', { provider: name, payload: { message: 'g' } });
+  const [c] = await d.waitForStatus(db, [id], ['dialing'], { timeoutMs: 5000 });
+  const path = callPath(s, c.provider_call_id);
+  s.control.addFault({ mode: 'status500', status: 404, method: 'GET', path });
+  // each lookup made due at once (no news for an hour), instead of waiting reconcile_after
+  for (let n = 1; n <= 3; n++) {
+    await db.query(`UPDATE dialer.scheduled_calls SET updated_at = now() - interval '1 hour', reconciled_at = now() - interval '1 hour'
+                     WHERE id = $1`, [id]);
+    await db.query('SELECT dialer.wake_worker()');
+    await d.waitFor(async () => (await eventsOf(id, 'reconcile_failed')).length === n,
+      { timeoutMs: 5000, message: `failed lookup ${n}` });
+  }
+  const failed = await eventsOf(id, 'reconcile_failed');
+  assert.deepEqual(failed.map((e) => [e.detail.http_status, e.detail.failures_in_a_row]), [[404, 1], [404, 2], [404, 3]]);
+  const after3 = await d.waitForStatus(db, [id], ['unknown'], { timeoutMs: 3000 });
+  assert.match(after3[0].last_error, new RegExp(`^no final status from the provider, and 3 lookups of ${c.provider_call_id} at the provider failed in a row \\(last: HTTP 404`));
+  const [ev] = await eventsOf(id, 'unknown');
+  assert.deepEqual([ev.from_status, ev.to_status, ev.detail.http_status, ev.detail.lookups_failed], ['dialing', 'unknown', 404, 3]);
+  assert.match(d.logSince(mark), new RegExp(`LOG:  pg_dialer: call ${id} is unknown: no final status from the provider, and 3 lookups`));
+  // never looked up again, however long it waits
+  await db.query(`UPDATE dialer.scheduled_calls SET updated_at = now() - interval '1 hour', reconciled_at = now() - interval '1 hour'
+                   WHERE id = $1`, [id]);
+  await db.query('SELECT dialer.wake_worker()');
+  await d.sleep(1500);
+  assert.equal(gets(s, path).length, 3, 'three lookups, no fourth');
+  assert.equal((await row(id)).status, 'unknown');
+  // retry_call starts over: a new request, and its lookups are counted afresh
+  assert.equal((await db.query('SELECT dialer.retry_call($1) AS r', [id])).rows[0].r, true);
+  await d.waitForStatus(db, [id], ['dialing'], { timeoutMs: 5000 });
+  assert.equal((await row(id)).reconcile_failures, 0);
+});
+
 test('max_concurrency: a call dialing with no news for reconcile_after no longer counts (a failed lookup is no news)', async () => {
   const s = await sim('twilio');
   const name = `${P}timeout`;

@@ -13,6 +13,9 @@
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const crypto = require('node:crypto');
+const fs = require('node:fs');
+const path = require('node:path');
+const { execFileSync } = require('node:child_process');
 const twilio = require('twilio');
 const { Client } = require('pg');
 const { startWebhookStack, makeClient, pgEnv } = require('../lib/webhook_stack.js');
@@ -322,6 +325,40 @@ describe('Twilio status callbacks through the shipped proxy', () => {
     assert.equal(r.json.result, 'unmatched');
     assert.equal((await call(c.id)).status, 'dialing');
     assert.equal((await attempt(c.id, 1)).provider_status, null);
+  });
+
+  it('README\'s signed callback by hand: its SQL signs, its curl posts, the call completes', async () => {
+    const readme = fs.readFileSync(path.join(__dirname, '..', '..', 'README.md'), 'utf8');
+    const block = (kind) => {
+      const m = new RegExp(`<!-- webhook-signing-test: ${kind} -->\\s*\\n\`\`\`\\w+\\n([\\s\\S]*?)\`\`\``).exec(readme);
+      assert.ok(m, `README has the ${kind} block of the signed callback`);
+      return m[1];
+    };
+    const c = await newCall('tw');
+    const pg = pgEnv();
+    const psql = path.join(process.env.DIALER_PGBIN || '/usr/lib/postgresql/15/bin', 'psql');
+    const out = execFileSync(psql, ['-X', '-v', 'ON_ERROR_STOP=1', '-At', '-F', '\t',
+      '-h', pg.host, '-p', String(pg.port), '-U', pg.user, '-d', DB, '-v', `call_id=${c.id}`],
+    { input: block('sql'), encoding: 'utf8' }).trim();
+    const [url, callSid, accountSid, signature] = out.split('\t');
+    assert.equal(callSid, c.callSid);
+    assert.equal(url, `${PROVIDER_URL.proxy()}?call_id=${c.id}`);
+    const env = { PATH: process.env.PATH, WEBHOOKS: stack.proxy, URL: url, SIGNATURE: signature,
+      CALL_SID: callSid, ACCOUNT_SID: accountSid };
+    const answer = execFileSync('bash', ['--norc', '--noprofile', '-eo', 'pipefail', '-c', block('sh')],
+      { env, encoding: 'utf8' });
+    assert.equal(JSON.parse(answer).result, 'applied', answer);
+    const row = await call(c.id);
+    assert.equal(row.status, 'completed');
+    // the same signature over other fields is refused and changes nothing
+    const other = await newCall('tw');
+    await expectNoChange(async () => {
+      const r = await http.request(`${stack.proxy}/twilio/status-callback?call_id=${other.id}`, {
+        method: 'POST', headers: { 'Content-Type': FORM, 'X-Twilio-Signature': signature },
+        body: new URLSearchParams({ AccountSid: accountSid, CallSid: other.callSid, CallStatus: 'completed', CallDuration: '42' }).toString(),
+      });
+      assert.equal(r.status, 403);
+    });
   });
 
   it('a signed callback for a call pg_dialer does not have is answered and writes nothing', async () => {

@@ -150,17 +150,17 @@ SELECT throws_ok('TRUNCATE dialer.scheduled_calls CASCADE', '42501', 'dialer.cal
 -- the API: names, named parameters, return types
 SELECT has_function('dialer', 'enqueue_call',
 	ARRAY['text', 'timestamp with time zone', 'text', 'jsonb', 'text', 'text', 'integer', 'integer',
-	      'text', 'timestamp with time zone'], 'enqueue_call(...) exists');
+	      'text', 'timestamp with time zone', 'boolean'], 'enqueue_call(...) exists');
 SELECT is((SELECT array_to_string(proargnames, ',') FROM pg_proc
-            WHERE oid = 'dialer.enqueue_call(text,timestamptz,text,jsonb,text,text,int,int,text,timestamptz)'::regprocedure),
-          'to_number,run_at,provider,payload,campaign,dedupe_key,priority,max_attempts,timezone,deadline',
+            WHERE oid = 'dialer.enqueue_call(text,timestamptz,text,jsonb,text,text,int,int,text,timestamptz,boolean)'::regprocedure),
+          'to_number,run_at,provider,payload,campaign,dedupe_key,priority,max_attempts,timezone,deadline,late_ok',
           'enqueue_call parameter names');
 SELECT is((SELECT pronargdefaults::int FROM pg_proc
-            WHERE oid = 'dialer.enqueue_call(text,timestamptz,text,jsonb,text,text,int,int,text,timestamptz)'::regprocedure),
-          9, 'every enqueue_call parameter but to_number has a default');
+            WHERE oid = 'dialer.enqueue_call(text,timestamptz,text,jsonb,text,text,int,int,text,timestamptz,boolean)'::regprocedure),
+          10, 'every enqueue_call parameter but to_number has a default');
 SELECT function_returns('dialer', 'enqueue_call',
 	ARRAY['text', 'timestamp with time zone', 'text', 'jsonb', 'text', 'text', 'integer', 'integer',
-	      'text', 'timestamp with time zone'], 'bigint', 'enqueue_call returns bigint');
+	      'text', 'timestamp with time zone', 'boolean'], 'bigint', 'enqueue_call returns bigint');
 SELECT function_returns('dialer', f, ARRAY['bigint'], r, format('%s(call_id bigint) returns %s', f, r))
   FROM (VALUES ('cancel_call', 'boolean'), ('retry_call', 'boolean'), ('call_details', 'jsonb')) AS v(f, r);
 SELECT is((SELECT proargnames[1] FROM pg_proc WHERE oid = format('dialer.%s(bigint)', f)::regprocedure),

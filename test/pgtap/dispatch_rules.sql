@@ -78,8 +78,9 @@ SELECT is((SELECT count(*)::int FROM dialer.claim_calls('tap-rules-narrow', 10, 
 SELECT is((SELECT status FROM dialer.scheduled_calls WHERE id = pg_temp.id('narrow')), 'scheduled', 'narrower: still scheduled');
 SELECT is((SELECT to_char(next_attempt_at AT TIME ZONE (SELECT z FROM tz), 'HH24:MI') FROM dialer.scheduled_calls
             WHERE id = pg_temp.id('narrow')), '14:00', 'narrower: due at the campaign''s opening, local time');
-SELECT is((SELECT detail->>'timezone' FROM dialer.call_events WHERE call_id = pg_temp.id('narrow') AND event = 'window_wait'),
-          (SELECT z FROM tz), 'narrower: window_wait in the campaign''s zone');
+SELECT is((SELECT detail->'timezones' || jsonb_build_array(detail->>'timezone_source') FROM dialer.call_events
+            WHERE call_id = pg_temp.id('narrow') AND event = 'window_wait'),
+          jsonb_build_array((SELECT z FROM tz), 'campaign'), 'narrower: window_wait in the campaign''s zone, and says so');
 -- wider: the server's window (03:00-04:00 local) is closed now, the campaign's is open all day
 SELECT is((SELECT array_agg(id) FROM dialer.claim_calls('tap-rules-wide', 10, 'UTC', '03:00', '04:00', '')),
           ARRAY[pg_temp.id('wide')], 'wider campaign window: claimed although the server''s window is closed');

@@ -247,6 +247,7 @@ CREATE TABLE dialer.scheduled_calls (
 	finished_at			timestamptz,
 	reconciled_at		timestamptz,
 	reconcile_searches	int NOT NULL DEFAULT 0 CHECK (reconcile_searches >= 0),
+	reconcile_failures	int NOT NULL DEFAULT 0 CHECK (reconcile_failures >= 0),
 	CONSTRAINT deadline_after_run_at CHECK (deadline IS NULL OR deadline > run_at)
 );
 
@@ -264,7 +265,7 @@ COMMENT ON COLUMN dialer.scheduled_calls.priority IS 'Higher first among due cal
 COMMENT ON COLUMN dialer.scheduled_calls.attempts IS 'Requests made to the provider so far (all runs)';
 COMMENT ON COLUMN dialer.scheduled_calls.attempts_base IS 'Value of attempts when the current run began (retry_call starts a new run)';
 COMMENT ON COLUMN dialer.scheduled_calls.max_attempts IS 'Requests allowed in one run: a run ends failed once attempts - attempts_base reaches it';
-COMMENT ON COLUMN dialer.scheduled_calls.timezone IS 'Recipient''s IANA time zone for the calling window (NULL: campaign''s, else dialer.default_timezone)';
+COMMENT ON COLUMN dialer.scheduled_calls.timezone IS 'Recipient''s IANA time zone for the calling window (NULL: the campaign''s, else the number''s from libphonenumber, else dialer.default_timezone)';
 COMMENT ON COLUMN dialer.scheduled_calls.deadline IS 'A call not started by then becomes expired';
 COMMENT ON COLUMN dialer.scheduled_calls.provider_call_id IS 'The provider''s id of the call (Twilio CallSid)';
 COMMENT ON COLUMN dialer.scheduled_calls.finished_at IS 'When the call reached a final status';
@@ -279,6 +280,7 @@ COMMENT ON COLUMN dialer.scheduled_calls.provider_status IS 'Last status the pro
 COMMENT ON COLUMN dialer.scheduled_calls.last_error IS 'Last error of the call: the provider''s code and message, or a transport error (never secrets)';
 COMMENT ON COLUMN dialer.scheduled_calls.created_at IS 'When the call was enqueued';
 COMMENT ON SEQUENCE dialer.scheduled_calls_id_seq IS 'Identity of dialer.scheduled_calls.id (call ids)';
+COMMENT ON COLUMN dialer.scheduled_calls.reconcile_failures IS 'Lookups of the call at its provider (reconciliation) that failed in a row (an error, a 404, an answer without a status); after 3 a dialing call becomes unknown and is no longer looked up; back to 0 when a lookup answers, a request is accepted or retry_call starts a new run';
 COMMENT ON COLUMN dialer.scheduled_calls.reconcile_searches IS 'How many times the call, unknown without a provider call id, was searched for at its provider by what was sent (at most 3; back to 0 when a search settles it or retry_call starts a new run)';
 
 /*

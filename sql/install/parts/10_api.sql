@@ -17,7 +17,14 @@ RETURNS void
 LANGUAGE C VOLATILE STRICT
 AS 'MODULE_PATHNAME', 'dialer_wake_worker';
 COMMENT ON FUNCTION dialer.wake_worker() IS
-	'Wakes the dispatcher when the current transaction commits (nothing happens on rollback)';
+	'Wakes the dispatcher when the current transaction commits (nothing happens on rollback); warns, once per transaction, when no dispatcher serves this database';
+
+CREATE FUNCTION dialer.wake_worker_quietly()
+RETURNS void
+LANGUAGE C VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'dialer_wake_worker_quietly';
+COMMENT ON FUNCTION dialer.wake_worker_quietly() IS
+	'Internal: dialer.wake_worker() without the warning when no dispatcher serves this database (webhooks)';
 
 CREATE FUNCTION dialer.is_valid_timezone(name text)
 RETURNS boolean
@@ -69,6 +76,21 @@ COMMENT ON FUNCTION dialer.raise_bad_argument(text, text, text, text, text) IS
 	'Internal: raises the standard "invalid <argument>: <value>" error of the API';
 
 /*
+ * dialer.late_tolerance as an interval: how far in the past a run_at may be without
+ * late_ok (5 minutes unless set; the library may not be loaded yet in this backend).
+ */
+CREATE FUNCTION dialer.late_tolerance()
+RETURNS interval
+LANGUAGE sql
+STABLE
+PARALLEL SAFE
+AS $$
+	SELECT coalesce(nullif(current_setting('dialer.late_tolerance', true), ''), '5min')::interval;
+$$;
+COMMENT ON FUNCTION dialer.late_tolerance() IS
+	'Internal: dialer.late_tolerance as an interval (how far in the past a run_at may be without late_ok)';
+
+/*
  * The rules a call must satisfy to be enqueued: their one home, used by enqueue_call
  * and enqueue_calls alike (the errors they raise or report for each rule are in
  * dialer.call_refusal).  Returns NULL for an acceptable call, else the name of the rule
@@ -81,7 +103,7 @@ COMMENT ON FUNCTION dialer.raise_bad_argument(text, text, text, text, text) IS
 CREATE FUNCTION dialer.call_rule(
 	to_number text, run_at timestamptz, provider text, payload jsonb, campaign text,
 	dedupe_key text, priority int, max_attempts int, timezone text, deadline timestamptz,
-	provider_kind text, provider_hosts text[], provider_twiml_url text)
+	provider_kind text, provider_hosts text[], provider_twiml_url text, late_ok boolean)
 RETURNS text
 LANGUAGE sql
 STABLE
@@ -91,6 +113,7 @@ AS $$
 						WHEN NOT dialer.is_e164($1) THEN 'to_number_format'
 						WHEN $2 IS NULL THEN 'run_at_missing'
 						WHEN NOT isfinite($2) THEN 'run_at_infinite'
+						WHEN $2 < now() - dialer.late_tolerance() AND NOT coalesce($14, false) THEN 'run_at_past'
 						WHEN $10 IS NOT NULL AND NOT isfinite($10) THEN 'deadline_infinite'
 						WHEN $10 <= $2 THEN 'deadline_order'
 						WHEN $9 IS NOT NULL AND NOT dialer.is_valid_timezone($9) THEN 'timezone'
@@ -115,8 +138,8 @@ AS $$
 						WHEN $5 IS NOT NULL AND length($5) > 63 THEN 'campaign'
 			END
 $$;
-COMMENT ON FUNCTION dialer.call_rule(text, timestamptz, text, jsonb, text, text, int, int, text, timestamptz, text, text[], text) IS
-	'Internal: the one home of the enqueue rules. NULL for an acceptable call, else the rule it breaks first (to_number_missing, to_number_format, run_at_missing, run_at_infinite, deadline_infinite, deadline_order, timezone, provider_missing, provider_unknown, payload_type, payload_size, payload_mode, payload_base_url, payload_message, nothing_to_say, payload_from, priority, max_attempts, dedupe_key, campaign)';
+COMMENT ON FUNCTION dialer.call_rule(text, timestamptz, text, jsonb, text, text, int, int, text, timestamptz, text, text[], text, boolean) IS
+	'Internal: the one home of the enqueue rules. NULL for an acceptable call, else the rule it breaks first (to_number_missing, to_number_format, run_at_missing, run_at_infinite, run_at_past, deadline_infinite, deadline_order, timezone, provider_missing, provider_unknown, payload_type, payload_size, payload_mode, payload_base_url, payload_message, nothing_to_say, payload_from, priority, max_attempts, dedupe_key, campaign)';
 
 /*
  * The error for a call that breaks a rule of dialer.call_rule (same arguments): no row
@@ -127,7 +150,7 @@ COMMENT ON FUNCTION dialer.call_rule(text, timestamptz, text, jsonb, text, text,
 CREATE FUNCTION dialer.call_refusal(
 	to_number text, run_at timestamptz, provider text, payload jsonb, campaign text,
 	dedupe_key text, priority int, max_attempts int, timezone text, deadline timestamptz,
-	provider_kind text, provider_hosts text[], provider_twiml_url text)
+	provider_kind text, provider_hosts text[], provider_twiml_url text, late_ok boolean)
 RETURNS TABLE (rule text, sqlstate text, message text, detail text, hint text)
 LANGUAGE sql
 STABLE
@@ -147,6 +170,8 @@ AS $$
 			WHEN 'to_number_format' THEN 'A phone number must be in E.164 form: "+" then 8 to 15 digits, the first not 0, with no spaces or punctuation.'
 			WHEN 'run_at_missing' THEN 'run_at is when the call is due and must be given.'
 			WHEN 'run_at_infinite' THEN format('run_at must be a finite time: %s is not a moment a call can fall due.', $2)
+			WHEN 'run_at_past' THEN format('run_at is %s in the past, more than dialer.late_tolerance (%s): a call meant for then would be dialled now.',
+				justify_interval(date_trunc('second', now() - $2)), dialer.late_tolerance())
 			WHEN 'deadline_infinite' THEN format('deadline must be a finite time after run_at: %s is not one (for no deadline, pass NULL).', $10)
 			WHEN 'deadline_order' THEN format('deadline must be after run_at (%s).', $2)
 			WHEN 'timezone' THEN 'The calling window is evaluated in this time zone, and PostgreSQL does not know it.'
@@ -170,6 +195,7 @@ AS $$
 			WHEN 'to_number_format' THEN 'Write the number with its country code, e.g. +14155550123.'
 			WHEN 'run_at_missing' THEN 'Omit run_at (it defaults to now()) or pass a timestamptz.'
 			WHEN 'run_at_infinite' THEN 'Pass a real time, e.g. now() + interval ''1 hour''; to keep a call from being dialled, do not enqueue it (or cancel it).'
+			WHEN 'run_at_past' THEN 'Pass late_ok => true to dial it now anyway, or a run_at in the future (dialer.next_local_time() gives the recipient''s next 10:00, say).'
 			WHEN 'deadline_infinite' THEN 'Pass a real time, or omit deadline for a call that never expires.'
 			WHEN 'deadline_order' THEN 'Give a later deadline, or none.'
 			WHEN 'timezone' THEN 'Use an IANA name such as America/New_York (see pg_timezone_names).'
@@ -189,7 +215,7 @@ AS $$
 	  FROM (SELECT q.rule,
 				   CASE q.rule
 					   WHEN 'to_number_missing' THEN 'to_number' WHEN 'to_number_format' THEN 'to_number'
-					   WHEN 'run_at_missing' THEN 'run_at' WHEN 'run_at_infinite' THEN 'run_at'
+					   WHEN 'run_at_missing' THEN 'run_at' WHEN 'run_at_infinite' THEN 'run_at' WHEN 'run_at_past' THEN 'run_at'
 					   WHEN 'deadline_infinite' THEN 'deadline' WHEN 'deadline_order' THEN 'deadline'
 					   WHEN 'provider_missing' THEN 'provider' WHEN 'payload_type' THEN 'payload'
 					   WHEN 'payload_size' THEN 'payload' WHEN 'nothing_to_say' THEN 'payload'
@@ -197,7 +223,7 @@ AS $$
 					   WHEN 'payload_message' THEN 'payload.message' WHEN 'payload_from' THEN 'payload.from'
 					   ELSE q.rule END AS argument,
 				   CASE q.rule
-					   WHEN 'to_number_format' THEN $1 WHEN 'run_at_infinite' THEN $2::text
+					   WHEN 'to_number_format' THEN $1 WHEN 'run_at_infinite' THEN $2::text WHEN 'run_at_past' THEN $2::text
 					   WHEN 'deadline_infinite' THEN $10::text WHEN 'deadline_order' THEN $10::text
 					   WHEN 'timezone' THEN $9 WHEN 'payload_type' THEN $4::text
 					   WHEN 'payload_size' THEN format('%s bytes', octet_length($4::text))
@@ -206,11 +232,26 @@ AS $$
 					   WHEN 'payload_message' THEN $4->>'message' WHEN 'payload_from' THEN $4->>'from'
 					   WHEN 'priority' THEN $7::text WHEN 'max_attempts' THEN $8::text
 					   WHEN 'dedupe_key' THEN $6 WHEN 'campaign' THEN $5 END AS value
-			  FROM (SELECT dialer.call_rule($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) AS rule OFFSET 0) q
+			  FROM (SELECT dialer.call_rule($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) AS rule OFFSET 0) q
 			 WHERE q.rule IS NOT NULL) r
 $$;
-COMMENT ON FUNCTION dialer.call_refusal(text, timestamptz, text, jsonb, text, text, int, int, text, timestamptz, text, text[], text) IS
+COMMENT ON FUNCTION dialer.call_refusal(text, timestamptz, text, jsonb, text, text, int, int, text, timestamptz, text, text[], text, boolean) IS
 	'Internal: the error (sqlstate, message, detail, hint) for the rule dialer.call_rule() says a call breaks; no row for an acceptable call. enqueue_call raises it, enqueue_calls reports it per element.';
+
+/*
+ * The detail of a call's enqueued event: its run_at, campaign and who enqueued it, and
+ * how late it was when a run_at past dialer.late_tolerance was accepted (late_ok).
+ */
+CREATE FUNCTION dialer.enqueued_detail(run_at timestamptz, campaign text)
+RETURNS jsonb
+LANGUAGE sql
+STABLE
+AS $$
+	SELECT jsonb_strip_nulls(jsonb_build_object('run_at', run_at, 'campaign', campaign, 'by', session_user::text,
+		'late_by', CASE WHEN run_at < now() - dialer.late_tolerance() THEN justify_interval(now() - run_at)::text END));
+$$;
+COMMENT ON FUNCTION dialer.enqueued_detail(timestamptz, text) IS
+	'Internal: the detail of an enqueued event (run_at, campaign, by, and late_by for a call accepted with a run_at past dialer.late_tolerance)';
 
 /*
  * Puts a call in the queue.  Everything is validated before anything is written
@@ -230,7 +271,8 @@ CREATE FUNCTION dialer.enqueue_call(
 	priority int DEFAULT 0,
 	max_attempts int DEFAULT NULL,
 	timezone text DEFAULT NULL,
-	deadline timestamptz DEFAULT NULL)
+	deadline timestamptz DEFAULT NULL,
+	late_ok boolean DEFAULT false)
 RETURNS bigint
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -274,7 +316,7 @@ BEGIN
 					(SELECT k.max_attempts FROM dialer.campaigns k WHERE k.name = campaign) END AS camp_attempts,
 			   d.number IS NOT NULL AS dnc, d.reason AS dnc_reason, d.added_at AS dnc_at,
 			   dialer.call_rule(to_number, run_at, provider, payload, campaign, dedupe_key, priority,
-								max_attempts, timezone, deadline, p.kind, p.allowed_hosts, p.twiml_url) AS rule
+								max_attempts, timezone, deadline, p.kind, p.allowed_hosts, p.twiml_url, late_ok) AS rule
 		  FROM (SELECT 1) one
 		  LEFT JOIN p ON true
 		  LEFT JOIN dialer.do_not_call d ON d.number = to_number
@@ -302,8 +344,7 @@ BEGIN
 									   'listed_at', look.dnc_at)
 					WHEN pol.rule IS NOT NULL THEN
 					dialer.policy_skip_detail('enqueue', pol.policy, pol.rule, pol.timezones, pol.reason)
-			   ELSE jsonb_strip_nulls(jsonb_build_object('run_at', run_at, 'campaign', campaign,
-														 'by', session_user::text)) END
+			   ELSE dialer.enqueued_detail(run_at, campaign) END
 		  FROM c, look
 	)
 	SELECT look.rule, look.kind, look.allowed_hosts, look.twiml_url, look.dup_id, c.id,
@@ -314,7 +355,7 @@ BEGIN
 	IF v.rule IS NOT NULL THEN
 		SELECT * INTO e
 		  FROM dialer.call_refusal(to_number, run_at, provider, payload, campaign, dedupe_key, priority,
-								   max_attempts, timezone, deadline, v.kind, v.allowed_hosts, v.twiml_url);
+								   max_attempts, timezone, deadline, v.kind, v.allowed_hosts, v.twiml_url, late_ok);
 		RAISE EXCEPTION USING ERRCODE = e.sqlstate, MESSAGE = e.message, DETAIL = e.detail, HINT = e.hint;
 	END IF;
 	IF v.id IS NOT NULL THEN
@@ -327,8 +368,8 @@ BEGIN
 	RETURN (SELECT c.id FROM dialer.scheduled_calls c WHERE c.dedupe_key = dedupe_key);
 END;
 $$;
-COMMENT ON FUNCTION dialer.enqueue_call(text, timestamptz, text, jsonb, text, text, int, int, text, timestamptz) IS
-	'Schedules a call and returns its id (the stored id for a duplicate dedupe_key; a do-not-call number is stored as skipped). Wakes the worker at commit. Many calls at once: dialer.enqueue_calls().';
+COMMENT ON FUNCTION dialer.enqueue_call(text, timestamptz, text, jsonb, text, text, int, int, text, timestamptz, boolean) IS
+	'Schedules a call and returns its id (the stored id for a duplicate dedupe_key; a do-not-call number is stored as skipped). A run_at more than dialer.late_tolerance in the past is refused unless late_ok. Wakes the worker at commit. Many calls at once: dialer.enqueue_calls().';
 
 /*
  * One call of dialer.enqueue_calls(): the keys its JSON objects may have.
@@ -344,7 +385,8 @@ CREATE TYPE dialer.call_request AS (
 	max_attempts	int,
 	timezone		text,
 	deadline		timestamptz,
-	customer_ref	text
+	customer_ref	text,
+	late_ok			boolean
 );
 COMMENT ON TYPE dialer.call_request IS
 	'A call as enqueue_calls() reads it from each JSON object: enqueue_call''s arguments plus customer_ref';
@@ -389,6 +431,7 @@ COMMENT ON COLUMN dialer.call_request.priority IS 'Priority (-1000 to 1000); abs
 COMMENT ON COLUMN dialer.call_request.max_attempts IS 'Requests allowed (1 to 20); absent: the campaign''s or dialer.default_max_attempts';
 COMMENT ON COLUMN dialer.call_request.timezone IS 'Recipient''s IANA time zone for the calling window';
 COMMENT ON COLUMN dialer.call_request.deadline IS 'A call not started by then expires';
+COMMENT ON COLUMN dialer.call_request.late_ok IS 'true: a run_at more than dialer.late_tolerance in the past is accepted (dialled now); absent: false';
 COMMENT ON COLUMN dialer.call_request.customer_ref IS 'The application''s reference of the person called (stored in scheduled_calls.customer_ref)';
 COMMENT ON COLUMN dialer.enqueue_result.item IS 'Position of the element in the input array, from 1';
 COMMENT ON COLUMN dialer.enqueue_result.id IS 'The call id (the stored call''s for a duplicate; NULL when refused)';
@@ -408,7 +451,7 @@ RETURNS text[]
 LANGUAGE sql
 IMMUTABLE
 AS $$
-	SELECT '{to_number,run_at,provider,payload,campaign,dedupe_key,priority,max_attempts,timezone,deadline,customer_ref}'::text[];
+	SELECT '{to_number,run_at,provider,payload,campaign,dedupe_key,priority,max_attempts,timezone,deadline,customer_ref,late_ok}'::text[];
 $$;
 COMMENT ON FUNCTION dialer.call_request_keys() IS
 	'Internal: the keys an element of enqueue_calls() may have (the attributes of dialer.call_request)';
@@ -432,7 +475,7 @@ AS $$
 				format('invalid call: unknown key %s',
 					   (SELECT string_agg(quote_literal(k), ', ')
 						  FROM jsonb_object_keys(element - dialer.call_request_keys()) k)),
-				'A call''s keys are enqueue_call''s argument names: to_number, run_at, provider, payload, campaign, dedupe_key, priority, max_attempts, timezone, deadline; and customer_ref.',
+				'A call''s keys are enqueue_call''s argument names: to_number, run_at, provider, payload, campaign, dedupe_key, priority, max_attempts, timezone, deadline, late_ok; and customer_ref.',
 				'Check the spelling; what the call says goes inside payload.')::dialer.call_error
 		END;
 $$;
@@ -474,7 +517,7 @@ DECLARE
 	v_first_bad	int;
 	v_max		int := current_setting('dialer.default_max_attempts')::int;
 	/* an element's defaults: jsonb_populate_record keeps them for the keys it lacks */
-	v_defaults	dialer.call_request := ROW(NULL, now(), 'default', '{}', NULL, NULL, 0, NULL, NULL, NULL, NULL);
+	v_defaults	dialer.call_request := ROW(NULL, now(), 'default', '{}', NULL, NULL, 0, NULL, NULL, NULL, NULL, false);
 	v_providers	jsonb;
 	v_campaigns	jsonb;
 	v_policies	boolean := dialer.ledger_policies_enabled();
@@ -521,7 +564,8 @@ BEGIN
 					   coalesce(s.shape,
 								dialer.call_rule(r.to_number, r.run_at, r.provider, r.payload, r.campaign,
 												 r.dedupe_key, r.priority, r.max_attempts, r.timezone,
-												 r.deadline, p.prov->>0, (p.prov->>2)::text[], p.prov->>3)) AS reason
+												 r.deadline, p.prov->>0, (p.prov->>2)::text[], p.prov->>3,
+												 r.late_ok)) AS reason
 				  FROM jsonb_array_elements(calls) WITH ORDINALITY AS e(v, o)
 				 CROSS JOIN LATERAL (SELECT CASE WHEN jsonb_typeof(e.v) <> 'object' THEN 'not_object'
 												 WHEN e.v - dialer.call_request_keys() <> '{}'
@@ -587,8 +631,7 @@ BEGIN
 					   FROM dialer.do_not_call d WHERE d.number = w.to_number)
 					WHEN w.policy_rule IS NOT NULL THEN
 					dialer.policy_skip_detail('enqueue', w.policy, w.policy_rule, w.timezones, w.policy_reason)
-			   ELSE jsonb_strip_nulls(jsonb_build_object('run_at', w.run_at, 'campaign', w.campaign,
-														 'by', session_user::text)) END
+			   ELSE dialer.enqueued_detail(w.run_at, w.campaign) END
 		  FROM written w
 		RETURNING call_id, to_status
 	)
@@ -612,7 +655,8 @@ BEGIN
 							(SELECT ROW(f.sqlstate, f.message, f.detail, f.hint)::dialer.call_error
 							   FROM dialer.call_refusal(s.to_number, s.run_at, s.provider, s.payload, s.campaign,
 														s.dedupe_key, s.priority, s.max_attempts, s.timezone,
-														s.deadline, s.prov->>0, (s.prov->>2)::text[], s.prov->>3) f)
+														s.deadline, s.prov->>0, (s.prov->>2)::text[], s.prov->>3,
+														s.late_ok) f)
 						ELSE dialer.call_shape_error(s.v, s.shape)
 				   END AS err
 			  FROM req s) x;
@@ -733,7 +777,7 @@ BEGIN
 	UPDATE dialer.scheduled_calls c
 	   SET status = 'scheduled', next_attempt_at = now(), attempts_base = c.attempts,
 		   deadline = CASE WHEN v_call.status = 'expired' THEN NULL ELSE c.deadline END,
-		   updated_at = now(), finished_at = NULL, reconcile_searches = 0
+		   updated_at = now(), finished_at = NULL, reconcile_searches = 0, reconcile_failures = 0
 	 WHERE c.id = v_call.id;
 	INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
 	VALUES (v_call.id, 'requeued', v_call.status, 'scheduled',
@@ -804,7 +848,10 @@ BEGIN
 	v_from := day::timestamptz;
 	v_to := (day + 1)::timestamptz;
 
+	-- "calls": every call of the day; "scheduled" is the same count under its 0.1.0 name,
+	-- which read as "still in status scheduled": kept for 0.2.x, removed in 0.3.0
 	SELECT jsonb_build_object(
+			'calls', count(*),
 			'scheduled', count(*),
 			'completed', count(*) FILTER (WHERE c.status = 'completed'),
 			'failed', count(*) FILTER (WHERE c.status = 'failed'),
@@ -820,6 +867,7 @@ BEGIN
 	  INTO v_camp
 	  FROM (SELECT c.campaign,
 				   jsonb_build_object(
+					'calls', count(*),
 					'scheduled', count(*),
 					'completed', count(*) FILTER (WHERE c.status = 'completed'),
 					'failed', count(*) FILTER (WHERE c.status = 'failed'),
@@ -840,7 +888,7 @@ BEGIN
 END;
 $$;
 COMMENT ON FUNCTION dialer.stats(date) IS
-	'Counts of a day''s calls (scheduled, completed, failed, not_reached, pending, not_called, unknown), total_pending, next_run_at, by_campaign and the worker''s state';
+	'Counts of a day''s calls (calls: all of them; completed, failed, not_reached, pending, not_called, unknown; scheduled: the same as calls, deprecated), total_pending, next_run_at, by_campaign and the worker''s state';
 
 /*
  * Removes finished calls (completed, no_answer, busy, failed, canceled, skipped,

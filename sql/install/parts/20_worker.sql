@@ -96,6 +96,31 @@ COMMENT ON FUNCTION dialer.provider_capacity(text) IS
 	'Calls a provider may still start: max_concurrency less its calls dispatching or dialing (with news within dialer.reconcile_after)';
 
 /*
+ * For a provider at its max_concurrency (the dispatcher asks, to say why it waits):
+ * how many of its calls are due and waiting (counted up to 10,000), and when its first
+ * slot frees by itself: its oldest call in progress stops counting against
+ * max_concurrency after dialer.reconcile_after without news, and is looked up then.
+ */
+CREATE FUNCTION dialer.provider_stall(provider text, OUT due_calls int, OUT frees_at timestamptz)
+RETURNS record
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+	SELECT (SELECT count(*)::int
+			  FROM (SELECT 1 FROM dialer.scheduled_calls c
+					 WHERE c.provider = provider_stall.provider AND c.status = 'scheduled'
+					   AND c.next_attempt_at <= now()
+					 LIMIT 10000) d),
+		   (SELECT min(c.updated_at) + current_setting('dialer.reconcile_after')::interval
+			  FROM dialer.scheduled_calls c
+			 WHERE c.provider = provider_stall.provider AND c.status IN ('dispatching', 'dialing')
+			   AND c.updated_at > now() - current_setting('dialer.reconcile_after')::interval);
+$$;
+COMMENT ON FUNCTION dialer.provider_stall(text) IS
+	'Worker: for a provider at its max_concurrency, its due calls waiting (up to 10,000) and when reconciliation frees its first slot';
+
+/*
  * The start of the next calling window at or after instant at, in zone tz, for a
  * window [window_start, window_end) of local times.  NULL when at is inside the
  * window.
@@ -120,13 +145,51 @@ COMMENT ON FUNCTION dialer.next_window_opening(timestamptz, text, time, time) IS
 	'NULL when instant at is inside the local calling window [window_start, window_end) of zone tz, else when the window next opens';
 
 /*
+ * What a claim's event says about the zones the general calling window was read in:
+ * the zones and their source (dialer.recipient_zones); when the number's zone is
+ * unknown and dialer.default_timezone stood in for it, a warning saying so.
+ */
+CREATE FUNCTION dialer.window_zones_detail(to_number text, zones text[], source text)
+RETURNS jsonb
+LANGUAGE sql
+IMMUTABLE
+AS $$
+	SELECT jsonb_build_object('timezones', zones, 'timezone_source', source)
+		   || CASE WHEN source = 'default' THEN jsonb_build_object('warning',
+				  format('the time zone of %s is not known from the number: the calling window was read in dialer.default_timezone (%s); give the call or its campaign a timezone',
+						 to_number, zones[1])) ELSE '{}' END;
+$$;
+COMMENT ON FUNCTION dialer.window_zones_detail(text, text[], text) IS
+	'Internal: the zones (and their source) a claim read the general calling window in, as event detail; a warning when dialer.default_timezone stood in for an unknown zone';
+
+/*
+ * Why a call was skipped because the general window is never open in all of its
+ * number's zones at once.
+ */
+CREATE FUNCTION dialer.no_window_message(to_number text, zones text[], window_start time, window_end time)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+AS $$
+	SELECT format('the calling window %s-%s is never open at the same time in all %s time zones %s may be in (%s): not dialled; give the call or its campaign a timezone',
+				  to_char(window_start, 'HH24:MI'), to_char(window_end, 'HH24:MI'), cardinality(zones), to_number,
+				  array_to_string(zones[1:5], ', ') || CASE WHEN cardinality(zones) > 5 THEN ', ...' ELSE '' END);
+$$;
+COMMENT ON FUNCTION dialer.no_window_message(text, text[], time, time) IS
+	'Internal: last_error of a call skipped because the calling window never opens in all of its number''s zones at once';
+
+/*
  * Claims up to max_calls due calls of one provider, highest priority then
  * earliest first, skipping rows other sessions hold locked.  In the same
  * statement, due calls that must not be dialled are settled instead:
  *   - past their deadline: expired;
  *   - number on the do-not-call list, or not in dialer.allowed_numbers: skipped;
- *   - outside the recipient's calling window: left scheduled, due again when the
- *     window opens (or at the deadline, to expire then), with a window_wait event;
+ *   - outside the recipient's calling window, read in the recipient's zones
+ *     (dialer.recipient_zones: the call's, the campaign's, the number's, else
+ *     default_timezone; several zones: open only when open in all): left scheduled,
+ *     due again when the window opens (or at the deadline, to expire then), with a
+ *     window_wait event naming the zones and their source; a window that never opens
+ *     in all of a number's zones at once: skipped (no_window);
  *   - when enabled calling policies apply to the call (dialer.batch_verdicts, once
  *     for the batch; dialer.compliance_verdict for the calls it cannot settle by rule set):
  *     their windows and blackouts, intersected with the general window, in the
@@ -180,13 +243,18 @@ BEGIN
 
 	RETURN QUERY
 	WITH cand AS (
+		-- the general window is read in the recipient's zones (dialer.recipient_zones: the
+		-- call's, the campaign's, the number's, else dialer.default_timezone); not looked up
+		-- when the window is the whole day
 		SELECT c.id, c.deadline, c.to_number, c.status, c.attempts, c.attempts_base,
 			   c.timezone AS call_tz, c.campaign, c.provider, c.payload->>'purpose' AS purpose,
-			   coalesce(c.timezone, k.timezone, default_timezone) AS tz,
-			   coalesce(k.call_window_start, window_start) AS ws,
-			   coalesce(k.call_window_end, window_end) AS we
+			   CASE WHEN NOT dialer.window_is_whole_day(w.ws, w.we) THEN z.zones END AS zones,
+			   z.source AS zone_source, w.ws, w.we
 		  FROM dialer.scheduled_calls c
 		  LEFT JOIN dialer.campaigns k ON k.name = c.campaign
+		 CROSS JOIN LATERAL (SELECT coalesce(k.call_window_start, window_start) AS ws,
+									coalesce(k.call_window_end, window_end) AS we) w
+		 CROSS JOIN LATERAL dialer.recipient_zones(c.timezone, k.timezone, c.to_number, default_timezone) z
 		 WHERE c.id = ANY (v_ids)
 	), policy_verdicts AS (
 		-- the One-Time Filter on v_policies skips the verdicts altogether when no
@@ -197,8 +265,9 @@ BEGIN
 		-- general window alone (which it includes)
 		SELECT cand.*, pv.decision, pv.policy, pv.rule, pv.reason, pv.timezones, pv.policies,
 			   CASE WHEN pv.decision = 'park' THEN pv.next_opening
-					WHEN pv.decision IS NOT NULL THEN NULL
-					ELSE dialer.next_window_opening(now(), cand.tz, cand.ws, cand.we) END AS opens
+					WHEN pv.decision IS NOT NULL OR cand.zones IS NULL THEN NULL
+					WHEN cardinality(cand.zones) = 1 THEN dialer.next_window_opening(now(), cand.zones[1], cand.ws, cand.we)
+					ELSE dialer.zones_window_opening(now(), cand.zones, cand.ws, cand.we) END AS opens
 		  FROM cand
 		  LEFT JOIN policy_verdicts pv ON pv.id = cand.id
 	), verdict AS MATERIALIZED (
@@ -208,6 +277,7 @@ BEGIN
 				 WHEN EXISTS (SELECT 1 FROM dialer.do_not_call d WHERE d.number = w.to_number) THEN 'do_not_call'
 				 WHEN v_allowed IS NOT NULL AND NOT (w.to_number = ANY (v_allowed)) THEN 'not_allowed'
 				 WHEN w.decision = 'refuse' THEN 'refused'
+				 WHEN w.opens = 'infinity' THEN 'no_window'
 				 WHEN w.opens IS NOT NULL THEN 'window'
 				 ELSE 'go'
 			   END AS v
@@ -219,16 +289,18 @@ BEGIN
 			   attempts = c.attempts + CASE WHEN x.v = 'go' THEN 1 ELSE 0 END,
 			   next_attempt_at = CASE WHEN x.v = 'window' THEN least(x.opens, coalesce(c.deadline, x.opens))
 									  ELSE c.next_attempt_at END,
-			   finished_at = CASE WHEN x.v IN ('expired', 'do_not_call', 'not_allowed', 'refused') THEN now() END,
+			   finished_at = CASE WHEN x.v IN ('expired', 'do_not_call', 'not_allowed', 'refused', 'no_window') THEN now() END,
 			   last_error = CASE x.v WHEN 'do_not_call' THEN 'number is on the do-not-call list'
 									 WHEN 'refused' THEN x.reason
 									 WHEN 'not_allowed' THEN 'number is not in dialer.allowed_numbers'
 									 WHEN 'expired' THEN 'deadline passed before the call could start'
+									 WHEN 'no_window' THEN dialer.no_window_message(x.to_number, x.zones, x.ws, x.we)
 									 ELSE c.last_error END,
 			   updated_at = now()
 		  FROM verdict x
 		 WHERE c.id = x.id
-		RETURNING c.*, x.v, x.tz, x.opens, x.decision, x.policy, x.rule, x.reason, x.timezones, x.policies
+		RETURNING c.*, x.v, x.zones, x.zone_source, x.ws, x.we, x.opens, x.decision, x.policy, x.rule, x.reason,
+				  x.timezones, x.policies
 	), ev AS (
 		INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
 		SELECT u.id,
@@ -236,14 +308,23 @@ BEGIN
 						WHEN 'expired' THEN 'expired' ELSE 'skipped' END,
 			   'scheduled', u.status,
 			   CASE u.v
-				 -- under calling policies, the claim records which ones allowed it (the audit reads it)
-				 WHEN 'go' THEN CASE WHEN u.decision IS NULL THEN jsonb_build_object('attempt', u.attempts)
-					 ELSE jsonb_build_object('attempt', u.attempts, 'policies', u.policies, 'timezones', u.timezones,
-											 'message', u.reason) END
+				 -- under calling policies, the claim records which ones allowed it (the audit reads it);
+				 -- under the general window alone, the zones it was read in (none: the whole day)
+				 WHEN 'go' THEN CASE WHEN u.decision IS NOT NULL
+					 THEN jsonb_build_object('attempt', u.attempts, 'policies', u.policies, 'timezones', u.timezones,
+											 'message', u.reason)
+					 WHEN u.zones IS NULL THEN jsonb_build_object('attempt', u.attempts)
+					 ELSE jsonb_build_object('attempt', u.attempts)
+						  || dialer.window_zones_detail(u.to_number, u.zones, u.zone_source) END
 				 WHEN 'window' THEN CASE WHEN u.decision IS NULL
-					 THEN jsonb_build_object('timezone', u.tz, 'opens_at', u.opens, 'next_attempt_at', u.next_attempt_at)
+					 THEN jsonb_build_object('opens_at', u.opens, 'next_attempt_at', u.next_attempt_at,
+											 'window_start', u.ws, 'window_end', u.we)
+						  || dialer.window_zones_detail(u.to_number, u.zones, u.zone_source)
 					 ELSE jsonb_build_object('timezones', u.timezones, 'opens_at', u.opens, 'next_attempt_at', u.next_attempt_at,
 											 'policy', u.policy, 'rule', u.rule, 'message', u.reason) END
+				 WHEN 'no_window' THEN jsonb_build_object('reason', 'no_window', 'timezones', u.zones,
+														  'timezone_source', u.zone_source, 'window_start', u.ws,
+														  'window_end', u.we, 'message', u.last_error)
 				 WHEN 'refused' THEN dialer.policy_skip_detail('dispatch', u.policy, u.rule, u.timezones, u.reason)
 				 WHEN 'expired' THEN jsonb_build_object('deadline', u.deadline)
 				 WHEN 'do_not_call' THEN jsonb_build_object('reason', 'do_not_call', 'checked', 'dispatch')
@@ -344,12 +425,12 @@ DECLARE
 	v_n		int;
 BEGIN
 	WITH parked AS (
-		SELECT c.id, c.deadline, c.next_attempt_at,
-			   coalesce(c.timezone, k.timezone, v_tz) AS tz,
+		SELECT c.id, c.deadline, c.next_attempt_at, c.to_number, z.zones, z.source,
 			   coalesce(k.call_window_start, v_ws) AS ws,
 			   coalesce(k.call_window_end, v_we) AS we
 		  FROM dialer.scheduled_calls c
 		  LEFT JOIN dialer.campaigns k ON k.name = c.campaign
+		 CROSS JOIN LATERAL dialer.recipient_zones(c.timezone, k.timezone, c.to_number, v_tz) z
 		 WHERE c.status = 'scheduled'
 		   AND c.next_attempt_at > now()
 		   AND (only_calls IS NULL OR c.id = ANY (only_calls))
@@ -358,24 +439,29 @@ BEGIN
 				 WHERE e.call_id = c.id ORDER BY e.id DESC LIMIT 1) = 'window_wait'
 		   FOR UPDATE OF c SKIP LOCKED
 	), verdict AS (
+		-- a window that never opens in all the zones at once: due now, for the claim to skip it
 		SELECT p.*, o.opens,
-			   CASE WHEN o.opens IS NULL THEN now()
+			   CASE WHEN o.opens IS NULL OR o.opens = 'infinity' THEN now()
 					ELSE least(o.opens, coalesce(p.deadline, o.opens)) END AS due
 		  FROM parked p
-		 CROSS JOIN LATERAL (SELECT dialer.next_window_opening(now(), p.tz, p.ws, p.we) AS opens) o
+		 CROSS JOIN LATERAL (SELECT CASE WHEN dialer.window_is_whole_day(p.ws, p.we) THEN NULL
+										 WHEN cardinality(p.zones) = 1
+										 THEN dialer.next_window_opening(now(), p.zones[1], p.ws, p.we)
+										 ELSE dialer.zones_window_opening(now(), p.zones, p.ws, p.we) END AS opens) o
 	), moved AS (
 		UPDATE dialer.scheduled_calls c
 		   SET next_attempt_at = v.due, updated_at = now()
 		  FROM verdict v
 		 WHERE c.id = v.id AND v.due <> v.next_attempt_at
-		RETURNING c.id, v.tz, v.ws, v.we, v.opens, v.due, v.next_attempt_at AS was
+		RETURNING c.id, v.to_number, v.zones, v.source, v.ws, v.we, v.opens, v.due, v.next_attempt_at AS was
 	), ev AS (
 		INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
 		SELECT m.id, 'window_wait', 'scheduled', 'scheduled',
-			   jsonb_build_object('reason', 'calling window changed', 'timezone', m.tz,
+			   jsonb_build_object('reason', 'calling window changed',
 								  'window_start', m.ws, 'window_end', m.we,
-								  'opens_at', m.opens, 'next_attempt_at', m.due,
+								  'opens_at', nullif(m.opens, 'infinity'), 'next_attempt_at', m.due,
 								  'previous_next_attempt_at', m.was)
+			   || dialer.window_zones_detail(m.to_number, m.zones, m.source)
 		  FROM moved m
 	)
 	SELECT count(*) INTO v_n FROM moved;
@@ -549,6 +635,7 @@ BEGIN
 								 ELSE cur.error_message END,
 			   finished_at = CASE WHEN cur.outcome = 'failed' OR (cur.outcome = 'retry' AND NOT cur.may_retry)
 								  THEN now() END,
+			   reconcile_failures = 0,
 			   updated_at = now()
 		  FROM cur
 		 WHERE c.id = cur.call_id
@@ -650,7 +737,8 @@ BEGIN
 								   FROM dialer.scheduled_calls c
 								  WHERE c.provider = p.name
 									AND (c.status = 'dialing'
-										 OR (c.status = 'unknown' AND c.provider_call_id IS NOT NULL))
+										 OR (c.status = 'unknown' AND c.provider_call_id IS NOT NULL
+											 AND c.reconcile_failures < dialer.reconcile_max_failures()))
 								  ORDER BY c.updated_at LIMIT 100) r
 			 WHERE p.enabled),
 		   -- unknown calls without a provider call id, due for a search by what was sent
@@ -703,6 +791,7 @@ BEGIN
 		 WHERE c.status IN ('dialing', 'unknown') AND c.provider_call_id IS NOT NULL
 		   AND c.updated_at <= v_cutoff
 		   AND (c.reconciled_at IS NULL OR c.reconciled_at <= v_cutoff)
+		   AND c.reconcile_failures < dialer.reconcile_max_failures()
 		 ORDER BY c.updated_at
 		 LIMIT max_calls
 		   FOR UPDATE OF c SKIP LOCKED
@@ -716,19 +805,43 @@ COMMENT ON FUNCTION dialer.claim_reconciliations(int) IS
 	'Worker: up to max_calls calls whose provider''s word is overdue (dialing without news for dialer.reconcile_after, unknown with a provider call id), stamped so they are not looked up again before another reconcile_after';
 
 /*
+ * How many lookups of a call at its provider may fail in a row before reconciliation
+ * gives up on it (dialer.apply_reconciliation): its one home.
+ */
+CREATE FUNCTION dialer.reconcile_max_failures()
+RETURNS int
+LANGUAGE sql
+IMMUTABLE
+PARALLEL SAFE
+AS $$
+	SELECT 3;
+$$;
+COMMENT ON FUNCTION dialer.reconcile_max_failures() IS
+	'Internal: lookups of a call at its provider that may fail in a row (3) before a dialing call becomes unknown and is no longer looked up';
+
+/*
  * Applies what a provider said when a call was looked up: its own call resource
  * (Twilio's Calls/{sid}.json: status, duration, answered_by; backend and voice API:
  * status, duration, transcript, recording_url), through dialer.apply_provider_status
- * like a callback.  A failed lookup is recorded as an event and changes nothing.
+ * like a callback.  A failed lookup (an error, a 404, an answer without a status) is
+ * recorded as an event, with its HTTP status, and counted: after
+ * dialer.reconcile_max_failures() in a row a dialing call becomes unknown, saying why,
+ * and no call is looked up again after that many failures (an operator decides, as for
+ * every unknown call), so that no call is left dialing for good.  Returns NULL, or the
+ * reason when it gave a call up (the dispatcher logs it).
  */
 CREATE FUNCTION dialer.apply_reconciliation(call_id bigint, provider_call_id text,
 											http_status int, body text, error text)
-RETURNS void
+RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 DECLARE
-	v_doc jsonb;
+	v_doc		jsonb;
+	v_error		text;
+	v_failures	int;
+	v_status	text;
+	v_reason	text;
 BEGIN
 	IF http_status BETWEEN 200 AND 299 THEN
 		BEGIN
@@ -738,14 +851,33 @@ BEGIN
 		END;
 	END IF;
 	IF v_doc IS NULL OR jsonb_typeof(v_doc) <> 'object' OR coalesce(v_doc->>'status', '') = '' THEN
+		v_error := coalesce(error, CASE WHEN http_status BETWEEN 200 AND 299 THEN 'answer without a status'
+										WHEN http_status IS NOT NULL THEN format('HTTP %s', http_status) END);
+		UPDATE dialer.scheduled_calls c SET reconcile_failures = c.reconcile_failures + 1
+		 WHERE c.id = apply_reconciliation.call_id
+		RETURNING c.reconcile_failures, c.status INTO v_failures, v_status;
 		INSERT INTO dialer.call_events (call_id, event, detail)
 		VALUES (apply_reconciliation.call_id, 'reconcile_failed',
 				jsonb_strip_nulls(jsonb_build_object('provider_call_id', provider_call_id,
-					'http_status', http_status,
-					'error', coalesce(error, CASE WHEN http_status BETWEEN 200 AND 299
-												  THEN 'answer without a status' END))));
-		RETURN;
+					'http_status', http_status, 'error', v_error, 'failures_in_a_row', v_failures)));
+		IF v_status = 'dialing' AND v_failures >= dialer.reconcile_max_failures() THEN
+			v_reason := format('no final status from the provider, and %s lookups of %s at the provider failed in a row (last: %s): it is not looked up again',
+							   v_failures, provider_call_id,
+							   coalesce(CASE WHEN http_status IS NOT NULL THEN format('HTTP %s', http_status) END
+										|| coalesce(', ' || error, ''), v_error));
+			UPDATE dialer.scheduled_calls c
+			   SET status = 'unknown', last_error = v_reason, updated_at = now()
+			 WHERE c.id = apply_reconciliation.call_id;
+			INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
+			VALUES (apply_reconciliation.call_id, 'unknown', 'dialing', 'unknown',
+					jsonb_strip_nulls(jsonb_build_object('reason', v_reason, 'http_status', http_status,
+														 'lookups_failed', v_failures)));
+			RETURN v_reason;
+		END IF;
+		RETURN NULL;
 	END IF;
+	UPDATE dialer.scheduled_calls c SET reconcile_failures = 0
+	 WHERE c.id = apply_reconciliation.call_id AND c.reconcile_failures > 0;
 	PERFORM dialer.apply_provider_status(
 		apply_reconciliation.call_id, v_doc->>'status', provider_call_id, NULL,
 		jsonb_strip_nulls(jsonb_build_object(
@@ -756,10 +888,11 @@ BEGIN
 		jsonb_build_object('lookup', 'provider call resource', 'provider_status', v_doc->>'status'),
 		'reconcile',
 		format('reconcile/%s/%s', provider_call_id, v_doc->>'status'));
+	RETURN NULL;
 END;
 $$;
 COMMENT ON FUNCTION dialer.apply_reconciliation(bigint, text, int, text, text) IS
-	'Worker: applies a provider''s answer to a call lookup (status, duration, answered_by, ...) like a callback; records a failed lookup as an event';
+	'Worker: applies a provider''s answer to a call lookup (status, duration, answered_by, ...) like a callback; records a failed lookup as an event, and after 3 failures in a row makes a dialing call unknown (returns why; NULL otherwise)';
 
 /*
  * Unknown calls of one provider that have no provider call id (the worker died,

@@ -719,7 +719,8 @@ BEGIN
 							   'max_attempts', v_call.max_attempts) END);
 	IF v_new_status <> v_call.status
 	   AND v_new_status IN ('scheduled', 'completed', 'busy', 'no_answer', 'failed', 'canceled') THEN
-		PERFORM dialer.wake_worker();		/* a concurrency slot is free (and maybe a retry is due) */
+		/* a concurrency slot is free (and maybe a retry is due); no warning per callback */
+		PERFORM dialer.wake_worker_quietly();
 	END IF;
 
 	RETURN jsonb_build_object('result', v_result, 'call_id', p_call_id,

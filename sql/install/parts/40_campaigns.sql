@@ -752,7 +752,8 @@ BEGIN
 					payload => CASE WHEN jsonb_typeof(src.raw_payload) <> 'object' THEN src.raw_payload ELSE src.pl END,
 					campaign => k.name, dedupe_key => NULL, priority => k.priority, max_attempts => k.max_attempts,
 					timezone => src.tz, deadline => NULL, provider_kind => v_prov.kind,
-					provider_hosts => v_prov.allowed_hosts, provider_twiml_url => v_prov.twiml_url) AS bad_rule,
+					provider_hosts => v_prov.allowed_hosts, provider_twiml_url => v_prov.twiml_url,
+					late_ok => false) AS bad_rule,
 			   today.id AS today_id, today.status AS today_status,
 			   pend.id AS pend_id, pend.status AS pend_status, pend.to_number AS pend_number,
 			   recent.id AS recent_id, recent.status AS recent_status, recent.at AS recent_at
@@ -804,7 +805,7 @@ BEGIN
 									campaign => k.name, dedupe_key => NULL, priority => k.priority,
 									max_attempts => k.max_attempts, timezone => f.tz, deadline => NULL,
 									provider_kind => v_prov.kind, provider_hosts => v_prov.allowed_hosts,
-									provider_twiml_url => v_prov.twiml_url) x))
+									provider_twiml_url => v_prov.twiml_url, late_ok => false) x))
 						 WHEN 'do_not_call' THEN dialer.do_not_call_detail(f.dnc)
 						 WHEN 'not_allowed' THEN
 							format('%s is not in the campaign''s allowed_numbers (pilot allow-list)', f.num)
@@ -1179,6 +1180,56 @@ END;
 $$;
 COMMENT ON FUNCTION dialer.unschedule_campaign(text) IS
 	'Unschedules a campaign (true when it was scheduled); the pg_cron job goes when no campaign is scheduled';
+
+/*
+ * Run by DROP EXTENSION pg_dialer just before the extension goes (src/launcher.c, in the
+ * dropping backend and transaction): removes the pg_cron job pg_dialer scheduled (it
+ * would fail every minute once dialer.run_scheduled_campaigns is gone), warns about other
+ * pg_cron jobs whose command names a dialer function (they would fail too: they are the
+ * user's to remove), and warns when calls are still to be placed or in progress (their
+ * outcomes can no longer be recorded; a request already sent may still ring).  A DROP
+ * that fails afterwards rolls all of it back.
+ */
+CREATE FUNCTION dialer.before_drop()
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+DECLARE
+	v_scheduled	bigint;
+	v_active	bigint;
+	v_unknown	bigint;
+	v_jobs		text;
+BEGIN
+	IF EXISTS (SELECT 1 FROM pg_extension e WHERE e.extname = 'pg_cron') THEN
+		EXECUTE 'SELECT cron.unschedule(j.jobid) FROM cron.job j WHERE j.jobname = $1 AND j.command = $2'
+		  USING 'pg_dialer_campaigns'::text, 'SELECT dialer.run_scheduled_campaigns()'::text;
+		EXECUTE 'SELECT string_agg(format(''%s (%s)'', coalesce(quote_literal(j.jobname), ''job '' || j.jobid), j.command), ''; '')
+				   FROM cron.job j WHERE j.command ~ $1 AND j.database = current_database()'
+		   INTO v_jobs
+		  USING '\mdialer(_admin|_api)?\.'::text;
+		IF v_jobs IS NOT NULL THEN
+			RAISE WARNING 'pg_cron jobs that call pg_dialer will fail once it is dropped: %', v_jobs
+				USING HINT = 'Remove them with SELECT cron.unschedule(jobid), or re-create the extension.';
+		END IF;
+	END IF;
+
+	SELECT count(*) FILTER (WHERE c.status = 'scheduled'),
+		   count(*) FILTER (WHERE c.status IN ('dispatching', 'dialing')),
+		   count(*) FILTER (WHERE c.status = 'unknown')
+	  INTO v_scheduled, v_active, v_unknown
+	  FROM dialer.scheduled_calls c
+	 WHERE c.status IN ('scheduled', 'dispatching', 'dialing', 'unknown');
+	IF v_scheduled + v_active + v_unknown > 0 THEN
+		RAISE WARNING 'DROP EXTENSION pg_dialer drops % scheduled call(s), % call(s) in progress and % unknown call(s)',
+			v_scheduled, v_active, v_unknown
+			USING DETAIL = 'Scheduled calls will not be placed; a call in progress may already be ringing, and its outcome can no longer be recorded.',
+				  HINT = 'To keep them, let them finish first, or save them with pg_dump -n dialer (a DROP EXTENSION inside a transaction can still be rolled back).';
+	END IF;
+END;
+$$;
+COMMENT ON FUNCTION dialer.before_drop() IS
+	'Internal: run by DROP EXTENSION pg_dialer before the drop: removes pg_dialer''s pg_cron job, warns about other pg_cron jobs calling pg_dialer and about calls still scheduled, in progress or unknown';
 
 /*
  * What the pg_cron job runs every minute: for each scheduled campaign, the latest slot

@@ -85,6 +85,180 @@ CREATE TRIGGER number_timezones_cached AFTER INSERT OR UPDATE OR DELETE OR TRUNC
 	FOR EACH STATEMENT EXECUTE FUNCTION dialer.cached_table_changed();
 
 /*
+ * The recipient's time zones: the one home of the rule that says in which zones a
+ * call's calling window is read, used by the claim (the general window), by the
+ * calling policies and by dialer.call_timezones().  The call's zone, else its
+ * campaign's, else the zones libphonenumber's data gives for the number (several:
+ * a window must be open in all of them).  When none of these is known, fallback
+ * (dialer.default_timezone for the general window; NULL under a calling policy,
+ * which then refuses the call).  source says which: call, campaign, number,
+ * default, or unknown (zones NULL).  A set-returning SQL function of one row, so
+ * that a statement over many calls inlines it.
+ */
+CREATE FUNCTION dialer.recipient_zones(call_timezone text, campaign_timezone text, to_number text,
+									   fallback text DEFAULT NULL)
+RETURNS TABLE (zones text[], source text)
+LANGUAGE sql
+STABLE
+PARALLEL SAFE
+AS $$
+	SELECT CASE WHEN call_timezone IS NOT NULL THEN ARRAY[call_timezone]
+				WHEN campaign_timezone IS NOT NULL THEN ARRAY[campaign_timezone]
+				WHEN n.zones IS NOT NULL THEN n.zones
+				WHEN fallback IS NOT NULL THEN ARRAY[fallback] END,
+		   CASE WHEN call_timezone IS NOT NULL THEN 'call'
+				WHEN campaign_timezone IS NOT NULL THEN 'campaign'
+				WHEN n.zones IS NOT NULL THEN 'number'
+				WHEN fallback IS NOT NULL THEN 'default'
+				ELSE 'unknown' END
+	  FROM (SELECT CASE WHEN call_timezone IS NULL AND campaign_timezone IS NULL
+						THEN dialer.number_timezones(to_number) END AS zones) n;
+$$;
+COMMENT ON FUNCTION dialer.recipient_zones(text, text, text, text) IS
+	'Internal: the zones a call''s calling window is read in (the call''s, else the campaign''s, else the number''s from libphonenumber, else fallback) and which of these it was (source: call, campaign, number, default, unknown)';
+
+/*
+ * Whether the general window [window_start, window_end) is the whole day, so that no
+ * zone needs to be known to read it (dialer.call_window_start = '00:00' with
+ * call_window_end = '24:00').
+ */
+CREATE FUNCTION dialer.window_is_whole_day(window_start time, window_end time)
+RETURNS boolean
+LANGUAGE sql
+IMMUTABLE
+PARALLEL SAFE
+AS $$
+	SELECT window_start = '00:00' AND window_end IN ('00:00', '24:00');
+$$;
+COMMENT ON FUNCTION dialer.window_is_whole_day(time, time) IS
+	'Internal: true when the calling window window_start-window_end is open at every time of day';
+
+/*
+ * The general window of a number with several zones: NULL when instant at is inside
+ * [window_start, window_end) in every zone, else the first instant when it is open in
+ * all of them at once (the latest of their openings: always the start of one zone's
+ * window, so the starts of the next three local days are tried in order), or
+ * 'infinity' when the zones' windows never overlap (the claim then skips the call,
+ * saying so).  One zone is dialer.next_window_opening's case.
+ */
+CREATE FUNCTION dialer.zones_window_opening(at timestamptz, zones text[], window_start time, window_end time)
+RETURNS timestamptz
+LANGUAGE sql
+STABLE
+PARALLEL SAFE
+AS $$
+	SELECT CASE
+		WHEN NOT EXISTS (SELECT 1 FROM unnest(zones) z
+						  WHERE dialer.next_window_opening(at, z, window_start, window_end) IS NOT NULL)
+			THEN NULL
+		ELSE coalesce(
+			(SELECT min(t.t)
+			   FROM (SELECT ((at AT TIME ZONE z)::date + d + window_start) AT TIME ZONE z AS t
+					   FROM unnest(zones) z, generate_series(0, 2) d) t
+			  WHERE t.t > at
+				AND NOT EXISTS (SELECT 1 FROM unnest(zones) z
+								 WHERE dialer.next_window_opening(t.t, z, window_start, window_end) IS NOT NULL)),
+			'infinity')
+	END;
+$$;
+COMMENT ON FUNCTION dialer.zones_window_opening(timestamptz, text[], time, time) IS
+	'Internal: NULL when instant at is inside the local window window_start-window_end in every one of zones, else the first instant when it is open in all of them (infinity: never)';
+
+/*
+ * The zones a call's calling window is read in, and where they come from, as the
+ * dispatcher reads them: the call's zone, else its campaign's, else the number's
+ * (libphonenumber), else dialer.default_timezone (source 'default': the number's zone
+ * is unknown).  Under a calling policy an unknown zone is not replaced: the call is
+ * refused (see dialer.compliance_verdict).  For a person asking "in which time zone
+ * is this call's window read?".
+ */
+CREATE FUNCTION dialer.call_timezones(call_id bigint, OUT timezones text[], OUT source text)
+RETURNS record
+LANGUAGE sql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+	SELECT z.zones, z.source
+	  FROM dialer.scheduled_calls c
+	  LEFT JOIN dialer.campaigns k ON k.name = c.campaign
+	 CROSS JOIN LATERAL dialer.recipient_zones(c.timezone, k.timezone, c.to_number,
+											   nullif(current_setting('dialer.default_timezone', true), '')) z
+	 WHERE c.id = call_timezones.call_id;
+$$;
+COMMENT ON FUNCTION dialer.call_timezones(bigint) IS
+	'The time zones a call''s calling window is read in, and their source: call (its timezone), campaign, number (libphonenumber) or default (dialer.default_timezone, the number''s zone being unknown)';
+
+/*
+ * The next instant at which the recipient's clock shows local_time: "tomorrow at
+ * 10:00 the recipient's time" is next_local_time(number, '10:00', days => 1).  The
+ * zone is timezone when given, else the number's (libphonenumber).  days NULL: the
+ * first such instant after now(); days n: on the recipient's local date today + n
+ * (which may be in the past for n = 0).  A number with several zones, or none known,
+ * needs timezone: the error says which.
+ */
+CREATE FUNCTION dialer.next_local_time(to_number text, local_time time, days int DEFAULT NULL,
+									   timezone text DEFAULT NULL)
+RETURNS timestamptz
+LANGUAGE plpgsql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+DECLARE
+	v_zones	text[];
+	v_day	date;
+	v_t		timestamptz;
+BEGIN
+	IF to_number IS NULL OR NOT dialer.is_e164(to_number) THEN
+		PERFORM dialer.raise_bad_argument('to_number', to_number,
+			'A phone number must be in E.164 form: "+" then 8 to 15 digits, the first not 0, with no spaces or punctuation.',
+			'Write the number with its country code, e.g. +14155550123.',
+			CASE WHEN to_number IS NULL THEN '22004' ELSE '22023' END);
+	END IF;
+	IF local_time IS NULL THEN
+		PERFORM dialer.raise_bad_argument('local_time', NULL, 'local_time is the time of day on the recipient''s clock.',
+			'Pass a time, e.g. ''10:00''.', '22004');
+	END IF;
+	IF days IS NOT NULL AND days NOT BETWEEN 0 AND 3660 THEN
+		PERFORM dialer.raise_bad_argument('days', days::text,
+			'days is how many of the recipient''s local days after today: 0 to 3660 (NULL: the next time the clock shows local_time).',
+			'Pass 1 for tomorrow.');
+	END IF;
+	IF timezone IS NOT NULL THEN
+		IF NOT dialer.is_valid_timezone(timezone) THEN
+			PERFORM dialer.raise_bad_argument('timezone', timezone,
+				'The time is read in this time zone, and PostgreSQL does not know it.',
+				'Use an IANA name such as America/New_York (see pg_timezone_names).');
+		END IF;
+		v_zones := ARRAY[timezone];
+	ELSE
+		v_zones := dialer.number_timezones(to_number);
+		IF v_zones IS NULL THEN
+			PERFORM dialer.raise_bad_argument('timezone', NULL,
+				format('The time zone of %s is not known from libphonenumber''s data.', to_number),
+				'Pass timezone => the recipient''s IANA time zone.', '22004');
+		ELSIF cardinality(v_zones) > 1 THEN
+			PERFORM dialer.raise_bad_argument('timezone', NULL,
+				format('%s may be in any of %s time zones (%s): its local time is not one time.', to_number,
+					   cardinality(v_zones), array_to_string(v_zones[1:5], ', ') ||
+					   CASE WHEN cardinality(v_zones) > 5 THEN ', ...' ELSE '' END),
+				'Pass timezone => the recipient''s IANA time zone.', '22004');
+		END IF;
+	END IF;
+
+	v_day := (now() AT TIME ZONE v_zones[1])::date + coalesce(days, 0);
+	v_t := (v_day + local_time) AT TIME ZONE v_zones[1];
+	IF days IS NULL AND v_t <= now() THEN
+		v_t := (v_day + 1 + local_time) AT TIME ZONE v_zones[1];
+	END IF;
+	RETURN v_t;
+END;
+$$;
+COMMENT ON FUNCTION dialer.next_local_time(text, time, int, text) IS
+	'The instant the recipient''s clock shows local_time (zone: timezone, else the number''s): the next one (days NULL), or on the local date today + days; e.g. run_at => dialer.next_local_time(number, ''10:00'', days => 1) for tomorrow at 10:00 their time';
+
+/*
  * Named calling policies.
  */
 CREATE TABLE dialer.calling_policies (
@@ -140,6 +314,43 @@ COMMENT ON COLUMN dialer.policy_windows.policy IS 'The policy';
 COMMENT ON COLUMN dialer.policy_windows.weekdays IS 'ISO weekdays the window is open on (1 Monday .. 7 Sunday)';
 COMMENT ON COLUMN dialer.policy_windows.starts IS 'Local time calls may start';
 COMMENT ON COLUMN dialer.policy_windows.ends IS 'Local time calls must have started by (24:00: end of day)';
+
+/*
+ * A policy window is checked when it is written, with the API's error (argument, value,
+ * what is accepted, how to fix it) rather than a bare CHECK violation; the table's CHECK
+ * constraints stay as the backstop.
+ */
+CREATE FUNCTION dialer.policy_windows_validate()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+BEGIN
+	IF NEW.weekdays IS NULL OR cardinality(NEW.weekdays) = 0 OR array_position(NEW.weekdays, NULL) IS NOT NULL
+	   OR NOT NEW.weekdays <@ '{1,2,3,4,5,6,7}' THEN
+		PERFORM dialer.raise_bad_argument('weekdays', NEW.weekdays::text,
+			'weekdays are ISO weekday numbers, 1 (Monday) to 7 (Sunday), at least one.',
+			'E.g. ''{1,2,3,4,5}'' for Monday to Friday, ''{6}'' for Saturday, ''{7}'' for Sunday.',
+			CASE WHEN NEW.weekdays IS NULL THEN '22004' ELSE '22023' END);
+	END IF;
+	IF NEW.starts IS NULL OR NEW.ends IS NULL THEN
+		PERFORM dialer.raise_bad_argument(CASE WHEN NEW.starts IS NULL THEN 'starts' ELSE 'ends' END, NULL,
+			'A window is the local times [starts, ends) of the recipient.', 'Give both, e.g. starts ''08:00'', ends ''21:00''.',
+			'22004');
+	END IF;
+	IF NEW.starts >= NEW.ends THEN
+		PERFORM dialer.raise_bad_argument('ends', NEW.ends::text,
+			format('A window ends after it starts (starts %s): it is a span of one local day, [starts, ends).', NEW.starts),
+			'For calls until midnight write ends ''24:00''; a window past midnight is two windows, one on each day.');
+	END IF;
+	RETURN NEW;
+END;
+$$;
+COMMENT ON FUNCTION dialer.policy_windows_validate() IS
+	'Trigger validating dialer.policy_windows rows (weekdays 1 to 7, starts before ends) with the API''s error messages';
+
+CREATE TRIGGER policy_windows_validate BEFORE INSERT OR UPDATE ON dialer.policy_windows
+	FOR EACH ROW EXECUTE FUNCTION dialer.policy_windows_validate();
 
 /*
  * Blackout calendars: public holidays by country, one-off dates.
@@ -369,8 +580,9 @@ COMMENT ON FUNCTION dialer.contact_count(text, timestamptz, interval, int) IS
  * and a sentence saying why.  timezone is the call's explicit zone (else campaign's,
  * else from the number); window_start/_end the general calling window (NULL: the
  * dialer.call_window_* settings).  With no policy applying, 'allow' with rule NULL:
- * only the general window, in the explicit zone or dialer.default_timezone, applies
- * then (dialer.claim_calls).
+ * only the general window applies then, read by dialer.claim_calls in the same zones
+ * (dialer.recipient_zones), with dialer.default_timezone for a number whose zone is
+ * unknown.
  */
 CREATE FUNCTION dialer.compliance_verdict(to_number text, at timestamptz DEFAULT now(), timezone text DEFAULT NULL,
 										  campaign text DEFAULT NULL, provider text DEFAULT NULL, purpose text DEFAULT NULL,
@@ -401,10 +613,11 @@ BEGIN
 		RETURN;
 	END IF;
 
-	timezones := CASE WHEN timezone IS NOT NULL THEN ARRAY[timezone]
-					  ELSE coalesce((SELECT ARRAY[k.timezone] FROM dialer.campaigns k
-									  WHERE k.name = compliance_verdict.campaign AND k.timezone IS NOT NULL),
-									dialer.number_timezones(to_number)) END;
+	-- no fallback zone under a policy: an unknown zone refuses the call
+	SELECT z.zones INTO timezones
+	  FROM dialer.recipient_zones(timezone,
+								  (SELECT k.timezone FROM dialer.campaigns k WHERE k.name = compliance_verdict.campaign),
+								  to_number) z;
 	IF timezones IS NULL THEN
 		decision := 'refuse';
 		policy := policies[1];
@@ -521,11 +734,10 @@ AS $$
 						nullif(current_setting('dialer.call_window_start', true), '')::time) AS ws,
 			   coalesce(k.call_window_end, window_end,
 						nullif(current_setting('dialer.call_window_end', true), '')::time) AS we,
-			   CASE WHEN s.timezone IS NOT NULL THEN ARRAY[s.timezone]
-					WHEN k.timezone IS NOT NULL THEN ARRAY[k.timezone]
-					ELSE dialer.number_timezones(s.to_number) END AS zones
+			   z.zones
 		  FROM dialer.scheduled_calls s
 		  LEFT JOIN dialer.campaigns k ON k.name = s.campaign
+		 CROSS JOIN LATERAL dialer.recipient_zones(s.timezone, k.timezone, s.to_number) z
 		 WHERE s.id = ANY (call_ids)
 	), scopes AS MATERIALIZED (
 		-- a policy's scope reads a number's country code (1 to 3 digits) and, in the NANP, its
@@ -662,13 +874,13 @@ STABLE
 PARALLEL SAFE
 AS $$
 	SELECT CASE WHEN detail ? 'policy' THEN detail->>'policy'
-				WHEN event = 'window_wait' THEN 'dialer.call_window'
+				WHEN event = 'window_wait' OR detail->>'reason' = 'no_window' THEN 'dialer.call_window'
 				WHEN detail->>'reason' = 'do_not_call' THEN 'dialer.do_not_call'
 				WHEN detail->>'reason' = 'not_allowed' THEN 'dialer.allowed_numbers'
 				WHEN event = 'expired' THEN 'deadline' END,
 		   CASE WHEN detail ? 'rule' THEN detail->>'rule'
 				WHEN event = 'window_wait' THEN 'window'
-				WHEN detail->>'reason' IN ('do_not_call', 'not_allowed') THEN detail->>'reason'
+				WHEN detail->>'reason' IN ('do_not_call', 'not_allowed', 'no_window') THEN detail->>'reason'
 				WHEN event = 'expired' THEN 'deadline'
 				WHEN event = 'claimed' AND detail ? 'policies' THEN 'allowed'
 				WHEN event = 'claimed' THEN 'no_policy' END,
@@ -676,7 +888,10 @@ AS $$
 				THEN coalesce(dialer.do_not_call_detail(dnc),
 							  'the number was on the do-not-call list' || coalesce(' (' || (detail->>'do_not_call_reason') || ')', ''))
 				WHEN event = 'window_wait' AND NOT detail ? 'message'
-				THEN format('outside the calling window in %s; opens %s', detail->>'timezone', detail->>'opens_at')
+				THEN format('outside the calling window in %s; opens %s',
+							coalesce(detail->>'timezone',
+									 (SELECT string_agg(z, ', ') FROM jsonb_array_elements_text(detail->'timezones') z)),
+							detail->>'opens_at')
 				WHEN event = 'expired' THEN format('deadline %s passed before the call could start', detail->>'deadline')
 				ELSE coalesce(detail->>'message', detail->>'reason') END;
 $$;
@@ -694,11 +909,14 @@ LANGUAGE sql
 STABLE
 AS $$
 	SELECT c.id, c.campaign, c.status, e.event, e.at,
-		   e.at AT TIME ZONE coalesce(c.timezone, (dialer.number_timezones(c.to_number))[1], 'UTC'),
-		   coalesce(c.timezone, (dialer.number_timezones(c.to_number))[1]),
+		   e.at AT TIME ZONE coalesce(z.zones[1], 'UTC'),
+		   z.zones[1],
 		   coalesce(r.policy, e.detail->>'policy'), coalesce(r.rule, e.detail->>'rule'),
 		   coalesce(r.reason, e.detail->>'message', e.detail->>'reason')
 	  FROM dialer.scheduled_calls c
+	  LEFT JOIN dialer.campaigns k ON k.name = c.campaign
+	 CROSS JOIN LATERAL dialer.recipient_zones(c.timezone, k.timezone, c.to_number,
+											   nullif(current_setting('dialer.default_timezone', true), '')) z
 	  JOIN dialer.call_events e ON e.call_id = c.id
 	  LEFT JOIN dialer.do_not_call d ON d.number = c.to_number
 	  LEFT JOIN LATERAL dialer.decision_rule(e.event, e.detail, d) r

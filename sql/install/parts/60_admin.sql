@@ -308,7 +308,8 @@ CREATE FUNCTION dialer_admin.enqueue_call(
 	priority int DEFAULT 0,
 	max_attempts int DEFAULT NULL,
 	timezone text DEFAULT NULL,
-	deadline timestamptz DEFAULT NULL)
+	deadline timestamptz DEFAULT NULL,
+	late_ok boolean DEFAULT false)
 RETURNS jsonb
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -318,12 +319,12 @@ DECLARE
 	v_id bigint;
 BEGIN
 	v_id := dialer.enqueue_call(to_number, coalesce(run_at, now()), provider, payload, campaign,
-								dedupe_key, priority, max_attempts, timezone, deadline);
+								dedupe_key, priority, max_attempts, timezone, deadline, coalesce(late_ok, false));
 	RETURN jsonb_build_object('id', v_id,
 		'status', (SELECT c.status FROM dialer.scheduled_calls c WHERE c.id = v_id));
 END;
 $$;
-COMMENT ON FUNCTION dialer_admin.enqueue_call(text, timestamptz, text, jsonb, text, text, int, int, text, timestamptz) IS
+COMMENT ON FUNCTION dialer_admin.enqueue_call(text, timestamptz, text, jsonb, text, text, int, int, text, timestamptz, boolean) IS
 	'Schedules a call: POST /rpc/enqueue_call {"to_number": "+14155550123", "provider": "default", "payload": {"message": "..."}}; answers {id, status} (status skipped for a do-not-call number; the stored call for a repeated dedupe_key). 400 with the reason for bad input.';
 
 /*

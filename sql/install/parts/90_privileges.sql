@@ -54,9 +54,10 @@ BEGIN
 		'SELECT (name, kind, base_url, account_sid, api_key_sid, from_number, twiml_url, '
 		'status_callback_url, status_callback_call_id, allowed_hosts, ring_timeout, machine_detection, max_concurrency, '
 		'calls_per_second, retry_busy, retry_no_answer, retry_delay, enabled, created_at, updated_at) ON dialer.providers',
-		'EXECUTE ON FUNCTION dialer.enqueue_call(text, timestamptz, text, jsonb, text, text, int, int, text, timestamptz), '
+		'EXECUTE ON FUNCTION dialer.enqueue_call(text, timestamptz, text, jsonb, text, text, int, int, text, timestamptz, boolean), '
 		'dialer.enqueue_calls(jsonb, boolean), dialer.cancel_call(bigint), dialer.retry_call(bigint), dialer.call_details(bigint), '
-		'dialer.stats(date), dialer.worker_status()');
+		'dialer.stats(date), dialer.worker_status(), dialer.next_local_time(text, time, int, text), '
+		'dialer.call_timezones(bigint)');
 END;
 $$;
 COMMENT ON FUNCTION dialer.grant_usage(name) IS

@@ -38,6 +38,7 @@ ALTER TABLE dialer.campaigns ADD CONSTRAINT campaigns_allowed_numbers_check
 			AND dialer.all_e164(allowed_numbers)));
 -- @replace table dialer.scheduled_calls
 ALTER TABLE dialer.scheduled_calls ADD COLUMN reconcile_searches int NOT NULL DEFAULT 0 CHECK (reconcile_searches >= 0);
+ALTER TABLE dialer.scheduled_calls ADD COLUMN reconcile_failures int NOT NULL DEFAULT 0 CHECK (reconcile_failures >= 0);
 -- the provider is kept by triggers now (providers_keep_calls), not by a key checked on every insert
 ALTER TABLE dialer.scheduled_calls DROP CONSTRAINT scheduled_calls_provider_fkey;
 -- dedupe keys are unique through a partial index (scheduled_calls_dedupe_key_idx, created
@@ -65,6 +66,13 @@ SELECT pg_catalog.set_config('pg_dialer.worker_status_acl', coalesce(p.proacl::t
   FROM pg_catalog.pg_proc p
  WHERE p.oid = 'dialer.worker_status()'::pg_catalog.regprocedure;
 DROP FUNCTION dialer.worker_status();
+-- @replace function dialer.enqueue_call
+-- enqueue_call gained late_ok (a run_at past dialer.late_tolerance is refused without it):
+-- the 0.1.0 function is dropped, and its grants given to the new one below
+SELECT pg_catalog.set_config('pg_dialer.enqueue_call_acl', coalesce(p.proacl::text, ''), true)
+  FROM pg_catalog.pg_proc p
+ WHERE p.oid = 'dialer.enqueue_call(text, timestamptz, text, jsonb, text, text, int, int, text, timestamptz)'::pg_catalog.regprocedure;
+DROP FUNCTION dialer.enqueue_call(text, timestamptz, text, jsonb, text, text, int, int, text, timestamptz);
 -- @end
 -- worker_status(): given back to the roles that had it before it was dropped above
 REVOKE ALL ON FUNCTION dialer.worker_status() FROM PUBLIC;
@@ -94,6 +102,21 @@ BEGIN
 				AND a.privilege_type = 'EXECUTE' AND a.grantee <> 0 AND a.grantee <> a.grantor
 	LOOP
 		EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION dialer.campaign_candidate_verdicts(text, dialer.campaign_source_row[], int) TO %s',
+								  r.grantee);
+	END LOOP;
+END;
+$$;
+-- @end
+-- enqueue_call(..., late_ok): given to the roles that could run the 0.1.0 enqueue_call
+DO $$
+DECLARE
+	r record;
+BEGIN
+	FOR r IN SELECT DISTINCT a.grantee::pg_catalog.regrole AS grantee
+			   FROM pg_catalog.aclexplode(nullif(pg_catalog.current_setting('pg_dialer.enqueue_call_acl'), '')::pg_catalog.aclitem[]) a
+			  WHERE a.privilege_type = 'EXECUTE' AND a.grantee <> 0 AND a.grantee <> a.grantor
+	LOOP
+		EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION dialer.enqueue_call(text, timestamptz, text, jsonb, text, text, int, int, text, timestamptz, boolean) TO %s',
 								  r.grantee);
 	END LOOP;
 END;
