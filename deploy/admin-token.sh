@@ -53,7 +53,7 @@ json_string() {
 	printf '"%s"' "${s//\"/\\\"}"
 }
 
-# escapes HEX...: the bytes given in hex as printf escapes (\xHH...), to be printed raw
+# escapes HEX...: the bytes given in hex as escapes (\xHH...), which printf %b prints raw
 escapes() {
 	printf '\\x%s' "$@"
 }
@@ -69,16 +69,16 @@ hmac_sha256() {
 	# a key longer than SHA-256's block (64 bytes) is replaced by its digest
 	if [ ${#key[@]} -gt 64 ]; then
 		# shellcheck disable=SC2207
-		key=($(printf "$(escapes "${key[@]}")" | openssl dgst -sha256 -binary | od -An -v -tx1))
+		key=($(printf '%b' "$(escapes "${key[@]}")" | openssl dgst -sha256 -binary | od -An -v -tx1))
 	fi
 	for ((i = 0; i < 64; i++)); do
 		b=$((16#${key[i]:-00}))
 		ipad+=$(printf '\\x%02x' $((b ^ 0x36)))
 		opad+=$(printf '\\x%02x' $((b ^ 0x5c)))
 	done
-	inner=$({ printf "$ipad"; printf '%s' "$msg"; } | openssl dgst -sha256 -binary | od -An -v -tx1)
+	inner=$({ printf '%b' "$ipad"; printf '%s' "$msg"; } | openssl dgst -sha256 -binary | od -An -v -tx1)
 	# shellcheck disable=SC2086
-	{ printf "$opad"; printf "$(escapes $inner)"; } | openssl dgst -sha256 -binary | b64url
+	{ printf '%b' "$opad"; printf '%b' "$(escapes $inner)"; } | openssl dgst -sha256 -binary | b64url
 }
 
 # the arguments
@@ -158,8 +158,9 @@ esac
 
 [ -e "$secret_file" ] || die "secret file $secret_file does not exist" \
 	"create it as README says (Admin API and dashboard), or name it with --secret-file"
-[ -f "$secret_file" ] && [ -r "$secret_file" ] || die "cannot read the secret file $secret_file" \
-	"run as a user who may read it (root, or the admin PostgREST's user)"
+if [ ! -f "$secret_file" ] || [ ! -r "$secret_file" ]; then
+	die "cannot read the secret file $secret_file" "run as a user who may read it (root, or the admin PostgREST's user)"
+fi
 size=$(wc -c <"$secret_file")
 [ "$(tail -c 1 "$secret_file" | od -An -tx1 | tr -d ' ')" != 0a ] || size=$((size - 1))
 [ "$size" -ge 32 ] || die "the secret in $secret_file is $size characters long: PostgREST 12 needs at least 32" \
