@@ -352,9 +352,11 @@ async function main() {
     const admin = await started.admin;
     if (signalled) return hang();
     section('the dashboard (KEEP=1: everything stays up after the checks, until Ctrl-C)');
+    // the tokens are made as README says (deploy/admin-token.sh), with the demo's secret file
     out(`   open ${bold(admin.dashboard)} and paste a token:`);
-    out(`   operator: ${admin.token('dialer_operator', { sub: 'demo-operator' }, 8 * 3600)}`);
-    out(`   viewer:   ${admin.token('dialer_viewer', { sub: 'demo-viewer' }, 8 * 3600)}`);
+    out(`   operator: ${admin.mint(['dialer_operator', '--sub', 'demo-operator', '--expires', '8h'])}`);
+    out(`   viewer:   ${admin.mint(['dialer_viewer', '--sub', 'demo-viewer', '--expires', '8h'])}`);
+    out(`   (more: deploy/admin-token.sh dialer_viewer --sub you --expires 8h --secret-file ${admin.secretFile})`);
     out(`   admin API: ${admin.api}/ (OpenAPI with a token), e.g. curl -H "Authorization: Bearer <token>" ${admin.api}/rpc/stats`);
   }
 

@@ -8,6 +8,9 @@
 
 const API = new URL('../admin/', document.baseURI).href;
 const POLL_MS = 2000;
+// the browser's time zone: every time is shown in it, with the zone's name
+const ZONE = Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
+const TOKEN_TOOL = 'deploy/admin-token.sh';
 const $ = (sel) => document.querySelector(sel);
 let token = sessionStorage.getItem('pg_dialer_token') || '';
 let currentCall = null;
@@ -37,7 +40,9 @@ async function api(path, { method = 'GET', body } = {}) {
 function showError(e) {
   if (e instanceof ApiError) {
     const b = e.body;
-    $('#error').textContent = [`Refused (HTTP ${e.status}): ${b.message || ''}`, b.details, b.hint].filter(Boolean).join('\n');
+    // 401: no token, a token signed with another secret, or an expired one
+    const again = e.status === 401 ? `Sign out, and sign in with a new token (${TOKEN_TOOL} on the server).` : '';
+    $('#error').textContent = [`Refused (HTTP ${e.status}): ${b.message || ''}`, b.details, b.hint, again].filter(Boolean).join('\n');
   } else {
     $('#error').textContent = `Error: ${e.message}`;
   }
@@ -56,7 +61,37 @@ function el(tag, props = {}, ...children) {
   for (const c of children) n.append(c instanceof Node ? c : document.createTextNode(c == null ? '' : String(c)));
   return n;
 }
-const when = (t) => (t ? new Date(t).toLocaleString() : '');
+/* An instant as "2026-12-07 14:03:05 CST": in zone (default the browser's), with the zone's name */
+function when(t, zone = ZONE) {
+  if (!t) return '';
+  const f = new Intl.DateTimeFormat('en-US', { timeZone: zone, year: 'numeric', month: '2-digit', day: '2-digit',
+    hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23', timeZoneName: 'short' });
+  const p = Object.fromEntries(f.formatToParts(new Date(t)).map((x) => [x.type, x.value]));
+  return `${p.year}-${p.month}-${p.day} ${p.hour}:${p.minute}:${p.second} ${p.timeZoneName}`;
+}
+
+// a number whose prefix spans more zones than this (e.g. +1 without a known area code) names none
+const MAX_ZONES = 3;
+
+/* The recipient's time zone of a call, in words: {zones, source} of GET /rpc/call */
+function zoneText(tz) {
+  const zones = (tz && tz.zones) || [];
+  if (zones.length === 0) return 'unknown: the number is not in the number map, and neither the call nor its campaign names a zone';
+  if (zones.length > MAX_ZONES) {
+    return `one of ${zones.length} zones (${zones[0]} … ${zones[zones.length - 1]}): the number does not say which`;
+  }
+  const from = { call: 'the call\'s own', campaign: 'its campaign\'s', number: 'from the number',
+    default: 'dialer.default_timezone: the number\'s zone is not known' }[tz.source] || tz.source;
+  return `${zones.join(', ')} (${from})`;
+}
+
+/* A time in the browser's zone, followed by the same time in each of the recipient's zones */
+function whenWithLocal(t, tz) {
+  if (!t) return '—';
+  const zones = (tz && tz.zones) || [];
+  const local = zones.length > MAX_ZONES ? [] : zones.filter((z) => z !== ZONE).map((z) => `${when(t, z)} in ${z}`);
+  return [when(t), ...local].join(' · ');
+}
 const statusCell = (s) => el('span', { class: `status status-${s}` }, s);
 
 function fill(tbody, rows) {
@@ -74,12 +109,12 @@ function claims(jwt) {
 
 async function loadToday() {
   const s = await api('rpc/stats');
-  const figures = [['Calls today', s.scheduled], ['Completed', s.completed], ['Failed', s.failed],
+  const figures = [['Calls today', s.calls], ['Completed', s.completed], ['Failed', s.failed],
     ['Not reached', s.not_reached], ['Pending', s.pending], ['Not called', s.not_called],
     ['Unknown', s.unknown], ['Queue (all days)', s.total_pending]];
   $('#figures').replaceChildren(...figures.map(([k, v]) => el('div', {}, el('dt', {}, k), el('dd', {}, v))));
   fill($('#per-campaign tbody'), Object.entries(s.by_campaign || {}).map(([name, c]) =>
-    el('tr', {}, el('th', { scope: 'row' }, name), el('td', {}, c.scheduled), el('td', {}, c.completed),
+    el('tr', {}, el('th', { scope: 'row' }, name), el('td', {}, c.calls), el('td', {}, c.completed),
       el('td', {}, c.failed), el('td', {}, c.not_reached), el('td', {}, c.pending))));
 }
 
@@ -108,6 +143,7 @@ function describeEvent(e) {
   const bits = [];
   if (e.from_status || e.to_status) bits.push(`${e.from_status || 'new'} → ${e.to_status || e.from_status}`);
   if (d.reason) bits.push(`reason: ${d.reason}${d.do_not_call_reason ? ` (${d.do_not_call_reason})` : ''}`);
+  if (d.http_status !== undefined && d.http_status !== null) bits.push(`HTTP ${d.http_status}`);
   for (const k of ['provider_status', 'error', 'error_code', 'message', 'by', 'until', 'next_attempt_at']) {
     if (d[k] !== undefined && d[k] !== null) bits.push(`${k}: ${typeof d[k] === 'object' ? JSON.stringify(d[k]) : d[k]}`);
   }
@@ -120,9 +156,17 @@ async function loadCall(id) {
   currentCall = c;
   $('#call-h').textContent = `Call #${c.id}`;
   const rows = [['Status', statusCell(c.status)], ['Number', c.to_number], ['Provider', c.provider],
-    ['Campaign', c.campaign || '—'], ['Customer', c.customer_ref || '—'], ['Due', when(c.next_attempt_at)],
+    ['Campaign', c.campaign || '—'], ['Customer', c.customer_ref || '—'],
+    ['Recipient\'s time zone', zoneText(d.timezone)], ['Due', whenWithLocal(c.next_attempt_at, d.timezone)],
     ['Attempts', `${c.attempts} of ${c.max_attempts}`], ['Provider status', c.provider_status || '—'],
     ['Last error', c.last_error || '—']];
+  // the provider's word looked up by reconciliation: say when the latest lookup failed
+  const lookups = d.events.filter((e) => e.event === 'reconcile' || e.event === 'reconcile_failed');
+  const last = lookups[lookups.length - 1];
+  if (last && last.event === 'reconcile_failed') {
+    const ld = last.detail || {};
+    rows.push(['Last lookup at the provider', `failed${ld.http_status != null ? `: HTTP ${ld.http_status}` : ''}${ld.error ? ` (${ld.error})` : ''}, ${when(last.at)}`]);
+  }
   $('#call-summary').replaceChildren(...rows.flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, v)]));
   const items = [
     ...d.events.map((e) => ({ at: e.at, text: `${e.event}${describeEvent(e) ? ` — ${describeEvent(e)}` : ''}`, kind: 'event' })),
@@ -140,7 +184,8 @@ async function loadCampaigns() {
   const rows = await api('campaigns?order=name');
   fill($('#campaign-list tbody'), rows.map((k) => el('tr', {},
     el('th', { scope: 'row' }, k.name, k.description ? el('div', { class: 'hint' }, k.description) : ''),
-    el('td', {}, k.enabled ? 'running' : 'paused'),
+    // enabled: it runs on its schedule (or by hand); running: a run is under way now
+    el('td', {}, !k.enabled ? 'paused' : (k.last_outcome === 'running' ? 'running now' : 'enabled')),
     el('td', {}, k.schedule || 'by hand'),
     el('td', {}, when(k.next_run_at) || '—'),
     el('td', {}, Object.entries(k.rules || {}).map(([r, v]) => `${r}: ${Array.isArray(v) ? v.join(', ') : v}`).join('; ')),
@@ -163,11 +208,22 @@ async function showCandidates(name) {
     el('td', {}, c.included ? 'yes' : 'no'), el('td', {}, c.reason || ''), el('td', {}, c.detail || ''))));
 }
 
+/* A provider at its max_concurrency, in a sentence */
+function limitText(p) {
+  return `${p.name} is at its limit: ${p.counted_in_progress} call(s) in progress of max_concurrency ${p.max_concurrency}. `
+    + 'Its due calls wait until a status callback ends a call, or until a call without news for dialer.reconcile_after '
+    + `stops counting and is reconciled${p.slot_frees_by ? ` (by ${when(p.slot_frees_by)} at the latest)` : ''}.`;
+}
+
 async function loadProviders() {
   const rows = await api('provider_health?order=name');
-  fill($('#provider-list tbody'), rows.map((p) => el('tr', {},
+  $('#provider-limits').replaceChildren(...rows.filter((p) => p.at_limit).map((p) => el('li', {}, limitText(p))));
+  fill($('#provider-list tbody'), rows.map((p) => el('tr', { class: p.at_limit ? 'at-limit' : '' },
     el('th', { scope: 'row' }, p.name, el('div', { class: 'hint' }, p.kind)),
-    el('td', {}, p.enabled ? 'running' : 'paused'), el('td', {}, p.in_progress), el('td', {}, p.due),
+    el('td', {}, p.enabled ? 'enabled' : 'paused'),
+    el('td', {}, `${p.in_progress}`, el('div', { class: 'hint' }, p.max_concurrency == null ? 'no limit'
+      : `limit ${p.max_concurrency}${p.at_limit ? ': at its limit' : ''}`)),
+    el('td', {}, p.due),
     el('td', {}, p.waiting), el('td', {}, p.unknown), el('td', {}, p.attempts_last_hour),
     el('td', {}, p.errors_last_hour), el('td', {}, p.last_error || ''),
     el('td', {}, el('button', { type: 'button', 'aria-label': `${p.enabled ? 'Pause' : 'Resume'} provider ${p.name}`,
@@ -214,9 +270,12 @@ function show() {
   $('#nav').hidden = !token;
   $('#login').hidden = !!token;
   $('#who').hidden = !token;
+  $('#zone-note').hidden = !token;
+  $('#zone-note').textContent = `Times are shown in ${ZONE} (this browser's time zone).`;
   if (token) {
     const c = claims(token);
-    $('#role').textContent = `Signed in as ${c.role || '?'}${c.sub ? ` (${c.sub})` : ''}`;
+    $('#role').textContent = `Signed in as ${c.role || '?'}${c.sub ? ` (${c.sub})` : ''}`
+      + `${c.exp ? `, until ${when(c.exp * 1000)}` : ''}`;
   }
   clearInterval(timer);
   if (!token) return;

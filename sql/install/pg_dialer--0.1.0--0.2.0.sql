@@ -7943,13 +7943,21 @@ COMMENT ON COLUMN dialer_admin.campaigns.rules IS 'Its rules (lookahead_days, ma
 CREATE VIEW dialer_admin.provider_health AS
 SELECT p.name, p.kind, p.enabled, p.max_concurrency, p.calls_per_second,
 	   q.in_progress, q.due, q.waiting, q.unknown,
-	   h.attempts_last_hour, h.errors_last_hour, h.last_attempt_at, h.last_error
+	   h.attempts_last_hour, h.errors_last_hour, h.last_attempt_at, h.last_error,
+	   q.counted_in_progress,
+	   coalesce(q.counted_in_progress >= p.max_concurrency, false) AS at_limit,
+	   CASE WHEN q.counted_in_progress >= p.max_concurrency
+			THEN q.oldest_counted_news + current_setting('dialer.reconcile_after')::interval END AS slot_frees_by
   FROM dialer.providers p
   CROSS JOIN LATERAL (
 		SELECT count(*) FILTER (WHERE c.status IN ('dispatching', 'dialing')) AS in_progress,
 			   count(*) FILTER (WHERE c.status = 'scheduled' AND c.next_attempt_at <= now()) AS due,
 			   count(*) FILTER (WHERE c.status = 'scheduled' AND c.next_attempt_at > now()) AS waiting,
-			   count(*) FILTER (WHERE c.status = 'unknown') AS unknown
+			   count(*) FILTER (WHERE c.status = 'unknown') AS unknown,
+			   count(*) FILTER (WHERE c.status IN ('dispatching', 'dialing')
+								  AND c.updated_at > now() - current_setting('dialer.reconcile_after')::interval) AS counted_in_progress,
+			   min(c.updated_at) FILTER (WHERE c.status IN ('dispatching', 'dialing')
+										   AND c.updated_at > now() - current_setting('dialer.reconcile_after')::interval) AS oldest_counted_news
 		  FROM dialer.scheduled_calls c
 		 WHERE c.provider = p.name AND c.status IN ('scheduled', 'dispatching', 'dialing', 'unknown')) q
   CROSS JOIN LATERAL (
@@ -7964,7 +7972,7 @@ SELECT p.name, p.kind, p.enabled, p.max_concurrency, p.calls_per_second,
 		 WHERE c.provider = p.name AND c.updated_at > now() - interval '1 hour'
 		   AND a.requested_at > now() - interval '1 hour') h;
 
-COMMENT ON VIEW dialer_admin.provider_health IS 'Per provider: paused or not, its limits, its calls in progress and waiting, and its requests and errors of the last hour';
+COMMENT ON VIEW dialer_admin.provider_health IS 'Per provider: paused or not, its limits and whether it is at its max_concurrency, its calls in progress and waiting, and its requests and errors of the last hour';
 
 COMMENT ON COLUMN dialer_admin.provider_health.name IS 'Provider name';
 
@@ -7992,6 +8000,25 @@ COMMENT ON COLUMN dialer_admin.provider_health.last_attempt_at IS 'When it was l
 
 COMMENT ON COLUMN dialer_admin.provider_health.last_error IS 'Its latest error of the last hour (code: message)';
 
+COMMENT ON COLUMN dialer_admin.provider_health.counted_in_progress IS 'Its calls in progress that count against max_concurrency now: dispatching or dialing, with news within dialer.reconcile_after';
+
+COMMENT ON COLUMN dialer_admin.provider_health.at_limit IS 'true: counted_in_progress has reached max_concurrency, so its due calls wait until a callback ends a call, or until a call without news for dialer.reconcile_after stops counting (and is reconciled)';
+
+COMMENT ON COLUMN dialer_admin.provider_health.slot_frees_by IS 'When at_limit: when the oldest counted call stops counting by itself (its last news plus dialer.reconcile_after); a callback frees a slot sooner';
+
+CREATE FUNCTION dialer.admin_call_timezone(c dialer.scheduled_calls)
+RETURNS jsonb
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+SELECT jsonb_build_object('zones', coalesce(to_jsonb(z.timezones), '[]'::jsonb), 'source', z.source)
+  FROM dialer.call_timezones(c.id) z
+$$;
+
+COMMENT ON FUNCTION dialer.admin_call_timezone(dialer.scheduled_calls) IS
+	'Internal: a call''s recipient time zone for the admin API, {zones, source}, from dialer.call_timezones: source call (its timezone), campaign (its campaign''s), number (libphonenumber) or default (dialer.default_timezone: the number''s zone is not known)';
+
 CREATE FUNCTION dialer_admin.call(id bigint)
 RETURNS jsonb
 LANGUAGE plpgsql
@@ -7999,14 +8026,16 @@ STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, dialer, pg_temp
 AS $$
+DECLARE
+	v_call dialer.scheduled_calls := dialer.admin_call(call.id);
 BEGIN
-	PERFORM dialer.admin_call(call.id);
-	RETURN dialer.call_details(call.id);
+	RETURN dialer.call_details(v_call.id)
+		|| jsonb_build_object('timezone', dialer.admin_call_timezone(v_call));
 END;
 $$;
 
 COMMENT ON FUNCTION dialer_admin.call(bigint) IS
-	'One call with its attempts and events: {call, attempts, events}. GET /rpc/call?id=42. 404 for an unknown id.';
+	'One call with its attempts and events, and its recipient''s time zone: {call, attempts, events, timezone: {zones, source}} (source call, campaign, number or default: the call''s timezone, else its campaign''s, else what the number implies, else dialer.default_timezone). GET /rpc/call?id=42. 404 for an unknown id.';
 
 CREATE FUNCTION dialer_admin.stats(day date DEFAULT current_date)
 RETURNS jsonb

@@ -5,16 +5,19 @@
 // signed here (node's crypto).  For each role (viewer, operator, frontend) what it may do works
 // and what it may not is refused with an HTTP error and writes nothing; the frontend's rate
 // limit (one call per caller per purpose interval) holds under concurrent hostile requests;
-// the OpenAPI description reads from the comments; and the curl examples of README (section
-// "Admin API") are run as written.
+// the OpenAPI description reads from the comments; tokens made by deploy/admin-token.sh (the
+// tool README and the dashboard name) are accepted for what their role may do, refused once
+// expired, and the tool refuses with a reason what would make a useless token; and the curl
+// examples of README (section "Admin API") are run as written.
 //
 // Run by test/run_all.sh (DIALER_ONLY=admin_api).
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
+const os = require('node:os');
 const path = require('node:path');
-const { execFileSync } = require('node:child_process');
+const { execFileSync, spawnSync } = require('node:child_process');
 const d = require('../lib/dialer');
 const { startAdminStack, signJwt } = require('../lib/admin_stack');
 
@@ -22,6 +25,7 @@ const P = 'adm_';
 const TW = `${P}tw`;          // twilio simulator, enabled
 const HOLD = `${P}hold`;      // disabled: its calls stay scheduled
 const DEAD = `${P}dead`;      // a port nobody listens on: its calls fail
+const LIMITED = `${P}limited`; // max_concurrency 1
 const CAMPAIGN = `${P}renewals`;
 const PURPOSE = `${P}qualification`;
 const DNC = '+15550177009';
@@ -81,7 +85,7 @@ test.after(async () => {
   if (db) {
     await db.query(`DELETE FROM dialer.frontend_purposes WHERE name LIKE 'adm\\_%'`).catch(() => {});
     await db.query(`DELETE FROM dialer.campaigns WHERE name LIKE 'adm\\_%'`).catch(() => {});
-    await d.dropProviders(db, [TW, HOLD, DEAD]).catch(() => {});
+    await d.dropProviders(db, [TW, HOLD, DEAD, LIMITED]).catch(() => {});
     await db.query(`DELETE FROM dialer.do_not_call WHERE number = $1`, [DNC]).catch(() => {});
     await db.query(`DROP TABLE IF EXISTS public.adm_customers`).catch(() => {});
     await settings.restore().catch(() => {});
@@ -197,6 +201,45 @@ test('providers: health, pause and resume', async () => {
   assert.equal(nope.status, 404, nope.text);
 });
 
+test('providers: a provider at its max_concurrency says so, and until when at the latest its calls wait', async () => {
+  // the Twilio simulator sends no callbacks here: the first call stays dialing and holds the one slot
+  await d.createProvider(db, d.twilioProvider(LIMITED, sim, { twiml_url: 'https://example.com/twiml', max_concurrency: 1 }));
+  const first = await d.enqueue(db, '+15550177120', { provider: LIMITED });
+  const [dialing] = await d.waitForStatus(db, [first], ['dialing'], { timeoutMs: 20000 });
+  const second = await d.enqueue(db, '+15550177121', { provider: LIMITED });
+  await d.sleep(1500);
+  assert.equal((await d.calls(db, [second]))[0].status, 'scheduled', 'the second call waits for the slot');
+  const r = await call('GET', `/provider_health?name=eq.${LIMITED}`, viewer);
+  assert.equal(r.status, 200, r.text);
+  const [p] = r.json;
+  assert.deepEqual([p.max_concurrency, p.in_progress, p.counted_in_progress, p.at_limit, p.due], [1, 1, 1, true, 1]);
+  const reconcileAfter = (await db.query(`SELECT extract(epoch FROM current_setting('dialer.reconcile_after')::interval) AS s`)).rows[0].s;
+  assert.equal(new Date(p.slot_frees_by).getTime(), dialing.updated_at.getTime() + Number(reconcileAfter) * 1000,
+    'the slot frees by itself reconcile_after after the call\'s last news');
+  const others = await call('GET', `/provider_health?name=eq.${TW}`, viewer);
+  assert.equal(others.json[0].at_limit, false, 'a provider without a limit is never at it');
+  await d.dropProviders(db, [LIMITED]);
+});
+
+test('one call: its recipient\'s time zone, the call\'s own, else its campaign\'s, else what the number implies, else dialer.default_timezone', async () => {
+  await db.query(`UPDATE dialer.campaigns SET timezone = 'America/Denver' WHERE name = $1`, [CAMPAIGN]);
+  const cases = [
+    [{ timezone: 'Europe/Paris', campaign: CAMPAIGN }, { zones: ['Europe/Paris'], source: 'call' }],
+    [{ campaign: CAMPAIGN }, { zones: ['America/Denver'], source: 'campaign' }],
+    [{}, { zones: ['Australia/Brisbane'], source: 'number' }],
+    [{ to: '+99955501234' }, { zones: [(await db.query(`SELECT current_setting('dialer.default_timezone') AS z`)).rows[0].z],
+      source: 'default' }],
+  ];
+  for (const [{ to = '+61733330000', ...opts }, want] of cases) {
+    const id = await d.enqueue(db, to, { provider: HOLD, ...opts });
+    const r = await call('GET', `/rpc/call?id=${id}`, viewer);
+    assert.equal(r.status, 200, r.text);
+    assert.deepEqual(r.json.timezone, want, JSON.stringify(opts));
+    assert.equal(r.json.call.id, id);
+  }
+  await db.query(`UPDATE dialer.campaigns SET timezone = NULL WHERE name = $1`, [CAMPAIGN]);
+});
+
 test('viewer: reads, and every write is refused (403) with nothing written', async () => {
   for (const u of ['/calls?limit=1', '/campaigns', '/provider_health', '/rpc/stats', `/rpc/stats?day=2026-01-01`]) {
     const r = await call('GET', u, viewer);
@@ -291,6 +334,97 @@ test('OpenAPI at /: what the role may use, described by the comments', async () 
   assert.equal(vw.status, 200, vw.text);
   assert.ok(vw.json.paths['/rpc/stats'], 'viewer sees stats');
   assert.equal(vw.json.paths['/rpc/cancel_call'], undefined, 'viewer does not see cancel_call');
+});
+
+/* the claims of a JWT (not verified: PostgREST does that) */
+function claimsOf(jwt) {
+  return JSON.parse(Buffer.from(jwt.split('.')[1], 'base64url').toString('utf8'));
+}
+
+test('deploy/admin-token.sh: a viewer token reads, an operator token cancels, a frontend token enqueues, an expired token is refused', async () => {
+  const viewerTok = stack.mint(['dialer_viewer', '--sub', 'ann@example.com', '--expires', '8h']);
+  const c = claimsOf(viewerTok);
+  assert.equal(c.role, 'dialer_viewer');
+  assert.equal(c.sub, 'ann@example.com');
+  assert.equal(c.exp - c.iat, 8 * 3600, 'valid for 8 hours');
+  assert.ok(Math.abs(c.iat - Date.now() / 1000) < 60, 'issued now');
+  const held = await d.enqueue(db, '+15550177110', { provider: HOLD });
+  let r = await call('GET', `/calls?id=eq.${held}`, viewerTok);
+  assert.equal(r.status, 200, r.text);
+  assert.deepEqual(r.json.map((x) => x.status), ['scheduled']);
+  r = await call('POST', '/rpc/cancel_call', viewerTok, { id: held });
+  assert.equal(r.status, 403, r.text);
+
+  const operatorTok = stack.mint(['dialer_operator', '--sub', 'ops@example.com', '--expires', '30m']);
+  assert.equal(claimsOf(operatorTok).exp - claimsOf(operatorTok).iat, 1800);
+  r = await call('POST', '/rpc/cancel_call', operatorTok, { id: held });
+  assert.equal(r.status, 200, r.text);
+  assert.equal((await d.calls(db, [held]))[0].status, 'canceled');
+
+  const frontendTok = stack.mint(['dialer_frontend', '--sub', 'user-77', '--purpose', PURPOSE, '--expires', '15m']);
+  assert.deepEqual([claimsOf(frontendTok).sub, claimsOf(frontendTok).purpose], ['user-77', PURPOSE]);
+  r = await call('POST', '/rpc/frontend_enqueue', frontendTok, { to_number: '+15550177111' });
+  assert.equal(r.status, 200, r.text);
+  const stored = await db.query(`SELECT customer_ref, to_number FROM dialer.scheduled_calls WHERE id = $1`, [r.json.id]);
+  assert.deepEqual(stored.rows[0], { customer_ref: 'user-77', to_number: '+15550177111' });
+
+  // a token minted two hours ago for one hour (the tool's clock set back: a `date` first in
+  // PATH that answers `date +%s` two hours early) is refused, and writes nothing
+  const bin = fs.mkdtempSync(path.join(os.tmpdir(), 'pg_dialer_clock.'));
+  try {
+    fs.writeFileSync(path.join(bin, 'date'),
+      '#!/bin/sh\nif [ "$1" = +%s ]; then echo $(( $(/usr/bin/date +%s) - 7200 )); else exec /usr/bin/date "$@"; fi\n', { mode: 0o755 });
+    const old = stack.mint(['dialer_operator', '--expires', '1h'], { PATH: `${bin}:${process.env.PATH}` });
+    assert.ok(claimsOf(old).exp < Date.now() / 1000 - 3000, 'expired an hour ago');
+    const before = await snapshot();
+    r = await call('POST', '/rpc/enqueue_call', old, { to_number: '+15550177112', provider: HOLD });
+    assert.equal(r.status, 401, r.text);
+    assert.match(r.json.message, /expired/i);
+    assert.deepEqual(await snapshot(), before, 'nothing written');
+  } finally {
+    fs.rmSync(bin, { recursive: true, force: true });
+  }
+});
+
+test('deploy/admin-token.sh refuses, with the reason and what to do, what would make a useless token', () => {
+  const tool = path.join(__dirname, '..', '..', 'deploy', 'admin-token.sh');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pg_dialer_tok.'));
+  try {
+    const short = path.join(dir, 'short');
+    fs.writeFileSync(short, 'only-twenty-characters\n');
+    const cases = [
+      [['dialer_admin', '--secret-file', stack.secretFile], /unknown role 'dialer_admin'[\s\S]*hint: name one of dialer_viewer, dialer_operator, dialer_frontend/],
+      [['--secret-file', stack.secretFile], /no role given/],
+      [['dialer_frontend', '--sub', 'u-1', '--secret-file', stack.secretFile], /needs --purpose[\s\S]*dialer\.frontend_purposes/],
+      [['dialer_frontend', '--purpose', PURPOSE, '--secret-file', stack.secretFile], /needs --sub/],
+      [['dialer_frontend', '--sub', 'u-1', '--purpose', 'no spaces allowed', '--secret-file', stack.secretFile], /invalid --purpose/],
+      [['dialer_viewer', '--purpose', PURPOSE, '--secret-file', stack.secretFile], /--purpose is for dialer_frontend tokens only/],
+      [['dialer_viewer', '--expires', '2y', '--secret-file', stack.secretFile], /invalid --expires '2y'[\s\S]*s, m, h or d/],
+      [['dialer_viewer', '--expires', '0h', '--secret-file', stack.secretFile], /must be valid for some time/],
+      [['dialer_viewer', '--expires', '400d', '--secret-file', stack.secretFile], /longer than 366 days/],
+      [['dialer_viewer', '--sub', 'a\tb', '--secret-file', stack.secretFile], /control character/],
+      [['dialer_viewer', '--secret-file', path.join(dir, 'missing')], /secret file .*missing does not exist/],
+      [['dialer_viewer', '--secret-file', short], /is 22 characters long: PostgREST 12 needs at least 32[\s\S]*openssl rand/],
+    ];
+    for (const [args, re] of cases) {
+      const r = spawnSync(tool, args, { encoding: 'utf8' });
+      assert.equal(r.status, 2, `${args.join(' ')}: exit status ${r.status}\n${r.stderr}`);
+      assert.equal(r.stdout, '', `${args.join(' ')}: no token printed`);
+      assert.match(r.stderr, re, args.join(' '));
+    }
+    // HMAC-SHA256 as RFC 2104 has it for any secret length (a key longer than 64 bytes is hashed
+    // first): the signature is node's for secrets of 32, 64 and 100 characters
+    for (const n of [32, 64, 100]) {
+      const secret = require('node:crypto').randomBytes(n).toString('base64').slice(0, n);
+      const f = path.join(dir, `secret${n}`);
+      fs.writeFileSync(f, `${secret}\n`);
+      const tok = execFileSync(tool, ['dialer_viewer', '--secret-file', f], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+      const [h, b, sig] = tok.split('.');
+      assert.equal(sig, require('node:crypto').createHmac('sha256', secret).update(`${h}.${b}`).digest('base64url'), `secret of ${n} characters`);
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 /* README: every curl line of the marked blocks of the "Admin API" section runs as written */

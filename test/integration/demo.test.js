@@ -87,6 +87,11 @@ test('make demo KEEP=1: the dashboard stays up after the checks, and Ctrl-C stop
     const page = await fetch(url);
     assert.equal(page.status, 200, `the dashboard ${url} answers`);
     assert.match(await page.text(), /<html/i);
+    // the tokens it printed (made by deploy/admin-token.sh, which it names) are accepted
+    assert.match(run.out, /more: deploy\/admin-token\.sh dialer_viewer --sub you --expires 8h --secret-file \S+/);
+    const operatorToken = /operator: (\S+)/.exec(run.out)[1];
+    const stats = await fetch(new URL('../admin/rpc/stats', url), { headers: { Authorization: `Bearer ${operatorToken}` } });
+    assert.equal(stats.status, 200, `the printed operator token reads the stats: ${await stats.text()}`);
     assert.equal(await accepts(port), true, 'the cluster is still up');
 
     // Ctrl-C: the terminal sends SIGINT to the foreground process group

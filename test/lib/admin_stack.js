@@ -12,6 +12,8 @@
  *   stack.postgrest  -> 'http://127.0.0.1:PORT'         (PostgREST, direct)
  *   stack.dashboard  -> 'http://127.0.0.1:PORT/dashboard/'
  *   stack.token('dialer_viewer', { sub: 'ann' })        -> an HS256 JWT, valid 1 hour
+ *   stack.mint(['dialer_viewer', '--sub', 'ann'])        -> one made by deploy/admin-token.sh
+ *   stack.secretFile -> the file of the JWT secret, which PostgREST reads (jwt-secret "@FILE")
  *   await stack.stop();
  *
  * The database is not created nor dropped: the admin API serves the database the dispatcher
@@ -27,6 +29,7 @@ const { Client } = require('pg');
 const { makeClient, pgEnv, freePort, sleep, REPO } = require('./webhook_stack.js');
 
 const PGBIN = process.env.DIALER_PGBIN || '/usr/lib/postgresql/15/bin';
+const TOKEN_TOOL = path.join(REPO, 'deploy', 'admin-token.sh');
 
 function b64url(buf) {
   return Buffer.from(buf).toString('base64').replace(/=+$/, '').replace(/\+/g, '-').replace(/\//g, '_');
@@ -82,9 +85,14 @@ async function startAdminStack(options = {}) {
   fs.chmodSync(dir, 0o755);
   const procs = [];
   const secret = options.jwtSecret || crypto.randomBytes(32).toString('hex');
-  const stack = { dir, database, secret };
+  // the secret in a file, as README's deployment keeps it (PostgREST reads it with "@FILE")
+  const secretFile = path.join(dir, 'jwt_secret');
+  fs.writeFileSync(secretFile, `${secret}\n`, { mode: 0o600 });
+  const stack = { dir, database, secret, secretFile };
   stack.token = (role, claims = {}, ttl = 3600) =>
     signJwt({ role, exp: Math.floor(Date.now() / 1000) + ttl, ...claims }, secret);
+  stack.mint = (args, env = {}) => execFileSync(TOKEN_TOOL, [...args, '--secret-file', secretFile],
+    { encoding: 'utf8', env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] }).trim();
   stack.stop = async () => {
     for (const p of procs.reverse()) await stopProcess(p);
     if (!process.env.DIALER_KEEP) fs.rmSync(dir, { recursive: true, force: true });
@@ -108,7 +116,7 @@ async function startAdminStack(options = {}) {
         env: {
           PATH: process.env.PATH,
           DIALER_ADMIN_DB_URI: `postgres://dialer_admin_authenticator@${pg.host}:${pg.port}/${database}`,
-          DIALER_ADMIN_JWT_SECRET: secret,
+          DIALER_ADMIN_JWT_SECRET: `@${secretFile}`,
           DIALER_ADMIN_PORT: String(pgrstPort),
         },
         stdio: ['ignore', out, out],
