@@ -1100,6 +1100,11 @@ BEGIN
 		RETURN;
 	END IF;
 	v_policies := EXISTS (SELECT 1 FROM dialer.calling_policies p WHERE p.enabled);
+	-- under a per-recipient cap, claims are serialized (until commit), so that each counts
+	-- the attempts of the claims before it: a cap is never decided twice on the same count
+	IF v_policies AND EXISTS (SELECT 1 FROM dialer.calling_policies p WHERE p.enabled AND p.max_calls IS NOT NULL) THEN
+		PERFORM pg_advisory_xact_lock(hashtext('pg_dialer.per_recipient_caps'));
+	END IF;
 
 	RETURN QUERY
 	WITH cand AS (
@@ -3684,30 +3689,37 @@ COMMENT ON FUNCTION dialer.next_time_opening(text[], text[], timestamptz, time, 
 	'Internal: first instant at or after at when every window and blackout rule of the policies (and the general window ws-we) is open in every zone; NULL if none within 60 days';
 
 CREATE FUNCTION dialer.contact_count(number text, at timestamptz, period interval, max_calls int,
+									 with_scheduled boolean DEFAULT false,
 									 OUT calls int, OUT frees_at timestamptz)
 LANGUAGE sql
 STABLE
 PARALLEL SAFE
 AS $$
 	WITH r AS (
-		SELECT a.requested_at
+		SELECT a.requested_at AS t
 		  FROM dialer.scheduled_calls c
 		  JOIN dialer.call_attempts a ON a.call_id = c.id
 		 WHERE c.to_number = number
-		   AND a.provider_call_id IS NOT NULL
+		   AND (a.http_status IS NULL OR a.http_status BETWEEN 200 AND 299)
 		   AND a.requested_at > at - period AND a.requested_at <= at
+		UNION ALL
+		SELECT c.next_attempt_at
+		  FROM dialer.scheduled_calls c
+		 WHERE with_scheduled AND c.to_number = number AND c.status = 'scheduled'
+		   AND c.next_attempt_at > at - period AND c.next_attempt_at <= at
 	)
 	SELECT (SELECT count(*)::int FROM r),
-		   (SELECT r.requested_at + period FROM r ORDER BY r.requested_at DESC
+		   (SELECT r.t + period FROM r ORDER BY r.t DESC
 			 OFFSET greatest(max_calls - 1, 0) LIMIT 1);
 $$;
 
-COMMENT ON FUNCTION dialer.contact_count(text, timestamptz, interval, int) IS
-	'Internal: calls to a number that reached a provider within (at - period, at], across campaigns, and when a cap of max_calls frees again';
+COMMENT ON FUNCTION dialer.contact_count(text, timestamptz, interval, int, boolean) IS
+	'Internal: the calls to a number that count toward a cap at instant at: attempts in (at - period, at] that may have reached the recipient (all but those the provider answered with a non-2xx status), across campaigns, and with with_scheduled its scheduled calls due in that period; and when a cap of max_calls frees again';
 
 CREATE FUNCTION dialer.compliance_verdict(to_number text, at timestamptz DEFAULT now(), timezone text DEFAULT NULL,
 										  campaign text DEFAULT NULL, provider text DEFAULT NULL, purpose text DEFAULT NULL,
 										  window_start time DEFAULT NULL, window_end time DEFAULT NULL,
+										  count_scheduled boolean DEFAULT false,
 										  OUT decision text, OUT policy text, OUT rule text, OUT reason text,
 										  OUT next_opening timestamptz, OUT timezones text[], OUT policies text[])
 LANGUAGE plpgsql
@@ -3793,14 +3805,16 @@ BEGIN
 
 	FOR v_p IN SELECT p.* FROM dialer.calling_policies p
 				WHERE p.name = ANY (policies) AND p.max_calls IS NOT NULL ORDER BY p.name LOOP
-		SELECT * INTO v_cnt FROM dialer.contact_count(to_number, at, v_p.cap_period, v_p.max_calls);
+		SELECT * INTO v_cnt FROM dialer.contact_count(to_number, at, v_p.cap_period, v_p.max_calls, count_scheduled);
 		IF v_cnt.calls >= v_p.max_calls THEN
 			decision := 'refuse';
 			policy := v_p.name;
 			rule := 'cap';
 			next_opening := v_cnt.frees_at;
-			reason := format('%s already had %s calls within %s: policy %s allows at most %s',
-							 to_number, v_cnt.calls, v_p.cap_period, v_p.name, v_p.max_calls);
+			reason := format('%s already had %s calls within %s (placed or in progress%s): policy %s allows at most %s',
+							 to_number, v_cnt.calls, v_p.cap_period,
+							 CASE WHEN count_scheduled THEN ', or scheduled before this one' ELSE '' END,
+							 v_p.name, v_p.max_calls);
 			RETURN;
 		END IF;
 	END LOOP;
@@ -3826,7 +3840,7 @@ BEGIN
 END;
 $$;
 
-COMMENT ON FUNCTION dialer.compliance_verdict(text, timestamptz, text, text, text, text, time, time) IS
+COMMENT ON FUNCTION dialer.compliance_verdict(text, timestamptz, text, text, text, text, time, time, boolean) IS
 	'Decision for a call to a number at an instant under every applicable calling policy: allow, park (until next_opening) or refuse; names the policy and rule that decided, and why';
 
 CREATE FUNCTION dialer.batch_verdicts(call_ids bigint[], at timestamptz, window_start time, window_end time)
@@ -3840,7 +3854,7 @@ STABLE
 AS $$
 	WITH c AS MATERIALIZED (
 		SELECT s.id, s.to_number::text AS num, s.timezone AS call_tz, s.campaign AS camp, s.provider AS prov,
-			   s.payload->>'purpose' AS purpose,
+			   s.payload->>'purpose' AS purpose, s.priority, s.next_attempt_at,
 			   coalesce(k.call_window_start, window_start,
 						nullif(current_setting('dialer.call_window_start', true), '')::time) AS ws,
 			   coalesce(k.call_window_end, window_end,
@@ -3854,11 +3868,17 @@ AS $$
 		-- a policy's scope reads a number's country code (1 to 3 digits) and, in the NANP, its
 		-- area code: its first four digits.  So the policies are looked up once per distinct
 		-- (first four digits, campaign, provider) of the batch, not once per call.
-		SELECT k.head, k.camp, k.prov, pc.names AS pols
+		SELECT k.head, k.camp, k.prov, pc.names AS pols,
+			   (SELECT p.name FROM dialer.calling_policies p
+				 WHERE p.name = ANY (pc.names) AND p.max_calls IS NOT NULL ORDER BY p.name LIMIT 1) AS cap_policy
 		  FROM (SELECT DISTINCT left(c.num, 5) AS head, c.camp, c.prov FROM c) k
 		 CROSS JOIN LATERAL dialer.policies_covering(k.head, k.camp, k.prov) pc
 	), cs AS MATERIALIZED (
-		SELECT c.*, sc.pols
+		-- peer: the call's place among the batch's calls to its number under a cap
+		SELECT c.*, sc.pols, sc.cap_policy,
+			   CASE WHEN sc.cap_policy IS NOT NULL
+					THEN row_number() OVER (PARTITION BY c.num, sc.cap_policy IS NOT NULL
+											ORDER BY c.priority DESC, c.next_attempt_at, c.id) END AS peer
 		  FROM c JOIN scopes sc ON sc.head = left(c.num, 5) AND sc.prov = c.prov AND sc.camp IS NOT DISTINCT FROM c.camp
 	), open_groups AS MATERIALIZED (
 		-- each distinct rule set judged once: open now, with nothing to count or look up
@@ -3883,9 +3903,17 @@ AS $$
 	  FROM judged j
 	 WHERE j.open_reason IS NOT NULL
 	UNION ALL
+	-- a second call to a capped number in this batch: judged again once the first counts
+	SELECT j.id, 'park'::text, j.cap_policy, 'cap'::text,
+		   format('another call to %s goes in this claim: policy %s caps the calls to a number, so this one is judged once that one counts',
+				  j.num, j.cap_policy),
+		   at + interval '1 second', j.zones, j.pols
+	  FROM judged j
+	 WHERE j.peer > 1
+	UNION ALL
 	-- the others, each with a verdict of its own (materialized above, so that only they get one)
 	SELECT j.id, f.decision, f.policy, f.rule, f.reason, f.next_opening, f.timezones, f.policies
-	  FROM (SELECT * FROM judged WHERE judged.open_reason IS NULL) j
+	  FROM (SELECT * FROM judged WHERE judged.open_reason IS NULL AND coalesce(judged.peer, 1) = 1) j
 	 CROSS JOIN LATERAL dialer.compliance_verdict(j.num, at, j.call_tz, j.camp, j.prov, j.purpose, j.ws, j.we) f;
 $$;
 
@@ -4402,14 +4430,16 @@ STABLE
 AS $$
 	SELECT v.policy, v.rule, v.reason, v.timezones
 	  FROM dialer.policies_covering(to_number, campaign, provider) a
-	 CROSS JOIN LATERAL dialer.compliance_verdict(to_number, run_at, timezone, campaign, provider, purpose) v
+	 CROSS JOIN LATERAL dialer.compliance_verdict(to_number, run_at, timezone, campaign, provider, purpose,
+												  NULL, NULL, true) v
 	 WHERE EXISTS (SELECT 1 FROM dialer.calling_policies p
-				   WHERE p.name = ANY (a.names) AND (p.require_consent OR p.refusal_silence IS NOT NULL))
-	   AND v.decision = 'refuse' AND v.rule IN ('consent', 'refusal_silence', 'unknown_timezone');
+				   WHERE p.name = ANY (a.names)
+					 AND (p.require_consent OR p.refusal_silence IS NOT NULL OR p.max_calls IS NOT NULL))
+	   AND v.decision = 'refuse' AND v.rule IN ('consent', 'refusal_silence', 'cap', 'unknown_timezone');
 $$;
 
 COMMENT ON FUNCTION dialer.enqueue_refusal(text, timestamptz, text, text, text, text) IS
-	'Internal: the calling-policy refusal a call meets at enqueue when a policy requiring consent or keeping a silence after refusals covers it (consent, refusal_silence, or unknown_timezone found on the way, at its run_at), as policy, rule, reason and zones; NULL fields when none';
+	'Internal: the calling-policy refusal a call meets at enqueue when a policy requiring consent, keeping a silence after refusals or capping calls covers it (consent, refusal_silence, cap counting the scheduled calls due before it, or unknown_timezone found on the way, at its run_at), as policy, rule, reason and zones; NULL fields when none';
 
 CREATE FUNCTION dialer.policy_skip_detail(checked text, policy text, rule text, timezones text[], message text)
 RETURNS jsonb
@@ -4429,11 +4459,11 @@ LANGUAGE sql
 STABLE
 AS $$
 	SELECT EXISTS (SELECT 1 FROM dialer.calling_policies p
-					WHERE p.enabled AND (p.require_consent OR p.refusal_silence IS NOT NULL));
+					WHERE p.enabled AND (p.require_consent OR p.refusal_silence IS NOT NULL OR p.max_calls IS NOT NULL));
 $$;
 
 COMMENT ON FUNCTION dialer.ledger_policies_enabled() IS
-	'Internal: true when an enabled calling policy requires consent or keeps a silence after refusals (the policies enqueue consults)';
+	'Internal: true when an enabled calling policy requires consent, keeps a silence after refusals or caps calls (the policies enqueue consults)';
 
 CREATE FUNCTION dialer.ledger_changed()
 RETURNS trigger
@@ -4452,7 +4482,7 @@ BEGIN
 												c.campaign, c.provider, c.payload->>'purpose') r
 	  WHERE c.to_number IN (SELECT ch.number FROM changed ch)
 		AND c.status = 'scheduled'
-		AND r.rule IS NOT NULL
+		AND r.rule IN ('consent', 'refusal_silence')
 	 HAVING count(*) > 0;
 	RETURN NULL;
 END;

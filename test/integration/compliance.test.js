@@ -44,7 +44,7 @@ after(async () => {
   if (tw) await tw.close();
 });
 
-test('the 5th French call within 30 days is skipped by the worker with its reason, and never sent', async () => {
+test('the 5th French call within 30 days is skipped with its reason (at enqueue: the cap is reached at its run_at), and never sent', async () => {
   const number = '+33142685311';
   // four calls that reached the provider in the last 30 days (one of another campaign)
   for (let i = 1; i <= 4; i++) {
@@ -59,11 +59,11 @@ test('the 5th French call within 30 days is skipped by the worker with its reaso
   const id = await d.enqueue(db, number, { provider: PROV, payload: { message: 'fifth' } });
   const [c] = await d.waitForStatus(db, [id], ['skipped', 'dialing', 'completed']);
   assert.equal(c.status, 'skipped');
-  assert.equal(c.last_error, `${number} already had 4 calls within 30 days: policy ${POLICIES[0]} allows at most 4`);
+  assert.equal(c.last_error, `${number} already had 4 calls within 30 days (placed or in progress, or scheduled before this one): policy ${POLICIES[0]} allows at most 4`);
   const ev = (await d.events(db, id)).find((e) => e.event === 'skipped');
   assert.equal(ev.detail.policy, POLICIES[0]);
   assert.equal(ev.detail.rule, 'cap');
-  assert.equal(ev.detail.checked, 'dispatch');
+  assert.equal(ev.detail.checked, 'enqueue');
   await d.sleep(300);
   assert.equal(count(id), 0, 'never sent');
   const h = (await db.query(`SELECT rule FROM dialer.contact_history($1) WHERE call_id = $2 AND event = 'skipped'`, [number, id])).rows;
@@ -183,3 +183,120 @@ test('a call outside its policy\'s window waits, parked by the worker until the 
     await db.query(`DELETE FROM dialer.calling_policies WHERE name = $1`, [POLICIES[2]]);
   }
 });
+
+/* ------------------------------------------------------------------ the cap, under concurrency */
+
+// A provider of its own, on the same simulator, under a cap of 2 calls a day and nothing else.
+async function cappedProvider(name, policy, maxCalls = 2) {
+  await d.createProvider(db, d.twilioProvider(name, tw));
+  await db.query(`INSERT INTO dialer.calling_policies (name, providers, max_calls, cap_period) VALUES ($1, ARRAY[$2], $3, '1 day')`,
+    [policy, name, maxCalls]);
+}
+async function dropCapped(name, policy) {
+  await db.query('DELETE FROM dialer.calling_policies WHERE name = $1', [policy]);
+  await d.dropProviders(db, [name]);
+}
+const placedTo = (number) => tw.control.placings('to')[number] || 0;
+
+test('a cap of 2 holds through the worker: 3 calls to one number in one statement, and 4 from two sessions racing, reach the provider twice', async () => {
+  const name = `${PROV}_capq`;
+  const policy = `${PROV}_cap2`;
+  await cappedProvider(name, policy);
+  const other = await d.connect();
+  try {
+    // one statement: enqueue cannot tell the three apart; the claim can
+    const one = '+12125550501';
+    const ids = (await db.query(`SELECT r.id FROM dialer.enqueue_calls($1::jsonb) r ORDER BY r.item`, [JSON.stringify(
+      [1, 2, 3].map((i) => ({ to_number: one, provider: name, payload: { message: `one ${i}` } })))])).rows.map((r) => Number(r.id));
+    // two sessions racing: each enqueues two calls to the same number and commits at once
+    const two = '+12125550502';
+    await db.query('BEGIN');
+    await other.query('BEGIN');
+    const racing = [
+      await d.enqueue(db, two, { provider: name, payload: { message: 'a1' } }),
+      await d.enqueue(other, two, { provider: name, payload: { message: 'b1' } }),
+      await d.enqueue(db, two, { provider: name, payload: { message: 'a2' } }),
+      await d.enqueue(other, two, { provider: name, payload: { message: 'b2' } }),
+    ];
+    await Promise.all([db.query('COMMIT'), other.query('COMMIT')]);
+    const rows = await d.waitForStatus(db, [...ids, ...racing], ['dialing', 'skipped'], { timeoutMs: 15000 });
+    const byNumber = (n) => rows.filter((r) => r.to_number === n).map((r) => r.status).sort();
+    assert.deepEqual(byNumber(one), ['dialing', 'dialing', 'skipped'], 'one statement: two calls go, the third is skipped');
+    assert.deepEqual(byNumber(two), ['dialing', 'dialing', 'skipped', 'skipped'], 'two sessions racing: two go, two are skipped');
+    for (const r of rows.filter((x) => x.status === 'skipped')) {
+      assert.match(r.last_error, /already had 2 calls within 1 day/, `call ${r.id}: ${r.last_error}`);
+    }
+    await d.sleep(300);
+    assert.deepEqual([placedTo(one), placedTo(two)], [2, 2], 'the provider got two calls to each number, no more');
+  } finally {
+    await other.end();
+    await dropCapped(name, policy);
+  }
+});
+
+test('a cap counts the calls still in flight: a third call while two requests wait at the provider is skipped', async () => {
+  const name = `${PROV}_capf`;
+  const policy = `${PROV}_capf2`;
+  await cappedProvider(name, policy);
+  const number = '+12125550511';
+  tw.control.addFault({ mode: 'delay', ms: 2500, to: number, count: 2 });
+  try {
+    const first = [
+      await d.enqueue(db, number, { provider: name, payload: { message: 'f1' } }),
+      await d.enqueue(db, number, { provider: name, payload: { message: 'f2' } }),
+    ];
+    // both claimed (the second a second after the first), their requests held by the provider
+    await d.waitFor(async () => (await d.calls(db, first)).every((c) => c.status === 'dispatching'),
+      { timeoutMs: 5000, message: 'both calls in flight' });
+    const third = await d.enqueue(db, number, { provider: name, payload: { message: 'f3' } });
+    const [t] = await d.calls(db, [third]);
+    assert.equal(t.status, 'skipped', 'skipped at enqueue: two attempts in flight count');
+    assert.match(t.last_error, /already had 2 calls within 1 day/);
+    await d.waitForStatus(db, first, ['dialing'], { timeoutMs: 8000 });
+    assert.equal(placedTo(number), 2);
+  } finally {
+    await dropCapped(name, policy);
+  }
+});
+
+test('two claims at once never count the same attempts: the second waits for the first to commit, then refuses', async () => {
+  // a database of its own, which no dispatcher serves: the test is the only claimer
+  const DB = `it_caps_${process.pid % 100000}`;
+  const root = await d.connect({ database: 'postgres' });
+  await root.query(`DROP DATABASE IF EXISTS ${DB} WITH (FORCE)`);
+  await root.query(`CREATE DATABASE ${DB}`);
+  const a = await d.connect({ database: DB });
+  const b = await d.connect({ database: DB });
+  try {
+    await a.query('SET client_min_messages = error');
+    await a.query('CREATE EXTENSION pg_dialer');
+    await a.query(`INSERT INTO dialer.providers (name, kind, base_url, account_sid, auth_token, from_number, twiml_url)
+                   VALUES ('p', 'twilio', 'http://127.0.0.1:9', 'AC${'0'.repeat(32)}', 't', '+15550100000', 'https://a.example/t.xml')`);
+    await a.query(`INSERT INTO dialer.calling_policies (name, max_calls, cap_period) VALUES ('one_a_day', 1, '1 day')`);
+    // two calls to one number, both scheduled (the second is due before the first, so enqueue's
+    // own cap check, which counts the calls scheduled before a call, lets it through)
+    await a.query(`SELECT dialer.enqueue_call('+12125550521', provider => 'p'),
+                          dialer.enqueue_call('+12125550521', provider => 'p', run_at => now() - interval '1 second')`);
+    assert.deepEqual((await a.query(`SELECT status FROM dialer.scheduled_calls`)).rows.map((x) => x.status), ['scheduled', 'scheduled']);
+    const claim = (c) => c.query(`SELECT id FROM dialer.claim_calls('p', 1, 'UTC', '00:00', '24:00', '')`);
+    await a.query('BEGIN');
+    const first = await claim(a);
+    assert.equal(first.rows.length, 1, 'the first claim takes one call');
+    let secondDone = false;
+    const second = claim(b).then((r) => { secondDone = true; return r; });
+    await d.sleep(500);
+    assert.equal(secondDone, false, 'the second claim waits while the first is not committed');
+    await a.query('COMMIT');
+    const r = await second;
+    assert.equal(r.rows.length, 0, 'then it takes nothing');
+    const st = (await a.query(`SELECT status, last_error FROM dialer.scheduled_calls ORDER BY id`)).rows;
+    assert.deepEqual(st.map((x) => x.status).sort(), ['dispatching', 'skipped']);
+    assert.match(st.find((x) => x.status === 'skipped').last_error, /already had 1 calls within 1 day/);
+  } finally {
+    await a.end();
+    await b.end();
+    await root.query(`DROP DATABASE IF EXISTS ${DB} WITH (FORCE)`);
+    await root.end();
+  }
+});
+

@@ -114,7 +114,7 @@ SELECT pg_temp.reached('+13055550100', '2026-01-12 16:00Z');
 SELECT is(pg_temp.v('+13055550100', '2026-01-12 18:00Z'), 'refuse US-FL cap 2026-01-13 14:00:00',
 		  'Florida: a 4th call within 24 hours is refused (calls of every campaign count); the cap frees 24 h after the oldest');
 SELECT is((dialer.compliance_verdict('+13055550100', '2026-01-12 18:00Z')).reason,
-		  '+13055550100 already had 3 calls within 24:00:00: policy US-FL allows at most 3', 'its reason');
+		  '+13055550100 already had 3 calls within 24:00:00 (placed or in progress): policy US-FL allows at most 3', 'its reason');
 SELECT is(pg_temp.v('+13055550100', '2026-01-13 14:00Z'), 'allow', 'Florida: 24 hours after the first call, a call is allowed again');
 INSERT INTO dialer.scheduled_calls (status, run_at, next_attempt_at, to_number, provider, max_attempts, finished_at)
 VALUES ('failed', '2026-01-12 16:59Z', '2026-01-12 17:00Z', '+13055550100', 'tap_comp', 1, '2026-01-12 17:01Z');
@@ -170,7 +170,7 @@ SELECT pg_temp.reached('+33142685300', '2026-03-10 10:00Z');
 SELECT is(pg_temp.v('+33142685300', '2026-03-11 10:00Z'), 'refuse FR cap 2026-03-12 10:00:00',
 		  'France: the 5th call within 30 days is refused; allowed again 30 days after the oldest');
 SELECT is((dialer.compliance_verdict('+33142685300', '2026-03-11 10:00Z')).reason,
-		  '+33142685300 already had 4 calls within 30 days: policy FR allows at most 4', '... with its reason');
+		  '+33142685300 already had 4 calls within 30 days (placed or in progress): policy FR allows at most 4', '... with its reason');
 INSERT INTO dialer.refusals (number, refused_at, source) VALUES ('+33142685301', '2026-03-02 10:00Z', 'call outcome');
 SELECT is(pg_temp.v('+33142685301', '2026-04-10 10:00Z'), 'refuse FR refusal_silence 2026-05-01 10:00:00',
 		  'France: 39 days after a refusal, refused (60 days of silence)');

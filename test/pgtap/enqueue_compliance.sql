@@ -11,7 +11,7 @@
 SET client_min_messages = error;
 
 BEGIN;
-SELECT plan(35);
+SELECT plan(37);
 
 INSERT INTO dialer.providers (name, kind, base_url, account_sid, enabled)
 VALUES ('tap_encomp', 'twilio', 'http://127.0.0.1:9', 'AC0123456789abcdef0123456789abcdef', false);
@@ -117,9 +117,17 @@ SELECT is(pg_temp.bulk('+88123456789', tz => 'Europe/Paris'), 'scheduled', '... 
 UPDATE dialer.calling_policies SET require_consent = false WHERE name = 'tap-anywhere';
 SELECT is(pg_temp.one('+12125550104'), 'scheduled', 'a number with a known zone is scheduled (the window is the claim''s)');
 
--- caps are counted when calls are made, not at enqueue
+-- a cap already reached at run_at skips the call at enqueue too, counting the calls made and
+-- those scheduled before it (the claim decides again, and is what guarantees the cap)
 UPDATE dialer.calling_policies SET max_calls = 0, cap_period = '1 day' WHERE name = 'tap-anywhere';
-SELECT is(pg_temp.one('+12125550105'), 'scheduled', 'a cap does not skip at enqueue: the claim counts the calls made');
+SELECT is(pg_temp.one('+12125550105'), 'skipped cap enqueue', 'a cap of 0: skipped at enqueue');
+UPDATE dialer.calling_policies SET max_calls = 2 WHERE name = 'tap-anywhere';
+SELECT is(pg_temp.one('+12125550107', now() + interval '1 hour') || ', ' || pg_temp.one('+12125550107', now() + interval '2 hours')
+		  || ', ' || pg_temp.one('+12125550107', now() + interval '3 hours') || ', ' || pg_temp.bulk('+12125550107', now() + interval '4 hours'),
+		  'scheduled, scheduled, skipped cap enqueue, skipped cap enqueue',
+		  'a cap of 2 a day: the third and fourth calls scheduled within the day are skipped at enqueue');
+SELECT is(pg_temp.one('+12125550107', now() + interval '1 day 1 hour 30 minutes'), 'scheduled',
+		  'a call a day after the first two is within the cap');
 
 -- a consent revoked or removed, or a refusal recorded, takes effect at once on the calls
 -- already scheduled: those the ledger now refuses are skipped, the others stay

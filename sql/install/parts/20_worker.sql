@@ -240,6 +240,11 @@ BEGIN
 		RETURN;
 	END IF;
 	v_policies := EXISTS (SELECT 1 FROM dialer.calling_policies p WHERE p.enabled);
+	-- under a per-recipient cap, claims are serialized (until commit), so that each counts
+	-- the attempts of the claims before it: a cap is never decided twice on the same count
+	IF v_policies AND EXISTS (SELECT 1 FROM dialer.calling_policies p WHERE p.enabled AND p.max_calls IS NOT NULL) THEN
+		PERFORM pg_advisory_xact_lock(hashtext('pg_dialer.per_recipient_caps'));
+	END IF;
 
 	RETURN QUERY
 	WITH cand AS (

@@ -548,30 +548,41 @@ COMMENT ON FUNCTION dialer.next_time_opening(text[], text[], timestamptz, time, 
 	'Internal: first instant at or after at when every window and blackout rule of the policies (and the general window ws-we) is open in every zone; NULL if none within 60 days';
 
 /*
- * Calls to a number that reached a provider (an attempt the provider accepted,
- * i.e. with its call id) in (at - period, at], across every campaign and one-off
- * call: their count, and the instant the cap of max_calls frees again.
+ * The calls to a number that count toward a per-recipient cap at instant at: every
+ * attempt that may have reached the recipient in (at - period, at], across every
+ * campaign and one-off call, whatever became of it: claimed and still in flight, lost,
+ * accepted (dialing, answered, not answered, busy, failed later).  Only an attempt the
+ * provider refused outright (an HTTP answer other than 2xx: no call was placed) does
+ * not count.  With with_scheduled (at enqueue), the number's calls still scheduled for
+ * that period count too, as if placed: a call is judged after those due before it.
+ * Returns their count and the instant the cap of max_calls frees again.
  */
 CREATE FUNCTION dialer.contact_count(number text, at timestamptz, period interval, max_calls int,
+									 with_scheduled boolean DEFAULT false,
 									 OUT calls int, OUT frees_at timestamptz)
 LANGUAGE sql
 STABLE
 PARALLEL SAFE
 AS $$
 	WITH r AS (
-		SELECT a.requested_at
+		SELECT a.requested_at AS t
 		  FROM dialer.scheduled_calls c
 		  JOIN dialer.call_attempts a ON a.call_id = c.id
 		 WHERE c.to_number = number
-		   AND a.provider_call_id IS NOT NULL
+		   AND (a.http_status IS NULL OR a.http_status BETWEEN 200 AND 299)
 		   AND a.requested_at > at - period AND a.requested_at <= at
+		UNION ALL
+		SELECT c.next_attempt_at
+		  FROM dialer.scheduled_calls c
+		 WHERE with_scheduled AND c.to_number = number AND c.status = 'scheduled'
+		   AND c.next_attempt_at > at - period AND c.next_attempt_at <= at
 	)
 	SELECT (SELECT count(*)::int FROM r),
-		   (SELECT r.requested_at + period FROM r ORDER BY r.requested_at DESC
+		   (SELECT r.t + period FROM r ORDER BY r.t DESC
 			 OFFSET greatest(max_calls - 1, 0) LIMIT 1);
 $$;
-COMMENT ON FUNCTION dialer.contact_count(text, timestamptz, interval, int) IS
-	'Internal: calls to a number that reached a provider within (at - period, at], across campaigns, and when a cap of max_calls frees again';
+COMMENT ON FUNCTION dialer.contact_count(text, timestamptz, interval, int, boolean) IS
+	'Internal: the calls to a number that count toward a cap at instant at: attempts in (at - period, at] that may have reached the recipient (all but those the provider answered with a non-2xx status), across campaigns, and with with_scheduled its scheduled calls due in that period; and when a cap of max_calls frees again';
 
 /*
  * The decision for a call to to_number at instant at: 'allow', 'park' (not now:
@@ -587,6 +598,7 @@ COMMENT ON FUNCTION dialer.contact_count(text, timestamptz, interval, int) IS
 CREATE FUNCTION dialer.compliance_verdict(to_number text, at timestamptz DEFAULT now(), timezone text DEFAULT NULL,
 										  campaign text DEFAULT NULL, provider text DEFAULT NULL, purpose text DEFAULT NULL,
 										  window_start time DEFAULT NULL, window_end time DEFAULT NULL,
+										  count_scheduled boolean DEFAULT false,
 										  OUT decision text, OUT policy text, OUT rule text, OUT reason text,
 										  OUT next_opening timestamptz, OUT timezones text[], OUT policies text[])
 LANGUAGE plpgsql
@@ -672,14 +684,16 @@ BEGIN
 
 	FOR v_p IN SELECT p.* FROM dialer.calling_policies p
 				WHERE p.name = ANY (policies) AND p.max_calls IS NOT NULL ORDER BY p.name LOOP
-		SELECT * INTO v_cnt FROM dialer.contact_count(to_number, at, v_p.cap_period, v_p.max_calls);
+		SELECT * INTO v_cnt FROM dialer.contact_count(to_number, at, v_p.cap_period, v_p.max_calls, count_scheduled);
 		IF v_cnt.calls >= v_p.max_calls THEN
 			decision := 'refuse';
 			policy := v_p.name;
 			rule := 'cap';
 			next_opening := v_cnt.frees_at;
-			reason := format('%s already had %s calls within %s: policy %s allows at most %s',
-							 to_number, v_cnt.calls, v_p.cap_period, v_p.name, v_p.max_calls);
+			reason := format('%s already had %s calls within %s (placed or in progress%s): policy %s allows at most %s',
+							 to_number, v_cnt.calls, v_p.cap_period,
+							 CASE WHEN count_scheduled THEN ', or scheduled before this one' ELSE '' END,
+							 v_p.name, v_p.max_calls);
 			RETURN;
 		END IF;
 	END LOOP;
@@ -704,7 +718,7 @@ BEGIN
 	END IF;
 END;
 $$;
-COMMENT ON FUNCTION dialer.compliance_verdict(text, timestamptz, text, text, text, text, time, time) IS
+COMMENT ON FUNCTION dialer.compliance_verdict(text, timestamptz, text, text, text, text, time, time, boolean) IS
 	'Decision for a call to a number at an instant under every applicable calling policy: allow, park (until next_opening) or refuse; names the policy and rule that decided, and why';
 
 /*
@@ -717,6 +731,13 @@ COMMENT ON FUNCTION dialer.compliance_verdict(text, timestamptz, text, text, tex
  * would answer).  The other calls get dialer.compliance_verdict.  Calls to which no
  * policy applies get no row.  window_start/_end are the general window when the
  * campaign has none (NULL: the dialer.call_window_* settings, as in the verdict).
+ *
+ * A per-recipient cap counts the attempts already made, and the calls of one batch make
+ * theirs only when the claim commits: so of several calls to one number under a capped
+ * policy in the batch, only the first in the claim's order (priority, then due time)
+ * gets a verdict; the others are parked for a second, to be judged once it counts
+ * (dialer.claim_calls serializes the claims of capped calls, so that two claims never
+ * count the same attempts).
  */
 CREATE FUNCTION dialer.batch_verdicts(call_ids bigint[], at timestamptz, window_start time, window_end time)
 RETURNS TABLE (id bigint, decision text, policy text, rule text, reason text, next_opening timestamptz,
@@ -729,7 +750,7 @@ STABLE
 AS $$
 	WITH c AS MATERIALIZED (
 		SELECT s.id, s.to_number::text AS num, s.timezone AS call_tz, s.campaign AS camp, s.provider AS prov,
-			   s.payload->>'purpose' AS purpose,
+			   s.payload->>'purpose' AS purpose, s.priority, s.next_attempt_at,
 			   coalesce(k.call_window_start, window_start,
 						nullif(current_setting('dialer.call_window_start', true), '')::time) AS ws,
 			   coalesce(k.call_window_end, window_end,
@@ -743,11 +764,17 @@ AS $$
 		-- a policy's scope reads a number's country code (1 to 3 digits) and, in the NANP, its
 		-- area code: its first four digits.  So the policies are looked up once per distinct
 		-- (first four digits, campaign, provider) of the batch, not once per call.
-		SELECT k.head, k.camp, k.prov, pc.names AS pols
+		SELECT k.head, k.camp, k.prov, pc.names AS pols,
+			   (SELECT p.name FROM dialer.calling_policies p
+				 WHERE p.name = ANY (pc.names) AND p.max_calls IS NOT NULL ORDER BY p.name LIMIT 1) AS cap_policy
 		  FROM (SELECT DISTINCT left(c.num, 5) AS head, c.camp, c.prov FROM c) k
 		 CROSS JOIN LATERAL dialer.policies_covering(k.head, k.camp, k.prov) pc
 	), cs AS MATERIALIZED (
-		SELECT c.*, sc.pols
+		-- peer: the call's place among the batch's calls to its number under a cap
+		SELECT c.*, sc.pols, sc.cap_policy,
+			   CASE WHEN sc.cap_policy IS NOT NULL
+					THEN row_number() OVER (PARTITION BY c.num, sc.cap_policy IS NOT NULL
+											ORDER BY c.priority DESC, c.next_attempt_at, c.id) END AS peer
 		  FROM c JOIN scopes sc ON sc.head = left(c.num, 5) AND sc.prov = c.prov AND sc.camp IS NOT DISTINCT FROM c.camp
 	), open_groups AS MATERIALIZED (
 		-- each distinct rule set judged once: open now, with nothing to count or look up
@@ -772,9 +799,17 @@ AS $$
 	  FROM judged j
 	 WHERE j.open_reason IS NOT NULL
 	UNION ALL
+	-- a second call to a capped number in this batch: judged again once the first counts
+	SELECT j.id, 'park'::text, j.cap_policy, 'cap'::text,
+		   format('another call to %s goes in this claim: policy %s caps the calls to a number, so this one is judged once that one counts',
+				  j.num, j.cap_policy),
+		   at + interval '1 second', j.zones, j.pols
+	  FROM judged j
+	 WHERE j.peer > 1
+	UNION ALL
 	-- the others, each with a verdict of its own (materialized above, so that only they get one)
 	SELECT j.id, f.decision, f.policy, f.rule, f.reason, f.next_opening, f.timezones, f.policies
-	  FROM (SELECT * FROM judged WHERE judged.open_reason IS NULL) j
+	  FROM (SELECT * FROM judged WHERE judged.open_reason IS NULL AND coalesce(judged.peer, 1) = 1) j
 	 CROSS JOIN LATERAL dialer.compliance_verdict(j.num, at, j.call_tz, j.camp, j.prov, j.purpose, j.ws, j.we) f;
 $$;
 COMMENT ON FUNCTION dialer.batch_verdicts(bigint[], timestamptz, time, time) IS

@@ -3,21 +3,25 @@
  *
  * dialer.compliance_verdict() (50_compliance.sql) decides every call again when it is
  * claimed; this part lets enqueue_call and enqueue_calls apply, already when a call is
- * written, the refusals of the policies that hold a ledger: consent missing or revoked,
- * a silence after a refusal that still runs at run_at.  Such a call is stored as
- * skipped, with the policy, rule and reason in its event and last_error.  Windows,
- * blackouts, caps and unknown zones are left to the claim (an unknown zone found here,
- * while a ledger policy is consulted, is reported as well): they depend on when the call
- * is really made, and deciding them per call at enqueue would cost every call of a
- * campaign under a mere calling-hours policy (US-TCPA) a verdict.
+ * written, the refusals of the policies that hold a ledger or count calls: consent
+ * missing or revoked, a silence after a refusal that still runs at run_at, a
+ * per-recipient cap already reached at run_at by the calls placed or in progress and
+ * those scheduled before it.  Such a call is stored as skipped, with the policy, rule and
+ * reason in its event and last_error.  Windows, blackouts and unknown zones are left to
+ * the claim (an unknown zone found here, while such a policy is consulted, is reported as
+ * well): they depend on when the call is really made, and deciding them per call at
+ * enqueue would cost every call of a campaign under a mere calling-hours policy (US-TCPA)
+ * a verdict.  The claim decides a cap again, and is what guarantees it: calls enqueued
+ * in one statement, or by sessions racing, cannot see each other here.
  *
  * Copyright (c) 2026, pg_dialer developers
  */
 
 /*
  * The refusal a call meets at enqueue, if any: NULL fields when none.  The verdict is
- * computed (at run_at, the instant the call is for) only when a policy holding a ledger
- * covers the number: one requiring consent or keeping a silence after refusals.
+ * computed (at run_at, the instant the call is for, counting the number's scheduled calls
+ * due before it toward a cap) only when a policy covering the number requires consent,
+ * keeps a silence after refusals or caps calls.
  */
 CREATE FUNCTION dialer.enqueue_refusal(to_number text, run_at timestamptz, timezone text, campaign text,
 									   provider text, purpose text,
@@ -27,13 +31,15 @@ STABLE
 AS $$
 	SELECT v.policy, v.rule, v.reason, v.timezones
 	  FROM dialer.policies_covering(to_number, campaign, provider) a
-	 CROSS JOIN LATERAL dialer.compliance_verdict(to_number, run_at, timezone, campaign, provider, purpose) v
+	 CROSS JOIN LATERAL dialer.compliance_verdict(to_number, run_at, timezone, campaign, provider, purpose,
+												  NULL, NULL, true) v
 	 WHERE EXISTS (SELECT 1 FROM dialer.calling_policies p
-				   WHERE p.name = ANY (a.names) AND (p.require_consent OR p.refusal_silence IS NOT NULL))
-	   AND v.decision = 'refuse' AND v.rule IN ('consent', 'refusal_silence', 'unknown_timezone');
+				   WHERE p.name = ANY (a.names)
+					 AND (p.require_consent OR p.refusal_silence IS NOT NULL OR p.max_calls IS NOT NULL))
+	   AND v.decision = 'refuse' AND v.rule IN ('consent', 'refusal_silence', 'cap', 'unknown_timezone');
 $$;
 COMMENT ON FUNCTION dialer.enqueue_refusal(text, timestamptz, text, text, text, text) IS
-	'Internal: the calling-policy refusal a call meets at enqueue when a policy requiring consent or keeping a silence after refusals covers it (consent, refusal_silence, or unknown_timezone found on the way, at its run_at), as policy, rule, reason and zones; NULL fields when none';
+	'Internal: the calling-policy refusal a call meets at enqueue when a policy requiring consent, keeping a silence after refusals or capping calls covers it (consent, refusal_silence, cap counting the scheduled calls due before it, or unknown_timezone found on the way, at its run_at), as policy, rule, reason and zones; NULL fields when none';
 
 /*
  * The detail of the event of a call a calling policy skips, at enqueue or at
@@ -53,8 +59,8 @@ COMMENT ON FUNCTION dialer.policy_skip_detail(text, text, text, text[], text) IS
 
 /*
  * True when an enabled calling policy holds a ledger (requires consent, or keeps a
- * silence after refusals): only then do enqueue_call and enqueue_calls look for a
- * refusal at enqueue.  Read once per statement.
+ * silence after refusals) or caps calls per recipient: only then do enqueue_call and
+ * enqueue_calls look for a refusal at enqueue.  Read once per statement.
  */
 CREATE FUNCTION dialer.ledger_policies_enabled()
 RETURNS boolean
@@ -62,10 +68,10 @@ LANGUAGE sql
 STABLE
 AS $$
 	SELECT EXISTS (SELECT 1 FROM dialer.calling_policies p
-					WHERE p.enabled AND (p.require_consent OR p.refusal_silence IS NOT NULL));
+					WHERE p.enabled AND (p.require_consent OR p.refusal_silence IS NOT NULL OR p.max_calls IS NOT NULL));
 $$;
 COMMENT ON FUNCTION dialer.ledger_policies_enabled() IS
-	'Internal: true when an enabled calling policy requires consent or keeps a silence after refusals (the policies enqueue consults)';
+	'Internal: true when an enabled calling policy requires consent, keeps a silence after refusals or caps calls (the policies enqueue consults)';
 
 /*
  * A consent revoked (or changed, or removed) or a refusal recorded takes effect at
@@ -95,7 +101,7 @@ BEGIN
 												c.campaign, c.provider, c.payload->>'purpose') r
 	  WHERE c.to_number IN (SELECT ch.number FROM changed ch)
 		AND c.status = 'scheduled'
-		AND r.rule IS NOT NULL
+		AND r.rule IN ('consent', 'refusal_silence')
 	 HAVING count(*) > 0;
 	RETURN NULL;
 END;
