@@ -41,7 +41,8 @@
 //
 // Needs root, Debian's postgresql-common (pg_createcluster), dpkg-buildpackage and
 // pg_buildext (test/install-deps.sh installs them) and the system tree /usr/lib/postgresql/15,
-// where the package installs pg_dialer.  Run it alone under the system tree's lock:
+// where the package installs pg_dialer.  Where other runs may use that tree at the same time,
+// run it under a lock they all take, e.g.:
 //   flock /tmp/pg_dialer_system_tree.lock env DIALER_SKIP_DEPS=1 DIALER_ONLY=debian_install bash test/run_all.sh
 
 const test = require('node:test');
@@ -64,6 +65,7 @@ let port;
 let created = false;
 const ports = new Map();      // a background step's example port -> the free port used instead
 const servers = [];           // background steps started: {where, child, port, log}
+const logDirs = [];           // their output's directories, removed at the end
 let prometheusBefore;         // what /etc/prometheus held before the test (null: nothing)
 const logFile = `/var/log/postgresql/postgresql-15-${NAME}.log`;
 
@@ -276,6 +278,7 @@ test.before(async () => {
 
 test.after(async () => {
   await stopServers();
+  for (const d of logDirs) fs.rmSync(d, { recursive: true, force: true });
   if (created) {
     const r = run('pg_dropcluster', ['--stop', '15', NAME]);
     if (r.status !== 0) console.error(`pg_dropcluster --stop 15 ${NAME}: ${r.out}`);
@@ -339,7 +342,8 @@ test('README Install (from the Debian package) and Monitoring, step by step, on 
       const p = ports.get(step.arg);
       assert.ok(new RegExp(`(127\\.0\\.0\\.1:|--port )${p}\\b`).test(code),
         `${where}: the block names its port ${step.arg} as 127.0.0.1:${step.arg} or --port ${step.arg}`);
-      const logPath = path.join(fs.mkdtempSync('/tmp/dialer_it_bg_'), 'out.log');
+      logDirs.push(fs.mkdtempSync('/tmp/dialer_it_bg_'));
+      const logPath = path.join(logDirs[logDirs.length - 1], 'out.log');
       const fd = fs.openSync(logPath, 'w');
       const child = spawn('bash', ['-euo', 'pipefail', '-c', code],
         { cwd: repo, detached: true, stdio: ['ignore', fd, fd], env: stepEnv() });
