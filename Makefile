@@ -1,5 +1,6 @@
 # pg_dialer: PGXS build, plus `make test` (whole suite on a throwaway cluster), `make demo`,
-# `make installcheck` (pg_regress against a running server) and `make dist` (the PGXN zip).
+# `make installcheck` (pg_regress against a running server), `make dist` (the PGXN zip and a
+# tarball) and `make deb` (the Debian package postgresql-15-pg-dialer).
 
 EXTENSION   = pg_dialer
 EXTVERSION  = 0.2.0
@@ -66,7 +67,7 @@ update-script: $(DATA_built)
 	python3 $(INSTALL_DIR)/tools/draft_update.py $(INSTALL_DIR)/$(EXTENSION)--$(LAST_RELEASE).sql $< $(UPDATE_SCRIPT) \
 		$(INSTALL_DIR)/tools/$(EXTENSION)--$(LAST_RELEASE)--$(EXTVERSION).hand.sql
 
-.PHONY: test demo bench dist update-script
+.PHONY: test demo bench dist deb update-script
 test:
 	bash test/run_all.sh
 
@@ -77,6 +78,33 @@ demo:
 bench:
 	bash bench/run.sh
 
-# The PGXN distribution: the committed tree of HEAD (git archive), as pg_dialer-VERSION.zip.
+# The distribution: the committed tree of HEAD (git archive), as pg_dialer-VERSION.zip (the
+# PGXN archive) and pg_dialer-VERSION.tar.gz (the same files).
 dist:
 	git archive --format zip --prefix=$(EXTENSION)-$(EXTVERSION)/ -o $(EXTENSION)-$(EXTVERSION).zip HEAD
+	git archive --format tar.gz --prefix=$(EXTENSION)-$(EXTVERSION)/ -o $(EXTENSION)-$(EXTVERSION).tar.gz HEAD
+
+# The Debian package postgresql-15-pg-dialer, built by dpkg-buildpackage with debian/ (which
+# uses pg_buildext, as Debian's PostgreSQL extension packages do) from a copy of the source in
+# build/: in a git checkout, the working tree's files that git does not ignore, as they are
+# now (read through a temporary index, so git's own index is left alone); elsewhere (an
+# unpacked dist tarball) every file.  The .deb is left in build/ with the build's .changes and
+# .buildinfo.  The build runs the pg_regress tests on a temporary cluster first;
+# DEB_BUILD_OPTIONS=nocheck skips them.
+DEB_DIR = build
+DEB_SRC = $(DEB_DIR)/pg-dialer-$(EXTVERSION)
+deb:
+	rm -rf $(DEB_DIR)
+	mkdir -p $(DEB_SRC)
+	if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
+		cp "$$(git rev-parse --git-path index)" $(DEB_DIR)/index && \
+		GIT_INDEX_FILE=$(DEB_DIR)/index git add -A && \
+		git archive --format=tar -o $(DEB_DIR)/source.tar "$$(GIT_INDEX_FILE=$(DEB_DIR)/index git write-tree)"; \
+	else \
+		tar -c -f $(DEB_DIR)/source.tar --exclude=./$(DEB_DIR) --exclude=./node_modules .; \
+	fi
+	tar -x -f $(DEB_DIR)/source.tar -C $(DEB_SRC)
+	rm -f $(DEB_DIR)/index $(DEB_DIR)/source.tar
+	cd $(DEB_SRC) && dpkg-buildpackage --build=binary --no-sign
+	rm -rf $(DEB_SRC)
+	@ls -1 $(DEB_DIR)/*.deb

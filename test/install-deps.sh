@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Installs what pg_dialer's build and test suite need on Debian 12, then the pinned npm
-# test tools.  Idempotent and quick when everything is present: apt is only touched
-# (apt-get update, then apt-get install of the missing packages) when a package is
-# missing, and `npm ci` only runs when package-lock.json changed since the last run.
+# Installs what pg_dialer's build and test suite need on Debian 12 (with what `make deb`
+# needs to build the Debian package: postgresql-server-dev-all for pg_buildext, debhelper,
+# build-essential), then the pinned npm test tools.  Idempotent and quick when everything is
+# present: apt is only touched (apt-get update, then apt-get install of the missing
+# packages) when a package is missing, and `npm ci` only runs when package-lock.json
+# changed since the last run.
 #
 #   bash test/install-deps.sh          (as root, or as a user with sudo)
 set -euo pipefail
@@ -18,6 +20,9 @@ packages=(
 	libtap-parser-sourcehandler-pgtap-perl
 	make
 	gcc
+	postgresql-server-dev-all
+	debhelper
+	build-essential
 	pg-bsd-indent
 	nginx
 	chromium

@@ -304,6 +304,55 @@ test('twilio status callbacks, signed with the twilio library', async (t) => {
     }
   });
 
+  await t.test('callbackTarget given as the full URL a user pastes: delivered to that path, query from the call', async () => {
+    const rcv2 = await startReceiver(TOKEN);
+    const publicUrl = 'https://hooks.example.com/twilio/status-callback?call_id=p2';
+    try {
+      await ctl(sim, 'POST', 'config', { callbackTarget: `http://127.0.0.1:${rcv2.port}/twilio/status-callback` });
+      const r = await request(sim.url + CALLS, { method: 'POST', headers: { Authorization: AUTH },
+        form: callForm({ StatusCallback: publicUrl, StatusCallbackEvent: 'completed' }) });
+      assert.equal(r.status, 201);
+      await waitFor(() => rcv2.got.length === 1, 3000, 'callback at the pasted URL');
+      // once, not /twilio/status-callback/twilio/status-callback as a path prefix gave
+      assert.equal(rcv2.got[0].url, '/twilio/status-callback?call_id=p2');
+      assert.equal(twilio.validateRequest(TOKEN, rcv2.got[0].sig, publicUrl, rcv2.got[0].params), true);
+
+      // another path than the public one: the pasted path wins, the signature is still the public URL's
+      await ctl(sim, 'POST', 'config', { callbackTarget: `http://127.0.0.1:${rcv2.port}/local/hook` });
+      const publicRpc = 'https://hooks.example.com/rpc/twilio_status?call_id=p3';
+      await request(sim.url + CALLS, { method: 'POST', headers: { Authorization: AUTH },
+        form: callForm({ StatusCallback: publicRpc, StatusCallbackEvent: 'completed' }) });
+      await waitFor(() => rcv2.got.length === 2, 3000, 'callback at the other path');
+      assert.equal(rcv2.got[1].url, '/local/hook?call_id=p3');
+      assert.equal(twilio.validateRequest(TOKEN, rcv2.got[1].sig, publicRpc, rcv2.got[1].params), true);
+    } finally {
+      await ctl(sim, 'POST', 'config', { callbackTarget: null });
+      await rcv2.close();
+    }
+  });
+
+  await t.test('callbackTarget that cannot be meant is refused with the reason, the old one kept', async () => {
+    await ctl(sim, 'POST', 'config', { callbackTarget: 'http://127.0.0.1:1' });
+    for (const [bad, why] of [['http://127.0.0.1:8080/twilio/status-callback?call_id=1', /query string/],
+      ['127.0.0.1:8080', /not an http\(s\) URL/], ['ftp://127.0.0.1/x', /not an http\(s\) URL/]]) {
+      const r = await request(`${sim.url}/__sim/config`, { method: 'POST', json: { callbackTarget: bad } });
+      assert.equal(r.status, 400, `${bad}: ${r.text}`);
+      assert.match(r.json.error, why);
+      assert.match(r.json.error, /http:\/\/127\.0\.0\.1:8080\/twilio\/status-callback/); // says what to give
+    }
+    assert.equal((await ctl(sim, 'GET', 'config')).callbackTarget, 'http://127.0.0.1:1');
+    await ctl(sim, 'POST', 'config', { callbackTarget: null });
+    await assert.rejects(startSimulator({ kind: 'twilio', port: 0, callbackTarget: 'http://h/p#x' }), /query string or fragment/);
+    // the command line stops at once, exit status 2, with the reason on stderr
+    const child = spawn(process.execPath, [path.join(__dirname, 'server.js'), '--kind', 'twilio', '--port', '0',
+      '--callback-target', 'http://127.0.0.1:8080/twilio/status-callback?call_id=1'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (c) => { err += c; });
+    const code = await new Promise((r) => child.on('exit', r));
+    assert.equal(code, 2);
+    assert.match(err, /^server\.js: --callback-target: .*has a query string/);
+  });
+
   await t.test('duplicate and out-of-order delivery can be switched on', async () => {
     await ctl(sim, 'POST', 'config', { callbackRepeat: 2, callbackReverse: true });
     await place('+15551230000', 'c7', ['initiated', 'completed']);

@@ -47,7 +47,9 @@ const DEFAULTS = {
   apiKeys: [],             // [{sid: 'SK...', secret: '...'}]
   invalidNumbers: [],      // To numbers answered with 21211 although well formed
   callbacks: false,        // send status callbacks to StatusCallback
-  callbackTarget: null,    // e.g. 'http://127.0.0.1:3000': deliver there (path+query kept), sign the original URL
+  callbackTarget: null,    // deliver callbacks here, signed over the original URL: an origin
+                           // ('http://127.0.0.1:8080': StatusCallback's path kept) or a full URL
+                           // ('http://127.0.0.1:8080/twilio/status-callback': that path); see callbackUrl
   callbackDelays: { initiated: 0, ringing: 20, answered: 20, completed: 40 }, // ms after the previous step
   callDuration: 7,         // seconds reported in CallDuration for answered calls
   outcomes: { 1: 'no-answer', 2: 'busy' }, // longest matching suffix of To wins
@@ -112,6 +114,38 @@ function sendJson(res, status, obj, extraHeaders) {
 function isHttpUrl(s) {
   if (typeof s !== 'string' || !/^https?:\/\//i.test(s)) return false;
   try { return Boolean(new URL(s).hostname); } catch { return false; }
+}
+
+/*
+ * Checks a callbackTarget: null, or an http(s) URL that is either an origin or the full URL
+ * of the endpoint, without a query string or fragment (the query comes from each call's
+ * StatusCallback).  Returns the parsed URL (or null); throws a message naming what is wrong.
+ */
+function parseCallbackTarget(v) {
+  if (v === null || v === undefined) return null;
+  const example = 'an origin such as http://127.0.0.1:8080, or the full URL of the endpoint such as '
+    + 'http://127.0.0.1:8080/twilio/status-callback';
+  let u;
+  try { u = new URL(String(v)); } catch { u = null; }
+  if (!u || (u.protocol !== 'http:' && u.protocol !== 'https:')) {
+    throw new Error(`callback target ${JSON.stringify(v)} is not an http(s) URL: give ${example}`);
+  }
+  if (u.search || u.hash || /[?#]/.test(String(v))) {
+    throw new Error(`callback target ${JSON.stringify(v)} has a query string or fragment: give ${example}; `
+      + 'the query string (call_id=...) comes from each call\'s StatusCallback');
+  }
+  return u;
+}
+
+/*
+ * Where a callback for the StatusCallback URL `url` is delivered when a target is set: the
+ * target's origin, then the target's path when it has one (the user pasted the endpoint's full
+ * URL), else the StatusCallback's path; then the StatusCallback's query string.
+ */
+function callbackUrl(target, url) {
+  const u = new URL(url);
+  const p = target.pathname === '/' ? u.pathname : target.pathname;
+  return new URL(target.origin + p + u.search);
 }
 
 function twilioError(code, message, status) {
@@ -607,12 +641,8 @@ function callbackEngine(sim) {
         sig = twilio.getExpectedTwilioSignature(cfg.authToken, signedUrl, p);
       }
       let target;
-      try {
-        target = new URL(url);
-        if (cfg.callbackTarget) { // deliver elsewhere, keep path and query; the signature covers `url`
-          const o = new URL(cfg.callbackTarget);
-          target = new URL(o.origin + o.pathname.replace(/\/$/, '') + target.pathname + target.search);
-        }
+      try { // to the target when set; the signature covers `url` either way
+        target = cfg.callbackTarget ? callbackUrl(parseCallbackTarget(cfg.callbackTarget), url) : new URL(url);
       } catch (e) {
         record(call, event, p, url, null, `bad url: ${e.message}`); resolve(); return;
       }
@@ -770,6 +800,7 @@ async function startSimulator(options = {}) {
   const cfg = { ...DEFAULTS, ...options };
   cfg.callbackDelays = { ...DEFAULTS.callbackDelays, ...(options.callbackDelays || {}) };
   if (!KINDS.includes(cfg.kind)) throw new Error(`kind must be one of ${KINDS.join(', ')}`);
+  parseCallbackTarget(cfg.callbackTarget);
 
   const sim = {
     cfg,
@@ -1089,6 +1120,7 @@ async function startSimulator(options = {}) {
       for (const k of Object.keys(patch || {})) {
         if (!allowed.includes(k)) throw new Error(`unknown or read-only setting ${k}`);
       }
+      if (patch && patch.callbackTarget !== undefined) parseCallbackTarget(patch.callbackTarget);
       if (patch.logLimit !== undefined && patch.logLimit !== cfg.logLimit) {
         sim.stats.log = []; sim.stats.logNext = 0;
       }
@@ -1228,7 +1260,10 @@ function parseArgs(argv) {
       case '--token': o.token = val(i); i++; break;
       case '--voice-key': o.apiKey = val(i); i++; break;
       case '--callbacks': o.callbacks = true; break;
-      case '--callback-target': o.callbackTarget = val(i); i++; break;
+      case '--callback-target': // checked here, so that a wrong URL stops the start with its reason
+        o.callbackTarget = val(i); i++;
+        try { parseCallbackTarget(o.callbackTarget); } catch (e) { throw new Error(`--callback-target: ${e.message}`); }
+        break;
       case '--latency': o.latency = Number(val(i)); i++; break;
       case '--log-limit': o.logLimit = Number(val(i)); i++; break;
       case '--config': { // JSON object or @file.json, merged into the options
