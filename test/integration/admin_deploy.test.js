@@ -15,7 +15,8 @@
 //     /var/lib/pg_dialer_admin and /usr/local in the blocks name folders of it (and
 //     DIALER_ADMIN_JWT_SECRET_FILE tells deploy/admin-token.sh where its default secret file is);
 //     ports 5432, 3001 and 8081 are the cluster's and two free ones.  The system user
-//     pg_dialer_admin is made (once) for real, as README says.
+//     pg_dialer_admin is made for real, as README says, and removed at the end when the test
+//     made it.
 // Then it checks what the blocks promise: the secret's length and who may read it, PostgREST
 // and nginx running as pg_dialer_admin, PostgREST logged in with the password (a login without
 // one is refused), the dashboard served, the viewer's and the frontend's requests answered, and
@@ -44,6 +45,7 @@ let tmp;
 let hba;
 let apiPort;
 let webPort;
+let adminUserBefore = null;   // whether the system user pg_dialer_admin existed before the test
 
 /** The marked blocks of README's "Admin API and dashboard" section, in order: {kind, arg, code, line}. */
 function adminSteps() {
@@ -139,6 +141,7 @@ test.before(async () => {
   for (const dir of ['etc', 'var/lib', 'usr/local/bin', 'usr/local/share']) fs.mkdirSync(path.join(tmp, dir), { recursive: true, mode: 0o755 });
   apiPort = await freePort();
   webPort = await freePort();
+  adminUserBefore = spawnSync('id', ['-u', 'pg_dialer_admin']).status === 0;
 });
 
 test.after(async () => {
@@ -159,6 +162,10 @@ test.after(async () => {
     await db.end();
   }
   if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+  // the system user README makes: removed again when this test made it
+  if (adminUserBefore === false && spawnSync('id', ['-u', 'pg_dialer_admin']).status === 0) {
+    spawnSync('userdel', ['pg_dialer_admin']);
+  }
 });
 
 test('README: the admin API and dashboard deployment, as written', { skip: !canRun && 'needs root and nginx' }, async (t) => {

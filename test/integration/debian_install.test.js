@@ -34,10 +34,15 @@
 // Debian's pg_hba.conf (pg_cron connecting as README says, while a TCP login without a
 // password is refused); that the exporter Monitoring starts (logging in with a password, as
 // Debian's pg_hba.conf asks) publishes pg_dialer's metrics; that `apt remove` takes every file
-// of the package away again, and the from-source block puts the same files back.  The cluster
-// is dropped at the end (pg_dropcluster --stop), pass or fail; a cluster left by a killed run
-// is dropped by the next, and a package left installed is removed first.  Files README's
-// blocks write under /etc/prometheus are put back as they were.
+// of the package away again, and the from-source block puts the same files back.  The Admin
+// section's blocks run too (the admin API's PostgREST logging in with a password through
+// Debian's pg_hba.conf, a standalone nginx, tokens from deploy/admin-token.sh, curl through it),
+// and its last block stops what it started.  The cluster is dropped at the end
+// (pg_dropcluster --stop), pass or fail; a cluster left by a killed run is dropped by the next,
+// and a package left installed is removed first.  What README's blocks write to the machine
+// (SYSTEM_PATHS: /etc/prometheus, /etc/pg_dialer, ...) is moved aside first and put back as it
+// was at the end, servers they left running are stopped by their pid files, and the system user
+// pg_dialer_admin is removed again when the test created it.
 //
 // Needs root, Debian's postgresql-common (pg_createcluster), dpkg-buildpackage and
 // pg_buildext (test/install-deps.sh installs them) and the system tree /usr/lib/postgresql/15,
@@ -58,7 +63,10 @@ const SYSBIN = '/usr/lib/postgresql/15/bin';
 const NAME = `dialer_it_${process.pid}`;
 const PACKAGE = 'postgresql-15-pg-dialer';
 const EXTVERSION = /^EXTVERSION\s*=\s*(\S+)/m.exec(fs.readFileSync(path.join(repo, 'Makefile'), 'utf8'))[1];
-const PROMETHEUS_DIR = '/etc/prometheus';
+// what README's blocks write to the machine: moved aside before the test, put back after it
+const SYSTEM_PATHS = ['/etc/prometheus', '/etc/pg_dialer', '/var/lib/pg_dialer_admin', '/usr/local/share/pg_dialer',
+  '/usr/local/bin/postgrest'];
+const ADMIN_USER = 'pg_dialer_admin';
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 let port;
@@ -66,7 +74,8 @@ let created = false;
 const ports = new Map();      // a background step's example port -> the free port used instead
 const servers = [];           // background steps started: {where, child, port, log}
 const logDirs = [];           // their output's directories, removed at the end
-let prometheusBefore;         // what /etc/prometheus held before the test (null: nothing)
+let asideDir = null;          // where SYSTEM_PATHS that existed before the test wait meanwhile
+let adminUserBefore = null;   // whether the system user pg_dialer_admin existed before
 const logFile = `/var/log/postgresql/postgresql-15-${NAME}.log`;
 
 const canRun = process.getuid && process.getuid() === 0 && fs.existsSync('/usr/bin/pg_createcluster')
@@ -216,27 +225,42 @@ function dropStaleClusters() {
   }
 }
 
-/** What /etc/prometheus holds: null when it does not exist, else {file: contents}. */
-function snapshotPrometheus() {
-  if (!fs.existsSync(PROMETHEUS_DIR)) return null;
-  const files = {};
-  for (const f of fs.readdirSync(PROMETHEUS_DIR)) {
-    const p = path.join(PROMETHEUS_DIR, f);
-    if (fs.statSync(p).isFile()) files[f] = fs.readFileSync(p);
+/** Moves the SYSTEM_PATHS that exist aside (into a directory of its own), so that README's blocks
+ *  start from a machine without them; notes whether the admin user exists. */
+function moveSystemPathsAside() {
+  adminUserBefore = run('id', ['-u', ADMIN_USER]).status === 0;
+  asideDir = fs.mkdtempSync('/var/tmp/pg_dialer_debian_aside.');
+  for (const p of SYSTEM_PATHS) {
+    if (fs.existsSync(p)) fs.renameSync(p, path.join(asideDir, p.replace(/\//g, '%')));
   }
-  return files;
 }
 
-function restorePrometheus() {
-  if (prometheusBefore === undefined) return;
-  if (prometheusBefore === null) {
-    fs.rmSync(PROMETHEUS_DIR, { recursive: true, force: true });
-    return;
+/** Stops what the Admin section started, if its last block did not (a failed run), by pid file. */
+function stopAdminServers() {
+  const pidFile = '/var/lib/pg_dialer_admin/postgrest.pid';
+  if (fs.existsSync(pidFile)) {
+    const pid = Number(fs.readFileSync(pidFile, 'utf8').trim());
+    if (pid > 0) { try { process.kill(pid, 'SIGTERM'); } catch { /* gone */ } }
   }
-  for (const f of fs.readdirSync(PROMETHEUS_DIR)) {
-    if (!(f in prometheusBefore)) fs.rmSync(path.join(PROMETHEUS_DIR, f), { force: true });
+  const nginxPid = '/var/lib/pg_dialer_admin/nginx/nginx.pid';
+  if (fs.existsSync(nginxPid)) {
+    const pid = Number(fs.readFileSync(nginxPid, 'utf8').trim());
+    if (pid > 0) { try { process.kill(pid, 'SIGQUIT'); } catch { /* gone */ } }
   }
-  for (const [f, data] of Object.entries(prometheusBefore)) fs.writeFileSync(path.join(PROMETHEUS_DIR, f), data);
+}
+
+/** Removes what the blocks wrote and puts back what was there before; removes the admin user
+ *  when the test created it. */
+function restoreSystemPaths() {
+  if (asideDir === null) return;
+  for (const p of SYSTEM_PATHS) fs.rmSync(p, { recursive: true, force: true });
+  for (const p of SYSTEM_PATHS) {
+    const saved = path.join(asideDir, p.replace(/\//g, '%'));
+    if (fs.existsSync(saved)) fs.renameSync(saved, p);
+  }
+  fs.rmSync(asideDir, { recursive: true, force: true });
+  asideDir = null;
+  if (adminUserBefore === false && run('id', ['-u', ADMIN_USER]).status === 0) run('userdel', [ADMIN_USER]);
 }
 
 /** Stops the servers background steps started: their whole process group, by PID. */
@@ -265,7 +289,7 @@ test.before(async () => {
   if (!canRun) return;
   dropStaleClusters();
   removeLeftPackage();
-  prometheusBefore = snapshotPrometheus();
+  moveSystemPathsAside();
   for (const step of readmeSteps()) {
     if (step.kind === 'background') ports.set(step.arg, await freePort());
   }
@@ -290,11 +314,12 @@ test.after(async () => {
       const r = runRoot('make install PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config');
       if (r.status !== 0) console.error(`make install: ${r.out.slice(-2000)}`);
     }
-    restorePrometheus();
+    stopAdminServers();
+    restoreSystemPaths();
   }
 });
 
-test('README Install (from the Debian package) and Monitoring, step by step, on a cluster made with pg_createcluster', {
+test('README Install (from the Debian package), Monitoring and the admin API, step by step, on a cluster made with pg_createcluster', {
   skip: !canRun && 'needs root, pg_createcluster and /usr/lib/postgresql/15',
 }, async (t) => {
   const steps = readmeSteps();
