@@ -3720,8 +3720,9 @@ SET enable_seqscan = on
 SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
-	v_ws time := coalesce(window_start, nullif(current_setting('dialer.call_window_start', true), '')::time);
-	v_we time := coalesce(window_end, nullif(current_setting('dialer.call_window_end', true), '')::time);
+	v_ws time;
+	v_we time;
+	v_k record;
 	v_p record;
 	v_cnt record;
 	v_closed record;
@@ -3734,11 +3735,18 @@ BEGIN
 		RETURN;
 	END IF;
 
+	-- the campaign's zone and general window: each bound of the window is the one given, else
+	-- the campaign's, else the setting's (as dialer.batch_verdicts reads it for the claim)
+	SELECT k.timezone, k.call_window_start, k.call_window_end INTO v_k
+	  FROM dialer.campaigns k WHERE k.name = compliance_verdict.campaign;
+	v_ws := coalesce(window_start, v_k.call_window_start,
+					 nullif(current_setting('dialer.call_window_start', true), '')::time);
+	v_we := coalesce(window_end, v_k.call_window_end,
+					 nullif(current_setting('dialer.call_window_end', true), '')::time);
+
 	-- no fallback zone under a policy: an unknown zone refuses the call
 	SELECT z.zones INTO timezones
-	  FROM dialer.recipient_zones(timezone,
-								  (SELECT k.timezone FROM dialer.campaigns k WHERE k.name = compliance_verdict.campaign),
-								  to_number) z;
+	  FROM dialer.recipient_zones(timezone, v_k.timezone, to_number) z;
 	IF timezones IS NULL THEN
 		decision := 'refuse';
 		policy := policies[1];

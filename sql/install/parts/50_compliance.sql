@@ -579,7 +579,8 @@ COMMENT ON FUNCTION dialer.contact_count(text, timestamptz, interval, int) IS
  * refusal, unknown time zone, no opening), with the policy and rule that decided
  * and a sentence saying why.  timezone is the call's explicit zone (else campaign's,
  * else from the number); window_start/_end the general calling window (NULL: the
- * dialer.call_window_* settings).  With no policy applying, 'allow' with rule NULL:
+ * campaign's, else the dialer.call_window_* settings, as the claim reads it for a
+ * call of that campaign).  With no policy applying, 'allow' with rule NULL:
  * only the general window applies then, read by dialer.claim_calls in the same zones
  * (dialer.recipient_zones), with dialer.default_timezone for a number whose zone is
  * unknown.
@@ -599,8 +600,9 @@ SET enable_seqscan = on
 SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
-	v_ws time := coalesce(window_start, nullif(current_setting('dialer.call_window_start', true), '')::time);
-	v_we time := coalesce(window_end, nullif(current_setting('dialer.call_window_end', true), '')::time);
+	v_ws time;
+	v_we time;
+	v_k record;
 	v_p record;
 	v_cnt record;
 	v_closed record;
@@ -613,11 +615,18 @@ BEGIN
 		RETURN;
 	END IF;
 
+	-- the campaign's zone and general window: each bound of the window is the one given, else
+	-- the campaign's, else the setting's (as dialer.batch_verdicts reads it for the claim)
+	SELECT k.timezone, k.call_window_start, k.call_window_end INTO v_k
+	  FROM dialer.campaigns k WHERE k.name = compliance_verdict.campaign;
+	v_ws := coalesce(window_start, v_k.call_window_start,
+					 nullif(current_setting('dialer.call_window_start', true), '')::time);
+	v_we := coalesce(window_end, v_k.call_window_end,
+					 nullif(current_setting('dialer.call_window_end', true), '')::time);
+
 	-- no fallback zone under a policy: an unknown zone refuses the call
 	SELECT z.zones INTO timezones
-	  FROM dialer.recipient_zones(timezone,
-								  (SELECT k.timezone FROM dialer.campaigns k WHERE k.name = compliance_verdict.campaign),
-								  to_number) z;
+	  FROM dialer.recipient_zones(timezone, v_k.timezone, to_number) z;
 	IF timezones IS NULL THEN
 		decision := 'refuse';
 		policy := policies[1];
