@@ -1,7 +1,9 @@
--- Calling policies on the recipient's calendar (issue 21): a call of a campaign with a window of
--- its own is judged under that window by dialer.compliance_verdict and dialer.next_opening, as
--- the claim judges it (dialer.batch_verdicts), at FIXED instants.  Runs in dialer_tap;
--- everything is rolled back.
+-- Calling policies on the recipient's calendar (issue 21): a window that starts in the hour the
+-- clocks repeat or skip at a DST change opens at the first instant the clocks show its start
+-- (or at the change); a call of a campaign with a window of its own is judged under that window
+-- by dialer.compliance_verdict and dialer.next_opening, as the claim judges it
+-- (dialer.batch_verdicts).  All at FIXED instants.  Runs in dialer_tap; everything is rolled
+-- back.
 \set ON_ERROR_STOP 1
 \set QUIET 1
 \pset format unaligned
@@ -10,7 +12,7 @@
 SET client_min_messages = error;
 
 BEGIN;
-SELECT plan(6);
+SELECT plan(16);
 SET LOCAL TimeZone = 'UTC';
 
 INSERT INTO dialer.providers (name, kind, base_url, account_sid, enabled)
@@ -35,6 +37,32 @@ LANGUAGE sql AS $$
 	SELECT concat_ws(' ', b.decision, b.policy, b.rule, to_char(b.next_opening, 'YYYY-MM-DD HH24:MI'))
 	  FROM dialer.batch_verdicts(ARRAY[id], at, '00:00', '24:00') b;
 $$;
+
+-- A window starting in the hour a DST change repeats or skips ---------------------------------
+-- New York: clocks back from 02:00 EDT to 01:00 EST on 1 November 2026 (06:00 UTC), forward
+-- from 02:00 EST to 03:00 EDT on 8 March 2026 (07:00 UTC)
+INSERT INTO dialer.calling_policies (name, providers) VALUES ('tap_night', '{tap_days}');
+INSERT INTO dialer.policy_windows (policy, weekdays, starts, ends) VALUES ('tap_night', '{1,2,3,4,5,6,7}', '01:30', '03:00');
+SELECT is(pg_temp.v('+12125550100', '2026-11-01 04:45Z'), 'park tap_night window 2026-11-01 05:30',
+		  'the window 01:30-03:00 opens at the first 01:30 of the night the clocks go back (05:30 UTC, EDT), not the second');
+SELECT is(pg_temp.v('+12125550100', '2026-11-01 05:45Z'), 'allow', '... and is open at 01:45 EDT');
+SELECT is(pg_temp.v('+12125550100', '2026-11-01 06:10Z'), 'park tap_night window 2026-11-01 06:30',
+		  '... closed again at 01:10 EST (the clocks went back), open again at the second 01:30');
+UPDATE dialer.policy_windows SET starts = '02:30', ends = '04:00' WHERE policy = 'tap_night';
+SELECT is(pg_temp.v('+12125550100', '2026-03-08 06:45Z'), 'park tap_night window 2026-03-08 07:00',
+		  'the window 02:30-04:00 on the night the clocks skip 02:00-03:00 opens at the change (03:00 EDT, 07:00 UTC)');
+SELECT is(pg_temp.v('+12125550100', '2026-03-08 07:00Z'), 'allow', '... where the local time is 03:00, inside the window');
+SELECT is(dialer.local_instants('2026-11-01 01:30', 'America/New_York'), '{2026-11-01 05:30Z,2026-11-01 06:30Z}'::timestamptz[],
+		  'dialer.local_instants: a repeated local time has two instants');
+SELECT is(dialer.local_instants('2026-03-08 02:30', 'America/New_York'), '{2026-03-08 07:00Z}'::timestamptz[],
+		  'dialer.local_instants: a skipped local time stands for the change');
+SELECT is(dialer.local_instants('2026-09-06 00:30', 'America/Santiago'), '{2026-09-06 04:00Z}'::timestamptz[],
+		  'dialer.local_instants: Santiago skips 00:00-01:00 (at its local midnight)');
+SELECT is(dialer.local_instants('2026-04-05 01:45', 'Australia/Lord_Howe'), '{2026-04-04 14:45Z,2026-04-04 15:15Z}'::timestamptz[],
+		  'dialer.local_instants: Lord Howe puts its clocks back half an hour');
+SELECT is(dialer.local_instants('2026-03-09 02:30', 'America/New_York'), '{2026-03-09 06:30Z}'::timestamptz[],
+		  'dialer.local_instants: any other local time has one instant');
+DELETE FROM dialer.calling_policies WHERE name = 'tap_night';
 
 -- The campaign's own window --------------------------------------------------------------------
 CREATE TABLE pg_temp.tap_days_candidates (customer_ref text, phone text);
