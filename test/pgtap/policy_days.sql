@@ -1,9 +1,11 @@
--- Calling policies on the recipient's calendar (issue 21): a window that starts in the hour the
--- clocks repeat or skip at a DST change opens at the first instant the clocks show its start
--- (or at the change); a call of a campaign with a window of its own is judged under that window
--- by dialer.compliance_verdict and dialer.next_opening, as the claim judges it
--- (dialer.batch_verdicts).  All at FIXED instants.  Runs in dialer_tap; everything is rolled
--- back.
+-- Calling policies on the recipient's calendar (issue 21): a window on Sunday (ISO weekday 7)
+-- opens on Sunday; a blackout day is the recipient's local date, not the UTC date; a window
+-- that starts in the hour the clocks repeat or skip at a DST change opens at the first
+-- instant the clocks show its start (or at the change); a call of a campaign with a window of
+-- its own is judged under that window by dialer.compliance_verdict and dialer.next_opening,
+-- as the claim judges it.  Each is asked of dialer.compliance_verdict, dialer.next_opening and
+-- the claim's own verdict of its batch (dialer.batch_verdicts), at FIXED instants.  Runs in
+-- dialer_tap; everything is rolled back.
 \set ON_ERROR_STOP 1
 \set QUIET 1
 \pset format unaligned
@@ -12,7 +14,7 @@
 SET client_min_messages = error;
 
 BEGIN;
-SELECT plan(16);
+SELECT plan(32);
 SET LOCAL TimeZone = 'UTC';
 
 INSERT INTO dialer.providers (name, kind, base_url, account_sid, enabled)
@@ -37,6 +39,54 @@ LANGUAGE sql AS $$
 	SELECT concat_ws(' ', b.decision, b.policy, b.rule, to_char(b.next_opening, 'YYYY-MM-DD HH24:MI'))
 	  FROM dialer.batch_verdicts(ARRAY[id], at, '00:00', '24:00') b;
 $$;
+
+-- A window on Sunday -------------------------------------------------------------------------
+INSERT INTO dialer.calling_policies (name, providers) VALUES ('tap_sunday', '{tap_days}');
+INSERT INTO dialer.policy_windows (policy, weekdays, starts, ends) VALUES ('tap_sunday', '{7}', '10:00', '12:00');
+SELECT is(pg_temp.v('+33142685300', '2026-03-08 10:30Z'), 'allow',
+		  'Paris, Sunday 8 March 11:30, a window {7} 10:00-12:00: open');
+SELECT is(pg_temp.v('+33142685300', '2026-03-07 10:30Z'), 'park tap_sunday window 2026-03-08 09:00',
+		  'Saturday 11:30: parked until Sunday 10:00 (09:00 UTC)');
+SELECT is(pg_temp.v('+33142685300', '2026-03-08 11:30Z'), 'park tap_sunday window 2026-03-15 09:00',
+		  'Sunday 12:30, after the window: parked until next Sunday 10:00');
+SELECT is(pg_temp.v('+33142685300', '2026-03-09 10:30Z'), 'park tap_sunday window 2026-03-15 09:00',
+		  'Monday 11:30 (ISO weekday 1): parked until Sunday');
+SELECT is(dialer.next_opening('+33142685300', '2026-03-07 10:30Z', provider => 'tap_days', timezone => 'Europe/Paris'),
+		  '2026-03-08 09:00Z'::timestamptz, 'dialer.next_opening says Sunday 10:00 too');
+-- Sunday in the recipient's zone, Monday in UTC: Auckland, Sunday 8 March 10:30 NZDT = Saturday 21:30 UTC
+SELECT is(pg_temp.v('+6493001234', '2026-03-07 21:30Z'), 'allow',
+		  'Auckland, Sunday 10:30 local (Saturday 21:30 UTC): open');
+SELECT is(pg_temp.v('+6493001234', '2026-03-08 21:30Z'), 'park tap_sunday window 2026-03-14 21:00',
+		  'Auckland, Monday 10:30 local (Sunday 21:30 UTC): parked until the local Sunday 10:00');
+SELECT is(pg_temp.batch(pg_temp.call('+33142685301'), '2026-03-08 10:30Z'), 'allow',
+		  'the claim''s verdict of its batch: a call on Sunday 11:30 Paris is allowed');
+SELECT is(pg_temp.batch(pg_temp.call('+33142685302'), '2026-03-07 10:30Z'), 'park tap_sunday window 2026-03-08 09:00',
+		  '... and on Saturday it is parked until Sunday 10:00');
+DELETE FROM dialer.calling_policies WHERE name = 'tap_sunday';
+
+-- A holiday on the recipient's local date ------------------------------------------------------
+INSERT INTO dialer.calling_policies (name, providers, blackout_calendars) VALUES ('tap_holidays', '{tap_days}', '{tap_days}');
+INSERT INTO dialer.blackout_dates (calendar, day, name)
+VALUES ('tap_days', '2026-01-01', 'New Year''s Day'), ('tap_days', '2026-07-04', 'Independence Day');
+-- east of UTC: the local date is ahead
+SELECT is(pg_temp.v('+6493001234', '2025-12-31 12:00Z'), 'park tap_holidays blackout 2026-01-01 11:00',
+		  'Auckland, 1 January 01:00 local (31 December in UTC): the holiday, until its local midnight');
+SELECT is(pg_temp.v('+6493001234', '2026-01-01 12:00Z'), 'allow',
+		  'Auckland, 2 January 01:00 local (1 January in UTC): no holiday there');
+SELECT is((dialer.compliance_verdict('+6493001234', '2025-12-31 12:00Z', provider => 'tap_days',
+									 window_start => '00:00', window_end => '24:00')).reason,
+		  'policy tap_holidays, rule blackout: New Year''s Day 2026-01-01 (calendar tap_days) in Pacific/Auckland; next opening 2026-01-01 11:00:00+00',
+		  'the reason names the holiday and the zone');
+-- west of UTC: the local date is behind
+SELECT is(pg_temp.v('+12135550100', '2026-07-05 03:00Z'), 'park tap_holidays blackout 2026-07-05 07:00',
+		  'Los Angeles, 4 July 20:00 local (5 July in UTC): the holiday, until 5 July 00:00 PDT');
+SELECT is(pg_temp.v('+12135550100', '2026-07-04 05:00Z'), 'allow',
+		  'Los Angeles, 3 July 22:00 local (4 July in UTC): no holiday there');
+SELECT is(pg_temp.batch(pg_temp.call('+6493001235'), '2025-12-31 12:00Z'), 'park tap_holidays blackout 2026-01-01 11:00',
+		  'the claim''s verdict of its batch: parked on the local holiday');
+SELECT is(pg_temp.batch(pg_temp.call('+6493001236'), '2026-01-01 12:00Z'), 'allow',
+		  '... and allowed on the next local day, the UTC holiday');
+DELETE FROM dialer.calling_policies WHERE name = 'tap_holidays';
 
 -- A window starting in the hour a DST change repeats or skips ---------------------------------
 -- New York: clocks back from 02:00 EDT to 01:00 EST on 1 November 2026 (06:00 UTC), forward
