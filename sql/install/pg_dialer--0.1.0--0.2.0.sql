@@ -3655,6 +3655,55 @@ $$;
 COMMENT ON FUNCTION dialer.closed_rule(text[], text[], timestamptz, time, time) IS
 	'Internal: the first window or blackout rule (of the policies, or the general window ws-we) closed at instant at in one of the zones; no row when all are open';
 
+CREATE FUNCTION dialer.utc_offset(at timestamptz, zone text)
+RETURNS interval
+LANGUAGE sql
+STABLE
+PARALLEL SAFE
+AS $$
+	SELECT (at AT TIME ZONE zone) - (at AT TIME ZONE 'UTC');
+$$;
+
+COMMENT ON FUNCTION dialer.utc_offset(timestamptz, text) IS
+	'Internal: the offset from UTC of zone''s clocks at instant at (e.g. -05:00 in New York in winter)';
+
+CREATE FUNCTION dialer.local_instants(local_time timestamp, zone text)
+RETURNS timestamptz[]
+LANGUAGE plpgsql
+STABLE
+PARALLEL SAFE
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+DECLARE
+	-- local_time read with the zone's offset of a day before, and of a day after, PostgreSQL's
+	-- own reading: the instants whose clocks may show it
+	v_pg timestamptz := local_time AT TIME ZONE zone;
+	v_before timestamptz := (local_time - dialer.utc_offset(v_pg - interval '1 day', zone)) AT TIME ZONE 'UTC';
+	v_after timestamptz := (local_time - dialer.utc_offset(v_pg + interval '1 day', zone)) AT TIME ZONE 'UTC';
+	v_t timestamptz;
+	v_out timestamptz[] := '{}';
+BEGIN
+	FOREACH v_t IN ARRAY ARRAY[least(v_before, v_after), greatest(v_before, v_after)] LOOP
+		IF (v_t AT TIME ZONE zone) = local_time AND NOT v_t = ANY (v_out) THEN
+			v_out := v_out || v_t;
+		END IF;
+	END LOOP;
+	IF cardinality(v_out) > 0 THEN
+		RETURN v_out;
+	END IF;
+	-- neither shows it: a time the clocks skipped.  The change is the first whole minute
+	-- between the two readings at which they show a later time.
+	v_t := date_trunc('minute', least(v_before, v_after));
+	WHILE (v_t AT TIME ZONE zone) <= local_time LOOP
+		v_t := v_t + interval '1 minute';
+	END LOOP;
+	RETURN ARRAY[v_t];
+END;
+$$;
+
+COMMENT ON FUNCTION dialer.local_instants(timestamp, text) IS
+	'Internal: the instants at which the clocks of zone show local_time (two for a time repeated when the clocks are put back; for one skipped when they are put forward, the instant of the change)';
+
 CREATE FUNCTION dialer.next_time_opening(policies text[], zones text[], at timestamptz, ws time, we time)
 RETURNS timestamptz
 LANGUAGE plpgsql
@@ -3672,9 +3721,26 @@ BEGIN
 					  UNION SELECT ws WHERE ws IS NOT NULL
 					  UNION SELECT time '00:00');
 	FOR v_t IN
-		SELECT DISTINCT ((at AT TIME ZONE z)::date + d + s) AT TIME ZONE z AS t
-		  FROM unnest(zones) z, generate_series(0, 61) d, unnest(v_starts) s
-		 WHERE ((at AT TIME ZONE z)::date + d + s) AT TIME ZONE z > at
+		SELECT c.t FROM (
+			-- each start of each local day, as PostgreSQL reads it
+			SELECT ((at AT TIME ZONE z)::date + d + s) AT TIME ZONE z AS t
+			  FROM unnest(zones) z, generate_series(0, 61) d, unnest(v_starts) s
+			UNION
+			-- on a day next to a change of the zone's offset, a start may come twice, or be
+			-- skipped: all its instants.  The offset is compared from week to week (changes
+			-- are months apart), then in such a week from a day's eve to the next morning.
+			SELECT unnest(dialer.local_instants(n.day + s, n.z))
+			  FROM (SELECT z, w FROM unnest(zones) z, generate_series(0, 8) w
+					 WHERE dialer.utc_offset(at + w * interval '168 hours', z)
+						   <> dialer.utc_offset(at + (w + 1) * interval '168 hours', z)
+					OFFSET 0) cw,
+				   generate_series(-1, 8) e,
+				   LATERAL (SELECT cw.z, (at AT TIME ZONE cw.z)::date + 7 * cw.w + e AS day OFFSET 0) n,
+				   unnest(v_starts) s
+			 WHERE 7 * cw.w + e BETWEEN 0 AND 61
+			   AND dialer.utc_offset((n.day::timestamp AT TIME ZONE n.z) - interval '3 hours', n.z)
+				   <> dialer.utc_offset(((n.day + 1)::timestamp AT TIME ZONE n.z) + interval '3 hours', n.z)) c
+		 WHERE c.t > at
 		 ORDER BY 1
 	LOOP
 		IF NOT EXISTS (SELECT 1 FROM dialer.closed_rule(policies, zones, v_t, ws, we)) THEN
@@ -3732,8 +3798,9 @@ SET enable_seqscan = on
 SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
-	v_ws time := coalesce(window_start, nullif(current_setting('dialer.call_window_start', true), '')::time);
-	v_we time := coalesce(window_end, nullif(current_setting('dialer.call_window_end', true), '')::time);
+	v_ws time;
+	v_we time;
+	v_k record;
 	v_p record;
 	v_cnt record;
 	v_closed record;
@@ -3746,11 +3813,18 @@ BEGIN
 		RETURN;
 	END IF;
 
+	-- the campaign's zone and general window: each bound of the window is the one given, else
+	-- the campaign's, else the setting's (as dialer.batch_verdicts reads it for the claim)
+	SELECT k.timezone, k.call_window_start, k.call_window_end INTO v_k
+	  FROM dialer.campaigns k WHERE k.name = compliance_verdict.campaign;
+	v_ws := coalesce(window_start, v_k.call_window_start,
+					 nullif(current_setting('dialer.call_window_start', true), '')::time);
+	v_we := coalesce(window_end, v_k.call_window_end,
+					 nullif(current_setting('dialer.call_window_end', true), '')::time);
+
 	-- no fallback zone under a policy: an unknown zone refuses the call
 	SELECT z.zones INTO timezones
-	  FROM dialer.recipient_zones(timezone,
-								  (SELECT k.timezone FROM dialer.campaigns k WHERE k.name = compliance_verdict.campaign),
-								  to_number) z;
+	  FROM dialer.recipient_zones(timezone, v_k.timezone, to_number) z;
 	IF timezones IS NULL THEN
 		decision := 'refuse';
 		policy := policies[1];
