@@ -21,9 +21,10 @@
  * enqueue_calls transaction and stops when the last outcome is stored; CPU of every process of
  * the build's cluster), so each figure is the one `make bench` prints. Graphile Worker does not
  * run here. Prints every run, the median of each figure per build with the range of the runs,
- * and per workload and queue the ratio after / before of the medians (and of each repetition's
- * pair), each build's median divided by the floor of the same run, and whether W1 and W2 are
- * kept within 5% or better (after / before >= 0.95 in calls/s). Like every benchmark it exits 0 unless
+ * and per workload and queue the ratio after / before of the medians (the yardstick: W1 and W2
+ * are kept when it is >= 0.95 in calls/s), beside the median of the ratios of each
+ * repetition's two runs (runs close in time: less of the machine's drift), each build's median
+ * divided by the floor of the same run, CPU per call and W2's time over its ideal. Like every benchmark it exits 0 unless
  * something breaks: a figure outside the yardstick is printed, not failed.
  *
  * Environment (bench/run.sh sets it): BENCH_BEFORE_PORT, BENCH_BEFORE_DIR (cluster directory),
@@ -163,8 +164,8 @@ function report(results) {
       const kept = ratio >= YARDSTICK;
       if (!kept) missed.push(`${w} ${state} ${ratio.toFixed(3)}`);
       console.log(`after / before ${w} ${state} (${of}): ${ratio.toFixed(3)} x calls/s end to end `
-        + `(before ${fmt(a.rate)}, after ${fmt(b.rate)} calls/s${paired.length > 1 ? `; each repetition ${paired.map((x) => x.toFixed(2)).join(', ')}` : ''}) `
-        + `${kept ? 'kept' : 'LOWER by more than 5%'} (>= ${YARDSTICK}); `
+        + `(before ${fmt(a.rate)}, after ${fmt(b.rate)} calls/s) ${kept ? 'kept' : 'LOWER by more than 5%'} (>= ${YARDSTICK}); `
+        + (paired.length > 1 ? `the two runs of each repetition: median ${median(paired).toFixed(3)} (${paired.map((x) => x.toFixed(2)).join(', ')}); ` : '')
         + `/ floor ${(a.rate / floor.rate).toFixed(3)} before, ${(b.rate / floor.rate).toFixed(3)} after; `
         + `CPU/call ${a.cpu.toFixed(3)} before, ${b.cpu.toFixed(3)} after ms (after / before ${(b.cpu / a.cpu).toFixed(3)})`
         + (a.ideal ? `; x ideal ${a.ideal.toFixed(3)} before, ${b.ideal.toFixed(3)} after (floor ${floor.ideal.toFixed(3)})` : ''));

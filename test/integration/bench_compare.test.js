@@ -154,7 +154,8 @@ test('BENCH_BASELINE=REF make bench: both builds side by side, each cluster on i
     assert.match(out, new RegExp(`^floor ${w} \\(medians of ${REPEAT} runs`, 'm'));
     for (const state of ['fresh', 'warm']) {
       assert.match(out, new RegExp(`^after / before ${w} ${state} \\(medians of ${REPEAT} runs\\): \\d+\\.\\d{3} x calls/s end to end `
-        + '\\(before [\\d,]+, after [\\d,]+ calls/s; each repetition [\\d.]+, [\\d.]+\\) (kept|LOWER by more than 5%) \\(>= 0.95\\); '
+        + '\\(before [\\d,]+, after [\\d,]+ calls/s\\) (kept|LOWER by more than 5%) \\(>= 0.95\\); '
+        + 'the two runs of each repetition: median \\d+\\.\\d{3} \\([\\d.]+, [\\d.]+\\); '
         + '/ floor [\\d.]+ before, [\\d.]+ after; CPU/call [\\d.]+ before, [\\d.]+ after ms', 'm'));
     }
   }
