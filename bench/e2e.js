@@ -130,11 +130,11 @@ function ticksOf(pid) {
     return null;
   }
 }
-function postmasterPid() {
-  return Number(fs.readFileSync(path.join(process.env.DIALER_CLUSTER_DIR, 'data', 'postmaster.pid'), 'utf8').split('\n')[0]);
+function postmasterPid(clusterDir = process.env.DIALER_CLUSTER_DIR) {
+  return Number(fs.readFileSync(path.join(clusterDir, 'data', 'postmaster.pid'), 'utf8').split('\n')[0]);
 }
-function cpuSnapshot(extra = []) {
-  const pm = postmasterPid();
+function cpuSnapshot(extra = [], clusterDir = undefined) {
+  const pm = postmasterPid(clusterDir);
   const per = new Map();
   for (const e of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(e)) continue;
@@ -317,8 +317,9 @@ async function applyPolicy(db) {
   return `${POLICY} with an ALL-DAY window instead of its own (no candidate area code was open now), numbers +1 ${ac}`;
 }
 
-async function pgDialerWorkload(db, sim, n, tag, first = benchFirst) {
-  const cpu0 = cpuSnapshot();
+/* clusterDir: the cluster whose processes' CPU is counted (default DIALER_CLUSTER_DIR's) */
+async function pgDialerWorkload(db, sim, n, tag, first = benchFirst, clusterDir = undefined) {
+  const cpu0 = cpuSnapshot([], clusterDir);
   const t0 = now();
   await db.query('BEGIN');
   const ids = (await db.query(`SELECT min(r.id) AS lo, max(r.id) AS hi, count(r.id)::int AS n
@@ -329,7 +330,7 @@ async function pgDialerWorkload(db, sim, n, tag, first = benchFirst) {
   const range = { first: ids.lo, lo: ids.lo, hi: ids.hi };
   await waitFor(async () => (await dialer.open(db, range)) === 0, 600000, 20);
   const t2 = now();
-  const cpu = cpuBetween(cpu0, cpuSnapshot());
+  const cpu = cpuBetween(cpu0, cpuSnapshot([], clusterDir));
   const dup = (await simCall(sim, 'GET', 'stats')).duplicate_count;
   return { enqueue: t1 - t0, dispatch: t2 - t1, total: t2 - t0, cpu, dup };
 }
@@ -529,6 +530,10 @@ async function enqueueBench(db, sim, results) {
 
 /* ------------------------------------------------------------------ main */
 
+/* the dispatcher's settings of every run: calls due at any hour, concurrency CONC */
+const SETTINGS = { 'dialer.call_window_start': '00:00', 'dialer.call_window_end': '24:00',
+  'dialer.max_concurrency': String(CONC), 'dialer.batch_size': '500', 'dialer.reconcile_after': '1h' };
+
 async function main() {
   const sim = await startSim();
   // stopped from outside (SIGTERM, Ctrl-C): the simulator and Graphile Worker's process go too
@@ -545,10 +550,8 @@ async function main() {
     sim.child.kill('SIGTERM');
     throw e;
   });
-  const settings = { 'dialer.call_window_start': '00:00', 'dialer.call_window_end': '24:00',
-    'dialer.max_concurrency': String(CONC), 'dialer.batch_size': '500', 'dialer.reconcile_after': '1h' };
   try {
-    for (const [k, v] of Object.entries(settings)) await db.query(`ALTER SYSTEM SET ${k} = '${v}'`);
+    for (const [k, v] of Object.entries(SETTINGS)) await db.query(`ALTER SYSTEM SET ${k} = '${v}'`);
     await db.query('SELECT pg_reload_conf()');
     const version = (await db.query('SHOW server_version')).rows[0].server_version;
     console.log(`pg_dialer beside Graphile Worker ${require('graphile-worker/package.json').version}: ${os.cpus().length} cores, PostgreSQL ${version}, `
@@ -646,4 +649,8 @@ async function main() {
   }
 }
 
-main().catch((e) => { console.error(e); process.exit(1); });
+// bench/compare.js runs these workloads for two builds side by side
+module.exports = { N1, N2, CONC, REPEAT, ONLY, SETTINGS, fmt, median, range, startSim, simCall, floorRun,
+  dialer, pgDialerWorkload, line };
+
+if (require.main === module) main().catch((e) => { console.error(e); process.exit(1); });
