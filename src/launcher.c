@@ -680,7 +680,7 @@ launcher_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 			}
 			created_extension = InvalidOid;
 			extension_created_at_commit = extension_dropped_at_commit = false;
-			/* the commit is visible now: the launcher, woken, sees what it did */
+			/* visible now: the woken launcher sees what was done */
 			release_database(held_slot);
 			held_slot = NULL;
 			break;
