@@ -376,6 +376,37 @@ async function failover(pair, sim, { n = 600, sentBeforeLag = 100, lagMs = 1500 
   return { ids, rows, sentByOld, atLag, beforeKill, worker: w, onStandby, db2 };
 }
 
+/**
+ * A twilio provider `name` on a new simulator, in a primary whose dispatcher warns after
+ * 500 ms of waiting for standbys (dialer.standby_wait_timeout); returns the simulator.
+ */
+async function providerWarningAfter500ms(db, name) {
+  const s = await sim();
+  await d.createProvider(db, d.twilioProvider(name, s));
+  await db.query(`ALTER SYSTEM SET dialer.standby_wait_timeout = '500ms'`);
+  await db.query('SELECT pg_reload_conf()');
+  await sleep(300);
+  return s;
+}
+
+/**
+ * Enqueues three calls of provider (simulator s) and shows that the dispatcher claims them and
+ * waits for the standbys: worker_status() says so, and 1.5 s later they are still dispatching
+ * and nothing reached the simulator.  Returns the ids and worker_status() during the wait.
+ */
+async function claimsWaitUnsent(db, s, provider, prefix) {
+  const ids = await enqueueMany(db, provider, prefix, 3);
+  const w = await d.waitFor(async () => {
+    const x = await worker(db);
+    return x && x.state === 'waiting for standbys' ? x : null;
+  }, { timeoutMs: 10000, intervalMs: 20, message: 'worker_status() to show the wait',
+    describe: async () => JSON.stringify(await worker(db)) });
+  await sleep(1500);
+  assert.deepEqual((await statuses(db, ids)).map((r) => r.status), ['dispatching', 'dispatching', 'dispatching']);
+  assert.equal(s.control.stats().total, 0, 'nothing was sent while the standbys did not flush');
+  return { ids, w };
+}
+
 /* ------------------------------------------------------------------ pair A: standby_wait = all */
 
 let pair;
@@ -438,29 +469,18 @@ test('synchronous replication: calls flow and the worker never waits for the sta
 
 test('a connected standby that stops flushing: claimed calls wait unsent, worker_status() and the log say so; a stopped worker gives them back; they leave once it flushes', { timeout: 90000, skip: WAIT_MODE === 'off' }, async () => {
   const { db, primary, standby } = pair;
-  const s = await sim();
-  await d.createProvider(db, d.twilioProvider('fo_wait', s));
-  await db.query(`ALTER SYSTEM SET dialer.standby_wait_timeout = '500ms'`);
-  await db.query('SELECT pg_reload_conf()');
-  await sleep(300);
+  const s = await providerWarningAfter500ms(db, 'fo_wait');
   const mark = primary.log().length;
   const wr = await walreceiverPid(standby);
   process.kill(wr, 'SIGSTOP');
   let ids;
   try {
-    ids = await enqueueMany(db, 'fo_wait', '+1555073', 3);
-    const w = await d.waitFor(async () => {
-      const x = await worker(db);
-      return x && x.state === 'waiting for standbys' ? x : null;
-    }, { timeoutMs: 10000, intervalMs: 20, message: 'worker_status() to show the wait',
-      describe: async () => JSON.stringify(await worker(db)) });
+    let w;
+    ({ ids, w } = await claimsWaitUnsent(db, s, 'fo_wait', '+1555073'));
     assert.ok(w.standby_wait_since instanceof Date && w.standby_wait_since <= new Date());
     const lsn = (await db.query(`SELECT $1::pg_lsn > flush_lsn AS ahead, $1::pg_lsn <= pg_current_wal_lsn() AS written
                                    FROM pg_stat_replication`, [w.standby_wait_lsn])).rows[0];
     assert.deepEqual(lsn, { ahead: true, written: true }, `claim LSN ${w.standby_wait_lsn}: written, not flushed by the standby`);
-    await sleep(1500);
-    assert.deepEqual((await statuses(db, ids)).map((r) => r.status), ['dispatching', 'dispatching', 'dispatching']);
-    assert.equal(s.control.stats().total, 0, 'nothing was sent while the standby did not flush');
     assert.match(primary.log().slice(mark),
       /WARNING: {2}pg_dialer: 3 claimed call\(s\) have waited \d+ ms for standbys to flush their claim; they are not sent meanwhile\n.*DETAIL: {2}The claim's commit LSN is [0-9A-F]+\/[0-9A-F]+; 0 of the 1 connected standby\(s\) have flushed it \(dialer\.standby_wait = (all|any)\)/);
     assert.match((await worker(db)).last_error, /^waiting \d+ ms for standbys to flush claim LSN/);
@@ -611,23 +631,15 @@ test('dialer.standby_wait = all with two streaming standbys: a claim waits until
   await relay.listen();
   const lagging = await addStandby(two, 'standby2', { via: relay.port });
   const { db, primary } = two;
-  const s = await sim();
-  await d.createProvider(db, d.twilioProvider('fo_two', s));
-  await db.query(`ALTER SYSTEM SET dialer.standby_wait_timeout = '500ms'`);
-  await db.query('SELECT pg_reload_conf()');
-  await sleep(300);
+  const s = await providerWarningAfter500ms(db, 'fo_two');
   const mark = primary.log().length;
   const wr = await walreceiverPid(lagging);
   process.kill(wr, 'SIGSTOP');
   let ids;
   try {
-    ids = await enqueueMany(db, 'fo_two', '+1555075', 3);
-    await d.waitFor(async () => (await worker(db) || {}).state === 'waiting for standbys',
-      { timeoutMs: 10000, intervalMs: 20, message: 'worker_status() to show the wait', describe: async () => JSON.stringify(await worker(db)) });
-    await sleep(1500);
-    assert.deepEqual((await statuses(db, ids)).map((r) => r.status), ['dispatching', 'dispatching', 'dispatching']);
-    assert.equal(s.control.stats().total, 0, 'nothing was sent while one of the two standbys did not flush');
-    const lsn = (await worker(db)).standby_wait_lsn;
+    let w;
+    ({ ids, w } = await claimsWaitUnsent(db, s, 'fo_two', '+1555075'));
+    const lsn = w.standby_wait_lsn;
     assert.deepEqual((await db.query(`SELECT application_name AS name, flush_lsn >= $1::pg_lsn AS flushed FROM pg_stat_replication
                                         ORDER BY application_name`, [lsn])).rows,
     [{ name: 'standby1', flushed: true }, { name: 'standby2', flushed: false }], `the claim's LSN ${lsn}: standby1 has it, standby2 not`);
@@ -672,12 +684,7 @@ test('dialer.standby_wait = all: a connected standby still catching up (walsende
     }, { timeoutMs: 30000, intervalMs: 50, message: 'standby2 connected and catching up',
       describe: async () => JSON.stringify(await walsender(db, 'standby2')) });
     process.stderr.write(`# standby2 catching up: ${JSON.stringify(ws)}\n`);
-    ids = await enqueueMany(db, 'fo_catchup', '+1555076', 3);
-    await d.waitFor(async () => (await worker(db) || {}).state === 'waiting for standbys',
-      { timeoutMs: 10000, intervalMs: 20, message: 'worker_status() to show the wait', describe: async () => JSON.stringify(await worker(db)) });
-    await sleep(1500);
-    assert.deepEqual((await statuses(db, ids)).map((r) => r.status), ['dispatching', 'dispatching', 'dispatching']);
-    assert.equal(s.control.stats().total, 0, 'nothing was sent while standby2 caught up');
+    ({ ids } = await claimsWaitUnsent(db, s, 'fo_catchup', '+1555076'));
     assert.equal((await walsender(db, 'standby2')).state, 'catchup', 'standby2 was still catching up all along');
     assert.match(primary.log().slice(mark), /1 of the 2 connected standby\(s\) have flushed it \(dialer\.standby_wait = all\)/);
   } finally {
