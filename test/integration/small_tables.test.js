@@ -9,8 +9,9 @@
 //
 // The plans are the ones PostgreSQL really executes, nested statements included, as
 // auto_explain reports them (to the client, as NOTICEs).  In a database of its own
-// (dialer_small_tables, not served: no dispatcher claims its calls); sizes of about 2 and
-// 40 pages.
+// (dialer_small_tables, not served: no dispatcher claims its calls), with the tables at 1 or
+// 2 pages, then at some 20 to 50.  (At a few pages the statistics alone make a key lookup a
+// sequential scan: the first size is the one that fails without the planner hook.)
 //
 // Run by test/run_all.sh; by hand against a cluster started with test/lib/cluster.sh:
 //   PGHOST=127.0.0.1 PGPORT=55452 PGUSER=postgres node --test test/integration/small_tables.test.js
