@@ -18,8 +18,9 @@
  *	  DROP DATABASE (and the other commands that need a database without
  *	  connections: RENAME, SET TABLESPACE, use as a CREATE DATABASE template)
  *	  would wait for the dispatcher and fail.  A ProcessUtility hook stops the
- *	  database's dispatcher first and holds the launcher off until the command
- *	  has ended.
+ *	  database's dispatcher first and holds the launcher off until the
+ *	  command's transaction has ended, so that the launcher, woken then, sees
+ *	  what the command did (a database gone, or renamed).
  *
  * Copyright (c) 2026, pg_dialer developers
  *
@@ -97,6 +98,11 @@ static ProcessUtility_hook_type prev_process_utility_hook = NULL;
 static Oid	created_extension = InvalidOid;
 static bool extension_created_at_commit = false;
 static bool extension_dropped_at_commit = false;
+
+/* the slot a command of this transaction holds (hold_database), let go at its end */
+static DialerShared *held_slot = NULL;
+
+static void release_database(DialerShared *slot);
 
 /*
  * Registers the launcher with the postmaster (from _PG_init).  It is
@@ -631,7 +637,8 @@ dialer_object_access(ObjectAccessType access, Oid classId, Oid objectId, int sub
 
 /*
  * At commit: tell the launcher about a new extension, and this database's
- * dispatcher to look at the catalog again.
+ * dispatcher to look at the catalog again.  At the end of a transaction
+ * whatever its outcome: let go of a database a command held.
  */
 static void
 launcher_xact_callback(XactEvent event, void *arg pg_attribute_unused())
@@ -673,12 +680,17 @@ launcher_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 			}
 			created_extension = InvalidOid;
 			extension_created_at_commit = extension_dropped_at_commit = false;
+			/* visible now: the woken launcher sees what was done */
+			release_database(held_slot);
+			held_slot = NULL;
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
 			created_extension = InvalidOid;
 			extension_created_at_commit = extension_dropped_at_commit = false;
+			release_database(held_slot);
+			held_slot = NULL;
 			break;
 		default:
 			break;
@@ -687,12 +699,12 @@ launcher_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 
 /*
  * Stops the dispatcher of a database that a command needs free of
- * connections, and keeps the launcher from starting it again until
- * release_database() (or 60 s).  Only for the database's owner or a
- * superuser, the roles the command itself accepts.  Returns the slot held,
- * or NULL.
+ * connections, and keeps the launcher from starting it again until the
+ * transaction ends (release_database() from the transaction callback) or
+ * 60 s have passed.  Only for the database's owner or a superuser, the roles
+ * the command itself accepts.
  */
-static DialerShared *
+static void
 hold_database(const char *dbname, const char *command)
 {
 	Oid			dboid;
@@ -701,21 +713,25 @@ hold_database(const char *dbname, const char *command)
 	TimestampTz deadline;
 
 	if (dbname == NULL || dialer_control == NULL)
-		return NULL;
+		return;
 	dboid = get_database_oid(dbname, true);
 	if (!OidIsValid(dboid) || !pg_database_ownercheck(dboid, GetUserId()))
-		return NULL;
+		return;
 	slot = dialer_slot_for_database(dboid);
 	if (slot == NULL)
-		return NULL;
+		return;
 
+	/* a transaction holds one database at a time (those commands run alone) */
+	if (held_slot != NULL && held_slot != slot)
+		release_database(held_slot);
+	held_slot = slot;
 	SpinLockAcquire(&slot->mutex);
 	slot->held_by = MyProcPid;
 	slot->held_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 60000);
 	pid = slot->worker_pid;
 	SpinLockRelease(&slot->mutex);
 	if (pid == 0)
-		return slot;
+		return;
 
 	ereport(LOG,
 			(errmsg("pg_dialer: stopping the dispatcher of database \"%s\" for %s", dbname, command)));
@@ -733,7 +749,6 @@ hold_database(const char *dbname, const char *command)
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 20L, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 	}
-	return slot;
 }
 
 /* Lets the launcher start the held database's dispatcher again (if it still exists). */
@@ -811,8 +826,12 @@ run_before_drop(void)
 
 /*
  * Before a command that needs a database without connections, stops that
- * database's dispatcher; after it, lets the launcher decide again.  Before
- * DROP EXTENSION pg_dialer, runs dialer.before_drop().
+ * database's dispatcher; when the command's transaction has ended, the
+ * transaction callback lets the launcher decide again.  (Released here, as
+ * the command returns, the launcher would look before the commit: it would
+ * see the database still there, take its dispatcher for one that stopped,
+ * and look again only DISPATCHER_RESTART_MS later.)  Before DROP EXTENSION
+ * pg_dialer, runs dialer.before_drop().
  */
 static void
 dialer_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
@@ -820,35 +839,26 @@ dialer_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnl
 					   QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
 {
 	Node	   *stmt = pstmt->utilityStmt;
-	DialerShared *volatile held = NULL;
 
 	if (IsA(stmt, DropdbStmt))
-		held = hold_database(((DropdbStmt *) stmt)->dbname, "DROP DATABASE");
+		hold_database(((DropdbStmt *) stmt)->dbname, "DROP DATABASE");
 	else if (IsA(stmt, RenameStmt) && ((RenameStmt *) stmt)->renameType == OBJECT_DATABASE)
-		held = hold_database(((RenameStmt *) stmt)->subname, "ALTER DATABASE RENAME");
+		hold_database(((RenameStmt *) stmt)->subname, "ALTER DATABASE RENAME");
 	else if (IsA(stmt, AlterDatabaseStmt) &&
 			 database_option(((AlterDatabaseStmt *) stmt)->options, "tablespace") != NULL)
-		held = hold_database(((AlterDatabaseStmt *) stmt)->dbname, "ALTER DATABASE SET TABLESPACE");
+		hold_database(((AlterDatabaseStmt *) stmt)->dbname, "ALTER DATABASE SET TABLESPACE");
 	else if (IsA(stmt, CreatedbStmt))
-		held = hold_database(database_option(((CreatedbStmt *) stmt)->options, "template"),
-							 "CREATE DATABASE ... TEMPLATE");
+		hold_database(database_option(((CreatedbStmt *) stmt)->options, "template"),
+					  "CREATE DATABASE ... TEMPLATE");
 	else if (drops_this_extension(stmt))
 		run_before_drop();
 
-	PG_TRY();
-	{
-		if (prev_process_utility_hook)
-			prev_process_utility_hook(pstmt, queryString, readOnlyTree, context, params,
-									  queryEnv, dest, qc);
-		else
-			standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
-									queryEnv, dest, qc);
-	}
-	PG_FINALLY();
-	{
-		release_database(held);
-	}
-	PG_END_TRY();
+	if (prev_process_utility_hook)
+		prev_process_utility_hook(pstmt, queryString, readOnlyTree, context, params,
+								  queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
+								queryEnv, dest, qc);
 }
 
 /*

@@ -290,22 +290,29 @@ test('the examples load and produce the calls they promise', async (t) => {
 
   await t.test('03 signup qualification: one call per user per hour from a trigger', async () => {
     psqlFile('examples/03_signup_qualification.sql');
-    const calls = await db.query(`SELECT u.email, c.to_number, c.dedupe_key FROM example_signup.users u
+    // the key's hour is the one the call was enqueued in (its created_at), not the test's clock
+    // now: the hour may have turned since
+    const calls = await db.query(`SELECT u.email, c.to_number, c.dedupe_key,
+                                         format('signup-qualification:%s:%s', u.id,
+                                                to_char(date_trunc('hour', c.created_at AT TIME ZONE 'UTC'), 'YYYY-MM-DD"T"HH24')) AS key
+                                    FROM example_signup.users u
                                     JOIN dialer.scheduled_calls c ON c.payload->>'user_id' = u.id::text
                                    WHERE c.campaign = 'signup_qualification' ORDER BY u.email`);
-    const hour = (await db.query(`SELECT to_char(date_trunc('hour', now() AT TIME ZONE 'UTC'), 'YYYY-MM-DD"T"HH24') AS h`)).rows[0].h;
     assert.deepEqual(calls.rows.map((x) => x.email), ['ana@example.com', 'ben@example.com', 'chloe@example.com'],
       "one call per new user, Ben's change of number within the hour did not add one");
-    for (const c of calls.rows) assert.match(c.dedupe_key, new RegExp(`^signup-qualification:\\d+:${hour}$`));
+    for (const c of calls.rows) assert.equal(c.dedupe_key, c.key, 'the key is the user and the UTC hour of the signup');
 
     psqlFile('examples/03_signup_qualification.sql');
     assert.equal(await count('signup_qualification'), 3, 'loading it again adds nothing');
 
     // the application signs a user up: the call comes with the insert, and only once this hour
+    // (signup and new number in one transaction: one instant, so the hour cannot turn between them)
+    await db.query('BEGIN');
     await db.query(`INSERT INTO example_signup.users (email, name, phone) VALUES ('dev@example.com', 'Dev Patel', '+919812300001')`);
     assert.equal(await count('signup_qualification'), 4, 'a new signup gets its call');
     await db.query(`UPDATE example_signup.users SET phone = '+919812300002' WHERE email = 'dev@example.com'`);
     assert.equal(await count('signup_qualification'), 4, 'a new number within the hour does not get a second call');
+    await db.query('COMMIT');
     await db.query('BEGIN');
     await db.query(`INSERT INTO example_signup.users (email, name, phone) VALUES ('eve@example.com', 'Eve Adams', '+919812300003')`);
     await db.query('ROLLBACK');
@@ -314,12 +321,13 @@ test('the examples load and produce the calls they promise', async (t) => {
 
   await t.test('04 AI agent: one DIRECT and one BRIEF_START call at a UTC time', async () => {
     psqlFile('examples/04_ai_agent_one_off.sql');
-    const want = (await db.query(`SELECT ((now() AT TIME ZONE 'UTC')::date + 1 + time '18:00') AT TIME ZONE 'UTC' AS t`)).rows[0].t;
-    const calls = await db.query(`SELECT mode, to_number, run_at, deadline, provider, status, payload
+    // tomorrow as of when the example ran (the calls' created_at), not as of the test's clock now
+    const calls = await db.query(`SELECT mode, to_number, run_at, deadline, provider, status, payload,
+                                         ((created_at AT TIME ZONE 'UTC')::date + 1 + time '18:00') AT TIME ZONE 'UTC' AS want
                                     FROM dialer.scheduled_calls WHERE campaign = 'ai_agent_example' ORDER BY id`);
     assert.deepEqual(calls.rows.map((x) => x.mode), ['DIRECT', 'BRIEF_START']);
     for (const c of calls.rows) {
-      assert.equal(c.run_at.getTime(), want.getTime(), 'due tomorrow at 18:00 UTC');
+      assert.equal(c.run_at.getTime(), c.want.getTime(), 'due tomorrow at 18:00 UTC');
       assert.equal(c.deadline.getTime() - c.run_at.getTime(), 2 * 3600 * 1000, 'expires two hours later');
       assert.equal(c.provider, 'example_ai_backend');
       assert.equal(c.status, 'scheduled');
@@ -329,7 +337,7 @@ test('the examples load and produce the calls they promise', async (t) => {
     const kind = (await db.query(`SELECT kind, enabled FROM dialer.providers WHERE name = 'example_ai_backend'`)).rows[0];
     assert.deepEqual(kind, { kind: 'backend', enabled: false });
 
-    psqlFile('examples/04_ai_agent_one_off.sql');
+    psqlFile('examples/04_ai_agent_one_off.sql', { vars: { call_at: calls.rows[0].run_at.toISOString() } });
     assert.equal(await count('ai_agent_example'), 2, 'loading it again with the same time adds nothing');
     psqlFile('examples/04_ai_agent_one_off.sql', { vars: { call_at: '2030-01-15 16:30:00+00' } });
     const at = await db.query(`SELECT count(*)::int AS n FROM dialer.scheduled_calls

@@ -1,9 +1,12 @@
 'use strict';
 // Several databases on one server: the launcher starts one dispatcher per served database where
 // the extension is created.  Two databases dispatch at once (each to its own simulator, each
-// with its own worker_status()); DROP DATABASE of one succeeds promptly, its dispatcher exits
-// and the other keeps dispatching; CREATE EXTENSION in a new database starts a dispatcher within
-// seconds and DROP EXTENSION stops it; a database not named by dialer.databases gets none, and
+// with its own worker_status()); DROP DATABASE of one succeeds promptly, its dispatcher exits,
+// the launcher forgets the database as soon as the DROP commits, and the other keeps
+// dispatching; CREATE EXTENSION in a new database starts a dispatcher within
+// seconds and DROP EXTENSION stops it; CREATE DATABASE ... TEMPLATE, ALTER DATABASE SET
+// TABLESPACE and ALTER DATABASE RENAME on a served database complete promptly too (its
+// dispatcher lets go, then comes back); a database not named by dialer.databases gets none, and
 // dialer.check_served() warns there; with max_worker_processes exhausted (a cluster of its own)
 // the launcher warns and starts the dispatcher once a slot frees up.  Everything is real: the cluster's launcher, its
 // dispatchers, the simulators on 127.0.0.1; the server log is read for the launcher's lines.
@@ -25,8 +28,15 @@ const d = require('../lib/dialer');
 const A = 'dialer_mdb_a';
 const B = 'dialer_mdb_b';
 const C = 'dialer_mdb_c';
+const D = 'dialer_mdb_d';
+const D_RENAMED = 'dialer_mdb_d_renamed';
+const D_COPY = 'dialer_mdb_d_copy';
 const U = 'dialer_mdb_unserved';
-const ALL = [A, B, C, U];
+const ALL = [A, B, C, D, D_RENAMED, D_COPY, U];
+const TABLESPACE = 'dialer_mdb_space';
+let tablespaceDir = null;
+// PostgreSQL waits this long for other sessions to leave a database before such a command fails
+const PG_WAIT_FOR_SESSIONS_MS = 5000;
 const PROVIDER = 'it_mdb';
 const sims = [];
 let admin;			// on postgres: CREATE / DROP DATABASE
@@ -81,11 +91,13 @@ before(async () => {
   settings = d.settings(main);
   const served = (await main.query(`SELECT current_setting('dialer.databases') AS v`)).rows[0].v;
   await settings.set({ ...d.OPEN_WINDOW, 'dialer.enabled': 'on', 'dialer.allowed_numbers': '',
-    'dialer.databases': `${served}, ${A}, ${B}, ${C}` });
+    'dialer.databases': `${served}, ${A}, ${B}, ${C}, ${D}, ${D_RENAMED}` });
 });
 
 after(async () => {
   for (const n of ALL) await dropDatabase(n).catch(() => {});
+  if (admin) await admin.query(`DROP TABLESPACE IF EXISTS ${TABLESPACE}`).catch(() => {});
+  if (tablespaceDir) fs.rmSync(tablespaceDir, { recursive: true, force: true });
   if (settings) await settings.restore().catch(() => {});
   for (const c of clients.values()) await c.end().catch(() => {});
   if (main) await main.end().catch(() => {});
@@ -128,10 +140,16 @@ test('two databases dispatch at once, each through its own dispatcher; DROP DATA
   await closeClient(A);
   const t0 = Date.now();
   await admin.query(`DROP DATABASE ${A}`);
-  const dropMs = Date.now() - t0;
-  assert.ok(dropMs < 5000, `DROP DATABASE took ${dropMs} ms (PostgreSQL waits 5 s for sessions before failing)`);
+  const dropped = Date.now();
+  const dropMs = dropped - t0;
+  assert.ok(dropMs < PG_WAIT_FOR_SESSIONS_MS, `DROP DATABASE took ${dropMs} ms (PostgreSQL waits 5 s for sessions before failing)`);
   await d.waitFor(async () => !(await backendAlive(wa.pid)), { timeoutMs: 5000, message: `${A}'s dispatcher to exit` });
-  await d.waitFor(async () => !(await dispatchers())[A], { timeoutMs: 5000, message: `the launcher to forget ${A}` });
+  // the launcher is woken when the DROP commits and forgets A at once; the 15 s allow a loaded
+  // machine, the bound below is what matters: a launcher that looked before the commit took the
+  // dispatcher for one that had stopped and looked again only 5 s later (its restart delay)
+  await d.waitFor(async () => !(await dispatchers())[A], { timeoutMs: 15000, intervalMs: 20, message: `the launcher to forget ${A}` });
+  const forgetMs = Date.now() - dropped;
+  assert.ok(forgetMs < 3000, `the launcher forgot ${A} ${forgetMs} ms after the DROP returned, not at once`);
 
   // B keeps dispatching with the same dispatcher
   const more = await enqueueSome(b.c, 5, '3');
@@ -151,7 +169,7 @@ test('two databases dispatch at once, each through its own dispatcher; DROP DATA
   await d.sleep(500);
   const afterDrop = (await dispatchers())[C];
   assert.ok(!afterDrop || afterDrop.pid === null, `no dispatcher runs in ${C} again: ${JSON.stringify(afterDrop)}`);
-  process.stderr.write(`# DROP DATABASE ${dropMs} ms; dispatcher after CREATE EXTENSION in ${startMs} ms\n`);
+  process.stderr.write(`# DROP DATABASE ${dropMs} ms, ${A} forgotten ${forgetMs} ms later; dispatcher after CREATE EXTENSION in ${startMs} ms\n`);
 
   // the launcher's log lines
   const log = d.logSince(mark);
@@ -161,6 +179,74 @@ test('two databases dispatch at once, each through its own dispatcher; DROP DATA
   assert.match(log, new RegExp(`pg_dialer dispatcher for database "${A}" stopped`));
   assert.match(log, new RegExp(`pg_dialer dispatcher for database "${C}" exiting: the extension pg_dialer is not created there`));
   assert.doesNotMatch(log, /terminated by signal|server process .* was terminated/, 'nothing crashed');
+});
+
+/**
+ * Runs a command that needs database `name` without sessions (ours closed first) and returns
+ * how long it took; it must not wait for the dispatcher as for a session that stays.
+ */
+async function promptly(name, sql) {
+  await closeClient(name);
+  const t0 = Date.now();
+  await admin.query(sql);
+  const ms = Date.now() - t0;
+  assert.ok(ms < PG_WAIT_FOR_SESSIONS_MS, `${sql} took ${ms} ms: it waited for the dispatcher to leave`);
+  return ms;
+}
+
+/** The dispatcher of database `name` once it runs, other than pid `notPid`; waits for it. */
+async function dispatcherBack(name, notPid) {
+  const c = await dbClient(name);
+  return d.waitFor(async () => {
+    const w = await d.workerStatus(c);
+    return w && w.pid !== notPid ? w : null;
+  }, { timeoutMs: 20000, intervalMs: 100, message: `the dispatcher of ${name} to come back`,
+    describe: async () => JSON.stringify(await dispatchers()) });
+}
+
+test('CREATE DATABASE ... TEMPLATE, ALTER DATABASE SET TABLESPACE and ALTER DATABASE RENAME on a served database complete promptly: the dispatcher lets go and comes back', { timeout: 120000 }, async () => {
+  const mark = d.logMark();
+  const { c, s } = await prepare(D);
+  let w = await d.waitFor(async () => (await d.workerStatus(c)), { timeoutMs: 15000, message: `a dispatcher in ${D}` });
+  const times = {};
+
+  // a copy of the database: the template must have no session while it is copied
+  times.template = await promptly(D, `CREATE DATABASE ${D_COPY} TEMPLATE ${D}`);
+  const copy = await dbClient(D_COPY);
+  assert.equal((await copy.query(`SELECT count(*)::int AS n FROM dialer.providers WHERE name = $1`, [PROVIDER])).rows[0].n, 1,
+    'the copy has the template\'s providers');
+  assert.equal((await copy.query('SELECT dialer.is_served() AS v')).rows[0].v, false, 'the copy is not served');
+  w = await dispatcherBack(D, w.pid);
+
+  // the database moved to another tablespace
+  tablespaceDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pg_dialer_space.'));
+  if (typeof process.getuid === 'function' && process.getuid() === 0) execFileSync('chown', ['postgres:postgres', tablespaceDir]);
+  await admin.query(`CREATE TABLESPACE ${TABLESPACE} LOCATION '${tablespaceDir}'`);
+  times.tablespace = await promptly(D, `ALTER DATABASE ${D} SET TABLESPACE ${TABLESPACE}`);
+  w = await dispatcherBack(D, w.pid);
+  const where = (await admin.query(`SELECT t.spcname FROM pg_database b JOIN pg_tablespace t ON t.oid = b.dattablespace
+                                     WHERE b.datname = $1`, [D])).rows[0];
+  assert.equal(where.spcname, TABLESPACE);
+
+  // renamed to another served name: its dispatcher comes back under the new name and dispatches
+  times.rename = await promptly(D, `ALTER DATABASE ${D} RENAME TO ${D_RENAMED}`);
+  w = await dispatcherBack(D_RENAMED, w.pid);
+  assert.equal(w.database, D_RENAMED);
+  const r = await dbClient(D_RENAMED);
+  const ids = await enqueueSome(r, 3, '5');
+  await d.waitForStatus(r, ids, ['dialing'], { timeoutMs: 15000 });
+  for (const id of ids) assert.equal(s.control.counts()[String(id)], 1, `call ${id} requested once after the rename`);
+  process.stderr.write(`# TEMPLATE ${times.template} ms, SET TABLESPACE ${times.tablespace} ms, RENAME ${times.rename} ms\n`);
+
+  const log = d.logSince(mark);
+  for (const cmd of ['CREATE DATABASE \\.\\.\\. TEMPLATE', 'ALTER DATABASE SET TABLESPACE', 'ALTER DATABASE RENAME']) {
+    assert.match(log, new RegExp(`pg_dialer: stopping the dispatcher of database "${D}" for ${cmd}`));
+  }
+  assert.match(log, new RegExp(`pg_dialer dispatcher started for database "${D_RENAMED}"`));
+  assert.doesNotMatch(log, /terminated by signal|server process .* was terminated/, 'nothing crashed');
+
+  await dropDatabase(D_RENAMED);
+  await admin.query(`DROP TABLESPACE ${TABLESPACE}`);
 });
 
 test('a database not named by dialer.databases gets no dispatcher: check_served() warns, and its calls stay scheduled', async () => {

@@ -14,7 +14,10 @@
 //     standby is promoted and its worker takes over: no call requested twice at the provider,
 //     none lost, and every call the old primary sent is, on the new primary, either stored as
 //     accepted (with the provider's sid) or 'unknown' - never re-sent;
-//   - the same failover with dialer.standby_wait = off re-dials calls: the hazard is real.
+//   - the same failover with dialer.standby_wait = off re-dials calls: the hazard is real;
+//   - with dialer.standby_wait = all and two streaming standbys, a claim waits until both have
+//     flushed it (with any, one is enough), and a standby still catching up (its stream held
+//     back by a relay between it and the primary, its walsender in state catchup) is waited for.
 //
 // Servers: DIALER_PGBIN's binaries (as the postgres user when run as root), free ports of
 // 127.0.0.1, their postmaster PIDs appended to DIALER_PID_FILE, stopped by PID at the end.
@@ -141,17 +144,14 @@ class Node {
 }
 
 /**
- * A primary (dialer.standby_wait = waitMode) with the extension created in DB, and a streaming
- * standby made by pg_basebackup -R.  Resolves once the standby streams.
+ * A primary (dialer.standby_wait = waitMode, extraConf appended to its configuration) with the
+ * extension created in DB, in a new directory; { dir, primary, db, standbys: [] }.
  */
-async function startPair(name, waitMode) {
+async function startPrimary(name, waitMode, extraConf = '') {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `pg_dialer-failover-${name}-`));
   ownDir(dir);
   const primary = new Node(path.join(dir, 'primary'), await freePort());
-  const standby = new Node(path.join(dir, 'standby'), await freePort());
-  while (standby.port === primary.port) standby.port = await freePort();
   ownDir(primary.dir);
-  ownDir(standby.dir);
   pg('initdb', ['-D', primary.data, '-U', 'postgres', '-A', 'trust', '-E', 'UTF8', '--locale=C.UTF-8']);
   fs.appendFileSync(path.join(primary.data, 'postgresql.conf'), `
 listen_addresses = '127.0.0.1'
@@ -172,30 +172,123 @@ fsync = off
 logging_collector = off
 log_min_messages = warning
 log_line_prefix = '%m [%p] %b '
+${extraConf}
 `);
   fs.appendFileSync(path.join(primary.data, 'pg_hba.conf'), '\nhost replication all 127.0.0.1/32 trust\n');
   primary.start();
   pg('createdb', ['-h', '127.0.0.1', '-p', String(primary.port), '-U', 'postgres', DB]);
   const db = await primary.connect();
   await db.query('CREATE EXTENSION pg_dialer');
+  return { dir, primary, db, standbys: [] };
+}
 
-  pg('pg_basebackup', ['-h', '127.0.0.1', '-p', String(primary.port), '-U', 'postgres', '-D', standby.data,
+/**
+ * A streaming standby of set.primary made by pg_basebackup -R, named `name` (its directory and
+ * application_name); it streams from port `via` (a relay in front of the primary) when given.
+ * Resolves once it streams.
+ */
+async function addStandby(set, name, { via = null } = {}) {
+  const standby = new Node(path.join(set.dir, name), await freePort());
+  while (standby.port === set.primary.port) standby.port = await freePort();
+  ownDir(standby.dir);
+  pg('pg_basebackup', ['-h', '127.0.0.1', '-p', String(set.primary.port), '-U', 'postgres', '-D', standby.data,
     '-R', '-X', 'stream', '--checkpoint=fast']);
   fs.appendFileSync(path.join(standby.data, 'postgresql.conf'),
     `\nport = ${standby.port}\nunix_socket_directories = '${standby.dir}'\n`);
+  // after pg_basebackup's line: the last one counts
+  fs.appendFileSync(path.join(standby.data, 'postgresql.auto.conf'),
+    `primary_conninfo = 'host=127.0.0.1 port=${via || set.primary.port} user=postgres application_name=${name}'\n`);
   standby.start();
-  await d.waitFor(async () => (await db.query(
-    `SELECT count(*)::int AS n FROM pg_stat_replication WHERE state = 'streaming'`)).rows[0].n === 1,
-  { timeoutMs: 30000, message: 'the standby to stream' });
-  return { dir, primary, standby, db };
+  await d.waitFor(async () => (await set.db.query(
+    `SELECT count(*)::int AS n FROM pg_stat_replication WHERE state = 'streaming' AND application_name = $1`, [name])).rows[0].n === 1,
+  { timeoutMs: 30000, message: `${name} to stream` });
+  set.standbys.push(standby);
+  return standby;
+}
+
+/** A primary and one streaming standby: { dir, primary, standby, db }. */
+async function startPair(name, waitMode) {
+  const set = await startPrimary(name, waitMode);
+  set.standby = await addStandby(set, 'standby');
+  return set;
 }
 
 async function stopPair(pair) {
   if (!pair) return;
   if (pair.db) await pair.db.end().catch(() => {});
-  pair.standby.stop();
+  for (const s of pair.standbys) s.stop();
   pair.primary.stop();
   if (!process.env.DIALER_KEEP) fs.rmSync(pair.dir, { recursive: true, force: true });
+}
+
+/**
+ * A TCP relay on 127.0.0.1 in front of a server, as a network between a standby and its
+ * primary: what the standby sends always passes; what the primary sends can be held back
+ * after a number of bytes (hold), as on a link that stalls, until release().
+ */
+class Relay {
+  constructor(targetPort) {
+    this.targetPort = targetPort;
+    this.budget = Infinity;   // bytes the primary -> standby direction may still carry
+    this.links = new Set();
+  }
+
+  async listen() {
+    this.server = net.createServer((down) => this.link(down));
+    await new Promise((resolve) => this.server.listen(0, '127.0.0.1', resolve));
+    this.port = this.server.address().port;
+  }
+
+  link(down) {
+    const up = net.connect(this.targetPort, '127.0.0.1');
+    const l = { up, down, held: null };
+    this.links.add(l);
+    const close = () => { up.destroy(); down.destroy(); this.links.delete(l); };
+    up.on('error', close).on('close', close);
+    down.on('error', close).on('close', close);
+    down.pipe(up);
+    // primary -> standby: within the budget, with the standby's back-pressure; past it, the
+    // rest of the chunk is kept and the primary's socket is no longer read (its kernel buffers
+    // fill up, then the walsender's writes wait)
+    down.on('drain', () => { if (!l.held) up.resume(); });
+    up.on('data', (chunk) => {
+      if (l.held) {   // read before the pause took effect
+        l.held = Buffer.concat([l.held, chunk]);
+        return;
+      }
+      if (chunk.length > this.budget) {
+        const n = Math.max(this.budget, 0);
+        if (n > 0) down.write(chunk.subarray(0, n));
+        this.budget = 0;
+        l.held = chunk.subarray(n);
+        up.pause();
+        return;
+      }
+      this.budget -= chunk.length;
+      if (!down.write(chunk)) up.pause();
+    });
+  }
+
+  /** From now on, lets `bytes` more through from the primary, then holds the rest back. */
+  hold(bytes) {
+    this.budget = bytes;
+  }
+
+  /** Lets everything through again, what was held back first. */
+  release() {
+    this.budget = Infinity;
+    for (const l of this.links) {
+      const chunk = l.held;
+      l.held = null;
+      if (chunk && !l.down.write(chunk)) continue;   // resumed on drain
+      l.up.resume();
+    }
+  }
+
+  close() {
+    for (const l of this.links) { l.up.destroy(); l.down.destroy(); }
+    return new Promise((resolve) => this.server.close(() => resolve()));
+  }
 }
 
 /** The standby's walreceiver PID (a child of the standby we started). */
@@ -283,10 +376,43 @@ async function failover(pair, sim, { n = 600, sentBeforeLag = 100, lagMs = 1500 
   return { ids, rows, sentByOld, atLag, beforeKill, worker: w, onStandby, db2 };
 }
 
+/**
+ * A twilio provider `name` on a new simulator, in a primary whose dispatcher warns after
+ * 500 ms of waiting for standbys (dialer.standby_wait_timeout); returns the simulator.
+ */
+async function providerWarningAfter500ms(db, name) {
+  const s = await sim();
+  await d.createProvider(db, d.twilioProvider(name, s));
+  await db.query(`ALTER SYSTEM SET dialer.standby_wait_timeout = '500ms'`);
+  await db.query('SELECT pg_reload_conf()');
+  await sleep(300);
+  return s;
+}
+
+/**
+ * Enqueues three calls of provider (simulator s) and shows that the dispatcher claims them and
+ * waits for the standbys: worker_status() says so, and 1.5 s later they are still dispatching
+ * and nothing reached the simulator.  Returns the ids and worker_status() during the wait.
+ */
+async function claimsWaitUnsent(db, s, provider, prefix) {
+  const ids = await enqueueMany(db, provider, prefix, 3);
+  const w = await d.waitFor(async () => {
+    const x = await worker(db);
+    return x && x.state === 'waiting for standbys' ? x : null;
+  }, { timeoutMs: 10000, intervalMs: 20, message: 'worker_status() to show the wait',
+    describe: async () => JSON.stringify(await worker(db)) });
+  await sleep(1500);
+  assert.deepEqual((await statuses(db, ids)).map((r) => r.status), ['dispatching', 'dispatching', 'dispatching']);
+  assert.equal(s.control.stats().total, 0, 'nothing was sent while the standbys did not flush');
+  return { ids, w };
+}
+
 /* ------------------------------------------------------------------ pair A: standby_wait = all */
 
 let pair;
 let pairOff;
+let two;
+let relay;
 const sims = [];
 
 async function sim(opts = {}) {
@@ -302,6 +428,8 @@ before(async () => {
 after(async () => {
   await stopPair(pair);
   await stopPair(pairOff);
+  await stopPair(two);
+  if (relay) await relay.close();
   for (const s of sims) await s.close();
 });
 
@@ -341,29 +469,18 @@ test('synchronous replication: calls flow and the worker never waits for the sta
 
 test('a connected standby that stops flushing: claimed calls wait unsent, worker_status() and the log say so; a stopped worker gives them back; they leave once it flushes', { timeout: 90000, skip: WAIT_MODE === 'off' }, async () => {
   const { db, primary, standby } = pair;
-  const s = await sim();
-  await d.createProvider(db, d.twilioProvider('fo_wait', s));
-  await db.query(`ALTER SYSTEM SET dialer.standby_wait_timeout = '500ms'`);
-  await db.query('SELECT pg_reload_conf()');
-  await sleep(300);
+  const s = await providerWarningAfter500ms(db, 'fo_wait');
   const mark = primary.log().length;
   const wr = await walreceiverPid(standby);
   process.kill(wr, 'SIGSTOP');
   let ids;
   try {
-    ids = await enqueueMany(db, 'fo_wait', '+1555073', 3);
-    const w = await d.waitFor(async () => {
-      const x = await worker(db);
-      return x && x.state === 'waiting for standbys' ? x : null;
-    }, { timeoutMs: 10000, intervalMs: 20, message: 'worker_status() to show the wait',
-      describe: async () => JSON.stringify(await worker(db)) });
+    let w;
+    ({ ids, w } = await claimsWaitUnsent(db, s, 'fo_wait', '+1555073'));
     assert.ok(w.standby_wait_since instanceof Date && w.standby_wait_since <= new Date());
     const lsn = (await db.query(`SELECT $1::pg_lsn > flush_lsn AS ahead, $1::pg_lsn <= pg_current_wal_lsn() AS written
                                    FROM pg_stat_replication`, [w.standby_wait_lsn])).rows[0];
     assert.deepEqual(lsn, { ahead: true, written: true }, `claim LSN ${w.standby_wait_lsn}: written, not flushed by the standby`);
-    await sleep(1500);
-    assert.deepEqual((await statuses(db, ids)).map((r) => r.status), ['dispatching', 'dispatching', 'dispatching']);
-    assert.equal(s.control.stats().total, 0, 'nothing was sent while the standby did not flush');
     assert.match(primary.log().slice(mark),
       /WARNING: {2}pg_dialer: 3 claimed call\(s\) have waited \d+ ms for standbys to flush their claim; they are not sent meanwhile\n.*DETAIL: {2}The claim's commit LSN is [0-9A-F]+\/[0-9A-F]+; 0 of the 1 connected standby\(s\) have flushed it \(dialer\.standby_wait = (all|any)\)/);
     assert.match((await worker(db)).last_error, /^waiting \d+ ms for standbys to flush claim LSN/);
@@ -497,4 +614,86 @@ test('the same failover with dialer.standby_wait = off re-dials calls the old pr
   assert.ok(stats.duplicate_count > 0, `calls requested twice: ${diag}`);
   const resent = stats.duplicate_call_ids.filter((id) => r.onStandby.find((x) => String(x.id) === String(id)).status === 'scheduled');
   assert.equal(resent.length, stats.duplicate_call_ids.length, 'every re-dialed call was still scheduled on the standby');
+});
+
+/* ------------------------------------------------------------------ two standbys: standby_wait = all */
+
+/** The walsender of a standby (by application_name), as pg_stat_replication shows it, or null. */
+async function walsender(db, name) {
+  return (await db.query(`SELECT state, flush_lsn, sent_lsn, pg_current_wal_lsn() AS now_lsn
+                            FROM pg_stat_replication WHERE application_name = $1`, [name])).rows[0] || null;
+}
+
+test('dialer.standby_wait = all with two streaming standbys: a claim waits until both have flushed it; with any, one is enough', { timeout: 120000 }, async () => {
+  two = await startPrimary('two', 'all', 'wal_keep_size = 512MB');
+  await addStandby(two, 'standby1');
+  relay = new Relay(two.primary.port);
+  await relay.listen();
+  const lagging = await addStandby(two, 'standby2', { via: relay.port });
+  const { db, primary } = two;
+  const s = await providerWarningAfter500ms(db, 'fo_two');
+  const mark = primary.log().length;
+  const wr = await walreceiverPid(lagging);
+  process.kill(wr, 'SIGSTOP');
+  let ids;
+  try {
+    let w;
+    ({ ids, w } = await claimsWaitUnsent(db, s, 'fo_two', '+1555075'));
+    const lsn = w.standby_wait_lsn;
+    assert.deepEqual((await db.query(`SELECT application_name AS name, flush_lsn >= $1::pg_lsn AS flushed FROM pg_stat_replication
+                                        ORDER BY application_name`, [lsn])).rows,
+    [{ name: 'standby1', flushed: true }, { name: 'standby2', flushed: false }], `the claim's LSN ${lsn}: standby1 has it, standby2 not`);
+    assert.match(primary.log().slice(mark),
+      /DETAIL: {2}The claim's commit LSN is [0-9A-F]+\/[0-9A-F]+; 1 of the 2 connected standby\(s\) have flushed it \(dialer\.standby_wait = all\)/);
+
+    // the same claim leaves once one standby is enough
+    await db.query(`ALTER SYSTEM SET dialer.standby_wait = 'any'`);
+    await db.query('SELECT pg_reload_conf()');
+    await d.waitFor(async () => (await statuses(db, ids)).every((x) => x.status === 'dialing'),
+      { timeoutMs: 10000, message: 'the calls sent with standby_wait = any while standby2 still lags' });
+    assert.equal((await walsender(db, 'standby2')).state, 'streaming', 'standby2 is still connected');
+  } finally {
+    process.kill(wr, 'SIGCONT');
+    await db.query('ALTER SYSTEM RESET dialer.standby_wait');
+    await db.query('SELECT pg_reload_conf()');
+  }
+  for (const id of ids) assert.equal(s.control.counts()[String(id)], 1, `call ${id} requested once`);
+});
+
+test('dialer.standby_wait = all: a connected standby still catching up (walsender state catchup) is waited for', { timeout: 180000 }, async () => {
+  assert.ok(two, 'the primary with two standbys of the test before');
+  const { db, primary } = two;
+  const lagging = two.standbys[1];
+  const s = await sim();
+  await d.createProvider(db, d.twilioProvider('fo_catchup', s));
+  // standby2 stops; meanwhile the primary writes some 80 MB of WAL, more than the sockets
+  // between them buffer
+  lagging.stop();
+  await d.waitFor(async () => (await walsender(db, 'standby2')) === null, { timeoutMs: 20000, message: 'standby2 to disconnect' });
+  await db.query(`CREATE TABLE fo_backlog AS SELECT g, repeat('x', 400) AS pad FROM generate_series(1, 180000) g`);
+  // it comes back through a link that stalls after 1 MB: it has reported a flush position,
+  // and its walsender cannot send it the rest
+  relay.hold(1 << 20);
+  const mark = primary.log().length;
+  lagging.start();
+  let ids;
+  try {
+    const ws = await d.waitFor(async () => {
+      const w = await walsender(db, 'standby2');
+      return w && w.state === 'catchup' && w.flush_lsn !== null ? w : null;
+    }, { timeoutMs: 30000, intervalMs: 50, message: 'standby2 connected and catching up',
+      describe: async () => JSON.stringify(await walsender(db, 'standby2')) });
+    process.stderr.write(`# standby2 catching up: ${JSON.stringify(ws)}\n`);
+    ({ ids } = await claimsWaitUnsent(db, s, 'fo_catchup', '+1555076'));
+    assert.equal((await walsender(db, 'standby2')).state, 'catchup', 'standby2 was still catching up all along');
+    assert.match(primary.log().slice(mark), /1 of the 2 connected standby\(s\) have flushed it \(dialer\.standby_wait = all\)/);
+  } finally {
+    relay.release();
+  }
+  await d.waitFor(async () => (await statuses(db, ids)).every((x) => x.status === 'dialing'),
+    { timeoutMs: 60000, intervalMs: 100, message: 'the calls sent once standby2 has caught up',
+      describe: async () => JSON.stringify({ standby2: await walsender(db, 'standby2'), worker: await worker(db) }) });
+  assert.equal((await walsender(db, 'standby2')).state, 'streaming');
+  for (const id of ids) assert.equal(s.control.counts()[String(id)], 1, `call ${id} requested once`);
+  await db.query('DROP TABLE fo_backlog');
 });

@@ -12,7 +12,7 @@ SET LOCAL client_min_messages = error;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS pg_dialer;
 
-SELECT plan(29);
+SELECT plan(32);
 
 -- the objects, each with a comment, every column too
 SELECT has_view('dialer', v, format('view dialer.%s exists', v))
@@ -68,6 +68,22 @@ SELECT ok((SELECT lag_seconds BETWEEN 89 AND 600 FROM dialer.worker_health), 'la
 UPDATE dialer.scheduled_calls SET status = 'canceled' WHERE provider = 'mon_tw' AND status = 'scheduled';
 SELECT is((SELECT row(due_calls::int, lag_seconds)::text FROM dialer.worker_health), row(0, 0::float8)::text,
           'no lag when nothing is due');
+-- the lag counts from when a call became due to be attempted (a retry, a window opening), not
+-- from its first run_at: a call due two hours ago, claimed and stored as a retry due at once,
+-- as the worker does (dialer.claim_calls, dialer.record_results)
+CREATE TEMP TABLE mon_retry AS
+SELECT dialer.enqueue_call('+15550100003', now() - interval '2 hours', 'mon_tw', '{"message": "m"}', late_ok => true) AS id;
+SELECT is((SELECT row(due_calls::int, lag_seconds >= 7200)::text FROM dialer.worker_health), row(1, true)::text,
+          'a call due two hours ago and not claimed: a lag of two hours');
+SELECT is((SELECT count(*)::int FROM dialer.claim_calls('mon_tw', 10, 'UTC', '00:00', '24:00', NULL) c
+            WHERE c.id = (SELECT id FROM mon_retry)), 1, 'the worker claims it');
+SELECT dialer.record_results(ARRAY[(SELECT id FROM mon_retry)], ARRAY[1], ARRAY['retry'], ARRAY[503], ARRAY[NULL::text],
+                             ARRAY['503'], ARRAY['Service Unavailable'], ARRAY[NULL::text], ARRAY[0], ARRAY[now()]);
+SELECT is((SELECT row(h.due_calls::int, h.oldest_due_at = c.next_attempt_at, h.lag_seconds)::text
+             FROM dialer.worker_health h, dialer.scheduled_calls c WHERE c.id = (SELECT id FROM mon_retry)),
+          row(1, true, 0::float8)::text,
+          'its retry, due now: oldest_due_at is the retry''s next attempt and the lag counts from it, not from run_at');
+DELETE FROM dialer.scheduled_calls WHERE id = (SELECT id FROM mon_retry);   -- with its attempt: not in provider_health below
 
 -- provider health from the call log
 SELECT is((SELECT row(calls_in_progress, requests_in_flight, consecutive_failures, paused, accepted_last_hour,

@@ -2,14 +2,15 @@
 -- rules without a worker: which calls are claimed and when (at most 3 searches), and how
 -- dialer.apply_search chooses a record of Twilio's Calls list (to/from, created at or after
 -- the claim to the second, never a record known as another call's, never a guess between
--- two, not from an incomplete page).  Runs in dialer_tap (no worker); one transaction, rolled
--- back.  dialer.reconcile_after is its default, 15 min.
+-- two, not from an incomplete page), and that an answer coming back after dialer.retry_call
+-- settles nothing, not even once the next attempt has ended unknown too.  Runs in dialer_tap
+-- (no worker); one transaction, rolled back.  dialer.reconcile_after is its default, 15 min.
 \set ON_ERROR_STOP on
 \set QUIET on
 SET client_min_messages = warning;
 
 BEGIN;
-SELECT plan(27);
+SELECT plan(37);
 
 INSERT INTO dialer.providers (name, kind, base_url, account_sid, auth_token, from_number)
 VALUES ('tap_tw', 'twilio', 'http://127.0.0.1:9', 'AC0123456789abcdef0123456789abcdef',
@@ -142,6 +143,65 @@ SELECT matches((pg_temp.last_event(pg_temp.cid('+15550600004'))).detail->>'messa
 SELECT is((SELECT status FROM dialer.scheduled_calls WHERE id = pg_temp.cid('+15550600004')), 'unknown', 'still unknown');
 SELECT is((SELECT count(*) FROM dialer.call_events WHERE call_id = pg_temp.cid('+15550600004') AND event = 'reconcile_search'),
 		  4::bigint, 'one event per search answer');
+
+/* ------------------------------------------------------------------ an answer after retry_call */
+
+-- +15550600006: unknown without a sid, searched (attempt 1); an operator requeues it with
+-- dialer.retry_call before the search's answer comes back.  The record the answer names may be
+-- the first attempt's call or the next one's: it settles nothing, now or once the next attempt
+-- has ended unknown too; only a search of the current attempt does.
+WITH ins AS (
+	INSERT INTO dialer.scheduled_calls (status, run_at, next_attempt_at, to_number, provider, max_attempts,
+										attempts, updated_at)
+	VALUES ('unknown', now() - interval '1 hour', now() - interval '1 hour', '+15550600006', 'tap_tw', 3, 1,
+			now() - interval '1 hour')
+	RETURNING id, to_number::text AS to_number
+)
+INSERT INTO t_calls SELECT * FROM ins;
+INSERT INTO dialer.call_attempts (call_id, attempt, requested_at, idempotency_key)
+VALUES (pg_temp.cid('+15550600006'), 1, date_trunc('second', now()) - interval '1 hour', 'pgd-r1');
+CREATE TEMP TABLE t_search1 AS
+SELECT search::jsonb AS search FROM dialer.claim_searches('tap_tw', 100) WHERE id = pg_temp.cid('+15550600006');
+SELECT is((SELECT search->>'attempt' FROM t_search1), '1', 'the first attempt is searched for');
+SELECT ok(dialer.retry_call(pg_temp.cid('+15550600006')), 'retry_call requeues it while the search is out');
+CREATE FUNCTION pg_temp.answer(search jsonb, sid text) RETURNS void LANGUAGE sql AS $$
+	SELECT dialer.apply_search(pg_temp.cid('+15550600006'), search, 200,
+							   pg_temp.page(jsonb_build_array(pg_temp.rec(sid, '+15550600006', now(), 'completed'))), NULL)
+$$;
+CREATE FUNCTION pg_temp.state6() RETURNS text LANGUAGE sql AS $$
+	SELECT concat_ws(' ', c.status, c.attempts, coalesce(c.provider_call_id, '-'),
+					 (SELECT string_agg(a.attempt || ':' || coalesce(a.provider_call_id, '-'), ',' ORDER BY a.attempt)
+						FROM dialer.call_attempts a WHERE a.call_id = c.id))
+	  FROM dialer.scheduled_calls c WHERE c.id = pg_temp.cid('+15550600006')
+$$;
+SELECT pg_temp.answer((SELECT search FROM t_search1), 'CAlate0000000000000000000000000006');
+SELECT is(pg_temp.state6(), 'scheduled 1 - 1:-',
+		  'an answer arriving after retry_call changes nothing: still scheduled, no sid on the call or its attempt');
+SELECT is((SELECT count(*)::int FROM dialer.call_events WHERE call_id = pg_temp.cid('+15550600006') AND event = 'reconciled'), 0,
+		  '... and no reconciled event');
+SELECT matches((pg_temp.last_event(pg_temp.cid('+15550600006'))).detail->>'message', 'nothing changed',
+			   'its reconcile_search event says nothing changed');
+
+-- the new run: claimed (attempt 2), its answer lost: unknown again
+SELECT is((SELECT count(*)::int FROM dialer.claim_calls('tap_tw', 100, 'UTC', '00:00', '24:00', NULL)
+			WHERE id = pg_temp.cid('+15550600006')), 1, 'the requeued call is claimed again');
+SELECT dialer.record_results(ARRAY[pg_temp.cid('+15550600006')], ARRAY[2], ARRAY['unknown'], ARRAY[NULL::int],
+							 ARRAY[NULL::text], ARRAY[NULL::text], ARRAY['answer lost'], ARRAY[NULL::text],
+							 ARRAY[0], ARRAY[now()]);
+SELECT is(pg_temp.state6(), 'unknown 2 - 1:-,2:-', 'attempt 2 ended unknown, without a sid');
+SELECT pg_temp.answer((SELECT search FROM t_search1), 'CAlate0000000000000000000000000006');
+SELECT is(pg_temp.state6(), 'unknown 2 - 1:-,2:-',
+		  'the first attempt''s late answer does not settle the second attempt');
+
+-- a search of the current attempt does
+UPDATE dialer.scheduled_calls SET updated_at = now() - interval '1 hour', reconciled_at = now() - interval '1 hour'
+ WHERE id = pg_temp.cid('+15550600006');
+CREATE TEMP TABLE t_search2 AS
+SELECT search::jsonb AS search FROM dialer.claim_searches('tap_tw', 100) WHERE id = pg_temp.cid('+15550600006');
+SELECT is((SELECT search->>'attempt' FROM t_search2), '2', 'the second attempt is searched for');
+SELECT pg_temp.answer((SELECT search FROM t_search2), 'CAnow00000000000000000000000000006');
+SELECT is(pg_temp.state6(), 'completed 2 CAnow00000000000000000000000000006 1:-,2:CAnow00000000000000000000000000006',
+		  'its answer settles the call, on attempt 2');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -1074,7 +1074,7 @@ AS $$
 			WHEN 'not_found' THEN 'no record the provider holds matches what was sent'
 			WHEN 'ambiguous' THEN 'several records match what was sent: none is taken'
 			WHEN 'incomplete' THEN 'more records than one page match: none is taken'
-			WHEN 'found' THEN 'the call was settled meanwhile: nothing changed'
+			WHEN 'found' THEN 'the call was settled or requeued meanwhile: nothing changed'
 			WHEN 'not_offered' THEN 'the backend offers no lookup by Idempotency-Key'
 			ELSE 'the search failed' END
 		   || CASE WHEN searches_left = 0 AND result <> 'found'
@@ -1091,7 +1091,9 @@ COMMENT ON FUNCTION dialer.search_message(text, int) IS
  * the call (dialer.settle_searched_call).  No candidate, more than one (never
  * guessed), a Twilio page that may not hold them all, or a failed search leaves the
  * call unknown, with a 'reconcile_search' event saying what was searched and what was
- * found (dialer.search_message).
+ * found (dialer.search_message).  An answer for an attempt the call has left (settled
+ * meanwhile, or requeued by dialer.retry_call, perhaps claimed and unknown again since)
+ * changes nothing but that event: its record may be another attempt's call.
  */
 CREATE FUNCTION dialer.apply_search(call_id bigint, search jsonb, http_status int, body text, error text)
 RETURNS void
@@ -1152,7 +1154,8 @@ BEGIN
 												   'candidates', v_found.candidates);
 	END IF;
 
-	IF v_result = 'found' AND v_call.status = 'unknown' AND v_call.provider_call_id IS NULL THEN
+	IF v_result = 'found' AND v_call.status = 'unknown' AND v_call.provider_call_id IS NULL
+	   AND (search->>'attempt')::int = v_call.attempts THEN
 		PERFORM dialer.settle_searched_call(apply_search.call_id, v_call.attempts, v_found.candidates->0,
 											v_detail || jsonb_build_object('search_result', 'found'));
 		RETURN;
@@ -1166,7 +1169,7 @@ BEGIN
 END;
 $$;
 COMMENT ON FUNCTION dialer.apply_search(bigint, jsonb, int, text, text) IS
-	'Worker: applies the answer to a search for an unknown call without a provider call id: exactly one matching record settles it (event reconciled), else it stays unknown with a reconcile_search event (not_found, ambiguous, incomplete, failed, not_offered)';
+	'Worker: applies the answer to a search for an unknown call without a provider call id: exactly one matching record settles it (event reconciled), else it stays unknown with a reconcile_search event (not_found, ambiguous, incomplete, failed, not_offered); an answer for an attempt the call has left (settled, or requeued by retry_call) changes nothing';
 
 /*
  * The provider configurations the worker dispatches with (secrets included: only
