@@ -221,7 +221,7 @@ start_dispatcher(int i)
 	/* the launcher restarts it, not the postmaster */
 	worker.bgw_restart_time = BGW_NEVER_RESTART;
 	strlcpy(worker.bgw_library_name, "pg_dialer", BGW_MAXLEN);
-	strlcpy(worker.bgw_function_name, "dialer_worker_main", BGW_MAXLEN);
+	strlcpy(worker.bgw_function_name, "dialer_dispatcher_main", BGW_MAXLEN);
 	snprintf(worker.bgw_name, BGW_MAXLEN, "pg_dialer dispatcher %s", name);
 	strlcpy(worker.bgw_type, "pg_dialer dispatcher", BGW_MAXLEN);
 	worker.bgw_main_arg = Int32GetDatum(i);

@@ -244,6 +244,19 @@ dialer_shared_set_error(const char *fmt,...)
 }
 
 /*
+ * Adds n to one of the counters this dispatcher publishes (dispatched,
+ * accepted, retried, failed), with its requests in flight.
+ */
+void
+dialer_shared_count(uint64 *counter, int n, int in_flight)
+{
+	SpinLockAcquire(&dialer_shared->mutex);
+	*counter += n;
+	dialer_shared->in_flight = in_flight;
+	SpinLockRelease(&dialer_shared->mutex);
+}
+
+/*
  * Whether a dispatcher serves the current database: the library is preloaded,
  * its launcher runs, and dialer.databases names the database.  (The launcher,
  * not a dispatcher, is what must run: a dispatcher may be starting.)  The one
