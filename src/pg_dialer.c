@@ -20,6 +20,7 @@
 #include "pgtime.h"
 #include "utils/builtins.h"
 
+#include "backend_hooks.h"
 #include "launcher.h"
 #include "pg_dialer.h"
 #include "planner.h"
@@ -53,7 +54,7 @@ _PG_init(void)
 		return;
 
 	dialer_shmem_init();
-	dialer_launcher_hooks_init();
+	dialer_backend_hooks_init();
 	dialer_register_launcher();
 }
 
