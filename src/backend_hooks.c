@@ -112,7 +112,7 @@ report_extension_change(void)
 
 		SpinLockAcquire(&slot->mutex);
 		slot->recheck_extension = true;
-		procno = slot->database_oid == MyDatabaseId ? slot->worker_procno : -1;
+		procno = slot->database_oid == MyDatabaseId ? slot->dispatcher_procno : -1;
 		SpinLockRelease(&slot->mutex);
 		if (procno >= 0)
 			SetLatch(&ProcGlobal->allProcs[procno].procLatch);
@@ -188,7 +188,7 @@ hold_database(const char *dbname, const char *command)
 	SpinLockAcquire(&slot->mutex);
 	slot->held_by = MyProcPid;
 	slot->held_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 60000);
-	pid = slot->worker_pid;
+	pid = slot->dispatcher_pid;
 	SpinLockRelease(&slot->mutex);
 	if (pid == 0)
 		return;
@@ -201,7 +201,7 @@ hold_database(const char *dbname, const char *command)
 	while (GetCurrentTimestamp() < deadline)
 	{
 		SpinLockAcquire(&slot->mutex);
-		pid = slot->worker_pid;
+		pid = slot->dispatcher_pid;
 		SpinLockRelease(&slot->mutex);
 		if (pid == 0)
 			break;

@@ -116,8 +116,8 @@ dispatcher_exit(int code pg_attribute_unused(), Datum arg pg_attribute_unused())
 	if (dialer_shared == NULL)
 		return;
 	SpinLockAcquire(&dialer_shared->mutex);
-	dialer_shared->worker_pid = 0;
-	dialer_shared->worker_procno = -1;
+	dialer_shared->dispatcher_pid = 0;
+	dialer_shared->dispatcher_procno = -1;
 	dialer_shared->in_flight = 0;
 	dialer_shared->n_providers = 0;
 	strlcpy(dialer_shared->state, dialer_shared->no_extension ? "no extension" : "stopped",
@@ -161,8 +161,8 @@ attach_to_slot(Datum main_arg)
 
 	SpinLockAcquire(&dialer_shared->mutex);
 	strlcpy(dialer_shared->database, dbname, NAMEDATALEN);
-	dialer_shared->worker_pid = MyProcPid;
-	dialer_shared->worker_procno = MyProc->pgprocno;
+	dialer_shared->dispatcher_pid = MyProcPid;
+	dialer_shared->dispatcher_procno = MyProc->pgprocno;
 	dialer_shared->no_extension = false;
 	dialer_shared->recheck_extension = false;
 	strlcpy(dialer_shared->state, "starting", DIALER_STATE_LEN);

@@ -153,7 +153,7 @@ slot_pid(int i)
 		return pid;
 	}
 	SpinLockAcquire(&slot->mutex);
-	pid = slot->worker_pid;
+	pid = slot->dispatcher_pid;
 	SpinLockRelease(&slot->mutex);
 	return pid;
 }
@@ -238,8 +238,8 @@ assign_slot(DatabaseEntry *db)
 			slot->in_use = true;
 			slot->database_oid = db->oid;
 			strlcpy(slot->database, db->name, NAMEDATALEN);
-			slot->worker_pid = 0;
-			slot->worker_procno = -1;
+			slot->dispatcher_pid = 0;
+			slot->dispatcher_procno = -1;
 			slot->started_at = 0;
 			slot->dispatched = slot->accepted = slot->retried = slot->failed = 0;
 			slot->last_error[0] = '\0';

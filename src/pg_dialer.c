@@ -41,8 +41,8 @@ PG_FUNCTION_INFO_V1(dialer_is_valid_timezone);
  * Under pg_upgrade (IsBinaryUpgrade) nothing more is set up: pg_upgrade
  * starts the servers with the libraries of shared_preload_libraries, and a
  * launcher or dispatcher would connect to databases that are being dumped
- * or restored and could even dial calls from the old cluster.  The workers
- * start with the upgraded server's first normal start.
+ * or restored and could even dial calls from the old cluster.  The launcher
+ * and the dispatchers start with the upgraded server's first normal start.
  */
 void
 _PG_init(void)

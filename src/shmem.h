@@ -53,8 +53,8 @@ typedef struct DialerShared
 	slock_t		mutex;
 	bool		in_use;			/* assigned to database_oid by the launcher */
 	Oid			database_oid;
-	pid_t		worker_pid;		/* 0 when no worker runs */
-	int			worker_procno;	/* index into ProcGlobal->allProcs, or -1 */
+	pid_t		dispatcher_pid; /* 0 when no dispatcher runs */
+	int			dispatcher_procno;	/* index into ProcGlobal->allProcs, or -1 */
 	char		database[NAMEDATALEN];
 	char		state[DIALER_STATE_LEN];
 	TimestampTz started_at;
