@@ -15,7 +15,7 @@ SELECT plan(144);
 
 -- the extension
 SELECT has_extension('dialer', 'pg_dialer', 'pg_dialer is installed in schema dialer');
-SELECT is((SELECT extversion FROM pg_extension WHERE extname = 'pg_dialer'), '0.2.0', 'version 0.2.0');
+SELECT is((SELECT extversion FROM pg_extension WHERE extname = 'pg_dialer'), (SELECT default_version FROM pg_available_extensions WHERE name = 'pg_dialer'), 'the default version (pg_dialer.control)');
 SELECT is((SELECT extrelocatable FROM pg_extension WHERE extname = 'pg_dialer'), false, 'not relocatable');
 SELECT has_schema('dialer');
 
