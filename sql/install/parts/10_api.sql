@@ -743,14 +743,11 @@ AS $$
 DECLARE
 	v_call dialer.scheduled_calls := dialer.lock_call(call_id);
 BEGIN
-	IF v_call.status <> 'scheduled' THEN
+	IF NOT dialer.may_move(v_call.status, 'canceled') THEN
 		RETURN false;
 	END IF;
-	UPDATE dialer.scheduled_calls c
-	   SET status = 'canceled', updated_at = now(), finished_at = now()
-	 WHERE c.id = v_call.id;
-	INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
-	VALUES (v_call.id, 'canceled', 'scheduled', 'canceled', jsonb_build_object('by', session_user::text));
+	PERFORM count(*) FROM dialer.move_calls(ARRAY[dialer.make_move(
+		v_call.id, 'scheduled', 'canceled', 'canceled', jsonb_build_object('by', session_user::text))]);
 	RETURN true;
 END;
 $$;
@@ -771,19 +768,16 @@ AS $$
 DECLARE
 	v_call dialer.scheduled_calls := dialer.lock_call(call_id);
 BEGIN
-	IF v_call.status NOT IN ('failed', 'unknown', 'expired') THEN
+	IF NOT dialer.may_move(v_call.status, 'requeued') THEN
 		RETURN false;
 	END IF;
-	UPDATE dialer.scheduled_calls c
-	   SET status = 'scheduled', next_attempt_at = now(), attempts_base = c.attempts,
-		   deadline = CASE WHEN v_call.status = 'expired' THEN NULL ELSE c.deadline END,
-		   updated_at = now(), finished_at = NULL, reconcile_searches = 0, reconcile_failures = 0
-	 WHERE c.id = v_call.id;
-	INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
-	VALUES (v_call.id, 'requeued', v_call.status, 'scheduled',
-			jsonb_strip_nulls(jsonb_build_object('by', session_user::text,
-				'previous_error', v_call.last_error,
-				'cleared_deadline', CASE WHEN v_call.status = 'expired' THEN v_call.deadline END)));
+	-- a new run, due now (an expired call without its deadline: dialer.call_transitions)
+	PERFORM count(*) FROM dialer.move_calls(ARRAY[dialer.make_move(
+		v_call.id, v_call.status, 'requeued', 'scheduled',
+		jsonb_strip_nulls(jsonb_build_object('by', session_user::text,
+			'previous_error', v_call.last_error,
+			'cleared_deadline', CASE WHEN v_call.status = 'expired' THEN v_call.deadline END)),
+		next_attempt_at => now())]);
 	PERFORM dialer.wake_worker();
 	RETURN true;
 END;

@@ -34,17 +34,8 @@ DECLARE
 	v_count int;
 BEGIN
 	WITH lost AS (
-		UPDATE dialer.scheduled_calls c
-		   SET status = 'unknown', updated_at = now(),
-			   last_error = 'dispatcher stopped before the outcome of the request was stored'
-		 WHERE c.status = 'dispatching'
-		RETURNING c.id, c.attempts
-	), ev AS (
-		INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
-		SELECT l.id, 'unknown', 'dispatching', 'unknown',
-			   jsonb_build_object('reason', 'dispatcher restarted while the request may have been in flight',
-								  'attempt', l.attempts)
-		  FROM lost l
+		-- every call dispatching, locked; the attempt of each, noted before it moves
+		SELECT c.id, c.attempts FROM dialer.scheduled_calls c WHERE c.status = 'dispatching' FOR UPDATE
 	), att AS (
 		UPDATE dialer.call_attempts a
 		   SET error_code = coalesce(a.error_code, 'dispatcher_restart'),
@@ -52,7 +43,13 @@ BEGIN
 		  FROM lost l
 		 WHERE a.call_id = l.id AND a.attempt = l.attempts AND a.http_status IS NULL
 	)
-	SELECT count(*) INTO v_count FROM lost;
+	SELECT count(*) INTO v_count
+	  FROM dialer.move_calls(ARRAY(
+			SELECT dialer.make_move(l.id, 'dispatching', 'unknown', 'unknown',
+					jsonb_build_object('reason', 'dispatcher restarted while the request may have been in flight',
+									   'attempt', l.attempts),
+					last_error => 'dispatcher stopped before the outcome of the request was stored')
+			  FROM lost l));
 	RETURN v_count;
 END;
 $$;
@@ -179,6 +176,63 @@ COMMENT ON FUNCTION dialer.no_window_message(text, text[], time, time) IS
 	'Internal: last_error of a call skipped because the calling window never opens in all of its number''s zones at once';
 
 /*
+ * The detail of the event of a call a calling policy skips, at enqueue or at
+ * dispatch (checked): the policy and rule that decided, the recipient's zones and
+ * the reason in words.
+ */
+CREATE FUNCTION dialer.policy_skip_detail(checked text, policy text, rule text, timezones text[], message text)
+RETURNS jsonb
+LANGUAGE sql
+IMMUTABLE
+AS $$
+	SELECT jsonb_build_object('reason', 'policy', 'checked', checked, 'policy', policy, 'rule', rule,
+							  'timezones', timezones, 'message', message);
+$$;
+COMMENT ON FUNCTION dialer.policy_skip_detail(text, text, text, text[], text) IS
+	'Internal: the event detail of a call skipped by a calling policy (checked: enqueue, dispatch, consent_changed or refusal_recorded; policy, rule, zones, message)';
+
+/*
+ * The detail of the event a claim writes for a call, by its verdict v: claimed (go: the
+ * attempt, and the policies that allowed it or the zones the window was read in), parked
+ * for a window (window), skipped (do_not_call, not_allowed, refused, no_window) or expired.
+ */
+CREATE FUNCTION dialer.claim_event_detail(v text, attempt int, to_number text, deadline timestamptz,
+										  zones text[], zone_source text, ws time, we time,
+										  opens timestamptz, next_attempt_at timestamptz, decision text,
+										  policy text, rule text, reason text, timezones text[],
+										  policies text[], error text)
+RETURNS jsonb
+LANGUAGE sql
+IMMUTABLE
+AS $$
+	SELECT CASE v
+		-- under calling policies, the claim records which ones allowed it (the audit reads it);
+		-- under the general window alone, the zones it was read in (none: the whole day)
+		WHEN 'go' THEN CASE WHEN decision IS NOT NULL
+			THEN jsonb_build_object('attempt', attempt, 'policies', policies, 'timezones', timezones,
+									'message', reason)
+			WHEN zones IS NULL THEN jsonb_build_object('attempt', attempt)
+			ELSE jsonb_build_object('attempt', attempt) || dialer.window_zones_detail(to_number, zones, zone_source) END
+		WHEN 'window' THEN CASE WHEN decision IS NULL
+			THEN jsonb_build_object('opens_at', opens, 'next_attempt_at', next_attempt_at,
+									'window_start', ws, 'window_end', we)
+				 || dialer.window_zones_detail(to_number, zones, zone_source)
+			ELSE jsonb_build_object('timezones', timezones, 'opens_at', opens, 'next_attempt_at', next_attempt_at,
+									'policy', policy, 'rule', rule, 'message', reason) END
+		WHEN 'no_window' THEN jsonb_build_object('reason', 'no_window', 'timezones', zones,
+												 'timezone_source', zone_source, 'window_start', ws,
+												 'window_end', we, 'message', error)
+		WHEN 'refused' THEN dialer.policy_skip_detail('dispatch', policy, rule, timezones, reason)
+		WHEN 'expired' THEN jsonb_build_object('deadline', deadline)
+		WHEN 'do_not_call' THEN jsonb_build_object('reason', 'do_not_call', 'checked', 'dispatch')
+		ELSE jsonb_build_object('reason', 'not_allowed', 'level', 'warning',
+								'message', 'dialer.allowed_numbers is set and does not list this number')
+	END;
+$$;
+COMMENT ON FUNCTION dialer.claim_event_detail(text, int, text, timestamptz, text[], text, time, time, timestamptz, timestamptz, text, text, text, text, text[], text[], text) IS
+	'Internal: the detail of the event a claim writes for a call, by its verdict (claimed, parked for a window, skipped, expired)';
+
+/*
  * Claims up to max_calls due calls of one provider, highest priority then
  * earliest first, skipping rows other sessions hold locked.  In the same
  * statement, due calls that must not be dialled are settled instead:
@@ -224,6 +278,8 @@ DECLARE
 	v_allowed text[];
 	v_ids bigint[];
 	v_policies boolean;
+	v_moves dialer.call_move[];
+	v_go bigint[];
 BEGIN
 	IF coalesce(btrim(allowed_numbers), '') <> '' THEN
 		v_allowed := string_to_array(regexp_replace(allowed_numbers, '\s', '', 'g'), ',');
@@ -246,7 +302,6 @@ BEGIN
 		PERFORM pg_advisory_xact_lock(hashtext('pg_dialer.per_recipient_caps'));
 	END IF;
 
-	RETURN QUERY
 	WITH cand AS (
 		-- the general window is read in the recipient's zones (dialer.recipient_zones: the
 		-- call's, the campaign's, the number's, else dialer.default_timezone); not looked up
@@ -287,61 +342,39 @@ BEGIN
 				 ELSE 'go'
 			   END AS v
 		  FROM windowed w
-	), upd AS (
-		UPDATE dialer.scheduled_calls c
-		   SET status = CASE x.v WHEN 'go' THEN 'dispatching' WHEN 'window' THEN 'scheduled'
-								 WHEN 'expired' THEN 'expired' ELSE 'skipped' END,
-			   attempts = c.attempts + CASE WHEN x.v = 'go' THEN 1 ELSE 0 END,
-			   next_attempt_at = CASE WHEN x.v = 'window' THEN least(x.opens, coalesce(c.deadline, x.opens))
-									  ELSE c.next_attempt_at END,
-			   finished_at = CASE WHEN x.v IN ('expired', 'do_not_call', 'not_allowed', 'refused', 'no_window') THEN now() END,
-			   last_error = CASE x.v WHEN 'do_not_call' THEN 'number is on the do-not-call list'
-									 WHEN 'refused' THEN x.reason
-									 WHEN 'not_allowed' THEN 'number is not in dialer.allowed_numbers'
-									 WHEN 'expired' THEN 'deadline passed before the call could start'
-									 WHEN 'no_window' THEN dialer.no_window_message(x.to_number, x.zones, x.ws, x.we)
-									 ELSE c.last_error END,
-			   updated_at = now()
-		  FROM verdict x
-		 WHERE c.id = x.id
-		RETURNING c.*, x.v, x.zones, x.zone_source, x.ws, x.we, x.opens, x.decision, x.policy, x.rule, x.reason,
-				  x.timezones, x.policies
-	), ev AS (
-		INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
-		SELECT u.id,
-			   CASE u.v WHEN 'go' THEN 'claimed' WHEN 'window' THEN 'window_wait'
-						WHEN 'expired' THEN 'expired' ELSE 'skipped' END,
-			   'scheduled', u.status,
-			   CASE u.v
-				 -- under calling policies, the claim records which ones allowed it (the audit reads it);
-				 -- under the general window alone, the zones it was read in (none: the whole day)
-				 WHEN 'go' THEN CASE WHEN u.decision IS NOT NULL
-					 THEN jsonb_build_object('attempt', u.attempts, 'policies', u.policies, 'timezones', u.timezones,
-											 'message', u.reason)
-					 WHEN u.zones IS NULL THEN jsonb_build_object('attempt', u.attempts)
-					 ELSE jsonb_build_object('attempt', u.attempts)
-						  || dialer.window_zones_detail(u.to_number, u.zones, u.zone_source) END
-				 WHEN 'window' THEN CASE WHEN u.decision IS NULL
-					 THEN jsonb_build_object('opens_at', u.opens, 'next_attempt_at', u.next_attempt_at,
-											 'window_start', u.ws, 'window_end', u.we)
-						  || dialer.window_zones_detail(u.to_number, u.zones, u.zone_source)
-					 ELSE jsonb_build_object('timezones', u.timezones, 'opens_at', u.opens, 'next_attempt_at', u.next_attempt_at,
-											 'policy', u.policy, 'rule', u.rule, 'message', u.reason) END
-				 WHEN 'no_window' THEN jsonb_build_object('reason', 'no_window', 'timezones', u.zones,
-														  'timezone_source', u.zone_source, 'window_start', u.ws,
-														  'window_end', u.we, 'message', u.last_error)
-				 WHEN 'refused' THEN dialer.policy_skip_detail('dispatch', u.policy, u.rule, u.timezones, u.reason)
-				 WHEN 'expired' THEN jsonb_build_object('deadline', u.deadline)
-				 WHEN 'do_not_call' THEN jsonb_build_object('reason', 'do_not_call', 'checked', 'dispatch')
-				 ELSE jsonb_build_object('reason', 'not_allowed', 'level', 'warning',
-										 'message', 'dialer.allowed_numbers is set and does not list this number')
-			   END
-		  FROM upd u
-	), go AS MATERIALIZED (
+	), moves AS (
+		SELECT x.id, x.v,
+			   dialer.make_move(x.id, 'scheduled',
+					CASE x.v WHEN 'go' THEN 'claimed' WHEN 'window' THEN 'window_wait'
+							 WHEN 'expired' THEN 'expired' ELSE 'skipped' END,
+					CASE x.v WHEN 'go' THEN 'dispatching' WHEN 'window' THEN 'scheduled'
+							 WHEN 'expired' THEN 'expired' ELSE 'skipped' END,
+					dialer.claim_event_detail(x.v, x.attempts + 1, x.to_number, x.deadline, x.zones, x.zone_source,
+											  x.ws, x.we, x.opens, x.next_at, x.decision, x.policy, x.rule,
+											  x.reason, x.timezones, x.policies, x.error),
+					next_attempt_at => x.next_at, last_error => x.error) AS mv
+		  FROM (SELECT x.*,
+					   CASE WHEN x.v = 'window' THEN least(x.opens, coalesce(x.deadline, x.opens)) END AS next_at,
+					   CASE x.v WHEN 'do_not_call' THEN 'number is on the do-not-call list'
+								WHEN 'refused' THEN x.reason
+								WHEN 'not_allowed' THEN 'number is not in dialer.allowed_numbers'
+								WHEN 'expired' THEN 'deadline passed before the call could start'
+								WHEN 'no_window' THEN dialer.no_window_message(x.to_number, x.zones, x.ws, x.we)
+								END AS error
+				  FROM verdict x) x
+	)
+	SELECT array_agg(m.mv), array_agg(m.id) FILTER (WHERE m.v = 'go')
+	  INTO v_moves, v_go
+	  FROM moves m;
+	PERFORM count(*) FROM dialer.move_calls(v_moves);
+
+	-- the calls to dial, claimed: their attempt rows, and what the dispatcher sends
+	RETURN QUERY
+	WITH go AS MATERIALIZED (
 		-- the Idempotency-Key is the same for every attempt of one run of the call
-		SELECT u.*, format('pgd-%s-%s-%s', u.id, u.attempts_base,
-						   (extract(epoch FROM u.created_at) * 1000000)::bigint) AS idem
-		  FROM upd u WHERE u.v = 'go'
+		SELECT c.*, format('pgd-%s-%s-%s', c.id, c.attempts_base,
+						   (extract(epoch FROM c.created_at) * 1000000)::bigint) AS idem
+		  FROM dialer.scheduled_calls c WHERE c.id = ANY (v_go)
 	), att AS (
 		INSERT INTO dialer.call_attempts (call_id, attempt, requested_at, idempotency_key)
 		SELECT g.id, g.attempts, now(), g.idem FROM go g
@@ -380,24 +413,19 @@ BEGIN
 		 CROSS JOIN LATERAL (SELECT k.* FROM dialer.scheduled_calls k WHERE k.id = r.call_id OFFSET 0) c
 		 WHERE c.status = 'dispatching' AND c.attempts = r.attempt
 		   FOR UPDATE OF c
-	), rel AS (
-		UPDATE dialer.scheduled_calls c
-		   SET status = 'scheduled', attempts = c.attempts - 1, updated_at = now()
-		  FROM cur
-		 WHERE c.id = cur.call_id
-		RETURNING c.id, cur.attempt
 	), att AS (
+		-- no request was made: the attempt row goes
 		DELETE FROM dialer.call_attempts a
-		 USING rel
-		 WHERE a.call_id = rel.id AND a.attempt = rel.attempt AND a.http_status IS NULL
-	), ev AS (
-		INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
-		SELECT rel.id, 'claim_released', 'dispatching', 'scheduled',
-			   jsonb_build_object('reason', 'dispatcher stopped while the claim waited for standbys; no request left',
-								  'attempt', rel.attempt)
-		  FROM rel
+		 USING cur
+		 WHERE a.call_id = cur.call_id AND a.attempt = cur.attempt AND a.http_status IS NULL
 	)
-	SELECT count(*) INTO v_count FROM rel;
+	SELECT count(*) INTO v_count
+	  FROM dialer.move_calls(ARRAY(
+			SELECT dialer.make_move(cur.call_id, 'dispatching', 'claim_released', 'scheduled',
+					jsonb_build_object('reason', 'dispatcher stopped while the claim waited for standbys; no request left',
+									   'attempt', cur.attempt),
+					attempt => cur.attempt)
+			  FROM cur));
 	RETURN v_count;
 END;
 $$;
@@ -453,23 +481,18 @@ BEGIN
 										 WHEN cardinality(p.zones) = 1
 										 THEN dialer.next_window_opening(now(), p.zones[1], p.ws, p.we)
 										 ELSE dialer.zones_window_opening(now(), p.zones, p.ws, p.we) END AS opens) o
-	), moved AS (
-		UPDATE dialer.scheduled_calls c
-		   SET next_attempt_at = v.due, updated_at = now()
-		  FROM verdict v
-		 WHERE c.id = v.id AND v.due <> v.next_attempt_at
-		RETURNING c.id, v.to_number, v.zones, v.source, v.ws, v.we, v.opens, v.due, v.next_attempt_at AS was
-	), ev AS (
-		INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
-		SELECT m.id, 'window_wait', 'scheduled', 'scheduled',
-			   jsonb_build_object('reason', 'calling window changed',
-								  'window_start', m.ws, 'window_end', m.we,
-								  'opens_at', nullif(m.opens, 'infinity'), 'next_attempt_at', m.due,
-								  'previous_next_attempt_at', m.was)
-			   || dialer.window_zones_detail(m.to_number, m.zones, m.source)
-		  FROM moved m
 	)
-	SELECT count(*) INTO v_n FROM moved;
+	SELECT count(*) INTO v_n
+	  FROM dialer.move_calls(ARRAY(
+			SELECT dialer.make_move(v.id, 'scheduled', 'window_wait', 'scheduled',
+					jsonb_build_object('reason', 'calling window changed',
+									   'window_start', v.ws, 'window_end', v.we,
+									   'opens_at', nullif(v.opens, 'infinity'), 'next_attempt_at', v.due,
+									   'previous_next_attempt_at', v.next_attempt_at)
+					|| dialer.window_zones_detail(v.to_number, v.zones, v.source),
+					next_attempt_at => v.due)
+			  FROM verdict v
+			 WHERE v.due <> v.next_attempt_at));
 	RETURN v_n;
 END;
 $$;
@@ -527,19 +550,10 @@ RETURNS int
 LANGUAGE sql
 SET search_path = pg_catalog, dialer, pg_temp
 AS $$
-	WITH s AS (
-		SELECT * FROM unnest(call_ids, errors, details) AS s(id, error, detail)
-	), skipped AS (
-		UPDATE dialer.scheduled_calls c
-		   SET status = 'skipped', finished_at = now(), updated_at = now(), last_error = s.error
-		  FROM s
-		 WHERE c.id = s.id AND c.status = 'scheduled'
-		RETURNING c.id, s.detail
-	), ev AS (
-		INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
-		SELECT k.id, 'skipped', 'scheduled', 'skipped', k.detail FROM skipped k
-	)
-	SELECT count(*)::int FROM skipped;
+	SELECT count(*)::int
+	  FROM dialer.move_calls(ARRAY(
+			SELECT dialer.make_move(s.id, 'scheduled', 'skipped', 'skipped', s.detail, last_error => s.error)
+			  FROM unnest(call_ids, errors, details) AS s(id, error, detail)));
 $$;
 COMMENT ON FUNCTION dialer.skip_scheduled_calls(bigint[], text[], jsonb[]) IS
 	'Internal: skips the calls still scheduled among call_ids now, each with its last_error and skipped-event detail (do-not-call entries, revoked consents, refusals); returns how many';
@@ -596,6 +610,8 @@ SET search_path = pg_catalog, dialer, pg_temp
 SET plan_cache_mode = force_generic_plan
 SET enable_seqscan = off
 AS $$
+DECLARE
+	v_moved int;
 BEGIN
 	WITH r AS (
 		SELECT * FROM unnest(call_ids, attempts, outcomes, http_statuses, provider_call_ids,
@@ -623,44 +639,33 @@ BEGIN
 		 CROSS JOIN LATERAL (SELECT k.* FROM dialer.scheduled_calls k WHERE k.id = r.call_id OFFSET 0) c
 		 WHERE c.status = 'dispatching' AND c.attempts = r.attempt
 		   FOR UPDATE OF c
-	), upd AS (
-		UPDATE dialer.scheduled_calls c
-		   SET status = CASE
-						  WHEN cur.outcome = 'accepted' THEN 'dialing'
-						  WHEN cur.outcome = 'retry' AND cur.may_retry THEN 'scheduled'
-						  WHEN cur.outcome = 'unknown' THEN 'unknown'
-						  ELSE 'failed' END,
-			   provider_call_id = coalesce(cur.provider_call_id, c.provider_call_id),
-			   provider_status = CASE WHEN cur.outcome = 'accepted' THEN coalesce(c.provider_status, 'accepted')
-									  ELSE c.provider_status END,
-			   next_attempt_at = CASE WHEN cur.outcome = 'retry' AND cur.may_retry
-									  THEN now() + cur.delay_ms * interval '1 millisecond'
-									  ELSE c.next_attempt_at END,
-			   last_error = CASE WHEN cur.outcome = 'accepted' THEN c.last_error
-								 ELSE cur.error_message END,
-			   finished_at = CASE WHEN cur.outcome = 'failed' OR (cur.outcome = 'retry' AND NOT cur.may_retry)
-								  THEN now() END,
-			   reconcile_failures = 0,
-			   updated_at = now()
+	), moves AS (
+		SELECT cur.*,
+			   CASE WHEN cur.outcome = 'accepted' THEN 'dialing'
+					WHEN cur.outcome = 'retry' AND cur.may_retry THEN 'scheduled'
+					WHEN cur.outcome = 'unknown' THEN 'unknown'
+					ELSE 'failed' END AS to_status
 		  FROM cur
-		 WHERE c.id = cur.call_id
-		RETURNING c.id, c.status, cur.outcome, cur.http_status, cur.error_code, cur.error_message,
-				  cur.provider_call_id, cur.attempt, cur.delay_ms, cur.may_retry
 	)
-	INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
-	SELECT u.id,
-		   CASE WHEN u.outcome = 'accepted' THEN 'accepted'
-				WHEN u.status = 'scheduled' THEN 'retry_scheduled'
-				WHEN u.status = 'unknown' THEN 'unknown'
-				ELSE 'failed' END,
-		   'dispatching', u.status,
-		   jsonb_strip_nulls(jsonb_build_object(
-				'attempt', u.attempt, 'http_status', u.http_status,
-				'provider_call_id', u.provider_call_id,
-				'error_code', u.error_code, 'error', u.error_message,
-				'retry_in_ms', CASE WHEN u.status = 'scheduled' THEN u.delay_ms END,
-				'attempts_exhausted', CASE WHEN u.outcome = 'retry' AND NOT u.may_retry THEN true END))
-	  FROM upd u;
+	SELECT count(*) INTO v_moved
+	  FROM dialer.move_calls(ARRAY(
+			SELECT dialer.make_move(m.call_id, 'dispatching',
+					CASE m.to_status WHEN 'dialing' THEN 'accepted' WHEN 'scheduled' THEN 'retry_scheduled'
+									 ELSE m.to_status END,
+					m.to_status,
+					jsonb_strip_nulls(jsonb_build_object(
+						'attempt', m.attempt, 'http_status', m.http_status,
+						'provider_call_id', m.provider_call_id,
+						'error_code', m.error_code, 'error', m.error_message,
+						'retry_in_ms', CASE WHEN m.to_status = 'scheduled' THEN m.delay_ms END,
+						'attempts_exhausted', CASE WHEN m.outcome = 'retry' AND NOT m.may_retry THEN true END)),
+					attempt => m.attempt,
+					next_attempt_at => CASE WHEN m.to_status = 'scheduled'
+											THEN now() + m.delay_ms * interval '1 millisecond' END,
+					last_error => CASE WHEN m.outcome <> 'accepted' THEN m.error_message END,
+					provider_call_id => m.provider_call_id,
+					provider_status => CASE WHEN m.outcome = 'accepted' THEN 'accepted' END)
+			  FROM moves m));
 END;
 $$;
 COMMENT ON FUNCTION dialer.record_results(bigint[], int[], text[], int[], text[], text[], text[], text[], int[], timestamptz[]) IS
@@ -777,17 +782,15 @@ AS $$
 DECLARE
 	v_cutoff timestamptz := now() - current_setting('dialer.reconcile_after')::interval;
 BEGIN
-	WITH blind AS (
-		UPDATE dialer.scheduled_calls c
-		   SET status = 'unknown', updated_at = now(),
-			   last_error = 'no final status from the provider, and no provider call id to look it up by'
-		 WHERE c.status = 'dialing' AND c.provider_call_id IS NULL AND c.updated_at <= v_cutoff
-		RETURNING c.id
-	)
-	INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
-	SELECT b.id, 'unknown', 'dialing', 'unknown',
-		   jsonb_build_object('reason', 'no final status within dialer.reconcile_after and no provider call id')
-	  FROM blind b;
+	-- a dialing call without a provider call id cannot be looked up: unknown
+	PERFORM count(*)
+	   FROM dialer.move_calls(ARRAY(
+			SELECT dialer.make_move(c.id, 'dialing', 'unknown', 'unknown',
+					jsonb_build_object('reason', 'no final status within dialer.reconcile_after and no provider call id'),
+					last_error => 'no final status from the provider, and no provider call id to look it up by')
+			  FROM dialer.scheduled_calls c
+			 WHERE c.status = 'dialing' AND c.provider_call_id IS NULL AND c.updated_at <= v_cutoff
+			   FOR UPDATE OF c));
 
 	RETURN QUERY
 	WITH due AS (
@@ -861,22 +864,19 @@ BEGIN
 		UPDATE dialer.scheduled_calls c SET reconcile_failures = c.reconcile_failures + 1
 		 WHERE c.id = apply_reconciliation.call_id
 		RETURNING c.reconcile_failures, c.status INTO v_failures, v_status;
-		INSERT INTO dialer.call_events (call_id, event, detail)
-		VALUES (apply_reconciliation.call_id, 'reconcile_failed',
-				jsonb_strip_nulls(jsonb_build_object('provider_call_id', provider_call_id,
-					'http_status', http_status, 'error', v_error, 'failures_in_a_row', v_failures)));
+		PERFORM dialer.note_calls(ARRAY[apply_reconciliation.call_id], ARRAY['reconcile_failed'],
+				ARRAY[jsonb_strip_nulls(jsonb_build_object('provider_call_id', provider_call_id,
+					'http_status', http_status, 'error', v_error, 'failures_in_a_row', v_failures))]);
 		IF v_status = 'dialing' AND v_failures >= dialer.reconcile_max_failures() THEN
 			v_reason := format('no final status from the provider, and %s lookups of %s at the provider failed in a row (last: %s): it is not looked up again',
 							   v_failures, provider_call_id,
 							   coalesce(CASE WHEN http_status IS NOT NULL THEN format('HTTP %s', http_status) END
 										|| coalesce(', ' || error, ''), v_error));
-			UPDATE dialer.scheduled_calls c
-			   SET status = 'unknown', last_error = v_reason, updated_at = now()
-			 WHERE c.id = apply_reconciliation.call_id;
-			INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
-			VALUES (apply_reconciliation.call_id, 'unknown', 'dialing', 'unknown',
-					jsonb_strip_nulls(jsonb_build_object('reason', v_reason, 'http_status', http_status,
-														 'lookups_failed', v_failures)));
+			PERFORM count(*) FROM dialer.move_calls(ARRAY[dialer.make_move(
+				apply_reconciliation.call_id, 'dialing', 'unknown', 'unknown',
+				jsonb_strip_nulls(jsonb_build_object('reason', v_reason, 'http_status', http_status,
+													 'lookups_failed', v_failures)),
+				last_error => v_reason)]);
 			RETURN v_reason;
 		END IF;
 		RETURN NULL;
@@ -1043,19 +1043,16 @@ BEGIN
 		UPDATE dialer.call_attempts a SET provider_call_id = coalesce(a.provider_call_id, match->>'id'),
 										   provider_status = coalesce(match->>'status', a.provider_status)
 		 WHERE a.call_id = settle_searched_call.call_id AND a.attempt = settle_searched_call.attempt;
-		UPDATE dialer.scheduled_calls c
-		   SET status = 'dialing', provider_call_id = match->>'id',
-			   provider_status = coalesce(match->>'status', c.provider_status), updated_at = now()
-		 WHERE c.id = settle_searched_call.call_id;
-		INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
-		VALUES (settle_searched_call.call_id, 'reconciled', 'unknown', 'dialing',
-				detail || jsonb_strip_nulls(jsonb_build_object(
-					'provider_call_id', match->>'id', 'provider_status', match->>'status',
-					'attempt', settle_searched_call.attempt,
-					'note', 'a provider status pg_dialer does not know: the call is taken as under way')));
+		PERFORM count(*) FROM dialer.move_calls(ARRAY[dialer.make_move(
+			settle_searched_call.call_id, 'unknown', 'reconciled', 'dialing',
+			detail || jsonb_strip_nulls(jsonb_build_object(
+				'provider_call_id', match->>'id', 'provider_status', match->>'status',
+				'attempt', settle_searched_call.attempt,
+				'note', 'a provider status pg_dialer does not know: the call is taken as under way')),
+			provider_call_id => match->>'id', provider_status => match->>'status')]);
 	END IF;
-	-- settled: a later attempt that ends unknown gets its own searches
-	UPDATE dialer.scheduled_calls c SET reconcile_searches = 0 WHERE c.id = settle_searched_call.call_id;
+	-- settled: a later attempt that ends unknown gets its own searches (the move from
+	-- unknown by a search counts them afresh: dialer.call_transitions.resets_searches)
 END;
 $$;
 COMMENT ON FUNCTION dialer.settle_searched_call(bigint, int, jsonb, jsonb) IS
@@ -1161,11 +1158,10 @@ BEGIN
 		RETURN;
 	END IF;
 
-	INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
-	VALUES (apply_search.call_id, 'reconcile_search', v_call.status, v_call.status,
-			v_detail || jsonb_build_object(
+	PERFORM dialer.note_calls(ARRAY[apply_search.call_id], ARRAY['reconcile_search'],
+			ARRAY[v_detail || jsonb_build_object(
 				'result', v_result,
-				'message', dialer.search_message(v_result, (v_detail->>'searches_left')::int)));
+				'message', dialer.search_message(v_result, (v_detail->>'searches_left')::int))]);
 END;
 $$;
 COMMENT ON FUNCTION dialer.apply_search(bigint, jsonb, int, text, text) IS

@@ -491,11 +491,13 @@ COMMENT ON FUNCTION dialer.report_value(anyelement, anyelement, boolean) IS
 	'Internal: an attempt field after a status report: the reported value over the stored one, or for a stale report the stored one over the reported one';
 
 /*
- * Every write of a status report in one statement: the attempt (attempt_id; NULL:
- * none), the call (when moves, or when its provider status follows the current attempt's
- * and it is not back in the queue), the event and, when the call goes back to the queue,
- * its retry_scheduled event.  call_row is the row as locked before the report; lock order:
- * the call (by the caller), then the attempt, as the worker does.
+ * Every write of a status report: the attempt (attempt_id; NULL: none); then, when the
+ * report moves the call (moves), its move to new_status, and when the retry rule puts it
+ * back in the queue (retry_detail given), its move from there to scheduled at
+ * next_attempt_at; else the report's event as a note, and the call's provider status when
+ * it follows the current attempt's and the call is not back in the queue (news, not a
+ * move).  call_row is the row as locked before the report; lock order: the call (by the
+ * caller), then the attempt, as the dispatcher does.
  */
 CREATE FUNCTION dialer.store_provider_report(
 	call_row dialer.scheduled_calls,
@@ -522,49 +524,43 @@ DECLARE
 	p_pstatus	text := store_provider_report.provider_status;
 	p_data		jsonb := store_provider_report.attempt_data;
 	p_stale		boolean := store_provider_report.stale;
-	p_moves		boolean := store_provider_report.moves;
-	p_status	text := store_provider_report.new_status;
 BEGIN
-	WITH att AS (
-		UPDATE dialer.call_attempts a
-		   SET provider_call_id = coalesce(a.provider_call_id, p_sid),
-			   provider_status = p_pstatus,
-			   duration_seconds = dialer.report_value(a.duration_seconds, (p_data->>'duration_seconds')::int, p_stale),
-			   answered_by = dialer.report_value(a.answered_by, p_data->>'answered_by', p_stale),
-			   sip_response_code = dialer.report_value(a.sip_response_code, (p_data->>'sip_response_code')::int, p_stale),
-			   recording_url = dialer.report_value(a.recording_url, p_data->>'recording_url', p_stale),
-			   transcript = dialer.report_value(a.transcript, p_data->>'transcript', p_stale),
-			   error_code = dialer.report_value(a.error_code, p_data->>'error_code', p_stale),
-			   error_message = dialer.report_value(a.error_message, p_data->>'error_message', p_stale)
-		 WHERE a.id = store_provider_report.attempt_id
-		RETURNING a.id
-	), cal AS (
-		UPDATE dialer.scheduled_calls c
-		   SET status = p_status,
-			   provider_call_id = CASE WHEN p_moves THEN coalesce(p_sid, c.provider_call_id) ELSE c.provider_call_id END,
-			   provider_status = coalesce(p_pstatus, c.provider_status),
-			   last_error = CASE WHEN p_moves THEN store_provider_report.last_error ELSE c.last_error END,
-			   next_attempt_at = CASE WHEN p_moves AND p_status = 'scheduled'
-									  THEN store_provider_report.next_attempt_at ELSE c.next_attempt_at END,
-			   finished_at = CASE WHEN NOT p_moves THEN c.finished_at
-								  WHEN p_status IN ('completed', 'busy', 'no_answer', 'failed', 'canceled')
-									  THEN coalesce(c.finished_at, pg_catalog.now())
-								  END,
-			   updated_at = pg_catalog.now()
-		 WHERE c.id = v_call.id
-		   AND (p_moves OR (store_provider_report.is_current AND p_pstatus IS DISTINCT FROM v_call.provider_status
-							AND v_call.status <> 'scheduled'))
-		RETURNING c.id
-	)
-	INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
-	SELECT v_call.id, store_provider_report.event, v_call.status, p_status, store_provider_report.event_detail
-	UNION ALL
-	SELECT v_call.id, 'retry_scheduled', v_call.status, 'scheduled', store_provider_report.retry_detail
-	 WHERE store_provider_report.retry_detail IS NOT NULL;
+	UPDATE dialer.call_attempts a
+	   SET provider_call_id = coalesce(a.provider_call_id, p_sid),
+		   provider_status = p_pstatus,
+		   duration_seconds = dialer.report_value(a.duration_seconds, (p_data->>'duration_seconds')::int, p_stale),
+		   answered_by = dialer.report_value(a.answered_by, p_data->>'answered_by', p_stale),
+		   sip_response_code = dialer.report_value(a.sip_response_code, (p_data->>'sip_response_code')::int, p_stale),
+		   recording_url = dialer.report_value(a.recording_url, p_data->>'recording_url', p_stale),
+		   transcript = dialer.report_value(a.transcript, p_data->>'transcript', p_stale),
+		   error_code = dialer.report_value(a.error_code, p_data->>'error_code', p_stale),
+		   error_message = dialer.report_value(a.error_message, p_data->>'error_message', p_stale)
+	 WHERE a.id = store_provider_report.attempt_id;
+
+	IF NOT store_provider_report.moves THEN
+		IF store_provider_report.is_current AND p_pstatus IS DISTINCT FROM v_call.provider_status
+		   AND v_call.status <> 'scheduled' THEN
+			UPDATE dialer.scheduled_calls c
+			   SET provider_status = coalesce(p_pstatus, c.provider_status), updated_at = pg_catalog.now()
+			 WHERE c.id = v_call.id;
+		END IF;
+		PERFORM dialer.note_calls(ARRAY[v_call.id], ARRAY[store_provider_report.event],
+								  ARRAY[store_provider_report.event_detail]);
+		RETURN;
+	END IF;
+	PERFORM pg_catalog.count(*) FROM dialer.move_calls(ARRAY[dialer.make_move(
+		v_call.id, v_call.status, store_provider_report.event, store_provider_report.new_status,
+		store_provider_report.event_detail, last_error => store_provider_report.last_error,
+		provider_call_id => p_sid, provider_status => p_pstatus)]);
+	IF store_provider_report.retry_detail IS NOT NULL THEN
+		PERFORM pg_catalog.count(*) FROM dialer.move_calls(ARRAY[dialer.make_move(
+			v_call.id, store_provider_report.new_status, 'retry_scheduled', 'scheduled',
+			store_provider_report.retry_detail, next_attempt_at => store_provider_report.next_attempt_at)]);
+	END IF;
 END;
 $$;
 COMMENT ON FUNCTION dialer.store_provider_report(dialer.scheduled_calls, bigint, text, text, jsonb, boolean, boolean, boolean, text, text, timestamptz, text, jsonb, jsonb) IS
-	'Internal: writes what apply_provider_status decided, in one statement: the attempt''s fields, the call''s move, the event(s)';
+	'Internal: writes what apply_provider_status decided: the attempt''s fields, and the call''s move(s) (dialer.move_calls) or the report as a note (dialer.note_calls)';
 
 /*
  * Applies one status report of a provider to a call: the one place where callbacks,
@@ -703,7 +699,7 @@ BEGIN
 	PERFORM dialer.store_provider_report(
 		call_row => v_call, attempt_id => v_att.id, provider_call_id => p_sid,
 		provider_status => v_new_pstatus, attempt_data => p_data, stale => v_stale,
-		is_current => v_current, moves => v_moves, new_status => v_new_status,
+		is_current => v_current, moves => v_moves, new_status => v_outcome,
 		last_error => v_error, next_attempt_at => v_next,
 		event => coalesce(apply_provider_status.source, 'callback'),
 		event_detail => coalesce(apply_provider_status.event_detail, '{}') || jsonb_strip_nulls(jsonb_build_object(
@@ -712,7 +708,7 @@ BEGIN
 			'stale', CASE WHEN v_stale THEN true END,
 			'unmatched', CASE WHEN v_att.id IS NULL THEN true END,
 			'retry_skipped', v_retry_why)),
-		retry_detail => CASE WHEN v_new_status = 'scheduled' AND v_call.status <> 'scheduled' THEN
+		retry_detail => CASE WHEN v_retry THEN
 			jsonb_build_object('reason', v_outcome, 'attempt', v_att.attempt,
 							   'next_attempt_at', v_next, 'retry_delay', v_delay::text,
 							   'attempts_used', v_call.attempts - v_call.attempts_base,

@@ -42,22 +42,6 @@ COMMENT ON FUNCTION dialer.enqueue_refusal(text, timestamptz, text, text, text, 
 	'Internal: the calling-policy refusal a call meets at enqueue when a policy requiring consent, keeping a silence after refusals or capping calls covers it (consent, refusal_silence, cap counting the scheduled calls due before it, or unknown_timezone found on the way, at its run_at), as policy, rule, reason and zones; NULL fields when none';
 
 /*
- * The detail of the event of a call a calling policy skips, at enqueue or at
- * dispatch (checked): the policy and rule that decided, the recipient's zones and
- * the reason in words.
- */
-CREATE FUNCTION dialer.policy_skip_detail(checked text, policy text, rule text, timezones text[], message text)
-RETURNS jsonb
-LANGUAGE sql
-IMMUTABLE
-AS $$
-	SELECT jsonb_build_object('reason', 'policy', 'checked', checked, 'policy', policy, 'rule', rule,
-							  'timezones', timezones, 'message', message);
-$$;
-COMMENT ON FUNCTION dialer.policy_skip_detail(text, text, text, text[], text) IS
-	'Internal: the event detail of a call skipped by a calling policy (checked: enqueue, dispatch, consent_changed or refusal_recorded; policy, rule, zones, message)';
-
-/*
  * True when an enabled calling policy holds a ledger (requires consent, or keeps a
  * silence after refusals) or caps calls per recipient: only then do enqueue_call and
  * enqueue_calls look for a refusal at enqueue.  Read once per statement.
