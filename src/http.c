@@ -2,7 +2,7 @@
  *
  * http.c
  *	  The HTTP engine: one libcurl multi handle drives every provider request
- *	  of the worker at once, with bounded concurrency, timeouts, a cap on
+ *	  of the dispatcher at once, with bounded concurrency, timeouts, a cap on
  *	  response size, connection reuse and TLS verification always on.
  *
  *	  Sockets are reported to PostgreSQL's fd.c as external descriptors, so the
@@ -11,10 +11,10 @@
  *
  *	  libcurl is driven by events (its socket API): it says which sockets to
  *	  watch and when its next timeout is due, the sockets sit in an epoll set
- *	  of their own, and the worker waits on that set and its latch together.
- *	  So a latch wake-up (a new call, a callback, a signal) ends a wait at once
- *	  even while requests are in flight, and a wait costs nothing per request
- *	  that has nothing to say.
+ *	  of their own, and the dispatcher waits on that set and its latch
+ *	  together.  So a latch wake-up (a new call, a callback, a signal) ends a
+ *	  wait at once even while requests are in flight, and a wait costs nothing
+ *	  per request that has nothing to say.
  *
  *	  A POST leaves at most once.  libcurl silently sends a request again when
  *	  a reused keep-alive connection dies before any answer byte; for a call
@@ -154,7 +154,8 @@ progress(void)
 }
 
 /*
- * Starts libcurl and the multi handle.  Called once when the worker starts.
+ * Starts libcurl and the multi handle.  Called once when the dispatcher
+ * starts.
  */
 void
 http_init(void)
@@ -193,9 +194,10 @@ http_init(void)
 }
 
 /*
- * The number of requests the worker may really run at once: the setting, capped
- * so that one socket per request plus fd.c's own files fit in the descriptors
- * PostgreSQL computed as safe for this process.  Says so once when it caps.
+ * The number of requests the dispatcher may really run at once: the setting,
+ * capped so that one socket per request plus fd.c's own files fit in the
+ * descriptors PostgreSQL computed as safe for this process.  Says so once when
+ * it caps.
  */
 int
 http_effective_concurrency(int wanted)

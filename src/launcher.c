@@ -3,24 +3,18 @@
  * launcher.c
  *	  The launcher: one background worker per server that starts a dispatcher
  *	  for each database served (dialer.databases) where the extension is
- *	  created, and the hooks through which other backends tell it about
- *	  CREATE EXTENSION, DROP EXTENSION and DROP DATABASE.
+ *	  created, restarts those that stop, and stops those of databases no
+ *	  longer served.
  *
  *	  The launcher connects to no database: it reads the shared catalog
  *	  pg_database, so finding databases costs no connection to each.  Whether
  *	  the extension exists in a database is only known inside it, so a
  *	  dispatcher is started once per served database; where the extension is
  *	  missing it exits at once and the launcher does not start it again until
- *	  CREATE EXTENSION pg_dialer commits there (an object access hook in every
- *	  backend reports that at commit through shared memory) or the launcher
- *	  itself restarts.
- *
- *	  DROP DATABASE (and the other commands that need a database without
- *	  connections: RENAME, SET TABLESPACE, use as a CREATE DATABASE template)
- *	  would wait for the dispatcher and fail.  A ProcessUtility hook stops the
- *	  database's dispatcher first and holds the launcher off until the
- *	  command's transaction has ended, so that the launcher, woken then, sees
- *	  what the command did (a database gone, or renamed).
+ *	  CREATE EXTENSION pg_dialer commits there or the launcher itself
+ *	  restarts.  What happens in other backends (CREATE EXTENSION committed, a
+ *	  DROP DATABASE holding its database) reaches the launcher through the
+ *	  shared slots, left there by the hooks of backend_hooks.c.
  *
  * Copyright (c) 2026, pg_dialer developers
  *
@@ -32,20 +26,12 @@
 
 #include <signal.h>
 
-#include "access/genam.h"
 #include "access/heapam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
-#include "catalog/objectaccess.h"
 #include "catalog/pg_database.h"
-#include "catalog/pg_extension.h"
-#include "commands/dbcommands.h"
-#include "commands/defrem.h"
-#include "commands/extension.h"
-#include "executor/spi.h"
-#include "fmgr.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -54,14 +40,10 @@
 #include "storage/latch.h"
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
-#include "tcop/utility.h"
-#include "utils/acl.h"
-#include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
-#include "utils/varlena.h"
 
 #include "launcher.h"
 #include "settings.h"
@@ -69,8 +51,6 @@
 
 /* how long a dispatcher that stopped waits before the launcher starts it again */
 #define DISPATCHER_RESTART_MS	5000
-
-PG_FUNCTION_INFO_V1(dialer_is_served);
 
 /* the launcher's own view of each slot (launcher process only) */
 typedef struct SlotLocal
@@ -89,20 +69,6 @@ static List *without_extension = NIL;
 
 /* a database the launcher could not give a slot to was warned about */
 static List *warned_no_slot = NIL;
-
-/* hooks (every backend) */
-static object_access_hook_type prev_object_access_hook = NULL;
-static ProcessUtility_hook_type prev_process_utility_hook = NULL;
-
-/* CREATE or DROP EXTENSION pg_dialer in this transaction, acted on at commit */
-static Oid	created_extension = InvalidOid;
-static bool extension_created_at_commit = false;
-static bool extension_dropped_at_commit = false;
-
-/* the slot a command of this transaction holds (hold_database), let go at its end */
-static DialerShared *held_slot = NULL;
-
-static void release_database(DialerShared *slot);
 
 /*
  * Registers the launcher with the postmaster (from _PG_init).  It is
@@ -123,8 +89,6 @@ dialer_register_launcher(void)
 	strlcpy(worker.bgw_type, "pg_dialer launcher", BGW_MAXLEN);
 	RegisterBackgroundWorker(&worker);
 }
-
-/* ---------------------------------------------------------------- launcher */
 
 typedef struct DatabaseEntry
 {
@@ -189,7 +153,7 @@ slot_pid(int i)
 		return pid;
 	}
 	SpinLockAcquire(&slot->mutex);
-	pid = slot->worker_pid;
+	pid = slot->dispatcher_pid;
 	SpinLockRelease(&slot->mutex);
 	return pid;
 }
@@ -221,7 +185,7 @@ start_dispatcher(int i)
 	/* the launcher restarts it, not the postmaster */
 	worker.bgw_restart_time = BGW_NEVER_RESTART;
 	strlcpy(worker.bgw_library_name, "pg_dialer", BGW_MAXLEN);
-	strlcpy(worker.bgw_function_name, "dialer_worker_main", BGW_MAXLEN);
+	strlcpy(worker.bgw_function_name, "dialer_dispatcher_main", BGW_MAXLEN);
 	snprintf(worker.bgw_name, BGW_MAXLEN, "pg_dialer dispatcher %s", name);
 	strlcpy(worker.bgw_type, "pg_dialer dispatcher", BGW_MAXLEN);
 	worker.bgw_main_arg = Int32GetDatum(i);
@@ -274,8 +238,8 @@ assign_slot(DatabaseEntry *db)
 			slot->in_use = true;
 			slot->database_oid = db->oid;
 			strlcpy(slot->database, db->name, NAMEDATALEN);
-			slot->worker_pid = 0;
-			slot->worker_procno = -1;
+			slot->dispatcher_pid = 0;
+			slot->dispatcher_procno = -1;
 			slot->started_at = 0;
 			slot->dispatched = slot->accepted = slot->retried = slot->failed = 0;
 			slot->last_error[0] = '\0';
@@ -608,279 +572,4 @@ dialer_launcher_main(Datum main_arg pg_attribute_unused())
 						 sleep_ms, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 	}
-}
-
-/* ---------------------------------------------------------------- hooks */
-
-/*
- * Notes CREATE and DROP EXTENSION pg_dialer in this transaction.  The name
- * of a new extension is not visible yet at post-create time, so its oid is
- * kept and compared at pre-commit.
- */
-static void
-dialer_object_access(ObjectAccessType access, Oid classId, Oid objectId, int subId, void *arg)
-{
-	if (prev_object_access_hook)
-		prev_object_access_hook(access, classId, objectId, subId, arg);
-	if (classId != ExtensionRelationId)
-		return;
-	if (access == OAT_POST_CREATE)
-		created_extension = objectId;
-	else if (access == OAT_DROP)
-	{
-		char	   *name = get_extension_name(objectId);
-
-		if (name != NULL && strcmp(name, "pg_dialer") == 0)
-			extension_dropped_at_commit = true;
-	}
-}
-
-/*
- * At commit: tell the launcher about a new extension, and this database's
- * dispatcher to look at the catalog again.  At the end of a transaction
- * whatever its outcome: let go of a database a command held.
- */
-static void
-launcher_xact_callback(XactEvent event, void *arg pg_attribute_unused())
-{
-	switch (event)
-	{
-		case XACT_EVENT_PRE_COMMIT:
-			if (OidIsValid(created_extension) &&
-				get_extension_oid("pg_dialer", true) == created_extension)
-				extension_created_at_commit = true;
-			created_extension = InvalidOid;
-			break;
-		case XACT_EVENT_COMMIT:
-			if ((extension_created_at_commit || extension_dropped_at_commit) && dialer_control != NULL)
-			{
-				DialerShared *slot = dialer_slot_for_database(MyDatabaseId);
-
-				if (extension_created_at_commit)
-				{
-					SpinLockAcquire(&dialer_control->mutex);
-					if (dialer_control->n_events < DIALER_EVENTS)
-						dialer_control->events[dialer_control->n_events++] = MyDatabaseId;
-					else
-						dialer_control->events_overflow = true;
-					SpinLockRelease(&dialer_control->mutex);
-				}
-				if (slot != NULL)
-				{
-					int			procno;
-
-					SpinLockAcquire(&slot->mutex);
-					slot->recheck_extension = true;
-					procno = slot->database_oid == MyDatabaseId ? slot->worker_procno : -1;
-					SpinLockRelease(&slot->mutex);
-					if (procno >= 0)
-						SetLatch(&ProcGlobal->allProcs[procno].procLatch);
-				}
-				dialer_wake_launcher();
-			}
-			created_extension = InvalidOid;
-			extension_created_at_commit = extension_dropped_at_commit = false;
-			/* visible now: the woken launcher sees what was done */
-			release_database(held_slot);
-			held_slot = NULL;
-			break;
-		case XACT_EVENT_ABORT:
-		case XACT_EVENT_PARALLEL_ABORT:
-		case XACT_EVENT_PREPARE:
-			created_extension = InvalidOid;
-			extension_created_at_commit = extension_dropped_at_commit = false;
-			release_database(held_slot);
-			held_slot = NULL;
-			break;
-		default:
-			break;
-	}
-}
-
-/*
- * Stops the dispatcher of a database that a command needs free of
- * connections, and keeps the launcher from starting it again until the
- * transaction ends (release_database() from the transaction callback) or
- * 60 s have passed.  Only for the database's owner or a superuser, the roles
- * the command itself accepts.
- */
-static void
-hold_database(const char *dbname, const char *command)
-{
-	Oid			dboid;
-	DialerShared *slot;
-	pid_t		pid;
-	TimestampTz deadline;
-
-	if (dbname == NULL || dialer_control == NULL)
-		return;
-	dboid = get_database_oid(dbname, true);
-	if (!OidIsValid(dboid) || !pg_database_ownercheck(dboid, GetUserId()))
-		return;
-	slot = dialer_slot_for_database(dboid);
-	if (slot == NULL)
-		return;
-
-	/* a transaction holds one database at a time (those commands run alone) */
-	if (held_slot != NULL && held_slot != slot)
-		release_database(held_slot);
-	held_slot = slot;
-	SpinLockAcquire(&slot->mutex);
-	slot->held_by = MyProcPid;
-	slot->held_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 60000);
-	pid = slot->worker_pid;
-	SpinLockRelease(&slot->mutex);
-	if (pid == 0)
-		return;
-
-	ereport(LOG,
-			(errmsg("pg_dialer: stopping the dispatcher of database \"%s\" for %s", dbname, command)));
-	kill(pid, SIGTERM);
-	/* it lets requests in flight end within dialer.shutdown_timeout */
-	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), dialer_shutdown_timeout_ms + 2000);
-	while (GetCurrentTimestamp() < deadline)
-	{
-		SpinLockAcquire(&slot->mutex);
-		pid = slot->worker_pid;
-		SpinLockRelease(&slot->mutex);
-		if (pid == 0)
-			break;
-		CHECK_FOR_INTERRUPTS();
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 20L, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-	}
-}
-
-/* Lets the launcher start the held database's dispatcher again (if it still exists). */
-static void
-release_database(DialerShared *slot)
-{
-	if (slot == NULL)
-		return;
-	SpinLockAcquire(&slot->mutex);
-	if (slot->held_by == MyProcPid)
-	{
-		slot->held_by = 0;
-		slot->held_until = 0;
-	}
-	SpinLockRelease(&slot->mutex);
-	dialer_wake_launcher();
-}
-
-/* The value of a CREATE/ALTER DATABASE option, or NULL. */
-static const char *
-database_option(List *options, const char *name)
-{
-	ListCell   *lc;
-
-	foreach(lc, options)
-	{
-		DefElem    *d = lfirst(lc);
-
-		if (strcmp(d->defname, name) == 0 && d->arg != NULL)
-			return defGetString(d);
-	}
-	return NULL;
-}
-
-/*
- * Whether a statement is a DROP EXTENSION that drops pg_dialer, created in
- * this database.
- */
-static bool
-drops_this_extension(Node *stmt)
-{
-	ListCell   *lc;
-
-	if (!IsA(stmt, DropStmt) || ((DropStmt *) stmt)->removeType != OBJECT_EXTENSION)
-		return false;
-	foreach(lc, ((DropStmt *) stmt)->objects)
-	{
-		if (IsA(lfirst(lc), String) && strcmp(strVal(lfirst(lc)), "pg_dialer") == 0)
-			return OidIsValid(get_extension_oid("pg_dialer", true));
-	}
-	return false;
-}
-
-/*
- * Before DROP EXTENSION pg_dialer: the extension's own SQL tidies up after it
- * (dialer.before_drop(): its pg_cron job, warnings about calls still to be
- * placed), in the dropping transaction, so that a DROP that fails rolls it
- * back.  Nothing when the function is not there (a schema older than this
- * library).
- */
-static void
-run_before_drop(void)
-{
-	bool		isnull;
-	bool		present;
-
-	SPI_connect();
-	if (SPI_execute("SELECT pg_catalog.to_regprocedure('dialer.before_drop()') IS NOT NULL", true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "pg_dialer: could not look for dialer.before_drop()");
-	present = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	if (present && SPI_execute("SELECT dialer.before_drop()", false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "pg_dialer: dialer.before_drop() failed");
-	SPI_finish();
-}
-
-/*
- * Before a command that needs a database without connections, stops that
- * database's dispatcher; when the command's transaction has ended, the
- * transaction callback lets the launcher decide again.  (Released here, as
- * the command returns, the launcher would look before the commit: it would
- * see the database still there, take its dispatcher for one that stopped,
- * and look again only DISPATCHER_RESTART_MS later.)  Before DROP EXTENSION
- * pg_dialer, runs dialer.before_drop().
- */
-static void
-dialer_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
-					   ProcessUtilityContext context, ParamListInfo params,
-					   QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
-{
-	Node	   *stmt = pstmt->utilityStmt;
-
-	if (IsA(stmt, DropdbStmt))
-		hold_database(((DropdbStmt *) stmt)->dbname, "DROP DATABASE");
-	else if (IsA(stmt, RenameStmt) && ((RenameStmt *) stmt)->renameType == OBJECT_DATABASE)
-		hold_database(((RenameStmt *) stmt)->subname, "ALTER DATABASE RENAME");
-	else if (IsA(stmt, AlterDatabaseStmt) &&
-			 database_option(((AlterDatabaseStmt *) stmt)->options, "tablespace") != NULL)
-		hold_database(((AlterDatabaseStmt *) stmt)->dbname, "ALTER DATABASE SET TABLESPACE");
-	else if (IsA(stmt, CreatedbStmt))
-		hold_database(database_option(((CreatedbStmt *) stmt)->options, "template"),
-					  "CREATE DATABASE ... TEMPLATE");
-	else if (drops_this_extension(stmt))
-		run_before_drop();
-
-	if (prev_process_utility_hook)
-		prev_process_utility_hook(pstmt, queryString, readOnlyTree, context, params,
-								  queryEnv, dest, qc);
-	else
-		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
-								queryEnv, dest, qc);
-}
-
-/*
- * Installs the hooks through which every backend reports to the launcher
- * (from _PG_init, in the postmaster; inherited by every backend).
- */
-void
-dialer_launcher_hooks_init(void)
-{
-	prev_object_access_hook = object_access_hook;
-	object_access_hook = dialer_object_access;
-	prev_process_utility_hook = ProcessUtility_hook;
-	ProcessUtility_hook = dialer_process_utility;
-	RegisterXactCallback(launcher_xact_callback, NULL);
-}
-
-/*
- * dialer.is_served(): whether a dispatcher serves the current database: the
- * library is preloaded, a launcher runs, and dialer.databases names it.
- */
-Datum
-dialer_is_served(PG_FUNCTION_ARGS)
-{
-	PG_RETURN_BOOL(dialer_this_database_served());
 }

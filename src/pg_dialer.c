@@ -20,6 +20,7 @@
 #include "pgtime.h"
 #include "utils/builtins.h"
 
+#include "backend_hooks.h"
 #include "launcher.h"
 #include "pg_dialer.h"
 #include "planner.h"
@@ -40,8 +41,8 @@ PG_FUNCTION_INFO_V1(dialer_is_valid_timezone);
  * Under pg_upgrade (IsBinaryUpgrade) nothing more is set up: pg_upgrade
  * starts the servers with the libraries of shared_preload_libraries, and a
  * launcher or dispatcher would connect to databases that are being dumped
- * or restored and could even dial calls from the old cluster.  The workers
- * start with the upgraded server's first normal start.
+ * or restored and could even dial calls from the old cluster.  The launcher
+ * and the dispatchers start with the upgraded server's first normal start.
  */
 void
 _PG_init(void)
@@ -53,7 +54,7 @@ _PG_init(void)
 		return;
 
 	dialer_shmem_init();
-	dialer_launcher_hooks_init();
+	dialer_backend_hooks_init();
 	dialer_register_launcher();
 }
 

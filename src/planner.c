@@ -9,7 +9,7 @@
  * scan is then the cheapest way to find one row by its key.  Such plans live
  * as long as the session: the foreign-key check of every event row (planned
  * once per session by ri_triggers.c), the lookups of PL/pgSQL functions and
- * the worker's own statements.  A big enqueue then scans every row it has
+ * the dispatcher's own statements.  A big enqueue then scans every row it has
  * written for every row it writes: quadratic.
  *
  * The planner therefore never sees a table of schema dialer as smaller than

@@ -32,7 +32,7 @@ typedef struct ProviderOps ProviderOps;
 
 /*
  * One row of dialer.providers, as loaded at the start of a dispatch round, plus
- * the worker's own pacing state for it (kept across rounds by name).
+ * the dispatcher's own pacing state for it (kept across rounds by name).
  */
 typedef struct DialerProvider
 {
@@ -63,7 +63,7 @@ typedef struct DialerProvider
 	int			in_flight;
 	int			consecutive_failures;
 	uint32		endpoint_hash;	/* of its URL and credentials at the last load
-								 * (worker.c) */
+								 * (pacing.c) */
 	TimestampTz stalled_since;	/* at max_concurrency with due calls waiting
 								 * since (0: not stalled) */
 	int			stalled_due;	/* due calls waiting at the last look */

@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * queue.c
- *	  Claiming and storing: the worker's only contact with the tables.  Each
- *	  function runs one short transaction of its own through SPI, with
+ *	  Claiming and storing: the dispatcher's only contact with the tables.
+ *	  Each function runs one short transaction of its own through SPI, with
  *	  parameters; no transaction is ever open while a request is in flight.
  *
  * Copyright (c) 2026, pg_dialer developers
@@ -65,9 +65,9 @@ queue_end(MemoryContext caller)
 }
 
 /*
- * The hot statements are prepared once and kept for the life of the worker; a
- * kept plan is re-analysed by the plan cache when what it uses changes (DROP and
- * CREATE EXTENSION included).
+ * The hot statements are prepared once and kept for the life of the
+ * dispatcher; a kept plan is re-analysed by the plan cache when what it uses
+ * changes (DROP and CREATE EXTENSION included).
  */
 static SPIPlanPtr capacity_plan = NULL;
 static SPIPlanPtr claim_plan = NULL;
@@ -161,7 +161,7 @@ queue_run_counting(const char *activity, const char *query)
 }
 
 /*
- * Turns calls left in 'dispatching' by a previous worker into 'unknown'.
+ * Turns calls left in 'dispatching' by a previous dispatcher into 'unknown'.
  */
 int
 queue_recover(void)
@@ -407,7 +407,7 @@ make_array(Datum *elems, bool *nulls, int n, Oid type)
 
 /*
  * Gives claimed calls whose requests never left back to the queue
- * (dialer.release_claims): the worker stops while their claim waits for
+ * (dialer.release_claims): the dispatcher stops while their claim waits for
  * standbys.
  */
 void

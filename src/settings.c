@@ -2,7 +2,7 @@
  *
  * settings.c
  *	  The dialer.* configuration settings, with checks that reject a bad value
- *	  when it is set instead of when the worker first needs it.
+ *	  when it is set instead of when the dispatcher first needs it.
  *
  * Copyright (c) 2026, pg_dialer developers
  *
@@ -212,7 +212,7 @@ dialer_define_settings(void)
 
 	DefineCustomIntVariable("dialer.max_concurrency",
 							"Requests the dispatcher runs at once, over all providers.",
-							"Each needs a file descriptor; the worker caps it below its descriptor limit and says so.",
+							"Each needs a file descriptor; the dispatcher caps it below its descriptor limit and says so.",
 							&dialer_max_concurrency, 100, 1, 10000,
 							PGC_SIGHUP, 0, NULL, NULL, NULL);
 
@@ -308,8 +308,8 @@ dialer_define_settings(void)
 							 PGC_SIGHUP, 0, NULL, NULL, NULL);
 
 	DefineCustomIntVariable("dialer.standby_wait_timeout",
-							"How long claimed calls wait for standbys before the worker warns.",
-							"The calls stay claimed and unsent; the worker keeps waiting and warns again each period.",
+							"How long claimed calls wait for standbys before the dispatcher warns.",
+							"The calls stay claimed and unsent; the dispatcher keeps waiting and warns again each period.",
 							&dialer_standby_wait_timeout_ms, 10000, 100, 3600000,
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 

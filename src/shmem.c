@@ -3,7 +3,8 @@
  * shmem.c
  *	  The dispatchers' shared state, one slot per served database: what
  *	  dialer.worker_status() and dialer.provider_status() report, and how a
- *	  committing transaction finds its database's worker latch to wake it.
+ *	  committing transaction finds the latch of its database's dispatcher to
+ *	  wake it.
  *
  * Copyright (c) 2026, pg_dialer developers
  *
@@ -88,7 +89,7 @@ dialer_shmem_startup(void)
 		for (i = 0; i < dialer_control->n_slots; i++)
 		{
 			SpinLockInit(&dialer_control->slots[i].mutex);
-			dialer_control->slots[i].worker_procno = -1;
+			dialer_control->slots[i].dispatcher_procno = -1;
 		}
 	}
 	LWLockRelease(AddinShmemInitLock);
@@ -145,11 +146,11 @@ my_database_slot(void)
 }
 
 /*
- * Sets the latch of this database's worker if one runs.  The latch is found
- * through the worker's procno, never through a stored pointer.
+ * Sets the latch of this database's dispatcher if one runs.  The latch is
+ * found through the dispatcher's procno, never through a stored pointer.
  */
 static void
-wake_worker_now(void)
+wake_dispatcher_now(void)
 {
 	DialerShared *slot = my_database_slot();
 	int			procno;
@@ -157,15 +158,16 @@ wake_worker_now(void)
 	if (slot == NULL)
 		return;
 	SpinLockAcquire(&slot->mutex);
-	procno = slot->worker_procno;
+	procno = slot->dispatcher_procno;
 	SpinLockRelease(&slot->mutex);
 	if (procno >= 0)
 		SetLatch(&ProcGlobal->allProcs[procno].procLatch);
 }
 
 /*
- * Transaction callback: wake the worker once the transaction that enqueued calls
- * has committed (its rows are visible by then), forget the wish on abort.
+ * Transaction callback: wake the dispatcher once the transaction that enqueued
+ * calls has committed (its rows are visible by then), forget the wish on
+ * abort.
  */
 static void
 dialer_xact_callback(XactEvent event, void *arg pg_attribute_unused())
@@ -183,7 +185,7 @@ dialer_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 				SpinLockRelease(&slot->mutex);
 			}
 			if (wake_at_commit || providers_changed_at_commit)
-				wake_worker_now();
+				wake_dispatcher_now();
 			wake_at_commit = providers_changed_at_commit = false;
 			break;
 		case XACT_EVENT_ABORT:
@@ -223,8 +225,9 @@ dialer_shared_set_state(const char *state)
 }
 
 /*
- * Records the worker's last error for dialer.worker_status().  The caller must
- * never pass a secret: errors are built from statuses, codes and provider names.
+ * Records the dispatcher's last error for dialer.worker_status().  The caller
+ * must never pass a secret: errors are built from statuses, codes and provider
+ * names.
  */
 void
 dialer_shared_set_error(const char *fmt,...)
@@ -240,6 +243,19 @@ dialer_shared_set_error(const char *fmt,...)
 	SpinLockAcquire(&dialer_shared->mutex);
 	strlcpy(dialer_shared->last_error, buf, DIALER_ERROR_LEN);
 	dialer_shared->last_error_at = GetCurrentTimestamp();
+	SpinLockRelease(&dialer_shared->mutex);
+}
+
+/*
+ * Adds n to one of the counters this dispatcher publishes (dispatched,
+ * accepted, retried, failed), with its requests in flight.
+ */
+void
+dialer_shared_count(uint64 *counter, int n, int in_flight)
+{
+	SpinLockAcquire(&dialer_shared->mutex);
+	*counter += n;
+	dialer_shared->in_flight = in_flight;
 	SpinLockRelease(&dialer_shared->mutex);
 }
 
@@ -309,8 +325,8 @@ dialer_wake_worker_quietly(PG_FUNCTION_ARGS)
 }
 
 /*
- * dialer.providers_changed(): tell the worker, when this transaction commits, to
- * reload the provider configurations, and wake it.
+ * dialer.providers_changed(): tell the dispatcher, when this transaction
+ * commits, to reload the provider configurations, and wake it.
  */
 Datum
 dialer_providers_changed(PG_FUNCTION_ARGS)
@@ -321,7 +337,7 @@ dialer_providers_changed(PG_FUNCTION_ARGS)
 
 /*
  * dialer.worker_status(): one row for the dispatcher of the current database,
- * none when no worker runs for it (or the library was not preloaded).
+ * none when no dispatcher runs for it (or the library was not preloaded).
  * standby_wait_since and standby_wait_lsn are set while claimed calls wait
  * for standbys.
  */
@@ -344,11 +360,11 @@ dialer_worker_status(PG_FUNCTION_ARGS)
 	memcpy(&snap, slot, sizeof(DialerShared));
 	SpinLockRelease(&slot->mutex);
 
-	if (snap.worker_pid == 0 || snap.database_oid != MyDatabaseId)
+	if (snap.dispatcher_pid == 0 || snap.database_oid != MyDatabaseId)
 		PG_RETURN_VOID();
 
 	memset(nulls, 0, sizeof(nulls));
-	values[0] = Int32GetDatum(snap.worker_pid);
+	values[0] = Int32GetDatum(snap.dispatcher_pid);
 	values[1] = CStringGetTextDatum(snap.database);
 	values[2] = CStringGetTextDatum(snap.state);
 	values[3] = TimestampTzGetDatum(snap.started_at);
@@ -395,7 +411,7 @@ dialer_provider_status(PG_FUNCTION_ARGS)
 	if (slot == NULL)
 		PG_RETURN_VOID();
 	SpinLockAcquire(&slot->mutex);
-	if (slot->worker_pid != 0 && slot->database_oid == MyDatabaseId)
+	if (slot->dispatcher_pid != 0 && slot->database_oid == MyDatabaseId)
 	{
 		n = slot->n_providers;
 		memcpy(states, slot->providers, sizeof(DialerProviderState) * n);
@@ -453,7 +469,7 @@ dialer_dispatchers(PG_FUNCTION_ARGS)
 		SpinLockAcquire(&slot->mutex);
 		in_use = slot->in_use;
 		dboid = slot->database_oid;
-		pid = slot->worker_pid;
+		pid = slot->dispatcher_pid;
 		strlcpy(database, slot->database, NAMEDATALEN);
 		strlcpy(state, slot->state, DIALER_STATE_LEN);
 		started_at = slot->started_at;

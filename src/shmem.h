@@ -53,8 +53,8 @@ typedef struct DialerShared
 	slock_t		mutex;
 	bool		in_use;			/* assigned to database_oid by the launcher */
 	Oid			database_oid;
-	pid_t		worker_pid;		/* 0 when no worker runs */
-	int			worker_procno;	/* index into ProcGlobal->allProcs, or -1 */
+	pid_t		dispatcher_pid; /* 0 when no dispatcher runs */
+	int			dispatcher_procno;	/* index into ProcGlobal->allProcs, or -1 */
 	char		database[NAMEDATALEN];
 	char		state[DIALER_STATE_LEN];
 	TimestampTz started_at;
@@ -108,6 +108,7 @@ extern DialerShared *dialer_shared;
 extern void dialer_shmem_init(void);
 extern void dialer_shared_set_state(const char *state);
 extern void dialer_shared_set_error(const char *fmt,...) pg_attribute_printf(1, 2);
+extern void dialer_shared_count(uint64 *counter, int n, int in_flight);
 extern DialerShared *dialer_slot_for_database(Oid dboid);
 extern void dialer_wake_launcher(void);
 extern bool dialer_this_database_served(void);

@@ -1,8 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * standby.h
- *	  Whether the standbys dialer.standby_wait names have flushed a claim
- *	  (standby.c).
+ *	  Waiting for standbys (standby.c): whether the standbys
+ *	  dialer.standby_wait names have flushed a claim, and the claim held
+ *	  until they have.
  *
  * Copyright (c) 2026, pg_dialer developers
  *
@@ -15,6 +16,11 @@
 
 #include "access/xlogdefs.h"
 
-extern bool standbys_have_flushed(XLogRecPtr lsn, int *n_standbys, int *n_flushed);
+/* how often the dispatcher looks again while a claim is held (ms) */
+#define STANDBY_POLL_MS 10
+
+extern bool standby_hold_begin(XLogRecPtr lsn, int n_calls);
+extern bool standby_hold_released(void);
+extern void standby_hold_abandon(void);
 
 #endif							/* DIALER_STANDBY_H */

@@ -175,7 +175,10 @@ test('a provider stalled at max_concurrency says so: worker_status() waiting (no
   await db.query(`SELECT dialer.apply_provider_status($1, 'completed', $2)`, [first.id, first.provider_call_id]);
   await d.waitFor(() => /pg_dialer: provider "[^"]+" takes calls again after \d+ s at its max_concurrency/.test(d.logSince(mark)),
     { timeoutMs: 3000, message: 'the LOG line when it takes calls again' });
-  assert.equal(placed(s, ids).length, 3);
+  // (the LOG line is written when the slot is claimed, just before the request leaves)
+  await d.waitFor(() => placed(s, ids).length === 3, { timeoutMs: 3000, message: 'the third call placed' });
+  await d.sleep(300);
+  assert.equal(placed(s, ids).length, 3, 'one slot freed, one more call placed');
 });
 
 test('a call whose lookups keep failing (404) becomes unknown after 3 in a row, says why, and is not looked up again', async () => {

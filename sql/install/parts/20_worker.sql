@@ -1,11 +1,11 @@
 /*
  * pg_dialer: the dispatcher's side of the queue.
  *
- * The worker (src/worker.c, src/queue.c) calls these functions in short
- * transactions: it claims due calls (committed before any request leaves), sends
- * the requests with no transaction open, then stores the outcomes in batches.
- * They are plain SQL so that pgTAP can test the rules without a worker; no other
- * role may execute them.
+ * The dispatcher (src/dispatcher.c and its modules, through src/queue.c) calls
+ * these functions in short transactions: it claims due calls (committed before any
+ * request leaves), sends the requests with no transaction open, then stores the
+ * outcomes in batches.  They are plain SQL so that pgTAP can test the rules without
+ * a dispatcher; no other role may execute them.
  *
  *   claiming       recover_dispatching, provider_capacity, next_window_opening,
  *                  claim_calls, release_claims, next_due_at, worker_providers

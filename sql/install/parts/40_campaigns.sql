@@ -1182,7 +1182,7 @@ COMMENT ON FUNCTION dialer.unschedule_campaign(text) IS
 	'Unschedules a campaign (true when it was scheduled); the pg_cron job goes when no campaign is scheduled';
 
 /*
- * Run by DROP EXTENSION pg_dialer just before the extension goes (src/launcher.c, in the
+ * Run by DROP EXTENSION pg_dialer just before the extension goes (src/backend_hooks.c, in the
  * dropping backend and transaction): removes the pg_cron job pg_dialer scheduled (it
  * would fail every minute once dialer.run_scheduled_campaigns is gone), warns about other
  * pg_cron jobs whose command names a dialer function (they would fail too: they are the

@@ -7,7 +7,7 @@
  * Copyright (c) 2026, pg_dialer developers
  */
 
-/* C functions (src/shmem.c, src/launcher.c) */
+/* C functions (src/shmem.c, src/backend_hooks.c) */
 
 CREATE FUNCTION dialer.provider_status(
 	OUT provider text,
