@@ -19,3 +19,11 @@
 
 -- complain if script is sourced in psql, rather than via ALTER EXTENSION
 \echo Use "ALTER EXTENSION pg_dialer UPDATE TO '0.3.0'" to load this file. \quit
+-- @replace function dialer.apply_reconciliation
+-- a lookup's answer is read in C by its provider's kind: the function takes pg_dialer's
+-- report (jsonb) instead of the answer's HTTP body and error
+DROP FUNCTION dialer.apply_reconciliation(bigint, text, int, text, text);
+-- @replace function dialer.apply_search
+-- a search's answer is read in C by its provider's kind: the function takes pg_dialer's
+-- report (jsonb) instead of the answer's HTTP body and error
+DROP FUNCTION dialer.apply_search(bigint, jsonb, int, text, text);

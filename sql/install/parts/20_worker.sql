@@ -828,39 +828,32 @@ COMMENT ON FUNCTION dialer.reconcile_max_failures() IS
 	'Internal: lookups of a call at its provider that may fail in a row (3) before a dialing call becomes unknown and is no longer looked up';
 
 /*
- * Applies what a provider said when a call was looked up: its own call resource
- * (Twilio's Calls/{sid}.json: status, duration, answered_by; backend and voice API:
- * status, duration, transcript, recording_url), through dialer.apply_provider_status
- * like a callback.  A failed lookup (an error, a 404, an answer without a status) is
- * recorded as an event, with its HTTP status, and counted: after
- * dialer.reconcile_max_failures() in a row a dialing call becomes unknown, saying why,
- * and no call is looked up again after that many failures (an operator decides, as for
- * every unknown call), so that no call is left dialing for good.  Returns NULL, or the
- * reason when it gave a call up (the dispatcher logs it).
+ * Applies what a provider said when a call was looked up, as the dispatcher reports
+ * it: the provider's kind reads its own answer (src/provider_<kind>.c) and gives
+ * pg_dialer's report, {"status", "duration_seconds", "answered_by", "recording_url",
+ * "transcript"} (what the provider did not report left out), applied through
+ * dialer.apply_provider_status like a callback; or {"error": why} for a failed lookup
+ * (an error, a 404, an answer without a status), which is recorded as an event, with
+ * its HTTP status, and counted: after dialer.reconcile_max_failures() in a row a
+ * dialing call becomes unknown, saying why, and no call is looked up again after that
+ * many failures (an operator decides, as for every unknown call), so that no call is
+ * left dialing for good.  Returns NULL, or the reason when it gave a call up (the
+ * dispatcher logs it).
  */
 CREATE FUNCTION dialer.apply_reconciliation(call_id bigint, provider_call_id text,
-											http_status int, body text, error text)
+											http_status int, report jsonb)
 RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 DECLARE
-	v_doc		jsonb;
 	v_error		text;
 	v_failures	int;
 	v_status	text;
 	v_reason	text;
 BEGIN
-	IF http_status BETWEEN 200 AND 299 THEN
-		BEGIN
-			v_doc := body::jsonb;
-		EXCEPTION WHEN others THEN
-			v_doc := NULL;
-		END;
-	END IF;
-	IF v_doc IS NULL OR jsonb_typeof(v_doc) <> 'object' OR coalesce(v_doc->>'status', '') = '' THEN
-		v_error := coalesce(error, CASE WHEN http_status BETWEEN 200 AND 299 THEN 'answer without a status'
-										WHEN http_status IS NOT NULL THEN format('HTTP %s', http_status) END);
+	IF coalesce(report->>'status', '') = '' THEN
+		v_error := coalesce(report->>'error', 'answer without a status');
 		UPDATE dialer.scheduled_calls c SET reconcile_failures = c.reconcile_failures + 1
 		 WHERE c.id = apply_reconciliation.call_id
 		RETURNING c.reconcile_failures, c.status INTO v_failures, v_status;
@@ -870,8 +863,7 @@ BEGIN
 		IF v_status = 'dialing' AND v_failures >= dialer.reconcile_max_failures() THEN
 			v_reason := format('no final status from the provider, and %s lookups of %s at the provider failed in a row (last: %s): it is not looked up again',
 							   v_failures, provider_call_id,
-							   coalesce(CASE WHEN http_status IS NOT NULL THEN format('HTTP %s', http_status) END
-										|| coalesce(', ' || error, ''), v_error));
+							   coalesce(CASE WHEN http_status IS NOT NULL THEN format('HTTP %s', http_status) END, v_error));
 			PERFORM count(*) FROM dialer.move_calls(ARRAY[dialer.make_move(
 				apply_reconciliation.call_id, 'dialing', 'unknown', 'unknown',
 				jsonb_strip_nulls(jsonb_build_object('reason', v_reason, 'http_status', http_status,
@@ -884,20 +876,20 @@ BEGIN
 	UPDATE dialer.scheduled_calls c SET reconcile_failures = 0
 	 WHERE c.id = apply_reconciliation.call_id AND c.reconcile_failures > 0;
 	PERFORM dialer.apply_provider_status(
-		apply_reconciliation.call_id, v_doc->>'status', provider_call_id, NULL,
+		apply_reconciliation.call_id, report->>'status', provider_call_id, NULL,
 		jsonb_strip_nulls(jsonb_build_object(
-			'duration_seconds', CASE WHEN (v_doc->>'duration') ~ '^[0-9]+$' THEN (v_doc->>'duration')::int END,
-			'answered_by', v_doc->>'answered_by',
-			'recording_url', v_doc->>'recording_url',
-			'transcript', v_doc->>'transcript')),
-		jsonb_build_object('lookup', 'provider call resource', 'provider_status', v_doc->>'status'),
+			'duration_seconds', (report->>'duration_seconds')::int,
+			'answered_by', report->>'answered_by',
+			'recording_url', report->>'recording_url',
+			'transcript', report->>'transcript')),
+		jsonb_build_object('lookup', 'provider call resource', 'provider_status', report->>'status'),
 		'reconcile',
-		format('reconcile/%s/%s', provider_call_id, v_doc->>'status'));
+		format('reconcile/%s/%s', provider_call_id, report->>'status'));
 	RETURN NULL;
 END;
 $$;
-COMMENT ON FUNCTION dialer.apply_reconciliation(bigint, text, int, text, text) IS
-	'Worker: applies a provider''s answer to a call lookup (status, duration, answered_by, ...) like a callback; records a failed lookup as an event, and after 3 failures in a row makes a dialing call unknown (returns why; NULL otherwise)';
+COMMENT ON FUNCTION dialer.apply_reconciliation(bigint, text, int, jsonb) IS
+	'Worker: applies the report of a call lookup (status, duration_seconds, answered_by, ..., as the provider''s kind read its answer) like a callback; records a failed lookup (report {"error": ...}) as an event, and after 3 failures in a row makes a dialing call unknown (returns why; NULL otherwise)';
 
 /*
  * Unknown calls of one provider that have no provider call id (the worker died,
@@ -908,8 +900,8 @@ COMMENT ON FUNCTION dialer.apply_reconciliation(bigint, text, int, text, text) I
  * at most 3 times (dialer.search_due_at: reconcile_after after its last news, then
  * 2 and 4 times reconcile_after after the previous search); each claim is counted
  * and stamped before the search leaves.  Returns what to search for, as JSON:
- * kind, to, from, after (the claim, UTC, to the second), idempotency_key,
- * attempt, search (1..3) and of (3).  voice_api providers offer no such search.
+ * to, from, after (the claim, UTC, to the second), idempotency_key, attempt,
+ * search (1..3) and of (3).  voice_api providers offer no such search.
  */
 CREATE FUNCTION dialer.claim_searches(provider text, max_calls int)
 RETURNS TABLE (id bigint, search text)
@@ -942,7 +934,6 @@ BEGIN
 		RETURNING c.id, c.to_number, c.from_number, c.attempts, c.reconcile_searches
 	)
 	SELECT u.id, jsonb_strip_nulls(jsonb_build_object(
-			'kind', v_kind,
 			'to', u.to_number::text,
 			'from', coalesce(u.from_number::text, v_from),
 			'after', to_char(date_trunc('second', a.requested_at) AT TIME ZONE 'UTC',
@@ -959,13 +950,15 @@ COMMENT ON FUNCTION dialer.claim_searches(text, int) IS
 	'Worker: up to max_calls unknown calls of a provider without a provider call id, due for a search by what was sent (at most 3 searches each), counted and stamped; returns what to search for as JSON';
 
 /*
- * The records of a search's answer (dialer.claim_searches' search, records the answer's
- * calls array) that may be the call's: not already the call of another attempt or
- * call, and (Twilio) its to and from are what was sent and it was created at or after
- * the claim (not_before, to the second: a provider creates a call only after the
- * claim committed); (backend) it does not name another Idempotency-Key.  candidates: a JSON
- * array of {id, status, date_created, duration, answered_by}; older: a Twilio record
- * created before the claim was seen (the list, newest first, went back far enough).
+ * The records a search found (records: the report's records, see dialer.apply_search)
+ * that may be the call searched for (search: dialer.claim_searches' JSON): what
+ * identifies the call, where the provider's records carry it, is what was sent (to,
+ * from, idempotency_key; a record that lacks one its kind carries is not the call),
+ * and it was created at or after the claim (not_before, to the second: a provider
+ * creates a call only after the claim committed); and it is not already the call of
+ * another attempt or call.  candidates: a JSON array of {id, status, date_created,
+ * duration, answered_by}; older: a record created before the claim was seen (a list
+ * in pages, newest first, went back far enough).
  */
 CREATE FUNCTION dialer.search_candidates(call_id bigint, attempt int, search jsonb, records jsonb,
 										 not_before timestamptz, OUT candidates jsonb, OUT older boolean)
@@ -974,7 +967,6 @@ STABLE
 SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 DECLARE
-	v_kind text := search->>'kind';
 	v_rec jsonb;
 	v_id text;
 	v_at timestamptz;
@@ -982,24 +974,18 @@ BEGIN
 	candidates := '[]';
 	older := false;
 	FOR v_rec IN SELECT e.value FROM jsonb_array_elements(records) e LOOP
-		CONTINUE WHEN jsonb_typeof(v_rec) <> 'object';
-		v_id := nullif(v_rec->>(CASE v_kind WHEN 'twilio' THEN 'sid' ELSE 'call_id' END), '');
-		IF v_kind = 'twilio' THEN
-			BEGIN
-				v_at := (v_rec->>'date_created')::timestamptz;
-			EXCEPTION WHEN others THEN
-				v_at := NULL;
-			END;
+		v_id := nullif(v_rec->>'id', '');
+		IF v_rec ? 'created_at' THEN
+			v_at := (v_rec->>'created_at')::timestamptz;
 			IF v_at < date_trunc('second', not_before) THEN
 				older := true;
 			END IF;
-			CONTINUE WHEN v_at IS NULL OR v_at < date_trunc('second', not_before)
-					   OR v_rec->>'to' IS DISTINCT FROM search->>'to'
-					   OR v_rec->>'from' IS DISTINCT FROM search->>'from';
-		ELSE
-			CONTINUE WHEN v_rec ? 'idempotency_key'
-					   AND v_rec->>'idempotency_key' IS DISTINCT FROM search->>'idempotency_key';
+			CONTINUE WHEN v_at IS NULL OR v_at < date_trunc('second', not_before);
 		END IF;
+		CONTINUE WHEN (v_rec ? 'to' AND v_rec->>'to' IS DISTINCT FROM search->>'to')
+				   OR (v_rec ? 'from' AND v_rec->>'from' IS DISTINCT FROM search->>'from')
+				   OR (v_rec ? 'idempotency_key'
+					   AND v_rec->>'idempotency_key' IS DISTINCT FROM search->>'idempotency_key');
 		CONTINUE WHEN v_id IS NULL;
 		-- a record already known as another call's (or another attempt's) is not this one
 		CONTINUE WHEN EXISTS (SELECT 1 FROM dialer.call_attempts a
@@ -1008,13 +994,13 @@ BEGIN
 				   OR EXISTS (SELECT 1 FROM dialer.scheduled_calls c
 							   WHERE c.provider_call_id = v_id AND c.id <> search_candidates.call_id);
 		candidates := candidates || jsonb_build_array(jsonb_strip_nulls(jsonb_build_object(
-			'id', v_id, 'status', v_rec->>'status', 'date_created', v_rec->>'date_created',
-			'duration', v_rec->>'duration', 'answered_by', v_rec->>'answered_by')));
+			'id', v_id, 'status', v_rec->>'status', 'date_created', v_rec->>'created_at',
+			'duration', v_rec->>'duration_seconds', 'answered_by', v_rec->>'answered_by')));
 	END LOOP;
 END;
 $$;
 COMMENT ON FUNCTION dialer.search_candidates(bigint, int, jsonb, jsonb, timestamptz) IS
-	'Worker: the records of a search''s answer that may be an unknown call''s (what was sent, not another call''s), and whether a Twilio record older than the claim was seen';
+	'Worker: the records a search found that may be an unknown call''s (what was sent, created at or after the claim, not another call''s), and whether a record older than the claim was seen';
 
 /*
  * Settles an unknown call by the one record a search found (match: a candidate of
@@ -1082,25 +1068,27 @@ COMMENT ON FUNCTION dialer.search_message(text, int) IS
 	'Worker: the message of a reconcile_search event for a search result and the searches left';
 
 /*
- * Applies the answer to a search for an unknown call without a provider call id
- * (dialer.claim_searches): Twilio's Calls list page, or a backend's
- * {"calls": [...]}.  Its candidates (dialer.search_candidates): exactly one settles
- * the call (dialer.settle_searched_call).  No candidate, more than one (never
- * guessed), a Twilio page that may not hold them all, or a failed search leaves the
- * call unknown, with a 'reconcile_search' event saying what was searched and what was
- * found (dialer.search_message).  An answer for an attempt the call has left (settled
+ * Applies what a search for an unknown call without a provider call id found
+ * (dialer.claim_searches), as the dispatcher reports it: the provider's kind reads its
+ * own answer (src/provider_<kind>.c) and gives pg_dialer's report, {"records": [{"id",
+ * "status", "duration_seconds", "answered_by", and where the kind's records carry them
+ * "to", "from", "created_at", "idempotency_key"}, ...], "listed": how many the answer
+ * listed, "more": a further page may hold more}, or {"result": "failed" or
+ * "not_offered", "error": why}.  Its candidates (dialer.search_candidates): exactly one
+ * settles the call (dialer.settle_searched_call).  No candidate, more than one (never
+ * guessed), a page that may not hold them all, or a failed search leaves the call
+ * unknown, with a 'reconcile_search' event saying what was searched and what was found
+ * (dialer.search_message).  An answer for an attempt the call has left (settled
  * meanwhile, or requeued by dialer.retry_call, perhaps claimed and unknown again since)
  * changes nothing but that event: its record may be another attempt's call.
  */
-CREATE FUNCTION dialer.apply_search(call_id bigint, search jsonb, http_status int, body text, error text)
+CREATE FUNCTION dialer.apply_search(call_id bigint, search jsonb, http_status int, report jsonb)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 DECLARE
-	v_kind text := search->>'kind';
 	v_after timestamptz;
-	v_doc jsonb;
 	v_found record;
 	v_n int;
 	v_result text;
@@ -1116,38 +1104,29 @@ BEGIN
 	EXCEPTION WHEN others THEN
 		v_after := NULL;
 	END;
-	IF http_status BETWEEN 200 AND 299 THEN
-		BEGIN
-			v_doc := body::jsonb;
-		EXCEPTION WHEN others THEN
-			v_doc := NULL;
-		END;
-	END IF;
 	v_detail := jsonb_build_object('lookup', 'search',
-								   'searched', search - 'kind',
+								   'searched', search,
 								   'http_status', http_status,
 								   'searches_left', greatest(coalesce((search->>'of')::int, 3)
 															 - coalesce((search->>'search')::int, 0), 0));
 
-	IF v_doc IS NULL OR jsonb_typeof(v_doc) <> 'object' OR jsonb_typeof(v_doc->'calls') IS DISTINCT FROM 'array'
-	   OR (v_kind = 'twilio' AND v_after IS NULL) THEN
-		v_result := CASE WHEN v_kind = 'backend' AND http_status IS NOT NULL AND http_status NOT BETWEEN 200 AND 299
-						 THEN 'not_offered' ELSE 'failed' END;
-		v_detail := v_detail || jsonb_strip_nulls(jsonb_build_object(
-			'error', coalesce(error, CASE
-				WHEN v_result = 'not_offered' THEN format('the backend answered HTTP %s to GET /call?idempotency_key=: it offers no lookup by Idempotency-Key', http_status)
-				WHEN http_status BETWEEN 200 AND 299 THEN 'answer without a calls list'
-				WHEN http_status IS NOT NULL THEN format('the provider answered HTTP %s', http_status) END)));
+	IF report ? 'error' OR jsonb_typeof(report->'records') IS DISTINCT FROM 'array' THEN
+		v_result := coalesce(report->>'result', 'failed');
+		v_detail := v_detail || jsonb_build_object('error', coalesce(report->>'error', 'no list of records'));
+	ELSIF v_after IS NULL AND jsonb_path_exists(report, '$.records[*].created_at') THEN
+		-- records that say when they were created, and no claim to compare them with
+		v_result := 'failed';
+		v_detail := v_detail || jsonb_build_object('error', 'the search has no claim time to compare the records with');
 	ELSE
-		v_found := dialer.search_candidates(apply_search.call_id, v_call.attempts, search, v_doc->'calls', v_after);
+		v_found := dialer.search_candidates(apply_search.call_id, v_call.attempts, search, report->'records', v_after);
 		v_n := jsonb_array_length(v_found.candidates);
 		v_result := CASE
 			WHEN v_n > 1 THEN 'ambiguous'
-			-- Twilio lists newest first: a further page may hold more when none was older
-			WHEN v_kind = 'twilio' AND v_doc->>'next_page_uri' IS NOT NULL AND NOT v_found.older THEN 'incomplete'
+			-- a list in pages is newest first: a further page may hold more when none was older
+			WHEN (report->>'more')::boolean AND NOT v_found.older THEN 'incomplete'
 			WHEN v_n = 0 THEN 'not_found'
 			ELSE 'found' END;
-		v_detail := v_detail || jsonb_build_object('records', jsonb_array_length(v_doc->'calls'),
+		v_detail := v_detail || jsonb_build_object('records', coalesce((report->>'listed')::int, jsonb_array_length(report->'records')),
 												   'candidates', v_found.candidates);
 	END IF;
 
@@ -1164,8 +1143,8 @@ BEGIN
 				'message', dialer.search_message(v_result, (v_detail->>'searches_left')::int))]);
 END;
 $$;
-COMMENT ON FUNCTION dialer.apply_search(bigint, jsonb, int, text, text) IS
-	'Worker: applies the answer to a search for an unknown call without a provider call id: exactly one matching record settles it (event reconciled), else it stays unknown with a reconcile_search event (not_found, ambiguous, incomplete, failed, not_offered); an answer for an attempt the call has left (settled, or requeued by retry_call) changes nothing';
+COMMENT ON FUNCTION dialer.apply_search(bigint, jsonb, int, jsonb) IS
+	'Worker: applies the report of a search for an unknown call without a provider call id (the records found, as the provider''s kind read its answer): exactly one matching record settles it (event reconciled), else it stays unknown with a reconcile_search event (not_found, ambiguous, incomplete, failed, not_offered); an answer for an attempt the call has left (settled, or requeued by retry_call) changes nothing';
 
 /*
  * The provider configurations the worker dispatches with (secrets included: only

@@ -221,19 +221,16 @@ COMMENT ON FUNCTION dialer.twilio_url_legacy_query(text) IS
 
 /*
  * The public URL Twilio calls for a call's status callbacks: the provider's
- * status_callback_url with call_id=<id> appended to its query string ('?' or '&'),
- * character for character what the worker sends as StatusCallback (the worker should
- * build it with this function).  Without a call id, the URL as configured.
+ * status_callback_url with call_id=<id> appended to its query string ('?' or '&').
+ * Without a call id, the URL as configured.  In C (src/provider_twilio.c), the very
+ * function the dispatcher builds the request's StatusCallback with: the URL signed
+ * and the URL checked cannot differ.
  */
 CREATE FUNCTION dialer.twilio_callback_url(status_callback_url text, call_id bigint)
 RETURNS text
-LANGUAGE sql
+LANGUAGE C
 IMMUTABLE PARALLEL SAFE
-AS $$
-	SELECT CASE WHEN call_id IS NULL THEN status_callback_url
-				ELSE status_callback_url || CASE WHEN pg_catalog.strpos(status_callback_url, '?') > 0 THEN '&' ELSE '?' END
-					 || 'call_id=' || call_id::text END;
-$$;
+AS 'MODULE_PATHNAME', 'dialer_twilio_callback_url';
 COMMENT ON FUNCTION dialer.twilio_callback_url(text, bigint) IS
 	'The StatusCallback URL of a call: status_callback_url plus call_id=<id> in its query string (what Twilio signs)';
 
