@@ -63,8 +63,8 @@ SELECT set_eq(
 	   WHERE conrelid = 'dialer.scheduled_calls'::regclass AND contype = 'c'
 	     AND pg_get_constraintdef(oid) ~ '\mstatus\M' AND pg_get_constraintdef(oid) ~ 'dispatching'$$,
 	ARRAY['scheduled', 'dispatching', 'dialing', 'completed', 'no_answer', 'busy', 'failed',
-	      'canceled', 'skipped', 'expired', 'unknown'],
-	'the status check allows exactly the eleven statuses');
+	      'canceled', 'skipped', 'expired', 'unknown', 'held'],
+	'the status check allows exactly the twelve statuses');
 SELECT is((SELECT count(*)::int FROM pg_constraint
             WHERE conrelid = 'dialer.scheduled_calls'::regclass AND contype = 'c'
               AND pg_get_constraintdef(oid) ~ '\mstatus\M'), 1, 'one check constraint on status');

@@ -179,6 +179,7 @@ CREATE TABLE dialer.campaigns (
 	enabled				boolean NOT NULL DEFAULT true,
 	created_at			timestamptz NOT NULL DEFAULT now(),
 	updated_at			timestamptz NOT NULL DEFAULT now(),
+	outcome_rules		text,	-- a row of dialer.outcome_rule_sets (its key: 06_outcomes.sql)
 	CONSTRAINT window_order CHECK (call_window_start IS NULL OR call_window_end IS NULL
 								   OR call_window_start < call_window_end),
 	CONSTRAINT schedule_complete CHECK ((schedule IS NULL) = (schedule_since IS NULL)
@@ -212,6 +213,7 @@ COMMENT ON COLUMN dialer.campaigns.scheduled_by IS 'Role that scheduled it: sche
 COMMENT ON COLUMN dialer.campaigns.enabled IS 'A disabled campaign enqueues nothing (reason campaign_disabled) and its scheduled runs are recorded as disabled';
 COMMENT ON COLUMN dialer.campaigns.created_at IS 'When the campaign was created';
 COMMENT ON COLUMN dialer.campaigns.updated_at IS 'Last change of the campaign''s row';
+COMMENT ON COLUMN dialer.campaigns.outcome_rules IS 'The outcome rule set (dialer.outcome_rule_sets) saying what follows each outcome of its calls: retries, suppressions, holds (NULL: ''default'', which also stands in for a class the set does not name)';
 
 /*
  * The queue, and the record of every call.  A row is never deleted except by
@@ -222,7 +224,7 @@ CREATE TABLE dialer.scheduled_calls (
 	status				text NOT NULL DEFAULT 'scheduled'
 						CHECK (status IN ('scheduled', 'dispatching', 'dialing', 'completed',
 										  'no_answer', 'busy', 'failed', 'canceled',
-										  'skipped', 'expired', 'unknown')),
+										  'skipped', 'expired', 'unknown', 'held')),
 	run_at				timestamptz NOT NULL,
 	next_attempt_at		timestamptz NOT NULL,
 	to_number			dialer.e164 NOT NULL,
@@ -365,6 +367,7 @@ CREATE TABLE dialer.call_attempts (
 	error_message		text,
 	more_info			text,
 	idempotency_key		text,
+	outcome				text,	-- a row of dialer.outcome_classes (no key: see call_events_follow_calls)
 	UNIQUE (call_id, attempt)
 ) WITH (fillfactor = 85);		-- room for HOT updates: every attempt is updated by its outcome and callbacks
 
@@ -385,6 +388,7 @@ COMMENT ON COLUMN dialer.call_attempts.answered_by IS 'Who answered, from status
 COMMENT ON COLUMN dialer.call_attempts.sip_response_code IS 'Final SIP response code, from status callbacks';
 COMMENT ON COLUMN dialer.call_attempts.recording_url IS 'URL of the call''s recording, from status callbacks';
 COMMENT ON COLUMN dialer.call_attempts.transcript IS 'Transcript of the call, from JSON webhooks (backend, voice_api)';
+COMMENT ON COLUMN dialer.call_attempts.outcome IS 'The outcome class of the attempt (dialer.outcome_classes: answered, voicemail_left, no_answer, busy, bad_number, ...), decided from the provider''s words beside it by dialer.outcome_of(); NULL while under way';
 COMMENT ON COLUMN dialer.call_attempts.error_message IS 'Provider error message, or the transport error''s description (never secrets)';
 COMMENT ON SEQUENCE dialer.call_attempts_id_seq IS 'Identity of dialer.call_attempts.id';
 CREATE INDEX call_attempts_provider_call_id_idx ON dialer.call_attempts (provider_call_id)
@@ -400,11 +404,13 @@ CREATE TABLE dialer.call_events (
 	event				text NOT NULL,
 	from_status			text,
 	to_status			text,
-	detail				jsonb NOT NULL DEFAULT '{}'
+	detail				jsonb NOT NULL DEFAULT '{}',
+	outcome				text
 );
 
 COMMENT ON TABLE dialer.call_events IS 'Append-only history of every call: state changes and notable events. Rows go only with their call (dialer.cleanup)';
 COMMENT ON COLUMN dialer.call_events.event IS 'What happened: enqueued, skipped, claimed, accepted, retry_scheduled, failed, canceled, requeued, window_wait, expired, unknown, callback, ...';
+COMMENT ON COLUMN dialer.call_events.outcome IS 'The outcome class the event decided (dialer.outcome_classes), for a move that ends an attempt; NULL otherwise';
 COMMENT ON COLUMN dialer.call_events.detail IS 'Details of the event (never secrets)';
 COMMENT ON COLUMN dialer.call_events.id IS 'Event id (identity): the order of events';
 COMMENT ON COLUMN dialer.call_events.call_id IS 'The call (dialer.scheduled_calls.id) the event belongs to. Written only by the extension''s functions for a call they just wrote or locked; the events of a deleted call are deleted with it (trigger call_events_follow_calls)';

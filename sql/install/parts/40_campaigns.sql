@@ -1343,7 +1343,8 @@ COMMENT ON COLUMN dialer.campaign_schedules.next_run_at IS 'Next run: a slot alr
 /*
  * Grants a role the use of campaigns: read them and their runs, see pending customers
  * and reasons, run them (the role must be able to read each campaign's source itself).
- * With manage => true also create, change and delete campaigns and (un)schedule them.
+ * With manage => true also create, change and delete campaigns and outcome rule sets, and
+ * (un)schedule campaigns.
  */
 CREATE FUNCTION dialer.grant_campaigns(role_name name, manage boolean DEFAULT false)
 RETURNS void
@@ -1353,7 +1354,8 @@ AS $$
 BEGIN
 	PERFORM dialer.grant_to(role_name,		/* in 90_privileges.sql */
 		'SELECT ON dialer.campaigns, dialer.campaign_runs, dialer.campaign_schedules, '
-		'dialer.scheduled_calls, dialer.do_not_call',
+		'dialer.scheduled_calls, dialer.do_not_call, dialer.outcome_classes, dialer.outcome_rule_sets, '
+		'dialer.outcome_rules',
 		'SELECT (name, kind, enabled) ON dialer.providers',
 		'EXECUTE ON FUNCTION dialer.pending_customers(text, int, int), '
 		'dialer.campaign_candidates(text, int), dialer.run_campaign(text, int), '
@@ -1368,11 +1370,12 @@ BEGIN
 		'dialer.schedule_last_run(text, text, timestamptz, timestamptz)');
 	IF manage THEN
 		PERFORM dialer.grant_to(role_name,
-			'INSERT, UPDATE, DELETE ON dialer.campaigns',
-			'EXECUTE ON FUNCTION dialer.schedule_campaign(text, text), dialer.unschedule_campaign(text), '
+			'INSERT, UPDATE, DELETE ON dialer.campaigns, dialer.outcome_rule_sets, dialer.outcome_rules',
+			'EXECUTE ON FUNCTION dialer.copy_outcome_rules(text, text, text), '
+			'dialer.schedule_campaign(text, text), dialer.unschedule_campaign(text), '
 			'dialer.require_pg_cron(), dialer.campaign_ticker(boolean)');
 	END IF;
 END;
 $$;
 COMMENT ON FUNCTION dialer.grant_campaigns(name, boolean) IS
-	'Grants a role the use of campaigns (pending_customers, campaign_candidates, run_campaign, schedules); manage => true also lets it write dialer.campaigns and (un)schedule them. Sources are read with the role''s own rights.';
+	'Grants a role the use of campaigns (pending_customers, campaign_candidates, run_campaign, schedules); manage => true also lets it write dialer.campaigns and the outcome rule sets, and (un)schedule them. Sources are read with the role''s own rights.';
