@@ -23,12 +23,13 @@
 -- a campaign names its outcome rule set (its key is added below, once the sets exist)
 ALTER TABLE dialer.campaigns ADD COLUMN outcome_rules text;
 -- @replace table dialer.scheduled_calls
--- a call may be held for an operator by an outcome rule
+-- a call may be held for an operator by an outcome rule; the statuses are the groups'
+-- (dialer.open_statuses(), dialer.final_statuses(), created above)
 ALTER TABLE dialer.scheduled_calls DROP CONSTRAINT scheduled_calls_status_check;
 ALTER TABLE dialer.scheduled_calls ADD CONSTRAINT scheduled_calls_status_check
-	CHECK (status IN ('scheduled', 'dispatching', 'dialing', 'completed',
-					  'no_answer', 'busy', 'failed', 'canceled',
-					  'skipped', 'expired', 'unknown', 'held'));
+	CHECK (status = ANY (dialer.open_statuses() || dialer.final_statuses()));
+-- made again below with its predicate written by its group, dialer.unsettled_statuses()
+DROP INDEX dialer.scheduled_calls_active_idx;
 -- @replace table dialer.call_attempts
 -- the outcome class of an attempt (the attempts of 0.2.0 have none)
 ALTER TABLE dialer.call_attempts ADD COLUMN outcome text;

@@ -1,7 +1,6 @@
 /*
  * pg_dialer: the life of a call, as data, and the one function that moves a call.
  *
- *   dialer.call_statuses      every status a call can be in, and whether it is final
  *   dialer.call_transitions   every legal move: (from status, event, to status), with what
  *                             the move does besides (an attempt counted or given back, a
  *                             new run, lookups counted afresh)
@@ -12,6 +11,9 @@
  *   dialer.note_calls()       the writer of the events that move nothing
  *   dialer.call_life_diagram() the diagram README.md prints, drawn from call_transitions
  *
+ * The statuses themselves (dialer.call_statuses) and their groups are in 00_schema.sql,
+ * beside the table whose CHECK they are.
+ *
  * Every path that changes a call's status (claim, stored answer, webhook, reconciliation
  * and search, cancel, retry, expiry, policy skip, do-not-call, recovery after a crash)
  * builds its moves with dialer.make_move() and hands them to dialer.move_calls().  A call
@@ -21,38 +23,6 @@
  *
  * Copyright (c) 2026, pg_dialer developers
  */
-
-/*
- * The statuses of a call.  The list itself is the CHECK of scheduled_calls.status; this
- * table says what each one means.
- */
-CREATE TABLE dialer.call_statuses (
-	status				text PRIMARY KEY,
-	final				boolean NOT NULL,
-	position			int NOT NULL UNIQUE,
-	description			text NOT NULL
-);
-COMMENT ON TABLE dialer.call_statuses IS
-	'The statuses of a call (dialer.scheduled_calls.status): whether each is final, and what it means';
-COMMENT ON COLUMN dialer.call_statuses.status IS 'The status, as scheduled_calls.status holds it';
-COMMENT ON COLUMN dialer.call_statuses.final IS
-	'A final status: the call is finished (finished_at is set when it gets there), unless a rule or dialer.retry_call() puts it back in the queue';
-COMMENT ON COLUMN dialer.call_statuses.position IS 'Order of the statuses in the docs and the diagram';
-COMMENT ON COLUMN dialer.call_statuses.description IS 'What the status means';
-
-INSERT INTO dialer.call_statuses (status, final, position, description) VALUES
-	('scheduled',	false,	1,	'waiting in the queue until next_attempt_at (run_at, then a retry or a calling window)'),
-	('dispatching',	false,	2,	'claimed by the dispatcher: the request may be in flight'),
-	('dialing',		false,	3,	'the provider accepted the call: it is under way'),
-	('unknown',		false,	4,	'the outcome is not known (the request may have reached the provider): never re-sent automatically; reconciliation or an operator settles it'),
-	('completed',	true,	5,	'the call was answered and has ended'),
-	('no_answer',	true,	6,	'it rang out unanswered'),
-	('busy',		true,	7,	'the line was busy'),
-	('failed',		true,	8,	'the provider refused or failed the call, or the run''s attempts were used up'),
-	('canceled',	true,	9,	'canceled before it was claimed, or by the provider'),
-	('skipped',		true,	10,	'never dialled: do-not-call, a calling policy, not allowed, no calling window'),
-	('expired',		true,	11,	'its deadline passed before it could start'),
-	('held',		false,	12,	'held for an operator by an outcome rule (hold): dialer.retry_call() puts it back in the queue, dialer.cancel_call() ends it');
 
 /*
  * The legal moves of a call.  A row (from_status, event, to_status) allows a call in

@@ -82,7 +82,7 @@ BEGIN
 	SELECT count(*) INTO v_busy
 	  FROM (SELECT 1 FROM dialer.scheduled_calls c
 			 WHERE c.provider = provider_capacity.provider
-			   AND c.status IN ('dispatching', 'dialing')
+			   AND c.status = ANY (dialer.in_progress_statuses())
 			   AND c.updated_at > now() - current_setting('dialer.reconcile_after')::interval
 			 ORDER BY c.updated_at DESC
 			 LIMIT v_max) s;
@@ -111,7 +111,7 @@ AS $$
 					 LIMIT 10000) d),
 		   (SELECT min(c.updated_at) + current_setting('dialer.reconcile_after')::interval
 			  FROM dialer.scheduled_calls c
-			 WHERE c.provider = provider_stall.provider AND c.status IN ('dispatching', 'dialing')
+			 WHERE c.provider = provider_stall.provider AND c.status = ANY (dialer.in_progress_statuses())
 			   AND c.updated_at > now() - current_setting('dialer.reconcile_after')::interval);
 $$;
 COMMENT ON FUNCTION dialer.provider_stall(text) IS

@@ -636,7 +636,7 @@ BEGIN
 	/* 3. the call: only its current attempt moves it, and only forward */
 	v_new_status := v_call.status;
 	v_moves := v_current AND NOT v_stale AND v_outcome IS NOT NULL
-			   AND v_call.status IN ('dispatching', 'dialing', 'unknown');
+			   AND v_call.status = ANY (dialer.unsettled_statuses());
 	IF v_moves THEN
 		/* its outcome class, and what the class's rule says follows */
 		v_class := dialer.outcome_of(v_kind, v_status, p_data->>'answered_by', p_data->>'error_code', NULL);

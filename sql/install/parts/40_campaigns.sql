@@ -769,11 +769,11 @@ BEGIN
 		  LEFT JOIN LATERAL (
 				SELECT c.id, c.status, c.to_number FROM dialer.scheduled_calls c
 				 WHERE c.campaign = k.name AND c.customer_ref = src.ref
-				   AND c.status IN ('scheduled', 'dispatching', 'dialing')
+				   AND c.status = ANY (dialer.pending_statuses())
 				UNION ALL
 				SELECT c.id, c.status, c.to_number FROM dialer.scheduled_calls c
 				 WHERE c.to_number = src.num AND c.campaign = k.name
-				   AND c.status IN ('scheduled', 'dispatching', 'dialing')
+				   AND c.status = ANY (dialer.pending_statuses())
 				LIMIT 1) pend ON true
 		  LEFT JOIN LATERAL (
 				SELECT c.id, c.status, greatest(c.run_at, c.next_attempt_at) AS at
@@ -1215,11 +1215,11 @@ BEGIN
 	END IF;
 
 	SELECT count(*) FILTER (WHERE c.status = 'scheduled'),
-		   count(*) FILTER (WHERE c.status IN ('dispatching', 'dialing')),
+		   count(*) FILTER (WHERE c.status = ANY (dialer.in_progress_statuses())),
 		   count(*) FILTER (WHERE c.status = 'unknown')
 	  INTO v_scheduled, v_active, v_unknown
 	  FROM dialer.scheduled_calls c
-	 WHERE c.status IN ('scheduled', 'dispatching', 'dialing', 'unknown');
+	 WHERE c.status = ANY (dialer.open_statuses());
 	IF v_scheduled + v_active + v_unknown > 0 THEN
 		RAISE WARNING 'DROP EXTENSION pg_dialer drops % scheduled call(s), % call(s) in progress and % unknown call(s)',
 			v_scheduled, v_active, v_unknown
