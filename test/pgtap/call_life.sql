@@ -116,7 +116,7 @@ SELECT is(ARRAY(SELECT w.from_status || ' -' || w.event || '-> ' || w.to_status
 					OR (NOT s.final AND c.finished_at IS NOT NULL)),
 		  '{}'::text[], 'each move did what its row says besides: attempts, run, deadline, counters, finished_at, and what the move gave');
 SELECT ok((SELECT count(*) FROM walked WHERE attempts_change <> 0) = 2
-		  AND (SELECT count(*) FROM walked WHERE starts_run) = 3
+		  AND (SELECT count(*) FROM walked WHERE starts_run) >= 3
 		  AND (SELECT count(*) FROM walked WHERE clears_deadline) = 1
 		  AND (SELECT count(*) FROM walked WHERE resets_searches) > 3,
 		  'the walk covers moves that count attempts, start runs, clear deadlines and reset counters');

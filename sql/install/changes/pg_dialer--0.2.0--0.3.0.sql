@@ -19,6 +19,37 @@
 
 -- complain if script is sourced in psql, rather than via ALTER EXTENSION
 \echo Use "ALTER EXTENSION pg_dialer UPDATE TO '0.3.0'" to load this file. \quit
+-- @replace table dialer.campaigns
+-- a campaign names its outcome rule set (its key is added below, once the sets exist)
+ALTER TABLE dialer.campaigns ADD COLUMN outcome_rules text;
+-- @replace table dialer.scheduled_calls
+-- a call may be held for an operator by an outcome rule; the statuses are the groups'
+-- (dialer.open_statuses(), dialer.final_statuses(), created above)
+ALTER TABLE dialer.scheduled_calls DROP CONSTRAINT scheduled_calls_status_check;
+ALTER TABLE dialer.scheduled_calls ADD CONSTRAINT scheduled_calls_status_check
+	CHECK (status = ANY (dialer.open_statuses() || dialer.final_statuses()));
+-- made again below with its predicate written by its group, dialer.unsettled_statuses()
+DROP INDEX dialer.scheduled_calls_active_idx;
+-- @replace table dialer.call_attempts
+-- the outcome class of an attempt (the attempts of 0.2.0 have none)
+ALTER TABLE dialer.call_attempts ADD COLUMN outcome text;
+-- @replace table dialer.call_events
+-- the outcome class an event decided
+ALTER TABLE dialer.call_events ADD COLUMN outcome text;
+-- @replace function dialer.provider_status_rank
+-- the provider statuses are data now (dialer.provider_statuses), read per kind
+-- @covers function dialer.provider_status_rank
+DROP FUNCTION dialer.provider_status_rank(text);
+-- @replace function dialer.provider_status_outcome
+-- @covers function dialer.provider_status_outcome
+DROP FUNCTION dialer.provider_status_outcome(text);
+-- @replace function dialer.provider_status_advances
+-- @covers function dialer.provider_status_advances
+DROP FUNCTION dialer.provider_status_advances(text, text);
+-- @replace function dialer.store_provider_report
+-- it writes through dialer.move_calls() now, with the outcome class and the next action
+-- @covers function dialer.store_provider_report
+DROP FUNCTION dialer.store_provider_report(dialer.scheduled_calls, bigint, text, text, jsonb, boolean, boolean, boolean, text, text, timestamptz, text, jsonb, jsonb);
 -- @replace function dialer.apply_reconciliation
 -- a lookup's answer is read in C by its provider's kind: the function takes pg_dialer's
 -- report (jsonb) instead of the answer's HTTP body and error
@@ -27,3 +58,7 @@ DROP FUNCTION dialer.apply_reconciliation(bigint, text, int, text, text);
 -- a search's answer is read in C by its provider's kind: the function takes pg_dialer's
 -- report (jsonb) instead of the answer's HTTP body and error
 DROP FUNCTION dialer.apply_search(bigint, jsonb, int, text, text);
+-- @end
+-- the retry decision of busy and no_answer is the default outcome rule set's now (dialer.next_action)
+-- @covers function dialer.call_retry_decision
+DROP FUNCTION dialer.call_retry_decision(dialer.scheduled_calls, text);

@@ -179,6 +179,7 @@ CREATE TABLE dialer.campaigns (
 	enabled				boolean NOT NULL DEFAULT true,
 	created_at			timestamptz NOT NULL DEFAULT now(),
 	updated_at			timestamptz NOT NULL DEFAULT now(),
+	outcome_rules		text,	-- a row of dialer.outcome_rule_sets (its key: 06_outcomes.sql)
 	CONSTRAINT window_order CHECK (call_window_start IS NULL OR call_window_end IS NULL
 								   OR call_window_start < call_window_end),
 	CONSTRAINT schedule_complete CHECK ((schedule IS NULL) = (schedule_since IS NULL)
@@ -212,6 +213,104 @@ COMMENT ON COLUMN dialer.campaigns.scheduled_by IS 'Role that scheduled it: sche
 COMMENT ON COLUMN dialer.campaigns.enabled IS 'A disabled campaign enqueues nothing (reason campaign_disabled) and its scheduled runs are recorded as disabled';
 COMMENT ON COLUMN dialer.campaigns.created_at IS 'When the campaign was created';
 COMMENT ON COLUMN dialer.campaigns.updated_at IS 'Last change of the campaign''s row';
+COMMENT ON COLUMN dialer.campaigns.outcome_rules IS 'The outcome rule set (dialer.outcome_rule_sets) saying what follows each outcome of its calls: retries, suppressions, holds (NULL: ''default'', which also stands in for a class the set does not name)';
+
+/*
+ * The statuses of a call (dialer.call_statuses), and the groups of them the rules use,
+ * each written once, here: IMMUTABLE SQL functions, so that the planner inlines them into
+ * constants, in index predicates and in the CHECK of scheduled_calls.status too.
+ */
+CREATE FUNCTION dialer.final_statuses()
+RETURNS text[]
+LANGUAGE sql
+IMMUTABLE PARALLEL SAFE
+AS $$
+	SELECT '{completed, no_answer, busy, failed, canceled, skipped, expired}'::text[];
+$$;
+COMMENT ON FUNCTION dialer.final_statuses() IS
+	'The final statuses of a call: finished (finished_at set), unless a rule or dialer.retry_call() puts it back in the queue';
+
+CREATE FUNCTION dialer.open_statuses()
+RETURNS text[]
+LANGUAGE sql
+IMMUTABLE PARALLEL SAFE
+AS $$
+	SELECT '{scheduled, dispatching, dialing, unknown, held}'::text[];
+$$;
+COMMENT ON FUNCTION dialer.open_statuses() IS
+	'The statuses of a call that is not finished: in the queue, under way, unknown, or held for an operator';
+
+CREATE FUNCTION dialer.pending_statuses()
+RETURNS text[]
+LANGUAGE sql
+IMMUTABLE PARALLEL SAFE
+AS $$
+	SELECT '{scheduled, dispatching, dialing}'::text[];
+$$;
+COMMENT ON FUNCTION dialer.pending_statuses() IS
+	'The statuses of a call still to be made or under way (stats() counts them as pending)';
+
+CREATE FUNCTION dialer.in_progress_statuses()
+RETURNS text[]
+LANGUAGE sql
+IMMUTABLE PARALLEL SAFE
+AS $$
+	SELECT '{dispatching, dialing}'::text[];
+$$;
+COMMENT ON FUNCTION dialer.in_progress_statuses() IS
+	'The statuses of a call in progress at its provider: what counts against max_concurrency (while it has news)';
+
+CREATE FUNCTION dialer.unsettled_statuses()
+RETURNS text[]
+LANGUAGE sql
+IMMUTABLE PARALLEL SAFE
+AS $$
+	SELECT '{dispatching, dialing, unknown}'::text[];
+$$;
+COMMENT ON FUNCTION dialer.unsettled_statuses() IS
+	'The statuses of a call that may be at its provider with its outcome not stored: a provider''s report moves it';
+
+CREATE FUNCTION dialer.not_reached_statuses()
+RETURNS text[]
+LANGUAGE sql
+IMMUTABLE PARALLEL SAFE
+AS $$
+	SELECT '{no_answer, busy}'::text[];
+$$;
+COMMENT ON FUNCTION dialer.not_reached_statuses() IS
+	'The final statuses of a call placed that did not reach the person (stats() counts them as not_reached)';
+
+/*
+ * What each status means.  Its rows are the statuses of the groups above, whose final
+ * column it derives from final_statuses().
+ */
+CREATE TABLE dialer.call_statuses (
+	status				text PRIMARY KEY CHECK (status = ANY (dialer.open_statuses() || dialer.final_statuses())),
+	final				boolean NOT NULL GENERATED ALWAYS AS (status = ANY (dialer.final_statuses())) STORED,
+	position			int NOT NULL UNIQUE,
+	description			text NOT NULL
+);
+COMMENT ON TABLE dialer.call_statuses IS
+	'The statuses of a call (dialer.scheduled_calls.status): whether each is final, and what it means';
+COMMENT ON COLUMN dialer.call_statuses.status IS 'The status, as scheduled_calls.status holds it';
+COMMENT ON COLUMN dialer.call_statuses.final IS
+	'A final status (dialer.final_statuses()): the call is finished (finished_at is set when it gets there), unless a rule or dialer.retry_call() puts it back in the queue';
+COMMENT ON COLUMN dialer.call_statuses.position IS 'Order of the statuses in the docs and the diagram';
+COMMENT ON COLUMN dialer.call_statuses.description IS 'What the status means';
+
+INSERT INTO dialer.call_statuses (status, position, description) VALUES
+	('scheduled',	1,	'waiting in the queue until next_attempt_at (run_at, then a retry or a calling window)'),
+	('dispatching',	2,	'claimed by the dispatcher: the request may be in flight'),
+	('dialing',		3,	'the provider accepted the call: it is under way'),
+	('unknown',		4,	'the outcome is not known (the request may have reached the provider): never re-sent automatically; reconciliation or an operator settles it'),
+	('completed',	5,	'the call was answered and has ended'),
+	('no_answer',	6,	'it rang out unanswered'),
+	('busy',		7,	'the line was busy'),
+	('failed',		8,	'the provider refused or failed the call, or the run''s attempts were used up'),
+	('canceled',	9,	'canceled before it was claimed, or by the provider'),
+	('skipped',		10,	'never dialled: do-not-call, a calling policy, not allowed, no calling window'),
+	('expired',		11,	'its deadline passed before it could start'),
+	('held',		12,	'held for an operator by an outcome rule (hold): dialer.retry_call() puts it back in the queue, dialer.cancel_call() ends it');
 
 /*
  * The queue, and the record of every call.  A row is never deleted except by
@@ -220,9 +319,7 @@ COMMENT ON COLUMN dialer.campaigns.updated_at IS 'Last change of the campaign''s
 CREATE TABLE dialer.scheduled_calls (
 	id					bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
 	status				text NOT NULL DEFAULT 'scheduled'
-						CHECK (status IN ('scheduled', 'dispatching', 'dialing', 'completed',
-										  'no_answer', 'busy', 'failed', 'canceled',
-										  'skipped', 'expired', 'unknown')),
+						CHECK (status = ANY (dialer.open_statuses() || dialer.final_statuses())),
 	run_at				timestamptz NOT NULL,
 	next_attempt_at		timestamptz NOT NULL,
 	to_number			dialer.e164 NOT NULL,
@@ -328,7 +425,7 @@ CREATE INDEX scheduled_calls_next_idx ON dialer.scheduled_calls
 -- Calls in progress or unresolved, by last news: concurrency accounting,
 -- reconciliation with the provider, crash recovery.
 CREATE INDEX scheduled_calls_active_idx ON dialer.scheduled_calls
-	(provider, updated_at) WHERE status IN ('dispatching', 'dialing', 'unknown');
+	(provider, updated_at) WHERE status = ANY (dialer.unsettled_statuses());
 -- Unknown calls without a provider call id still to be searched for at their
 -- provider (dialer.claim_searches), by last news.
 CREATE INDEX scheduled_calls_search_idx ON dialer.scheduled_calls (provider, updated_at)
@@ -365,6 +462,7 @@ CREATE TABLE dialer.call_attempts (
 	error_message		text,
 	more_info			text,
 	idempotency_key		text,
+	outcome				text,	-- a row of dialer.outcome_classes (no key: see call_events_follow_calls)
 	UNIQUE (call_id, attempt)
 ) WITH (fillfactor = 85);		-- room for HOT updates: every attempt is updated by its outcome and callbacks
 
@@ -385,6 +483,7 @@ COMMENT ON COLUMN dialer.call_attempts.answered_by IS 'Who answered, from status
 COMMENT ON COLUMN dialer.call_attempts.sip_response_code IS 'Final SIP response code, from status callbacks';
 COMMENT ON COLUMN dialer.call_attempts.recording_url IS 'URL of the call''s recording, from status callbacks';
 COMMENT ON COLUMN dialer.call_attempts.transcript IS 'Transcript of the call, from JSON webhooks (backend, voice_api)';
+COMMENT ON COLUMN dialer.call_attempts.outcome IS 'The outcome class of the attempt (dialer.outcome_classes: answered, voicemail_left, no_answer, busy, bad_number, ...), decided from the provider''s words beside it by dialer.outcome_of(); NULL while under way';
 COMMENT ON COLUMN dialer.call_attempts.error_message IS 'Provider error message, or the transport error''s description (never secrets)';
 COMMENT ON SEQUENCE dialer.call_attempts_id_seq IS 'Identity of dialer.call_attempts.id';
 CREATE INDEX call_attempts_provider_call_id_idx ON dialer.call_attempts (provider_call_id)
@@ -400,11 +499,13 @@ CREATE TABLE dialer.call_events (
 	event				text NOT NULL,
 	from_status			text,
 	to_status			text,
-	detail				jsonb NOT NULL DEFAULT '{}'
+	detail				jsonb NOT NULL DEFAULT '{}',
+	outcome				text
 );
 
 COMMENT ON TABLE dialer.call_events IS 'Append-only history of every call: state changes and notable events. Rows go only with their call (dialer.cleanup)';
 COMMENT ON COLUMN dialer.call_events.event IS 'What happened: enqueued, skipped, claimed, accepted, retry_scheduled, failed, canceled, requeued, window_wait, expired, unknown, callback, ...';
+COMMENT ON COLUMN dialer.call_events.outcome IS 'The outcome class the event decided (dialer.outcome_classes), for a move that ends an attempt; NULL otherwise';
 COMMENT ON COLUMN dialer.call_events.detail IS 'Details of the event (never secrets)';
 COMMENT ON COLUMN dialer.call_events.id IS 'Event id (identity): the order of events';
 COMMENT ON COLUMN dialer.call_events.call_id IS 'The call (dialer.scheduled_calls.id) the event belongs to. Written only by the extension''s functions for a call they just wrote or locked; the events of a deleted call are deleted with it (trigger call_events_follow_calls)';

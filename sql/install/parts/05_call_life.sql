@@ -1,7 +1,6 @@
 /*
  * pg_dialer: the life of a call, as data, and the one function that moves a call.
  *
- *   dialer.call_statuses      every status a call can be in, and whether it is final
  *   dialer.call_transitions   every legal move: (from status, event, to status), with what
  *                             the move does besides (an attempt counted or given back, a
  *                             new run, lookups counted afresh)
@@ -12,6 +11,9 @@
  *   dialer.note_calls()       the writer of the events that move nothing
  *   dialer.call_life_diagram() the diagram README.md prints, drawn from call_transitions
  *
+ * The statuses themselves (dialer.call_statuses) and their groups are in 00_schema.sql,
+ * beside the table whose CHECK they are.
+ *
  * Every path that changes a call's status (claim, stored answer, webhook, reconciliation
  * and search, cancel, retry, expiry, policy skip, do-not-call, recovery after a crash)
  * builds its moves with dialer.make_move() and hands them to dialer.move_calls().  A call
@@ -21,37 +23,6 @@
  *
  * Copyright (c) 2026, pg_dialer developers
  */
-
-/*
- * The statuses of a call.  The list itself is the CHECK of scheduled_calls.status; this
- * table says what each one means.
- */
-CREATE TABLE dialer.call_statuses (
-	status				text PRIMARY KEY,
-	final				boolean NOT NULL,
-	position			int NOT NULL UNIQUE,
-	description			text NOT NULL
-);
-COMMENT ON TABLE dialer.call_statuses IS
-	'The statuses of a call (dialer.scheduled_calls.status): whether each is final, and what it means';
-COMMENT ON COLUMN dialer.call_statuses.status IS 'The status, as scheduled_calls.status holds it';
-COMMENT ON COLUMN dialer.call_statuses.final IS
-	'A final status: the call is finished (finished_at is set when it gets there), unless a rule or dialer.retry_call() puts it back in the queue';
-COMMENT ON COLUMN dialer.call_statuses.position IS 'Order of the statuses in the docs and the diagram';
-COMMENT ON COLUMN dialer.call_statuses.description IS 'What the status means';
-
-INSERT INTO dialer.call_statuses (status, final, position, description) VALUES
-	('scheduled',	false,	1,	'waiting in the queue until next_attempt_at (run_at, then a retry or a calling window)'),
-	('dispatching',	false,	2,	'claimed by the dispatcher: the request may be in flight'),
-	('dialing',		false,	3,	'the provider accepted the call: it is under way'),
-	('unknown',		false,	4,	'the outcome is not known (the request may have reached the provider): never re-sent automatically; reconciliation or an operator settles it'),
-	('completed',	true,	5,	'the call was answered and has ended'),
-	('no_answer',	true,	6,	'it rang out unanswered'),
-	('busy',		true,	7,	'the line was busy'),
-	('failed',		true,	8,	'the provider refused or failed the call, or the run''s attempts were used up'),
-	('canceled',	true,	9,	'canceled before it was claimed, or by the provider'),
-	('skipped',		true,	10,	'never dialled: do-not-call, a calling policy, not allowed, no calling window'),
-	('expired',		true,	11,	'its deadline passed before it could start');
 
 /*
  * The legal moves of a call.  A row (from_status, event, to_status) allows a call in
@@ -113,16 +84,29 @@ INSERT INTO dialer.call_transitions
 	 'record_results, recover_dispatching', 'the request may have reached the provider but its answer was lost (or the dispatcher stopped)'),
 	('dialing', 'unknown', 'unknown', 0, false, false, false, false,
 	 'claim_reconciliations, apply_reconciliation', 'no final status within dialer.reconcile_after, and the call cannot be looked up (no provider call id, or 3 failed lookups)'),
-	('busy', 'retry_scheduled', 'scheduled', 0, false, false, false, false,
-	 'apply_provider_status', 'the retry rule of a busy call puts it back in the queue'),
-	('no_answer', 'retry_scheduled', 'scheduled', 0, false, false, false, false,
-	 'apply_provider_status', 'the retry rule of an unanswered call puts it back in the queue'),
 	('failed', 'requeued', 'scheduled', 0, true, false, true, true,
 	 'retry_call', 'an operator retries the call: a new run'),
 	('unknown', 'requeued', 'scheduled', 0, true, false, true, true,
 	 'retry_call', 'an operator retries the call: a new run'),
 	('expired', 'requeued', 'scheduled', 0, true, true, true, true,
-	 'retry_call', 'an operator retries the call: a new run, without the deadline');
+	 'retry_call', 'an operator retries the call: a new run, without the deadline'),
+	('held', 'requeued', 'scheduled', 0, true, false, true, true,
+	 'retry_call', 'an operator retries a held call: a new run'),
+	('held', 'canceled', 'canceled', 0, false, false, false, false,
+	 'cancel_call', 'an operator cancels a held call');
+
+/*
+ * What an outcome rule (dialer.outcome_rules) does to a call its provider's word (or a
+ * refused request) just ended: retry puts it back in the queue, hold keeps it for an
+ * operator.
+ */
+INSERT INTO dialer.call_transitions (from_status, event, to_status, made_by, description)
+SELECT f.status, a.event, a.status, 'apply_provider_status, record_results',
+	   format('the outcome rule of a call ended %s says %s', replace(f.status, '_', ' '), a.rule)
+  FROM unnest(ARRAY['completed', 'no_answer', 'busy', 'failed', 'canceled']) WITH ORDINALITY AS f(status, fo)
+ CROSS JOIN unnest(ARRAY['retry_scheduled', 'held'], ARRAY['scheduled', 'held'], ARRAY['retry', 'hold'])
+			WITH ORDINALITY AS a(event, status, rule, ao)
+ ORDER BY f.fo, a.ao;
 
 /*
  * What a provider reports moves a call in progress (dispatching: the report came before
@@ -164,7 +148,8 @@ INSERT INTO dialer.call_notes (event, made_by, description) VALUES
 	('reconcile', 'apply_provider_status', 'a lookup''s answer that moves nothing (as for callback)'),
 	('reconciled', 'apply_provider_status', 'a search''s answer that moves nothing (as for callback)'),
 	('reconcile_failed', 'apply_reconciliation', 'a lookup of the call at its provider failed (an error, a 404, an answer without a status)'),
-	('reconcile_search', 'apply_search', 'a search for an unknown call settled nothing (not found, ambiguous, incomplete, failed), or came after the call was settled');
+	('reconcile_search', 'apply_search', 'a search for an unknown call settled nothing (not found, ambiguous, incomplete, failed), or came after the call was settled'),
+	('suppressed', 'follow_outcome', 'an outcome rule said suppress: the call''s number was added to the do-not-call ledger');
 
 /*
  * One move of one call, as dialer.move_calls() takes it.  NULL in next_attempt_at,
@@ -181,7 +166,8 @@ CREATE TYPE dialer.call_move AS (
 	next_attempt_at		timestamptz,
 	last_error			text,
 	provider_call_id	text,
-	provider_status		text
+	provider_status		text,
+	outcome				text
 );
 COMMENT ON TYPE dialer.call_move IS
 	'One move of one call for dialer.move_calls(): the call (and its attempt, NULL: any), from, event, to, the event''s detail, and the call''s new next_attempt_at, last_error, provider_call_id, provider_status (NULL: kept). Built with dialer.make_move()';
@@ -196,6 +182,7 @@ COMMENT ON COLUMN dialer.call_move.next_attempt_at IS 'Its new next_attempt_at (
 COMMENT ON COLUMN dialer.call_move.last_error IS 'Its new last_error (NULL: kept)';
 COMMENT ON COLUMN dialer.call_move.provider_call_id IS 'Its provider call id (NULL: kept)';
 COMMENT ON COLUMN dialer.call_move.provider_status IS 'Its provider status (NULL: kept)';
+COMMENT ON COLUMN dialer.call_move.outcome IS 'The outcome class the move decides (dialer.outcome_classes), written to its event (NULL: none)';
 
 /*
  * A move, by name: dialer.make_move(c.id, 'scheduled', 'canceled', 'canceled',
@@ -204,15 +191,16 @@ COMMENT ON COLUMN dialer.call_move.provider_status IS 'Its provider status (NULL
 CREATE FUNCTION dialer.make_move(call_id bigint, from_status text, event text, to_status text,
 								 detail jsonb DEFAULT '{}', attempt int DEFAULT NULL,
 								 next_attempt_at timestamptz DEFAULT NULL, last_error text DEFAULT NULL,
-								 provider_call_id text DEFAULT NULL, provider_status text DEFAULT NULL)
+								 provider_call_id text DEFAULT NULL, provider_status text DEFAULT NULL,
+								 outcome text DEFAULT NULL)
 RETURNS dialer.call_move
 LANGUAGE sql
 IMMUTABLE PARALLEL SAFE
 AS $$
 	SELECT ROW(call_id, attempt, from_status, event, to_status, coalesce(detail, '{}'),
-			   next_attempt_at, last_error, provider_call_id, provider_status)::dialer.call_move;
+			   next_attempt_at, last_error, provider_call_id, provider_status, outcome)::dialer.call_move;
 $$;
-COMMENT ON FUNCTION dialer.make_move(bigint, text, text, text, jsonb, int, timestamptz, text, text, text) IS
+COMMENT ON FUNCTION dialer.make_move(bigint, text, text, text, jsonb, int, timestamptz, text, text, text, text) IS
 	'Internal: one move of a call (dialer.call_move) by named arguments, for dialer.move_calls()';
 
 /*
@@ -313,10 +301,10 @@ BEGIN
 		  FROM m
 		 WHERE c.id = m.call_id AND c.status = m.from_status
 		   AND (m.attempt IS NULL OR c.attempts = m.attempt)
-		RETURNING c.id, m.event, m.from_status, m.to_status, m.detail
+		RETURNING c.id, m.event, m.from_status, m.to_status, m.detail, m.outcome
 	), ev AS (
-		INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
-		SELECT v.id, v.event, v.from_status, v.to_status, v.detail FROM moved v
+		INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail, outcome)
+		SELECT v.id, v.event, v.from_status, v.to_status, v.detail, v.outcome FROM moved v
 	)
 	SELECT v.id FROM moved v;
 END;

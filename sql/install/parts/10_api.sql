@@ -842,17 +842,16 @@ BEGIN
 	v_from := day::timestamptz;
 	v_to := (day + 1)::timestamptz;
 
-	-- "calls": every call of the day; "scheduled" is the same count under its 0.1.0 name,
-	-- which read as "still in status scheduled": kept for 0.2.x, removed in 0.3.0
+	-- "calls": every call of the day (0.1.0 and 0.2.0 also named it "scheduled")
 	SELECT jsonb_build_object(
 			'calls', count(*),
-			'scheduled', count(*),
 			'completed', count(*) FILTER (WHERE c.status = 'completed'),
 			'failed', count(*) FILTER (WHERE c.status = 'failed'),
-			'not_reached', count(*) FILTER (WHERE c.status IN ('no_answer', 'busy')),
-			'pending', count(*) FILTER (WHERE c.status IN ('scheduled', 'dispatching', 'dialing')),
+			'not_reached', count(*) FILTER (WHERE c.status = ANY (dialer.not_reached_statuses())),
+			'pending', count(*) FILTER (WHERE c.status = ANY (dialer.pending_statuses())),
 			'not_called', count(*) FILTER (WHERE c.status IN ('canceled', 'skipped', 'expired')),
-			'unknown', count(*) FILTER (WHERE c.status = 'unknown'))
+			'unknown', count(*) FILTER (WHERE c.status = 'unknown'),
+			'held', count(*) FILTER (WHERE c.status = 'held'))
 	  INTO v_day
 	  FROM dialer.scheduled_calls c
 	 WHERE c.run_at >= v_from AND c.run_at < v_to;
@@ -862,18 +861,17 @@ BEGIN
 	  FROM (SELECT c.campaign,
 				   jsonb_build_object(
 					'calls', count(*),
-					'scheduled', count(*),
 					'completed', count(*) FILTER (WHERE c.status = 'completed'),
 					'failed', count(*) FILTER (WHERE c.status = 'failed'),
-					'not_reached', count(*) FILTER (WHERE c.status IN ('no_answer', 'busy')),
-					'pending', count(*) FILTER (WHERE c.status IN ('scheduled', 'dispatching', 'dialing'))) AS counts
+					'not_reached', count(*) FILTER (WHERE c.status = ANY (dialer.not_reached_statuses())),
+					'pending', count(*) FILTER (WHERE c.status = ANY (dialer.pending_statuses()))) AS counts
 			  FROM dialer.scheduled_calls c
 			 WHERE c.run_at >= v_from AND c.run_at < v_to AND c.campaign IS NOT NULL
 			 GROUP BY c.campaign) k;
 
 	RETURN jsonb_build_object('day', day) || v_day || jsonb_build_object(
 			'total_pending', (SELECT count(*) FROM dialer.scheduled_calls c
-							   WHERE c.status IN ('scheduled', 'dispatching', 'dialing')),
+							   WHERE c.status = ANY (dialer.pending_statuses())),
 			'next_run_at', (SELECT min(c.next_attempt_at) FROM dialer.scheduled_calls c
 							 WHERE c.status = 'scheduled'),
 			'by_campaign', v_camp,
@@ -882,7 +880,7 @@ BEGIN
 END;
 $$;
 COMMENT ON FUNCTION dialer.stats(date) IS
-	'Counts of a day''s calls (calls: all of them; completed, failed, not_reached, pending, not_called, unknown; scheduled: the same as calls, deprecated), total_pending, next_run_at, by_campaign and the worker''s state';
+	'Counts of a day''s calls (calls: all of them; completed, failed, not_reached, pending, not_called, unknown, held), total_pending, next_run_at, by_campaign and the worker''s state';
 
 /*
  * Removes finished calls (completed, no_answer, busy, failed, canceled, skipped,
@@ -903,7 +901,7 @@ BEGIN
 			'older_than must be a non-negative interval.', 'For example dialer.cleanup(''90 days'').');
 	END IF;
 	DELETE FROM dialer.scheduled_calls c
-	 WHERE c.status IN ('completed', 'no_answer', 'busy', 'failed', 'canceled', 'skipped', 'expired')
+	 WHERE c.status = ANY (dialer.final_statuses())
 	   AND c.finished_at < now() - older_than;
 	GET DIAGNOSTICS v_count = ROW_COUNT;
 	-- callbacks kept for a CallSid no call ever got (a call placed by someone else)

@@ -82,7 +82,7 @@ BEGIN
 	SELECT count(*) INTO v_busy
 	  FROM (SELECT 1 FROM dialer.scheduled_calls c
 			 WHERE c.provider = provider_capacity.provider
-			   AND c.status IN ('dispatching', 'dialing')
+			   AND c.status = ANY (dialer.in_progress_statuses())
 			   AND c.updated_at > now() - current_setting('dialer.reconcile_after')::interval
 			 ORDER BY c.updated_at DESC
 			 LIMIT v_max) s;
@@ -111,7 +111,7 @@ AS $$
 					 LIMIT 10000) d),
 		   (SELECT min(c.updated_at) + current_setting('dialer.reconcile_after')::interval
 			  FROM dialer.scheduled_calls c
-			 WHERE c.provider = provider_stall.provider AND c.status IN ('dispatching', 'dialing')
+			 WHERE c.provider = provider_stall.provider AND c.status = ANY (dialer.in_progress_statuses())
 			   AND c.updated_at > now() - current_setting('dialer.reconcile_after')::interval);
 $$;
 COMMENT ON FUNCTION dialer.provider_stall(text) IS
@@ -611,11 +611,22 @@ SET plan_cache_mode = force_generic_plan
 SET enable_seqscan = off
 AS $$
 DECLARE
-	v_moved int;
+	v_moves dialer.call_move[];
+	v_failed bigint[];
+	v_call dialer.scheduled_calls;
 BEGIN
 	WITH r AS (
-		SELECT * FROM unnest(call_ids, attempts, outcomes, http_statuses, provider_call_ids,
-							 error_codes, error_messages, more_infos, delays_ms, responded_at)
+		-- each outcome with its class: lost for an answer lost, else what the provider's
+		-- words (HTTP status, error code) say (looked up only for a request not accepted)
+		SELECT r.*,
+			   CASE WHEN r.outcome = 'accepted' THEN NULL
+					WHEN r.outcome = 'unknown' THEN 'lost'
+					ELSE dialer.outcome_of((SELECT p.kind FROM dialer.scheduled_calls k
+											  JOIN dialer.providers p ON p.name = k.provider
+											 WHERE k.id = r.call_id),
+										   NULL, NULL, r.error_code, r.http_status) END AS class
+		  FROM unnest(call_ids, attempts, outcomes, http_statuses, provider_call_ids,
+					  error_codes, error_messages, more_infos, delays_ms, responded_at)
 			AS r(call_id, attempt, outcome, http_status, provider_call_id, error_code,
 				 error_message, more_info, delay_ms, responded_at)
 	), att AS (
@@ -626,7 +637,8 @@ BEGIN
 			   -- a callback may have been first: keep what it stored
 			   error_code = coalesce(r.error_code, a.error_code),
 			   error_message = coalesce(r.error_message, a.error_message),
-			   more_info = coalesce(r.more_info, a.more_info)
+			   more_info = coalesce(r.more_info, a.more_info),
+			   outcome = coalesce(a.outcome, r.class)
 		  FROM r
 		 WHERE a.call_id = r.call_id AND a.attempt = r.attempt
 	), cur AS (
@@ -647,25 +659,37 @@ BEGIN
 					ELSE 'failed' END AS to_status
 		  FROM cur
 	)
-	SELECT count(*) INTO v_moved
-	  FROM dialer.move_calls(ARRAY(
-			SELECT dialer.make_move(m.call_id, 'dispatching',
-					CASE m.to_status WHEN 'dialing' THEN 'accepted' WHEN 'scheduled' THEN 'retry_scheduled'
-									 ELSE m.to_status END,
-					m.to_status,
-					jsonb_strip_nulls(jsonb_build_object(
-						'attempt', m.attempt, 'http_status', m.http_status,
-						'provider_call_id', m.provider_call_id,
-						'error_code', m.error_code, 'error', m.error_message,
-						'retry_in_ms', CASE WHEN m.to_status = 'scheduled' THEN m.delay_ms END,
-						'attempts_exhausted', CASE WHEN m.outcome = 'retry' AND NOT m.may_retry THEN true END)),
-					attempt => m.attempt,
-					next_attempt_at => CASE WHEN m.to_status = 'scheduled'
-											THEN now() + m.delay_ms * interval '1 millisecond' END,
-					last_error => CASE WHEN m.outcome <> 'accepted' THEN m.error_message END,
-					provider_call_id => m.provider_call_id,
-					provider_status => CASE WHEN m.outcome = 'accepted' THEN 'accepted' END)
-			  FROM moves m));
+	SELECT array_agg(dialer.make_move(m.call_id, 'dispatching',
+				CASE m.to_status WHEN 'dialing' THEN 'accepted' WHEN 'scheduled' THEN 'retry_scheduled'
+								 ELSE m.to_status END,
+				m.to_status,
+				jsonb_strip_nulls(jsonb_build_object(
+					'attempt', m.attempt, 'http_status', m.http_status,
+					'provider_call_id', m.provider_call_id,
+					'error_code', m.error_code, 'error', m.error_message,
+					'retry_in_ms', CASE WHEN m.to_status = 'scheduled' THEN m.delay_ms END,
+					'attempts_exhausted', CASE WHEN m.outcome = 'retry' AND NOT m.may_retry THEN true END)),
+				attempt => m.attempt,
+				next_attempt_at => CASE WHEN m.to_status = 'scheduled'
+										THEN now() + m.delay_ms * interval '1 millisecond' END,
+				last_error => CASE WHEN m.outcome <> 'accepted' THEN m.error_message END,
+				provider_call_id => m.provider_call_id,
+				provider_status => CASE WHEN m.outcome = 'accepted' THEN 'accepted' END,
+				outcome => m.class)),
+		   array_agg(m.call_id) FILTER (WHERE m.to_status = 'failed' AND m.class IS NOT NULL)
+	  INTO v_moves, v_failed
+	  FROM moves m;
+	PERFORM count(*) FROM dialer.move_calls(v_moves);
+
+	-- a failed request's class may have a rule saying what follows (the default set: done)
+	FOR v_call IN SELECT c.* FROM dialer.scheduled_calls c WHERE c.id = ANY (v_failed) AND c.status = 'failed' LOOP
+		PERFORM dialer.follow_outcome(v_call, 'failed',
+				dialer.next_action_detail(n.action, n.rule_set, a.outcome, a.attempt, n.next_attempt_at,
+										  n.retry_delay, v_call))
+		   FROM dialer.call_attempts a
+		  CROSS JOIN LATERAL dialer.next_action(v_call, a.outcome) n
+		  WHERE a.call_id = v_call.id AND a.attempt = v_call.attempts;
+	END LOOP;
 END;
 $$;
 COMMENT ON FUNCTION dialer.record_results(bigint[], int[], text[], int[], text[], text[], text[], text[], int[], timestamptz[]) IS

@@ -306,46 +306,34 @@ COMMENT ON FUNCTION dialer.normalize_provider_status(text) IS
 	'Internal: a provider status in Twilio''s spelling (no_answer -> no-answer, cancelled -> canceled, answered -> in-progress)';
 
 /*
- * The order of provider statuses: accepted (the worker's mark) 0, queued 1, initiated 2,
- * ringing 3, in-progress 4, any final status 5; NULL for a status pg_dialer does not know.
+ * The order of a (normalized) provider status of a kind (dialer.provider_statuses):
+ * accepted (the dispatcher's mark) 0, queued 1, initiated 2, ringing 3, in-progress 4, any
+ * final status 5; NULL for a status pg_dialer does not know.
  */
-CREATE FUNCTION dialer.provider_status_rank(status text)
+CREATE FUNCTION dialer.provider_status_rank(status text, kind text DEFAULT NULL)
 RETURNS int
 LANGUAGE sql
-IMMUTABLE PARALLEL SAFE
+STABLE PARALLEL SAFE
 AS $$
-	SELECT CASE status
-		WHEN 'accepted' THEN 0
-		WHEN 'queued' THEN 1
-		WHEN 'initiated' THEN 2
-		WHEN 'ringing' THEN 3
-		WHEN 'in-progress' THEN 4
-		WHEN 'completed' THEN 5 WHEN 'busy' THEN 5 WHEN 'no-answer' THEN 5
-		WHEN 'failed' THEN 5 WHEN 'canceled' THEN 5
-		END;
+	SELECT (dialer.provider_status_row(kind, status)).rank;
 $$;
-COMMENT ON FUNCTION dialer.provider_status_rank(text) IS
-	'Internal: order of a (normalized) provider status, 0 accepted .. 4 in-progress, 5 final; NULL when unknown';
+COMMENT ON FUNCTION dialer.provider_status_rank(text, text) IS
+	'Internal: order of a (normalized) provider status of a kind (dialer.provider_statuses): 0 accepted .. 4 in-progress, 5 final; NULL when unknown';
 
 /*
- * The call status a provider status leads to: dialing while the call is under way,
- * else the outcome.  NULL for a status pg_dialer does not know.
+ * The call status a (normalized) provider status of a kind leads to
+ * (dialer.provider_statuses): dialing while the call is under way, else the outcome.
+ * NULL for a status that moves nothing or that pg_dialer does not know.
  */
-CREATE FUNCTION dialer.provider_status_outcome(status text)
+CREATE FUNCTION dialer.provider_status_outcome(status text, kind text DEFAULT NULL)
 RETURNS text
 LANGUAGE sql
-IMMUTABLE PARALLEL SAFE
+STABLE PARALLEL SAFE
 AS $$
-	SELECT CASE status
-		WHEN 'queued' THEN 'dialing' WHEN 'initiated' THEN 'dialing'
-		WHEN 'ringing' THEN 'dialing' WHEN 'in-progress' THEN 'dialing'
-		WHEN 'completed' THEN 'completed' WHEN 'busy' THEN 'busy'
-		WHEN 'no-answer' THEN 'no_answer' WHEN 'failed' THEN 'failed'
-		WHEN 'canceled' THEN 'canceled'
-		END;
+	SELECT (dialer.provider_status_row(kind, status)).call_status;
 $$;
-COMMENT ON FUNCTION dialer.provider_status_outcome(text) IS
-	'Internal: the call status a (normalized) provider status leads to: dialing, completed, busy, no_answer, failed, canceled; NULL when unknown';
+COMMENT ON FUNCTION dialer.provider_status_outcome(text, text) IS
+	'Internal: the call status a (normalized) provider status of a kind leads to (dialer.provider_statuses): dialing, completed, busy, no_answer, failed, canceled; NULL when it moves nothing or is unknown';
 
 /* ------------------------------------------------------------------------------------
  * Applying a status report
@@ -354,10 +342,11 @@ COMMENT ON FUNCTION dialer.provider_status_outcome(text) IS
  *   provider_report_attempt()   which attempt a report is about; seen before?
  *   provider_status_advances()  does the attempt's provider status move forward?
  *   provider_status_outcome()   the call status a provider status leads to (above)
- *   call_retry_decision()       is a busy / no_answer outcome retried, and when
+ *   outcome_of(), next_action() the outcome class, and what its rule says follows
+ *                               (06_outcomes.sql)
  *   call_outcome_error()        the call's last_error after an outcome
- *   store_provider_report()     every write, in one statement (report_value(): which of
- *                               a stored and a reported attempt field is kept)
+ *   store_provider_report()     every write (report_value(): which of a stored and a
+ *                               reported attempt field is kept)
  * The helpers without a SET of their own are inlined or cached under the caller's
  * pinned search_path (see the file's opening comment).
  * ------------------------------------------------------------------------------------ */
@@ -405,52 +394,18 @@ COMMENT ON FUNCTION dialer.provider_report_attempt(bigint, int, text, text) IS
  * normalized): only forward in provider_status_rank's order, a repeated status under way
  * included, a final one not; from a status pg_dialer does not know, to any it knows.
  */
-CREATE FUNCTION dialer.provider_status_advances(new_status text, old_status text)
+CREATE FUNCTION dialer.provider_status_advances(new_status text, old_status text, kind text DEFAULT NULL)
 RETURNS boolean
-LANGUAGE sql
-IMMUTABLE PARALLEL SAFE
-AS $$
-	SELECT dialer.provider_status_rank(new_status) IS NOT NULL
-		   AND (old_status IS NULL
-				OR dialer.provider_status_rank(old_status) IS NULL
-				OR dialer.provider_status_rank(new_status) > dialer.provider_status_rank(old_status)
-				OR (dialer.provider_status_rank(new_status) = dialer.provider_status_rank(old_status)
-					AND dialer.provider_status_rank(new_status) < 5));
-$$;
-COMMENT ON FUNCTION dialer.provider_status_advances(text, text) IS
-	'Internal: true when an attempt''s provider status may move from old_status to new_status (forward only; an unknown old status may be left)';
-
-/*
- * The retry decision for a call whose current attempt ended busy or no_answer: retried
- * when its campaign's retry_busy / retry_no_answer (else its provider's) says so, the
- * run's attempts (attempts - attempts_base) are below max_attempts, and the retry,
- * retry_delay from now (the campaign's, else the provider's), comes before the deadline.
- * skipped names what refused an allowed retry (attempts_exhausted, deadline).  Exactly
- * one row (retry false when the provider is gone).
- */
-CREATE FUNCTION dialer.call_retry_decision(call_row dialer.scheduled_calls, outcome text)
-RETURNS TABLE (retry boolean, next_attempt_at timestamptz, retry_delay interval, skipped text)
 LANGUAGE sql
 STABLE PARALLEL SAFE
 AS $$
-	SELECT d.allowed AND NOT d.exhausted AND NOT d.late, d.next_at, d.delay,
-		   CASE WHEN d.allowed AND d.exhausted THEN 'attempts_exhausted'
-				WHEN d.allowed AND d.late THEN 'deadline' END
-	  FROM (SELECT coalesce(pol.allowed, false) AS allowed, pol.delay,
-				   pg_catalog.now() + coalesce(pol.delay, interval '0') AS next_at,
-				   coalesce((call_row).attempts - (call_row).attempts_base >= (call_row).max_attempts, false) AS exhausted,
-				   coalesce(pg_catalog.now() + coalesce(pol.delay, interval '0') >= (call_row).deadline, false) AS late
-			  FROM (SELECT 1) one
-			  LEFT JOIN (
-					SELECT CASE outcome WHEN 'busy' THEN coalesce(k.retry_busy, p.retry_busy)
-										ELSE coalesce(k.retry_no_answer, p.retry_no_answer) END AS allowed,
-						   coalesce(k.retry_delay, p.retry_delay) AS delay
-					  FROM dialer.providers p
-					  LEFT JOIN dialer.campaigns k ON k.name = (call_row).campaign
-					 WHERE p.name = (call_row).provider) pol ON true) d;
+	SELECT n.rank IS NOT NULL
+		   AND (old_status IS NULL OR o.rank IS NULL OR n.rank > o.rank OR (n.rank = o.rank AND n.rank < 5))
+	  FROM (SELECT dialer.provider_status_rank(new_status, kind) AS rank) n,
+		   (SELECT dialer.provider_status_rank(old_status, kind) AS rank) o;
 $$;
-COMMENT ON FUNCTION dialer.call_retry_decision(dialer.scheduled_calls, text) IS
-	'Internal: whether a busy or no_answer call is retried (campaign''s over provider''s retry settings, attempts left, before the deadline), when, and what refused an allowed retry';
+COMMENT ON FUNCTION dialer.provider_status_advances(text, text, text) IS
+	'Internal: true when an attempt''s provider status may move from old_status to new_status (forward only; an unknown old status may be left)';
 
 /*
  * The last_error of a call after an outcome: kept while dialing and when completed;
@@ -488,13 +443,13 @@ COMMENT ON FUNCTION dialer.report_value(anyelement, anyelement, boolean) IS
 	'Internal: an attempt field after a status report: the reported value over the stored one, or for a stale report the stored one over the reported one';
 
 /*
- * Every write of a status report: the attempt (attempt_id; NULL: none); then, when the
- * report moves the call (moves), its move to new_status, and when the retry rule puts it
- * back in the queue (retry_detail given), its move from there to scheduled at
- * next_attempt_at; else the report's event as a note, and the call's provider status when
- * it follows the current attempt's and the call is not back in the queue (news, not a
- * move).  call_row is the row as locked before the report; lock order: the call (by the
- * caller), then the attempt, as the dispatcher does.
+ * Every write of a status report: the attempt (attempt_id; NULL: none), with the outcome
+ * class; then, when the report moves the call (moves), its move to new_status, and what
+ * the outcome's rule says follows (next: retry back to the queue at next_attempt_at, hold
+ * for an operator, suppress the number); else the report's event as a note, and the call's
+ * provider status when it follows the current attempt's and the call is not back in the
+ * queue (news, not a move).  call_row is the row as locked before the report; lock order:
+ * the call (by the caller), then the attempt, as the dispatcher does.
  */
 CREATE FUNCTION dialer.store_provider_report(
 	call_row dialer.scheduled_calls,
@@ -506,11 +461,11 @@ CREATE FUNCTION dialer.store_provider_report(
 	is_current boolean,
 	moves boolean,
 	new_status text,
+	outcome text,
 	last_error text,
-	next_attempt_at timestamptz,
+	next jsonb,
 	event text,
-	event_detail jsonb,
-	retry_detail jsonb)
+	event_detail jsonb)
 RETURNS void
 LANGUAGE plpgsql
 AS $$
@@ -521,6 +476,7 @@ DECLARE
 	p_pstatus	text := store_provider_report.provider_status;
 	p_data		jsonb := store_provider_report.attempt_data;
 	p_stale		boolean := store_provider_report.stale;
+	p_next		jsonb := store_provider_report.next;
 BEGIN
 	UPDATE dialer.call_attempts a
 	   SET provider_call_id = coalesce(a.provider_call_id, p_sid),
@@ -531,7 +487,8 @@ BEGIN
 		   recording_url = dialer.report_value(a.recording_url, p_data->>'recording_url', p_stale),
 		   transcript = dialer.report_value(a.transcript, p_data->>'transcript', p_stale),
 		   error_code = dialer.report_value(a.error_code, p_data->>'error_code', p_stale),
-		   error_message = dialer.report_value(a.error_message, p_data->>'error_message', p_stale)
+		   error_message = dialer.report_value(a.error_message, p_data->>'error_message', p_stale),
+		   outcome = coalesce(store_provider_report.outcome, a.outcome)
 	 WHERE a.id = store_provider_report.attempt_id;
 
 	IF NOT store_provider_report.moves THEN
@@ -547,17 +504,13 @@ BEGIN
 	END IF;
 	PERFORM pg_catalog.count(*) FROM dialer.move_calls(ARRAY[dialer.make_move(
 		v_call.id, v_call.status, store_provider_report.event, store_provider_report.new_status,
-		store_provider_report.event_detail, last_error => store_provider_report.last_error,
-		provider_call_id => p_sid, provider_status => p_pstatus)]);
-	IF store_provider_report.retry_detail IS NOT NULL THEN
-		PERFORM pg_catalog.count(*) FROM dialer.move_calls(ARRAY[dialer.make_move(
-			v_call.id, store_provider_report.new_status, 'retry_scheduled', 'scheduled',
-			store_provider_report.retry_detail, next_attempt_at => store_provider_report.next_attempt_at)]);
-	END IF;
+		store_provider_report.event_detail, outcome => store_provider_report.outcome,
+		last_error => store_provider_report.last_error, provider_call_id => p_sid, provider_status => p_pstatus)]);
+	PERFORM dialer.follow_outcome(v_call, store_provider_report.new_status, p_next);
 END;
 $$;
-COMMENT ON FUNCTION dialer.store_provider_report(dialer.scheduled_calls, bigint, text, text, jsonb, boolean, boolean, boolean, text, text, timestamptz, text, jsonb, jsonb) IS
-	'Internal: writes what apply_provider_status decided: the attempt''s fields, and the call''s move(s) (dialer.move_calls) or the report as a note (dialer.note_calls)';
+COMMENT ON FUNCTION dialer.store_provider_report(dialer.scheduled_calls, bigint, text, text, jsonb, boolean, boolean, boolean, text, text, text, jsonb, text, jsonb) IS
+	'Internal: writes what apply_provider_status decided: the attempt''s fields and outcome class, and the call''s move with what its outcome''s rule says follows (dialer.follow_outcome), or the report as a note (dialer.note_calls)';
 
 /*
  * Applies one status report of a provider to a call: the one place where callbacks,
@@ -634,10 +587,13 @@ DECLARE
 	v_moves		boolean;
 	v_new_status text;
 	v_error		text;
-	v_retry		boolean := false;
-	v_next		timestamptz;
+	v_kind		text;
+	v_class		text;
+	v_action	text;
+	v_next_at	timestamptz;
 	v_delay		interval;
-	v_retry_why	text;
+	v_skipped	text;
+	v_rule_set	text;
 	v_result	text;
 BEGIN
 	IF p_call_id IS NULL OR v_status IS NULL OR v_status = '' THEN
@@ -648,13 +604,14 @@ BEGIN
 		RAISE EXCEPTION 'apply_provider_status: attempt_data must be a JSON object'
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
-	v_outcome := dialer.provider_status_outcome(v_status);
 
 	/* 1. the call, locked: reports of one call are applied one at a time */
 	SELECT * INTO v_call FROM dialer.scheduled_calls c WHERE c.id = p_call_id FOR UPDATE;
 	IF NOT FOUND THEN
 		RETURN jsonb_build_object('result', 'unknown_call', 'call_id', p_call_id);
 	END IF;
+	SELECT p.kind INTO v_kind FROM dialer.providers p WHERE p.name = v_call.provider;
+	v_outcome := dialer.provider_status_outcome(v_status, v_kind);
 
 	/* 2. the attempt it is about; a report already recorded changes nothing at all */
 	SELECT * INTO v_look
@@ -669,21 +626,23 @@ BEGIN
 	IF v_att.id IS NOT NULL THEN
 		/* a report at or below a sequence already applied comes late: it only fills gaps */
 		v_stale := p_seq IS NOT NULL AND v_look.last_sequence IS NOT NULL AND p_seq <= v_look.last_sequence;
-		v_forward := NOT v_stale AND dialer.provider_status_advances(v_status, v_att.provider_status);
+		v_forward := NOT v_stale AND dialer.provider_status_advances(v_status, v_att.provider_status, v_kind);
 		v_new_pstatus := CASE WHEN v_forward THEN v_status ELSE v_att.provider_status END;
 	END IF;
 
 	/* 3. the call: only its current attempt moves it, and only forward */
 	v_new_status := v_call.status;
 	v_moves := v_current AND NOT v_stale AND v_outcome IS NOT NULL
-			   AND v_call.status IN ('dispatching', 'dialing', 'unknown');
+			   AND v_call.status = ANY (dialer.unsettled_statuses());
 	IF v_moves THEN
-		IF v_outcome IN ('busy', 'no_answer') THEN
-			SELECT d.retry, d.next_attempt_at, d.retry_delay, d.skipped
-			  INTO v_retry, v_next, v_delay, v_retry_why
-			  FROM dialer.call_retry_decision(v_call, v_outcome) d;
+		/* its outcome class, and what the class's rule says follows */
+		v_class := dialer.outcome_of(v_kind, v_status, p_data->>'answered_by', p_data->>'error_code', NULL);
+		IF v_class IS NOT NULL THEN
+			SELECT n.action, n.next_attempt_at, n.retry_delay, n.skipped, n.rule_set
+			  INTO v_action, v_next_at, v_delay, v_skipped, v_rule_set
+			  FROM dialer.next_action(v_call, v_class) n;
 		END IF;
-		v_new_status := CASE WHEN v_retry THEN 'scheduled' ELSE v_outcome END;
+		v_new_status := CASE v_action WHEN 'retry' THEN 'scheduled' WHEN 'hold' THEN 'held' ELSE v_outcome END;
 		v_error := dialer.call_outcome_error(v_outcome, v_call.last_error, p_data);
 	END IF;
 	v_result := CASE
@@ -696,22 +655,18 @@ BEGIN
 	PERFORM dialer.store_provider_report(
 		call_row => v_call, attempt_id => v_att.id, provider_call_id => p_sid,
 		provider_status => v_new_pstatus, attempt_data => p_data, stale => v_stale,
-		is_current => v_current, moves => v_moves, new_status => v_outcome,
-		last_error => v_error, next_attempt_at => v_next,
+		is_current => v_current, moves => v_moves, new_status => v_outcome, outcome => v_class,
+		last_error => v_error,
+		next => dialer.next_action_detail(v_action, v_rule_set, v_class, v_att.attempt, v_next_at, v_delay, v_call),
 		event => coalesce(apply_provider_status.source, 'callback'),
 		event_detail => coalesce(apply_provider_status.event_detail, '{}') || jsonb_strip_nulls(jsonb_build_object(
 			'provider_status', v_status, 'provider_call_id', p_sid, 'attempt', v_att.attempt,
 			'sequence', p_seq, 'dedupe_key', v_look.report_key, 'result', v_result,
 			'stale', CASE WHEN v_stale THEN true END,
 			'unmatched', CASE WHEN v_att.id IS NULL THEN true END,
-			'retry_skipped', v_retry_why)),
-		retry_detail => CASE WHEN v_retry THEN
-			jsonb_build_object('reason', v_outcome, 'attempt', v_att.attempt,
-							   'next_attempt_at', v_next, 'retry_delay', v_delay::text,
-							   'attempts_used', v_call.attempts - v_call.attempts_base,
-							   'max_attempts', v_call.max_attempts) END);
-	IF v_new_status <> v_call.status
-	   AND v_new_status IN ('scheduled', 'completed', 'busy', 'no_answer', 'failed', 'canceled') THEN
+			'next_action', CASE WHEN v_action <> 'done' OR v_skipped IS NOT NULL THEN v_action END,
+			'retry_skipped', v_skipped)));
+	IF v_new_status <> v_call.status AND v_new_status <> 'dialing' THEN
 		/* a concurrency slot is free (and maybe a retry is due); no warning per callback */
 		PERFORM dialer.wake_worker_quietly();
 	END IF;

@@ -769,11 +769,11 @@ BEGIN
 		  LEFT JOIN LATERAL (
 				SELECT c.id, c.status, c.to_number FROM dialer.scheduled_calls c
 				 WHERE c.campaign = k.name AND c.customer_ref = src.ref
-				   AND c.status IN ('scheduled', 'dispatching', 'dialing')
+				   AND c.status = ANY (dialer.pending_statuses())
 				UNION ALL
 				SELECT c.id, c.status, c.to_number FROM dialer.scheduled_calls c
 				 WHERE c.to_number = src.num AND c.campaign = k.name
-				   AND c.status IN ('scheduled', 'dispatching', 'dialing')
+				   AND c.status = ANY (dialer.pending_statuses())
 				LIMIT 1) pend ON true
 		  LEFT JOIN LATERAL (
 				SELECT c.id, c.status, greatest(c.run_at, c.next_attempt_at) AS at
@@ -1215,11 +1215,11 @@ BEGIN
 	END IF;
 
 	SELECT count(*) FILTER (WHERE c.status = 'scheduled'),
-		   count(*) FILTER (WHERE c.status IN ('dispatching', 'dialing')),
+		   count(*) FILTER (WHERE c.status = ANY (dialer.in_progress_statuses())),
 		   count(*) FILTER (WHERE c.status = 'unknown')
 	  INTO v_scheduled, v_active, v_unknown
 	  FROM dialer.scheduled_calls c
-	 WHERE c.status IN ('scheduled', 'dispatching', 'dialing', 'unknown');
+	 WHERE c.status = ANY (dialer.open_statuses());
 	IF v_scheduled + v_active + v_unknown > 0 THEN
 		RAISE WARNING 'DROP EXTENSION pg_dialer drops % scheduled call(s), % call(s) in progress and % unknown call(s)',
 			v_scheduled, v_active, v_unknown
@@ -1343,7 +1343,8 @@ COMMENT ON COLUMN dialer.campaign_schedules.next_run_at IS 'Next run: a slot alr
 /*
  * Grants a role the use of campaigns: read them and their runs, see pending customers
  * and reasons, run them (the role must be able to read each campaign's source itself).
- * With manage => true also create, change and delete campaigns and (un)schedule them.
+ * With manage => true also create, change and delete campaigns and outcome rule sets, and
+ * (un)schedule campaigns.
  */
 CREATE FUNCTION dialer.grant_campaigns(role_name name, manage boolean DEFAULT false)
 RETURNS void
@@ -1353,7 +1354,8 @@ AS $$
 BEGIN
 	PERFORM dialer.grant_to(role_name,		/* in 90_privileges.sql */
 		'SELECT ON dialer.campaigns, dialer.campaign_runs, dialer.campaign_schedules, '
-		'dialer.scheduled_calls, dialer.do_not_call',
+		'dialer.scheduled_calls, dialer.do_not_call, dialer.outcome_classes, dialer.outcome_rule_sets, '
+		'dialer.outcome_rules',
 		'SELECT (name, kind, enabled) ON dialer.providers',
 		'EXECUTE ON FUNCTION dialer.pending_customers(text, int, int), '
 		'dialer.campaign_candidates(text, int), dialer.run_campaign(text, int), '
@@ -1368,11 +1370,12 @@ BEGIN
 		'dialer.schedule_last_run(text, text, timestamptz, timestamptz)');
 	IF manage THEN
 		PERFORM dialer.grant_to(role_name,
-			'INSERT, UPDATE, DELETE ON dialer.campaigns',
-			'EXECUTE ON FUNCTION dialer.schedule_campaign(text, text), dialer.unschedule_campaign(text), '
+			'INSERT, UPDATE, DELETE ON dialer.campaigns, dialer.outcome_rule_sets, dialer.outcome_rules',
+			'EXECUTE ON FUNCTION dialer.copy_outcome_rules(text, text, text), '
+			'dialer.schedule_campaign(text, text), dialer.unschedule_campaign(text), '
 			'dialer.require_pg_cron(), dialer.campaign_ticker(boolean)');
 	END IF;
 END;
 $$;
 COMMENT ON FUNCTION dialer.grant_campaigns(name, boolean) IS
-	'Grants a role the use of campaigns (pending_customers, campaign_candidates, run_campaign, schedules); manage => true also lets it write dialer.campaigns and (un)schedule them. Sources are read with the role''s own rights.';
+	'Grants a role the use of campaigns (pending_customers, campaign_candidates, run_campaign, schedules); manage => true also lets it write dialer.campaigns and the outcome rule sets, and (un)schedule them. Sources are read with the role''s own rights.';

@@ -650,6 +650,8 @@ AS $$
 		 WHERE c.to_number = number
 		   AND (a.http_status IS NULL OR a.http_status BETWEEN 200 AND 299)
 		   AND a.requested_at > at - period AND a.requested_at <= at
+		   -- an outcome whose rule says it does not count (dialer.outcome_rules)
+		   AND (a.outcome IS NULL OR (dialer.outcome_rule(c.campaign, a.outcome)).counts_toward_cap IS NOT FALSE)
 		UNION ALL
 		SELECT c.next_attempt_at
 		  FROM dialer.scheduled_calls c
@@ -661,7 +663,7 @@ AS $$
 			 OFFSET greatest(max_calls - 1, 0) LIMIT 1);
 $$;
 COMMENT ON FUNCTION dialer.contact_count(text, timestamptz, interval, int, boolean) IS
-	'Internal: the calls to a number that count toward a cap at instant at: attempts in (at - period, at] that may have reached the recipient (all but those the provider answered with a non-2xx status), across campaigns, and with with_scheduled its scheduled calls due in that period; and when a cap of max_calls frees again';
+	'Internal: the calls to a number that count toward a cap at instant at: attempts in (at - period, at] that may have reached the recipient (all but those the provider answered with a non-2xx status, and those whose outcome''s rule says they do not count), across campaigns, and with with_scheduled its scheduled calls due in that period; and when a cap of max_calls frees again';
 
 /*
  * The decision for a call to to_number at instant at: 'allow', 'park' (not now:

@@ -50,14 +50,16 @@ SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 BEGIN
 	PERFORM dialer.grant_to(role_name,
-		'SELECT ON dialer.scheduled_calls, dialer.call_attempts, dialer.call_events, dialer.campaigns, dialer.do_not_call',
+		'SELECT ON dialer.scheduled_calls, dialer.call_attempts, dialer.call_events, dialer.campaigns, dialer.do_not_call, '
+		'dialer.call_statuses, dialer.call_transitions, dialer.call_notes, dialer.outcome_classes, '
+		'dialer.provider_statuses, dialer.outcome_signals, dialer.outcome_rule_sets, dialer.outcome_rules',
 		'SELECT (name, kind, base_url, account_sid, api_key_sid, from_number, twiml_url, '
 		'status_callback_url, status_callback_call_id, allowed_hosts, ring_timeout, machine_detection, max_concurrency, '
 		'calls_per_second, retry_busy, retry_no_answer, retry_delay, enabled, created_at, updated_at) ON dialer.providers',
 		'EXECUTE ON FUNCTION dialer.enqueue_call(text, timestamptz, text, jsonb, text, text, int, int, text, timestamptz, boolean), '
 		'dialer.enqueue_calls(jsonb, boolean), dialer.cancel_call(bigint), dialer.retry_call(bigint), dialer.call_details(bigint), '
 		'dialer.stats(date), dialer.worker_status(), dialer.next_local_time(text, time, int, text), '
-		'dialer.call_timezones(bigint)');
+		'dialer.call_timezones(bigint), dialer.call_life_diagram()');
 END;
 $$;
 COMMENT ON FUNCTION dialer.grant_usage(name) IS
