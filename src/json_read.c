@@ -244,7 +244,7 @@ jr_field_start(void *state, char *fname, bool isnull pg_attribute_unused())
 	{
 		for (i = 0; i < st->nkeys; i++)
 		{
-			if (strcmp(fname, st->keys[i]) == 0)
+			if (st->keys[i] && strcmp(fname, st->keys[i]) == 0)
 			{
 				/* a key given twice: the last one counts, as in jsonb */
 				st->cur->present[i] = true;
@@ -272,9 +272,9 @@ jr_scalar(void *state, char *token, JsonTokenType tokentype)
 /*
  * The elements of the array that is the value of array_key in a JSON object
  * text, one JsonRecord each, in order: for an element that is an object, the
- * values of the keys asked for, as text (strings unescaped; numbers, true and
- * false as written; NULL when absent, null or not a scalar) and whether each
- * key is there at all (null included).  *valid is set to false when the text
+ * values of the keys asked for (a NULL key: none), as text (strings
+ * unescaped; numbers, true and false as written; NULL when absent, null or
+ * not a scalar) and whether each key is there at all (null included).  *valid is set to false when the text
  * is not a JSON object whose array_key is an array.  A bad answer is
  * reported, never raised.
  */

@@ -8,7 +8,8 @@
  *	  dialer.apply_reconciliation() and dialer.apply_search() apply: no SQL
  *	  function reads a provider's answer.  This file holds what every kind's
  *	  reader shares: the report's form, whole seconds and times in one
- *	  notation, and the reading of a call resource whose fields a kind names.
+ *	  notation, and the reading of a call resource and of a list of records
+ *	  whose fields a kind names (LookupFields, SearchFields).
  *
  *	  A lookup's report: {"status", "duration_seconds", "answered_by",
  *	  "recording_url", "transcript"}, each left out when not reported; or
@@ -206,44 +207,68 @@ report_search_failed(const char *result, const char *why)
 	return buf.data;
 }
 
-/* Starts the report of a search's list of records in buf. */
-void
-report_search_begin(StringInfo buf)
-{
-	initStringInfo(buf);
-	appendStringInfoString(buf, "{\"records\": [");
-}
-
-/* Adds a record to the report of a search started in buf. */
-void
-report_search_record(StringInfo buf, const SearchRecord *rec)
-{
-	if (buf->data[buf->len - 1] != '[')
-		appendStringInfoString(buf, ", ");
-	appendStringInfoChar(buf, '{');
-	report_text(buf, "id", rec->id);
-	report_reported(buf, "status", rec->status);
-	report_seconds(buf, "duration_seconds", rec->duration);
-	report_reported(buf, "answered_by", rec->answered_by);
-	if (rec->has_to_from)
-	{
-		report_text(buf, "to", rec->to);
-		report_text(buf, "from", rec->from);
-	}
-	if (rec->has_created_at)
-		report_text(buf, "created_at", report_time(rec->created_at));
-	if (rec->has_idempotency_key)
-		report_text(buf, "idempotency_key", rec->idempotency_key);
-	appendStringInfoChar(buf, '}');
-}
-
 /*
- * Ends the report of a search started in buf: listed elements in the
- * provider's list, more when a further page may hold more.
+ * The report of a search whose (2xx) answer is a JSON object holding a list
+ * of records, read with the field names in fields: each object of the list
+ * as a record, listed counting every element; more when a further page may
+ * hold more records (the kind knows from its answer).  An answer without the
+ * list is a failed search.
  */
 char *
-report_search_end(StringInfo buf, int listed, bool more)
+report_search(const char *body, const SearchFields *fields, bool more)
 {
-	appendStringInfo(buf, "], \"listed\": %d, \"more\": %s}", listed, more ? "true" : "false");
-	return buf->data;
+	/* the order of the keys json_get_records reads */
+	enum
+	{
+		K_ID, K_STATUS, K_DURATION, K_ANSWERED_BY, K_TO, K_FROM, K_CREATED_AT,
+		K_IDEMPOTENCY_KEY, K_COUNT
+	};
+	const char *keys[K_COUNT];
+	StringInfoData buf;
+	List	   *records;
+	ListCell   *lc;
+	bool		valid;
+
+	keys[K_ID] = fields->id;
+	keys[K_STATUS] = fields->status;
+	keys[K_DURATION] = fields->duration;
+	keys[K_ANSWERED_BY] = fields->answered_by;
+	keys[K_TO] = fields->to;
+	keys[K_FROM] = fields->from;
+	keys[K_CREATED_AT] = fields->created_at;
+	keys[K_IDEMPOTENCY_KEY] = fields->idempotency_key;
+	records = json_get_records(body, fields->list, keys, K_COUNT, &valid);
+	if (!valid)
+		return report_search_failed("failed", psprintf("answer without a %s list", fields->list));
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "{\"records\": [");
+	foreach(lc, records)
+	{
+		JsonRecord *r = lfirst(lc);
+
+		if (!r->is_object)
+			continue;
+		if (buf.data[buf.len - 1] != '[')
+			appendStringInfoString(&buf, ", ");
+		appendStringInfoChar(&buf, '{');
+		report_text(&buf, "id", r->values[K_ID]);
+		report_reported(&buf, "status", r->values[K_STATUS]);
+		report_seconds(&buf, "duration_seconds", r->values[K_DURATION]);
+		report_reported(&buf, "answered_by", r->values[K_ANSWERED_BY]);
+		/* what identifies the call: a record lacking what its kind carries is not it */
+		if (fields->to)
+			report_text(&buf, "to", r->values[K_TO]);
+		if (fields->from)
+			report_text(&buf, "from", r->values[K_FROM]);
+		if (fields->created_at)
+			report_text(&buf, "created_at", report_time(r->values[K_CREATED_AT]));
+		/* a record that names no Idempotency-Key may be the call */
+		if (fields->idempotency_key && r->present[K_IDEMPOTENCY_KEY])
+			report_text(&buf, "idempotency_key", r->values[K_IDEMPOTENCY_KEY]);
+		appendStringInfoChar(&buf, '}');
+	}
+	appendStringInfo(&buf, "], \"listed\": %d, \"more\": %s}",
+					 list_length(records), more ? "true" : "false");
+	return buf.data;
 }

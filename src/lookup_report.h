@@ -32,32 +32,31 @@ typedef struct LookupFields
 } LookupFields;
 
 /*
- * One record a search found, as its kind read it (the provider's own words,
- * not yet pg_dialer's).  What identifies the call is reported only when the
- * kind's records carry it (has_*): then a record that lacks it is not the
- * call.
+ * Where a kind's answer to a search (a JSON object) keeps its list of records
+ * and, in each record, what a search reports: the names of the fields, NULL
+ * for what its records do not have.  list, id and status are required.  What
+ * identifies the call, when the kind names it, is reported for every record:
+ * to, from and created_at as null when a record lacks them (then it is not
+ * the call); idempotency_key only when a record has it (one that names none
+ * may be the call).
  */
-typedef struct SearchRecord
+typedef struct SearchFields
 {
+	const char *list;			/* the top-level field holding the records */
 	const char *id;
 	const char *status;
-	const char *duration;		/* whole seconds are reported */
+	const char *duration;		/* whole seconds */
 	const char *answered_by;
-	bool		has_to_from;
 	const char *to;
 	const char *from;
-	bool		has_created_at;
 	const char *created_at;		/* any form timestamptz input reads */
-	bool		has_idempotency_key;
 	const char *idempotency_key;
-} SearchRecord;
+} SearchFields;
 
 extern const LookupFields lookup_json_fields;
 
 extern char *report_lookup(const HttpRequest *http, const LookupFields *fields);
 extern char *report_search_failed(const char *result, const char *why);
-extern void report_search_begin(StringInfo buf);
-extern void report_search_record(StringInfo buf, const SearchRecord *rec);
-extern char *report_search_end(StringInfo buf, int listed, bool more);
+extern char *report_search(const char *body, const SearchFields *fields, bool more);
 
 #endif							/* DIALER_LOOKUP_REPORT_H */

@@ -198,14 +198,14 @@ backend_read_lookup(DialerRequest *req)
 	return report_lookup(&req->http, &lookup_json_fields);
 }
 
-/* the fields of a record of the backend's calls list that a search reads */
-static const char *const backend_record_keys[] = {
-	"call_id", "status", "duration", "answered_by", "idempotency_key",
-};
-
-enum
-{
-	REC_CALL_ID, REC_STATUS, REC_DURATION, REC_ANSWERED_BY, REC_IDEMPOTENCY_KEY,
+/* where the answer to a search by Idempotency-Key keeps its records */
+static const SearchFields backend_search_fields = {
+	.list = "calls",
+	.id = "call_id",
+	.status = "status",
+	.duration = "duration",
+	.answered_by = "answered_by",
+	.idempotency_key = "idempotency_key",
 };
 
 /*
@@ -219,10 +219,6 @@ static char *
 backend_read_search(DialerRequest *req)
 {
 	HttpRequest *http = &req->http;
-	StringInfoData report;
-	List	   *records;
-	ListCell   *lc;
-	bool		valid;
 
 	if (!http->completed)
 		return report_search_failed("failed", http->error);
@@ -230,28 +226,7 @@ backend_read_search(DialerRequest *req)
 		return report_search_failed("not_offered",
 									psprintf("the backend answered HTTP %ld to GET /call?idempotency_key=: it offers no lookup by Idempotency-Key",
 											 http->status));
-	records = json_get_records(http->response.data, "calls", backend_record_keys,
-							   lengthof(backend_record_keys), &valid);
-	if (!valid)
-		return report_search_failed("failed", "answer without a calls list");
-
-	report_search_begin(&report);
-	foreach(lc, records)
-	{
-		JsonRecord *r = lfirst(lc);
-		SearchRecord rec = {0};
-
-		if (!r->is_object)
-			continue;
-		rec.id = r->values[REC_CALL_ID];
-		rec.status = r->values[REC_STATUS];
-		rec.duration = r->values[REC_DURATION];
-		rec.answered_by = r->values[REC_ANSWERED_BY];
-		rec.has_idempotency_key = r->present[REC_IDEMPOTENCY_KEY];
-		rec.idempotency_key = r->values[REC_IDEMPOTENCY_KEY];
-		report_search_record(&report, &rec);
-	}
-	return report_search_end(&report, list_length(records), false);
+	return report_search(http->response.data, &backend_search_fields, false);
 }
 
 /*

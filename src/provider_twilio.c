@@ -274,14 +274,16 @@ twilio_read_lookup(DialerRequest *req)
 	return report_lookup(&req->http, &twilio_lookup_fields);
 }
 
-/* the fields of a record of Twilio's Calls list that a search reads */
-static const char *const twilio_record_keys[] = {
-	"sid", "status", "duration", "answered_by", "to", "from", "date_created",
-};
-
-enum
-{
-	REC_SID, REC_STATUS, REC_DURATION, REC_ANSWERED_BY, REC_TO, REC_FROM, REC_DATE_CREATED,
+/* where a page of Twilio's Calls list keeps its records */
+static const SearchFields twilio_search_fields = {
+	.list = "calls",
+	.id = "sid",
+	.status = "status",
+	.duration = "duration",
+	.answered_by = "answered_by",
+	.to = "to",
+	.from = "from",
+	.created_at = "date_created",
 };
 
 /*
@@ -295,42 +297,14 @@ static char *
 twilio_read_search(DialerRequest *req)
 {
 	HttpRequest *http = &req->http;
-	const char *body = http->response.data;
-	StringInfoData report;
-	List	   *records;
-	ListCell   *lc;
 	bool		valid;
-	bool		more;
 
 	if (!http->completed)
 		return report_search_failed("failed", http->error);
 	if (http->status < 200 || http->status > 299)
 		return report_search_failed("failed", psprintf("the provider answered HTTP %ld", http->status));
-	records = json_get_records(body, "calls", twilio_record_keys, lengthof(twilio_record_keys), &valid);
-	if (!valid)
-		return report_search_failed("failed", "answer without a calls list");
-	more = json_get_string(body, "next_page_uri", &valid) != NULL;
-
-	report_search_begin(&report);
-	foreach(lc, records)
-	{
-		JsonRecord *r = lfirst(lc);
-		SearchRecord rec = {0};
-
-		if (!r->is_object)
-			continue;
-		rec.id = r->values[REC_SID];
-		rec.status = r->values[REC_STATUS];
-		rec.duration = r->values[REC_DURATION];
-		rec.answered_by = r->values[REC_ANSWERED_BY];
-		rec.has_to_from = true;
-		rec.to = r->values[REC_TO];
-		rec.from = r->values[REC_FROM];
-		rec.has_created_at = true;
-		rec.created_at = r->values[REC_DATE_CREATED];
-		report_search_record(&report, &rec);
-	}
-	return report_search_end(&report, list_length(records), more);
+	return report_search(http->response.data, &twilio_search_fields,
+						 json_get_string(http->response.data, "next_page_uri", &valid) != NULL);
 }
 
 /*

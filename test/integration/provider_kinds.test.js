@@ -287,3 +287,34 @@ test('the StatusCallback URL: one C function builds what the dispatcher sends an
     assert.equal(r.result, 'applied', `${c.name}: ${JSON.stringify(r)}`);
   }
 });
+
+/* ------------------------------------------------- no SQL function reads an answer */
+
+// What reading a provider's answer in SQL looks like: a body cast to jsonb, or the field names
+// of the answers to lookups and searches (Twilio's sid, date_created, next_page_uri, a calls
+// list).  pg_dialer's own report says id, created_at, more, records.
+const READS_AN_ANSWER = /\b(body|answer|response)\s*::\s*jsonb|next_page_uri|->>?\s*'(sid|date_created)'|->\s*'calls'/i;
+
+test('no SQL function reads a provider\'s answer: lookups and searches reach SQL as pg_dialer\'s report', async () => {
+  const sigs = (await db.query(`SELECT p.proname, pg_get_function_identity_arguments(p.oid) AS args
+                                  FROM pg_proc p WHERE p.pronamespace = 'dialer'::regnamespace
+                                   AND p.proname IN ('apply_reconciliation', 'apply_search')
+                                 ORDER BY p.proname`)).rows;
+  assert.deepEqual(sigs, [
+    { proname: 'apply_reconciliation', args: 'call_id bigint, provider_call_id text, http_status integer, report jsonb' },
+    { proname: 'apply_search', args: 'call_id bigint, search jsonb, http_status integer, report jsonb' },
+  ]);
+  // every function of the extension written in SQL or PL/pgSQL
+  const fns = (await db.query(`SELECT p.oid::regprocedure::text AS fn, p.prosrc
+                                 FROM pg_proc p JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid
+                                 JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'pg_dialer'
+                                 JOIN pg_language l ON l.oid = p.prolang
+                                WHERE d.deptype = 'e' AND l.lanname IN ('sql', 'plpgsql')`)).rows;
+  assert.ok(fns.length > 100, `the extension's functions were found (${fns.length})`);
+  const readers = fns.filter((f) => READS_AN_ANSWER.test(f.prosrc)).map((f) => `${f.fn}: ${READS_AN_ANSWER.exec(f.prosrc)[0]}`);
+  assert.deepEqual(readers, []);
+  // the check can fail: the 0.2.0 apply_search read Twilio's page in PL/pgSQL
+  const released = fs.readFileSync(path.join(repo, 'sql', 'install', 'released', 'pg_dialer--0.2.0.sql'), 'utf8');
+  const old = /CREATE FUNCTION dialer\.apply_search\([\s\S]*?\n\$\$;/.exec(released);
+  assert.ok(old && READS_AN_ANSWER.test(old[0]), '0.2.0\'s apply_search is caught');
+});
