@@ -615,6 +615,21 @@ COMMENT ON COLUMN dialer.do_not_call.effective_at IS
 	'When the entry took effect (default: when the row was added, the instant pg_dialer starts skipping the number); never later than added_at, never before requested_at. requested_at to effective_at is the delay a regulator asks about (US: at most 10 business days)';
 
 /*
+ * The do-not-call rule, its one home: a number with an entry here is never dialled (a call
+ * for it is stored as skipped at enqueue, skipped at dispatch, left out of campaigns).  The
+ * entry, or no row; a plain SQL function, inlined where it is used.
+ */
+CREATE FUNCTION dialer.do_not_call_entry(number text)
+RETURNS SETOF dialer.do_not_call
+LANGUAGE sql
+STABLE PARALLEL SAFE
+AS $$
+	SELECT * FROM dialer.do_not_call d WHERE d.number = do_not_call_entry.number;
+$$;
+COMMENT ON FUNCTION dialer.do_not_call_entry(text) IS
+	'The do-not-call rule: the number''s entry in dialer.do_not_call (no row: it may be called); used by enqueue, the claim, campaigns and the audit';
+
+/*
  * pg_dump must keep the user's data: every row of these tables (the extension inserts
  * none of its own, so no filter), and the positions of their identity sequences, so that
  * a restored database goes on numbering calls, attempts and events after the last

@@ -254,6 +254,25 @@ COMMENT ON FUNCTION dialer.enqueued_detail(timestamptz, text) IS
 	'Internal: the detail of an enqueued event (run_at, campaign, by, and late_by for a call accepted with a run_at past dialer.late_tolerance)';
 
 /*
+ * The detail of the event that creates a call at enqueue: a number on the do-not-call list
+ * (dnc: its entry, NULL when none) skips it, naming the entry; a calling policy's refusal
+ * (rule) skips it, naming the policy; else it is enqueued (dialer.enqueued_detail).
+ */
+CREATE FUNCTION dialer.creation_detail(dnc dialer.do_not_call, policy text, rule text, timezones text[],
+									   reason text, run_at timestamptz, campaign text)
+RETURNS jsonb
+LANGUAGE sql
+STABLE
+AS $$
+	SELECT CASE WHEN (dnc).number IS NOT NULL THEN
+				jsonb_build_object('reason', 'do_not_call', 'do_not_call_reason', (dnc).reason, 'listed_at', (dnc).added_at)
+				WHEN rule IS NOT NULL THEN dialer.policy_skip_detail('enqueue', policy, rule, timezones, reason)
+				ELSE dialer.enqueued_detail(run_at, campaign) END;
+$$;
+COMMENT ON FUNCTION dialer.creation_detail(dialer.do_not_call, text, text, text[], text, timestamptz, text) IS
+	'Internal: the detail of a call''s creation event at enqueue: skipped for the do-not-call list (the entry) or a calling policy (policy, rule), else enqueued';
+
+/*
  * Puts a call in the queue.  Everything is validated before anything is written
  * (dialer.call_refusal: the same rules as enqueue_calls); a duplicate dedupe_key returns
  * the stored call's id and writes nothing (also when two sessions race: the unique index
@@ -314,12 +333,12 @@ BEGIN
 					(SELECT c.id FROM dialer.scheduled_calls c WHERE c.dedupe_key = dedupe_key) END AS dup_id,
 			   CASE WHEN max_attempts IS NULL AND campaign IS NOT NULL THEN
 					(SELECT k.max_attempts FROM dialer.campaigns k WHERE k.name = campaign) END AS camp_attempts,
-			   d.number IS NOT NULL AS dnc, d.reason AS dnc_reason, d.added_at AS dnc_at,
+			   d.number IS NOT NULL AS dnc, d AS dnc_entry,
 			   dialer.call_rule(to_number, run_at, provider, payload, campaign, dedupe_key, priority,
 								max_attempts, timezone, deadline, p.kind, p.allowed_hosts, p.twiml_url, late_ok) AS rule
 		  FROM (SELECT 1) one
 		  LEFT JOIN p ON true
-		  LEFT JOIN dialer.do_not_call d ON d.number = to_number
+		  LEFT JOIN LATERAL dialer.do_not_call_entry(to_number) d ON true
 	), c AS (
 		INSERT INTO dialer.scheduled_calls AS c
 			(status, run_at, next_attempt_at, to_number, from_number, provider, mode, payload, campaign,
@@ -339,12 +358,7 @@ BEGIN
 	), e AS (
 		INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
 		SELECT c.id, CASE WHEN c.status = 'skipped' THEN 'skipped' ELSE 'enqueued' END, NULL, c.status,
-			   CASE WHEN look.dnc THEN
-					jsonb_build_object('reason', 'do_not_call', 'do_not_call_reason', look.dnc_reason,
-									   'listed_at', look.dnc_at)
-					WHEN pol.rule IS NOT NULL THEN
-					dialer.policy_skip_detail('enqueue', pol.policy, pol.rule, pol.timezones, pol.reason)
-			   ELSE dialer.enqueued_detail(run_at, campaign) END
+			   dialer.creation_detail(look.dnc_entry, pol.policy, pol.rule, pol.timezones, pol.reason, run_at, campaign)
 		  FROM c, look
 	)
 	SELECT look.rule, look.kind, look.allowed_hosts, look.twiml_url, look.dup_id, c.id,
@@ -574,7 +588,7 @@ BEGIN
 				 CROSS JOIN LATERAL (SELECT v_providers->r.provider AS prov) p
 				OFFSET 0) q		-- ids are drawn in the order of the elements, after the rules
 		 CROSS JOIN LATERAL (SELECT q.reason IS NULL
-									AND EXISTS (SELECT FROM dialer.do_not_call d WHERE d.number = q.to_number) AS dnc) d
+									AND EXISTS (SELECT FROM dialer.do_not_call_entry(q.to_number)) AS dnc) d
 		  -- the refusal of a policy holding a ledger (consent, silence after a refusal), looked
 		  -- for only when such a policy is enabled: the call is stored as skipped
 		  LEFT JOIN LATERAL (SELECT r.* FROM dialer.enqueue_refusal(q.to_number, q.run_at, q.timezone, q.campaign,
@@ -625,13 +639,8 @@ BEGIN
 	), ev AS (
 		INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
 		SELECT w.new_id, CASE WHEN w.status = 'skipped' THEN 'skipped' ELSE 'enqueued' END, NULL, w.status,
-			   CASE WHEN w.dnc THEN
-					(SELECT jsonb_build_object('reason', 'do_not_call', 'do_not_call_reason', d.reason,
-											   'listed_at', d.added_at)
-					   FROM dialer.do_not_call d WHERE d.number = w.to_number)
-					WHEN w.policy_rule IS NOT NULL THEN
-					dialer.policy_skip_detail('enqueue', w.policy, w.policy_rule, w.timezones, w.policy_reason)
-			   ELSE dialer.enqueued_detail(w.run_at, w.campaign) END
+			   dialer.creation_detail(CASE WHEN w.dnc THEN (SELECT d FROM dialer.do_not_call_entry(w.to_number) d) END,
+									  w.policy, w.policy_rule, w.timezones, w.policy_reason, w.run_at, w.campaign)
 		  FROM written w
 		RETURNING call_id, to_status
 	)

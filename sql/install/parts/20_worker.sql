@@ -334,7 +334,7 @@ BEGIN
 		SELECT w.*,
 			   CASE
 				 WHEN w.deadline IS NOT NULL AND w.deadline <= now() THEN 'expired'
-				 WHEN EXISTS (SELECT 1 FROM dialer.do_not_call d WHERE d.number = w.to_number) THEN 'do_not_call'
+				 WHEN EXISTS (SELECT FROM dialer.do_not_call_entry(w.to_number)) THEN 'do_not_call'
 				 WHEN v_allowed IS NOT NULL AND NOT (w.to_number = ANY (v_allowed)) THEN 'not_allowed'
 				 WHEN w.decision = 'refuse' THEN 'refused'
 				 WHEN w.opens = 'infinity' THEN 'no_window'

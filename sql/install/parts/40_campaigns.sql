@@ -758,7 +758,7 @@ BEGIN
 			   pend.id AS pend_id, pend.status AS pend_status, pend.to_number AS pend_number,
 			   recent.id AS recent_id, recent.status AS recent_status, recent.at AS recent_at
 		  FROM dialer.campaign_source_candidates(k, v_rows, v_suffix) src
-		  LEFT JOIN dialer.do_not_call dnc ON dnc.number = src.num
+		  LEFT JOIN LATERAL dialer.do_not_call_entry(src.num) dnc ON true
 		  LEFT JOIN today_calls tc ON tc.customer_ref = src.ref
 		  LEFT JOIN LATERAL (
 				SELECT tc.id, tc.status WHERE tc.id IS NOT NULL

@@ -1043,7 +1043,7 @@ AS $$
 	 CROSS JOIN LATERAL dialer.recipient_zones(c.timezone, k.timezone, c.to_number,
 											   nullif(current_setting('dialer.default_timezone', true), '')) z
 	  JOIN dialer.call_events e ON e.call_id = c.id
-	  LEFT JOIN dialer.do_not_call d ON d.number = c.to_number
+	  LEFT JOIN LATERAL dialer.do_not_call_entry(c.to_number) d ON true
 	  LEFT JOIN LATERAL dialer.decision_rule(e.event, e.detail, d) r
 			 ON e.event IN ('claimed', 'window_wait', 'skipped', 'expired')
 	 WHERE c.to_number = contact_history.number
@@ -1100,7 +1100,7 @@ BEGIN
 		  FROM ev
 		  JOIN dialer.scheduled_calls c ON c.id = ev.call_id
 		  LEFT JOIN dialer.campaigns k ON k.name = c.campaign
-		  LEFT JOIN dialer.do_not_call d ON d.number = c.to_number
+		  LEFT JOIN LATERAL dialer.do_not_call_entry(c.to_number) d ON true
 		  LEFT JOIN LATERAL dialer.decision_rule(ev.event, ev.detail, d) r ON true
 		  LEFT JOIN dialer.call_attempts a
 				 ON ev.event = 'claimed' AND a.call_id = ev.call_id AND a.attempt = (ev.detail->>'attempt')::int
