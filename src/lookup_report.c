@@ -256,7 +256,7 @@ report_search(const char *body, const SearchFields *fields, bool more)
 		report_reported(&buf, "status", r->values[K_STATUS]);
 		report_seconds(&buf, "duration_seconds", r->values[K_DURATION]);
 		report_reported(&buf, "answered_by", r->values[K_ANSWERED_BY]);
-		/* what identifies the call: a record lacking what its kind carries is not it */
+		/* what identifies the call: lacking what its kind has, it is not */
 		if (fields->to)
 			report_text(&buf, "to", r->values[K_TO]);
 		if (fields->from)
