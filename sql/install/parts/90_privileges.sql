@@ -14,6 +14,10 @@ REVOKE ALL ON ALL FUNCTIONS IN SCHEMA dialer FROM PUBLIC;
 
 -- Harmless helpers anyone may call.
 GRANT EXECUTE ON FUNCTION dialer.is_valid_timezone(text), dialer.is_e164(text), dialer.all_e164(text[]) TO PUBLIC;
+-- The status groups: constants, read by views and by the index and CHECK of scheduled_calls
+-- (a function a view calls is checked against the role that reads the view).
+GRANT EXECUTE ON FUNCTION dialer.final_statuses(), dialer.open_statuses(), dialer.pending_statuses(),
+	dialer.in_progress_statuses(), dialer.unsettled_statuses(), dialer.not_reached_statuses() TO PUBLIC;
 
 /*
  * What every grant helper does (dialer.grant_usage, dialer.grant_monitoring, ...): checks
