@@ -47,7 +47,7 @@ AS $$
 	SELECT coalesce(pg_catalog.bool_and(dialer.is_e164(n)), true) FROM pg_catalog.unnest(numbers) AS n;
 $$;
 COMMENT ON FUNCTION dialer.all_e164(text[]) IS
-	'True when every element of numbers is an E.164 number (dialer.is_e164), and for an empty array';
+	'Internal: True when every element of numbers is an E.164 number (dialer.is_e164), and for an empty array';
 
 /*
  * A phone number in E.164 form (dialer.is_e164).  A domain rather than a table CHECK,
@@ -228,7 +228,7 @@ AS $$
 	SELECT '{completed, no_answer, busy, failed, canceled, skipped, expired}'::text[];
 $$;
 COMMENT ON FUNCTION dialer.final_statuses() IS
-	'The final statuses of a call: finished (finished_at set), unless a rule or dialer.retry_call() puts it back in the queue';
+	'Internal: The final statuses of a call: finished (finished_at set), unless a rule or dialer.retry_call() puts it back in the queue';
 
 CREATE FUNCTION dialer.open_statuses()
 RETURNS text[]
@@ -238,7 +238,7 @@ AS $$
 	SELECT '{scheduled, dispatching, dialing, unknown, held}'::text[];
 $$;
 COMMENT ON FUNCTION dialer.open_statuses() IS
-	'The statuses of a call that is not finished: in the queue, under way, unknown, or held for an operator';
+	'Internal: The statuses of a call that is not finished: in the queue, under way, unknown, or held for an operator';
 
 CREATE FUNCTION dialer.pending_statuses()
 RETURNS text[]
@@ -248,7 +248,7 @@ AS $$
 	SELECT '{scheduled, dispatching, dialing}'::text[];
 $$;
 COMMENT ON FUNCTION dialer.pending_statuses() IS
-	'The statuses of a call still to be made or under way (stats() counts them as pending)';
+	'Internal: The statuses of a call still to be made or under way (stats() counts them as pending)';
 
 CREATE FUNCTION dialer.in_progress_statuses()
 RETURNS text[]
@@ -258,7 +258,7 @@ AS $$
 	SELECT '{dispatching, dialing}'::text[];
 $$;
 COMMENT ON FUNCTION dialer.in_progress_statuses() IS
-	'The statuses of a call in progress at its provider: what counts against max_concurrency (while it has news)';
+	'Internal: The statuses of a call in progress at its provider: what counts against max_concurrency (while it has news)';
 
 CREATE FUNCTION dialer.unsettled_statuses()
 RETURNS text[]
@@ -268,7 +268,7 @@ AS $$
 	SELECT '{dispatching, dialing, unknown}'::text[];
 $$;
 COMMENT ON FUNCTION dialer.unsettled_statuses() IS
-	'The statuses of a call that may be at its provider with its outcome not stored: a provider''s report moves it';
+	'Internal: The statuses of a call that may be at its provider with its outcome not stored: a provider''s report moves it';
 
 CREATE FUNCTION dialer.not_reached_statuses()
 RETURNS text[]
@@ -278,7 +278,7 @@ AS $$
 	SELECT '{no_answer, busy}'::text[];
 $$;
 COMMENT ON FUNCTION dialer.not_reached_statuses() IS
-	'The final statuses of a call placed that did not reach the person (stats() counts them as not_reached)';
+	'Internal: The final statuses of a call placed that did not reach the person (stats() counts them as not_reached)';
 
 /*
  * What each status means.  Its rows are the statuses of the groups above, whose final
@@ -535,7 +535,7 @@ BEGIN
 			  HINT = 'Events are removed only with their call, by dialer.cleanup().';
 END;
 $$;
-COMMENT ON FUNCTION dialer.call_events_append_only() IS 'Trigger keeping dialer.call_events append-only';
+COMMENT ON FUNCTION dialer.call_events_append_only() IS 'Trigger: keeps dialer.call_events append-only';
 
 CREATE TRIGGER call_events_append_only BEFORE UPDATE OR DELETE ON dialer.call_events
 	FOR EACH ROW EXECUTE FUNCTION dialer.call_events_append_only();
@@ -585,7 +585,7 @@ BEGIN
 END;
 $$;
 COMMENT ON FUNCTION dialer.scheduled_calls_no_truncate() IS
-	'Trigger refusing TRUNCATE of dialer.scheduled_calls (the events of its calls would stay behind)';
+	'Trigger: refuses TRUNCATE of dialer.scheduled_calls (the events of its calls would stay behind)';
 CREATE TRIGGER scheduled_calls_no_truncate BEFORE TRUNCATE ON dialer.scheduled_calls
 	FOR EACH STATEMENT EXECUTE FUNCTION dialer.scheduled_calls_no_truncate();
 
@@ -627,7 +627,7 @@ AS $$
 	SELECT * FROM dialer.do_not_call d WHERE d.number = do_not_call_entry.number;
 $$;
 COMMENT ON FUNCTION dialer.do_not_call_entry(text) IS
-	'The do-not-call rule: the number''s entry in dialer.do_not_call (no row: it may be called); used by enqueue, the claim, campaigns and the audit';
+	'Internal: The do-not-call rule: the number''s entry in dialer.do_not_call (no row: it may be called); used by enqueue, the claim, campaigns and the audit';
 
 /*
  * pg_dump must keep the user's data: every row of these tables (the extension inserts

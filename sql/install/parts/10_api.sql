@@ -403,7 +403,7 @@ CREATE TYPE dialer.call_request AS (
 	late_ok			boolean
 );
 COMMENT ON TYPE dialer.call_request IS
-	'A call as enqueue_calls() reads it from each JSON object: enqueue_call''s arguments plus customer_ref';
+	'Internal: a call as enqueue_calls() reads it from each JSON object: enqueue_call''s arguments plus customer_ref';
 
 /*
  * What enqueue_calls() says about each element of its input.

@@ -54,7 +54,7 @@ BEGIN
 END;
 $$;
 COMMENT ON FUNCTION dialer.recover_dispatching() IS
-	'Worker start-up: turns calls left in dispatching into unknown (with an event), never re-sending them; returns how many';
+	'Worker: at start-up, turns calls left in dispatching into unknown (with an event), never re-sending them; returns how many';
 
 /*
  * How many more calls a provider may have in progress: its max_concurrency less
@@ -90,7 +90,7 @@ BEGIN
 END;
 $$;
 COMMENT ON FUNCTION dialer.provider_capacity(text) IS
-	'Calls a provider may still start: max_concurrency less its calls dispatching or dialing (with news within dialer.reconcile_after)';
+	'Internal: Calls a provider may still start: max_concurrency less its calls dispatching or dialing (with news within dialer.reconcile_after)';
 
 /*
  * For a provider at its max_concurrency (the dispatcher asks, to say why it waits):
@@ -139,7 +139,7 @@ AS $$
 	END;
 $$;
 COMMENT ON FUNCTION dialer.next_window_opening(timestamptz, text, time, time) IS
-	'NULL when instant at is inside the local calling window [window_start, window_end) of zone tz, else when the window next opens';
+	'Internal: NULL when instant at is inside the local calling window [window_start, window_end) of zone tz, else when the window next opens';
 
 /*
  * What a claim's event says about the zones the general calling window was read in:
@@ -699,7 +699,7 @@ RETURNS void
 LANGUAGE C VOLATILE STRICT
 AS 'MODULE_PATHNAME', 'dialer_providers_changed';
 COMMENT ON FUNCTION dialer.reload_providers_at_commit() IS
-	'Makes the worker reload dialer.providers (and wake) when the current transaction commits';
+	'Internal: Makes the worker reload dialer.providers (and wake) when the current transaction commits';
 
 CREATE FUNCTION dialer.providers_changed()
 RETURNS trigger

@@ -411,7 +411,7 @@ BEGIN
 END;
 $$;
 COMMENT ON FUNCTION dialer.parse_schedule(text) IS
-	'A campaign schedule (''daily HH:MM'', @hourly/@daily/@weekly/@monthly/@yearly or a 5-field cron expression) as its normalized text and the minutes, hours, days, months and weekdays it allows; an "invalid schedule" error otherwise';
+	'Internal: A campaign schedule (''daily HH:MM'', @hourly/@daily/@weekly/@monthly/@yearly or a 5-field cron expression) as its normalized text and the minutes, hours, days, months and weekdays it allows; an "invalid schedule" error otherwise';
 
 /*
  * The instants a schedule runs at in (after, until], its fields read as local time in
@@ -519,7 +519,7 @@ BEGIN
 END;
 $$;
 COMMENT ON FUNCTION dialer.schedule_last_run(text, text, timestamptz, timestamptz) IS
-	'The latest instant in (after, at] at which a schedule, read in timezone, runs; NULL if none';
+	'Internal: The latest instant in (after, at] at which a schedule, read in timezone, runs; NULL if none';
 
 /* ------------------------------------------------------ validation trigger */
 
@@ -553,7 +553,7 @@ BEGIN
 END;
 $$;
 COMMENT ON FUNCTION dialer.campaigns_validate() IS
-	'Trigger validating dialer.campaigns rows: source (stored schema-qualified), time zone, schedule';
+	'Trigger: validates dialer.campaigns rows: source (stored schema-qualified), time zone, schedule';
 
 CREATE TRIGGER campaigns_validate BEFORE INSERT OR UPDATE ON dialer.campaigns
 	FOR EACH ROW EXECUTE FUNCTION dialer.campaigns_validate();

@@ -347,7 +347,7 @@ BEGIN
 END;
 $$;
 COMMENT ON FUNCTION dialer.policy_windows_validate() IS
-	'Trigger validating dialer.policy_windows rows (weekdays 1 to 7, starts before ends) with the API''s error messages';
+	'Trigger: validates dialer.policy_windows rows (weekdays 1 to 7, starts before ends) with the API''s error messages';
 
 CREATE TRIGGER policy_windows_validate BEFORE INSERT OR UPDATE ON dialer.policy_windows
 	FOR EACH ROW EXECUTE FUNCTION dialer.policy_windows_validate();
@@ -464,7 +464,7 @@ BEGIN
 END;
 $$;
 COMMENT ON FUNCTION dialer.applicable_policies(text, text, text) IS
-	'The enabled calling policies whose scope (countries, area codes, campaigns, providers) covers a call';
+	'Internal: The enabled calling policies whose scope (countries, area codes, campaigns, providers) covers a call';
 
 /*
  * The first time-of-day rule (window or blackout) of the policies, or of the
@@ -993,7 +993,7 @@ AS $$
 	 WHERE entry.number IS NOT NULL;
 $$;
 COMMENT ON FUNCTION dialer.do_not_call_detail(dialer.do_not_call) IS
-	'The sentence explaining a do-not-call entry: in effect since effective_at, requested at requested_at via source, and its reason (NULL for no entry)';
+	'Internal: The sentence explaining a do-not-call entry: in effect since effective_at, requested at requested_at via source, and its reason (NULL for no entry)';
 
 /*
  * The policy, rule and sentence behind a decision event of a call (its detail as
