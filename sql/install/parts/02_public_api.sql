@@ -30,6 +30,7 @@ CREATE VIEW dialer.public_api (object, kind, area) AS
 		('dialer.call_attempts', 'table', 'queue'),
 		('dialer.call_events', 'table', 'queue'),
 		('dialer.providers', 'table', 'queue'),
+		('dialer.provider_kinds', 'table', 'queue'),
 		('dialer.do_not_call', 'table', 'queue'),
 		-- the call's life and its outcomes
 		('dialer.call_statuses', 'table', 'call life'),

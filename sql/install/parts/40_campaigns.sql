@@ -737,7 +737,8 @@ COMMENT ON COLUMN dialer.campaign_candidate_fact.recent_at IS 'When it was due';
  */
 CREATE FUNCTION dialer.campaign_candidate_facts(k dialer.campaigns, source_rows dialer.campaign_source_row[],
 												key_suffix text, skip_days int, prov dialer.providers,
-												day_start timestamptz, day_end timestamptz)
+												kind dialer.provider_kinds, day_start timestamptz,
+												day_end timestamptz)
 RETURNS SETOF dialer.campaign_candidate_fact
 LANGUAGE sql
 STABLE
@@ -755,7 +756,7 @@ AS $$
 				to_number => src.num, run_at => now(), provider => k.provider,
 				payload => CASE WHEN jsonb_typeof(src.raw_payload) <> 'object' THEN src.raw_payload ELSE src.pl END,
 				campaign => k.name, dedupe_key => NULL, priority => k.priority, max_attempts => k.max_attempts,
-				timezone => src.tz, deadline => NULL, provider_kind => prov.kind,
+				timezone => src.tz, deadline => NULL, provider_kind => kind,
 				provider_hosts => prov.allowed_hosts, provider_twiml_url => prov.twiml_url,
 				late_ok => false) AS bad_rule,
 		   today.id AS today_id, today.status AS today_status,
@@ -789,7 +790,7 @@ AS $$
 			 ORDER BY greatest(c.run_at, c.next_attempt_at) DESC
 			 LIMIT 1) recent ON true;
 $$;
-COMMENT ON FUNCTION dialer.campaign_candidate_facts(dialer.campaigns, dialer.campaign_source_row[], text, int, dialer.providers, timestamptz, timestamptz) IS
+COMMENT ON FUNCTION dialer.campaign_candidate_facts(dialer.campaigns, dialer.campaign_source_row[], text, int, dialer.providers, dialer.provider_kinds, timestamptz, timestamptz) IS
 	'Internal: step 2 of campaign_candidates: each candidate with its do-not-call entry, the enqueue rule it breaks, today''s, a pending and a recent call';
 
 /*
@@ -798,7 +799,8 @@ COMMENT ON FUNCTION dialer.campaign_candidate_facts(dialer.campaigns, dialer.cam
  * candidate breaks only.
  */
 CREATE FUNCTION dialer.campaign_rule_detail(why text, f dialer.campaign_candidate_fact, k dialer.campaigns,
-											prov dialer.providers, tz text, today date, days int, skip_days int)
+											prov dialer.providers, kind dialer.provider_kinds, tz text, today date,
+											days int, skip_days int)
 RETURNS text
 LANGUAGE sql
 STABLE
@@ -816,7 +818,7 @@ AS $$
 						to_number => f.num, run_at => now(), provider => k.provider, payload => f.pl,
 						campaign => k.name, dedupe_key => NULL, priority => k.priority,
 						max_attempts => k.max_attempts, timezone => (f).tz, deadline => NULL,
-						provider_kind => prov.kind, provider_hosts => prov.allowed_hosts,
+						provider_kind => kind, provider_hosts => prov.allowed_hosts,
 						provider_twiml_url => prov.twiml_url, late_ok => false) x))
 			 WHEN 'do_not_call' THEN dialer.do_not_call_detail(f.dnc)
 			 WHEN 'not_allowed' THEN
@@ -832,7 +834,7 @@ AS $$
 					   f.recent_id, f.recent_at, f.recent_status, skip_days)
 		   END;
 $$;
-COMMENT ON FUNCTION dialer.campaign_rule_detail(text, dialer.campaign_candidate_fact, dialer.campaigns, dialer.providers, text, date, int, int) IS
+COMMENT ON FUNCTION dialer.campaign_rule_detail(text, dialer.campaign_candidate_fact, dialer.campaigns, dialer.providers, dialer.provider_kinds, text, date, int, int) IS
 	'Internal: step 3 of campaign_candidates: the sentence of the campaign rule a candidate breaks first';
 
 /*
@@ -863,10 +865,12 @@ DECLARE
 	v_policies	boolean := EXISTS (SELECT 1 FROM dialer.calling_policies p WHERE p.enabled);
 	v_rows		dialer.campaign_source_row[] := source_rows;
 	v_prov		dialer.providers;
+	v_kind		dialer.provider_kinds;
 	v_used		int;
 	v_left		int;
 BEGIN
 	SELECT * INTO v_prov FROM dialer.providers p WHERE p.name = k.provider;
+	SELECT * INTO v_kind FROM dialer.provider_kinds pk WHERE pk.kind = v_prov.kind;
 	SELECT count(*) INTO v_used
 	  FROM dialer.scheduled_calls c
 	 WHERE c.campaign = k.name AND c.run_at >= v_start AND c.run_at < v_end
@@ -876,14 +880,14 @@ BEGIN
 	RETURN QUERY
 	WITH facts AS (
 		SELECT x.*, x AS fact
-		  FROM dialer.campaign_candidate_facts(k, v_rows, v_suffix, v_skip, v_prov, v_start, v_end) x
+		  FROM dialer.campaign_candidate_facts(k, v_rows, v_suffix, v_skip, v_prov, v_kind, v_start, v_end) x
 	), ruled AS (
 		-- the campaign rules, in order, each with its condition and its detail once; the
 		-- first broken one is the candidate's reason (the details are formatted for it only)
 		SELECT f.*, r.why, r.why_detail
 		  FROM (SELECT x.*, dialer.campaign_reason_of_call_rule(x.bad_rule) AS bad FROM facts x) f
 		  LEFT JOIN LATERAL (
-				SELECT l.why, dialer.campaign_rule_detail(l.why, f.fact, k, v_prov, v_tz, v_today, v_days, v_skip) AS why_detail
+				SELECT l.why, dialer.campaign_rule_detail(l.why, f.fact, k, v_prov, v_kind, v_tz, v_today, v_days, v_skip) AS why_detail
 				  FROM (VALUES
 						(1, 'campaign_disabled', NOT k.enabled),
 						(2, 'invalid_customer_ref', f.ref IS NULL OR btrim(f.ref) = ''),

@@ -57,7 +57,7 @@ BEGIN
 		'SELECT ON dialer.scheduled_calls, dialer.call_attempts, dialer.call_events, dialer.campaigns, dialer.do_not_call, '
 		'dialer.call_statuses, dialer.call_transitions, dialer.call_notes, dialer.outcome_classes, '
 		'dialer.provider_statuses, dialer.outcome_signals, dialer.outcome_rule_sets, dialer.outcome_rules, '
-		'dialer.public_api',
+		'dialer.public_api, dialer.provider_kinds',
 		'SELECT (name, kind, base_url, account_sid, api_key_sid, from_number, twiml_url, '
 		'status_callback_url, status_callback_call_id, allowed_hosts, ring_timeout, machine_detection, max_concurrency, '
 		'calls_per_second, retry_busy, retry_no_answer, retry_delay, enabled, created_at, updated_at) ON dialer.providers',
