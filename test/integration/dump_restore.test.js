@@ -128,7 +128,7 @@ test('every table and sequence of pg_dialer holding user data is registered for 
   // and so is its version for the backends' copies, and the tables of a call's life and of
   // the outcome classes (statuses, moves, notes, classes, the providers' words)
   const extensionData = ['dialer.cached_table_versions', 'dialer.number_timezones', 'dialer.call_statuses',
-    'dialer.call_transitions', 'dialer.call_notes', 'dialer.outcome_classes', 'dialer.provider_statuses',
+    'dialer.provider_kinds', 'dialer.call_transitions', 'dialer.call_notes', 'dialer.outcome_classes', 'dialer.provider_statuses',
     'dialer.outcome_signals'];
   for (const x of r.rows) {
     if (extensionData.includes(x.rel)) {

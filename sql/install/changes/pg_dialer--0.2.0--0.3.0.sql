@@ -19,6 +19,18 @@
 
 -- complain if script is sourced in psql, rather than via ALTER EXTENSION
 \echo Use "ALTER EXTENSION pg_dialer UPDATE TO '0.3.0'" to load this file. \quit
+-- @replace table dialer.providers
+-- a provider's kind is a row of dialer.provider_kinds (created above), which also says which
+-- kinds need an account_sid (checked by the trigger providers_defaults now)
+ALTER TABLE dialer.providers DROP CONSTRAINT providers_kind_check;
+ALTER TABLE dialer.providers DROP CONSTRAINT twilio_needs_account;
+ALTER TABLE dialer.providers ADD CONSTRAINT providers_kind_fkey
+	FOREIGN KEY (kind) REFERENCES dialer.provider_kinds (kind);
+-- @replace function dialer.call_rule
+-- the payload rules of a kind are read from its row of dialer.provider_kinds
+DROP FUNCTION dialer.call_rule(text, timestamptz, text, jsonb, text, text, int, int, text, timestamptz, text, text[], text, boolean);
+-- @replace function dialer.call_refusal
+DROP FUNCTION dialer.call_refusal(text, timestamptz, text, jsonb, text, text, int, int, text, timestamptz, text, text[], text, boolean);
 -- @replace table dialer.campaigns
 -- a campaign names its outcome rule set (its key is added below, once the sets exist)
 ALTER TABLE dialer.campaigns ADD COLUMN outcome_rules text;

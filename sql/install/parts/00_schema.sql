@@ -47,7 +47,7 @@ AS $$
 	SELECT coalesce(pg_catalog.bool_and(dialer.is_e164(n)), true) FROM pg_catalog.unnest(numbers) AS n;
 $$;
 COMMENT ON FUNCTION dialer.all_e164(text[]) IS
-	'True when every element of numbers is an E.164 number (dialer.is_e164), and for an empty array';
+	'Internal: True when every element of numbers is an E.164 number (dialer.is_e164), and for an empty array';
 
 /*
  * A phone number in E.164 form (dialer.is_e164).  A domain rather than a table CHECK,
@@ -58,6 +58,46 @@ CREATE DOMAIN dialer.e164 AS text
 COMMENT ON DOMAIN dialer.e164 IS 'A phone number in E.164 form: + then 8 to 15 digits, the first not 0';
 
 /*
+ * Provider kinds: the ways pg_dialer can place a call, each implemented by a file of its
+ * own in C (src/provider_<kind>.c, registered in src/provider.c) and, for what it needs in
+ * SQL, in sql/install/parts/6x_kind_<kind>.sql.  What the rest of pg_dialer must know about
+ * a kind is a column here, never its name: a new kind is a row, its C file and its SQL file.
+ */
+CREATE TABLE dialer.provider_kinds (
+	kind					text PRIMARY KEY CHECK (kind ~ '^[a-z][a-z0-9_]{0,30}$'),
+	description				text NOT NULL,
+	default_calls_per_second numeric NOT NULL CHECK (default_calls_per_second > 0),
+	needs_account			boolean NOT NULL DEFAULT false,
+	call_modes				text[],
+	per_call_base_url		boolean NOT NULL DEFAULT false,
+	message_max_length		int CHECK (message_max_length > 0),
+	needs_something_to_say	boolean NOT NULL DEFAULT false,
+	offers_search			boolean NOT NULL DEFAULT false,
+	json_webhooks			boolean NOT NULL DEFAULT false
+);
+COMMENT ON TABLE dialer.provider_kinds IS
+	'The kinds of provider pg_dialer can call through (its C has a file for each), and what the rest of pg_dialer must know about each: the enumeration of kinds, the one place outside a kind''s own files that names it';
+COMMENT ON COLUMN dialer.provider_kinds.kind IS 'The kind''s name (dialer.providers.kind)';
+COMMENT ON COLUMN dialer.provider_kinds.description IS 'What the kind calls through';
+COMMENT ON COLUMN dialer.provider_kinds.default_calls_per_second IS 'dialer.providers.calls_per_second when a provider of this kind is added without one';
+COMMENT ON COLUMN dialer.provider_kinds.needs_account IS 'true: a provider of this kind needs account_sid (the path of every request)';
+COMMENT ON COLUMN dialer.provider_kinds.call_modes IS 'The modes payload.mode may name (the first is the default, stored in scheduled_calls.mode); NULL: the kind has none';
+COMMENT ON COLUMN dialer.provider_kinds.per_call_base_url IS 'true: payload.base_url may name another host of the provider''s allowed_hosts';
+COMMENT ON COLUMN dialer.provider_kinds.message_max_length IS 'The longest payload.message the kind can speak (NULL: no limit of its own)';
+COMMENT ON COLUMN dialer.provider_kinds.needs_something_to_say IS 'true: a call needs payload.message, url or twiml_url, or the provider''s twiml_url';
+COMMENT ON COLUMN dialer.provider_kinds.offers_search IS 'true: the provider can list its calls, so that a lost answer is looked for (reconciliation by search)';
+COMMENT ON COLUMN dialer.provider_kinds.json_webhooks IS 'true: its status webhooks are JSON signed with the provider''s webhook_secret (dialer_api.provider_status_callback)';
+
+INSERT INTO dialer.provider_kinds (kind, description, default_calls_per_second, needs_account, call_modes,
+								   per_call_base_url, message_max_length, needs_something_to_say, offers_search,
+								   json_webhooks) VALUES
+	-- a new Twilio account may start one call per second; TwiML is at most 4000 characters,
+	-- of which <Response><Say></Say></Response> takes 32
+	('twilio', 'Twilio''s Programmable Voice REST API (POST .../Calls.json)', 1, true, NULL, false, 3968, true, true, false),
+	('backend', 'the customer''s AI-call backend (/call/start, /call/brief)', 10, false, '{DIRECT,BRIEF_START}', true, NULL, false, true, true),
+	('voice_api', 'a generic voice API (POST /calls)', 10, false, NULL, false, NULL, false, false, true);
+
+/*
  * Providers: where calls are sent.  Secret columns (auth_token, api_key_secret,
  * bearer_token, webhook_secret) are readable only by the extension owner: see the
  * column-level grants at the end of the install script.
@@ -65,8 +105,7 @@ COMMENT ON DOMAIN dialer.e164 IS 'A phone number in E.164 form: + then 8 to 15 d
 CREATE TABLE dialer.providers (
 	name				text PRIMARY KEY
 						CHECK (name ~ '^[A-Za-z0-9_.-]{1,63}$'),
-	kind				text NOT NULL
-						CHECK (kind IN ('twilio', 'backend', 'voice_api')),
+	kind				text NOT NULL REFERENCES dialer.provider_kinds (kind),
 	base_url			text NOT NULL CHECK (base_url ~ '^https?://[^/?#]+'),
 	account_sid			text,
 	auth_token			text,
@@ -88,13 +127,12 @@ CREATE TABLE dialer.providers (
 	enabled				boolean NOT NULL DEFAULT true,
 	created_at			timestamptz NOT NULL DEFAULT now(),
 	updated_at			timestamptz NOT NULL DEFAULT now(),
-	status_callback_call_id	boolean NOT NULL DEFAULT true,
-	CONSTRAINT twilio_needs_account CHECK (kind <> 'twilio' OR account_sid IS NOT NULL)
+	status_callback_call_id	boolean NOT NULL DEFAULT true
 );
 
 COMMENT ON TABLE dialer.providers IS
-	'Named provider configurations (kind twilio | backend | voice_api). Secret columns are readable only by the extension owner.';
-COMMENT ON COLUMN dialer.providers.kind IS 'twilio (Twilio REST API), backend (customer AI-call backend: /call/start, /call/brief) or voice_api (generic POST /calls)';
+	'Named provider configurations, each of a kind of dialer.provider_kinds. Secret columns are readable only by the extension owner.';
+COMMENT ON COLUMN dialer.providers.kind IS 'What the provider is (a row of dialer.provider_kinds): twilio (Twilio REST API), backend (customer AI-call backend: /call/start, /call/brief) or voice_api (generic POST /calls)';
 COMMENT ON COLUMN dialer.providers.base_url IS 'Scheme and host (and optional path prefix) requests are sent to, e.g. https://api.twilio.com';
 COMMENT ON COLUMN dialer.providers.account_sid IS 'Twilio Account SID (the path of every request)';
 COMMENT ON COLUMN dialer.providers.auth_token IS 'Secret. Twilio auth token: HTTP Basic password and the key of X-Twilio-Signature';
@@ -110,7 +148,7 @@ COMMENT ON COLUMN dialer.providers.allowed_hosts IS 'backend: hosts a per-call b
 COMMENT ON COLUMN dialer.providers.ring_timeout IS 'Twilio Timeout: seconds to let the phone ring';
 COMMENT ON COLUMN dialer.providers.machine_detection IS 'Twilio MachineDetection (Enable or DetectMessageEnd), or NULL for none';
 COMMENT ON COLUMN dialer.providers.max_concurrency IS 'Calls of this provider in progress at once, counted from dispatch until the final status (or dialer.reconcile_after without news); NULL: no limit beyond dialer.max_concurrency requests in flight';
-COMMENT ON COLUMN dialer.providers.calls_per_second IS 'Requests per second sent to this provider; when omitted, 1 for twilio (a new Twilio account''s limit) and 10 for the other kinds';
+COMMENT ON COLUMN dialer.providers.calls_per_second IS 'Requests per second sent to this provider; when omitted, its kind''s default_calls_per_second (twilio 1, a new Twilio account''s limit; the others 10)';
 COMMENT ON COLUMN dialer.providers.retry_busy IS 'Re-schedule busy calls after retry_delay, up to max_attempts';
 COMMENT ON COLUMN dialer.providers.retry_no_answer IS 'Re-schedule unanswered calls after retry_delay, up to max_attempts';
 COMMENT ON COLUMN dialer.providers.enabled IS 'A disabled provider''s calls stay scheduled until it is enabled again';
@@ -120,17 +158,34 @@ COMMENT ON COLUMN dialer.providers.created_at IS 'When the provider was added';
 COMMENT ON COLUMN dialer.providers.updated_at IS 'Last change of the row (stamped by a trigger); the worker reloads providers when it changes';
 
 /*
- * A provider's calls-per-second default depends on its kind: Twilio accounts
- * start at 1 call per second.
+ * What a provider's kind asks of its row (dialer.provider_kinds): its calls-per-second
+ * default (a new Twilio account may start one call per second), and an account_sid where
+ * the kind needs one.
  */
 CREATE FUNCTION dialer.providers_defaults()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, dialer, pg_temp
 AS $$
+DECLARE
+	k	dialer.provider_kinds;
 BEGIN
+	SELECT * INTO k FROM dialer.provider_kinds pk WHERE pk.kind = NEW.kind;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'unknown provider kind %', quote_literal(NEW.kind)
+			USING ERRCODE = 'check_violation', TABLE = 'providers', SCHEMA = 'dialer',
+				  DETAIL = format('The kinds are %s (dialer.provider_kinds).',
+								  (SELECT string_agg(pk.kind, ', ' ORDER BY pk.kind) FROM dialer.provider_kinds pk)),
+				  HINT = 'Set kind to one of them.';
+	END IF;
 	IF NEW.calls_per_second IS NULL THEN
-		NEW.calls_per_second := CASE WHEN NEW.kind = 'twilio' THEN 1 ELSE 10 END;
+		NEW.calls_per_second := k.default_calls_per_second;
+	END IF;
+	IF k.needs_account AND NEW.account_sid IS NULL THEN
+		RAISE EXCEPTION 'provider % of kind % needs an account_sid', quote_literal(NEW.name), NEW.kind
+			USING ERRCODE = 'check_violation', TABLE = 'providers', SCHEMA = 'dialer',
+				  DETAIL = format('Every request of a %s provider names its account.', NEW.kind),
+				  HINT = 'Set account_sid (and auth_token, or api_key_sid and api_key_secret).';
 	END IF;
 	-- an insert keeps the updated_at it is given (its default is now()), so that a
 	-- pg_restore brings the row back exactly as it was dumped
@@ -141,7 +196,7 @@ BEGIN
 END;
 $$;
 COMMENT ON FUNCTION dialer.providers_defaults() IS
-	'Trigger: fills calls_per_second by kind (twilio 1, others 10) and stamps updated_at on update';
+	'Trigger: fills calls_per_second with its kind''s default, refuses a row without the account_sid its kind needs, and stamps updated_at on update';
 CREATE TRIGGER providers_defaults BEFORE INSERT OR UPDATE ON dialer.providers
 	FOR EACH ROW EXECUTE FUNCTION dialer.providers_defaults();
 
@@ -228,7 +283,7 @@ AS $$
 	SELECT '{completed, no_answer, busy, failed, canceled, skipped, expired}'::text[];
 $$;
 COMMENT ON FUNCTION dialer.final_statuses() IS
-	'The final statuses of a call: finished (finished_at set), unless a rule or dialer.retry_call() puts it back in the queue';
+	'Internal: The final statuses of a call: finished (finished_at set), unless a rule or dialer.retry_call() puts it back in the queue';
 
 CREATE FUNCTION dialer.open_statuses()
 RETURNS text[]
@@ -238,7 +293,7 @@ AS $$
 	SELECT '{scheduled, dispatching, dialing, unknown, held}'::text[];
 $$;
 COMMENT ON FUNCTION dialer.open_statuses() IS
-	'The statuses of a call that is not finished: in the queue, under way, unknown, or held for an operator';
+	'Internal: The statuses of a call that is not finished: in the queue, under way, unknown, or held for an operator';
 
 CREATE FUNCTION dialer.pending_statuses()
 RETURNS text[]
@@ -248,7 +303,7 @@ AS $$
 	SELECT '{scheduled, dispatching, dialing}'::text[];
 $$;
 COMMENT ON FUNCTION dialer.pending_statuses() IS
-	'The statuses of a call still to be made or under way (stats() counts them as pending)';
+	'Internal: The statuses of a call still to be made or under way (stats() counts them as pending)';
 
 CREATE FUNCTION dialer.in_progress_statuses()
 RETURNS text[]
@@ -258,7 +313,7 @@ AS $$
 	SELECT '{dispatching, dialing}'::text[];
 $$;
 COMMENT ON FUNCTION dialer.in_progress_statuses() IS
-	'The statuses of a call in progress at its provider: what counts against max_concurrency (while it has news)';
+	'Internal: The statuses of a call in progress at its provider: what counts against max_concurrency (while it has news)';
 
 CREATE FUNCTION dialer.unsettled_statuses()
 RETURNS text[]
@@ -268,7 +323,7 @@ AS $$
 	SELECT '{dispatching, dialing, unknown}'::text[];
 $$;
 COMMENT ON FUNCTION dialer.unsettled_statuses() IS
-	'The statuses of a call that may be at its provider with its outcome not stored: a provider''s report moves it';
+	'Internal: The statuses of a call that may be at its provider with its outcome not stored: a provider''s report moves it';
 
 CREATE FUNCTION dialer.not_reached_statuses()
 RETURNS text[]
@@ -278,7 +333,7 @@ AS $$
 	SELECT '{no_answer, busy}'::text[];
 $$;
 COMMENT ON FUNCTION dialer.not_reached_statuses() IS
-	'The final statuses of a call placed that did not reach the person (stats() counts them as not_reached)';
+	'Internal: The final statuses of a call placed that did not reach the person (stats() counts them as not_reached)';
 
 /*
  * What each status means.  Its rows are the statuses of the groups above, whose final
@@ -535,7 +590,7 @@ BEGIN
 			  HINT = 'Events are removed only with their call, by dialer.cleanup().';
 END;
 $$;
-COMMENT ON FUNCTION dialer.call_events_append_only() IS 'Trigger keeping dialer.call_events append-only';
+COMMENT ON FUNCTION dialer.call_events_append_only() IS 'Trigger: keeps dialer.call_events append-only';
 
 CREATE TRIGGER call_events_append_only BEFORE UPDATE OR DELETE ON dialer.call_events
 	FOR EACH ROW EXECUTE FUNCTION dialer.call_events_append_only();
@@ -585,7 +640,7 @@ BEGIN
 END;
 $$;
 COMMENT ON FUNCTION dialer.scheduled_calls_no_truncate() IS
-	'Trigger refusing TRUNCATE of dialer.scheduled_calls (the events of its calls would stay behind)';
+	'Trigger: refuses TRUNCATE of dialer.scheduled_calls (the events of its calls would stay behind)';
 CREATE TRIGGER scheduled_calls_no_truncate BEFORE TRUNCATE ON dialer.scheduled_calls
 	FOR EACH STATEMENT EXECUTE FUNCTION dialer.scheduled_calls_no_truncate();
 
@@ -627,7 +682,7 @@ AS $$
 	SELECT * FROM dialer.do_not_call d WHERE d.number = do_not_call_entry.number;
 $$;
 COMMENT ON FUNCTION dialer.do_not_call_entry(text) IS
-	'The do-not-call rule: the number''s entry in dialer.do_not_call (no row: it may be called); used by enqueue, the claim, campaigns and the audit';
+	'Internal: The do-not-call rule: the number''s entry in dialer.do_not_call (no row: it may be called); used by enqueue, the claim, campaigns and the audit';
 
 /*
  * pg_dump must keep the user's data: every row of these tables (the extension inserts

@@ -170,7 +170,7 @@ CREATE TYPE dialer.call_move AS (
 	outcome				text
 );
 COMMENT ON TYPE dialer.call_move IS
-	'One move of one call for dialer.move_calls(): the call (and its attempt, NULL: any), from, event, to, the event''s detail, and the call''s new next_attempt_at, last_error, provider_call_id, provider_status (NULL: kept). Built with dialer.make_move()';
+	'Internal: one move of one call for dialer.move_calls(): the call (and its attempt, NULL: any), from, event, to, the event''s detail, and the call''s new next_attempt_at, last_error, provider_call_id, provider_status (NULL: kept). Built with dialer.make_move()';
 
 COMMENT ON COLUMN dialer.call_move.call_id IS 'The call to move';
 COMMENT ON COLUMN dialer.call_move.attempt IS 'Move it only while it is at this attempt (NULL: at any)';

@@ -192,7 +192,7 @@ AS $$
 	  FROM (SELECT (dialer.provider_status_row(kind, provider_status)).outcome) st(outcome);
 $$;
 COMMENT ON FUNCTION dialer.outcome_of(text, text, text, text, int) IS
-	'The outcome class of what a provider said about an attempt (kind, normalized status, answered_by, error code, HTTP status of the request): error code first, then the status''s class refined by who answered, then the HTTP status; NULL when there is no outcome yet';
+	'Internal: The outcome class of what a provider said about an attempt (kind, normalized status, answered_by, error code, HTTP status of the request): error code first, then the status''s class refined by who answered, then the HTTP status; NULL when there is no outcome yet';
 
 /*
  * Rule sets: what follows each outcome class.  'default' is pg_dialer's own (0.2.0's

@@ -91,19 +91,34 @@ COMMENT ON FUNCTION dialer.late_tolerance() IS
 	'Internal: dialer.late_tolerance as an interval (how far in the past a run_at may be without late_ok)';
 
 /*
+ * The mode a call of a provider of kind kind runs in (scheduled_calls.mode): the one its
+ * payload names, in capitals, else the kind's first; NULL for a kind without modes.
+ */
+CREATE FUNCTION dialer.call_mode(kind dialer.provider_kinds, payload jsonb)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+AS $$
+	SELECT CASE WHEN (kind).call_modes IS NOT NULL THEN upper(coalesce(payload->>'mode', (kind).call_modes[1])) END;
+$$;
+COMMENT ON FUNCTION dialer.call_mode(dialer.provider_kinds, jsonb) IS
+	'Internal: the mode a call runs in: payload.mode in capitals, else its provider kind''s first mode; NULL for a kind without modes';
+
+/*
  * The rules a call must satisfy to be enqueued: their one home, used by enqueue_call
  * and enqueue_calls alike (the errors they raise or report for each rule are in
  * dialer.call_refusal).  Returns NULL for an acceptable call, else the name of the rule
- * it breaks first, in this order.  provider_kind is NULL when the provider is unknown;
- * provider_hosts and provider_twiml_url are that provider's allowed_hosts and
- * twiml_url.  One CASE expression, with no subquery, in a plain SQL function, so that
+ * it breaks first, in this order.  provider_kind is the provider's kind (a row of
+ * dialer.provider_kinds, whose columns say what a payload of that kind may hold), NULL
+ * when the provider is unknown; provider_hosts and provider_twiml_url are that provider's
+ * allowed_hosts and twiml_url.  One CASE expression, with no subquery, in a plain SQL function, so that
  * the planner inlines it into the caller's statement: enqueue_call pays no function call
  * for it, and enqueue_calls checks a whole batch in one pass.
  */
 CREATE FUNCTION dialer.call_rule(
 	to_number text, run_at timestamptz, provider text, payload jsonb, campaign text,
 	dedupe_key text, priority int, max_attempts int, timezone text, deadline timestamptz,
-	provider_kind text, provider_hosts text[], provider_twiml_url text, late_ok boolean)
+	provider_kind dialer.provider_kinds, provider_hosts text[], provider_twiml_url text, late_ok boolean)
 RETURNS text
 LANGUAGE sql
 STABLE
@@ -124,13 +139,14 @@ AS $$
 						-- byte of uncompressed jsonb, "\u0001" for a control character)
 						WHEN (pg_column_size($4) > 65536 / 6 OR pg_column_compression($4) IS NOT NULL)
 							 AND octet_length($4::text) > 65536 THEN 'payload_size'
-						WHEN $11 = 'backend' AND upper(coalesce($4->>'mode', 'DIRECT')) NOT IN ('DIRECT', 'BRIEF_START') THEN 'payload_mode'
-						WHEN $11 = 'backend' AND $4 ? 'base_url'
+						WHEN ($11).call_modes IS NOT NULL
+							 AND upper(coalesce($4->>'mode', ($11).call_modes[1])) <> ALL (($11).call_modes) THEN 'payload_mode'
+						WHEN ($11).per_call_base_url AND $4 ? 'base_url'
 							 AND coalesce(NOT (lower(substring($4->>'base_url' FROM '^https?://([^/:?#@]+)(?::[0-9]+)?(?:[/?#]|$)'))
 											   = ANY (lower($12::text)::text[])), true) THEN 'payload_base_url'
-						WHEN $11 = 'twilio' AND $4 ? 'message'
-							 AND length($4->>'message') > 4000 - length('<Response><Say></Say></Response>') THEN 'payload_message'
-						WHEN $11 = 'twilio' AND coalesce($4->>'twiml_url', $4->>'url', $4->>'message', $13) IS NULL THEN 'nothing_to_say'
+						WHEN $4 ? 'message' AND length($4->>'message') > ($11).message_max_length THEN 'payload_message'
+						WHEN ($11).needs_something_to_say
+							 AND coalesce($4->>'twiml_url', $4->>'url', $4->>'message', $13) IS NULL THEN 'nothing_to_say'
 						WHEN $4 ? 'from' AND (jsonb_typeof($4->'from') <> 'string' OR NOT dialer.is_e164($4->>'from')) THEN 'payload_from'
 						WHEN $7 IS NULL OR $7 NOT BETWEEN -1000 AND 1000 THEN 'priority'
 						WHEN $8 IS NOT NULL AND $8 NOT BETWEEN 1 AND 20 THEN 'max_attempts'
@@ -138,7 +154,7 @@ AS $$
 						WHEN $5 IS NOT NULL AND length($5) > 63 THEN 'campaign'
 			END
 $$;
-COMMENT ON FUNCTION dialer.call_rule(text, timestamptz, text, jsonb, text, text, int, int, text, timestamptz, text, text[], text, boolean) IS
+COMMENT ON FUNCTION dialer.call_rule(text, timestamptz, text, jsonb, text, text, int, int, text, timestamptz, dialer.provider_kinds, text[], text, boolean) IS
 	'Internal: the one home of the enqueue rules. NULL for an acceptable call, else the rule it breaks first (to_number_missing, to_number_format, run_at_missing, run_at_infinite, run_at_past, deadline_infinite, deadline_order, timezone, provider_missing, provider_unknown, payload_type, payload_size, payload_mode, payload_base_url, payload_message, nothing_to_say, payload_from, priority, max_attempts, dedupe_key, campaign)';
 
 /*
@@ -150,7 +166,7 @@ COMMENT ON FUNCTION dialer.call_rule(text, timestamptz, text, jsonb, text, text,
 CREATE FUNCTION dialer.call_refusal(
 	to_number text, run_at timestamptz, provider text, payload jsonb, campaign text,
 	dedupe_key text, priority int, max_attempts int, timezone text, deadline timestamptz,
-	provider_kind text, provider_hosts text[], provider_twiml_url text, late_ok boolean)
+	provider_kind dialer.provider_kinds, provider_hosts text[], provider_twiml_url text, late_ok boolean)
 RETURNS TABLE (rule text, sqlstate text, message text, detail text, hint text)
 LANGUAGE sql
 STABLE
@@ -180,11 +196,12 @@ AS $$
 				coalesce((SELECT string_agg(quote_literal(p.name), ', ' ORDER BY p.name) FROM dialer.providers p), 'none'))
 			WHEN 'payload_type' THEN format('payload must be a JSON object, not %s.', coalesce(jsonb_typeof($4), 'NULL'))
 			WHEN 'payload_size' THEN 'payload is at most 64 kB (65536 bytes) as JSON text.'
-			WHEN 'payload_mode' THEN 'Backend calls run in mode DIRECT (payload has the script) or BRIEF_START (the backend writes it).'
+			WHEN 'payload_mode' THEN format('A call of provider kind %s runs in mode %s.', ($11).kind, array_to_string(($11).call_modes, ' or '))
 			WHEN 'payload_base_url' THEN format('A per-call base_url must be an http(s) URL whose host is in allowed_hosts of provider %s (%s).',
 				quote_literal($3), coalesce(nullif(array_to_string($12, ', '), ''), 'none'))
-			WHEN 'payload_message' THEN format('Twilio accepts at most 4000 characters of TwiML; this message has %s characters.', length($4->>'message'))
-			WHEN 'nothing_to_say' THEN format('A Twilio call needs something to say: payload.message, payload.url or payload.twiml_url, or a twiml_url on provider %s, which has none.', quote_literal($3))
+			WHEN 'payload_message' THEN format('A call of provider kind %s speaks a message of at most %s characters; this message has %s.',
+				($11).kind, ($11).message_max_length, length($4->>'message'))
+			WHEN 'nothing_to_say' THEN format('A call of provider kind %s needs something to say: payload.message, payload.url or payload.twiml_url, or a twiml_url on provider %s, which has none.', ($11).kind, quote_literal($3))
 			WHEN 'payload_from' THEN 'The caller id must be an E.164 number.'
 			WHEN 'priority' THEN 'priority must be between -1000 and 1000 (higher is dialled first).'
 			WHEN 'max_attempts' THEN 'max_attempts must be between 1 and 20.'
@@ -203,7 +220,7 @@ AS $$
 			WHEN 'provider_unknown' THEN 'Insert the provider into dialer.providers first, or pass provider => with a known name.'
 			WHEN 'payload_type' THEN 'Pass a JSON object, e.g. ''{"message": "Your appointment is tomorrow at 9"}''.'
 			WHEN 'payload_size' THEN 'Store large data in your own table and pass a reference in the payload.'
-			WHEN 'payload_mode' THEN 'Set payload.mode to DIRECT or BRIEF_START.'
+			WHEN 'payload_mode' THEN format('Set payload.mode to %s.', array_to_string(($11).call_modes, ' or '))
 			WHEN 'payload_base_url' THEN 'Add the host to dialer.providers.allowed_hosts, or omit base_url to use the provider''s.'
 			WHEN 'payload_message' THEN 'Shorten the message, or host TwiML yourself and pass payload.url.'
 			WHEN 'nothing_to_say' THEN format('Pass payload => ''{"message": "..."}'' (spoken) or ''{"url": "https://..."}'' (your TwiML), or set dialer.providers.twiml_url of provider %s.', quote_literal($3))
@@ -235,7 +252,7 @@ AS $$
 			  FROM (SELECT dialer.call_rule($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) AS rule OFFSET 0) q
 			 WHERE q.rule IS NOT NULL) r
 $$;
-COMMENT ON FUNCTION dialer.call_refusal(text, timestamptz, text, jsonb, text, text, int, int, text, timestamptz, text, text[], text, boolean) IS
+COMMENT ON FUNCTION dialer.call_refusal(text, timestamptz, text, jsonb, text, text, int, int, text, timestamptz, dialer.provider_kinds, text[], text, boolean) IS
 	'Internal: the error (sqlstate, message, detail, hint) for the rule dialer.call_rule() says a call breaks; no row for an acceptable call. enqueue_call raises it, enqueue_calls reports it per element.';
 
 /*
@@ -324,9 +341,10 @@ BEGIN
 	WITH p AS (
 		-- held until commit, as a foreign key's check would: the provider cannot be deleted
 		-- or renamed under the new call (dialer.providers_keep_calls)
-		SELECT p.kind, p.from_number, p.allowed_hosts, p.twiml_url
-		  FROM dialer.providers p WHERE p.name = provider
-		   FOR KEY SHARE
+		SELECT k AS kind, p.from_number, p.allowed_hosts, p.twiml_url
+		  FROM dialer.providers p JOIN dialer.provider_kinds k ON k.kind = p.kind
+		 WHERE p.name = provider
+		   FOR KEY SHARE OF p
 	), look AS MATERIALIZED (
 		SELECT p.kind, p.from_number, p.allowed_hosts, p.twiml_url,
 			   CASE WHEN dedupe_key IS NOT NULL THEN
@@ -346,7 +364,7 @@ BEGIN
 		SELECT CASE WHEN look.dnc OR pol.rule IS NOT NULL THEN 'skipped' ELSE 'scheduled' END,
 			   run_at, run_at, to_number,
 			   coalesce(payload->>'from', look.from_number), provider,
-			   CASE WHEN look.kind = 'backend' THEN upper(coalesce(payload->>'mode', 'DIRECT')) END,
+			   dialer.call_mode(look.kind, payload),
 			   payload, campaign, dedupe_key, priority,
 			   coalesce(max_attempts, look.camp_attempts, current_setting('dialer.default_max_attempts')::int),
 			   timezone, deadline, CASE WHEN look.dnc OR pol.rule IS NOT NULL THEN now() END,
@@ -403,7 +421,7 @@ CREATE TYPE dialer.call_request AS (
 	late_ok			boolean
 );
 COMMENT ON TYPE dialer.call_request IS
-	'A call as enqueue_calls() reads it from each JSON object: enqueue_call''s arguments plus customer_ref';
+	'Internal: a call as enqueue_calls() reads it from each JSON object: enqueue_call''s arguments plus customer_ref';
 
 /*
  * What enqueue_calls() says about each element of its input.
@@ -497,44 +515,13 @@ COMMENT ON FUNCTION dialer.call_shape_error(jsonb, text) IS
 	'Internal: the error (sqlstate, message, detail, hint) of an enqueue_calls() element that is not an object (not_object) or has a key it does not know (unknown_key)';
 
 /*
- * Enqueues many calls in one set-based statement: calls is a JSON array of objects
- * whose keys are enqueue_call's argument names (to_number, run_at, provider, payload,
- * campaign, dedupe_key, priority, max_attempts, timezone, deadline) plus customer_ref;
- * a missing key takes enqueue_call's default.  Each element gets exactly enqueue_call's
- * treatment: the same rules (dialer.call_refusal), the stored id for a dedupe key already
- * stored or used earlier in the array (outcome duplicate), a do-not-call number stored as
- * skipped with an event, one wake-up of the worker at commit.  Returns one row per
- * element, in order.
- *
- * atomic => true (the default): all or nothing; the first refused element raises its
- * error (message prefixed with its position) and nothing is written.  atomic => false:
- * the acceptable elements are written, the refused ones come back with outcome refused
- * and the error's SQLSTATE, message, detail and hint.  An element that is not an object,
- * or has a key enqueue_calls does not know, is refused; a value of the wrong JSON type
- * for its key (a run_at that is not a timestamp, a fractional priority) fails the whole
- * call with PostgreSQL's own error, in both modes.
+ * enqueue_calls' checks of its own arguments (the calls themselves are checked element by
+ * element): calls is a JSON array, atomic is true or false.
  */
-CREATE FUNCTION dialer.enqueue_calls(calls jsonb, atomic boolean DEFAULT true)
-RETURNS SETOF dialer.enqueue_result
+CREATE FUNCTION dialer.check_enqueue_calls_arguments(calls jsonb, atomic boolean)
+RETURNS void
 LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, dialer, pg_temp
-SET enable_nestloop = off	-- the batch is joined to what it wrote by hash: never a rescan per element
-SET jit = off			-- compiling its expressions costs more than running them
-SET work_mem = '64MB'	-- the batch's hashes stay in memory
 AS $$
-#variable_conflict use_column
-DECLARE
-	v_res		dialer.enqueue_result[];
-	v_bad		dialer.enqueue_result;
-	v_woken		boolean;
-	v_first_bad	int;
-	v_max		int := current_setting('dialer.default_max_attempts')::int;
-	/* an element's defaults: jsonb_populate_record keeps them for the keys it lacks */
-	v_defaults	dialer.call_request := ROW(NULL, now(), 'default', '{}', NULL, NULL, 0, NULL, NULL, NULL, NULL, false);
-	v_providers	jsonb;
-	v_campaigns	jsonb;
-	v_policies	boolean := dialer.ledger_policies_enabled();
 BEGIN
 	IF calls IS NULL THEN
 		PERFORM dialer.raise_bad_argument('calls', NULL, 'calls is a JSON array of calls.',
@@ -550,47 +537,147 @@ BEGIN
 			'atomic => true writes all or nothing; atomic => false writes the acceptable calls and returns the refused ones.',
 			'Omit it for all or nothing.', '22004');
 	END IF;
+END;
+$$;
+COMMENT ON FUNCTION dialer.check_enqueue_calls_arguments(jsonb, boolean) IS
+	'Internal: raises the error of an enqueue_calls() argument that is not what it takes (calls not a JSON array, atomic NULL)';
+
+/*
+ * What enqueue_calls looks up once per batch, as objects each element reads by key
+ * (whatever the size of the batch; a join would hash the whole batch when the tables look
+ * larger than it): the providers (name -> [kind's row, from_number, allowed_hosts, twiml_url]),
+ * held until commit so that they cannot be deleted or renamed under the new calls (see
+ * providers_keep_calls), and the campaigns' max_attempts.
+ */
+CREATE FUNCTION dialer.enqueue_lookups(OUT providers jsonb, OUT campaigns jsonb)
+LANGUAGE sql
+VOLATILE	-- FOR KEY SHARE
+AS $$
+	SELECT (SELECT jsonb_object_agg(p.name, jsonb_build_array(to_jsonb(k), p.from_number, p.allowed_hosts::text, p.twiml_url))
+			  FROM (SELECT * FROM dialer.providers FOR KEY SHARE) p JOIN dialer.provider_kinds k ON k.kind = p.kind),
+		   (SELECT jsonb_object_agg(k.name, k.max_attempts) FROM dialer.campaigns k WHERE k.max_attempts IS NOT NULL);
+$$;
+COMMENT ON FUNCTION dialer.enqueue_lookups() IS
+	'Internal: the providers (locked FOR KEY SHARE) and campaigns'' max_attempts as JSON objects by name, read once by enqueue_calls()';
+
+/*
+ * The elements of enqueue_calls' array, each parsed over the defaults (a missing key takes
+ * enqueue_call's default), with its provider's lookup entry and the rule it breaks (NULL: none;
+ * not_object or unknown_key when it is not a call at all).  A plain SQL function, inlined into
+ * enqueue_calls' statement.
+ */
+CREATE FUNCTION dialer.parse_call_requests(calls jsonb, defaults dialer.call_request, providers jsonb)
+RETURNS TABLE (item int, element jsonb, shape text, to_number text, run_at timestamptz, provider text,
+			   payload jsonb, campaign text, dedupe_key text, priority int, max_attempts int, timezone text,
+			   deadline timestamptz, customer_ref text, late_ok boolean, request dialer.call_request,
+			   prov jsonb, kind dialer.provider_kinds, reason text)
+LANGUAGE sql
+STABLE
+AS $$
+	SELECT e.o::int, e.v, s.shape, r.*, r, p.prov, k.kind,
+		   coalesce(s.shape,
+					dialer.call_rule(r.to_number, r.run_at, r.provider, r.payload, r.campaign, r.dedupe_key,
+									 r.priority, r.max_attempts, r.timezone, r.deadline, k.kind,
+									 (p.prov->>2)::text[], p.prov->>3, r.late_ok))
+	  FROM jsonb_array_elements(calls) WITH ORDINALITY AS e(v, o)
+	 CROSS JOIN LATERAL (SELECT CASE WHEN jsonb_typeof(e.v) <> 'object' THEN 'not_object'
+									 WHEN e.v - dialer.call_request_keys() <> '{}' THEN 'unknown_key' END AS shape) s
+	 CROSS JOIN LATERAL jsonb_populate_record(defaults, CASE WHEN s.shape IS NULL THEN e.v ELSE '{}' END) r
+	 CROSS JOIN LATERAL (SELECT providers->r.provider AS prov) p
+	 -- the kind's row, built once per element (OFFSET 0: not pulled up into each use)
+	 CROSS JOIN LATERAL (SELECT jsonb_populate_record(NULL::dialer.provider_kinds, p.prov->0) AS kind OFFSET 0) k;
+$$;
+COMMENT ON FUNCTION dialer.parse_call_requests(jsonb, dialer.call_request, jsonb) IS
+	'Internal: each element of an enqueue_calls() array as a call (over the defaults), with its provider''s lookup entry and the rule it breaks (NULL: none)';
+
+/*
+ * The error (sqlstate, message, detail, hint) of a refused element of enqueue_calls(),
+ * computed for it alone: that of enqueue_call for a call that breaks a rule, that of its
+ * shape for an element that is not a call.
+ */
+CREATE FUNCTION dialer.enqueue_element_error(element jsonb, shape text, request dialer.call_request, prov jsonb,
+											  kind dialer.provider_kinds)
+RETURNS dialer.call_error
+LANGUAGE sql
+STABLE
+AS $$
+	SELECT CASE WHEN shape IS NULL THEN
+				(SELECT ROW(f.sqlstate, f.message, f.detail, f.hint)::dialer.call_error
+				   FROM dialer.call_refusal((request).to_number, (request).run_at, (request).provider,
+											(request).payload, (request).campaign, (request).dedupe_key,
+											(request).priority, (request).max_attempts, (request).timezone,
+											(request).deadline, kind, (prov->>2)::text[], prov->>3,
+											(request).late_ok) f)
+			ELSE dialer.call_shape_error(element, shape) END;
+$$;
+COMMENT ON FUNCTION dialer.enqueue_element_error(jsonb, text, dialer.call_request, jsonb, dialer.provider_kinds) IS
+	'Internal: the error of a refused enqueue_calls() element (enqueue_call''s for a call breaking a rule; its shape''s for a non-call)';
+
+/*
+ * Raises the error of enqueue_calls(atomic => true)'s first refused element, its message
+ * prefixed with its position: nothing of the batch is written.
+ */
+CREATE FUNCTION dialer.raise_refused_element(bad dialer.enqueue_result, total int)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+BEGIN
+	RAISE EXCEPTION USING ERRCODE = bad.sqlstate,
+		MESSAGE = format('call %s of %s refused: %s', bad.item, total, bad.message),
+		DETAIL = bad.detail,
+		HINT = bad.hint || ' enqueue_calls(..., atomic => false) writes the other calls and returns the refused ones.';
+END;
+$$;
+COMMENT ON FUNCTION dialer.raise_refused_element(dialer.enqueue_result, int) IS
+	'Internal: raises the error of enqueue_calls(atomic => true)''s first refused element, prefixed with its position';
+
+/*
+ * Enqueues many calls in one set-based statement: calls is a JSON array of objects with
+ * enqueue_call's argument names plus customer_ref (dialer.call_request).  Each element gets
+ * enqueue_call's treatment: its rules, dedupe (a key stored, or used earlier in the array:
+ * outcome duplicate), do-not-call and policies (stored as skipped), one wake-up at commit.
+ * atomic => true: all or nothing, the first refused element raises its error; false: the
+ * refused ones come back with their error.  A value of the wrong JSON type for its key fails
+ * the whole call with PostgreSQL's own error.  One row per element, in order.
+ */
+CREATE FUNCTION dialer.enqueue_calls(calls jsonb, atomic boolean DEFAULT true)
+RETURNS SETOF dialer.enqueue_result
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, dialer, pg_temp
+SET enable_nestloop = off	-- the batch is joined to what it wrote by hash: never a rescan per element
+SET jit = off			-- compiling its expressions costs more than running them
+SET work_mem = '64MB'	-- the batch's hashes stay in memory
+AS $$
+#variable_conflict use_column
+DECLARE
+	v_res		dialer.enqueue_result[];
+	v_woken		boolean;
+	v_first_bad	int;
+	v_max		int := current_setting('dialer.default_max_attempts')::int;
+	v_defaults	dialer.call_request :=	-- an element's defaults, kept for the keys it lacks
+					ROW(NULL, now(), 'default', '{}', NULL, NULL, 0, NULL, NULL, NULL, NULL, false);
+	v_providers	jsonb;
+	v_campaigns	jsonb;
+	v_policies	boolean := dialer.ledger_policies_enabled();
+BEGIN
+	PERFORM dialer.check_enqueue_calls_arguments(calls, atomic);
+	SELECT l.providers, l.campaigns INTO v_providers, v_campaigns FROM dialer.enqueue_lookups() l;
 
 	/*
-	 * The providers (held until commit: they cannot be deleted or renamed under the new
-	 * calls, see providers_keep_calls) and the campaigns' max_attempts, read once into
-	 * lookup objects: each element then finds its own by key, whatever the size of the
-	 * batch (a join would hash the whole batch when the tables look larger than it).
-	 */
-	SELECT jsonb_object_agg(p.name, jsonb_build_array(p.kind, p.from_number, p.allowed_hosts::text, p.twiml_url))
-	  INTO v_providers
-	  FROM (SELECT * FROM dialer.providers FOR KEY SHARE) p;
-	SELECT jsonb_object_agg(k.name, k.max_attempts) INTO v_campaigns
-	  FROM dialer.campaigns k WHERE k.max_attempts IS NOT NULL;
-
-	/*
-	 * One statement: parse each element over its defaults and check it (the rules' CASE
-	 * is inlined), give the acceptable ones ids in their order, look each number up in
-	 * the do-not-call list, write the calls (a dedupe key already stored, or used by an
-	 * earlier element, writes nothing) and their events, and report
-	 * every element.  The error of a refused element is computed for it alone.
+	 * One statement: parse and check each element, give the acceptable ones ids in their
+	 * order, apply do-not-call and the policies, write the calls (a dedupe key stored or
+	 * used earlier writes nothing) and their events, report every element.
 	 */
 	WITH req AS MATERIALIZED (
 		SELECT q.*,
 			   CASE WHEN q.reason IS NULL THEN nextval('dialer.scheduled_calls_id_seq'::regclass) END AS new_id,
 			   d.dnc, r.policy, r.rule AS policy_rule, r.reason AS policy_reason, r.timezones
-		  FROM (SELECT e.o::int AS item, e.v, s.shape, r.*, p.prov,
-					   coalesce(s.shape,
-								dialer.call_rule(r.to_number, r.run_at, r.provider, r.payload, r.campaign,
-												 r.dedupe_key, r.priority, r.max_attempts, r.timezone,
-												 r.deadline, p.prov->>0, (p.prov->>2)::text[], p.prov->>3,
-												 r.late_ok)) AS reason
-				  FROM jsonb_array_elements(calls) WITH ORDINALITY AS e(v, o)
-				 CROSS JOIN LATERAL (SELECT CASE WHEN jsonb_typeof(e.v) <> 'object' THEN 'not_object'
-												 WHEN e.v - dialer.call_request_keys() <> '{}'
-													 THEN 'unknown_key' END AS shape) s
-				 CROSS JOIN LATERAL jsonb_populate_record(v_defaults, CASE WHEN s.shape IS NULL THEN e.v ELSE '{}' END) r
-				 CROSS JOIN LATERAL (SELECT v_providers->r.provider AS prov) p
-				OFFSET 0) q		-- ids are drawn in the order of the elements, after the rules
+		  -- ids are drawn in the order of the elements, after the rules
+		  FROM (SELECT * FROM dialer.parse_call_requests(calls, v_defaults, v_providers) OFFSET 0) q
 		 CROSS JOIN LATERAL (SELECT q.reason IS NULL
 									AND EXISTS (SELECT FROM dialer.do_not_call_entry(q.to_number)) AS dnc) d
-		  -- the refusal of a policy holding a ledger (consent, silence after a refusal), looked
-		  -- for only when such a policy is enabled: the call is stored as skipped
+		  -- a ledger policy's refusal (consent, silence after a refusal), when one is enabled
 		  LEFT JOIN LATERAL (SELECT r.* FROM dialer.enqueue_refusal(q.to_number, q.run_at, q.timezone, q.campaign,
 																	  q.provider, q.payload->>'purpose') r
 							  WHERE v_policies AND q.reason IS NULL AND NOT d.dnc) r ON true
@@ -598,7 +685,7 @@ BEGIN
 		SELECT q.item, q.new_id,
 			   CASE WHEN q.dnc OR q.policy_rule IS NOT NULL THEN 'skipped' ELSE 'scheduled' END AS status, q.run_at,
 			   q.to_number, coalesce(q.payload->>'from', q.prov->>1) AS from_number, q.provider,
-			   CASE WHEN q.prov->>0 = 'backend' THEN upper(coalesce(q.payload->>'mode', 'DIRECT')) END AS mode,
+			   dialer.call_mode(q.kind, q.payload) AS mode,
 			   q.payload, q.campaign, q.customer_ref, q.dedupe_key, q.priority,
 			   coalesce(q.max_attempts, (v_campaigns->>q.campaign)::int, v_max) AS max_attempts,
 			   q.timezone, q.deadline, CASE WHEN q.dnc OR q.policy_rule IS NOT NULL THEN now() END AS finished_at,
@@ -606,8 +693,7 @@ BEGIN
 		  FROM req q
 		 WHERE q.new_id IS NOT NULL
 	), ins_keyed AS (
-		-- the calls with a dedupe key, in the order of the elements (call_rows is read in the
-		-- order req wrote it, that of the array): the first of two with one key is the one stored
+		-- the calls with a dedupe key, in the array's order: of two with one key the first is stored
 		INSERT INTO dialer.scheduled_calls AS c
 			(id, status, run_at, next_attempt_at, to_number, from_number, provider, mode, payload, campaign,
 			 customer_ref, dedupe_key, priority, max_attempts, timezone, deadline, finished_at, last_error)
@@ -620,8 +706,7 @@ BEGIN
 		ON CONFLICT ((c.dedupe_key)) WHERE c.dedupe_key IS NOT NULL DO NOTHING
 		RETURNING c.id
 	), ins_plain AS (
-		-- the others, always written: a plain INSERT (ON CONFLICT inserts each row speculatively,
-		-- with a lock and a WAL record more per row, even when the row has no key)
+		-- the others, by a plain INSERT (ON CONFLICT costs a lock and a WAL record more per row)
 		INSERT INTO dialer.scheduled_calls AS c
 			(id, status, run_at, next_attempt_at, to_number, from_number, provider, mode, payload, campaign,
 			 customer_ref, dedupe_key, priority, max_attempts, timezone, deadline, finished_at, last_error)
@@ -631,18 +716,14 @@ BEGIN
 			   r.finished_at, r.policy_reason
 		  FROM call_rows r
 		 WHERE r.dedupe_key IS NULL
-	), keyed AS (
-		-- the calls with a dedupe key that were written (the others always are)
-		SELECT i.id FROM ins_keyed i
-	), written AS (
-		SELECT r.* FROM call_rows r WHERE r.dedupe_key IS NULL OR r.new_id IN (SELECT k.id FROM keyed k)
+	), written AS (	-- a call with a dedupe key is written when ins_keyed wrote it
+		SELECT r.* FROM call_rows r WHERE r.dedupe_key IS NULL OR r.new_id IN (SELECT k.id FROM ins_keyed k)
 	), ev AS (
 		INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
 		SELECT w.new_id, CASE WHEN w.status = 'skipped' THEN 'skipped' ELSE 'enqueued' END, NULL, w.status,
 			   dialer.creation_detail(CASE WHEN w.dnc THEN (SELECT d FROM dialer.do_not_call_entry(w.to_number) d) END,
 									  w.policy, w.policy_rule, w.timezones, w.policy_reason, w.run_at, w.campaign)
 		  FROM written w
-		RETURNING call_id, to_status
 	)
 	SELECT array_agg(ROW(x.item,
 						 CASE WHEN x.stored THEN x.new_id
@@ -658,31 +739,19 @@ BEGIN
 		   min(x.item) FILTER (WHERE x.reason IS NOT NULL)
 	  INTO v_res, v_woken, v_first_bad
 	  FROM (SELECT s.item, s.dedupe_key, s.reason, s.new_id, s.dnc, s.policy_rule, s.policy_reason,
-				   s.new_id IS NOT NULL AND (s.dedupe_key IS NULL OR s.new_id IN (SELECT k.id FROM keyed k)) AS stored,
-				   CASE WHEN s.reason IS NULL THEN NULL
-						WHEN s.shape IS NULL THEN
-							(SELECT ROW(f.sqlstate, f.message, f.detail, f.hint)::dialer.call_error
-							   FROM dialer.call_refusal(s.to_number, s.run_at, s.provider, s.payload, s.campaign,
-														s.dedupe_key, s.priority, s.max_attempts, s.timezone,
-														s.deadline, s.prov->>0, (s.prov->>2)::text[], s.prov->>3,
-														s.late_ok) f)
-						ELSE dialer.call_shape_error(s.v, s.shape)
-				   END AS err
+				   s.new_id IS NOT NULL AND (s.dedupe_key IS NULL OR s.new_id IN (SELECT k.id FROM ins_keyed k)) AS stored,
+				   CASE WHEN s.reason IS NOT NULL
+						THEN dialer.enqueue_element_error(s.element, s.shape, s.request, s.prov, s.kind) END AS err
 			  FROM req s) x;
 
 	IF atomic AND v_first_bad IS NOT NULL THEN
-		v_bad := v_res[v_first_bad];
-		RAISE EXCEPTION USING ERRCODE = v_bad.sqlstate,
-			MESSAGE = format('call %s of %s refused: %s', v_bad.item, jsonb_array_length(calls), v_bad.message),
-			DETAIL = v_bad.detail,
-			HINT = v_bad.hint || ' enqueue_calls(..., atomic => false) writes the other calls and returns the refused ones.';
+		PERFORM dialer.raise_refused_element(v_res[v_first_bad], jsonb_array_length(calls));
 	END IF;
 	IF v_woken THEN
 		PERFORM dialer.wake_worker();
 	END IF;
 
-	/* a duplicate of a key stored by this array or by a session that won a race: its id */
-	RETURN QUERY
+	RETURN QUERY	-- a duplicate of a key stored by this array or by a session that won a race: its id
 		SELECT u.item,
 			   CASE WHEN u.outcome = 'duplicate' AND u.id IS NULL THEN
 					(SELECT c.id FROM dialer.scheduled_calls c WHERE c.dedupe_key = calls->(u.item - 1)->>'dedupe_key')

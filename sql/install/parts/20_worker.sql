@@ -54,7 +54,7 @@ BEGIN
 END;
 $$;
 COMMENT ON FUNCTION dialer.recover_dispatching() IS
-	'Worker start-up: turns calls left in dispatching into unknown (with an event), never re-sending them; returns how many';
+	'Worker: at start-up, turns calls left in dispatching into unknown (with an event), never re-sending them; returns how many';
 
 /*
  * How many more calls a provider may have in progress: its max_concurrency less
@@ -90,7 +90,7 @@ BEGIN
 END;
 $$;
 COMMENT ON FUNCTION dialer.provider_capacity(text) IS
-	'Calls a provider may still start: max_concurrency less its calls dispatching or dialing (with news within dialer.reconcile_after)';
+	'Internal: Calls a provider may still start: max_concurrency less its calls dispatching or dialing (with news within dialer.reconcile_after)';
 
 /*
  * For a provider at its max_concurrency (the dispatcher asks, to say why it waits):
@@ -139,7 +139,7 @@ AS $$
 	END;
 $$;
 COMMENT ON FUNCTION dialer.next_window_opening(timestamptz, text, time, time) IS
-	'NULL when instant at is inside the local calling window [window_start, window_end) of zone tz, else when the window next opens';
+	'Internal: NULL when instant at is inside the local calling window [window_start, window_end) of zone tz, else when the window next opens';
 
 /*
  * What a claim's event says about the zones the general calling window was read in:
@@ -253,6 +253,14 @@ COMMENT ON FUNCTION dialer.claim_event_detail(text, int, text, timestamptz, text
  *     verdict is not even computed.
  * The others become 'dispatching' with their attempt row; the caller commits
  * before it sends anything.
+ *
+ * Two statements planned once per session (re-planning the claim for every single call
+ * would cost more than the claim), with sequential scans ruled out so that the one plan
+ * stays right however large the queue grows, and sorts ruled out so that the claim always
+ * walks scheduled_calls_claim_idx in order and stops at max_calls: with statistics saying
+ * most scheduled calls are due later (a warm queue), the planner would otherwise read
+ * every due call and sort them, at each claim.  (jit off: the disabled sort left in the
+ * second statement would make its cost look worth compiling.)
  */
 CREATE FUNCTION dialer.claim_calls(provider text, max_calls int, default_timezone text,
 								   window_start time, window_end time, allowed_numbers text)
@@ -261,14 +269,6 @@ RETURNS TABLE (id bigint, attempt int, to_number text, from_number text, mode te
 			   idempotency_key text, campaign text)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, dialer, pg_temp
--- Two statements planned once per session (re-planning the claim for every single
--- call would cost more than the claim), with sequential scans ruled out so that
--- the one plan stays right however large the queue grows, and sorts ruled out so
--- that the claim always walks scheduled_calls_claim_idx in order and stops at
--- max_calls: with statistics saying most scheduled calls are due later (a warm
--- queue), the planner would otherwise read every due call and sort them, at each
--- claim.  (jit off: the disabled sort left in the second statement would make
--- its cost look worth compiling.)
 SET plan_cache_mode = force_generic_plan
 SET enable_seqscan = off
 SET enable_sort = off
@@ -302,10 +302,7 @@ BEGIN
 		PERFORM pg_advisory_xact_lock(hashtext('pg_dialer.per_recipient_caps'));
 	END IF;
 
-	WITH cand AS (
-		-- the general window is read in the recipient's zones (dialer.recipient_zones: the
-		-- call's, the campaign's, the number's, else dialer.default_timezone); not looked up
-		-- when the window is the whole day
+	WITH cand AS (	-- the recipient's zones, not looked up when the window is the whole day
 		SELECT c.id, c.deadline, c.to_number, c.status, c.attempts, c.attempts_base,
 			   c.timezone AS call_tz, c.campaign, c.provider, c.payload->>'purpose' AS purpose,
 			   CASE WHEN NOT dialer.window_is_whole_day(w.ws, w.we) THEN z.zones END AS zones,
@@ -317,12 +314,10 @@ BEGIN
 		 CROSS JOIN LATERAL dialer.recipient_zones(c.timezone, k.timezone, c.to_number, default_timezone) z
 		 WHERE c.id = ANY (v_ids)
 	), policy_verdicts AS (
-		-- the One-Time Filter on v_policies skips the verdicts altogether when no
-		-- policy is enabled; else one set-based call for the whole batch
+		-- one call for the batch; the One-Time Filter on v_policies skips it when none is enabled
 		SELECT bv.* FROM dialer.batch_verdicts(v_ids, now(), window_start, window_end) bv WHERE v_policies
 	), windowed AS (
-		-- with calling policies applying (a verdict row), their verdict replaces the
-		-- general window alone (which it includes)
+		-- the policies' verdict, where they apply, replaces the general window (it includes it)
 		SELECT cand.*, pv.decision, pv.policy, pv.rule, pv.reason, pv.timezones, pv.policies,
 			   CASE WHEN pv.decision = 'park' THEN pv.next_opening
 					WHEN pv.decision IS NOT NULL OR cand.zones IS NULL THEN NULL
@@ -704,7 +699,7 @@ RETURNS void
 LANGUAGE C VOLATILE STRICT
 AS 'MODULE_PATHNAME', 'dialer_providers_changed';
 COMMENT ON FUNCTION dialer.reload_providers_at_commit() IS
-	'Makes the worker reload dialer.providers (and wake) when the current transaction commits';
+	'Internal: Makes the worker reload dialer.providers (and wake) when the current transaction commits';
 
 CREATE FUNCTION dialer.providers_changed()
 RETURNS trigger

@@ -42,14 +42,14 @@ RETURNS bytea
 LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
 AS 'MODULE_PATHNAME', 'dialer_hmac';
 COMMENT ON FUNCTION dialer.hmac(text, bytea, bytea) IS
-	'HMAC of message under key with algorithm sha1, sha224, sha256, sha384 or sha512 (PostgreSQL''s own implementation)';
+	'Internal: HMAC of message under key with algorithm sha1, sha224, sha256, sha384 or sha512 (PostgreSQL''s own implementation)';
 
 CREATE FUNCTION dialer.base64_encode(data bytea)
 RETURNS text
 LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
 AS 'MODULE_PATHNAME', 'dialer_base64_encode';
 COMMENT ON FUNCTION dialer.base64_encode(bytea) IS
-	'Standard base64 with padding, on one line (encode(x, ''base64'') wraps lines at 76 characters)';
+	'Internal: Standard base64 with padding, on one line (encode(x, ''base64'') wraps lines at 76 characters)';
 
 CREATE FUNCTION dialer.constant_time_equal(a text, b text)
 RETURNS boolean

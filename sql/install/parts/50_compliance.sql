@@ -347,7 +347,7 @@ BEGIN
 END;
 $$;
 COMMENT ON FUNCTION dialer.policy_windows_validate() IS
-	'Trigger validating dialer.policy_windows rows (weekdays 1 to 7, starts before ends) with the API''s error messages';
+	'Trigger: validates dialer.policy_windows rows (weekdays 1 to 7, starts before ends) with the API''s error messages';
 
 CREATE TRIGGER policy_windows_validate BEFORE INSERT OR UPDATE ON dialer.policy_windows
 	FOR EACH ROW EXECUTE FUNCTION dialer.policy_windows_validate();
@@ -464,7 +464,7 @@ BEGIN
 END;
 $$;
 COMMENT ON FUNCTION dialer.applicable_policies(text, text, text) IS
-	'The enabled calling policies whose scope (countries, area codes, campaigns, providers) covers a call';
+	'Internal: The enabled calling policies whose scope (countries, area codes, campaigns, providers) covers a call';
 
 /*
  * The first time-of-day rule (window or blackout) of the policies, or of the
@@ -666,6 +666,27 @@ COMMENT ON FUNCTION dialer.contact_count(text, timestamptz, interval, int, boole
 	'Internal: the calls to a number that count toward a cap at instant at: attempts in (at - period, at] that may have reached the recipient (all but those the provider answered with a non-2xx status, and those whose outcome''s rule says they do not count), across campaigns, and with with_scheduled its scheduled calls due in that period; and when a cap of max_calls frees again';
 
 /*
+ * The reason of a refusal for missing consent: policy policy requires consent and the number
+ * has none in force for purpose (the campaign's name when the call gives none), naming the
+ * latest revocation when there was one.
+ */
+CREATE FUNCTION dialer.no_consent_reason(policy text, number text, purpose text, at timestamptz)
+RETURNS text
+LANGUAGE sql
+STABLE
+AS $$
+	SELECT format('policy %s requires consent and %s has none in force for purpose %s%s',
+				  policy, number, coalesce(purpose, '(none given)'),
+				  (SELECT format(' (revoked %s via %s)', k.revoked_at, k.revoked_via)
+					 FROM dialer.consents k
+					WHERE k.number = no_consent_reason.number AND k.purpose = no_consent_reason.purpose
+					  AND k.revoked_at <= at
+					ORDER BY k.revoked_at DESC LIMIT 1));
+$$;
+COMMENT ON FUNCTION dialer.no_consent_reason(text, text, text, timestamptz) IS
+	'Internal: the reason of a refusal for missing consent (policy, number, purpose, the latest revocation)';
+
+/*
  * The decision for a call to to_number at instant at: 'allow', 'park' (not now:
  * next_opening says when) or 'refuse' (not to be made: cap reached, silence after a
  * refusal, unknown time zone, no opening), with the policy and rule that decided
@@ -686,11 +707,8 @@ CREATE FUNCTION dialer.compliance_verdict(to_number text, at timestamptz DEFAULT
 LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, dialer, pg_temp
--- called from dialer.claim_calls, whose planner settings suit the queue, not these small tables;
--- one plan per statement and session (custom plans re-planned the window rule at every
--- call: most of the verdict's cost)
-SET enable_seqscan = on
-SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = on					-- claim_calls' settings suit the queue, not these small tables
+SET plan_cache_mode = force_generic_plan	-- custom plans re-planned the window rule at every call
 AS $$
 DECLARE
 	v_ws time;
@@ -708,8 +726,7 @@ BEGIN
 		RETURN;
 	END IF;
 
-	-- the campaign's zone and general window: each bound of the window is the one given, else
-	-- the campaign's, else the setting's (as dialer.batch_verdicts reads it for the claim)
+	-- each bound of the window: the one given, else the campaign's, else the setting's
 	SELECT k.timezone, k.call_window_start, k.call_window_end INTO v_k
 	  FROM dialer.campaigns k WHERE k.name = compliance_verdict.campaign;
 	v_ws := coalesce(window_start, v_k.call_window_start,
@@ -743,14 +760,7 @@ BEGIN
 			decision := 'refuse';
 			policy := v_p.name;
 			rule := 'consent';
-			reason := format('policy %s requires consent and %s has none in force for purpose %s%s',
-							 v_p.name, to_number, coalesce(purpose, campaign, '(none given)'),
-							 (SELECT format(' (revoked %s via %s)', k.revoked_at, k.revoked_via)
-								FROM dialer.consents k
-							   WHERE k.number = compliance_verdict.to_number
-								 AND k.purpose = coalesce(compliance_verdict.purpose, compliance_verdict.campaign)
-								 AND k.revoked_at <= at
-							   ORDER BY k.revoked_at DESC LIMIT 1));
+			reason := dialer.no_consent_reason(v_p.name, to_number, coalesce(purpose, campaign), at);
 			RETURN;
 		END IF;
 		IF v_p.refusal_silence IS NOT NULL THEN
@@ -983,7 +993,7 @@ AS $$
 	 WHERE entry.number IS NOT NULL;
 $$;
 COMMENT ON FUNCTION dialer.do_not_call_detail(dialer.do_not_call) IS
-	'The sentence explaining a do-not-call entry: in effect since effective_at, requested at requested_at via source, and its reason (NULL for no entry)';
+	'Internal: The sentence explaining a do-not-call entry: in effect since effective_at, requested at requested_at via source, and its reason (NULL for no entry)';
 
 /*
  * The policy, rule and sentence behind a decision event of a call (its detail as

@@ -14,6 +14,10 @@ REVOKE ALL ON ALL FUNCTIONS IN SCHEMA dialer FROM PUBLIC;
 
 -- Harmless helpers anyone may call.
 GRANT EXECUTE ON FUNCTION dialer.is_valid_timezone(text), dialer.is_e164(text), dialer.all_e164(text[]) TO PUBLIC;
+-- The status groups: constants, read by views and by the index and CHECK of scheduled_calls
+-- (a function a view calls is checked against the role that reads the view).
+GRANT EXECUTE ON FUNCTION dialer.final_statuses(), dialer.open_statuses(), dialer.pending_statuses(),
+	dialer.in_progress_statuses(), dialer.unsettled_statuses(), dialer.not_reached_statuses() TO PUBLIC;
 
 /*
  * What every grant helper does (dialer.grant_usage, dialer.grant_monitoring, ...): checks
@@ -52,7 +56,8 @@ BEGIN
 	PERFORM dialer.grant_to(role_name,
 		'SELECT ON dialer.scheduled_calls, dialer.call_attempts, dialer.call_events, dialer.campaigns, dialer.do_not_call, '
 		'dialer.call_statuses, dialer.call_transitions, dialer.call_notes, dialer.outcome_classes, '
-		'dialer.provider_statuses, dialer.outcome_signals, dialer.outcome_rule_sets, dialer.outcome_rules',
+		'dialer.provider_statuses, dialer.outcome_signals, dialer.outcome_rule_sets, dialer.outcome_rules, '
+		'dialer.public_api, dialer.provider_kinds',
 		'SELECT (name, kind, base_url, account_sid, api_key_sid, from_number, twiml_url, '
 		'status_callback_url, status_callback_call_id, allowed_hosts, ring_timeout, machine_detection, max_concurrency, '
 		'calls_per_second, retry_busy, retry_no_answer, retry_delay, enabled, created_at, updated_at) ON dialer.providers',
