@@ -109,17 +109,19 @@ dist:
 	git archive --format tar.gz --prefix=$(EXTENSION)-$(EXTVERSION)/ -o $(EXTENSION)-$(EXTVERSION).tar.gz HEAD
 
 # The Debian package postgresql-15-pg-dialer, built by dpkg-buildpackage with debian/ (which
-# uses pg_buildext, as Debian's PostgreSQL extension packages do) from a copy of the source in
-# build/: in a git checkout, the working tree's files that git does not ignore, as they are
-# now (read through a temporary index, so git's own index is left alone); elsewhere (an
-# unpacked dist tarball) every file.  The .deb is left in build/ with the build's .changes and
-# .buildinfo.  The build runs the pg_regress tests on a temporary cluster first;
-# DEB_BUILD_OPTIONS=nocheck skips them.
+# uses pg_buildext, as Debian's PostgreSQL extension packages do) from a copy of the source:
+# in a git checkout, the working tree's files that git does not ignore, as they are now (read
+# through a temporary index, so git's own index is left alone); elsewhere (an unpacked dist
+# tarball) every file.  The build runs the pg_regress tests first, on a temporary cluster that
+# loads the library just built from the package's directory; that cluster runs as the user
+# postgres, which must be able to read it, so the copy is built in a directory of its own under
+# /tmp that everyone may enter (a checkout in /root, say, is closed to postgres).  The .deb is
+# left in build/ with the build's .changes and .buildinfo.  DEB_BUILD_OPTIONS=nocheck skips the
+# tests.
 DEB_DIR = build
-DEB_SRC = $(DEB_DIR)/pg-dialer-$(EXTVERSION)
 deb:
 	rm -rf $(DEB_DIR)
-	mkdir -p $(DEB_SRC)
+	mkdir -p $(DEB_DIR)
 	if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
 		cp "$$(git rev-parse --git-path index)" $(DEB_DIR)/index && \
 		GIT_INDEX_FILE=$(DEB_DIR)/index git add -A && \
@@ -127,8 +129,14 @@ deb:
 	else \
 		tar -c -f $(DEB_DIR)/source.tar --exclude=./$(DEB_DIR) --exclude=./node_modules .; \
 	fi
-	tar -x -f $(DEB_DIR)/source.tar -C $(DEB_SRC)
-	rm -f $(DEB_DIR)/index $(DEB_DIR)/source.tar
-	cd $(DEB_SRC) && dpkg-buildpackage --build=binary --no-sign
-	rm -rf $(DEB_SRC)
+	rm -f $(DEB_DIR)/index
+	top=$$(mktemp -d /tmp/pg-dialer-deb.XXXXXX) && chmod 755 "$$top" && \
+	mkdir "$$top/pg-dialer-$(EXTVERSION)" && \
+	tar -x -f $(DEB_DIR)/source.tar -C "$$top/pg-dialer-$(EXTVERSION)" && \
+	(cd "$$top/pg-dialer-$(EXTVERSION)" && dpkg-buildpackage --build=binary --no-sign); \
+	rc=$$?; \
+	cp "$$top"/*.deb "$$top"/*.changes "$$top"/*.buildinfo $(DEB_DIR)/ 2>/dev/null; \
+	rm -rf "$$top"; \
+	exit $$rc
+	rm -f $(DEB_DIR)/source.tar
 	@ls -1 $(DEB_DIR)/*.deb

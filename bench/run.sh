@@ -51,7 +51,9 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-# the first port from $1 on where nothing listens
+# the first port from $1 on where nothing listens (without BENCH_PORT, $1 is drawn at random,
+# so that runs on one machine at once, a benchmark's and a test suite's, rarely meet)
+BENCH_PORT=${BENCH_PORT:-$((20000 + RANDOM % 30000))}
 free_port() {
 	local p=$1
 	while (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; do p=$((p + 1)); done
@@ -66,7 +68,7 @@ launch_cluster() {
 
 start_cluster() {
 	dir=$(mktemp -d /tmp/pg_dialer_bench.XXXXXX)
-	port=$(free_port "${BENCH_PORT:-56900}")
+	port=$(free_port "$BENCH_PORT")
 	launch_cluster "$dir" "$port"
 	export PGHOST=127.0.0.1 PGPORT=$port PGUSER=postgres DIALER_DB=dialer_bench DIALER_CLUSTER_DIR=$dir
 }
@@ -117,7 +119,7 @@ if [ -n "${BENCH_BASELINE:-}" ]; then
 	trap compare_cleanup EXIT INT TERM
 	echo "== W1 and W2 of two builds side by side (bench/compare.js)"
 	build_baseline "$base_commit"
-	before_port=$(free_port "${BENCH_PORT:-56900}")
+	before_port=$(free_port "$BENCH_PORT")
 	PGBIN=$base_bin launch_cluster "$top/before" "$before_port"
 	after_port=$(free_port $((before_port + 1)))
 	launch_cluster "$top/after" "$after_port"

@@ -212,6 +212,24 @@ function removeLeftPackage() {
   if (r.status !== 0) throw new Error(`apt-get purge ${PACKAGE}: ${r.out}`);
 }
 
+/**
+ * Removes what an installation from source left in the system tree (pg_dialer's library, its
+ * bitcode, its control file and scripts), so that README's package way starts from a machine
+ * without pg_dialer: a file an older version built from source left behind (a source file
+ * renamed since, say) is no file of the package's, and dpkg warns when it cannot remove the
+ * directory that holds it.  The after-hook installs from source again for the tests that follow.
+ */
+function removeSourceInstall() {
+  const lib = '/usr/lib/postgresql/15/lib';
+  const ext = '/usr/share/postgresql/15/extension';
+  fs.rmSync(path.join(lib, 'pg_dialer.so'), { force: true });
+  fs.rmSync(path.join(lib, 'bitcode', 'pg_dialer'), { recursive: true, force: true });
+  fs.rmSync(path.join(lib, 'bitcode', 'pg_dialer.index.bc'), { force: true });
+  if (fs.existsSync(ext)) {
+    for (const f of fs.readdirSync(ext)) if (/^pg_dialer[-.]/.test(f)) fs.rmSync(path.join(ext, f));
+  }
+}
+
 /** Drops clusters dialer_it_<pid> whose test process is gone (a run that was killed). */
 function dropStaleClusters() {
   const r = run('pg_lsclusters', ['-h']);
@@ -289,6 +307,7 @@ test.before(async () => {
   if (!canRun) return;
   dropStaleClusters();
   removeLeftPackage();
+  removeSourceInstall();
   moveSystemPathsAside();
   for (const step of readmeSteps()) {
     if (step.kind === 'background') ports.set(step.arg, await freePort());
