@@ -13,13 +13,13 @@ OBJS        = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
 # the change file of each update (changes/pg_dialer--OLD--NEW.sql: the statements a draft
 # cannot know, e.g. ALTER TABLE for a changed table) and the data (data/: libphonenumber's
 # map, kept once).  Built by make, never committed: the current install script
-# (pg_dialer--VERSION.sql), its part that loads the map (parts/55_number_timezones_data.sql)
+# (pg_dialer--VERSION.sql), its part that loads the map (parts/16_number_timezones_data.sql)
 # and the update script from each release to the next (pg_dialer--OLD--NEW.sql, written by
 # tools/draft_update.py from the two install scripts and the change file).
 INSTALL_DIR = sql/install
 RELEASES    = 0.1.0 0.2.0
 LAST_RELEASE = $(lastword $(RELEASES))
-MAP_PART    = $(INSTALL_DIR)/parts/55_number_timezones_data.sql
+MAP_PART    = $(INSTALL_DIR)/parts/16_number_timezones_data.sql
 SQL_PARTS   = $(sort $(wildcard $(INSTALL_DIR)/parts/*.sql) $(MAP_PART))
 CURRENT_SCRIPT = $(INSTALL_DIR)/$(EXTENSION)--$(EXTVERSION).sql
 # each release to the one after it, the last release to this version

@@ -12,6 +12,11 @@
 //   - the Twilio StatusCallback URL has one implementation: dialer.twilio_callback_url() is
 //     the C function the dispatcher builds the request with, what the dispatcher sent is what
 //     it gives, and a callback signed over what was sent is accepted;
+//   - the SQL half: in the install sources (sql/install/parts/), a kind's name as a value
+//     ('twilio', 'backend', 'voice_api') appears only in the kinds' enumeration (the rows of
+//     dialer.provider_kinds in 00_schema.sql) and in the kind's own part (6x_kind_<kind>.sql);
+//     a function named for a kind (dialer.twilio_*) is created and called only there (and
+//     named in 02_public_api.sql's list of what is promised); the check catches a planted one;
 //   - no SQL function reads a provider's answer: lookups and searches reach SQL as pg_dialer's
 //     report (src/lookup_report.c), and no function of the extension casts a body to jsonb or
 //     reads Twilio's or a backend's answer fields.
@@ -327,5 +332,57 @@ test('the kinds\' enumeration in SQL (dialer.provider_kinds) names the C kinds, 
     const search = /\.search = (\w+)/.exec(ops[1]);
     assert.equal(Boolean(search && search[1] !== 'NULL'), r.offers_search,
       `${r.kind}: offers_search is whether its ProviderOps has a search`);
+  }
+});
+
+/** A part's SQL without comments and COMMENT statements (their prose may name a kind). */
+function sqlCode(text) {
+  return text.replace(/\/\*[\s\S]*?\*\//g, '').replace(/--[^\n]*/g, '')
+    .replace(/COMMENT ON[^;]*?IS\s*'(?:[^']|'')*';/g, '');
+}
+
+/**
+ * Where the install parts in dir name a kind outside its room: ["part:line: what"]. A kind's
+ * name as a whole string literal is allowed in the enumeration's rows (00_schema.sql, the
+ * INSERT INTO dialer.provider_kinds) and in the kind's own part; an identifier that begins
+ * with a kind's name and _ (dialer.twilio_signature) in its own part and in 02_public_api.sql.
+ */
+function sqlKindNames(dir, kinds) {
+  const found = [];
+  for (const part of fs.readdirSync(dir).filter((f) => f.endsWith('.sql') && !/_data\.sql$/.test(f)).sort()) {
+    const code = sqlCode(fs.readFileSync(path.join(dir, part), 'utf8'));
+    const own = /^\d+_kind_(\w+)\.sql$/.exec(part);
+    const enumeration = part === '00_schema.sql'
+      ? (/INSERT INTO dialer\.provider_kinds[\s\S]*?;/.exec(code) || [''])[0] : '';
+    const outside = code.replace(enumeration, (m) => m.replace(/[^\n]/g, ' '));
+    outside.split('\n').forEach((line, i) => {
+      for (const kind of kinds) {
+        if (own && own[1] === kind) continue;
+        if (new RegExp(`'${kind}'`).test(line)) found.push(`${part}:${i + 1}: '${kind}'`);
+        if (part !== '02_public_api.sql' && new RegExp(`\\b${kind}_\\w+`).test(line)
+            && !(kind === 'backend' && /backend_hooks/.test(line))) {
+          found.push(`${part}:${i + 1}: ${new RegExp(`\\b${kind}_\\w+`).exec(line)[0]}`);
+        }
+      }
+    });
+  }
+  return found;
+}
+
+test('a kind\'s name appears in the install sources only in the enumeration and its own part', () => {
+  const kinds = kindsOf(path.join(repo, 'src'));
+  const parts = path.join(repo, 'sql', 'install', 'parts');
+  assert.deepEqual(sqlKindNames(parts, kinds), [], 'a kind named outside its room');
+  // planted: a kind's literal in a generic part, and a call of a kind's function outside its part
+  const copy = fs.mkdtempSync(path.join(os.tmpdir(), 'pg_dialer_sql_kinds.'));
+  try {
+    for (const f of fs.readdirSync(parts)) fs.copyFileSync(path.join(parts, f), path.join(copy, f));
+    fs.appendFileSync(path.join(copy, '50_dispatch.sql'), "\nSELECT 1 WHERE 'x' = 'voice_api';\n");
+    fs.appendFileSync(path.join(copy, '30_enqueue.sql'), '\nSELECT dialer.twilio_callback_url(NULL, 1);\n');
+    const planted = sqlKindNames(copy, kinds);
+    assert.ok(planted.some((w) => /^50_dispatch\.sql:\d+: 'voice_api'$/.test(w)), planted.join('; '));
+    assert.ok(planted.some((w) => /^30_enqueue\.sql:\d+: twilio_callback_url$/.test(w)), planted.join('; '));
+  } finally {
+    fs.rmSync(copy, { recursive: true, force: true });
   }
 });

@@ -2,6 +2,7 @@
  * pg_dialer: the tables, and the rules every row obeys.
  *
  *   dialer.is_e164(), domain dialer.e164   the E.164 rule (its one home)
+ *   dialer.provider_kinds                  the kinds of provider, and what each asks
  *   dialer.providers, dialer.campaigns     where calls go, and recurring sources of calls
  *   dialer.scheduled_calls                 the queue and the record of every call
  *   dialer.call_attempts, call_events      the call log: requests made, every state change
@@ -203,7 +204,7 @@ CREATE TRIGGER providers_defaults BEFORE INSERT OR UPDATE ON dialer.providers
 /*
  * Campaigns: named recurring sources of calls.  Rules are data; the functions that read
  * them (pending_customers, campaign_candidates, run_campaign, schedule_campaign) and the
- * source contract are in sql/install/parts/40_campaigns.sql.  A trigger there validates each row.
+ * source contract are in sql/install/parts/70_campaigns.sql.  A trigger there validates each row.
  */
 CREATE TABLE dialer.campaigns (
 	name				text PRIMARY KEY CHECK (name ~ '^[A-Za-z0-9_.-]{1,63}$'),
@@ -700,3 +701,32 @@ SELECT pg_catalog.pg_extension_config_dump('dialer.call_events', '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('dialer.scheduled_calls', 'id'), '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('dialer.call_attempts', 'id'), '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('dialer.call_events', 'id'), '');
+
+/*
+ * Authentic callbacks that came before their call was known by its provider call id:
+ * Twilio may post the first status callback before the worker has stored the CallSid of
+ * its answer, and a callback posted straight to PostgREST carries no call id.  Such a
+ * callback is kept here, and applied (then removed) when the sid is stored
+ * (dialer.apply_pending_callbacks).  One that never finds its call (a call placed by
+ * someone else on the same account) stays until dialer.cleanup() removes it.
+ */
+CREATE TABLE dialer.pending_callbacks (
+	id					bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	provider			text NOT NULL REFERENCES dialer.providers (name) ON UPDATE CASCADE ON DELETE CASCADE,
+	provider_call_id	text NOT NULL,
+	sequence			bigint,
+	fields				jsonb NOT NULL CHECK (jsonb_typeof(fields) = 'object'),
+	received_at			timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE dialer.pending_callbacks IS
+	'Authentic Twilio status callbacks whose call was not yet known by its CallSid: applied when the sid is stored, removed by cleanup() when never matched';
+COMMENT ON COLUMN dialer.pending_callbacks.provider IS 'The provider whose auth token signed it';
+COMMENT ON COLUMN dialer.pending_callbacks.provider_call_id IS 'The CallSid it is about';
+COMMENT ON COLUMN dialer.pending_callbacks.sequence IS 'Its SequenceNumber (the order they are applied in)';
+COMMENT ON COLUMN dialer.pending_callbacks.fields IS 'Every form field as received (the signature was checked over them)';
+COMMENT ON COLUMN dialer.pending_callbacks.received_at IS 'When it was received';
+COMMENT ON COLUMN dialer.pending_callbacks.id IS 'Identity of the kept callback';
+COMMENT ON SEQUENCE dialer.pending_callbacks_id_seq IS 'Identity of dialer.pending_callbacks.id';
+CREATE INDEX pending_callbacks_provider_call_id_idx ON dialer.pending_callbacks (provider_call_id);
+SELECT pg_catalog.pg_extension_config_dump('dialer.pending_callbacks', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('dialer.pending_callbacks', 'id'), '');

@@ -374,3 +374,24 @@ AS $$
 $$;
 COMMENT ON FUNCTION dialer.call_life_diagram() IS
 	'The legal moves of a call (dialer.call_transitions) as a Mermaid state diagram: the one README.md prints';
+
+/*
+ * Skips scheduled calls at once, each with its last_error and the detail of its skipped
+ * event: the one home of "a call that may no longer be made is settled now, not when it
+ * falls due" (a number added to the do-not-call list, a consent revoked, a refusal
+ * recorded).  A call no longer scheduled (claimed meanwhile, canceled) is left alone: its
+ * row is re-checked under the UPDATE's lock.  Returns how many were skipped.
+ */
+CREATE FUNCTION dialer.skip_scheduled_calls(call_ids bigint[], errors text[], details jsonb[])
+RETURNS int
+LANGUAGE sql
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+	SELECT count(*)::int
+	  FROM dialer.move_calls(ARRAY(
+			SELECT dialer.make_move(s.id, 'scheduled', 'skipped', 'skipped', s.detail, last_error => s.error)
+			  FROM unnest(call_ids, errors, details) AS s(id, error, detail)));
+$$;
+COMMENT ON FUNCTION dialer.skip_scheduled_calls(bigint[], text[], jsonb[]) IS
+	'Internal: skips the calls still scheduled among call_ids now, each with its last_error and skipped-event detail (do-not-call entries, revoked consents, refusals); returns how many';
+REVOKE ALL ON FUNCTION dialer.skip_scheduled_calls(bigint[], text[], jsonb[]) FROM PUBLIC;

@@ -58,7 +58,7 @@ INSERT INTO dialer.outcome_classes (outcome, position, description) VALUES
  * recorded, moves nothing), and the outcome class of a final one.
  */
 CREATE TABLE dialer.provider_statuses (
-	kind				text,
+	kind				text REFERENCES dialer.provider_kinds (kind),
 	status				text NOT NULL,
 	rank				int NOT NULL CHECK (rank BETWEEN 0 AND 5),
 	call_status			text REFERENCES dialer.call_statuses (status),
@@ -92,7 +92,7 @@ INSERT INTO dialer.provider_statuses (kind, status, rank, call_status, outcome) 
  * status, or its family 4xx / 5xx).
  */
 CREATE TABLE dialer.outcome_signals (
-	kind				text,
+	kind				text REFERENCES dialer.provider_kinds (kind),
 	signal				text NOT NULL CHECK (signal IN ('error_code', 'answered_by', 'http_status')),
 	value				text NOT NULL,
 	outcome				text NOT NULL REFERENCES dialer.outcome_classes (outcome),
@@ -116,25 +116,6 @@ INSERT INTO dialer.outcome_signals (kind, signal, value, outcome) VALUES
 	(NULL,	'http_status',	'425',					'provider_error'),
 	(NULL,	'http_status',	'429',					'provider_error'),
 	(NULL,	'http_status',	'5xx',					'provider_error');
-
--- Twilio's words (AnsweredBy with machine detection; error codes of refused or failed calls)
-INSERT INTO dialer.outcome_signals (kind, signal, value, outcome) VALUES
-	('twilio',	'answered_by',	'human',				'answered'),
-	('twilio',	'answered_by',	'unknown',				'answered'),
-	('twilio',	'answered_by',	'machine_start',		'voicemail_no_message'),
-	('twilio',	'answered_by',	'machine_end_beep',		'voicemail_left'),
-	('twilio',	'answered_by',	'machine_end_silence',	'voicemail_left'),
-	('twilio',	'answered_by',	'machine_end_other',	'voicemail_left'),
-	('twilio',	'answered_by',	'fax',					'fax'),
-	('twilio',	'error_code',	'13223',				'bad_number'),
-	('twilio',	'error_code',	'13224',				'bad_number'),
-	('twilio',	'error_code',	'21211',				'bad_number'),
-	('twilio',	'error_code',	'21214',				'bad_number'),
-	('twilio',	'error_code',	'21217',				'bad_number'),
-	('twilio',	'error_code',	'13225',				'blocked'),
-	('twilio',	'error_code',	'13227',				'blocked'),
-	('twilio',	'error_code',	'21215',				'blocked'),
-	('twilio',	'error_code',	'21216',				'blocked');
 
 /*
  * The row of dialer.provider_statuses for a (normalized) status of a kind: the kind's own,
@@ -445,3 +426,75 @@ END;
 $$;
 COMMENT ON FUNCTION dialer.follow_outcome(dialer.scheduled_calls, text, jsonb) IS
 	'Internal: does what an outcome''s rule says follows for a call that just moved to outcome_status: retry (back to the queue), hold (held), suppress (the number to dialer.do_not_call, noted on the call)';
+
+/* ------------------------------------------------------------------------------------
+ * Provider statuses
+ * ------------------------------------------------------------------------------------ */
+
+/*
+ * A provider's call status in Twilio's vocabulary (queued, initiated, ringing,
+ * in-progress, completed, busy, no-answer, failed, canceled), whatever its spelling:
+ * case, '_' for '-', cancelled, answered, in_progress.  Others are returned as given
+ * (lower case): they are recorded but move nothing.
+ */
+CREATE FUNCTION dialer.normalize_provider_status(status text)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE PARALLEL SAFE
+AS $$
+	SELECT CASE pg_catalog.replace(pg_catalog.lower(pg_catalog.btrim(status)), '_', '-')
+		WHEN 'cancelled' THEN 'canceled'
+		WHEN 'answered' THEN 'in-progress'
+		WHEN 'noanswer' THEN 'no-answer'
+		ELSE pg_catalog.replace(pg_catalog.lower(pg_catalog.btrim(status)), '_', '-') END;
+$$;
+COMMENT ON FUNCTION dialer.normalize_provider_status(text) IS
+	'Internal: a provider status in Twilio''s spelling (no_answer -> no-answer, cancelled -> canceled, answered -> in-progress)';
+
+/*
+ * The order of a (normalized) provider status of a kind (dialer.provider_statuses):
+ * accepted (the dispatcher's mark) 0, queued 1, initiated 2, ringing 3, in-progress 4, any
+ * final status 5; NULL for a status pg_dialer does not know.
+ */
+CREATE FUNCTION dialer.provider_status_rank(status text, kind text DEFAULT NULL)
+RETURNS int
+LANGUAGE sql
+STABLE PARALLEL SAFE
+AS $$
+	SELECT (dialer.provider_status_row(kind, status)).rank;
+$$;
+COMMENT ON FUNCTION dialer.provider_status_rank(text, text) IS
+	'Internal: order of a (normalized) provider status of a kind (dialer.provider_statuses): 0 accepted .. 4 in-progress, 5 final; NULL when unknown';
+
+/*
+ * The call status a (normalized) provider status of a kind leads to
+ * (dialer.provider_statuses): dialing while the call is under way, else the outcome.
+ * NULL for a status that moves nothing or that pg_dialer does not know.
+ */
+CREATE FUNCTION dialer.provider_status_outcome(status text, kind text DEFAULT NULL)
+RETURNS text
+LANGUAGE sql
+STABLE PARALLEL SAFE
+AS $$
+	SELECT (dialer.provider_status_row(kind, status)).call_status;
+$$;
+COMMENT ON FUNCTION dialer.provider_status_outcome(text, text) IS
+	'Internal: the call status a (normalized) provider status of a kind leads to (dialer.provider_statuses): dialing, completed, busy, no_answer, failed, canceled; NULL when it moves nothing or is unknown';
+
+/*
+ * Whether an attempt's provider status moves from old_status to new_status (both
+ * normalized): only forward in provider_status_rank's order, a repeated status under way
+ * included, a final one not; from a status pg_dialer does not know, to any it knows.
+ */
+CREATE FUNCTION dialer.provider_status_advances(new_status text, old_status text, kind text DEFAULT NULL)
+RETURNS boolean
+LANGUAGE sql
+STABLE PARALLEL SAFE
+AS $$
+	SELECT n.rank IS NOT NULL
+		   AND (old_status IS NULL OR o.rank IS NULL OR n.rank > o.rank OR (n.rank = o.rank AND n.rank < 5))
+	  FROM (SELECT dialer.provider_status_rank(new_status, kind) AS rank) n,
+		   (SELECT dialer.provider_status_rank(old_status, kind) AS rank) o;
+$$;
+COMMENT ON FUNCTION dialer.provider_status_advances(text, text, text) IS
+	'Internal: true when an attempt''s provider status may move from old_status to new_status (forward only; an unknown old status may be left)';

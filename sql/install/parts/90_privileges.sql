@@ -9,8 +9,10 @@
  *
  * Copyright (c) 2026, pg_dialer developers
  */
+
 REVOKE ALL ON ALL TABLES IN SCHEMA dialer FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA dialer FROM PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA dialer_api FROM PUBLIC;
 
 -- Harmless helpers anyone may call.
 GRANT EXECUTE ON FUNCTION dialer.is_valid_timezone(text), dialer.is_e164(text), dialer.all_e164(text[]) TO PUBLIC;
@@ -18,29 +20,6 @@ GRANT EXECUTE ON FUNCTION dialer.is_valid_timezone(text), dialer.is_e164(text), 
 -- (a function a view calls is checked against the role that reads the view).
 GRANT EXECUTE ON FUNCTION dialer.final_statuses(), dialer.open_statuses(), dialer.pending_statuses(),
 	dialer.in_progress_statuses(), dialer.unsettled_statuses(), dialer.not_reached_statuses() TO PUBLIC;
-
-/*
- * What every grant helper does (dialer.grant_usage, dialer.grant_monitoring, ...): checks
- * that role_name names a role, grants it USAGE on schema dialer, then each of grants,
- * written 'PRIVILEGES ON OBJECTS' (the helpers' own constant text, never input).
- */
-CREATE FUNCTION dialer.grant_to(role_name name, VARIADIC grants text[])
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, dialer, pg_temp
-AS $$
-DECLARE
-	g text;
-BEGIN
-	PERFORM dialer.require_role(role_name);
-	EXECUTE format('GRANT USAGE ON SCHEMA dialer TO %I', role_name);
-	FOREACH g IN ARRAY grants LOOP
-		EXECUTE format('GRANT %s TO %I', g, role_name);
-	END LOOP;
-END;
-$$;
-COMMENT ON FUNCTION dialer.grant_to(name, text[]) IS
-	'Internal: checks a role, grants it USAGE on schema dialer and each of the given privileges (the grant helpers'' common part)';
 
 /*
  * Grants a role the everyday use of pg_dialer: enqueue, cancel, retry and inspect

@@ -7,11 +7,11 @@
  * outcomes in batches.  They are plain SQL so that pgTAP can test the rules without
  * a dispatcher; no other role may execute them.
  *
- *   claiming       recover_dispatching, provider_capacity, next_window_opening,
- *                  claim_calls, release_claims, next_due_at, worker_providers
- *   storing        record_results
- *   re-evaluating  triggers when a calling window, a time zone, the do-not-call list or
- *                  a provider changes (reevaluate_parked_calls, providers_changed, ...)
+ *   claiming       recover_dispatching, claim_calls, release_claims, next_due_at
+ *                  (the providers' side: 10_providers.sql; windows: 15_recipient_time.sql)
+ *   storing        record_results (a report's store: 40_reports.sql)
+ *   re-evaluating  triggers when a calling window, a time zone or the do-not-call list
+ *                  changes (reevaluate_parked_calls, ...)
  *   reconciling    calls whose outcome is unknown: claim_reconciliations and
  *                  apply_reconciliation (by provider call id), claim_searches and
  *                  apply_search (by what was sent)
@@ -55,141 +55,6 @@ END;
 $$;
 COMMENT ON FUNCTION dialer.recover_dispatching() IS
 	'Worker: at start-up, turns calls left in dispatching into unknown (with an event), never re-sending them; returns how many';
-
-/*
- * How many more calls a provider may have in progress: its max_concurrency less
- * the calls dispatching or dialing that had news within dialer.reconcile_after.
- * NULL max_concurrency means no limit.  0 for a disabled or unknown provider.
- */
-CREATE FUNCTION dialer.provider_capacity(provider text)
-RETURNS int
-LANGUAGE plpgsql
-STABLE
-SET search_path = pg_catalog, dialer, pg_temp
-AS $$
-DECLARE
-	v_max	int;
-	v_on	boolean;
-	v_busy	int;
-BEGIN
-	SELECT p.max_concurrency, p.enabled INTO v_max, v_on FROM dialer.providers p WHERE p.name = provider;
-	IF NOT FOUND OR NOT v_on THEN
-		RETURN 0;
-	END IF;
-	IF v_max IS NULL THEN
-		RETURN 2147483647;
-	END IF;
-	SELECT count(*) INTO v_busy
-	  FROM (SELECT 1 FROM dialer.scheduled_calls c
-			 WHERE c.provider = provider_capacity.provider
-			   AND c.status = ANY (dialer.in_progress_statuses())
-			   AND c.updated_at > now() - current_setting('dialer.reconcile_after')::interval
-			 ORDER BY c.updated_at DESC
-			 LIMIT v_max) s;
-	RETURN greatest(v_max - v_busy, 0);
-END;
-$$;
-COMMENT ON FUNCTION dialer.provider_capacity(text) IS
-	'Internal: Calls a provider may still start: max_concurrency less its calls dispatching or dialing (with news within dialer.reconcile_after)';
-
-/*
- * For a provider at its max_concurrency (the dispatcher asks, to say why it waits):
- * how many of its calls are due and waiting (counted up to 10,000), and when its first
- * slot frees by itself: its oldest call in progress stops counting against
- * max_concurrency after dialer.reconcile_after without news, and is looked up then.
- */
-CREATE FUNCTION dialer.provider_stall(provider text, OUT due_calls int, OUT frees_at timestamptz)
-RETURNS record
-LANGUAGE sql
-STABLE
-SET search_path = pg_catalog, dialer, pg_temp
-AS $$
-	SELECT (SELECT count(*)::int
-			  FROM (SELECT 1 FROM dialer.scheduled_calls c
-					 WHERE c.provider = provider_stall.provider AND c.status = 'scheduled'
-					   AND c.next_attempt_at <= now()
-					 LIMIT 10000) d),
-		   (SELECT min(c.updated_at) + current_setting('dialer.reconcile_after')::interval
-			  FROM dialer.scheduled_calls c
-			 WHERE c.provider = provider_stall.provider AND c.status = ANY (dialer.in_progress_statuses())
-			   AND c.updated_at > now() - current_setting('dialer.reconcile_after')::interval);
-$$;
-COMMENT ON FUNCTION dialer.provider_stall(text) IS
-	'Worker: for a provider at its max_concurrency, its due calls waiting (up to 10,000) and when reconciliation frees its first slot';
-
-/*
- * The start of the next calling window at or after instant at, in zone tz, for a
- * window [window_start, window_end) of local times.  NULL when at is inside the
- * window.
- */
-CREATE FUNCTION dialer.next_window_opening(at timestamptz, tz text, window_start time, window_end time)
-RETURNS timestamptz
-LANGUAGE sql
-IMMUTABLE
-PARALLEL SAFE
--- no SET clause: it would stop the planner inlining this into claim_calls' query
-AS $$
-	SELECT CASE
-		WHEN (at AT TIME ZONE tz)::time >= window_start
-			 AND ((at AT TIME ZONE tz)::time < window_end OR window_end = '00:00' OR window_end = '24:00')
-			THEN NULL
-		WHEN (at AT TIME ZONE tz)::time < window_start
-			THEN (date_trunc('day', at AT TIME ZONE tz) + window_start) AT TIME ZONE tz
-		ELSE (date_trunc('day', at AT TIME ZONE tz) + interval '1 day' + window_start) AT TIME ZONE tz
-	END;
-$$;
-COMMENT ON FUNCTION dialer.next_window_opening(timestamptz, text, time, time) IS
-	'Internal: NULL when instant at is inside the local calling window [window_start, window_end) of zone tz, else when the window next opens';
-
-/*
- * What a claim's event says about the zones the general calling window was read in:
- * the zones and their source (dialer.recipient_zones); when the number's zone is
- * unknown and dialer.default_timezone stood in for it, a warning saying so.
- */
-CREATE FUNCTION dialer.window_zones_detail(to_number text, zones text[], source text)
-RETURNS jsonb
-LANGUAGE sql
-IMMUTABLE
-AS $$
-	SELECT jsonb_build_object('timezones', zones, 'timezone_source', source)
-		   || CASE WHEN source = 'default' THEN jsonb_build_object('warning',
-				  format('the time zone of %s is not known from the number: the calling window was read in dialer.default_timezone (%s); give the call or its campaign a timezone',
-						 to_number, zones[1])) ELSE '{}' END;
-$$;
-COMMENT ON FUNCTION dialer.window_zones_detail(text, text[], text) IS
-	'Internal: the zones (and their source) a claim read the general calling window in, as event detail; a warning when dialer.default_timezone stood in for an unknown zone';
-
-/*
- * Why a call was skipped because the general window is never open in all of its
- * number's zones at once.
- */
-CREATE FUNCTION dialer.no_window_message(to_number text, zones text[], window_start time, window_end time)
-RETURNS text
-LANGUAGE sql
-IMMUTABLE
-AS $$
-	SELECT format('the calling window %s-%s is never open at the same time in all %s time zones %s may be in (%s): not dialled; give the call or its campaign a timezone',
-				  to_char(window_start, 'HH24:MI'), to_char(window_end, 'HH24:MI'), cardinality(zones), to_number,
-				  array_to_string(zones[1:5], ', ') || CASE WHEN cardinality(zones) > 5 THEN ', ...' ELSE '' END);
-$$;
-COMMENT ON FUNCTION dialer.no_window_message(text, text[], time, time) IS
-	'Internal: last_error of a call skipped because the calling window never opens in all of its number''s zones at once';
-
-/*
- * The detail of the event of a call a calling policy skips, at enqueue or at
- * dispatch (checked): the policy and rule that decided, the recipient's zones and
- * the reason in words.
- */
-CREATE FUNCTION dialer.policy_skip_detail(checked text, policy text, rule text, timezones text[], message text)
-RETURNS jsonb
-LANGUAGE sql
-IMMUTABLE
-AS $$
-	SELECT jsonb_build_object('reason', 'policy', 'checked', checked, 'policy', policy, 'rule', rule,
-							  'timezones', timezones, 'message', message);
-$$;
-COMMENT ON FUNCTION dialer.policy_skip_detail(text, text, text, text[], text) IS
-	'Internal: the event detail of a call skipped by a calling policy (checked: enqueue, dispatch, consent_changed or refusal_recorded; policy, rule, zones, message)';
 
 /*
  * The detail of the event a claim writes for a call, by its verdict v: claimed (go: the
@@ -534,27 +399,6 @@ CREATE TRIGGER call_timezone_changed
 	EXECUTE FUNCTION dialer.window_changed();
 
 /*
- * Skips scheduled calls at once, each with its last_error and the detail of its skipped
- * event: the one home of "a call that may no longer be made is settled now, not when it
- * falls due" (a number added to the do-not-call list, a consent revoked, a refusal
- * recorded).  A call no longer scheduled (claimed meanwhile, canceled) is left alone: its
- * row is re-checked under the UPDATE's lock.  Returns how many were skipped.
- */
-CREATE FUNCTION dialer.skip_scheduled_calls(call_ids bigint[], errors text[], details jsonb[])
-RETURNS int
-LANGUAGE sql
-SET search_path = pg_catalog, dialer, pg_temp
-AS $$
-	SELECT count(*)::int
-	  FROM dialer.move_calls(ARRAY(
-			SELECT dialer.make_move(s.id, 'scheduled', 'skipped', 'skipped', s.detail, last_error => s.error)
-			  FROM unnest(call_ids, errors, details) AS s(id, error, detail)));
-$$;
-COMMENT ON FUNCTION dialer.skip_scheduled_calls(bigint[], text[], jsonb[]) IS
-	'Internal: skips the calls still scheduled among call_ids now, each with its last_error and skipped-event detail (do-not-call entries, revoked consents, refusals); returns how many';
-REVOKE ALL ON FUNCTION dialer.skip_scheduled_calls(bigint[], text[], jsonb[]) FROM PUBLIC;
-
-/*
  * A number added to the do-not-call list: its scheduled calls (waiting for a window,
  * a retry or their run_at) are skipped at once, with the reason, instead of waiting
  * for the check at dispatch.
@@ -691,32 +535,6 @@ COMMENT ON FUNCTION dialer.record_results(bigint[], int[], text[], int[], text[]
 	'Worker: stores a batch of request outcomes (accepted, retry, failed, unknown) with events; never moves a call a callback has already moved on';
 
 /*
- * A provider added, enabled or changed may make waiting calls dispatchable: when
- * the change commits, the worker reloads the providers and looks at the queue.
- */
-CREATE FUNCTION dialer.reload_providers_at_commit()
-RETURNS void
-LANGUAGE C VOLATILE STRICT
-AS 'MODULE_PATHNAME', 'dialer_providers_changed';
-COMMENT ON FUNCTION dialer.reload_providers_at_commit() IS
-	'Internal: Makes the worker reload dialer.providers (and wake) when the current transaction commits';
-
-CREATE FUNCTION dialer.providers_changed()
-RETURNS trigger
-LANGUAGE plpgsql
-SET search_path = pg_catalog, dialer, pg_temp
-AS $$
-BEGIN
-	PERFORM dialer.reload_providers_at_commit();
-	RETURN NULL;
-END;
-$$;
-COMMENT ON FUNCTION dialer.providers_changed() IS
-	'Trigger: the worker reloads the providers when a change to dialer.providers commits';
-CREATE TRIGGER providers_changed AFTER INSERT OR UPDATE OR DELETE ON dialer.providers
-	FOR EACH STATEMENT EXECUTE FUNCTION dialer.providers_changed();
-
-/*
  * When an unknown call without a provider call id is next due for a search at its
  * provider by what was sent (see dialer.claim_searches): reconcile_after after its
  * last news, then 2 and 4 times reconcile_after after the previous search.
@@ -778,7 +596,7 @@ BEGIN
 								  WHERE c.provider = p.name AND c.status = 'unknown'
 									AND c.provider_call_id IS NULL AND c.reconcile_searches < 3
 								  ORDER BY c.updated_at LIMIT 100) s
-			 WHERE p.enabled AND p.kind IN ('twilio', 'backend')))
+			 WHERE p.enabled AND EXISTS (SELECT FROM dialer.provider_kinds k WHERE k.kind = p.kind AND k.offers_search)))
 	  INTO dispatch_at, reconcile_at;
 END;
 $$;
@@ -928,12 +746,13 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 DECLARE
-	v_kind text;
+	v_searches boolean;
 	v_from text;
 BEGIN
-	SELECT p.kind, p.from_number INTO v_kind, v_from
-	  FROM dialer.providers p WHERE p.name = claim_searches.provider AND p.enabled;
-	IF NOT FOUND OR v_kind NOT IN ('twilio', 'backend') OR max_calls < 1 THEN
+	SELECT k.offers_search, p.from_number INTO v_searches, v_from
+	  FROM dialer.providers p JOIN dialer.provider_kinds k ON k.kind = p.kind
+	 WHERE p.name = claim_searches.provider AND p.enabled;
+	IF NOT FOUND OR NOT v_searches OR max_calls < 1 THEN
 		RETURN;
 	END IF;
 
@@ -1164,18 +983,3 @@ END;
 $$;
 COMMENT ON FUNCTION dialer.apply_search(bigint, jsonb, int, jsonb) IS
 	'Worker: applies the report of a search for an unknown call without a provider call id (the records found, as the provider''s kind read its answer): exactly one matching record settles it (event reconciled), else it stays unknown with a reconcile_search event (not_found, ambiguous, incomplete, failed, not_offered); an answer for an attempt the call has left (settled, or requeued by retry_call) changes nothing';
-
-/*
- * The provider configurations the worker dispatches with (secrets included: only
- * the owner and the worker may run this).
- */
-CREATE FUNCTION dialer.worker_providers()
-RETURNS SETOF dialer.providers
-LANGUAGE sql
-STABLE
-SET search_path = pg_catalog, dialer, pg_temp
-AS $$
-	SELECT * FROM dialer.providers p WHERE p.enabled ORDER BY p.name;
-$$;
-COMMENT ON FUNCTION dialer.worker_providers() IS
-	'Worker: enabled provider configurations, secrets included (owner only)';

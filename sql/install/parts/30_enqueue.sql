@@ -1,7 +1,7 @@
 /*
  * pg_dialer: the SQL API of the queue: the rules a call must satisfy (dialer.call_rule,
  * their one home, and dialer.call_refusal, their errors), enqueue_call and enqueue_calls,
- * cancel_call, retry_call, call_details, stats, cleanup, and the C helpers they use.
+ * cancel_call, retry_call, call_details, stats and cleanup.
  *
  * Every function that changes the queue is SECURITY DEFINER with a pinned search_path:
  * the tables stay the owner's, and a role is given exactly the capabilities it is
@@ -9,29 +9,6 @@
  *
  * Copyright (c) 2026, pg_dialer developers
  */
-
-/* C helpers (src/pg_dialer.c, src/shmem.c) */
-
-CREATE FUNCTION dialer.wake_worker()
-RETURNS void
-LANGUAGE C VOLATILE STRICT
-AS 'MODULE_PATHNAME', 'dialer_wake_worker';
-COMMENT ON FUNCTION dialer.wake_worker() IS
-	'Wakes the dispatcher when the current transaction commits (nothing happens on rollback); warns, once per transaction, when no dispatcher serves this database';
-
-CREATE FUNCTION dialer.wake_worker_quietly()
-RETURNS void
-LANGUAGE C VOLATILE STRICT
-AS 'MODULE_PATHNAME', 'dialer_wake_worker_quietly';
-COMMENT ON FUNCTION dialer.wake_worker_quietly() IS
-	'Internal: dialer.wake_worker() without the warning when no dispatcher serves this database (webhooks)';
-
-CREATE FUNCTION dialer.is_valid_timezone(name text)
-RETURNS boolean
-LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
-AS 'MODULE_PATHNAME', 'dialer_is_valid_timezone';
-COMMENT ON FUNCTION dialer.is_valid_timezone(text) IS
-	'True when name is a time zone PostgreSQL knows (IANA names such as Europe/Paris)';
 
 CREATE FUNCTION dialer.worker_status(
 	OUT pid int,
@@ -52,28 +29,6 @@ LANGUAGE C VOLATILE
 AS 'MODULE_PATHNAME', 'dialer_worker_status';
 COMMENT ON FUNCTION dialer.worker_status() IS
 	'The running dispatcher: pid, database, state, start time, requests in flight, counters, last error, and since when and for which commit LSN claimed calls wait for standbys (no row when none runs)';
-
-/*
- * Raises the error for a bad argument of an API function: SQLSTATE 22023 unless given,
- * a message naming the argument and its value, a detail saying what is accepted, and a
- * hint.  One place, so every validation error has the same shape.
- */
-CREATE FUNCTION dialer.raise_bad_argument(argument text, value text, detail text, hint text,
-										  errcode text DEFAULT '22023')
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, dialer, pg_temp
-AS $$
-BEGIN
-	RAISE EXCEPTION 'invalid %: %', argument,
-		CASE WHEN value IS NULL THEN 'NULL'
-			 WHEN length(value) > 80 THEN quote_literal(left(value, 77) || '...')
-			 ELSE quote_literal(value) END
-		USING ERRCODE = errcode, DETAIL = detail, HINT = hint;
-END;
-$$;
-COMMENT ON FUNCTION dialer.raise_bad_argument(text, text, text, text, text) IS
-	'Internal: raises the standard "invalid <argument>: <value>" error of the API';
 
 /*
  * dialer.late_tolerance as an interval: how far in the past a run_at may be without
@@ -762,51 +717,6 @@ END;
 $$;
 COMMENT ON FUNCTION dialer.enqueue_calls(jsonb, boolean) IS
 	'Enqueues a JSON array of calls (keys: enqueue_call''s arguments plus customer_ref) with enqueue_call''s rules, dedupe, do-not-call and wake-up; one row per element: item, id, outcome (scheduled, skipped, duplicate, refused) and the error of a refused one. atomic => true (default): all or nothing; false: writes the acceptable calls.';
-
-/*
- * Raises the standard error unless role_name names an existing role: the grant
- * helpers' one check.
- */
-CREATE FUNCTION dialer.require_role(role_name name)
-RETURNS void
-LANGUAGE plpgsql
-STABLE
-SET search_path = pg_catalog, dialer, pg_temp
-AS $$
-BEGIN
-	IF role_name IS NULL OR NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = role_name) THEN
-		PERFORM dialer.raise_bad_argument('role_name', role_name::text, 'No role has this name.',
-			'Create the role first (CREATE ROLE ...).', '42704');
-	END IF;
-END;
-$$;
-COMMENT ON FUNCTION dialer.require_role(name) IS 'Internal: raises "invalid role_name" unless the role exists';
-
-/*
- * Locks and returns one call, or raises the standard error for an unknown id.
- */
-CREATE FUNCTION dialer.lock_call(call_id bigint)
-RETURNS dialer.scheduled_calls
-LANGUAGE plpgsql
-SET search_path = pg_catalog, dialer, pg_temp
-AS $$
-DECLARE
-	v_call dialer.scheduled_calls;
-BEGIN
-	IF call_id IS NULL THEN
-		PERFORM dialer.raise_bad_argument('call_id', NULL, 'A call id is required.', 'Pass the id enqueue_call returned.', '22004');
-	END IF;
-	SELECT * INTO v_call FROM dialer.scheduled_calls c WHERE c.id = lock_call.call_id FOR UPDATE;
-	IF NOT FOUND THEN
-		RAISE EXCEPTION 'call % does not exist', call_id
-			USING ERRCODE = 'no_data_found',
-				  DETAIL = 'No row of dialer.scheduled_calls has this id (dialer.cleanup() may have removed it).',
-				  HINT = 'Pass an id returned by dialer.enqueue_call().';
-	END IF;
-	RETURN v_call;
-END;
-$$;
-COMMENT ON FUNCTION dialer.lock_call(bigint) IS 'Internal: locks a call FOR UPDATE, or raises "call N does not exist"';
 
 /*
  * Cancels a call that has not been claimed yet.  A call already being dispatched or
