@@ -56,10 +56,11 @@ SELECT col_default_is('dialer', 'scheduled_calls', 'status', 'scheduled', 'a cal
 SELECT has_trigger('dialer', 'providers', 'providers_keep_calls',
 	'scheduled_calls.provider has no foreign key: a trigger keeps a provider with calls from being deleted');
 
--- the statuses, exactly: the CHECK is the union of the open and final groups
+-- the statuses, exactly: the CHECK is the union of the open and final groups (written into
+-- the catalog as their literal list)
 SELECT is((SELECT pg_get_constraintdef(oid) FROM pg_constraint
 			WHERE conrelid = 'dialer.scheduled_calls'::regclass AND conname = 'scheduled_calls_status_check'),
-		  'CHECK ((status = ANY ((dialer.open_statuses() || dialer.final_statuses()))))',
+		  format('CHECK ((status = ANY (%L::text[])))', dialer.open_statuses() || dialer.final_statuses()),
 		  'the status check is the open and final groups');
 SELECT set_eq(
 	$$SELECT unnest(dialer.open_statuses() || dialer.final_statuses())$$,

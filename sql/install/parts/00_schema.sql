@@ -374,8 +374,7 @@ INSERT INTO dialer.call_statuses (status, position, description) VALUES
  */
 CREATE TABLE dialer.scheduled_calls (
 	id					bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-	status				text NOT NULL DEFAULT 'scheduled'
-						CHECK (status = ANY (dialer.open_statuses() || dialer.final_statuses())),
+	status				text NOT NULL DEFAULT 'scheduled',	-- checked below
 	run_at				timestamptz NOT NULL,
 	next_attempt_at		timestamptz NOT NULL,
 	to_number			dialer.e164 NOT NULL,
@@ -403,6 +402,18 @@ CREATE TABLE dialer.scheduled_calls (
 	reconcile_failures	int NOT NULL DEFAULT 0 CHECK (reconcile_failures >= 0),
 	CONSTRAINT deadline_after_run_at CHECK (deadline IS NULL OR deadline > run_at)
 );
+
+/*
+ * The statuses a call may have (the groups above), written into the catalog as a literal
+ * list: a CHECK is prepared again at every statement that writes the table, and function
+ * calls in it would be inlined again each time (20 us more per enqueue_call, measured).
+ */
+DO $$
+BEGIN
+	EXECUTE format('ALTER TABLE dialer.scheduled_calls ADD CONSTRAINT scheduled_calls_status_check '
+				   'CHECK (status = ANY (%L::text[]))', dialer.open_statuses() || dialer.final_statuses());
+END;
+$$;
 
 COMMENT ON TABLE dialer.scheduled_calls IS
 	'The call queue and the record of every call. Enqueue with dialer.enqueue_call(); the worker claims due rows.';

@@ -122,7 +122,7 @@ SELECT f.status, e.event, t.status, f.status = 'unknown' AND e.event = 'reconcil
 			  CASE t.status WHEN 'dialing' THEN 'under way' ELSE replace(t.status, '_', ' ') END, e.what)
   FROM unnest(ARRAY['dispatching', 'dialing', 'unknown']) WITH ORDINALITY AS f(status, fo)
  CROSS JOIN unnest(ARRAY['callback', 'webhook', 'reconcile', 'reconciled'],
-				   ARRAY['a Twilio status callback', 'a JSON webhook', 'a lookup at the provider',
+				   ARRAY['a status callback of form fields', 'a JSON webhook', 'a lookup at the provider',
 						 'a search at the provider found it']) WITH ORDINALITY AS e(event, what, eo)
  CROSS JOIN unnest(ARRAY['dialing', 'completed', 'no_answer', 'busy', 'failed', 'canceled']) WITH ORDINALITY AS t(status, tor)
  ORDER BY f.fo, e.eo, t.tor;
@@ -143,7 +143,7 @@ COMMENT ON COLUMN dialer.call_notes.made_by IS 'The function(s) that record it';
 COMMENT ON COLUMN dialer.call_notes.description IS 'When it is recorded';
 
 INSERT INTO dialer.call_notes (event, made_by, description) VALUES
-	('callback', 'apply_provider_status', 'a Twilio status callback that moves nothing: stale, of another attempt, after the call ended, or a status pg_dialer does not know'),
+	('callback', 'apply_provider_status', 'a status callback of form fields that moves nothing: stale, of another attempt, after the call ended, or a status pg_dialer does not know'),
 	('webhook', 'apply_provider_status', 'a JSON webhook that moves nothing (as for callback)'),
 	('reconcile', 'apply_provider_status', 'a lookup''s answer that moves nothing (as for callback)'),
 	('reconciled', 'apply_provider_status', 'a search''s answer that moves nothing (as for callback)'),

@@ -596,7 +596,9 @@ BEGIN
 								  WHERE c.provider = p.name AND c.status = 'unknown'
 									AND c.provider_call_id IS NULL AND c.reconcile_searches < 3
 								  ORDER BY c.updated_at LIMIT 100) s
-			 WHERE p.enabled AND EXISTS (SELECT FROM dialer.provider_kinds k WHERE k.kind = p.kind AND k.offers_search)))
+			 -- the kinds that offer a search, read once per call (an InitPlan): a correlated
+			 -- EXISTS here cost the dispatcher's every round 20 us more
+			 WHERE p.enabled AND p.kind = ANY (ARRAY(SELECT k.kind FROM dialer.provider_kinds k WHERE k.offers_search))))
 	  INTO dispatch_at, reconcile_at;
 END;
 $$;
@@ -896,7 +898,7 @@ AS $$
 			WHEN 'ambiguous' THEN 'several records match what was sent: none is taken'
 			WHEN 'incomplete' THEN 'more records than one page match: none is taken'
 			WHEN 'found' THEN 'the call was settled or requeued meanwhile: nothing changed'
-			WHEN 'not_offered' THEN 'the backend offers no lookup by Idempotency-Key'
+			WHEN 'not_offered' THEN 'the provider offers no lookup by Idempotency-Key'
 			ELSE 'the search failed' END
 		   || CASE WHEN searches_left = 0 AND result <> 'found'
 				   THEN '; no search is left: the call stays unknown (check it at the provider, then dialer.retry_call() or leave it)'
