@@ -68,7 +68,7 @@ CREATE FUNCTION dialer.claim_event_detail(v text, attempt int, to_number text, d
 										  policies text[], error text)
 RETURNS jsonb
 LANGUAGE sql
-IMMUTABLE
+STABLE		-- as jsonb_build_object is: so the planner inlines it into the claim
 AS $$
 	SELECT CASE v
 		-- under calling policies, the claim records which ones allowed it (the audit reads it);
@@ -521,6 +521,9 @@ BEGIN
 	PERFORM count(*) FROM dialer.move_calls(v_moves);
 
 	-- a failed request's class may have a rule saying what follows (the default set: done)
+	IF v_failed IS NULL THEN
+		RETURN;		-- the usual batch: every request accepted
+	END IF;
 	FOR v_call IN SELECT c.* FROM dialer.scheduled_calls c WHERE c.id = ANY (v_failed) AND c.status = 'failed' LOOP
 		PERFORM dialer.follow_outcome(v_call, 'failed',
 				dialer.next_action_detail(n.action, n.rule_set, a.outcome, a.attempt, n.next_attempt_at,
