@@ -9,9 +9,10 @@ SET TimeZone = 'UTC';
 SET DateStyle = 'ISO, YMD';
 SET IntervalStyle = 'postgres';
 CREATE EXTENSION pg_dialer;
-SELECT e.extname, e.extversion = a.default_version AS default_version, n.nspname AS schema, e.extrelocatable
+-- the version installed (pg_available_extensions would be empty where the control file lives
+-- outside the share directory, as in the Debian package's build-time test)
+SELECT e.extname, e.extversion, n.nspname AS schema, e.extrelocatable
   FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
-  JOIN pg_available_extensions a ON a.name = e.extname
  WHERE e.extname = 'pg_dialer';
 INSERT INTO dialer.providers (name, kind, base_url, account_sid, auth_token, from_number, twiml_url)
 VALUES ('default', 'twilio', 'https://api.twilio.com', 'AC00000000000000000000000000000000',
