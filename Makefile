@@ -136,7 +136,6 @@ deb:
 	(cd "$$top/pg-dialer-$(EXTVERSION)" && dpkg-buildpackage --build=binary --no-sign); \
 	rc=$$?; \
 	cp "$$top"/*.deb "$$top"/*.changes "$$top"/*.buildinfo $(DEB_DIR)/ 2>/dev/null; \
-	rm -rf "$$top"; \
+	rm -rf "$$top" $(DEB_DIR)/source.tar; \
 	exit $$rc
-	rm -f $(DEB_DIR)/source.tar
 	@ls -1 $(DEB_DIR)/*.deb
