@@ -50,7 +50,9 @@ typedef struct DialerProvider
 	char	   *status_callback_url;
 	List	   *allowed_hosts;	/* of char * */
 	int			ring_timeout;	/* 0: not sent */
-	char	   *machine_detection;
+	char	   *machine_detection;	/* NULL: none (a call's payload may ask) */
+	bool		async_amd;		/* detection in the background, verdict to
+								 * status_callback_url */
 	double		calls_per_second;
 	int			max_concurrency;	/* 0: no limit on calls in progress */
 	bool		seen;			/* present in the latest load */

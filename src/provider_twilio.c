@@ -135,9 +135,97 @@ dialer_twilio_callback_url(PG_FUNCTION_ARGS)
 }
 
 /*
+ * The tuning settings of machine detection: the payload key of each and the
+ * form field it sets (their ranges are checked at enqueue:
+ * dialer.machine_detection_ranges()).
+ */
+static const struct
+{
+	const char *key;
+	const char *field;
+}			detection_settings[] = {
+	{"machine_detection_timeout", "MachineDetectionTimeout"},
+	{"machine_detection_speech_threshold", "MachineDetectionSpeechThreshold"},
+	{"machine_detection_speech_end_threshold", "MachineDetectionSpeechEndThreshold"},
+	{"machine_detection_silence_timeout", "MachineDetectionSilenceTimeout"},
+};
+
+/*
+ * Appends a call's answering-machine detection and digits to its create
+ * request: MachineDetection from payload.machine_detection (none: no
+ * detection), else from the provider; with it AsyncAmd, its callback (the
+ * call's status callback URL, signed and checked as the status callbacks
+ * are) and the tuning settings the payload gives; SendDigits from
+ * payload.send_digits.  The rules (values, ranges, no detection with
+ * SendDigits, an asynchronous verdict needs a status_callback_url) are
+ * checked at enqueue (dialer.machine_detection_rule); a provider changed
+ * since then can still make detection and SendDigits meet: such a call is not
+ * sent (Twilio would ignore the detection), false with *error set.
+ */
+static bool
+append_machine_detection(StringInfo body, DialerProvider *p, ClaimedCall *c, char **error)
+{
+	const char *mode = p->machine_detection;
+	bool		async = p->async_amd;
+	char	   *digits = NULL;
+	bool		asked;
+	bool		valid;
+
+	/* most payloads hold none of the keys: their names are looked for first */
+	asked = c->payload != NULL && (strstr(c->payload, "machine_detection") != NULL ||
+								   strstr(c->payload, "async_amd") != NULL ||
+								   strstr(c->payload, "send_digits") != NULL);
+	if (asked)
+	{
+		char	   *v = json_get_string(c->payload, "machine_detection", &valid);
+
+		if (v != NULL)
+			mode = strcmp(v, "none") == 0 ? NULL : v;
+		v = json_get_text(c->payload, "async_amd", &valid);
+		if (v != NULL)
+			async = strcmp(v, "true") == 0;
+		digits = json_get_string(c->payload, "send_digits", &valid);
+	}
+	if (digits != NULL && mode != NULL)
+	{
+		*error = psprintf("payload.send_digits and MachineDetection=%s cannot go together (Twilio ignores the detection when SendDigits is sent)",
+						  mode);
+		return false;
+	}
+	if (digits != NULL)
+		append_form(body, "SendDigits", digits);
+	if (mode == NULL)
+		return true;
+
+	append_form(body, "MachineDetection", mode);
+	for (int i = 0; asked && i < (int) lengthof(detection_settings); i++)
+	{
+		char	   *v = json_get_text(c->payload, detection_settings[i].key, &valid);
+
+		if (v != NULL)
+			append_form(body, detection_settings[i].field,
+						psprintf("%d", (int) strtod(v, NULL)));
+	}
+
+	/*
+	 * Without a status callback URL (a provider changed since the enqueue)
+	 * the verdict could go nowhere: detection is then synchronous.
+	 */
+	if (async && p->status_callback_url)
+	{
+		append_form(body, "AsyncAmd", "true");
+		append_form(body, "AsyncAmdStatusCallback",
+					callback_url(p->status_callback_url, p->status_callback_call_id, c->id));
+		append_form(body, "AsyncAmdStatusCallbackMethod", "POST");
+	}
+	return true;
+}
+
+/*
  * The Calls.json create request.  What the call says: payload.twiml_url or
  * payload.url as Url; else payload.message spoken through Twiml; else the
- * provider's twiml_url.
+ * provider's twiml_url.  Then the status callback, Timeout, and the call's
+ * machine detection (append_machine_detection).
  */
 static bool
 twilio_prepare(DialerRequest *req, char **error)
@@ -203,8 +291,8 @@ twilio_prepare(DialerRequest *req, char **error)
 	}
 	if (p->ring_timeout > 0)
 		append_form(&body, "Timeout", psprintf("%d", p->ring_timeout));
-	if (p->machine_detection)
-		append_form(&body, "MachineDetection", p->machine_detection);
+	if (!append_machine_detection(&body, p, c, error))
+		return false;
 
 	http_prepare(&req->http, psprintf("%s/Calls.json", account_url(p)));
 	twilio_set_auth(req);

@@ -223,8 +223,8 @@ queue_load_providers(List *known)
 	if (SPI_execute("SELECT name, kind, rtrim(base_url, '/'), account_sid, auth_token, api_key_sid, "
 					"api_key_secret, bearer_token, from_number, twiml_url, status_callback_url, "
 					"array_to_string(allowed_hosts, ','), coalesce(ring_timeout, 0), machine_detection, "
-					"calls_per_second::float8, coalesce(max_concurrency, 0), status_callback_call_id "
-					"FROM dialer.worker_providers()", true, 0) != SPI_OK_SELECT)
+					"calls_per_second::float8, coalesce(max_concurrency, 0), status_callback_call_id, "
+					"async_amd FROM dialer.worker_providers()", true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "pg_dialer: loading providers failed");
 
 	foreach(lc, known)
@@ -281,6 +281,7 @@ queue_load_providers(List *known)
 		p->calls_per_second = DatumGetFloat8(SPI_getbinval(tup, desc, 15, &isnull));
 		p->max_concurrency = DatumGetInt32(SPI_getbinval(tup, desc, 16, &isnull));
 		p->status_callback_call_id = DatumGetBool(SPI_getbinval(tup, desc, 17, &isnull));
+		p->async_amd = DatumGetBool(SPI_getbinval(tup, desc, 18, &isnull));
 	}
 	queue_end(caller);
 	return known;

@@ -1,6 +1,6 @@
 -- pgTAP: outcome classes and next-action rules, as data.
 --   - every signal maps to a class by the rows of dialer.provider_statuses and
---     dialer.outcome_signals (Twilio's AnsweredBy and error codes, every kind's statuses, HTTP);
+--     dialer.outcome_signals (Twilio's error codes, every kind's statuses and AnsweredBy words, HTTP);
 --   - the class is recorded on the attempt and the event, beside the provider's own words, by a
 --     status report and by a stored request outcome;
 --   - the default rule set is 0.2.0 (busy / no_answer retried only with retry_busy /
@@ -68,8 +68,8 @@ SELECT is(ARRAY[dialer.outcome_of('twilio', 'busy', NULL, NULL, NULL), dialer.ou
 				dialer.outcome_of('twilio', 'canceled', NULL, NULL, NULL),
 				dialer.outcome_of('backend', 'completed', 'machine_end_beep', NULL, NULL),
 				dialer.outcome_of('backend', 'failed', NULL, '21211', NULL)],
-		  ARRAY['busy', 'no_answer', 'canceled', 'answered', 'provider_error'],
-		  'every kind''s statuses; Twilio''s AnsweredBy and codes are Twilio''s only');
+		  ARRAY['busy', 'no_answer', 'canceled', 'voicemail_left', 'provider_error'],
+		  'every kind''s statuses and AnsweredBy words (the JSON webhooks'' answered_by); Twilio''s codes are Twilio''s only');
 SELECT is(ARRAY[dialer.outcome_of('backend', NULL, NULL, 'http_400', 400), dialer.outcome_of('backend', NULL, NULL, 'http_503', 503),
 				dialer.outcome_of('backend', NULL, NULL, 'http_429', 429), dialer.outcome_of('backend', NULL, NULL, 'connect_failed', NULL),
 				dialer.outcome_of('backend', NULL, NULL, 'not_sendable', NULL)],

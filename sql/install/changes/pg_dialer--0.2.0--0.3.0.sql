@@ -26,6 +26,11 @@ ALTER TABLE dialer.providers DROP CONSTRAINT providers_kind_check;
 ALTER TABLE dialer.providers DROP CONSTRAINT twilio_needs_account;
 ALTER TABLE dialer.providers ADD CONSTRAINT providers_kind_fkey
 	FOREIGN KEY (kind) REFERENCES dialer.provider_kinds (kind);
+-- a provider's answering-machine detection may run in the background (its verdict to the
+-- status callback URL)
+ALTER TABLE dialer.providers ADD COLUMN async_amd boolean NOT NULL DEFAULT false;
+ALTER TABLE dialer.providers ADD CONSTRAINT async_amd_needs_callback
+	CHECK (NOT async_amd OR status_callback_url IS NOT NULL);
 -- @replace function dialer.call_rule
 -- the payload rules of a kind are read from its row of dialer.provider_kinds
 DROP FUNCTION dialer.call_rule(text, timestamptz, text, jsonb, text, text, int, int, text, timestamptz, text, text[], text, boolean);

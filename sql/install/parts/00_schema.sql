@@ -74,7 +74,8 @@ CREATE TABLE dialer.provider_kinds (
 	message_max_length		int CHECK (message_max_length > 0),
 	needs_something_to_say	boolean NOT NULL DEFAULT false,
 	offers_search			boolean NOT NULL DEFAULT false,
-	json_webhooks			boolean NOT NULL DEFAULT false
+	json_webhooks			boolean NOT NULL DEFAULT false,
+	machine_detection		boolean NOT NULL DEFAULT false
 );
 COMMENT ON TABLE dialer.provider_kinds IS
 	'The kinds of provider pg_dialer can call through (its C has a file for each), and what the rest of pg_dialer must know about each: the enumeration of kinds, the one place outside a kind''s own files that names it';
@@ -88,15 +89,16 @@ COMMENT ON COLUMN dialer.provider_kinds.message_max_length IS 'The longest paylo
 COMMENT ON COLUMN dialer.provider_kinds.needs_something_to_say IS 'true: a call needs payload.message, url or twiml_url, or the provider''s twiml_url';
 COMMENT ON COLUMN dialer.provider_kinds.offers_search IS 'true: the provider can list its calls, so that a lost answer is looked for (reconciliation by search)';
 COMMENT ON COLUMN dialer.provider_kinds.json_webhooks IS 'true: its status webhooks are JSON signed with the provider''s webhook_secret (dialer_api.provider_status_callback)';
+COMMENT ON COLUMN dialer.provider_kinds.machine_detection IS 'true: a call may ask for answering-machine detection and for digits sent after connecting (payload.machine_detection, async_amd, its timeouts, send_digits: dialer.machine_detection_rule)';
 
 INSERT INTO dialer.provider_kinds (kind, description, default_calls_per_second, needs_account, call_modes,
 								   per_call_base_url, message_max_length, needs_something_to_say, offers_search,
-								   json_webhooks) VALUES
+								   json_webhooks, machine_detection) VALUES
 	-- a new Twilio account may start one call per second; TwiML is at most 4000 characters,
 	-- of which <Response><Say></Say></Response> takes 32
-	('twilio', 'Twilio''s Programmable Voice REST API (POST .../Calls.json)', 1, true, NULL, false, 3968, true, true, false),
-	('backend', 'the customer''s AI-call backend (/call/start, /call/brief)', 10, false, '{DIRECT,BRIEF_START}', true, NULL, false, true, true),
-	('voice_api', 'a generic voice API (POST /calls)', 10, false, NULL, false, NULL, false, false, true);
+	('twilio', 'Twilio''s Programmable Voice REST API (POST .../Calls.json)', 1, true, NULL, false, 3968, true, true, false, true),
+	('backend', 'the customer''s AI-call backend (/call/start, /call/brief)', 10, false, '{DIRECT,BRIEF_START}', true, NULL, false, true, true, false),
+	('voice_api', 'a generic voice API (POST /calls)', 10, false, NULL, false, NULL, false, false, true, false);
 
 /*
  * Providers: where calls are sent.  Secret columns (auth_token, api_key_secret,
@@ -128,7 +130,9 @@ CREATE TABLE dialer.providers (
 	enabled				boolean NOT NULL DEFAULT true,
 	created_at			timestamptz NOT NULL DEFAULT now(),
 	updated_at			timestamptz NOT NULL DEFAULT now(),
-	status_callback_call_id	boolean NOT NULL DEFAULT true
+	status_callback_call_id	boolean NOT NULL DEFAULT true,
+	async_amd			boolean NOT NULL DEFAULT false,
+	CONSTRAINT async_amd_needs_callback CHECK (NOT async_amd OR status_callback_url IS NOT NULL)
 );
 
 COMMENT ON TABLE dialer.providers IS
@@ -147,7 +151,8 @@ COMMENT ON COLUMN dialer.providers.status_callback_url IS 'Public URL the provid
 COMMENT ON COLUMN dialer.providers.status_callback_call_id IS 'Twilio: the worker appends call_id=<id> to the StatusCallback URL (true: the shipped nginx deployment); false: the URL is sent exactly as configured, with no query string added (PostgREST without the proxy refuses one), and callbacks are matched by CallSid';
 COMMENT ON COLUMN dialer.providers.allowed_hosts IS 'backend: hosts a per-call base_url (payload.base_url) may name';
 COMMENT ON COLUMN dialer.providers.ring_timeout IS 'Twilio Timeout: seconds to let the phone ring';
-COMMENT ON COLUMN dialer.providers.machine_detection IS 'Twilio MachineDetection (Enable or DetectMessageEnd), or NULL for none';
+COMMENT ON COLUMN dialer.providers.machine_detection IS 'Twilio MachineDetection (Enable or DetectMessageEnd) of its calls, or NULL for none; a call''s payload.machine_detection wins';
+COMMENT ON COLUMN dialer.providers.async_amd IS 'Twilio AsyncAmd: machine detection runs in the background, its verdict posted to status_callback_url (needs one); a call''s payload.async_amd wins';
 COMMENT ON COLUMN dialer.providers.max_concurrency IS 'Calls of this provider in progress at once, counted from dispatch until the final status (or dialer.reconcile_after without news); NULL: no limit beyond dialer.max_concurrency requests in flight';
 COMMENT ON COLUMN dialer.providers.calls_per_second IS 'Requests per second sent to this provider; when omitted, its kind''s default_calls_per_second (twilio 1, a new Twilio account''s limit; the others 10)';
 COMMENT ON COLUMN dialer.providers.retry_busy IS 'Re-schedule busy calls after retry_delay, up to max_attempts';

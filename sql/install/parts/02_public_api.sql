@@ -31,6 +31,7 @@ CREATE VIEW dialer.public_api (object, kind, area) AS
 		('dialer.call_events', 'table', 'queue'),
 		('dialer.providers', 'table', 'queue'),
 		('dialer.provider_kinds', 'table', 'queue'),
+		('dialer.machine_detection_ranges', 'function', 'queue'),
 		('dialer.do_not_call', 'table', 'queue'),
 		-- the call's life and its outcomes
 		('dialer.call_statuses', 'table', 'call life'),
@@ -76,6 +77,7 @@ CREATE VIEW dialer.public_api (object, kind, area) AS
 		('dialer_api.twilio_status_callback', 'function', 'webhooks'),
 		('dialer_api.provider_status_callback', 'function', 'webhooks'),
 		('dialer.apply_provider_status', 'function', 'webhooks'),
+		('dialer.apply_machine_verdict', 'function', 'webhooks'),
 		('dialer.pending_callbacks', 'table', 'webhooks'),
 		('dialer.twilio_callback_url', 'function', 'webhooks'),
 		('dialer.twilio_signature', 'function', 'webhooks'),

@@ -105,6 +105,17 @@ COMMENT ON COLUMN dialer.outcome_signals.signal IS 'Which word: error_code, answ
 COMMENT ON COLUMN dialer.outcome_signals.value IS 'The word';
 COMMENT ON COLUMN dialer.outcome_signals.outcome IS 'The class it decides';
 
+-- who answered: Twilio's AnsweredBy (answering-machine detection, with its status callback or
+-- its own), which the JSON webhooks speak too (answered_by); absent: answered
+INSERT INTO dialer.outcome_signals (kind, signal, value, outcome) VALUES
+	(NULL,	'answered_by',	'human',				'answered'),
+	(NULL,	'answered_by',	'unknown',				'answered'),
+	(NULL,	'answered_by',	'machine_start',		'voicemail_no_message'),
+	(NULL,	'answered_by',	'machine_end_beep',		'voicemail_left'),
+	(NULL,	'answered_by',	'machine_end_silence',	'voicemail_left'),
+	(NULL,	'answered_by',	'machine_end_other',	'voicemail_left'),
+	(NULL,	'answered_by',	'fax',					'fax');
+
 -- the dispatcher's own words (src/call_outcome.c) and HTTP's, for every kind
 INSERT INTO dialer.outcome_signals (kind, signal, value, outcome) VALUES
 	(NULL,	'error_code',	'not_sendable',			'rejected'),

@@ -66,14 +66,17 @@ COMMENT ON FUNCTION dialer.call_mode(dialer.provider_kinds, jsonb) IS
  * it breaks first, in this order.  provider_kind is the provider's kind (a row of
  * dialer.provider_kinds, whose columns say what a payload of that kind may hold), NULL
  * when the provider is unknown; provider_hosts and provider_twiml_url are that provider's
- * allowed_hosts and twiml_url.  One CASE expression, with no subquery, in a plain SQL function, so that
+ * allowed_hosts and twiml_url, provider_detection its machine detection
+ * (dialer.provider_detection: the rules of a payload's detection keys are
+ * dialer.machine_detection_rule's).  One CASE expression, with no subquery, in a plain SQL function, so that
  * the planner inlines it into the caller's statement: enqueue_call pays no function call
  * for it, and enqueue_calls checks a whole batch in one pass.
  */
 CREATE FUNCTION dialer.call_rule(
 	to_number text, run_at timestamptz, provider text, payload jsonb, campaign text,
 	dedupe_key text, priority int, max_attempts int, timezone text, deadline timestamptz,
-	provider_kind dialer.provider_kinds, provider_hosts text[], provider_twiml_url text, late_ok boolean)
+	provider_kind dialer.provider_kinds, provider_hosts text[], provider_twiml_url text, late_ok boolean,
+	provider_detection jsonb DEFAULT NULL)
 RETURNS text
 LANGUAGE sql
 STABLE
@@ -103,14 +106,17 @@ AS $$
 						WHEN ($11).needs_something_to_say
 							 AND coalesce($4->>'twiml_url', $4->>'url', $4->>'message', $13) IS NULL THEN 'nothing_to_say'
 						WHEN $4 ? 'from' AND (jsonb_typeof($4->'from') <> 'string' OR NOT dialer.is_e164($4->>'from')) THEN 'payload_from'
+						WHEN $4 ?| dialer.machine_detection_keys()
+							 AND dialer.machine_detection_rule($4, ($11).machine_detection, $15) IS NOT NULL
+							 THEN dialer.machine_detection_rule($4, ($11).machine_detection, $15)
 						WHEN $7 IS NULL OR $7 NOT BETWEEN -1000 AND 1000 THEN 'priority'
 						WHEN $8 IS NOT NULL AND $8 NOT BETWEEN 1 AND 20 THEN 'max_attempts'
 						WHEN $6 IS NOT NULL AND length($6) > 200 THEN 'dedupe_key'
 						WHEN $5 IS NOT NULL AND length($5) > 63 THEN 'campaign'
 			END
 $$;
-COMMENT ON FUNCTION dialer.call_rule(text, timestamptz, text, jsonb, text, text, int, int, text, timestamptz, dialer.provider_kinds, text[], text, boolean) IS
-	'Internal: the one home of the enqueue rules. NULL for an acceptable call, else the rule it breaks first (to_number_missing, to_number_format, run_at_missing, run_at_infinite, run_at_past, deadline_infinite, deadline_order, timezone, provider_missing, provider_unknown, payload_type, payload_size, payload_mode, payload_base_url, payload_message, nothing_to_say, payload_from, priority, max_attempts, dedupe_key, campaign)';
+COMMENT ON FUNCTION dialer.call_rule(text, timestamptz, text, jsonb, text, text, int, int, text, timestamptz, dialer.provider_kinds, text[], text, boolean, jsonb) IS
+	'Internal: the one home of the enqueue rules. NULL for an acceptable call, else the rule it breaks first (to_number_missing, to_number_format, run_at_missing, run_at_infinite, run_at_past, deadline_infinite, deadline_order, timezone, provider_missing, provider_unknown, payload_type, payload_size, payload_mode, payload_base_url, payload_message, nothing_to_say, payload_from, a rule of dialer.machine_detection_rule, priority, max_attempts, dedupe_key, campaign)';
 
 /*
  * The error for a call that breaks a rule of dialer.call_rule (same arguments): no row
@@ -121,7 +127,8 @@ COMMENT ON FUNCTION dialer.call_rule(text, timestamptz, text, jsonb, text, text,
 CREATE FUNCTION dialer.call_refusal(
 	to_number text, run_at timestamptz, provider text, payload jsonb, campaign text,
 	dedupe_key text, priority int, max_attempts int, timezone text, deadline timestamptz,
-	provider_kind dialer.provider_kinds, provider_hosts text[], provider_twiml_url text, late_ok boolean)
+	provider_kind dialer.provider_kinds, provider_hosts text[], provider_twiml_url text, late_ok boolean,
+	provider_detection jsonb DEFAULT NULL)
 RETURNS TABLE (rule text, sqlstate text, message text, detail text, hint text)
 LANGUAGE sql
 STABLE
@@ -161,7 +168,8 @@ AS $$
 			WHEN 'priority' THEN 'priority must be between -1000 and 1000 (higher is dialled first).'
 			WHEN 'max_attempts' THEN 'max_attempts must be between 1 and 20.'
 			WHEN 'dedupe_key' THEN format('dedupe_key is at most 200 characters; this one has %s.', length($6))
-			WHEN 'campaign' THEN 'A campaign name is at most 63 characters.' END,
+			WHEN 'campaign' THEN 'A campaign name is at most 63 characters.'
+			ELSE r.md_detail END,
 		CASE r.rule
 			WHEN 'to_number_missing' THEN 'Pass the number in E.164 form, e.g. +14155550123.'
 			WHEN 'to_number_format' THEN 'Write the number with its country code, e.g. +14155550123.'
@@ -183,7 +191,8 @@ AS $$
 			WHEN 'priority' THEN 'Use 0 for normal calls.'
 			WHEN 'max_attempts' THEN 'Omit it to use the campaign''s or dialer.default_max_attempts.'
 			WHEN 'dedupe_key' THEN 'Use a shorter key, e.g. a hash of what makes the call unique.'
-			WHEN 'campaign' THEN 'Use the name of a row of dialer.campaigns or a short label.' END
+			WHEN 'campaign' THEN 'Use the name of a row of dialer.campaigns or a short label.'
+			ELSE r.md_hint END
 	  FROM (SELECT q.rule,
 				   CASE q.rule
 					   WHEN 'to_number_missing' THEN 'to_number' WHEN 'to_number_format' THEN 'to_number'
@@ -193,7 +202,7 @@ AS $$
 					   WHEN 'payload_size' THEN 'payload' WHEN 'nothing_to_say' THEN 'payload'
 					   WHEN 'payload_mode' THEN 'payload.mode' WHEN 'payload_base_url' THEN 'payload.base_url'
 					   WHEN 'payload_message' THEN 'payload.message' WHEN 'payload_from' THEN 'payload.from'
-					   ELSE q.rule END AS argument,
+					   ELSE coalesce(md.argument, q.rule) END AS argument,
 				   CASE q.rule
 					   WHEN 'to_number_format' THEN $1 WHEN 'run_at_infinite' THEN $2::text WHEN 'run_at_past' THEN $2::text
 					   WHEN 'deadline_infinite' THEN $10::text WHEN 'deadline_order' THEN $10::text
@@ -203,11 +212,17 @@ AS $$
 					   WHEN 'payload_mode' THEN $4->>'mode' WHEN 'payload_base_url' THEN $4->>'base_url'
 					   WHEN 'payload_message' THEN $4->>'message' WHEN 'payload_from' THEN $4->>'from'
 					   WHEN 'priority' THEN $7::text WHEN 'max_attempts' THEN $8::text
-					   WHEN 'dedupe_key' THEN $6 WHEN 'campaign' THEN $5 END AS value
-			  FROM (SELECT dialer.call_rule($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) AS rule OFFSET 0) q
+					   WHEN 'dedupe_key' THEN $6 WHEN 'campaign' THEN $5 ELSE md.value END AS value,
+				   md.detail AS md_detail, md.hint AS md_hint
+			  FROM (SELECT dialer.call_rule($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) AS rule OFFSET 0) q
+			  -- the rules of machine detection are worded by their own home
+			  LEFT JOIN LATERAL dialer.machine_detection_refusal(q.rule, $4, $3, ($11).kind, $15) md
+					 ON q.rule = ANY (ARRAY['machine_detection_kind', 'machine_detection', 'async_amd', 'machine_detection_setting',
+											'send_digits', 'machine_detection_off', 'machine_detection_send_digits',
+											'machine_detection_callback'])
 			 WHERE q.rule IS NOT NULL) r
 $$;
-COMMENT ON FUNCTION dialer.call_refusal(text, timestamptz, text, jsonb, text, text, int, int, text, timestamptz, dialer.provider_kinds, text[], text, boolean) IS
+COMMENT ON FUNCTION dialer.call_refusal(text, timestamptz, text, jsonb, text, text, int, int, text, timestamptz, dialer.provider_kinds, text[], text, boolean, jsonb) IS
 	'Internal: the error (sqlstate, message, detail, hint) for the rule dialer.call_rule() says a call breaks; no row for an acceptable call. enqueue_call raises it, enqueue_calls reports it per element.';
 
 /*
@@ -296,19 +311,21 @@ BEGIN
 	WITH p AS (
 		-- held until commit, as a foreign key's check would: the provider cannot be deleted
 		-- or renamed under the new call (dialer.providers_keep_calls)
-		SELECT k AS kind, p.from_number, p.allowed_hosts, p.twiml_url
+		SELECT k AS kind, p.from_number, p.allowed_hosts, p.twiml_url,
+			   dialer.provider_detection(p.machine_detection, p.async_amd, p.status_callback_url) AS detection
 		  FROM dialer.providers p JOIN dialer.provider_kinds k ON k.kind = p.kind
 		 WHERE p.name = provider
 		   FOR KEY SHARE OF p
 	), look AS MATERIALIZED (
-		SELECT p.kind, p.from_number, p.allowed_hosts, p.twiml_url,
+		SELECT p.kind, p.from_number, p.allowed_hosts, p.twiml_url, p.detection,
 			   CASE WHEN dedupe_key IS NOT NULL THEN
 					(SELECT c.id FROM dialer.scheduled_calls c WHERE c.dedupe_key = dedupe_key) END AS dup_id,
 			   CASE WHEN max_attempts IS NULL AND campaign IS NOT NULL THEN
 					(SELECT k.max_attempts FROM dialer.campaigns k WHERE k.name = campaign) END AS camp_attempts,
 			   d.number IS NOT NULL AS dnc, d AS dnc_entry,
 			   dialer.call_rule(to_number, run_at, provider, payload, campaign, dedupe_key, priority,
-								max_attempts, timezone, deadline, p.kind, p.allowed_hosts, p.twiml_url, late_ok) AS rule
+								max_attempts, timezone, deadline, p.kind, p.allowed_hosts, p.twiml_url, late_ok,
+								p.detection) AS rule
 		  FROM (SELECT 1) one
 		  LEFT JOIN p ON true
 		  LEFT JOIN LATERAL dialer.do_not_call_entry(to_number) d ON true
@@ -334,7 +351,7 @@ BEGIN
 			   dialer.creation_detail(look.dnc_entry, pol.policy, pol.rule, pol.timezones, pol.reason, run_at, campaign)
 		  FROM c, look
 	)
-	SELECT look.rule, look.kind, look.allowed_hosts, look.twiml_url, look.dup_id, c.id,
+	SELECT look.rule, look.kind, look.allowed_hosts, look.twiml_url, look.detection, look.dup_id, c.id,
 		   CASE WHEN c.status = 'scheduled' THEN dialer.wake_worker() IS NULL END AS woken
 	  INTO v
 	  FROM look LEFT JOIN c ON true;
@@ -342,7 +359,8 @@ BEGIN
 	IF v.rule IS NOT NULL THEN
 		SELECT * INTO e
 		  FROM dialer.call_refusal(to_number, run_at, provider, payload, campaign, dedupe_key, priority,
-								   max_attempts, timezone, deadline, v.kind, v.allowed_hosts, v.twiml_url, late_ok);
+								   max_attempts, timezone, deadline, v.kind, v.allowed_hosts, v.twiml_url, late_ok,
+								   v.detection);
 		RAISE EXCEPTION USING ERRCODE = e.sqlstate, MESSAGE = e.message, DETAIL = e.detail, HINT = e.hint;
 	END IF;
 	IF v.id IS NOT NULL THEN
@@ -500,7 +518,8 @@ COMMENT ON FUNCTION dialer.check_enqueue_calls_arguments(jsonb, boolean) IS
 /*
  * What enqueue_calls looks up once per batch, as objects each element reads by key
  * (whatever the size of the batch; a join would hash the whole batch when the tables look
- * larger than it): the providers (name -> [kind's row, from_number, allowed_hosts, twiml_url]),
+ * larger than it): the providers (name -> [kind's row, from_number, allowed_hosts, twiml_url,
+ * machine detection (dialer.provider_detection)]),
  * held until commit so that they cannot be deleted or renamed under the new calls (see
  * providers_keep_calls), and the campaigns' max_attempts.
  */
@@ -508,7 +527,9 @@ CREATE FUNCTION dialer.enqueue_lookups(OUT providers jsonb, OUT campaigns jsonb)
 LANGUAGE sql
 VOLATILE	-- FOR KEY SHARE
 AS $$
-	SELECT (SELECT jsonb_object_agg(p.name, jsonb_build_array(to_jsonb(k), p.from_number, p.allowed_hosts::text, p.twiml_url))
+	SELECT (SELECT jsonb_object_agg(p.name, jsonb_build_array(to_jsonb(k), p.from_number, p.allowed_hosts::text, p.twiml_url,
+																 dialer.provider_detection(p.machine_detection, p.async_amd,
+																						   p.status_callback_url)))
 			  FROM (SELECT * FROM dialer.providers FOR KEY SHARE) p JOIN dialer.provider_kinds k ON k.kind = p.kind),
 		   (SELECT jsonb_object_agg(k.name, k.max_attempts) FROM dialer.campaigns k WHERE k.max_attempts IS NOT NULL);
 $$;
@@ -533,7 +554,7 @@ AS $$
 		   coalesce(s.shape,
 					dialer.call_rule(r.to_number, r.run_at, r.provider, r.payload, r.campaign, r.dedupe_key,
 									 r.priority, r.max_attempts, r.timezone, r.deadline, k.kind,
-									 (p.prov->>2)::text[], p.prov->>3, r.late_ok))
+									 (p.prov->>2)::text[], p.prov->>3, r.late_ok, p.prov->4))
 	  FROM jsonb_array_elements(calls) WITH ORDINALITY AS e(v, o)
 	 CROSS JOIN LATERAL (SELECT CASE WHEN jsonb_typeof(e.v) <> 'object' THEN 'not_object'
 									 WHEN e.v - dialer.call_request_keys() <> '{}' THEN 'unknown_key' END AS shape) s
@@ -562,7 +583,7 @@ AS $$
 											(request).payload, (request).campaign, (request).dedupe_key,
 											(request).priority, (request).max_attempts, (request).timezone,
 											(request).deadline, kind, (prov->>2)::text[], prov->>3,
-											(request).late_ok) f)
+											(request).late_ok, prov->4) f)
 			ELSE dialer.call_shape_error(element, shape) END;
 $$;
 COMMENT ON FUNCTION dialer.enqueue_element_error(jsonb, text, dialer.call_request, jsonb, dialer.provider_kinds) IS

@@ -7,6 +7,8 @@
  *
  * dialer.store_provider_report()   the one store of a report: attempt row, call move, outcome
  * dialer.apply_provider_status()   a report applied to its call (by provider call id)
+ * dialer.apply_machine_verdict()   the verdict of an asynchronous machine detection, kept
+ *                                  on the attempt for the outcome
  * dialer.lock_provider_call_id()   serializes a report found by provider call id with the
  *                                  storing of that id
  *
@@ -295,8 +297,8 @@ BEGIN
 	v_moves := v_current AND NOT v_stale AND v_outcome IS NOT NULL
 			   AND v_call.status = ANY (dialer.unsettled_statuses());
 	IF v_moves THEN
-		/* its outcome class, and what the class's rule says follows */
-		v_class := dialer.outcome_of(v_kind, v_status, p_data->>'answered_by', p_data->>'error_code', NULL);
+		/* its class (who answered: the report's word, else the attempt's verdict), and what follows */
+		v_class := dialer.outcome_of(v_kind, v_status, coalesce(p_data->>'answered_by', v_att.answered_by), p_data->>'error_code', NULL);
 		IF v_class IS NOT NULL THEN
 			SELECT n.action, n.next_attempt_at, n.retry_delay, n.skipped, n.rule_set
 			  INTO v_action, v_next_at, v_delay, v_skipped, v_rule_set
@@ -338,6 +340,97 @@ END;
 $$;
 COMMENT ON FUNCTION dialer.apply_provider_status(bigint, text, text, bigint, jsonb, jsonb, text, text) IS
 	'Applies one status report of a provider to a call (callbacks, webhooks, reconciliation): idempotent by dedupe_key, monotonic by sequence and status order, retry policy for busy/no_answer; returns {result, call_id, attempt, status, previous_status}';
+
+/* ------------------------------------------------------------------------------------
+ * Applying the verdict of an answering-machine detection
+ * ------------------------------------------------------------------------------------ */
+
+INSERT INTO dialer.call_notes (event, made_by, description) VALUES
+	('machine_detection', 'apply_machine_verdict',
+	 'the verdict of an asynchronous answering-machine detection (who answered): kept on the attempt for its outcome, or recorded only (late, repeated, conflicting, of another attempt)');
+
+/*
+ * Applies the verdict of an asynchronous answering-machine detection (who answered: Twilio's
+ * AnsweredBy, sent on its own while the call goes on) to a call's attempt.  It moves nothing:
+ * the attempt keeps it in answered_by, and the final status report then decides the outcome
+ * class with it (dialer.apply_provider_status: voicemail_left, voicemail_no_message, fax,
+ * answered).  As every report, it is idempotent and never moves anything backwards:
+ *
+ *   applied      the attempt is the call's current one, has no verdict and no outcome yet:
+ *                answered_by is stored
+ *   recorded     the attempt has this verdict already (from a status callback)
+ *   conflicting  the attempt has another verdict: the first is kept
+ *   late         the attempt has its final status (its outcome is decided) or is not the
+ *                call's current attempt: nothing changes
+ *   unmatched    no attempt of the call has this provider call id
+ *   duplicate    the same verdict for the same provider call was recorded before: nothing
+ *                is written at all
+ *   unknown_call no such call
+ *
+ * Every result but duplicate and unknown_call writes one machine_detection event (a note).
+ * provider_call_id selects the attempt (NULL: the current one); event_detail is what the
+ * event keeps of the report (never secrets).  Returns {result, call_id, attempt, status,
+ * answered_by}.
+ */
+CREATE FUNCTION dialer.apply_machine_verdict(call_id bigint, answered_by text, provider_call_id text DEFAULT NULL,
+											 event_detail jsonb DEFAULT '{}')
+RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	p_call_id	bigint := apply_machine_verdict.call_id;
+	p_sid		text := nullif(apply_machine_verdict.provider_call_id, '');
+	v_verdict	text := nullif(pg_catalog.btrim(apply_machine_verdict.answered_by), '');
+	v_call		dialer.scheduled_calls;
+	v_kind		text;
+	v_look		record;
+	v_att		dialer.call_attempts;
+	v_result	text;
+BEGIN
+	IF p_call_id IS NULL OR v_verdict IS NULL THEN
+		RAISE EXCEPTION 'apply_machine_verdict: call_id and answered_by are required'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+
+	/* the call, locked as for every report; the attempt; a verdict seen before changes nothing */
+	SELECT * INTO v_call FROM dialer.scheduled_calls c WHERE c.id = p_call_id FOR UPDATE;
+	IF NOT FOUND THEN
+		RETURN jsonb_build_object('result', 'unknown_call', 'call_id', p_call_id);
+	END IF;
+	SELECT p.kind INTO v_kind FROM dialer.providers p WHERE p.name = v_call.provider;
+	SELECT * INTO v_look
+	  FROM dialer.provider_report_attempt(p_call_id, v_call.attempts, p_sid,
+										  'machine_detection/' || coalesce(p_sid, '-') || '/' || v_verdict);
+	v_att := v_look.attempt;
+	IF v_look.duplicate THEN
+		RETURN jsonb_build_object('result', 'duplicate', 'call_id', p_call_id, 'attempt', v_att.attempt,
+								  'status', v_call.status, 'answered_by', v_att.answered_by);
+	END IF;
+
+	v_result := CASE
+		WHEN v_att.id IS NULL THEN 'unmatched'
+		WHEN v_att.answered_by = v_verdict THEN 'recorded'
+		WHEN v_att.answered_by IS NOT NULL THEN 'conflicting'
+		WHEN v_att.attempt <> v_call.attempts OR v_att.outcome IS NOT NULL
+			 OR dialer.provider_status_rank(v_att.provider_status, v_kind) = 5 THEN 'late'
+		ELSE 'applied' END;
+	IF v_result = 'applied' THEN
+		UPDATE dialer.call_attempts a SET answered_by = v_verdict WHERE a.id = v_att.id;
+	END IF;
+	PERFORM dialer.note_calls(ARRAY[p_call_id], ARRAY['machine_detection'],
+		ARRAY[coalesce(apply_machine_verdict.event_detail, '{}') || jsonb_strip_nulls(jsonb_build_object(
+			'answered_by', v_verdict, 'provider_call_id', p_sid, 'attempt', v_att.attempt,
+			'dedupe_key', v_look.report_key, 'result', v_result,
+			'kept_answered_by', CASE WHEN v_result = 'conflicting' THEN v_att.answered_by END,
+			'outcome_when_answered', dialer.signal_outcome(v_kind, 'answered_by', ARRAY[v_verdict])))]);
+	RETURN jsonb_build_object('result', v_result, 'call_id', p_call_id, 'attempt', v_att.attempt,
+							  'status', v_call.status,
+							  'answered_by', CASE WHEN v_result = 'applied' THEN v_verdict ELSE v_att.answered_by END);
+END;
+$$;
+COMMENT ON FUNCTION dialer.apply_machine_verdict(bigint, text, text, jsonb) IS
+	'Applies the verdict of an asynchronous answering-machine detection (answered_by) to a call''s current attempt, for its outcome class when the final status comes; idempotent, never after the outcome (late), never over another verdict; returns {result, call_id, attempt, status, answered_by}';
 
 /*
  * Serializes, per provider call id, the callback that looks a call up by its CallSid and

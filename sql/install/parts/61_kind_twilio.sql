@@ -1,8 +1,8 @@
 /*
  * pg_dialer: the provider kind twilio, its SQL (its C is src/provider_twilio.c).
  *
- * Its words that decide an outcome class (AnsweredBy, error codes: dialer.outcome_signals),
- * and its status callbacks.
+ * Its words that decide an outcome class (error codes: dialer.outcome_signals), and its
+ * status callbacks and answering-machine detection callbacks.
  *
  * Twilio signs each status callback with the account's auth token over the URL it posted to
  * and the form fields (X-Twilio-Signature).  dialer.twilio_callback_url is the C function the
@@ -14,15 +14,9 @@
  * Copyright (c) 2026, pg_dialer developers
  */
 
--- Twilio's words (AnsweredBy with machine detection; error codes of refused or failed calls)
+-- Twilio's words of its own: error codes of refused or failed calls (its AnsweredBy words are
+-- the vocabulary every kind speaks: 06_outcomes.sql)
 INSERT INTO dialer.outcome_signals (kind, signal, value, outcome) VALUES
-	('twilio',	'answered_by',	'human',				'answered'),
-	('twilio',	'answered_by',	'unknown',				'answered'),
-	('twilio',	'answered_by',	'machine_start',		'voicemail_no_message'),
-	('twilio',	'answered_by',	'machine_end_beep',		'voicemail_left'),
-	('twilio',	'answered_by',	'machine_end_silence',	'voicemail_left'),
-	('twilio',	'answered_by',	'machine_end_other',	'voicemail_left'),
-	('twilio',	'answered_by',	'fax',					'fax'),
 	('twilio',	'error_code',	'13223',				'bad_number'),
 	('twilio',	'error_code',	'13224',				'bad_number'),
 	('twilio',	'error_code',	'21211',				'bad_number'),
@@ -399,8 +393,8 @@ BEGIN
 	/* authentic from here on */
 	v_sid := fields->>'CallSid';
 	v_status := fields->>'CallStatus';
-	IF v_sid IS NULL OR v_sid = '' OR v_status IS NULL OR v_status = '' THEN
-		PERFORM dialer.webhook_refuse(400, 'a status callback names CallSid and CallStatus');
+	IF v_sid IS NULL OR v_sid = '' OR ((v_status IS NULL OR v_status = '') AND nullif(fields->>'AnsweredBy', '') IS NULL) THEN
+		PERFORM dialer.webhook_refuse(400, 'a status callback names CallSid and CallStatus (a machine detection callback CallSid and AnsweredBy)');
 	END IF;
 	IF fields ? 'SequenceNumber' THEN
 		IF fields->>'SequenceNumber' !~ '^[0-9]{1,18}$' THEN
@@ -429,7 +423,9 @@ COMMENT ON FUNCTION dialer.twilio_ingest(jsonb, text) IS
 /*
  * Applies the fields of an authentic Twilio status callback to a call (through
  * dialer.apply_provider_status): the outcome fields go on the attempt, the event keeps
- * every field but credentials.  source names the event.
+ * every field but credentials.  source names the event.  The callback of an asynchronous
+ * machine detection (AsyncAmdStatusCallback: AnsweredBy and no CallStatus) is a verdict
+ * (dialer.apply_machine_verdict).
  */
 CREATE FUNCTION dialer.twilio_apply_fields(call_id bigint, fields jsonb, sequence bigint, source text)
 RETURNS jsonb
@@ -458,12 +454,15 @@ BEGIN
 	END IF;
 	v_detail := jsonb_build_object('fields', v_detail, 'via', 'twilio');
 
+	IF nullif(fields->>'CallStatus', '') IS NULL THEN
+		RETURN dialer.apply_machine_verdict(twilio_apply_fields.call_id, fields->>'AnsweredBy', fields->>'CallSid', v_detail);
+	END IF;
 	RETURN dialer.apply_provider_status(twilio_apply_fields.call_id, fields->>'CallStatus', fields->>'CallSid',
 										twilio_apply_fields.sequence, v_data, v_detail, source);
 END;
 $$;
 COMMENT ON FUNCTION dialer.twilio_apply_fields(bigint, jsonb, bigint, text) IS
-	'Internal: applies the fields of an authentic Twilio status callback to a call (attempt data, event without credentials)';
+	'Internal: applies the fields of an authentic Twilio status callback to a call (attempt data, event without credentials), or of a machine detection callback (the verdict)';
 
 /*
  * Trigger: a call's provider call id was stored (by the worker, from the provider's

@@ -607,7 +607,9 @@ AS $$
 			 WHEN call_rule IN ('to_number_missing', 'to_number_format') THEN 'invalid_phone'
 			 WHEN call_rule = 'timezone' THEN 'invalid_timezone'
 			 WHEN call_rule IN ('payload_type', 'payload_size', 'payload_mode', 'payload_base_url', 'payload_message',
-								'nothing_to_say', 'payload_from') THEN 'invalid_payload'
+								'nothing_to_say', 'payload_from', 'machine_detection_kind', 'machine_detection', 'async_amd',
+								'machine_detection_setting', 'send_digits', 'machine_detection_off',
+								'machine_detection_send_digits', 'machine_detection_callback') THEN 'invalid_payload'
 		   END;
 $$;
 COMMENT ON FUNCTION dialer.campaign_reason_of_call_rule(text) IS
@@ -758,7 +760,9 @@ AS $$
 				campaign => k.name, dedupe_key => NULL, priority => k.priority, max_attempts => k.max_attempts,
 				timezone => src.tz, deadline => NULL, provider_kind => kind,
 				provider_hosts => prov.allowed_hosts, provider_twiml_url => prov.twiml_url,
-				late_ok => false) AS bad_rule,
+				late_ok => false,
+				provider_detection => dialer.provider_detection(prov.machine_detection, prov.async_amd,
+																prov.status_callback_url)) AS bad_rule,
 		   today.id AS today_id, today.status AS today_status,
 		   pend.id AS pend_id, pend.status AS pend_status, pend.to_number AS pend_number,
 		   recent.id AS recent_id, recent.status AS recent_status, recent.at AS recent_at
@@ -819,7 +823,9 @@ AS $$
 						campaign => k.name, dedupe_key => NULL, priority => k.priority,
 						max_attempts => k.max_attempts, timezone => (f).tz, deadline => NULL,
 						provider_kind => kind, provider_hosts => prov.allowed_hosts,
-						provider_twiml_url => prov.twiml_url, late_ok => false) x))
+						provider_twiml_url => prov.twiml_url, late_ok => false,
+						provider_detection => dialer.provider_detection(prov.machine_detection, prov.async_amd,
+																		prov.status_callback_url)) x))
 			 WHEN 'do_not_call' THEN dialer.do_not_call_detail(f.dnc)
 			 WHEN 'not_allowed' THEN
 				format('%s is not in the campaign''s allowed_numbers (pilot allow-list)', f.num)

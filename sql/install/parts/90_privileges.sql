@@ -38,7 +38,7 @@ BEGIN
 		'dialer.provider_statuses, dialer.outcome_signals, dialer.outcome_rule_sets, dialer.outcome_rules, '
 		'dialer.public_api, dialer.provider_kinds',
 		'SELECT (name, kind, base_url, account_sid, api_key_sid, from_number, twiml_url, '
-		'status_callback_url, status_callback_call_id, allowed_hosts, ring_timeout, machine_detection, max_concurrency, '
+		'status_callback_url, status_callback_call_id, allowed_hosts, ring_timeout, machine_detection, async_amd, max_concurrency, '
 		'calls_per_second, retry_busy, retry_no_answer, retry_delay, enabled, created_at, updated_at) ON dialer.providers',
 		'EXECUTE ON FUNCTION dialer.enqueue_call(text, timestamptz, text, jsonb, text, text, int, int, text, timestamptz, boolean), '
 		'dialer.enqueue_calls(jsonb, boolean), dialer.cancel_call(bigint), dialer.retry_call(bigint), dialer.call_details(bigint), '
