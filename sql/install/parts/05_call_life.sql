@@ -204,6 +204,21 @@ COMMENT ON FUNCTION dialer.make_move(bigint, text, text, text, jsonb, int, times
 	'Internal: one move of a call (dialer.call_move) by named arguments, for dialer.move_calls()';
 
 /*
+ * The Idempotency-Key of a call's requests: the same for every attempt of one run (a retry
+ * after a lost answer must not become a second call at a provider that honours the key),
+ * new for a new run (dialer.retry_call), never the same for two calls.
+ */
+CREATE FUNCTION dialer.request_idempotency_key(call_id bigint, attempts_base int, created_at timestamptz)
+RETURNS text
+LANGUAGE sql
+STABLE PARALLEL SAFE	-- as extract() is: so that it is inlined where it is used
+AS $$
+	SELECT 'pgd-' || call_id || '-' || attempts_base || '-' || (extract(epoch FROM created_at) * 1000000)::bigint;
+$$;
+COMMENT ON FUNCTION dialer.request_idempotency_key(bigint, int, timestamptz) IS
+	'Internal: the Idempotency-Key of a call''s requests (pgd-<id>-<run>-<created_at in us>): one per run of the call';
+
+/*
  * Whether a call in status may make a move named event (a row of
  * dialer.call_transitions): what cancel_call and retry_call ask before they move a call.
  */
@@ -245,6 +260,8 @@ COMMENT ON FUNCTION dialer.raise_illegal_move(dialer.call_move) IS
  * status, next_attempt_at, last_error, provider_call_id and provider_status (NULL: kept),
  * finished_at when the status is final (kept if set; cleared otherwise), updated_at, and
  * what its transition does besides (attempts, a new run, counters afresh); and its event.
+ * An attempt counted (a claim) gets its row in dialer.call_attempts, with the request's
+ * Idempotency-Key; an attempt given back (a claim released unsent) loses it.
  * Returns the ids of the calls moved.  The caller holds or takes the calls' row locks
  * (the UPDATE takes them), and wakes the dispatcher when it should.
  */
@@ -259,40 +276,21 @@ SET enable_seqscan = off
 AS $$
 DECLARE
 	v_bad		dialer.call_move;
-	v_moves		int;
 	v_legal		int;
 	v_calls		int;
+	v_ids		bigint[];
+	v_id		bigint;
 BEGIN
-	-- one look at the moves (the dispatcher moves a few calls at a time, many times a
-	-- second): how many, how many are rows of call_transitions, how many calls
-	SELECT count(*), count(t.event), count(DISTINCT m.call_id) INTO v_moves, v_legal, v_calls
-	  FROM unnest(moves) m
-	  LEFT JOIN dialer.call_transitions t
-		ON t.from_status = m.from_status AND t.event = m.event AND t.to_status = m.to_status;
-	IF v_legal < v_moves THEN
-		SELECT m.* INTO v_bad
+	-- one statement (the dispatcher moves a few calls at a time, many times a second):
+	-- the legal moves are made, and counted with the calls they name; an illegal move or a
+	-- call named twice raises below, which undoes the statement's writes with it
+	WITH m AS MATERIALIZED (
+		SELECT m.*, t.event AS legal_event, t.attempts_change, t.starts_run, t.clears_deadline,
+			   t.resets_lookups, t.resets_searches, s.final
 		  FROM unnest(moves) m
-		 WHERE m.from_status IS NULL
-			OR NOT EXISTS (SELECT 1 FROM dialer.call_transitions t
-							WHERE t.from_status = m.from_status AND t.event = m.event AND t.to_status = m.to_status)
-		 LIMIT 1;
-		PERFORM dialer.raise_illegal_move(v_bad);
-	END IF;
-	IF v_calls < v_moves THEN
-		RAISE EXCEPTION 'a call is moved twice in one dialer.move_calls()'
-			USING ERRCODE = 'invalid_parameter_value',
-				  DETAIL = 'Each call may be named once per call of move_calls; nothing was changed.',
-				  HINT = 'Move it in two calls, one after the other.';
-	END IF;
-
-	RETURN QUERY
-	WITH m AS (
-		SELECT m.*, t.attempts_change, t.starts_run, t.clears_deadline, t.resets_lookups, t.resets_searches,
-			   s.final
-		  FROM unnest(moves) m
-		  JOIN dialer.call_transitions t
+		  LEFT JOIN dialer.call_transitions t
 			ON t.from_status = m.from_status AND t.event = m.event AND t.to_status = m.to_status
-		  JOIN dialer.call_statuses s ON s.status = m.to_status
+		  LEFT JOIN dialer.call_statuses s ON s.status = t.to_status
 	), moved AS (
 		UPDATE dialer.scheduled_calls c
 		   SET status = m.to_status,
@@ -308,14 +306,49 @@ BEGIN
 			   reconcile_searches = CASE WHEN m.resets_searches THEN 0 ELSE c.reconcile_searches END,
 			   updated_at = now()
 		  FROM m
-		 WHERE c.id = m.call_id AND c.status = m.from_status
+		 WHERE m.legal_event IS NOT NULL
+		   AND c.id = m.call_id AND c.status = m.from_status
 		   AND (m.attempt IS NULL OR c.attempts = m.attempt)
-		RETURNING c.id, m.event, m.from_status, m.to_status, m.detail, m.outcome
+		RETURNING c.id, m.event, m.from_status, m.to_status, m.detail, m.outcome, m.attempts_change,
+				  c.attempts, c.attempts_base, c.created_at
 	), ev AS (
 		INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail, outcome)
 		SELECT v.id, v.event, v.from_status, v.to_status, v.detail, v.outcome FROM moved v
+	), attempt_begun AS (
+		-- an attempt counted (a claim): its row, the request about to leave
+		INSERT INTO dialer.call_attempts (call_id, attempt, requested_at, idempotency_key)
+		SELECT v.id, v.attempts, now(), dialer.request_idempotency_key(v.id, v.attempts_base, v.created_at)
+		  FROM moved v
+		 WHERE v.attempts_change > 0
+	), attempt_undone AS (
+		-- an attempt given back (a claim released before its request left): its row goes
+		DELETE FROM dialer.call_attempts a
+		 USING moved v
+		 WHERE v.attempts_change < 0
+		   AND a.call_id = v.id AND a.attempt = v.attempts + 1 AND a.http_status IS NULL
 	)
-	SELECT v.id FROM moved v;
+	SELECT (SELECT count(m.legal_event) FROM m), (SELECT count(DISTINCT m.call_id) FROM m),
+		   (SELECT array_agg(v.id) FROM moved v)
+	  INTO v_legal, v_calls, v_ids;
+
+	IF v_legal < cardinality(moves) THEN
+		SELECT m.* INTO v_bad
+		  FROM unnest(moves) m
+		 WHERE m.from_status IS NULL
+			OR NOT EXISTS (SELECT 1 FROM dialer.call_transitions t
+							WHERE t.from_status = m.from_status AND t.event = m.event AND t.to_status = m.to_status)
+		 LIMIT 1;
+		PERFORM dialer.raise_illegal_move(v_bad);
+	END IF;
+	IF v_calls < cardinality(moves) THEN
+		RAISE EXCEPTION 'a call is moved twice in one dialer.move_calls()'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'Each call may be named once per call of move_calls; nothing was changed.',
+				  HINT = 'Move it in two calls, one after the other.';
+	END IF;
+	FOREACH v_id IN ARRAY coalesce(v_ids, '{}') LOOP
+		RETURN NEXT v_id;
+	END LOOP;
 END;
 $$;
 COMMENT ON FUNCTION dialer.move_calls(dialer.call_move[]) IS

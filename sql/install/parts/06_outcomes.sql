@@ -131,16 +131,26 @@ INSERT INTO dialer.outcome_signals (kind, signal, value, outcome) VALUES
 /*
  * The row of dialer.provider_statuses for a (normalized) status of a kind: the kind's own,
  * else every kind's; none for a word pg_dialer does not know.
+ *
+ * This and the other lookups of outcome data below that read a table are PL/pgSQL, not
+ * SQL: a SQL function whose body reads a table is not inlined, and is planned again at
+ * each call (a status callback made seven such calls), where PL/pgSQL keeps its plan for
+ * the session.
  */
 CREATE FUNCTION dialer.provider_status_row(kind text, status text)
 RETURNS dialer.provider_statuses
-LANGUAGE sql
+LANGUAGE plpgsql
 STABLE PARALLEL SAFE
 AS $$
-	SELECT s FROM dialer.provider_statuses s
+DECLARE
+	v_row dialer.provider_statuses;
+BEGIN
+	SELECT s.* INTO v_row FROM dialer.provider_statuses s
 	 WHERE s.status = provider_status_row.status
 	   AND (s.kind = provider_status_row.kind OR s.kind IS NULL)
 	 ORDER BY s.kind NULLS LAST LIMIT 1;
+	RETURN v_row;
+END;
 $$;
 COMMENT ON FUNCTION dialer.provider_status_row(text, text) IS
 	'Internal: the dialer.provider_statuses row of a normalized status for a kind (its own, else every kind''s); NULL when unknown';
@@ -151,13 +161,16 @@ COMMENT ON FUNCTION dialer.provider_status_row(text, text) IS
  */
 CREATE FUNCTION dialer.signal_outcome(kind text, signal text, words text[])
 RETURNS text
-LANGUAGE sql
+LANGUAGE plpgsql
 STABLE PARALLEL SAFE
+SET plan_cache_mode = force_generic_plan	-- else planned again at each call (custom plans cost no more)
 AS $$
-	SELECT s.outcome FROM dialer.outcome_signals s
-	 WHERE s.signal = signal_outcome.signal AND s.value = ANY (words)
-	   AND (s.kind = signal_outcome.kind OR s.kind IS NULL)
-	 ORDER BY s.kind NULLS LAST, array_position(words, s.value) LIMIT 1;
+BEGIN
+	RETURN (SELECT s.outcome FROM dialer.outcome_signals s
+			 WHERE s.signal = signal_outcome.signal AND s.value = ANY (words)
+			   AND (s.kind = signal_outcome.kind OR s.kind IS NULL)
+			 ORDER BY s.kind NULLS LAST, array_position(words, s.value) LIMIT 1);
+END;
 $$;
 COMMENT ON FUNCTION dialer.signal_outcome(text, text, text[]) IS
 	'Internal: the outcome class dialer.outcome_signals gives a word (the first of words that has a row) of a signal for a kind (its own row, else every kind''s); NULL when none';
@@ -171,17 +184,20 @@ COMMENT ON FUNCTION dialer.signal_outcome(text, text, text[]) IS
 CREATE FUNCTION dialer.outcome_of(kind text, provider_status text, answered_by text, error_code text,
 								  http_status int)
 RETURNS text
-LANGUAGE sql
+LANGUAGE plpgsql
 STABLE PARALLEL SAFE
 AS $$
-	SELECT coalesce(
+DECLARE
+	v_status_class text := (dialer.provider_status_row(kind, provider_status)).outcome;
+BEGIN
+	RETURN coalesce(
 		dialer.signal_outcome(kind, 'error_code', ARRAY[error_code]),
-		CASE WHEN st.outcome = 'answered'
-			 THEN coalesce(dialer.signal_outcome(kind, 'answered_by', ARRAY[answered_by]), st.outcome)
-			 ELSE st.outcome END,
+		CASE WHEN v_status_class = 'answered'
+			 THEN coalesce(dialer.signal_outcome(kind, 'answered_by', ARRAY[answered_by]), v_status_class)
+			 ELSE v_status_class END,
 		CASE WHEN http_status NOT BETWEEN 200 AND 299
-			 THEN dialer.signal_outcome(kind, 'http_status', ARRAY[http_status::text, left(http_status::text, 1) || 'xx']) END)
-	  FROM (SELECT (dialer.provider_status_row(kind, provider_status)).outcome) st(outcome);
+			 THEN dialer.signal_outcome(kind, 'http_status', ARRAY[http_status::text, left(http_status::text, 1) || 'xx']) END);
+END;
 $$;
 COMMENT ON FUNCTION dialer.outcome_of(text, text, text, text, int) IS
 	'Internal: The outcome class of what a provider said about an attempt (kind, normalized status, answered_by, error code, HTTP status of the request): error code first, then the status''s class refined by who answered, then the HTTP status; NULL when there is no outcome yet';
@@ -306,13 +322,19 @@ COMMENT ON FUNCTION dialer.copy_outcome_rules(text, text, text) IS
  */
 CREATE FUNCTION dialer.outcome_rule(campaign text, outcome text)
 RETURNS dialer.outcome_rules
-LANGUAGE sql
+LANGUAGE plpgsql
 STABLE PARALLEL SAFE
+SET plan_cache_mode = force_generic_plan	-- else planned again at each call (custom plans cost no more)
 AS $$
-	SELECT r FROM dialer.outcome_rules r
+DECLARE
+	v_rule dialer.outcome_rules;
+BEGIN
+	SELECT r.* INTO v_rule FROM dialer.outcome_rules r
 	 WHERE r.outcome = outcome_rule.outcome
 	   AND r.rule_set IN ('default', (SELECT k.outcome_rules FROM dialer.campaigns k WHERE k.name = outcome_rule.campaign))
 	 ORDER BY r.rule_set = 'default' LIMIT 1;
+	RETURN v_rule;
+END;
 $$;
 COMMENT ON FUNCTION dialer.outcome_rule(text, text) IS
 	'Internal: the rule (dialer.outcome_rules) that follows an outcome class for a call of campaign: its rule set''s, else the default set''s';
@@ -348,7 +370,8 @@ AS $$
 							>= coalesce(r.max_attempts, (call_row).max_attempts), false) AS exhausted,
 				   coalesce(pg_catalog.now() + coalesce(x.delay, interval '0') >= (call_row).deadline, false) AS late
 			  FROM (SELECT 1) one
-			  LEFT JOIN LATERAL (SELECT (dialer.outcome_rule((call_row).campaign, outcome)).*) r ON true
+			  -- in FROM: looked up once (as (f()).* it would be called once per column)
+			  LEFT JOIN LATERAL dialer.outcome_rule((call_row).campaign, outcome) r ON true
 			  LEFT JOIN dialer.providers p ON p.name = (call_row).provider
 			  LEFT JOIN dialer.campaigns k ON k.name = (call_row).campaign
 			 CROSS JOIN LATERAL (
@@ -499,13 +522,16 @@ COMMENT ON FUNCTION dialer.provider_status_outcome(text, text) IS
  */
 CREATE FUNCTION dialer.provider_status_advances(new_status text, old_status text, kind text DEFAULT NULL)
 RETURNS boolean
-LANGUAGE sql
+LANGUAGE plpgsql
 STABLE PARALLEL SAFE
 AS $$
-	SELECT n.rank IS NOT NULL
-		   AND (old_status IS NULL OR o.rank IS NULL OR n.rank > o.rank OR (n.rank = o.rank AND n.rank < 5))
-	  FROM (SELECT dialer.provider_status_rank(new_status, kind) AS rank) n,
-		   (SELECT dialer.provider_status_rank(old_status, kind) AS rank) o;
+DECLARE
+	v_new int := dialer.provider_status_rank(new_status, kind);
+	v_old int := dialer.provider_status_rank(old_status, kind);
+BEGIN
+	RETURN v_new IS NOT NULL
+		   AND (old_status IS NULL OR v_old IS NULL OR v_new > v_old OR (v_new = v_old AND v_new < 5));
+END;
 $$;
 COMMENT ON FUNCTION dialer.provider_status_advances(text, text, text) IS
 	'Internal: true when an attempt''s provider status may move from old_status to new_status (forward only; an unknown old status may be left)';

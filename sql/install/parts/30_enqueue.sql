@@ -697,9 +697,9 @@ BEGIN
 	), ev AS (
 		INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
 		SELECT w.new_id, CASE WHEN w.status = 'skipped' THEN 'skipped' ELSE 'enqueued' END, NULL, w.status,
-			   dialer.creation_detail(CASE WHEN w.dnc THEN (SELECT d FROM dialer.do_not_call_entry(w.to_number) d) END,
-									  w.policy, w.policy_rule, w.timezones, w.policy_reason, w.run_at, w.campaign)
-		  FROM written w
+			   dialer.creation_detail(d.entry, w.policy, w.policy_rule, w.timezones, w.policy_reason, w.run_at, w.campaign)
+		  FROM written w	-- the entry joined: as a subquery argument, creation_detail was not inlined
+		  LEFT JOIN LATERAL (SELECT e AS entry FROM dialer.do_not_call_entry(w.to_number) e WHERE w.dnc) d ON true
 	)
 	SELECT array_agg(ROW(x.item,
 						 CASE WHEN x.stored THEN x.new_id

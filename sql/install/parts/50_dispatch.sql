@@ -228,22 +228,15 @@ BEGIN
 	  FROM moves m;
 	PERFORM count(*) FROM dialer.move_calls(v_moves);
 
-	-- the calls to dial, claimed: their attempt rows, and what the dispatcher sends
+	-- the calls to dial (move_calls wrote their attempt rows), and what the dispatcher sends
 	RETURN QUERY
-	WITH go AS MATERIALIZED (
-		-- the Idempotency-Key is the same for every attempt of one run of the call
-		SELECT c.*, format('pgd-%s-%s-%s', c.id, c.attempts_base,
-						   (extract(epoch FROM c.created_at) * 1000000)::bigint) AS idem
-		  FROM dialer.scheduled_calls c WHERE c.id = ANY (v_go)
-	), att AS (
-		INSERT INTO dialer.call_attempts (call_id, attempt, requested_at, idempotency_key)
-		SELECT g.id, g.attempts, now(), g.idem FROM go g
-	)
-	SELECT g.id, g.attempts, g.to_number::text, g.from_number::text, g.mode, g.payload::text,
-		   g.payload->>'message', coalesce(g.payload->>'twiml_url', g.payload->>'url'),
-		   g.payload->>'script', g.payload->>'base_url', g.idem, g.campaign
-	  FROM go g
-	 ORDER BY g.priority DESC, g.next_attempt_at;
+	SELECT c.id, c.attempts, c.to_number::text, c.from_number::text, c.mode, c.payload::text,
+		   c.payload->>'message', coalesce(c.payload->>'twiml_url', c.payload->>'url'),
+		   c.payload->>'script', c.payload->>'base_url',
+		   dialer.request_idempotency_key(c.id, c.attempts_base, c.created_at), c.campaign
+	  FROM dialer.scheduled_calls c
+	 WHERE c.id = ANY (v_go)
+	 ORDER BY c.priority DESC, c.next_attempt_at;
 END;
 $$;
 COMMENT ON FUNCTION dialer.claim_calls(text, int, text, time, time, text) IS
@@ -273,12 +266,8 @@ BEGIN
 		 CROSS JOIN LATERAL (SELECT k.* FROM dialer.scheduled_calls k WHERE k.id = r.call_id OFFSET 0) c
 		 WHERE c.status = 'dispatching' AND c.attempts = r.attempt
 		   FOR UPDATE OF c
-	), att AS (
-		-- no request was made: the attempt row goes
-		DELETE FROM dialer.call_attempts a
-		 USING cur
-		 WHERE a.call_id = cur.call_id AND a.attempt = cur.attempt AND a.http_status IS NULL
 	)
+	-- no request was made: move_calls removes the attempt row with the attempt
 	SELECT count(*) INTO v_count
 	  FROM dialer.move_calls(ARRAY(
 			SELECT dialer.make_move(cur.call_id, 'dispatching', 'claim_released', 'scheduled',
@@ -484,12 +473,13 @@ BEGIN
 		-- each call of the batch by its key, and only so (the subquery is not flattened): as
 		-- a join, the plan read every call in progress through scheduled_calls_active_idx at
 		-- each batch, since the statistics say few calls are in progress, while they pile up
-		-- (W1: 20,000 calls dialing, no callbacks): each batch cost more than the one before
+		-- (W1: 20,000 calls dialing, no callbacks): each batch cost more than the one before.
+		-- Not locked here: move_calls moves a call only if it is still dispatching at this
+		-- attempt when its UPDATE holds the row (a callback that came first wins)
 		SELECT r.*, c.attempts - c.attempts_base < c.max_attempts AS may_retry
 		  FROM r
 		 CROSS JOIN LATERAL (SELECT k.* FROM dialer.scheduled_calls k WHERE k.id = r.call_id OFFSET 0) c
 		 WHERE c.status = 'dispatching' AND c.attempts = r.attempt
-		   FOR UPDATE OF c
 	), moves AS (
 		SELECT cur.*,
 			   CASE WHEN cur.outcome = 'accepted' THEN 'dialing'
@@ -518,12 +508,14 @@ BEGIN
 		   array_agg(m.call_id) FILTER (WHERE m.to_status = 'failed' AND m.class IS NOT NULL)
 	  INTO v_moves, v_failed
 	  FROM moves m;
-	PERFORM count(*) FROM dialer.move_calls(v_moves);
-
-	-- a failed request's class may have a rule saying what follows (the default set: done)
 	IF v_failed IS NULL THEN
+		PERFORM count(*) FROM dialer.move_calls(v_moves);
 		RETURN;		-- the usual batch: every request accepted
 	END IF;
+
+	-- a failed request's class may have a rule saying what follows (the default set: done):
+	-- for the calls this batch moved to failed
+	v_failed := ARRAY(SELECT m.id FROM dialer.move_calls(v_moves) m(id) WHERE m.id = ANY (v_failed));
 	FOR v_call IN SELECT c.* FROM dialer.scheduled_calls c WHERE c.id = ANY (v_failed) AND c.status = 'failed' LOOP
 		PERFORM dialer.follow_outcome(v_call, 'failed',
 				dialer.next_action_detail(n.action, n.rule_set, a.outcome, a.attempt, n.next_attempt_at,
