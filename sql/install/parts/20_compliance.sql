@@ -32,7 +32,7 @@
 CREATE FUNCTION dialer.policy_skip_detail(checked text, policy text, rule text, timezones text[], message text)
 RETURNS jsonb
 LANGUAGE sql
-IMMUTABLE
+STABLE	-- as the functions it calls are (IMMUTABLE kept it from being inlined)
 AS $$
 	SELECT jsonb_build_object('reason', 'policy', 'checked', checked, 'policy', policy, 'rule', rule,
 							  'timezones', timezones, 'message', message);

@@ -468,7 +468,7 @@ COMMENT ON FUNCTION dialer.call_request_keys() IS
 CREATE FUNCTION dialer.call_shape_error(element jsonb, shape text)
 RETURNS dialer.call_error
 LANGUAGE sql
-IMMUTABLE
+STABLE	-- as the functions it calls are (IMMUTABLE kept it from being inlined)
 AS $$
 	SELECT CASE shape
 		WHEN 'not_object' THEN

@@ -623,7 +623,7 @@ COMMENT ON FUNCTION dialer.campaign_reason_of_call_rule(text) IS
 CREATE FUNCTION dialer.campaign_payload_detail(call_rule text, raw_payload jsonb, payload jsonb)
 RETURNS text
 LANGUAGE sql
-IMMUTABLE
+STABLE
 PARALLEL SAFE
 AS $$
 	SELECT CASE call_rule
