@@ -3,20 +3,31 @@
 # tarball) and `make deb` (the Debian package postgresql-15-pg-dialer).
 
 EXTENSION   = pg_dialer
-EXTVERSION  = 0.2.0
+EXTVERSION  = 0.3.0
 MODULE_big  = pg_dialer
 OBJS        = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
 
-# sql/install/ holds what CREATE EXTENSION and ALTER EXTENSION UPDATE run: the install script
-# of the current version, assembled from the readable parts in sql/install/parts/ in
-# file-name order; the install scripts of released versions, kept exactly as released
-# (sql/install/pg_dialer--0.1.0.sql); and the update script from each release to the next
-# (sql/install/pg_dialer--0.1.0--0.2.0.sql, written by `make update-script`).  Its data/ holds
-# the data a part is generated from, its tools/ the update script's generator.
+# sql/install/ holds what CREATE EXTENSION and ALTER EXTENSION UPDATE run.  Committed, and
+# written by hand: the readable parts of the current version's install script (parts/, in
+# file-name order), the install scripts of released versions exactly as released (released/),
+# the change file of each update (changes/pg_dialer--OLD--NEW.sql: the statements a draft
+# cannot know, e.g. ALTER TABLE for a changed table) and the data (data/: libphonenumber's
+# map, kept once).  Built by make, never committed: the current install script
+# (pg_dialer--VERSION.sql), its part that loads the map (parts/16_number_timezones_data.sql)
+# and the update script from each release to the next (pg_dialer--OLD--NEW.sql, written by
+# tools/draft_update.py from the two install scripts and the change file).
 INSTALL_DIR = sql/install
-SQL_PARTS   = $(sort $(wildcard $(INSTALL_DIR)/parts/*.sql))
-DATA_built  = $(INSTALL_DIR)/$(EXTENSION)--$(EXTVERSION).sql
-DATA        = $(filter-out $(DATA_built),$(wildcard $(INSTALL_DIR)/$(EXTENSION)--*.sql))
+RELEASES    = 0.1.0 0.2.0
+LAST_RELEASE = $(lastword $(RELEASES))
+MAP_PART    = $(INSTALL_DIR)/parts/16_number_timezones_data.sql
+SQL_PARTS   = $(sort $(wildcard $(INSTALL_DIR)/parts/*.sql) $(MAP_PART))
+CURRENT_SCRIPT = $(INSTALL_DIR)/$(EXTENSION)--$(EXTVERSION).sql
+# each release to the one after it, the last release to this version
+UPDATE_PAIRS = $(join $(RELEASES),$(addprefix --,$(wordlist 2,$(words $(RELEASES)),$(RELEASES)) $(EXTVERSION)))
+UPDATE_SCRIPTS = $(foreach p,$(UPDATE_PAIRS),$(INSTALL_DIR)/$(EXTENSION)--$(p).sql)
+DATA_built  = $(CURRENT_SCRIPT) $(UPDATE_SCRIPTS)
+DATA        = $(wildcard $(INSTALL_DIR)/released/$(EXTENSION)--*.sql)
+EXTRA_CLEAN = $(MAP_PART)
 
 PG_CPPFLAGS = -I$(srcdir)/src $(shell curl-config --cflags 2>/dev/null) -DPG_DIALER_VERSION=\"$(EXTVERSION)\"
 SHLIB_LINK  = $(shell curl-config --libs 2>/dev/null || echo -lcurl)
@@ -51,23 +62,36 @@ include $(PGXS)
 CONTRIB_TESTDB = dialer_regress
 endif
 
-$(DATA_built): $(SQL_PARTS)
+$(CURRENT_SCRIPT): $(SQL_PARTS)
 	cat $^ > $@
+
+$(MAP_PART): $(INSTALL_DIR)/data/number_timezones.txt $(INSTALL_DIR)/tools/number_timezones_part.sh
+	sh $(INSTALL_DIR)/tools/number_timezones_part.sh $< > $@.tmp && mv $@.tmp $@
+
+# The install script a version's update starts from: a released one, as released.
+release_script = $(INSTALL_DIR)/released/$(EXTENSION)--$(1).sql
+# The install script an update leads to: a released one, or this version's, built.
+target_script = $(if $(filter $(1),$(EXTVERSION)),$(CURRENT_SCRIPT),$(call release_script,$(1)))
+
+# pg_dialer--OLD--NEW.sql from the two install scripts and changes/pg_dialer--OLD--NEW.sql
+define update_rule
+$(INSTALL_DIR)/$(EXTENSION)--$(1)--$(2).sql: $(call release_script,$(1)) $(call target_script,$(2)) \
+		$(INSTALL_DIR)/changes/$(EXTENSION)--$(1)--$(2).sql $(INSTALL_DIR)/tools/draft_update.py
+	python3 $(INSTALL_DIR)/tools/draft_update.py $(call release_script,$(1)) $(call target_script,$(2)) $$@.tmp \
+		$(INSTALL_DIR)/changes/$(EXTENSION)--$(1)--$(2).sql && mv $$@.tmp $$@
+endef
+$(foreach p,$(UPDATE_PAIRS),$(eval $(call update_rule,$(firstword $(subst --, ,$(p))),$(lastword $(subst --, ,$(p))))))
 
 # Every object is rebuilt when a header changes (PGXS tracks no header dependencies unless the
 # server was configured with --enable-depend): an object compiled against an older layout of a
 # shared struct would read other fields than the rest of the library.
 $(OBJS): $(wildcard src/*.h)
 
-# The update script from the last release to this version is written, never edited by hand:
-# from the two install scripts and the hand-written statements beside the tool.
-LAST_RELEASE = 0.1.0
-UPDATE_SCRIPT = $(INSTALL_DIR)/$(EXTENSION)--$(LAST_RELEASE)--$(EXTVERSION).sql
-update-script: $(DATA_built)
-	python3 $(INSTALL_DIR)/tools/draft_update.py $(INSTALL_DIR)/$(EXTENSION)--$(LAST_RELEASE).sql $< $(UPDATE_SCRIPT) \
-		$(INSTALL_DIR)/tools/$(EXTENSION)--$(LAST_RELEASE)--$(EXTVERSION).hand.sql
+# `make update-scripts` builds the install and update scripts alone (make and make install
+# build them too).
+update-scripts: $(DATA_built)
 
-.PHONY: test demo bench dist deb update-script
+.PHONY: test demo bench dist deb update-scripts
 test:
 	bash test/run_all.sh
 

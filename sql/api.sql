@@ -9,6 +9,8 @@ SET TimeZone = 'UTC';
 SET DateStyle = 'ISO, YMD';
 SET IntervalStyle = 'postgres';
 CREATE EXTENSION pg_dialer;
+-- the version installed (pg_available_extensions would be empty where the control file lives
+-- outside the share directory, as in the Debian package's build-time test)
 SELECT e.extname, e.extversion, n.nspname AS schema, e.extrelocatable
   FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
  WHERE e.extname = 'pg_dialer';

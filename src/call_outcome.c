@@ -36,7 +36,7 @@ outcome_is_2xx(const HttpRequest *http)
 }
 
 /*
- * A 2xx answer of a JSON provider (backend, voice API): the call is placed; its
+ * A 2xx answer of a provider that answers in JSON: the call is placed; its
  * id is the answer's call_id (or id).  An answer without a readable id still
  * means the provider took the call, so it is accepted, with a note.
  */

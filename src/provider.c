@@ -184,6 +184,19 @@ provider_finish(DialerRequest *req, DialerOutcome *out)
 }
 
 /*
+ * pg_dialer's report of what a finished (or failed) lookup or search found,
+ * read by its provider's kind.
+ */
+char *
+provider_read_answer(DialerRequest *req)
+{
+	Assert(req->lookup);
+	if (req->call.search)
+		return req->provider->ops->read_search(req);
+	return req->provider->ops->read_lookup(req);
+}
+
+/*
  * Sends the next phase a provider set up in provider_finish.
  */
 void

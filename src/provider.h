@@ -3,13 +3,14 @@
  * provider.h
  *	  Providers (provider.c): a provider's configuration, a call ready to be
  *	  sent, a request made for it, and the table of operations each kind of
- *	  provider implements in its own file (provider_twilio.c,
- *	  provider_backend.c, provider_voice_api.c, each with its header),
- *	  registered by kind in provider.c.
+ *	  provider implements in its own file (provider_<kind>.c, with its header
+ *	  provider_<kind>.h), registered by kind in provider.c.  A kind's file
+ *	  reads every answer of its kind: to a call, a lookup, a search.
  *
  *	  The dispatcher talks to providers only through the functions at the end
  *	  of this file; a provider file calls only downwards (call_outcome.h,
- *	  json_read.h, http.h), never back into provider.c.
+ *	  lookup_report.h, json_read.h, http.h, webhook_signature.h), never back
+ *	  into provider.c.
  *
  * Copyright (c) 2026, pg_dialer developers
  *
@@ -49,7 +50,9 @@ typedef struct DialerProvider
 	char	   *status_callback_url;
 	List	   *allowed_hosts;	/* of char * */
 	int			ring_timeout;	/* 0: not sent */
-	char	   *machine_detection;
+	char	   *machine_detection;	/* NULL: none (a call's payload may ask) */
+	bool		async_amd;		/* detection in the background, verdict to
+								 * status_callback_url */
 	double		calls_per_second;
 	int			max_concurrency;	/* 0: no limit on calls in progress */
 	bool		seen;			/* present in the latest load */
@@ -70,7 +73,7 @@ typedef struct DialerProvider
 	TimestampTz stall_frees_at; /* when reconciliation frees its first slot */
 	bool		stall_warned;	/* the stall was logged */
 
-	bool		status_callback_call_id;	/* twilio: append call_id=<id> to
+	bool		status_callback_call_id;	/* append call_id=<id> to
 											 * status_callback_url */
 } DialerProvider;
 
@@ -110,7 +113,8 @@ typedef struct DialerRequest
 	DialerProvider *provider;	/* valid while in flight: providers are never
 								 * freed */
 	ClaimedCall call;
-	int			phase;			/* backend BRIEF_START: 0 brief, 1 start */
+	int			phase;			/* a call in two requests: 0 the first, 1 the
+								 * second */
 	bool		lookup;			/* a reconciliation GET, not a call */
 } DialerRequest;
 
@@ -129,8 +133,10 @@ typedef enum ProviderVerdict
 } ProviderVerdict;
 
 /*
- * What a kind of provider does.  prepare, finish and lookup are required;
- * search is NULL when the provider cannot be searched by what was sent.
+ * What a kind of provider does.  prepare, finish, lookup and read_lookup are
+ * required; search and read_search are both NULL when the provider cannot be
+ * searched by what was sent.  Everything the dispatcher needs to know of a
+ * kind is here: nothing outside the kind's file asks which kind it is.
  */
 struct ProviderOps
 {
@@ -156,8 +162,21 @@ struct ProviderOps
 	/* Sets up req as a lookup of req->call.provider_call_id. */
 	void		(*lookup) (DialerRequest *req);
 
+	/*
+	 * pg_dialer's report of what req's lookup found (lookup_report.c: a JSON
+	 * object for dialer.apply_reconciliation), whether it was answered or
+	 * failed.
+	 */
+	char	   *(*read_lookup) (DialerRequest *req);
+
 	/* Sets up req as a search by what was sent (req->call.search). */
 	void		(*search) (DialerRequest *req);
+
+	/*
+	 * pg_dialer's report of what req's search found (lookup_report.c: a JSON
+	 * object for dialer.apply_search), whether it was answered or failed.
+	 */
+	char	   *(*read_search) (DialerRequest *req);
 };
 
 /* provider.c: the registry, and what the dispatcher asks of providers */
@@ -168,6 +187,7 @@ extern void provider_start_lookup(DialerProvider *provider, ClaimedCall *call);
 extern bool provider_can_search(DialerProvider *provider);
 extern void provider_start_search(DialerProvider *provider, ClaimedCall *call);
 extern ProviderVerdict provider_finish(DialerRequest *req, DialerOutcome *out);
+extern char *provider_read_answer(DialerRequest *req);
 extern void provider_continue(DialerRequest *req);
 extern bool provider_resend_safe(DialerProvider *provider);
 extern void provider_release(DialerRequest *req);

@@ -7,7 +7,7 @@
  *	  and an Idempotency-Key that is the same for every retry of a call's run,
  *	  so the backend can drop a duplicate and a lost answer can be retried.
  *	  Reconciliation reads GET /call/{call_id}, or searches by the
- *	  Idempotency-Key.
+ *	  Idempotency-Key; this file reads every answer the backend gives.
  *
  * Copyright (c) 2026, pg_dialer developers
  *
@@ -25,6 +25,7 @@
 #include "call_outcome.h"
 #include "http.h"
 #include "json_read.h"
+#include "lookup_report.h"
 #include "provider.h"
 #include "provider_backend.h"
 
@@ -187,6 +188,48 @@ backend_search(DialerRequest *req)
 }
 
 /*
+ * The answer to a lookup: the backend's record of the call, a JSON object with the
+ * usual fields (status, duration, answered_by, recording_url, transcript),
+ * as pg_dialer's report.
+ */
+static char *
+backend_read_lookup(DialerRequest *req)
+{
+	return report_lookup(&req->http, &lookup_json_fields);
+}
+
+/* where the answer to a search by Idempotency-Key keeps its records */
+static const SearchFields backend_search_fields = {
+	.list = "calls",
+	.id = "call_id",
+	.status = "status",
+	.duration = "duration",
+	.answered_by = "answered_by",
+	.idempotency_key = "idempotency_key",
+};
+
+/*
+ * The answer to a search by Idempotency-Key ({"calls": [...]}), as
+ * pg_dialer's report.  A record that names an Idempotency-Key reports it (it
+ * must be the one sent); one that names none may be the call.  Any answer
+ * but a 2xx means the backend does not offer the search (it is optional in
+ * the backend contract).
+ */
+static char *
+backend_read_search(DialerRequest *req)
+{
+	HttpRequest *http = &req->http;
+
+	if (!http->completed)
+		return report_search_failed("failed", http->error);
+	if (http->status < 200 || http->status > 299)
+		return report_search_failed("not_offered",
+									psprintf("the backend answered HTTP %ld to GET /call?idempotency_key=: it offers no lookup by Idempotency-Key",
+											 http->status));
+	return report_search(http->response.data, &backend_search_fields, false);
+}
+
+/*
  * The brief's 2xx answer carries the script: start the call with it.  The
  * start's 2xx answer carries the backend's call id.  A lost answer is retried
  * (the Idempotency-Key makes that safe).
@@ -242,5 +285,7 @@ const ProviderOps backend_provider_ops = {
 	.prepare = backend_prepare,
 	.finish = backend_finish,
 	.lookup = backend_lookup,
+	.read_lookup = backend_read_lookup,
 	.search = backend_search,
+	.read_search = backend_read_search,
 };

@@ -4,7 +4,8 @@
  *	  A generic voice API: POST {base_url}/calls with
  *	  {phone_number, message, metadata: {call_id, ...}} and a bearer key; the
  *	  answer's call_id is stored.  An Idempotency-Key is sent as for backends.
- *	  Reconciliation reads GET /calls/{call_id}; there is no search.
+ *	  Reconciliation reads GET /calls/{call_id}; there is no search.  This
+ *	  file reads every answer the voice API gives.
  *
  * Copyright (c) 2026, pg_dialer developers
  *
@@ -19,6 +20,7 @@
 
 #include "call_outcome.h"
 #include "http.h"
+#include "lookup_report.h"
 #include "provider.h"
 #include "provider_voice_api.h"
 
@@ -78,6 +80,17 @@ voice_api_lookup(DialerRequest *req)
 }
 
 /*
+ * The answer to a lookup: the voice API's record of the call, a JSON object with the
+ * usual fields (status, duration, answered_by, recording_url, transcript),
+ * as pg_dialer's report.
+ */
+static char *
+voice_api_read_lookup(DialerRequest *req)
+{
+	return report_lookup(&req->http, &lookup_json_fields);
+}
+
+/*
  * A 2xx answer carries the voice API's call id; anything else follows the
  * shared outcome rules (a lost answer is retried: the Idempotency-Key makes
  * that safe).
@@ -100,5 +113,7 @@ const ProviderOps voice_api_provider_ops = {
 	.prepare = voice_api_prepare,
 	.finish = voice_api_finish,
 	.lookup = voice_api_lookup,
+	.read_lookup = voice_api_read_lookup,
 	.search = NULL,
+	.read_search = NULL,
 };

@@ -223,8 +223,8 @@ queue_load_providers(List *known)
 	if (SPI_execute("SELECT name, kind, rtrim(base_url, '/'), account_sid, auth_token, api_key_sid, "
 					"api_key_secret, bearer_token, from_number, twiml_url, status_callback_url, "
 					"array_to_string(allowed_hosts, ','), coalesce(ring_timeout, 0), machine_detection, "
-					"calls_per_second::float8, coalesce(max_concurrency, 0), status_callback_call_id "
-					"FROM dialer.worker_providers()", true, 0) != SPI_OK_SELECT)
+					"calls_per_second::float8, coalesce(max_concurrency, 0), status_callback_call_id, "
+					"async_amd FROM dialer.worker_providers()", true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "pg_dialer: loading providers failed");
 
 	foreach(lc, known)
@@ -281,6 +281,7 @@ queue_load_providers(List *known)
 		p->calls_per_second = DatumGetFloat8(SPI_getbinval(tup, desc, 15, &isnull));
 		p->max_concurrency = DatumGetInt32(SPI_getbinval(tup, desc, 16, &isnull));
 		p->status_callback_call_id = DatumGetBool(SPI_getbinval(tup, desc, 17, &isnull));
+		p->async_amd = DatumGetBool(SPI_getbinval(tup, desc, 18, &isnull));
 	}
 	queue_end(caller);
 	return known;
@@ -664,15 +665,16 @@ log_given_up(int64 call_id)
 }
 
 /*
- * Applies the providers' answers to lookups and searches, in one transaction.
+ * Applies what lookups and searches found (each its kind's report), in one
+ * transaction.
  */
 void
 queue_store_lookups(List *results)
 {
 	MemoryContext caller;
-	Oid			types[5] = {INT8OID, TEXTOID, INT4OID, TEXTOID, TEXTOID};
-	Datum		args[5];
-	char		nulls[6] = "     ";
+	Oid			types[4] = {INT8OID, TEXTOID, INT4OID, TEXTOID};
+	Datum		args[4];
+	char		nulls[4] = "    ";
 	ListCell   *lc;
 
 	if (results == NIL)
@@ -682,35 +684,22 @@ queue_store_lookups(List *results)
 	{
 		LookupResult *r = lfirst(lc);
 
+		args[0] = Int64GetDatum(r->call_id);
+		args[2] = Int32GetDatum(r->http_status);
+		nulls[2] = r->http_status ? ' ' : 'n';
+		args[3] = CStringGetTextDatum(r->report);
 		if (r->search)
 		{
 			/* a search by what was sent */
-			Oid			stypes[5] = {INT8OID, TEXTOID, INT4OID, TEXTOID, TEXTOID};
-
-			args[0] = Int64GetDatum(r->call_id);
 			args[1] = CStringGetTextDatum(r->search);
-			args[2] = Int32GetDatum(r->http_status);
-			nulls[1] = ' ';
-			nulls[2] = r->http_status ? ' ' : 'n';
-			args[3] = r->body ? CStringGetTextDatum(r->body) : (Datum) 0;
-			nulls[3] = r->body ? ' ' : 'n';
-			args[4] = r->error ? CStringGetTextDatum(r->error) : (Datum) 0;
-			nulls[4] = r->error ? ' ' : 'n';
-			if (SPI_execute_with_args("SELECT dialer.apply_search($1, $2::jsonb, $3, $4, $5)",
-									  5, stypes, args, nulls, false, 1) != SPI_OK_SELECT)
+			if (SPI_execute_with_args("SELECT dialer.apply_search($1, $2::jsonb, $3, $4::jsonb)",
+									  4, types, args, nulls, false, 1) != SPI_OK_SELECT)
 				elog(ERROR, "pg_dialer: apply_search failed");
 			continue;
 		}
-		args[0] = Int64GetDatum(r->call_id);
 		args[1] = CStringGetTextDatum(r->provider_call_id);
-		args[2] = Int32GetDatum(r->http_status);
-		nulls[2] = r->http_status ? ' ' : 'n';
-		args[3] = r->body ? CStringGetTextDatum(r->body) : (Datum) 0;
-		nulls[3] = r->body ? ' ' : 'n';
-		args[4] = r->error ? CStringGetTextDatum(r->error) : (Datum) 0;
-		nulls[4] = r->error ? ' ' : 'n';
-		if (SPI_execute_with_args("SELECT dialer.apply_reconciliation($1, $2, $3, $4, $5)",
-								  5, types, args, nulls, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		if (SPI_execute_with_args("SELECT dialer.apply_reconciliation($1, $2, $3, $4::jsonb)",
+								  4, types, args, nulls, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
 			elog(ERROR, "pg_dialer: apply_reconciliation failed");
 		log_given_up(r->call_id);
 	}

@@ -19,16 +19,16 @@
 #include "call_outcome.h"
 #include "provider.h"
 
-/* A provider's answer to a reconciliation lookup. */
+/* What a reconciliation lookup or search found. */
 typedef struct LookupResult
 {
 	int64		call_id;
 	char	   *provider_call_id;
 	char	   *search;			/* a search by what was sent: what was
 								 * searched (JSON) */
-	int			http_status;
-	char	   *body;
-	char	   *error;
+	int			http_status;	/* 0: no answer */
+	char	   *report;			/* pg_dialer's report of the answer (JSON,
+								 * lookup_report.c) */
 } LookupResult;
 
 extern char *queue_extension_version(void);

@@ -4,8 +4,9 @@
  *	  The storing of outcomes: what finished requests came to, collected from
  *	  the HTTP engine, kept in a batch and stored together.  A call's request
  *	  gives an outcome (accepted, retry, failed, unknown) for
- *	  dialer.record_results(), a reconciliation lookup or search an answer
- *	  for dialer.apply_reconciliation() or dialer.apply_search().
+ *	  dialer.record_results(), a reconciliation lookup or search a report
+ *	  of its answer (read by the provider's kind) for
+ *	  dialer.apply_reconciliation() or dialer.apply_search().
  *
  *	  The batch lives in its own memory context, which survives the
  *	  dispatcher's error recovery: outcomes a failed store could not write
@@ -107,8 +108,9 @@ results_store(void)
 }
 
 /*
- * Keeps the provider's answer to a lookup or search, to be applied by
- * dialer.apply_reconciliation() or dialer.apply_search() with the next batch.
+ * Keeps what a lookup or search found, as its provider's kind reports it, to
+ * be applied by dialer.apply_reconciliation() or dialer.apply_search() with
+ * the next batch.
  */
 static void
 keep_lookup_answer(DialerRequest *req)
@@ -122,10 +124,7 @@ keep_lookup_answer(DialerRequest *req)
 	else
 		r->provider_call_id = pstrdup(req->call.provider_call_id);
 	r->http_status = req->http.completed ? (int) req->http.status : 0;
-	if (req->http.completed)
-		r->body = pstrdup(req->http.response.data);
-	else
-		r->error = pstrdup(req->http.error);
+	r->report = provider_read_answer(req);
 	if (!results_waiting())
 		oldest_outcome = GetCurrentTimestamp();
 	lookups = lappend(lookups, r);
@@ -222,8 +221,8 @@ results_fail_unsendable(ClaimedCall *c, const char *error)
 
 /*
  * At shutdown, the requests still in flight are abandoned: unknown for a
- * provider where a re-send is not safe (Twilio: it may have placed the call),
- * retry for providers that dedupe by Idempotency-Key.  A lookup has nothing
+ * provider where a re-send is not safe (it may have placed the call), retry
+ * for providers that dedupe by Idempotency-Key.  A lookup has nothing
  * to record: the call is looked up again later.
  */
 void

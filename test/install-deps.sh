@@ -20,6 +20,7 @@ packages=(
 	libtap-parser-sourcehandler-pgtap-perl
 	make
 	gcc
+	python3
 	postgresql-server-dev-all
 	debhelper
 	build-essential

@@ -141,7 +141,11 @@ async function loadCalls() {
 function describeEvent(e) {
   const d = e.detail || {};
   const bits = [];
-  if (e.from_status || e.to_status) bits.push(`${e.from_status || 'new'} → ${e.to_status || e.from_status}`);
+  // a move shows where the call went; an event that moved nothing (from = to) does not
+  if ((e.from_status || e.to_status) && e.from_status !== e.to_status) {
+    bits.push(`${e.from_status || 'new'} → ${e.to_status || e.from_status}`);
+  }
+  if (e.outcome) bits.push(`outcome: ${e.outcome}`);
   if (d.reason) bits.push(`reason: ${d.reason}${d.do_not_call_reason ? ` (${d.do_not_call_reason})` : ''}`);
   if (d.http_status !== undefined && d.http_status !== null) bits.push(`HTTP ${d.http_status}`);
   for (const k of ['provider_status', 'error', 'error_code', 'message', 'by', 'until', 'next_attempt_at']) {

@@ -521,7 +521,10 @@ function checkPackage(deb, where) {
   assert.match(info.out, /^Depends: .*postgresql-15\b.*libcurl/m);
   // documents larger than 4 kB are compressed (dh_compress): compared without .gz
   const files = debFiles(deb).map((f) => (f.startsWith('/usr/share/doc/') ? f.replace(/\.gz$/, '') : f)).sort();
-  const scripts = fs.readdirSync(path.join(repo, 'sql', 'install')).filter((f) => /^pg_dialer--.*\.sql$/.test(f));
+  // the scripts make builds (the current install script, every update script) and the install
+  // scripts of released versions, kept as released
+  const scripts = ['', 'released'].flatMap((d) => fs.readdirSync(path.join(repo, 'sql', 'install', d))
+    .filter((f) => /^pg_dialer--.*\.sql$/.test(f)));
   const expected = [
     '/usr/lib/postgresql/15/lib/pg_dialer.so',
     '/usr/lib/postgresql/15/lib/bitcode/pg_dialer.index.bc',

@@ -29,7 +29,7 @@ const SRC = 'dialer_dump_src';
 const DST = 'dialer_dump_dst';
 const TW = 'dr_tw';
 const CONFIG_TABLES = ['providers', 'campaigns', 'do_not_call', 'scheduled_calls', 'call_attempts',
-  'call_events', 'campaign_runs', 'pending_callbacks'];
+  'call_events', 'campaign_runs', 'pending_callbacks', 'outcome_rule_sets', 'outcome_rules'];
 
 let admin;            // on database postgres: ALTER SYSTEM, CREATE/DROP DATABASE
 let src;
@@ -121,17 +121,22 @@ test('every table and sequence of pg_dialer holding user data is registered for 
       'dialer.scheduled_calls_id_seq']);
   // the calling-policy tables hold the extension's own presets too, made again by CREATE
   // EXTENSION: only the user's rows of those are dumped; every other table is the user's alone
-  const withPresets = ['dialer.blackout_dates', 'dialer.calling_policies', 'dialer.policy_windows'];
+  // (and the outcome rule sets: the set 'default' is the extension's)
+  const withPresets = ['dialer.blackout_dates', 'dialer.calling_policies', 'dialer.policy_windows',
+    'dialer.outcome_rule_sets', 'dialer.outcome_rules'];
   // libphonenumber's prefix -> time zone table is the extension's own data, not the user's,
-  // and so is its version for the backends' copies
-  const extensionData = ['dialer.cached_table_versions', 'dialer.number_timezones'];
+  // and so is its version for the backends' copies, and the tables of a call's life and of
+  // the outcome classes (statuses, moves, notes, classes, the providers' words)
+  const extensionData = ['dialer.cached_table_versions', 'dialer.number_timezones', 'dialer.call_statuses',
+    'dialer.provider_kinds', 'dialer.call_transitions', 'dialer.call_notes', 'dialer.outcome_classes', 'dialer.provider_statuses',
+    'dialer.outcome_signals'];
   for (const x of r.rows) {
     if (extensionData.includes(x.rel)) {
       assert.equal(x.registered, false, `${x.rel} is the extension's data, not dumped`);
       continue;
     }
     assert.equal(x.registered, true, `${x.rel} is registered with pg_extension_config_dump`);
-    if (withPresets.includes(x.rel)) assert.match(x.condition, /^WHERE .*(builtin|preset:)/, `${x.rel}: the user's rows are dumped`);
+    if (withPresets.includes(x.rel)) assert.match(x.condition, /^WHERE .*(builtin|preset:|'default')/, `${x.rel}: the user's rows are dumped`);
     else assert.equal(x.condition, '', `${x.rel} is dumped whole`);
   }
 });
@@ -151,6 +156,10 @@ test('a database in use survives pg_dump -Fc and pg_restore into a fresh databas
   await src.query(`INSERT INTO dialer.campaigns (name, source, provider, call_window_start, call_window_end, timezone)
                    VALUES ('dr_camp', 'public.dr_candidates', $1, '09:00', '18:00', 'Europe/Paris')`, [TW]);
   await src.query(`INSERT INTO dialer.do_not_call (number, reason) VALUES ('+15550123999', 'asked not to be called')`);
+  // an outcome rule set of the user's, named by the campaign
+  await src.query(`SELECT dialer.copy_outcome_rules('default', 'dr_rules')`);
+  await src.query(`UPDATE dialer.outcome_rules SET action = 'suppress' WHERE rule_set = 'dr_rules' AND outcome = 'bad_number'`);
+  await src.query(`UPDATE dialer.campaigns SET outcome_rules = 'dr_rules' WHERE name = 'dr_camp'`);
   const enq = async (to, extra = '') => Number((await src.query(
     `SELECT dialer.enqueue_call($1, provider => '${TW}'${extra}) AS id`, [to])).rows[0].id);
   const ids = {};

@@ -8,7 +8,7 @@
 //
 // Each variant also runs through the twin on the simulator, to show that the variant really
 // carries what it claims (Twiml or Url, API key, StatusCallback and its four events, Timeout,
-// MachineDetection).
+// MachineDetection and its asynchronous callback and tuning, SendDigits).
 //
 // Run by test/run_all.sh; by hand:
 //   PGHOST=127.0.0.1 PGPORT=55472 PGUSER=postgres DIALER_DB=dialer_test \
@@ -30,7 +30,10 @@ let sim;
 
 // What the dispatcher can vary in a Twilio request: how it authenticates, what the call says
 // (Twiml from payload.message, Url from payload.url, the provider's twiml_url), the status
-// callback with its events, Timeout, MachineDetection and the caller id.
+// callback with its events, Timeout, MachineDetection (the provider's or the call's, synchronous
+// or asynchronous with its callback, with the tuning settings), SendDigits and the caller id.
+const AMD_TUNING = { machine_detection_timeout: 59, machine_detection_speech_threshold: 6000,
+  machine_detection_speech_end_threshold: 500, machine_detection_silence_timeout: 2000 };
 const VARIANTS = [
   { name: 'twiml_token_full', desc: 'Twiml, auth token, StatusCallback + 4 events, Timeout, MachineDetection=Enable',
     provider: { status_callback_url: 'https://hooks.example.com/rpc/twilio_status', ring_timeout: 30, machine_detection: 'Enable' },
@@ -53,6 +56,20 @@ const VARIANTS = [
     provider: { status_callback_url: 'https://hooks.example.com/cb', ring_timeout: 5 },
     payload: { message: 'Short.' },
     expect: { Twiml: true, StatusCallback: true, Timeout: '5' } },
+  { name: 'amd_async_payload', desc: 'the call\'s DetectMessageEnd, asynchronous (AsyncAmd, AsyncAmdStatusCallback), every tuning setting',
+    provider: { status_callback_url: 'https://hooks.example.com/twilio/status-callback' },
+    payload: { message: 'Hello.', machine_detection: 'DetectMessageEnd', async_amd: true, ...AMD_TUNING },
+    expect: { Twiml: true, StatusCallback: true, MachineDetection: 'DetectMessageEnd', AsyncAmd: 'true',
+      MachineDetectionTimeout: '59', MachineDetectionSpeechThreshold: '6000', MachineDetectionSpeechEndThreshold: '500',
+      MachineDetectionSilenceTimeout: '2000' } },
+  { name: 'amd_async_provider', desc: 'the provider\'s Enable, asynchronous by the provider, the call\'s timeout',
+    provider: { status_callback_url: 'https://hooks.example.com/cb?tenant=3', machine_detection: 'Enable', async_amd: true },
+    payload: { message: 'Hello.', machine_detection_timeout: 3 },
+    expect: { Twiml: true, StatusCallback: true, MachineDetection: 'Enable', AsyncAmd: 'true', MachineDetectionTimeout: '3' } },
+  { name: 'amd_off_digits', desc: 'the provider\'s detection turned off by the call, which sends SendDigits',
+    provider: { status_callback_url: 'https://hooks.example.com/cb', machine_detection: 'Enable' },
+    payload: { message: 'Hello.', machine_detection: 'none', send_digits: 'wW1234#*' },
+    expect: { Twiml: true, StatusCallback: true, SendDigits: 'wW1234#*' } },
 ];
 
 before(async () => {
@@ -132,6 +149,17 @@ test('Prism (Twilio\'s OpenAPI description) accepts every variant of the Calls c
     }
     assert.equal(b.Timeout, e.Timeout, `${v.name}: Timeout`);
     assert.equal(b.MachineDetection, e.MachineDetection, `${v.name}: MachineDetection`);
+    for (const f of ['MachineDetectionTimeout', 'MachineDetectionSpeechThreshold', 'MachineDetectionSpeechEndThreshold',
+      'MachineDetectionSilenceTimeout', 'AsyncAmd', 'SendDigits']) {
+      assert.equal(b[f], e[f], `${v.name}: ${f}`);
+    }
+    if (e.AsyncAmd) {
+      // the verdict comes back to the call's status callback URL, signed and checked as the status callbacks are
+      assert.equal(b.AsyncAmdStatusCallback, b.StatusCallback, `${v.name}: AsyncAmdStatusCallback`);
+      assert.equal(b.AsyncAmdStatusCallbackMethod, 'POST');
+    } else {
+      assert.equal(b.AsyncAmdStatusCallback, undefined, `${v.name}: no AsyncAmdStatusCallback`);
+    }
     const user = Buffer.from(r.headers.authorization.replace(/^Basic /, ''), 'base64').toString().split(':')[0];
     assert.equal(user, e.apiKey ? KEY.sid : acc, `${v.name}: Basic user`);
   }

@@ -443,3 +443,52 @@ test(`install ${OLD}, restart with ${CURRENT}'s library, ALTER EXTENSION pg_dial
   assert.match(log, /dispatching resumes/);
   assert.doesNotMatch(log, /PANIC|TRAP|terminated by signal|background worker "pg_dialer[^"]*" .*exited with exit code/);
 });
+
+// Every released version's update to the current one: the last release (0.2.0) installed from
+// its released install script (make installs sql/install/released/), with rows in it, updated
+// with ALTER EXTENSION pg_dialer UPDATE, has the catalog of a fresh install and keeps its rows.
+// (0.1.0's update, above, runs its own script and then this one.)
+test('install the last release from its released script, ALTER EXTENSION pg_dialer UPDATE: the catalog of a fresh install, rows kept', async () => {
+  const LAST = /^RELEASES\s*=\s*(.+)$/m.exec(fs.readFileSync(path.join(repo, 'Makefile'), 'utf8'))[1].trim().split(/\s+/).pop();
+  assert.notEqual(LAST, CURRENT, 'the Makefile names the last release apart from this version');
+  const DB2 = 'dialer_from_last';
+  const root = await connect('postgres');
+  await root.query(`DROP DATABASE IF EXISTS ${DB2}`);
+  await root.query(`CREATE DATABASE ${DB2}`);
+  const db2 = await connect(DB2);
+  try {
+    await db2.query(`CREATE EXTENSION pg_dialer VERSION '${LAST}'`);
+    const lastCatalog = await catalog(db2);
+    await db2.query(`INSERT INTO dialer.providers (name, kind, base_url, account_sid, auth_token, from_number, twiml_url, enabled)
+                     VALUES ('upg_last', 'twilio', 'http://127.0.0.1:9', 'AC${'0'.repeat(32)}', 't', '+15550100000',
+                             'https://a.example/t.xml', false)`);
+    const ids = (await db2.query(`SELECT dialer.enqueue_call('+1555023' || lpad(g::text, 4, '0'), provider => 'upg_last',
+                                                             run_at => now() + interval '1 day') AS id
+                                    FROM generate_series(1, 5) g`)).rows.map((r) => Number(r.id));
+    await db2.query('ALTER EXTENSION pg_dialer UPDATE');
+    assert.equal((await db2.query(`SELECT extversion FROM pg_extension WHERE extname = 'pg_dialer'`)).rows[0].extversion, CURRENT);
+    // a fresh install (the test above made one; made here when it did not get that far)
+    if ((await root.query(`SELECT 1 FROM pg_database WHERE datname = $1`, [FRESH])).rows.length === 0) {
+      await root.query(`CREATE DATABASE ${FRESH}`);
+      const f = await connect(FRESH);
+      await f.query('CREATE EXTENSION pg_dialer');
+      await f.end();
+    }
+    const fresh = await connect(FRESH);
+    const freshCatalog = await catalog(fresh);
+    await fresh.end();
+    const stale = catalogDiff(lastCatalog, freshCatalog);
+    assert.ok(stale.onlyA.length + stale.onlyB.length > 0, `the comparison sees the difference between ${LAST} and ${CURRENT}`);
+    const diff = catalogDiff(await catalog(db2), freshCatalog);
+    assert.ok(diff.onlyA.length === 0 && diff.onlyB.length === 0,
+      `the updated catalog differs from a fresh ${CURRENT} install:\n`
+      + formatDiff(diff, `updated ${LAST} -> ${CURRENT}`, `fresh ${CURRENT}`)
+      + `\n(add what is missing to sql/install/changes/pg_dialer--${LAST}--${CURRENT}.sql)`);
+    const kept = (await db2.query(`SELECT id, status FROM dialer.scheduled_calls ORDER BY id`)).rows;
+    assert.deepEqual(kept.map((r) => [Number(r.id), r.status]), ids.map((id) => [id, 'scheduled']), 'the calls are kept');
+  } finally {
+    await db2.end();
+    await root.query(`DROP DATABASE IF EXISTS ${DB2}`);
+    await root.end();
+  }
+});

@@ -156,7 +156,7 @@ async function startSim(kind, opts = {}) {
 
 const PROVIDER_COLUMNS = ['name', 'kind', 'base_url', 'account_sid', 'auth_token', 'api_key_sid',
   'api_key_secret', 'bearer_token', 'webhook_secret', 'from_number', 'twiml_url', 'status_callback_url',
-  'allowed_hosts', 'ring_timeout', 'machine_detection', 'max_concurrency', 'calls_per_second',
+  'allowed_hosts', 'ring_timeout', 'machine_detection', 'async_amd', 'max_concurrency', 'calls_per_second',
   'retry_busy', 'retry_no_answer', 'retry_delay', 'enabled'];
 
 /**

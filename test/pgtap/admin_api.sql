@@ -1,4 +1,4 @@
--- pgTAP: the admin API's SQL (schema dialer_admin, sql/install/parts/60_admin.sql) without PostgREST:
+-- pgTAP: the admin API's SQL (schema dialer_admin, sql/install/parts/80_admin.sql) without PostgREST:
 -- every function runs as the owner with a pinned search_path ending in pg_temp, nothing of it
 -- is granted to PUBLIC, refusals carry the SQLSTATEs PostgREST turns into 404 / 409 / 403 / 429
 -- and write nothing, and the frontend's limit is keyed on the JWT claims, not on arguments.

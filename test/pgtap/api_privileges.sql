@@ -124,8 +124,11 @@ SELECT is_empty($$
 	 WHERE p.pronamespace::regnamespace::text IN ('dialer', 'dialer_api')
 	   AND has_function_privilege('tap_dialer_nobody', p.oid, 'EXECUTE')
 	   AND p.oid NOT IN ('dialer.is_valid_timezone(text)'::regprocedure, 'dialer.is_e164(text)'::regprocedure,
-						 'dialer.all_e164(text[])'::regprocedure)$$,
-	'PUBLIC may execute no function of dialer or dialer_api (but the harmless is_valid_timezone, is_e164, all_e164)');
+						 'dialer.all_e164(text[])'::regprocedure, 'dialer.final_statuses()'::regprocedure,
+						 'dialer.open_statuses()'::regprocedure, 'dialer.pending_statuses()'::regprocedure,
+						 'dialer.in_progress_statuses()'::regprocedure, 'dialer.unsettled_statuses()'::regprocedure,
+						 'dialer.not_reached_statuses()'::regprocedure)$$,
+	'PUBLIC may execute no function of dialer or dialer_api (but the harmless is_valid_timezone, is_e164, all_e164 and the constant status groups)');
 -- is_e164 must stay PUBLIC: it is the domain dialer.e164's check, run as whoever writes a number
 SELECT ok(has_function_privilege('tap_dialer_nobody', 'dialer.is_e164(text)', 'EXECUTE')
 		  AND has_function_privilege('tap_dialer_nobody', 'dialer.all_e164(text[])', 'EXECUTE'),

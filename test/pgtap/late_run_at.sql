@@ -114,9 +114,9 @@ SELECT is((SELECT count(*)::int FROM dialer.scheduled_calls WHERE campaign = 'ta
 /* ------------------------------------------------------------------ the rule's one home */
 
 SELECT is(dialer.call_rule('+14155550123', now() - interval '1 day', 'tap-late', '{}', NULL, NULL, 0, NULL, NULL, NULL,
-                           'twilio', '{}', 'https://a.example/t.xml', false), 'run_at_past', 'dialer.call_rule names the rule');
+                           (SELECT k FROM dialer.provider_kinds k WHERE k.kind = 'twilio'), '{}', 'https://a.example/t.xml', false), 'run_at_past', 'dialer.call_rule names the rule');
 SELECT is(dialer.call_rule('+14155550123', now() - interval '1 day', 'tap-late', '{}', NULL, NULL, 0, NULL, NULL, NULL,
-                           'twilio', '{}', 'https://a.example/t.xml', true), NULL, '... and late_ok lifts it');
+                           (SELECT k FROM dialer.provider_kinds k WHERE k.kind = 'twilio'), '{}', 'https://a.example/t.xml', true), NULL, '... and late_ok lifts it');
 
 SELECT * FROM finish();
 ROLLBACK;

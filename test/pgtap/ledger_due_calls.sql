@@ -1,7 +1,7 @@
 -- A consent revoked or removed, or a refusal recorded, skips at once the calls that are
 -- already due - scheduled, next_attempt_at in the past (due a few minutes ago and not yet
 -- claimed) or now (a retry due at once) - and not only the calls of the future
--- (dialer.ledger_changed, sql/install/parts/51_compliance_at_enqueue.sql).  Runs in dialer_tap,
+-- (dialer.ledger_changed, sql/install/parts/20_compliance.sql).  Runs in dialer_tap,
 -- where no dispatcher claims the calls; everything is rolled back.
 \set ON_ERROR_STOP 1
 \pset format unaligned

@@ -55,6 +55,10 @@ const DEFAULTS = {
   outcomes: { 1: 'no-answer', 2: 'busy' }, // longest matching suffix of To wins
   defaultOutcome: 'completed',
   answeredBy: 'human',     // AnsweredBy on answered calls when MachineDetection was requested
+  answeredByNumbers: {},   // AnsweredBy by the longest matching suffix of To (over answeredBy);
+                           // 'absent': the call's callbacks carry none (no verdict)
+  amdCallbackLate: false,  // AsyncAmd: the detection callback comes after the final status callback
+  amdCallbackRepeat: 1,    // AsyncAmd: send the detection callback n times
   callbackRepeat: 1,       // send each callback n times (duplicate delivery)
   callbackReverse: false,  // deliver a call's callbacks in reverse order, after the last step
   callbackLogLimit: 1000,
@@ -267,9 +271,19 @@ function twilioKind(sim) {
     if (md !== undefined && md !== 'Enable' && md !== 'DetectMessageEnd') {
       return bad(res, 21200, `Invalid MachineDetection: ${md}`);
     }
+    const asyncAmd = firstOf(b.AsyncAmd);
+    if (asyncAmd !== undefined && asyncAmd !== 'true' && asyncAmd !== 'false') return bad(res, 21200, `Invalid AsyncAmd: ${asyncAmd}`);
+    const amdCb = firstOf(b.AsyncAmdStatusCallback);
+    if (amdCb !== undefined && !isHttpUrl(amdCb)) return bad(res, 21200, `Invalid AsyncAmdStatusCallback: ${amdCb}`);
+    for (const f of ['MachineDetectionTimeout', 'MachineDetectionSpeechThreshold', 'MachineDetectionSpeechEndThreshold',
+      'MachineDetectionSilenceTimeout']) {
+      const v = firstOf(b[f]);
+      if (v !== undefined && !/^[0-9]+$/.test(v)) return bad(res, 21200, `Invalid ${f}: ${v}`);
+    }
     const t = Date.now();
     const call = { sid: newSid(), to, from, status: 'queued', created_ms: t, updated_ms: t,
-      call_id: ctx.callId, duration: null, machine_detection: md };
+      call_id: ctx.callId, duration: null, machine_detection: md,
+      async_amd: md !== undefined && firstOf(b.AsyncAmd) === 'true' ? firstOf(b.AsyncAmdStatusCallback) || null : null };
     sim.storeCall(call.sid, call);
     sendJson(res, 201, resource(call));
     if (cfg.callbacks) sim.callbacks.schedule(call, sc, firstOf(b.StatusCallbackMethod) || 'POST', events);
@@ -600,6 +614,26 @@ function callbackEngine(sim) {
     }
   }
 
+  // AnsweredBy of a detected call: the longest suffix of To in answeredByNumbers, else answeredBy
+  // ('absent': none)
+  function answeredByFor(to) {
+    const rules = cfg.answeredByNumbers || {};
+    let best = cfg.answeredBy; let bestLen = -1;
+    for (const suffix of Object.keys(rules)) {
+      if (to.endsWith(suffix) && suffix.length > bestLen) { best = rules[suffix]; bestLen = suffix.length; }
+    }
+    return best === 'absent' ? null : best;
+  }
+
+  // The asynchronous detection's callback (AsyncAmdStatusCallback): who answered, on its own,
+  // signed as a status callback is; sent amdCallbackRepeat times.  Nothing when there is no verdict.
+  async function deliverVerdict(call) {
+    if (!call.async_amd || !call.verdict) return;
+    const p = { AccountSid: cfg.accountSid, CallSid: call.sid, AnsweredBy: call.verdict,
+      MachineDetectionDuration: '2150' };
+    for (let k = 0; k < (cfg.amdCallbackRepeat || 1); k++) await deliver(call, call.async_amd, 'POST', p, 'amd');
+  }
+
   function later(ms, fn) {
     const t = setTimeout(() => { timers.delete(t); fn(); }, ms);
     timers.add(t);
@@ -697,7 +731,9 @@ function callbackEngine(sim) {
       call.updated_ms = t;
       if (status === 'in-progress') {
         call.status = 'in-progress'; call.start_ms = t;
-        if (call.machine_detection) call.answered_by = cfg.answeredBy;
+        // synchronous detection: AnsweredBy rides on the status callbacks; asynchronous: on its own callback
+        if (call.machine_detection) call.verdict = answeredByFor(call.to);
+        if (call.machine_detection && !call.async_amd) call.answered_by = call.verdict;
       } else if (event === 'completed') {
         call.duration = status === 'completed' ? cfg.callDuration : 0;
         call.status = status; call.end_ms = t;
@@ -710,6 +746,8 @@ function callbackEngine(sim) {
           for (let k = 0; k < (cfg.callbackRepeat || 1); k++) await deliver(call, statusCallback, m, p, event);
         }
       }
+      if (status === 'in-progress' && !cfg.amdCallbackLate) await deliverVerdict(call);
+      if (i + 1 === plan.length && cfg.amdCallbackLate) await deliverVerdict(call);
       if (i + 1 < plan.length) {
         later(delays[plan[i + 1][0]] || 0, () => run(i + 1));
       } else if (outbox.length) {
@@ -1114,7 +1152,8 @@ async function startSimulator(options = {}) {
     },
     configure(patch) {
       const allowed = ['latency', 'logLimit', 'logHeaders', 'callbacks', 'callbackTarget', 'callbackDelays',
-        'callDuration', 'outcomes', 'defaultOutcome', 'answeredBy', 'callbackRepeat', 'callbackReverse',
+        'callDuration', 'outcomes', 'defaultOutcome', 'answeredBy', 'answeredByNumbers', 'amdCallbackLate',
+        'amdCallbackRepeat', 'callbackRepeat', 'callbackReverse',
         'invalidNumbers', 'briefScript', 'searchByKey', 'accountSid', 'authToken', 'apiKeys', 'token', 'apiKey', 'maxCalls',
         'callbackLogLimit'];
       for (const k of Object.keys(patch || {})) {

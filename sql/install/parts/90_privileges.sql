@@ -9,34 +9,17 @@
  *
  * Copyright (c) 2026, pg_dialer developers
  */
+
 REVOKE ALL ON ALL TABLES IN SCHEMA dialer FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA dialer FROM PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA dialer_api FROM PUBLIC;
 
 -- Harmless helpers anyone may call.
 GRANT EXECUTE ON FUNCTION dialer.is_valid_timezone(text), dialer.is_e164(text), dialer.all_e164(text[]) TO PUBLIC;
-
-/*
- * What every grant helper does (dialer.grant_usage, dialer.grant_monitoring, ...): checks
- * that role_name names a role, grants it USAGE on schema dialer, then each of grants,
- * written 'PRIVILEGES ON OBJECTS' (the helpers' own constant text, never input).
- */
-CREATE FUNCTION dialer.grant_to(role_name name, VARIADIC grants text[])
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, dialer, pg_temp
-AS $$
-DECLARE
-	g text;
-BEGIN
-	PERFORM dialer.require_role(role_name);
-	EXECUTE format('GRANT USAGE ON SCHEMA dialer TO %I', role_name);
-	FOREACH g IN ARRAY grants LOOP
-		EXECUTE format('GRANT %s TO %I', g, role_name);
-	END LOOP;
-END;
-$$;
-COMMENT ON FUNCTION dialer.grant_to(name, text[]) IS
-	'Internal: checks a role, grants it USAGE on schema dialer and each of the given privileges (the grant helpers'' common part)';
+-- The status groups: constants, read by views and by the index and CHECK of scheduled_calls
+-- (a function a view calls is checked against the role that reads the view).
+GRANT EXECUTE ON FUNCTION dialer.final_statuses(), dialer.open_statuses(), dialer.pending_statuses(),
+	dialer.in_progress_statuses(), dialer.unsettled_statuses(), dialer.not_reached_statuses() TO PUBLIC;
 
 /*
  * Grants a role the everyday use of pg_dialer: enqueue, cancel, retry and inspect
@@ -50,14 +33,17 @@ SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 BEGIN
 	PERFORM dialer.grant_to(role_name,
-		'SELECT ON dialer.scheduled_calls, dialer.call_attempts, dialer.call_events, dialer.campaigns, dialer.do_not_call',
+		'SELECT ON dialer.scheduled_calls, dialer.call_attempts, dialer.call_events, dialer.campaigns, dialer.do_not_call, '
+		'dialer.call_statuses, dialer.call_transitions, dialer.call_notes, dialer.outcome_classes, '
+		'dialer.provider_statuses, dialer.outcome_signals, dialer.outcome_rule_sets, dialer.outcome_rules, '
+		'dialer.public_api, dialer.provider_kinds',
 		'SELECT (name, kind, base_url, account_sid, api_key_sid, from_number, twiml_url, '
-		'status_callback_url, status_callback_call_id, allowed_hosts, ring_timeout, machine_detection, max_concurrency, '
+		'status_callback_url, status_callback_call_id, allowed_hosts, ring_timeout, machine_detection, async_amd, max_concurrency, '
 		'calls_per_second, retry_busy, retry_no_answer, retry_delay, enabled, created_at, updated_at) ON dialer.providers',
 		'EXECUTE ON FUNCTION dialer.enqueue_call(text, timestamptz, text, jsonb, text, text, int, int, text, timestamptz, boolean), '
 		'dialer.enqueue_calls(jsonb, boolean), dialer.cancel_call(bigint), dialer.retry_call(bigint), dialer.call_details(bigint), '
 		'dialer.stats(date), dialer.worker_status(), dialer.next_local_time(text, time, int, text), '
-		'dialer.call_timezones(bigint)');
+		'dialer.call_timezones(bigint), dialer.call_life_diagram()');
 END;
 $$;
 COMMENT ON FUNCTION dialer.grant_usage(name) IS

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Writes an update script from two install scripts and a file of hand-written statements.
 
-    make update-script          # = the command below for the version in development
-    python3 sql/install/tools/draft_update.py sql/install/pg_dialer--OLD.sql sql/install/pg_dialer--NEW.sql OUT.sql [HAND.sql]
+    make update-scripts         # runs the command below for each update (Makefile, RELEASES)
+    python3 sql/install/tools/draft_update.py sql/install/released/pg_dialer--OLD.sql sql/install/pg_dialer--NEW.sql OUT.sql [HAND.sql]
 
 Splits both scripts into statements (quotes, dollar quotes and comments understood) and writes
 every statement of NEW that OLD does not have, in NEW's order: new objects as they are, changed
@@ -12,7 +12,7 @@ A changed CREATE TABLE, TYPE or DOMAIN, or a function whose arguments changed, i
 "-- MANUAL" line for a hand-written ALTER; DRAFT.gone lists OLD's statements NEW no longer has.
 test/integration/upgrade.test.js then says whether the result equals a fresh install.
 
-HAND.sql (e.g. sql/install/tools/pg_dialer--0.1.0--0.2.0.hand.sql) holds what a draft cannot know,
+HAND.sql (the change file, e.g. sql/install/changes/pg_dialer--0.1.0--0.2.0.sql) holds what a draft cannot know,
 in blocks that each start with a line `-- @header`, `-- @replace KIND NAME` (written in place
 of the "-- MANUAL" line for that table, type, domain or re-signed function) or `-- @end` (appended).
 With HAND given, OUT is the finished update script and the tool fails when a "-- MANUAL" line

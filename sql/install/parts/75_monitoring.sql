@@ -106,7 +106,7 @@ CREATE VIEW dialer.provider_health AS
 	  LEFT JOIN LATERAL (
 			SELECT count(*) AS calls_in_progress
 			  FROM dialer.scheduled_calls c
-			 WHERE c.provider = p.name AND c.status IN ('dispatching', 'dialing')) a ON true
+			 WHERE c.provider = p.name AND c.status = ANY (dialer.in_progress_statuses())) a ON true
 	  LEFT JOIN LATERAL (
 			SELECT count(*) FILTER (WHERE t.http_status BETWEEN 200 AND 299) AS accepted,
 				   count(*) FILTER (WHERE t.responded_at IS NOT NULL

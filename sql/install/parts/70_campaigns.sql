@@ -411,7 +411,7 @@ BEGIN
 END;
 $$;
 COMMENT ON FUNCTION dialer.parse_schedule(text) IS
-	'A campaign schedule (''daily HH:MM'', @hourly/@daily/@weekly/@monthly/@yearly or a 5-field cron expression) as its normalized text and the minutes, hours, days, months and weekdays it allows; an "invalid schedule" error otherwise';
+	'Internal: A campaign schedule (''daily HH:MM'', @hourly/@daily/@weekly/@monthly/@yearly or a 5-field cron expression) as its normalized text and the minutes, hours, days, months and weekdays it allows; an "invalid schedule" error otherwise';
 
 /*
  * The instants a schedule runs at in (after, until], its fields read as local time in
@@ -519,7 +519,7 @@ BEGIN
 END;
 $$;
 COMMENT ON FUNCTION dialer.schedule_last_run(text, text, timestamptz, timestamptz) IS
-	'The latest instant in (after, at] at which a schedule, read in timezone, runs; NULL if none';
+	'Internal: The latest instant in (after, at] at which a schedule, read in timezone, runs; NULL if none';
 
 /* ------------------------------------------------------ validation trigger */
 
@@ -553,7 +553,7 @@ BEGIN
 END;
 $$;
 COMMENT ON FUNCTION dialer.campaigns_validate() IS
-	'Trigger validating dialer.campaigns rows: source (stored schema-qualified), time zone, schedule';
+	'Trigger: validates dialer.campaigns rows: source (stored schema-qualified), time zone, schedule';
 
 CREATE TRIGGER campaigns_validate BEFORE INSERT OR UPDATE ON dialer.campaigns
 	FOR EACH ROW EXECUTE FUNCTION dialer.campaigns_validate();
@@ -607,7 +607,9 @@ AS $$
 			 WHEN call_rule IN ('to_number_missing', 'to_number_format') THEN 'invalid_phone'
 			 WHEN call_rule = 'timezone' THEN 'invalid_timezone'
 			 WHEN call_rule IN ('payload_type', 'payload_size', 'payload_mode', 'payload_base_url', 'payload_message',
-								'nothing_to_say', 'payload_from') THEN 'invalid_payload'
+								'nothing_to_say', 'payload_from', 'machine_detection_kind', 'machine_detection', 'async_amd',
+								'machine_detection_setting', 'send_digits', 'machine_detection_off',
+								'machine_detection_send_digits', 'machine_detection_callback') THEN 'invalid_payload'
 		   END;
 $$;
 COMMENT ON FUNCTION dialer.campaign_reason_of_call_rule(text) IS
@@ -621,7 +623,7 @@ COMMENT ON FUNCTION dialer.campaign_reason_of_call_rule(text) IS
 CREATE FUNCTION dialer.campaign_payload_detail(call_rule text, raw_payload jsonb, payload jsonb)
 RETURNS text
 LANGUAGE sql
-IMMUTABLE
+STABLE
 PARALLEL SAFE
 AS $$
 	SELECT CASE call_rule
@@ -698,6 +700,150 @@ COMMENT ON FUNCTION dialer.campaign_candidates(text, int) IS
 	'Every candidate of a campaign''s source with included, the reason it is left out (campaign_disabled, invalid_customer_ref, invalid_phone, invalid_timezone, invalid_payload, do_not_call, not_allowed, outside_lookahead, scheduled_today, call_pending, called_recently, calling_policy, duplicate_customer, duplicate_phone, over_daily_cap) and a detail (for calling_policy, and for an included candidate a policy holds until its opening, the policy and rule); days overrides lookahead_days. Reads the source with the caller''s rights.';
 
 /*
+ * A campaign candidate with the facts its rules look at (dialer.campaign_candidate_facts):
+ * what the source gave, cleaned, then the facts looked up for it.
+ */
+CREATE TYPE dialer.campaign_candidate_fact AS (
+	ref text, raw_phone text, num text, raw_payload jsonb, pl jsonb, tz text, due timestamptz, ord bigint,
+	key text, dnc dialer.do_not_call, dnc_number text, bad_rule text, today_id bigint, today_status text,
+	pend_id bigint, pend_status text, pend_number text, recent_id bigint, recent_status text,
+	recent_at timestamptz);
+COMMENT ON TYPE dialer.campaign_candidate_fact IS
+	'Internal: a campaign candidate with the facts its rules look at (dialer.campaign_candidate_facts)';
+COMMENT ON COLUMN dialer.campaign_candidate_fact.ref IS 'The customer_ref the source gave';
+COMMENT ON COLUMN dialer.campaign_candidate_fact.raw_phone IS 'The phone as the source gave it';
+COMMENT ON COLUMN dialer.campaign_candidate_fact.num IS 'The phone with spaces, dots, dashes and parentheses removed';
+COMMENT ON COLUMN dialer.campaign_candidate_fact.raw_payload IS 'The payload as the source gave it';
+COMMENT ON COLUMN dialer.campaign_candidate_fact.pl IS 'The campaign''s payload with the source''s merged over it';
+COMMENT ON COLUMN dialer.campaign_candidate_fact.tz IS 'The time zone the source gave';
+COMMENT ON COLUMN dialer.campaign_candidate_fact.due IS 'When the source says the call is due';
+COMMENT ON COLUMN dialer.campaign_candidate_fact.ord IS 'Position in the source';
+COMMENT ON COLUMN dialer.campaign_candidate_fact.key IS 'The dedupe key a run would give the call';
+COMMENT ON COLUMN dialer.campaign_candidate_fact.dnc IS 'The number''s do-not-call entry (NULL: none)';
+COMMENT ON COLUMN dialer.campaign_candidate_fact.dnc_number IS 'The number of the do-not-call entry (NULL: none)';
+COMMENT ON COLUMN dialer.campaign_candidate_fact.bad_rule IS 'The enqueue rule (dialer.call_rule) the call would break';
+COMMENT ON COLUMN dialer.campaign_candidate_fact.today_id IS 'The campaign''s call for the customer today, or the call with the dedupe key';
+COMMENT ON COLUMN dialer.campaign_candidate_fact.today_status IS 'Its status';
+COMMENT ON COLUMN dialer.campaign_candidate_fact.pend_id IS 'A pending call of the campaign for the customer or the number';
+COMMENT ON COLUMN dialer.campaign_candidate_fact.pend_status IS 'Its status';
+COMMENT ON COLUMN dialer.campaign_candidate_fact.pend_number IS 'Its number';
+COMMENT ON COLUMN dialer.campaign_candidate_fact.recent_id IS 'A call to the number that reached the provider within skip_called_within_days';
+COMMENT ON COLUMN dialer.campaign_candidate_fact.recent_status IS 'Its status';
+COMMENT ON COLUMN dialer.campaign_candidate_fact.recent_at IS 'When it was due';
+
+/*
+ * Step 2 of campaign_candidates: each candidate of the source with what the campaign rules
+ * look at: the enqueue rule it breaks, its do-not-call entry, the campaign's call of today
+ * (once_per_day) or a call with its dedupe key, a pending call of the campaign for it or its
+ * number, and a call that reached the provider within skip_days.
+ */
+CREATE FUNCTION dialer.campaign_candidate_facts(k dialer.campaigns, source_rows dialer.campaign_source_row[],
+												key_suffix text, skip_days int, prov dialer.providers,
+												kind dialer.provider_kinds, day_start timestamptz,
+												day_end timestamptz)
+RETURNS SETOF dialer.campaign_candidate_fact
+LANGUAGE sql
+STABLE
+AS $$
+	WITH today_calls AS MATERIALIZED (
+		-- the campaign's calls due today, one per customer (bounded by a day's volume)
+		SELECT DISTINCT ON (c.customer_ref) c.customer_ref, c.id, c.status
+		  FROM dialer.scheduled_calls c
+		 WHERE k.once_per_day AND c.campaign = k.name AND c.run_at >= day_start AND c.run_at < day_end
+		   AND c.customer_ref IS NOT NULL
+		 ORDER BY c.customer_ref, c.id
+	)
+	SELECT src.*, dnc AS dnc, dnc.number AS dnc_number,
+		   dialer.call_rule(
+				to_number => src.num, run_at => now(), provider => k.provider,
+				payload => CASE WHEN jsonb_typeof(src.raw_payload) <> 'object' THEN src.raw_payload ELSE src.pl END,
+				campaign => k.name, dedupe_key => NULL, priority => k.priority, max_attempts => k.max_attempts,
+				timezone => src.tz, deadline => NULL, provider_kind => kind,
+				provider_hosts => prov.allowed_hosts, provider_twiml_url => prov.twiml_url,
+				late_ok => false,
+				provider_detection => dialer.provider_detection(prov.machine_detection, prov.async_amd,
+																prov.status_callback_url)) AS bad_rule,
+		   today.id AS today_id, today.status AS today_status,
+		   pend.id AS pend_id, pend.status AS pend_status, pend.to_number AS pend_number,
+		   recent.id AS recent_id, recent.status AS recent_status, recent.at AS recent_at
+	  FROM dialer.campaign_source_candidates(k, source_rows, key_suffix) src
+	  LEFT JOIN LATERAL dialer.do_not_call_entry(src.num) dnc ON true
+	  LEFT JOIN today_calls tc ON tc.customer_ref = src.ref
+	  LEFT JOIN LATERAL (
+			SELECT tc.id, tc.status WHERE tc.id IS NOT NULL
+			UNION ALL
+			SELECT c.id, c.status FROM dialer.scheduled_calls c
+			 WHERE c.dedupe_key = src.key
+			LIMIT 1) today ON true
+	  LEFT JOIN LATERAL (
+			SELECT c.id, c.status, c.to_number FROM dialer.scheduled_calls c
+			 WHERE c.campaign = k.name AND c.customer_ref = src.ref
+			   AND c.status = ANY (dialer.pending_statuses())
+			UNION ALL
+			SELECT c.id, c.status, c.to_number FROM dialer.scheduled_calls c
+			 WHERE c.to_number = src.num AND c.campaign = k.name
+			   AND c.status = ANY (dialer.pending_statuses())
+			LIMIT 1) pend ON true
+	  LEFT JOIN LATERAL (
+			SELECT c.id, c.status, greatest(c.run_at, c.next_attempt_at) AS at
+			  FROM dialer.scheduled_calls c
+			 WHERE skip_days > 0 AND c.to_number = src.num
+			   AND c.status IN ('dispatching', 'dialing', 'completed', 'no_answer', 'busy', 'failed', 'unknown')
+			   AND greatest(c.run_at, c.next_attempt_at) > now() - make_interval(days => skip_days)
+			   AND greatest(c.run_at, c.next_attempt_at) <= now()
+			 ORDER BY greatest(c.run_at, c.next_attempt_at) DESC
+			 LIMIT 1) recent ON true;
+$$;
+COMMENT ON FUNCTION dialer.campaign_candidate_facts(dialer.campaigns, dialer.campaign_source_row[], text, int, dialer.providers, dialer.provider_kinds, timestamptz, timestamptz) IS
+	'Internal: step 2 of campaign_candidates: each candidate with its do-not-call entry, the enqueue rule it breaks, today''s, a pending and a recent call';
+
+/*
+ * The detail of the campaign rule why that candidate f breaks (step 3 of
+ * campaign_candidates): each rule's sentence written once, formatted for the first rule a
+ * candidate breaks only.
+ */
+CREATE FUNCTION dialer.campaign_rule_detail(why text, f dialer.campaign_candidate_fact, k dialer.campaigns,
+											prov dialer.providers, kind dialer.provider_kinds, tz text, today date,
+											days int, skip_days int)
+RETURNS text
+LANGUAGE sql
+STABLE
+AS $$
+	SELECT CASE why
+			 WHEN 'campaign_disabled' THEN format('campaign %s is disabled', quote_literal(k.name))
+			 WHEN 'invalid_customer_ref' THEN 'customer_ref is NULL or empty'
+			 WHEN 'invalid_phone' THEN
+				format('phone %s is not an E.164 number (+, then 8 to 15 digits, the first not 0)',
+					   coalesce(quote_literal(f.raw_phone), 'NULL'))
+			 WHEN 'invalid_timezone' THEN format('time zone %s is not known to PostgreSQL', quote_literal((f).tz))
+			 WHEN 'invalid_payload' THEN coalesce(dialer.campaign_payload_detail(f.bad_rule, f.raw_payload, f.pl),
+				(SELECT x.message || ' (' || x.detail || ')'
+				   FROM dialer.call_refusal(
+						to_number => f.num, run_at => now(), provider => k.provider, payload => f.pl,
+						campaign => k.name, dedupe_key => NULL, priority => k.priority,
+						max_attempts => k.max_attempts, timezone => (f).tz, deadline => NULL,
+						provider_kind => kind, provider_hosts => prov.allowed_hosts,
+						provider_twiml_url => prov.twiml_url, late_ok => false,
+						provider_detection => dialer.provider_detection(prov.machine_detection, prov.async_amd,
+																		prov.status_callback_url)) x))
+			 WHEN 'do_not_call' THEN dialer.do_not_call_detail(f.dnc)
+			 WHEN 'not_allowed' THEN
+				format('%s is not in the campaign''s allowed_numbers (pilot allow-list)', f.num)
+			 WHEN 'outside_lookahead' THEN
+				format('due on %s, outside the lookahead window %s to %s (%s)',
+					   (f.due AT TIME ZONE tz)::date, today, today + days, tz)
+			 WHEN 'scheduled_today' THEN
+				format('call %s (%s) is already scheduled for this customer today', f.today_id, f.today_status)
+			 WHEN 'call_pending' THEN format('call %s to %s is still %s', f.pend_id, f.pend_number, f.pend_status)
+			 WHEN 'called_recently' THEN
+				format('call %s reached the provider at %s (%s), within the last %s days',
+					   f.recent_id, f.recent_at, f.recent_status, skip_days)
+		   END;
+$$;
+COMMENT ON FUNCTION dialer.campaign_rule_detail(text, dialer.campaign_candidate_fact, dialer.campaigns, dialer.providers, dialer.provider_kinds, text, date, int, int) IS
+	'Internal: step 3 of campaign_candidates: the sentence of the campaign rule a candidate breaks first';
+
+/*
  * The rules of campaign_candidates applied to the rows read from the campaign's
  * source (see there), as the extension owner: the calling policies, consents and
  * providers' settings they read are not the caller's to read.  Granted with
@@ -725,10 +871,12 @@ DECLARE
 	v_policies	boolean := EXISTS (SELECT 1 FROM dialer.calling_policies p WHERE p.enabled);
 	v_rows		dialer.campaign_source_row[] := source_rows;
 	v_prov		dialer.providers;
+	v_kind		dialer.provider_kinds;
 	v_used		int;
 	v_left		int;
 BEGIN
 	SELECT * INTO v_prov FROM dialer.providers p WHERE p.name = k.provider;
+	SELECT * INTO v_kind FROM dialer.provider_kinds pk WHERE pk.kind = v_prov.kind;
 	SELECT count(*) INTO v_used
 	  FROM dialer.scheduled_calls c
 	 WHERE c.campaign = k.name AND c.run_at >= v_start AND c.run_at < v_end
@@ -736,89 +884,16 @@ BEGIN
 	v_left := CASE WHEN k.max_calls_per_day IS NOT NULL THEN greatest(k.max_calls_per_day - v_used, 0) END;
 
 	RETURN QUERY
-	WITH today_calls AS MATERIALIZED (
-		-- the campaign's calls due today, one per customer (bounded by a day's volume)
-		SELECT DISTINCT ON (c.customer_ref) c.customer_ref, c.id, c.status
-		  FROM dialer.scheduled_calls c
-		 WHERE k.once_per_day AND c.campaign = k.name AND c.run_at >= v_start AND c.run_at < v_end
-		   AND c.customer_ref IS NOT NULL
-		 ORDER BY c.customer_ref, c.id
-	), facts AS (
-		-- each candidate with what the rules look at: the enqueue rule it breaks, its
-		-- do-not-call entry, a call of today, a pending call, a recent call
-		SELECT src.*, dnc AS dnc, dnc.number AS dnc_number,
-			   dialer.call_rule(
-					to_number => src.num, run_at => now(), provider => k.provider,
-					payload => CASE WHEN jsonb_typeof(src.raw_payload) <> 'object' THEN src.raw_payload ELSE src.pl END,
-					campaign => k.name, dedupe_key => NULL, priority => k.priority, max_attempts => k.max_attempts,
-					timezone => src.tz, deadline => NULL, provider_kind => v_prov.kind,
-					provider_hosts => v_prov.allowed_hosts, provider_twiml_url => v_prov.twiml_url,
-					late_ok => false) AS bad_rule,
-			   today.id AS today_id, today.status AS today_status,
-			   pend.id AS pend_id, pend.status AS pend_status, pend.to_number AS pend_number,
-			   recent.id AS recent_id, recent.status AS recent_status, recent.at AS recent_at
-		  FROM dialer.campaign_source_candidates(k, v_rows, v_suffix) src
-		  LEFT JOIN dialer.do_not_call dnc ON dnc.number = src.num
-		  LEFT JOIN today_calls tc ON tc.customer_ref = src.ref
-		  LEFT JOIN LATERAL (
-				SELECT tc.id, tc.status WHERE tc.id IS NOT NULL
-				UNION ALL
-				SELECT c.id, c.status FROM dialer.scheduled_calls c
-				 WHERE c.dedupe_key = src.key
-				LIMIT 1) today ON true
-		  LEFT JOIN LATERAL (
-				SELECT c.id, c.status, c.to_number FROM dialer.scheduled_calls c
-				 WHERE c.campaign = k.name AND c.customer_ref = src.ref
-				   AND c.status IN ('scheduled', 'dispatching', 'dialing')
-				UNION ALL
-				SELECT c.id, c.status, c.to_number FROM dialer.scheduled_calls c
-				 WHERE c.to_number = src.num AND c.campaign = k.name
-				   AND c.status IN ('scheduled', 'dispatching', 'dialing')
-				LIMIT 1) pend ON true
-		  LEFT JOIN LATERAL (
-				SELECT c.id, c.status, greatest(c.run_at, c.next_attempt_at) AS at
-				  FROM dialer.scheduled_calls c
-				 WHERE v_skip > 0 AND c.to_number = src.num
-				   AND c.status IN ('dispatching', 'dialing', 'completed', 'no_answer', 'busy', 'failed', 'unknown')
-				   AND greatest(c.run_at, c.next_attempt_at) > now() - make_interval(days => v_skip)
-				   AND greatest(c.run_at, c.next_attempt_at) <= now()
-				 ORDER BY greatest(c.run_at, c.next_attempt_at) DESC
-				 LIMIT 1) recent ON true
+	WITH facts AS (
+		SELECT x.*, x AS fact
+		  FROM dialer.campaign_candidate_facts(k, v_rows, v_suffix, v_skip, v_prov, v_kind, v_start, v_end) x
 	), ruled AS (
 		-- the campaign rules, in order, each with its condition and its detail once; the
 		-- first broken one is the candidate's reason (the details are formatted for it only)
 		SELECT f.*, r.why, r.why_detail
 		  FROM (SELECT x.*, dialer.campaign_reason_of_call_rule(x.bad_rule) AS bad FROM facts x) f
 		  LEFT JOIN LATERAL (
-				SELECT l.why,
-					   CASE l.why
-						 WHEN 'campaign_disabled' THEN format('campaign %s is disabled', quote_literal(k.name))
-						 WHEN 'invalid_customer_ref' THEN 'customer_ref is NULL or empty'
-						 WHEN 'invalid_phone' THEN
-							format('phone %s is not an E.164 number (+, then 8 to 15 digits, the first not 0)',
-								   coalesce(quote_literal(f.raw_phone), 'NULL'))
-						 WHEN 'invalid_timezone' THEN format('time zone %s is not known to PostgreSQL', quote_literal(f.tz))
-						 WHEN 'invalid_payload' THEN coalesce(dialer.campaign_payload_detail(f.bad_rule, f.raw_payload, f.pl),
-							(SELECT x.message || ' (' || x.detail || ')'
-							   FROM dialer.call_refusal(
-									to_number => f.num, run_at => now(), provider => k.provider, payload => f.pl,
-									campaign => k.name, dedupe_key => NULL, priority => k.priority,
-									max_attempts => k.max_attempts, timezone => f.tz, deadline => NULL,
-									provider_kind => v_prov.kind, provider_hosts => v_prov.allowed_hosts,
-									provider_twiml_url => v_prov.twiml_url, late_ok => false) x))
-						 WHEN 'do_not_call' THEN dialer.do_not_call_detail(f.dnc)
-						 WHEN 'not_allowed' THEN
-							format('%s is not in the campaign''s allowed_numbers (pilot allow-list)', f.num)
-						 WHEN 'outside_lookahead' THEN
-							format('due on %s, outside the lookahead window %s to %s (%s)',
-								   (f.due AT TIME ZONE v_tz)::date, v_today, v_today + v_days, v_tz)
-						 WHEN 'scheduled_today' THEN
-							format('call %s (%s) is already scheduled for this customer today', f.today_id, f.today_status)
-						 WHEN 'call_pending' THEN format('call %s to %s is still %s', f.pend_id, f.pend_number, f.pend_status)
-						 WHEN 'called_recently' THEN
-							format('call %s reached the provider at %s (%s), within the last %s days',
-								   f.recent_id, f.recent_at, f.recent_status, v_skip)
-					   END AS why_detail
+				SELECT l.why, dialer.campaign_rule_detail(l.why, f.fact, k, v_prov, v_kind, v_tz, v_today, v_days, v_skip) AS why_detail
 				  FROM (VALUES
 						(1, 'campaign_disabled', NOT k.enabled),
 						(2, 'invalid_customer_ref', f.ref IS NULL OR btrim(f.ref) = ''),
@@ -1215,11 +1290,11 @@ BEGIN
 	END IF;
 
 	SELECT count(*) FILTER (WHERE c.status = 'scheduled'),
-		   count(*) FILTER (WHERE c.status IN ('dispatching', 'dialing')),
+		   count(*) FILTER (WHERE c.status = ANY (dialer.in_progress_statuses())),
 		   count(*) FILTER (WHERE c.status = 'unknown')
 	  INTO v_scheduled, v_active, v_unknown
 	  FROM dialer.scheduled_calls c
-	 WHERE c.status IN ('scheduled', 'dispatching', 'dialing', 'unknown');
+	 WHERE c.status = ANY (dialer.open_statuses());
 	IF v_scheduled + v_active + v_unknown > 0 THEN
 		RAISE WARNING 'DROP EXTENSION pg_dialer drops % scheduled call(s), % call(s) in progress and % unknown call(s)',
 			v_scheduled, v_active, v_unknown
@@ -1343,7 +1418,8 @@ COMMENT ON COLUMN dialer.campaign_schedules.next_run_at IS 'Next run: a slot alr
 /*
  * Grants a role the use of campaigns: read them and their runs, see pending customers
  * and reasons, run them (the role must be able to read each campaign's source itself).
- * With manage => true also create, change and delete campaigns and (un)schedule them.
+ * With manage => true also create, change and delete campaigns and outcome rule sets, and
+ * (un)schedule campaigns.
  */
 CREATE FUNCTION dialer.grant_campaigns(role_name name, manage boolean DEFAULT false)
 RETURNS void
@@ -1353,7 +1429,8 @@ AS $$
 BEGIN
 	PERFORM dialer.grant_to(role_name,		/* in 90_privileges.sql */
 		'SELECT ON dialer.campaigns, dialer.campaign_runs, dialer.campaign_schedules, '
-		'dialer.scheduled_calls, dialer.do_not_call',
+		'dialer.scheduled_calls, dialer.do_not_call, dialer.outcome_classes, dialer.outcome_rule_sets, '
+		'dialer.outcome_rules',
 		'SELECT (name, kind, enabled) ON dialer.providers',
 		'EXECUTE ON FUNCTION dialer.pending_customers(text, int, int), '
 		'dialer.campaign_candidates(text, int), dialer.run_campaign(text, int), '
@@ -1368,11 +1445,12 @@ BEGIN
 		'dialer.schedule_last_run(text, text, timestamptz, timestamptz)');
 	IF manage THEN
 		PERFORM dialer.grant_to(role_name,
-			'INSERT, UPDATE, DELETE ON dialer.campaigns',
-			'EXECUTE ON FUNCTION dialer.schedule_campaign(text, text), dialer.unschedule_campaign(text), '
+			'INSERT, UPDATE, DELETE ON dialer.campaigns, dialer.outcome_rule_sets, dialer.outcome_rules',
+			'EXECUTE ON FUNCTION dialer.copy_outcome_rules(text, text, text), '
+			'dialer.schedule_campaign(text, text), dialer.unschedule_campaign(text), '
 			'dialer.require_pg_cron(), dialer.campaign_ticker(boolean)');
 	END IF;
 END;
 $$;
 COMMENT ON FUNCTION dialer.grant_campaigns(name, boolean) IS
-	'Grants a role the use of campaigns (pending_customers, campaign_candidates, run_campaign, schedules); manage => true also lets it write dialer.campaigns and (un)schedule them. Sources are read with the role''s own rights.';
+	'Grants a role the use of campaigns (pending_customers, campaign_candidates, run_campaign, schedules); manage => true also lets it write dialer.campaigns and the outcome rule sets, and (un)schedule them. Sources are read with the role''s own rights.';

@@ -1,21 +1,18 @@
--- Hand-written part of sql/install/pg_dialer--0.1.0--0.2.0.sql: what sql/install/tools/draft_update.py cannot
--- know (see its opening comment).  `make update-script` writes the update script from this
--- file and the two install scripts; never edit the update script itself.
+-- The change file of the update from 0.1.0 to 0.2.0: what sql/install/tools/draft_update.py
+-- cannot know (see its opening comment).  make writes sql/install/pg_dialer--0.1.0--0.2.0.sql
+-- from this file and the two released install scripts (sql/install/released/); the update
+-- script itself is never edited or committed.
 -- @header
 /*
  * pg_dialer: update from 0.1.0 to 0.2.0 (ALTER EXTENSION pg_dialer UPDATE TO '0.2.0').
  *
- * Everything 0.2.0 changed in sql/install/parts/ since 0.1.0, as statements that turn a 0.1.0
- * install into exactly what a fresh 0.2.0 install is: test/integration/upgrade.test.js
- * installs 0.1.0, fills it, runs this update with the worker running, and compares the
- * catalogs with a fresh install's.  When you change sql/install/parts/, run `make update-script`; a new
- * column needs ALTER TABLE ... ADD COLUMN in the hand file (so it goes at the end of its
- * CREATE TABLE), and a dropped object its DROP there; a new table holding user data needs
- * pg_extension_config_dump() in its part.
+ * Everything 0.2.0 changed since 0.1.0, as statements that turn a 0.1.0 install into exactly
+ * what a fresh 0.2.0 install is: test/integration/upgrade.test.js installs 0.1.0, fills it,
+ * runs the updates with the worker running, and compares the catalogs with a fresh install's.
  *
- * This file is written by `make update-script` (sql/install/tools/draft_update.py): the
- * statements 0.2.0 added or changed, in install order, with the hand-written ones of
- * sql/install/tools/pg_dialer--0.1.0--0.2.0.hand.sql.  Edit that file and sql/install/parts/, never this one.
+ * Written by make (sql/install/tools/draft_update.py): the statements 0.2.0 added or changed,
+ * in install order, with the hand-written ones of the change file
+ * sql/install/changes/pg_dialer--0.1.0--0.2.0.sql.
  *
  * Runs in one transaction with the extension's schema as search_path; rows are kept.
  */

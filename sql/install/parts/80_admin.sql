@@ -210,16 +210,16 @@ SELECT p.name, p.kind, p.enabled, p.max_concurrency, p.calls_per_second,
 			THEN q.oldest_counted_news + current_setting('dialer.reconcile_after')::interval END AS slot_frees_by
   FROM dialer.providers p
   CROSS JOIN LATERAL (
-		SELECT count(*) FILTER (WHERE c.status IN ('dispatching', 'dialing')) AS in_progress,
+		SELECT count(*) FILTER (WHERE c.status = ANY (dialer.in_progress_statuses())) AS in_progress,
 			   count(*) FILTER (WHERE c.status = 'scheduled' AND c.next_attempt_at <= now()) AS due,
 			   count(*) FILTER (WHERE c.status = 'scheduled' AND c.next_attempt_at > now()) AS waiting,
 			   count(*) FILTER (WHERE c.status = 'unknown') AS unknown,
-			   count(*) FILTER (WHERE c.status IN ('dispatching', 'dialing')
+			   count(*) FILTER (WHERE c.status = ANY (dialer.in_progress_statuses())
 								  AND c.updated_at > now() - current_setting('dialer.reconcile_after')::interval) AS counted_in_progress,
-			   min(c.updated_at) FILTER (WHERE c.status IN ('dispatching', 'dialing')
+			   min(c.updated_at) FILTER (WHERE c.status = ANY (dialer.in_progress_statuses())
 										   AND c.updated_at > now() - current_setting('dialer.reconcile_after')::interval) AS oldest_counted_news
 		  FROM dialer.scheduled_calls c
-		 WHERE c.provider = p.name AND c.status IN ('scheduled', 'dispatching', 'dialing', 'unknown')) q
+		 WHERE c.provider = p.name AND c.status = ANY (dialer.open_statuses())) q
   CROSS JOIN LATERAL (
 		SELECT count(*) AS attempts_last_hour,
 			   count(*) FILTER (WHERE a.error_code IS NOT NULL OR a.http_status IS NULL

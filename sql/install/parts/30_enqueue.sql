@@ -1,7 +1,7 @@
 /*
  * pg_dialer: the SQL API of the queue: the rules a call must satisfy (dialer.call_rule,
  * their one home, and dialer.call_refusal, their errors), enqueue_call and enqueue_calls,
- * cancel_call, retry_call, call_details, stats, cleanup, and the C helpers they use.
+ * cancel_call, retry_call, call_details, stats and cleanup.
  *
  * Every function that changes the queue is SECURITY DEFINER with a pinned search_path:
  * the tables stay the owner's, and a role is given exactly the capabilities it is
@@ -9,29 +9,6 @@
  *
  * Copyright (c) 2026, pg_dialer developers
  */
-
-/* C helpers (src/pg_dialer.c, src/shmem.c) */
-
-CREATE FUNCTION dialer.wake_worker()
-RETURNS void
-LANGUAGE C VOLATILE STRICT
-AS 'MODULE_PATHNAME', 'dialer_wake_worker';
-COMMENT ON FUNCTION dialer.wake_worker() IS
-	'Wakes the dispatcher when the current transaction commits (nothing happens on rollback); warns, once per transaction, when no dispatcher serves this database';
-
-CREATE FUNCTION dialer.wake_worker_quietly()
-RETURNS void
-LANGUAGE C VOLATILE STRICT
-AS 'MODULE_PATHNAME', 'dialer_wake_worker_quietly';
-COMMENT ON FUNCTION dialer.wake_worker_quietly() IS
-	'Internal: dialer.wake_worker() without the warning when no dispatcher serves this database (webhooks)';
-
-CREATE FUNCTION dialer.is_valid_timezone(name text)
-RETURNS boolean
-LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
-AS 'MODULE_PATHNAME', 'dialer_is_valid_timezone';
-COMMENT ON FUNCTION dialer.is_valid_timezone(text) IS
-	'True when name is a time zone PostgreSQL knows (IANA names such as Europe/Paris)';
 
 CREATE FUNCTION dialer.worker_status(
 	OUT pid int,
@@ -54,28 +31,6 @@ COMMENT ON FUNCTION dialer.worker_status() IS
 	'The running dispatcher: pid, database, state, start time, requests in flight, counters, last error, and since when and for which commit LSN claimed calls wait for standbys (no row when none runs)';
 
 /*
- * Raises the error for a bad argument of an API function: SQLSTATE 22023 unless given,
- * a message naming the argument and its value, a detail saying what is accepted, and a
- * hint.  One place, so every validation error has the same shape.
- */
-CREATE FUNCTION dialer.raise_bad_argument(argument text, value text, detail text, hint text,
-										  errcode text DEFAULT '22023')
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, dialer, pg_temp
-AS $$
-BEGIN
-	RAISE EXCEPTION 'invalid %: %', argument,
-		CASE WHEN value IS NULL THEN 'NULL'
-			 WHEN length(value) > 80 THEN quote_literal(left(value, 77) || '...')
-			 ELSE quote_literal(value) END
-		USING ERRCODE = errcode, DETAIL = detail, HINT = hint;
-END;
-$$;
-COMMENT ON FUNCTION dialer.raise_bad_argument(text, text, text, text, text) IS
-	'Internal: raises the standard "invalid <argument>: <value>" error of the API';
-
-/*
  * dialer.late_tolerance as an interval: how far in the past a run_at may be without
  * late_ok (5 minutes unless set; the library may not be loaded yet in this backend).
  */
@@ -91,19 +46,37 @@ COMMENT ON FUNCTION dialer.late_tolerance() IS
 	'Internal: dialer.late_tolerance as an interval (how far in the past a run_at may be without late_ok)';
 
 /*
+ * The mode a call of a provider of kind kind runs in (scheduled_calls.mode): the one its
+ * payload names, in capitals, else the kind's first; NULL for a kind without modes.
+ */
+CREATE FUNCTION dialer.call_mode(kind dialer.provider_kinds, payload jsonb)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+AS $$
+	SELECT CASE WHEN (kind).call_modes IS NOT NULL THEN upper(coalesce(payload->>'mode', (kind).call_modes[1])) END;
+$$;
+COMMENT ON FUNCTION dialer.call_mode(dialer.provider_kinds, jsonb) IS
+	'Internal: the mode a call runs in: payload.mode in capitals, else its provider kind''s first mode; NULL for a kind without modes';
+
+/*
  * The rules a call must satisfy to be enqueued: their one home, used by enqueue_call
  * and enqueue_calls alike (the errors they raise or report for each rule are in
  * dialer.call_refusal).  Returns NULL for an acceptable call, else the name of the rule
- * it breaks first, in this order.  provider_kind is NULL when the provider is unknown;
- * provider_hosts and provider_twiml_url are that provider's allowed_hosts and
- * twiml_url.  One CASE expression, with no subquery, in a plain SQL function, so that
+ * it breaks first, in this order.  provider_kind is the provider's kind (a row of
+ * dialer.provider_kinds, whose columns say what a payload of that kind may hold), NULL
+ * when the provider is unknown; provider_hosts and provider_twiml_url are that provider's
+ * allowed_hosts and twiml_url, provider_detection its machine detection
+ * (dialer.provider_detection: the rules of a payload's detection keys are
+ * dialer.machine_detection_rule's).  One CASE expression, with no subquery, in a plain SQL function, so that
  * the planner inlines it into the caller's statement: enqueue_call pays no function call
  * for it, and enqueue_calls checks a whole batch in one pass.
  */
 CREATE FUNCTION dialer.call_rule(
 	to_number text, run_at timestamptz, provider text, payload jsonb, campaign text,
 	dedupe_key text, priority int, max_attempts int, timezone text, deadline timestamptz,
-	provider_kind text, provider_hosts text[], provider_twiml_url text, late_ok boolean)
+	provider_kind dialer.provider_kinds, provider_hosts text[], provider_twiml_url text, late_ok boolean,
+	provider_detection jsonb DEFAULT NULL)
 RETURNS text
 LANGUAGE sql
 STABLE
@@ -124,22 +97,26 @@ AS $$
 						-- byte of uncompressed jsonb, "\u0001" for a control character)
 						WHEN (pg_column_size($4) > 65536 / 6 OR pg_column_compression($4) IS NOT NULL)
 							 AND octet_length($4::text) > 65536 THEN 'payload_size'
-						WHEN $11 = 'backend' AND upper(coalesce($4->>'mode', 'DIRECT')) NOT IN ('DIRECT', 'BRIEF_START') THEN 'payload_mode'
-						WHEN $11 = 'backend' AND $4 ? 'base_url'
+						WHEN ($11).call_modes IS NOT NULL
+							 AND upper(coalesce($4->>'mode', ($11).call_modes[1])) <> ALL (($11).call_modes) THEN 'payload_mode'
+						WHEN ($11).per_call_base_url AND $4 ? 'base_url'
 							 AND coalesce(NOT (lower(substring($4->>'base_url' FROM '^https?://([^/:?#@]+)(?::[0-9]+)?(?:[/?#]|$)'))
 											   = ANY (lower($12::text)::text[])), true) THEN 'payload_base_url'
-						WHEN $11 = 'twilio' AND $4 ? 'message'
-							 AND length($4->>'message') > 4000 - length('<Response><Say></Say></Response>') THEN 'payload_message'
-						WHEN $11 = 'twilio' AND coalesce($4->>'twiml_url', $4->>'url', $4->>'message', $13) IS NULL THEN 'nothing_to_say'
+						WHEN $4 ? 'message' AND length($4->>'message') > ($11).message_max_length THEN 'payload_message'
+						WHEN ($11).needs_something_to_say
+							 AND coalesce($4->>'twiml_url', $4->>'url', $4->>'message', $13) IS NULL THEN 'nothing_to_say'
 						WHEN $4 ? 'from' AND (jsonb_typeof($4->'from') <> 'string' OR NOT dialer.is_e164($4->>'from')) THEN 'payload_from'
+						WHEN $4 ?| dialer.machine_detection_keys()
+							 AND dialer.machine_detection_rule($4, ($11).machine_detection, $15) IS NOT NULL
+							 THEN dialer.machine_detection_rule($4, ($11).machine_detection, $15)
 						WHEN $7 IS NULL OR $7 NOT BETWEEN -1000 AND 1000 THEN 'priority'
 						WHEN $8 IS NOT NULL AND $8 NOT BETWEEN 1 AND 20 THEN 'max_attempts'
 						WHEN $6 IS NOT NULL AND length($6) > 200 THEN 'dedupe_key'
 						WHEN $5 IS NOT NULL AND length($5) > 63 THEN 'campaign'
 			END
 $$;
-COMMENT ON FUNCTION dialer.call_rule(text, timestamptz, text, jsonb, text, text, int, int, text, timestamptz, text, text[], text, boolean) IS
-	'Internal: the one home of the enqueue rules. NULL for an acceptable call, else the rule it breaks first (to_number_missing, to_number_format, run_at_missing, run_at_infinite, run_at_past, deadline_infinite, deadline_order, timezone, provider_missing, provider_unknown, payload_type, payload_size, payload_mode, payload_base_url, payload_message, nothing_to_say, payload_from, priority, max_attempts, dedupe_key, campaign)';
+COMMENT ON FUNCTION dialer.call_rule(text, timestamptz, text, jsonb, text, text, int, int, text, timestamptz, dialer.provider_kinds, text[], text, boolean, jsonb) IS
+	'Internal: the one home of the enqueue rules. NULL for an acceptable call, else the rule it breaks first (to_number_missing, to_number_format, run_at_missing, run_at_infinite, run_at_past, deadline_infinite, deadline_order, timezone, provider_missing, provider_unknown, payload_type, payload_size, payload_mode, payload_base_url, payload_message, nothing_to_say, payload_from, a rule of dialer.machine_detection_rule, priority, max_attempts, dedupe_key, campaign)';
 
 /*
  * The error for a call that breaks a rule of dialer.call_rule (same arguments): no row
@@ -150,7 +127,8 @@ COMMENT ON FUNCTION dialer.call_rule(text, timestamptz, text, jsonb, text, text,
 CREATE FUNCTION dialer.call_refusal(
 	to_number text, run_at timestamptz, provider text, payload jsonb, campaign text,
 	dedupe_key text, priority int, max_attempts int, timezone text, deadline timestamptz,
-	provider_kind text, provider_hosts text[], provider_twiml_url text, late_ok boolean)
+	provider_kind dialer.provider_kinds, provider_hosts text[], provider_twiml_url text, late_ok boolean,
+	provider_detection jsonb DEFAULT NULL)
 RETURNS TABLE (rule text, sqlstate text, message text, detail text, hint text)
 LANGUAGE sql
 STABLE
@@ -180,16 +158,18 @@ AS $$
 				coalesce((SELECT string_agg(quote_literal(p.name), ', ' ORDER BY p.name) FROM dialer.providers p), 'none'))
 			WHEN 'payload_type' THEN format('payload must be a JSON object, not %s.', coalesce(jsonb_typeof($4), 'NULL'))
 			WHEN 'payload_size' THEN 'payload is at most 64 kB (65536 bytes) as JSON text.'
-			WHEN 'payload_mode' THEN 'Backend calls run in mode DIRECT (payload has the script) or BRIEF_START (the backend writes it).'
+			WHEN 'payload_mode' THEN format('A call of provider kind %s runs in mode %s.', ($11).kind, array_to_string(($11).call_modes, ' or '))
 			WHEN 'payload_base_url' THEN format('A per-call base_url must be an http(s) URL whose host is in allowed_hosts of provider %s (%s).',
 				quote_literal($3), coalesce(nullif(array_to_string($12, ', '), ''), 'none'))
-			WHEN 'payload_message' THEN format('Twilio accepts at most 4000 characters of TwiML; this message has %s characters.', length($4->>'message'))
-			WHEN 'nothing_to_say' THEN format('A Twilio call needs something to say: payload.message, payload.url or payload.twiml_url, or a twiml_url on provider %s, which has none.', quote_literal($3))
+			WHEN 'payload_message' THEN format('A call of provider kind %s speaks a message of at most %s characters; this message has %s.',
+				($11).kind, ($11).message_max_length, length($4->>'message'))
+			WHEN 'nothing_to_say' THEN format('A call of provider kind %s needs something to say: payload.message, payload.url or payload.twiml_url, or a twiml_url on provider %s, which has none.', ($11).kind, quote_literal($3))
 			WHEN 'payload_from' THEN 'The caller id must be an E.164 number.'
 			WHEN 'priority' THEN 'priority must be between -1000 and 1000 (higher is dialled first).'
 			WHEN 'max_attempts' THEN 'max_attempts must be between 1 and 20.'
 			WHEN 'dedupe_key' THEN format('dedupe_key is at most 200 characters; this one has %s.', length($6))
-			WHEN 'campaign' THEN 'A campaign name is at most 63 characters.' END,
+			WHEN 'campaign' THEN 'A campaign name is at most 63 characters.'
+			ELSE r.md_detail END,
 		CASE r.rule
 			WHEN 'to_number_missing' THEN 'Pass the number in E.164 form, e.g. +14155550123.'
 			WHEN 'to_number_format' THEN 'Write the number with its country code, e.g. +14155550123.'
@@ -203,7 +183,7 @@ AS $$
 			WHEN 'provider_unknown' THEN 'Insert the provider into dialer.providers first, or pass provider => with a known name.'
 			WHEN 'payload_type' THEN 'Pass a JSON object, e.g. ''{"message": "Your appointment is tomorrow at 9"}''.'
 			WHEN 'payload_size' THEN 'Store large data in your own table and pass a reference in the payload.'
-			WHEN 'payload_mode' THEN 'Set payload.mode to DIRECT or BRIEF_START.'
+			WHEN 'payload_mode' THEN format('Set payload.mode to %s.', array_to_string(($11).call_modes, ' or '))
 			WHEN 'payload_base_url' THEN 'Add the host to dialer.providers.allowed_hosts, or omit base_url to use the provider''s.'
 			WHEN 'payload_message' THEN 'Shorten the message, or host TwiML yourself and pass payload.url.'
 			WHEN 'nothing_to_say' THEN format('Pass payload => ''{"message": "..."}'' (spoken) or ''{"url": "https://..."}'' (your TwiML), or set dialer.providers.twiml_url of provider %s.', quote_literal($3))
@@ -211,7 +191,8 @@ AS $$
 			WHEN 'priority' THEN 'Use 0 for normal calls.'
 			WHEN 'max_attempts' THEN 'Omit it to use the campaign''s or dialer.default_max_attempts.'
 			WHEN 'dedupe_key' THEN 'Use a shorter key, e.g. a hash of what makes the call unique.'
-			WHEN 'campaign' THEN 'Use the name of a row of dialer.campaigns or a short label.' END
+			WHEN 'campaign' THEN 'Use the name of a row of dialer.campaigns or a short label.'
+			ELSE r.md_hint END
 	  FROM (SELECT q.rule,
 				   CASE q.rule
 					   WHEN 'to_number_missing' THEN 'to_number' WHEN 'to_number_format' THEN 'to_number'
@@ -221,7 +202,7 @@ AS $$
 					   WHEN 'payload_size' THEN 'payload' WHEN 'nothing_to_say' THEN 'payload'
 					   WHEN 'payload_mode' THEN 'payload.mode' WHEN 'payload_base_url' THEN 'payload.base_url'
 					   WHEN 'payload_message' THEN 'payload.message' WHEN 'payload_from' THEN 'payload.from'
-					   ELSE q.rule END AS argument,
+					   ELSE coalesce(md.argument, q.rule) END AS argument,
 				   CASE q.rule
 					   WHEN 'to_number_format' THEN $1 WHEN 'run_at_infinite' THEN $2::text WHEN 'run_at_past' THEN $2::text
 					   WHEN 'deadline_infinite' THEN $10::text WHEN 'deadline_order' THEN $10::text
@@ -231,11 +212,17 @@ AS $$
 					   WHEN 'payload_mode' THEN $4->>'mode' WHEN 'payload_base_url' THEN $4->>'base_url'
 					   WHEN 'payload_message' THEN $4->>'message' WHEN 'payload_from' THEN $4->>'from'
 					   WHEN 'priority' THEN $7::text WHEN 'max_attempts' THEN $8::text
-					   WHEN 'dedupe_key' THEN $6 WHEN 'campaign' THEN $5 END AS value
-			  FROM (SELECT dialer.call_rule($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) AS rule OFFSET 0) q
+					   WHEN 'dedupe_key' THEN $6 WHEN 'campaign' THEN $5 ELSE md.value END AS value,
+				   md.detail AS md_detail, md.hint AS md_hint
+			  FROM (SELECT dialer.call_rule($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) AS rule OFFSET 0) q
+			  -- the rules of machine detection are worded by their own home
+			  LEFT JOIN LATERAL dialer.machine_detection_refusal(q.rule, $4, $3, ($11).kind, $15) md
+					 ON q.rule = ANY (ARRAY['machine_detection_kind', 'machine_detection', 'async_amd', 'machine_detection_setting',
+											'send_digits', 'machine_detection_off', 'machine_detection_send_digits',
+											'machine_detection_callback'])
 			 WHERE q.rule IS NOT NULL) r
 $$;
-COMMENT ON FUNCTION dialer.call_refusal(text, timestamptz, text, jsonb, text, text, int, int, text, timestamptz, text, text[], text, boolean) IS
+COMMENT ON FUNCTION dialer.call_refusal(text, timestamptz, text, jsonb, text, text, int, int, text, timestamptz, dialer.provider_kinds, text[], text, boolean, jsonb) IS
 	'Internal: the error (sqlstate, message, detail, hint) for the rule dialer.call_rule() says a call breaks; no row for an acceptable call. enqueue_call raises it, enqueue_calls reports it per element.';
 
 /*
@@ -252,6 +239,25 @@ AS $$
 $$;
 COMMENT ON FUNCTION dialer.enqueued_detail(timestamptz, text) IS
 	'Internal: the detail of an enqueued event (run_at, campaign, by, and late_by for a call accepted with a run_at past dialer.late_tolerance)';
+
+/*
+ * The detail of the event that creates a call at enqueue: a number on the do-not-call list
+ * (dnc: its entry, NULL when none) skips it, naming the entry; a calling policy's refusal
+ * (rule) skips it, naming the policy; else it is enqueued (dialer.enqueued_detail).
+ */
+CREATE FUNCTION dialer.creation_detail(dnc dialer.do_not_call, policy text, rule text, timezones text[],
+									   reason text, run_at timestamptz, campaign text)
+RETURNS jsonb
+LANGUAGE sql
+STABLE
+AS $$
+	SELECT CASE WHEN (dnc).number IS NOT NULL THEN
+				jsonb_build_object('reason', 'do_not_call', 'do_not_call_reason', (dnc).reason, 'listed_at', (dnc).added_at)
+				WHEN rule IS NOT NULL THEN dialer.policy_skip_detail('enqueue', policy, rule, timezones, reason)
+				ELSE dialer.enqueued_detail(run_at, campaign) END;
+$$;
+COMMENT ON FUNCTION dialer.creation_detail(dialer.do_not_call, text, text, text[], text, timestamptz, text) IS
+	'Internal: the detail of a call''s creation event at enqueue: skipped for the do-not-call list (the entry) or a calling policy (policy, rule), else enqueued';
 
 /*
  * Puts a call in the queue.  Everything is validated before anything is written
@@ -305,21 +311,24 @@ BEGIN
 	WITH p AS (
 		-- held until commit, as a foreign key's check would: the provider cannot be deleted
 		-- or renamed under the new call (dialer.providers_keep_calls)
-		SELECT p.kind, p.from_number, p.allowed_hosts, p.twiml_url
-		  FROM dialer.providers p WHERE p.name = provider
-		   FOR KEY SHARE
+		SELECT k AS kind, p.from_number, p.allowed_hosts, p.twiml_url,
+			   dialer.provider_detection(p.machine_detection, p.async_amd, p.status_callback_url) AS detection
+		  FROM dialer.providers p JOIN dialer.provider_kinds k ON k.kind = p.kind
+		 WHERE p.name = provider
+		   FOR KEY SHARE OF p
 	), look AS MATERIALIZED (
-		SELECT p.kind, p.from_number, p.allowed_hosts, p.twiml_url,
+		SELECT p.kind, p.from_number, p.allowed_hosts, p.twiml_url, p.detection,
 			   CASE WHEN dedupe_key IS NOT NULL THEN
 					(SELECT c.id FROM dialer.scheduled_calls c WHERE c.dedupe_key = dedupe_key) END AS dup_id,
 			   CASE WHEN max_attempts IS NULL AND campaign IS NOT NULL THEN
 					(SELECT k.max_attempts FROM dialer.campaigns k WHERE k.name = campaign) END AS camp_attempts,
-			   d.number IS NOT NULL AS dnc, d.reason AS dnc_reason, d.added_at AS dnc_at,
+			   d.number IS NOT NULL AS dnc, d AS dnc_entry,
 			   dialer.call_rule(to_number, run_at, provider, payload, campaign, dedupe_key, priority,
-								max_attempts, timezone, deadline, p.kind, p.allowed_hosts, p.twiml_url, late_ok) AS rule
+								max_attempts, timezone, deadline, p.kind, p.allowed_hosts, p.twiml_url, late_ok,
+								p.detection) AS rule
 		  FROM (SELECT 1) one
 		  LEFT JOIN p ON true
-		  LEFT JOIN dialer.do_not_call d ON d.number = to_number
+		  LEFT JOIN LATERAL dialer.do_not_call_entry(to_number) d ON true
 	), c AS (
 		INSERT INTO dialer.scheduled_calls AS c
 			(status, run_at, next_attempt_at, to_number, from_number, provider, mode, payload, campaign,
@@ -327,7 +336,7 @@ BEGIN
 		SELECT CASE WHEN look.dnc OR pol.rule IS NOT NULL THEN 'skipped' ELSE 'scheduled' END,
 			   run_at, run_at, to_number,
 			   coalesce(payload->>'from', look.from_number), provider,
-			   CASE WHEN look.kind = 'backend' THEN upper(coalesce(payload->>'mode', 'DIRECT')) END,
+			   dialer.call_mode(look.kind, payload),
 			   payload, campaign, dedupe_key, priority,
 			   coalesce(max_attempts, look.camp_attempts, current_setting('dialer.default_max_attempts')::int),
 			   timezone, deadline, CASE WHEN look.dnc OR pol.rule IS NOT NULL THEN now() END,
@@ -339,15 +348,10 @@ BEGIN
 	), e AS (
 		INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
 		SELECT c.id, CASE WHEN c.status = 'skipped' THEN 'skipped' ELSE 'enqueued' END, NULL, c.status,
-			   CASE WHEN look.dnc THEN
-					jsonb_build_object('reason', 'do_not_call', 'do_not_call_reason', look.dnc_reason,
-									   'listed_at', look.dnc_at)
-					WHEN pol.rule IS NOT NULL THEN
-					dialer.policy_skip_detail('enqueue', pol.policy, pol.rule, pol.timezones, pol.reason)
-			   ELSE dialer.enqueued_detail(run_at, campaign) END
+			   dialer.creation_detail(look.dnc_entry, pol.policy, pol.rule, pol.timezones, pol.reason, run_at, campaign)
 		  FROM c, look
 	)
-	SELECT look.rule, look.kind, look.allowed_hosts, look.twiml_url, look.dup_id, c.id,
+	SELECT look.rule, look.kind, look.allowed_hosts, look.twiml_url, look.detection, look.dup_id, c.id,
 		   CASE WHEN c.status = 'scheduled' THEN dialer.wake_worker() IS NULL END AS woken
 	  INTO v
 	  FROM look LEFT JOIN c ON true;
@@ -355,7 +359,8 @@ BEGIN
 	IF v.rule IS NOT NULL THEN
 		SELECT * INTO e
 		  FROM dialer.call_refusal(to_number, run_at, provider, payload, campaign, dedupe_key, priority,
-								   max_attempts, timezone, deadline, v.kind, v.allowed_hosts, v.twiml_url, late_ok);
+								   max_attempts, timezone, deadline, v.kind, v.allowed_hosts, v.twiml_url, late_ok,
+								   v.detection);
 		RAISE EXCEPTION USING ERRCODE = e.sqlstate, MESSAGE = e.message, DETAIL = e.detail, HINT = e.hint;
 	END IF;
 	IF v.id IS NOT NULL THEN
@@ -389,7 +394,7 @@ CREATE TYPE dialer.call_request AS (
 	late_ok			boolean
 );
 COMMENT ON TYPE dialer.call_request IS
-	'A call as enqueue_calls() reads it from each JSON object: enqueue_call''s arguments plus customer_ref';
+	'Internal: a call as enqueue_calls() reads it from each JSON object: enqueue_call''s arguments plus customer_ref';
 
 /*
  * What enqueue_calls() says about each element of its input.
@@ -463,7 +468,7 @@ COMMENT ON FUNCTION dialer.call_request_keys() IS
 CREATE FUNCTION dialer.call_shape_error(element jsonb, shape text)
 RETURNS dialer.call_error
 LANGUAGE sql
-IMMUTABLE
+STABLE	-- as the functions it calls are (IMMUTABLE kept it from being inlined)
 AS $$
 	SELECT CASE shape
 		WHEN 'not_object' THEN
@@ -483,44 +488,13 @@ COMMENT ON FUNCTION dialer.call_shape_error(jsonb, text) IS
 	'Internal: the error (sqlstate, message, detail, hint) of an enqueue_calls() element that is not an object (not_object) or has a key it does not know (unknown_key)';
 
 /*
- * Enqueues many calls in one set-based statement: calls is a JSON array of objects
- * whose keys are enqueue_call's argument names (to_number, run_at, provider, payload,
- * campaign, dedupe_key, priority, max_attempts, timezone, deadline) plus customer_ref;
- * a missing key takes enqueue_call's default.  Each element gets exactly enqueue_call's
- * treatment: the same rules (dialer.call_refusal), the stored id for a dedupe key already
- * stored or used earlier in the array (outcome duplicate), a do-not-call number stored as
- * skipped with an event, one wake-up of the worker at commit.  Returns one row per
- * element, in order.
- *
- * atomic => true (the default): all or nothing; the first refused element raises its
- * error (message prefixed with its position) and nothing is written.  atomic => false:
- * the acceptable elements are written, the refused ones come back with outcome refused
- * and the error's SQLSTATE, message, detail and hint.  An element that is not an object,
- * or has a key enqueue_calls does not know, is refused; a value of the wrong JSON type
- * for its key (a run_at that is not a timestamp, a fractional priority) fails the whole
- * call with PostgreSQL's own error, in both modes.
+ * enqueue_calls' checks of its own arguments (the calls themselves are checked element by
+ * element): calls is a JSON array, atomic is true or false.
  */
-CREATE FUNCTION dialer.enqueue_calls(calls jsonb, atomic boolean DEFAULT true)
-RETURNS SETOF dialer.enqueue_result
+CREATE FUNCTION dialer.check_enqueue_calls_arguments(calls jsonb, atomic boolean)
+RETURNS void
 LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, dialer, pg_temp
-SET enable_nestloop = off	-- the batch is joined to what it wrote by hash: never a rescan per element
-SET jit = off			-- compiling its expressions costs more than running them
-SET work_mem = '64MB'	-- the batch's hashes stay in memory
 AS $$
-#variable_conflict use_column
-DECLARE
-	v_res		dialer.enqueue_result[];
-	v_bad		dialer.enqueue_result;
-	v_woken		boolean;
-	v_first_bad	int;
-	v_max		int := current_setting('dialer.default_max_attempts')::int;
-	/* an element's defaults: jsonb_populate_record keeps them for the keys it lacks */
-	v_defaults	dialer.call_request := ROW(NULL, now(), 'default', '{}', NULL, NULL, 0, NULL, NULL, NULL, NULL, false);
-	v_providers	jsonb;
-	v_campaigns	jsonb;
-	v_policies	boolean := dialer.ledger_policies_enabled();
 BEGIN
 	IF calls IS NULL THEN
 		PERFORM dialer.raise_bad_argument('calls', NULL, 'calls is a JSON array of calls.',
@@ -536,47 +510,150 @@ BEGIN
 			'atomic => true writes all or nothing; atomic => false writes the acceptable calls and returns the refused ones.',
 			'Omit it for all or nothing.', '22004');
 	END IF;
+END;
+$$;
+COMMENT ON FUNCTION dialer.check_enqueue_calls_arguments(jsonb, boolean) IS
+	'Internal: raises the error of an enqueue_calls() argument that is not what it takes (calls not a JSON array, atomic NULL)';
+
+/*
+ * What enqueue_calls looks up once per batch, as objects each element reads by key
+ * (whatever the size of the batch; a join would hash the whole batch when the tables look
+ * larger than it): the providers (name -> [kind's row, from_number, allowed_hosts, twiml_url,
+ * machine detection (dialer.provider_detection)]),
+ * held until commit so that they cannot be deleted or renamed under the new calls (see
+ * providers_keep_calls), and the campaigns' max_attempts.
+ */
+CREATE FUNCTION dialer.enqueue_lookups(OUT providers jsonb, OUT campaigns jsonb)
+LANGUAGE sql
+VOLATILE	-- FOR KEY SHARE
+AS $$
+	SELECT (SELECT jsonb_object_agg(p.name, jsonb_build_array(to_jsonb(k), p.from_number, p.allowed_hosts::text, p.twiml_url,
+																 dialer.provider_detection(p.machine_detection, p.async_amd,
+																						   p.status_callback_url)))
+			  FROM (SELECT * FROM dialer.providers FOR KEY SHARE) p JOIN dialer.provider_kinds k ON k.kind = p.kind),
+		   (SELECT jsonb_object_agg(k.name, k.max_attempts) FROM dialer.campaigns k WHERE k.max_attempts IS NOT NULL);
+$$;
+COMMENT ON FUNCTION dialer.enqueue_lookups() IS
+	'Internal: the providers (locked FOR KEY SHARE) and campaigns'' max_attempts as JSON objects by name, read once by enqueue_calls()';
+
+/*
+ * The elements of enqueue_calls' array, each parsed over the defaults (a missing key takes
+ * enqueue_call's default), with its provider's lookup entry and the rule it breaks (NULL: none;
+ * not_object or unknown_key when it is not a call at all).  A plain SQL function, inlined into
+ * enqueue_calls' statement.
+ */
+CREATE FUNCTION dialer.parse_call_requests(calls jsonb, defaults dialer.call_request, providers jsonb)
+RETURNS TABLE (item int, element jsonb, shape text, to_number text, run_at timestamptz, provider text,
+			   payload jsonb, campaign text, dedupe_key text, priority int, max_attempts int, timezone text,
+			   deadline timestamptz, customer_ref text, late_ok boolean, request dialer.call_request,
+			   prov jsonb, kind dialer.provider_kinds, reason text)
+LANGUAGE sql
+STABLE
+AS $$
+	SELECT e.o::int, e.v, s.shape, r.*, r, p.prov, k,
+		   coalesce(s.shape,
+					dialer.call_rule(r.to_number, r.run_at, r.provider, r.payload, r.campaign, r.dedupe_key,
+									 r.priority, r.max_attempts, r.timezone, r.deadline, k,
+									 (p.prov->>2)::text[], p.prov->>3, r.late_ok, p.prov->4))
+	  FROM jsonb_array_elements(calls) WITH ORDINALITY AS e(v, o)
+	 CROSS JOIN LATERAL (SELECT CASE WHEN jsonb_typeof(e.v) <> 'object' THEN 'not_object'
+									 WHEN e.v - dialer.call_request_keys() <> '{}' THEN 'unknown_key' END AS shape) s
+	 CROSS JOIN LATERAL jsonb_populate_record(defaults, CASE WHEN s.shape IS NULL THEN e.v ELSE '{}' END) r
+	 CROSS JOIN LATERAL (SELECT providers->r.provider AS prov) p
+	 -- the kind's row, joined (built from the lookup's JSON it cost a record parse per element)
+	  LEFT JOIN dialer.provider_kinds k ON k.kind = p.prov->0->>'kind';
+$$;
+COMMENT ON FUNCTION dialer.parse_call_requests(jsonb, dialer.call_request, jsonb) IS
+	'Internal: each element of an enqueue_calls() array as a call (over the defaults), with its provider''s lookup entry and the rule it breaks (NULL: none)';
+
+/*
+ * The error (sqlstate, message, detail, hint) of a refused element of enqueue_calls(),
+ * computed for it alone: that of enqueue_call for a call that breaks a rule, that of its
+ * shape for an element that is not a call.
+ */
+CREATE FUNCTION dialer.enqueue_element_error(element jsonb, shape text, request dialer.call_request, prov jsonb,
+											  kind dialer.provider_kinds)
+RETURNS dialer.call_error
+LANGUAGE sql
+STABLE
+AS $$
+	SELECT CASE WHEN shape IS NULL THEN
+				(SELECT ROW(f.sqlstate, f.message, f.detail, f.hint)::dialer.call_error
+				   FROM dialer.call_refusal((request).to_number, (request).run_at, (request).provider,
+											(request).payload, (request).campaign, (request).dedupe_key,
+											(request).priority, (request).max_attempts, (request).timezone,
+											(request).deadline, kind, (prov->>2)::text[], prov->>3,
+											(request).late_ok, prov->4) f)
+			ELSE dialer.call_shape_error(element, shape) END;
+$$;
+COMMENT ON FUNCTION dialer.enqueue_element_error(jsonb, text, dialer.call_request, jsonb, dialer.provider_kinds) IS
+	'Internal: the error of a refused enqueue_calls() element (enqueue_call''s for a call breaking a rule; its shape''s for a non-call)';
+
+/*
+ * Raises the error of enqueue_calls(atomic => true)'s first refused element, its message
+ * prefixed with its position: nothing of the batch is written.
+ */
+CREATE FUNCTION dialer.raise_refused_element(bad dialer.enqueue_result, total int)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+BEGIN
+	RAISE EXCEPTION USING ERRCODE = bad.sqlstate,
+		MESSAGE = format('call %s of %s refused: %s', bad.item, total, bad.message),
+		DETAIL = bad.detail,
+		HINT = bad.hint || ' enqueue_calls(..., atomic => false) writes the other calls and returns the refused ones.';
+END;
+$$;
+COMMENT ON FUNCTION dialer.raise_refused_element(dialer.enqueue_result, int) IS
+	'Internal: raises the error of enqueue_calls(atomic => true)''s first refused element, prefixed with its position';
+
+/*
+ * Enqueues many calls in one set-based statement: calls is a JSON array of objects with
+ * enqueue_call's argument names plus customer_ref (dialer.call_request).  Each element gets
+ * enqueue_call's treatment: its rules, dedupe (a key stored, or used earlier in the array:
+ * outcome duplicate), do-not-call and policies (stored as skipped), one wake-up at commit.
+ * atomic => true: all or nothing, the first refused element raises its error; false: the
+ * refused ones come back with their error.  A value of the wrong JSON type for its key fails
+ * the whole call with PostgreSQL's own error.  One row per element, in order.
+ */
+CREATE FUNCTION dialer.enqueue_calls(calls jsonb, atomic boolean DEFAULT true)
+RETURNS SETOF dialer.enqueue_result
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, dialer, pg_temp
+SET enable_nestloop = off	-- the batch is joined to what it wrote by hash: never a rescan per element
+SET jit = off			-- compiling its expressions costs more than running them
+SET work_mem = '64MB'	-- the batch's hashes stay in memory
+AS $$
+#variable_conflict use_column
+DECLARE
+	v_res		dialer.enqueue_result[];
+	v_woken		boolean;
+	v_first_bad	int;
+	v_max		int := current_setting('dialer.default_max_attempts')::int;
+	v_defaults	dialer.call_request :=	-- an element's defaults, kept for the keys it lacks
+					ROW(NULL, now(), 'default', '{}', NULL, NULL, 0, NULL, NULL, NULL, NULL, false);
+	v_providers	jsonb;
+	v_campaigns	jsonb;
+	v_policies	boolean := dialer.ledger_policies_enabled();
+BEGIN
+	PERFORM dialer.check_enqueue_calls_arguments(calls, atomic);
+	SELECT l.providers, l.campaigns INTO v_providers, v_campaigns FROM dialer.enqueue_lookups() l;
 
 	/*
-	 * The providers (held until commit: they cannot be deleted or renamed under the new
-	 * calls, see providers_keep_calls) and the campaigns' max_attempts, read once into
-	 * lookup objects: each element then finds its own by key, whatever the size of the
-	 * batch (a join would hash the whole batch when the tables look larger than it).
-	 */
-	SELECT jsonb_object_agg(p.name, jsonb_build_array(p.kind, p.from_number, p.allowed_hosts::text, p.twiml_url))
-	  INTO v_providers
-	  FROM (SELECT * FROM dialer.providers FOR KEY SHARE) p;
-	SELECT jsonb_object_agg(k.name, k.max_attempts) INTO v_campaigns
-	  FROM dialer.campaigns k WHERE k.max_attempts IS NOT NULL;
-
-	/*
-	 * One statement: parse each element over its defaults and check it (the rules' CASE
-	 * is inlined), give the acceptable ones ids in their order, look each number up in
-	 * the do-not-call list, write the calls (a dedupe key already stored, or used by an
-	 * earlier element, writes nothing) and their events, and report
-	 * every element.  The error of a refused element is computed for it alone.
+	 * One statement: parse and check each element, give the acceptable ones ids in their
+	 * order, apply do-not-call and the policies, write the calls (a dedupe key stored or
+	 * used earlier writes nothing) and their events, report every element.
 	 */
 	WITH req AS MATERIALIZED (
 		SELECT q.*,
 			   CASE WHEN q.reason IS NULL THEN nextval('dialer.scheduled_calls_id_seq'::regclass) END AS new_id,
 			   d.dnc, r.policy, r.rule AS policy_rule, r.reason AS policy_reason, r.timezones
-		  FROM (SELECT e.o::int AS item, e.v, s.shape, r.*, p.prov,
-					   coalesce(s.shape,
-								dialer.call_rule(r.to_number, r.run_at, r.provider, r.payload, r.campaign,
-												 r.dedupe_key, r.priority, r.max_attempts, r.timezone,
-												 r.deadline, p.prov->>0, (p.prov->>2)::text[], p.prov->>3,
-												 r.late_ok)) AS reason
-				  FROM jsonb_array_elements(calls) WITH ORDINALITY AS e(v, o)
-				 CROSS JOIN LATERAL (SELECT CASE WHEN jsonb_typeof(e.v) <> 'object' THEN 'not_object'
-												 WHEN e.v - dialer.call_request_keys() <> '{}'
-													 THEN 'unknown_key' END AS shape) s
-				 CROSS JOIN LATERAL jsonb_populate_record(v_defaults, CASE WHEN s.shape IS NULL THEN e.v ELSE '{}' END) r
-				 CROSS JOIN LATERAL (SELECT v_providers->r.provider AS prov) p
-				OFFSET 0) q		-- ids are drawn in the order of the elements, after the rules
+		  -- ids are drawn in the order of the elements, after the rules
+		  FROM (SELECT * FROM dialer.parse_call_requests(calls, v_defaults, v_providers) OFFSET 0) q
 		 CROSS JOIN LATERAL (SELECT q.reason IS NULL
-									AND EXISTS (SELECT FROM dialer.do_not_call d WHERE d.number = q.to_number) AS dnc) d
-		  -- the refusal of a policy holding a ledger (consent, silence after a refusal), looked
-		  -- for only when such a policy is enabled: the call is stored as skipped
+									AND EXISTS (SELECT FROM dialer.do_not_call_entry(q.to_number)) AS dnc) d
+		  -- a ledger policy's refusal (consent, silence after a refusal), when one is enabled
 		  LEFT JOIN LATERAL (SELECT r.* FROM dialer.enqueue_refusal(q.to_number, q.run_at, q.timezone, q.campaign,
 																	  q.provider, q.payload->>'purpose') r
 							  WHERE v_policies AND q.reason IS NULL AND NOT d.dnc) r ON true
@@ -584,7 +661,7 @@ BEGIN
 		SELECT q.item, q.new_id,
 			   CASE WHEN q.dnc OR q.policy_rule IS NOT NULL THEN 'skipped' ELSE 'scheduled' END AS status, q.run_at,
 			   q.to_number, coalesce(q.payload->>'from', q.prov->>1) AS from_number, q.provider,
-			   CASE WHEN q.prov->>0 = 'backend' THEN upper(coalesce(q.payload->>'mode', 'DIRECT')) END AS mode,
+			   dialer.call_mode(q.kind, q.payload) AS mode,
 			   q.payload, q.campaign, q.customer_ref, q.dedupe_key, q.priority,
 			   coalesce(q.max_attempts, (v_campaigns->>q.campaign)::int, v_max) AS max_attempts,
 			   q.timezone, q.deadline, CASE WHEN q.dnc OR q.policy_rule IS NOT NULL THEN now() END AS finished_at,
@@ -592,8 +669,7 @@ BEGIN
 		  FROM req q
 		 WHERE q.new_id IS NOT NULL
 	), ins_keyed AS (
-		-- the calls with a dedupe key, in the order of the elements (call_rows is read in the
-		-- order req wrote it, that of the array): the first of two with one key is the one stored
+		-- the calls with a dedupe key, in the array's order: of two with one key the first is stored
 		INSERT INTO dialer.scheduled_calls AS c
 			(id, status, run_at, next_attempt_at, to_number, from_number, provider, mode, payload, campaign,
 			 customer_ref, dedupe_key, priority, max_attempts, timezone, deadline, finished_at, last_error)
@@ -606,8 +682,7 @@ BEGIN
 		ON CONFLICT ((c.dedupe_key)) WHERE c.dedupe_key IS NOT NULL DO NOTHING
 		RETURNING c.id
 	), ins_plain AS (
-		-- the others, always written: a plain INSERT (ON CONFLICT inserts each row speculatively,
-		-- with a lock and a WAL record more per row, even when the row has no key)
+		-- the others, by a plain INSERT (ON CONFLICT costs a lock and a WAL record more per row)
 		INSERT INTO dialer.scheduled_calls AS c
 			(id, status, run_at, next_attempt_at, to_number, from_number, provider, mode, payload, campaign,
 			 customer_ref, dedupe_key, priority, max_attempts, timezone, deadline, finished_at, last_error)
@@ -617,23 +692,14 @@ BEGIN
 			   r.finished_at, r.policy_reason
 		  FROM call_rows r
 		 WHERE r.dedupe_key IS NULL
-	), keyed AS (
-		-- the calls with a dedupe key that were written (the others always are)
-		SELECT i.id FROM ins_keyed i
-	), written AS (
-		SELECT r.* FROM call_rows r WHERE r.dedupe_key IS NULL OR r.new_id IN (SELECT k.id FROM keyed k)
+	), written AS (	-- a call with a dedupe key is written when ins_keyed wrote it
+		SELECT r.* FROM call_rows r WHERE r.dedupe_key IS NULL OR r.new_id IN (SELECT k.id FROM ins_keyed k)
 	), ev AS (
 		INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
 		SELECT w.new_id, CASE WHEN w.status = 'skipped' THEN 'skipped' ELSE 'enqueued' END, NULL, w.status,
-			   CASE WHEN w.dnc THEN
-					(SELECT jsonb_build_object('reason', 'do_not_call', 'do_not_call_reason', d.reason,
-											   'listed_at', d.added_at)
-					   FROM dialer.do_not_call d WHERE d.number = w.to_number)
-					WHEN w.policy_rule IS NOT NULL THEN
-					dialer.policy_skip_detail('enqueue', w.policy, w.policy_rule, w.timezones, w.policy_reason)
-			   ELSE dialer.enqueued_detail(w.run_at, w.campaign) END
-		  FROM written w
-		RETURNING call_id, to_status
+			   dialer.creation_detail(d.entry, w.policy, w.policy_rule, w.timezones, w.policy_reason, w.run_at, w.campaign)
+		  FROM written w	-- the entry joined: as a subquery argument, creation_detail was not inlined
+		  LEFT JOIN LATERAL (SELECT e AS entry FROM dialer.do_not_call_entry(w.to_number) e WHERE w.dnc) d ON true
 	)
 	SELECT array_agg(ROW(x.item,
 						 CASE WHEN x.stored THEN x.new_id
@@ -649,31 +715,19 @@ BEGIN
 		   min(x.item) FILTER (WHERE x.reason IS NOT NULL)
 	  INTO v_res, v_woken, v_first_bad
 	  FROM (SELECT s.item, s.dedupe_key, s.reason, s.new_id, s.dnc, s.policy_rule, s.policy_reason,
-				   s.new_id IS NOT NULL AND (s.dedupe_key IS NULL OR s.new_id IN (SELECT k.id FROM keyed k)) AS stored,
-				   CASE WHEN s.reason IS NULL THEN NULL
-						WHEN s.shape IS NULL THEN
-							(SELECT ROW(f.sqlstate, f.message, f.detail, f.hint)::dialer.call_error
-							   FROM dialer.call_refusal(s.to_number, s.run_at, s.provider, s.payload, s.campaign,
-														s.dedupe_key, s.priority, s.max_attempts, s.timezone,
-														s.deadline, s.prov->>0, (s.prov->>2)::text[], s.prov->>3,
-														s.late_ok) f)
-						ELSE dialer.call_shape_error(s.v, s.shape)
-				   END AS err
+				   s.new_id IS NOT NULL AND (s.dedupe_key IS NULL OR s.new_id IN (SELECT k.id FROM ins_keyed k)) AS stored,
+				   CASE WHEN s.reason IS NOT NULL
+						THEN dialer.enqueue_element_error(s.element, s.shape, s.request, s.prov, s.kind) END AS err
 			  FROM req s) x;
 
 	IF atomic AND v_first_bad IS NOT NULL THEN
-		v_bad := v_res[v_first_bad];
-		RAISE EXCEPTION USING ERRCODE = v_bad.sqlstate,
-			MESSAGE = format('call %s of %s refused: %s', v_bad.item, jsonb_array_length(calls), v_bad.message),
-			DETAIL = v_bad.detail,
-			HINT = v_bad.hint || ' enqueue_calls(..., atomic => false) writes the other calls and returns the refused ones.';
+		PERFORM dialer.raise_refused_element(v_res[v_first_bad], jsonb_array_length(calls));
 	END IF;
 	IF v_woken THEN
 		PERFORM dialer.wake_worker();
 	END IF;
 
-	/* a duplicate of a key stored by this array or by a session that won a race: its id */
-	RETURN QUERY
+	RETURN QUERY	-- a duplicate of a key stored by this array or by a session that won a race: its id
 		SELECT u.item,
 			   CASE WHEN u.outcome = 'duplicate' AND u.id IS NULL THEN
 					(SELECT c.id FROM dialer.scheduled_calls c WHERE c.dedupe_key = calls->(u.item - 1)->>'dedupe_key')
@@ -684,51 +738,6 @@ END;
 $$;
 COMMENT ON FUNCTION dialer.enqueue_calls(jsonb, boolean) IS
 	'Enqueues a JSON array of calls (keys: enqueue_call''s arguments plus customer_ref) with enqueue_call''s rules, dedupe, do-not-call and wake-up; one row per element: item, id, outcome (scheduled, skipped, duplicate, refused) and the error of a refused one. atomic => true (default): all or nothing; false: writes the acceptable calls.';
-
-/*
- * Raises the standard error unless role_name names an existing role: the grant
- * helpers' one check.
- */
-CREATE FUNCTION dialer.require_role(role_name name)
-RETURNS void
-LANGUAGE plpgsql
-STABLE
-SET search_path = pg_catalog, dialer, pg_temp
-AS $$
-BEGIN
-	IF role_name IS NULL OR NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = role_name) THEN
-		PERFORM dialer.raise_bad_argument('role_name', role_name::text, 'No role has this name.',
-			'Create the role first (CREATE ROLE ...).', '42704');
-	END IF;
-END;
-$$;
-COMMENT ON FUNCTION dialer.require_role(name) IS 'Internal: raises "invalid role_name" unless the role exists';
-
-/*
- * Locks and returns one call, or raises the standard error for an unknown id.
- */
-CREATE FUNCTION dialer.lock_call(call_id bigint)
-RETURNS dialer.scheduled_calls
-LANGUAGE plpgsql
-SET search_path = pg_catalog, dialer, pg_temp
-AS $$
-DECLARE
-	v_call dialer.scheduled_calls;
-BEGIN
-	IF call_id IS NULL THEN
-		PERFORM dialer.raise_bad_argument('call_id', NULL, 'A call id is required.', 'Pass the id enqueue_call returned.', '22004');
-	END IF;
-	SELECT * INTO v_call FROM dialer.scheduled_calls c WHERE c.id = lock_call.call_id FOR UPDATE;
-	IF NOT FOUND THEN
-		RAISE EXCEPTION 'call % does not exist', call_id
-			USING ERRCODE = 'no_data_found',
-				  DETAIL = 'No row of dialer.scheduled_calls has this id (dialer.cleanup() may have removed it).',
-				  HINT = 'Pass an id returned by dialer.enqueue_call().';
-	END IF;
-	RETURN v_call;
-END;
-$$;
-COMMENT ON FUNCTION dialer.lock_call(bigint) IS 'Internal: locks a call FOR UPDATE, or raises "call N does not exist"';
 
 /*
  * Cancels a call that has not been claimed yet.  A call already being dispatched or
@@ -743,14 +752,11 @@ AS $$
 DECLARE
 	v_call dialer.scheduled_calls := dialer.lock_call(call_id);
 BEGIN
-	IF v_call.status <> 'scheduled' THEN
+	IF NOT dialer.may_move(v_call.status, 'canceled') THEN
 		RETURN false;
 	END IF;
-	UPDATE dialer.scheduled_calls c
-	   SET status = 'canceled', updated_at = now(), finished_at = now()
-	 WHERE c.id = v_call.id;
-	INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
-	VALUES (v_call.id, 'canceled', 'scheduled', 'canceled', jsonb_build_object('by', session_user::text));
+	PERFORM count(*) FROM dialer.move_calls(ARRAY[dialer.make_move(
+		v_call.id, 'scheduled', 'canceled', 'canceled', jsonb_build_object('by', session_user::text))]);
 	RETURN true;
 END;
 $$;
@@ -771,19 +777,16 @@ AS $$
 DECLARE
 	v_call dialer.scheduled_calls := dialer.lock_call(call_id);
 BEGIN
-	IF v_call.status NOT IN ('failed', 'unknown', 'expired') THEN
+	IF NOT dialer.may_move(v_call.status, 'requeued') THEN
 		RETURN false;
 	END IF;
-	UPDATE dialer.scheduled_calls c
-	   SET status = 'scheduled', next_attempt_at = now(), attempts_base = c.attempts,
-		   deadline = CASE WHEN v_call.status = 'expired' THEN NULL ELSE c.deadline END,
-		   updated_at = now(), finished_at = NULL, reconcile_searches = 0, reconcile_failures = 0
-	 WHERE c.id = v_call.id;
-	INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
-	VALUES (v_call.id, 'requeued', v_call.status, 'scheduled',
-			jsonb_strip_nulls(jsonb_build_object('by', session_user::text,
-				'previous_error', v_call.last_error,
-				'cleared_deadline', CASE WHEN v_call.status = 'expired' THEN v_call.deadline END)));
+	-- a new run, due now (an expired call without its deadline: dialer.call_transitions)
+	PERFORM count(*) FROM dialer.move_calls(ARRAY[dialer.make_move(
+		v_call.id, v_call.status, 'requeued', 'scheduled',
+		jsonb_strip_nulls(jsonb_build_object('by', session_user::text,
+			'previous_error', v_call.last_error,
+			'cleared_deadline', CASE WHEN v_call.status = 'expired' THEN v_call.deadline END)),
+		next_attempt_at => now())]);
 	PERFORM dialer.wake_worker();
 	RETURN true;
 END;
@@ -848,17 +851,16 @@ BEGIN
 	v_from := day::timestamptz;
 	v_to := (day + 1)::timestamptz;
 
-	-- "calls": every call of the day; "scheduled" is the same count under its 0.1.0 name,
-	-- which read as "still in status scheduled": kept for 0.2.x, removed in 0.3.0
+	-- "calls": every call of the day (0.1.0 and 0.2.0 also named it "scheduled")
 	SELECT jsonb_build_object(
 			'calls', count(*),
-			'scheduled', count(*),
 			'completed', count(*) FILTER (WHERE c.status = 'completed'),
 			'failed', count(*) FILTER (WHERE c.status = 'failed'),
-			'not_reached', count(*) FILTER (WHERE c.status IN ('no_answer', 'busy')),
-			'pending', count(*) FILTER (WHERE c.status IN ('scheduled', 'dispatching', 'dialing')),
+			'not_reached', count(*) FILTER (WHERE c.status = ANY (dialer.not_reached_statuses())),
+			'pending', count(*) FILTER (WHERE c.status = ANY (dialer.pending_statuses())),
 			'not_called', count(*) FILTER (WHERE c.status IN ('canceled', 'skipped', 'expired')),
-			'unknown', count(*) FILTER (WHERE c.status = 'unknown'))
+			'unknown', count(*) FILTER (WHERE c.status = 'unknown'),
+			'held', count(*) FILTER (WHERE c.status = 'held'))
 	  INTO v_day
 	  FROM dialer.scheduled_calls c
 	 WHERE c.run_at >= v_from AND c.run_at < v_to;
@@ -868,18 +870,17 @@ BEGIN
 	  FROM (SELECT c.campaign,
 				   jsonb_build_object(
 					'calls', count(*),
-					'scheduled', count(*),
 					'completed', count(*) FILTER (WHERE c.status = 'completed'),
 					'failed', count(*) FILTER (WHERE c.status = 'failed'),
-					'not_reached', count(*) FILTER (WHERE c.status IN ('no_answer', 'busy')),
-					'pending', count(*) FILTER (WHERE c.status IN ('scheduled', 'dispatching', 'dialing'))) AS counts
+					'not_reached', count(*) FILTER (WHERE c.status = ANY (dialer.not_reached_statuses())),
+					'pending', count(*) FILTER (WHERE c.status = ANY (dialer.pending_statuses()))) AS counts
 			  FROM dialer.scheduled_calls c
 			 WHERE c.run_at >= v_from AND c.run_at < v_to AND c.campaign IS NOT NULL
 			 GROUP BY c.campaign) k;
 
 	RETURN jsonb_build_object('day', day) || v_day || jsonb_build_object(
 			'total_pending', (SELECT count(*) FROM dialer.scheduled_calls c
-							   WHERE c.status IN ('scheduled', 'dispatching', 'dialing')),
+							   WHERE c.status = ANY (dialer.pending_statuses())),
 			'next_run_at', (SELECT min(c.next_attempt_at) FROM dialer.scheduled_calls c
 							 WHERE c.status = 'scheduled'),
 			'by_campaign', v_camp,
@@ -888,7 +889,7 @@ BEGIN
 END;
 $$;
 COMMENT ON FUNCTION dialer.stats(date) IS
-	'Counts of a day''s calls (calls: all of them; completed, failed, not_reached, pending, not_called, unknown; scheduled: the same as calls, deprecated), total_pending, next_run_at, by_campaign and the worker''s state';
+	'Counts of a day''s calls (calls: all of them; completed, failed, not_reached, pending, not_called, unknown, held), total_pending, next_run_at, by_campaign and the worker''s state';
 
 /*
  * Removes finished calls (completed, no_answer, busy, failed, canceled, skipped,
@@ -909,7 +910,7 @@ BEGIN
 			'older_than must be a non-negative interval.', 'For example dialer.cleanup(''90 days'').');
 	END IF;
 	DELETE FROM dialer.scheduled_calls c
-	 WHERE c.status IN ('completed', 'no_answer', 'busy', 'failed', 'canceled', 'skipped', 'expired')
+	 WHERE c.status = ANY (dialer.final_statuses())
 	   AND c.finished_at < now() - older_than;
 	GET DIAGNOSTICS v_count = ROW_COUNT;
 	-- callbacks kept for a CallSid no call ever got (a call placed by someone else)

@@ -7,11 +7,11 @@
  * outcomes in batches.  They are plain SQL so that pgTAP can test the rules without
  * a dispatcher; no other role may execute them.
  *
- *   claiming       recover_dispatching, provider_capacity, next_window_opening,
- *                  claim_calls, release_claims, next_due_at, worker_providers
- *   storing        record_results
- *   re-evaluating  triggers when a calling window, a time zone, the do-not-call list or
- *                  a provider changes (reevaluate_parked_calls, providers_changed, ...)
+ *   claiming       recover_dispatching, claim_calls, release_claims, next_due_at
+ *                  (the providers' side: 10_providers.sql; windows: 15_recipient_time.sql)
+ *   storing        record_results (a report's store: 40_reports.sql)
+ *   re-evaluating  triggers when a calling window, a time zone or the do-not-call list
+ *                  changes (reevaluate_parked_calls, ...)
  *   reconciling    calls whose outcome is unknown: claim_reconciliations and
  *                  apply_reconciliation (by provider call id), claim_searches and
  *                  apply_search (by what was sent)
@@ -34,17 +34,8 @@ DECLARE
 	v_count int;
 BEGIN
 	WITH lost AS (
-		UPDATE dialer.scheduled_calls c
-		   SET status = 'unknown', updated_at = now(),
-			   last_error = 'dispatcher stopped before the outcome of the request was stored'
-		 WHERE c.status = 'dispatching'
-		RETURNING c.id, c.attempts
-	), ev AS (
-		INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
-		SELECT l.id, 'unknown', 'dispatching', 'unknown',
-			   jsonb_build_object('reason', 'dispatcher restarted while the request may have been in flight',
-								  'attempt', l.attempts)
-		  FROM lost l
+		-- every call dispatching, locked; the attempt of each, noted before it moves
+		SELECT c.id, c.attempts FROM dialer.scheduled_calls c WHERE c.status = 'dispatching' FOR UPDATE
 	), att AS (
 		UPDATE dialer.call_attempts a
 		   SET error_code = coalesce(a.error_code, 'dispatcher_restart'),
@@ -52,131 +43,59 @@ BEGIN
 		  FROM lost l
 		 WHERE a.call_id = l.id AND a.attempt = l.attempts AND a.http_status IS NULL
 	)
-	SELECT count(*) INTO v_count FROM lost;
+	SELECT count(*) INTO v_count
+	  FROM dialer.move_calls(ARRAY(
+			SELECT dialer.make_move(l.id, 'dispatching', 'unknown', 'unknown',
+					jsonb_build_object('reason', 'dispatcher restarted while the request may have been in flight',
+									   'attempt', l.attempts),
+					last_error => 'dispatcher stopped before the outcome of the request was stored')
+			  FROM lost l));
 	RETURN v_count;
 END;
 $$;
 COMMENT ON FUNCTION dialer.recover_dispatching() IS
-	'Worker start-up: turns calls left in dispatching into unknown (with an event), never re-sending them; returns how many';
+	'Worker: at start-up, turns calls left in dispatching into unknown (with an event), never re-sending them; returns how many';
 
 /*
- * How many more calls a provider may have in progress: its max_concurrency less
- * the calls dispatching or dialing that had news within dialer.reconcile_after.
- * NULL max_concurrency means no limit.  0 for a disabled or unknown provider.
+ * The detail of the event a claim writes for a call, by its verdict v: claimed (go: the
+ * attempt, and the policies that allowed it or the zones the window was read in), parked
+ * for a window (window), skipped (do_not_call, not_allowed, refused, no_window) or expired.
  */
-CREATE FUNCTION dialer.provider_capacity(provider text)
-RETURNS int
-LANGUAGE plpgsql
-STABLE
-SET search_path = pg_catalog, dialer, pg_temp
-AS $$
-DECLARE
-	v_max	int;
-	v_on	boolean;
-	v_busy	int;
-BEGIN
-	SELECT p.max_concurrency, p.enabled INTO v_max, v_on FROM dialer.providers p WHERE p.name = provider;
-	IF NOT FOUND OR NOT v_on THEN
-		RETURN 0;
-	END IF;
-	IF v_max IS NULL THEN
-		RETURN 2147483647;
-	END IF;
-	SELECT count(*) INTO v_busy
-	  FROM (SELECT 1 FROM dialer.scheduled_calls c
-			 WHERE c.provider = provider_capacity.provider
-			   AND c.status IN ('dispatching', 'dialing')
-			   AND c.updated_at > now() - current_setting('dialer.reconcile_after')::interval
-			 ORDER BY c.updated_at DESC
-			 LIMIT v_max) s;
-	RETURN greatest(v_max - v_busy, 0);
-END;
-$$;
-COMMENT ON FUNCTION dialer.provider_capacity(text) IS
-	'Calls a provider may still start: max_concurrency less its calls dispatching or dialing (with news within dialer.reconcile_after)';
-
-/*
- * For a provider at its max_concurrency (the dispatcher asks, to say why it waits):
- * how many of its calls are due and waiting (counted up to 10,000), and when its first
- * slot frees by itself: its oldest call in progress stops counting against
- * max_concurrency after dialer.reconcile_after without news, and is looked up then.
- */
-CREATE FUNCTION dialer.provider_stall(provider text, OUT due_calls int, OUT frees_at timestamptz)
-RETURNS record
-LANGUAGE sql
-STABLE
-SET search_path = pg_catalog, dialer, pg_temp
-AS $$
-	SELECT (SELECT count(*)::int
-			  FROM (SELECT 1 FROM dialer.scheduled_calls c
-					 WHERE c.provider = provider_stall.provider AND c.status = 'scheduled'
-					   AND c.next_attempt_at <= now()
-					 LIMIT 10000) d),
-		   (SELECT min(c.updated_at) + current_setting('dialer.reconcile_after')::interval
-			  FROM dialer.scheduled_calls c
-			 WHERE c.provider = provider_stall.provider AND c.status IN ('dispatching', 'dialing')
-			   AND c.updated_at > now() - current_setting('dialer.reconcile_after')::interval);
-$$;
-COMMENT ON FUNCTION dialer.provider_stall(text) IS
-	'Worker: for a provider at its max_concurrency, its due calls waiting (up to 10,000) and when reconciliation frees its first slot';
-
-/*
- * The start of the next calling window at or after instant at, in zone tz, for a
- * window [window_start, window_end) of local times.  NULL when at is inside the
- * window.
- */
-CREATE FUNCTION dialer.next_window_opening(at timestamptz, tz text, window_start time, window_end time)
-RETURNS timestamptz
-LANGUAGE sql
-IMMUTABLE
-PARALLEL SAFE
--- no SET clause: it would stop the planner inlining this into claim_calls' query
-AS $$
-	SELECT CASE
-		WHEN (at AT TIME ZONE tz)::time >= window_start
-			 AND ((at AT TIME ZONE tz)::time < window_end OR window_end = '00:00' OR window_end = '24:00')
-			THEN NULL
-		WHEN (at AT TIME ZONE tz)::time < window_start
-			THEN (date_trunc('day', at AT TIME ZONE tz) + window_start) AT TIME ZONE tz
-		ELSE (date_trunc('day', at AT TIME ZONE tz) + interval '1 day' + window_start) AT TIME ZONE tz
-	END;
-$$;
-COMMENT ON FUNCTION dialer.next_window_opening(timestamptz, text, time, time) IS
-	'NULL when instant at is inside the local calling window [window_start, window_end) of zone tz, else when the window next opens';
-
-/*
- * What a claim's event says about the zones the general calling window was read in:
- * the zones and their source (dialer.recipient_zones); when the number's zone is
- * unknown and dialer.default_timezone stood in for it, a warning saying so.
- */
-CREATE FUNCTION dialer.window_zones_detail(to_number text, zones text[], source text)
+CREATE FUNCTION dialer.claim_event_detail(v text, attempt int, to_number text, deadline timestamptz,
+										  zones text[], zone_source text, ws time, we time,
+										  opens timestamptz, next_attempt_at timestamptz, decision text,
+										  policy text, rule text, reason text, timezones text[],
+										  policies text[], error text)
 RETURNS jsonb
 LANGUAGE sql
-IMMUTABLE
+STABLE		-- as jsonb_build_object is: so the planner inlines it into the claim
 AS $$
-	SELECT jsonb_build_object('timezones', zones, 'timezone_source', source)
-		   || CASE WHEN source = 'default' THEN jsonb_build_object('warning',
-				  format('the time zone of %s is not known from the number: the calling window was read in dialer.default_timezone (%s); give the call or its campaign a timezone',
-						 to_number, zones[1])) ELSE '{}' END;
+	SELECT CASE v
+		-- under calling policies, the claim records which ones allowed it (the audit reads it);
+		-- under the general window alone, the zones it was read in (none: the whole day)
+		WHEN 'go' THEN CASE WHEN decision IS NOT NULL
+			THEN jsonb_build_object('attempt', attempt, 'policies', policies, 'timezones', timezones,
+									'message', reason)
+			WHEN zones IS NULL THEN jsonb_build_object('attempt', attempt)
+			ELSE jsonb_build_object('attempt', attempt) || dialer.window_zones_detail(to_number, zones, zone_source) END
+		WHEN 'window' THEN CASE WHEN decision IS NULL
+			THEN jsonb_build_object('opens_at', opens, 'next_attempt_at', next_attempt_at,
+									'window_start', ws, 'window_end', we)
+				 || dialer.window_zones_detail(to_number, zones, zone_source)
+			ELSE jsonb_build_object('timezones', timezones, 'opens_at', opens, 'next_attempt_at', next_attempt_at,
+									'policy', policy, 'rule', rule, 'message', reason) END
+		WHEN 'no_window' THEN jsonb_build_object('reason', 'no_window', 'timezones', zones,
+												 'timezone_source', zone_source, 'window_start', ws,
+												 'window_end', we, 'message', error)
+		WHEN 'refused' THEN dialer.policy_skip_detail('dispatch', policy, rule, timezones, reason)
+		WHEN 'expired' THEN jsonb_build_object('deadline', deadline)
+		WHEN 'do_not_call' THEN jsonb_build_object('reason', 'do_not_call', 'checked', 'dispatch')
+		ELSE jsonb_build_object('reason', 'not_allowed', 'level', 'warning',
+								'message', 'dialer.allowed_numbers is set and does not list this number')
+	END;
 $$;
-COMMENT ON FUNCTION dialer.window_zones_detail(text, text[], text) IS
-	'Internal: the zones (and their source) a claim read the general calling window in, as event detail; a warning when dialer.default_timezone stood in for an unknown zone';
-
-/*
- * Why a call was skipped because the general window is never open in all of its
- * number's zones at once.
- */
-CREATE FUNCTION dialer.no_window_message(to_number text, zones text[], window_start time, window_end time)
-RETURNS text
-LANGUAGE sql
-IMMUTABLE
-AS $$
-	SELECT format('the calling window %s-%s is never open at the same time in all %s time zones %s may be in (%s): not dialled; give the call or its campaign a timezone',
-				  to_char(window_start, 'HH24:MI'), to_char(window_end, 'HH24:MI'), cardinality(zones), to_number,
-				  array_to_string(zones[1:5], ', ') || CASE WHEN cardinality(zones) > 5 THEN ', ...' ELSE '' END);
-$$;
-COMMENT ON FUNCTION dialer.no_window_message(text, text[], time, time) IS
-	'Internal: last_error of a call skipped because the calling window never opens in all of its number''s zones at once';
+COMMENT ON FUNCTION dialer.claim_event_detail(text, int, text, timestamptz, text[], text, time, time, timestamptz, timestamptz, text, text, text, text, text[], text[], text) IS
+	'Internal: the detail of the event a claim writes for a call, by its verdict (claimed, parked for a window, skipped, expired)';
 
 /*
  * Claims up to max_calls due calls of one provider, highest priority then
@@ -199,6 +118,14 @@ COMMENT ON FUNCTION dialer.no_window_message(text, text[], time, time) IS
  *     verdict is not even computed.
  * The others become 'dispatching' with their attempt row; the caller commits
  * before it sends anything.
+ *
+ * Two statements planned once per session (re-planning the claim for every single call
+ * would cost more than the claim), with sequential scans ruled out so that the one plan
+ * stays right however large the queue grows, and sorts ruled out so that the claim always
+ * walks scheduled_calls_claim_idx in order and stops at max_calls: with statistics saying
+ * most scheduled calls are due later (a warm queue), the planner would otherwise read
+ * every due call and sort them, at each claim.  (jit off: the disabled sort left in the
+ * second statement would make its cost look worth compiling.)
  */
 CREATE FUNCTION dialer.claim_calls(provider text, max_calls int, default_timezone text,
 								   window_start time, window_end time, allowed_numbers text)
@@ -207,14 +134,6 @@ RETURNS TABLE (id bigint, attempt int, to_number text, from_number text, mode te
 			   idempotency_key text, campaign text)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, dialer, pg_temp
--- Two statements planned once per session (re-planning the claim for every single
--- call would cost more than the claim), with sequential scans ruled out so that
--- the one plan stays right however large the queue grows, and sorts ruled out so
--- that the claim always walks scheduled_calls_claim_idx in order and stops at
--- max_calls: with statistics saying most scheduled calls are due later (a warm
--- queue), the planner would otherwise read every due call and sort them, at each
--- claim.  (jit off: the disabled sort left in the second statement would make
--- its cost look worth compiling.)
 SET plan_cache_mode = force_generic_plan
 SET enable_seqscan = off
 SET enable_sort = off
@@ -224,6 +143,8 @@ DECLARE
 	v_allowed text[];
 	v_ids bigint[];
 	v_policies boolean;
+	v_moves dialer.call_move[];
+	v_go bigint[];
 BEGIN
 	IF coalesce(btrim(allowed_numbers), '') <> '' THEN
 		v_allowed := string_to_array(regexp_replace(allowed_numbers, '\s', '', 'g'), ',');
@@ -246,11 +167,7 @@ BEGIN
 		PERFORM pg_advisory_xact_lock(hashtext('pg_dialer.per_recipient_caps'));
 	END IF;
 
-	RETURN QUERY
-	WITH cand AS (
-		-- the general window is read in the recipient's zones (dialer.recipient_zones: the
-		-- call's, the campaign's, the number's, else dialer.default_timezone); not looked up
-		-- when the window is the whole day
+	WITH cand AS (	-- the recipient's zones, not looked up when the window is the whole day
 		SELECT c.id, c.deadline, c.to_number, c.status, c.attempts, c.attempts_base,
 			   c.timezone AS call_tz, c.campaign, c.provider, c.payload->>'purpose' AS purpose,
 			   CASE WHEN NOT dialer.window_is_whole_day(w.ws, w.we) THEN z.zones END AS zones,
@@ -262,12 +179,10 @@ BEGIN
 		 CROSS JOIN LATERAL dialer.recipient_zones(c.timezone, k.timezone, c.to_number, default_timezone) z
 		 WHERE c.id = ANY (v_ids)
 	), policy_verdicts AS (
-		-- the One-Time Filter on v_policies skips the verdicts altogether when no
-		-- policy is enabled; else one set-based call for the whole batch
+		-- one call for the batch; the One-Time Filter on v_policies skips it when none is enabled
 		SELECT bv.* FROM dialer.batch_verdicts(v_ids, now(), window_start, window_end) bv WHERE v_policies
 	), windowed AS (
-		-- with calling policies applying (a verdict row), their verdict replaces the
-		-- general window alone (which it includes)
+		-- the policies' verdict, where they apply, replaces the general window (it includes it)
 		SELECT cand.*, pv.decision, pv.policy, pv.rule, pv.reason, pv.timezones, pv.policies,
 			   CASE WHEN pv.decision = 'park' THEN pv.next_opening
 					WHEN pv.decision IS NOT NULL OR cand.zones IS NULL THEN NULL
@@ -279,7 +194,7 @@ BEGIN
 		SELECT w.*,
 			   CASE
 				 WHEN w.deadline IS NOT NULL AND w.deadline <= now() THEN 'expired'
-				 WHEN EXISTS (SELECT 1 FROM dialer.do_not_call d WHERE d.number = w.to_number) THEN 'do_not_call'
+				 WHEN EXISTS (SELECT FROM dialer.do_not_call_entry(w.to_number)) THEN 'do_not_call'
 				 WHEN v_allowed IS NOT NULL AND NOT (w.to_number = ANY (v_allowed)) THEN 'not_allowed'
 				 WHEN w.decision = 'refuse' THEN 'refused'
 				 WHEN w.opens = 'infinity' THEN 'no_window'
@@ -287,70 +202,41 @@ BEGIN
 				 ELSE 'go'
 			   END AS v
 		  FROM windowed w
-	), upd AS (
-		UPDATE dialer.scheduled_calls c
-		   SET status = CASE x.v WHEN 'go' THEN 'dispatching' WHEN 'window' THEN 'scheduled'
-								 WHEN 'expired' THEN 'expired' ELSE 'skipped' END,
-			   attempts = c.attempts + CASE WHEN x.v = 'go' THEN 1 ELSE 0 END,
-			   next_attempt_at = CASE WHEN x.v = 'window' THEN least(x.opens, coalesce(c.deadline, x.opens))
-									  ELSE c.next_attempt_at END,
-			   finished_at = CASE WHEN x.v IN ('expired', 'do_not_call', 'not_allowed', 'refused', 'no_window') THEN now() END,
-			   last_error = CASE x.v WHEN 'do_not_call' THEN 'number is on the do-not-call list'
-									 WHEN 'refused' THEN x.reason
-									 WHEN 'not_allowed' THEN 'number is not in dialer.allowed_numbers'
-									 WHEN 'expired' THEN 'deadline passed before the call could start'
-									 WHEN 'no_window' THEN dialer.no_window_message(x.to_number, x.zones, x.ws, x.we)
-									 ELSE c.last_error END,
-			   updated_at = now()
-		  FROM verdict x
-		 WHERE c.id = x.id
-		RETURNING c.*, x.v, x.zones, x.zone_source, x.ws, x.we, x.opens, x.decision, x.policy, x.rule, x.reason,
-				  x.timezones, x.policies
-	), ev AS (
-		INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
-		SELECT u.id,
-			   CASE u.v WHEN 'go' THEN 'claimed' WHEN 'window' THEN 'window_wait'
-						WHEN 'expired' THEN 'expired' ELSE 'skipped' END,
-			   'scheduled', u.status,
-			   CASE u.v
-				 -- under calling policies, the claim records which ones allowed it (the audit reads it);
-				 -- under the general window alone, the zones it was read in (none: the whole day)
-				 WHEN 'go' THEN CASE WHEN u.decision IS NOT NULL
-					 THEN jsonb_build_object('attempt', u.attempts, 'policies', u.policies, 'timezones', u.timezones,
-											 'message', u.reason)
-					 WHEN u.zones IS NULL THEN jsonb_build_object('attempt', u.attempts)
-					 ELSE jsonb_build_object('attempt', u.attempts)
-						  || dialer.window_zones_detail(u.to_number, u.zones, u.zone_source) END
-				 WHEN 'window' THEN CASE WHEN u.decision IS NULL
-					 THEN jsonb_build_object('opens_at', u.opens, 'next_attempt_at', u.next_attempt_at,
-											 'window_start', u.ws, 'window_end', u.we)
-						  || dialer.window_zones_detail(u.to_number, u.zones, u.zone_source)
-					 ELSE jsonb_build_object('timezones', u.timezones, 'opens_at', u.opens, 'next_attempt_at', u.next_attempt_at,
-											 'policy', u.policy, 'rule', u.rule, 'message', u.reason) END
-				 WHEN 'no_window' THEN jsonb_build_object('reason', 'no_window', 'timezones', u.zones,
-														  'timezone_source', u.zone_source, 'window_start', u.ws,
-														  'window_end', u.we, 'message', u.last_error)
-				 WHEN 'refused' THEN dialer.policy_skip_detail('dispatch', u.policy, u.rule, u.timezones, u.reason)
-				 WHEN 'expired' THEN jsonb_build_object('deadline', u.deadline)
-				 WHEN 'do_not_call' THEN jsonb_build_object('reason', 'do_not_call', 'checked', 'dispatch')
-				 ELSE jsonb_build_object('reason', 'not_allowed', 'level', 'warning',
-										 'message', 'dialer.allowed_numbers is set and does not list this number')
-			   END
-		  FROM upd u
-	), go AS MATERIALIZED (
-		-- the Idempotency-Key is the same for every attempt of one run of the call
-		SELECT u.*, format('pgd-%s-%s-%s', u.id, u.attempts_base,
-						   (extract(epoch FROM u.created_at) * 1000000)::bigint) AS idem
-		  FROM upd u WHERE u.v = 'go'
-	), att AS (
-		INSERT INTO dialer.call_attempts (call_id, attempt, requested_at, idempotency_key)
-		SELECT g.id, g.attempts, now(), g.idem FROM go g
+	), moves AS (
+		SELECT x.id, x.v,
+			   dialer.make_move(x.id, 'scheduled',
+					CASE x.v WHEN 'go' THEN 'claimed' WHEN 'window' THEN 'window_wait'
+							 WHEN 'expired' THEN 'expired' ELSE 'skipped' END,
+					CASE x.v WHEN 'go' THEN 'dispatching' WHEN 'window' THEN 'scheduled'
+							 WHEN 'expired' THEN 'expired' ELSE 'skipped' END,
+					dialer.claim_event_detail(x.v, x.attempts + 1, x.to_number, x.deadline, x.zones, x.zone_source,
+											  x.ws, x.we, x.opens, x.next_at, x.decision, x.policy, x.rule,
+											  x.reason, x.timezones, x.policies, x.error),
+					next_attempt_at => x.next_at, last_error => x.error) AS mv
+		  FROM (SELECT x.*,
+					   CASE WHEN x.v = 'window' THEN least(x.opens, coalesce(x.deadline, x.opens)) END AS next_at,
+					   CASE x.v WHEN 'do_not_call' THEN 'number is on the do-not-call list'
+								WHEN 'refused' THEN x.reason
+								WHEN 'not_allowed' THEN 'number is not in dialer.allowed_numbers'
+								WHEN 'expired' THEN 'deadline passed before the call could start'
+								WHEN 'no_window' THEN dialer.no_window_message(x.to_number, x.zones, x.ws, x.we)
+								END AS error
+				  FROM verdict x) x
 	)
-	SELECT g.id, g.attempts, g.to_number::text, g.from_number::text, g.mode, g.payload::text,
-		   g.payload->>'message', coalesce(g.payload->>'twiml_url', g.payload->>'url'),
-		   g.payload->>'script', g.payload->>'base_url', g.idem, g.campaign
-	  FROM go g
-	 ORDER BY g.priority DESC, g.next_attempt_at;
+	SELECT array_agg(m.mv), array_agg(m.id) FILTER (WHERE m.v = 'go')
+	  INTO v_moves, v_go
+	  FROM moves m;
+	PERFORM count(*) FROM dialer.move_calls(v_moves);
+
+	-- the calls to dial (move_calls wrote their attempt rows), and what the dispatcher sends
+	RETURN QUERY
+	SELECT c.id, c.attempts, c.to_number::text, c.from_number::text, c.mode, c.payload::text,
+		   c.payload->>'message', coalesce(c.payload->>'twiml_url', c.payload->>'url'),
+		   c.payload->>'script', c.payload->>'base_url',
+		   dialer.request_idempotency_key(c.id, c.attempts_base, c.created_at), c.campaign
+	  FROM dialer.scheduled_calls c
+	 WHERE c.id = ANY (v_go)
+	 ORDER BY c.priority DESC, c.next_attempt_at;
 END;
 $$;
 COMMENT ON FUNCTION dialer.claim_calls(text, int, text, time, time, text) IS
@@ -380,24 +266,15 @@ BEGIN
 		 CROSS JOIN LATERAL (SELECT k.* FROM dialer.scheduled_calls k WHERE k.id = r.call_id OFFSET 0) c
 		 WHERE c.status = 'dispatching' AND c.attempts = r.attempt
 		   FOR UPDATE OF c
-	), rel AS (
-		UPDATE dialer.scheduled_calls c
-		   SET status = 'scheduled', attempts = c.attempts - 1, updated_at = now()
-		  FROM cur
-		 WHERE c.id = cur.call_id
-		RETURNING c.id, cur.attempt
-	), att AS (
-		DELETE FROM dialer.call_attempts a
-		 USING rel
-		 WHERE a.call_id = rel.id AND a.attempt = rel.attempt AND a.http_status IS NULL
-	), ev AS (
-		INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
-		SELECT rel.id, 'claim_released', 'dispatching', 'scheduled',
-			   jsonb_build_object('reason', 'dispatcher stopped while the claim waited for standbys; no request left',
-								  'attempt', rel.attempt)
-		  FROM rel
 	)
-	SELECT count(*) INTO v_count FROM rel;
+	-- no request was made: move_calls removes the attempt row with the attempt
+	SELECT count(*) INTO v_count
+	  FROM dialer.move_calls(ARRAY(
+			SELECT dialer.make_move(cur.call_id, 'dispatching', 'claim_released', 'scheduled',
+					jsonb_build_object('reason', 'dispatcher stopped while the claim waited for standbys; no request left',
+									   'attempt', cur.attempt),
+					attempt => cur.attempt)
+			  FROM cur));
 	RETURN v_count;
 END;
 $$;
@@ -453,23 +330,18 @@ BEGIN
 										 WHEN cardinality(p.zones) = 1
 										 THEN dialer.next_window_opening(now(), p.zones[1], p.ws, p.we)
 										 ELSE dialer.zones_window_opening(now(), p.zones, p.ws, p.we) END AS opens) o
-	), moved AS (
-		UPDATE dialer.scheduled_calls c
-		   SET next_attempt_at = v.due, updated_at = now()
-		  FROM verdict v
-		 WHERE c.id = v.id AND v.due <> v.next_attempt_at
-		RETURNING c.id, v.to_number, v.zones, v.source, v.ws, v.we, v.opens, v.due, v.next_attempt_at AS was
-	), ev AS (
-		INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
-		SELECT m.id, 'window_wait', 'scheduled', 'scheduled',
-			   jsonb_build_object('reason', 'calling window changed',
-								  'window_start', m.ws, 'window_end', m.we,
-								  'opens_at', nullif(m.opens, 'infinity'), 'next_attempt_at', m.due,
-								  'previous_next_attempt_at', m.was)
-			   || dialer.window_zones_detail(m.to_number, m.zones, m.source)
-		  FROM moved m
 	)
-	SELECT count(*) INTO v_n FROM moved;
+	SELECT count(*) INTO v_n
+	  FROM dialer.move_calls(ARRAY(
+			SELECT dialer.make_move(v.id, 'scheduled', 'window_wait', 'scheduled',
+					jsonb_build_object('reason', 'calling window changed',
+									   'window_start', v.ws, 'window_end', v.we,
+									   'opens_at', nullif(v.opens, 'infinity'), 'next_attempt_at', v.due,
+									   'previous_next_attempt_at', v.next_attempt_at)
+					|| dialer.window_zones_detail(v.to_number, v.zones, v.source),
+					next_attempt_at => v.due)
+			  FROM verdict v
+			 WHERE v.due <> v.next_attempt_at));
 	RETURN v_n;
 END;
 $$;
@@ -514,36 +386,6 @@ CREATE TRIGGER call_timezone_changed
 	FOR EACH ROW
 	WHEN (OLD.timezone IS DISTINCT FROM NEW.timezone AND NEW.status = 'scheduled')
 	EXECUTE FUNCTION dialer.window_changed();
-
-/*
- * Skips scheduled calls at once, each with its last_error and the detail of its skipped
- * event: the one home of "a call that may no longer be made is settled now, not when it
- * falls due" (a number added to the do-not-call list, a consent revoked, a refusal
- * recorded).  A call no longer scheduled (claimed meanwhile, canceled) is left alone: its
- * row is re-checked under the UPDATE's lock.  Returns how many were skipped.
- */
-CREATE FUNCTION dialer.skip_scheduled_calls(call_ids bigint[], errors text[], details jsonb[])
-RETURNS int
-LANGUAGE sql
-SET search_path = pg_catalog, dialer, pg_temp
-AS $$
-	WITH s AS (
-		SELECT * FROM unnest(call_ids, errors, details) AS s(id, error, detail)
-	), skipped AS (
-		UPDATE dialer.scheduled_calls c
-		   SET status = 'skipped', finished_at = now(), updated_at = now(), last_error = s.error
-		  FROM s
-		 WHERE c.id = s.id AND c.status = 'scheduled'
-		RETURNING c.id, s.detail
-	), ev AS (
-		INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
-		SELECT k.id, 'skipped', 'scheduled', 'skipped', k.detail FROM skipped k
-	)
-	SELECT count(*)::int FROM skipped;
-$$;
-COMMENT ON FUNCTION dialer.skip_scheduled_calls(bigint[], text[], jsonb[]) IS
-	'Internal: skips the calls still scheduled among call_ids now, each with its last_error and skipped-event detail (do-not-call entries, revoked consents, refusals); returns how many';
-REVOKE ALL ON FUNCTION dialer.skip_scheduled_calls(bigint[], text[], jsonb[]) FROM PUBLIC;
 
 /*
  * A number added to the do-not-call list: its scheduled calls (waiting for a window,
@@ -596,10 +438,23 @@ SET search_path = pg_catalog, dialer, pg_temp
 SET plan_cache_mode = force_generic_plan
 SET enable_seqscan = off
 AS $$
+DECLARE
+	v_moves dialer.call_move[];
+	v_failed bigint[];
+	v_call dialer.scheduled_calls;
 BEGIN
 	WITH r AS (
-		SELECT * FROM unnest(call_ids, attempts, outcomes, http_statuses, provider_call_ids,
-							 error_codes, error_messages, more_infos, delays_ms, responded_at)
+		-- each outcome with its class: lost for an answer lost, else what the provider's
+		-- words (HTTP status, error code) say (looked up only for a request not accepted)
+		SELECT r.*,
+			   CASE WHEN r.outcome = 'accepted' THEN NULL
+					WHEN r.outcome = 'unknown' THEN 'lost'
+					ELSE dialer.outcome_of((SELECT p.kind FROM dialer.scheduled_calls k
+											  JOIN dialer.providers p ON p.name = k.provider
+											 WHERE k.id = r.call_id),
+										   NULL, NULL, r.error_code, r.http_status) END AS class
+		  FROM unnest(call_ids, attempts, outcomes, http_statuses, provider_call_ids,
+					  error_codes, error_messages, more_infos, delays_ms, responded_at)
 			AS r(call_id, attempt, outcome, http_status, provider_call_id, error_code,
 				 error_message, more_info, delay_ms, responded_at)
 	), att AS (
@@ -610,87 +465,69 @@ BEGIN
 			   -- a callback may have been first: keep what it stored
 			   error_code = coalesce(r.error_code, a.error_code),
 			   error_message = coalesce(r.error_message, a.error_message),
-			   more_info = coalesce(r.more_info, a.more_info)
+			   more_info = coalesce(r.more_info, a.more_info),
+			   outcome = coalesce(a.outcome, r.class)
 		  FROM r
 		 WHERE a.call_id = r.call_id AND a.attempt = r.attempt
 	), cur AS (
 		-- each call of the batch by its key, and only so (the subquery is not flattened): as
 		-- a join, the plan read every call in progress through scheduled_calls_active_idx at
 		-- each batch, since the statistics say few calls are in progress, while they pile up
-		-- (W1: 20,000 calls dialing, no callbacks): each batch cost more than the one before
+		-- (W1: 20,000 calls dialing, no callbacks): each batch cost more than the one before.
+		-- Not locked here: move_calls moves a call only if it is still dispatching at this
+		-- attempt when its UPDATE holds the row (a callback that came first wins)
 		SELECT r.*, c.attempts - c.attempts_base < c.max_attempts AS may_retry
 		  FROM r
 		 CROSS JOIN LATERAL (SELECT k.* FROM dialer.scheduled_calls k WHERE k.id = r.call_id OFFSET 0) c
 		 WHERE c.status = 'dispatching' AND c.attempts = r.attempt
-		   FOR UPDATE OF c
-	), upd AS (
-		UPDATE dialer.scheduled_calls c
-		   SET status = CASE
-						  WHEN cur.outcome = 'accepted' THEN 'dialing'
-						  WHEN cur.outcome = 'retry' AND cur.may_retry THEN 'scheduled'
-						  WHEN cur.outcome = 'unknown' THEN 'unknown'
-						  ELSE 'failed' END,
-			   provider_call_id = coalesce(cur.provider_call_id, c.provider_call_id),
-			   provider_status = CASE WHEN cur.outcome = 'accepted' THEN coalesce(c.provider_status, 'accepted')
-									  ELSE c.provider_status END,
-			   next_attempt_at = CASE WHEN cur.outcome = 'retry' AND cur.may_retry
-									  THEN now() + cur.delay_ms * interval '1 millisecond'
-									  ELSE c.next_attempt_at END,
-			   last_error = CASE WHEN cur.outcome = 'accepted' THEN c.last_error
-								 ELSE cur.error_message END,
-			   finished_at = CASE WHEN cur.outcome = 'failed' OR (cur.outcome = 'retry' AND NOT cur.may_retry)
-								  THEN now() END,
-			   reconcile_failures = 0,
-			   updated_at = now()
+	), moves AS (
+		SELECT cur.*,
+			   CASE WHEN cur.outcome = 'accepted' THEN 'dialing'
+					WHEN cur.outcome = 'retry' AND cur.may_retry THEN 'scheduled'
+					WHEN cur.outcome = 'unknown' THEN 'unknown'
+					ELSE 'failed' END AS to_status
 		  FROM cur
-		 WHERE c.id = cur.call_id
-		RETURNING c.id, c.status, cur.outcome, cur.http_status, cur.error_code, cur.error_message,
-				  cur.provider_call_id, cur.attempt, cur.delay_ms, cur.may_retry
 	)
-	INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
-	SELECT u.id,
-		   CASE WHEN u.outcome = 'accepted' THEN 'accepted'
-				WHEN u.status = 'scheduled' THEN 'retry_scheduled'
-				WHEN u.status = 'unknown' THEN 'unknown'
-				ELSE 'failed' END,
-		   'dispatching', u.status,
-		   jsonb_strip_nulls(jsonb_build_object(
-				'attempt', u.attempt, 'http_status', u.http_status,
-				'provider_call_id', u.provider_call_id,
-				'error_code', u.error_code, 'error', u.error_message,
-				'retry_in_ms', CASE WHEN u.status = 'scheduled' THEN u.delay_ms END,
-				'attempts_exhausted', CASE WHEN u.outcome = 'retry' AND NOT u.may_retry THEN true END))
-	  FROM upd u;
+	SELECT array_agg(dialer.make_move(m.call_id, 'dispatching',
+				CASE m.to_status WHEN 'dialing' THEN 'accepted' WHEN 'scheduled' THEN 'retry_scheduled'
+								 ELSE m.to_status END,
+				m.to_status,
+				jsonb_strip_nulls(jsonb_build_object(
+					'attempt', m.attempt, 'http_status', m.http_status,
+					'provider_call_id', m.provider_call_id,
+					'error_code', m.error_code, 'error', m.error_message,
+					'retry_in_ms', CASE WHEN m.to_status = 'scheduled' THEN m.delay_ms END,
+					'attempts_exhausted', CASE WHEN m.outcome = 'retry' AND NOT m.may_retry THEN true END)),
+				attempt => m.attempt,
+				next_attempt_at => CASE WHEN m.to_status = 'scheduled'
+										THEN now() + m.delay_ms * interval '1 millisecond' END,
+				last_error => CASE WHEN m.outcome <> 'accepted' THEN m.error_message END,
+				provider_call_id => m.provider_call_id,
+				provider_status => CASE WHEN m.outcome = 'accepted' THEN 'accepted' END,
+				outcome => m.class)),
+		   array_agg(m.call_id) FILTER (WHERE m.to_status = 'failed' AND m.class IS NOT NULL)
+	  INTO v_moves, v_failed
+	  FROM moves m;
+	IF v_failed IS NULL THEN
+		PERFORM count(*) FROM dialer.move_calls(v_moves);
+		RETURN;		-- the usual batch: every request accepted
+	END IF;
+
+	-- a failed request's class may have a rule saying what follows (the default set: done):
+	-- for the calls this batch moved to failed
+	v_failed := ARRAY(SELECT m.id FROM dialer.move_calls(v_moves) m(id) WHERE m.id = ANY (v_failed));
+	FOR v_call IN SELECT c.* FROM dialer.scheduled_calls c WHERE c.id = ANY (v_failed) AND c.status = 'failed' LOOP
+		PERFORM dialer.follow_outcome(v_call, 'failed',
+				dialer.next_action_detail(n.action, n.rule_set, a.outcome, a.attempt, n.next_attempt_at,
+										  n.retry_delay, v_call))
+		   FROM dialer.call_attempts a
+		  CROSS JOIN LATERAL dialer.next_action(v_call, a.outcome) n
+		  WHERE a.call_id = v_call.id AND a.attempt = v_call.attempts;
+	END LOOP;
 END;
 $$;
 COMMENT ON FUNCTION dialer.record_results(bigint[], int[], text[], int[], text[], text[], text[], text[], int[], timestamptz[]) IS
 	'Worker: stores a batch of request outcomes (accepted, retry, failed, unknown) with events; never moves a call a callback has already moved on';
-
-/*
- * A provider added, enabled or changed may make waiting calls dispatchable: when
- * the change commits, the worker reloads the providers and looks at the queue.
- */
-CREATE FUNCTION dialer.reload_providers_at_commit()
-RETURNS void
-LANGUAGE C VOLATILE STRICT
-AS 'MODULE_PATHNAME', 'dialer_providers_changed';
-COMMENT ON FUNCTION dialer.reload_providers_at_commit() IS
-	'Makes the worker reload dialer.providers (and wake) when the current transaction commits';
-
-CREATE FUNCTION dialer.providers_changed()
-RETURNS trigger
-LANGUAGE plpgsql
-SET search_path = pg_catalog, dialer, pg_temp
-AS $$
-BEGIN
-	PERFORM dialer.reload_providers_at_commit();
-	RETURN NULL;
-END;
-$$;
-COMMENT ON FUNCTION dialer.providers_changed() IS
-	'Trigger: the worker reloads the providers when a change to dialer.providers commits';
-CREATE TRIGGER providers_changed AFTER INSERT OR UPDATE OR DELETE ON dialer.providers
-	FOR EACH STATEMENT EXECUTE FUNCTION dialer.providers_changed();
 
 /*
  * When an unknown call without a provider call id is next due for a search at its
@@ -754,7 +591,9 @@ BEGIN
 								  WHERE c.provider = p.name AND c.status = 'unknown'
 									AND c.provider_call_id IS NULL AND c.reconcile_searches < 3
 								  ORDER BY c.updated_at LIMIT 100) s
-			 WHERE p.enabled AND p.kind IN ('twilio', 'backend')))
+			 -- the kinds that offer a search, read once per call (an InitPlan): a correlated
+			 -- EXISTS here cost the dispatcher's every round 20 us more
+			 WHERE p.enabled AND p.kind = ANY (ARRAY(SELECT k.kind FROM dialer.provider_kinds k WHERE k.offers_search))))
 	  INTO dispatch_at, reconcile_at;
 END;
 $$;
@@ -777,17 +616,15 @@ AS $$
 DECLARE
 	v_cutoff timestamptz := now() - current_setting('dialer.reconcile_after')::interval;
 BEGIN
-	WITH blind AS (
-		UPDATE dialer.scheduled_calls c
-		   SET status = 'unknown', updated_at = now(),
-			   last_error = 'no final status from the provider, and no provider call id to look it up by'
-		 WHERE c.status = 'dialing' AND c.provider_call_id IS NULL AND c.updated_at <= v_cutoff
-		RETURNING c.id
-	)
-	INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
-	SELECT b.id, 'unknown', 'dialing', 'unknown',
-		   jsonb_build_object('reason', 'no final status within dialer.reconcile_after and no provider call id')
-	  FROM blind b;
+	-- a dialing call without a provider call id cannot be looked up: unknown
+	PERFORM count(*)
+	   FROM dialer.move_calls(ARRAY(
+			SELECT dialer.make_move(c.id, 'dialing', 'unknown', 'unknown',
+					jsonb_build_object('reason', 'no final status within dialer.reconcile_after and no provider call id'),
+					last_error => 'no final status from the provider, and no provider call id to look it up by')
+			  FROM dialer.scheduled_calls c
+			 WHERE c.status = 'dialing' AND c.provider_call_id IS NULL AND c.updated_at <= v_cutoff
+			   FOR UPDATE OF c));
 
 	RETURN QUERY
 	WITH due AS (
@@ -825,58 +662,47 @@ COMMENT ON FUNCTION dialer.reconcile_max_failures() IS
 	'Internal: lookups of a call at its provider that may fail in a row (3) before a dialing call becomes unknown and is no longer looked up';
 
 /*
- * Applies what a provider said when a call was looked up: its own call resource
- * (Twilio's Calls/{sid}.json: status, duration, answered_by; backend and voice API:
- * status, duration, transcript, recording_url), through dialer.apply_provider_status
- * like a callback.  A failed lookup (an error, a 404, an answer without a status) is
- * recorded as an event, with its HTTP status, and counted: after
- * dialer.reconcile_max_failures() in a row a dialing call becomes unknown, saying why,
- * and no call is looked up again after that many failures (an operator decides, as for
- * every unknown call), so that no call is left dialing for good.  Returns NULL, or the
- * reason when it gave a call up (the dispatcher logs it).
+ * Applies what a provider said when a call was looked up, as the dispatcher reports
+ * it: the provider's kind reads its own answer (src/provider_<kind>.c) and gives
+ * pg_dialer's report, {"status", "duration_seconds", "answered_by", "recording_url",
+ * "transcript"} (what the provider did not report left out), applied through
+ * dialer.apply_provider_status like a callback; or {"error": why} for a failed lookup
+ * (an error, a 404, an answer without a status), which is recorded as an event, with
+ * its HTTP status, and counted: after dialer.reconcile_max_failures() in a row a
+ * dialing call becomes unknown, saying why, and no call is looked up again after that
+ * many failures (an operator decides, as for every unknown call), so that no call is
+ * left dialing for good.  Returns NULL, or the reason when it gave a call up (the
+ * dispatcher logs it).
  */
 CREATE FUNCTION dialer.apply_reconciliation(call_id bigint, provider_call_id text,
-											http_status int, body text, error text)
+											http_status int, report jsonb)
 RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 DECLARE
-	v_doc		jsonb;
 	v_error		text;
 	v_failures	int;
 	v_status	text;
 	v_reason	text;
 BEGIN
-	IF http_status BETWEEN 200 AND 299 THEN
-		BEGIN
-			v_doc := body::jsonb;
-		EXCEPTION WHEN others THEN
-			v_doc := NULL;
-		END;
-	END IF;
-	IF v_doc IS NULL OR jsonb_typeof(v_doc) <> 'object' OR coalesce(v_doc->>'status', '') = '' THEN
-		v_error := coalesce(error, CASE WHEN http_status BETWEEN 200 AND 299 THEN 'answer without a status'
-										WHEN http_status IS NOT NULL THEN format('HTTP %s', http_status) END);
+	IF coalesce(report->>'status', '') = '' THEN
+		v_error := coalesce(report->>'error', 'answer without a status');
 		UPDATE dialer.scheduled_calls c SET reconcile_failures = c.reconcile_failures + 1
 		 WHERE c.id = apply_reconciliation.call_id
 		RETURNING c.reconcile_failures, c.status INTO v_failures, v_status;
-		INSERT INTO dialer.call_events (call_id, event, detail)
-		VALUES (apply_reconciliation.call_id, 'reconcile_failed',
-				jsonb_strip_nulls(jsonb_build_object('provider_call_id', provider_call_id,
-					'http_status', http_status, 'error', v_error, 'failures_in_a_row', v_failures)));
+		PERFORM dialer.note_calls(ARRAY[apply_reconciliation.call_id], ARRAY['reconcile_failed'],
+				ARRAY[jsonb_strip_nulls(jsonb_build_object('provider_call_id', provider_call_id,
+					'http_status', http_status, 'error', v_error, 'failures_in_a_row', v_failures))]);
 		IF v_status = 'dialing' AND v_failures >= dialer.reconcile_max_failures() THEN
 			v_reason := format('no final status from the provider, and %s lookups of %s at the provider failed in a row (last: %s): it is not looked up again',
 							   v_failures, provider_call_id,
-							   coalesce(CASE WHEN http_status IS NOT NULL THEN format('HTTP %s', http_status) END
-										|| coalesce(', ' || error, ''), v_error));
-			UPDATE dialer.scheduled_calls c
-			   SET status = 'unknown', last_error = v_reason, updated_at = now()
-			 WHERE c.id = apply_reconciliation.call_id;
-			INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
-			VALUES (apply_reconciliation.call_id, 'unknown', 'dialing', 'unknown',
-					jsonb_strip_nulls(jsonb_build_object('reason', v_reason, 'http_status', http_status,
-														 'lookups_failed', v_failures)));
+							   coalesce(CASE WHEN http_status IS NOT NULL THEN format('HTTP %s', http_status) END, v_error));
+			PERFORM count(*) FROM dialer.move_calls(ARRAY[dialer.make_move(
+				apply_reconciliation.call_id, 'dialing', 'unknown', 'unknown',
+				jsonb_strip_nulls(jsonb_build_object('reason', v_reason, 'http_status', http_status,
+													 'lookups_failed', v_failures)),
+				last_error => v_reason)]);
 			RETURN v_reason;
 		END IF;
 		RETURN NULL;
@@ -884,20 +710,20 @@ BEGIN
 	UPDATE dialer.scheduled_calls c SET reconcile_failures = 0
 	 WHERE c.id = apply_reconciliation.call_id AND c.reconcile_failures > 0;
 	PERFORM dialer.apply_provider_status(
-		apply_reconciliation.call_id, v_doc->>'status', provider_call_id, NULL,
+		apply_reconciliation.call_id, report->>'status', provider_call_id, NULL,
 		jsonb_strip_nulls(jsonb_build_object(
-			'duration_seconds', CASE WHEN (v_doc->>'duration') ~ '^[0-9]+$' THEN (v_doc->>'duration')::int END,
-			'answered_by', v_doc->>'answered_by',
-			'recording_url', v_doc->>'recording_url',
-			'transcript', v_doc->>'transcript')),
-		jsonb_build_object('lookup', 'provider call resource', 'provider_status', v_doc->>'status'),
+			'duration_seconds', (report->>'duration_seconds')::int,
+			'answered_by', report->>'answered_by',
+			'recording_url', report->>'recording_url',
+			'transcript', report->>'transcript')),
+		jsonb_build_object('lookup', 'provider call resource', 'provider_status', report->>'status'),
 		'reconcile',
-		format('reconcile/%s/%s', provider_call_id, v_doc->>'status'));
+		format('reconcile/%s/%s', provider_call_id, report->>'status'));
 	RETURN NULL;
 END;
 $$;
-COMMENT ON FUNCTION dialer.apply_reconciliation(bigint, text, int, text, text) IS
-	'Worker: applies a provider''s answer to a call lookup (status, duration, answered_by, ...) like a callback; records a failed lookup as an event, and after 3 failures in a row makes a dialing call unknown (returns why; NULL otherwise)';
+COMMENT ON FUNCTION dialer.apply_reconciliation(bigint, text, int, jsonb) IS
+	'Worker: applies the report of a call lookup (status, duration_seconds, answered_by, ..., as the provider''s kind read its answer) like a callback; records a failed lookup (report {"error": ...}) as an event, and after 3 failures in a row makes a dialing call unknown (returns why; NULL otherwise)';
 
 /*
  * Unknown calls of one provider that have no provider call id (the worker died,
@@ -908,8 +734,8 @@ COMMENT ON FUNCTION dialer.apply_reconciliation(bigint, text, int, text, text) I
  * at most 3 times (dialer.search_due_at: reconcile_after after its last news, then
  * 2 and 4 times reconcile_after after the previous search); each claim is counted
  * and stamped before the search leaves.  Returns what to search for, as JSON:
- * kind, to, from, after (the claim, UTC, to the second), idempotency_key,
- * attempt, search (1..3) and of (3).  voice_api providers offer no such search.
+ * to, from, after (the claim, UTC, to the second), idempotency_key, attempt,
+ * search (1..3) and of (3).  voice_api providers offer no such search.
  */
 CREATE FUNCTION dialer.claim_searches(provider text, max_calls int)
 RETURNS TABLE (id bigint, search text)
@@ -917,12 +743,13 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 DECLARE
-	v_kind text;
+	v_searches boolean;
 	v_from text;
 BEGIN
-	SELECT p.kind, p.from_number INTO v_kind, v_from
-	  FROM dialer.providers p WHERE p.name = claim_searches.provider AND p.enabled;
-	IF NOT FOUND OR v_kind NOT IN ('twilio', 'backend') OR max_calls < 1 THEN
+	SELECT k.offers_search, p.from_number INTO v_searches, v_from
+	  FROM dialer.providers p JOIN dialer.provider_kinds k ON k.kind = p.kind
+	 WHERE p.name = claim_searches.provider AND p.enabled;
+	IF NOT FOUND OR NOT v_searches OR max_calls < 1 THEN
 		RETURN;
 	END IF;
 
@@ -942,7 +769,6 @@ BEGIN
 		RETURNING c.id, c.to_number, c.from_number, c.attempts, c.reconcile_searches
 	)
 	SELECT u.id, jsonb_strip_nulls(jsonb_build_object(
-			'kind', v_kind,
 			'to', u.to_number::text,
 			'from', coalesce(u.from_number::text, v_from),
 			'after', to_char(date_trunc('second', a.requested_at) AT TIME ZONE 'UTC',
@@ -959,13 +785,15 @@ COMMENT ON FUNCTION dialer.claim_searches(text, int) IS
 	'Worker: up to max_calls unknown calls of a provider without a provider call id, due for a search by what was sent (at most 3 searches each), counted and stamped; returns what to search for as JSON';
 
 /*
- * The records of a search's answer (dialer.claim_searches' search, records the answer's
- * calls array) that may be the call's: not already the call of another attempt or
- * call, and (Twilio) its to and from are what was sent and it was created at or after
- * the claim (not_before, to the second: a provider creates a call only after the
- * claim committed); (backend) it does not name another Idempotency-Key.  candidates: a JSON
- * array of {id, status, date_created, duration, answered_by}; older: a Twilio record
- * created before the claim was seen (the list, newest first, went back far enough).
+ * The records a search found (records: the report's records, see dialer.apply_search)
+ * that may be the call searched for (search: dialer.claim_searches' JSON): what
+ * identifies the call, where the provider's records carry it, is what was sent (to,
+ * from, idempotency_key; a record that lacks one its kind carries is not the call),
+ * and it was created at or after the claim (not_before, to the second: a provider
+ * creates a call only after the claim committed); and it is not already the call of
+ * another attempt or call.  candidates: a JSON array of {id, status, date_created,
+ * duration, answered_by}; older: a record created before the claim was seen (a list
+ * in pages, newest first, went back far enough).
  */
 CREATE FUNCTION dialer.search_candidates(call_id bigint, attempt int, search jsonb, records jsonb,
 										 not_before timestamptz, OUT candidates jsonb, OUT older boolean)
@@ -974,7 +802,6 @@ STABLE
 SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 DECLARE
-	v_kind text := search->>'kind';
 	v_rec jsonb;
 	v_id text;
 	v_at timestamptz;
@@ -982,24 +809,18 @@ BEGIN
 	candidates := '[]';
 	older := false;
 	FOR v_rec IN SELECT e.value FROM jsonb_array_elements(records) e LOOP
-		CONTINUE WHEN jsonb_typeof(v_rec) <> 'object';
-		v_id := nullif(v_rec->>(CASE v_kind WHEN 'twilio' THEN 'sid' ELSE 'call_id' END), '');
-		IF v_kind = 'twilio' THEN
-			BEGIN
-				v_at := (v_rec->>'date_created')::timestamptz;
-			EXCEPTION WHEN others THEN
-				v_at := NULL;
-			END;
+		v_id := nullif(v_rec->>'id', '');
+		IF v_rec ? 'created_at' THEN
+			v_at := (v_rec->>'created_at')::timestamptz;
 			IF v_at < date_trunc('second', not_before) THEN
 				older := true;
 			END IF;
-			CONTINUE WHEN v_at IS NULL OR v_at < date_trunc('second', not_before)
-					   OR v_rec->>'to' IS DISTINCT FROM search->>'to'
-					   OR v_rec->>'from' IS DISTINCT FROM search->>'from';
-		ELSE
-			CONTINUE WHEN v_rec ? 'idempotency_key'
-					   AND v_rec->>'idempotency_key' IS DISTINCT FROM search->>'idempotency_key';
+			CONTINUE WHEN v_at IS NULL OR v_at < date_trunc('second', not_before);
 		END IF;
+		CONTINUE WHEN (v_rec ? 'to' AND v_rec->>'to' IS DISTINCT FROM search->>'to')
+				   OR (v_rec ? 'from' AND v_rec->>'from' IS DISTINCT FROM search->>'from')
+				   OR (v_rec ? 'idempotency_key'
+					   AND v_rec->>'idempotency_key' IS DISTINCT FROM search->>'idempotency_key');
 		CONTINUE WHEN v_id IS NULL;
 		-- a record already known as another call's (or another attempt's) is not this one
 		CONTINUE WHEN EXISTS (SELECT 1 FROM dialer.call_attempts a
@@ -1008,13 +829,13 @@ BEGIN
 				   OR EXISTS (SELECT 1 FROM dialer.scheduled_calls c
 							   WHERE c.provider_call_id = v_id AND c.id <> search_candidates.call_id);
 		candidates := candidates || jsonb_build_array(jsonb_strip_nulls(jsonb_build_object(
-			'id', v_id, 'status', v_rec->>'status', 'date_created', v_rec->>'date_created',
-			'duration', v_rec->>'duration', 'answered_by', v_rec->>'answered_by')));
+			'id', v_id, 'status', v_rec->>'status', 'date_created', v_rec->>'created_at',
+			'duration', v_rec->>'duration_seconds', 'answered_by', v_rec->>'answered_by')));
 	END LOOP;
 END;
 $$;
 COMMENT ON FUNCTION dialer.search_candidates(bigint, int, jsonb, jsonb, timestamptz) IS
-	'Worker: the records of a search''s answer that may be an unknown call''s (what was sent, not another call''s), and whether a Twilio record older than the claim was seen';
+	'Worker: the records a search found that may be an unknown call''s (what was sent, created at or after the claim, not another call''s), and whether a record older than the claim was seen';
 
 /*
  * Settles an unknown call by the one record a search found (match: a candidate of
@@ -1043,19 +864,16 @@ BEGIN
 		UPDATE dialer.call_attempts a SET provider_call_id = coalesce(a.provider_call_id, match->>'id'),
 										   provider_status = coalesce(match->>'status', a.provider_status)
 		 WHERE a.call_id = settle_searched_call.call_id AND a.attempt = settle_searched_call.attempt;
-		UPDATE dialer.scheduled_calls c
-		   SET status = 'dialing', provider_call_id = match->>'id',
-			   provider_status = coalesce(match->>'status', c.provider_status), updated_at = now()
-		 WHERE c.id = settle_searched_call.call_id;
-		INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
-		VALUES (settle_searched_call.call_id, 'reconciled', 'unknown', 'dialing',
-				detail || jsonb_strip_nulls(jsonb_build_object(
-					'provider_call_id', match->>'id', 'provider_status', match->>'status',
-					'attempt', settle_searched_call.attempt,
-					'note', 'a provider status pg_dialer does not know: the call is taken as under way')));
+		PERFORM count(*) FROM dialer.move_calls(ARRAY[dialer.make_move(
+			settle_searched_call.call_id, 'unknown', 'reconciled', 'dialing',
+			detail || jsonb_strip_nulls(jsonb_build_object(
+				'provider_call_id', match->>'id', 'provider_status', match->>'status',
+				'attempt', settle_searched_call.attempt,
+				'note', 'a provider status pg_dialer does not know: the call is taken as under way')),
+			provider_call_id => match->>'id', provider_status => match->>'status')]);
 	END IF;
-	-- settled: a later attempt that ends unknown gets its own searches
-	UPDATE dialer.scheduled_calls c SET reconcile_searches = 0 WHERE c.id = settle_searched_call.call_id;
+	-- settled: a later attempt that ends unknown gets its own searches (the move from
+	-- unknown by a search counts them afresh: dialer.call_transitions.resets_searches)
 END;
 $$;
 COMMENT ON FUNCTION dialer.settle_searched_call(bigint, int, jsonb, jsonb) IS
@@ -1075,7 +893,7 @@ AS $$
 			WHEN 'ambiguous' THEN 'several records match what was sent: none is taken'
 			WHEN 'incomplete' THEN 'more records than one page match: none is taken'
 			WHEN 'found' THEN 'the call was settled or requeued meanwhile: nothing changed'
-			WHEN 'not_offered' THEN 'the backend offers no lookup by Idempotency-Key'
+			WHEN 'not_offered' THEN 'the provider offers no lookup by Idempotency-Key'
 			ELSE 'the search failed' END
 		   || CASE WHEN searches_left = 0 AND result <> 'found'
 				   THEN '; no search is left: the call stays unknown (check it at the provider, then dialer.retry_call() or leave it)'
@@ -1085,25 +903,27 @@ COMMENT ON FUNCTION dialer.search_message(text, int) IS
 	'Worker: the message of a reconcile_search event for a search result and the searches left';
 
 /*
- * Applies the answer to a search for an unknown call without a provider call id
- * (dialer.claim_searches): Twilio's Calls list page, or a backend's
- * {"calls": [...]}.  Its candidates (dialer.search_candidates): exactly one settles
- * the call (dialer.settle_searched_call).  No candidate, more than one (never
- * guessed), a Twilio page that may not hold them all, or a failed search leaves the
- * call unknown, with a 'reconcile_search' event saying what was searched and what was
- * found (dialer.search_message).  An answer for an attempt the call has left (settled
+ * Applies what a search for an unknown call without a provider call id found
+ * (dialer.claim_searches), as the dispatcher reports it: the provider's kind reads its
+ * own answer (src/provider_<kind>.c) and gives pg_dialer's report, {"records": [{"id",
+ * "status", "duration_seconds", "answered_by", and where the kind's records carry them
+ * "to", "from", "created_at", "idempotency_key"}, ...], "listed": how many the answer
+ * listed, "more": a further page may hold more}, or {"result": "failed" or
+ * "not_offered", "error": why}.  Its candidates (dialer.search_candidates): exactly one
+ * settles the call (dialer.settle_searched_call).  No candidate, more than one (never
+ * guessed), a page that may not hold them all, or a failed search leaves the call
+ * unknown, with a 'reconcile_search' event saying what was searched and what was found
+ * (dialer.search_message).  An answer for an attempt the call has left (settled
  * meanwhile, or requeued by dialer.retry_call, perhaps claimed and unknown again since)
  * changes nothing but that event: its record may be another attempt's call.
  */
-CREATE FUNCTION dialer.apply_search(call_id bigint, search jsonb, http_status int, body text, error text)
+CREATE FUNCTION dialer.apply_search(call_id bigint, search jsonb, http_status int, report jsonb)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 DECLARE
-	v_kind text := search->>'kind';
 	v_after timestamptz;
-	v_doc jsonb;
 	v_found record;
 	v_n int;
 	v_result text;
@@ -1119,38 +939,29 @@ BEGIN
 	EXCEPTION WHEN others THEN
 		v_after := NULL;
 	END;
-	IF http_status BETWEEN 200 AND 299 THEN
-		BEGIN
-			v_doc := body::jsonb;
-		EXCEPTION WHEN others THEN
-			v_doc := NULL;
-		END;
-	END IF;
 	v_detail := jsonb_build_object('lookup', 'search',
-								   'searched', search - 'kind',
+								   'searched', search,
 								   'http_status', http_status,
 								   'searches_left', greatest(coalesce((search->>'of')::int, 3)
 															 - coalesce((search->>'search')::int, 0), 0));
 
-	IF v_doc IS NULL OR jsonb_typeof(v_doc) <> 'object' OR jsonb_typeof(v_doc->'calls') IS DISTINCT FROM 'array'
-	   OR (v_kind = 'twilio' AND v_after IS NULL) THEN
-		v_result := CASE WHEN v_kind = 'backend' AND http_status IS NOT NULL AND http_status NOT BETWEEN 200 AND 299
-						 THEN 'not_offered' ELSE 'failed' END;
-		v_detail := v_detail || jsonb_strip_nulls(jsonb_build_object(
-			'error', coalesce(error, CASE
-				WHEN v_result = 'not_offered' THEN format('the backend answered HTTP %s to GET /call?idempotency_key=: it offers no lookup by Idempotency-Key', http_status)
-				WHEN http_status BETWEEN 200 AND 299 THEN 'answer without a calls list'
-				WHEN http_status IS NOT NULL THEN format('the provider answered HTTP %s', http_status) END)));
+	IF report ? 'error' OR jsonb_typeof(report->'records') IS DISTINCT FROM 'array' THEN
+		v_result := coalesce(report->>'result', 'failed');
+		v_detail := v_detail || jsonb_build_object('error', coalesce(report->>'error', 'no list of records'));
+	ELSIF v_after IS NULL AND jsonb_path_exists(report, '$.records[*].created_at') THEN
+		-- records that say when they were created, and no claim to compare them with
+		v_result := 'failed';
+		v_detail := v_detail || jsonb_build_object('error', 'the search has no claim time to compare the records with');
 	ELSE
-		v_found := dialer.search_candidates(apply_search.call_id, v_call.attempts, search, v_doc->'calls', v_after);
+		v_found := dialer.search_candidates(apply_search.call_id, v_call.attempts, search, report->'records', v_after);
 		v_n := jsonb_array_length(v_found.candidates);
 		v_result := CASE
 			WHEN v_n > 1 THEN 'ambiguous'
-			-- Twilio lists newest first: a further page may hold more when none was older
-			WHEN v_kind = 'twilio' AND v_doc->>'next_page_uri' IS NOT NULL AND NOT v_found.older THEN 'incomplete'
+			-- a list in pages is newest first: a further page may hold more when none was older
+			WHEN (report->>'more')::boolean AND NOT v_found.older THEN 'incomplete'
 			WHEN v_n = 0 THEN 'not_found'
 			ELSE 'found' END;
-		v_detail := v_detail || jsonb_build_object('records', jsonb_array_length(v_doc->'calls'),
+		v_detail := v_detail || jsonb_build_object('records', coalesce((report->>'listed')::int, jsonb_array_length(report->'records')),
 												   'candidates', v_found.candidates);
 	END IF;
 
@@ -1161,27 +972,11 @@ BEGIN
 		RETURN;
 	END IF;
 
-	INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
-	VALUES (apply_search.call_id, 'reconcile_search', v_call.status, v_call.status,
-			v_detail || jsonb_build_object(
+	PERFORM dialer.note_calls(ARRAY[apply_search.call_id], ARRAY['reconcile_search'],
+			ARRAY[v_detail || jsonb_build_object(
 				'result', v_result,
-				'message', dialer.search_message(v_result, (v_detail->>'searches_left')::int)));
+				'message', dialer.search_message(v_result, (v_detail->>'searches_left')::int))]);
 END;
 $$;
-COMMENT ON FUNCTION dialer.apply_search(bigint, jsonb, int, text, text) IS
-	'Worker: applies the answer to a search for an unknown call without a provider call id: exactly one matching record settles it (event reconciled), else it stays unknown with a reconcile_search event (not_found, ambiguous, incomplete, failed, not_offered); an answer for an attempt the call has left (settled, or requeued by retry_call) changes nothing';
-
-/*
- * The provider configurations the worker dispatches with (secrets included: only
- * the owner and the worker may run this).
- */
-CREATE FUNCTION dialer.worker_providers()
-RETURNS SETOF dialer.providers
-LANGUAGE sql
-STABLE
-SET search_path = pg_catalog, dialer, pg_temp
-AS $$
-	SELECT * FROM dialer.providers p WHERE p.enabled ORDER BY p.name;
-$$;
-COMMENT ON FUNCTION dialer.worker_providers() IS
-	'Worker: enabled provider configurations, secrets included (owner only)';
+COMMENT ON FUNCTION dialer.apply_search(bigint, jsonb, int, jsonb) IS
+	'Worker: applies the report of a search for an unknown call without a provider call id (the records found, as the provider''s kind read its answer): exactly one matching record settles it (event reconciled), else it stays unknown with a reconcile_search event (not_found, ambiguous, incomplete, failed, not_offered); an answer for an attempt the call has left (settled, or requeued by retry_call) changes nothing';

@@ -1,35 +1,44 @@
 /*
- * pg_dialer: update from 0.1.0 to 0.2.0 (ALTER EXTENSION pg_dialer UPDATE TO '0.2.0').
+ * pg_dialer: the tables, and the rules every row obeys.
  *
- * Everything 0.2.0 changed in sql/install/parts/ since 0.1.0, as statements that turn a 0.1.0
- * install into exactly what a fresh 0.2.0 install is: test/integration/upgrade.test.js
- * installs 0.1.0, fills it, runs this update with the worker running, and compares the
- * catalogs with a fresh install's.  When you change sql/install/parts/, run `make update-script`; a new
- * column needs ALTER TABLE ... ADD COLUMN in the hand file (so it goes at the end of its
- * CREATE TABLE), and a dropped object its DROP there; a new table holding user data needs
- * pg_extension_config_dump() in its part.
+ *   dialer.is_e164(), domain dialer.e164   the E.164 rule (its one home)
+ *   dialer.providers, dialer.campaigns     where calls go, and recurring sources of calls
+ *   dialer.scheduled_calls                 the queue and the record of every call
+ *   dialer.call_attempts, call_events      the call log: requests made, every state change
+ *   dialer.do_not_call                     numbers never dialled
+ * with the triggers that keep them consistent (provider defaults and renames, events
+ * append-only and following their calls, no TRUNCATE of the record).
  *
- * This file is written by `make update-script` (sql/install/tools/draft_update.py): the
- * statements 0.2.0 added or changed, in install order, with the hand-written ones of
- * sql/install/tools/pg_dialer--0.1.0--0.2.0.hand.sql.  Edit that file and sql/install/parts/, never this one.
+ * The queue and the record of every call live in ordinary logged tables, so a call
+ * survives a crash exactly as the application's own data does.  This file is the first
+ * part of the install script sql/install/pg_dialer--VERSION.sql (the Makefile concatenates sql/install/parts/ in order).
  *
- * Runs in one transaction with the extension's schema as search_path; rows are kept.
+ * Copyright (c) 2026, pg_dialer developers
  */
 
--- complain if script is sourced in psql, rather than via ALTER EXTENSION
-\echo Use "ALTER EXTENSION pg_dialer UPDATE TO '0.2.0'" to load this file. \quit
+-- complain if script is sourced in psql, rather than via CREATE EXTENSION
+\echo Use "CREATE EXTENSION pg_dialer" to load this file. \quit
 
 COMMENT ON SCHEMA dialer IS
 	'pg_dialer: the outbound call queue (scheduled_calls), its log (call_attempts, call_events), providers, campaigns, do_not_call, and the SQL API (enqueue_call, cancel_call, stats, ...)';
 
+/*
+ * The rule of a phone number in E.164 form: "+", then 8 to 15 digits, the first not 0
+ * (NULL for NULL).  Its one home (src/e164.c): the domain dialer.e164 below checks it,
+ * and so do enqueue's validation (dialer.call_rule) and the campaigns.  In C because it
+ * runs for every number enqueued, often twice: a regular expression costs far more.
+ */
 CREATE FUNCTION dialer.is_e164(number text)
 RETURNS boolean
 LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
 AS 'MODULE_PATHNAME', 'dialer_is_e164';
-
 COMMENT ON FUNCTION dialer.is_e164(text) IS
 	'True when number is a phone number in E.164 form: + then 8 to 15 digits, the first not 0 (the rule of the domain dialer.e164)';
 
+/*
+ * Whether every element of numbers is an E.164 number (dialer.is_e164); true for an
+ * empty array.  For a list of numbers in a CHECK, where no subquery may stand.
+ */
 CREATE FUNCTION dialer.all_e164(numbers text[])
 RETURNS boolean
 LANGUAGE sql
@@ -37,29 +46,84 @@ IMMUTABLE PARALLEL SAFE
 AS $$
 	SELECT coalesce(pg_catalog.bool_and(dialer.is_e164(n)), true) FROM pg_catalog.unnest(numbers) AS n;
 $$;
-
 COMMENT ON FUNCTION dialer.all_e164(text[]) IS
 	'True when every element of numbers is an E.164 number (dialer.is_e164), and for an empty array';
 
--- the E.164 rule is dialer.is_e164() now (created above), no longer a regular expression
-ALTER DOMAIN dialer.e164 DROP CONSTRAINT e164_format;
-ALTER DOMAIN dialer.e164 ADD CONSTRAINT e164_format CHECK (dialer.is_e164(VALUE));
+/*
+ * A phone number in E.164 form (dialer.is_e164).  A domain rather than a table CHECK,
+ * so the rule is tested when a number is written, not again on every update of the row.
+ */
+CREATE DOMAIN dialer.e164 AS text
+	CONSTRAINT e164_format CHECK (dialer.is_e164(VALUE));
+COMMENT ON DOMAIN dialer.e164 IS 'A phone number in E.164 form: + then 8 to 15 digits, the first not 0';
 
-ALTER TABLE dialer.providers ADD COLUMN status_callback_call_id boolean NOT NULL DEFAULT true;
+/*
+ * Providers: where calls are sent.  Secret columns (auth_token, api_key_secret,
+ * bearer_token, webhook_secret) are readable only by the extension owner: see the
+ * column-level grants at the end of the install script.
+ */
+CREATE TABLE dialer.providers (
+	name				text PRIMARY KEY
+						CHECK (name ~ '^[A-Za-z0-9_.-]{1,63}$'),
+	kind				text NOT NULL
+						CHECK (kind IN ('twilio', 'backend', 'voice_api')),
+	base_url			text NOT NULL CHECK (base_url ~ '^https?://[^/?#]+'),
+	account_sid			text,
+	auth_token			text,
+	api_key_sid			text,
+	api_key_secret		text,
+	bearer_token		text,
+	webhook_secret		text,
+	from_number			dialer.e164,
+	twiml_url			text,
+	status_callback_url	text,
+	allowed_hosts		text[] NOT NULL DEFAULT '{}',
+	ring_timeout		int CHECK (ring_timeout BETWEEN 5 AND 600),
+	machine_detection	text CHECK (machine_detection IN ('Enable', 'DetectMessageEnd')),
+	max_concurrency		int DEFAULT 10 CHECK (max_concurrency BETWEEN 1 AND 1000000),
+	calls_per_second	numeric NOT NULL CHECK (calls_per_second > 0 AND calls_per_second <= 100000),
+	retry_busy			boolean NOT NULL DEFAULT false,
+	retry_no_answer		boolean NOT NULL DEFAULT false,
+	retry_delay			interval NOT NULL DEFAULT '15 minutes' CHECK (retry_delay >= '0'),
+	enabled				boolean NOT NULL DEFAULT true,
+	created_at			timestamptz NOT NULL DEFAULT now(),
+	updated_at			timestamptz NOT NULL DEFAULT now(),
+	status_callback_call_id	boolean NOT NULL DEFAULT true,
+	CONSTRAINT twilio_needs_account CHECK (kind <> 'twilio' OR account_sid IS NOT NULL)
+);
 
+COMMENT ON TABLE dialer.providers IS
+	'Named provider configurations (kind twilio | backend | voice_api). Secret columns are readable only by the extension owner.';
+COMMENT ON COLUMN dialer.providers.kind IS 'twilio (Twilio REST API), backend (customer AI-call backend: /call/start, /call/brief) or voice_api (generic POST /calls)';
+COMMENT ON COLUMN dialer.providers.base_url IS 'Scheme and host (and optional path prefix) requests are sent to, e.g. https://api.twilio.com';
+COMMENT ON COLUMN dialer.providers.account_sid IS 'Twilio Account SID (the path of every request)';
+COMMENT ON COLUMN dialer.providers.auth_token IS 'Secret. Twilio auth token: HTTP Basic password and the key of X-Twilio-Signature';
+COMMENT ON COLUMN dialer.providers.api_key_sid IS 'Twilio API key SID; when set, HTTP Basic uses it and api_key_secret instead of the account credentials';
+COMMENT ON COLUMN dialer.providers.api_key_secret IS 'Secret. Twilio API key secret';
+COMMENT ON COLUMN dialer.providers.bearer_token IS 'Secret. Bearer token sent to backend and voice_api providers';
+COMMENT ON COLUMN dialer.providers.webhook_secret IS 'Secret. HMAC-SHA256 key of JSON webhooks from backend and voice_api providers';
+COMMENT ON COLUMN dialer.providers.from_number IS 'Caller id (E.164) used when a call names none';
+COMMENT ON COLUMN dialer.providers.twiml_url IS 'Twilio: TwiML URL used when the call payload has neither url nor message';
 COMMENT ON COLUMN dialer.providers.status_callback_url IS 'Public URL the provider posts call status to; the call id is added to its query string unless status_callback_call_id is false';
-
 COMMENT ON COLUMN dialer.providers.status_callback_call_id IS 'Twilio: the worker appends call_id=<id> to the StatusCallback URL (true: the shipped nginx deployment); false: the URL is sent exactly as configured, with no query string added (PostgREST without the proxy refuses one), and callbacks are matched by CallSid';
-
+COMMENT ON COLUMN dialer.providers.allowed_hosts IS 'backend: hosts a per-call base_url (payload.base_url) may name';
+COMMENT ON COLUMN dialer.providers.ring_timeout IS 'Twilio Timeout: seconds to let the phone ring';
+COMMENT ON COLUMN dialer.providers.machine_detection IS 'Twilio MachineDetection (Enable or DetectMessageEnd), or NULL for none';
+COMMENT ON COLUMN dialer.providers.max_concurrency IS 'Calls of this provider in progress at once, counted from dispatch until the final status (or dialer.reconcile_after without news); NULL: no limit beyond dialer.max_concurrency requests in flight';
+COMMENT ON COLUMN dialer.providers.calls_per_second IS 'Requests per second sent to this provider; when omitted, 1 for twilio (a new Twilio account''s limit) and 10 for the other kinds';
+COMMENT ON COLUMN dialer.providers.retry_busy IS 'Re-schedule busy calls after retry_delay, up to max_attempts';
+COMMENT ON COLUMN dialer.providers.retry_no_answer IS 'Re-schedule unanswered calls after retry_delay, up to max_attempts';
+COMMENT ON COLUMN dialer.providers.enabled IS 'A disabled provider''s calls stay scheduled until it is enabled again';
 COMMENT ON COLUMN dialer.providers.name IS 'Provider name (letters, digits, _ . -; at most 63): what enqueue_call(provider => ...) and campaigns name; enqueue_call uses ''default'' unless told otherwise';
-
 COMMENT ON COLUMN dialer.providers.retry_delay IS 'Delay before a busy or unanswered call is re-scheduled (retry_busy, retry_no_answer)';
-
 COMMENT ON COLUMN dialer.providers.created_at IS 'When the provider was added';
-
 COMMENT ON COLUMN dialer.providers.updated_at IS 'Last change of the row (stamped by a trigger); the worker reloads providers when it changes';
 
-CREATE OR REPLACE FUNCTION dialer.providers_defaults()
+/*
+ * A provider's calls-per-second default depends on its kind: Twilio accounts
+ * start at 1 call per second.
+ */
+CREATE FUNCTION dialer.providers_defaults()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, dialer, pg_temp
@@ -76,54 +140,158 @@ BEGIN
 	RETURN NEW;
 END;
 $$;
-
 COMMENT ON FUNCTION dialer.providers_defaults() IS
 	'Trigger: fills calls_per_second by kind (twilio 1, others 10) and stamps updated_at on update';
+CREATE TRIGGER providers_defaults BEFORE INSERT OR UPDATE ON dialer.providers
+	FOR EACH ROW EXECUTE FUNCTION dialer.providers_defaults();
 
--- the allow-list is checked number by number with dialer.all_e164() (created above)
-ALTER TABLE dialer.campaigns DROP CONSTRAINT campaigns_allowed_numbers_check;
-ALTER TABLE dialer.campaigns ADD CONSTRAINT campaigns_allowed_numbers_check
-	CHECK (allowed_numbers IS NULL OR
-		   (cardinality(allowed_numbers) > 0
-			AND array_position(allowed_numbers, NULL) IS NULL
-			AND dialer.all_e164(allowed_numbers)));
+/*
+ * Campaigns: named recurring sources of calls.  Rules are data; the functions that read
+ * them (pending_customers, campaign_candidates, run_campaign, schedule_campaign) and the
+ * source contract are in sql/install/parts/40_campaigns.sql.  A trigger there validates each row.
+ */
+CREATE TABLE dialer.campaigns (
+	name				text PRIMARY KEY CHECK (name ~ '^[A-Za-z0-9_.-]{1,63}$'),
+	description			text,
+	source				text NOT NULL CHECK (length(source) BETWEEN 1 AND 500),
+	provider			text NOT NULL DEFAULT 'default'
+						REFERENCES dialer.providers (name) ON UPDATE CASCADE,
+	payload				jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(payload) = 'object'),
+	priority			int NOT NULL DEFAULT 0 CHECK (priority BETWEEN -1000 AND 1000),
+	lookahead_days		int NOT NULL DEFAULT 1 CHECK (lookahead_days BETWEEN 0 AND 366),
+	max_calls_per_day	int CHECK (max_calls_per_day > 0),
+	skip_called_within_days int CHECK (skip_called_within_days BETWEEN 0 AND 3660),
+	once_per_day		boolean NOT NULL DEFAULT true,
+	allowed_numbers		text[] CHECK (allowed_numbers IS NULL OR
+									  (cardinality(allowed_numbers) > 0
+									   AND array_position(allowed_numbers, NULL) IS NULL
+									   AND dialer.all_e164(allowed_numbers))),
+	max_attempts		int CHECK (max_attempts BETWEEN 1 AND 20),
+	retry_busy			boolean,
+	retry_no_answer		boolean,
+	retry_delay			interval CHECK (retry_delay >= '0'),
+	call_window_start	time,
+	call_window_end		time,
+	timezone			text,
+	schedule			text CHECK (length(schedule) <= 200),
+	schedule_since		timestamptz,
+	scheduled_by		name,
+	enabled				boolean NOT NULL DEFAULT true,
+	created_at			timestamptz NOT NULL DEFAULT now(),
+	updated_at			timestamptz NOT NULL DEFAULT now(),
+	CONSTRAINT window_order CHECK (call_window_start IS NULL OR call_window_end IS NULL
+								   OR call_window_start < call_window_end),
+	CONSTRAINT schedule_complete CHECK ((schedule IS NULL) = (schedule_since IS NULL)
+										AND (schedule IS NULL) = (scheduled_by IS NULL))
+);
 
+COMMENT ON TABLE dialer.campaigns IS
+	'Named recurring sources of calls: a source of candidates (view, table or set-returning function), a provider, and the rules pending_customers() and run_campaign() apply. Scheduled with schedule_campaign().';
+COMMENT ON COLUMN dialer.campaigns.name IS 'Campaign name (letters, digits, _ . -; at most 63): the campaign of the calls it enqueues';
+COMMENT ON COLUMN dialer.campaigns.description IS 'Free text for people';
+COMMENT ON COLUMN dialer.campaigns.source IS
+	'View, table or set-returning function (written ''schema.f()'', no arguments) of candidates: columns customer_ref and phone, optionally payload (jsonb object), timezone (IANA) and due_at (timestamptz, timestamp or date). Stored schema-qualified.';
+COMMENT ON COLUMN dialer.campaigns.provider IS 'Provider (dialer.providers) of the calls it enqueues';
+COMMENT ON COLUMN dialer.campaigns.payload IS 'Payload of every call; a candidate''s own payload keys override it';
+COMMENT ON COLUMN dialer.campaigns.priority IS 'Priority of the calls it enqueues (-1000 to 1000)';
+COMMENT ON COLUMN dialer.campaigns.lookahead_days IS 'A candidate with a due_at is pending when its local date is between today and today + lookahead_days (in the campaign''s time zone)';
+COMMENT ON COLUMN dialer.campaigns.max_calls_per_day IS 'At most this many calls of the campaign due per local day (canceled and skipped calls do not count; NULL: no limit)';
+COMMENT ON COLUMN dialer.campaigns.skip_called_within_days IS 'Skip a number that any call reached the provider for within this many days (24-hour periods before now; NULL or 0: no such rule)';
+COMMENT ON COLUMN dialer.campaigns.once_per_day IS 'Never schedule the same customer twice on one local day';
+COMMENT ON COLUMN dialer.campaigns.allowed_numbers IS 'Pilot allow-list: when set, only these numbers are called, every other candidate is left out (reason not_allowed). NULL: everyone';
+COMMENT ON COLUMN dialer.campaigns.max_attempts IS 'max_attempts of the calls it enqueues (NULL: dialer.default_max_attempts)';
+COMMENT ON COLUMN dialer.campaigns.retry_busy IS 'Re-schedule busy calls of this campaign after retry_delay, up to max_attempts (NULL: the provider''s setting)';
+COMMENT ON COLUMN dialer.campaigns.retry_no_answer IS 'Re-schedule unanswered calls of this campaign after retry_delay, up to max_attempts (NULL: the provider''s setting)';
+COMMENT ON COLUMN dialer.campaigns.retry_delay IS 'Delay before a busy or unanswered call is retried (NULL: the provider''s retry_delay)';
+COMMENT ON COLUMN dialer.campaigns.call_window_start IS 'Local time calls may start (NULL: dialer.call_window_start)';
+COMMENT ON COLUMN dialer.campaigns.call_window_end IS 'Local time calls must have started by (NULL: dialer.call_window_end)';
+COMMENT ON COLUMN dialer.campaigns.timezone IS 'IANA time zone of the campaign: its schedule, its "today", and the calling window of candidates without their own (NULL: dialer.default_timezone)';
+COMMENT ON COLUMN dialer.campaigns.schedule IS 'When it runs, in its own time zone: ''daily HH:MM'', @hourly/@daily/@weekly/@monthly/@yearly, or a 5-field cron expression. Set by schedule_campaign()';
+COMMENT ON COLUMN dialer.campaigns.schedule_since IS 'When the schedule was set: only runs due after it happen';
+COMMENT ON COLUMN dialer.campaigns.scheduled_by IS 'Role that scheduled it: scheduled runs read the source with this role''s privileges';
+COMMENT ON COLUMN dialer.campaigns.enabled IS 'A disabled campaign enqueues nothing (reason campaign_disabled) and its scheduled runs are recorded as disabled';
 COMMENT ON COLUMN dialer.campaigns.created_at IS 'When the campaign was created';
-
 COMMENT ON COLUMN dialer.campaigns.updated_at IS 'Last change of the campaign''s row';
 
-ALTER TABLE dialer.scheduled_calls ADD COLUMN reconcile_searches int NOT NULL DEFAULT 0 CHECK (reconcile_searches >= 0);
-ALTER TABLE dialer.scheduled_calls ADD COLUMN reconcile_failures int NOT NULL DEFAULT 0 CHECK (reconcile_failures >= 0);
--- the provider is kept by triggers now (providers_keep_calls), not by a key checked on every insert
-ALTER TABLE dialer.scheduled_calls DROP CONSTRAINT scheduled_calls_provider_fkey;
--- dedupe keys are unique through a partial index (scheduled_calls_dedupe_key_idx, created
--- below): a call without a key no longer costs an index entry
-ALTER TABLE dialer.scheduled_calls DROP CONSTRAINT scheduled_calls_dedupe_key_key;
+/*
+ * The queue, and the record of every call.  A row is never deleted except by
+ * dialer.cleanup(), and only once finished.
+ */
+CREATE TABLE dialer.scheduled_calls (
+	id					bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	status				text NOT NULL DEFAULT 'scheduled'
+						CHECK (status IN ('scheduled', 'dispatching', 'dialing', 'completed',
+										  'no_answer', 'busy', 'failed', 'canceled',
+										  'skipped', 'expired', 'unknown')),
+	run_at				timestamptz NOT NULL,
+	next_attempt_at		timestamptz NOT NULL,
+	to_number			dialer.e164 NOT NULL,
+	from_number			dialer.e164,
+	provider			text NOT NULL,	-- a row of dialer.providers: see providers_keep_calls below
+	mode				text,
+	payload				jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(payload) = 'object'),
+	campaign			text,
+	customer_ref		text,
+	dedupe_key			text CHECK (length(dedupe_key) <= 200),	-- unique: scheduled_calls_dedupe_key_idx
+	priority			int NOT NULL DEFAULT 0 CHECK (priority BETWEEN -1000 AND 1000),
+	attempts			int NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+	attempts_base		int NOT NULL DEFAULT 0 CHECK (attempts_base >= 0 AND attempts_base <= attempts),
+	max_attempts		int NOT NULL CHECK (max_attempts BETWEEN 1 AND 20),
+	timezone			text,
+	deadline			timestamptz,
+	provider_call_id	text,
+	provider_status		text,
+	last_error			text,
+	created_at			timestamptz NOT NULL DEFAULT now(),
+	updated_at			timestamptz NOT NULL DEFAULT now(),
+	finished_at			timestamptz,
+	reconciled_at		timestamptz,
+	reconcile_searches	int NOT NULL DEFAULT 0 CHECK (reconcile_searches >= 0),
+	reconcile_failures	int NOT NULL DEFAULT 0 CHECK (reconcile_failures >= 0),
+	CONSTRAINT deadline_after_run_at CHECK (deadline IS NULL OR deadline > run_at)
+);
 
+COMMENT ON TABLE dialer.scheduled_calls IS
+	'The call queue and the record of every call. Enqueue with dialer.enqueue_call(); the worker claims due rows.';
+COMMENT ON COLUMN dialer.scheduled_calls.status IS
+	'scheduled, dispatching (claimed, request may be in flight), dialing (provider accepted), completed, no_answer, busy, failed, canceled, skipped, expired, unknown (outcome not known: never re-sent automatically)';
+COMMENT ON COLUMN dialer.scheduled_calls.run_at IS 'When the call was asked for';
+COMMENT ON COLUMN dialer.scheduled_calls.next_attempt_at IS 'When the call is next due: run_at, then the retry or calling-window time';
+COMMENT ON COLUMN dialer.scheduled_calls.mode IS 'backend providers: DIRECT or BRIEF_START';
+COMMENT ON COLUMN dialer.scheduled_calls.campaign IS 'Campaign name (dialer.campaigns) or a free label for ad hoc calls';
+COMMENT ON COLUMN dialer.scheduled_calls.customer_ref IS 'The application''s reference of the person called (campaign candidates)';
+COMMENT ON COLUMN dialer.scheduled_calls.dedupe_key IS 'At most one call per key: enqueue_call returns the existing id for a key already stored';
+COMMENT ON COLUMN dialer.scheduled_calls.priority IS 'Higher first among due calls (-1000 to 1000)';
+COMMENT ON COLUMN dialer.scheduled_calls.attempts IS 'Requests made to the provider so far (all runs)';
+COMMENT ON COLUMN dialer.scheduled_calls.attempts_base IS 'Value of attempts when the current run began (retry_call starts a new run)';
+COMMENT ON COLUMN dialer.scheduled_calls.max_attempts IS 'Requests allowed in one run: a run ends failed once attempts - attempts_base reaches it';
 COMMENT ON COLUMN dialer.scheduled_calls.timezone IS 'Recipient''s IANA time zone for the calling window (NULL: the campaign''s, else the number''s from libphonenumber, else dialer.default_timezone)';
-
+COMMENT ON COLUMN dialer.scheduled_calls.deadline IS 'A call not started by then becomes expired';
+COMMENT ON COLUMN dialer.scheduled_calls.provider_call_id IS 'The provider''s id of the call (Twilio CallSid)';
+COMMENT ON COLUMN dialer.scheduled_calls.finished_at IS 'When the call reached a final status';
+COMMENT ON COLUMN dialer.scheduled_calls.updated_at IS 'Last change or news of the call (a call in progress without news for dialer.reconcile_after no longer counts against max_concurrency)';
+COMMENT ON COLUMN dialer.scheduled_calls.reconciled_at IS 'When the call was last looked up at its provider (reconciliation); a lookup is not news';
 COMMENT ON COLUMN dialer.scheduled_calls.id IS 'Call id, returned by enqueue_call (identity)';
-
 COMMENT ON COLUMN dialer.scheduled_calls.to_number IS 'Number to call (E.164)';
-
 COMMENT ON COLUMN dialer.scheduled_calls.from_number IS 'Caller id (E.164): payload.from, else the provider''s from_number';
-
 COMMENT ON COLUMN dialer.scheduled_calls.provider IS 'Provider (dialer.providers.name) the call is sent through: checked by enqueue_call/enqueue_calls, which hold the provider row FOR KEY SHARE; a provider with calls cannot be deleted, and a renamed provider''s calls follow it (trigger providers_keep_calls)';
-
 COMMENT ON COLUMN dialer.scheduled_calls.payload IS 'JSON object (at most 64 kB) handed to the provider: e.g. url, twiml_url or message (twilio), mode and the script (backend), from';
-
 COMMENT ON COLUMN dialer.scheduled_calls.provider_status IS 'Last status the provider reported (e.g. Twilio queued, ringing, in-progress, completed)';
-
 COMMENT ON COLUMN dialer.scheduled_calls.last_error IS 'Last error of the call: the provider''s code and message, or a transport error (never secrets)';
-
 COMMENT ON COLUMN dialer.scheduled_calls.created_at IS 'When the call was enqueued';
-
 COMMENT ON SEQUENCE dialer.scheduled_calls_id_seq IS 'Identity of dialer.scheduled_calls.id (call ids)';
-
 COMMENT ON COLUMN dialer.scheduled_calls.reconcile_failures IS 'Lookups of the call at its provider (reconciliation) that failed in a row (an error, a 404, an answer without a status); after 3 a dialing call becomes unknown and is no longer looked up; back to 0 when a lookup answers, a request is accepted or retry_call starts a new run';
-
 COMMENT ON COLUMN dialer.scheduled_calls.reconcile_searches IS 'How many times the call, unknown without a provider call id, was searched for at its provider by what was sent (at most 3; back to 0 when a search settles it or retry_call starts a new run)';
 
+/*
+ * scheduled_calls.provider names a provider without a foreign key: the key's check ran
+ * a query of its own for every call written (a third of the cost of a bulk insert into
+ * the queue), while every call is written by enqueue_call or enqueue_calls, which check
+ * that the provider exists and hold its row FOR KEY SHARE until they commit, as the
+ * key's check did.  What the key did on the providers' side, these triggers do: a
+ * provider that still has calls cannot be deleted (SQLSTATE 23503, as before), and the
+ * calls of a renamed provider follow it (ON UPDATE CASCADE, as before).
+ */
 CREATE FUNCTION dialer.providers_keep_calls()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -143,64 +311,145 @@ BEGIN
 	RETURN NULL;
 END;
 $$;
-
 COMMENT ON FUNCTION dialer.providers_keep_calls() IS
 	'Trigger: refuses to delete a provider that has calls (23503) and makes the calls of a renamed provider follow it';
-
 CREATE TRIGGER providers_keep_calls BEFORE DELETE ON dialer.providers
 	FOR EACH ROW EXECUTE FUNCTION dialer.providers_keep_calls();
-
 CREATE TRIGGER providers_rename_calls AFTER UPDATE OF name ON dialer.providers
 	FOR EACH ROW WHEN (OLD.name IS DISTINCT FROM NEW.name)
 	EXECUTE FUNCTION dialer.providers_keep_calls();
 
+-- The claim: due calls of one provider, highest priority then earliest first.
+CREATE INDEX scheduled_calls_claim_idx ON dialer.scheduled_calls
+	(provider, priority DESC, next_attempt_at) WHERE status = 'scheduled';
+-- The worker's next wake-up time: the earliest next_attempt_at per provider.
+CREATE INDEX scheduled_calls_next_idx ON dialer.scheduled_calls
+	(provider, next_attempt_at) WHERE status = 'scheduled';
+-- Calls in progress or unresolved, by last news: concurrency accounting,
+-- reconciliation with the provider, crash recovery.
+CREATE INDEX scheduled_calls_active_idx ON dialer.scheduled_calls
+	(provider, updated_at) WHERE status IN ('dispatching', 'dialing', 'unknown');
+-- Unknown calls without a provider call id still to be searched for at their
+-- provider (dialer.claim_searches), by last news.
 CREATE INDEX scheduled_calls_search_idx ON dialer.scheduled_calls (provider, updated_at)
 	WHERE status = 'unknown' AND provider_call_id IS NULL AND reconcile_searches < 3;
-
+-- At most one call per dedupe key; calls without one cost this index nothing.
 CREATE UNIQUE INDEX scheduled_calls_dedupe_key_idx ON dialer.scheduled_calls (dedupe_key)
 	WHERE dedupe_key IS NOT NULL;
+-- The stats of a day, per campaign.
+CREATE INDEX scheduled_calls_run_at_idx ON dialer.scheduled_calls (run_at);
+CREATE INDEX scheduled_calls_to_number_idx ON dialer.scheduled_calls (to_number, run_at);
+CREATE INDEX scheduled_calls_provider_call_id_idx ON dialer.scheduled_calls (provider_call_id)
+	WHERE provider_call_id IS NOT NULL;
+CREATE INDEX scheduled_calls_finished_idx ON dialer.scheduled_calls (finished_at)
+	WHERE finished_at IS NOT NULL;
 
+/*
+ * One row per request made to a provider: the call log.
+ */
+CREATE TABLE dialer.call_attempts (
+	id					bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	call_id				bigint NOT NULL REFERENCES dialer.scheduled_calls (id) ON DELETE CASCADE,
+	attempt				int NOT NULL CHECK (attempt >= 1),
+	requested_at		timestamptz NOT NULL,
+	responded_at		timestamptz,
+	http_status			int,
+	provider_call_id	text,
+	provider_status		text,
+	duration_seconds	int,
+	answered_by			text,
+	sip_response_code	int,
+	recording_url		text,
+	transcript			text,
+	error_code			text,
+	error_message		text,
+	more_info			text,
+	idempotency_key		text,
+	UNIQUE (call_id, attempt)
+) WITH (fillfactor = 85);		-- room for HOT updates: every attempt is updated by its outcome and callbacks
+
+COMMENT ON TABLE dialer.call_attempts IS 'One row per request made to a provider (the call log)';
+COMMENT ON COLUMN dialer.call_attempts.http_status IS 'HTTP status of the provider''s answer (NULL: no answer: timeout, reset, refused)';
+COMMENT ON COLUMN dialer.call_attempts.provider_status IS 'Last status the provider reported for this attempt';
+COMMENT ON COLUMN dialer.call_attempts.error_code IS 'Provider error code (Twilio code), or a transport error such as timeout';
+COMMENT ON COLUMN dialer.call_attempts.more_info IS 'Twilio more_info URL of the error';
+COMMENT ON COLUMN dialer.call_attempts.idempotency_key IS 'Idempotency-Key header sent to backend providers (same for every retry of this attempt)';
 COMMENT ON COLUMN dialer.call_attempts.id IS 'Attempt row id (identity)';
-
 COMMENT ON COLUMN dialer.call_attempts.call_id IS 'The call (dialer.scheduled_calls) this request was made for';
-
 COMMENT ON COLUMN dialer.call_attempts.attempt IS 'Number of this request among the call''s requests, from 1 (the call''s attempts after it was made)';
-
 COMMENT ON COLUMN dialer.call_attempts.requested_at IS 'When the request was sent';
-
 COMMENT ON COLUMN dialer.call_attempts.responded_at IS 'When the provider''s answer (or the transport error) came back';
-
 COMMENT ON COLUMN dialer.call_attempts.provider_call_id IS 'The provider''s id of the call created by this request (Twilio CallSid)';
-
 COMMENT ON COLUMN dialer.call_attempts.duration_seconds IS 'Call duration in seconds, from status callbacks';
-
 COMMENT ON COLUMN dialer.call_attempts.answered_by IS 'Who answered, from status callbacks (Twilio AnsweredBy: human, machine_start, ...)';
-
 COMMENT ON COLUMN dialer.call_attempts.sip_response_code IS 'Final SIP response code, from status callbacks';
-
 COMMENT ON COLUMN dialer.call_attempts.recording_url IS 'URL of the call''s recording, from status callbacks';
-
 COMMENT ON COLUMN dialer.call_attempts.transcript IS 'Transcript of the call, from JSON webhooks (backend, voice_api)';
-
 COMMENT ON COLUMN dialer.call_attempts.error_message IS 'Provider error message, or the transport error''s description (never secrets)';
-
 COMMENT ON SEQUENCE dialer.call_attempts_id_seq IS 'Identity of dialer.call_attempts.id';
+CREATE INDEX call_attempts_provider_call_id_idx ON dialer.call_attempts (provider_call_id)
+	WHERE provider_call_id IS NOT NULL;
 
--- events follow their calls by a statement trigger (call_events_follow_calls), not a key checked on every insert
-ALTER TABLE dialer.call_events DROP CONSTRAINT call_events_call_id_fkey;
+/*
+ * Append-only history of every call: each state change and notable event.
+ */
+CREATE TABLE dialer.call_events (
+	id					bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	call_id				bigint NOT NULL,	-- no foreign key: see call_events_follow_calls below
+	at					timestamptz NOT NULL DEFAULT clock_timestamp(),
+	event				text NOT NULL,
+	from_status			text,
+	to_status			text,
+	detail				jsonb NOT NULL DEFAULT '{}'
+);
 
+COMMENT ON TABLE dialer.call_events IS 'Append-only history of every call: state changes and notable events. Rows go only with their call (dialer.cleanup)';
+COMMENT ON COLUMN dialer.call_events.event IS 'What happened: enqueued, skipped, claimed, accepted, retry_scheduled, failed, canceled, requeued, window_wait, expired, unknown, callback, ...';
+COMMENT ON COLUMN dialer.call_events.detail IS 'Details of the event (never secrets)';
 COMMENT ON COLUMN dialer.call_events.id IS 'Event id (identity): the order of events';
-
 COMMENT ON COLUMN dialer.call_events.call_id IS 'The call (dialer.scheduled_calls.id) the event belongs to. Written only by the extension''s functions for a call they just wrote or locked; the events of a deleted call are deleted with it (trigger call_events_follow_calls)';
-
 COMMENT ON COLUMN dialer.call_events.at IS 'When it happened (clock time, not transaction start)';
-
 COMMENT ON COLUMN dialer.call_events.from_status IS 'Status of the call before the event (NULL: no state change or a new call)';
-
 COMMENT ON COLUMN dialer.call_events.to_status IS 'Status of the call after the event (NULL: no state change)';
-
 COMMENT ON SEQUENCE dialer.call_events_id_seq IS 'Identity of dialer.call_events.id';
+CREATE INDEX call_events_call_id_idx ON dialer.call_events (call_id, id);
 
+/*
+ * call_events is append-only: no UPDATE, no TRUNCATE, and DELETE only of the events of a
+ * call that is gone (dialer.call_events_follow_calls, below).
+ */
+CREATE FUNCTION dialer.call_events_append_only()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+BEGIN
+	IF TG_OP = 'DELETE' AND NOT EXISTS (SELECT 1 FROM dialer.scheduled_calls WHERE id = OLD.call_id) THEN
+		RETURN OLD;
+	END IF;
+	RAISE EXCEPTION 'dialer.call_events is append-only'
+		USING ERRCODE = 'insufficient_privilege',
+			  DETAIL = CASE WHEN TG_LEVEL = 'STATEMENT' THEN format('%s of dialer.call_events refused.', TG_OP)
+							ELSE format('%s of event %s of call %s refused.', TG_OP, OLD.id, OLD.call_id) END,
+			  HINT = 'Events are removed only with their call, by dialer.cleanup().';
+END;
+$$;
+COMMENT ON FUNCTION dialer.call_events_append_only() IS 'Trigger keeping dialer.call_events append-only';
+
+CREATE TRIGGER call_events_append_only BEFORE UPDATE OR DELETE ON dialer.call_events
+	FOR EACH ROW EXECUTE FUNCTION dialer.call_events_append_only();
+CREATE TRIGGER call_events_no_truncate BEFORE TRUNCATE ON dialer.call_events
+	FOR EACH STATEMENT EXECUTE FUNCTION dialer.call_events_append_only();
+
+/*
+ * The events of deleted calls go with them: once per DELETE statement, over the
+ * statement's deleted rows.  This replaces a foreign key from call_events to
+ * scheduled_calls (ON DELETE CASCADE): such a key checked every event row written, by a
+ * query of its own (a bulk enqueue writes one event per call, and every worker step
+ * writes one), while every event is written by the extension's own functions for a call
+ * they have just inserted or locked, in the same transaction, so the check could never
+ * fail.  What the key also did, deleting a call's events with it, this trigger does.
+ */
 CREATE FUNCTION dialer.call_events_follow_calls()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -211,14 +460,17 @@ BEGIN
 	RETURN NULL;
 END;
 $$;
-
 COMMENT ON FUNCTION dialer.call_events_follow_calls() IS
 	'Trigger: deletes the events of the calls a DELETE on dialer.scheduled_calls removed (once per statement)';
-
 CREATE TRIGGER call_events_follow_calls AFTER DELETE ON dialer.scheduled_calls
 	REFERENCING OLD TABLE AS gone
 	FOR EACH STATEMENT EXECUTE FUNCTION dialer.call_events_follow_calls();
 
+/*
+ * TRUNCATE fires no DELETE trigger, and would leave the calls' events behind: it is
+ * refused, as it was when the foreign key made it cascade to call_events (whose TRUNCATE
+ * is refused).  Calls are removed with dialer.cleanup() (or DELETE).
+ */
 CREATE FUNCTION dialer.scheduled_calls_no_truncate()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -231,49 +483,70 @@ BEGIN
 			  HINT = 'Events are removed only with their call, by dialer.cleanup().';
 END;
 $$;
-
 COMMENT ON FUNCTION dialer.scheduled_calls_no_truncate() IS
 	'Trigger refusing TRUNCATE of dialer.scheduled_calls (the events of its calls would stay behind)';
-
 CREATE TRIGGER scheduled_calls_no_truncate BEFORE TRUNCATE ON dialer.scheduled_calls
 	FOR EACH STATEMENT EXECUTE FUNCTION dialer.scheduled_calls_no_truncate();
 
--- the do-not-call ledger: when the request was made, from where, when it took effect; the
--- rows of 0.1.0 took effect when they were added, and their request time is not known
--- better than that
-ALTER TABLE dialer.do_not_call ADD COLUMN requested_at timestamptz;
-ALTER TABLE dialer.do_not_call ADD COLUMN source text;
-ALTER TABLE dialer.do_not_call ADD COLUMN effective_at timestamptz;
-UPDATE dialer.do_not_call SET requested_at = added_at, effective_at = added_at;
-ALTER TABLE dialer.do_not_call ALTER COLUMN requested_at SET DEFAULT now(), ALTER COLUMN requested_at SET NOT NULL,
-	ALTER COLUMN effective_at SET DEFAULT now(), ALTER COLUMN effective_at SET NOT NULL;
-ALTER TABLE dialer.do_not_call ADD CONSTRAINT do_not_call_effective_after_request CHECK (effective_at >= requested_at),
-	ADD CONSTRAINT do_not_call_effective_when_stored CHECK (effective_at <= added_at);
-
+/*
+ * Numbers that must never be dialled.
+ */
+CREATE TABLE dialer.do_not_call (
+	number				dialer.e164 PRIMARY KEY,
+	reason				text,
+	added_at			timestamptz NOT NULL DEFAULT now(),
+	requested_at		timestamptz NOT NULL DEFAULT now(),
+	source				text,
+	effective_at		timestamptz NOT NULL DEFAULT now(),
+	CONSTRAINT do_not_call_effective_after_request CHECK (effective_at >= requested_at),
+	CONSTRAINT do_not_call_effective_when_stored CHECK (effective_at <= added_at)
+);
 COMMENT ON TABLE dialer.do_not_call IS
 	'Do-not-call ledger: numbers that must never be dialled, with when and through which channel the request was made and when it took effect; checked at enqueue and again at dispatch, and the scheduled calls of a number are skipped as soon as it is added';
-
 COMMENT ON COLUMN dialer.do_not_call.number IS 'The number (E.164): a call to it is stored as skipped and never dialled';
-
 COMMENT ON COLUMN dialer.do_not_call.reason IS 'Why (free text, e.g. asked not to be called)';
-
 COMMENT ON COLUMN dialer.do_not_call.added_at IS 'When the number was added';
-
 COMMENT ON COLUMN dialer.do_not_call.requested_at IS
 	'When the person asked not to be called (default: when the row was added); may be earlier than added_at, e.g. a request taken by an agent and entered later';
-
 COMMENT ON COLUMN dialer.do_not_call.source IS
 	'From where the request came: channel or list (call, SMS STOP, e-mail, web form, agent, a national registry import ...); NULL: not recorded';
-
 COMMENT ON COLUMN dialer.do_not_call.effective_at IS
 	'When the entry took effect (default: when the row was added, the instant pg_dialer starts skipping the number); never later than added_at, never before requested_at. requested_at to effective_at is the delay a regulator asks about (US: at most 10 business days)';
 
+/*
+ * pg_dump must keep the user's data: every row of these tables (the extension inserts
+ * none of its own, so no filter), and the positions of their identity sequences, so that
+ * a restored database goes on numbering calls, attempts and events after the last
+ * restored id instead of colliding with it.  Every new table or sequence holding user
+ * data must be registered here too (test/integration/dump_restore.test.js checks it).
+ */
+SELECT pg_catalog.pg_extension_config_dump('dialer.providers', '');
+SELECT pg_catalog.pg_extension_config_dump('dialer.campaigns', '');
+SELECT pg_catalog.pg_extension_config_dump('dialer.do_not_call', '');
+SELECT pg_catalog.pg_extension_config_dump('dialer.scheduled_calls', '');
+SELECT pg_catalog.pg_extension_config_dump('dialer.call_attempts', '');
+SELECT pg_catalog.pg_extension_config_dump('dialer.call_events', '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('dialer.scheduled_calls', 'id'), '');
-
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('dialer.call_attempts', 'id'), '');
-
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('dialer.call_events', 'id'), '');
+/*
+ * pg_dialer: the SQL API of the queue: the rules a call must satisfy (dialer.call_rule,
+ * their one home, and dialer.call_refusal, their errors), enqueue_call and enqueue_calls,
+ * cancel_call, retry_call, call_details, stats, cleanup, and the C helpers they use.
+ *
+ * Every function that changes the queue is SECURITY DEFINER with a pinned search_path:
+ * the tables stay the owner's, and a role is given exactly the capabilities it is
+ * granted EXECUTE on (see README, "Privileges").
+ *
+ * Copyright (c) 2026, pg_dialer developers
+ */
 
+/* C helpers (src/pg_dialer.c, src/shmem.c) */
+
+CREATE FUNCTION dialer.wake_worker()
+RETURNS void
+LANGUAGE C VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'dialer_wake_worker';
 COMMENT ON FUNCTION dialer.wake_worker() IS
 	'Wakes the dispatcher when the current transaction commits (nothing happens on rollback); warns, once per transaction, when no dispatcher serves this database';
 
@@ -281,16 +554,15 @@ CREATE FUNCTION dialer.wake_worker_quietly()
 RETURNS void
 LANGUAGE C VOLATILE STRICT
 AS 'MODULE_PATHNAME', 'dialer_wake_worker_quietly';
-
 COMMENT ON FUNCTION dialer.wake_worker_quietly() IS
 	'Internal: dialer.wake_worker() without the warning when no dispatcher serves this database (webhooks)';
 
--- worker_status() gained columns: dropped and created again, keeping the roles it was granted
--- to (dialer.grant_usage() grants it)
-SELECT pg_catalog.set_config('pg_dialer.worker_status_acl', coalesce(p.proacl::text, ''), true)
-  FROM pg_catalog.pg_proc p
- WHERE p.oid = 'dialer.worker_status()'::pg_catalog.regprocedure;
-DROP FUNCTION dialer.worker_status();
+CREATE FUNCTION dialer.is_valid_timezone(name text)
+RETURNS boolean
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'dialer_is_valid_timezone';
+COMMENT ON FUNCTION dialer.is_valid_timezone(text) IS
+	'True when name is a time zone PostgreSQL knows (IANA names such as Europe/Paris)';
 
 CREATE FUNCTION dialer.worker_status(
 	OUT pid int,
@@ -309,10 +581,35 @@ CREATE FUNCTION dialer.worker_status(
 RETURNS SETOF record
 LANGUAGE C VOLATILE
 AS 'MODULE_PATHNAME', 'dialer_worker_status';
-
 COMMENT ON FUNCTION dialer.worker_status() IS
 	'The running dispatcher: pid, database, state, start time, requests in flight, counters, last error, and since when and for which commit LSN claimed calls wait for standbys (no row when none runs)';
 
+/*
+ * Raises the error for a bad argument of an API function: SQLSTATE 22023 unless given,
+ * a message naming the argument and its value, a detail saying what is accepted, and a
+ * hint.  One place, so every validation error has the same shape.
+ */
+CREATE FUNCTION dialer.raise_bad_argument(argument text, value text, detail text, hint text,
+										  errcode text DEFAULT '22023')
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+BEGIN
+	RAISE EXCEPTION 'invalid %: %', argument,
+		CASE WHEN value IS NULL THEN 'NULL'
+			 WHEN length(value) > 80 THEN quote_literal(left(value, 77) || '...')
+			 ELSE quote_literal(value) END
+		USING ERRCODE = errcode, DETAIL = detail, HINT = hint;
+END;
+$$;
+COMMENT ON FUNCTION dialer.raise_bad_argument(text, text, text, text, text) IS
+	'Internal: raises the standard "invalid <argument>: <value>" error of the API';
+
+/*
+ * dialer.late_tolerance as an interval: how far in the past a run_at may be without
+ * late_ok (5 minutes unless set; the library may not be loaded yet in this backend).
+ */
 CREATE FUNCTION dialer.late_tolerance()
 RETURNS interval
 LANGUAGE sql
@@ -321,10 +618,19 @@ PARALLEL SAFE
 AS $$
 	SELECT coalesce(nullif(current_setting('dialer.late_tolerance', true), ''), '5min')::interval;
 $$;
-
 COMMENT ON FUNCTION dialer.late_tolerance() IS
 	'Internal: dialer.late_tolerance as an interval (how far in the past a run_at may be without late_ok)';
 
+/*
+ * The rules a call must satisfy to be enqueued: their one home, used by enqueue_call
+ * and enqueue_calls alike (the errors they raise or report for each rule are in
+ * dialer.call_refusal).  Returns NULL for an acceptable call, else the name of the rule
+ * it breaks first, in this order.  provider_kind is NULL when the provider is unknown;
+ * provider_hosts and provider_twiml_url are that provider's allowed_hosts and
+ * twiml_url.  One CASE expression, with no subquery, in a plain SQL function, so that
+ * the planner inlines it into the caller's statement: enqueue_call pays no function call
+ * for it, and enqueue_calls checks a whole batch in one pass.
+ */
 CREATE FUNCTION dialer.call_rule(
 	to_number text, run_at timestamptz, provider text, payload jsonb, campaign text,
 	dedupe_key text, priority int, max_attempts int, timezone text, deadline timestamptz,
@@ -363,10 +669,15 @@ AS $$
 						WHEN $5 IS NOT NULL AND length($5) > 63 THEN 'campaign'
 			END
 $$;
-
 COMMENT ON FUNCTION dialer.call_rule(text, timestamptz, text, jsonb, text, text, int, int, text, timestamptz, text, text[], text, boolean) IS
 	'Internal: the one home of the enqueue rules. NULL for an acceptable call, else the rule it breaks first (to_number_missing, to_number_format, run_at_missing, run_at_infinite, run_at_past, deadline_infinite, deadline_order, timezone, provider_missing, provider_unknown, payload_type, payload_size, payload_mode, payload_base_url, payload_message, nothing_to_say, payload_from, priority, max_attempts, dedupe_key, campaign)';
 
+/*
+ * The error for a call that breaks a rule of dialer.call_rule (same arguments): no row
+ * for an acceptable call, else one row: the rule and the error enqueue_call raises for
+ * it (SQLSTATE, message naming the argument and its value, detail, hint).  Evaluated
+ * only for refused calls.
+ */
 CREATE FUNCTION dialer.call_refusal(
 	to_number text, run_at timestamptz, provider text, payload jsonb, campaign text,
 	dedupe_key text, priority int, max_attempts int, timezone text, deadline timestamptz,
@@ -455,10 +766,13 @@ AS $$
 			  FROM (SELECT dialer.call_rule($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) AS rule OFFSET 0) q
 			 WHERE q.rule IS NOT NULL) r
 $$;
-
 COMMENT ON FUNCTION dialer.call_refusal(text, timestamptz, text, jsonb, text, text, int, int, text, timestamptz, text, text[], text, boolean) IS
 	'Internal: the error (sqlstate, message, detail, hint) for the rule dialer.call_rule() says a call breaks; no row for an acceptable call. enqueue_call raises it, enqueue_calls reports it per element.';
 
+/*
+ * The detail of a call's enqueued event: its run_at, campaign and who enqueued it, and
+ * how late it was when a run_at past dialer.late_tolerance was accepted (late_ok).
+ */
 CREATE FUNCTION dialer.enqueued_detail(run_at timestamptz, campaign text)
 RETURNS jsonb
 LANGUAGE sql
@@ -467,17 +781,17 @@ AS $$
 	SELECT jsonb_strip_nulls(jsonb_build_object('run_at', run_at, 'campaign', campaign, 'by', session_user::text,
 		'late_by', CASE WHEN run_at < now() - dialer.late_tolerance() THEN justify_interval(now() - run_at)::text END));
 $$;
-
 COMMENT ON FUNCTION dialer.enqueued_detail(timestamptz, text) IS
 	'Internal: the detail of an enqueued event (run_at, campaign, by, and late_by for a call accepted with a run_at past dialer.late_tolerance)';
 
--- enqueue_call gained late_ok (a run_at past dialer.late_tolerance is refused without it):
--- the 0.1.0 function is dropped, and its grants given to the new one below
-SELECT pg_catalog.set_config('pg_dialer.enqueue_call_acl', coalesce(p.proacl::text, ''), true)
-  FROM pg_catalog.pg_proc p
- WHERE p.oid = 'dialer.enqueue_call(text, timestamptz, text, jsonb, text, text, int, int, text, timestamptz)'::pg_catalog.regprocedure;
-DROP FUNCTION dialer.enqueue_call(text, timestamptz, text, jsonb, text, text, int, int, text, timestamptz);
-
+/*
+ * Puts a call in the queue.  Everything is validated before anything is written
+ * (dialer.call_refusal: the same rules as enqueue_calls); a duplicate dedupe_key returns
+ * the stored call's id and writes nothing (also when two sessions race: the unique index
+ * decides and the loser reads the winner's row); a number on the do-not-call list is
+ * stored as skipped with an event.  The worker is woken when the transaction commits.
+ * One statement on the usual path reads, checks, and writes the call and its event.
+ */
 CREATE FUNCTION dialer.enqueue_call(
 	to_number text,
 	run_at timestamptz DEFAULT now(),
@@ -585,10 +899,12 @@ BEGIN
 	RETURN (SELECT c.id FROM dialer.scheduled_calls c WHERE c.dedupe_key = dedupe_key);
 END;
 $$;
-
 COMMENT ON FUNCTION dialer.enqueue_call(text, timestamptz, text, jsonb, text, text, int, int, text, timestamptz, boolean) IS
 	'Schedules a call and returns its id (the stored id for a duplicate dedupe_key; a do-not-call number is stored as skipped). A run_at more than dialer.late_tolerance in the past is refused unless late_ok. Wakes the worker at commit. Many calls at once: dialer.enqueue_calls().';
 
+/*
+ * One call of dialer.enqueue_calls(): the keys its JSON objects may have.
+ */
 CREATE TYPE dialer.call_request AS (
 	to_number		text,
 	run_at			timestamptz,
@@ -603,10 +919,12 @@ CREATE TYPE dialer.call_request AS (
 	customer_ref	text,
 	late_ok			boolean
 );
-
 COMMENT ON TYPE dialer.call_request IS
 	'A call as enqueue_calls() reads it from each JSON object: enqueue_call''s arguments plus customer_ref';
 
+/*
+ * What enqueue_calls() says about each element of its input.
+ */
 CREATE TYPE dialer.enqueue_result AS (
 	item		int,
 	id			bigint,
@@ -617,67 +935,48 @@ CREATE TYPE dialer.enqueue_result AS (
 	detail		text,
 	hint		text
 );
-
 COMMENT ON TYPE dialer.enqueue_result IS
 	'One element of enqueue_calls()''s input: its position (item, from 1), the call id, the outcome (scheduled, skipped, duplicate, refused) and, when refused, the rule broken (reason: a rule of dialer.call_rule(), not_object or unknown_key) with the error enqueue_call would raise';
 
+/*
+ * An error as enqueue_calls() reports it for a refused element.
+ */
 CREATE TYPE dialer.call_error AS (
 	sqlstate	text,
 	message		text,
 	detail		text,
 	hint		text
 );
-
 COMMENT ON TYPE dialer.call_error IS 'Internal: the SQLSTATE, message, detail and hint of a refused call';
-
 COMMENT ON COLUMN dialer.call_error.sqlstate IS 'SQLSTATE enqueue_call raises for the call';
-
 COMMENT ON COLUMN dialer.call_error.message IS 'Error message (names the argument and its value)';
-
 COMMENT ON COLUMN dialer.call_error.detail IS 'What is accepted';
-
 COMMENT ON COLUMN dialer.call_error.hint IS 'How to fix it';
-
 COMMENT ON COLUMN dialer.call_request.to_number IS 'Number to call (E.164), as enqueue_call(to_number)';
-
 COMMENT ON COLUMN dialer.call_request.run_at IS 'When the call is due; absent: now()';
-
 COMMENT ON COLUMN dialer.call_request.provider IS 'Provider name; absent: ''default''';
-
 COMMENT ON COLUMN dialer.call_request.payload IS 'JSON object handed to the provider; absent: {}';
-
 COMMENT ON COLUMN dialer.call_request.campaign IS 'Campaign name or label, as enqueue_call(campaign)';
-
 COMMENT ON COLUMN dialer.call_request.dedupe_key IS 'At most one call per key, as enqueue_call(dedupe_key)';
-
 COMMENT ON COLUMN dialer.call_request.priority IS 'Priority (-1000 to 1000); absent: 0';
-
 COMMENT ON COLUMN dialer.call_request.max_attempts IS 'Requests allowed (1 to 20); absent: the campaign''s or dialer.default_max_attempts';
-
 COMMENT ON COLUMN dialer.call_request.timezone IS 'Recipient''s IANA time zone for the calling window';
-
 COMMENT ON COLUMN dialer.call_request.deadline IS 'A call not started by then expires';
-
 COMMENT ON COLUMN dialer.call_request.late_ok IS 'true: a run_at more than dialer.late_tolerance in the past is accepted (dialled now); absent: false';
-
 COMMENT ON COLUMN dialer.call_request.customer_ref IS 'The application''s reference of the person called (stored in scheduled_calls.customer_ref)';
-
 COMMENT ON COLUMN dialer.enqueue_result.item IS 'Position of the element in the input array, from 1';
-
 COMMENT ON COLUMN dialer.enqueue_result.id IS 'The call id (the stored call''s for a duplicate; NULL when refused)';
-
 COMMENT ON COLUMN dialer.enqueue_result.outcome IS 'scheduled, skipped (do-not-call), duplicate or refused';
-
 COMMENT ON COLUMN dialer.enqueue_result.reason IS 'Refused: the rule broken (a rule of dialer.call_rule(), not_object or unknown_key); skipped by a calling policy: its rule (consent, refusal_silence, unknown_timezone)';
-
 COMMENT ON COLUMN dialer.enqueue_result.sqlstate IS 'Refused: the SQLSTATE enqueue_call would raise';
-
 COMMENT ON COLUMN dialer.enqueue_result.message IS 'Refused: the error message; skipped by a calling policy: why (policy, rule and reason)';
-
 COMMENT ON COLUMN dialer.enqueue_result.detail IS 'Refused: the error detail';
-
 COMMENT ON COLUMN dialer.enqueue_result.hint IS 'Refused: the error hint';
 
+/*
+ * The keys a call of enqueue_calls() may have: enqueue_call's argument names and
+ * customer_ref (the attributes of dialer.call_request).  A constant the planner folds.
+ */
 CREATE FUNCTION dialer.call_request_keys()
 RETURNS text[]
 LANGUAGE sql
@@ -685,10 +984,13 @@ IMMUTABLE
 AS $$
 	SELECT '{to_number,run_at,provider,payload,campaign,dedupe_key,priority,max_attempts,timezone,deadline,customer_ref,late_ok}'::text[];
 $$;
-
 COMMENT ON FUNCTION dialer.call_request_keys() IS
 	'Internal: the keys an element of enqueue_calls() may have (the attributes of dialer.call_request)';
 
+/*
+ * The error of an element of enqueue_calls() that is not a call at all: shape
+ * not_object (not a JSON object) or unknown_key (a key enqueue_calls does not know).
+ */
 CREATE FUNCTION dialer.call_shape_error(element jsonb, shape text)
 RETURNS dialer.call_error
 LANGUAGE sql
@@ -708,10 +1010,27 @@ AS $$
 				'Check the spelling; what the call says goes inside payload.')::dialer.call_error
 		END;
 $$;
-
 COMMENT ON FUNCTION dialer.call_shape_error(jsonb, text) IS
 	'Internal: the error (sqlstate, message, detail, hint) of an enqueue_calls() element that is not an object (not_object) or has a key it does not know (unknown_key)';
 
+/*
+ * Enqueues many calls in one set-based statement: calls is a JSON array of objects
+ * whose keys are enqueue_call's argument names (to_number, run_at, provider, payload,
+ * campaign, dedupe_key, priority, max_attempts, timezone, deadline) plus customer_ref;
+ * a missing key takes enqueue_call's default.  Each element gets exactly enqueue_call's
+ * treatment: the same rules (dialer.call_refusal), the stored id for a dedupe key already
+ * stored or used earlier in the array (outcome duplicate), a do-not-call number stored as
+ * skipped with an event, one wake-up of the worker at commit.  Returns one row per
+ * element, in order.
+ *
+ * atomic => true (the default): all or nothing; the first refused element raises its
+ * error (message prefixed with its position) and nothing is written.  atomic => false:
+ * the acceptable elements are written, the refused ones come back with outcome refused
+ * and the error's SQLSTATE, message, detail and hint.  An element that is not an object,
+ * or has a key enqueue_calls does not know, is refused; a value of the wrong JSON type
+ * for its key (a run_at that is not a timestamp, a fractional priority) fails the whole
+ * call with PostgreSQL's own error, in both modes.
+ */
 CREATE FUNCTION dialer.enqueue_calls(calls jsonb, atomic boolean DEFAULT true)
 RETURNS SETOF dialer.enqueue_result
 LANGUAGE plpgsql
@@ -894,11 +1213,87 @@ BEGIN
 		  FROM unnest(v_res) u;	-- in the order of the array: by item
 END;
 $$;
-
 COMMENT ON FUNCTION dialer.enqueue_calls(jsonb, boolean) IS
 	'Enqueues a JSON array of calls (keys: enqueue_call''s arguments plus customer_ref) with enqueue_call''s rules, dedupe, do-not-call and wake-up; one row per element: item, id, outcome (scheduled, skipped, duplicate, refused) and the error of a refused one. atomic => true (default): all or nothing; false: writes the acceptable calls.';
 
-CREATE OR REPLACE FUNCTION dialer.retry_call(call_id bigint)
+/*
+ * Raises the standard error unless role_name names an existing role: the grant
+ * helpers' one check.
+ */
+CREATE FUNCTION dialer.require_role(role_name name)
+RETURNS void
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+BEGIN
+	IF role_name IS NULL OR NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = role_name) THEN
+		PERFORM dialer.raise_bad_argument('role_name', role_name::text, 'No role has this name.',
+			'Create the role first (CREATE ROLE ...).', '42704');
+	END IF;
+END;
+$$;
+COMMENT ON FUNCTION dialer.require_role(name) IS 'Internal: raises "invalid role_name" unless the role exists';
+
+/*
+ * Locks and returns one call, or raises the standard error for an unknown id.
+ */
+CREATE FUNCTION dialer.lock_call(call_id bigint)
+RETURNS dialer.scheduled_calls
+LANGUAGE plpgsql
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+DECLARE
+	v_call dialer.scheduled_calls;
+BEGIN
+	IF call_id IS NULL THEN
+		PERFORM dialer.raise_bad_argument('call_id', NULL, 'A call id is required.', 'Pass the id enqueue_call returned.', '22004');
+	END IF;
+	SELECT * INTO v_call FROM dialer.scheduled_calls c WHERE c.id = lock_call.call_id FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'call % does not exist', call_id
+			USING ERRCODE = 'no_data_found',
+				  DETAIL = 'No row of dialer.scheduled_calls has this id (dialer.cleanup() may have removed it).',
+				  HINT = 'Pass an id returned by dialer.enqueue_call().';
+	END IF;
+	RETURN v_call;
+END;
+$$;
+COMMENT ON FUNCTION dialer.lock_call(bigint) IS 'Internal: locks a call FOR UPDATE, or raises "call N does not exist"';
+
+/*
+ * Cancels a call that has not been claimed yet.  A call already being dispatched or
+ * finished cannot be taken back: the answer is false and nothing changes.
+ */
+CREATE FUNCTION dialer.cancel_call(call_id bigint)
+RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+DECLARE
+	v_call dialer.scheduled_calls := dialer.lock_call(call_id);
+BEGIN
+	IF v_call.status <> 'scheduled' THEN
+		RETURN false;
+	END IF;
+	UPDATE dialer.scheduled_calls c
+	   SET status = 'canceled', updated_at = now(), finished_at = now()
+	 WHERE c.id = v_call.id;
+	INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
+	VALUES (v_call.id, 'canceled', 'scheduled', 'canceled', jsonb_build_object('by', session_user::text));
+	RETURN true;
+END;
+$$;
+COMMENT ON FUNCTION dialer.cancel_call(bigint) IS
+	'Cancels a scheduled call: true when this call canceled it, false when it was already claimed or finished; an error for an unknown id';
+
+/*
+ * Puts a failed, unknown or expired call back in the queue, due now, with a fresh run
+ * of max_attempts attempts (and, should it end unknown again, 3 fresh searches).  An expired call loses its deadline (else it would expire
+ * again at once).  Any other status: false, nothing changes.
+ */
+CREATE FUNCTION dialer.retry_call(call_id bigint)
 RETURNS boolean
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -924,8 +1319,48 @@ BEGIN
 	RETURN true;
 END;
 $$;
+COMMENT ON FUNCTION dialer.retry_call(bigint) IS
+	'Requeues a failed, unknown or expired call (due now, a fresh run of max_attempts): true when requeued, false for any other status';
 
-CREATE OR REPLACE FUNCTION dialer.stats(day date DEFAULT current_date)
+/*
+ * A call with its attempts and events, as one JSON document.
+ */
+CREATE FUNCTION dialer.call_details(call_id bigint)
+RETURNS jsonb
+LANGUAGE plpgsql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+DECLARE
+	v_call dialer.scheduled_calls;
+BEGIN
+	IF call_id IS NULL THEN
+		PERFORM dialer.raise_bad_argument('call_id', NULL, 'A call id is required.', 'Pass the id enqueue_call returned.', '22004');
+	END IF;
+	SELECT * INTO v_call FROM dialer.scheduled_calls c WHERE c.id = call_details.call_id;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'call % does not exist', call_id
+			USING ERRCODE = 'no_data_found',
+				  DETAIL = 'No row of dialer.scheduled_calls has this id (dialer.cleanup() may have removed it).',
+				  HINT = 'Pass an id returned by dialer.enqueue_call().';
+	END IF;
+	RETURN jsonb_build_object(
+		'call', to_jsonb(v_call),
+		'attempts', coalesce((SELECT jsonb_agg(to_jsonb(a) - 'call_id' ORDER BY a.attempt)
+							  FROM dialer.call_attempts a WHERE a.call_id = v_call.id), '[]'),
+		'events', coalesce((SELECT jsonb_agg(to_jsonb(e) - 'call_id' ORDER BY e.id)
+							FROM dialer.call_events e WHERE e.call_id = v_call.id), '[]'));
+END;
+$$;
+COMMENT ON FUNCTION dialer.call_details(bigint) IS
+	'A call with its attempts and events as jsonb: {call, attempts, events}; an error for an unknown id';
+
+/*
+ * Counts of one day (the day's calls by run_at, in the session's TimeZone), the
+ * whole queue's backlog and next due time, and the worker's state.
+ */
+CREATE FUNCTION dialer.stats(day date DEFAULT current_date)
 RETURNS jsonb
 LANGUAGE plpgsql
 STABLE
@@ -983,11 +1418,15 @@ BEGIN
 						WHERE w.database = current_database() LIMIT 1));
 END;
 $$;
-
 COMMENT ON FUNCTION dialer.stats(date) IS
 	'Counts of a day''s calls (calls: all of them; completed, failed, not_reached, pending, not_called, unknown; scheduled: the same as calls, deprecated), total_pending, next_run_at, by_campaign and the worker''s state';
 
-CREATE OR REPLACE FUNCTION dialer.cleanup(older_than interval DEFAULT '30 days')
+/*
+ * Removes finished calls (completed, no_answer, busy, failed, canceled, skipped,
+ * expired) that finished longer ago than older_than, with their attempts and events.
+ * Calls still in progress and unknown calls are never touched.
+ */
+CREATE FUNCTION dialer.cleanup(older_than interval DEFAULT '30 days')
 RETURNS bigint
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -1009,10 +1448,111 @@ BEGIN
 	RETURN v_count;
 END;
 $$;
-
 COMMENT ON FUNCTION dialer.cleanup(interval) IS
 	'Deletes finished calls (and their attempts and events) that finished more than older_than ago, and pending callbacks received more than older_than ago; returns how many calls it removed. Unfinished and unknown calls are kept.';
+/*
+ * pg_dialer: the dispatcher's side of the queue.
+ *
+ * The worker (src/worker.c, src/queue.c) calls these functions in short
+ * transactions: it claims due calls (committed before any request leaves), sends
+ * the requests with no transaction open, then stores the outcomes in batches.
+ * They are plain SQL so that pgTAP can test the rules without a worker; no other
+ * role may execute them.
+ *
+ *   claiming       recover_dispatching, provider_capacity, next_window_opening,
+ *                  claim_calls, release_claims, next_due_at, worker_providers
+ *   storing        record_results
+ *   re-evaluating  triggers when a calling window, a time zone, the do-not-call list or
+ *                  a provider changes (reevaluate_parked_calls, providers_changed, ...)
+ *   reconciling    calls whose outcome is unknown: claim_reconciliations and
+ *                  apply_reconciliation (by provider call id), claim_searches and
+ *                  apply_search (by what was sent)
+ *
+ * Copyright (c) 2026, pg_dialer developers
+ */
 
+/*
+ * Calls the worker left in 'dispatching' when it stopped: their request may have
+ * reached the provider, so they are never re-sent automatically.  They become
+ * 'unknown' (an operator, or reconciliation with the provider's records, decides).
+ * Run by a worker when it starts, before it claims anything.
+ */
+CREATE FUNCTION dialer.recover_dispatching()
+RETURNS int
+LANGUAGE plpgsql
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+DECLARE
+	v_count int;
+BEGIN
+	WITH lost AS (
+		UPDATE dialer.scheduled_calls c
+		   SET status = 'unknown', updated_at = now(),
+			   last_error = 'dispatcher stopped before the outcome of the request was stored'
+		 WHERE c.status = 'dispatching'
+		RETURNING c.id, c.attempts
+	), ev AS (
+		INSERT INTO dialer.call_events (call_id, event, from_status, to_status, detail)
+		SELECT l.id, 'unknown', 'dispatching', 'unknown',
+			   jsonb_build_object('reason', 'dispatcher restarted while the request may have been in flight',
+								  'attempt', l.attempts)
+		  FROM lost l
+	), att AS (
+		UPDATE dialer.call_attempts a
+		   SET error_code = coalesce(a.error_code, 'dispatcher_restart'),
+			   error_message = coalesce(a.error_message, 'outcome unknown: the dispatcher stopped')
+		  FROM lost l
+		 WHERE a.call_id = l.id AND a.attempt = l.attempts AND a.http_status IS NULL
+	)
+	SELECT count(*) INTO v_count FROM lost;
+	RETURN v_count;
+END;
+$$;
+COMMENT ON FUNCTION dialer.recover_dispatching() IS
+	'Worker start-up: turns calls left in dispatching into unknown (with an event), never re-sending them; returns how many';
+
+/*
+ * How many more calls a provider may have in progress: its max_concurrency less
+ * the calls dispatching or dialing that had news within dialer.reconcile_after.
+ * NULL max_concurrency means no limit.  0 for a disabled or unknown provider.
+ */
+CREATE FUNCTION dialer.provider_capacity(provider text)
+RETURNS int
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+DECLARE
+	v_max	int;
+	v_on	boolean;
+	v_busy	int;
+BEGIN
+	SELECT p.max_concurrency, p.enabled INTO v_max, v_on FROM dialer.providers p WHERE p.name = provider;
+	IF NOT FOUND OR NOT v_on THEN
+		RETURN 0;
+	END IF;
+	IF v_max IS NULL THEN
+		RETURN 2147483647;
+	END IF;
+	SELECT count(*) INTO v_busy
+	  FROM (SELECT 1 FROM dialer.scheduled_calls c
+			 WHERE c.provider = provider_capacity.provider
+			   AND c.status IN ('dispatching', 'dialing')
+			   AND c.updated_at > now() - current_setting('dialer.reconcile_after')::interval
+			 ORDER BY c.updated_at DESC
+			 LIMIT v_max) s;
+	RETURN greatest(v_max - v_busy, 0);
+END;
+$$;
+COMMENT ON FUNCTION dialer.provider_capacity(text) IS
+	'Calls a provider may still start: max_concurrency less its calls dispatching or dialing (with news within dialer.reconcile_after)';
+
+/*
+ * For a provider at its max_concurrency (the dispatcher asks, to say why it waits):
+ * how many of its calls are due and waiting (counted up to 10,000), and when its first
+ * slot frees by itself: its oldest call in progress stops counting against
+ * max_concurrency after dialer.reconcile_after without news, and is looked up then.
+ */
 CREATE FUNCTION dialer.provider_stall(provider text, OUT due_calls int, OUT frees_at timestamptz)
 RETURNS record
 LANGUAGE sql
@@ -1029,10 +1569,38 @@ AS $$
 			 WHERE c.provider = provider_stall.provider AND c.status IN ('dispatching', 'dialing')
 			   AND c.updated_at > now() - current_setting('dialer.reconcile_after')::interval);
 $$;
-
 COMMENT ON FUNCTION dialer.provider_stall(text) IS
 	'Worker: for a provider at its max_concurrency, its due calls waiting (up to 10,000) and when reconciliation frees its first slot';
 
+/*
+ * The start of the next calling window at or after instant at, in zone tz, for a
+ * window [window_start, window_end) of local times.  NULL when at is inside the
+ * window.
+ */
+CREATE FUNCTION dialer.next_window_opening(at timestamptz, tz text, window_start time, window_end time)
+RETURNS timestamptz
+LANGUAGE sql
+IMMUTABLE
+PARALLEL SAFE
+-- no SET clause: it would stop the planner inlining this into claim_calls' query
+AS $$
+	SELECT CASE
+		WHEN (at AT TIME ZONE tz)::time >= window_start
+			 AND ((at AT TIME ZONE tz)::time < window_end OR window_end = '00:00' OR window_end = '24:00')
+			THEN NULL
+		WHEN (at AT TIME ZONE tz)::time < window_start
+			THEN (date_trunc('day', at AT TIME ZONE tz) + window_start) AT TIME ZONE tz
+		ELSE (date_trunc('day', at AT TIME ZONE tz) + interval '1 day' + window_start) AT TIME ZONE tz
+	END;
+$$;
+COMMENT ON FUNCTION dialer.next_window_opening(timestamptz, text, time, time) IS
+	'NULL when instant at is inside the local calling window [window_start, window_end) of zone tz, else when the window next opens';
+
+/*
+ * What a claim's event says about the zones the general calling window was read in:
+ * the zones and their source (dialer.recipient_zones); when the number's zone is
+ * unknown and dialer.default_timezone stood in for it, a warning saying so.
+ */
 CREATE FUNCTION dialer.window_zones_detail(to_number text, zones text[], source text)
 RETURNS jsonb
 LANGUAGE sql
@@ -1043,10 +1611,13 @@ AS $$
 				  format('the time zone of %s is not known from the number: the calling window was read in dialer.default_timezone (%s); give the call or its campaign a timezone',
 						 to_number, zones[1])) ELSE '{}' END;
 $$;
-
 COMMENT ON FUNCTION dialer.window_zones_detail(text, text[], text) IS
 	'Internal: the zones (and their source) a claim read the general calling window in, as event detail; a warning when dialer.default_timezone stood in for an unknown zone';
 
+/*
+ * Why a call was skipped because the general window is never open in all of its
+ * number's zones at once.
+ */
 CREATE FUNCTION dialer.no_window_message(to_number text, zones text[], window_start time, window_end time)
 RETURNS text
 LANGUAGE sql
@@ -1056,11 +1627,32 @@ AS $$
 				  to_char(window_start, 'HH24:MI'), to_char(window_end, 'HH24:MI'), cardinality(zones), to_number,
 				  array_to_string(zones[1:5], ', ') || CASE WHEN cardinality(zones) > 5 THEN ', ...' ELSE '' END);
 $$;
-
 COMMENT ON FUNCTION dialer.no_window_message(text, text[], time, time) IS
 	'Internal: last_error of a call skipped because the calling window never opens in all of its number''s zones at once';
 
-CREATE OR REPLACE FUNCTION dialer.claim_calls(provider text, max_calls int, default_timezone text,
+/*
+ * Claims up to max_calls due calls of one provider, highest priority then
+ * earliest first, skipping rows other sessions hold locked.  In the same
+ * statement, due calls that must not be dialled are settled instead:
+ *   - past their deadline: expired;
+ *   - number on the do-not-call list, or not in dialer.allowed_numbers: skipped;
+ *   - outside the recipient's calling window, read in the recipient's zones
+ *     (dialer.recipient_zones: the call's, the campaign's, the number's, else
+ *     default_timezone; several zones: open only when open in all): left scheduled,
+ *     due again when the window opens (or at the deadline, to expire then), with a
+ *     window_wait event naming the zones and their source; a window that never opens
+ *     in all of a number's zones at once: skipped (no_window);
+ *   - when enabled calling policies apply to the call (dialer.batch_verdicts, once
+ *     for the batch; dialer.compliance_verdict for the calls it cannot settle by rule set):
+ *     their windows and blackouts, intersected with the general window, in the
+ *     recipient's zones (explicit, else from the number) park it the same way; a
+ *     reached cap, a silence after refusal or an unknown zone skip it.  Events and
+ *     last_error name the policy and rule.  With no enabled policy at all the
+ *     verdict is not even computed.
+ * The others become 'dispatching' with their attempt row; the caller commits
+ * before it sends anything.
+ */
+CREATE FUNCTION dialer.claim_calls(provider text, max_calls int, default_timezone text,
 								   window_start time, window_end time, allowed_numbers text)
 RETURNS TABLE (id bigint, attempt int, to_number text, from_number text, mode text,
 			   payload text, message text, url text, script text, base_url text,
@@ -1213,10 +1805,15 @@ BEGIN
 	 ORDER BY g.priority DESC, g.next_attempt_at;
 END;
 $$;
-
 COMMENT ON FUNCTION dialer.claim_calls(text, int, text, time, time, text) IS
 	'Worker: claims up to max_calls due calls of a provider (FOR UPDATE SKIP LOCKED) and returns those to dial; settles expired, do-not-call, not-allowed and out-of-window calls, and applies the calling policies (park until their opening, or skip naming policy and rule)';
 
+/*
+ * Gives back claims whose requests never left: the worker was stopped while the
+ * claim waited for standbys to flush it (dialer.standby_wait).  The call is
+ * scheduled again as it was, its attempt not counted and its attempt row removed
+ * (no request was made).  A call no longer in the claimed state is left alone.
+ */
 CREATE FUNCTION dialer.release_claims(call_ids bigint[], attempts int[])
 RETURNS int
 LANGUAGE plpgsql
@@ -1256,10 +1853,23 @@ BEGIN
 	RETURN v_count;
 END;
 $$;
-
 COMMENT ON FUNCTION dialer.release_claims(bigint[], int[]) IS
 	'Worker: puts claimed calls whose requests never left back to scheduled (attempt not counted, with an event); returns how many';
 
+/*
+ * Calls parked for a calling window (scheduled, not yet due, their latest event a
+ * window_wait) are looked at again with the windows that apply now: the server's
+ * settings as this session sees them (dialer.default_timezone, call_window_start,
+ * call_window_end), the campaign's window and time zone, the call's time zone.  A call
+ * whose window is open now becomes due now; one whose window opens at another time is
+ * moved to that opening (or its deadline, if sooner).  Each moved call gets a window_wait
+ * event saying why; a call left as it was gets nothing.  Only the calls of only_calls
+ * and of campaign only_campaign when given.  Rows another session holds locked (the
+ * worker claiming them) are left to that session.  Returns how many calls moved.
+ *
+ * Run by the worker after it reloads its settings (SIGHUP), and by the triggers below
+ * when a campaign's window or a call's time zone changes.
+ */
 CREATE FUNCTION dialer.reevaluate_parked_calls(only_calls bigint[] DEFAULT NULL, only_campaign text DEFAULT NULL)
 RETURNS int
 LANGUAGE plpgsql
@@ -1315,10 +1925,14 @@ BEGIN
 	RETURN v_n;
 END;
 $$;
-
 COMMENT ON FUNCTION dialer.reevaluate_parked_calls(bigint[], text) IS
 	'Calls waiting for a calling window, looked at again with the windows that apply now (settings, campaign, call time zone): due now, or moved to the new opening, with a window_wait event; returns how many moved';
 
+/*
+ * Triggers: a change of a campaign's window or time zone, or of a call's time zone,
+ * re-evaluates the calls parked under the old one, and wakes the worker at commit.
+ * SECURITY DEFINER: whoever may change the campaign may move its waiting calls.
+ */
 CREATE FUNCTION dialer.window_changed()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -1336,10 +1950,8 @@ BEGIN
 	RETURN NULL;
 END;
 $$;
-
 COMMENT ON FUNCTION dialer.window_changed() IS
 	'Trigger: re-evaluates the calls parked for a calling window when a campaign''s window or time zone, or a call''s time zone, changes';
-
 REVOKE ALL ON FUNCTION dialer.window_changed() FROM PUBLIC;
 
 CREATE TRIGGER campaign_window_changed
@@ -1349,13 +1961,19 @@ CREATE TRIGGER campaign_window_changed
 		  OR OLD.call_window_end IS DISTINCT FROM NEW.call_window_end
 		  OR OLD.timezone IS DISTINCT FROM NEW.timezone)
 	EXECUTE FUNCTION dialer.window_changed();
-
 CREATE TRIGGER call_timezone_changed
 	AFTER UPDATE OF timezone ON dialer.scheduled_calls
 	FOR EACH ROW
 	WHEN (OLD.timezone IS DISTINCT FROM NEW.timezone AND NEW.status = 'scheduled')
 	EXECUTE FUNCTION dialer.window_changed();
 
+/*
+ * Skips scheduled calls at once, each with its last_error and the detail of its skipped
+ * event: the one home of "a call that may no longer be made is settled now, not when it
+ * falls due" (a number added to the do-not-call list, a consent revoked, a refusal
+ * recorded).  A call no longer scheduled (claimed meanwhile, canceled) is left alone: its
+ * row is re-checked under the UPDATE's lock.  Returns how many were skipped.
+ */
 CREATE FUNCTION dialer.skip_scheduled_calls(call_ids bigint[], errors text[], details jsonb[])
 RETURNS int
 LANGUAGE sql
@@ -1375,12 +1993,15 @@ AS $$
 	)
 	SELECT count(*)::int FROM skipped;
 $$;
-
 COMMENT ON FUNCTION dialer.skip_scheduled_calls(bigint[], text[], jsonb[]) IS
 	'Internal: skips the calls still scheduled among call_ids now, each with its last_error and skipped-event detail (do-not-call entries, revoked consents, refusals); returns how many';
-
 REVOKE ALL ON FUNCTION dialer.skip_scheduled_calls(bigint[], text[], jsonb[]) FROM PUBLIC;
 
+/*
+ * A number added to the do-not-call list: its scheduled calls (waiting for a window,
+ * a retry or their run_at) are skipped at once, with the reason, instead of waiting
+ * for the check at dispatch.
+ */
 CREATE FUNCTION dialer.do_not_call_added()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -1397,17 +2018,26 @@ BEGIN
 	RETURN NULL;
 END;
 $$;
-
 COMMENT ON FUNCTION dialer.do_not_call_added() IS
 	'Trigger: skips the scheduled calls of numbers added to dialer.do_not_call (reason do_not_call)';
-
 REVOKE ALL ON FUNCTION dialer.do_not_call_added() FROM PUBLIC;
 
 CREATE TRIGGER do_not_call_added AFTER INSERT ON dialer.do_not_call
 	REFERENCING NEW TABLE AS added
 	FOR EACH STATEMENT EXECUTE FUNCTION dialer.do_not_call_added();
 
-CREATE OR REPLACE FUNCTION dialer.record_results(call_ids bigint[], attempts int[], outcomes text[],
+/*
+ * Stores a batch of request outcomes, one array element per request:
+ *   accepted  the provider took the call: dispatching -> dialing, with its call id;
+ *   retry     a transient failure: scheduled again after delay_ms, or failed when
+ *             the run's attempts are used up;
+ *   failed    a permanent failure: failed at once, with the provider's code and message;
+ *   unknown   the request may have reached the provider but its answer was lost
+ *             (shutdown while in flight): unknown, never re-sent automatically.
+ * A call a callback has already moved on is left where it is; its attempt row is
+ * still completed.
+ */
+CREATE FUNCTION dialer.record_results(call_ids bigint[], attempts int[], outcomes text[],
 									  http_statuses int[], provider_call_ids text[],
 									  error_codes text[], error_messages text[], more_infos text[],
 									  delays_ms int[], responded_at timestamptz[])
@@ -1485,7 +2115,40 @@ BEGIN
 	  FROM upd u;
 END;
 $$;
+COMMENT ON FUNCTION dialer.record_results(bigint[], int[], text[], int[], text[], text[], text[], text[], int[], timestamptz[]) IS
+	'Worker: stores a batch of request outcomes (accepted, retry, failed, unknown) with events; never moves a call a callback has already moved on';
 
+/*
+ * A provider added, enabled or changed may make waiting calls dispatchable: when
+ * the change commits, the worker reloads the providers and looks at the queue.
+ */
+CREATE FUNCTION dialer.reload_providers_at_commit()
+RETURNS void
+LANGUAGE C VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'dialer_providers_changed';
+COMMENT ON FUNCTION dialer.reload_providers_at_commit() IS
+	'Makes the worker reload dialer.providers (and wake) when the current transaction commits';
+
+CREATE FUNCTION dialer.providers_changed()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+BEGIN
+	PERFORM dialer.reload_providers_at_commit();
+	RETURN NULL;
+END;
+$$;
+COMMENT ON FUNCTION dialer.providers_changed() IS
+	'Trigger: the worker reloads the providers when a change to dialer.providers commits';
+CREATE TRIGGER providers_changed AFTER INSERT OR UPDATE OR DELETE ON dialer.providers
+	FOR EACH STATEMENT EXECUTE FUNCTION dialer.providers_changed();
+
+/*
+ * When an unknown call without a provider call id is next due for a search at its
+ * provider by what was sent (see dialer.claim_searches): reconcile_after after its
+ * last news, then 2 and 4 times reconcile_after after the previous search.
+ */
 CREATE FUNCTION dialer.search_due_at(updated_at timestamptz, reconciled_at timestamptz, searches int)
 RETURNS timestamptz
 LANGUAGE sql
@@ -1495,11 +2158,19 @@ AS $$
 	SELECT greatest(updated_at, coalesce(reconciled_at, updated_at))
 		   + current_setting('dialer.reconcile_after')::interval * power(2, searches);
 $$;
-
 COMMENT ON FUNCTION dialer.search_due_at(timestamptz, timestamptz, int) IS
 	'Worker: when an unknown call without a provider call id is next searched for at its provider (reconcile_after after its last news or search, doubling with each search)';
 
-CREATE OR REPLACE FUNCTION dialer.next_due_at(blocked_providers text[] DEFAULT '{}',
+/*
+ * When the worker must next look at the queue: the earliest next_attempt_at of a
+ * scheduled call of an enabled provider, leaving out providers the worker knows
+ * are blocked (at capacity or out of calls-per-second budget; it times those
+ * itself); and when the next call falls due for reconciliation.  NULL: nothing.
+ * PL/pgSQL, so that its plan is kept for the session: as a SQL function with a
+ * SET clause (which cannot be inlined) it was planned again at every call, about
+ * 0.8 ms of each dispatch round.
+ */
+CREATE FUNCTION dialer.next_due_at(blocked_providers text[] DEFAULT '{}',
 								   OUT dispatch_at timestamptz, OUT reconcile_at timestamptz)
 LANGUAGE plpgsql
 STABLE
@@ -1539,11 +2210,18 @@ BEGIN
 	  INTO dispatch_at, reconcile_at;
 END;
 $$;
-
 COMMENT ON FUNCTION dialer.next_due_at(text[]) IS
 	'Worker: earliest next_attempt_at of a scheduled call of an enabled provider not in blocked_providers, and when the next call falls due for reconciliation: a lookup by provider call id or a search by what was sent (NULL: none)';
 
-CREATE OR REPLACE FUNCTION dialer.claim_reconciliations(max_calls int)
+/*
+ * Calls to look up at their provider because its word is overdue: dialing with no
+ * news for dialer.reconcile_after (a lost callback), or unknown with a provider
+ * call id.  Each is stamped (reconciled_at = now(), not updated_at: a lookup is not
+ * news, and a call without news must stop counting against max_concurrency), so
+ * it is looked up again only after another dialer.reconcile_after.  A dialing call
+ * without a provider call id cannot be looked up: it becomes unknown, with an event.
+ */
+CREATE FUNCTION dialer.claim_reconciliations(max_calls int)
 RETURNS TABLE (id bigint, provider text, provider_call_id text, status text)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, dialer, pg_temp
@@ -1580,7 +2258,13 @@ BEGIN
 	RETURNING c.id, c.provider, c.provider_call_id, c.status;
 END;
 $$;
+COMMENT ON FUNCTION dialer.claim_reconciliations(int) IS
+	'Worker: up to max_calls calls whose provider''s word is overdue (dialing without news for dialer.reconcile_after, unknown with a provider call id), stamped so they are not looked up again before another reconcile_after';
 
+/*
+ * How many lookups of a call at its provider may fail in a row before reconciliation
+ * gives up on it (dialer.apply_reconciliation): its one home.
+ */
 CREATE FUNCTION dialer.reconcile_max_failures()
 RETURNS int
 LANGUAGE sql
@@ -1589,12 +2273,20 @@ PARALLEL SAFE
 AS $$
 	SELECT 3;
 $$;
-
 COMMENT ON FUNCTION dialer.reconcile_max_failures() IS
 	'Internal: lookups of a call at its provider that may fail in a row (3) before a dialing call becomes unknown and is no longer looked up';
 
--- return type changed
-DROP FUNCTION dialer.apply_reconciliation(call_id bigint, provider_call_id text, http_status int, body text, error text);
+/*
+ * Applies what a provider said when a call was looked up: its own call resource
+ * (Twilio's Calls/{sid}.json: status, duration, answered_by; backend and voice API:
+ * status, duration, transcript, recording_url), through dialer.apply_provider_status
+ * like a callback.  A failed lookup (an error, a 404, an answer without a status) is
+ * recorded as an event, with its HTTP status, and counted: after
+ * dialer.reconcile_max_failures() in a row a dialing call becomes unknown, saying why,
+ * and no call is looked up again after that many failures (an operator decides, as for
+ * every unknown call), so that no call is left dialing for good.  Returns NULL, or the
+ * reason when it gave a call up (the dispatcher logs it).
+ */
 CREATE FUNCTION dialer.apply_reconciliation(call_id bigint, provider_call_id text,
 											http_status int, body text, error text)
 RETURNS text
@@ -1656,10 +2348,21 @@ BEGIN
 	RETURN NULL;
 END;
 $$;
-
 COMMENT ON FUNCTION dialer.apply_reconciliation(bigint, text, int, text, text) IS
 	'Worker: applies a provider''s answer to a call lookup (status, duration, answered_by, ...) like a callback; records a failed lookup as an event, and after 3 failures in a row makes a dialing call unknown (returns why; NULL otherwise)';
 
+/*
+ * Unknown calls of one provider that have no provider call id (the worker died,
+ * failed over, or lost the answer before a call id was stored), due for a search
+ * at the provider by what was sent: Twilio's Calls list by To, From and a start
+ * at or after the claim of the call's last attempt; a backend's
+ * GET /call?idempotency_key= with the attempt's Idempotency-Key.  A call is searched
+ * at most 3 times (dialer.search_due_at: reconcile_after after its last news, then
+ * 2 and 4 times reconcile_after after the previous search); each claim is counted
+ * and stamped before the search leaves.  Returns what to search for, as JSON:
+ * kind, to, from, after (the claim, UTC, to the second), idempotency_key,
+ * attempt, search (1..3) and of (3).  voice_api providers offer no such search.
+ */
 CREATE FUNCTION dialer.claim_searches(provider text, max_calls int)
 RETURNS TABLE (id bigint, search text)
 LANGUAGE plpgsql
@@ -1704,10 +2407,18 @@ BEGIN
 	  LEFT JOIN dialer.call_attempts a ON a.call_id = u.id AND a.attempt = u.attempts;
 END;
 $$;
-
 COMMENT ON FUNCTION dialer.claim_searches(text, int) IS
 	'Worker: up to max_calls unknown calls of a provider without a provider call id, due for a search by what was sent (at most 3 searches each), counted and stamped; returns what to search for as JSON';
 
+/*
+ * The records of a search's answer (dialer.claim_searches' search, records the answer's
+ * calls array) that may be the call's: not already the call of another attempt or
+ * call, and (Twilio) its to and from are what was sent and it was created at or after
+ * the claim (not_before, to the second: a provider creates a call only after the
+ * claim committed); (backend) it does not name another Idempotency-Key.  candidates: a JSON
+ * array of {id, status, date_created, duration, answered_by}; older: a Twilio record
+ * created before the claim was seen (the list, newest first, went back far enough).
+ */
 CREATE FUNCTION dialer.search_candidates(call_id bigint, attempt int, search jsonb, records jsonb,
 										 not_before timestamptz, OUT candidates jsonb, OUT older boolean)
 LANGUAGE plpgsql
@@ -1754,10 +2465,16 @@ BEGIN
 	END LOOP;
 END;
 $$;
-
 COMMENT ON FUNCTION dialer.search_candidates(bigint, int, jsonb, jsonb, timestamptz) IS
 	'Worker: the records of a search''s answer that may be an unknown call''s (what was sent, not another call''s), and whether a Twilio record older than the claim was seen';
 
+/*
+ * Settles an unknown call by the one record a search found (match: a candidate of
+ * dialer.search_candidates) on its attempt: like a callback (dialer.apply_provider_status,
+ * event 'reconciled' with detail) when pg_dialer knows the record's status, else as
+ * under way (dialing) with the record's id stored for later lookups.  The call's
+ * searches start again at 0 for a later attempt.
+ */
 CREATE FUNCTION dialer.settle_searched_call(call_id bigint, attempt int, match jsonb, detail jsonb)
 RETURNS void
 LANGUAGE plpgsql
@@ -1793,10 +2510,13 @@ BEGIN
 	UPDATE dialer.scheduled_calls c SET reconcile_searches = 0 WHERE c.id = settle_searched_call.call_id;
 END;
 $$;
-
 COMMENT ON FUNCTION dialer.settle_searched_call(bigint, int, jsonb, jsonb) IS
 	'Worker: settles an unknown call by the one record a search found (as a callback would, or as under way for a status pg_dialer does not know)';
 
+/*
+ * What the reconcile_search event of a search that settled nothing says, for its result
+ * (not_found, ambiguous, incomplete, found, not_offered, failed) and the searches left.
+ */
 CREATE FUNCTION dialer.search_message(result text, searches_left int)
 RETURNS text
 LANGUAGE sql
@@ -1813,10 +2533,20 @@ AS $$
 				   THEN '; no search is left: the call stays unknown (check it at the provider, then dialer.retry_call() or leave it)'
 				   ELSE '' END;
 $$;
-
 COMMENT ON FUNCTION dialer.search_message(text, int) IS
 	'Worker: the message of a reconcile_search event for a search result and the searches left';
 
+/*
+ * Applies the answer to a search for an unknown call without a provider call id
+ * (dialer.claim_searches): Twilio's Calls list page, or a backend's
+ * {"calls": [...]}.  Its candidates (dialer.search_candidates): exactly one settles
+ * the call (dialer.settle_searched_call).  No candidate, more than one (never
+ * guessed), a Twilio page that may not hold them all, or a failed search leaves the
+ * call unknown, with a 'reconcile_search' event saying what was searched and what was
+ * found (dialer.search_message).  An answer for an attempt the call has left (settled
+ * meanwhile, or requeued by dialer.retry_call, perhaps claimed and unknown again since)
+ * changes nothing but that event: its record may be another attempt's call.
+ */
 CREATE FUNCTION dialer.apply_search(call_id bigint, search jsonb, http_status int, body text, error text)
 RETURNS void
 LANGUAGE plpgsql
@@ -1890,10 +2620,129 @@ BEGIN
 				'message', dialer.search_message(v_result, (v_detail->>'searches_left')::int)));
 END;
 $$;
-
 COMMENT ON FUNCTION dialer.apply_search(bigint, jsonb, int, text, text) IS
 	'Worker: applies the answer to a search for an unknown call without a provider call id: exactly one matching record settles it (event reconciled), else it stays unknown with a reconcile_search event (not_found, ambiguous, incomplete, failed, not_offered); an answer for an attempt the call has left (settled, or requeued by retry_call) changes nothing';
 
+/*
+ * The provider configurations the worker dispatches with (secrets included: only
+ * the owner and the worker may run this).
+ */
+CREATE FUNCTION dialer.worker_providers()
+RETURNS SETOF dialer.providers
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+	SELECT * FROM dialer.providers p WHERE p.enabled ORDER BY p.name;
+$$;
+COMMENT ON FUNCTION dialer.worker_providers() IS
+	'Worker: enabled provider configurations, secrets included (owner only)';
+/*
+ * pg_dialer: call outcomes coming back from the providers.
+ *
+ *   dialer_api.twilio_status_callback      Twilio status callbacks (form fields, X-Twilio-Signature)
+ *   dialer_api.provider_status_callback    JSON webhooks of backend and voice_api providers
+ *                                          (HMAC-SHA256 of timestamp.body with the provider's
+ *                                          webhook_secret)
+ *
+ * The schema dialer_api holds only these ingest functions: it is the one schema PostgREST
+ * exposes, to a role that may execute them and nothing else (deploy/roles.sql).  They are
+ * SECURITY DEFINER with a pinned search_path; everything they do is done by the internal
+ * functions below, in schema dialer, which no other role may run:
+ *
+ *   dialer.apply_provider_status()  applies one status report of a provider to a call:
+ *                                   idempotent, monotonic, retry policy.  Webhooks and the
+ *                                   worker's reconciliation both use it.
+ *   dialer.twilio_ingest(), dialer.json_webhook_ingest()   authenticate, then apply.
+ *
+ * The small internal helpers carry no SET search_path of their own, so that PostgreSQL can
+ * inline or cache them: they qualify what they use and run under the pinned search_path
+ * of the function that calls them (no role but the owner may call them directly).
+ *
+ * A request that is not authentic raises before anything is written, so it changes no row.
+ * PostgREST turns the SQLSTATEs into HTTP statuses: PT401 -> 401 (unsigned), PT403 -> 403
+ * (signature does not match), PT415 -> 415, 22023 / 22P02 -> 400 (malformed).
+ * See doc/webhooks.md.
+ *
+ * Copyright (c) 2026, pg_dialer developers
+ */
+
+CREATE SCHEMA dialer_api;
+COMMENT ON SCHEMA dialer_api IS
+	'pg_dialer''s webhook ingest functions, and nothing else: the one schema PostgREST exposes';
+REVOKE ALL ON SCHEMA dialer_api FROM PUBLIC;
+
+/* ------------------------------------------------------------------------------------
+ * Signature primitives (src/webhook_signature.c)
+ * ------------------------------------------------------------------------------------ */
+
+CREATE FUNCTION dialer.hmac(algorithm text, key bytea, message bytea)
+RETURNS bytea
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'dialer_hmac';
+COMMENT ON FUNCTION dialer.hmac(text, bytea, bytea) IS
+	'HMAC of message under key with algorithm sha1, sha224, sha256, sha384 or sha512 (PostgreSQL''s own implementation)';
+
+CREATE FUNCTION dialer.base64_encode(data bytea)
+RETURNS text
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'dialer_base64_encode';
+COMMENT ON FUNCTION dialer.base64_encode(bytea) IS
+	'Standard base64 with padding, on one line (encode(x, ''base64'') wraps lines at 76 characters)';
+
+CREATE FUNCTION dialer.constant_time_equal(a text, b text)
+RETURNS boolean
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'dialer_constant_time_equal';
+COMMENT ON FUNCTION dialer.constant_time_equal(text, text) IS
+	'True when a and b are the same bytes; the time taken depends only on the lengths, never on where they differ';
+
+/*
+ * Twilio's request signature (src/webhook_signature.c): HMAC-SHA1, keyed with the auth
+ * token, of the full URL Twilio requested (query string included) followed by every POST
+ * field, sorted by name (byte order), as name then value, in UTF-8; base64.  params is the
+ * JSON object of the fields (strings; anything else is an error).
+ */
+CREATE FUNCTION dialer.twilio_signature(auth_token text, url text, params jsonb)
+RETURNS text
+LANGUAGE C STABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'dialer_twilio_signature';
+COMMENT ON FUNCTION dialer.twilio_signature(text, text, jsonb) IS
+	'Twilio''s X-Twilio-Signature of a request: base64(HMAC-SHA1(auth_token, url || sorted name||value of every field))';
+
+/*
+ * The forms of a URL Twilio may have signed: as configured, and with the scheme's default
+ * port added or removed (Twilio's own validators accept both).
+ */
+CREATE FUNCTION dialer.twilio_url_variants(url text)
+RETURNS text[]
+LANGUAGE plpgsql
+IMMUTABLE STRICT PARALLEL SAFE
+AS $$
+DECLARE
+	m text[] := pg_catalog.regexp_match(url,
+		'^([A-Za-z][A-Za-z0-9+.-]*://)([^/?#@]*@)?(\[[^]/?#]*\]|[^/?#:]*)(:[0-9]*)?(.*)$');
+	scheme text := pg_catalog.lower(m[1]);
+BEGIN
+	IF m IS NULL OR scheme NOT IN ('https://', 'http://') THEN
+		RETURN ARRAY[url];
+	ELSIF m[4] IS NULL THEN
+		RETURN ARRAY[url, m[1] || coalesce(m[2], '') || m[3]
+						  || CASE WHEN scheme = 'https://' THEN ':443' ELSE ':80' END || m[5]];
+	ELSIF (scheme = 'https://' AND m[4] = ':443') OR (scheme = 'http://' AND m[4] = ':80') THEN
+		RETURN ARRAY[url, m[1] || coalesce(m[2], '') || m[3] || m[5]];
+	END IF;
+	RETURN ARRAY[url];
+END;
+$$;
+COMMENT ON FUNCTION dialer.twilio_url_variants(text) IS
+	'Internal: a URL as given, and with its default port added or removed';
+
+/*
+ * Percent-encodes the characters of s that a URL serializer escapes: controls, space,
+ * everything beyond ASCII (as its UTF-8 bytes) and each character of unsafe; upper-case
+ * hex.  An escape already in s (%27) is left as it is.
+ */
 CREATE FUNCTION dialer.url_percent_encode(s text, unsafe text)
 RETURNS text
 LANGUAGE sql
@@ -1906,10 +2755,18 @@ AS $$
 			END, '' ORDER BY t.n), '')
 	  FROM pg_catalog.regexp_split_to_table(s, '') WITH ORDINALITY AS t(ch, n);
 $$;
-
 COMMENT ON FUNCTION dialer.url_percent_encode(text, text) IS
 	'Internal: s with controls, space, non-ASCII characters (UTF-8 bytes) and the characters of unsafe percent-encoded';
 
+/*
+ * A URL in the form a WHATWG URL parser serializes it (what Twilio's helper library
+ * compares against when the URL as configured does not match, e.g. for a callback URL
+ * whose query holds a quote: Body=It's+amazing is signed as Body=It%27s+amazing): scheme
+ * and host in lower case, the default port and an empty port dropped, an empty path
+ * made '/', and the path, query and fragment percent-encoded with the URL standard's
+ * path, special-query and fragment sets.  NULL for a URL that is not http(s) or whose port
+ * is not a port number (Twilio's library rejects it too).
+ */
 CREATE FUNCTION dialer.twilio_url_normalized(url text)
 RETURNS text
 LANGUAGE plpgsql
@@ -1942,10 +2799,16 @@ BEGIN
 		|| coalesce('#' || dialer.url_percent_encode(pg_catalog.substr(m[7], 2), '"<>`'), '');
 END;
 $$;
-
 COMMENT ON FUNCTION dialer.twilio_url_normalized(text) IS
 	'Internal: a URL as a WHATWG URL parser serializes it (lower-case scheme and host, no default port, percent-encoded path, query and fragment); NULL when not a valid http(s) URL';
 
+/*
+ * A URL whose query string is re-encoded the way Node's legacy querystring module parses
+ * and writes it back (Twilio's helper library tries this form last): each field decoded
+ * ('+' is a space), fields of one name gathered at the place of the first, every character
+ * but A-Z a-z 0-9 - _ . ! ~ * ' ( ) percent-encoded.  The URL unchanged without a query;
+ * NULL when a field does not decode to UTF-8.
+ */
 CREATE FUNCTION dialer.twilio_url_legacy_query(url text)
 RETURNS text
 LANGUAGE plpgsql
@@ -1992,11 +2855,34 @@ BEGIN
 	RETURN pg_catalog.substr(url, 1, v_q) || coalesce(v_out, '');
 END;
 $$;
-
 COMMENT ON FUNCTION dialer.twilio_url_legacy_query(text) IS
 	'Internal: a URL with its query string decoded and re-encoded as Node''s legacy querystring module does (the last form Twilio''s helper library tries)';
 
-CREATE OR REPLACE FUNCTION dialer.twilio_signature_matches(auth_token text, url text, params jsonb, signature text)
+/*
+ * The public URL Twilio calls for a call's status callbacks: the provider's
+ * status_callback_url with call_id=<id> appended to its query string ('?' or '&'),
+ * character for character what the worker sends as StatusCallback (the worker should
+ * build it with this function).  Without a call id, the URL as configured.
+ */
+CREATE FUNCTION dialer.twilio_callback_url(status_callback_url text, call_id bigint)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE PARALLEL SAFE
+AS $$
+	SELECT CASE WHEN call_id IS NULL THEN status_callback_url
+				ELSE status_callback_url || CASE WHEN pg_catalog.strpos(status_callback_url, '?') > 0 THEN '&' ELSE '?' END
+					 || 'call_id=' || call_id::text END;
+$$;
+COMMENT ON FUNCTION dialer.twilio_callback_url(text, bigint) IS
+	'The StatusCallback URL of a call: status_callback_url plus call_id=<id> in its query string (what Twilio signs)';
+
+/*
+ * Whether signature is Twilio's signature of a request to url with these fields, under
+ * auth_token: for url as given, else with its default port added or removed, else in the
+ * percent-encoded forms Twilio's helper library (npm twilio, validateRequest) also
+ * accepts.  Constant-time comparisons.
+ */
+CREATE FUNCTION dialer.twilio_signature_matches(auth_token text, url text, params jsonb, signature text)
 RETURNS boolean
 LANGUAGE plpgsql
 STABLE PARALLEL SAFE
@@ -2034,10 +2920,100 @@ BEGIN
 	RETURN false;
 END;
 $$;
-
 COMMENT ON FUNCTION dialer.twilio_signature_matches(text, text, jsonb, text) IS
 	'Internal: true when signature is Twilio''s for url and params under auth_token, with url as configured or in the other forms Twilio''s helper library accepts (default port added or removed, percent-encoded as a URL parser serializes it, query re-encoded by Node''s legacy rules)';
 
+/* ------------------------------------------------------------------------------------
+ * Provider statuses
+ * ------------------------------------------------------------------------------------ */
+
+/*
+ * A provider's call status in Twilio's vocabulary (queued, initiated, ringing,
+ * in-progress, completed, busy, no-answer, failed, canceled), whatever its spelling:
+ * case, '_' for '-', cancelled, answered, in_progress.  Others are returned as given
+ * (lower case): they are recorded but move nothing.
+ */
+CREATE FUNCTION dialer.normalize_provider_status(status text)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE PARALLEL SAFE
+AS $$
+	SELECT CASE pg_catalog.replace(pg_catalog.lower(pg_catalog.btrim(status)), '_', '-')
+		WHEN 'cancelled' THEN 'canceled'
+		WHEN 'answered' THEN 'in-progress'
+		WHEN 'noanswer' THEN 'no-answer'
+		ELSE pg_catalog.replace(pg_catalog.lower(pg_catalog.btrim(status)), '_', '-') END;
+$$;
+COMMENT ON FUNCTION dialer.normalize_provider_status(text) IS
+	'Internal: a provider status in Twilio''s spelling (no_answer -> no-answer, cancelled -> canceled, answered -> in-progress)';
+
+/*
+ * The order of provider statuses: accepted (the worker's mark) 0, queued 1, initiated 2,
+ * ringing 3, in-progress 4, any final status 5; NULL for a status pg_dialer does not know.
+ */
+CREATE FUNCTION dialer.provider_status_rank(status text)
+RETURNS int
+LANGUAGE sql
+IMMUTABLE PARALLEL SAFE
+AS $$
+	SELECT CASE status
+		WHEN 'accepted' THEN 0
+		WHEN 'queued' THEN 1
+		WHEN 'initiated' THEN 2
+		WHEN 'ringing' THEN 3
+		WHEN 'in-progress' THEN 4
+		WHEN 'completed' THEN 5 WHEN 'busy' THEN 5 WHEN 'no-answer' THEN 5
+		WHEN 'failed' THEN 5 WHEN 'canceled' THEN 5
+		END;
+$$;
+COMMENT ON FUNCTION dialer.provider_status_rank(text) IS
+	'Internal: order of a (normalized) provider status, 0 accepted .. 4 in-progress, 5 final; NULL when unknown';
+
+/*
+ * The call status a provider status leads to: dialing while the call is under way,
+ * else the outcome.  NULL for a status pg_dialer does not know.
+ */
+CREATE FUNCTION dialer.provider_status_outcome(status text)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE PARALLEL SAFE
+AS $$
+	SELECT CASE status
+		WHEN 'queued' THEN 'dialing' WHEN 'initiated' THEN 'dialing'
+		WHEN 'ringing' THEN 'dialing' WHEN 'in-progress' THEN 'dialing'
+		WHEN 'completed' THEN 'completed' WHEN 'busy' THEN 'busy'
+		WHEN 'no-answer' THEN 'no_answer' WHEN 'failed' THEN 'failed'
+		WHEN 'canceled' THEN 'canceled'
+		END;
+$$;
+COMMENT ON FUNCTION dialer.provider_status_outcome(text) IS
+	'Internal: the call status a (normalized) provider status leads to: dialing, completed, busy, no_answer, failed, canceled; NULL when unknown';
+
+/* ------------------------------------------------------------------------------------
+ * Applying a status report
+ *
+ * dialer.apply_provider_status() reads as its steps, each a function of its own:
+ *   provider_report_attempt()   which attempt a report is about; seen before?
+ *   provider_status_advances()  does the attempt's provider status move forward?
+ *   provider_status_outcome()   the call status a provider status leads to (above)
+ *   call_retry_decision()       is a busy / no_answer outcome retried, and when
+ *   call_outcome_error()        the call's last_error after an outcome
+ *   store_provider_report()     every write, in one statement (report_value(): which of
+ *                               a stored and a reported attempt field is kept)
+ * The helpers without a SET of their own are inlined or cached under the caller's
+ * pinned search_path (see the file's opening comment).
+ * ------------------------------------------------------------------------------------ */
+
+/*
+ * The attempt a status report is about, and one look at the call's events: the attempt
+ * with this provider call id, else the current attempt when it has no provider call id
+ * yet (the report came before the worker stored it: it is adopted) or when no provider
+ * call id is given; NULL when none matches.  report_key is dedupe_key within that
+ * attempt (<attempt>:<dedupe_key>, '-' for no attempt); duplicate says whether an event
+ * already recorded it; last_sequence is the highest sequence already applied to the
+ * attempt (stale reports left out).  Exactly one row.  Run after the call's lock, so that
+ * a report committed meanwhile is seen.
+ */
 CREATE FUNCTION dialer.provider_report_attempt(call_id bigint, current_attempt int,
 											   provider_call_id text, dedupe_key text)
 RETURNS TABLE (attempt dialer.call_attempts, duplicate boolean, last_sequence bigint, report_key text)
@@ -2063,10 +3039,14 @@ AS $$
 			  FROM dialer.call_events e
 			 WHERE e.call_id = provider_report_attempt.call_id) ev;
 $$;
-
 COMMENT ON FUNCTION dialer.provider_report_attempt(bigint, int, text, text) IS
 	'Internal: the attempt a provider''s status report is about (by provider call id, else the current one), the report''s key within it, whether it was recorded before, and the highest sequence applied to the attempt';
 
+/*
+ * Whether an attempt's provider status moves from old_status to new_status (both
+ * normalized): only forward in provider_status_rank's order, a repeated status under way
+ * included, a final one not; from a status pg_dialer does not know, to any it knows.
+ */
 CREATE FUNCTION dialer.provider_status_advances(new_status text, old_status text)
 RETURNS boolean
 LANGUAGE sql
@@ -2079,10 +3059,17 @@ AS $$
 				OR (dialer.provider_status_rank(new_status) = dialer.provider_status_rank(old_status)
 					AND dialer.provider_status_rank(new_status) < 5));
 $$;
-
 COMMENT ON FUNCTION dialer.provider_status_advances(text, text) IS
 	'Internal: true when an attempt''s provider status may move from old_status to new_status (forward only; an unknown old status may be left)';
 
+/*
+ * The retry decision for a call whose current attempt ended busy or no_answer: retried
+ * when its campaign's retry_busy / retry_no_answer (else its provider's) says so, the
+ * run's attempts (attempts - attempts_base) are below max_attempts, and the retry,
+ * retry_delay from now (the campaign's, else the provider's), comes before the deadline.
+ * skipped names what refused an allowed retry (attempts_exhausted, deadline).  Exactly
+ * one row (retry false when the provider is gone).
+ */
 CREATE FUNCTION dialer.call_retry_decision(call_row dialer.scheduled_calls, outcome text)
 RETURNS TABLE (retry boolean, next_attempt_at timestamptz, retry_delay interval, skipped text)
 LANGUAGE sql
@@ -2104,10 +3091,14 @@ AS $$
 					  LEFT JOIN dialer.campaigns k ON k.name = (call_row).campaign
 					 WHERE p.name = (call_row).provider) pol ON true) d;
 $$;
-
 COMMENT ON FUNCTION dialer.call_retry_decision(dialer.scheduled_calls, text) IS
 	'Internal: whether a busy or no_answer call is retried (campaign''s over provider''s retry settings, attempts left, before the deadline), when, and what refused an allowed retry';
 
+/*
+ * The last_error of a call after an outcome: kept while dialing and when completed;
+ * 'failed: <error_code> <error_message>' from the report's attempt_data; 'no answer';
+ * else the outcome itself (busy, canceled).  STABLE, as concat_ws is: so that it is inlined.
+ */
 CREATE FUNCTION dialer.call_outcome_error(outcome text, last_error text, attempt_data jsonb)
 RETURNS text
 LANGUAGE sql
@@ -2121,10 +3112,13 @@ AS $$
 		WHEN outcome = 'no_answer' THEN 'no answer'
 		ELSE outcome END;
 $$;
-
 COMMENT ON FUNCTION dialer.call_outcome_error(text, text, jsonb) IS
 	'Internal: a call''s last_error after a provider outcome (kept, failed: code message, no answer, or the outcome)';
 
+/*
+ * A value of an attempt after a report: the reported one when given, else the stored
+ * one; for a stale report the other way round (it only fills what is still empty).
+ */
 CREATE FUNCTION dialer.report_value(stored anyelement, reported anyelement, stale boolean)
 RETURNS anyelement
 LANGUAGE sql
@@ -2132,10 +3126,16 @@ IMMUTABLE PARALLEL SAFE
 AS $$
 	SELECT CASE WHEN stale THEN coalesce(stored, reported) ELSE coalesce(reported, stored) END;
 $$;
-
 COMMENT ON FUNCTION dialer.report_value(anyelement, anyelement, boolean) IS
 	'Internal: an attempt field after a status report: the reported value over the stored one, or for a stale report the stored one over the reported one';
 
+/*
+ * Every write of a status report in one statement: the attempt (attempt_id; NULL:
+ * none), the call (when moves, or when its provider status follows the current attempt's
+ * and it is not back in the queue), the event and, when the call goes back to the queue,
+ * its retry_scheduled event.  call_row is the row as locked before the report; lock order:
+ * the call (by the caller), then the attempt, as the worker does.
+ */
 CREATE FUNCTION dialer.store_provider_report(
 	call_row dialer.scheduled_calls,
 	attempt_id bigint,
@@ -2202,11 +3202,54 @@ BEGIN
 	 WHERE store_provider_report.retry_detail IS NOT NULL;
 END;
 $$;
-
 COMMENT ON FUNCTION dialer.store_provider_report(dialer.scheduled_calls, bigint, text, text, jsonb, boolean, boolean, boolean, text, text, timestamptz, text, jsonb, jsonb) IS
 	'Internal: writes what apply_provider_status decided, in one statement: the attempt''s fields, the call''s move, the event(s)';
 
-CREATE OR REPLACE FUNCTION dialer.apply_provider_status(
+/*
+ * Applies one status report of a provider to a call: the one place where callbacks,
+ * JSON webhooks and reconciliation change a call's outcome.
+ *
+ *   call_id           pg_dialer's call id
+ *   status            the provider's status (Twilio vocabulary, any spelling, see
+ *                     normalize_provider_status); a status pg_dialer does not know is
+ *                     recorded and moves nothing
+ *   provider_call_id  the provider's id of the call (Twilio CallSid); it selects the
+ *                     attempt.  NULL: the call's current attempt
+ *   sequence          the provider's ordering of its reports for one provider call
+ *                     (Twilio SequenceNumber); NULL when it has none
+ *   attempt_data      what to store on the attempt: duration_seconds, answered_by,
+ *                     sip_response_code, recording_url, transcript, error_code,
+ *                     error_message (absent or null: keep what is stored)
+ *   event_detail      what the event records about the report (never secrets)
+ *   source            the event's name: callback, webhook, reconcile, ...
+ *   dedupe_key        identifies the report within its attempt; default
+ *                     provider_call_id/sequence (or /status without a sequence); stored
+ *                     as <attempt>:<dedupe_key> in the event
+ *
+ * Rules:
+ *   - A report whose dedupe_key the attempt has already recorded is a duplicate: nothing
+ *     is written at all, the result says 'duplicate'.
+ *   - Otherwise one event (named source) is appended, with from_status and to_status.
+ *   - The attempt is the one with this provider_call_id; else the current attempt when
+ *     it has no provider call id yet (the report came before the worker stored it: it is
+ *     adopted); else the report matches no attempt ('unmatched': recorded, nothing moves).
+ *   - Monotonic: a report with a sequence at or below one already applied to the attempt
+ *     is stale: it only fills attempt fields still empty.  A provider status never moves
+ *     back (queued < initiated < ringing < in-progress < final), and the call status
+ *     never moves back (scheduled < dispatching < dialing < final).
+ *   - Only the current attempt moves the call, and only from dispatching, dialing or
+ *     unknown: under way -> dialing; final -> completed / busy / no_answer / failed /
+ *     canceled with finished_at, or, for busy and no_answer when the retry policy allows
+ *     (campaign's retry_busy / retry_no_answer / retry_delay over the provider's, and
+ *     attempts - attempts_base < max_attempts, and before the deadline), back to
+ *     scheduled after retry_delay with a retry_scheduled event.  An unknown call is
+ *     resolved by its provider's word.  The worker is woken when a call leaves the
+ *     provider's concurrency (final or re-scheduled).
+ *
+ * Returns {result: applied | stale | recorded | unmatched | duplicate | unknown_call,
+ * call_id, attempt, status, previous_status}.
+ */
+CREATE FUNCTION dialer.apply_provider_status(
 	call_id bigint,
 	status text,
 	provider_call_id text DEFAULT NULL,
@@ -2324,7 +3367,61 @@ BEGIN
 							  'status', v_new_status, 'previous_status', v_call.status);
 END;
 $$;
+COMMENT ON FUNCTION dialer.apply_provider_status(bigint, text, text, bigint, jsonb, jsonb, text, text) IS
+	'Applies one status report of a provider to a call (callbacks, webhooks, reconciliation): idempotent by dedupe_key, monotonic by sequence and status order, retry policy for busy/no_answer; returns {result, call_id, attempt, status, previous_status}';
 
+/* ------------------------------------------------------------------------------------
+ * Refusals
+ * ------------------------------------------------------------------------------------ */
+
+/*
+ * Raises the error of a refused webhook.  PostgREST answers PTxyz with HTTP status xyz.
+ * The message never says more than what kind of refusal it is: no secret, no hint of
+ * which part of a signature was wrong.
+ */
+CREATE FUNCTION dialer.webhook_refuse(http_status int, message text, hint text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	v_code text := CASE http_status WHEN 401 THEN 'PT401' WHEN 403 THEN 'PT403' WHEN 415 THEN 'PT415'
+									ELSE '22023' END;
+BEGIN
+	IF hint IS NULL THEN
+		RAISE EXCEPTION USING ERRCODE = v_code, MESSAGE = message;
+	END IF;
+	RAISE EXCEPTION USING ERRCODE = v_code, MESSAGE = message, HINT = hint;
+END;
+$$;
+COMMENT ON FUNCTION dialer.webhook_refuse(int, text, text) IS
+	'Internal: raises a webhook refusal (PT401, PT403, PT415 for PostgREST; 22023 -> 400 otherwise)';
+
+/*
+ * The HTTP request headers PostgREST passed (lower-case names), {} outside PostgREST.
+ */
+CREATE FUNCTION dialer.request_headers()
+RETURNS jsonb
+LANGUAGE sql
+STABLE
+AS $$
+	SELECT coalesce(nullif(pg_catalog.current_setting('request.headers', true), '')::jsonb, '{}'::jsonb);
+$$;
+COMMENT ON FUNCTION dialer.request_headers() IS
+	'Internal: the request headers PostgREST set in request.headers, as jsonb ({} when none)';
+
+/* ------------------------------------------------------------------------------------
+ * Twilio status callbacks
+ * ------------------------------------------------------------------------------------ */
+
+/*
+ * The call a Twilio status callback is about: the call id of the callback URL (call_ref,
+ * already checked to be a number), else the call, or the attempt, whose provider call
+ * id is the CallSid, looked up under the CallSid's lock (dialer.lock_provider_call_id):
+ * a callback that comes before the worker has stored the sid is kept in
+ * dialer.pending_callbacks, and the worker, storing the sid under the same lock, then
+ * finds it (or this one finds the sid stored).  NULL when none.
+ */
 CREATE FUNCTION dialer.twilio_callback_call(fields jsonb, call_ref text)
 RETURNS bigint
 LANGUAGE plpgsql
@@ -2346,10 +3443,18 @@ BEGIN
 	RETURN v_call_id;
 END;
 $$;
-
 COMMENT ON FUNCTION dialer.twilio_callback_call(jsonb, text) IS
 	'Internal: the call a Twilio status callback is about, by the callback URL''s call id or (under the CallSid''s lock) by CallSid; NULL when none';
 
+/*
+ * The Twilio provider whose auth token signed a status callback, or the 403 refusal.
+ * For a call pg_dialer knows (call_id), only its own provider's token is tried; for a
+ * call it does not know (none found, or removed by cleanup, or placed by someone else:
+ * call_id comes back NULL), the tokens of the Twilio providers of the AccountSid the
+ * callback names.  The URL signed is the provider's status_callback_url plus
+ * call_id=<call_ref> (exactly what the worker gave Twilio), in every form
+ * dialer.twilio_signature_matches accepts.  Constant-time comparisons; nothing written.
+ */
 CREATE FUNCTION dialer.twilio_callback_signer(INOUT call_id bigint, call_ref text, fields jsonb, signature text,
 											  OUT provider dialer.providers)
 LANGUAGE plpgsql
@@ -2393,11 +3498,23 @@ BEGIN
 	provider := v_prov;
 END;
 $$;
-
 COMMENT ON FUNCTION dialer.twilio_callback_signer(bigint, text, jsonb, text) IS
 	'Internal: the Twilio provider whose auth token signed a status callback (the call''s own, else one of the AccountSid''s), and the call id when pg_dialer knows the call; else the 403 refusal';
 
-CREATE OR REPLACE FUNCTION dialer.twilio_ingest(fields jsonb, call_ref text)
+/*
+ * Authenticates and applies one Twilio status callback.
+ *
+ *   fields    every form field Twilio sent, as a JSON object of strings
+ *   call_ref  pg_dialer's call id from the callback URL's query string (passed by the
+ *             proxy in X-Dialer-Call-Id), or NULL: the call is then found by CallSid
+ *
+ * Steps: the shape of the request; the call (dialer.twilio_callback_call); the provider
+ * whose token signed it (dialer.twilio_callback_signer); then, authentic, the report is
+ * applied (dialer.twilio_apply_fields), or kept until its CallSid is known.  Nothing is
+ * looked at beyond the call's and providers' rows until the signature matches, and
+ * nothing is written unless it does.
+ */
+CREATE FUNCTION dialer.twilio_ingest(fields jsonb, call_ref text)
 RETURNS jsonb
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -2460,10 +3577,14 @@ BEGIN
 	RETURN dialer.twilio_apply_fields(v_call_id, fields, v_seq, 'callback');
 END;
 $$;
-
 COMMENT ON FUNCTION dialer.twilio_ingest(jsonb, text) IS
 	'Internal: authenticates a Twilio status callback (X-Twilio-Signature over the configured public URL and the fields) and applies it (or keeps it in pending_callbacks until its CallSid is stored)';
 
+/*
+ * Applies the fields of an authentic Twilio status callback to a call (through
+ * dialer.apply_provider_status): the outcome fields go on the attempt, the event keeps
+ * every field but credentials.  source names the event.
+ */
 CREATE FUNCTION dialer.twilio_apply_fields(call_id bigint, fields jsonb, sequence bigint, source text)
 RETURNS jsonb
 LANGUAGE plpgsql
@@ -2495,10 +3616,15 @@ BEGIN
 										twilio_apply_fields.sequence, v_data, v_detail, source);
 END;
 $$;
-
 COMMENT ON FUNCTION dialer.twilio_apply_fields(bigint, jsonb, bigint, text) IS
 	'Internal: applies the fields of an authentic Twilio status callback to a call (attempt data, event without credentials)';
 
+/*
+ * Serializes, per provider call id, the callback that looks a call up by its CallSid and
+ * the worker storing that CallSid: a transaction-level advisory lock (in a key space of
+ * pg_dialer's own).  Taken before the look-up, so that either the look-up sees the sid
+ * stored, or the worker sees the callback kept in pending_callbacks.
+ */
 CREATE FUNCTION dialer.lock_provider_call_id(provider_call_id text)
 RETURNS void
 LANGUAGE sql
@@ -2507,10 +3633,17 @@ AS $$
 	SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('pg_dialer provider_call_id'),
 											pg_catalog.hashtext(provider_call_id));
 $$;
-
 COMMENT ON FUNCTION dialer.lock_provider_call_id(text) IS
 	'Internal: transaction lock serializing a callback looked up by CallSid with the storing of that CallSid';
 
+/*
+ * Authentic callbacks that came before their call was known by its provider call id:
+ * Twilio may post the first status callback before the worker has stored the CallSid of
+ * its answer, and a callback posted straight to PostgREST carries no call id.  Such a
+ * callback is kept here, and applied (then removed) when the sid is stored
+ * (dialer.apply_pending_callbacks).  One that never finds its call (a call placed by
+ * someone else on the same account) stays until dialer.cleanup() removes it.
+ */
 CREATE TABLE dialer.pending_callbacks (
 	id					bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
 	provider			text NOT NULL REFERENCES dialer.providers (name) ON UPDATE CASCADE ON DELETE CASCADE,
@@ -2519,30 +3652,24 @@ CREATE TABLE dialer.pending_callbacks (
 	fields				jsonb NOT NULL CHECK (jsonb_typeof(fields) = 'object'),
 	received_at			timestamptz NOT NULL DEFAULT now()
 );
-
 COMMENT ON TABLE dialer.pending_callbacks IS
 	'Authentic Twilio status callbacks whose call was not yet known by its CallSid: applied when the sid is stored, removed by cleanup() when never matched';
-
 COMMENT ON COLUMN dialer.pending_callbacks.provider IS 'The provider whose auth token signed it';
-
 COMMENT ON COLUMN dialer.pending_callbacks.provider_call_id IS 'The CallSid it is about';
-
 COMMENT ON COLUMN dialer.pending_callbacks.sequence IS 'Its SequenceNumber (the order they are applied in)';
-
 COMMENT ON COLUMN dialer.pending_callbacks.fields IS 'Every form field as received (the signature was checked over them)';
-
 COMMENT ON COLUMN dialer.pending_callbacks.received_at IS 'When it was received';
-
 COMMENT ON COLUMN dialer.pending_callbacks.id IS 'Identity of the kept callback';
-
 COMMENT ON SEQUENCE dialer.pending_callbacks_id_seq IS 'Identity of dialer.pending_callbacks.id';
-
 CREATE INDEX pending_callbacks_provider_call_id_idx ON dialer.pending_callbacks (provider_call_id);
-
 SELECT pg_catalog.pg_extension_config_dump('dialer.pending_callbacks', '');
-
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('dialer.pending_callbacks', 'id'), '');
 
+/*
+ * Trigger: a call's provider call id was stored (by the worker, from the provider's
+ * answer): the callbacks kept for that sid are applied in their order, as they would
+ * have been had they come later, and removed.
+ */
 CREATE FUNCTION dialer.apply_pending_callbacks()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -2581,16 +3708,25 @@ BEGIN
 	RETURN NULL;
 END;
 $$;
-
 COMMENT ON FUNCTION dialer.apply_pending_callbacks() IS
 	'Trigger: when a call''s provider call id is stored, applies (in order) and removes the callbacks kept for it in pending_callbacks';
-
 CREATE TRIGGER apply_pending_callbacks
 	AFTER UPDATE OF provider_call_id ON dialer.scheduled_calls
 	FOR EACH ROW
 	WHEN (NEW.provider_call_id IS NOT NULL AND OLD.provider_call_id IS DISTINCT FROM NEW.provider_call_id)
 	EXECUTE FUNCTION dialer.apply_pending_callbacks();
 
+/* ------------------------------------------------------------------------------------
+ * JSON webhooks (backend, voice_api)
+ * ------------------------------------------------------------------------------------ */
+
+/*
+ * The call a JSON webhook names, and its provider: metadata.call_id when the body has it
+ * (pg_dialer's id, as the worker sent it), else call_id, first as the provider's id of a
+ * call of a backend or voice_api provider (then provider_call_id is that id), then as
+ * pg_dialer's.  NULLs when no call matches.  Nothing here is trusted yet: it only finds
+ * the secret the signature is checked with.
+ */
 CREATE FUNCTION dialer.json_webhook_call(doc jsonb, OUT call_id bigint, OUT provider text,
 										 OUT provider_call_id text)
 LANGUAGE plpgsql
@@ -2623,10 +3759,14 @@ BEGIN
 	END IF;
 END;
 $$;
-
 COMMENT ON FUNCTION dialer.json_webhook_call(jsonb) IS
 	'Internal: the call (id, provider, provider call id) a JSON webhook body names by metadata.call_id or call_id; NULLs when none';
 
+/*
+ * Refuses (400) an authentic JSON webhook whose fields are malformed: status missing or
+ * not a string, duration not a non-negative number of seconds, sequence not a
+ * non-negative integer, metadata not an object, recording_url not a string.
+ */
 CREATE FUNCTION dialer.json_webhook_check_fields(doc jsonb)
 RETURNS void
 LANGUAGE plpgsql
@@ -2652,10 +3792,14 @@ BEGIN
 	END IF;
 END;
 $$;
-
 COMMENT ON FUNCTION dialer.json_webhook_check_fields(jsonb) IS
 	'Internal: raises the 400 refusal of a JSON webhook body with a malformed status, duration, sequence, metadata or recording_url';
 
+/*
+ * What an (authentic, checked) JSON webhook body tells about the attempt, in
+ * apply_provider_status's attempt_data keys: the duration rounded to whole seconds, a
+ * transcript that is not a string kept as its JSON text.
+ */
 CREATE FUNCTION dialer.json_webhook_attempt_data(doc jsonb)
 RETURNS jsonb
 LANGUAGE sql
@@ -2672,11 +3816,26 @@ AS $$
 		'error_code', doc->>'error_code',
 		'error_message', doc->>'error_message'));
 $$;
-
 COMMENT ON FUNCTION dialer.json_webhook_attempt_data(jsonb) IS
 	'Internal: the attempt data (duration_seconds, answered_by, recording_url, transcript, error_code, error_message) of a JSON webhook body';
 
-CREATE OR REPLACE FUNCTION dialer.json_webhook_ingest(body json)
+/*
+ * Authenticates and applies one JSON webhook of a backend or voice_api provider.
+ *
+ *   body  the request body exactly as received (PostgREST passes the raw text to a
+ *         function's single unnamed json parameter)
+ *
+ * Headers: X-Dialer-Timestamp (Unix seconds) and X-Dialer-Signature
+ * ("sha256=" || hex HMAC-SHA256(webhook_secret, timestamp || '.' || body)).  Refused
+ * when either is missing (401), the timestamp is more than 300 s away from now (401:
+ * replay), or the signature does not match (403).
+ *
+ * The body: {call_id, status, metadata, transcript, recording_url, duration} (and
+ * optionally provider_call_id, sequence, answered_by, error_code, error_message).  The
+ * call is metadata.call_id when present (pg_dialer's id, as the worker sent it), else
+ * call_id: first as the provider's id of a call (provider_call_id), then as pg_dialer's.
+ */
+CREATE FUNCTION dialer.json_webhook_ingest(body json)
 RETURNS jsonb
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -2749,19 +3908,712 @@ BEGIN
 		'sha256:' || encode(sha256(convert_to(v_raw, 'UTF8')), 'hex'));
 END;
 $$;
+COMMENT ON FUNCTION dialer.json_webhook_ingest(json) IS
+	'Internal: authenticates a JSON webhook (HMAC-SHA256 of X-Dialer-Timestamp.body with the provider''s webhook_secret, 5-minute window) and applies it';
+
+/* ------------------------------------------------------------------------------------
+ * The ingest functions PostgREST exposes
+ * ------------------------------------------------------------------------------------ */
+
+/*
+ * Twilio status callback through the shipped proxy (deploy/nginx.conf), which adds
+ * "Prefer: params=single-object" so that every field Twilio sends, including fields it
+ * adds in the future, arrives in this one json argument, and passes the call id of the
+ * URL's query string in X-Dialer-Call-Id.
+ */
+CREATE FUNCTION dialer_api.twilio_status_callback(json)
+RETURNS json
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	RETURN dialer.twilio_ingest($1::jsonb, nullif(dialer.request_headers()->>'x-dialer-call-id', ''))::json;
+END;
+$$;
+COMMENT ON FUNCTION dialer_api.twilio_status_callback(json) IS
+	'Twilio status callback, all fields as one object (PostgREST Prefer: params=single-object, as the shipped proxy sends); call id in X-Dialer-Call-Id';
+
+/*
+ * Twilio status callback straight to PostgREST (no proxy): PostgREST maps each form field
+ * to the parameter of that name, so this accepts the fields Twilio documents today
+ * (https://www.twilio.com/docs/voice/api/call-resource#statuscallback and the standard
+ * TwiML voice request parameters); a field it does not name makes PostgREST answer 404,
+ * which is why the proxy deployment is the one to use.  A field not sent stays NULL and
+ * is left out of the signature; a field sent empty is ''.
+ */
+CREATE FUNCTION dialer_api.twilio_status_callback(
+	"AccountSid" text DEFAULT NULL,
+	"ApiVersion" text DEFAULT NULL,
+	"CallSid" text DEFAULT NULL,
+	"CallStatus" text DEFAULT NULL,
+	"CallToken" text DEFAULT NULL,
+	"CallbackSource" text DEFAULT NULL,
+	"Called" text DEFAULT NULL,
+	"CalledCity" text DEFAULT NULL,
+	"CalledCountry" text DEFAULT NULL,
+	"CalledState" text DEFAULT NULL,
+	"CalledZip" text DEFAULT NULL,
+	"Caller" text DEFAULT NULL,
+	"CallerCity" text DEFAULT NULL,
+	"CallerCountry" text DEFAULT NULL,
+	"CallerName" text DEFAULT NULL,
+	"CallerState" text DEFAULT NULL,
+	"CallerZip" text DEFAULT NULL,
+	"CallDuration" text DEFAULT NULL,
+	"Direction" text DEFAULT NULL,
+	"Duration" text DEFAULT NULL,
+	"ErrorCode" text DEFAULT NULL,
+	"ErrorMessage" text DEFAULT NULL,
+	"ForwardedFrom" text DEFAULT NULL,
+	"From" text DEFAULT NULL,
+	"FromCity" text DEFAULT NULL,
+	"FromCountry" text DEFAULT NULL,
+	"FromState" text DEFAULT NULL,
+	"FromZip" text DEFAULT NULL,
+	"AnsweredBy" text DEFAULT NULL,
+	"MachineDetectionDuration" text DEFAULT NULL,
+	"ParentCallSid" text DEFAULT NULL,
+	"QueueTime" text DEFAULT NULL,
+	"RecordingDuration" text DEFAULT NULL,
+	"RecordingSid" text DEFAULT NULL,
+	"RecordingUrl" text DEFAULT NULL,
+	"SequenceNumber" text DEFAULT NULL,
+	"SipResponseCode" text DEFAULT NULL,
+	"StirPassportToken" text DEFAULT NULL,
+	"StirStatus" text DEFAULT NULL,
+	"StirVerstat" text DEFAULT NULL,
+	"Timestamp" text DEFAULT NULL,
+	"To" text DEFAULT NULL,
+	"ToCity" text DEFAULT NULL,
+	"ToCountry" text DEFAULT NULL,
+	"ToState" text DEFAULT NULL,
+	"ToZip" text DEFAULT NULL,
+	"TrunkSid" text DEFAULT NULL)
+RETURNS json
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	RETURN dialer.twilio_ingest(jsonb_strip_nulls(
+		jsonb_build_object(
+			'AccountSid', "AccountSid", 'ApiVersion', "ApiVersion", 'CallSid', "CallSid",
+			'CallStatus', "CallStatus", 'CallToken', "CallToken", 'CallbackSource', "CallbackSource",
+			'Called', "Called", 'CalledCity', "CalledCity", 'CalledCountry', "CalledCountry",
+			'CalledState', "CalledState", 'CalledZip', "CalledZip", 'Caller', "Caller",
+			'CallerCity', "CallerCity", 'CallerCountry', "CallerCountry", 'CallerName', "CallerName",
+			'CallerState', "CallerState", 'CallerZip', "CallerZip", 'CallDuration', "CallDuration",
+			'Direction', "Direction", 'Duration', "Duration", 'ErrorCode', "ErrorCode")
+		|| jsonb_build_object(
+			'ErrorMessage', "ErrorMessage", 'ForwardedFrom', "ForwardedFrom", 'From', "From",
+			'FromCity', "FromCity", 'FromCountry', "FromCountry", 'FromState', "FromState",
+			'FromZip', "FromZip", 'AnsweredBy', "AnsweredBy",
+			'MachineDetectionDuration', "MachineDetectionDuration", 'ParentCallSid', "ParentCallSid",
+			'QueueTime', "QueueTime", 'RecordingDuration', "RecordingDuration",
+			'RecordingSid', "RecordingSid", 'RecordingUrl', "RecordingUrl",
+			'SequenceNumber', "SequenceNumber", 'SipResponseCode', "SipResponseCode",
+			'StirPassportToken', "StirPassportToken", 'StirStatus', "StirStatus",
+			'StirVerstat', "StirVerstat", 'Timestamp', "Timestamp", 'To', "To")
+		|| jsonb_build_object(
+			'ToCity', "ToCity", 'ToCountry', "ToCountry", 'ToState', "ToState", 'ToZip', "ToZip",
+			'TrunkSid', "TrunkSid")),
+		nullif(dialer.request_headers()->>'x-dialer-call-id', ''))::json;
+END;
+$$;
+COMMENT ON FUNCTION dialer_api.twilio_status_callback(text, text, text, text, text, text, text, text, text, text, text, text, text, text, text, text, text, text, text, text, text, text, text, text, text, text, text, text, text, text, text, text, text, text, text, text, text, text, text, text, text, text, text, text, text, text, text) IS
+	'Twilio status callback straight to PostgREST: today''s documented fields as named parameters (unknown fields need the proxy deployment)';
+
+/*
+ * JSON webhook of a backend or voice_api provider: POST with Content-Type
+ * application/json; PostgREST hands the raw body to this single unnamed json parameter,
+ * so the signature is checked over the exact bytes sent.
+ */
+CREATE FUNCTION dialer_api.provider_status_callback(json)
+RETURNS json
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	RETURN dialer.json_webhook_ingest($1)::json;
+END;
+$$;
+COMMENT ON FUNCTION dialer_api.provider_status_callback(json) IS
+	'JSON status webhook of backend and voice_api providers: {call_id, status, metadata, transcript, recording_url, duration}, signed with X-Dialer-Timestamp and X-Dialer-Signature (HMAC-SHA256 of timestamp.body)';
 
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA dialer_api FROM PUBLIC;
+/*
+ * pg_dialer: campaigns.
+ *
+ * A campaign (a row of dialer.campaigns) names a source of candidates the application
+ * writes -- a view, a table or a set-returning function -- and the rules that decide
+ * who is called.  pending_customers() shows who would be called now, campaign_candidates()
+ * shows every candidate with the reason it is left out, run_campaign() enqueues the
+ * pending ones, and schedule_campaign() has pg_cron run it at a local time of day.
+ *
+ * The source contract (checked when the campaign is written and at every run):
+ *
+ *   customer_ref  any type (read as text)   required: the application's reference
+ *   phone         any type (read as text)   required: E.164; spaces ( ) . - are ignored
+ *   payload       jsonb or json             optional: an object merged over campaigns.payload
+ *   timezone      text                      optional: the recipient's IANA time zone
+ *   due_at        timestamptz, timestamp    optional: what the call is about (appointment,
+ *                 or date                   expiry): the lookahead window; a timestamp or
+ *                                           date is read in the campaign's time zone
+ *
+ * Other columns are ignored.  A function is written 'schema.f()' and takes no arguments.
+ *
+ * Privileges: the reading functions run with the caller's rights (a campaign never lets a
+ * role read a source it could not read itself); scheduled runs use the rights of the role
+ * that scheduled the campaign.  dialer.grant_campaigns() grants a role their use.
+ *
+ * Copyright (c) 2026, pg_dialer developers
+ */
 
+/* ---------------------------------------------------------------- helpers */
+
+-- One candidate as read from a campaign's source.
+CREATE TYPE dialer.campaign_source_row AS (
+	customer_ref	text,
+	phone			text,
+	payload			jsonb,
+	timezone		text,
+	due_at			timestamptz
+);
+COMMENT ON TYPE dialer.campaign_source_row IS
+	'Internal: one candidate read from a campaign source (customer_ref, phone, payload, timezone, due_at)';
 COMMENT ON COLUMN dialer.campaign_source_row.customer_ref IS 'The application''s reference of the candidate';
-
 COMMENT ON COLUMN dialer.campaign_source_row.phone IS 'The number to call (E.164; spaces ( ) . - are ignored)';
-
 COMMENT ON COLUMN dialer.campaign_source_row.payload IS 'The candidate''s own payload keys (over the campaign''s payload)';
-
 COMMENT ON COLUMN dialer.campaign_source_row.timezone IS 'The candidate''s IANA time zone (NULL: the campaign''s)';
-
 COMMENT ON COLUMN dialer.campaign_source_row.due_at IS 'What the call is about (appointment, expiry): the lookahead window';
 
+-- For the rules "scheduled today" and "call pending" (per customer of a campaign).
+CREATE INDEX scheduled_calls_campaign_customer_idx ON dialer.scheduled_calls (campaign, customer_ref, run_at)
+	WHERE campaign IS NOT NULL AND customer_ref IS NOT NULL;
+
+/*
+ * The time zone a campaign lives in: its own, else dialer.default_timezone, else UTC.
+ */
+CREATE FUNCTION dialer.campaign_timezone(timezone text)
+RETURNS text
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+	SELECT coalesce(timezone, nullif(current_setting('dialer.default_timezone', true), ''), 'UTC')
+$$;
+COMMENT ON FUNCTION dialer.campaign_timezone(text) IS
+	'Internal: a campaign''s time zone (its own, else dialer.default_timezone, else UTC)';
+
+/*
+ * A campaign row by name, or the standard error naming the bad value.
+ */
+CREATE FUNCTION dialer.get_campaign(campaign text)
+RETURNS dialer.campaigns
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+DECLARE
+	v_row dialer.campaigns;
+BEGIN
+	IF campaign IS NULL THEN
+		PERFORM dialer.raise_bad_argument('campaign', NULL, 'A campaign name is required.',
+			'Name a row of dialer.campaigns.', '22004');
+	END IF;
+	SELECT * INTO v_row FROM dialer.campaigns k WHERE k.name = get_campaign.campaign;
+	IF NOT FOUND THEN
+		PERFORM dialer.raise_bad_argument('campaign', campaign,
+			format('No row of dialer.campaigns has this name. Known campaigns: %s.',
+				   coalesce((SELECT string_agg(quote_literal(k.name), ', ' ORDER BY k.name)
+							 FROM (SELECT k2.name FROM dialer.campaigns k2 ORDER BY k2.name LIMIT 20) k),
+							'none')),
+			'Insert the campaign into dialer.campaigns first (see README, "Campaigns").', '42704');
+	END IF;
+	RETURN v_row;
+END;
+$$;
+COMMENT ON FUNCTION dialer.get_campaign(text) IS
+	'Internal: the dialer.campaigns row of a name, or the error "invalid campaign: ''x''" (SQLSTATE 42704)';
+
+/*
+ * Resolves a source name with the caller's search_path and returns it schema-qualified:
+ * 'schema.relation' for a table, view, materialized view or foreign table, 'schema.f()'
+ * for a set-returning function without arguments.  No search_path is pinned on purpose
+ * (every name inside is qualified).
+ */
+CREATE FUNCTION dialer.resolve_campaign_source(source text)
+RETURNS text
+LANGUAGE plpgsql
+STABLE
+AS $$
+DECLARE
+	v_src	text := pg_catalog.btrim(source);
+	v_rel	oid;
+	v_proc	oid;
+	v_out	text;
+	v_kind	"char";
+	v_set	boolean;
+BEGIN
+	IF v_src IS NULL OR v_src OPERATOR(pg_catalog.=) '' THEN
+		PERFORM dialer.raise_bad_argument('source', source,
+			'A campaign reads its candidates from a view, table or set-returning function.',
+			'Set source to e.g. ''app.pending_reminders'' or ''app.renewal_candidates()''.', '22004');
+	END IF;
+	BEGIN
+		IF v_src OPERATOR(pg_catalog.~) '\(\s*\)$' THEN
+			v_proc := pg_catalog.to_regprocedure(
+				pg_catalog.regexp_replace(v_src, '\(\s*\)$', '') OPERATOR(pg_catalog.||) '()');
+		ELSE
+			v_rel := pg_catalog.to_regclass(v_src);
+			IF v_rel IS NULL THEN
+				v_proc := pg_catalog.to_regprocedure(v_src OPERATOR(pg_catalog.||) '()');
+			END IF;
+		END IF;
+	EXCEPTION WHEN invalid_name OR syntax_error OR invalid_parameter_value OR feature_not_supported THEN
+		PERFORM dialer.raise_bad_argument('source', source, 'This is not a valid object name.',
+			'Write schema.view_name, or schema.function_name() for a set-returning function.', '42602');
+	END;
+
+	IF v_rel IS NOT NULL THEN
+		SELECT pg_catalog.format('%I.%I', n.nspname, c.relname), c.relkind
+		  INTO v_out, v_kind
+		  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+		 WHERE c.oid OPERATOR(pg_catalog.=) v_rel;
+		IF v_kind OPERATOR(pg_catalog.<>) ALL (ARRAY['r', 'v', 'm', 'f', 'p']::"char"[]) THEN
+			PERFORM dialer.raise_bad_argument('source', source,
+				'A source must be a table, view, materialized view or foreign table (or a set-returning function).',
+				'Wrap the object in a view.', '42809');
+		END IF;
+		RETURN v_out;
+	END IF;
+
+	IF v_proc IS NOT NULL THEN
+		SELECT pg_catalog.format('%I.%I()', n.nspname, p.proname), p.prokind, p.proretset
+		  INTO v_out, v_kind, v_set
+		  FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) p.pronamespace
+		 WHERE p.oid OPERATOR(pg_catalog.=) v_proc;
+		IF v_kind OPERATOR(pg_catalog.<>) 'f' OR NOT v_set THEN
+			PERFORM dialer.raise_bad_argument('source', source,
+				'A function source must be a set-returning function (RETURNS TABLE (...) or RETURNS SETOF a row type).',
+				'Declare it RETURNS TABLE (customer_ref text, phone text, ...), or use a view.', '42809');
+		END IF;
+		RETURN v_out;
+	END IF;
+
+	PERFORM dialer.raise_bad_argument('source', source,
+		pg_catalog.format('No table, view or set-returning function without arguments has this name (search_path: %s).',
+						  pg_catalog.current_setting('search_path')),
+		'Create the view or function first, and name it schema-qualified (a function as schema.f()).', '42P01');
+	RETURN NULL;
+END;
+$$;
+COMMENT ON FUNCTION dialer.resolve_campaign_source(text) IS
+	'Internal: resolves a campaign source name (caller''s search_path) to ''schema.relation'' or ''schema.f()'', or raises "invalid source"';
+
+/*
+ * The columns a source yields (from the catalog, without running it).
+ */
+CREATE FUNCTION dialer.campaign_source_columns(source text)
+RETURNS TABLE (column_name text, column_type regtype)
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+DECLARE
+	v_src	text := dialer.resolve_campaign_source(source);
+	v_proc	pg_proc;
+BEGIN
+	IF v_src !~ '\(\)$' THEN
+		RETURN QUERY
+			SELECT a.attname::text, a.atttypid::regtype
+			  FROM pg_attribute a
+			 WHERE a.attrelid = v_src::regclass AND a.attnum > 0 AND NOT a.attisdropped
+			 ORDER BY a.attnum;
+		RETURN;
+	END IF;
+	SELECT * INTO v_proc FROM pg_proc p WHERE p.oid = to_regprocedure(v_src);
+	IF v_proc.proallargtypes IS NOT NULL THEN
+		RETURN QUERY
+			SELECT x.n::text, x.t::regtype
+			  FROM unnest(v_proc.proargnames, v_proc.proallargtypes::oid[], v_proc.proargmodes::text[])
+				   WITH ORDINALITY AS x(n, t, m, i)
+			 WHERE x.m IN ('o', 't', 'b')
+			 ORDER BY x.i;
+	ELSIF (SELECT t.typtype FROM pg_type t WHERE t.oid = v_proc.prorettype) = 'c' THEN
+		RETURN QUERY
+			SELECT a.attname::text, a.atttypid::regtype
+			  FROM pg_attribute a
+			 WHERE a.attrelid = (SELECT t.typrelid FROM pg_type t WHERE t.oid = v_proc.prorettype)
+			   AND a.attnum > 0 AND NOT a.attisdropped
+			 ORDER BY a.attnum;
+	ELSE
+		PERFORM dialer.raise_bad_argument('source', source,
+			format('Function %s returns %s, not named columns.', v_src, v_proc.prorettype::regtype),
+			'Declare it RETURNS TABLE (customer_ref text, phone text, ...) or RETURNS SETOF a row type.', '42804');
+	END IF;
+END;
+$$;
+COMMENT ON FUNCTION dialer.campaign_source_columns(text) IS
+	'The columns (name, type) a campaign source yields, read from the catalog; an error when it has none';
+
+/*
+ * Checks a source against the contract and returns the query that reads it as one array
+ * of dialer.campaign_source_row ($1 = the campaign's time zone).  Every name in the
+ * query comes from the catalog, quoted: nothing stored is spliced into SQL.
+ */
+CREATE FUNCTION dialer.campaign_source_query(source text)
+RETURNS text
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+DECLARE
+	v_src		text := dialer.resolve_campaign_source(source);
+	v_cols		jsonb;
+	v_missing	text[];
+	v_type		regtype;
+	v_payload	text := 'NULL::jsonb';
+	v_tz		text := 'NULL::text';
+	v_due		text := 'NULL::timestamptz';
+BEGIN
+	SELECT jsonb_object_agg(c.column_name, c.column_type::oid)
+	  INTO v_cols FROM dialer.campaign_source_columns(v_src) c;
+	v_cols := coalesce(v_cols, '{}');
+
+	SELECT array_agg(r) INTO v_missing FROM unnest(ARRAY['customer_ref', 'phone']) r WHERE NOT v_cols ? r;
+	IF v_missing IS NOT NULL THEN
+		PERFORM dialer.raise_bad_argument('source', source,
+			format('%s has no column %s; it has: %s.', v_src, array_to_string(v_missing, ' or '),
+				   coalesce((SELECT string_agg(k, ', ') FROM jsonb_object_keys(v_cols) k), 'none')),
+			'A campaign source yields customer_ref and phone, and optionally payload (jsonb), timezone (text) and due_at (timestamptz, timestamp or date): rename columns with AS in a view.',
+			'42703');
+	END IF;
+
+	IF v_cols ? 'payload' THEN
+		v_type := (v_cols->>'payload')::oid::regtype;
+		IF v_type NOT IN ('jsonb'::regtype, 'json'::regtype) THEN
+			PERFORM dialer.raise_bad_argument('source', source,
+				format('Column payload of %s is %s; it must be jsonb or json.', v_src, v_type),
+				'Build it with jsonb_build_object(...).', '42804');
+		END IF;
+		v_payload := '(s.payload)::jsonb';
+	END IF;
+	IF v_cols ? 'timezone' THEN
+		v_type := (v_cols->>'timezone')::oid::regtype;
+		IF v_type NOT IN ('text'::regtype, 'character varying'::regtype, 'name'::regtype, 'character'::regtype) THEN
+			PERFORM dialer.raise_bad_argument('source', source,
+				format('Column timezone of %s is %s; it must be text (an IANA time zone name).', v_src, v_type),
+				'Cast it: timezone::text.', '42804');
+		END IF;
+		v_tz := '(s.timezone)::text';
+	END IF;
+	IF v_cols ? 'due_at' THEN
+		v_type := (v_cols->>'due_at')::oid::regtype;
+		v_due := CASE v_type
+			WHEN 'timestamp with time zone'::regtype THEN 's.due_at'
+			WHEN 'timestamp without time zone'::regtype THEN '(s.due_at AT TIME ZONE $1)'
+			WHEN 'date'::regtype THEN '((s.due_at)::timestamp AT TIME ZONE $1)'
+		END;
+		IF v_due IS NULL THEN
+			PERFORM dialer.raise_bad_argument('source', source,
+				format('Column due_at of %s is %s; it must be timestamptz, timestamp or date.', v_src, v_type),
+				'Cast it, or rename the column if it is not a due time.', '42804');
+		END IF;
+	END IF;
+
+	RETURN format('SELECT array_agg(ROW((s.customer_ref)::text, (s.phone)::text, %s, %s, %s)::dialer.campaign_source_row) FROM %s AS s',
+				  v_payload, v_tz, v_due, v_src);
+END;
+$$;
+COMMENT ON FUNCTION dialer.campaign_source_query(text) IS
+	'Internal: checks a campaign source against the contract (customer_ref, phone; optional payload, timezone, due_at) and returns the query reading it';
+
+/* -------------------------------------------------------------- schedules */
+
+/*
+ * One field of a cron expression as the sorted values it allows: lists of *, N, N-M,
+ * each optionally /step; month and weekday names (jan, mon) are accepted.
+ */
+CREATE FUNCTION dialer.cron_field(field text, what text, lo int, hi int, names text[], schedule text)
+RETURNS int[]
+LANGUAGE plpgsql
+IMMUTABLE
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+DECLARE
+	v_part	text;
+	v_m		text[];
+	v_a		int;
+	v_b		int;
+	v_step	int;
+	v_out	int[] := '{}';
+	v_tok	text;
+	v_vals	int[];
+BEGIN
+	FOREACH v_part IN ARRAY string_to_array(field, ',') LOOP
+		v_m := regexp_match(v_part, '^(\*|([0-9]{1,2}|[a-z]{3})(-([0-9]{1,2}|[a-z]{3}))?)(/([0-9]{1,2}))?$');
+		IF v_m IS NULL THEN
+			PERFORM dialer.raise_bad_argument('schedule', schedule,
+				format('The %s field "%s" is not understood: use *, N, N-M, a list of these, each optionally /step.', what, field),
+				'Write ''daily HH:MM'' or a 5-field cron expression such as ''0 9 * * 1-5'' (minute hour day month weekday), read in the campaign''s time zone.');
+		END IF;
+		v_vals := '{}';
+		FOREACH v_tok IN ARRAY ARRAY[v_m[2], v_m[4]] LOOP
+			IF v_tok IS NULL THEN
+				v_vals := v_vals || NULL::int;
+			ELSIF v_tok ~ '^[0-9]+$' THEN
+				v_vals := v_vals || v_tok::int;
+			ELSIF array_position(names, v_tok) IS NOT NULL THEN
+				v_vals := v_vals || (array_position(names, v_tok) - 1 + lo);
+			ELSE
+				PERFORM dialer.raise_bad_argument('schedule', schedule,
+					format('The %s field has an unknown name "%s".', what, v_tok),
+					CASE WHEN names IS NULL THEN format('Use numbers from %s to %s.', lo, hi)
+						 ELSE format('Use numbers from %s to %s or the names %s.', lo, hi, array_to_string(names, ', ')) END);
+			END IF;
+		END LOOP;
+		IF v_m[1] = '*' THEN
+			v_a := lo;
+			v_b := hi;
+		ELSE
+			v_a := v_vals[1];
+			v_b := coalesce(v_vals[2], CASE WHEN v_m[6] IS NOT NULL THEN hi ELSE v_a END);
+		END IF;
+		v_step := coalesce(v_m[6]::int, 1);
+		IF v_a < lo OR v_b > hi OR v_a > v_b OR v_step < 1 THEN
+			PERFORM dialer.raise_bad_argument('schedule', schedule,
+				format('The %s field "%s" is out of range: values go from %s to %s, ranges upwards, steps from 1.', what, field, lo, hi),
+				'For example ''0 9 * * 1-5'' is 09:00 on weekdays.');
+		END IF;
+		v_out := v_out || ARRAY(SELECT generate_series(v_a, v_b, v_step));
+	END LOOP;
+	RETURN ARRAY(SELECT DISTINCT x FROM unnest(v_out) x ORDER BY x);
+END;
+$$;
+COMMENT ON FUNCTION dialer.cron_field(text, text, int, int, text[], text) IS
+	'Internal: the values one cron field allows, or an "invalid schedule" error';
+
+/*
+ * A campaign schedule, parsed: 'daily HH:MM', @hourly, @daily (@midnight), @weekly,
+ * @monthly, @yearly (@annually), or 'minute hour day-of-month month day-of-week'.  As in
+ * cron, when both day fields are restricted a day matching either one runs.
+ */
+CREATE FUNCTION dialer.parse_schedule(schedule text,
+	OUT normalized text, OUT minutes int[], OUT hours int[], OUT days int[], OUT months int[],
+	OUT weekdays int[], OUT days_and boolean)
+RETURNS record
+LANGUAGE plpgsql
+IMMUTABLE
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+DECLARE
+	v_s		text := lower(regexp_replace(btrim(schedule), '\s+', ' ', 'g'));
+	v_cron	text;
+	v_m		text[];
+	v_f		text[];
+BEGIN
+	IF schedule IS NULL OR v_s = '' THEN
+		PERFORM dialer.raise_bad_argument('schedule', schedule, 'A schedule is required.',
+			'Write ''daily HH:MM'' or a 5-field cron expression, read in the campaign''s time zone.', '22004');
+	END IF;
+	v_m := regexp_match(v_s, '^daily (?:at )?([0-9]{1,2}):([0-9]{2})$');
+	IF v_m IS NOT NULL THEN
+		IF v_m[1]::int > 23 OR v_m[2]::int > 59 THEN
+			PERFORM dialer.raise_bad_argument('schedule', schedule,
+				'The time of a daily schedule is HH:MM from 00:00 to 23:59.', 'For example ''daily 09:00''.');
+		END IF;
+		v_cron := format('%s %s * * *', v_m[2]::int, v_m[1]::int);
+		v_s := format('daily %s:%s', lpad(v_m[1]::int::text, 2, '0'), v_m[2]);
+	ELSE
+		v_cron := CASE v_s
+			WHEN '@hourly' THEN '0 * * * *'
+			WHEN '@daily' THEN '0 0 * * *'
+			WHEN '@midnight' THEN '0 0 * * *'
+			WHEN '@weekly' THEN '0 0 * * 0'
+			WHEN '@monthly' THEN '0 0 1 * *'
+			WHEN '@yearly' THEN '0 0 1 1 *'
+			WHEN '@annually' THEN '0 0 1 1 *'
+			ELSE v_s END;
+	END IF;
+	v_f := string_to_array(v_cron, ' ');
+	IF cardinality(v_f) <> 5 THEN
+		PERFORM dialer.raise_bad_argument('schedule', schedule,
+			format('A cron schedule has 5 fields (minute hour day-of-month month day-of-week); this has %s.', cardinality(v_f)),
+			'Write ''daily HH:MM'' or e.g. ''30 9 * * 1-5'' (09:30 on weekdays), read in the campaign''s time zone.');
+	END IF;
+	normalized := v_s;
+	minutes := dialer.cron_field(v_f[1], 'minute', 0, 59, NULL, schedule);
+	hours := dialer.cron_field(v_f[2], 'hour', 0, 23, NULL, schedule);
+	days := dialer.cron_field(v_f[3], 'day-of-month', 1, 31, NULL, schedule);
+	months := dialer.cron_field(v_f[4], 'month', 1, 12,
+		'{jan,feb,mar,apr,may,jun,jul,aug,sep,oct,nov,dec}', schedule);
+	weekdays := dialer.cron_field(v_f[5], 'day-of-week', 0, 7, '{sun,mon,tue,wed,thu,fri,sat}', schedule);
+	weekdays := ARRAY(SELECT DISTINCT CASE WHEN d = 7 THEN 0 ELSE d END FROM unnest(weekdays) d ORDER BY 1);
+	days_and := v_f[3] LIKE '*%' OR v_f[5] LIKE '*%';
+END;
+$$;
+COMMENT ON FUNCTION dialer.parse_schedule(text) IS
+	'A campaign schedule (''daily HH:MM'', @hourly/@daily/@weekly/@monthly/@yearly or a 5-field cron expression) as its normalized text and the minutes, hours, days, months and weekdays it allows; an "invalid schedule" error otherwise';
+
+/*
+ * The instants a schedule runs at in (after, until], its fields read as local time in
+ * timezone.  Each local time maps to one instant: a local time skipped by a
+ * spring-forward change runs at the same wall-clock offset later (02:30 becomes 03:30),
+ * a local time that occurs twice on a fall-back day runs once (at its second, standard
+ * time occurrence), as PostgreSQL's timestamp AT TIME ZONE reads them.
+ */
+CREATE FUNCTION dialer.schedule_runs(schedule text, timezone text, after timestamptz, until timestamptz)
+RETURNS SETOF timestamptz
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+DECLARE
+	p record := dialer.parse_schedule(schedule);
+BEGIN
+	IF timezone IS NULL OR NOT dialer.is_valid_timezone(timezone) THEN
+		PERFORM dialer.raise_bad_argument('timezone', timezone,
+			'A schedule is read in a time zone PostgreSQL knows.',
+			'Use an IANA name such as Europe/Berlin (see pg_timezone_names).');
+	END IF;
+	IF after IS NULL OR until IS NULL THEN
+		PERFORM dialer.raise_bad_argument(CASE WHEN after IS NULL THEN 'after' ELSE 'until' END, NULL,
+			'Both ends of the time range are required.', 'Pass two timestamptz values.', '22004');
+	END IF;
+	IF until - after > interval '3700 days' THEN
+		PERFORM dialer.raise_bad_argument('until', until::text,
+			'The range is at most 3700 days long.', 'Ask for a shorter range.');
+	END IF;
+	RETURN QUERY
+		SELECT DISTINCT x.at
+		  FROM (SELECT (d.day + make_time(h, m, 0)) AT TIME ZONE timezone AS at
+				  FROM (SELECT g::date AS day
+						  FROM generate_series(((after AT TIME ZONE timezone)::date - 1)::timestamp,
+											   ((until AT TIME ZONE timezone)::date + 1)::timestamp,
+											   interval '1 day') g) d
+					   CROSS JOIN unnest(p.hours) h
+					   CROSS JOIN unnest(p.minutes) m
+				 WHERE extract(month FROM d.day)::int = ANY (p.months)
+				   AND CASE WHEN p.days_and
+							THEN extract(day FROM d.day)::int = ANY (p.days)
+								 AND extract(dow FROM d.day)::int = ANY (p.weekdays)
+							ELSE extract(day FROM d.day)::int = ANY (p.days)
+								 OR extract(dow FROM d.day)::int = ANY (p.weekdays) END) x
+		 WHERE x.at > after AND x.at <= until
+		 ORDER BY x.at;
+END;
+$$;
+COMMENT ON FUNCTION dialer.schedule_runs(text, text, timestamptz, timestamptz) IS
+	'The instants a schedule runs at in (after, until], read in timezone; across daylight-saving changes each local time runs once (a skipped local time runs at its shifted time)';
+
+/*
+ * The first run of a schedule after a given instant (NULL if none within 8 years).
+ * Takes the instant as an argument so the computation is testable across DST changes.
+ */
+CREATE FUNCTION dialer.schedule_next_run(schedule text, timezone text, after timestamptz DEFAULT now())
+RETURNS timestamptz
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+DECLARE
+	v_h		int;
+	v_at	timestamptz;
+BEGIN
+	FOREACH v_h IN ARRAY ARRAY[2, 35, 400, 3000] LOOP
+		SELECT min(r) INTO v_at
+		  FROM dialer.schedule_runs(schedule, timezone, after, after + make_interval(days => v_h)) r;
+		IF v_at IS NOT NULL THEN
+			RETURN v_at;
+		END IF;
+	END LOOP;
+	RETURN NULL;
+END;
+$$;
+COMMENT ON FUNCTION dialer.schedule_next_run(text, text, timestamptz) IS
+	'The first instant after `after` at which a schedule, read in timezone, runs (NULL if none within 8 years)';
+
+/*
+ * The latest run of a schedule in (after, at], or NULL: the slot the scheduler owes.
+ */
+CREATE FUNCTION dialer.schedule_last_run(schedule text, timezone text, at timestamptz, after timestamptz)
+RETURNS timestamptz
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+DECLARE
+	v_h		int;
+	v_lo	timestamptz;
+	v_at	timestamptz;
+BEGIN
+	IF after IS NULL OR after >= at THEN
+		RETURN NULL;
+	END IF;
+	FOREACH v_h IN ARRAY ARRAY[2, 35, 400, 3000] LOOP
+		v_lo := greatest(after, at - make_interval(days => v_h));
+		SELECT max(r) INTO v_at FROM dialer.schedule_runs(schedule, timezone, v_lo, at) r;
+		IF v_at IS NOT NULL OR v_lo = after THEN
+			RETURN v_at;
+		END IF;
+	END LOOP;
+	RETURN NULL;
+END;
+$$;
+COMMENT ON FUNCTION dialer.schedule_last_run(text, text, timestamptz, timestamptz) IS
+	'The latest instant in (after, at] at which a schedule, read in timezone, runs; NULL if none';
+
+/* ------------------------------------------------------ validation trigger */
+
+/*
+ * Validates a campaign when it is written: the source exists and meets the contract
+ * (and is stored schema-qualified), the time zone and schedule are valid.  Runs with the
+ * writer's search_path so an unqualified source name resolves as the writer means it.
+ */
+CREATE FUNCTION dialer.campaigns_validate()
+RETURNS trigger
+LANGUAGE plpgsql
+AS $$
+BEGIN
+	IF TG_OP OPERATOR(pg_catalog.=) 'INSERT' OR NEW.source IS DISTINCT FROM OLD.source THEN
+		NEW.source := dialer.resolve_campaign_source(NEW.source);
+		PERFORM dialer.campaign_source_query(NEW.source);
+	END IF;
+	IF NEW.timezone IS NOT NULL AND (TG_OP OPERATOR(pg_catalog.=) 'INSERT' OR NEW.timezone IS DISTINCT FROM OLD.timezone)
+	   AND NOT dialer.is_valid_timezone(NEW.timezone) THEN
+		PERFORM dialer.raise_bad_argument('timezone', NEW.timezone,
+			'A campaign''s schedule, "today" and calling window are read in this time zone, and PostgreSQL does not know it.',
+			'Use an IANA name such as Asia/Kolkata (see pg_timezone_names).');
+	END IF;
+	IF NEW.schedule IS NOT NULL AND (TG_OP OPERATOR(pg_catalog.=) 'INSERT' OR NEW.schedule IS DISTINCT FROM OLD.schedule) THEN
+		NEW.schedule := (dialer.parse_schedule(NEW.schedule)).normalized;
+	END IF;
+	IF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' THEN
+		NEW.updated_at := pg_catalog.now();
+	END IF;
+	RETURN NEW;
+END;
+$$;
+COMMENT ON FUNCTION dialer.campaigns_validate() IS
+	'Trigger validating dialer.campaigns rows: source (stored schema-qualified), time zone, schedule';
+
+CREATE TRIGGER campaigns_validate BEFORE INSERT OR UPDATE ON dialer.campaigns
+	FOR EACH ROW EXECUTE FUNCTION dialer.campaigns_validate();
+
+/* ------------------------------------------------------------- candidates */
+
+/*
+ * Step 1 of campaign_candidates: the rows read from a campaign's source as candidates:
+ * the number without spaces ( ) . -, the candidate's payload merged over the
+ * campaign's, the dedupe key a run would give the call (campaign:<name>:<customer_ref
+ * or md5 of a long one>:<suffix>), and the row's position in the source.
+ */
 CREATE FUNCTION dialer.campaign_source_candidates(k dialer.campaigns, source_rows dialer.campaign_source_row[],
 												  key_suffix text)
 RETURNS TABLE (ref text, raw_phone text, num text, raw_payload jsonb, pl jsonb, tz text, due timestamptz,
@@ -2783,10 +4635,16 @@ AS $$
 				  key_suffix)
 	  FROM unnest(source_rows) WITH ORDINALITY AS s(customer_ref, phone, payload, timezone, due_at, o);
 $$;
-
 COMMENT ON FUNCTION dialer.campaign_source_candidates(dialer.campaigns, dialer.campaign_source_row[], text) IS
 	'Internal: step 1 of campaign_candidates: source rows as candidates (number cleaned, payload merged over the campaign''s, dedupe key, position)';
 
+/*
+ * The candidate reason for a rule of dialer.call_rule (the one home of the enqueue
+ * rules) that a candidate breaks: its number (invalid_phone), its time zone
+ * (invalid_timezone) or its payload (invalid_payload).  The rules about the
+ * campaign's own settings (provider, priority, max_attempts) are not the
+ * candidate's fault: NULL, and the run's enqueue reports them.
+ */
 CREATE FUNCTION dialer.campaign_reason_of_call_rule(call_rule text)
 RETURNS text
 LANGUAGE sql
@@ -2800,10 +4658,14 @@ AS $$
 								'nothing_to_say', 'payload_from') THEN 'invalid_payload'
 		   END;
 $$;
-
 COMMENT ON FUNCTION dialer.campaign_reason_of_call_rule(text) IS
 	'Internal: the campaign candidate reason (invalid_phone, invalid_timezone, invalid_payload) for a rule of dialer.call_rule broken by a candidate; NULL for rules about the campaign''s own settings';
 
+/*
+ * The detail of a candidate's invalid_payload for the payload rule of dialer.call_rule
+ * it breaks, in the campaigns' words (raw_payload: the source's own, payload: merged
+ * over the campaign's); NULL for the rules whose detail is the enqueue's error.
+ */
 CREATE FUNCTION dialer.campaign_payload_detail(call_rule text, raw_payload jsonb, payload jsonb)
 RETURNS text
 LANGUAGE sql
@@ -2817,11 +4679,49 @@ AS $$
 			 WHEN 'payload_from' THEN format('payload.from %s is not an E.164 number', payload->'from')
 		   END;
 $$;
-
 COMMENT ON FUNCTION dialer.campaign_payload_detail(text, jsonb, jsonb) IS
 	'Internal: the detail of a campaign candidate''s invalid_payload for the dialer.call_rule payload rule it breaks (NULL: use the enqueue''s error)';
 
-CREATE OR REPLACE FUNCTION dialer.campaign_candidates(campaign text, days int DEFAULT NULL)
+/*
+ * Every candidate of a campaign's source with the verdict of the rules: included, or the
+ * reason it is left out (the first rule it fails, in this order):
+ *
+ *   campaign_disabled     the campaign is disabled
+ *   invalid_customer_ref  customer_ref is NULL or empty
+ *   invalid_phone         phone is not E.164 (after removing spaces ( ) . -)
+ *   invalid_timezone      the candidate's timezone is unknown
+ *   invalid_payload       payload not an object, over 64 kB, bad mode or from, or any
+ *                         other payload rule of dialer.call_rule (the enqueue's rules)
+ *   do_not_call           the number is on dialer.do_not_call (the ledger entry in detail)
+ *   not_allowed           the campaign has an allow-list (pilot) without this number
+ *   outside_lookahead     due_at's local date is before today or after today + days
+ *   scheduled_today       a call of the campaign for this customer is due today (or
+ *                         this run's dedupe key exists)
+ *   call_pending          a call of the campaign to this customer or number is still
+ *                         scheduled, dispatching or dialing
+ *   called_recently       a call to the number reached the provider within
+ *                         skip_called_within_days
+ *   calling_policy        a calling policy refuses a call now (contact cap reached,
+ *                         silence after a refusal, consent missing, unknown time zone,
+ *                         no opening within 60 days): detail names policy and rule
+ *   duplicate_customer    the source yields the customer again (the earliest due is kept)
+ *   duplicate_phone       another included customer has the same number
+ *   over_daily_cap        max_calls_per_day is used up
+ *
+ * A candidate a policy only holds (its window is closed now in the recipient's zone, or
+ * it is a blackout day there) is included: its call is enqueued and waits for the
+ * opening; detail says "held by policy P, rule R until T".
+ *
+ * The pipeline: candidates (step 1, dialer.campaign_source_candidates), facts looked
+ * up for each (do-not-call entry, today's call, a pending call, a recent call, the
+ * enqueue rule broken), the campaign rules (each rule's condition and detail written
+ * once, in one list), the calling policies (dialer.compliance_verdict, only for
+ * candidates every other rule lets through, and only when a policy is enabled), then
+ * duplicates and the daily cap over the whole set.  Included candidates come first,
+ * in the order run_campaign takes them: earliest due_at first (no due_at last), then
+ * customer_ref.  days overrides lookahead_days.
+ */
+CREATE FUNCTION dialer.campaign_candidates(campaign text, days int DEFAULT NULL)
 RETURNS TABLE (customer_ref text, phone text, payload jsonb, timezone text, due_at timestamptz,
 			   included boolean, reason text, detail text, dedupe_key text)
 LANGUAGE plpgsql
@@ -2842,10 +4742,16 @@ BEGIN
 	RETURN QUERY SELECT * FROM dialer.campaign_candidate_verdicts(k.name, v_rows, days);
 END;
 $$;
-
 COMMENT ON FUNCTION dialer.campaign_candidates(text, int) IS
 	'Every candidate of a campaign''s source with included, the reason it is left out (campaign_disabled, invalid_customer_ref, invalid_phone, invalid_timezone, invalid_payload, do_not_call, not_allowed, outside_lookahead, scheduled_today, call_pending, called_recently, calling_policy, duplicate_customer, duplicate_phone, over_daily_cap) and a detail (for calling_policy, and for an included candidate a policy holds until its opening, the policy and rule); days overrides lookahead_days. Reads the source with the caller''s rights.';
 
+/*
+ * The rules of campaign_candidates applied to the rows read from the campaign's
+ * source (see there), as the extension owner: the calling policies, consents and
+ * providers' settings they read are not the caller's to read.  Granted with
+ * dialer.grant_campaigns; a role that may run it may read the queue and the
+ * do-not-call list already.
+ */
 CREATE FUNCTION dialer.campaign_candidate_verdicts(campaign text, source_rows dialer.campaign_source_row[], days int)
 RETURNS TABLE (customer_ref text, phone text, payload jsonb, timezone text, due_at timestamptz,
 			   included boolean, reason text, detail text, dedupe_key text)
@@ -3035,11 +4941,87 @@ BEGIN
 	 ORDER BY f.verdict IS NOT NULL, f.due NULLS LAST, f.ref, f.ord;
 END;
 $$;
-
 COMMENT ON FUNCTION dialer.campaign_candidate_verdicts(text, dialer.campaign_source_row[], int) IS
 	'Internal: the rules of dialer.campaign_candidates applied, as the extension owner, to the rows read from a campaign''s source';
 
-CREATE OR REPLACE FUNCTION dialer.run_campaign(campaign text, max_calls int DEFAULT NULL)
+/*
+ * The candidates a run would enqueue now, in the order it takes them.
+ */
+CREATE FUNCTION dialer.pending_customers(campaign text, days int DEFAULT NULL, max_rows int DEFAULT 50)
+RETURNS TABLE (customer_ref text, phone text, payload jsonb, timezone text, due_at timestamptz, dedupe_key text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+BEGIN
+	IF max_rows < 0 THEN
+		PERFORM dialer.raise_bad_argument('max_rows', max_rows::text,
+			'max_rows is how many candidates to return: 0 or more (NULL: all).', 'Omit it for 50.');
+	END IF;
+	RETURN QUERY
+		SELECT c.customer_ref, c.phone, c.payload, c.timezone, c.due_at, c.dedupe_key
+		  FROM dialer.campaign_candidates(campaign, days) c
+		 WHERE c.included
+		 LIMIT max_rows;
+END;
+$$;
+COMMENT ON FUNCTION dialer.pending_customers(text, int, int) IS
+	'The candidates of a campaign left after every rule and the do-not-call list, in the order run_campaign takes them (at most max_rows; NULL: all). Why others are left out: dialer.campaign_candidates().';
+
+/* -------------------------------------------------------------------- runs */
+
+/*
+ * Enqueues one candidate of a campaign (run_campaign's writer): the campaign's provider
+ * and priority, the dedupe key, and the customer_ref stamped on the call.  Returns the
+ * new call's id, or NULL when the dedupe key is already stored (nothing written).
+ */
+CREATE FUNCTION dialer.campaign_enqueue(campaign text, customer_ref text, to_number text, payload jsonb,
+										timezone text, dedupe_key text)
+RETURNS bigint
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+	k		dialer.campaigns := dialer.get_campaign(campaign_enqueue.campaign);
+	v_id	bigint;
+BEGIN
+	IF campaign_enqueue.dedupe_key IS NULL THEN
+		PERFORM dialer.raise_bad_argument('dedupe_key', NULL, 'Campaign calls always carry a dedupe key.',
+			'Use dialer.run_campaign().', '22004');
+	END IF;
+	IF EXISTS (SELECT 1 FROM dialer.scheduled_calls c WHERE c.dedupe_key = campaign_enqueue.dedupe_key) THEN
+		RETURN NULL;
+	END IF;
+	v_id := dialer.enqueue_call(
+		to_number => campaign_enqueue.to_number,
+		run_at => now(),
+		provider => k.provider,
+		payload => campaign_enqueue.payload,
+		campaign => k.name,
+		dedupe_key => campaign_enqueue.dedupe_key,
+		priority => k.priority,
+		max_attempts => k.max_attempts,
+		timezone => campaign_enqueue.timezone);
+	UPDATE dialer.scheduled_calls c
+	   SET customer_ref = campaign_enqueue.customer_ref
+	 WHERE c.id = v_id AND c.customer_ref IS NULL;
+	RETURN v_id;
+END;
+$$;
+COMMENT ON FUNCTION dialer.campaign_enqueue(text, text, text, jsonb, text, text) IS
+	'Internal: enqueues one candidate of a campaign (provider, priority, max_attempts of the campaign; customer_ref stamped); NULL when its dedupe key is already stored';
+
+/*
+ * Enqueues the pending customers of a campaign, at most max_calls, and returns how many
+ * it enqueued.  Runs of one campaign are serialized by a transaction-level advisory lock
+ * taken before the candidates are read, so two sessions running it at once (or pg_cron
+ * and a person pressing "run now") never schedule a customer twice and never exceed the
+ * daily cap; every call also carries a dedupe key campaign:<name>:<customer_ref>:<local
+ * date> (…:<local date>T<HH:MM> when once_per_day is off).  The candidates go to
+ * dialer.enqueue_calls() in one set-based, all-or-nothing call.
+ */
+CREATE FUNCTION dialer.run_campaign(campaign text, max_calls int DEFAULT NULL)
 RETURNS int
 LANGUAGE plpgsql
 SET search_path = pg_catalog, dialer, pg_temp
@@ -3086,25 +5068,176 @@ BEGIN
 	RETURN v_n;
 END;
 $$;
+COMMENT ON FUNCTION dialer.run_campaign(text, int) IS
+	'Enqueues the pending customers of a campaign (at most max_calls) with dedupe keys and returns how many it enqueued; concurrent runs of one campaign are serialized, so nobody is scheduled twice and the daily cap holds. Also "run now".';
 
+/* -------------------------------------------------------------- scheduling */
+
+/*
+ * Scheduled runs, one row per (campaign, slot): the claim that makes a slot run once.
+ */
+CREATE TABLE dialer.campaign_runs (
+	id				bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	campaign		text NOT NULL REFERENCES dialer.campaigns (name) ON UPDATE CASCADE ON DELETE CASCADE,
+	slot			timestamptz NOT NULL,
+	local_slot		timestamp NOT NULL,
+	timezone		text NOT NULL,
+	run_as			name,
+	started_at		timestamptz NOT NULL DEFAULT clock_timestamp(),
+	finished_at		timestamptz,
+	outcome			text NOT NULL DEFAULT 'running' CHECK (outcome IN ('running', 'ok', 'error', 'disabled')),
+	enqueued		int,
+	error			text,
+	UNIQUE (campaign, slot)
+);
+COMMENT ON TABLE dialer.campaign_runs IS
+	'Scheduled runs of campaigns, one per (campaign, slot): what fired when, how many calls it enqueued, or its error. Kept 90 days (the latest run of a campaign always).';
+COMMENT ON COLUMN dialer.campaign_runs.slot IS 'The instant the schedule asked for (the run itself started at started_at)';
+COMMENT ON COLUMN dialer.campaign_runs.local_slot IS 'The slot as local time in the campaign''s time zone';
+COMMENT ON COLUMN dialer.campaign_runs.run_as IS 'Role whose privileges the run used (the campaign''s scheduled_by)';
+COMMENT ON COLUMN dialer.campaign_runs.outcome IS 'running, ok, error (see error) or disabled (the campaign was disabled at its slot: nothing enqueued)';
 COMMENT ON COLUMN dialer.campaign_runs.id IS 'Run id (identity)';
-
 COMMENT ON COLUMN dialer.campaign_runs.campaign IS 'The campaign (dialer.campaigns) that ran';
-
 COMMENT ON COLUMN dialer.campaign_runs.timezone IS 'The campaign''s time zone at the run (of local_slot)';
-
 COMMENT ON COLUMN dialer.campaign_runs.started_at IS 'When the run started';
-
 COMMENT ON COLUMN dialer.campaign_runs.finished_at IS 'When the run ended (NULL: running)';
-
 COMMENT ON COLUMN dialer.campaign_runs.enqueued IS 'How many calls the run enqueued';
-
 COMMENT ON COLUMN dialer.campaign_runs.error IS 'Error message of a run with outcome error';
-
 COMMENT ON SEQUENCE dialer.campaign_runs_id_seq IS 'Identity of dialer.campaign_runs.id';
-
+SELECT pg_catalog.pg_extension_config_dump('dialer.campaign_runs', '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('dialer.campaign_runs', 'id'), '');
 
+CREATE FUNCTION dialer.require_pg_cron()
+RETURNS void
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+BEGIN
+	IF NOT EXISTS (SELECT 1 FROM pg_extension e WHERE e.extname = 'pg_cron') THEN
+		RAISE EXCEPTION 'pg_cron is not installed in database %', quote_ident(current_database())
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = format('Campaign schedules are run by a pg_cron job. cron.database_name is %s.',
+								  coalesce(quote_literal(nullif(current_setting('cron.database_name', true), '')),
+										   'not set (pg_cron is not in shared_preload_libraries)')),
+				  HINT = 'CREATE EXTENSION pg_cron in the database named by cron.database_name (pg_cron must be in shared_preload_libraries), and use pg_dialer in that database; or run campaigns yourself with dialer.run_campaign().';
+	END IF;
+END;
+$$;
+COMMENT ON FUNCTION dialer.require_pg_cron() IS
+	'Internal: raises SQLSTATE 55000 "pg_cron is not installed" unless pg_cron is in this database';
+
+/*
+ * The one pg_cron job, owned by the extension owner, that runs
+ * dialer.run_scheduled_campaigns() every minute while any campaign is scheduled.
+ * pg_cron is looked up at run time (dynamic SQL with parameters): pg_dialer does not
+ * depend on it.
+ */
+CREATE FUNCTION dialer.campaign_ticker(enable boolean)
+RETURNS bigint
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+DECLARE
+	v_job		bigint;
+	v_sched		text;
+	v_cmd		text;
+BEGIN
+	PERFORM dialer.require_pg_cron();
+	EXECUTE 'SELECT j.jobid, j.schedule, j.command FROM cron.job j WHERE j.jobname = $1 AND j.username = current_user'
+	   INTO v_job, v_sched, v_cmd
+	  USING 'pg_dialer_campaigns'::text;
+	IF enable THEN
+		IF v_job IS NULL OR v_sched <> '* * * * *' OR v_cmd <> 'SELECT dialer.run_scheduled_campaigns()' THEN
+			EXECUTE 'SELECT cron.schedule($1, $2, $3)'
+			   INTO v_job
+			  USING 'pg_dialer_campaigns'::text, '* * * * *'::text, 'SELECT dialer.run_scheduled_campaigns()'::text;
+		END IF;
+		RETURN v_job;
+	END IF;
+	IF v_job IS NOT NULL THEN
+		EXECUTE 'SELECT cron.unschedule($1)' USING v_job;
+	END IF;
+	RETURN NULL;
+END;
+$$;
+COMMENT ON FUNCTION dialer.campaign_ticker(boolean) IS
+	'Internal: creates (true) or removes (false) the pg_cron job pg_dialer_campaigns that runs dialer.run_scheduled_campaigns() every minute; returns its job id';
+
+/*
+ * Schedules a campaign: schedule is read in the campaign's time zone ('daily 10:00' in
+ * Asia/Kolkata is 10:00 IST every day; in America/New_York it is 10:00 EST or EDT).
+ * Returns the next run.  Needs pg_cron in this database.
+ */
+CREATE FUNCTION dialer.schedule_campaign(campaign text, schedule text)
+RETURNS timestamptz
+LANGUAGE plpgsql
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+	k		dialer.campaigns := dialer.get_campaign(schedule_campaign.campaign);
+	v_s		text := (dialer.parse_schedule(schedule_campaign.schedule)).normalized;
+	v_tz	text := dialer.campaign_timezone(k.timezone);
+	v_next	timestamptz := dialer.schedule_next_run(v_s, v_tz, now());
+BEGIN
+	IF v_next IS NULL THEN
+		PERFORM dialer.raise_bad_argument('schedule', schedule_campaign.schedule,
+			'This schedule never runs (no date in the next 8 years matches its day and month fields).',
+			'Check the day-of-month and month fields, e.g. ''0 9 30 2 *'' asks for February 30.');
+	END IF;
+	PERFORM dialer.require_pg_cron();
+	PERFORM pg_advisory_xact_lock(hashtext('pg_dialer.campaign'), hashtext('pg_dialer_campaigns ticker'));
+	UPDATE dialer.campaigns c
+	   SET schedule = v_s, schedule_since = now(), scheduled_by = current_user
+	 WHERE c.name = k.name;
+	PERFORM dialer.campaign_ticker(true);
+	RETURN v_next;
+END;
+$$;
+COMMENT ON FUNCTION dialer.schedule_campaign(text, text) IS
+	'Schedules a campaign on pg_cron: schedule (''daily HH:MM'', @daily..., or a 5-field cron expression) is read in the campaign''s time zone, across daylight-saving changes; runs use the caller''s privileges. Returns the next run. Error 55000 when pg_cron is not installed here.';
+
+/*
+ * Undoes schedule_campaign: true when the campaign was scheduled.  Removes the pg_cron
+ * job when no campaign is scheduled any more.
+ */
+CREATE FUNCTION dialer.unschedule_campaign(campaign text)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+DECLARE
+	k	dialer.campaigns := dialer.get_campaign(campaign);
+BEGIN
+	PERFORM pg_advisory_xact_lock(hashtext('pg_dialer.campaign'), hashtext('pg_dialer_campaigns ticker'));
+	k := dialer.get_campaign(k.name);
+	IF k.schedule IS NULL THEN
+		RETURN false;
+	END IF;
+	UPDATE dialer.campaigns c
+	   SET schedule = NULL, schedule_since = NULL, scheduled_by = NULL
+	 WHERE c.name = k.name;
+	IF NOT EXISTS (SELECT 1 FROM dialer.campaigns c WHERE c.schedule IS NOT NULL)
+	   AND EXISTS (SELECT 1 FROM pg_extension e WHERE e.extname = 'pg_cron') THEN
+		PERFORM dialer.campaign_ticker(false);
+	END IF;
+	RETURN true;
+END;
+$$;
+COMMENT ON FUNCTION dialer.unschedule_campaign(text) IS
+	'Unschedules a campaign (true when it was scheduled); the pg_cron job goes when no campaign is scheduled';
+
+/*
+ * Run by DROP EXTENSION pg_dialer just before the extension goes (src/launcher.c, in the
+ * dropping backend and transaction): removes the pg_cron job pg_dialer scheduled (it
+ * would fail every minute once dialer.run_scheduled_campaigns is gone), warns about other
+ * pg_cron jobs whose command names a dialer function (they would fail too: they are the
+ * user's to remove), and warns when calls are still to be placed or in progress (their
+ * outcomes can no longer be recorded; a request already sent may still ring).  A DROP
+ * that fails afterwards rolls all of it back.
+ */
 CREATE FUNCTION dialer.before_drop()
 RETURNS void
 LANGUAGE plpgsql
@@ -3143,35 +5276,124 @@ BEGIN
 	END IF;
 END;
 $$;
-
 COMMENT ON FUNCTION dialer.before_drop() IS
 	'Internal: run by DROP EXTENSION pg_dialer before the drop: removes pg_dialer''s pg_cron job, warns about other pg_cron jobs calling pg_dialer and about calls still scheduled, in progress or unknown';
 
+/*
+ * What the pg_cron job runs every minute: for each scheduled campaign, the latest slot
+ * of its schedule in (its last run's slot or when it was scheduled, at] is claimed in
+ * dialer.campaign_runs (unique per campaign and slot, so a slot runs once even if two
+ * callers race) and run with the privileges of the role that scheduled it.  Slots missed
+ * while nothing ran (server down) collapse into one late run.  A failing campaign is
+ * recorded as error and does not stop the others.  `at` is the instant to evaluate
+ * (tests pass one; the enqueued calls always use the real time).  Returns how many
+ * slots it claimed.
+ */
+CREATE FUNCTION dialer.run_scheduled_campaigns(at timestamptz DEFAULT now())
+RETURNS int
+LANGUAGE plpgsql
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+DECLARE
+	k		record;
+	v_me	name := current_user;
+	v_tz	text;
+	v_last	timestamptz;
+	v_slot	timestamptz;
+	v_run	bigint;
+	v_n		int;
+	v_count	int := 0;
+	v_msg	text;
+BEGIN
+	IF at IS NULL THEN
+		PERFORM dialer.raise_bad_argument('at', NULL, 'The instant to evaluate is required.', 'Omit it for now().', '22004');
+	END IF;
+	FOR k IN SELECT * FROM dialer.campaigns c WHERE c.schedule IS NOT NULL ORDER BY c.name LOOP
+		v_tz := dialer.campaign_timezone(k.timezone);
+		SELECT max(r.slot) INTO v_last FROM dialer.campaign_runs r WHERE r.campaign = k.name;
+		v_slot := dialer.schedule_last_run(k.schedule, v_tz, at, greatest(v_last, k.schedule_since));
+		CONTINUE WHEN v_slot IS NULL;
+
+		INSERT INTO dialer.campaign_runs AS r (campaign, slot, local_slot, timezone, run_as)
+		VALUES (k.name, v_slot, v_slot AT TIME ZONE v_tz, v_tz, k.scheduled_by)
+		ON CONFLICT (campaign, slot) DO NOTHING
+		RETURNING r.id INTO v_run;
+		CONTINUE WHEN v_run IS NULL;
+		v_count := v_count + 1;
+
+		DELETE FROM dialer.campaign_runs r
+		 WHERE r.campaign = k.name AND r.slot < at - interval '90 days' AND r.id <> v_run;
+
+		IF NOT k.enabled THEN
+			UPDATE dialer.campaign_runs r SET outcome = 'disabled', enqueued = 0, finished_at = clock_timestamp()
+			 WHERE r.id = v_run;
+			CONTINUE;
+		END IF;
+		BEGIN
+			IF k.scheduled_by <> v_me THEN
+				PERFORM set_config('role', k.scheduled_by, true);
+			END IF;
+			v_n := dialer.run_campaign(k.name);
+			IF k.scheduled_by <> v_me THEN
+				PERFORM set_config('role', v_me, true);
+			END IF;
+			UPDATE dialer.campaign_runs r SET outcome = 'ok', enqueued = v_n, finished_at = clock_timestamp()
+			 WHERE r.id = v_run;
+		EXCEPTION WHEN OTHERS THEN
+			GET STACKED DIAGNOSTICS v_msg = MESSAGE_TEXT;
+			UPDATE dialer.campaign_runs r SET outcome = 'error', error = v_msg, finished_at = clock_timestamp()
+			 WHERE r.id = v_run;
+			RAISE WARNING 'pg_dialer: scheduled run of campaign % (slot %) failed: %', quote_literal(k.name), v_slot, v_msg;
+		END;
+	END LOOP;
+	RETURN v_count;
+END;
+$$;
+COMMENT ON FUNCTION dialer.run_scheduled_campaigns(timestamptz) IS
+	'Run by the pg_cron job every minute: runs each scheduled campaign whose latest local-time slot up to `at` has not run yet (once per slot, recorded in dialer.campaign_runs); returns how many slots it ran';
+
+CREATE VIEW dialer.campaign_schedules AS
+SELECT c.name AS campaign,
+	   c.schedule,
+	   dialer.campaign_timezone(c.timezone) AS timezone,
+	   c.enabled,
+	   c.scheduled_by,
+	   c.schedule_since,
+	   r.slot AS last_slot,
+	   r.started_at AS last_started_at,
+	   r.outcome AS last_outcome,
+	   r.enqueued AS last_enqueued,
+	   r.error AS last_error,
+	   coalesce(dialer.schedule_last_run(c.schedule, dialer.campaign_timezone(c.timezone), now(),
+										 greatest(r.slot, c.schedule_since)),
+				dialer.schedule_next_run(c.schedule, dialer.campaign_timezone(c.timezone), now())) AS next_run_at
+  FROM dialer.campaigns c
+  LEFT JOIN LATERAL (SELECT * FROM dialer.campaign_runs r WHERE r.campaign = c.name
+					  ORDER BY r.slot DESC LIMIT 1) r ON true
+ WHERE c.schedule IS NOT NULL;
+COMMENT ON VIEW dialer.campaign_schedules IS
+	'Scheduled campaigns: schedule, time zone, the last run (slot, outcome, calls enqueued, error) and the next run (a slot already due that the next pg_cron tick will run, else the next one)';
 COMMENT ON COLUMN dialer.campaign_schedules.campaign IS 'Campaign name';
-
 COMMENT ON COLUMN dialer.campaign_schedules.schedule IS 'Its schedule in its own time zone (dialer.campaigns.schedule)';
-
 COMMENT ON COLUMN dialer.campaign_schedules.timezone IS 'The time zone it is scheduled in: its own, else dialer.default_timezone, else UTC';
-
 COMMENT ON COLUMN dialer.campaign_schedules.enabled IS 'false: its scheduled runs enqueue nothing';
-
 COMMENT ON COLUMN dialer.campaign_schedules.scheduled_by IS 'Role whose privileges scheduled runs use';
-
 COMMENT ON COLUMN dialer.campaign_schedules.schedule_since IS 'When the schedule was set';
-
 COMMENT ON COLUMN dialer.campaign_schedules.last_slot IS 'Slot of the latest run (NULL: never ran)';
-
 COMMENT ON COLUMN dialer.campaign_schedules.last_started_at IS 'When the latest run started';
-
 COMMENT ON COLUMN dialer.campaign_schedules.last_outcome IS 'Outcome of the latest run: running, ok, error or disabled';
-
 COMMENT ON COLUMN dialer.campaign_schedules.last_enqueued IS 'Calls the latest run enqueued';
-
 COMMENT ON COLUMN dialer.campaign_schedules.last_error IS 'Error of the latest run, if it failed';
-
 COMMENT ON COLUMN dialer.campaign_schedules.next_run_at IS 'Next run: a slot already due that the next pg_cron tick runs, else the next slot';
 
-CREATE OR REPLACE FUNCTION dialer.grant_campaigns(role_name name, manage boolean DEFAULT false)
+/* -------------------------------------------------------------- privileges */
+
+/*
+ * Grants a role the use of campaigns: read them and their runs, see pending customers
+ * and reasons, run them (the role must be able to read each campaign's source itself).
+ * With manage => true also create, change and delete campaigns and (un)schedule them.
+ */
+CREATE FUNCTION dialer.grant_campaigns(role_name name, manage boolean DEFAULT false)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, dialer, pg_temp
@@ -3200,56 +5422,105 @@ BEGIN
 	END IF;
 END;
 $$;
+COMMENT ON FUNCTION dialer.grant_campaigns(name, boolean) IS
+	'Grants a role the use of campaigns (pending_customers, campaign_candidates, run_campaign, schedules); manage => true also lets it write dialer.campaigns and (un)schedule them. Sources are read with the role''s own rights.';
+/*
+ * pg_dialer: who may be called, and when (calling policies).
+ *
+ * Rules are data.  A calling policy holds weekday windows (several per day),
+ * blackout calendars (public holidays, one-off dates), a per-recipient cap (at most
+ * N calls per number per rolling period, counted on attempts the provider accepted,
+ * across every campaign and one-off call) and a silence after a refusal.  Its scope
+ * is the conjunction of its non-empty selectors: country calling codes, US area
+ * codes, campaigns, providers; a policy with no selector applies to every call (a
+ * server default).  The effective rule of a call is the intersection of every
+ * enabled policy that applies to it, and of dialer.call_window_start/_end (or the
+ * campaign's window): never the union.
+ *
+ * The recipient's time zones: the call's, else the campaign's, else those
+ * libphonenumber's prefix data gives for the number (dialer.number_timezones); a
+ * number with several zones is called only when every rule is open in all of them;
+ * a number whose zone cannot be known is not dialled when a policy applies to it.
+ *
+ * dialer.compliance_verdict() decides (allow, park until an opening, refuse) and
+ * names the policy and rule; dialer.claim_calls() applies it at dispatch.  The
+ * presets (US-TCPA, US-FL, FR) are templates: dialer.use_preset() makes an enabled
+ * policy of one.
+ *
+ * Copyright (c) 2026, pg_dialer developers
+ */
 
+/*
+ * libphonenumber's prefix -> time-zone map (loaded by 55_number_timezones_data.sql).
+ */
 CREATE TABLE dialer.number_timezones (
 	prefix				text PRIMARY KEY CHECK (prefix ~ '^[0-9]{1,15}$'),
 	zones				text[] NOT NULL CHECK (cardinality(zones) >= 1)
 );
-
 COMMENT ON TABLE dialer.number_timezones IS
 	'libphonenumber''s prefix to time-zone map (Apache-2.0; version and refresh command in sql/install/data/README.md): longest matching prefix of an E.164 number (without +) gives its IANA zones';
-
 COMMENT ON COLUMN dialer.number_timezones.prefix IS 'Leading digits of E.164 numbers, country calling code first, without +';
-
 COMMENT ON COLUMN dialer.number_timezones.zones IS 'IANA time zones numbers with this prefix may be in (several: called only when open in all)';
 
+/*
+ * The version of each table that backends keep a copy of (src/table_cache.c): the
+ * transaction and command of its last change, written by the table's trigger
+ * (dialer.cached_table_changed).  A copy is used only under a snapshot that sees the
+ * version it was read at; under any other it is read again.
+ */
 CREATE TABLE dialer.cached_table_versions (
 	table_name			text PRIMARY KEY,
 	changed_in			bigint NOT NULL DEFAULT 0,
 	changed_at			bigint NOT NULL DEFAULT 0
 );
-
 COMMENT ON TABLE dialer.cached_table_versions IS
 	'Internal: the version of each dialer table that backends copy (dialer.number_timezones): the last change''s transaction and command, written by its trigger';
-
 COMMENT ON COLUMN dialer.cached_table_versions.table_name IS 'The copied table, in schema dialer';
-
 COMMENT ON COLUMN dialer.cached_table_versions.changed_in IS 'Full transaction id of its last change (0: as installed)';
-
 COMMENT ON COLUMN dialer.cached_table_versions.changed_at IS 'Command id of its last change within that transaction';
-
 INSERT INTO dialer.cached_table_versions (table_name) VALUES ('number_timezones');
 
+/*
+ * The IANA zones of a number by the longest prefix of dialer.number_timezones; NULL
+ * when unknown (libphonenumber marks unknown with Etc/Unknown: that is NULL here
+ * too).  The one home of the lookup, in C (src/number_zones.c): each backend keeps
+ * the map in a hash table, read again under a snapshot that sees another version of
+ * the table (dialer.cached_table_versions, the trigger below), because the claim
+ * looks up every call's number under a calling policy.
+ */
 CREATE FUNCTION dialer.number_timezones(number text)
 RETURNS text[]
 LANGUAGE c
 STABLE STRICT PARALLEL SAFE
 AS 'MODULE_PATHNAME', 'dialer_number_timezones';
-
 COMMENT ON FUNCTION dialer.number_timezones(text) IS
 	'IANA time zones of an E.164 number by the longest matching prefix of libphonenumber''s data (dialer.number_timezones); NULL when unknown';
 
+/*
+ * Backends keep a copy of this map.  Every change to it moves its version in
+ * dialer.cached_table_versions, and a reader whose snapshot sees the new version
+ * reads the map again.
+ */
 CREATE FUNCTION dialer.cached_table_changed()
 RETURNS trigger
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'dialer_cached_table_changed';
-
 COMMENT ON FUNCTION dialer.cached_table_changed() IS
 	'Trigger: after a change to a table backends keep a copy of (dialer.number_timezones), writes its new version into dialer.cached_table_versions so that readers seeing the change read the table again';
-
 CREATE TRIGGER number_timezones_cached AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON dialer.number_timezones
 	FOR EACH STATEMENT EXECUTE FUNCTION dialer.cached_table_changed();
 
+/*
+ * The recipient's time zones: the one home of the rule that says in which zones a
+ * call's calling window is read, used by the claim (the general window), by the
+ * calling policies and by dialer.call_timezones().  The call's zone, else its
+ * campaign's, else the zones libphonenumber's data gives for the number (several:
+ * a window must be open in all of them).  When none of these is known, fallback
+ * (dialer.default_timezone for the general window; NULL under a calling policy,
+ * which then refuses the call).  source says which: call, campaign, number,
+ * default, or unknown (zones NULL).  A set-returning SQL function of one row, so
+ * that a statement over many calls inlines it.
+ */
 CREATE FUNCTION dialer.recipient_zones(call_timezone text, campaign_timezone text, to_number text,
 									   fallback text DEFAULT NULL)
 RETURNS TABLE (zones text[], source text)
@@ -3269,10 +5540,14 @@ AS $$
 	  FROM (SELECT CASE WHEN call_timezone IS NULL AND campaign_timezone IS NULL
 						THEN dialer.number_timezones(to_number) END AS zones) n;
 $$;
-
 COMMENT ON FUNCTION dialer.recipient_zones(text, text, text, text) IS
 	'Internal: the zones a call''s calling window is read in (the call''s, else the campaign''s, else the number''s from libphonenumber, else fallback) and which of these it was (source: call, campaign, number, default, unknown)';
 
+/*
+ * Whether the general window [window_start, window_end) is the whole day, so that no
+ * zone needs to be known to read it (dialer.call_window_start = '00:00' with
+ * call_window_end = '24:00').
+ */
 CREATE FUNCTION dialer.window_is_whole_day(window_start time, window_end time)
 RETURNS boolean
 LANGUAGE sql
@@ -3281,10 +5556,17 @@ PARALLEL SAFE
 AS $$
 	SELECT window_start = '00:00' AND window_end IN ('00:00', '24:00');
 $$;
-
 COMMENT ON FUNCTION dialer.window_is_whole_day(time, time) IS
 	'Internal: true when the calling window window_start-window_end is open at every time of day';
 
+/*
+ * The general window of a number with several zones: NULL when instant at is inside
+ * [window_start, window_end) in every zone, else the first instant when it is open in
+ * all of them at once (the latest of their openings: always the start of one zone's
+ * window, so the starts of the next three local days are tried in order), or
+ * 'infinity' when the zones' windows never overlap (the claim then skips the call,
+ * saying so).  One zone is dialer.next_window_opening's case.
+ */
 CREATE FUNCTION dialer.zones_window_opening(at timestamptz, zones text[], window_start time, window_end time)
 RETURNS timestamptz
 LANGUAGE sql
@@ -3305,10 +5587,17 @@ AS $$
 			'infinity')
 	END;
 $$;
-
 COMMENT ON FUNCTION dialer.zones_window_opening(timestamptz, text[], time, time) IS
 	'Internal: NULL when instant at is inside the local window window_start-window_end in every one of zones, else the first instant when it is open in all of them (infinity: never)';
 
+/*
+ * The zones a call's calling window is read in, and where they come from, as the
+ * dispatcher reads them: the call's zone, else its campaign's, else the number's
+ * (libphonenumber), else dialer.default_timezone (source 'default': the number's zone
+ * is unknown).  Under a calling policy an unknown zone is not replaced: the call is
+ * refused (see dialer.compliance_verdict).  For a person asking "in which time zone
+ * is this call's window read?".
+ */
 CREATE FUNCTION dialer.call_timezones(call_id bigint, OUT timezones text[], OUT source text)
 RETURNS record
 LANGUAGE sql
@@ -3323,10 +5612,17 @@ AS $$
 											   nullif(current_setting('dialer.default_timezone', true), '')) z
 	 WHERE c.id = call_timezones.call_id;
 $$;
-
 COMMENT ON FUNCTION dialer.call_timezones(bigint) IS
 	'The time zones a call''s calling window is read in, and their source: call (its timezone), campaign, number (libphonenumber) or default (dialer.default_timezone, the number''s zone being unknown)';
 
+/*
+ * The next instant at which the recipient's clock shows local_time: "tomorrow at
+ * 10:00 the recipient's time" is next_local_time(number, '10:00', days => 1).  The
+ * zone is timezone when given, else the number's (libphonenumber).  days NULL: the
+ * first such instant after now(); days n: on the recipient's local date today + n
+ * (which may be in the past for n = 0).  A number with several zones, or none known,
+ * needs timezone: the error says which.
+ */
 CREATE FUNCTION dialer.next_local_time(to_number text, local_time time, days int DEFAULT NULL,
 									   timezone text DEFAULT NULL)
 RETURNS timestamptz
@@ -3385,10 +5681,12 @@ BEGIN
 	RETURN v_t;
 END;
 $$;
-
 COMMENT ON FUNCTION dialer.next_local_time(text, time, int, text) IS
 	'The instant the recipient''s clock shows local_time (zone: timezone, else the number''s): the next one (days NULL), or on the local date today + days; e.g. run_at => dialer.next_local_time(number, ''10:00'', days => 1) for tomorrow at 10:00 their time';
 
+/*
+ * Named calling policies.
+ */
 CREATE TABLE dialer.calling_policies (
 	name				text PRIMARY KEY CHECK (name ~ '^[A-Za-z0-9_:. -]{1,80}$'),
 	enabled				boolean NOT NULL DEFAULT true,
@@ -3408,38 +5706,26 @@ CREATE TABLE dialer.calling_policies (
 	CONSTRAINT cap_complete CHECK ((max_calls IS NULL) = (cap_period IS NULL)),
 	CONSTRAINT area_codes_are_nanp CHECK (cardinality(area_codes) = 0 OR country_codes = '{1}')
 );
-
 COMMENT ON TABLE dialer.calling_policies IS
 	'Named calling policies: windows (dialer.policy_windows), blackout calendars, a per-recipient cap, a silence after refusal, and a scope. The effective rule of a call is the intersection of every enabled policy that applies to it';
-
 COMMENT ON COLUMN dialer.calling_policies.name IS 'Policy name, named in every decision it makes';
-
 COMMENT ON COLUMN dialer.calling_policies.enabled IS 'Only enabled policies apply (presets are disabled templates: see dialer.use_preset)';
-
 COMMENT ON COLUMN dialer.calling_policies.builtin IS 'A preset shipped with pg_dialer (a template, never enabled itself)';
-
 COMMENT ON COLUMN dialer.calling_policies.description IS 'What the policy is for';
-
 COMMENT ON COLUMN dialer.calling_policies.legal_source IS 'The law or contract the policy implements';
-
 COMMENT ON COLUMN dialer.calling_policies.country_codes IS 'Scope: country calling codes the number must start with (empty: any)';
-
 COMMENT ON COLUMN dialer.calling_policies.area_codes IS 'Scope: NANP area codes (3 digits after +1) the number must have (empty: any); needs country_codes {1}';
-
 COMMENT ON COLUMN dialer.calling_policies.campaigns IS 'Scope: campaigns whose calls it governs (empty: any call, with or without campaign)';
-
 COMMENT ON COLUMN dialer.calling_policies.providers IS 'Scope: providers whose calls it governs (empty: any)';
-
 COMMENT ON COLUMN dialer.calling_policies.blackout_calendars IS 'Calendars of dialer.blackout_dates on whose days (recipient''s local date) no call is made';
-
 COMMENT ON COLUMN dialer.calling_policies.max_calls IS 'At most this many calls that reached a provider per number within cap_period (NULL: no cap)';
-
 COMMENT ON COLUMN dialer.calling_policies.cap_period IS 'Rolling period of the cap';
-
 COMMENT ON COLUMN dialer.calling_policies.refusal_silence IS 'No call to a number for this long after it refused (dialer.refusals)';
-
 COMMENT ON COLUMN dialer.calling_policies.require_consent IS 'Calls need a consent of dialer.consents for their purpose (the call''s payload purpose, else its campaign), given and not revoked at the instant of the call';
 
+/*
+ * Weekday windows of the policies: local times of the recipient.
+ */
 CREATE TABLE dialer.policy_windows (
 	policy				text NOT NULL REFERENCES dialer.calling_policies (name) ON UPDATE CASCADE ON DELETE CASCADE,
 	weekdays			int[] NOT NULL CHECK (cardinality(weekdays) >= 1 AND weekdays <@ '{1,2,3,4,5,6,7}'),
@@ -3448,18 +5734,18 @@ CREATE TABLE dialer.policy_windows (
 	CONSTRAINT window_order CHECK (starts < ends),
 	PRIMARY KEY (policy, weekdays, starts)
 );
-
 COMMENT ON TABLE dialer.policy_windows IS
 	'When a policy allows calls: windows [starts, ends) of the recipient''s local time on ISO weekdays (1 Monday .. 7 Sunday). A policy without windows restricts no time of day; a weekday without a window is closed';
-
 COMMENT ON COLUMN dialer.policy_windows.policy IS 'The policy';
-
 COMMENT ON COLUMN dialer.policy_windows.weekdays IS 'ISO weekdays the window is open on (1 Monday .. 7 Sunday)';
-
 COMMENT ON COLUMN dialer.policy_windows.starts IS 'Local time calls may start';
-
 COMMENT ON COLUMN dialer.policy_windows.ends IS 'Local time calls must have started by (24:00: end of day)';
 
+/*
+ * A policy window is checked when it is written, with the API's error (argument, value,
+ * what is accepted, how to fix it) rather than a bare CHECK violation; the table's CHECK
+ * constraints stay as the backstop.
+ */
 CREATE FUNCTION dialer.policy_windows_validate()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -3486,13 +5772,15 @@ BEGIN
 	RETURN NEW;
 END;
 $$;
-
 COMMENT ON FUNCTION dialer.policy_windows_validate() IS
 	'Trigger validating dialer.policy_windows rows (weekdays 1 to 7, starts before ends) with the API''s error messages';
 
 CREATE TRIGGER policy_windows_validate BEFORE INSERT OR UPDATE ON dialer.policy_windows
 	FOR EACH ROW EXECUTE FUNCTION dialer.policy_windows_validate();
 
+/*
+ * Blackout calendars: public holidays by country, one-off dates.
+ */
 CREATE TABLE dialer.blackout_dates (
 	calendar			text NOT NULL CHECK (calendar ~ '^[A-Za-z0-9_:. -]{1,80}$'),
 	day					date NOT NULL,
@@ -3500,18 +5788,16 @@ CREATE TABLE dialer.blackout_dates (
 	builtin				boolean NOT NULL DEFAULT false,
 	PRIMARY KEY (calendar, day)
 );
-
 COMMENT ON TABLE dialer.blackout_dates IS
 	'Days on which no call is made under the policies naming the calendar (the recipient''s local date). Calendar FR: French public holidays (Code du travail L3133-1)';
-
 COMMENT ON COLUMN dialer.blackout_dates.calendar IS 'Calendar name, listed in dialer.calling_policies.blackout_calendars';
-
 COMMENT ON COLUMN dialer.blackout_dates.day IS 'The local date';
-
 COMMENT ON COLUMN dialer.blackout_dates.name IS 'Why (holiday name), named in the decision';
-
 COMMENT ON COLUMN dialer.blackout_dates.builtin IS 'Shipped with pg_dialer (not dumped by pg_dump)';
 
+/*
+ * Refusals: the recipient said no (offer declined, opt-out of a purpose).
+ */
 CREATE TABLE dialer.refusals (
 	id					bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
 	number				dialer.e164 NOT NULL,
@@ -3519,23 +5805,19 @@ CREATE TABLE dialer.refusals (
 	purpose				text,
 	source				text
 );
-
 COMMENT ON TABLE dialer.refusals IS 'Refusals by recipients: policies with refusal_silence make no call to the number for that long afterwards';
-
 COMMENT ON COLUMN dialer.refusals.id IS 'Identity';
-
 COMMENT ON COLUMN dialer.refusals.number IS 'The number that refused';
-
 COMMENT ON COLUMN dialer.refusals.refused_at IS 'When';
-
 COMMENT ON COLUMN dialer.refusals.purpose IS 'What was refused (campaign or purpose name; NULL: everything)';
-
 COMMENT ON COLUMN dialer.refusals.source IS 'Where the refusal came from (call outcome, web form, agent ...)';
-
 COMMENT ON SEQUENCE dialer.refusals_id_seq IS 'Identity of dialer.refusals.id';
-
 CREATE INDEX refusals_number_idx ON dialer.refusals (number, refused_at);
 
+/*
+ * Consent ledger: who agreed to be called for what, when and how; and when that
+ * ended.  Rows are never deleted by pg_dialer: a revocation is a time on the row.
+ */
 CREATE TABLE dialer.consents (
 	id					bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
 	number				dialer.e164 NOT NULL,
@@ -3547,43 +5829,33 @@ CREATE TABLE dialer.consents (
 	CONSTRAINT revoked_after_granted CHECK (revoked_at IS NULL OR revoked_at >= granted_at),
 	CONSTRAINT revocation_complete CHECK ((revoked_at IS NULL) = (revoked_via IS NULL))
 );
-
 COMMENT ON TABLE dialer.consents IS
 	'Consent ledger: a number''s consent to calls for a purpose (campaign or purpose name), when and from where it was given, and its revocation (time and channel). Policies with require_consent need one in force';
-
 COMMENT ON COLUMN dialer.consents.id IS 'Identity';
-
 COMMENT ON COLUMN dialer.consents.number IS 'The consenting number';
-
 COMMENT ON COLUMN dialer.consents.purpose IS 'What the consent covers: a campaign or purpose name';
-
 COMMENT ON COLUMN dialer.consents.granted_at IS 'When consent was given';
-
 COMMENT ON COLUMN dialer.consents.source IS 'How and where consent was captured (web form URL, recording, contract ...): pg_dialer cannot check it';
-
 COMMENT ON COLUMN dialer.consents.revoked_at IS 'When consent was revoked (effective at once: calls after it are refused)';
-
 COMMENT ON COLUMN dialer.consents.revoked_via IS 'Channel of the revocation (call, SMS STOP, e-mail, agent ...)';
-
 COMMENT ON SEQUENCE dialer.consents_id_seq IS 'Identity of dialer.consents.id';
-
 CREATE INDEX consents_number_idx ON dialer.consents (number, purpose);
 
 SELECT pg_catalog.pg_extension_config_dump('dialer.consents', '');
-
 SELECT pg_catalog.pg_extension_config_dump('dialer.calling_policies', 'WHERE NOT builtin');
-
 SELECT pg_catalog.pg_extension_config_dump('dialer.policy_windows',
 	'WHERE policy NOT IN (''preset:US-TCPA'', ''preset:US-FL'', ''preset:FR'')');
-
 SELECT pg_catalog.pg_extension_config_dump('dialer.blackout_dates', 'WHERE NOT builtin');
-
 SELECT pg_catalog.pg_extension_config_dump('dialer.refusals', '');
-
 SELECT pg_catalog.pg_extension_config_dump('dialer.refusals_id_seq', '');
-
 SELECT pg_catalog.pg_extension_config_dump('dialer.consents_id_seq', '');
 
+/*
+ * The enabled policies that apply to a call, by name.  The scope reads only the
+ * country code (1 to 3 digits) and the NANP area code: the number's first four
+ * digits, so "+1212" gives the same answer as "+12125550100" (dialer.batch_verdicts
+ * looks policies up once per such prefix).
+ */
 CREATE FUNCTION dialer.policies_covering(to_number text, campaign text, provider text)
 RETURNS TABLE (names text[])
 LANGUAGE sql
@@ -3599,10 +5871,13 @@ AS $$
 	   AND (cardinality(p.campaigns) = 0 OR campaign = ANY (p.campaigns))
 	   AND (cardinality(p.providers) = 0 OR provider = ANY (p.providers));
 $$;
-
 COMMENT ON FUNCTION dialer.policies_covering(text, text, text) IS
 	'Internal: the one home of the scope rule of calling policies (country, area code, campaign, provider), as a set-returning SQL function that a statement inlines: one row, the enabled policies covering a call';
 
+/*
+ * The same, as a function of one call (plpgsql, so that its plan is made once per
+ * session; statements over many calls join policies_covering() instead).
+ */
 CREATE FUNCTION dialer.applicable_policies(to_number text, campaign text, provider text)
 RETURNS text[]
 LANGUAGE plpgsql
@@ -3614,10 +5889,14 @@ BEGIN
 									applicable_policies.campaign, applicable_policies.provider) c);
 END;
 $$;
-
 COMMENT ON FUNCTION dialer.applicable_policies(text, text, text) IS
 	'The enabled calling policies whose scope (countries, area codes, campaigns, providers) covers a call';
 
+/*
+ * The first time-of-day rule (window or blackout) of the policies, or of the
+ * general window [ws, we), that is closed at instant at in one of the zones; no
+ * row when every rule is open in every zone.
+ */
 CREATE FUNCTION dialer.closed_rule(policies text[], zones text[], at timestamptz, ws time, we time)
 RETURNS TABLE (policy text, rule text, timezone text, detail text)
 LANGUAGE sql
@@ -3652,10 +5931,12 @@ AS $$
 	ORDER BY r.o, r.policy
 	LIMIT 1;
 $$;
-
 COMMENT ON FUNCTION dialer.closed_rule(text[], text[], timestamptz, time, time) IS
 	'Internal: the first window or blackout rule (of the policies, or the general window ws-we) closed at instant at in one of the zones; no row when all are open';
 
+/*
+ * The offset from UTC of zone's clocks at an instant.
+ */
 CREATE FUNCTION dialer.utc_offset(at timestamptz, zone text)
 RETURNS interval
 LANGUAGE sql
@@ -3664,10 +5945,20 @@ PARALLEL SAFE
 AS $$
 	SELECT (at AT TIME ZONE zone) - (at AT TIME ZONE 'UTC');
 $$;
-
 COMMENT ON FUNCTION dialer.utc_offset(timestamptz, text) IS
 	'Internal: the offset from UTC of zone''s clocks at instant at (e.g. -05:00 in New York in winter)';
 
+/*
+ * The instants at which zone's clocks show local_time: one, except next to a change
+ * of the zone's offset from UTC.  When the clocks are put back, a local time of the
+ * repeated hour comes twice: both instants.  When they are put forward, a local time
+ * they skip never comes: the instant of the change stands for it (the clocks show a
+ * later time from then on).  PostgreSQL's own reading, local_time AT TIME ZONE zone,
+ * gives only the second instant of a repeated time, and for a skipped one an instant
+ * after the change (it reads it with the offset before the change).  The offsets are
+ * read a day before and a day after: changes are taken to be more than a day apart,
+ * and made on a whole minute.
+ */
 CREATE FUNCTION dialer.local_instants(local_time timestamp, zone text)
 RETURNS timestamptz[]
 LANGUAGE plpgsql
@@ -3701,10 +5992,17 @@ BEGIN
 	RETURN ARRAY[v_t];
 END;
 $$;
-
 COMMENT ON FUNCTION dialer.local_instants(timestamp, text) IS
 	'Internal: the instants at which the clocks of zone show local_time (two for a time repeated when the clocks are put back; for one skipped when they are put forward, the instant of the change)';
 
+/*
+ * The first instant at or after at when every time-of-day rule is open in every
+ * zone, searched up to 60 days ahead; NULL if none.  An opening of an intersection
+ * of windows is always the start of one of them (or a local midnight, the end of
+ * a blackout day), so only those instants are tried, in order, stopping at the
+ * first open one (usually the first or second).  Near a change of a zone's offset
+ * a start may come twice, or be skipped (dialer.local_instants).
+ */
 CREATE FUNCTION dialer.next_time_opening(policies text[], zones text[], at timestamptz, ws time, we time)
 RETURNS timestamptz
 LANGUAGE plpgsql
@@ -3751,10 +6049,19 @@ BEGIN
 	RETURN NULL;
 END;
 $$;
-
 COMMENT ON FUNCTION dialer.next_time_opening(text[], text[], timestamptz, time, time) IS
 	'Internal: first instant at or after at when every window and blackout rule of the policies (and the general window ws-we) is open in every zone; NULL if none within 60 days';
 
+/*
+ * The calls to a number that count toward a per-recipient cap at instant at: every
+ * attempt that may have reached the recipient in (at - period, at], across every
+ * campaign and one-off call, whatever became of it: claimed and still in flight, lost,
+ * accepted (dialing, answered, not answered, busy, failed later).  Only an attempt the
+ * provider refused outright (an HTTP answer other than 2xx: no call was placed) does
+ * not count.  With with_scheduled (at enqueue), the number's calls still scheduled for
+ * that period count too, as if placed: a call is judged after those due before it.
+ * Returns their count and the instant the cap of max_calls frees again.
+ */
 CREATE FUNCTION dialer.contact_count(number text, at timestamptz, period interval, max_calls int,
 									 with_scheduled boolean DEFAULT false,
 									 OUT calls int, OUT frees_at timestamptz)
@@ -3779,10 +6086,21 @@ AS $$
 		   (SELECT r.t + period FROM r ORDER BY r.t DESC
 			 OFFSET greatest(max_calls - 1, 0) LIMIT 1);
 $$;
-
 COMMENT ON FUNCTION dialer.contact_count(text, timestamptz, interval, int, boolean) IS
 	'Internal: the calls to a number that count toward a cap at instant at: attempts in (at - period, at] that may have reached the recipient (all but those the provider answered with a non-2xx status), across campaigns, and with with_scheduled its scheduled calls due in that period; and when a cap of max_calls frees again';
 
+/*
+ * The decision for a call to to_number at instant at: 'allow', 'park' (not now:
+ * next_opening says when) or 'refuse' (not to be made: cap reached, silence after a
+ * refusal, unknown time zone, no opening), with the policy and rule that decided
+ * and a sentence saying why.  timezone is the call's explicit zone (else campaign's,
+ * else from the number); window_start/_end the general calling window (NULL: the
+ * campaign's, else the dialer.call_window_* settings, as the claim reads it for a
+ * call of that campaign).  With no policy applying, 'allow' with rule NULL:
+ * only the general window applies then, read by dialer.claim_calls in the same zones
+ * (dialer.recipient_zones), with dialer.default_timezone for a number whose zone is
+ * unknown.
+ */
 CREATE FUNCTION dialer.compliance_verdict(to_number text, at timestamptz DEFAULT now(), timezone text DEFAULT NULL,
 										  campaign text DEFAULT NULL, provider text DEFAULT NULL, purpose text DEFAULT NULL,
 										  window_start time DEFAULT NULL, window_end time DEFAULT NULL,
@@ -3914,10 +6232,27 @@ BEGIN
 	END IF;
 END;
 $$;
-
 COMMENT ON FUNCTION dialer.compliance_verdict(text, timestamptz, text, text, text, text, time, time, boolean) IS
 	'Decision for a call to a number at an instant under every applicable calling policy: allow, park (until next_opening) or refuse; names the policy and rule that decided, and why';
 
+/*
+ * The verdicts of a batch of scheduled calls at instant at (dialer.claim_calls: one
+ * call per claim), set-based for the common case: the calls' applicable policies
+ * and zones are looked up per call, then each distinct (policies, zones, window) is
+ * judged once: when none of its policies counts calls, keeps a silence or needs a
+ * consent, and every window and blackout rule is open in every zone, its calls are
+ * allowed without a verdict of their own (exactly what dialer.compliance_verdict
+ * would answer).  The other calls get dialer.compliance_verdict.  Calls to which no
+ * policy applies get no row.  window_start/_end are the general window when the
+ * campaign has none (NULL: the dialer.call_window_* settings, as in the verdict).
+ *
+ * A per-recipient cap counts the attempts already made, and the calls of one batch make
+ * theirs only when the claim commits: so of several calls to one number under a capped
+ * policy in the batch, only the first in the claim's order (priority, then due time)
+ * gets a verdict; the others are parked for a second, to be judged once it counts
+ * (dialer.claim_calls serializes the claims of capped calls, so that two claims never
+ * count the same attempts).
+ */
 CREATE FUNCTION dialer.batch_verdicts(call_ids bigint[], at timestamptz, window_start time, window_end time)
 RETURNS TABLE (id bigint, decision text, policy text, rule text, reason text, next_opening timestamptz,
 			   timezones text[], policies text[])
@@ -3991,10 +6326,13 @@ AS $$
 	  FROM (SELECT * FROM judged WHERE judged.open_reason IS NULL AND coalesce(judged.peer, 1) = 1) j
 	 CROSS JOIN LATERAL dialer.compliance_verdict(j.num, at, j.call_tz, j.camp, j.prov, j.purpose, j.ws, j.we) f;
 $$;
-
 COMMENT ON FUNCTION dialer.batch_verdicts(bigint[], timestamptz, time, time) IS
 	'Internal: the calling-policy verdicts of a batch of scheduled calls (dialer.claim_calls), each distinct rule set judged once when it needs no per-number look-up; no row for calls no policy applies to';
 
+/*
+ * The next instant at or after at when a call may be made under every policy
+ * that applies (NULL: refused, or no opening within 60 days).
+ */
 CREATE FUNCTION dialer.next_opening(to_number text, at timestamptz DEFAULT now(), timezone text DEFAULT NULL,
 									campaign text DEFAULT NULL, provider text DEFAULT NULL)
 RETURNS timestamptz
@@ -4004,10 +6342,12 @@ AS $$
 	SELECT CASE v.decision WHEN 'allow' THEN at WHEN 'park' THEN v.next_opening END
 	  FROM dialer.compliance_verdict(to_number, at, timezone, campaign, provider) v;
 $$;
-
 COMMENT ON FUNCTION dialer.next_opening(text, timestamptz, text, text, text) IS
 	'Next instant at or after at when a call to the number may be made under its calling policies (at itself when open now; NULL when refused)';
 
+/*
+ * The same for a scheduled call (its zone, campaign and provider).
+ */
 CREATE FUNCTION dialer.next_opening(call_id bigint, at timestamptz DEFAULT now())
 RETURNS timestamptz
 LANGUAGE sql
@@ -4016,10 +6356,13 @@ AS $$
 	SELECT dialer.next_opening(c.to_number, at, c.timezone, c.campaign, c.provider)
 	  FROM dialer.scheduled_calls c WHERE c.id = call_id;
 $$;
-
 COMMENT ON FUNCTION dialer.next_opening(bigint, timestamptz) IS
 	'Next instant at or after at when a scheduled call may be made under its calling policies (NULL when refused)';
 
+/*
+ * Makes an enabled policy of a preset: a copy (scope, windows, calendars, cap,
+ * silence) under the given name, which may then be changed freely.
+ */
 CREATE FUNCTION dialer.use_preset(preset text, name text DEFAULT NULL)
 RETURNS text
 LANGUAGE plpgsql
@@ -4044,10 +6387,14 @@ BEGIN
 	RETURN v_name;
 END;
 $$;
-
 COMMENT ON FUNCTION dialer.use_preset(text, text) IS
 	'Creates an enabled calling policy (named name, default the preset''s) as a copy of a preset: US-TCPA, US-FL, FR';
 
+/*
+ * The sentence that explains a do-not-call entry: since when it is in effect, when
+ * and through which channel it was requested, and why.  One home for it: the
+ * campaigns' do_not_call detail, contact_history and the audit export use it.
+ */
 CREATE FUNCTION dialer.do_not_call_detail(entry dialer.do_not_call)
 RETURNS text
 LANGUAGE sql
@@ -4059,10 +6406,16 @@ AS $$
 				  coalesce(' via ' || entry.source, ''), coalesce(': ' || entry.reason, ''))
 	 WHERE entry.number IS NOT NULL;
 $$;
-
 COMMENT ON FUNCTION dialer.do_not_call_detail(dialer.do_not_call) IS
 	'The sentence explaining a do-not-call entry: in effect since effective_at, requested at requested_at via source, and its reason (NULL for no entry)';
 
+/*
+ * The policy, rule and sentence behind a decision event of a call (its detail as
+ * written by enqueue, claim or the do-not-call trigger): policy decisions name
+ * their policy and rule; the general window, the do-not-call ledger, the allow-list
+ * and deadlines are named as pseudo-policies so that every decision has both.
+ * dnc is the number's do-not-call entry (NULL row when none, e.g. removed since).
+ */
 CREATE FUNCTION dialer.decision_rule(event text, detail jsonb, dnc dialer.do_not_call,
 									 OUT policy text, OUT rule text, OUT reason text)
 LANGUAGE sql
@@ -4091,10 +6444,13 @@ AS $$
 				WHEN event = 'expired' THEN format('deadline %s passed before the call could start', detail->>'deadline')
 				ELSE coalesce(detail->>'message', detail->>'reason') END;
 $$;
-
 COMMENT ON FUNCTION dialer.decision_rule(text, jsonb, dialer.do_not_call) IS
 	'Internal: the policy, rule and sentence behind a decision event (claimed, window_wait, skipped, expired) of a call; the general window, the do-not-call ledger, the allow-list and deadlines appear as dialer.call_window, dialer.do_not_call, dialer.allowed_numbers and deadline';
 
+/*
+ * Every call made, parked, skipped or expired to a number, with each decision in
+ * the recipient's local time.
+ */
 CREATE FUNCTION dialer.contact_history(number text)
 RETURNS TABLE (call_id bigint, campaign text, status text, event text, at timestamptz, local_time timestamp,
 			   timezone text, policy text, rule text, reason text)
@@ -4117,10 +6473,19 @@ AS $$
 	 WHERE c.to_number = contact_history.number
 	 ORDER BY e.at, e.id;
 $$;
-
 COMMENT ON FUNCTION dialer.contact_history(text) IS
 	'Every event of every call to a number (made, parked, skipped, expired), in the recipient''s local time, with the policy and rule that decided (a do-not-call skip: the ledger entry, when requested, via what, in effect since when)';
 
+/*
+ * The audit export of a period [period_start, period_end): one row per decision
+ * taken on a call in it (made: claimed for dispatch; parked: held for a window or
+ * a blackout day; skipped; expired), with the number, the instant in UTC and in
+ * the recipient's local time with the zone(s) used, the call's status and the
+ * provider's outcome of the attempt, the policy and rule that decided, the
+ * policies that applied, and for calls made the consent in force for the call's
+ * purpose at that instant (purpose, when given, source).  One statement over the
+ * period's events (call_events has no index on time: it reads them all once).
+ */
 CREATE FUNCTION dialer.compliance_audit(period_start timestamptz, period_end timestamptz)
 RETURNS TABLE (call_id bigint, to_number text, campaign text, provider text, decision text,
 			   at timestamptz, local_time timestamp, timezone text, timezones text[],
@@ -4184,10 +6549,16 @@ BEGIN
 	 ORDER BY dec.at, dec.call_id;
 END;
 $$;
-
 COMMENT ON FUNCTION dialer.compliance_audit(timestamptz, timestamptz) IS
 	'Audit export of [period_start, period_end): every call made, parked, skipped or expired in it, with the number, the instant in UTC and in the recipient''s local time (zone used), status and provider outcome, the policy and rule that decided, the policies applied, and the consent in force for the call''s purpose (id, purpose, when, source)';
 
+/*
+ * When a policy, window, blackout day, refusal or consent changes, the calls parked
+ * by a policy (scheduled, not yet due, their last event a window_wait naming a
+ * policy) are due again at once: the claim re-evaluates them under the new rules,
+ * parks them at their new opening or skips them.  Calls waiting for a retry are
+ * not touched.  Scans the calls not yet due: policy changes are rare.
+ */
 CREATE FUNCTION dialer.policies_changed()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -4208,53 +6579,61 @@ BEGIN
 	RETURN NULL;
 END;
 $$;
-
 COMMENT ON FUNCTION dialer.policies_changed() IS
 	'Trigger: after a change of calling policies, windows, blackout days, refusals or consents, the calls a policy parked are due again at once, to be re-evaluated by the claim';
 
 CREATE TRIGGER calling_policies_changed AFTER INSERT OR UPDATE OR DELETE ON dialer.calling_policies
 	FOR EACH STATEMENT EXECUTE FUNCTION dialer.policies_changed();
-
 CREATE TRIGGER policy_windows_changed AFTER INSERT OR UPDATE OR DELETE ON dialer.policy_windows
 	FOR EACH STATEMENT EXECUTE FUNCTION dialer.policies_changed();
-
 CREATE TRIGGER blackout_dates_changed AFTER INSERT OR UPDATE OR DELETE ON dialer.blackout_dates
 	FOR EACH STATEMENT EXECUTE FUNCTION dialer.policies_changed();
-
 CREATE TRIGGER refusals_changed AFTER INSERT OR UPDATE OR DELETE ON dialer.refusals
 	FOR EACH STATEMENT EXECUTE FUNCTION dialer.policies_changed();
-
 CREATE TRIGGER consents_changed AFTER INSERT OR UPDATE OR DELETE ON dialer.consents
 	FOR EACH STATEMENT EXECUTE FUNCTION dialer.policies_changed();
 
+-- Presets (templates; dialer.use_preset('FR') makes an enabled policy of one) --------------
+
+-- US TCPA, 47 CFR 64.1200(c)(1): no telephone solicitation before 8 a.m. or after 9 p.m.
+-- local time at the called party's location.  Scoped to country code 1 (all of the NANP:
+-- stricter than needed for Canada and the Caribbean).
 INSERT INTO dialer.calling_policies (name, enabled, builtin, description, legal_source, country_codes)
 VALUES ('preset:US-TCPA', false, true, 'US TCPA calling hours: 08:00-21:00 at the called party''s location',
 		'47 CFR 64.1200(c)(1) (Telephone Consumer Protection Act)', '{1}');
-
 INSERT INTO dialer.policy_windows (policy, weekdays, starts, ends)
 VALUES ('preset:US-TCPA', '{1,2,3,4,5,6,7}', '08:00', '21:00');
 
+-- Florida Telephone Solicitation Act, Fla. Stat. 501.059(8): 8 a.m.-8 p.m. local time, at
+-- most 3 commercial solicitation calls per 24 hours (the Act counts per subject matter;
+-- pg_dialer counts every call that reached the provider: stricter).  Florida area codes.
 INSERT INTO dialer.calling_policies (name, enabled, builtin, description, legal_source, country_codes,
 									 area_codes, max_calls, cap_period)
 VALUES ('preset:US-FL', false, true, 'Florida FTSA: 08:00-20:00 local time, at most 3 calls per 24 hours',
 		'Florida Statutes 501.059(8)(a) and (b) (Florida Telephone Solicitation Act)', '{1}',
 		'{239,305,321,324,352,386,407,448,561,645,656,727,728,754,772,786,813,850,863,904,941,954}',
 		3, interval '24 hours');
-
 INSERT INTO dialer.policy_windows (policy, weekdays, starts, ends)
 VALUES ('preset:US-FL', '{1,2,3,4,5,6,7}', '08:00', '20:00');
 
+-- France, Décret n° 2022-1313 du 13 octobre 2022 (Code de la consommation, art. D. 223-8 and
+-- D. 223-9): Monday-Friday 10:00-13:00 and 14:00-20:00, never on Saturdays, Sundays or public
+-- holidays, at most 4 calls per 30 days, 60 days of silence after a refusal.
 INSERT INTO dialer.calling_policies (name, enabled, builtin, description, legal_source, country_codes,
 									 blackout_calendars, max_calls, cap_period, refusal_silence)
 VALUES ('preset:FR', false, true,
 		'France: Mon-Fri 10:00-13:00 and 14:00-20:00, no public holidays, at most 4 calls per 30 days, 60 days of silence after a refusal',
 		'Décret n° 2022-1313 du 13 octobre 2022 (Code de la consommation, art. D. 223-8, D. 223-9); holidays: Code du travail, art. L3133-1',
 		'{33}', '{FR}', 4, interval '30 days', interval '60 days');
-
 INSERT INTO dialer.policy_windows (policy, weekdays, starts, ends)
 VALUES ('preset:FR', '{1,2,3,4,5}', '10:00', '13:00'),
 	   ('preset:FR', '{1,2,3,4,5}', '14:00', '20:00');
 
+-- French public holidays 2026-2028, Code du travail article L3133-1 (jours fériés légaux):
+-- 1 January, Easter Monday, 1 May, 8 May, Ascension, Whit Monday, 14 July, 15 August,
+-- 1 November, 11 November, 25 December.  Easter: 2026-04-05, 2027-03-28, 2028-04-16.
+-- Alsace-Moselle's extra days (Good Friday, 26 December; Code du travail L3134-13) are not
+-- included: add them to a calendar of your own.
 INSERT INTO dialer.blackout_dates (calendar, day, name, builtin)
 SELECT 'FR', d::date, n, true
   FROM (VALUES
@@ -4270,6 +6649,16 @@ SELECT 'FR', d::date, n, true
 	('2028-05-08', 'Victoire 1945'), ('2028-05-25', 'Ascension'), ('2028-06-05', 'Lundi de Pentecôte'),
 	('2028-07-14', 'Fête nationale'), ('2028-08-15', 'Assomption'), ('2028-11-01', 'Toussaint'),
 	('2028-11-11', 'Armistice 1918'), ('2028-12-25', 'Noël')) h(d, n);
+/*
+ * pg_dialer: monitoring.  Views a DBA reads and a scraper (prometheus-postgres-exporter
+ * with deploy/prometheus/pg_dialer_queries.yaml) polls: calls by status, provider and
+ * campaign; each provider's health; the dispatcher's state and lag.  The launcher and
+ * dispatchers also write LOG/WARNING lines to the server log (README, "Monitoring").
+ *
+ * Copyright (c) 2026, pg_dialer developers
+ */
+
+/* C functions (src/shmem.c, src/launcher.c) */
 
 CREATE FUNCTION dialer.provider_status(
 	OUT provider text,
@@ -4281,7 +6670,6 @@ CREATE FUNCTION dialer.provider_status(
 RETURNS SETOF record
 LANGUAGE C VOLATILE
 AS 'MODULE_PATHNAME', 'dialer_provider_status';
-
 COMMENT ON FUNCTION dialer.provider_status() IS
 	'The pacing state this database''s dispatcher last published per provider: requests in flight, calls-per-second, calls of the current second''s budget used, consecutive failures, paused until (no rows when no dispatcher runs)';
 
@@ -4294,7 +6682,6 @@ CREATE FUNCTION dialer.dispatchers(
 RETURNS SETOF record
 LANGUAGE C VOLATILE
 AS 'MODULE_PATHNAME', 'dialer_dispatchers';
-
 COMMENT ON FUNCTION dialer.dispatchers() IS
 	'Every database of the server the launcher serves: its dispatcher''s pid (NULL when none runs), state and start time';
 
@@ -4302,10 +6689,13 @@ CREATE FUNCTION dialer.is_served()
 RETURNS boolean
 LANGUAGE C VOLATILE
 AS 'MODULE_PATHNAME', 'dialer_is_served';
-
 COMMENT ON FUNCTION dialer.is_served() IS
 	'True when a dispatcher serves the current database: pg_dialer is preloaded, its launcher runs and dialer.databases names this database';
 
+/*
+ * Warns when no dispatcher serves the current database: calls enqueued here would
+ * wait for ever.  Meant to be called by whatever accepts calls (once per statement).
+ */
 CREATE FUNCTION dialer.check_served()
 RETURNS boolean
 LANGUAGE plpgsql
@@ -4323,29 +6713,25 @@ BEGIN
 	RETURN false;
 END;
 $$;
-
 COMMENT ON FUNCTION dialer.check_served() IS
 	'Raises a WARNING, and returns false, when no dispatcher serves the current database (dialer.is_served()); true otherwise';
 
+-- Finished attempts of the last hour, per provider, without a scan of the whole log.
 CREATE INDEX call_attempts_requested_at_brin ON dialer.call_attempts USING brin (requested_at);
+
+/* Views */
 
 CREATE VIEW dialer.call_counts AS
 	SELECT c.status, c.provider, c.campaign, count(*) AS calls,
 		   min(c.next_attempt_at) FILTER (WHERE c.status = 'scheduled') AS next_attempt_at
 	  FROM dialer.scheduled_calls c
 	 GROUP BY c.status, c.provider, c.campaign;
-
 COMMENT ON VIEW dialer.call_counts IS
 	'Calls by status, provider and campaign (every row of dialer.scheduled_calls: filter on status to look at the active ones only)';
-
 COMMENT ON COLUMN dialer.call_counts.status IS 'Call status (see dialer.scheduled_calls.status)';
-
 COMMENT ON COLUMN dialer.call_counts.provider IS 'Provider name';
-
 COMMENT ON COLUMN dialer.call_counts.campaign IS 'Campaign name, NULL for calls outside campaigns';
-
 COMMENT ON COLUMN dialer.call_counts.calls IS 'Number of calls';
-
 COMMENT ON COLUMN dialer.call_counts.next_attempt_at IS 'Scheduled calls: the earliest next attempt time; NULL for other statuses';
 
 CREATE VIEW dialer.provider_health AS
@@ -4389,40 +6775,23 @@ CREATE VIEW dialer.provider_health AS
 			   AND (t.error_message IS NOT NULL OR t.http_status IS NULL OR t.http_status NOT BETWEEN 200 AND 299)
 			 ORDER BY t.requested_at DESC
 			 LIMIT 1) e ON true;
-
 COMMENT ON VIEW dialer.provider_health IS
 	'Each provider''s health: calls in progress, requests in flight, calls-per-second budget used, consecutive failures, failure pause, last error and accepted/failed requests of the last hour (no secrets)';
-
 COMMENT ON COLUMN dialer.provider_health.provider IS 'Provider name';
-
 COMMENT ON COLUMN dialer.provider_health.kind IS 'twilio, backend or voice_api';
-
 COMMENT ON COLUMN dialer.provider_health.enabled IS 'Whether the dispatcher claims calls for it';
-
 COMMENT ON COLUMN dialer.provider_health.calls_per_second IS 'Configured calls-per-second limit';
-
 COMMENT ON COLUMN dialer.provider_health.max_concurrency IS 'Configured limit of calls in progress (NULL: none)';
-
 COMMENT ON COLUMN dialer.provider_health.calls_in_progress IS 'Calls dispatching or dialing (what max_concurrency counts, before dialer.reconcile_after)';
-
 COMMENT ON COLUMN dialer.provider_health.requests_in_flight IS 'HTTP requests the dispatcher has open to the provider now';
-
 COMMENT ON COLUMN dialer.provider_health.budget_used IS 'Calls of the current second''s budget already used (the budget refills at calls_per_second)';
-
 COMMENT ON COLUMN dialer.provider_health.budget_used_ratio IS 'budget_used as a fraction of the budget (1: calls wait for the rate limit)';
-
 COMMENT ON COLUMN dialer.provider_health.consecutive_failures IS 'Failed requests in a row (transport errors, 5xx, 429); the provider is paused from 5';
-
 COMMENT ON COLUMN dialer.provider_health.paused_until IS 'End of the current or last failure pause (NULL: never paused since the dispatcher started or since its last success)';
-
 COMMENT ON COLUMN dialer.provider_health.paused IS 'True while the provider is paused after repeated failures';
-
 COMMENT ON COLUMN dialer.provider_health.last_error IS 'Code and message of its latest failed request of the last hour (NULL: none)';
-
 COMMENT ON COLUMN dialer.provider_health.last_error_at IS 'When that request ended';
-
 COMMENT ON COLUMN dialer.provider_health.accepted_last_hour IS 'Requests of the last hour the provider accepted (2xx)';
-
 COMMENT ON COLUMN dialer.provider_health.failed_last_hour IS 'Requests of the last hour that ended without a 2xx (errors, timeouts, refusals)';
 
 CREATE VIEW dialer.worker_health AS
@@ -4445,38 +6814,27 @@ CREATE VIEW dialer.worker_health AS
 			  JOIN dialer.providers p ON p.name = c.provider AND p.enabled
 			 WHERE c.status = 'scheduled' AND c.next_attempt_at <= now()) d
 	  LEFT JOIN dialer.worker_status() w ON true;
-
 COMMENT ON VIEW dialer.worker_health IS
 	'The current database''s dispatcher (always one row, state ''not running'' or ''not served'' when none runs) and its lag: due calls of enabled providers not yet claimed';
-
 COMMENT ON COLUMN dialer.worker_health.database IS 'The current database';
-
 COMMENT ON COLUMN dialer.worker_health.pid IS 'The dispatcher''s process id (NULL: none runs)';
-
 COMMENT ON COLUMN dialer.worker_health.state IS 'idle, dispatching, paused (dialer.enabled = off), stopping, ...; not running; not served (dialer.databases)';
-
 COMMENT ON COLUMN dialer.worker_health.started_at IS 'When the dispatcher started';
-
 COMMENT ON COLUMN dialer.worker_health.in_flight IS 'Requests in flight';
-
 COMMENT ON COLUMN dialer.worker_health.dispatched IS 'Requests started since the dispatcher started';
-
 COMMENT ON COLUMN dialer.worker_health.accepted IS 'Requests the providers accepted since the dispatcher started';
-
 COMMENT ON COLUMN dialer.worker_health.retried IS 'Requests that ended in a retry since the dispatcher started';
-
 COMMENT ON COLUMN dialer.worker_health.failed IS 'Requests that failed for good since the dispatcher started';
-
 COMMENT ON COLUMN dialer.worker_health.last_error IS 'The dispatcher''s last error (no secrets)';
-
 COMMENT ON COLUMN dialer.worker_health.last_error_at IS 'When it happened';
-
 COMMENT ON COLUMN dialer.worker_health.due_calls IS 'Scheduled calls of enabled providers due now and not yet claimed';
-
 COMMENT ON COLUMN dialer.worker_health.oldest_due_at IS 'The earliest next_attempt_at among them';
-
 COMMENT ON COLUMN dialer.worker_health.lag_seconds IS 'How long the oldest due call has waited (0: none waits); grows when the dispatcher is down, paused or saturated';
 
+/*
+ * Grants a role (for example the one prometheus-postgres-exporter connects as) what
+ * the monitoring views need, and nothing that shows a secret or a phone number.
+ */
 CREATE FUNCTION dialer.grant_monitoring(role_name name)
 RETURNS void
 LANGUAGE plpgsql
@@ -4488,15 +6846,41 @@ BEGIN
 		'EXECUTE ON FUNCTION dialer.worker_status(), dialer.provider_status(), dialer.is_served(), dialer.dispatchers()');
 END;
 $$;
-
 COMMENT ON FUNCTION dialer.grant_monitoring(name) IS
 	'Grants a role read access to the monitoring views (dialer.call_counts, provider_health, worker_health) and dialer.dispatchers(); no table, secret or phone number';
 
+/*
+ * Nothing here is for PUBLIC (90_privileges.sql revokes it too; repeated so that this part
+ * is complete by itself, e.g. as part of an update script).
+ */
 REVOKE ALL ON dialer.call_counts, dialer.provider_health, dialer.worker_health FROM PUBLIC;
-
 REVOKE ALL ON FUNCTION dialer.provider_status(), dialer.dispatchers(), dialer.is_served(),
 	dialer.check_served(), dialer.grant_monitoring(name) FROM PUBLIC;
+/*
+ * pg_dialer: the calling policies at enqueue.
+ *
+ * dialer.compliance_verdict() (50_compliance.sql) decides every call again when it is
+ * claimed; this part lets enqueue_call and enqueue_calls apply, already when a call is
+ * written, the refusals of the policies that hold a ledger or count calls: consent
+ * missing or revoked, a silence after a refusal that still runs at run_at, a
+ * per-recipient cap already reached at run_at by the calls placed or in progress and
+ * those scheduled before it.  Such a call is stored as skipped, with the policy, rule and
+ * reason in its event and last_error.  Windows, blackouts and unknown zones are left to
+ * the claim (an unknown zone found here, while such a policy is consulted, is reported as
+ * well): they depend on when the call is really made, and deciding them per call at
+ * enqueue would cost every call of a campaign under a mere calling-hours policy (US-TCPA)
+ * a verdict.  The claim decides a cap again, and is what guarantees it: calls enqueued
+ * in one statement, or by sessions racing, cannot see each other here.
+ *
+ * Copyright (c) 2026, pg_dialer developers
+ */
 
+/*
+ * The refusal a call meets at enqueue, if any: NULL fields when none.  The verdict is
+ * computed (at run_at, the instant the call is for, counting the number's scheduled calls
+ * due before it toward a cap) only when a policy covering the number requires consent,
+ * keeps a silence after refusals or caps calls.
+ */
 CREATE FUNCTION dialer.enqueue_refusal(to_number text, run_at timestamptz, timezone text, campaign text,
 									   provider text, purpose text,
 									   OUT policy text, OUT rule text, OUT reason text, OUT timezones text[])
@@ -4512,10 +6896,14 @@ AS $$
 					 AND (p.require_consent OR p.refusal_silence IS NOT NULL OR p.max_calls IS NOT NULL))
 	   AND v.decision = 'refuse' AND v.rule IN ('consent', 'refusal_silence', 'cap', 'unknown_timezone');
 $$;
-
 COMMENT ON FUNCTION dialer.enqueue_refusal(text, timestamptz, text, text, text, text) IS
 	'Internal: the calling-policy refusal a call meets at enqueue when a policy requiring consent, keeping a silence after refusals or capping calls covers it (consent, refusal_silence, cap counting the scheduled calls due before it, or unknown_timezone found on the way, at its run_at), as policy, rule, reason and zones; NULL fields when none';
 
+/*
+ * The detail of the event of a call a calling policy skips, at enqueue or at
+ * dispatch (checked): the policy and rule that decided, the recipient's zones and
+ * the reason in words.
+ */
 CREATE FUNCTION dialer.policy_skip_detail(checked text, policy text, rule text, timezones text[], message text)
 RETURNS jsonb
 LANGUAGE sql
@@ -4524,10 +6912,14 @@ AS $$
 	SELECT jsonb_build_object('reason', 'policy', 'checked', checked, 'policy', policy, 'rule', rule,
 							  'timezones', timezones, 'message', message);
 $$;
-
 COMMENT ON FUNCTION dialer.policy_skip_detail(text, text, text, text[], text) IS
 	'Internal: the event detail of a call skipped by a calling policy (checked: enqueue, dispatch, consent_changed or refusal_recorded; policy, rule, zones, message)';
 
+/*
+ * True when an enabled calling policy holds a ledger (requires consent, or keeps a
+ * silence after refusals) or caps calls per recipient: only then do enqueue_call and
+ * enqueue_calls look for a refusal at enqueue.  Read once per statement.
+ */
 CREATE FUNCTION dialer.ledger_policies_enabled()
 RETURNS boolean
 LANGUAGE sql
@@ -4536,10 +6928,20 @@ AS $$
 	SELECT EXISTS (SELECT 1 FROM dialer.calling_policies p
 					WHERE p.enabled AND (p.require_consent OR p.refusal_silence IS NOT NULL OR p.max_calls IS NOT NULL));
 $$;
-
 COMMENT ON FUNCTION dialer.ledger_policies_enabled() IS
 	'Internal: true when an enabled calling policy requires consent, keeps a silence after refusals or caps calls (the policies enqueue consults)';
 
+/*
+ * A consent revoked (or changed, or removed) or a refusal recorded takes effect at
+ * once: the scheduled calls to those numbers that the ledger now refuses at the
+ * instant they are due (dialer.enqueue_refusal: consent, silence after a refusal)
+ * are skipped with the policy, rule and reason, as enqueue would have stored them
+ * (dialer.skip_scheduled_calls).
+ * The claim checks them again anyway; this is so that a revocation does not leave
+ * calls that will never be made looking scheduled.  A call the worker holds is
+ * waited for, and left alone once it is no longer scheduled.  One trigger per
+ * event, as transition tables require, all with the changed rows as "changed".
+ */
 CREATE FUNCTION dialer.ledger_changed()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -4562,26 +6964,29 @@ BEGIN
 	RETURN NULL;
 END;
 $$;
-
 COMMENT ON FUNCTION dialer.ledger_changed() IS
 	'Trigger: after a consent is revoked, changed or removed, or a refusal recorded, skips the scheduled calls to those numbers that the ledger now refuses (checked: consent_changed or refusal_recorded)';
-
 REVOKE ALL ON FUNCTION dialer.ledger_changed() FROM PUBLIC;
 
 CREATE TRIGGER consents_revoked AFTER UPDATE ON dialer.consents
 	REFERENCING NEW TABLE AS changed
 	FOR EACH STATEMENT EXECUTE FUNCTION dialer.ledger_changed();
-
 CREATE TRIGGER consents_removed AFTER DELETE ON dialer.consents
 	REFERENCING OLD TABLE AS changed
 	FOR EACH STATEMENT EXECUTE FUNCTION dialer.ledger_changed();
-
 CREATE TRIGGER refusals_recorded AFTER INSERT ON dialer.refusals
 	REFERENCING NEW TABLE AS changed
 	FOR EACH STATEMENT EXECUTE FUNCTION dialer.ledger_changed();
-
+/*
+ * pg_dialer: libphonenumber's prefix -> time-zone data (dialer.number_timezones).
+ * Generated by sql/install/data/refresh-number-timezones.sh; do not edit.
+ *
+ * Copyright (c) 2026, pg_dialer developers (the data: see its own notice below)
+ */
+-- BEGIN number_timezones data (generated by sql/install/data/refresh-number-timezones.sh: do not edit)
+-- libphonenumber's prefix -> time-zone map, Debian libphonenumber8-java 8.12.57+ds-3.
+-- Copyright (C) 2012 The Libphonenumber Authors; Apache License 2.0, see sql/install/data/LICENSE.libphonenumber.
 TRUNCATE dialer.number_timezones;
-
 INSERT INTO dialer.number_timezones (prefix, zones)
 SELECT split_part(l, '|', 1), string_to_array(split_part(l, '|', 2), '&')
   FROM regexp_split_to_table($map$
@@ -7859,14 +10264,39 @@ SELECT split_part(l, '|', 1), string_to_array(split_part(l, '|', 2), '&')
 61891959|Australia/Adelaide&Australia/Perth&Indian/Cocos
 $map$, '\n') l
  WHERE l <> '';
+-- END number_timezones data
+/*
+ * pg_dialer: the admin API (schema dialer_admin), served over HTTP by a PostgREST of its own
+ * (deploy/postgrest-admin.conf) with JWT roles (deploy/admin_roles.sql):
+ *
+ *   dialer_viewer     reads: the views calls, campaigns, provider_health, and the functions
+ *                     call, stats, pending_customers
+ *   dialer_operator   all of the viewer's, and enqueue_call, cancel_call, retry_call,
+ *                     run_campaign, set_campaign_enabled, set_provider_enabled, cleanup
+ *   dialer_frontend   frontend_enqueue only: one purpose (its token's "purpose" claim), rate
+ *                     limited per caller (its token's "sub" claim)
+ *
+ * The functions are thin SECURITY DEFINER wrappers over the dialer.* API: they run as the
+ * extension owner with a pinned search_path, so the roles need no privilege on schema
+ * dialer.  A refusal raises before anything is written, with a SQLSTATE PostgREST turns into
+ * the HTTP status: PT404 (no such call / campaign / provider), PT409 (the call's status
+ * does not allow it), PT403 (the token does not allow it), PT429 (rate limit); the
+ * API's own argument errors (22023, 22004, 42704, ...) become 400.  The message, detail and
+ * hint are the JSON body of the answer.  See doc/admin.md.
+ *
+ * Copyright (c) 2026, pg_dialer developers
+ */
 
 CREATE SCHEMA dialer_admin;
-
 COMMENT ON SCHEMA dialer_admin IS
 	'pg_dialer admin API for people and applications: calls, their timeline, stats, campaigns, providers; exposed by its own PostgREST with JWT roles dialer_viewer, dialer_operator, dialer_frontend';
-
 REVOKE ALL ON SCHEMA dialer_admin FROM PUBLIC;
 
+/*
+ * What an application frontend may enqueue: one row per purpose.  A frontend's token
+ * names its purpose (claim "purpose") and its caller (claim "sub"); the purpose fixes the
+ * provider and payload, and how often one caller may ask for a call.
+ */
 CREATE TABLE dialer.frontend_purposes (
 	name				text PRIMARY KEY CHECK (name ~ '^[A-Za-z0-9_.-]{1,63}$'),
 	provider			text NOT NULL REFERENCES dialer.providers (name) ON UPDATE CASCADE,
@@ -7874,22 +10304,19 @@ CREATE TABLE dialer.frontend_purposes (
 	min_interval		interval NOT NULL DEFAULT '1 hour' CHECK (min_interval >= '0'),
 	enabled				boolean NOT NULL DEFAULT true
 );
-
 COMMENT ON TABLE dialer.frontend_purposes IS
 	'What application frontends may enqueue through dialer_admin.frontend_enqueue: per purpose (the token''s "purpose" claim), the provider, the payload and how often one caller (the token''s "sub" claim) may ask';
-
 COMMENT ON COLUMN dialer.frontend_purposes.name IS 'Purpose name: the "purpose" claim of the frontend''s token, and the campaign label of its calls';
-
 COMMENT ON COLUMN dialer.frontend_purposes.provider IS 'Provider (dialer.providers) of its calls';
-
 COMMENT ON COLUMN dialer.frontend_purposes.payload IS 'Payload of every call of the purpose (the frontend cannot change it; the caller is added as payload.caller)';
-
 COMMENT ON COLUMN dialer.frontend_purposes.min_interval IS 'One call per caller (sub claim) per this interval, whatever the frontend sends';
-
 COMMENT ON COLUMN dialer.frontend_purposes.enabled IS 'A disabled purpose refuses every request (HTTP 403)';
-
 SELECT pg_catalog.pg_extension_config_dump('dialer.frontend_purposes', '');
 
+/*
+ * Raises an admin API refusal: SQLSTATE PT<status>, which PostgREST answers with that
+ * HTTP status and {message, details, hint} as the body.
+ */
 CREATE FUNCTION dialer.admin_refuse(http_status int, message text, detail text, hint text)
 RETURNS void
 LANGUAGE plpgsql
@@ -7903,10 +10330,12 @@ BEGIN
 		DETAIL = coalesce(detail, ''), HINT = coalesce(hint, '');
 END;
 $$;
-
 COMMENT ON FUNCTION dialer.admin_refuse(int, text, text, text) IS
 	'Internal: raises an admin API refusal with SQLSTATE PT403, PT404, PT409 or PT429 (PostgREST answers that HTTP status)';
 
+/*
+ * The call row of an id, or the 404 refusal.
+ */
 CREATE FUNCTION dialer.admin_call(call_id bigint)
 RETURNS dialer.scheduled_calls
 LANGUAGE plpgsql
@@ -7928,9 +10357,11 @@ BEGIN
 	RETURN v_call;
 END;
 $$;
-
 COMMENT ON FUNCTION dialer.admin_call(bigint) IS 'Internal: the dialer.scheduled_calls row of an id, or the admin API''s 404 refusal';
 
+/*
+ * The 404 refusal for a campaign or provider (what) that has no row of that name.
+ */
 CREATE FUNCTION dialer.admin_refuse_unknown(what text, name text)
 RETURNS void
 LANGUAGE plpgsql
@@ -7943,10 +10374,12 @@ BEGIN
 				  ELSE 'List providers with GET /provider_health.' END);
 END;
 $$;
-
 COMMENT ON FUNCTION dialer.admin_refuse_unknown(text, text) IS
 	'Internal: raises the admin API''s 404 refusal for a campaign or provider (what) of that name that does not exist';
 
+/*
+ * Nothing, or the 404 refusal when no campaign has this name.
+ */
 CREATE FUNCTION dialer.admin_require_campaign(campaign text)
 RETURNS void
 LANGUAGE plpgsql
@@ -7959,19 +10392,18 @@ BEGIN
 	END IF;
 END;
 $$;
-
 COMMENT ON FUNCTION dialer.admin_require_campaign(text) IS
 	'Internal: raises the admin API''s 404 refusal when no campaign has this name';
+
+/* ------------------------------------------------------------------------ reading */
 
 CREATE VIEW dialer_admin.calls AS
 SELECT c.id, c.status, (c.run_at)::date AS day, c.run_at, c.next_attempt_at, c.to_number,
 	   c.provider, c.campaign, c.customer_ref, c.priority, c.attempts, c.max_attempts,
 	   c.provider_status, c.last_error, c.created_at, c.updated_at, c.finished_at
   FROM dialer.scheduled_calls c;
-
 COMMENT ON VIEW dialer_admin.calls IS
 	'Calls, newest first with order=id.desc; filter with PostgREST operators, e.g. ?status=eq.failed&campaign=eq.reminders&day=eq.2026-05-01&to_number=eq.%2B14155550123&limit=50';
-
 DO $$
 DECLARE
 	col text;
@@ -7986,9 +10418,14 @@ BEGIN
 	END LOOP;
 END;
 $$;
-
 COMMENT ON COLUMN dialer_admin.calls.day IS 'The day of run_at in the session''s time zone (filter ?day=eq.YYYY-MM-DD)';
 
+/*
+ * The campaigns with their rules and schedule: the rows of dialer_admin.campaigns.  A
+ * function run as the extension owner, because the schedule's next run is computed by
+ * functions that the API's roles may not execute (a view calls functions with the rights
+ * of its reader).
+ */
 CREATE FUNCTION dialer.admin_campaigns()
 RETURNS TABLE (name text, description text, provider text, enabled boolean, priority int, schedule text,
 			   timezone text, next_run_at timestamptz, last_started_at timestamptz, last_outcome text,
@@ -8010,39 +10447,24 @@ SELECT k.name, k.description, k.provider, k.enabled, k.priority, k.schedule,
   FROM dialer.campaigns k
   LEFT JOIN dialer.campaign_schedules s ON s.campaign = k.name
 $$;
-
 COMMENT ON FUNCTION dialer.admin_campaigns() IS
 	'Internal: the rows of the view dialer_admin.campaigns (campaigns with rules, schedule, next and latest run)';
 
 CREATE VIEW dialer_admin.campaigns AS
 SELECT * FROM dialer.admin_campaigns();
-
 COMMENT ON VIEW dialer_admin.campaigns IS 'Campaigns with their rules, schedule, next run and latest scheduled run';
-
 COMMENT ON COLUMN dialer_admin.campaigns.name IS 'Campaign name';
-
 COMMENT ON COLUMN dialer_admin.campaigns.description IS 'Free text for people';
-
 COMMENT ON COLUMN dialer_admin.campaigns.provider IS 'Provider of its calls';
-
 COMMENT ON COLUMN dialer_admin.campaigns.enabled IS 'false: paused, enqueues nothing (set_campaign_enabled)';
-
 COMMENT ON COLUMN dialer_admin.campaigns.priority IS 'Priority of its calls';
-
 COMMENT ON COLUMN dialer_admin.campaigns.schedule IS 'When it runs (NULL: only when run by hand)';
-
 COMMENT ON COLUMN dialer_admin.campaigns.timezone IS 'Its time zone (its own, else dialer.default_timezone)';
-
 COMMENT ON COLUMN dialer_admin.campaigns.next_run_at IS 'Next scheduled run (NULL: not scheduled)';
-
 COMMENT ON COLUMN dialer_admin.campaigns.last_started_at IS 'When its latest scheduled run started';
-
 COMMENT ON COLUMN dialer_admin.campaigns.last_outcome IS 'Outcome of its latest scheduled run: running, ok, error or disabled';
-
 COMMENT ON COLUMN dialer_admin.campaigns.last_enqueued IS 'Calls its latest scheduled run enqueued';
-
 COMMENT ON COLUMN dialer_admin.campaigns.last_error IS 'Error of its latest scheduled run, if it failed';
-
 COMMENT ON COLUMN dialer_admin.campaigns.rules IS 'Its rules (lookahead_days, max_calls_per_day, skip_called_within_days, once_per_day, allowed_numbers, max_attempts, retries, calling window); unset ones are left out';
 
 CREATE VIEW dialer_admin.provider_health AS
@@ -8076,41 +10498,29 @@ SELECT p.name, p.kind, p.enabled, p.max_concurrency, p.calls_per_second,
 		  JOIN dialer.call_attempts a ON a.call_id = c.id
 		 WHERE c.provider = p.name AND c.updated_at > now() - interval '1 hour'
 		   AND a.requested_at > now() - interval '1 hour') h;
-
 COMMENT ON VIEW dialer_admin.provider_health IS 'Per provider: paused or not, its limits and whether it is at its max_concurrency, its calls in progress and waiting, and its requests and errors of the last hour';
-
 COMMENT ON COLUMN dialer_admin.provider_health.name IS 'Provider name';
-
 COMMENT ON COLUMN dialer_admin.provider_health.kind IS 'twilio, backend or voice_api';
-
 COMMENT ON COLUMN dialer_admin.provider_health.enabled IS 'false: paused, its calls wait (set_provider_enabled)';
-
 COMMENT ON COLUMN dialer_admin.provider_health.max_concurrency IS 'Calls in progress at once it allows';
-
 COMMENT ON COLUMN dialer_admin.provider_health.calls_per_second IS 'Requests per second sent to it';
-
 COMMENT ON COLUMN dialer_admin.provider_health.in_progress IS 'Its calls dispatching or dialing now';
-
 COMMENT ON COLUMN dialer_admin.provider_health.due IS 'Its scheduled calls already due';
-
 COMMENT ON COLUMN dialer_admin.provider_health.waiting IS 'Its scheduled calls due later';
-
 COMMENT ON COLUMN dialer_admin.provider_health.unknown IS 'Its calls whose outcome is unknown (never re-sent by themselves)';
-
 COMMENT ON COLUMN dialer_admin.provider_health.attempts_last_hour IS 'Requests made to it in the last hour';
-
 COMMENT ON COLUMN dialer_admin.provider_health.errors_last_hour IS 'Of those, the ones answered with an error or not answered';
-
 COMMENT ON COLUMN dialer_admin.provider_health.last_attempt_at IS 'When it was last sent a request (within the last hour)';
-
 COMMENT ON COLUMN dialer_admin.provider_health.last_error IS 'Its latest error of the last hour (code: message)';
-
 COMMENT ON COLUMN dialer_admin.provider_health.counted_in_progress IS 'Its calls in progress that count against max_concurrency now: dispatching or dialing, with news within dialer.reconcile_after';
-
 COMMENT ON COLUMN dialer_admin.provider_health.at_limit IS 'true: counted_in_progress has reached max_concurrency, so its due calls wait until a callback ends a call, or until a call without news for dialer.reconcile_after stops counting (and is reconciled)';
-
 COMMENT ON COLUMN dialer_admin.provider_health.slot_frees_by IS 'When at_limit: when the oldest counted call stops counting by itself (its last news plus dialer.reconcile_after); a callback frees a slot sooner';
 
+/*
+ * The recipient's time zone of a call as the dashboard names it: the zones its calling
+ * window is read in and where they come from, as the dispatcher reads them
+ * (dialer.call_timezones, itself dialer.recipient_zones); zones [] when none is known.
+ */
 CREATE FUNCTION dialer.admin_call_timezone(c dialer.scheduled_calls)
 RETURNS jsonb
 LANGUAGE sql
@@ -8120,10 +10530,12 @@ AS $$
 SELECT jsonb_build_object('zones', coalesce(to_jsonb(z.timezones), '[]'::jsonb), 'source', z.source)
   FROM dialer.call_timezones(c.id) z
 $$;
-
 COMMENT ON FUNCTION dialer.admin_call_timezone(dialer.scheduled_calls) IS
 	'Internal: a call''s recipient time zone for the admin API, {zones, source}, from dialer.call_timezones: source call (its timezone), campaign (its campaign''s), number (libphonenumber) or default (dialer.default_timezone: the number''s zone is not known)';
 
+/*
+ * One call with its attempts and events (the timeline), and its recipient's time zone.
+ */
 CREATE FUNCTION dialer_admin.call(id bigint)
 RETURNS jsonb
 LANGUAGE plpgsql
@@ -8138,10 +10550,12 @@ BEGIN
 		|| jsonb_build_object('timezone', dialer.admin_call_timezone(v_call));
 END;
 $$;
-
 COMMENT ON FUNCTION dialer_admin.call(bigint) IS
 	'One call with its attempts and events, and its recipient''s time zone: {call, attempts, events, timezone: {zones, source}} (source call, campaign, number or default: the call''s timezone, else its campaign''s, else what the number implies, else dialer.default_timezone). GET /rpc/call?id=42. 404 for an unknown id.';
 
+/*
+ * The counts of a day.
+ */
 CREATE FUNCTION dialer_admin.stats(day date DEFAULT current_date)
 RETURNS jsonb
 LANGUAGE plpgsql
@@ -8153,10 +10567,12 @@ BEGIN
 	RETURN dialer.stats(coalesce(day, current_date));
 END;
 $$;
-
 COMMENT ON FUNCTION dialer_admin.stats(date) IS
 	'Counts of a day''s calls (scheduled, completed, failed, not_reached, pending, not_called, unknown), per campaign (by_campaign), the backlog and the worker. GET /rpc/stats?day=2026-05-01 (default today).';
 
+/*
+ * Every candidate of a campaign, with the reason each left-out one is left out.
+ */
 CREATE FUNCTION dialer_admin.pending_customers(campaign text, days int DEFAULT NULL)
 RETURNS TABLE (customer_ref text, phone text, due_at timestamptz, included boolean, reason text, detail text)
 LANGUAGE plpgsql
@@ -8171,10 +10587,14 @@ BEGIN
 		  FROM dialer.campaign_candidates(pending_customers.campaign, days) c;
 END;
 $$;
-
 COMMENT ON FUNCTION dialer_admin.pending_customers(text, int) IS
 	'The candidates of a campaign: the ones a run would call now (included) first, then every one left out with its reason (do_not_call, call_pending, over_daily_cap, ...) and a detail. GET /rpc/pending_customers?campaign=reminders. The source is read with the extension owner''s rights.';
 
+/* ------------------------------------------------------------------------ writing */
+
+/*
+ * Enqueues one call (the operator's): dialer.enqueue_call's arguments and checks.
+ */
 CREATE FUNCTION dialer_admin.enqueue_call(
 	to_number text,
 	run_at timestamptz DEFAULT now(),
@@ -8201,10 +10621,15 @@ BEGIN
 		'status', (SELECT c.status FROM dialer.scheduled_calls c WHERE c.id = v_id));
 END;
 $$;
-
 COMMENT ON FUNCTION dialer_admin.enqueue_call(text, timestamptz, text, jsonb, text, text, int, int, text, timestamptz, boolean) IS
 	'Schedules a call: POST /rpc/enqueue_call {"to_number": "+14155550123", "provider": "default", "payload": {"message": "..."}}; answers {id, status} (status skipped for a do-not-call number; the stored call for a repeated dedupe_key). 400 with the reason for bad input.';
 
+/*
+ * Schedules many calls at once (dialer.enqueue_calls): a JSON array of calls keyed like
+ * enqueue_call's arguments.  atomic (default): all or nothing, a refused element answers 400
+ * with its reason; atomic = false: the acceptable calls are written and each element's
+ * outcome is returned.
+ */
 CREATE FUNCTION dialer_admin.enqueue_calls(calls jsonb, atomic boolean DEFAULT true)
 RETURNS jsonb
 LANGUAGE sql
@@ -8214,10 +10639,14 @@ AS $$
 	SELECT coalesce(jsonb_agg(to_jsonb(r) ORDER BY r.item), '[]'::jsonb)
 	  FROM dialer.enqueue_calls(calls, atomic) r
 $$;
-
 COMMENT ON FUNCTION dialer_admin.enqueue_calls(jsonb, boolean) IS
 	'Schedules many calls: POST /rpc/enqueue_calls {"calls": [{"to_number": "+14155550123", "payload": {"message": "..."}}, ...], "atomic": true}; answers one object per element (item, id, outcome scheduled/skipped/duplicate/refused, reason and error fields). atomic (default): all or nothing, 400 with the first refusal; false: the acceptable calls are written.';
 
+/*
+ * Cancels (change 'cancel') or requeues (change 'retry') a call through the dialer API
+ * (dialer.cancel_call, dialer.retry_call): {id, status} when it changed, else the 409
+ * refusal naming the call's status (404 for an unknown id).
+ */
 CREATE FUNCTION dialer.admin_change_call(call_id bigint, change text)
 RETURNS jsonb
 LANGUAGE plpgsql
@@ -8245,10 +10674,12 @@ BEGIN
 	RETURN jsonb_build_object('id', v_call.id, 'status', CASE change WHEN 'cancel' THEN 'canceled' ELSE 'scheduled' END);
 END;
 $$;
-
 COMMENT ON FUNCTION dialer.admin_change_call(bigint, text) IS
 	'Internal: cancels (cancel) or requeues (retry) a call with the dialer API, answering {id, status} or the admin API''s 409 / 404 refusal';
 
+/*
+ * Cancels a scheduled call.
+ */
 CREATE FUNCTION dialer_admin.cancel_call(id bigint)
 RETURNS jsonb
 LANGUAGE sql
@@ -8257,10 +10688,12 @@ SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 	SELECT dialer.admin_change_call(cancel_call.id, 'cancel');
 $$;
-
 COMMENT ON FUNCTION dialer_admin.cancel_call(bigint) IS
 	'Cancels a scheduled call: POST /rpc/cancel_call {"id": 42} answers {id, status: canceled}; 409 when the call is no longer scheduled, 404 for an unknown id.';
 
+/*
+ * Requeues a failed, unknown or expired call.
+ */
 CREATE FUNCTION dialer_admin.retry_call(id bigint)
 RETURNS jsonb
 LANGUAGE sql
@@ -8269,10 +10702,12 @@ SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 	SELECT dialer.admin_change_call(retry_call.id, 'retry');
 $$;
-
 COMMENT ON FUNCTION dialer_admin.retry_call(bigint) IS
 	'Requeues a failed, unknown or expired call (due now, a fresh run of attempts): POST /rpc/retry_call {"id": 42}; 409 for any other status, 404 for an unknown id.';
 
+/*
+ * Runs a campaign now.
+ */
 CREATE FUNCTION dialer_admin.run_campaign(campaign text, max_calls int DEFAULT NULL)
 RETURNS jsonb
 LANGUAGE plpgsql
@@ -8285,10 +10720,13 @@ BEGIN
 							  'enqueued', dialer.run_campaign(run_campaign.campaign, max_calls));
 END;
 $$;
-
 COMMENT ON FUNCTION dialer_admin.run_campaign(text, int) IS
 	'Runs a campaign now ("trigger now"): enqueues its pending customers (at most max_calls) and answers {campaign, enqueued}. POST /rpc/run_campaign {"campaign": "reminders"}.';
 
+/*
+ * Pauses (enabled false) or resumes (true) a campaign or provider (what): {<what>: name,
+ * enabled}, the 404 refusal for an unknown name.
+ */
 CREATE FUNCTION dialer.admin_set_enabled(what text, name text, enabled boolean)
 RETURNS jsonb
 LANGUAGE plpgsql
@@ -8313,10 +10751,12 @@ BEGIN
 	RETURN jsonb_build_object(what, name, 'enabled', enabled);
 END;
 $$;
-
 COMMENT ON FUNCTION dialer.admin_set_enabled(text, text, boolean) IS
 	'Internal: pauses or resumes a campaign or provider (what) for the admin API, answering {campaign|provider, enabled} or the 404 refusal';
 
+/*
+ * Pauses or resumes a campaign.
+ */
 CREATE FUNCTION dialer_admin.set_campaign_enabled(campaign text, enabled boolean)
 RETURNS jsonb
 LANGUAGE sql
@@ -8325,10 +10765,12 @@ SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 	SELECT dialer.admin_set_enabled('campaign', campaign, enabled);
 $$;
-
 COMMENT ON FUNCTION dialer_admin.set_campaign_enabled(text, boolean) IS
 	'Pauses (enabled false) or resumes (true) a campaign: POST /rpc/set_campaign_enabled {"campaign": "reminders", "enabled": false}; 404 for an unknown campaign.';
 
+/*
+ * Pauses or resumes a provider.
+ */
 CREATE FUNCTION dialer_admin.set_provider_enabled(provider text, enabled boolean)
 RETURNS jsonb
 LANGUAGE sql
@@ -8337,10 +10779,12 @@ SET search_path = pg_catalog, dialer, pg_temp
 AS $$
 	SELECT dialer.admin_set_enabled('provider', provider, enabled);
 $$;
-
 COMMENT ON FUNCTION dialer_admin.set_provider_enabled(text, boolean) IS
 	'Pauses (enabled false: its calls wait in the queue) or resumes (true) a provider: POST /rpc/set_provider_enabled {"provider": "default", "enabled": false}; 404 for an unknown provider.';
 
+/*
+ * Removes old finished calls.
+ */
 CREATE FUNCTION dialer_admin.cleanup(older_than interval DEFAULT '30 days')
 RETURNS jsonb
 LANGUAGE plpgsql
@@ -8351,10 +10795,16 @@ BEGIN
 	RETURN jsonb_build_object('removed', dialer.cleanup(coalesce(older_than, '30 days')));
 END;
 $$;
-
 COMMENT ON FUNCTION dialer_admin.cleanup(interval) IS
 	'Deletes calls that finished more than older_than ago (default 30 days), with their attempts and events: POST /rpc/cleanup {"older_than": "90 days"} answers {removed}.';
 
+/*
+ * An application frontend asks for a call for its signed-in user.  Who asks (claim "sub")
+ * and for what (claim "purpose") come from the verified JWT, never from the body: the body
+ * gives only the number.  Requests of one caller are serialized by a transaction-level
+ * advisory lock, so at most one call per caller per min_interval is stored however many
+ * requests arrive at once.
+ */
 CREATE FUNCTION dialer_admin.frontend_enqueue(to_number text)
 RETURNS jsonb
 LANGUAGE plpgsql
@@ -8403,26 +10853,37 @@ BEGIN
 		'status', (SELECT c.status FROM dialer.scheduled_calls c WHERE c.id = v_id));
 END;
 $$;
-
 COMMENT ON FUNCTION dialer_admin.frontend_enqueue(text) IS
 	'For application frontends: asks for the call of the token''s purpose for the signed-in user (the token''s sub). POST /rpc/frontend_enqueue {"to_number": "+14155550123"}; 429 when that user already asked within the purpose''s min_interval, 403 for a token without sub or purpose.';
 
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA dialer_admin FROM PUBLIC;
-
 REVOKE ALL ON ALL TABLES IN SCHEMA dialer_admin FROM PUBLIC;
-
 REVOKE ALL ON TABLE dialer.frontend_purposes FROM PUBLIC;
-
 REVOKE ALL ON FUNCTION dialer.admin_refuse(int, text, text, text), dialer.admin_call(bigint), dialer.admin_campaigns(),
 	dialer.admin_refuse_unknown(text, text), dialer.admin_require_campaign(text), dialer.admin_change_call(bigint, text),
 	dialer.admin_set_enabled(text, text, boolean) FROM PUBLIC;
-
+/*
+ * pg_dialer: privileges (the last part): nothing for PUBLIC; dialer.grant_usage(), and
+ * dialer.grant_to(), what every grant helper does.
+ *
+ * Nothing is granted to PUBLIC: the owner (the role that created the extension)
+ * grants each application role exactly what it needs; see README, "Privileges".
+ * The secret columns of dialer.providers stay the owner's even when other roles
+ * may read the rest of the provider configuration.
+ *
+ * Copyright (c) 2026, pg_dialer developers
+ */
 REVOKE ALL ON ALL TABLES IN SCHEMA dialer FROM PUBLIC;
-
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA dialer FROM PUBLIC;
 
+-- Harmless helpers anyone may call.
 GRANT EXECUTE ON FUNCTION dialer.is_valid_timezone(text), dialer.is_e164(text), dialer.all_e164(text[]) TO PUBLIC;
 
+/*
+ * What every grant helper does (dialer.grant_usage, dialer.grant_monitoring, ...): checks
+ * that role_name names a role, grants it USAGE on schema dialer, then each of grants,
+ * written 'PRIVILEGES ON OBJECTS' (the helpers' own constant text, never input).
+ */
 CREATE FUNCTION dialer.grant_to(role_name name, VARIADIC grants text[])
 RETURNS void
 LANGUAGE plpgsql
@@ -8438,11 +10899,15 @@ BEGIN
 	END LOOP;
 END;
 $$;
-
 COMMENT ON FUNCTION dialer.grant_to(name, text[]) IS
 	'Internal: checks a role, grants it USAGE on schema dialer and each of the given privileges (the grant helpers'' common part)';
 
-CREATE OR REPLACE FUNCTION dialer.grant_usage(role_name name)
+/*
+ * Grants a role the everyday use of pg_dialer: enqueue, cancel, retry and inspect
+ * calls, read the queue and the non-secret provider configuration.  Provider
+ * secrets stay unreadable to it.
+ */
+CREATE FUNCTION dialer.grant_usage(role_name name)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, dialer, pg_temp
@@ -8459,53 +10924,6 @@ BEGIN
 		'dialer.call_timezones(bigint)');
 END;
 $$;
-
+COMMENT ON FUNCTION dialer.grant_usage(name) IS
+	'Grants a role the everyday use of pg_dialer (enqueue, cancel, retry, inspect; read the queue and the non-secret provider columns). Secrets stay the owner''s.';
 REVOKE ALL ON FUNCTION dialer.grant_to(name, text[]), dialer.grant_usage(name) FROM PUBLIC;
-
--- worker_status(): given back to the roles that had it before it was dropped above
-REVOKE ALL ON FUNCTION dialer.worker_status() FROM PUBLIC;
-DO $$
-DECLARE
-	r record;
-BEGIN
-	FOR r IN SELECT DISTINCT a.grantee::pg_catalog.regrole AS grantee
-			   FROM pg_catalog.aclexplode(nullif(pg_catalog.current_setting('pg_dialer.worker_status_acl'), '')::pg_catalog.aclitem[]) a
-			  WHERE a.privilege_type = 'EXECUTE' AND a.grantee <> 0 AND a.grantee <> a.grantor
-	LOOP
-		EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION dialer.worker_status() TO %s', r.grantee);
-	END LOOP;
-END;
-$$;
-
--- campaign_candidates() applies its rules through dialer.campaign_candidate_verdicts() (new in
--- 0.2.0, run as the owner): the roles dialer.grant_campaigns() let run campaign_candidates
--- may run it too
-DO $$
-DECLARE
-	r record;
-BEGIN
-	FOR r IN SELECT DISTINCT a.grantee::pg_catalog.regrole AS grantee
-			   FROM pg_catalog.pg_proc p, pg_catalog.aclexplode(p.proacl) a
-			  WHERE p.oid = 'dialer.campaign_candidates(text, int)'::pg_catalog.regprocedure
-				AND a.privilege_type = 'EXECUTE' AND a.grantee <> 0 AND a.grantee <> a.grantor
-	LOOP
-		EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION dialer.campaign_candidate_verdicts(text, dialer.campaign_source_row[], int) TO %s',
-								  r.grantee);
-	END LOOP;
-END;
-$$;
-
--- enqueue_call(..., late_ok): given to the roles that could run the 0.1.0 enqueue_call
-DO $$
-DECLARE
-	r record;
-BEGIN
-	FOR r IN SELECT DISTINCT a.grantee::pg_catalog.regrole AS grantee
-			   FROM pg_catalog.aclexplode(nullif(pg_catalog.current_setting('pg_dialer.enqueue_call_acl'), '')::pg_catalog.aclitem[]) a
-			  WHERE a.privilege_type = 'EXECUTE' AND a.grantee <> 0 AND a.grantee <> a.grantor
-	LOOP
-		EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION dialer.enqueue_call(text, timestamptz, text, jsonb, text, text, int, int, text, timestamptz, boolean) TO %s',
-								  r.grantee);
-	END LOOP;
-END;
-$$;

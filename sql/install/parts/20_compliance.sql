@@ -25,238 +25,20 @@
  */
 
 /*
- * libphonenumber's prefix -> time-zone map (loaded by 55_number_timezones_data.sql).
+ * The detail of the event of a call a calling policy skips, at enqueue or at
+ * dispatch (checked): the policy and rule that decided, the recipient's zones and
+ * the reason in words.
  */
-CREATE TABLE dialer.number_timezones (
-	prefix				text PRIMARY KEY CHECK (prefix ~ '^[0-9]{1,15}$'),
-	zones				text[] NOT NULL CHECK (cardinality(zones) >= 1)
-);
-COMMENT ON TABLE dialer.number_timezones IS
-	'libphonenumber''s prefix to time-zone map (Apache-2.0; version and refresh command in sql/install/data/README.md): longest matching prefix of an E.164 number (without +) gives its IANA zones';
-COMMENT ON COLUMN dialer.number_timezones.prefix IS 'Leading digits of E.164 numbers, country calling code first, without +';
-COMMENT ON COLUMN dialer.number_timezones.zones IS 'IANA time zones numbers with this prefix may be in (several: called only when open in all)';
-
-/*
- * The version of each table that backends keep a copy of (src/table_cache.c): the
- * transaction and command of its last change, written by the table's trigger
- * (dialer.cached_table_changed).  A copy is used only under a snapshot that sees the
- * version it was read at; under any other it is read again.
- */
-CREATE TABLE dialer.cached_table_versions (
-	table_name			text PRIMARY KEY,
-	changed_in			bigint NOT NULL DEFAULT 0,
-	changed_at			bigint NOT NULL DEFAULT 0
-);
-COMMENT ON TABLE dialer.cached_table_versions IS
-	'Internal: the version of each dialer table that backends copy (dialer.number_timezones): the last change''s transaction and command, written by its trigger';
-COMMENT ON COLUMN dialer.cached_table_versions.table_name IS 'The copied table, in schema dialer';
-COMMENT ON COLUMN dialer.cached_table_versions.changed_in IS 'Full transaction id of its last change (0: as installed)';
-COMMENT ON COLUMN dialer.cached_table_versions.changed_at IS 'Command id of its last change within that transaction';
-INSERT INTO dialer.cached_table_versions (table_name) VALUES ('number_timezones');
-
-/*
- * The IANA zones of a number by the longest prefix of dialer.number_timezones; NULL
- * when unknown (libphonenumber marks unknown with Etc/Unknown: that is NULL here
- * too).  The one home of the lookup, in C (src/number_zones.c): each backend keeps
- * the map in a hash table, read again under a snapshot that sees another version of
- * the table (dialer.cached_table_versions, the trigger below), because the claim
- * looks up every call's number under a calling policy.
- */
-CREATE FUNCTION dialer.number_timezones(number text)
-RETURNS text[]
-LANGUAGE c
-STABLE STRICT PARALLEL SAFE
-AS 'MODULE_PATHNAME', 'dialer_number_timezones';
-COMMENT ON FUNCTION dialer.number_timezones(text) IS
-	'IANA time zones of an E.164 number by the longest matching prefix of libphonenumber''s data (dialer.number_timezones); NULL when unknown';
-
-/*
- * Backends keep a copy of this map.  Every change to it moves its version in
- * dialer.cached_table_versions, and a reader whose snapshot sees the new version
- * reads the map again.
- */
-CREATE FUNCTION dialer.cached_table_changed()
-RETURNS trigger
-LANGUAGE c
-AS 'MODULE_PATHNAME', 'dialer_cached_table_changed';
-COMMENT ON FUNCTION dialer.cached_table_changed() IS
-	'Trigger: after a change to a table backends keep a copy of (dialer.number_timezones), writes its new version into dialer.cached_table_versions so that readers seeing the change read the table again';
-CREATE TRIGGER number_timezones_cached AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON dialer.number_timezones
-	FOR EACH STATEMENT EXECUTE FUNCTION dialer.cached_table_changed();
-
-/*
- * The recipient's time zones: the one home of the rule that says in which zones a
- * call's calling window is read, used by the claim (the general window), by the
- * calling policies and by dialer.call_timezones().  The call's zone, else its
- * campaign's, else the zones libphonenumber's data gives for the number (several:
- * a window must be open in all of them).  When none of these is known, fallback
- * (dialer.default_timezone for the general window; NULL under a calling policy,
- * which then refuses the call).  source says which: call, campaign, number,
- * default, or unknown (zones NULL).  A set-returning SQL function of one row, so
- * that a statement over many calls inlines it.
- */
-CREATE FUNCTION dialer.recipient_zones(call_timezone text, campaign_timezone text, to_number text,
-									   fallback text DEFAULT NULL)
-RETURNS TABLE (zones text[], source text)
+CREATE FUNCTION dialer.policy_skip_detail(checked text, policy text, rule text, timezones text[], message text)
+RETURNS jsonb
 LANGUAGE sql
-STABLE
-PARALLEL SAFE
+STABLE	-- as the functions it calls are (IMMUTABLE kept it from being inlined)
 AS $$
-	SELECT CASE WHEN call_timezone IS NOT NULL THEN ARRAY[call_timezone]
-				WHEN campaign_timezone IS NOT NULL THEN ARRAY[campaign_timezone]
-				WHEN n.zones IS NOT NULL THEN n.zones
-				WHEN fallback IS NOT NULL THEN ARRAY[fallback] END,
-		   CASE WHEN call_timezone IS NOT NULL THEN 'call'
-				WHEN campaign_timezone IS NOT NULL THEN 'campaign'
-				WHEN n.zones IS NOT NULL THEN 'number'
-				WHEN fallback IS NOT NULL THEN 'default'
-				ELSE 'unknown' END
-	  FROM (SELECT CASE WHEN call_timezone IS NULL AND campaign_timezone IS NULL
-						THEN dialer.number_timezones(to_number) END AS zones) n;
+	SELECT jsonb_build_object('reason', 'policy', 'checked', checked, 'policy', policy, 'rule', rule,
+							  'timezones', timezones, 'message', message);
 $$;
-COMMENT ON FUNCTION dialer.recipient_zones(text, text, text, text) IS
-	'Internal: the zones a call''s calling window is read in (the call''s, else the campaign''s, else the number''s from libphonenumber, else fallback) and which of these it was (source: call, campaign, number, default, unknown)';
-
-/*
- * Whether the general window [window_start, window_end) is the whole day, so that no
- * zone needs to be known to read it (dialer.call_window_start = '00:00' with
- * call_window_end = '24:00').
- */
-CREATE FUNCTION dialer.window_is_whole_day(window_start time, window_end time)
-RETURNS boolean
-LANGUAGE sql
-IMMUTABLE
-PARALLEL SAFE
-AS $$
-	SELECT window_start = '00:00' AND window_end IN ('00:00', '24:00');
-$$;
-COMMENT ON FUNCTION dialer.window_is_whole_day(time, time) IS
-	'Internal: true when the calling window window_start-window_end is open at every time of day';
-
-/*
- * The general window of a number with several zones: NULL when instant at is inside
- * [window_start, window_end) in every zone, else the first instant when it is open in
- * all of them at once (the latest of their openings: always the start of one zone's
- * window, so the starts of the next three local days are tried in order), or
- * 'infinity' when the zones' windows never overlap (the claim then skips the call,
- * saying so).  One zone is dialer.next_window_opening's case.
- */
-CREATE FUNCTION dialer.zones_window_opening(at timestamptz, zones text[], window_start time, window_end time)
-RETURNS timestamptz
-LANGUAGE sql
-STABLE
-PARALLEL SAFE
-AS $$
-	SELECT CASE
-		WHEN NOT EXISTS (SELECT 1 FROM unnest(zones) z
-						  WHERE dialer.next_window_opening(at, z, window_start, window_end) IS NOT NULL)
-			THEN NULL
-		ELSE coalesce(
-			(SELECT min(t.t)
-			   FROM (SELECT ((at AT TIME ZONE z)::date + d + window_start) AT TIME ZONE z AS t
-					   FROM unnest(zones) z, generate_series(0, 2) d) t
-			  WHERE t.t > at
-				AND NOT EXISTS (SELECT 1 FROM unnest(zones) z
-								 WHERE dialer.next_window_opening(t.t, z, window_start, window_end) IS NOT NULL)),
-			'infinity')
-	END;
-$$;
-COMMENT ON FUNCTION dialer.zones_window_opening(timestamptz, text[], time, time) IS
-	'Internal: NULL when instant at is inside the local window window_start-window_end in every one of zones, else the first instant when it is open in all of them (infinity: never)';
-
-/*
- * The zones a call's calling window is read in, and where they come from, as the
- * dispatcher reads them: the call's zone, else its campaign's, else the number's
- * (libphonenumber), else dialer.default_timezone (source 'default': the number's zone
- * is unknown).  Under a calling policy an unknown zone is not replaced: the call is
- * refused (see dialer.compliance_verdict).  For a person asking "in which time zone
- * is this call's window read?".
- */
-CREATE FUNCTION dialer.call_timezones(call_id bigint, OUT timezones text[], OUT source text)
-RETURNS record
-LANGUAGE sql
-STABLE
-SECURITY DEFINER
-SET search_path = pg_catalog, dialer, pg_temp
-AS $$
-	SELECT z.zones, z.source
-	  FROM dialer.scheduled_calls c
-	  LEFT JOIN dialer.campaigns k ON k.name = c.campaign
-	 CROSS JOIN LATERAL dialer.recipient_zones(c.timezone, k.timezone, c.to_number,
-											   nullif(current_setting('dialer.default_timezone', true), '')) z
-	 WHERE c.id = call_timezones.call_id;
-$$;
-COMMENT ON FUNCTION dialer.call_timezones(bigint) IS
-	'The time zones a call''s calling window is read in, and their source: call (its timezone), campaign, number (libphonenumber) or default (dialer.default_timezone, the number''s zone being unknown)';
-
-/*
- * The next instant at which the recipient's clock shows local_time: "tomorrow at
- * 10:00 the recipient's time" is next_local_time(number, '10:00', days => 1).  The
- * zone is timezone when given, else the number's (libphonenumber).  days NULL: the
- * first such instant after now(); days n: on the recipient's local date today + n
- * (which may be in the past for n = 0).  A number with several zones, or none known,
- * needs timezone: the error says which.
- */
-CREATE FUNCTION dialer.next_local_time(to_number text, local_time time, days int DEFAULT NULL,
-									   timezone text DEFAULT NULL)
-RETURNS timestamptz
-LANGUAGE plpgsql
-STABLE
-SECURITY DEFINER
-SET search_path = pg_catalog, dialer, pg_temp
-AS $$
-DECLARE
-	v_zones	text[];
-	v_day	date;
-	v_t		timestamptz;
-BEGIN
-	IF to_number IS NULL OR NOT dialer.is_e164(to_number) THEN
-		PERFORM dialer.raise_bad_argument('to_number', to_number,
-			'A phone number must be in E.164 form: "+" then 8 to 15 digits, the first not 0, with no spaces or punctuation.',
-			'Write the number with its country code, e.g. +14155550123.',
-			CASE WHEN to_number IS NULL THEN '22004' ELSE '22023' END);
-	END IF;
-	IF local_time IS NULL THEN
-		PERFORM dialer.raise_bad_argument('local_time', NULL, 'local_time is the time of day on the recipient''s clock.',
-			'Pass a time, e.g. ''10:00''.', '22004');
-	END IF;
-	IF days IS NOT NULL AND days NOT BETWEEN 0 AND 3660 THEN
-		PERFORM dialer.raise_bad_argument('days', days::text,
-			'days is how many of the recipient''s local days after today: 0 to 3660 (NULL: the next time the clock shows local_time).',
-			'Pass 1 for tomorrow.');
-	END IF;
-	IF timezone IS NOT NULL THEN
-		IF NOT dialer.is_valid_timezone(timezone) THEN
-			PERFORM dialer.raise_bad_argument('timezone', timezone,
-				'The time is read in this time zone, and PostgreSQL does not know it.',
-				'Use an IANA name such as America/New_York (see pg_timezone_names).');
-		END IF;
-		v_zones := ARRAY[timezone];
-	ELSE
-		v_zones := dialer.number_timezones(to_number);
-		IF v_zones IS NULL THEN
-			PERFORM dialer.raise_bad_argument('timezone', NULL,
-				format('The time zone of %s is not known from libphonenumber''s data.', to_number),
-				'Pass timezone => the recipient''s IANA time zone.', '22004');
-		ELSIF cardinality(v_zones) > 1 THEN
-			PERFORM dialer.raise_bad_argument('timezone', NULL,
-				format('%s may be in any of %s time zones (%s): its local time is not one time.', to_number,
-					   cardinality(v_zones), array_to_string(v_zones[1:5], ', ') ||
-					   CASE WHEN cardinality(v_zones) > 5 THEN ', ...' ELSE '' END),
-				'Pass timezone => the recipient''s IANA time zone.', '22004');
-		END IF;
-	END IF;
-
-	v_day := (now() AT TIME ZONE v_zones[1])::date + coalesce(days, 0);
-	v_t := (v_day + local_time) AT TIME ZONE v_zones[1];
-	IF days IS NULL AND v_t <= now() THEN
-		v_t := (v_day + 1 + local_time) AT TIME ZONE v_zones[1];
-	END IF;
-	RETURN v_t;
-END;
-$$;
-COMMENT ON FUNCTION dialer.next_local_time(text, time, int, text) IS
-	'The instant the recipient''s clock shows local_time (zone: timezone, else the number''s): the next one (days NULL), or on the local date today + days; e.g. run_at => dialer.next_local_time(number, ''10:00'', days => 1) for tomorrow at 10:00 their time';
+COMMENT ON FUNCTION dialer.policy_skip_detail(text, text, text, text[], text) IS
+	'Internal: the event detail of a call skipped by a calling policy (checked: enqueue, dispatch, consent_changed or refusal_recorded; policy, rule, zones, message)';
 
 /*
  * Named calling policies.
@@ -347,7 +129,7 @@ BEGIN
 END;
 $$;
 COMMENT ON FUNCTION dialer.policy_windows_validate() IS
-	'Trigger validating dialer.policy_windows rows (weekdays 1 to 7, starts before ends) with the API''s error messages';
+	'Trigger: validates dialer.policy_windows rows (weekdays 1 to 7, starts before ends) with the API''s error messages';
 
 CREATE TRIGGER policy_windows_validate BEFORE INSERT OR UPDATE ON dialer.policy_windows
 	FOR EACH ROW EXECUTE FUNCTION dialer.policy_windows_validate();
@@ -464,7 +246,7 @@ BEGIN
 END;
 $$;
 COMMENT ON FUNCTION dialer.applicable_policies(text, text, text) IS
-	'The enabled calling policies whose scope (countries, area codes, campaigns, providers) covers a call';
+	'Internal: The enabled calling policies whose scope (countries, area codes, campaigns, providers) covers a call';
 
 /*
  * The first time-of-day rule (window or blackout) of the policies, or of the
@@ -507,67 +289,6 @@ AS $$
 $$;
 COMMENT ON FUNCTION dialer.closed_rule(text[], text[], timestamptz, time, time) IS
 	'Internal: the first window or blackout rule (of the policies, or the general window ws-we) closed at instant at in one of the zones; no row when all are open';
-
-/*
- * The offset from UTC of zone's clocks at an instant.
- */
-CREATE FUNCTION dialer.utc_offset(at timestamptz, zone text)
-RETURNS interval
-LANGUAGE sql
-STABLE
-PARALLEL SAFE
-AS $$
-	SELECT (at AT TIME ZONE zone) - (at AT TIME ZONE 'UTC');
-$$;
-COMMENT ON FUNCTION dialer.utc_offset(timestamptz, text) IS
-	'Internal: the offset from UTC of zone''s clocks at instant at (e.g. -05:00 in New York in winter)';
-
-/*
- * The instants at which zone's clocks show local_time: one, except next to a change
- * of the zone's offset from UTC.  When the clocks are put back, a local time of the
- * repeated hour comes twice: both instants.  When they are put forward, a local time
- * they skip never comes: the instant of the change stands for it (the clocks show a
- * later time from then on).  PostgreSQL's own reading, local_time AT TIME ZONE zone,
- * gives only the second instant of a repeated time, and for a skipped one an instant
- * after the change (it reads it with the offset before the change).  The offsets are
- * read a day before and a day after: changes are taken to be more than a day apart,
- * and made on a whole minute.
- */
-CREATE FUNCTION dialer.local_instants(local_time timestamp, zone text)
-RETURNS timestamptz[]
-LANGUAGE plpgsql
-STABLE
-PARALLEL SAFE
-SET search_path = pg_catalog, dialer, pg_temp
-AS $$
-DECLARE
-	-- local_time read with the zone's offset of a day before, and of a day after, PostgreSQL's
-	-- own reading: the instants whose clocks may show it
-	v_pg timestamptz := local_time AT TIME ZONE zone;
-	v_before timestamptz := (local_time - dialer.utc_offset(v_pg - interval '1 day', zone)) AT TIME ZONE 'UTC';
-	v_after timestamptz := (local_time - dialer.utc_offset(v_pg + interval '1 day', zone)) AT TIME ZONE 'UTC';
-	v_t timestamptz;
-	v_out timestamptz[] := '{}';
-BEGIN
-	FOREACH v_t IN ARRAY ARRAY[least(v_before, v_after), greatest(v_before, v_after)] LOOP
-		IF (v_t AT TIME ZONE zone) = local_time AND NOT v_t = ANY (v_out) THEN
-			v_out := v_out || v_t;
-		END IF;
-	END LOOP;
-	IF cardinality(v_out) > 0 THEN
-		RETURN v_out;
-	END IF;
-	-- neither shows it: a time the clocks skipped.  The change is the first whole minute
-	-- between the two readings at which they show a later time.
-	v_t := date_trunc('minute', least(v_before, v_after));
-	WHILE (v_t AT TIME ZONE zone) <= local_time LOOP
-		v_t := v_t + interval '1 minute';
-	END LOOP;
-	RETURN ARRAY[v_t];
-END;
-$$;
-COMMENT ON FUNCTION dialer.local_instants(timestamp, text) IS
-	'Internal: the instants at which the clocks of zone show local_time (two for a time repeated when the clocks are put back; for one skipped when they are put forward, the instant of the change)';
 
 /*
  * The first instant at or after at when every time-of-day rule is open in every
@@ -650,6 +371,8 @@ AS $$
 		 WHERE c.to_number = number
 		   AND (a.http_status IS NULL OR a.http_status BETWEEN 200 AND 299)
 		   AND a.requested_at > at - period AND a.requested_at <= at
+		   -- an outcome whose rule says it does not count (dialer.outcome_rules)
+		   AND (a.outcome IS NULL OR (dialer.outcome_rule(c.campaign, a.outcome)).counts_toward_cap IS NOT FALSE)
 		UNION ALL
 		SELECT c.next_attempt_at
 		  FROM dialer.scheduled_calls c
@@ -661,7 +384,28 @@ AS $$
 			 OFFSET greatest(max_calls - 1, 0) LIMIT 1);
 $$;
 COMMENT ON FUNCTION dialer.contact_count(text, timestamptz, interval, int, boolean) IS
-	'Internal: the calls to a number that count toward a cap at instant at: attempts in (at - period, at] that may have reached the recipient (all but those the provider answered with a non-2xx status), across campaigns, and with with_scheduled its scheduled calls due in that period; and when a cap of max_calls frees again';
+	'Internal: the calls to a number that count toward a cap at instant at: attempts in (at - period, at] that may have reached the recipient (all but those the provider answered with a non-2xx status, and those whose outcome''s rule says they do not count), across campaigns, and with with_scheduled its scheduled calls due in that period; and when a cap of max_calls frees again';
+
+/*
+ * The reason of a refusal for missing consent: policy policy requires consent and the number
+ * has none in force for purpose (the campaign's name when the call gives none), naming the
+ * latest revocation when there was one.
+ */
+CREATE FUNCTION dialer.no_consent_reason(policy text, number text, purpose text, at timestamptz)
+RETURNS text
+LANGUAGE sql
+STABLE
+AS $$
+	SELECT format('policy %s requires consent and %s has none in force for purpose %s%s',
+				  policy, number, coalesce(purpose, '(none given)'),
+				  (SELECT format(' (revoked %s via %s)', k.revoked_at, k.revoked_via)
+					 FROM dialer.consents k
+					WHERE k.number = no_consent_reason.number AND k.purpose = no_consent_reason.purpose
+					  AND k.revoked_at <= at
+					ORDER BY k.revoked_at DESC LIMIT 1));
+$$;
+COMMENT ON FUNCTION dialer.no_consent_reason(text, text, text, timestamptz) IS
+	'Internal: the reason of a refusal for missing consent (policy, number, purpose, the latest revocation)';
 
 /*
  * The decision for a call to to_number at instant at: 'allow', 'park' (not now:
@@ -684,11 +428,8 @@ CREATE FUNCTION dialer.compliance_verdict(to_number text, at timestamptz DEFAULT
 LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, dialer, pg_temp
--- called from dialer.claim_calls, whose planner settings suit the queue, not these small tables;
--- one plan per statement and session (custom plans re-planned the window rule at every
--- call: most of the verdict's cost)
-SET enable_seqscan = on
-SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = on					-- claim_calls' settings suit the queue, not these small tables
+SET plan_cache_mode = force_generic_plan	-- custom plans re-planned the window rule at every call
 AS $$
 DECLARE
 	v_ws time;
@@ -706,8 +447,7 @@ BEGIN
 		RETURN;
 	END IF;
 
-	-- the campaign's zone and general window: each bound of the window is the one given, else
-	-- the campaign's, else the setting's (as dialer.batch_verdicts reads it for the claim)
+	-- each bound of the window: the one given, else the campaign's, else the setting's
 	SELECT k.timezone, k.call_window_start, k.call_window_end INTO v_k
 	  FROM dialer.campaigns k WHERE k.name = compliance_verdict.campaign;
 	v_ws := coalesce(window_start, v_k.call_window_start,
@@ -741,14 +481,7 @@ BEGIN
 			decision := 'refuse';
 			policy := v_p.name;
 			rule := 'consent';
-			reason := format('policy %s requires consent and %s has none in force for purpose %s%s',
-							 v_p.name, to_number, coalesce(purpose, campaign, '(none given)'),
-							 (SELECT format(' (revoked %s via %s)', k.revoked_at, k.revoked_via)
-								FROM dialer.consents k
-							   WHERE k.number = compliance_verdict.to_number
-								 AND k.purpose = coalesce(compliance_verdict.purpose, compliance_verdict.campaign)
-								 AND k.revoked_at <= at
-							   ORDER BY k.revoked_at DESC LIMIT 1));
+			reason := dialer.no_consent_reason(v_p.name, to_number, coalesce(purpose, campaign), at);
 			RETURN;
 		END IF;
 		IF v_p.refusal_silence IS NOT NULL THEN
@@ -981,7 +714,7 @@ AS $$
 	 WHERE entry.number IS NOT NULL;
 $$;
 COMMENT ON FUNCTION dialer.do_not_call_detail(dialer.do_not_call) IS
-	'The sentence explaining a do-not-call entry: in effect since effective_at, requested at requested_at via source, and its reason (NULL for no entry)';
+	'Internal: The sentence explaining a do-not-call entry: in effect since effective_at, requested at requested_at via source, and its reason (NULL for no entry)';
 
 /*
  * The policy, rule and sentence behind a decision event of a call (its detail as
@@ -1041,7 +774,7 @@ AS $$
 	 CROSS JOIN LATERAL dialer.recipient_zones(c.timezone, k.timezone, c.to_number,
 											   nullif(current_setting('dialer.default_timezone', true), '')) z
 	  JOIN dialer.call_events e ON e.call_id = c.id
-	  LEFT JOIN dialer.do_not_call d ON d.number = c.to_number
+	  LEFT JOIN LATERAL dialer.do_not_call_entry(c.to_number) d ON true
 	  LEFT JOIN LATERAL dialer.decision_rule(e.event, e.detail, d) r
 			 ON e.event IN ('claimed', 'window_wait', 'skipped', 'expired')
 	 WHERE c.to_number = contact_history.number
@@ -1098,7 +831,7 @@ BEGIN
 		  FROM ev
 		  JOIN dialer.scheduled_calls c ON c.id = ev.call_id
 		  LEFT JOIN dialer.campaigns k ON k.name = c.campaign
-		  LEFT JOIN dialer.do_not_call d ON d.number = c.to_number
+		  LEFT JOIN LATERAL dialer.do_not_call_entry(c.to_number) d ON true
 		  LEFT JOIN LATERAL dialer.decision_rule(ev.event, ev.detail, d) r ON true
 		  LEFT JOIN dialer.call_attempts a
 				 ON ev.event = 'claimed' AND a.call_id = ev.call_id AND a.attempt = (ev.detail->>'attempt')::int
@@ -1223,3 +956,109 @@ SELECT 'FR', d::date, n, true
 	('2028-05-08', 'Victoire 1945'), ('2028-05-25', 'Ascension'), ('2028-06-05', 'Lundi de Pentecôte'),
 	('2028-07-14', 'Fête nationale'), ('2028-08-15', 'Assomption'), ('2028-11-01', 'Toussaint'),
 	('2028-11-11', 'Armistice 1918'), ('2028-12-25', 'Noël')) h(d, n);
+
+/*
+ * the calling policies at enqueue.
+ *
+ * dialer.compliance_verdict() (above) decides every call again when it is
+ * claimed; this part lets enqueue_call and enqueue_calls apply, already when a call is
+ * written, the refusals of the policies that hold a ledger or count calls: consent
+ * missing or revoked, a silence after a refusal that still runs at run_at, a
+ * per-recipient cap already reached at run_at by the calls placed or in progress and
+ * those scheduled before it.  Such a call is stored as skipped, with the policy, rule and
+ * reason in its event and last_error.  Windows, blackouts and unknown zones are left to
+ * the claim (an unknown zone found here, while such a policy is consulted, is reported as
+ * well): they depend on when the call is really made, and deciding them per call at
+ * enqueue would cost every call of a campaign under a mere calling-hours policy (US-TCPA)
+ * a verdict.  The claim decides a cap again, and is what guarantees it: calls enqueued
+ * in one statement, or by sessions racing, cannot see each other here.
+ *
+ * Copyright (c) 2026, pg_dialer developers
+ */
+
+/*
+ * The refusal a call meets at enqueue, if any: NULL fields when none.  The verdict is
+ * computed (at run_at, the instant the call is for, counting the number's scheduled calls
+ * due before it toward a cap) only when a policy covering the number requires consent,
+ * keeps a silence after refusals or caps calls.
+ */
+CREATE FUNCTION dialer.enqueue_refusal(to_number text, run_at timestamptz, timezone text, campaign text,
+									   provider text, purpose text,
+									   OUT policy text, OUT rule text, OUT reason text, OUT timezones text[])
+LANGUAGE sql
+STABLE
+AS $$
+	SELECT v.policy, v.rule, v.reason, v.timezones
+	  FROM dialer.policies_covering(to_number, campaign, provider) a
+	 CROSS JOIN LATERAL dialer.compliance_verdict(to_number, run_at, timezone, campaign, provider, purpose,
+												  NULL, NULL, true) v
+	 WHERE EXISTS (SELECT 1 FROM dialer.calling_policies p
+				   WHERE p.name = ANY (a.names)
+					 AND (p.require_consent OR p.refusal_silence IS NOT NULL OR p.max_calls IS NOT NULL))
+	   AND v.decision = 'refuse' AND v.rule IN ('consent', 'refusal_silence', 'cap', 'unknown_timezone');
+$$;
+COMMENT ON FUNCTION dialer.enqueue_refusal(text, timestamptz, text, text, text, text) IS
+	'Internal: the calling-policy refusal a call meets at enqueue when a policy requiring consent, keeping a silence after refusals or capping calls covers it (consent, refusal_silence, cap counting the scheduled calls due before it, or unknown_timezone found on the way, at its run_at), as policy, rule, reason and zones; NULL fields when none';
+
+/*
+ * True when an enabled calling policy holds a ledger (requires consent, or keeps a
+ * silence after refusals) or caps calls per recipient: only then do enqueue_call and
+ * enqueue_calls look for a refusal at enqueue.  Read once per statement.
+ */
+CREATE FUNCTION dialer.ledger_policies_enabled()
+RETURNS boolean
+LANGUAGE sql
+STABLE
+AS $$
+	SELECT EXISTS (SELECT 1 FROM dialer.calling_policies p
+					WHERE p.enabled AND (p.require_consent OR p.refusal_silence IS NOT NULL OR p.max_calls IS NOT NULL));
+$$;
+COMMENT ON FUNCTION dialer.ledger_policies_enabled() IS
+	'Internal: true when an enabled calling policy requires consent, keeps a silence after refusals or caps calls (the policies enqueue consults)';
+
+/*
+ * A consent revoked (or changed, or removed) or a refusal recorded takes effect at
+ * once: the scheduled calls to those numbers that the ledger now refuses at the
+ * instant they are due (dialer.enqueue_refusal: consent, silence after a refusal)
+ * are skipped with the policy, rule and reason, as enqueue would have stored them
+ * (dialer.skip_scheduled_calls).
+ * The claim checks them again anyway; this is so that a revocation does not leave
+ * calls that will never be made looking scheduled.  A call the worker holds is
+ * waited for, and left alone once it is no longer scheduled.  One trigger per
+ * event, as transition tables require, all with the changed rows as "changed".
+ */
+CREATE FUNCTION dialer.ledger_changed()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, dialer, pg_temp
+AS $$
+BEGIN
+	PERFORM dialer.skip_scheduled_calls(
+				array_agg(c.id), array_agg(r.reason),
+				array_agg(dialer.policy_skip_detail(CASE TG_TABLE_NAME WHEN 'consents' THEN 'consent_changed'
+																ELSE 'refusal_recorded' END,
+													r.policy, r.rule, r.timezones, r.reason)))
+	   FROM dialer.scheduled_calls c
+	  CROSS JOIN LATERAL dialer.enqueue_refusal(c.to_number, greatest(c.next_attempt_at, now()), c.timezone,
+												c.campaign, c.provider, c.payload->>'purpose') r
+	  WHERE c.to_number IN (SELECT ch.number FROM changed ch)
+		AND c.status = 'scheduled'
+		AND r.rule IN ('consent', 'refusal_silence')
+	 HAVING count(*) > 0;
+	RETURN NULL;
+END;
+$$;
+COMMENT ON FUNCTION dialer.ledger_changed() IS
+	'Trigger: after a consent is revoked, changed or removed, or a refusal recorded, skips the scheduled calls to those numbers that the ledger now refuses (checked: consent_changed or refusal_recorded)';
+REVOKE ALL ON FUNCTION dialer.ledger_changed() FROM PUBLIC;
+
+CREATE TRIGGER consents_revoked AFTER UPDATE ON dialer.consents
+	REFERENCING NEW TABLE AS changed
+	FOR EACH STATEMENT EXECUTE FUNCTION dialer.ledger_changed();
+CREATE TRIGGER consents_removed AFTER DELETE ON dialer.consents
+	REFERENCING OLD TABLE AS changed
+	FOR EACH STATEMENT EXECUTE FUNCTION dialer.ledger_changed();
+CREATE TRIGGER refusals_recorded AFTER INSERT ON dialer.refusals
+	REFERENCING NEW TABLE AS changed
+	FOR EACH STATEMENT EXECUTE FUNCTION dialer.ledger_changed();
