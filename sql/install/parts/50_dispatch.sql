@@ -470,16 +470,15 @@ BEGIN
 		  FROM r
 		 WHERE a.call_id = r.call_id AND a.attempt = r.attempt
 	), cur AS (
-		-- each call of the batch by its key, and only so (the subquery is not flattened): as
-		-- a join, the plan read every call in progress through scheduled_calls_active_idx at
-		-- each batch, since the statistics say few calls are in progress, while they pile up
-		-- (W1: 20,000 calls dialing, no callbacks): each batch cost more than the one before.
-		-- Not locked here: move_calls moves a call only if it is still dispatching at this
-		-- attempt when its UPDATE holds the row (a callback that came first wins)
-		SELECT r.*, c.attempts - c.attempts_base < c.max_attempts AS may_retry
+		-- a retry needs the call's run (are attempts left?), the other outcomes nothing of it:
+		-- move_calls moves a call only while it is still dispatching at this attempt, when its
+		-- UPDATE holds the row (a callback that came first wins).  The call is read by its key
+		-- alone (OFFSET 0: as a join, the plan read every call in progress at each batch)
+		SELECT r.*, c.may_retry
 		  FROM r
-		 CROSS JOIN LATERAL (SELECT k.* FROM dialer.scheduled_calls k WHERE k.id = r.call_id OFFSET 0) c
-		 WHERE c.status = 'dispatching' AND c.attempts = r.attempt
+		  LEFT JOIN LATERAL (SELECT k.attempts - k.attempts_base < k.max_attempts AS may_retry
+							   FROM dialer.scheduled_calls k
+							  WHERE r.outcome = 'retry' AND k.id = r.call_id OFFSET 0) c ON true
 	), moves AS (
 		SELECT cur.*,
 			   CASE WHEN cur.outcome = 'accepted' THEN 'dialing'
