@@ -113,6 +113,19 @@ COMMENT ON FUNCTION dialer.call_machine_detection(jsonb, jsonb) IS
 	'Internal: the machine detection of a call: payload.machine_detection (none: none), else its provider''s; NULL for none';
 
 /*
+ * The names of the rules below, in their order: what dialer.machine_detection_refusal words.
+ */
+CREATE FUNCTION dialer.machine_detection_rules()
+RETURNS text[]
+LANGUAGE sql
+IMMUTABLE PARALLEL SAFE
+AS $$
+	SELECT '{machine_detection_kind,machine_detection,async_amd,machine_detection_setting,send_digits,machine_detection_off,machine_detection_send_digits,machine_detection_callback}'::text[];
+$$;
+COMMENT ON FUNCTION dialer.machine_detection_rules() IS
+	'Internal: the names of the rules of dialer.machine_detection_rule(), in their order';
+
+/*
  * The rules of machine detection for a call whose payload holds one of its keys: NULL when
  * they are kept, else the first broken, in this order:
  *   machine_detection_kind        the provider's kind takes none of the keys
@@ -157,7 +170,8 @@ COMMENT ON FUNCTION dialer.machine_detection_rule(jsonb, boolean, jsonb) IS
 /*
  * The error of a broken rule of dialer.machine_detection_rule(), as dialer.call_refusal
  * words every rule: the argument (the payload key), its value, what is accepted and how to
- * fix it.  provider and kind name the call's provider and its kind.
+ * fix it.  provider and kind name the call's provider and its kind.  No row for a rule that is
+ * not one of dialer.machine_detection_rules(): call_refusal asks it for every broken rule.
  */
 CREATE FUNCTION dialer.machine_detection_refusal(rule text, payload jsonb, provider text, kind text,
 												 provider_detection jsonb,
@@ -213,7 +227,8 @@ AS $$
 					   WHEN 'machine_detection_send_digits' THEN 'send_digits'
 					   WHEN 'machine_detection_callback' THEN 'async_amd'
 					   ELSE rule END AS key) k
-	  LEFT JOIN dialer.machine_detection_ranges() r ON r.setting = k.key;
+	  LEFT JOIN dialer.machine_detection_ranges() r ON r.setting = k.key
+	 WHERE rule = ANY (dialer.machine_detection_rules());
 $$;
 COMMENT ON FUNCTION dialer.machine_detection_refusal(text, jsonb, text, text, jsonb) IS
 	'Internal: the argument, value, detail and hint of the error for a broken rule of dialer.machine_detection_rule(), for dialer.call_refusal';

@@ -216,10 +216,7 @@ AS $$
 				   md.detail AS md_detail, md.hint AS md_hint
 			  FROM (SELECT dialer.call_rule($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) AS rule OFFSET 0) q
 			  -- the rules of machine detection are worded by their own home
-			  LEFT JOIN LATERAL dialer.machine_detection_refusal(q.rule, $4, $3, ($11).kind, $15) md
-					 ON q.rule = ANY (ARRAY['machine_detection_kind', 'machine_detection', 'async_amd', 'machine_detection_setting',
-											'send_digits', 'machine_detection_off', 'machine_detection_send_digits',
-											'machine_detection_callback'])
+			  LEFT JOIN LATERAL dialer.machine_detection_refusal(q.rule, $4, $3, ($11).kind, $15) md ON true
 			 WHERE q.rule IS NOT NULL) r
 $$;
 COMMENT ON FUNCTION dialer.call_refusal(text, timestamptz, text, jsonb, text, text, int, int, text, timestamptz, dialer.provider_kinds, text[], text, boolean, jsonb) IS
@@ -312,7 +309,9 @@ BEGIN
 		-- held until commit, as a foreign key's check would: the provider cannot be deleted
 		-- or renamed under the new call (dialer.providers_keep_calls)
 		SELECT k AS kind, p.from_number, p.allowed_hosts, p.twiml_url,
-			   dialer.provider_detection(p.machine_detection, p.async_amd, p.status_callback_url) AS detection
+			   -- read by the rules only for a payload with a detection key
+			   CASE WHEN payload ?| dialer.machine_detection_keys()
+					THEN dialer.provider_detection(p.machine_detection, p.async_amd, p.status_callback_url) END AS detection
 		  FROM dialer.providers p JOIN dialer.provider_kinds k ON k.kind = p.kind
 		 WHERE p.name = provider
 		   FOR KEY SHARE OF p
